@@ -1,0 +1,132 @@
+"""Element-wise activations and softmax.
+
+Each activation has a forward  y = f(x)  and a backward  dx = dy * f'(x)  (element-wise),
+except softmax, whose backward is the full Jacobian-vector product over the last axis:
+
+    y = softmax(x),   dx_i = sum_j dy_j * dy_j/dx_i = y_i * (dy_i - sum_j dy_j * y_j)
+
+For training a classifier, put no softmax at the end and use the fused
+``loss="cross_entropy"``: it is faster and numerically safer. This layer is here so that the
+softmax backward can be read and checked on its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import erf, expit
+
+from .base import Layer
+
+SQRT_2 = np.sqrt(2.0)
+SQRT_2PI = np.sqrt(2.0 * np.pi)
+
+
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def relu_backward(x, y, dy):
+    return dy * (x > 0)  # derivative taken as 0 at x == 0
+
+
+def leaky_relu(x, slope=0.01):
+    return np.where(x > 0, x, slope * x)
+
+
+def leaky_relu_backward(x, y, dy, slope=0.01):
+    return dy * np.where(x > 0, 1, slope).astype(dy.dtype)
+
+
+def sigmoid(x):
+    return expit(x)  # 1 / (1 + exp(-x)) without overflow for large |x|
+
+
+def sigmoid_backward(x, y, dy):
+    return dy * y * (1 - y)  # s'(x) = s(x) (1 - s(x))
+
+
+def tanh(x):
+    return np.tanh(x)
+
+
+def tanh_backward(x, y, dy):
+    return dy * (1 - y * y)  # tanh'(x) = 1 - tanh(x)^2
+
+
+def gelu(x):
+    # exact GELU: x * Phi(x), Phi the standard normal CDF
+    return x * 0.5 * (1 + erf(x / SQRT_2))
+
+
+def gelu_backward(x, y, dy):
+    # d/dx [x Phi(x)] = Phi(x) + x phi(x),  phi(x) = exp(-x^2/2) / sqrt(2 pi)
+    cdf = 0.5 * (1 + erf(x / SQRT_2))
+    pdf = np.exp(-0.5 * x * x) / SQRT_2PI
+    return dy * (cdf + x * pdf)
+
+
+def softmax(x):
+    shifted = x - x.max(axis=-1, keepdims=True)  # log-sum-exp shift: exp never overflows
+    exps = np.exp(shifted)
+    return exps / exps.sum(axis=-1, keepdims=True)
+
+
+def softmax_backward(x, y, dy):
+    # Jacobian-vector product: dx = y * (dy - <dy, y>) along the last axis
+    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+
+def linear(x):
+    return x
+
+
+def linear_backward(x, y, dy):
+    return dy
+
+
+ACTIVATIONS = {
+    "relu": (relu, relu_backward),
+    "leaky_relu": (leaky_relu, leaky_relu_backward),
+    "sigmoid": (sigmoid, sigmoid_backward),
+    "tanh": (tanh, tanh_backward),
+    "gelu": (gelu, gelu_backward),
+    "softmax": (softmax, softmax_backward),
+    "linear": (linear, linear_backward),
+}
+
+
+def check_activation_name(name, layer_name: str) -> str:
+    if name is None:
+        return "linear"
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise ValueError(
+            f"{layer_name}: unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}"
+        )
+    return name
+
+
+class Activation(Layer):
+    """Apply an activation function element-wise (softmax: over the last axis).
+
+    Shapes: x (N, ...) -> y (N, ...), same shape. No parameters.
+    Forward:  y = f(x).   Backward: dx = dy * f'(x)  (softmax: Jacobian-vector product).
+    """
+
+    def __init__(self, activation: str = "relu", name: str | None = None):
+        super().__init__(name=name)
+        self.activation = check_activation_name(activation, self.name)
+
+    def forward(self, x, training=False):
+        x = self.check_input(x)
+        function, _ = ACTIVATIONS[self.activation]
+        y = function(x).astype(self.dtype, copy=False)
+        self.cache = {"x": x, "y": y}
+        return y
+
+    def backward(self, dy):
+        dy = self.check_output_grad(dy, self.cache["y"].shape if self.cache else ())
+        _, derivative = ACTIVATIONS[self.activation]
+        return derivative(self.cache["x"], self.cache["y"], dy).astype(self.dtype, copy=False)
+
+    def get_config(self):
+        return {"activation": self.activation, **super().get_config()}

@@ -1,0 +1,182 @@
+"""The layer contract every scratchnet layer follows.
+
+A layer is a small object with two passes::
+
+    y  = layer.forward(x, training=False)   # caches what backward needs
+    dx = layer.backward(dy)                  # fills layer.grads, returns dL/dx
+
+* Data is channels-last: a batch of images is ``(N, H, W, C)``, a batch of vectors ``(N, D)``.
+* ``build(input_shape)`` creates the parameters from the shape of ONE sample (no batch axis).
+* ``params`` and ``grads`` are dicts with the same keys and shapes.
+* ``backward`` computes gradients only. It never changes a parameter: updating is the
+  optimizer's job. That is what makes a numerical gradient check possible.
+* ``output_shape(input_shape)`` is pure arithmetic on one sample's shape.
+
+To write your own layer, subclass :class:`Layer` and implement ``forward``, ``backward``,
+``output_shape`` and (if it has weights) ``init_params``. Then check it with
+``scratchnet.gradcheck.check_layer``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+
+def _snake_case(class_name: str) -> str:
+    """'MaxPool2D' -> 'max_pool2d', 'Dense' -> 'dense'."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", class_name).lower()
+
+
+class Layer:
+    """Base class of every layer.
+
+    Attributes
+    ----------
+    name : str
+        Used in error messages, ``summary()`` and saved weight files.
+    params : dict[str, ndarray]
+        Trainable arrays, e.g. ``{"W": (D_in, D_out), "b": (D_out,)}``.
+    grads : dict[str, ndarray]
+        ``dL/dparam`` for every key of ``params``, filled by ``backward``.
+    buffers : dict[str, ndarray]
+        Non-trainable state that is saved with the model (e.g. running means).
+    opt_state : dict
+        The optimizer's per-parameter state (moments, step count). Lives on the layer so a
+        pickled model resumes training exactly.
+    cache : dict
+        What ``forward`` keeps for ``backward``. Never saved.
+    input_shape : tuple[int, ...] | None
+        Shape of one input sample, set by ``build``.
+    dtype : numpy.dtype
+        Dtype of the parameters and of every array the layer computes.
+    """
+
+    def __init__(self, name: str | None = None):
+        self.name = name if name is not None else _snake_case(type(self).__name__)
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.opt_state: dict = {}
+        self.cache: dict = {}
+        self.input_shape: tuple[int, ...] | None = None
+        self.dtype = np.dtype("float32")
+        self.built = False
+
+    # ----------------------------------------------------------------- building
+    def build(self, input_shape, rng: np.random.Generator | None = None, dtype="float32"):
+        """Create the parameters for samples of shape ``input_shape`` (no batch axis).
+
+        Returns the output shape of one sample.
+        """
+        input_shape = self._validate_shape(input_shape)
+        self.dtype = np.dtype(dtype)
+        if self.dtype.kind != "f":
+            raise TypeError(f"{self.name}: dtype must be a floating type, got {self.dtype}")
+        output_shape = self.output_shape(input_shape)  # raises early on impossible shapes
+        rng = rng if rng is not None else np.random.default_rng()
+        self.input_shape = input_shape
+        new_params = self.init_params(input_shape, rng)
+        self.params = {key: np.asarray(value, dtype=self.dtype) for key, value in new_params.items()}
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self.buffers = {key: np.asarray(value, dtype=self.dtype) for key, value in self.buffers.items()}
+        self.opt_state = {}
+        self.cache = {}
+        self.built = True
+        return output_shape
+
+    def init_params(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> dict:
+        """Return the initial parameters. Layers without weights keep this default."""
+        return {}
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one output sample for one input sample of ``input_shape``."""
+        return tuple(input_shape)
+
+    # ------------------------------------------------------------------ passes
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x, training)")
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(dy)")
+
+    # ------------------------------------------------------------------ checks
+    def _validate_shape(self, input_shape) -> tuple[int, ...]:
+        try:
+            shape = tuple(int(size) for size in input_shape)
+        except TypeError:
+            raise TypeError(
+                f"{self.name}: input_shape must be a tuple of ints for one sample "
+                f"(no batch axis), got {input_shape!r}"
+            ) from None
+        if any(size < 1 for size in shape):
+            raise ValueError(f"{self.name}: every size in input_shape must be >= 1, got {shape}")
+        return shape
+
+    def check_input(self, x) -> np.ndarray:
+        """Validate a batch against the built input shape; return it in the layer's dtype.
+
+        Every built-in ``forward`` starts with this line, so a wrong shape fails here with
+        a message naming the layer, not deep inside a matrix product.
+        """
+        if not self.built:
+            raise RuntimeError(
+                f"{self.name}: layer is not built; call build(input_shape) first "
+                "or put it in a Sequential model with an input_shape"
+            )
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"{self.name}: expected a numeric array, got dtype {x.dtype}")
+        if x.ndim != 1 + len(self.input_shape) or x.shape[1:] != self.input_shape:
+            expected = ", ".join(["N", *map(str, self.input_shape)])
+            raise ValueError(f"{self.name}: expected input of shape ({expected}), got {x.shape}")
+        return x.astype(self.dtype, copy=False)
+
+    def check_output_grad(self, dy, expected_shape: tuple[int, ...]) -> np.ndarray:
+        """Validate ``dy`` against the shape ``forward`` produced; return it in our dtype."""
+        if not self.cache:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        dy = np.asarray(dy)
+        if dy.shape != tuple(expected_shape):
+            raise ValueError(
+                f"{self.name}: backward expected dy of shape {tuple(expected_shape)} "
+                f"(the shape forward returned), got {dy.shape}"
+            )
+        return dy.astype(self.dtype, copy=False)
+
+    # ----------------------------------------------------------------- utility
+    def astype(self, dtype) -> "Layer":
+        """Cast parameters, gradients, buffers and optimizer moments to ``dtype`` in place."""
+        self.dtype = np.dtype(dtype)
+        for store in (self.params, self.grads, self.buffers):
+            for key, value in store.items():
+                store[key] = value.astype(self.dtype)
+        for state in self.opt_state.values():
+            for key, value in state.items():
+                if isinstance(value, np.ndarray):
+                    state[key] = value.astype(self.dtype)
+        self.cache = {}
+        return self
+
+    def count_params(self) -> int:
+        return int(sum(value.size for value in self.params.values()))
+
+    def get_config(self) -> dict:
+        """Constructor arguments, enough to rebuild an untrained copy: ``type(l)(**config)``."""
+        return {"name": self.name}
+
+    def zero_grads(self) -> None:
+        for value in self.grads.values():
+            value.fill(0)
+
+    def __getstate__(self):
+        # Forward caches (inputs, argmax indices, patch matrices) are never pickled:
+        # a saved model is the size of its parameters and optimizer state.
+        state = self.__dict__.copy()
+        state["cache"] = {}
+        return state
+
+    def __repr__(self) -> str:
+        config = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+        return f"{type(self).__name__}({config})"

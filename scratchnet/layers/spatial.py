@@ -1,0 +1,93 @@
+"""Shape arithmetic shared by convolution and pooling layers (channels-last, (N, H, W, C)).
+
+Along one spatial axis, with input size ``in``, total padding ``p`` (before + after), kernel
+size ``k``, stride ``s`` and dilation ``d``, the kernel covers ``d*(k-1) + 1`` input cells and
+
+    out = floor((in + p - d*(k-1) - 1) / s) + 1
+
+``padding="same"`` asks for ``out = ceil(in / s)``; the total padding that gives it is
+``max((out - 1)*s + d*(k-1) + 1 - in, 0)``, split with the odd cell at the bottom/right
+(as Keras and TensorFlow do).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+
+def as_pair(value, what: str, layer_name: str) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints >= 1, returned as a pair."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise ValueError(f"{layer_name}: {what} must be an int or an (h, w) pair of ints, got {value!r}")
+    if min(pair) < 1:
+        raise ValueError(f"{layer_name}: {what} must be >= 1, got {value!r}")
+    return pair
+
+
+def check_padding_option(padding, layer_name: str):
+    """Validate a padding option at construction time; return it in a canonical form.
+
+    Accepted: "valid", "same", an int p, an (ph, pw) pair, or ((top, bottom), (left, right)).
+    Numeric forms come back as ((top, bottom), (left, right)).
+    """
+    if isinstance(padding, str):
+        if padding.lower() in ("valid", "same"):
+            return padding.lower()
+        raise ValueError(f"{layer_name}: padding must be 'valid', 'same', an int or "
+                         f"((top, bottom), (left, right)), got {padding!r}")
+
+    def is_size(v):
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
+
+    if is_size(padding):
+        return ((int(padding), int(padding)), (int(padding), int(padding)))
+    if isinstance(padding, (tuple, list)) and len(padding) == 2:
+        if all(is_size(v) for v in padding):
+            return ((int(padding[0]), int(padding[0])), (int(padding[1]), int(padding[1])))
+        if all(isinstance(p, (tuple, list)) and len(p) == 2 and all(is_size(v) for v in p)
+               for p in padding):
+            return tuple((int(p[0]), int(p[1])) for p in padding)
+    raise ValueError(f"{layer_name}: padding must be 'valid', 'same', a non-negative int, an "
+                     f"(h, w) pair or ((top, bottom), (left, right)), got {padding!r}")
+
+
+def resolve_padding(padding, input_hw, kernel_hw, stride_hw, dilation_hw=(1, 1)):
+    """The ((top, bottom), (left, right)) padding that ``padding`` means for this input."""
+    if padding == "valid":
+        return ((0, 0), (0, 0))
+    if padding == "same":
+        pads = []
+        for size, k, s, d in zip(input_hw, kernel_hw, stride_hw, dilation_hw):
+            out = -(-size // s)  # ceil(size / s)
+            total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
+            pads.append((total // 2, total - total // 2))  # odd cell at the bottom / right
+        return tuple(pads)
+    return padding
+
+
+def conv_output_hw(layer_name, input_hw, kernel_hw, stride_hw, dilation_hw, pads):
+    """Output (H, W); raises if the (dilated) kernel does not fit in the padded input."""
+    out = []
+    for axis, size, k, s, d, (before, after) in zip(("height", "width"), input_hw, kernel_hw,
+                                                     stride_hw, dilation_hw, pads):
+        span = d * (k - 1) + 1  # input cells one window covers
+        padded = size + before + after
+        if span > padded:
+            raise ValueError(
+                f"{layer_name}: window of {span} cells along {axis} (kernel {k}, dilation {d}) "
+                f"is larger than the padded input ({size} + {before} + {after} = {padded})")
+        out.append((padded - span) // s + 1)
+    return tuple(out)
+
+
+def check_image_shape(input_shape, layer_name: str) -> tuple[int, int, int]:
+    """One sample must be (H, W, C)."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{layer_name}: expected samples of shape (H, W, C) (batch shape "
+                         f"(N, H, W, C)), got {tuple(input_shape)}")
+    return tuple(input_shape)

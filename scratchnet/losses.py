@@ -1,0 +1,160 @@
+"""Losses computed from logits (the raw output of the last layer).
+
+Every loss has ``forward(logits, y) -> float`` (the mean over the batch) and
+``backward() -> dlogits`` with the shape of ``logits``. Fusing the final activation into the
+loss gives a simple gradient and avoids overflow and log(0):
+
+softmax cross-entropy, labels k (or one-hot / probability rows t):
+    L = mean_n [ logsumexp(z_n) - z_n[k_n] ]       dz = (softmax(z) - t) / N
+mean squared error:
+    L = mean over all elements of (z - t)^2         dz = 2 (z - t) / z.size
+binary cross-entropy with logits, targets t in [0, 1]:
+    L = mean of max(z, 0) - z t + log(1 + exp(-|z|))     dz = (sigmoid(z) - t) / z.size
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, log_softmax
+
+from .layers.activations import softmax
+
+
+class Loss:
+    name = "loss"
+    has_accuracy = False
+
+    def __init__(self):
+        self.cache: dict = {}
+
+    def forward(self, logits: np.ndarray, y: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def backward(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def accuracy(self, logits: np.ndarray, y: np.ndarray) -> float | None:
+        return None
+
+    def _check_logits(self, logits) -> np.ndarray:
+        logits = np.asarray(logits)
+        if logits.ndim < 1 or logits.dtype.kind != "f":
+            raise ValueError(f"{self.name}: expected floating logits (N, ...), got "
+                             f"shape {logits.shape} dtype {logits.dtype}")
+        return logits
+
+    def __getstate__(self):
+        return {**self.__dict__, "cache": {}}
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class CrossEntropy(Loss):
+    """Softmax cross-entropy on logits (N, K); labels as ints (N,) or rows (N, K)."""
+
+    name = "cross_entropy"
+    has_accuracy = True
+
+    def targets(self, logits: np.ndarray, y) -> np.ndarray:
+        """Return targets as a (N, K) probability matrix in the logits' dtype."""
+        y = np.asarray(y)
+        n, k = logits.shape
+        if y.ndim == 1:
+            if y.shape[0] != n:
+                raise ValueError(f"{self.name}: expected {n} labels, got {y.shape[0]}")
+            if y.dtype.kind not in "iu" and not np.all(np.mod(y, 1) == 0):
+                raise ValueError(f"{self.name}: integer class labels expected, got dtype {y.dtype}")
+            labels = y.astype(np.int64)
+            if labels.size and (labels.min() < 0 or labels.max() >= k):
+                raise ValueError(f"{self.name}: labels must be in [0, {k - 1}] for {k} logits, "
+                                 f"got values from {labels.min()} to {labels.max()}")
+            one_hot = np.zeros((n, k), dtype=logits.dtype)
+            one_hot[np.arange(n), labels] = 1
+            return one_hot
+        if y.shape != (n, k):
+            raise ValueError(f"{self.name}: expected labels of shape ({n},) or ({n}, {k}), got {y.shape}")
+        return y.astype(logits.dtype, copy=False)
+
+    def forward(self, logits, y):
+        logits = self._check_logits(logits)
+        if logits.ndim != 2:
+            raise ValueError(f"{self.name}: expected logits of shape (N, classes), got {logits.shape}")
+        t = self.targets(logits, y)
+        log_probs = log_softmax(logits, axis=1)  # z - logsumexp(z), shifted: no overflow, no log(0)
+        self.cache = {"logits": logits, "t": t}
+        return float(-(t * log_probs).sum() / logits.shape[0])
+
+    def backward(self):
+        logits, t = self.cache["logits"], self.cache["t"]
+        return ((softmax(logits) - t) / logits.shape[0]).astype(logits.dtype, copy=False)
+
+    def accuracy(self, logits, y):
+        y = np.asarray(y)
+        labels = y if y.ndim == 1 else y.argmax(axis=1)
+        return float(np.mean(logits.argmax(axis=1) == labels))
+
+
+class MeanSquaredError(Loss):
+    """Mean of (z - t)^2 over every element; t has the shape of the logits."""
+
+    name = "mse"
+
+    def forward(self, logits, y):
+        logits = self._check_logits(logits)
+        t = np.asarray(y, dtype=logits.dtype)
+        if t.shape != logits.shape:
+            raise ValueError(f"{self.name}: expected targets of shape {logits.shape}, got {t.shape}")
+        diff = logits - t
+        self.cache = {"diff": diff}
+        return float(np.mean(diff * diff))
+
+    def backward(self):
+        diff = self.cache["diff"]
+        return 2 * diff / diff.size
+
+
+class BinaryCrossEntropy(Loss):
+    """Sigmoid cross-entropy on logits; targets in [0, 1] with the shape of the logits.
+
+    A (N,) target vector for (N, 1) logits is accepted.
+    """
+
+    name = "binary_cross_entropy"
+    has_accuracy = True
+
+    def _targets(self, logits, y):
+        t = np.asarray(y, dtype=logits.dtype)
+        if t.shape != logits.shape and t.reshape(-1).shape == logits.reshape(-1).shape and logits.ndim == 2:
+            t = t.reshape(logits.shape)
+        if t.shape != logits.shape:
+            raise ValueError(f"{self.name}: expected targets of shape {logits.shape}, got {t.shape}")
+        return t
+
+    def forward(self, logits, y):
+        logits = self._check_logits(logits)
+        t = self._targets(logits, y)
+        # log(1 + exp(-|z|)) never overflows; max(z, 0) - z t completes the stable form
+        elementwise = np.maximum(logits, 0) - logits * t + np.log1p(np.exp(-np.abs(logits)))
+        self.cache = {"logits": logits, "t": t}
+        return float(np.mean(elementwise))
+
+    def backward(self):
+        logits, t = self.cache["logits"], self.cache["t"]
+        return ((expit(logits) - t) / logits.size).astype(logits.dtype, copy=False)
+
+    def accuracy(self, logits, y):
+        t = self._targets(logits, y)
+        return float(np.mean((logits > 0) == (t > 0.5)))
+
+
+LOSSES = {"cross_entropy": CrossEntropy, "mse": MeanSquaredError,
+          "binary_cross_entropy": BinaryCrossEntropy}
+
+
+def get_loss(loss) -> Loss:
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str) and loss in LOSSES:
+        return LOSSES[loss]()
+    raise ValueError(f"unknown loss {loss!r}; expected a Loss or one of {', '.join(LOSSES)}")

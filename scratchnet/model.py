@@ -1,0 +1,327 @@
+"""Sequential: a stack of layers trained with a fused loss and a per-layer optimizer.
+
+One training step on a batch (x, y)::
+
+    logits = forward(x)                  # every layer in order, caching for backward
+    loss   = loss.forward(logits, y)
+    d      = loss.backward()             # dL/dlogits
+    d      = layer.backward(d)           # every layer in reverse: fills layer.grads
+    optimizer.step(layers)               # the only place parameters change
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .layers.base import Layer
+from .losses import get_loss
+from .optimizers import get_optimizer
+from .progress import ProgressBar
+
+
+class History:
+    """Per-epoch metrics returned by ``fit``: ``history["loss"]``, ``history["val_accuracy"]``..."""
+
+    def __init__(self):
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def append(self, epoch: int, metrics: dict) -> None:
+        self.epoch.append(epoch)
+        for key, value in metrics.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __contains__(self, key):
+        return key in self.history
+
+    def to_dict(self) -> dict:
+        return {"epoch": list(self.epoch), **{key: list(values) for key, values in self.history.items()}}
+
+    def __repr__(self):
+        return f"History({self.to_dict()})"
+
+
+class Sequential:
+    """A linear stack of layers.
+
+    Parameters
+    ----------
+    layers : list of Layer, optional
+    input_shape : tuple, optional
+        Shape of one sample, e.g. ``(28, 28, 1)``. Without it the model builds from the first
+        batch it sees.
+    seed : int, optional
+        Seeds weight initialisation, shuffling and any layer randomness. Same seed and same
+        data give bitwise-identical weights and history.
+    dtype : "float32" (default, fast) or "float64" (exact)
+    check_numerics : bool
+        If True, every input batch is checked for NaN and inf.
+    """
+
+    def __init__(self, layers=None, input_shape=None, seed=None, dtype="float32",
+                 check_numerics=False, name="sequential"):
+        self.name = name
+        self.layers: list[Layer] = []
+        self.input_shape = tuple(int(size) for size in input_shape) if input_shape is not None else None
+        self.seed = seed
+        self.dtype = np.dtype(dtype)
+        if self.dtype.kind != "f":
+            raise TypeError(f"{self.name}: dtype must be a floating type, got {self.dtype}")
+        self.check_numerics = bool(check_numerics)
+        self.rng = np.random.default_rng(seed)
+        self.optimizer = None
+        self.loss = None
+        self.built = False
+        self.epochs_trained = 0
+        for layer in layers or []:
+            self.add(layer)
+
+    # ------------------------------------------------------------------ building
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}: add() expects a Layer, got {type(layer).__name__}")
+        used = {existing.name for existing in self.layers}
+        if layer.name in used:
+            base, k = layer.name, 1
+            while f"{base}_{k}" in used:
+                k += 1
+            layer.name = f"{base}_{k}"
+        if self.built:
+            layer.build(self.output_shape, rng=self.rng, dtype=self.dtype)
+        self.layers.append(layer)
+
+    def build(self, input_shape=None) -> "Sequential":
+        """Build every layer in order from the shape of one sample."""
+        if input_shape is not None:
+            self.input_shape = tuple(int(size) for size in input_shape)
+        if self.input_shape is None:
+            raise ValueError(f"{self.name}: no input_shape; pass Sequential(input_shape=...) or build(shape)")
+        if not self.layers:
+            raise ValueError(f"{self.name}: the model has no layers")
+        shape = self.input_shape
+        for layer in self.layers:
+            shape = layer.build(shape, rng=self.rng, dtype=self.dtype)
+        self.built = True
+        return self
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        shape = self.input_shape
+        for layer in self.layers:
+            shape = layer.output_shape(shape)
+        return shape
+
+    def compile(self, optimizer="adam", loss="cross_entropy") -> "Sequential":
+        self.optimizer = get_optimizer(optimizer)
+        self.loss = get_loss(loss)
+        return self
+
+    # ------------------------------------------------------------------ checks
+    def _prepare_input(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"{self.name}: expected a numeric input array, got dtype {x.dtype}")
+        if not self.built:
+            self.build(x.shape[1:] if self.input_shape is None else None)
+        if x.ndim != 1 + len(self.input_shape) or x.shape[1:] != self.input_shape:
+            expected = ", ".join(["N", *map(str, self.input_shape)])
+            raise ValueError(f"{self.name}: expected input of shape ({expected}), got {x.shape}")
+        if self.check_numerics and not np.all(np.isfinite(x)):
+            raise ValueError(f"{self.name}: input contains NaN or inf "
+                             f"({int(np.sum(~np.isfinite(x)))} values)")
+        return x.astype(self.dtype, copy=False)
+
+    def _check_targets(self, x, y) -> np.ndarray:
+        y = np.asarray(y)
+        if y.ndim == 0 or len(y) != len(x):
+            raise ValueError(f"{self.name}: got {len(x)} inputs but {y.shape} targets")
+        return y
+
+    def _require_compiled(self):
+        if self.loss is None or self.optimizer is None:
+            raise RuntimeError(f"{self.name}: call compile(optimizer, loss) before training")
+
+    # ------------------------------------------------------------------ passes
+    def forward(self, x, training=False) -> np.ndarray:
+        out = self._prepare_input(x)
+        for layer in self.layers:
+            out = layer.forward(out, training=training)
+        return out
+
+    def backward(self, dout) -> np.ndarray:
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return dout
+
+    def train_step(self, x, y) -> tuple[float, np.ndarray]:
+        """One step of forward, loss, backward and update. Returns (loss, logits)."""
+        self._require_compiled()
+        logits = self.forward(x, training=True)
+        loss = self.loss.forward(logits, y)
+        self.backward(self.loss.backward())
+        self.optimizer.step(self.layers)
+        return loss, logits
+
+    # ------------------------------------------------------------------ training
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True,
+            verbose=1) -> History:
+        self._require_compiled()
+        x = self._prepare_input(x)
+        y = self._check_targets(x, y)
+        if batch_size < 1 or epochs < 0:
+            raise ValueError(f"{self.name}: batch_size must be >= 1 and epochs >= 0")
+        history = History()
+        n_samples = len(x)
+        n_steps = math.ceil(n_samples / batch_size)
+        for epoch in range(epochs):
+            order = self.rng.permutation(n_samples) if shuffle else np.arange(n_samples)
+            bar = ProgressBar(n_steps, f"Epoch {epoch + 1}/{epochs}") if verbose else None
+            loss_sum, correct_sum, seen = 0.0, 0.0, 0
+            for step in range(n_steps):
+                batch = order[step * batch_size:(step + 1) * batch_size]
+                loss, logits = self.train_step(x[batch], y[batch])
+                loss_sum += loss * len(batch)
+                accuracy = self.loss.accuracy(logits, y[batch])
+                correct_sum += (accuracy or 0.0) * len(batch)
+                seen += len(batch)
+                metrics = {"loss": loss_sum / seen}
+                if self.loss.has_accuracy:
+                    metrics["accuracy"] = correct_sum / seen
+                if bar:
+                    bar.update(step + 1, metrics)
+            if validation_data is not None:
+                val = self.evaluate(*validation_data)
+                metrics.update({f"val_{key}": value for key, value in val.items()})
+            self.epochs_trained += 1
+            history.append(self.epochs_trained, metrics)
+            if bar:
+                bar.close(metrics)
+        return history
+
+    def evaluate(self, x, y, batch_size=256) -> dict:
+        """Mean loss (and accuracy for classification losses) over (x, y), in inference mode."""
+        if self.loss is None:
+            raise RuntimeError(f"{self.name}: call compile(optimizer, loss) before evaluate")
+        x = self._prepare_input(x)
+        y = self._check_targets(x, y)
+        loss_sum, correct_sum = 0.0, 0.0
+        for start in range(0, len(x), batch_size):
+            logits = self.forward(x[start:start + batch_size])
+            targets = y[start:start + batch_size]
+            loss_sum += self.loss.forward(logits, targets) * len(logits)
+            correct_sum += (self.loss.accuracy(logits, targets) or 0.0) * len(logits)
+        results = {"loss": loss_sum / len(x)}
+        if self.loss.has_accuracy:
+            results["accuracy"] = correct_sum / len(x)
+        return results
+
+    def predict(self, x, batch_size=256) -> np.ndarray:
+        """Output of the last layer (logits if the model ends without softmax)."""
+        x = self._prepare_input(x)
+        outputs = [self.forward(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+        if not outputs:
+            return np.zeros((0, *self.output_shape), dtype=self.dtype)
+        return np.concatenate(outputs)
+
+    # ------------------------------------------------------------------ inspection
+    def count_params(self) -> int:
+        return sum(layer.count_params() for layer in self.layers)
+
+    def summary_text(self) -> str:
+        if not self.built:
+            if self.input_shape is None:
+                raise ValueError(f"{self.name}: build the model (give input_shape) before summary()")
+            self.build()
+        rows = [("Layer (type)", "Output shape", "Params")]
+        shape = self.input_shape
+        for layer in self.layers:
+            shape = layer.output_shape(shape)
+            rows.append((f"{layer.name} ({type(layer).__name__})", str((None, *shape)),
+                         f"{layer.count_params():,}"))
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        rule = "-" * (sum(widths) + 6)
+        lines = [f'Model "{self.name}"  input {(None, *self.input_shape)}  dtype {self.dtype}', rule]
+        for i, row in enumerate(rows):
+            lines.append(f"{row[0]:<{widths[0]}}   {row[1]:<{widths[1]}}   {row[2]:>{widths[2]}}")
+            if i == 0:
+                lines.append(rule)
+        lines += [rule, f"Total params: {self.count_params():,}", f"Trainable params: {self.count_params():,}"]
+        return "\n".join(lines)
+
+    def summary(self) -> None:
+        """Print one row per layer: name, output shape, parameter count; then the totals."""
+        print(self.summary_text())
+
+    def astype(self, dtype) -> "Sequential":
+        """Cast every layer (params, grads, optimizer moments) to ``dtype`` in place."""
+        self.dtype = np.dtype(dtype)
+        for layer in self.layers:
+            layer.astype(self.dtype)
+        return self
+
+    # ------------------------------------------------------------------ weights
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Every parameter and buffer as ``{"layer_name/param_name": array}``."""
+        weights = {}
+        for layer in self.layers:
+            for store in (layer.params, layer.buffers):
+                for key, value in store.items():
+                    weights[f"{layer.name}/{key}"] = value
+        return weights
+
+    def set_weights(self, weights: dict) -> None:
+        """Copy arrays in by name; checks every name and shape before changing anything."""
+        if not self.built:
+            self.build()
+        own = self.get_weights()
+        missing = sorted(set(own) - set(weights))
+        unexpected = sorted(set(weights) - set(own))
+        if missing or unexpected:
+            raise ValueError(f"{self.name}: weights do not match the model: missing {missing}, "
+                             f"unexpected {unexpected}")
+        for key, value in weights.items():
+            if np.shape(value) != own[key].shape:
+                layer_name, param = key.split("/", 1)
+                raise ValueError(f"{layer_name}: parameter {param!r} has shape {own[key].shape} "
+                                 f"in the model but {np.shape(value)} in the weights")
+        for layer in self.layers:
+            for store in (layer.params, layer.buffers):
+                for key in store:
+                    store[key][...] = weights[f"{layer.name}/{key}"]
+
+    def save(self, path) -> None:
+        """Save architecture, weights, optimizer state and RNG state (see scratchnet.load)."""
+        from .serialization import save_model
+        save_model(self, path)
+
+    def save_weights(self, path) -> None:
+        """Save only the weights, as a pickle-free .npz file."""
+        from .serialization import save_weights
+        save_weights(self, path)
+
+    def load_weights(self, path) -> None:
+        from .serialization import load_weights
+        load_weights(self, path)
+
+    def __getstate__(self):
+        # The shuffling generator is saved as its plain state dict (ints and strings), so the
+        # restricted loader needs no NumPy random internals and resume stays exact.
+        state = self.__dict__.copy()
+        state["rng"] = self.rng.bit_generator.state
+        return state
+
+    def __setstate__(self, state):
+        rng_state = state.pop("rng")
+        self.__dict__.update(state)
+        self.rng = np.random.default_rng()
+        if rng_state.get("bit_generator") != type(self.rng.bit_generator).__name__:
+            raise ValueError(f"{self.name}: unknown random generator {rng_state.get('bit_generator')!r}")
+        self.rng.bit_generator.state = rng_state
+
+    def __repr__(self):
+        return f"Sequential({len(self.layers)} layers, input_shape={self.input_shape}, dtype={self.dtype})"
