@@ -250,7 +250,8 @@ class Sequential:
             lines.append(f"{row[0]:<{widths[0]}}   {row[1]:<{widths[1]}}   {row[2]:>{widths[2]}}")
             if i == 0:
                 lines.append(rule)
-        lines += [rule, f"Total params: {self.count_params():,}", f"Trainable params: {self.count_params():,}"]
+        total = self.count_params()
+        lines += [rule, f"Total params: {total:,}", f"Trainable params: {total:,}"]
         return "\n".join(lines)
 
     def summary(self) -> None:

@@ -1,0 +1,89 @@
+"""The gradient checker itself: it must pass right layers and catch wrong ones."""
+
+import numpy as np
+import pytest
+
+from scratchnet.gradcheck import TOLERANCE, check_layer, gradient_error, numerical_gradient
+from scratchnet.layers import Dense, Layer
+
+
+def test_numerical_gradient_of_a_known_function(rng):
+    x = rng.normal(size=(3, 4))
+    numeric = numerical_gradient(lambda v: float(np.sum(v ** 3)), x)
+    np.testing.assert_allclose(numeric, 3 * x ** 2, rtol=1e-8, atol=1e-9)
+
+
+def test_numerical_gradient_restores_its_input(rng):
+    x = rng.normal(size=5)
+    copy = x.copy()
+    numerical_gradient(lambda v: float(np.sum(np.sin(v))), x)
+    np.testing.assert_array_equal(x, copy)
+
+
+def test_numerical_gradient_wants_float64():
+    with pytest.raises(TypeError, match="float64"):
+        numerical_gradient(lambda v: 0.0, np.zeros(3, dtype=np.float32))
+
+
+def test_gradient_error_is_relative_to_the_array_scale():
+    assert gradient_error(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0
+    assert gradient_error(np.array([100.0, 1e-9]), np.array([100.0, 2e-9])) == pytest.approx(1e-11)
+    assert gradient_error(np.array([1.0]), np.array([1.1])) == pytest.approx(0.1 / 1.1)
+
+
+class ScaledSquare(Layer):
+    """y = scale * x^2 with a learnable scale; the backward can be made wrong on purpose."""
+
+    def __init__(self, bug=None):
+        super().__init__()
+        self.bug = bug
+
+    def init_params(self, input_shape, rng):
+        return {"scale": rng.normal(size=input_shape)}
+
+    def forward(self, x, training=False):
+        x = self.check_input(x)
+        self.cache = {"x": x}
+        return self.params["scale"] * x * x
+
+    def backward(self, dy):
+        x = self.cache["x"]
+        self.grads["scale"] = (dy * x * x).sum(axis=0)
+        if self.bug == "param":
+            self.grads["scale"] = self.grads["scale"] * 1.001   # 0.1% off: still caught
+        dx = 2 * self.params["scale"] * x * dy
+        return dx if self.bug != "input" else x * dy           # forgot the chain rule
+
+
+def test_correct_student_layer_passes():
+    report = check_layer(ScaledSquare(), (4,))
+    assert report.passed
+    assert report.max_error < 1e-8
+    assert "PASSED" in str(report) and "scale" in str(report)
+
+
+@pytest.mark.parametrize("bug, failing", [("input", "input"), ("param", "scale")])
+def test_wrong_backward_is_caught(bug, failing):
+    report = check_layer(ScaledSquare(bug=bug), (4,))
+    assert not report.passed
+    assert report.errors()[failing] > TOLERANCE
+    text = str(report)
+    assert "FAIL" in text and "FAILED" in text
+    with pytest.raises(AssertionError, match="gradient check failed"):
+        report.assert_passed()
+
+
+def test_check_layer_leaves_the_original_alone(rng):
+    layer = Dense(3)
+    layer.build((2,), rng=rng)            # float32
+    before = layer.params["W"].copy()
+    report = check_layer(layer, rng.normal(size=(2, 2)))
+    assert report.passed
+    assert layer.dtype == np.float32 and layer.params["W"].dtype == np.float32
+    np.testing.assert_array_equal(layer.params["W"], before)
+
+
+def test_check_layer_samples_large_arrays(rng):
+    report = check_layer(Dense(40), (50,), max_elements=25)
+    assert report.passed
+    assert report.rows[1].shape == (50, 40)

@@ -1,0 +1,115 @@
+"""Losses from logits: hand-worked values, gradients, stability, label errors, PyTorch."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scratchnet.gradcheck import check_loss
+from scratchnet.losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError, get_loss
+
+
+def test_cross_entropy_hand_worked():
+    # softmax([1, 2, 3])[2] = e^3 / (e + e^2 + e^3);  L = -log of that = log(1 + e^-1 + e^-2)
+    loss = CrossEntropy().forward(np.array([[1.0, 2.0, 3.0]]), np.array([2]))
+    assert loss == pytest.approx(math.log(1 + math.exp(-1) + math.exp(-2)), rel=1e-15)
+    # dL/dz = softmax(z) - onehot
+    expected = np.array([math.exp(1), math.exp(2), math.exp(3)]) / (math.exp(1) + math.exp(2) + math.exp(3))
+    expected[2] -= 1
+    np.testing.assert_allclose(CrossEntropy_backward([[1.0, 2.0, 3.0]], [2]), [expected], rtol=1e-14)
+
+
+def CrossEntropy_backward(logits, labels):
+    loss = CrossEntropy()
+    loss.forward(np.array(logits), np.array(labels))
+    return loss.backward()
+
+
+def test_cross_entropy_one_hot_equals_integer_labels(rng):
+    logits = rng.normal(size=(6, 4))
+    labels = rng.integers(0, 4, size=6)
+    one_hot = np.eye(4)[labels]
+    a, b = CrossEntropy(), CrossEntropy()
+    assert a.forward(logits, labels) == pytest.approx(b.forward(logits, one_hot), rel=1e-15)
+    np.testing.assert_allclose(a.backward(), b.backward(), rtol=1e-15)
+
+
+def test_mse_and_bce_hand_worked():
+    # mean of (0.5-1)^2, (2-0)^2 = (0.25 + 4) / 2
+    assert MeanSquaredError().forward(np.array([[0.5, 2.0]]), np.array([[1.0, 0.0]])) == 2.125
+    # BCE(z=0, t=1) = log 2; BCE(z=2, t=0) = log(1 + e^2)
+    value = BinaryCrossEntropy().forward(np.array([[0.0, 2.0]]), np.array([[1.0, 0.0]]))
+    assert value == pytest.approx((math.log(2) + math.log(1 + math.exp(2))) / 2, rel=1e-15)
+
+
+@pytest.mark.parametrize("magnitude", [1e2, 1e4, 1e8])
+def test_losses_are_stable_for_huge_logits(magnitude):
+    logits = np.array([[magnitude, -magnitude, 0.0]])
+    ce = CrossEntropy()
+    assert ce.forward(logits, np.array([0])) == 0.0
+    assert ce.forward(logits, np.array([1])) == pytest.approx(2 * magnitude, rel=1e-12)
+    assert np.all(np.isfinite(ce.backward()))
+    bce = BinaryCrossEntropy()
+    value = bce.forward(logits, np.array([[1.0, 1.0, 1.0]]))
+    assert value == pytest.approx((0 + magnitude + math.log(2)) / 3, rel=1e-12)
+    assert np.all(np.isfinite(bce.backward()))
+    # float32 logits too
+    assert np.isfinite(CrossEntropy().forward(logits.astype("float32"), np.array([1])))
+
+
+@given(batch=st.integers(1, 5), classes=st.integers(2, 6), seed=st.integers(0, 999),
+       one_hot=st.booleans())
+def test_cross_entropy_gradient(batch, classes, seed, one_hot):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=3, size=(batch, classes))
+    labels = rng.integers(0, classes, size=batch)
+    targets = np.eye(classes)[labels] if one_hot else labels
+    assert check_loss(CrossEntropy(), logits, targets).passed
+
+
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple), seed=st.integers(0, 999))
+def test_mse_and_bce_gradients(shape, seed):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=2, size=shape)
+    assert check_loss(MeanSquaredError(), logits, rng.normal(size=shape)).passed
+    assert check_loss(BinaryCrossEntropy(), logits, rng.uniform(size=shape)).passed
+
+
+def test_label_errors_name_the_loss():
+    with pytest.raises(ValueError, match=r"cross_entropy: labels must be in \[0, 2\]"):
+        CrossEntropy().forward(np.zeros((2, 3)), np.array([0, 3]))
+    with pytest.raises(ValueError, match="cross_entropy: expected 2 labels, got 3"):
+        CrossEntropy().forward(np.zeros((2, 3)), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="mse: expected targets of shape"):
+        MeanSquaredError().forward(np.zeros((2, 3)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        get_loss("hinge")
+
+
+def test_accuracy():
+    logits = np.array([[2.0, 1.0], [0.0, 3.0], [5.0, 1.0]])
+    assert CrossEntropy().accuracy(logits, np.array([0, 1, 1])) == pytest.approx(2 / 3)
+    assert BinaryCrossEntropy().accuracy(np.array([[1.0], [-1.0]]), np.array([1, 1])) == 0.5
+
+
+@pytest.mark.torch
+def test_losses_match_torch(rng):
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    logits = rng.normal(scale=4, size=(5, 3))
+    labels = rng.integers(0, 3, size=5)
+    targets = rng.uniform(size=(5, 3))
+    cases = [
+        (CrossEntropy(), labels, lambda z: functional.cross_entropy(z, torch.tensor(labels))),
+        (MeanSquaredError(), targets, lambda z: functional.mse_loss(z, torch.tensor(targets))),
+        (BinaryCrossEntropy(), targets,
+         lambda z: functional.binary_cross_entropy_with_logits(z, torch.tensor(targets))),
+    ]
+    for loss, y, torch_loss in cases:
+        z = torch.tensor(logits, requires_grad=True)
+        value = torch_loss(z)
+        value.backward()
+        assert loss.forward(logits, y) == pytest.approx(value.item(), rel=1e-13)
+        np.testing.assert_allclose(loss.backward(), z.grad.numpy(), rtol=1e-12, atol=1e-15)

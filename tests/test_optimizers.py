@@ -1,0 +1,138 @@
+"""Adam and SGD: hand-worked steps, per-layer state, schedules, PyTorch."""
+
+import math
+
+import numpy as np
+import pytest
+
+from scratchnet.layers import Dense
+from scratchnet.optimizers import SGD, Adam, CosineDecay, ExponentialDecay, StepDecay, get_optimizer
+
+
+def one_param_layer(values):
+    """A Dense(1) layer without bias whose weight column is ``values`` (float64)."""
+    layer = Dense(1, use_bias=False)
+    layer.build((len(values),), dtype="float64")
+    layer.params["W"][:, 0] = values
+    return layer
+
+
+def test_adam_two_steps_hand_worked():
+    layer = one_param_layer([1.0, -2.0])
+    adam = Adam(lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8)
+    grads = [(0.5, -1.0), (0.1, 0.3)]
+    expected = []
+    for p, g1, g2 in zip([1.0, -2.0], grads[0], grads[1]):
+        # step 1: m = 0.1 g1, v = 0.001 g1^2; bias-corrected m_hat = g1, v_hat = g1^2
+        m, v = 0.1 * g1, 0.001 * g1 ** 2
+        p = p - 0.1 * (m / 0.1) / (math.sqrt(v / 0.001) + 1e-8)
+        # step 2
+        m, v = 0.9 * m + 0.1 * g2, 0.999 * v + 0.001 * g2 ** 2
+        m_hat, v_hat = m / (1 - 0.9 ** 2), v / (1 - 0.999 ** 2)
+        expected.append(p - 0.1 * m_hat / (math.sqrt(v_hat) + 1e-8))
+    for g in grads:
+        layer.grads["W"][:, 0] = g
+        adam.step([layer])
+    np.testing.assert_allclose(layer.params["W"][:, 0], expected, rtol=0, atol=1e-12)
+    # worked on paper for the first weight: p1 = 1 - 0.1 * 0.5 / 0.5 = 0.9;
+    # m = 0.055, v = 0.00025975, m_hat = 0.28947, v_hat = 0.12994, p2 = 0.9 - 0.1 * 0.80304
+    assert expected[0] == pytest.approx(0.819696, abs=1e-6)
+    assert layer.opt_state["W"]["t"] == 2
+
+
+def test_sgd_momentum_and_nesterov_hand_worked():
+    for nesterov in (False, True):
+        layer = one_param_layer([1.0])
+        sgd = SGD(lr=0.5, momentum=0.9, nesterov=nesterov)
+        layer.grads["W"][0, 0] = 2.0
+        sgd.step([layer])   # buf = 2;  step = 2 + 0.9*2 (Nesterov) or 2
+        layer.grads["W"][0, 0] = 1.0
+        sgd.step([layer])   # buf = 0.9*2 + 1 = 2.8;  step = 1 + 0.9*2.8 or 2.8
+        if nesterov:
+            expected = 1.0 - 0.5 * (2 + 1.8) - 0.5 * (1 + 0.9 * 2.8)
+        else:
+            expected = 1.0 - 0.5 * 2 - 0.5 * 2.8
+        assert layer.params["W"][0, 0] == pytest.approx(expected, abs=1e-14)
+
+
+def test_weight_decay_is_added_to_the_gradient():
+    layer = one_param_layer([2.0])
+    layer.grads["W"][0, 0] = 0.0
+    SGD(lr=0.1, weight_decay=0.5).step([layer])  # g = 0 + 0.5 * 2 = 1
+    assert layer.params["W"][0, 0] == pytest.approx(1.9, abs=1e-15)
+
+
+def test_state_is_per_layer_and_per_parameter(rng):
+    a, b = Dense(2), Dense(3)
+    a.build((4,), rng=rng)
+    b.build((2,), rng=rng)
+    for layer in (a, b):
+        for key in layer.grads:
+            layer.grads[key] = np.ones_like(layer.params[key])
+    Adam().step([a, b])
+    for layer in (a, b):
+        assert set(layer.opt_state) == {"W", "b"}
+        for key, state in layer.opt_state.items():
+            assert state["m"].shape == layer.params[key].shape
+            assert state["m"].dtype == np.float32
+            assert state["t"] == 1
+
+
+def test_float32_parameters_stay_float32(rng):
+    layer = Dense(2)
+    layer.build((3,), rng=rng)
+    layer.grads = {key: np.ones_like(value) for key, value in layer.params.items()}
+    for optimizer in (Adam(weight_decay=0.1), SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.1)):
+        optimizer.step([layer])
+        assert all(value.dtype == np.float32 for value in layer.params.values())
+
+
+def test_schedules():
+    assert StepDecay(1.0, factor=0.5, every=10)(25) == 0.25
+    assert ExponentialDecay(1.0, rate=0.5, decay_steps=2)(4) == pytest.approx(0.25)
+    cosine = CosineDecay(1.0, total_steps=100, final=0.1)
+    assert cosine(0) == 1.0 and cosine(100) == pytest.approx(0.1) and cosine(500) == pytest.approx(0.1)
+    assert cosine(50) == pytest.approx(0.55)
+    optimizer = SGD(lr=StepDecay(1.0, factor=0.1, every=1))
+    layer = one_param_layer([0.0])
+    layer.grads["W"][0, 0] = 1.0
+    optimizer.step([layer])
+    optimizer.step([layer])  # lr 1.0 then 0.1
+    assert layer.params["W"][0, 0] == pytest.approx(-1.1, abs=1e-15)
+    assert optimizer.lr == pytest.approx(0.01)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="learning rate must be > 0"):
+        Adam(lr=0)
+    with pytest.raises(ValueError, match="nesterov=True needs momentum"):
+        SGD(0.1, nesterov=True)
+    with pytest.raises(ValueError, match="unknown optimizer 'adagrad'"):
+        get_optimizer("adagrad")
+    with pytest.raises(TypeError, match="lr must be"):
+        Adam(lr="fast")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("make_pair", [
+    lambda torch, p: (Adam(lr=0.01, weight_decay=0.01), torch.optim.Adam(p, lr=0.01, weight_decay=0.01)),
+    lambda torch, p: (SGD(0.1, momentum=0.9), torch.optim.SGD(p, lr=0.1, momentum=0.9)),
+    lambda torch, p: (SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.001),
+                      torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.001)),
+])
+def test_optimizers_match_torch(make_pair, rng):
+    torch = pytest.importorskip("torch")
+    layer = Dense(3)
+    layer.build((4,), rng=rng, dtype="float64")
+    layer.params["b"][...] = rng.normal(size=3)
+    torch_params = [torch.tensor(layer.params[key].copy(), requires_grad=True) for key in ("W", "b")]
+    ours, theirs = make_pair(torch, torch_params)
+    for _ in range(5):
+        for key, torch_param in zip(("W", "b"), torch_params):
+            grad = rng.normal(size=layer.params[key].shape)
+            layer.grads[key] = grad
+            torch_param.grad = torch.tensor(grad)
+        ours.step([layer])
+        theirs.step()
+    for key, torch_param in zip(("W", "b"), torch_params):
+        np.testing.assert_allclose(layer.params[key], torch_param.detach().numpy(), rtol=1e-12, atol=1e-14)
