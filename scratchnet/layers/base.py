@@ -26,7 +26,7 @@ import numpy as np
 
 def _snake_case(class_name: str) -> str:
     """'MaxPool2D' -> 'max_pool2d', 'Dense' -> 'dense'."""
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", class_name).lower()
+    return re.sub(r"(?<=[a-z])([A-Z])", r"_\1", class_name).lower()
 
 
 class Layer:
