@@ -1,0 +1,371 @@
+"""Conv2D: both backends against a nested-loop reference, each other, gradcheck and PyTorch."""
+
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scratchnet.gradcheck import check_layer
+from scratchnet.kernels import im2col as im2col_kernels
+from scratchnet.layers import Conv2D
+
+BACKENDS = ["im2col", "scipy"]
+
+
+# ---------------------------------------------------------------- nested-loop reference
+def pad_numeric(x, pads):
+    """Zero-pad (N, H, W, C) by ((top, bottom), (left, right))."""
+    return np.pad(x, ((0, 0), *pads, (0, 0)))
+
+
+def loop_conv2d(x, W, b, stride, dilation, pads):
+    """y[n, oh, ow, f] = b[f] + sum_{i, j, c} xp[n, s*oh + d*i, s*ow + d*j, c] W[i, j, c, f]."""
+    xp = pad_numeric(x, pads)
+    n_samples, height, width, channels = xp.shape
+    kh, kw, _, filters = W.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    oh = (height - dh * (kh - 1) - 1) // sh + 1
+    ow = (width - dw * (kw - 1) - 1) // sw + 1
+    y = np.zeros((n_samples, oh, ow, filters))
+    for n in range(n_samples):
+        for r in range(oh):
+            for q in range(ow):
+                for f in range(filters):
+                    total = b[f]
+                    for i in range(kh):
+                        for j in range(kw):
+                            for c in range(channels):
+                                total += xp[n, sh * r + dh * i, sw * q + dw * j, c] * W[i, j, c, f]
+                    y[n, r, q, f] = total
+    return y
+
+
+def loop_conv2d_backward(x, W, dy, stride, dilation, pads):
+    """The same loops run backwards: every product x * W in the forward sends dy * W to x and
+    dy * x to W (the chain rule, one term at a time)."""
+    xp = pad_numeric(x, pads)
+    n_samples, height, width, channels = xp.shape
+    kh, kw, _, filters = W.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    _, oh, ow, _ = dy.shape
+    dxp, dW = np.zeros_like(xp), np.zeros_like(W)
+    for n in range(n_samples):
+        for r in range(oh):
+            for q in range(ow):
+                for f in range(filters):
+                    for i in range(kh):
+                        for j in range(kw):
+                            for c in range(channels):
+                                a, bb = sh * r + dh * i, sw * q + dw * j
+                                dxp[n, a, bb, c] += dy[n, r, q, f] * W[i, j, c, f]
+                                dW[i, j, c, f] += dy[n, r, q, f] * xp[n, a, bb, c]
+    (top, bottom), (left, right) = pads
+    dx = dxp[:, top:height - bottom, left:width - right, :]
+    return dx, dW, dy.sum(axis=(0, 1, 2))
+
+
+def built_layer(input_shape, backend, seed=0, dtype="float64", **kwargs):
+    layer = Conv2D(backend=backend, **kwargs)
+    layer.build(input_shape, rng=np.random.default_rng(seed), dtype=dtype)
+    if "b" in layer.params:  # a zero bias would hide a wrong bias path
+        layer.params["b"][:] = np.random.default_rng(seed + 1).standard_normal(layer.filters)
+    return layer
+
+
+def run(layer, x, dy_seed=7):
+    y = layer.forward(x)
+    dy = np.random.default_rng(dy_seed).standard_normal(y.shape)
+    dx = layer.backward(dy)
+    return y, dy, dx, {key: value.copy() for key, value in layer.grads.items()}
+
+
+# Hand-picked configurations naming the blind spots.
+CONFIGS = {
+    "valid_3x3": dict(filters=3, kernel_size=3),
+    "overlapping_windows_same": dict(filters=2, kernel_size=3, padding="same"),
+    "stride2_same_odd_pad_bottom_right": dict(filters=2, kernel_size=3, stride=2, padding="same"),
+    "dilation2": dict(filters=2, kernel_size=3, dilation=2, padding=1),
+    "non_square_kernel_and_stride": dict(filters=3, kernel_size=(2, 3), stride=(1, 2)),
+    "asymmetric_padding": dict(filters=2, kernel_size=(3, 2), padding=((2, 0), (1, 3))),
+    "ragged_edges_stride_gt_kernel": dict(filters=2, kernel_size=2, stride=3),
+    "everything_non_square": dict(filters=2, kernel_size=(3, 2), stride=(2, 1), dilation=(1, 2),
+                                  padding=((0, 1), (2, 1)), use_bias=False),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("channels", [1, 4])  # 1: the few-channel im2col path; 4: offset-GEMM
+@pytest.mark.parametrize("config_name", sorted(CONFIGS))
+def test_matches_nested_loop_reference(config_name, channels, backend):
+    config = CONFIGS[config_name]
+    layer = built_layer((7, 8, channels), backend, **config)
+    x = np.random.default_rng(3).standard_normal((2, 7, 8, channels))
+    y, dy, dx, grads = run(layer, x)
+    pads = layer.pads_for((7, 8))
+    b = layer.params.get("b", np.zeros(layer.filters))
+    np.testing.assert_allclose(y, loop_conv2d(x, layer.params["W"], b, layer.stride, layer.dilation, pads),
+                               rtol=0, atol=1e-12)
+    dx_ref, dW_ref, db_ref = loop_conv2d_backward(x, layer.params["W"], dy, layer.stride,
+                                                  layer.dilation, pads)
+    np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(grads["W"], dW_ref, rtol=0, atol=1e-12)
+    if layer.use_bias:
+        np.testing.assert_allclose(grads["b"], db_ref, rtol=0, atol=1e-12)
+    else:
+        assert "b" not in layer.params and "b" not in grads
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ragged_edge_cells_get_zero_input_gradient(backend):
+    # kernel 2, stride 3 on 6 cells: windows cover 0-1 and 3-4; cells 2 and 5 are never read
+    layer = built_layer((6, 6, 2), backend, filters=2, kernel_size=2, stride=3)
+    _, _, dx, _ = run(layer, np.random.default_rng(0).standard_normal((2, 6, 6, 2)))
+    for cell in (2, 5):
+        assert np.all(dx[:, cell, :, :] == 0) and np.all(dx[:, :, cell, :] == 0)
+    assert np.all(dx[:, :2, :2, :] != 0)
+
+
+# ------------------------------------------------------------- backends agree (hypothesis)
+@st.composite
+def conv_configs(draw):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    form = draw(st.sampled_from(["valid", "same", "int", "pair_of_pairs"]))
+    if form in ("valid", "same"):
+        padding = form
+        pad_h = pad_w = 0
+    elif form == "int":
+        padding = draw(st.integers(0, 2))
+        pad_h = pad_w = 2 * padding
+    else:
+        padding = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+        pad_h, pad_w = sum(padding[0]), sum(padding[1])
+    # only configurations where the dilated kernel fits the padded input ("same" always fits)
+    span_h, span_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    height = draw(st.integers(max(1, span_h - pad_h), max(1, span_h - pad_h) + 4))
+    width = draw(st.integers(max(1, span_w - pad_w), max(1, span_w - pad_w) + 4))
+    channels = draw(st.integers(1, 5))  # both im2col layouts (few channels: <= 3)
+    return dict(batch=draw(st.integers(1, 3)), input_shape=(height, width, channels),
+                layer=dict(filters=draw(st.integers(1, 4)), kernel_size=(kh, kw), stride=stride,
+                           dilation=dilation, padding=padding, use_bias=draw(st.booleans())))
+
+
+@given(config=conv_configs(), seed=st.integers(0, 2**16))
+def test_backends_agree_on_outputs_and_all_gradients(config, seed):
+    fast = built_layer(config["input_shape"], "im2col", seed=seed, **config["layer"])
+    x = np.random.default_rng(seed).standard_normal((config["batch"], *config["input_shape"]))
+    y_fast, dy, dx_fast, grads_fast = run(fast, x, dy_seed=seed)
+    fast.backend = "scipy"  # same layer, same weights
+    y_ref, _, dx_ref, grads_ref = run(fast, x, dy_seed=seed)
+    assert y_fast.shape == (config["batch"], *fast.output_shape(config["input_shape"]))
+    np.testing.assert_allclose(y_fast, y_ref, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(dx_fast, dx_ref, rtol=0, atol=1e-10)
+    assert dx_fast.shape == x.shape
+    assert grads_fast.keys() == grads_ref.keys() == fast.params.keys()
+    for key in grads_fast:
+        np.testing.assert_allclose(grads_fast[key], grads_ref[key], rtol=0, atol=1e-10)
+
+
+# ---------------------------------------------------------------------- gradient check
+GRADCHECK_CONFIGS = [
+    ((6, 7, 2), dict(filters=3, kernel_size=3, stride=2, padding="same")),
+    ((7, 7, 4), dict(filters=2, kernel_size=3, dilation=2)),
+    ((5, 6, 3), dict(filters=2, kernel_size=(3, 1), padding=((1, 2), (0, 1)))),
+    ((6, 5, 5), dict(filters=2, kernel_size=(1, 2), stride=(2, 1), dilation=(1, 2), padding=1)),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("input_shape, config", GRADCHECK_CONFIGS)
+def test_gradcheck(backend, input_shape, config):
+    report = check_layer(Conv2D(backend=backend, **config), input_shape, batch_size=2)
+    assert report.passed, str(report)
+    assert {row.name for row in report.rows} == {"input", "W", "b"}
+
+
+# ---------------------------------------------------------------------------- PyTorch
+@pytest.mark.torch
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("input_shape, config", [
+    ((9, 8, 3), dict(filters=4, kernel_size=(3, 2), stride=(2, 1), dilation=(1, 2),
+                     padding=((2, 0), (1, 3)))),
+    ((10, 10, 5), dict(filters=3, kernel_size=3, stride=2, padding="same")),
+    ((8, 9, 2), dict(filters=2, kernel_size=(2, 3), dilation=2, padding=1)),
+])
+def test_matches_pytorch(backend, input_shape, config):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    layer = built_layer(input_shape, backend, **config)
+    x = np.random.default_rng(5).standard_normal((3, *input_shape))
+    y, dy, dx, grads = run(layer, x)
+
+    (top, bottom), (left, right) = layer.pads_for(input_shape[:2])
+    x_t = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)           # NCHW
+    w_t = torch.tensor(layer.params["W"].transpose(3, 2, 0, 1), requires_grad=True)  # (F, C, kh, kw)
+    b_t = torch.tensor(layer.params["b"], requires_grad=True)
+    y_t = F.conv2d(F.pad(x_t, (left, right, top, bottom)), w_t, b_t,
+                   stride=layer.stride, dilation=layer.dilation)
+    y_t.backward(torch.tensor(dy.transpose(0, 3, 1, 2)))
+    np.testing.assert_allclose(y, y_t.detach().numpy().transpose(0, 2, 3, 1), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dx, x_t.grad.numpy().transpose(0, 2, 3, 1), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(grads["W"], w_t.grad.numpy().transpose(2, 3, 1, 0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(grads["b"], b_t.grad.numpy(), rtol=0, atol=1e-12)
+
+
+# ------------------------------------------------------------------------ output shape
+@given(size=st.integers(1, 20), k=st.integers(1, 4), s=st.integers(1, 4), d=st.integers(1, 3),
+       pad=st.integers(0, 3))
+def test_output_shape_formula(size, k, s, d, pad):
+    span = d * (k - 1) + 1
+    layer = Conv2D(2, (k, 1), stride=(s, 1), dilation=(d, 1), padding=((pad, 0), (0, 0)))
+    if size + pad < span:
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            layer.output_shape((size, 3, 1))
+        return
+    assert layer.output_shape((size, 3, 1)) == ((size + pad - d * (k - 1) - 1) // s + 1, 3, 2)
+
+
+@given(size=st.integers(1, 20), k=st.integers(1, 5), s=st.integers(1, 4), d=st.integers(1, 2))
+def test_same_padding_gives_ceil_of_input_over_stride(size, k, s, d):
+    layer = Conv2D(1, k, stride=s, dilation=d, padding="same")
+    assert layer.output_shape((size, size, 1)) == (-(-size // s), -(-size // s), 1)
+    (top, bottom), _ = layer.pads_for((size, size))
+    assert bottom - top in (0, 1)  # the odd cell goes to the bottom
+
+
+def test_same_padding_hand_examples():
+    assert Conv2D(1, 3, stride=2, padding="same").pads_for((6, 5)) == ((0, 1), (1, 1))
+    assert Conv2D(1, 3, stride=2, padding="same").output_shape((6, 5, 1)) == (3, 3, 1)
+    assert Conv2D(1, 4, padding="same").pads_for((5, 5)) == ((1, 2), (1, 2))
+    assert Conv2D(1, 1, stride=3, padding="same").output_shape((7, 7, 1)) == (3, 3, 1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_padding_extra_row_is_bottom_right_by_hand(backend):
+    # 2x2 kernel of ones, "same": total padding 1 per axis, all of it at the bottom/right,
+    # so y[r, q] = x[r, q] + x[r, q+1] + x[r+1, q] + x[r+1, q+1] with zeros past the edge.
+    layer = Conv2D(1, 2, padding="same", backend=backend)
+    layer.build((4, 4, 1), dtype="float64")
+    layer.params["W"][:] = 1.0
+    x = np.arange(16.0).reshape(1, 4, 4, 1)
+    y = layer.forward(x)[0, :, :, 0]
+    assert y.shape == (4, 4)
+    assert y[0, 0] == 0 + 1 + 4 + 5
+    assert y[0, 3] == 3 + 7       # right column padded
+    assert y[3, 0] == 12 + 13     # bottom row padded
+    assert y[3, 3] == 15          # corner: only x itself
+    dx = layer.backward(np.ones((1, 4, 4, 1)))[0, :, :, 0]
+    # x[0, 0] is read by one window only; an interior cell by four
+    assert dx[0, 0] == 1 and dx[1, 1] == 4 and dx[3, 3] == 4
+
+
+# ---------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(filters=0, kernel_size=3), "filters must be a positive int, got 0"),
+    (dict(filters=2.5, kernel_size=3), "filters must be a positive int, got 2.5"),
+    (dict(filters=True, kernel_size=3), "filters must be a positive int"),
+    (dict(filters=2, kernel_size=0), "kernel_size must be >= 1, got 0"),
+    (dict(filters=2, kernel_size=3, stride=0), "stride must be >= 1, got 0"),
+    (dict(filters=2, kernel_size=3, stride=(1, -1)), r"stride must be >= 1, got \(1, -1\)"),
+    (dict(filters=2, kernel_size=3, dilation=0), "dilation must be >= 1, got 0"),
+    (dict(filters=2, kernel_size=3, padding="full"), "padding must be"),
+    (dict(filters=2, kernel_size=3, backend="cuda"), "unknown backend 'cuda'.*'im2col', 'scipy'"),
+    (dict(filters=2, kernel_size=3, kernel_initializer="ones"), "unknown initializer 'ones'"),
+])
+def test_constructor_errors_name_the_layer(kwargs, message):
+    with pytest.raises(ValueError, match=f"my_conv: {message}"):
+        Conv2D(name="my_conv", **kwargs)
+
+
+def test_input_errors_name_the_layer_and_the_numbers():
+    layer = Conv2D(2, 3, name="c1")
+    layer.build((8, 8, 3))
+    with pytest.raises(ValueError, match=r"c1: expected a 4-D input \(N, H, W, 3\), got 3-D"):
+        layer.forward(np.zeros((8, 8, 3)))
+    with pytest.raises(ValueError, match="c1: built for 3 input channels, got 1"):
+        layer.forward(np.zeros((2, 8, 8, 1)))
+    with pytest.raises(ValueError, match=r"c1: window of 3 cells along height .* \(2 \+ 0 \+ 0 = 2\)"):
+        layer.forward(np.zeros((2, 2, 8, 3)))
+    with pytest.raises(ValueError, match=r"c1: window of 5 cells along width \(kernel 3, dilation 2\)"):
+        Conv2D(2, 3, dilation=2, name="c1").build((8, 4, 3))
+    with pytest.raises(ValueError, match=r"c1: expected samples of shape \(H, W, C\)"):
+        Conv2D(2, 3, name="c1").build((8, 8))
+    with pytest.raises(ValueError, match="c1: backward expected dy of shape"):
+        layer.forward(np.zeros((2, 8, 8, 3)))
+        layer.backward(np.zeros((2, 8, 8, 2)))
+    with pytest.raises(ValueError, match="c1: unknown backend 'fast'"):
+        layer.backend = "fast"
+    assert layer.backend == "im2col"
+
+
+# --------------------------------------------------------------- dtype, switching, pickle
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("channels", [2, 5])
+def test_float32_layer_stays_float32(backend, channels):
+    layer = built_layer((6, 6, channels), backend, dtype="float32", filters=3, kernel_size=3,
+                        stride=2, padding="same")
+    x = np.random.default_rng(0).standard_normal((2, 6, 6, channels))  # float64 input
+    y = layer.forward(x)
+    dx = layer.backward(np.ones(y.shape))  # float64 dy
+    assert y.dtype == dx.dtype == np.float32
+    assert layer.grads["W"].dtype == layer.grads["b"].dtype == np.float32
+    cached = [value for value in layer.cache.values() if isinstance(value, np.ndarray)]
+    assert cached and all(value.dtype == np.float32 for value in cached)
+
+
+def test_switching_backend_keeps_weights_and_numbers():
+    layer = built_layer((6, 7, 3), "im2col", filters=4, kernel_size=(3, 2), stride=2, padding="same")
+    weights = {key: value.copy() for key, value in layer.params.items()}
+    x = np.random.default_rng(1).standard_normal((2, 6, 7, 3))
+    y_fast, _, dx_fast, grads_fast = run(layer, x)
+    layer.backend = "scipy"
+    for key in weights:
+        np.testing.assert_array_equal(layer.params[key], weights[key])
+    y_ref, _, dx_ref, grads_ref = run(layer, x)
+    np.testing.assert_allclose(y_ref, y_fast, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dx_ref, dx_fast, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(grads_ref["W"], grads_fast["W"], rtol=0, atol=1e-12)
+    assert layer.get_config()["backend"] == "scipy"
+
+
+def test_pickle_after_forward_drops_the_cache():
+    layer = built_layer((16, 16, 8), "im2col", filters=4, kernel_size=3, padding="same")
+    layer.forward(np.ones((8, 16, 16, 8)))
+    assert layer.cache["cols"].nbytes > 100_000
+    data = pickle.dumps(layer)
+    assert len(data) < 20_000  # the weights (3*3*8*4 + 4 floats), not the patch matrix
+    copy = pickle.loads(data)
+    assert copy.cache == {} and copy.backend == "im2col"
+    np.testing.assert_array_equal(copy.params["W"], layer.params["W"])
+    x = np.ones((1, 16, 16, 8))
+    np.testing.assert_array_equal(copy.forward(x), layer.forward(x))
+
+
+def test_get_config_rebuilds_the_layer():
+    layer = Conv2D(5, (3, 2), stride=(2, 1), padding=((1, 0), (2, 2)), dilation=2, use_bias=False,
+                   kernel_initializer="he_normal", backend="scipy", name="conv_x")
+    config = layer.get_config()
+    assert config == {"filters": 5, "kernel_size": (3, 2), "stride": (2, 1),
+                      "padding": ((1, 0), (2, 2)), "dilation": (2, 2), "use_bias": False,
+                      "kernel_initializer": "he_normal", "backend": "scipy", "name": "conv_x"}
+    assert Conv2D(**config).get_config() == config
+    assert Conv2D(1, 3, padding="SAME").get_config()["padding"] == "same"
+
+
+def test_build_creates_weights_of_the_documented_shapes():
+    layer = Conv2D(6, (5, 3))
+    assert layer.build((28, 28, 1)) == (24, 26, 6)
+    assert layer.params["W"].shape == (5, 3, 1, 6) and layer.params["b"].shape == (6,)
+    assert layer.params["W"].dtype == np.float32 and np.all(layer.params["b"] == 0)
+    assert layer.count_params() == 5 * 3 * 6 + 6
+
+
+def test_im2col_patch_view_reads_the_right_cells():
+    x = np.arange(2 * 7 * 6 * 3, dtype=np.float64).reshape(2, 7, 6, 3)
+    patches = im2col_kernels.patch_view(x, (2, 3), stride=(2, 1), dilation=(3, 1))
+    assert patches.shape == (2, 2, 4, 2, 3, 3)
+    n, r, q, i, j = 1, 1, 2, 1, 2
+    np.testing.assert_array_equal(patches[n, r, q, i, j], x[n, 2 * r + 3 * i, q + j])
