@@ -12,13 +12,17 @@ softmax backward can be read and checked on its own.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.special import erf, expit
 
 from .base import Layer
 
-SQRT_2 = np.sqrt(2.0)
-SQRT_2PI = np.sqrt(2.0 * np.pi)
+# Python floats, not NumPy scalars: NumPy 2 promotes float32 / np.float64 to float64, but a
+# Python float takes the array's dtype, so a float32 model stays float32.
+SQRT_2 = math.sqrt(2.0)
+SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
 def relu(x):

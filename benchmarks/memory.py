@@ -1,0 +1,67 @@
+"""Memory of one scratchnet training step, measured with tracemalloc.
+
+NumPy reports its array buffers to tracemalloc, so the traced peak covers every array a step
+allocates. We report
+
+* the peak of one whole step above what was allocated before it (caches of the previous step
+  are replaced during the step, so this includes the new caches and every temporary), and
+* the phase (one layer's forward or backward, the loss, the optimizer) whose own peak above its
+  starting point is largest: its size bounds the largest temporary of the step from above.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import networks
+
+
+def _traced(function):
+    """(result, peak bytes above the allocation level at the start) of ``function()``."""
+    tracemalloc.reset_peak()
+    before = tracemalloc.get_traced_memory()[0]
+    result = function()
+    return result, tracemalloc.get_traced_memory()[1] - before
+
+
+def step_phases(model, x, labels):
+    """Run one train_step phase by phase; return [(phase name, peak bytes above its start)]."""
+    phases = []
+    out = model._prepare_input(x)
+    for layer in model.layers:
+        out, peak = _traced(lambda layer=layer, out=out: layer.forward(out, training=True))
+        phases.append((f"{layer.name} forward", peak))
+    loss_value, peak = _traced(lambda: model.loss.forward(out, labels))
+    phases.append(("loss forward", peak))
+    grad, peak = _traced(model.loss.backward)
+    phases.append(("loss backward", peak))
+    for layer in reversed(model.layers):
+        grad, peak = _traced(lambda layer=layer, grad=grad: layer.backward(grad))
+        phases.append((f"{layer.name} backward", peak))
+    _, peak = _traced(lambda: model.optimizer.step(model.layers))
+    phases.append(("optimizer step", peak))
+    return phases
+
+
+def memory_table(rng, batch_size):
+    rows = []
+    for name in networks.NETWORKS:
+        x, labels = networks.random_batch(name, batch_size, rng)
+        model = networks.scratchnet_network(name)
+        model.train_step(x, labels)  # warm: caches and optimizer state exist, as in training
+        tracemalloc.start()
+        try:
+            _, step_peak = _traced(lambda: model.train_step(x, labels))  # noqa: B023
+            phases = step_phases(model, x, labels)
+        finally:
+            tracemalloc.stop()
+        phase, phase_peak = max(phases, key=lambda item: item[1])
+        rows.append({"network": name, "batch": batch_size, "step_peak_MiB": round(step_peak / 2**20, 2),
+                     "largest_phase": phase, "largest_phase_peak_MiB": round(phase_peak / 2**20, 2)})
+    return {"title": "Memory of one scratchnet training step (tracemalloc, float32)",
+            "columns": ["network", "batch", "step_peak_MiB", "largest_phase", "largest_phase_peak_MiB"],
+            "rows": rows,
+            "notes": ["step_peak: traced peak during one train_step above the level before it "
+                      "(after a warm-up step).",
+                      "largest_phase_peak: the largest peak of a single layer call / loss / optimizer step "
+                      "above its start: an upper bound on the largest temporary."]}

@@ -1,0 +1,110 @@
+"""Alternating, repeated timing of several contenders, and a description of the machine.
+
+Why alternate: the machine is shared (other processes run on the same 2 cores), so load comes
+and goes. Timing contender A for a minute and then B for a minute lets a burst of load land on
+one of them only. Interleaving them round by round spreads the noise over all, and the median
+of many samples ignores the bursts.
+
+Why settle when switching library: NumPy's OpenBLAS threads and PyTorch's OpenMP threads keep
+spinning for ~0.1 s after a call, each slowing the other down. When the next contender uses a
+different library we sleep briefly and make one untimed call before timing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class Contender:
+    """One thing to time: ``call()`` runs it once."""
+
+    name: str
+    library: str  # "numpy" or "torch": switching library triggers the settle pause
+    call: Callable[[], object]
+    rounds: int | None = None  # at most this many rounds (the slow scipy reference gets fewer)
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples) if self.samples else float("nan")
+
+
+def alternate(contenders: list[Contender], rounds: int, calls_per_round: int = 3,
+              settle_seconds: float = 0.1) -> dict[str, float]:
+    """Time every contender ``rounds x calls_per_round`` times, interleaved; return medians (s)."""
+    previous_library = None
+    for round_number in range(rounds):
+        for contender in contenders:
+            if contender.rounds is not None and round_number >= contender.rounds:
+                continue
+            if contender.library != previous_library:
+                time.sleep(settle_seconds)  # let the other library's threads stop spinning
+                contender.call()  # untimed: wakes this library's threads, warms the caches
+                previous_library = contender.library
+            for _ in range(calls_per_round):
+                start = time.perf_counter()
+                contender.call()
+                contender.samples.append(time.perf_counter() - start)
+    return {contender.name: contender.median for contender in contenders}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return "AVX-512" if "avx512f" in flags else ("AVX2" if "avx2" in flags else "no AVX2")
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _blas_description(numpy_module) -> str:
+    try:
+        blas = numpy_module.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '?')}"
+    except Exception:  # noqa: BLE001 - a description must never crash the benchmark
+        return "unknown"
+
+
+def machine_description(torch_module=None) -> dict:
+    """CPU, cores, library versions, thread counts and OPENBLAS_CORETYPE, for the README."""
+    import numpy
+    import scipy
+
+    description = {
+        "cpu": _cpu_model(),
+        "simd": _cpu_flags(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "blas": _blas_description(numpy),
+        "scipy": scipy.__version__,
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
+        "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    if torch_module is not None:
+        description["torch"] = torch_module.__version__
+        description["torch_num_threads"] = torch_module.get_num_threads()
+    else:
+        description["torch"] = "not installed"
+    return description
