@@ -369,3 +369,14 @@ def test_im2col_patch_view_reads_the_right_cells():
     assert patches.shape == (2, 2, 4, 2, 3, 3)
     n, r, q, i, j = 1, 1, 2, 1, 2
     np.testing.assert_array_equal(patches[n, r, q, i, j], x[n, 2 * r + 3 * i, q + j])
+
+
+def test_zero_padding_is_not_copied_and_padding_is_cropped_from_dx():
+    x = np.random.default_rng(0).standard_normal((2, 6, 6, 2))
+    valid = built_layer((6, 6, 2), "scipy", filters=2, kernel_size=3)
+    valid.forward(x)
+    assert valid.cache["x_padded"] is x  # float64 input, no padding: used as it is
+    padded = built_layer((6, 6, 2), "scipy", filters=2, kernel_size=3, padding=((1, 2), (0, 3)))
+    y = padded.forward(x)
+    assert padded.cache["x_padded"].shape == (2, 9, 9, 2) and y.shape == (2, 7, 7, 2)
+    assert padded.backward(np.ones(y.shape)).shape == x.shape
