@@ -9,12 +9,17 @@ from .serialization import SerializationError, UnsafeModelError, load_model  # n
 
 
 def load(path, trusted: bool = False) -> Sequential:
-    """Load a model saved with ``model.save(path)``.
+    """Load a model saved with ``model.save(path)``, ready to predict or resume training.
 
     The file is read with a restricted unpickler: only scratchnet's own classes, NumPy array
     reconstructors and builtin containers are allowed; anything else raises
-    ``UnsafeModelError`` and nothing from the file runs. ``trusted=True`` uses plain pickle,
-    which can execute arbitrary code: only for files you trust completely.
+    ``UnsafeModelError`` (naming it) and nothing from the file runs. A missing file raises
+    ``FileNotFoundError``; an empty, truncated, corrupted (checksum) or newer-format file raises
+    ``SerializationError``. No half-built model is ever returned.
+
+    ``trusted=True`` uses plain pickle, which can execute arbitrary code hidden in the file:
+    only for files you made yourself or trust completely (e.g. models with your own layer
+    classes, which the restricted loader refuses).
     """
     return load_model(path, trusted=trusted)
 

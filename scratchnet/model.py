@@ -276,7 +276,7 @@ class Sequential:
         return weights
 
     def set_weights(self, weights: dict) -> None:
-        """Copy arrays in by name; checks every name and shape before changing anything."""
+        """Copy arrays in by name; checks every name, shape and dtype before changing anything."""
         if not self.built:
             self.build()
         own = self.get_weights()
@@ -285,15 +285,19 @@ class Sequential:
         if missing or unexpected:
             raise ValueError(f"{self.name}: weights do not match the model: missing {missing}, "
                              f"unexpected {unexpected}")
+        converted = {}
         for key, value in weights.items():
-            if np.shape(value) != own[key].shape:
-                layer_name, param = key.split("/", 1)
+            value = np.asarray(value)
+            layer_name, param = key.rsplit("/", 1)
+            if value.shape != own[key].shape:
                 raise ValueError(f"{layer_name}: parameter {param!r} has shape {own[key].shape} "
-                                 f"in the model but {np.shape(value)} in the weights")
-        for layer in self.layers:
-            for store in (layer.params, layer.buffers):
-                for key in store:
-                    store[key][...] = weights[f"{layer.name}/{key}"]
+                                 f"in the model but {value.shape} in the weights")
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"{layer_name}: parameter {param!r} must hold real numbers, got dtype "
+                                f"{value.dtype} in the weights")
+            converted[key] = value.astype(own[key].dtype)  # converted now: the copy below cannot fail
+        for key, value in converted.items():
+            own[key][...] = value  # in place: the arrays the layers and optimizer hold
 
     def save(self, path) -> None:
         """Save architecture, weights, optimizer state and RNG state (see scratchnet.load)."""

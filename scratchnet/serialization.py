@@ -1,31 +1,86 @@
-"""Saving and loading models.
+"""Saving and loading models, safely.
 
-File format of ``model.save(path)``::
+Model files: ``model.save(path)`` / ``scratchnet.load(path)``
+-------------------------------------------------------------
+::
 
-    MAGIC (10 bytes)  b"SCRATCHNET"
-    header line       b' {"format": 1, "scratchnet": "0.1.0", "payload_bytes": 12345}\\n'
+    b"SCRATCHNET"     magic, 10 bytes
+    b" "
+    header            one line of JSON, then b"\\n", at most 4096 bytes, e.g.
+                      {"format": 1, "scratchnet": "0.1.0", "numpy": "2.4.6", "pickle_protocol": 5,
+                       "payload_bytes": 123456, "sha256": "<64 hex digits of the payload's SHA-256>"}
     payload           a pickle (protocol 5) of the Sequential model
 
-``load(path)`` reads that pickle with a restricted unpickler that resolves only scratchnet's
-own classes, the NumPy functions that rebuild arrays and dtypes, and
-plain builtin containers. Anything else raises ``UnsafeModelError`` before any of it runs.
+The payload holds every layer's configuration, parameters and buffers, the optimizer (step
+count, schedule; its moments live in ``layer.opt_state``), the loss, ``epochs_trained`` and the
+shuffling generator's state: enough to resume training bitwise. Not saved: forward caches
+(``layer.cache``) and gradients (the next backward overwrites them; they load as zeros), so a
+file is the size of the parameters plus the optimizer state.
 
-Saving is atomic: a temporary file in the same folder is written, flushed, fsynced and then
-``os.replace``d over the target, so a failed save never damages the file that was there.
+Loading checks the magic, the header, the format version (newer: refused), the payload length
+and its SHA-256 (so a flipped byte inside array data is caught), raising ``SerializationError``
+that says what is wrong; then :class:`RestrictedUnpickler` reads the payload, and the result
+must be a consistent ``Sequential``. A failed load never returns a model.
+
+Why pickle is dangerous, and the rules of the restricted loader
+---------------------------------------------------------------
+A pickle is a small program: it names globals (``GLOBAL``) and calls them (``REDUCE``), so a
+file can say "call os.system('...')". The restricted loader is Python's own pickle machine
+(``pickle._Unpickler``, pure Python, so every opcode can be checked) with these rules:
+
+* ``GLOBAL`` may name only (anything else raises ``UnsafeModelError`` naming it):
+  - a class *defined* in an already-imported scratchnet module (``cls.__module__`` and
+    ``cls.__qualname__`` must match the file's names, so ``scratchnet.cli.sys``, a function, or
+    a class imported into scratchnet from elsewhere is refused; nothing is imported because a
+    file asked). Classes with their own ``__new__`` or ``__del__`` are refused too.
+  - ``numpy.ndarray``, ``numpy.dtype``, ``numpy.dtypes.*DType`` and the three rebuilders NumPy
+    pickles name: ``_reconstruct``, ``scalar`` (``numpy.core.multiarray`` on NumPy 1.x,
+    ``numpy._core.multiarray`` on 2.x; both spellings work on both) and ``_frombuffer``.
+  - plain builtin types (dict, list, tuple, set, frozenset, int, float, complex, bool, str,
+    bytes, bytearray, object) and ``collections.OrderedDict``.
+* ``REDUCE`` (a call) is allowed only for ``numpy.dtype``, the NumPy rebuilders, ``complex(x, y)``
+  and ``OrderedDict()``. A scratchnet class is never called: its constructor could do I/O.
+  Instances are created with ``cls.__new__(cls)`` (``NEWOBJ``) and filled with ``BUILD``.
+* ``BUILD`` is allowed only on instances of allowed classes, arrays and dtypes, never on a
+  class (that would rewrite scratchnet's code for the rest of the process).
+* ``INST``/``OBJ`` (protocol 0/1 calls) and ``EXT1/2/4`` (the extension registry) are refused.
+
+Each opcode is checked before it acts, so nothing a refused file names ever runs.
+``load(path, trusted=True)`` uses plain ``pickle``: it loads your own layer classes, and it runs
+any code the file contains.
+
+Weights files: ``model.save_weights(path)`` / ``model.load_weights(path)``
+--------------------------------------------------------------------------
+A ``.npz`` archive, one array per parameter or buffer named ``"layer_name/param_name"``, read
+with ``allow_pickle=False``: safe to share. The path is used as given (no ``.npz`` appended).
+
+Saving never destroys the previous file
+---------------------------------------
+The bytes are made in memory first (a pickling error touches no file), written to a new
+temporary file beside the target, flushed, fsynced and ``os.replace``d over it (atomic). On any
+failure the temporary file is removed and the previous file is left byte-identical.
 """
 
 from __future__ import annotations
 
+import builtins
+import collections
+import hashlib
 import io
 import json
 import os
 import pickle
-import tempfile
+import secrets
+import stat
+import struct
+import sys
 
 import numpy as np
 
 MAGIC = b"SCRATCHNET"
 FORMAT_VERSION = 1
+PICKLE_PROTOCOL = 5
+MAX_HEADER_BYTES = 4096
 
 
 class SerializationError(Exception):
@@ -33,148 +88,394 @@ class SerializationError(Exception):
 
 
 class UnsafeModelError(pickle.UnpicklingError):
-    """The file asked to import something that is not on the allow-list."""
+    """The file names or calls something the restricted loader does not allow."""
 
 
-# The globals a scratchnet model pickle may name. numpy's module paths differ between
-# NumPy 1.x (numpy.core) and 2.x (numpy._core); both spellings are accepted.
-_NUMPY_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-}
-_NUMPY_DTYPE_MODULE = "numpy.dtypes"  # numpy.dtypes.Float32DType and friends
-_BUILTIN_GLOBALS = {("builtins", name) for name in
-                    ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex",
-                     "bool", "str", "bytes", "bytearray", "slice", "range", "object")}
-_BUILTIN_GLOBALS.add(("copyreg", "_reconstructor"))
-_BUILTIN_GLOBALS.add(("collections", "OrderedDict"))
+# ====================================================================== allow-list
+_BUILTIN_TYPES = {name: getattr(builtins, name) for name in (
+    "dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool", "str",
+    "bytes", "bytearray", "object")}
+# scratchnet modules whose classes never belong in a model file.
+_EXCLUDED_MODULES = ("scratchnet.serialization", "scratchnet.cli", "scratchnet.__main__",
+                     "scratchnet.datasets", "scratchnet.progress")
+
+
+def _numpy_rebuilders() -> dict:
+    """The functions NumPy's pickles call to rebuild arrays and scalars, for this NumPy."""
+    try:
+        from numpy._core import multiarray, numeric  # NumPy >= 2
+    except ImportError:  # pragma: no cover - NumPy 1.x
+        from numpy.core import multiarray, numeric
+    return {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar,
+            "_frombuffer": numeric._frombuffer}
+
+
+def _numpy_global(module: str, name: str):
+    if module == "numpy" and name in ("ndarray", "dtype"):
+        return getattr(np, name)
+    if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in ("_reconstruct", "scalar"):
+        return _numpy_rebuilders()[name]
+    if module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":
+        return _numpy_rebuilders()[name]
+    dtypes_module = sys.modules.get("numpy.dtypes")  # NumPy >= 1.25
+    if module == "numpy.dtypes" and dtypes_module is not None:
+        dtype_class = vars(dtypes_module).get(name)
+        if isinstance(dtype_class, type) and issubclass(dtype_class, np.dtype):
+            return dtype_class
+    return None
 
 
 def _scratchnet_class(module: str, name: str):
-    """Resolve a class defined in scratchnet itself; None for anything else."""
-    if not (module == "scratchnet" or module.startswith("scratchnet.")):
+    """A class defined in an already-imported scratchnet module, or None.
+
+    Looking only in ``sys.modules`` means a file can never make Python import (run) a module;
+    ``import scratchnet`` has imported every built-in layer, optimizer and loss already.
+    """
+    if module != "scratchnet" and not module.startswith("scratchnet."):
         return None
-    import importlib
-
-    try:
-        obj = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
+    if any(module == excluded or module.startswith(excluded + ".") for excluded in _EXCLUDED_MODULES):
         return None
-    return obj if isinstance(obj, type) else None
+    namespace = sys.modules.get(module)
+    if namespace is None:
+        return None
+    cls = vars(namespace).get(name)  # plain lookup: no dotted paths, no module __getattr__
+    if not isinstance(cls, type) or cls.__module__ != module or cls.__qualname__ != name:
+        return None
+    for klass in cls.__mro__[:-1]:  # every base except object
+        if "__new__" in vars(klass) or "__del__" in vars(klass):
+            return None  # creating or freeing an instance would run code
+    return cls
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+def _is_scratchnet_class(cls) -> bool:
+    return (isinstance(cls, type) and isinstance(getattr(cls, "__module__", None), str)
+            and _scratchnet_class(cls.__module__, cls.__qualname__) is cls)
+
+
+def allowed_global(module: str, name: str):
+    """The object a restricted model file may name as ``module.name``, or None if refused."""
+    if module == "builtins" and name in _BUILTIN_TYPES:
+        return _BUILTIN_TYPES[name]
+    if module == "collections" and name == "OrderedDict":
+        return collections.OrderedDict
+    found = _numpy_global(module, name)
+    return found if found is not None else _scratchnet_class(module, name)
+
+
+def _describe(obj) -> str:
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    return f"{module}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
+# ====================================================================== restricted loader
+class RestrictedUnpickler(pickle._Unpickler):
+    """Python's pure-Python unpickler with every opcode that names, calls or builds checked.
+
+    The C unpickler offers only ``find_class`` as a hook; the pure-Python one lets us also check
+    ``REDUCE``, ``NEWOBJ`` and ``BUILD``. Model pickles are a few hundred small objects plus one
+    big byte string per array, so the pure-Python machine is fast enough.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, file, payload_bytes: int):
+        super().__init__(file)
+        self.payload_bytes = payload_bytes
+
     def find_class(self, module, name):
-        if (module, name) in _NUMPY_GLOBALS or (module, name) in _BUILTIN_GLOBALS:
-            return super().find_class(module, name)
-        if module == _NUMPY_DTYPE_MODULE and name.endswith("DType"):
-            return super().find_class(module, name)
-        cls = _scratchnet_class(module, name)
-        if cls is not None:
-            return cls
-        raise UnsafeModelError(
-            f"refused to load global {module}.{name}: a scratchnet model file may only name "
-            "scratchnet classes, NumPy array/dtype reconstructors and builtin "
-            "containers. If you trust this file, use scratchnet.load(path, trusted=True)."
-        )
+        found = allowed_global(module, name)
+        if found is None:
+            raise UnsafeModelError(
+                f"refused to load global {module}.{name}: a scratchnet model file may only name "
+                "scratchnet classes, NumPy array/dtype rebuilders and builtin containers. If you "
+                "trust this file completely, use scratchnet.load(path, trusted=True).")
+        return found
+
+    def _refuse(self, what: str):
+        raise UnsafeModelError(f"refused to {what}: scratchnet model files never need it. If you "
+                               "trust this file completely, use scratchnet.load(path, trusted=True).")
+
+    def load_reduce(self):
+        func, args = self.stack[-2], self.stack[-1]
+        rebuilders = _numpy_rebuilders()
+        if func is np.dtype or func in (rebuilders["scalar"], rebuilders["_frombuffer"]):
+            pass
+        elif func is rebuilders["_reconstruct"]:
+            if not (isinstance(args, tuple) and args and args[0] is np.ndarray):
+                self._refuse("rebuild an array of a type other than numpy.ndarray")
+        elif func is collections.OrderedDict and args == ():
+            pass
+        elif func is complex and all(type(part) in (int, float) for part in args):
+            pass
+        else:
+            self._refuse(f"call {_describe(func)}")
+        super().load_reduce()
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
+
+    def _check_new(self, cls):
+        if not (cls in (object, complex) or _is_scratchnet_class(cls)):
+            self._refuse(f"create an object of {_describe(cls)} with NEWOBJ")
+
+    def load_newobj(self):
+        self._check_new(self.stack[-2])
+        super().load_newobj()
+
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+
+    def load_newobj_ex(self):
+        self._check_new(self.stack[-3])
+        super().load_newobj_ex()
+
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
+
+    def load_build(self):
+        target = self.stack[-2]
+        if isinstance(target, type) or not (isinstance(target, (np.ndarray, np.dtype))
+                                            or _is_scratchnet_class(type(target))):
+            self._refuse(f"set the state of {_describe(target)} with BUILD")
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def load_bytearray8(self):
+        # bytearray(n) zero-fills n bytes before reading: check n against the payload first,
+        # so a forged length cannot make us allocate gigabytes.
+        (size,) = struct.unpack("<Q", self.read(8))
+        if size > self.payload_bytes:
+            raise pickle.UnpicklingError(f"BYTEARRAY8 of {size} bytes in a {self.payload_bytes}-byte payload")
+        data = bytearray(size)
+        self.readinto(data)
+        if len(data) != size:
+            raise pickle.UnpicklingError("pickle data was truncated")
+        self.append(data)
+
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
+
+    def _refuse_opcode(self):
+        self._refuse("run protocol 0/1 constructor calls or the copyreg extension registry")
+
+    for _opcode in (pickle.INST, pickle.OBJ, pickle.EXT1, pickle.EXT2, pickle.EXT4):
+        dispatch[_opcode[0]] = _refuse_opcode
+    del _opcode
 
 
-def _atomic_write(path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then move it into place."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp_path = tempfile.mkstemp(prefix=".scratchnet-", suffix=".tmp", dir=folder)
+# ====================================================================== atomic write
+def _fsync_folder(folder: str) -> None:
+    """Make the rename itself durable (POSIX). Best effort: not every system allows it."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+    except OSError:
+        pass
+
+
+def atomic_write(path, chunks) -> None:
+    """Write the byte strings ``chunks`` to ``path`` so that ``path`` is either old or complete.
+
+    The temporary file is created with ``os.open(..., 0o666)`` so it gets the permissions any
+    new file gets (the umask applies; ``tempfile.mkstemp`` would make it private, 0600), or the
+    permissions of the file it replaces.
+    """
+    path = os.path.realpath(os.fspath(path))  # through a symlink: replace the file it points to
+    folder, base = os.path.split(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp_path = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+        try:
+            handle = os.open(tmp_path, flags, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - a 48-bit random name collided
+            continue
     try:
         with os.fdopen(handle, "wb") as file:
-            write(file)
+            for chunk in chunks:
+                file.write(chunk)
             file.flush()
             os.fsync(file.fileno())
+        try:
+            os.chmod(tmp_path, stat.S_IMODE(os.stat(path).st_mode))
+        except OSError:
+            pass  # no previous file (or a system without modes): keep the default
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException:  # also KeyboardInterrupt: never leave a temporary file behind
         try:
             os.unlink(tmp_path)
-        except FileNotFoundError:
+        except OSError:
             pass
         raise
+    _fsync_folder(folder)
+
+
+# ====================================================================== model files
+class _ModelPickler(pickle.Pickler):
+    """Pickles a model without gradients (``layer.cache`` is already dropped by the layer)."""
+
+    def reducer_override(self, obj):
+        from .layers.base import Layer
+
+        if not isinstance(obj, Layer):
+            return NotImplemented
+        reduced = obj.__reduce_ex__(PICKLE_PROTOCOL)
+        if isinstance(reduced, tuple) and len(reduced) >= 3 and isinstance(reduced[2], dict) \
+                and "grads" in reduced[2]:
+            state = dict(reduced[2], grads={})  # rebuilt as zeros by load_model
+            reduced = (*reduced[:2], state, *reduced[3:])
+        return reduced
+
+
+def model_bytes(model) -> bytes:
+    """The complete file content ``model.save`` writes: magic, header line, payload."""
+    from . import __version__
+
+    buffer = io.BytesIO()
+    try:
+        _ModelPickler(buffer, protocol=PICKLE_PROTOCOL).dump(model)
+    except Exception as error:
+        raise SerializationError(
+            f"{getattr(model, 'name', 'model')}: cannot pickle the model ({type(error).__name__}: "
+            f"{error}); every attribute must be picklable (no lambdas, open files, generators)"
+        ) from error
+    return frame_payload(buffer.getvalue(), scratchnet_version=__version__)
+
+
+def frame_payload(payload: bytes, scratchnet_version: str = "",
+                  format_version: int = FORMAT_VERSION) -> bytes:
+    """Magic + header line (with length and SHA-256) + ``payload``."""
+    header = {"format": format_version, "scratchnet": scratchnet_version, "numpy": np.__version__,
+              "pickle_protocol": PICKLE_PROTOCOL, "payload_bytes": len(payload),
+              "sha256": hashlib.sha256(payload).hexdigest()}
+    return MAGIC + b" " + json.dumps(header).encode("ascii") + b"\n" + payload
 
 
 def save_model(model, path) -> None:
-    from . import __version__
-
-    payload = pickle.dumps(model, protocol=5)
-    header = json.dumps({"format": FORMAT_VERSION, "scratchnet": __version__,
-                         "payload_bytes": len(payload)}).encode()
-
-    def write(file):
-        file.write(MAGIC + b" " + header + b"\n")
-        file.write(payload)
-
-    _atomic_write(path, write)
+    """Pickle ``model`` in memory, then write it atomically to ``path``."""
+    data = model_bytes(model)  # fails before any file is touched
+    atomic_write(path, [data])
 
 
-def _read_payload(path) -> bytes:
-    with open(path, "rb") as file:
-        data = file.read()
+def _parse_header(data: bytes, path) -> tuple[dict, bytes]:
     if not data:
         raise SerializationError(f"{path}: file is empty")
-    if not data.startswith(MAGIC + b" "):
-        raise SerializationError(f"{path}: not a scratchnet model file (wrong magic)")
-    end = data.find(b"\n", len(MAGIC))
+    if not data.startswith(MAGIC):
+        if MAGIC.startswith(data):
+            raise SerializationError(f"{path}: truncated file (it ends inside the magic string)")
+        hint = " (it looks like a .npz weights file: use model.load_weights)" if data[:2] == b"PK" else ""
+        raise SerializationError(f"{path}: not a scratchnet model file (wrong magic){hint}")
+    end = data.find(b"\n", len(MAGIC), len(MAGIC) + MAX_HEADER_BYTES)
     if end < 0:
-        raise SerializationError(f"{path}: truncated header")
+        reason = "truncated" if len(data) < len(MAGIC) + MAX_HEADER_BYTES else "corrupted"
+        raise SerializationError(f"{path}: {reason} header (no end of line)")
     try:
-        header = json.loads(data[len(MAGIC) + 1:end].decode())
-        version, size = int(header["format"]), int(header["payload_bytes"])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise SerializationError(f"{path}: corrupted header") from None
+        if data[len(MAGIC):len(MAGIC) + 1] != b" ":
+            raise ValueError("no space after the magic")
+        header = json.loads(data[len(MAGIC) + 1:end].decode("ascii"))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+        version, size, digest = header["format"], header["payload_bytes"], header["sha256"]
+        if not all(type(value) is int and value >= 0 for value in (version, size)) \
+                or not isinstance(digest, str) or len(digest) != 64:
+            raise ValueError("bad field types")
+    except (ValueError, KeyError, UnicodeDecodeError, RecursionError) as error:
+        raise SerializationError(f"{path}: corrupted header ({error})") from None
+    if version < 1:
+        raise SerializationError(f"{path}: corrupted header (unknown format {version})")
     if version > FORMAT_VERSION:
         raise SerializationError(
             f"{path}: written in format {version} by scratchnet {header.get('scratchnet')}; this "
-            f"scratchnet reads format {FORMAT_VERSION} and older. Upgrade scratchnet.")
+            f"scratchnet reads format {FORMAT_VERSION} and older. Upgrade scratchnet to load it.")
     payload = data[end + 1:]
     if len(payload) != size:
-        raise SerializationError(f"{path}: truncated or padded: payload is {len(payload)} bytes, "
-                                 f"header says {size}")
-    return payload
+        what = "truncated" if len(payload) < size else "has extra bytes"
+        raise SerializationError(f"{path}: file {what}: payload is {len(payload)} bytes, header says {size}")
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise SerializationError(f"{path}: corrupted: the payload's SHA-256 does not match the header")
+    return header, payload
+
+
+def _require(condition: bool, problem: str) -> None:
+    if not condition:
+        raise SerializationError(problem)
+
+
+def _check_and_finish(model, path):
+    """Reject anything that is not a consistent Sequential; rebuild the (unsaved) gradients."""
+    from .layers.base import Layer
+    from .losses import Loss
+    from .model import Sequential
+    from .optimizers import Optimizer
+
+    _require(isinstance(model, Sequential),
+             f"{path}: file holds a {type(model).__name__}, not a Sequential model")
+    try:
+        _require(isinstance(model.layers, list) and all(isinstance(layer, Layer) for layer in model.layers),
+                 "layers is not a list of Layer objects")
+        _require(isinstance(model.dtype, np.dtype) and model.dtype.kind == "f", "dtype is not a float dtype")
+        _require(isinstance(model.rng, np.random.Generator), "no random generator")
+        _require(model.optimizer is None or isinstance(model.optimizer, Optimizer), "bad optimizer")
+        _require(model.loss is None or isinstance(model.loss, Loss), "bad loss")
+        for layer in model.layers:
+            _require(isinstance(layer.name, str) and isinstance(layer.opt_state, dict),
+                     "a layer has no name or optimizer state")
+            for store, kinds in ((layer.params, "f"), (layer.buffers, "biuf")):
+                _require(isinstance(store, dict) and all(
+                    isinstance(key, str) and type(value) is np.ndarray and value.dtype.kind in kinds
+                    and (kinds == "biuf" or value.dtype == layer.dtype) for key, value in store.items()),
+                    f"{layer.name}: arrays of the wrong type or dtype")
+            _require(layer.built or not layer.params, f"{layer.name}: parameters in an unbuilt layer")
+            layer.grads = {key: np.zeros_like(value) for key, value in layer.params.items()}
+            layer.cache = {}
+    except (SerializationError, AttributeError, TypeError) as error:
+        raise SerializationError(f"{path}: the file holds a malformed model ({error})") from None
+    return model
 
 
 def load_model(path, trusted: bool = False):
-    """Load a model saved with ``model.save``.
+    """Load a model saved with ``model.save`` (see the module docstring for every check).
 
-    ``trusted=True`` uses the plain ``pickle`` loader, which can run any code the file
-    contains: only for files you made yourself or fully trust.
+    ``trusted=True`` uses the plain ``pickle`` loader, which can run any code the file contains:
+    only for files you made yourself or fully trust (it is also the way to load models with
+    layer classes of your own).
     """
-    from .model import Sequential
-
-    payload = _read_payload(path)
+    with open(path, "rb") as file:  # FileNotFoundError propagates as it is
+        data = file.read()
+    _, payload = _parse_header(data, path)
     try:
         if trusted:
             model = pickle.loads(payload)
         else:
-            model = RestrictedUnpickler(io.BytesIO(payload)).load()
-    except UnsafeModelError:
-        raise
+            model = RestrictedUnpickler(io.BytesIO(payload), len(payload)).load()
+    except UnsafeModelError as error:
+        raise UnsafeModelError(f"{path}: {error}") from None
     except Exception as error:
-        raise SerializationError(f"{path}: corrupted model data ({type(error).__name__}: {error})") from None
-    if not isinstance(model, Sequential):
-        raise SerializationError(f"{path}: file holds a {type(model).__name__}, not a Sequential model")
-    return model
+        raise SerializationError(f"{path}: corrupted model data ({type(error).__name__}: {error})") from error
+    return _check_and_finish(model, path)
 
 
+# ====================================================================== weights files
 def save_weights(model, path) -> None:
-    """Every parameter and buffer as a named array in a pickle-free ``.npz`` file."""
-    weights = model.get_weights()
-    _atomic_write(path, lambda file: np.savez(file, **weights))
+    """Every parameter and buffer as a named array in a pickle-free ``.npz`` file at ``path``."""
+    if not model.built:
+        raise ValueError(f"{model.name}: the model is not built, it has no weights to save yet")
+    buffer = io.BytesIO()  # np.savez on a file object: no ".npz" appended to the user's path
+    np.savez(buffer, **model.get_weights())
+    atomic_write(path, [buffer.getvalue()])
 
 
 def load_weights(model, path) -> None:
+    """Read a ``.npz`` written by ``save_weights`` (``allow_pickle=False``) into ``model``.
+
+    Every name, shape and dtype is checked before any parameter changes (``set_weights``).
+    """
     try:
         with np.load(path, allow_pickle=False) as archive:
             weights = {key: archive[key] for key in archive.files}
     except FileNotFoundError:
         raise
     except Exception as error:
-        raise SerializationError(f"{path}: not a readable weights file ({error})") from None
+        raise SerializationError(
+            f"{path}: not a readable weights file ({type(error).__name__}: {error})") from None
     model.set_weights(weights)
