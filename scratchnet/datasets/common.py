@@ -1,0 +1,77 @@
+"""What every dataset loader shares: where data lives, errors, and turning bytes into floats.
+
+Search order for a data folder (the first that holds the files wins):
+
+1. the ``root`` argument of the loader,
+2. the environment variable ``$SCRATCHNET_DATA``,
+3. ``~/.cache/scratchnet``.
+
+Images are returned as floats of shape ``(N, H, W, C)`` (channels-last), scaled to ``[0, 1]``
+by dividing the raw bytes by 255, or standardised with fixed per-dataset constants
+(``(x / 255 - mean) / std``, the usual published training-set statistics, so train and test
+are scaled identically and no statistic leaks from the test set). Labels are ``int64``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+class DatasetError(Exception):
+    """Base class of every dataset problem."""
+
+
+class DataNotFoundError(DatasetError, FileNotFoundError):
+    """The files are not on this machine (and could not or may not be downloaded)."""
+
+
+class CorruptDataError(DatasetError, ValueError):
+    """A file exists but is not in the expected format (wrong magic, dims, size, checksum)."""
+
+
+def default_cache_dir() -> Path:
+    """``~/.cache/scratchnet`` (where downloads go when no root and no $SCRATCHNET_DATA is given)."""
+    return Path.home() / ".cache" / "scratchnet"
+
+
+def search_dirs(root=None, subdir: str | None = None) -> list[Path]:
+    """Folders to look in, in order; each also with ``subdir`` appended (e.g. ``"mnist"``)."""
+    bases = []
+    if root is not None:
+        bases.append(Path(root).expanduser())
+    if os.environ.get("SCRATCHNET_DATA"):
+        bases.append(Path(os.environ["SCRATCHNET_DATA"]).expanduser())
+    bases.append(default_cache_dir())
+    folders = []
+    for base in bases:
+        for folder in (base, base / subdir) if subdir else (base,):
+            if folder not in folders:
+                folders.append(folder)
+    return folders
+
+
+def download_dir(root=None, subdir: str = "") -> Path:
+    """Where a download is written: ``root`` itself if given, else ``$SCRATCHNET_DATA/subdir``
+    or ``~/.cache/scratchnet/subdir``."""
+    if root is not None:
+        return Path(root).expanduser()
+    base = os.environ.get("SCRATCHNET_DATA")
+    return (Path(base).expanduser() if base else default_cache_dir()) / subdir
+
+
+def scale_images(raw: np.ndarray, standardize: bool, mean, std, dtype="float32") -> np.ndarray:
+    """uint8 images (N, H, W, C) -> floats in [0, 1], or ``(x - mean) / std`` per channel.
+
+    mean, std : sequences of C floats (statistics of images already scaled to [0, 1]).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"images must be returned as a floating dtype, got {dtype}")
+    images = raw.astype(dtype) / dtype.type(255)
+    if standardize:
+        images -= np.asarray(mean, dtype=dtype)
+        images /= np.asarray(std, dtype=dtype)
+    return images

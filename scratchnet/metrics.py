@@ -1,0 +1,75 @@
+"""Classification metrics computed from labels and predictions (or logits).
+
+    >>> confusion_matrix([0, 1, 1, 2], [0, 2, 1, 2], n_classes=3)
+    array([[1, 0, 0],
+           [0, 1, 1],
+           [0, 0, 1]])
+
+Rows are the true class, columns the predicted class: ``cm[i, j]`` counts samples of class i
+predicted as j, so the diagonal holds the correct predictions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _labels(values, name: str) -> np.ndarray:
+    values = np.asarray(values)
+    if values.ndim != 1 or values.dtype.kind not in "iu" or (values.size and values.min() < 0):
+        raise ValueError(f"{name} must be a 1-D array of non-negative integer class labels, "
+                         f"got shape {values.shape} and dtype {values.dtype}")
+    return values.astype(np.int64)
+
+
+def predictions(logits) -> np.ndarray:
+    """Class with the largest score per row: logits (N, n_classes) -> labels (N,)."""
+    logits = np.asarray(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (N, n_classes), got {logits.shape}")
+    return np.argmax(logits, axis=1)
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Fraction of samples whose predicted label equals the true label."""
+    y_true, y_pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has {len(y_true)} labels but y_pred has {len(y_pred)}")
+    return float(np.mean(y_true == y_pred)) if len(y_true) else 0.0
+
+
+def top_k_accuracy(y_true, logits, k: int = 5) -> float:
+    """Fraction of samples whose true class is among the k largest logits."""
+    y_true, logits = _labels(y_true, "y_true"), np.asarray(logits)
+    if logits.ndim != 2 or len(logits) != len(y_true):
+        raise ValueError(f"logits must have shape ({len(y_true)}, n_classes), got {logits.shape}")
+    if not 1 <= k <= logits.shape[1]:
+        raise ValueError(f"k must be between 1 and {logits.shape[1]}, got {k}")
+    top_k = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    return float(np.mean(np.any(top_k == y_true[:, None], axis=1))) if len(y_true) else 0.0
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:
+    """Counts (n_classes, n_classes): ``cm[i, j]`` = samples of true class i predicted as j.
+
+    ``n_classes`` defaults to 1 + the largest label seen in either array.
+    """
+    y_true, y_pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has {len(y_true)} labels but y_pred has {len(y_pred)}")
+    largest = int(max(y_true.max(initial=-1), y_pred.max(initial=-1)))
+    if n_classes is None:
+        n_classes = largest + 1
+    elif largest >= n_classes:
+        raise ValueError(f"label {largest} is out of range for n_classes={n_classes}")
+    # Each (true, predicted) pair is one cell of a flattened n x n table; bincount counts them
+    # all in one pass instead of a Python loop over samples.
+    counts = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
+    return counts.reshape(n_classes, n_classes)
+
+
+def per_class_accuracy(cm) -> np.ndarray:
+    """Recall of each class from a confusion matrix: diagonal / row sum (NaN for empty rows)."""
+    cm = np.asarray(cm, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.diag(cm) / cm.sum(axis=1)

@@ -1,0 +1,209 @@
+"""Plots for looking at what a network learned (matplotlib).
+
+Every function builds a ``matplotlib.figure.Figure`` with its own Agg canvas, not through
+``pyplot``: no global figure list, no GUI backend, so it works on a headless server and does
+not disturb a notebook's backend. It returns the figure (a notebook displays it) and, given
+``save_path``, writes it there (PNG by extension) too.
+
+    >>> fig = plot_history(history, save_path="curves.png")
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _figure(width: float, height: float):
+    # Imported here so `import scratchnet` stays fast and never touches matplotlib.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)  # attaches itself as figure.canvas: savefig needs no pyplot
+    return figure
+
+
+def _finish(figure, save_path):
+    if save_path is not None:
+        figure.savefig(save_path, dpi=100)
+    return figure
+
+
+def _grid(count: int, max_columns: int = 8) -> tuple[int, int]:
+    columns = min(count, max_columns)
+    return math.ceil(count / columns), columns
+
+
+# ---------------------------------------------------------------------- training curves
+def plot_history(history, save_path=None, title: str | None = None):
+    """Loss (left) and accuracy (right) per epoch, training and validation.
+
+    history : a ``History`` from ``fit`` or a dict such as ``{"loss": [...], "val_loss": [...]}``
+    """
+    metrics = history.to_dict() if hasattr(history, "to_dict") else dict(history)
+    n_epochs = max((len(v) for k, v in metrics.items() if k != "epoch"), default=0)
+    epochs = metrics.get("epoch") or list(range(1, n_epochs + 1))
+    has_accuracy = any(key in metrics for key in ("accuracy", "val_accuracy"))
+    figure = _figure(10 if has_accuracy else 5.5, 4)
+    panels = figure.subplots(1, 2 if has_accuracy else 1, squeeze=False)[0]
+    for axes, name in zip(panels, ("loss", "accuracy")):
+        for key, label, style in ((name, "training", "o-"), (f"val_{name}", "validation", "s--")):
+            if metrics.get(key):
+                axes.plot(epochs[:len(metrics[key])], metrics[key], style, label=label)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(name)
+        axes.grid(alpha=0.3)
+        if axes.lines:
+            axes.legend()
+    if title:
+        figure.suptitle(title)
+    return _finish(figure, save_path)
+
+
+# ---------------------------------------------------------------------- filters
+def _find_layer(model, layer):
+    """A layer of ``model`` by index, name or object; its index and the layer."""
+    if isinstance(layer, int):
+        if not -len(model.layers) <= layer < len(model.layers):
+            raise ValueError(f"{model.name}: layer index {layer} out of range "
+                             f"(the model has {len(model.layers)} layers)")
+        index = layer % len(model.layers)
+        return index, model.layers[index]
+    for index, candidate in enumerate(model.layers):
+        if candidate is layer or candidate.name == layer:
+            return index, candidate
+    names = ", ".join(candidate.name for candidate in model.layers)
+    raise ValueError(f"{model.name}: no layer {layer!r}; layers are: {names}")
+
+
+def plot_filters(model, layer=None, channel: int | None = None, save_path=None):
+    """The kernels of a convolution layer, one small image per filter.
+
+    layer : index or name; default the first layer that has a 4-D weight ``W`` (kh, kw, C, F)
+    channel : for C not in (1, 3), which input channel to show (default 0). One channel is
+        shown in grey; three channels (an RGB input) as colour. Each filter is rescaled to
+        [0, 1] on its own, so the shape of the pattern, not its size, is visible.
+    """
+    if layer is None:
+        layer = next((i for i, lyr in enumerate(model.layers) if np.ndim(lyr.params.get("W")) == 4), None)
+        if layer is None:
+            raise ValueError(f"{model.name}: no convolution layer (4-D weight W) to show")
+    _, conv = _find_layer(model, layer)
+    weights = np.asarray(conv.params.get("W"))
+    if weights.ndim != 4:
+        raise ValueError(f"{conv.name}: has no 4-D kernel W (kh, kw, C, filters) to show")
+    kh, kw, channels, filters = weights.shape
+    if channels != 3 or channel is not None:
+        weights = weights[:, :, (channel or 0):(channel or 0) + 1, :]
+    rows, columns = _grid(filters)
+    figure = _figure(1.2 * columns + 0.5, 1.2 * rows + 0.6)
+    for index, axes in enumerate(figure.subplots(rows, columns, squeeze=False).ravel()):
+        axes.set_axis_off()
+        if index >= filters:
+            continue
+        kernel = weights[..., index]
+        low, high = kernel.min(), kernel.max()
+        kernel = (kernel - low) / (high - low) if high > low else np.zeros_like(kernel)
+        axes.imshow(kernel if kernel.shape[2] == 3 else kernel[:, :, 0], cmap="gray",
+                    interpolation="nearest")
+        axes.set_title(str(index), fontsize=8)
+    figure.suptitle(f"{conv.name}: {filters} filters {kh}x{kw}")
+    return _finish(figure, save_path)
+
+
+# ---------------------------------------------------------------------- feature maps
+def feature_maps(model, image, layer) -> np.ndarray:
+    """The output of ``layer`` (index, name or object) for one image (H, W, C): (h, w, F)."""
+    index, _ = _find_layer(model, layer)
+    batch = np.asarray(image)
+    batch = batch[np.newaxis] if batch.ndim == len(model.input_shape) else batch
+    if len(batch) != 1:
+        raise ValueError(f"{model.name}: feature maps need one image, got a batch of {len(batch)}")
+    out = model._prepare_input(batch)
+    for current in model.layers[:index + 1]:
+        out = current.forward(out, training=False)
+    return out[0]
+
+
+def plot_feature_maps(model, image, layer=0, max_maps: int = 32, save_path=None):
+    """What one image looks like at ``layer``: the input, then one panel per channel."""
+    index, chosen = _find_layer(model, layer)
+    maps = feature_maps(model, image, index)
+    if maps.ndim != 3:
+        raise ValueError(f"{chosen.name}: output of shape {maps.shape} is not a stack of 2-D maps; "
+                         "choose a convolution, activation or pooling layer")
+    count = min(maps.shape[2], max_maps)
+    rows, columns = _grid(count + 1)
+    figure = _figure(1.3 * columns + 0.5, 1.3 * rows + 0.6)
+    panels = figure.subplots(rows, columns, squeeze=False).ravel()
+    picture = np.asarray(image).reshape(model.input_shape)
+    panels[0].imshow(picture[:, :, 0] if picture.shape[2] == 1 else np.clip(picture, 0, 1), cmap="gray")
+    panels[0].set_title("input", fontsize=8)
+    for number, axes in enumerate(panels[1:]):
+        if number < count:
+            axes.imshow(maps[:, :, number], cmap="viridis")
+            axes.set_title(str(number), fontsize=8)
+    for axes in panels:
+        axes.set_axis_off()
+    figure.suptitle(f"{chosen.name}: {count} of {maps.shape[2]} maps, {maps.shape[0]}x{maps.shape[1]}")
+    return _finish(figure, save_path)
+
+
+# ---------------------------------------------------------------------- confusion matrix
+def plot_confusion_matrix(cm, class_names=None, normalize: bool = False, save_path=None,
+                          title: str | None = None):
+    """Rows: true class, columns: predicted class; each cell shows its count (or row share)."""
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"confusion matrix must be square, got shape {cm.shape}")
+    n_classes = cm.shape[0]
+    names = [str(name) for name in (class_names if class_names is not None else range(n_classes))]
+    if len(names) != n_classes:
+        raise ValueError(f"{len(names)} class names for a {n_classes}-class confusion matrix")
+    values = cm.astype(float)
+    if normalize:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.nan_to_num(values / values.sum(axis=1, keepdims=True))
+    size = 2 + 0.5 * n_classes
+    figure = _figure(size + 1, size)
+    axes = figure.subplots()
+    image = axes.imshow(values, cmap="Blues")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    axes.set_xticks(range(n_classes), names, rotation=45 if max(map(len, names)) > 2 else 0)
+    axes.set_yticks(range(n_classes), names)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    if n_classes <= 20:
+        threshold = values.max() / 2
+        for (row, col), value in np.ndenumerate(values):
+            axes.text(col, row, f"{value:.2f}" if normalize else f"{int(value)}", ha="center",
+                      va="center", fontsize=8, color="white" if value > threshold else "black")
+    accuracy = np.trace(cm) / cm.sum() if cm.sum() else 0.0
+    axes.set_title(title or f"confusion matrix (accuracy {accuracy:.2%})")
+    return _finish(figure, save_path)
+
+
+# ---------------------------------------------------------------------- images
+def plot_images(images, labels=None, predicted=None, class_names=None, n: int = 25, save_path=None):
+    """A grid of the first ``n`` images (N, H, W, C), titled with labels (and predictions)."""
+    images = np.asarray(images)[:n]
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (N, H, W, C), got {images.shape}")
+    rows, columns = _grid(len(images), max_columns=int(math.ceil(math.sqrt(len(images)))))
+    figure = _figure(1.4 * columns + 0.3, 1.5 * rows + 0.3)
+    for index, axes in enumerate(figure.subplots(rows, columns, squeeze=False).ravel()):
+        axes.set_axis_off()
+        if index >= len(images):
+            continue
+        picture = images[index]
+        axes.imshow(picture[:, :, 0] if picture.shape[2] == 1 else np.clip(picture, 0, 1), cmap="gray")
+        parts = []
+        for values in (labels, predicted):
+            if values is not None:
+                value = int(values[index])
+                parts.append(str(class_names[value]) if class_names is not None else str(value))
+        wrong = len(parts) == 2 and parts[0] != parts[1]
+        axes.set_title(" / ".join(parts), fontsize=8, color="red" if wrong else "black")
+    return _finish(figure, save_path)

@@ -1,0 +1,153 @@
+"""The `scratchnet` command: version, summary, gradcheck, and train end to end on small slices."""
+
+import json
+import subprocess
+import sys
+import urllib.error
+
+import numpy as np
+import pytest
+
+import scratchnet
+from scratchnet import cli
+from scratchnet.datasets import load_mnist_sample, mnist
+from scratchnet.layers import Dense
+from scratchnet.model import Sequential
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_version_and_help():
+    result = subprocess.run([sys.executable, "-m", "scratchnet", "--version"], capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == f"scratchnet {scratchnet.__version__}"
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--help"])
+    assert info.value.code == 0
+
+
+def test_summary_lenet5(capsys):
+    assert cli.main(["summary", "--model", "lenet5"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 61,706" in out and "(None, 5, 5, 16)" in out
+    assert cli.main(["summary", "--model", "small_cnn", "--input-shape", "32,32,3"]) == 0
+    assert "Total params: 545,098" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["summary", "--model", "resnet"], "invalid choice: 'resnet'"),
+    (["train", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
+    (["train", "--epochs", "0"], "must be >= 1"),
+    (["summary", "--input-shape", "28,x"], "expected sizes like 28,28,1"),
+])
+def test_bad_arguments_are_refused_clearly(capsys, argv, message):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_gradcheck_covers_every_builtin_layer(capsys):
+    assert cli.main(["gradcheck"]) == 0
+    out = capsys.readouterr().out
+    for label in ("Dense(4, relu)", "Dense(4, softmax)", "Activation(gelu)", "Flatten",
+                  "Conv2D(3, 3x3, same, im2col)", "Conv2D(3, 3x3, same, scipy)", "MaxPool2D(2)",
+                  "AvgPool2D(2)", "GlobalAvgPool2D"):
+        assert label in out
+    assert "FAIL" not in out and "arrays ok" in out
+
+
+class WrongDense(Dense):
+    """A deliberately broken backward: the input gradient is twice too large."""
+
+    def backward(self, dy):
+        return 2 * super().backward(dy)
+
+
+def test_gradcheck_exit_code_1_on_a_wrong_backward(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "gradcheck_cases", lambda: [("WrongDense", WrongDense(3), (4,))])
+    assert cli.main(["gradcheck"]) == 1
+    out = capsys.readouterr().out
+    assert "WrongDense  input" in out and "FAIL" in out and "1 of 3 arrays FAILED" in out
+
+
+def assert_png(path):
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    assert matplotlib.image.imread(path).shape[0] > 50
+
+
+@pytest.mark.slow
+def test_train_one_epoch_writes_every_output(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    code = cli.main(["train", "--epochs", "1", "--limit", "300", "--batch-size", "32", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Epoch 1/1" in printed and "val_accuracy" in printed and "Test accuracy" in printed
+    assert sorted(path.name for path in out.iterdir()) == [
+        "confusion.png", "curves.png", "feature_maps.png", "filters.png", "history.json", "model.sn"]
+    for name in ("confusion.png", "curves.png", "feature_maps.png", "filters.png"):
+        assert_png(out / name)
+    record = json.loads((out / "history.json").read_text())
+    assert record["epochs_completed"] == 1 and record["interrupted"] is False
+    assert (record["train_images"], record["validation_images"], record["test_images"]) == (270, 30, 300)
+    assert set(record["history"]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
+    # the saved model is the trained one: it reproduces the reported test accuracy
+    model = scratchnet.load(out / "model.sn")
+    (_, _), (x_test, y_test) = load_mnist_sample()
+    predicted = np.argmax(model.predict(x_test[:300]), axis=1)
+    assert np.mean(predicted == y_test[:300]) == pytest.approx(record["test_accuracy"])
+    assert model.epochs_trained == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_the_model_trained_so_far(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    real_step, calls = Sequential.train_step, []
+
+    def step_then_interrupt(self, x, y):
+        calls.append(len(x))
+        if len(calls) == 5:  # epoch 1 has 3 steps (180 images / 64): stop inside epoch 2
+            raise KeyboardInterrupt
+        return real_step(self, x, y)
+
+    monkeypatch.setattr(Sequential, "train_step", step_then_interrupt)
+    out = tmp_path / "run"
+    code = cli.main(["train", "--model", "tiny_cnn", "--epochs", "3", "--limit", "200",
+                     "--out", str(out)])
+    assert code == 130
+    assert "Interrupted after 1 complete epoch" in capsys.readouterr().out
+    record = json.loads((out / "history.json").read_text())
+    assert record["interrupted"] is True and record["epochs_completed"] == 1
+    assert record["history"]["epoch"] == [1]
+    assert scratchnet.load(out / "model.sn").epochs_trained == 1
+    assert_png(out / "curves.png")
+
+
+@pytest.mark.slow
+def test_train_patterns_with_mlp_has_no_filter_plots(tmp_path):
+    out = tmp_path / "patterns"
+    assert cli.main(["train", "--dataset", "patterns", "--model", "mlp", "--epochs", "1",
+                     "--limit", "100", "--val-fraction", "0", "--out", str(out)]) == 0
+    record = json.loads((out / "history.json").read_text())
+    assert record["validation_images"] == 0 and "val_accuracy" not in record["history"]
+    assert not (out / "filters.png").exists() and (out / "confusion.png").exists()
+
+
+def test_missing_datasets_exit_1_with_advice(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SCRATCHNET_DATA", raising=False)
+
+    def offline(url, timeout=None):
+        raise urllib.error.URLError("no route to host (test)")
+
+    monkeypatch.setattr(mnist, "urlopen", offline)
+    assert cli.main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert "is this machine offline?" in err and "--dataset mnist-sample" in err
+    assert cli.main(["train", "--dataset", "mnist", "--no-download"]) == 1
+    assert "download=False" in capsys.readouterr().err
+    assert cli.main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path)]) == 1
+    assert "cifar-10-python.tar.gz" in capsys.readouterr().err
