@@ -153,17 +153,26 @@ class Sequential:
             out = layer.forward(out, training=training)
         return out
 
-    def backward(self, dout) -> np.ndarray:
-        for layer in reversed(self.layers):
+    def backward(self, dout, input_gradient: bool = True) -> np.ndarray | None:
+        """Every layer's backward in reverse order; returns dL/d(input).
+
+        With ``input_gradient=False`` (what training uses) the first layer only fills its
+        gradients (``Layer.backward_params``), skipping dL/d(input), and None is returned.
+        """
+        last = 0 if input_gradient else 1
+        for layer in reversed(self.layers[last:]):
             dout = layer.backward(dout)
-        return dout
+        if input_gradient:
+            return dout
+        self.layers[0].backward_params(dout)
+        return None
 
     def train_step(self, x, y) -> tuple[float, np.ndarray]:
         """One step of forward, loss, backward and update. Returns (loss, logits)."""
         self._require_compiled()
         logits = self.forward(x, training=True)
         loss = self.loss.forward(logits, y)
-        self.backward(self.loss.backward())
+        self.backward(self.loss.backward(), input_gradient=False)  # dL/dx of the data is never used
         self.optimizer.step(self.layers)
         return loss, logits
 

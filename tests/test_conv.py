@@ -380,3 +380,40 @@ def test_zero_padding_is_not_copied_and_padding_is_cropped_from_dx():
     y = padded.forward(x)
     assert padded.cache["x_padded"].shape == (2, 9, 9, 2) and y.shape == (2, 7, 7, 2)
     assert padded.backward(np.ones(y.shape)).shape == x.shape
+
+
+# --------------------------------------------------------------- skipping the input gradient
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("channels", [1, 3, 5])  # both im2col layouts (few / many channels)
+def test_backward_params_fills_the_same_grads_as_backward(backend, channels):
+    # A model's first layer skips dx (backward_params); its dW and db must not change.
+    layer = built_layer((7, 6, channels), backend, filters=4, kernel_size=3, stride=2, padding="same")
+    x = np.random.default_rng(2).standard_normal((3, 7, 6, channels))
+    _, dy, _, grads = run(layer, x)
+    layer.grads = {key: np.zeros_like(value) for key, value in layer.grads.items()}
+    assert layer.backward_params(dy) is None
+    for key in grads:
+        np.testing.assert_array_equal(layer.grads[key], grads[key])
+
+
+def test_train_step_equals_full_backward_then_update():
+    # Sequential.train_step uses backward_params on the first layer; the update must be the
+    # one a full backward (with dx) gives.
+    from scratchnet import SGD, Sequential
+    from scratchnet.layers import Activation, Dense, Flatten
+
+    def model():
+        layers = [Conv2D(3, 3, padding="same"), Activation("relu"), Flatten(), Dense(2)]
+        net = Sequential(layers, input_shape=(5, 5, 2), seed=3, dtype="float64")
+        return net.compile(SGD(lr=0.1), "cross_entropy")
+
+    x = np.random.default_rng(4).standard_normal((4, 5, 5, 2))
+    labels = np.array([0, 1, 1, 0])
+    fast, reference = model(), model()
+    fast.train_step(x, labels)
+    reference.loss.forward(reference.forward(x, training=True), labels)
+    dx = reference.backward(reference.loss.backward())
+    assert dx.shape == x.shape
+    reference.optimizer.step(reference.layers)
+    for key, value in reference.get_weights().items():
+        np.testing.assert_allclose(fast.get_weights()[key], value, rtol=0, atol=1e-14)

@@ -170,11 +170,14 @@ def input_gradient(dy, W, padded_shape, stride=(1, 1), dilation=(1, 1)) -> np.nd
     return dx_padded
 
 
-def conv2d_backward(cols, W, dy, padded_shape, stride=(1, 1), dilation=(1, 1)):
-    """(dx_padded, dW, db) from the forward's ``cols``, the kernel and dy (N, OH, OW, F)."""
+def conv2d_backward(cols, W, dy, padded_shape, stride=(1, 1), dilation=(1, 1), need_input_gradient=True):
+    """(dx_padded, dW, db) from the forward's ``cols``, the kernel and dy (N, OH, OW, F).
+
+    With ``need_input_gradient=False`` dx_padded is None (not computed: a model's first layer).
+    """
     filters = W.shape[3]
     dy2d = dy.reshape(-1, filters)  # (M, F)
     dW = kernel_gradient(cols, dy2d, W.shape)
     db = dy2d.sum(axis=0)
-    dx_padded = input_gradient(dy, W, padded_shape, stride, dilation)
+    dx_padded = input_gradient(dy, W, padded_shape, stride, dilation) if need_input_gradient else None
     return dx_padded, dW, db

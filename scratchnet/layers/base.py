@@ -101,6 +101,16 @@ class Layer:
     def backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement backward(dy)")
 
+    def backward_params(self, dy) -> None:
+        """Fill ``self.grads`` like ``backward``, but without returning dL/dx.
+
+        ``Sequential.train_step`` calls this on its FIRST layer: the gradient with respect to
+        the model's input is never used for training (PyTorch skips it too), and for a
+        convolution it can cost as much as the weight gradient. Layers where dx is expensive
+        override this to skip computing it; the default runs ``backward`` and drops dx.
+        """
+        self.backward(dy)
+
     # ------------------------------------------------------------------ checks
     def _validate_shape(self, input_shape) -> tuple[int, ...]:
         try:

@@ -135,21 +135,31 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dy):
+        dx_padded = self._backward(dy, input_gradient=True)
+        (top, bottom), (left, right) = self.cache["pads"]
+        _, height, width, _ = self.cache["padded_shape"]
+        return dx_padded[:, top:height - bottom, left:width - right, :]  # crop the padding off
+
+    def backward_params(self, dy) -> None:
+        """dW and db only: the im2col backend skips the input gradient (as costly as dW)."""
+        self._backward(dy, input_gradient=False)
+
+    def _backward(self, dy, input_gradient: bool):
+        """Fill grads["W"], grads["b"]; return dx_padded (None if not input_gradient and im2col)."""
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
         W, cache = self.params["W"], self.cache
         # the backend that ran the forward (and filled the cache) also runs the backward
         if cache["backend"] == "im2col":
             dx_padded, dW, db = im2col_kernels.conv2d_backward(
-                cache["cols"], W, dy, cache["padded_shape"], self.stride, self.dilation)
+                cache["cols"], W, dy, cache["padded_shape"], self.stride, self.dilation,
+                need_input_gradient=input_gradient)
         else:
             dx_padded, dW, db = scipy_conv.conv2d_backward(
                 cache["x_padded"], W, dy, self.stride, self.dilation)
         self.grads["W"] = dW
         if self.use_bias:
             self.grads["b"] = db
-        (top, bottom), (left, right) = cache["pads"]
-        _, height, width, _ = cache["padded_shape"]
-        return dx_padded[:, top:height - bottom, left:width - right, :]  # crop the padding off
+        return dx_padded
 
     def get_config(self):
         return {"filters": self.filters, "kernel_size": self.kernel_size, "stride": self.stride,
