@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from . import gradcheck, layers, losses, optimizers  # noqa: E402
+from . import datasets, gradcheck, layers, losses, metrics, models, optimizers  # noqa: E402
 from .model import History, Sequential  # noqa: E402
 from .optimizers import SGD, Adam  # noqa: E402
 from .serialization import SerializationError, UnsafeModelError, load_model  # noqa: E402
@@ -25,4 +25,5 @@ def load(path, trusted: bool = False) -> Sequential:
 
 
 __all__ = ["__version__", "Sequential", "History", "load", "Adam", "SGD", "layers", "losses",
-           "optimizers", "gradcheck", "SerializationError", "UnsafeModelError"]
+           "optimizers", "gradcheck", "SerializationError", "UnsafeModelError",
+           "datasets", "metrics", "models"]  # scratchnet.viz is imported on use (matplotlib)

@@ -22,7 +22,7 @@ DATASETS = ("mnist-sample", "mnist", "patterns", "cifar10")
 # Defaults of `scratchnet train`, tuned so that LeNet-5 on the bundled sample (7,200 training
 # images) passes 97% test accuracy well inside two minutes on two CPU cores: Adam with a
 # cosine-decayed learning rate, batches of 64 (see benchmarks/time_to_accuracy.py).
-TRAIN_DEFAULTS = {"epochs": 6, "batch_size": 64, "lr": 3e-3}
+TRAIN_DEFAULTS = {"epochs": 8, "batch_size": 64, "lr": 3e-3}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,9 +181,11 @@ def load_data(args):
     return train, test, [str(digit) for digit in range(10)]
 
 
-def train_epochs(model, x, y, epochs, batch_size, validation, history, epoch_seconds):
+def train_epochs(model, x, y, epochs, batch_size, validation, history, epoch_seconds,
+                 after_epoch=None):
     """The loop of ``Sequential.fit``, one epoch at a time, so that every finished epoch is
-    already in ``history`` (and its duration in ``epoch_seconds``) when Ctrl-C arrives."""
+    already in ``history`` (and its duration in ``epoch_seconds``) when Ctrl-C arrives.
+    ``after_epoch(epoch)``, if given, runs after each epoch, outside the timed part."""
     import math
     import time
 
@@ -209,6 +211,8 @@ def train_epochs(model, x, y, epochs, batch_size, validation, history, epoch_sec
         epoch_seconds.append(time.perf_counter() - start)
         history.append(model.epochs_trained, {key: float(value) for key, value in metrics.items()})
         bar.close(metrics)
+        if after_epoch is not None:
+            after_epoch(epoch + 1)
 
 
 def _output_dir(out):
@@ -226,6 +230,27 @@ def _output_dir(out):
     return folder
 
 
+def prepare_training(args):
+    """Data, split and compiled model for ``args``: (model, (x_fit, y_fit), validation or None,
+    (x_test, y_test), class names)."""
+    from .models import get_model
+    from .optimizers import Adam, CosineDecay
+
+    (x_train, y_train), (x_test, y_test), class_names = load_data(args)
+    if args.limit:
+        x_train, y_train, x_test, y_test = (x_train[:args.limit], y_train[:args.limit],
+                                            x_test[:args.limit], y_test[:args.limit])
+    # the validation images are the last ones of the training part (a fixed split)
+    n_val = int(round(len(x_train) * args.val_fraction))
+    validation = (x_train[-n_val:], y_train[-n_val:]) if n_val else None
+    x_fit, y_fit = (x_train[:-n_val], y_train[:-n_val]) if n_val else (x_train, y_train)
+    model = get_model(args.model, input_shape=x_train.shape[1:], n_classes=len(class_names),
+                      seed=args.seed, dtype=args.dtype, backend=args.backend)
+    total_steps = args.epochs * -(-len(x_fit) // args.batch_size)
+    model.compile(optimizer=Adam(lr=CosineDecay(args.lr, total_steps)), loss="cross_entropy")
+    return model, (x_fit, y_fit), validation, (x_test, y_test), class_names
+
+
 def run_training(args) -> int:
     import json
     import time
@@ -234,26 +259,15 @@ def run_training(args) -> int:
 
     from . import metrics, viz
     from .model import History
-    from .models import get_model
-    from .optimizers import Adam, CosineDecay
 
-    (x_train, y_train), (x_test, y_test), class_names = load_data(args)
-    if args.limit:
-        x_train, y_train, x_test, y_test = (x_train[:args.limit], y_train[:args.limit],
-                                            x_test[:args.limit], y_test[:args.limit])
     if not 0 <= args.val_fraction < 1:
         print("scratchnet train: --val-fraction must be in [0, 1)", file=sys.stderr)
         return 2
-    n_val = int(round(len(x_train) * args.val_fraction))
-    validation = (x_train[-n_val:], y_train[-n_val:]) if n_val else None
-    x_fit, y_fit = (x_train[:-n_val], y_train[:-n_val]) if n_val else (x_train, y_train)
-    model = get_model(args.model, input_shape=x_train.shape[1:], n_classes=len(class_names),
-                      seed=args.seed, dtype=args.dtype, backend=args.backend)
-    total_steps = args.epochs * -(-len(x_fit) // args.batch_size)
-    model.compile(optimizer=Adam(lr=CosineDecay(args.lr, total_steps)), loss="cross_entropy")
+    model, (x_fit, y_fit), validation, (x_test, y_test), class_names = prepare_training(args)
+    n_val = 0 if validation is None else len(validation[0])
     out = _output_dir(args.out)
     print(f"{args.model} on {args.dataset}: {len(x_fit)} training, {n_val} validation, "
-          f"{len(x_test)} test images {x_train.shape[1:]}; {model.count_params():,} parameters; "
+          f"{len(x_test)} test images {x_fit.shape[1:]}; {model.count_params():,} parameters; "
           f"output in {out}")
 
     history, epoch_seconds, interrupted = History(), [], False
