@@ -96,7 +96,9 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("channels", [1, 4])  # 1: the few-channel im2col path; 4: offset-GEMM
+# 1: transposed patches and input gradient; 4: (M, K) patches, transposed input gradient;
+# 9: (M, K) patches and (M, K) input gradient (im2col.FEW_CHANNELS_INPUT_GRADIENT = 8)
+@pytest.mark.parametrize("channels", [1, 4, 9])
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
 def test_matches_nested_loop_reference(config_name, channels, backend):
     config = CONFIGS[config_name]
@@ -147,7 +149,8 @@ def conv_configs(draw):
     span_h, span_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
     height = draw(st.integers(max(1, span_h - pad_h), max(1, span_h - pad_h) + 4))
     width = draw(st.integers(max(1, span_w - pad_w), max(1, span_w - pad_w) + 4))
-    channels = draw(st.integers(1, 5))  # both im2col layouts (few channels: <= 3)
+    # every im2col layout: patches transposed for C <= 3, input gradient transposed for C <= 8
+    channels = draw(st.sampled_from([1, 2, 3, 4, 5, 8, 9, 12]))
     return dict(batch=draw(st.integers(1, 3)), input_shape=(height, width, channels),
                 layer=dict(filters=draw(st.integers(1, 4)), kernel_size=(kh, kw), stride=stride,
                            dilation=dilation, padding=padding, use_bias=draw(st.booleans())))

@@ -47,7 +47,7 @@ def few_channels(channels: int) -> bool:
     and BLAS multiplies by its transpose at no extra cost: the forward is 2-2.5x faster with
     C = 1 and ~1.15x with C = 3. The two tie at C = 4; from C = 5 on, the (M, K) layout wins
     (1.2x at C = 5, 1.5-2x at C = 6-8: its rows are copied in C-long pieces and feed BLAS
-    better). The same split suits the input gradient (see ``input_gradient``).
+    better). The input gradient has its own split (see ``input_gradient``).
     """
     return channels <= FEW_CHANNELS
 
@@ -127,46 +127,57 @@ def _offset_slices(i, j, out_hw, stride, dilation):
             slice(dw * j, dw * j + sw * (ow - 1) + 1, sw))
 
 
+# Up to this many input channels the input gradient adds channels-first blocks (see below).
+FEW_CHANNELS_INPUT_GRADIENT = 8
+
+
 def input_gradient(dy, W, padded_shape, stride=(1, 1), dilation=(1, 1)) -> np.ndarray:
-    """dx_padded (N, Hp, Wp, C) from dy (N, OH, OW, F): the col2im scatter, looping only over
-    the kh*kw kernel offsets, never over pixels.
+    """dx_padded (N, Hp, Wp, C) from dy (N, OH, OW, F): ONE matrix product, then the col2im
+    scatter, looping only over the kh*kw kernel offsets, never over pixels.
 
-    For one offset (i, j), every output pixel (oh, ow) received the input cell
-    (s*oh + d*i, s*ow + d*j) times W[i, j]; those cells form a strided slice of dx, so
+        dcols = dy2d @ W2d^T        (M, F) @ (F, K) -> (M, K): the gradient of every patch entry
 
-        dx[:, d*i :: s, d*j :: s, :]  +=  dy @ W[i, j]^T        (N, OH, OW, F) @ (F, C)
+    Column block (i, j) of dcols belongs to the input cells (s*oh + d*i, s*ow + d*j), a
+    strided slice of dx, so col2im is kh*kw strided adds (overlapping windows add up):
 
-    Two ways to get the products dy @ W[i, j]^T, picked by timing (float32, batch 64):
+        dx[:, d*i :: s, d*j :: s, :]  +=  dcols[:, (i, j, :)]      (N, OH, OW, C)
 
-    * 4+ channels, "offset-GEMM": kh*kw products of (M, F) @ (F, C), each added at once into
-      its slice. No (M, K) patch-gradient matrix dcols = dy2d @ W2d^T is ever built, so far
-      less memory is written and read back: 1.2-2.7x faster than building dcols and adding
-      its kh*kw column blocks, 1.7-3.4x faster than np.add.at
-      (e.g. 32 x 16x16x64 -> 128, 3x3: 6.2 ms vs 7.9 ms vs 19 ms).
-    * 1-3 channels: one product dcols^T = W2d @ dy2d^T (K, M), then kh*kw strided adds into
-      a channels-first view of dx. Each offset-GEMM would be a skinny (M, F) @ (F, C <= 3)
-      product, poor for BLAS: the single (K, M) product is up to 3x faster (2x for
-      28x28x1 -> 8, 3x3), at worst ~10% slower (28x28x1 -> 32), and ties with np.add.at,
-      which would also need an (M, K) array of int64 indices.
+    Why ONE product (measured, float32, batch 64, 2 OpenBLAS threads): the alternative,
+    kh*kw products dy2d @ W[i, j]^T of (M, F) @ (F, C) added straight into dx
+    ("offset-GEMM"), writes less memory and is up to 1.5x faster on an idle machine, but each
+    multi-threaded BLAS call has to wake the second BLAS thread; when the other core is busy
+    (a shared machine, or a data loader) that wait is a whole scheduler time slice, ~8 ms per
+    call: 9 products took 72 ms where one took 20 ms (16x16x32 -> 64, 3x3). The single
+    product is never far from the best and never falls off that cliff. (np.add.at with an
+    index matrix measured 3-8x slower than either.)
+
+    Layout, by channel count:
+
+    * C <= 8: the transposed product dcols^T = W2d @ dy2d^T (K, M), added into a
+      channels-first VIEW of dx: each add then runs along image rows (OW contiguous numbers)
+      instead of C <= 8 numbers at a time: 1.5-2x faster for C = 1-8.
+    * C > 8: dcols (M, K), each add copies C contiguous numbers per pixel: 1.4-1.6x faster
+      than the transposed form at C = 16-32.
     """
     n_samples, _, _, channels = padded_shape
     kh, kw, _, filters = W.shape
     oh, ow = dy.shape[1:3]
     dy2d = dy.reshape(n_samples * oh * ow, filters)
+    W2d = W.reshape(kh * kw * channels, filters)
     dx_padded = np.zeros(padded_shape, dtype=dy.dtype)
-    if few_channels(channels):
-        dcols_t = (W.reshape(kh * kw * channels, filters) @ dy2d.T).reshape(kh, kw, channels,
-                                                                             n_samples, oh, ow)
+    if channels <= FEW_CHANNELS_INPUT_GRADIENT:
+        dcols_t = (W2d @ dy2d.T).reshape(kh, kw, channels, n_samples, oh, ow)
         dx_channels_first = dx_padded.transpose(3, 0, 1, 2)  # (C, N, Hp, Wp) view of dx
         for i in range(kh):
             for j in range(kw):
                 rows, cols = _offset_slices(i, j, (oh, ow), stride, dilation)
-                dx_channels_first[:, :, rows, cols] += dcols_t[i, j]
+                dx_channels_first[:, :, rows, cols] += dcols_t[i, j]  # (C, N, OH, OW)
     else:
+        dcols = (dy2d @ W2d.T).reshape(n_samples, oh, ow, kh, kw, channels)
         for i in range(kh):
             for j in range(kw):
                 rows, cols = _offset_slices(i, j, (oh, ow), stride, dilation)
-                dx_padded[:, rows, cols, :] += (dy2d @ W[i, j].T).reshape(n_samples, oh, ow, channels)
+                dx_padded[:, rows, cols, :] += dcols[:, :, :, i, j, :]  # (N, OH, OW, C)
     return dx_padded
 
 
