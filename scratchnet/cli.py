@@ -181,40 +181,6 @@ def load_data(args):
     return train, test, [str(digit) for digit in range(10)]
 
 
-def train_epochs(model, x, y, epochs, batch_size, validation, history, epoch_seconds,
-                 after_epoch=None):
-    """The loop of ``Sequential.fit``, one epoch at a time, so that every finished epoch is
-    already in ``history`` (and its duration in ``epoch_seconds``) when Ctrl-C arrives.
-    ``after_epoch(epoch)``, if given, runs after each epoch, outside the timed part."""
-    import math
-    import time
-
-    from .progress import ProgressBar
-
-    n_steps = math.ceil(len(x) / batch_size)
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        order = model.rng.permutation(len(x))
-        bar = ProgressBar(n_steps, f"Epoch {epoch + 1}/{epochs}")
-        loss_sum, correct_sum, seen = 0.0, 0.0, 0
-        for step in range(n_steps):
-            batch = order[step * batch_size:(step + 1) * batch_size]
-            loss, logits = model.train_step(x[batch], y[batch])
-            loss_sum += loss * len(batch)
-            correct_sum += model.loss.accuracy(logits, y[batch]) * len(batch)
-            seen += len(batch)
-            metrics = {"loss": loss_sum / seen, "accuracy": correct_sum / seen}
-            bar.update(step + 1, metrics)
-        if validation is not None:
-            metrics.update({f"val_{key}": value for key, value in model.evaluate(*validation).items()})
-        model.epochs_trained += 1
-        epoch_seconds.append(time.perf_counter() - start)
-        history.append(model.epochs_trained, {key: float(value) for key, value in metrics.items()})
-        bar.close(metrics)
-        if after_epoch is not None:
-            after_epoch(epoch + 1)
-
-
 def _output_dir(out):
     import time
     from pathlib import Path
@@ -270,14 +236,14 @@ def run_training(args) -> int:
           f"{len(x_test)} test images {x_fit.shape[1:]}; {model.count_params():,} parameters; "
           f"output in {out}")
 
-    history, epoch_seconds, interrupted = History(), [], False
+    history, interrupted = History(), False  # fit appends each epoch as it finishes
     start = time.perf_counter()
     try:
-        train_epochs(model, x_fit, y_fit, args.epochs, args.batch_size, validation, history,
-                     epoch_seconds)
+        model.fit(x_fit, y_fit, epochs=args.epochs, batch_size=args.batch_size,
+                  validation_data=validation, history=history)
     except KeyboardInterrupt:
         interrupted = True
-        print(f"\nInterrupted after {len(epoch_seconds)} complete epoch(s): saving the model "
+        print(f"\nInterrupted after {len(history.epoch)} complete epoch(s): saving the model "
               "trained so far.")
     train_seconds = time.perf_counter() - start
 
@@ -290,8 +256,8 @@ def run_training(args) -> int:
     record = {"scratchnet": __version__, "model": args.model, "dataset": args.dataset,
               "options": {key: value for key, value in vars(args).items() if key != "command"},
               "train_images": len(x_fit), "validation_images": n_val, "test_images": len(x_test),
-              "epochs_completed": len(epoch_seconds), "interrupted": interrupted,
-              "train_seconds": train_seconds, "epoch_seconds": epoch_seconds,
+              "epochs_completed": len(history.epoch), "interrupted": interrupted,
+              "train_seconds": train_seconds,
               "test_accuracy": test_accuracy, "history": history.to_dict()}
     (out / "history.json").write_text(json.dumps(record, indent=2) + "\n")
     viz.plot_history(history, save_path=out / "curves.png", title=f"{args.model} on {args.dataset}")

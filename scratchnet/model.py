@@ -12,6 +12,7 @@ One training step on a batch (x, y)::
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -22,14 +23,19 @@ from .progress import ProgressBar
 
 
 class History:
-    """Per-epoch metrics returned by ``fit``: ``history["loss"]``, ``history["val_accuracy"]``..."""
+    """Per-epoch metrics returned by ``fit``: ``history["loss"]``, ``history["val_accuracy"]``...
+
+    ``epoch`` holds the model's epoch numbers and ``seconds`` the wall time of each epoch.
+    """
 
     def __init__(self):
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
+        self.seconds: list[float] = []
 
-    def append(self, epoch: int, metrics: dict) -> None:
+    def append(self, epoch: int, metrics: dict, seconds: float | None = None) -> None:
         self.epoch.append(epoch)
+        self.seconds.append(seconds)
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)
 
@@ -40,7 +46,8 @@ class History:
         return key in self.history
 
     def to_dict(self) -> dict:
-        return {"epoch": list(self.epoch), **{key: list(values) for key, values in self.history.items()}}
+        return {"epoch": list(self.epoch), "seconds": list(self.seconds),
+                **{key: list(values) for key, values in self.history.items()}}
 
     def __repr__(self):
         return f"History({self.to_dict()})"
@@ -178,16 +185,24 @@ class Sequential:
 
     # ------------------------------------------------------------------ training
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True,
-            verbose=1) -> History:
+            verbose=1, history: History | None = None) -> History:
+        """Train for ``epochs`` passes over (x, y) in shuffled mini-batches.
+
+        Returns a History of per-epoch loss and accuracy (on the training batches, as they
+        were seen) and val_loss / val_accuracy when ``validation_data=(x_val, y_val)``.
+        Pass your own ``history`` to have each epoch appended the moment it finishes: a
+        KeyboardInterrupt then leaves every finished epoch in it (``scratchnet train`` does).
+        """
         self._require_compiled()
         x = self._prepare_input(x)
         y = self._check_targets(x, y)
         if batch_size < 1 or epochs < 0:
             raise ValueError(f"{self.name}: batch_size must be >= 1 and epochs >= 0")
-        history = History()
+        history = history if history is not None else History()
         n_samples = len(x)
         n_steps = math.ceil(n_samples / batch_size)
         for epoch in range(epochs):
+            start = time.perf_counter()
             order = self.rng.permutation(n_samples) if shuffle else np.arange(n_samples)
             bar = ProgressBar(n_steps, f"Epoch {epoch + 1}/{epochs}") if verbose else None
             loss_sum, correct_sum, seen = 0.0, 0.0, 0
@@ -207,7 +222,7 @@ class Sequential:
                 val = self.evaluate(*validation_data)
                 metrics.update({f"val_{key}": value for key, value in val.items()})
             self.epochs_trained += 1
-            history.append(self.epochs_trained, metrics)
+            history.append(self.epochs_trained, metrics, seconds=time.perf_counter() - start)
             if bar:
                 bar.close(metrics)
         return history

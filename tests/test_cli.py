@@ -93,7 +93,7 @@ def test_train_one_epoch_writes_every_output(tmp_path, capsys):
     record = json.loads((out / "history.json").read_text())
     assert record["epochs_completed"] == 1 and record["interrupted"] is False
     assert (record["train_images"], record["validation_images"], record["test_images"]) == (270, 30, 300)
-    assert set(record["history"]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(record["history"]) == {"epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy"}
     # the saved model is the trained one: it reproduces the reported test accuracy
     model = scratchnet.load(out / "model.sn")
     (_, _), (x_test, y_test) = load_mnist_sample()

@@ -186,3 +186,22 @@ def test_add_after_build_builds_the_new_layer():
     model.add(Dense(4))
     assert model.layers[1].params["W"].shape == (6, 4)
     assert model.output_shape == (4,)
+
+
+def test_interrupted_fit_keeps_finished_epochs_in_the_given_history(monkeypatch):
+    x, y = two_blobs(64)
+    model = mlp()
+    original_step, calls = model.train_step, []
+
+    def step_then_interrupt(xb, yb):
+        calls.append(1)
+        if len(calls) == 5:          # in the third epoch (2 steps per epoch)
+            raise KeyboardInterrupt
+        return original_step(xb, yb)
+
+    monkeypatch.setattr(model, "train_step", step_then_interrupt)
+    history = sn.History()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=5, batch_size=32, verbose=0, history=history)
+    assert history.epoch == [1, 2] and len(history["loss"]) == 2
+    assert len(history.seconds) == 2 and all(s > 0 for s in history.seconds)
