@@ -420,3 +420,16 @@ def test_train_step_equals_full_backward_then_update():
     reference.optimizer.step(reference.layers)
     for key, value in reference.get_weights().items():
         np.testing.assert_allclose(fast.get_weights()[key], value, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("rows, width", [(43264, 8), (97, 3), (64, 300), (1, 5)])  # 97: prime
+def test_bias_helpers_match_plain_numpy(rows, width):
+    matrix = np.random.default_rng(5).standard_normal((rows, width))
+    row = np.random.default_rng(6).standard_normal(width)
+    np.testing.assert_allclose(im2col_kernels.column_sums(matrix), matrix.sum(axis=0), rtol=1e-12, atol=1e-9)
+    expected = matrix + row
+    im2col_kernels.add_to_every_row(matrix, row)
+    np.testing.assert_array_equal(matrix, expected)
+    strided = np.zeros((rows, 2 * width))[:, ::2]  # not contiguous: must still be updated in place
+    im2col_kernels.add_to_every_row(strided, row)
+    np.testing.assert_array_equal(strided, np.broadcast_to(row, strided.shape))

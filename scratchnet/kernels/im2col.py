@@ -31,6 +31,8 @@ OpenBLAS, float32, batch 64, MNIST/CIFAR-sized layers); see ``few_channels``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -91,6 +93,34 @@ def im2col_transposed(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1)) -> np
     return patches.transpose(3, 4, 5, 0, 1, 2).reshape(kh * kw * channels, n_samples * oh * ow)
 
 
+def _wide_rows(matrix: np.ndarray) -> np.ndarray:
+    """A C-contiguous (M, F) matrix viewed as (M / g, g * F): g consecutive rows side by side.
+
+    Why: NumPy adds a bias to, or sums, an (M, F) matrix F numbers at a time; with few
+    filters (F = 6-16) that inner loop is so short that its overhead dominates. Seen as rows of
+    g*F >= ~256 numbers, the same work runs in long vectorised loops. g divides M (1 at worst).
+    """
+    rows, width = matrix.shape
+    if not matrix.flags.c_contiguous:
+        return matrix  # a reshape would copy, and an in-place add would be lost
+    group = math.gcd(rows, max(1, 256 // width))
+    return matrix.reshape(rows // group, group * width)
+
+
+def add_to_every_row(matrix: np.ndarray, row: np.ndarray) -> None:
+    """matrix[m, :] += row for every m, in place (bias add). ~4x faster than ``matrix += row``
+    for 43264 x 8 (see ``_wide_rows``)."""
+    wide = _wide_rows(matrix)
+    wide += np.tile(row, wide.shape[1] // row.shape[0])  # the row repeated g times
+
+
+def column_sums(matrix: np.ndarray) -> np.ndarray:
+    """sum over m of matrix[m, :], as (F,) (bias gradient). ~10x faster than ``matrix.sum(axis=0)``
+    for 43264 x 8: sum the wide rows, then the g pieces of the result (see ``_wide_rows``)."""
+    width = matrix.shape[1]
+    return _wide_rows(matrix).sum(axis=0).reshape(-1, width).sum(axis=0)
+
+
 def conv2d_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1)):
     """Return ``(y, cols)``: y (N, OH, OW, F) and the patch matrix to keep for the backward.
 
@@ -108,7 +138,7 @@ def conv2d_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1)):
         cols = im2col(x_padded, (kh, kw), stride, dilation)  # (M, K)
         y2d = cols @ W2d
     if b is not None:
-        y2d += b
+        add_to_every_row(y2d, b)
     return y2d.reshape(n_samples, oh, ow, filters), cols
 
 
@@ -189,6 +219,6 @@ def conv2d_backward(cols, W, dy, padded_shape, stride=(1, 1), dilation=(1, 1), n
     filters = W.shape[3]
     dy2d = dy.reshape(-1, filters)  # (M, F)
     dW = kernel_gradient(cols, dy2d, W.shape)
-    db = dy2d.sum(axis=0)
+    db = column_sums(dy2d)
     dx_padded = input_gradient(dy, W, padded_shape, stride, dilation) if need_input_gradient else None
     return dx_padded, dW, db
