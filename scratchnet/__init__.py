@@ -8,7 +8,7 @@ from .optimizers import SGD, Adam  # noqa: E402
 from .serialization import SerializationError, UnsafeModelError, load_model  # noqa: E402
 
 
-def load(path, trusted: bool = False) -> Sequential:
+def load(path, trusted: bool = False, allowed_classes=()) -> Sequential:
     """Load a model saved with ``model.save(path)``, ready to predict or resume training.
 
     The file is read with a restricted unpickler: only scratchnet's own classes, NumPy array
@@ -17,11 +17,12 @@ def load(path, trusted: bool = False) -> Sequential:
     ``FileNotFoundError``; an empty, truncated, corrupted (checksum) or newer-format file raises
     ``SerializationError``. No half-built model is ever returned.
 
+    A model with layer classes of your own: name them, ``load(path, allowed_classes=[MyLayer])``.
+
     ``trusted=True`` uses plain pickle, which can execute arbitrary code hidden in the file:
-    only for files you made yourself or trust completely (e.g. models with your own layer
-    classes, which the restricted loader refuses).
+    only for files you made yourself or trust completely.
     """
-    return load_model(path, trusted=trusted)
+    return load_model(path, trusted=trusted, allowed_classes=allowed_classes)
 
 
 __all__ = ["__version__", "Sequential", "History", "load", "Adam", "SGD", "layers", "losses",

@@ -178,12 +178,17 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
-    def __init__(self, file, payload_bytes: int):
+    def __init__(self, file, payload_bytes: int, allowed_classes=()):
         super().__init__(file)
         self.payload_bytes = payload_bytes
+        # classes of the user's own (their Layer subclasses), allowed by name like ours
+        self.extra_classes = {(cls.__module__, cls.__qualname__): cls for cls in allowed_classes}
+
+    def _allowed_class(self, cls) -> bool:
+        return _is_scratchnet_class(cls) or cls in self.extra_classes.values()
 
     def find_class(self, module, name):
-        found = allowed_global(module, name)
+        found = self.extra_classes.get((module, name)) or allowed_global(module, name)
         if found is None:
             raise UnsafeModelError(
                 f"refused to load global {module}.{name}: a scratchnet model file may only name "
@@ -214,7 +219,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     dispatch[pickle.REDUCE[0]] = load_reduce
 
     def _check_new(self, cls):
-        if not (cls in (object, complex) or _is_scratchnet_class(cls)):
+        if not (cls in (object, complex) or self._allowed_class(cls)):
             self._refuse(f"create an object of {_describe(cls)} with NEWOBJ")
 
     def load_newobj(self):
@@ -232,7 +237,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     def load_build(self):
         target = self.stack[-2]
         if isinstance(target, type) or not (isinstance(target, (np.ndarray, np.dtype))
-                                            or _is_scratchnet_class(type(target))):
+                                            or self._allowed_class(type(target))):
             self._refuse(f"set the state of {_describe(target)} with BUILD")
         super().load_build()
 
@@ -433,13 +438,21 @@ def _check_and_finish(model, path):
     return model
 
 
-def load_model(path, trusted: bool = False):
+def load_model(path, trusted: bool = False, allowed_classes=()):
     """Load a model saved with ``model.save`` (see the module docstring for every check).
 
+    ``allowed_classes``: your own ``Layer`` subclasses that the file may contain, e.g.
+    ``load("hw.sn", allowed_classes=[MyLayer])``; they are checked like scratchnet's own.
     ``trusted=True`` uses the plain ``pickle`` loader, which can run any code the file contains:
-    only for files you made yourself or fully trust (it is also the way to load models with
-    layer classes of your own).
+    only for files you made yourself or fully trust.
     """
+    from .layers.base import Layer
+
+    for cls in allowed_classes:
+        if not (isinstance(cls, type) and issubclass(cls, Layer)):
+            raise TypeError(f"allowed_classes takes Layer subclasses, got {cls!r}")
+        if any("__new__" in vars(k) or "__del__" in vars(k) for k in cls.__mro__[:-1]):
+            raise TypeError(f"{cls.__qualname__} defines __new__ or __del__: load it with trusted=True")
     with open(path, "rb") as file:  # FileNotFoundError propagates as it is
         data = file.read()
     _, payload = _parse_header(data, path)
@@ -447,7 +460,7 @@ def load_model(path, trusted: bool = False):
         if trusted:
             model = pickle.loads(payload)
         else:
-            model = RestrictedUnpickler(io.BytesIO(payload), len(payload)).load()
+            model = RestrictedUnpickler(io.BytesIO(payload), len(payload), allowed_classes).load()
     except UnsafeModelError as error:
         raise UnsafeModelError(f"{path}: {error}") from None
     except Exception as error:

@@ -767,3 +767,31 @@ def test_save_weights_of_an_unbuilt_model_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="not built"):
         mlp().save_weights(tmp_path / "w.npz")
     assert os.listdir(tmp_path) == []
+
+
+class StudentScale(Layer):
+    """A student's own layer: y = a * x with a learnable a per feature."""
+
+    def init_params(self, input_shape, rng):
+        return {"a": rng.normal(size=input_shape)}
+
+    def forward(self, x, training=False):
+        x = self.check_input(x)
+        self.cache = {"x": x}
+        return self.params["a"] * x
+
+    def backward(self, dy):
+        self.grads["a"] = (dy * self.cache["x"]).sum(axis=0)
+        return dy * self.params["a"]
+
+
+def test_own_layer_classes_load_only_when_named(tmp_path):
+    model = sn.Sequential([StudentScale(), Dense(2)], input_shape=(3,), seed=0).compile("adam", "mse")
+    model.save(tmp_path / "homework.sn")
+    with pytest.raises(sn.UnsafeModelError, match="StudentScale"):
+        sn.load(tmp_path / "homework.sn")
+    loaded = sn.load(tmp_path / "homework.sn", allowed_classes=[StudentScale])
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    with pytest.raises(TypeError, match="Layer subclasses"):
+        sn.load(tmp_path / "homework.sn", allowed_classes=[dict])
