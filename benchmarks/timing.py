@@ -85,6 +85,26 @@ def _blas_description(numpy_module) -> str:
         return "unknown"
 
 
+def _openblas_core(numpy_module) -> str:
+    """The kernel family OpenBLAS picked at run time (e.g. SkylakeX, Haswell), if it says."""
+    import ctypes
+    import glob
+
+    libs_dir = os.path.join(os.path.dirname(numpy_module.__file__), os.pardir, "numpy.libs")
+    for path in glob.glob(os.path.join(libs_dir, "*openblas*")):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                       "openblas_get_corename64_", "openblas_get_corename"):
+            function = getattr(library, symbol, None)
+            if function is not None:
+                function.restype = ctypes.c_char_p
+                return function().decode()
+    return "unknown"
+
+
 def machine_description(torch_module=None) -> dict:
     """CPU, cores, library versions, thread counts and OPENBLAS_CORETYPE, for the README."""
     import numpy
@@ -97,6 +117,7 @@ def machine_description(torch_module=None) -> dict:
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "blas": _blas_description(numpy),
+        "openblas_core": _openblas_core(numpy),
         "scipy": scipy.__version__,
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
