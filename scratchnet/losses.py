@@ -60,6 +60,9 @@ class CrossEntropy(Loss):
         """Return targets as a (N, K) probability matrix in the logits' dtype."""
         y = np.asarray(y)
         n, k = logits.shape
+        if y.dtype.kind not in "biuf":
+            raise TypeError(f"{self.name}: expected integer class labels (N,) or one-hot rows "
+                            f"(N, {k}), got dtype {y.dtype}")
         if y.ndim == 1:
             if y.shape[0] != n:
                 raise ValueError(f"{self.name}: expected {n} labels, got {y.shape[0]}")

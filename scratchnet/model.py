@@ -196,8 +196,9 @@ class Sequential:
         self._require_compiled()
         x = self._prepare_input(x)
         y = self._check_targets(x, y)
-        if batch_size < 1 or epochs < 0:
-            raise ValueError(f"{self.name}: batch_size must be >= 1 and epochs >= 0")
+        for option, value, least in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise ValueError(f"{self.name}: {option} must be an int >= {least}, got {value!r}")
         history = history if history is not None else History()
         n_samples = len(x)
         n_steps = math.ceil(n_samples / batch_size)
