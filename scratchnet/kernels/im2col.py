@@ -36,6 +36,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .scipy_conv import output_hw  # floor((Hp - d*(k-1) - 1) / s) + 1, one definition for both
+
 # At most this many input channels counts as "few" (an image layer: grey or RGB).
 FEW_CHANNELS = 3
 
@@ -54,12 +56,6 @@ def few_channels(channels: int) -> bool:
     return channels <= FEW_CHANNELS
 
 
-def conv_output_hw(padded_hw, kernel_hw, stride, dilation) -> tuple[int, int]:
-    """floor((Hp - d*(k-1) - 1) / s) + 1 for both spatial axes."""
-    return tuple((size - d * (k - 1) - 1) // s + 1
-                 for size, k, s, d in zip(padded_hw, kernel_hw, stride, dilation))
-
-
 def patch_view(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1)) -> np.ndarray:
     """Read-only view ``patches[n, oh, ow, i, j, c] = x[n, s*oh + d*i, s*ow + d*j, c]``.
 
@@ -70,7 +66,7 @@ def patch_view(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1)) -> np.ndarra
     n_samples, height, width, channels = x_padded.shape
     kh, kw = kernel_hw
     (sh, sw), (dh, dw) = stride, dilation
-    oh, ow = conv_output_hw((height, width), kernel_hw, stride, dilation)
+    oh, ow = output_hw((height, width), kernel_hw, stride, dilation)
     step_n, step_h, step_w, step_c = x_padded.strides
     return as_strided(x_padded, shape=(n_samples, oh, ow, kh, kw, channels),
                       strides=(step_n, sh * step_h, sw * step_w, dh * step_h, dw * step_w, step_c),
@@ -129,7 +125,7 @@ def conv2d_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1)):
     """
     kh, kw, channels, filters = W.shape
     n_samples = x_padded.shape[0]
-    oh, ow = conv_output_hw(x_padded.shape[1:3], (kh, kw), stride, dilation)
+    oh, ow = output_hw(x_padded.shape[1:3], (kh, kw), stride, dilation)
     W2d = W.reshape(kh * kw * channels, filters)
     if few_channels(channels):
         cols = im2col_transposed(x_padded, (kh, kw), stride, dilation)  # (K, M)

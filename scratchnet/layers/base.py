@@ -130,6 +130,14 @@ class Layer:
         Every built-in ``forward`` starts with this line, so a wrong shape fails here with
         a message naming the layer, not deep inside a matrix product.
         """
+        x = self.as_numeric_array(x)
+        if x.ndim != 1 + len(self.input_shape) or x.shape[1:] != self.input_shape:
+            expected = ", ".join(["N", *map(str, self.input_shape)])
+            raise ValueError(f"{self.name}: expected input of shape ({expected}), got {x.shape}")
+        return x.astype(self.dtype, copy=False)
+
+    def as_numeric_array(self, x) -> np.ndarray:
+        """``x`` as an array, after checking the layer is built and ``x`` holds numbers."""
         if not self.built:
             raise RuntimeError(
                 f"{self.name}: layer is not built; call build(input_shape) first "
@@ -138,10 +146,7 @@ class Layer:
         x = np.asarray(x)
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{self.name}: expected a numeric array, got dtype {x.dtype}")
-        if x.ndim != 1 + len(self.input_shape) or x.shape[1:] != self.input_shape:
-            expected = ", ".join(["N", *map(str, self.input_shape)])
-            raise ValueError(f"{self.name}: expected input of shape ({expected}), got {x.shape}")
-        return x.astype(self.dtype, copy=False)
+        return x
 
     def check_output_grad(self, dy, expected_shape: tuple[int, ...]) -> np.ndarray:
         """Validate ``dy`` against the shape ``forward`` produced; return it in our dtype."""

@@ -97,12 +97,7 @@ class Conv2D(Layer):
 
     def check_input(self, x) -> np.ndarray:
         """(N, H, W, C) with the built C and a size the kernel fits in; in the layer's dtype."""
-        if not self.built:
-            raise RuntimeError(f"{self.name}: layer is not built; call build(input_shape) first "
-                               "or put it in a Sequential model with an input_shape")
-        x = np.asarray(x)
-        if x.dtype.kind not in "fiub":
-            raise TypeError(f"{self.name}: expected a numeric array, got dtype {x.dtype}")
+        x = self.as_numeric_array(x)
         channels = self.input_shape[2]
         if x.ndim != 4:
             raise ValueError(f"{self.name}: expected a 4-D input (N, H, W, {channels}), "
