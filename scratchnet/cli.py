@@ -143,18 +143,15 @@ def gradcheck_cases() -> list:
 
 def run_gradcheck() -> int:
     """Print one table of relative errors (float64); exit code 1 if any array fails."""
-    from .gradcheck import TOLERANCE, check_layer
+    from .gradcheck import TOLERANCE, check_layer, format_table
 
     rows = []
     for label, layer, shape in gradcheck_cases():
         report = check_layer(layer, shape, seed=0)
         rows += [(label, row.name, f"{row.error:.2e}", "ok" if row.passed else "FAIL")
                  for row in report.rows]
-    header = ("layer", "array", "rel. error", "result")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
     print(f"Gradient check, float64, central differences: pass if rel. error <= {TOLERANCE:.0e}")
-    for row in [header, tuple("-" * width for width in widths), *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print(format_table(("layer", "array", "rel. error", "result"), rows, rule=True))
     failures = sum(row[3] == "FAIL" for row in rows)
     print(f"{failures} of {len(rows)} arrays FAILED" if failures else f"all {len(rows)} arrays ok")
     return 1 if failures else 0

@@ -67,6 +67,14 @@ def gradient_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     return float(np.max(np.abs(analytic - numeric)) / scale)
 
 
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], rule: bool = False) -> str:
+    """Left-aligned text columns, two spaces apart (with a dashed rule under the header)."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [header, tuple("-" * width for width in widths)] if rule else [header]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in [*lines, *rows])
+
+
 @dataclass
 class CheckRow:
     name: str
@@ -109,12 +117,8 @@ class GradientCheckReport:
         header = ("array", "shape", "rel. error", "result")
         rows = [(row.name, str(row.shape), f"{row.error:.2e}", "ok" if row.passed else "FAIL")
                 for row in self.rows]
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-        lines = [f"{self.title}  (float64, pass if rel. error <= {self.tolerance:.0e})"]
-        for r in [header, *rows]:
-            lines.append("  ".join(cell.ljust(width) for cell, width in zip(r, widths)).rstrip())
-        lines.append("PASSED" if self.passed else "FAILED")
-        return "\n".join(lines)
+        return "\n".join([f"{self.title}  (float64, pass if rel. error <= {self.tolerance:.0e})",
+                          format_table(header, rows), "PASSED" if self.passed else "FAILED"])
 
     __repr__ = __str__
 
