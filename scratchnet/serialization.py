@@ -110,7 +110,8 @@ def _numpy_rebuilders() -> dict:
             "_frombuffer": numeric._frombuffer}
 
 
-def _numpy_global(module: str, name: str):
+def numpy_global(module: str, name: str):
+    """The NumPy array/scalar/dtype rebuilder a pickle may name as ``module.name``, or None."""
     if module == "numpy" and name in ("ndarray", "dtype"):
         return getattr(np, name)
     if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in ("_reconstruct", "scalar"):
@@ -158,7 +159,7 @@ def allowed_global(module: str, name: str):
         return _BUILTIN_TYPES[name]
     if module == "collections" and name == "OrderedDict":
         return collections.OrderedDict
-    found = _numpy_global(module, name)
+    found = numpy_global(module, name)
     return found if found is not None else _scratchnet_class(module, name)
 
 

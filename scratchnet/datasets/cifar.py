@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..serialization import numpy_global
 from .common import CorruptDataError, DataNotFoundError, scale_images, search_dirs
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -34,19 +35,6 @@ TEST_BATCHES = ("test_batch",)
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
-def _array_reconstructors() -> dict:
-    """The functions NumPy's pickles call to rebuild arrays, under every module path they are
-    stored as (NumPy 1 wrote ``numpy.core.multiarray``, NumPy 2 writes ``numpy._core...``).
-    Taken from NumPy's own ``__reduce__`` so no deprecated module is imported."""
-    reconstruct = np.zeros(1).__reduce__()[0]
-    scalar = np.float64(0).__reduce__()[0]
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = reconstruct
-        allowed[(module, "scalar")] = scalar
-    return allowed
-
-
 _BUILTINS = {("builtins", name): getattr(__import__("builtins"), name)
              for name in ("dict", "list", "tuple", "bytes", "str", "int")}
 _BUILTINS[("__builtin__", "dict")] = dict  # Python 2 spelling
@@ -55,11 +43,11 @@ _BUILTINS[("__builtin__", "dict")] = dict  # Python 2 spelling
 class RestrictedUnpickler(pickle.Unpickler):
     """Resolve only builtin containers and NumPy array reconstructors; refuse everything else."""
 
-    allowed = {**_array_reconstructors(), **_BUILTINS}
-
     def find_class(self, module, name):
-        if (module, name) in self.allowed:
-            return self.allowed[(module, name)]
+        # the NumPy names are the model loader's allow-list (NumPy 1.x and 2.x module paths)
+        found = _BUILTINS.get((module, name)) or numpy_global(module, name)
+        if found is not None:
+            return found
         raise CorruptDataError(f"refused to load {module}.{name}: a CIFAR-10 batch may only contain "
                                "dicts, lists, bytes, strings, ints and NumPy arrays")
 
