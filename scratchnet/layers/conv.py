@@ -10,7 +10,14 @@ from ..initializers import check_initializer_name, initialize
 from ..kernels import im2col as im2col_kernels
 from ..kernels import scipy_conv
 from .base import Layer
-from .spatial import as_pair, check_image_shape, check_padding_option, conv_output_hw, resolve_padding
+from .spatial import (
+    as_pair,
+    check_image_shape,
+    check_padding_option,
+    conv_output_hw,
+    pad_spatial,
+    resolve_padding,
+)
 
 BACKENDS = ("im2col", "scipy")
 
@@ -114,10 +121,7 @@ class Conv2D(Layer):
     def forward(self, x, training=False):
         x = self.check_input(x)
         pads = self.pads_for(x.shape[1:3])
-        if any(pads[0]) or any(pads[1]):
-            x_padded = np.pad(x, ((0, 0), *pads, (0, 0)))  # zeros, in x's dtype
-        else:
-            x_padded = x  # no padding: no copy
+        x_padded = pad_spatial(x, pads, fill=0)  # zeros in x's dtype; x itself if no padding
         W, b = self.params["W"], self.params.get("b")
         if self.backend == "im2col":
             y, cols = im2col_kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation)

@@ -32,7 +32,15 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Layer
-from .spatial import as_pair, check_image_shape, check_padding_option, conv_output_hw, resolve_padding
+from .spatial import (
+    as_pair,
+    check_image_shape,
+    check_padding_option,
+    conv_output_hw,
+    crop_spatial,
+    pad_spatial,
+    resolve_padding,
+)
 
 
 def window_view(padded: np.ndarray, offset_hw, out_hw, stride_hw) -> np.ndarray:
@@ -43,30 +51,6 @@ def window_view(padded: np.ndarray, offset_hw, out_hw, stride_hw) -> np.ndarray:
     """
     (i, j), (out_h, out_w), (stride_h, stride_w) = offset_hw, out_hw, stride_hw
     return padded[:, i:i + stride_h * (out_h - 1) + 1:stride_h, j:j + stride_w * (out_w - 1) + 1:stride_w, :]
-
-
-def pad_spatial(x: np.ndarray, pads, fill) -> np.ndarray:
-    """``x`` (N, H, W, C) with ``pads`` = ((top, bottom), (left, right)) cells of ``fill`` around it.
-
-    Without padding ``x`` itself is returned (no copy). Otherwise one ``np.full`` plus one
-    interior assignment, which is cheaper than ``np.pad``'s general machinery.
-    """
-    (top, bottom), (left, right) = pads
-    if top == bottom == left == right == 0:
-        return x
-    n, height, width, channels = x.shape
-    padded = np.full((n, top + height + bottom, left + width + right, channels), fill, dtype=x.dtype)
-    padded[:, top:top + height, left:left + width, :] = x
-    return padded
-
-
-def crop_spatial(padded: np.ndarray, pads, input_hw) -> np.ndarray:
-    """Inverse of :func:`pad_spatial`: the ``(N, H, W, C)`` interior (a contiguous copy if cropped)."""
-    (top, _), (left, _) = pads
-    height, width = input_hw
-    if padded.shape[1:3] == (height, width):
-        return padded
-    return np.ascontiguousarray(padded[:, top:top + height, left:left + width, :])
 
 
 class _Pool2D(Layer):

@@ -8,11 +8,15 @@ size ``k``, stride ``s`` and dilation ``d``, the kernel covers ``d*(k-1) + 1`` i
 ``padding="same"`` asks for ``out = ceil(in / s)``; the total padding that gives it is
 ``max((out - 1)*s + d*(k-1) + 1 - in, 0)``, split with the odd cell at the bottom/right
 (as Keras and TensorFlow do).
+
+``pad_spatial`` / ``crop_spatial`` add and remove that padding around the (H, W) axes.
 """
 
 from __future__ import annotations
 
 import numbers
+
+import numpy as np
 
 
 def as_pair(value, what: str, layer_name: str) -> tuple[int, int]:
@@ -91,3 +95,27 @@ def check_image_shape(input_shape, layer_name: str) -> tuple[int, int, int]:
         raise ValueError(f"{layer_name}: expected samples of shape (H, W, C) (batch shape "
                          f"(N, H, W, C)), got {tuple(input_shape)}")
     return tuple(input_shape)
+
+
+def pad_spatial(x: np.ndarray, pads, fill) -> np.ndarray:
+    """``x`` (N, H, W, C) with ``pads`` = ((top, bottom), (left, right)) cells of ``fill`` around it.
+
+    Without padding ``x`` itself is returned (no copy). Otherwise one ``np.full`` plus one
+    interior assignment, which is cheaper than ``np.pad``'s general machinery.
+    """
+    (top, bottom), (left, right) = pads
+    if top == bottom == left == right == 0:
+        return x
+    n, height, width, channels = x.shape
+    padded = np.full((n, top + height + bottom, left + width + right, channels), fill, dtype=x.dtype)
+    padded[:, top:top + height, left:left + width, :] = x
+    return padded
+
+
+def crop_spatial(padded: np.ndarray, pads, input_hw) -> np.ndarray:
+    """Inverse of :func:`pad_spatial`: the ``(N, H, W, C)`` interior (a contiguous copy if cropped)."""
+    (top, _), (left, _) = pads
+    height, width = input_hw
+    if padded.shape[1:3] == (height, width):
+        return padded
+    return np.ascontiguousarray(padded[:, top:top + height, left:left + width, :])
