@@ -155,7 +155,10 @@ class Sequential:
 
     # ------------------------------------------------------------------ passes
     def forward(self, x, training=False) -> np.ndarray:
-        out = self._prepare_input(x)
+        return self._run_layers(self._prepare_input(x), training)
+
+    def _run_layers(self, out, training=False) -> np.ndarray:
+        """Every layer's forward in order, on an input already checked by _prepare_input."""
         for layer in self.layers:
             out = layer.forward(out, training=training)
         return out
@@ -236,7 +239,7 @@ class Sequential:
         y = self._check_targets(x, y)
         loss_sum, correct_sum = 0.0, 0.0
         for start in range(0, len(x), batch_size):
-            logits = self.forward(x[start:start + batch_size])
+            logits = self._run_layers(x[start:start + batch_size])
             targets = y[start:start + batch_size]
             loss_sum += self.loss.forward(logits, targets) * len(logits)
             correct_sum += (self.loss.accuracy(logits, targets) or 0.0) * len(logits)
@@ -248,7 +251,7 @@ class Sequential:
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Output of the last layer (logits if the model ends without softmax)."""
         x = self._prepare_input(x)
-        outputs = [self.forward(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+        outputs = [self._run_layers(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
         if not outputs:
             return np.zeros((0, *self.output_shape), dtype=self.dtype)
         return np.concatenate(outputs)
