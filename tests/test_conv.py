@@ -96,8 +96,8 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-# 1: transposed patches and input gradient; 4: (M, K) patches, transposed input gradient;
-# 9: (M, K) patches and (M, K) input gradient (im2col.FEW_CHANNELS_INPUT_GRADIENT = 8)
+# 1: transposed (K, M) patches; 4 and 9: (M, K) patches (im2col.FEW_CHANNELS = 3). The input
+# gradient takes the shifted path for the stride-1 configurations, the strided one otherwise.
 @pytest.mark.parametrize("channels", [1, 4, 9])
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
 def test_matches_nested_loop_reference(config_name, channels, backend):
@@ -433,3 +433,22 @@ def test_bias_helpers_match_plain_numpy(rows, width):
     strided = np.zeros((rows, 2 * width))[:, ::2]  # not contiguous: must still be updated in place
     im2col_kernels.add_to_every_row(strided, row)
     np.testing.assert_array_equal(strided, np.broadcast_to(row, strided.shape))
+
+
+# ------------------------------------------------- the two col2im layouts agree (stride 1)
+@given(kh=st.integers(1, 4), kw=st.integers(1, 4), dh=st.integers(1, 3), dw=st.integers(1, 3),
+       channels=st.integers(1, 10), filters=st.integers(1, 5), extra_h=st.integers(0, 4),
+       extra_w=st.integers(0, 4), n_samples=st.integers(1, 3))
+def test_shifted_col2im_equals_strided_col2im(kh, kw, dh, dw, channels, filters, extra_h,
+                                               extra_w, n_samples):
+    # The flat-shift input gradient (stride 1) against the general strided adds, on non-square
+    # kernels and dilations; extra_h = extra_w = 0 is a 1x1 output (every add shifted to the end).
+    height, width = dh * (kh - 1) + 1 + extra_h, dw * (kw - 1) + 1 + extra_w
+    rng = np.random.default_rng(kh * 1000 + kw * 100 + channels)
+    W = rng.standard_normal((kh, kw, channels, filters))
+    dy = rng.standard_normal((n_samples, extra_h + 1, extra_w + 1, filters))
+    padded_shape = (n_samples, height, width, channels)
+    shifted = im2col_kernels.input_gradient_stride1(dy, W, padded_shape, (dh, dw))
+    strided = im2col_kernels.input_gradient_strided(dy, W, padded_shape, (1, 1), (dh, dw))
+    assert shifted.shape == padded_shape and shifted.flags.c_contiguous
+    np.testing.assert_allclose(shifted, strided, rtol=0, atol=1e-12)
