@@ -127,15 +127,15 @@ class MaxPool2D(_Pool2D):
         index_type = np.min_scalar_type(len(offsets) - 1)
         argmax = np.zeros(y.shape, dtype=index_type)
         better = np.empty(y.shape, dtype=bool)
-        marked = np.empty(y.shape, dtype=index_type)
         for k, offset in enumerate(offsets[1:], start=1):
             candidate = window_view(x_padded, offset, out_hw, self.stride)
             np.greater(candidate, y, out=better)  # strict: on a tie the earlier offset keeps the argmax
             np.maximum(y, candidate, out=y)
             # "argmax = k where better": k grows along the loop, so this is max(argmax, k * better),
             # two dense integer passes; np.copyto(argmax, k, where=better) measured ~80x slower.
-            np.multiply(better, k, out=marked, casting="unsafe")
-            np.maximum(argmax, marked, out=argmax)
+            # k is an index_type scalar: with a Python int, NumPy multiplies in int64 and casts
+            # every element back (measured 1.2-1.7x slower for the whole forward).
+            np.maximum(argmax, better * index_type.type(k), out=argmax)
         self.cache = {"argmax": argmax, "x_shape": x.shape, "pads": pads, "out_hw": out_hw}
         return y
 
