@@ -422,17 +422,25 @@ def test_train_step_equals_full_backward_then_update():
         np.testing.assert_allclose(fast.get_weights()[key], value, rtol=0, atol=1e-14)
 
 
-@pytest.mark.parametrize("rows, width", [(43264, 8), (97, 3), (64, 300), (1, 5)])  # 97: prime
-def test_bias_helpers_match_plain_numpy(rows, width):
-    matrix = np.random.default_rng(5).standard_normal((rows, width))
-    row = np.random.default_rng(6).standard_normal(width)
-    np.testing.assert_allclose(im2col_kernels.column_sums(matrix), matrix.sum(axis=0), rtol=1e-12, atol=1e-9)
-    expected = matrix + row
-    im2col_kernels.add_to_every_row(matrix, row)
-    np.testing.assert_array_equal(matrix, expected)
-    strided = np.zeros((rows, 2 * width))[:, ::2]  # not contiguous: must still be updated in place
-    im2col_kernels.add_to_every_row(strided, row)
-    np.testing.assert_array_equal(strided, np.broadcast_to(row, strided.shape))
+@pytest.mark.parametrize("channels", [1, 5])  # the (K, M) and the (M, K) layout
+def test_bias_trick_ones_and_gradients(channels):
+    # [cols, 1] @ [W2d; b] = cols @ W2d + b, and the last row of [cols, 1]^T @ dy is sum_m dy = db.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 5, channels))
+    W, b = rng.standard_normal((3, 2, channels, 4)), rng.standard_normal(4)
+    y, cols = im2col_kernels.conv2d_forward(x, W, b, (2, 1), (1, 2))
+    y_plain, cols_plain = im2col_kernels.conv2d_forward(x, W, None, (2, 1), (1, 2))
+    ones_axis = 0 if im2col_kernels.few_channels(channels) else 1
+    assert cols.shape[ones_axis] == cols_plain.shape[ones_axis] + 1
+    np.testing.assert_array_equal(np.take(cols, -1, axis=ones_axis), 1)
+    np.testing.assert_array_equal(np.delete(cols, -1, axis=ones_axis), cols_plain)
+    np.testing.assert_allclose(y, y_plain + b, rtol=0, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dW, db = im2col_kernels.parameter_gradients(cols, dy.reshape(-1, 4), W.shape)
+    dW_plain, db_plain = im2col_kernels.parameter_gradients(cols_plain, dy.reshape(-1, 4), W.shape)
+    assert db_plain is None
+    np.testing.assert_allclose(db, dy.sum(axis=(0, 1, 2)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dW, dW_plain, rtol=1e-12, atol=1e-12)
 
 
 # ------------------------------------------------- the two col2im layouts agree (stride 1)

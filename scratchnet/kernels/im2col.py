@@ -18,6 +18,14 @@ Then the whole convolution is ONE matrix product, which BLAS runs near the machi
     input grad  dcols = dy2d @ W2d^T           (M, K), each entry sent back to the input cell
                                                it was copied from ("col2im", an overlapping add)
 
+The bias rides along in the same products ("the bias trick" of CS231n's linear classifier
+notes): give every patch row one more entry, a 1, and the kernel matrix one more row, b:
+
+    [cols, 1] @ [W2d; b] = cols @ W2d + b          [cols, 1]^T @ dy2d = [dW2d; db]
+
+because the last row of the second product is  sum_m 1 * dy2d[m, :] = db. No separate pass over
+y adds b or sums dy (measured 1.1-1.5x faster for the forward product plus bias add, batch 64).
+
 The patches are read through a strided VIEW of x (no copy, no loop); the one copy happens when
 the 6-D view is reshaped into the 2-D matrix. The kernel offsets (i, j) come before the channel
 c in a row, so for one offset the C channel values are contiguous in both x and cols.
@@ -30,8 +38,6 @@ OpenBLAS, float32, batch 64, MNIST/CIFAR-sized layers); see ``few_channels``.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -73,76 +79,73 @@ def patch_view(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1)) -> np.ndarra
                       writeable=False)
 
 
-def im2col(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1)) -> np.ndarray:
-    """The patch matrix ``cols`` (N*OH*OW, kh*kw*C): one receptive field per row."""
+def im2col(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1), with_ones=False) -> np.ndarray:
+    """The patch matrix ``cols`` (N*OH*OW, kh*kw*C): one receptive field per row.
+
+    ``with_ones=True`` appends a column of ones, (M, K + 1), for the bias trick.
+    """
     patches = patch_view(x_padded, kernel_hw, stride, dilation)
     n_samples, oh, ow, kh, kw, channels = patches.shape
-    return patches.reshape(n_samples * oh * ow, kh * kw * channels)  # the one copy
+    rows, width = n_samples * oh * ow, kh * kw * channels
+    if not with_ones:
+        return patches.reshape(rows, width)  # the one copy
+    cols = np.empty((n_samples, oh, ow, width + 1), dtype=x_padded.dtype)
+    # split only the last axis of the first K columns: always a view, so the copy lands in cols
+    cols[..., :width].reshape(patches.shape)[...] = patches  # the one copy
+    cols[..., width] = 1
+    return cols.reshape(rows, width + 1)
 
 
-def im2col_transposed(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1)) -> np.ndarray:
-    """``cols.T`` built directly, (kh*kw*C, N*OH*OW): one receptive field per column."""
+def im2col_transposed(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1), with_ones=False) -> np.ndarray:
+    """``cols.T`` built directly, (kh*kw*C, N*OH*OW): one receptive field per column.
+
+    ``with_ones=True`` appends a row of ones, (K + 1, M), for the bias trick.
+    """
     patches = patch_view(x_padded, kernel_hw, stride, dilation)
     n_samples, oh, ow, kh, kw, channels = patches.shape
     # (kh, kw, C, N, OH, OW): the copy runs along ow, the input's width (long contiguous runs
     # when s == 1) instead of along the 9-number patch rows of a 1-channel image
-    return patches.transpose(3, 4, 5, 0, 1, 2).reshape(kh * kw * channels, n_samples * oh * ow)
-
-
-def _wide_rows(matrix: np.ndarray) -> np.ndarray:
-    """A C-contiguous (M, F) matrix viewed as (M / g, g * F): g consecutive rows side by side.
-
-    Why: NumPy adds a bias to, or sums, an (M, F) matrix F numbers at a time; with few
-    filters (F = 6-16) that inner loop is so short that its overhead dominates. Seen as rows of
-    g*F >= ~256 numbers, the same work runs in long vectorised loops. g divides M (1 at worst).
-    """
-    rows, width = matrix.shape
-    if not matrix.flags.c_contiguous:
-        return matrix  # a reshape would copy, and an in-place add would be lost
-    group = math.gcd(rows, max(1, 256 // width))
-    return matrix.reshape(rows // group, group * width)
-
-
-def add_to_every_row(matrix: np.ndarray, row: np.ndarray) -> None:
-    """matrix[m, :] += row for every m, in place (bias add). ~4x faster than ``matrix += row``
-    for 43264 x 8 (see ``_wide_rows``)."""
-    wide = _wide_rows(matrix)
-    wide += np.tile(row, wide.shape[1] // row.shape[0])  # the row repeated g times
-
-
-def column_sums(matrix: np.ndarray) -> np.ndarray:
-    """sum over m of matrix[m, :], as (F,) (bias gradient). ~10x faster than ``matrix.sum(axis=0)``
-    for 43264 x 8: sum the wide rows, then the g pieces of the result (see ``_wide_rows``)."""
-    width = matrix.shape[1]
-    return _wide_rows(matrix).sum(axis=0).reshape(-1, width).sum(axis=0)
+    patches_t = patches.transpose(3, 4, 5, 0, 1, 2)
+    height, columns = kh * kw * channels, n_samples * oh * ow
+    if not with_ones:
+        return patches_t.reshape(height, columns)
+    cols_t = np.empty((height + 1, columns), dtype=x_padded.dtype)
+    cols_t[:height].reshape(patches_t.shape)[...] = patches_t  # leading rows: always a view
+    cols_t[height] = 1
+    return cols_t
 
 
 def conv2d_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1)):
     """Return ``(y, cols)``: y (N, OH, OW, F) and the patch matrix to keep for the backward.
 
-    ``cols`` is (M, K), or (K, M) when ``few_channels(C)``; ``conv2d_backward`` knows which
-    from W's channel count.
+    ``cols`` is (M, K), or (K, M) when ``few_channels(C)``; with a bias it has the extra column
+    (row) of ones of the bias trick, and the product adds b. ``conv2d_backward`` knows both
+    from W's channel count and cols' shape.
     """
     kh, kw, channels, filters = W.shape
     n_samples = x_padded.shape[0]
     oh, ow = output_hw(x_padded.shape[1:3], (kh, kw), stride, dilation)
     W2d = W.reshape(kh * kw * channels, filters)
+    with_ones = b is not None
+    if with_ones:
+        W2d = np.concatenate([W2d, b.reshape(1, filters)])  # [W2d; b], (K + 1, F)
     if few_channels(channels):
-        cols = im2col_transposed(x_padded, (kh, kw), stride, dilation)  # (K, M)
+        cols = im2col_transposed(x_padded, (kh, kw), stride, dilation, with_ones)  # (K(+1), M)
         y2d = cols.T @ W2d  # BLAS reads the transpose directly, no copy
     else:
-        cols = im2col(x_padded, (kh, kw), stride, dilation)  # (M, K)
+        cols = im2col(x_padded, (kh, kw), stride, dilation, with_ones)  # (M, K(+1))
         y2d = cols @ W2d
-    if b is not None:
-        add_to_every_row(y2d, b)
     return y2d.reshape(n_samples, oh, ow, filters), cols
 
 
-def kernel_gradient(cols, dy2d, kernel_shape) -> np.ndarray:
-    """dW = cols^T @ dy2d, (K, M) @ (M, F) -> (kh, kw, C, F). One matrix product."""
-    if few_channels(kernel_shape[2]):
-        return (cols @ dy2d).reshape(kernel_shape)  # cols is already (K, M)
-    return (cols.T @ dy2d).reshape(kernel_shape)
+def parameter_gradients(cols, dy2d, kernel_shape):
+    """(dW, db) from one product: cols^T @ dy2d is (K, F), or (K + 1, F) whose last row is db
+    when cols carries the bias trick's ones (then db, else None)."""
+    kh, kw, channels, _ = kernel_shape
+    products = cols @ dy2d if few_channels(channels) else cols.T @ dy2d  # (K(+1), F)
+    weights = kh * kw * channels  # K
+    db = products[weights] if products.shape[0] > weights else None
+    return products[:weights].reshape(kernel_shape), db
 
 
 def _offset_slices(i, j, out_hw, stride, dilation):
@@ -234,11 +237,10 @@ def input_gradient_stride1(dy, W, padded_shape, dilation=(1, 1)) -> np.ndarray:
 def conv2d_backward(cols, W, dy, padded_shape, stride=(1, 1), dilation=(1, 1), need_input_gradient=True):
     """(dx_padded, dW, db) from the forward's ``cols``, the kernel and dy (N, OH, OW, F).
 
-    With ``need_input_gradient=False`` dx_padded is None (not computed: a model's first layer).
+    db is None for a layer without bias. With ``need_input_gradient=False`` dx_padded is None
+    (not computed: a model's first layer).
     """
     filters = W.shape[3]
-    dy2d = dy.reshape(-1, filters)  # (M, F)
-    dW = kernel_gradient(cols, dy2d, W.shape)
-    db = column_sums(dy2d)
+    dW, db = parameter_gradients(cols, dy.reshape(-1, filters), W.shape)  # dy2d (M, F)
     dx_padded = input_gradient(dy, W, padded_shape, stride, dilation) if need_input_gradient else None
     return dx_padded, dW, db
