@@ -155,6 +155,26 @@ def test_max_pool_ties_go_to_first_maximum_in_row_major_window_order():
     np.testing.assert_array_equal(dx[0, :, :, 0], expected)
 
 
+@pytest.mark.parametrize("pool_size, stride", [(1, 2), ((2, 1), (2, 2)), (2, 3)])
+def test_max_pool_cells_between_windows_get_zero_gradient(pool_size, stride):
+    # stride > pool size leaves gaps no window covers, even when the windows' count times the
+    # stride equals the input size: dx must be 0 there, not whatever memory dx was given.
+    layer = built(MaxPool2D(pool_size, stride=stride), (6, 6, 2))
+    x = distinct_values((3, 6, 6, 2))
+    y = layer.forward(x)
+    garbage = np.full((3, 6, 6, 2), 7.0)  # freed just before: a fresh np.empty may reuse it
+    del garbage
+    dx = layer.backward(np.ones(y.shape))
+    covered = np.zeros((6, 6), dtype=bool)
+    (kh, kw), (sh, sw) = layer.pool_size, layer.stride
+    for p in range(y.shape[1]):
+        for q in range(y.shape[2]):
+            covered[p * sh:p * sh + kh, q * sw:q * sw + kw] = True
+    assert not covered.all()
+    assert np.all(dx[:, ~covered, :] == 0)
+    assert dx.sum() == y.size  # every window routed its 1 somewhere
+
+
 def test_max_pool_ragged_edges_get_zero_gradient():
     # 5x5 input, 2x2 windows, stride 2: row 4 and column 4 are in no window.
     x = distinct_values((2, 5, 5, 3))

@@ -148,9 +148,16 @@ class MaxPool2D(_Pool2D):
         argmax, x_shape, pads = self.cache["argmax"], self.cache["x_shape"], self.cache["pads"]
         (top, bottom), (left, right) = pads
         n, height, width, channels = x_shape
-        # np.zeros gets fresh zeroed pages from the OS: cells no window covers stay 0 for free
-        dx_padded = np.zeros((n, top + height + bottom, left + width + right, channels), dtype=self.dtype)
+        padded_shape = (n, top + height + bottom, left + width + right, channels)
         overlap = self.windows_overlap()
+        # Windows that tile the padded input exactly (stride = pool size: no gap, no overlap; no
+        # ragged edge) write every cell of dx once below: nothing to zero first. Otherwise the
+        # cells no window covers must read 0.
+        (out_h, out_w), (stride_h, stride_w) = self.cache["out_hw"], self.stride
+        tiles = (self.stride == self.pool_size and out_h * stride_h == padded_shape[1]
+                 and out_w * stride_w == padded_shape[2])
+        allocate = np.empty if tiles else np.zeros
+        dx_padded = allocate(padded_shape, dtype=self.dtype)
         routed = np.empty_like(dy) if overlap else None  # reused buffer for dy masked to one offset
         for k, offset in enumerate(self.window_offsets()):
             # dy * (argmax == k) is a dense multiply (fast SIMD); np.add(..., where=mask) was
