@@ -347,6 +347,53 @@ def test_pickle_after_forward_drops_the_cache():
     np.testing.assert_array_equal(copy.forward(x), layer.forward(x))
 
 
+def test_pickle_after_backward_drops_the_workspace():
+    # The backward's scratch arrays (kernels/workspace.py) are reused between steps but never saved.
+    layer = built_layer((16, 16, 8), "im2col", filters=4, kernel_size=3, padding="same")
+    y = layer.forward(np.ones((8, 16, 16, 8)))
+    layer.backward(np.ones(y.shape))
+    assert layer.workspace.nbytes() > 100_000
+    data = pickle.dumps(layer)
+    assert len(data) < 20_000
+    copy = pickle.loads(data)
+    assert copy.workspace.nbytes() == 0
+    copy.forward(np.ones((2, 16, 16, 8)))
+    assert copy.backward(np.ones((2, 16, 16, 4))).shape == (2, 16, 16, 8)
+
+
+@pytest.mark.parametrize("channels, stride", [(1, 1), (5, 1), (3, 2)])  # shifted and strided col2im
+def test_input_gradient_is_a_new_array_not_workspace_memory(channels, stride):
+    # dx must survive the next backward: the kernels reuse their scratch arrays, never dx.
+    layer = built_layer((7, 7, channels), "im2col", filters=3, kernel_size=3, stride=stride, padding="same")
+    rng = np.random.default_rng(8)
+    y = layer.forward(rng.standard_normal((2, 7, 7, channels)))
+    dx_first = layer.backward(rng.standard_normal(y.shape))
+    kept = dx_first.copy()
+    for _ in range(2):
+        layer.forward(rng.standard_normal((2, 7, 7, channels)))
+        layer.backward(rng.standard_normal(y.shape))
+    np.testing.assert_array_equal(dx_first, kept)
+    for scratch in layer.workspace.arrays.values():
+        assert not np.shares_memory(dx_first, scratch)
+
+
+def test_workspace_reuses_memory_only_for_the_same_shape_and_dtype():
+    from scratchnet.kernels.workspace import Workspace
+
+    workspace = Workspace()
+    first = workspace.empty("a", (3, 4), np.float32)
+    first[...] = 7
+    assert workspace.empty("a", (3, 4), "float32") is first
+    assert workspace.empty("a", (4, 3), np.float32) is not first  # new shape: new array
+    again = workspace.empty("a", (4, 3), np.float32)
+    assert workspace.empty("a", (4, 3), np.float64) is not again  # new dtype: new array
+    assert workspace.empty("b", (4, 3), np.float64) is not workspace.empty("a", (4, 3), np.float64)
+    zeros = workspace.zeros("a", (4, 3), np.float64)
+    zeros[...] = 5
+    assert np.all(workspace.zeros("a", (4, 3), np.float64) == 0)
+    assert workspace.nbytes() == 2 * 4 * 3 * 8
+
+
 def test_get_config_rebuilds_the_layer():
     layer = Conv2D(5, (3, 2), stride=(2, 1), padding=((1, 0), (2, 2)), dilation=2, use_bias=False,
                    kernel_initializer="he_normal", backend="scipy", name="conv_x")

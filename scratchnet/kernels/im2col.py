@@ -43,6 +43,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .scipy_conv import output_hw  # floor((Hp - d*(k-1) - 1) / s) + 1, one definition for both
+from .workspace import Workspace
 
 # At most this many input channels counts as "few" (an image layer: grey or RGB).
 FEW_CHANNELS = 3
@@ -156,7 +157,7 @@ def _offset_slices(i, j, out_hw, stride, dilation):
             slice(dw * j, dw * j + sw * (ow - 1) + 1, sw))
 
 
-def input_gradient(dy, W, padded_shape, stride=(1, 1), dilation=(1, 1)) -> np.ndarray:
+def input_gradient(dy, W, padded_shape, stride=(1, 1), dilation=(1, 1), workspace=None) -> np.ndarray:
     """dx_padded (N, Hp, Wp, C) from dy (N, OH, OW, F): ONE matrix product, then the col2im
     scatter, looping only over the kh*kw kernel offsets, never over pixels.
 
@@ -174,24 +175,32 @@ def input_gradient(dy, W, padded_shape, stride=(1, 1), dilation=(1, 1)) -> np.nd
     call: 9 products took 72 ms where one took 20 ms (16x16x32 -> 64, 3x3). The single
     product is never far from the best and never falls off that cliff. (np.add.at with an
     index matrix measured 3-8x slower than either.)
+
+    The temporaries (dcols and friends) come from ``workspace`` when one is given (the layer's:
+    the same memory every step, see workspace.py), else they are new arrays. dx_padded is
+    always a new array.
     """
+    workspace = workspace if workspace is not None else Workspace()
     if tuple(stride) == (1, 1):
-        return input_gradient_stride1(dy, W, padded_shape, dilation)
-    return input_gradient_strided(dy, W, padded_shape, stride, dilation)
+        return input_gradient_stride1(dy, W, padded_shape, dilation, workspace)
+    return input_gradient_strided(dy, W, padded_shape, stride, dilation, workspace)
 
 
-def input_gradient_strided(dy, W, padded_shape, stride=(1, 1), dilation=(1, 1)) -> np.ndarray:
+def input_gradient_strided(dy, W, padded_shape, stride=(1, 1), dilation=(1, 1), workspace=None) -> np.ndarray:
     """col2im for any stride: kh*kw adds into strided slices of dx (N, Hp, Wp, C),
 
         dx[:, d*i :: s, d*j :: s, :]  +=  dcols[:, :, :, i, j, :]      (N, OH, OW, C)
 
     One offset's slice touches every cell at most once, so each ``+=`` is exact.
     """
+    workspace = workspace if workspace is not None else Workspace()
     n_samples, _, _, channels = padded_shape
     kh, kw, _, filters = W.shape
     oh, ow = dy.shape[1:3]
     W2d = W.reshape(kh * kw * channels, filters)
-    dcols = (dy.reshape(n_samples * oh * ow, filters) @ W2d.T).reshape(n_samples, oh, ow, kh, kw, channels)
+    dcols = workspace.empty("dcols", (n_samples * oh * ow, kh * kw * channels), dy.dtype)
+    np.matmul(dy.reshape(n_samples * oh * ow, filters), W2d.T, out=dcols)  # (M, F) @ (F, K)
+    dcols = dcols.reshape(n_samples, oh, ow, kh, kw, channels)
     dx_padded = np.zeros(padded_shape, dtype=dy.dtype)
     for i in range(kh):
         for j in range(kw):
@@ -200,7 +209,7 @@ def input_gradient_strided(dy, W, padded_shape, stride=(1, 1), dilation=(1, 1)) 
     return dx_padded
 
 
-def input_gradient_stride1(dy, W, padded_shape, dilation=(1, 1)) -> np.ndarray:
+def input_gradient_stride1(dy, W, padded_shape, dilation=(1, 1), workspace=None) -> np.ndarray:
     """col2im for stride 1 as kh*kw SHIFTED adds of whole contiguous arrays.
 
     With stride 1, output pixel (oh, ow) and kernel offset (i, j) touch the input cell
@@ -216,31 +225,38 @@ def input_gradient_stride1(dy, W, padded_shape, dilation=(1, 1)) -> np.ndarray:
     C numbers at a time: measured 1.3-2.8x faster for C = 1-64 (3x3 and 5x5, batch 64), the
     extra zeros in the product included. One transposed copy returns dx channels-last.
     """
+    workspace = workspace if workspace is not None else Workspace()
     n_samples, height, width, channels = padded_shape
     kh, kw, _, filters = W.shape
     oh, ow = dy.shape[1:3]
     dh, dw = dilation
     cells = n_samples * height * width  # L
-    dy_grid = np.zeros((n_samples, height, width, filters), dtype=dy.dtype)
+    dy_grid = workspace.empty("dy_grid", (n_samples, height, width, filters), dy.dtype)
     dy_grid[:, :oh, :ow, :] = dy
+    dy_grid[:, oh:, :, :] = 0  # the rows and columns no output pixel has
+    dy_grid[:, :oh, ow:, :] = 0
     W2d = W.reshape(kh * kw * channels, filters)
     # dcols^T = W2d @ dy_grid^T: (K, F) @ (F, L) -> (K, L), row block (i, j) holds C rows
-    dcols_t = (W2d @ dy_grid.reshape(cells, filters).T).reshape(kh, kw, channels, cells)
-    dx_channels_first = np.zeros((channels, cells), dtype=dy.dtype)
+    dcols_t = workspace.empty("dcols_t", (kh * kw * channels, cells), dy.dtype)
+    np.matmul(W2d, dy_grid.reshape(cells, filters).T, out=dcols_t)
+    dcols_t = dcols_t.reshape(kh, kw, channels, cells)
+    dx_channels_first = workspace.zeros("dx_channels_first", (channels, cells), dy.dtype)
     for i in range(kh):
         for j in range(kw):
             shift = dh * i * width + dw * j
             dx_channels_first[:, shift:] += dcols_t[i, j, :, :cells - shift]
-    return np.ascontiguousarray(dx_channels_first.T).reshape(padded_shape)
+    return dx_channels_first.T.copy().reshape(padded_shape)  # a new (L, C) array, channels-last
 
 
-def conv2d_backward(cols, W, dy, padded_shape, stride=(1, 1), dilation=(1, 1), need_input_gradient=True):
+def conv2d_backward(cols, W, dy, padded_shape, stride=(1, 1), dilation=(1, 1), need_input_gradient=True,
+                    workspace=None):
     """(dx_padded, dW, db) from the forward's ``cols``, the kernel and dy (N, OH, OW, F).
 
     db is None for a layer without bias. With ``need_input_gradient=False`` dx_padded is None
-    (not computed: a model's first layer).
+    (not computed: a model's first layer). ``workspace``: see ``input_gradient``.
     """
     filters = W.shape[3]
     dW, db = parameter_gradients(cols, dy.reshape(-1, filters), W.shape)  # dy2d (M, F)
-    dx_padded = input_gradient(dy, W, padded_shape, stride, dilation) if need_input_gradient else None
+    dx_padded = (input_gradient(dy, W, padded_shape, stride, dilation, workspace)
+                 if need_input_gradient else None)
     return dx_padded, dW, db

@@ -23,6 +23,8 @@ import re
 
 import numpy as np
 
+from ..kernels.workspace import Workspace
+
 
 def _snake_case(class_name: str) -> str:
     """'MaxPool2D' -> 'max_pool2d', 'Dense' -> 'dense'."""
@@ -47,6 +49,9 @@ class Layer:
         pickled model resumes training exactly.
     cache : dict
         What ``forward`` keeps for ``backward``. Never saved.
+    workspace : Workspace
+        Scratch arrays a layer's kernels reuse from step to step (kernels/workspace.py).
+        Created on first use, never saved.
     input_shape : tuple[int, ...] | None
         Shape of one input sample, set by ``build``.
     dtype : numpy.dtype
@@ -185,11 +190,18 @@ class Layer:
         for value in self.grads.values():
             value.fill(0)
 
+    @property
+    def workspace(self) -> Workspace:
+        if "_workspace" not in self.__dict__:  # also a layer loaded from a file
+            self._workspace = Workspace()
+        return self._workspace
+
     def __getstate__(self):
-        # Forward caches (inputs, argmax indices, patch matrices) are never pickled:
-        # a saved model is the size of its parameters and optimizer state.
+        # Forward caches (inputs, argmax indices, patch matrices) and scratch arrays are never
+        # pickled: a saved model is the size of its parameters and optimizer state.
         state = self.__dict__.copy()
         state["cache"] = {}
+        state.pop("_workspace", None)
         return state
 
     def __repr__(self) -> str:

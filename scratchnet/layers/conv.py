@@ -151,7 +151,7 @@ class Conv2D(Layer):
         if cache["backend"] == "im2col":
             dx_padded, dW, db = im2col_kernels.conv2d_backward(
                 cache["cols"], W, dy, cache["padded_shape"], self.stride, self.dilation,
-                need_input_gradient=input_gradient)
+                need_input_gradient=input_gradient, workspace=self.workspace)
         else:
             dx_padded, dW, db = scipy_conv.conv2d_backward(
                 cache["x_padded"], W, dy, self.stride, self.dilation)
