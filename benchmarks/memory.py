@@ -49,6 +49,7 @@ def memory_table(rng, batch_size):
         x, labels = networks.random_batch(name, batch_size, rng)
         model = networks.scratchnet_network(name)
         model.train_step(x, labels)  # warm: caches and optimizer state exist, as in training
+        workspace = sum(layer.workspace.nbytes() for layer in model.layers)
         tracemalloc.start()
         try:
             _, step_peak = _traced(lambda: model.train_step(x, labels))  # noqa: B023
@@ -57,11 +58,15 @@ def memory_table(rng, batch_size):
             tracemalloc.stop()
         phase, phase_peak = max(phases, key=lambda item: item[1])
         rows.append({"network": name, "batch": batch_size, "step_peak_MiB": round(step_peak / 2**20, 2),
+                     "workspace_MiB": round(workspace / 2**20, 2),
                      "largest_phase": phase, "largest_phase_peak_MiB": round(phase_peak / 2**20, 2)})
     return {"title": "Memory of one scratchnet training step (tracemalloc, float32)",
-            "columns": ["network", "batch", "step_peak_MiB", "largest_phase", "largest_phase_peak_MiB"],
+            "columns": ["network", "batch", "step_peak_MiB", "workspace_MiB", "largest_phase",
+                        "largest_phase_peak_MiB"],
             "rows": rows,
             "notes": ["step_peak: traced peak during one train_step above the level before it "
                       "(after a warm-up step).",
+                      "workspace: scratch arrays the layers keep between steps (Conv2D backward, "
+                      "kernels/workspace.py); allocated in the warm-up step, so not part of step_peak.",
                       "largest_phase_peak: the largest peak of a single layer call / loss / optimizer step "
                       "above its start: an upper bound on the largest temporary."]}
