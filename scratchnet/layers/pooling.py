@@ -120,22 +120,29 @@ class MaxPool2D(_Pool2D):
         pads, out_hw = self.geometry(x.shape[1:])
         x_padded = pad_spatial(x, pads, fill=-np.inf)
         offsets = self.window_offsets()
-        # Running max over the kh*kw strided views: each step is one comparison and one
-        # np.maximum over (N, Ho, Wo, C) contiguous-in-C memory, with no gather and no copy of
-        # the windows. (A reshape into windows + argmax + take_along_axis measured 2.5-3x slower.)
+        # Running max over the kh*kw strided views, with no gather and no copy of the windows.
+        # Each step reads the candidate view ONCE (np.maximum into the other of two buffers);
+        # "the candidate won" is then "the max grew", a comparison of two contiguous arrays.
+        # Strided reads of an NHWC view go C numbers at a time, contiguous ones don't: this
+        # measured 1.1-1.4x faster than comparing with the strided candidate directly. (A
+        # reshape into windows + argmax + take_along_axis measured 2.5-3x slower.)
         y = window_view(x_padded, offsets[0], out_hw, self.stride).copy()
+        y_next = np.empty_like(y)
         index_type = np.min_scalar_type(len(offsets) - 1)
         argmax = np.zeros(y.shape, dtype=index_type)
         better = np.empty(y.shape, dtype=bool)
         for k, offset in enumerate(offsets[1:], start=1):
             candidate = window_view(x_padded, offset, out_hw, self.stride)
-            np.greater(candidate, y, out=better)  # strict: on a tie the earlier offset keeps the argmax
-            np.maximum(y, candidate, out=y)
+            np.maximum(y, candidate, out=y_next)
+            # strictly greater: on a tie the max does not grow and the earlier offset keeps the
+            # argmax; a NaN candidate makes y NaN but never "greater" (as np.greater(NaN, y))
+            np.greater(y_next, y, out=better)
             # "argmax = k where better": k grows along the loop, so this is max(argmax, k * better),
             # two dense integer passes; np.copyto(argmax, k, where=better) measured ~80x slower.
             # k is an index_type scalar: with a Python int, NumPy multiplies in int64 and casts
             # every element back (measured 1.2-1.7x slower for the whole forward).
             np.maximum(argmax, better * index_type.type(k), out=argmax)
+            y, y_next = y_next, y
         self.cache = {"argmax": argmax, "x_shape": x.shape, "pads": pads, "out_hw": out_hw}
         return y
 
