@@ -3,15 +3,13 @@
 Why: a training step allocates and frees the same large temporaries every time. glibc's
 allocator gives freed memory back to the operating system when the free space at the top of
 its heap grows large, and takes it back at the next step one 4 KiB page at a time: each page
-is a page fault, ~2 us on the machine the benchmarks ran on. The convolution's temporaries and
-patch matrices (7 MB for the reference network) cost ~500 faults per training step: 0.6 ms of
-a 4.4 ms step. Asking a Workspace for them instead makes that ~0 (benchmarks/README.md).
+is a page fault, ~2 us on the machine the benchmarks ran on. The convolution backward's three
+temporaries (4 MB for the reference network) cost ~500 faults per training step: 0.6 ms of a
+4.4 ms step. Asking a Workspace for them instead brings that to 10-30 (benchmarks/README.md).
 
-The rule that keeps this safe: an array from a workspace is valid until the next request for
-the same name, which overwrites it. Temporaries are used and dropped within one call. The one
-array kept longer is a convolution's patch matrix: its forward keeps it in the layer's cache
-for the backward of the same step, and only the next forward (which replaces that cache)
-overwrites it. Layer outputs are always new arrays.
+The rule that keeps this safe: an array from a workspace is scratch for ONE call. Never return
+it, never keep it in a cache: the next call overwrites it. Layer outputs are always new arrays.
+(The forward's patch matrices are not workspace arrays: they live in the layer's cache.)
 """
 
 from __future__ import annotations
