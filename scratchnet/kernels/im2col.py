@@ -180,7 +180,6 @@ def input_gradient(dy, W, padded_shape, stride=(1, 1), dilation=(1, 1), workspac
     the same memory every step, see workspace.py), else they are new arrays. dx_padded is
     always a new array.
     """
-    workspace = workspace if workspace is not None else Workspace()
     if tuple(stride) == (1, 1):
         return input_gradient_stride1(dy, W, padded_shape, dilation, workspace)
     return input_gradient_strided(dy, W, padded_shape, stride, dilation, workspace)
