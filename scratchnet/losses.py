@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
+from .layers.activations import log_softmax
+
 
 class Loss:
     name = "loss"
@@ -82,10 +84,7 @@ class CrossEntropy(Loss):
         if logits.ndim != 2:
             raise ValueError(f"{self.name}: expected logits of shape (N, classes), got {logits.shape}")
         t = self.targets(logits, y)
-        # log softmax(z) = z - logsumexp(z), computed on z - max(z): exp never overflows and the
-        # largest term of the sum is exp(0) = 1, so the log never sees 0
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        log_probs = log_softmax(logits)  # z - logsumexp(z), shifted by max(z): no overflow, no log(0)
         self.cache = {"log_probs": log_probs, "t": t}
         return float(-(t * log_probs).sum() / logits.shape[0])
 

@@ -75,6 +75,13 @@ def softmax(x):
     return exps / exps.sum(axis=-1, keepdims=True)
 
 
+def log_softmax(x):
+    # log softmax(x) = x - logsumexp(x), on the same shift: the largest term of the sum is
+    # exp(0) = 1, so the log never sees 0 (used by the cross-entropy loss)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
 def softmax_backward(x, y, dy):
     # Jacobian-vector product: dx = y * (dy - <dy, y>) along the last axis
     return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
