@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .layers.base import iter_layers
+
 EPS = 1e-6
 TOLERANCE = 1e-6
 
@@ -149,6 +151,9 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
         ``batch_size`` samples is drawn with ``seed``).
     max_elements : int, optional
         Check only this many random entries of each array (large layers).
+
+    Layers that draw random numbers (dropout) get a generator reset to the same seed before
+    every forward pass, so in training mode they use one fixed mask throughout the check.
     """
     rng = np.random.default_rng(seed)
     layer = copy.deepcopy(layer)
@@ -160,12 +165,18 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
         layer.astype(np.float64)
     else:
         layer.build(x.shape[1:], rng=rng, dtype=np.float64)
-    projection = rng.standard_normal(layer.forward(x, training=training).shape)
+    noise_seed = int(rng.integers(2**31))
+
+    def run_forward():
+        layer.set_rng(np.random.default_rng(noise_seed))  # same dropout mask on every call
+        return layer.forward(x, training=training)
+
+    projection = rng.standard_normal(run_forward().shape)
 
     def scalar_output(_):
-        return float(np.sum(layer.forward(x, training=training) * projection))
+        return float(np.sum(run_forward() * projection))
 
-    layer.forward(x, training=training)
+    run_forward()
     analytic_dx = layer.backward(projection)
     analytic_grads = {key: np.array(value, copy=True) for key, value in layer.grads.items()}
 
@@ -208,7 +219,11 @@ def check_model(model, x, y, seed: int = 0, eps: float = EPS, tolerance: float =
         model.build(x.shape[1:] if model.input_shape is None else None)
     model.astype(np.float64)
 
+    noise_seed = int(rng.integers(2**31))
+
     def loss_value(_):
+        for layer in model.layers:
+            layer.set_rng(np.random.default_rng(noise_seed))  # same dropout mask on every call
         return model.loss.forward(model.forward(x, training=training), y)
 
     loss_value(None)
@@ -217,7 +232,7 @@ def check_model(model, x, y, seed: int = 0, eps: float = EPS, tolerance: float =
                                  f"loss {model.loss.name}", tolerance)
     indices, mask = _sample_indices(x.shape, max_elements, rng)
     report.add("input", analytic_dx, numerical_gradient(loss_value, x, eps, indices), mask)
-    for layer in model.layers:
+    for layer in iter_layers(model.layers):
         for key, param in layer.params.items():
             analytic = np.array(layer.grads[key], copy=True)
             indices, mask = _sample_indices(param.shape, max_elements, rng)

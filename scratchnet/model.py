@@ -100,6 +100,7 @@ class Sequential:
             layer.name = f"{base}_{k}"
         if self.built:
             layer.build(self.output_shape, rng=self.rng, dtype=self.dtype)
+            layer.set_rng(self.rng)
         self.layers.append(layer)
 
     def build(self, input_shape=None) -> "Sequential":
@@ -113,6 +114,7 @@ class Sequential:
         shape = self.input_shape
         for layer in self.layers:
             shape = layer.build(shape, rng=self.rng, dtype=self.dtype)
+            layer.set_rng(self.rng)
         self.built = True
         return self
 
@@ -355,6 +357,8 @@ class Sequential:
         if rng_state.get("bit_generator") != type(self.rng.bit_generator).__name__:
             raise ValueError(f"{self.name}: unknown random generator {rng_state.get('bit_generator')!r}")
         self.rng.bit_generator.state = rng_state
+        for layer in self.layers:
+            layer.set_rng(self.rng)  # layers never pickle a generator: they share the model's
 
     def __repr__(self):
         return f"Sequential({len(self.layers)} layers, input_shape={self.input_shape}, dtype={self.dtype})"

@@ -101,8 +101,13 @@ class Optimizer:
         return self.schedule(self.iterations)
 
     def step(self, layers) -> None:
+        """Update every trainable parameter of ``layers`` and of the layers inside them."""
+        from .layers.base import iter_layers
+
         lr = self.lr
-        for layer in layers:
+        for layer in iter_layers(layers):
+            if not layer.trainable:
+                continue  # frozen: parameters and optimizer state stay exactly as they are
             for name, param in layer.params.items():
                 grad = layer.grads[name]
                 if self.weight_decay:

@@ -56,7 +56,18 @@ class Layer:
         Shape of one input sample, set by ``build``.
     dtype : numpy.dtype
         Dtype of the parameters and of every array the layer computes.
+    trainable : bool
+        False freezes the layer: the optimizer leaves its parameters and optimizer state
+        untouched, but backward still passes the gradient on to the layer's input.
+    rng : numpy.random.Generator | None
+        The generator a random layer (dropout, ...) draws from. The model hands every layer
+        its own generator (``Sequential`` does this on build and load), so one seed fixes a run
+        and a saved model resumes bitwise. Never pickled: the model saves the generator's state.
     """
+
+    # Class-level defaults, so layers from files saved before these attributes existed load.
+    trainable = True
+    rng = None
 
     def __init__(self, name: str | None = None):
         self.name = name if name is not None else _snake_case(type(self).__name__)
@@ -68,6 +79,8 @@ class Layer:
         self.input_shape: tuple[int, ...] | None = None
         self.dtype = np.dtype("float32")
         self.built = False
+        self.trainable = True
+        self.rng: np.random.Generator | None = None
 
     # ----------------------------------------------------------------- building
     def build(self, input_shape, rng: np.random.Generator | None = None, dtype="float32"):
@@ -165,6 +178,22 @@ class Layer:
             )
         return dy.astype(self.dtype, copy=False)
 
+    # ------------------------------------------------------------------- tree
+    def sublayers(self) -> list["Layer"]:
+        """The layers inside this one, in order (a container overrides this; a leaf has none)."""
+        return []
+
+    def set_rng(self, rng: np.random.Generator | None) -> None:
+        """Hand ``rng`` to this layer and every layer inside it."""
+        for layer in iter_layers([self]):
+            layer.rng = rng
+
+    def random_generator(self) -> np.random.Generator:
+        """The generator to draw from: the one the model handed us, or a fresh unseeded one."""
+        if self.rng is None:
+            self.rng = np.random.default_rng()
+        return self.rng
+
     # ----------------------------------------------------------------- utility
     def astype(self, dtype) -> "Layer":
         """Cast parameters, gradients, buffers and optimizer moments to ``dtype`` in place."""
@@ -202,8 +231,20 @@ class Layer:
         state = self.__dict__.copy()
         state["cache"] = {}
         state.pop("_workspace", None)
+        state["rng"] = None  # the model saves its generator's state and hands it back on load
         return state
 
     def __repr__(self) -> str:
         config = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
         return f"{type(self).__name__}({config})"
+
+
+def iter_layers(layers):
+    """Every layer in ``layers`` and inside them, depth-first, each container before its children.
+
+    The optimizer, ``summary()``, save/load and freezing walk this tree: a leaf layer inside a
+    ``Residual`` is treated exactly as a layer of a plain chain.
+    """
+    for layer in layers:
+        yield layer
+        yield from iter_layers(layer.sublayers())
