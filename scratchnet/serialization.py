@@ -517,8 +517,9 @@ def _missing_class(error):
     """(module, name) of the class plain pickle could not find, from its error, or None."""
     text = str(error)
     found = re.search(r"Can't get attribute '([\w.]+)' on <module '([\w.]+)'", text)
-    if found:
-        return found.group(2), found.group(1)
+    if found:  # "python -m tool" runs the script as __main__ under the name "tool.__main__"
+        module = "__main__" if found.group(2).endswith("__main__") else found.group(2)
+        return module, found.group(1)
     found = re.search(r"No module named '([\w.]+)'", text)
     return (found.group(1), "?") if found else None
 
