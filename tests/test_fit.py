@@ -139,6 +139,14 @@ def test_augment_is_applied_per_training_batch_with_the_models_generator():
     plain = model_for()
     plain.fit(x, y, epochs=2, batch_size=32, validation_split=0.25, verbose=0)
     assert not same_weights(model, plain)
+    generators = []
+
+    def record(xb, yb, rng):
+        generators.append(rng)
+        return xb, yb
+
+    model.fit(x, y, epochs=1, batch_size=48, augment=record, verbose=0)
+    assert len(generators) == 2 and all(rng is model.rng for rng in generators)   # the saved generator
     with pytest.raises(TypeError, match="augment must be callable as augment"):
         model.fit(x, y, augment="flip", verbose=0)
 
