@@ -148,11 +148,12 @@ class Sequential:
                 UserWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ checks
-    def _prepare_input(self, x, record_range: bool = False) -> np.ndarray:
+    def _prepare_input(self, x, record_range: bool = False, check_range: bool = True) -> np.ndarray:
         """Check a batch (kind, shape, values) and return it in the model's dtype.
 
         Builds an unbuilt model from it. Warns (once per call) about integer images and about
-        values far outside the range seen in training; ``record_range`` (fit) records that range.
+        values far outside the range seen in training (``check_range``; ``forward`` skips it, as
+        gradient checks feed random inputs on purpose); ``record_range`` (fit) records the range.
         """
         x = checks.check_array_kind(x, self.name)
         if x.ndim < 2 and self.input_shape is None:
@@ -173,8 +174,9 @@ class Sequential:
             raise ValueError(f"{self.name}: input contains NaN or inf "
                              f"({int(np.sum(~np.isfinite(x)))} values)")
         checks.warn_integer_images(x, self.name)
-        x_range = checks.finite_range(x)
-        checks.warn_out_of_range(x_range, self.input_range, self.name)
+        x_range = checks.finite_range(x) if check_range or record_range else None
+        if check_range:
+            checks.warn_out_of_range(x_range, self.input_range, self.name)
         if record_range and x_range is not None:
             lo, hi = x_range if self.input_range is None else (
                 min(x_range[0], self.input_range[0]), max(x_range[1], self.input_range[1]))
@@ -193,7 +195,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ passes
     def forward(self, x, training=False) -> np.ndarray:
-        return self._run_layers(self._prepare_input(x), training)
+        return self._run_layers(self._prepare_input(x, check_range=False), training)
 
     def _run_layers(self, out, training=False) -> np.ndarray:
         """Every layer's forward in order, on an input already checked by _prepare_input."""

@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import scratchnet as sn
@@ -371,6 +371,7 @@ BAD_DTYPES = [np.dtype("U3"), np.dtype(object), np.dtype("complex128"), np.dtype
        shape_change=st.sampled_from(["same", "drop_axis", "add_axis", "swap", "grow", "batch0"]),
        fill=st.sampled_from([0.5, np.nan, np.inf, -np.inf]), n=st.integers(1, 3))
 def test_layers_either_work_or_raise_an_error_naming_the_layer(name, dtype, shape_change, fill, n):
+    assume(not (name == "Flatten" and shape_change == "batch0"))          # known bug: the xfail below
     factory, sample = LAYER_FACTORIES[name]
     layer = factory()
     layer.build(sample, rng=np.random.default_rng(0), dtype="float64")
@@ -389,3 +390,32 @@ def test_layers_either_work_or_raise_an_error_naming_the_layer(name, dtype, shap
     assert y.dtype == np.float64 and y.shape[0] == shape[0]
     if np.isfinite(fill) and dtype.kind == "f":
         assert np.all(np.isfinite(y))
+
+
+def test_the_readme_errors_section_shows_messages_the_code_produces():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## Errors"):text.index("## Tutorials")]
+    shown = [" ".join(block.split()) for block in re.findall(r"```\n(.*?)\n```", section, re.S)]
+    model = sn.Sequential([Conv2D(8, 3), MaxPool2D(2), Flatten(), Dense(10)], seed=0)
+    with pytest.raises(ValueError) as channels_first:
+        model.predict(np.zeros((2, 1, 28, 28)))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((256, 28, 28, 1)).astype("float32"), rng.integers(0, 10, 256)
+    x[100, 5, 5, 0] = np.nan
+    model = sn.Sequential([Conv2D(8, 3), MaxPool2D(2), Flatten(), Dense(10)], input_shape=(28, 28, 1), seed=0)
+    with pytest.raises(sn.NonFiniteLossError) as nan_pixel:
+        model.compile("adam", "cross_entropy").fit(x, y, batch_size=64, shuffle=False, verbose=0)
+    assert shown == [f"ValueError: {channels_first.value}", f"NonFiniteLossError: {nan_pixel.value}"]
+    assert "DESIGN.md" not in text
+
+
+@pytest.mark.xfail(strict=True, reason="Flatten.forward reshapes an empty batch with -1 and NumPy refuses "
+                                       "(layers/reshape.py, not this branch's file): reshape to the "
+                                       "known size prod(input_shape) instead")
+def test_flatten_accepts_an_empty_batch():
+    layer = Flatten()
+    layer.build((3, 3, 2))
+    assert layer.forward(np.zeros((0, 3, 3, 2))).shape == (0, 18)
