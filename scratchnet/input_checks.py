@@ -7,7 +7,8 @@ was given and, where the cause is usually the same, what to do about it:
 * one image without its batch axis, ``(H, W, C)`` instead of ``(1, H, W, C)``;
 * integer images (uint8 0-255) where the model computes in floats on scaled values;
 * values far outside the range the model saw in training (forgot ``x / 255``?);
-* strings, objects, complex numbers, empty arrays.
+* strings, objects, complex numbers, empty arrays;
+* one layer object used twice; a softmax last layer before the cross-entropy loss.
 """
 
 from __future__ import annotations
@@ -118,3 +119,27 @@ def warn_out_of_range(x_range, trained_range, owner: str) -> None:
             f"{owner}: inputs range from {x_range[0]:.4g} to {x_range[1]:.4g}, but the model was "
             f"trained on values from {lo:.4g} to {hi:.4g}; scale or standardise them the same way "
             f"as the training data (e.g. x / 255)", UserWarning, stacklevel=4)
+
+
+def refuse_reused_layer(present_layers, layer, owner: str) -> None:
+    """One layer object may appear once in a model: twice would share its cache, name and gradients."""
+    from .layers.base import iter_layers
+
+    present = {id(existing) for existing in iter_layers(present_layers)}
+    for candidate in iter_layers([layer]):
+        if id(candidate) in present:
+            raise ValueError(
+                f"{owner}: layer {candidate.name!r} ({type(candidate).__name__}) is already in the model; "
+                f"a layer object can be used only once. For a second layer of the same kind create a "
+                f"new object, e.g. {type(candidate).__name__}(...); sharing weights between two places "
+                f"in a model is not supported")
+
+
+def warn_softmax_before_cross_entropy(layers, loss, owner: str) -> None:
+    """The cross-entropy loss applies softmax to logits itself: a softmax last layer doubles it."""
+    last = layers[-1] if layers else None
+    if getattr(loss, "name", None) == "cross_entropy" and getattr(last, "activation", None) == "softmax":
+        warnings.warn(
+            f"{owner}: the last layer {last.name!r} applies softmax and the loss 'cross_entropy' "
+            f"applies softmax again (it expects raw logits); remove activation='softmax' from the last "
+            f"layer and use predict_proba() for probabilities", UserWarning, stacklevel=3)

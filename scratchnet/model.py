@@ -11,8 +11,6 @@ One training step on a batch (x, y)::
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from . import input_checks as checks
@@ -69,7 +67,7 @@ class Sequential:
     def add(self, layer: Layer) -> None:
         if not isinstance(layer, Layer):
             raise TypeError(f"{self.name}: add() expects a Layer, got {type(layer).__name__}")
-        self._refuse_reused(layer)
+        checks.refuse_reused_layer(self.layers, layer, self.name)
         used = {existing.name for existing in self.layers}
         if layer.name in used:
             base, k = layer.name, 1
@@ -80,17 +78,6 @@ class Sequential:
             layer.build(self.output_shape, rng=self.rng, dtype=self.dtype)
             layer.set_rng(self.rng)
         self.layers.append(layer)
-
-    def _refuse_reused(self, layer: Layer) -> None:
-        """One layer object may appear once: twice would share its cache, name and gradients."""
-        present = {id(existing): existing for existing in iter_layers(self.layers)}
-        for candidate in iter_layers([layer]):
-            if id(candidate) in present:
-                raise ValueError(
-                    f"{self.name}: layer {candidate.name!r} ({type(candidate).__name__}) is already in "
-                    f"the model; a layer object can be used only once. For a second layer of the same "
-                    f"kind create a new object, e.g. {type(candidate).__name__}(...); sharing weights "
-                    f"between two places in a model is not supported")
 
     def build(self, input_shape=None, reset: bool = False) -> "Sequential":
         """Build every layer in order from the shape of one sample.
@@ -134,18 +121,9 @@ class Sequential:
     def compile(self, optimizer="adam", loss="cross_entropy") -> "Sequential":
         self.optimizer = get_optimizer(optimizer)
         self.loss = get_loss(loss)
-        self._warn_softmax_before_cross_entropy()
+        checks.warn_softmax_before_cross_entropy(self.layers, self.loss, self.name)
         return self
 
-    def _warn_softmax_before_cross_entropy(self) -> None:
-        last = self.layers[-1] if self.layers else None
-        if getattr(self.loss, "name", None) == "cross_entropy" \
-                and getattr(last, "activation", None) == "softmax":
-            warnings.warn(
-                f"{self.name}: the last layer {last.name!r} applies softmax and the loss "
-                f"'cross_entropy' applies softmax again (it expects raw logits); remove "
-                f"activation='softmax' from the last layer and use predict_proba() for probabilities",
-                UserWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ checks
     def _prepare_input(self, x, record_range: bool = False, check_range: bool = True) -> np.ndarray:

@@ -456,6 +456,10 @@ def _check_and_finish(model, path):
         _require(isinstance(model.rng, np.random.Generator), "no random generator")
         _require(model.optimizer is None or isinstance(model.optimizer, Optimizer), "bad optimizer")
         _require(model.loss is None or isinstance(model.loss, Loss), "bad loss")
+        input_range = model.input_range
+        _require(input_range is None or (isinstance(input_range, tuple) and len(input_range) == 2
+                 and all(type(v) is float for v in input_range)), "bad input_range")
+        _require(model.callback_state is None or isinstance(model.callback_state, dict), "bad callback_state")
         for layer in model.layers:
             _require(isinstance(layer.name, str) and isinstance(layer.opt_state, dict),
                      "a layer has no name or optimizer state")

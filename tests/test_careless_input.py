@@ -220,9 +220,13 @@ def test_softmax_before_cross_entropy_and_bad_label_rows_warn():
         mlp()
     x, y = data(16)
     rows = np.eye(2)[y] * 2.0                                             # "one-hot" of 2s
-    with pytest.warns(UserWarning, match=r"cross_entropy: label rows should be probabilities summing to "
-                                         r"1, but row 0 sums to 2"):
-        mlp().fit(x, rows, epochs=1, verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mlp().fit(x, rows, epochs=2, batch_size=4, verbose=0)              # 8 batches, one warning
+    messages = [str(w.message) for w in caught]
+    assert messages == ["cross_entropy: label rows should be probabilities summing to 1, but row 0 sums "
+                        "to 2; the loss is then not a cross-entropy (pass integer labels (N,), or one-hot "
+                        "/ soft-label rows)"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mlp().fit(x, np.full((16, 2), 0.5), epochs=1, verbose=0)          # soft labels: fine
