@@ -17,7 +17,11 @@ Rules that keep training resumable and models saveable:
 * State that decides what happens next (EarlyStopping's best value and patience count,
   ModelCheckpoint's best value) lives on the model, in ``model.callback_state[callback.key]``,
   so ``model.save`` keeps it and ``scratchnet.load`` + ``fit(..., callbacks=[same callbacks])``
-  continues exactly. Two callbacks of one kind on one model need different ``key``s.
+  continues exactly. Two callbacks of one kind on one model need different ``key``s. Put
+  ModelCheckpoint after EarlyStopping in the list, so a checkpoint holds that epoch's
+  early-stopping state; with ``restore_best_weights`` the best weights are part of that state
+  (and of every saved file).
+* Not saved: the callbacks' own settings (patience, paths, ...): pass the same ones again.
 * ``model.stop_training = True`` ends training after the current epoch.
 """
 
