@@ -412,6 +412,7 @@ class Sequential:
         # restricted loader needs no NumPy random internals and resume stays exact.
         state = self.__dict__.copy()
         state["rng"] = self.rng.bit_generator.state
+        state.pop("stop_training", None)  # fit's flag for the current call (a checkpoint mid-fit)
         return state
 
     def __setstate__(self, state):

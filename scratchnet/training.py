@@ -192,16 +192,19 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     history = history if history is not None else History()
     model.stop_training = False
     n_steps = math.ceil(len(x) / batch_size)
-    _call(callbacks, "on_train_begin", {})
-    for epoch in range(first, last):
-        title = (f"Epoch {epoch + 1}/{last}" if initial_epoch is not None
-                 else f"Epoch {epoch - first + 1}/{epochs}")  # a plain fit(epochs=3) counts 1, 2, 3
-        logs = _run_epoch(model, x, y, weights, epoch, title, n_steps, batch_size, shuffle, verbose,
-                          augment, callbacks, validation_data, history)
-        if model.stop_training:
-            break
-    _call(callbacks, "on_train_end", dict(logs) if last > first else {})
-    model.__dict__.pop("stop_training", None)  # never saved with the model
+    logs = {}
+    try:
+        _call(callbacks, "on_train_begin", {})
+        for epoch in range(first, last):
+            title = (f"Epoch {epoch + 1}/{last}" if initial_epoch is not None
+                     else f"Epoch {epoch - first + 1}/{epochs}")  # a plain fit(epochs=3) counts 1, 2, 3
+            logs = _run_epoch(model, x, y, weights, epoch, title, n_steps, batch_size, shuffle, verbose,
+                              augment, callbacks, validation_data, history)
+            if model.stop_training:
+                break
+        _call(callbacks, "on_train_end", dict(logs))
+    finally:
+        model.__dict__.pop("stop_training", None)  # a flag for this call only
     return history
 
 

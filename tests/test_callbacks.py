@@ -104,13 +104,17 @@ def test_early_stopping_counts_patience(values, patience, min_delta, mode, stop,
         assert all(np.all(v == len(values) - 1) for v in model.get_weights().values())
 
 
-def test_early_stopping_mode_auto_maximises_accuracy_and_ends_fit():
+def test_early_stopping_mode_auto_maximises_accuracy_and_ends_fit(tmp_path):
     assert EarlyStopping(monitor="val_accuracy").mode == "max"
     assert EarlyStopping(monitor="loss").mode == "min"
     x, y = blobs()
     model = model_for()
-    history = model.fit(x, y, epochs=10, callbacks=[EarlyStopping(monitor="loss", min_delta=1e9)], verbose=0)
+    callbacks = [EarlyStopping(monitor="loss", min_delta=1e9), ModelCheckpoint(tmp_path / "last.sn")]
+    history = model.fit(x, y, epochs=10, callbacks=callbacks, verbose=0)
     assert len(history["loss"]) == 2 and model.epochs_trained == 2 and not hasattr(model, "stop_training")
+    saved = sn.load(tmp_path / "last.sn")                                  # saved while stopping
+    assert saved.epochs_trained == 2 and "stop_training" not in vars(saved)
+    assert saved.callback_state["early_stopping"]["stopped"] is True
 
 
 def test_early_stopping_bad_input():
