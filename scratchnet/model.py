@@ -124,7 +124,6 @@ class Sequential:
         checks.warn_softmax_before_cross_entropy(self.layers, self.loss, self.name)
         return self
 
-
     # ------------------------------------------------------------------ checks
     def _prepare_input(self, x, record_range: bool = False, check_range: bool = True) -> np.ndarray:
         """Check a batch (kind, shape, values) and return it in the model's dtype.
