@@ -251,7 +251,8 @@ def class_model(model, class_index: int, steps: int = 200, lr: float = 0.05, l2_
     n_classes = model.output_shape[-1]
     if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) \
             or not 0 <= class_index < n_classes:
-        raise ValueError(f"class_model: class_index must be an int in [0, {n_classes - 1}], got {class_index!r}")
+        raise ValueError(f"class_model: class_index must be an int in [0, {n_classes - 1}], "
+                         f"got {class_index!r}")
     low, high = bounds
     middle = (low + high) / 2
     rng = np.random.default_rng(rng)
