@@ -326,10 +326,11 @@ def plot_saliency(model, images, class_index=None, methods=("vanilla", "smoothgr
     count = min(len(batch), max_images)
     figure = _figure(1.6 * count + 1.0, 1.8 * (1 + len(methods)))
     panels = figure.subplots(1 + len(methods), count, squeeze=False)
+    scaled = {method: _scale01(maps) for method, maps in results.items()}  # each map to its own max
     for i in range(count):
         _show(panels[0, i], batch[i], _label(i, labels, predicted))
-        for row, (method, maps) in enumerate(results.items(), start=1):
-            shown = panels[row, i].imshow(_scale01(maps[i]), cmap="hot", vmin=0, vmax=1)
+        for row, (method, maps) in enumerate(scaled.items(), start=1):
+            shown = panels[row, i].imshow(maps[i], cmap="hot", vmin=0, vmax=1)
             panels[row, i].set_axis_off()
             panels[row, i].set_title(method, fontsize=8)
     figure.colorbar(shown, ax=list(panels[1:].ravel()), fraction=0.05, label="|gradient| / max")
