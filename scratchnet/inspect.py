@@ -90,6 +90,8 @@ def activations(model, x, layers=None, dtype=None) -> dict[str, np.ndarray]:
     chosen = range(len(model.layers)) if layers is None else [layer_index(model, lyr) for lyr in layers]
     wanted = set(chosen)
     out = model._prepare_input(x)
+    if not wanted:
+        return {}
     result = {}
     for index, layer in enumerate(model.layers[:max(wanted) + 1]):
         out = layer.forward(out, training=False)

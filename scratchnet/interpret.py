@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .inspect import activations, backprop, input_gradient, layer_index
+from .layers.base import iter_layers
 
 # ---------------------------------------------------------------------- helpers
 
@@ -80,7 +81,7 @@ def default_cam_layer(model) -> int:
         shape = layer.output_shape(shape)
         shapes.append(shape)
     weighted = [i for i, layer in enumerate(model.layers)
-                if len(shapes[i]) == 3 and any(lyr.params for lyr in [layer, *layer.sublayers()])]
+                if len(shapes[i]) == 3 and any(lyr.params for lyr in iter_layers([layer]))]
     if not weighted:
         raise ValueError(f"{model.name}: no layer with weights and an (H, W, C) output for Grad-CAM; "
                          "pass layer=")

@@ -35,6 +35,7 @@ def test_activations_equal_a_manual_forward(rng):
     for index, name in ((0, "conv2d"), (2, "max_pool2d"), (7, "dense")):
         np.testing.assert_allclose(got[name], forward_to(model, x, index), rtol=0, atol=1e-14)
     assert len(activations(model, x)) == len(model.layers)
+    assert activations(model, x, []) == {}
     # copies: changing them does not change a second call
     got["conv2d"][...] = 0
     assert np.abs(activations(model, x, [0])["conv2d"]).max() > 0
