@@ -4,6 +4,8 @@ import copy
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scratchnet import Sequential
 from scratchnet.gradcheck import gradient_error, numerical_gradient
@@ -168,3 +170,15 @@ def test_bad_arguments_name_what_is_wrong(rng):
     model.layers.insert(1, Box(inner))
     with pytest.raises(ValueError, match="'inner_relu' is inside the container 'box'"):
         activations(model, x, ["inner_relu"])
+
+
+@given(split=st.integers(0, 6), n=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_the_walk_back_splits_at_any_layer(split, n, seed):
+    """Chain rule: d score/dx = (d a_k/dx)^T (d score/d a_k). Backward from the output to layer k,
+    then from layer k to the input with that gradient as the target, gives input_gradient."""
+    data = np.random.default_rng(seed)
+    model = conv_model(seed=seed % 7)
+    x, dy = data.normal(size=(n, 8, 8, 2)), data.normal(size=(n, 5))
+    at_k = gradient_at(model, x, split, dy)
+    through_k = input_gradient(model, x, at_k, score_layer=split)
+    np.testing.assert_allclose(through_k, input_gradient(model, x, dy), rtol=1e-12, atol=1e-14)
