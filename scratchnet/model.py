@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import input_checks as checks
+from . import inspect as _inspect
 from .layers.base import Layer, iter_layers
 from .losses import get_loss
 from .optimizers import get_optimizer
@@ -298,6 +299,18 @@ class Sequential:
         return logits.argmax(axis=1)
 
     # ------------------------------------------------------------------ inspection
+    def activations(self, x, layers=None, **options) -> dict:
+        """Chosen layers' outputs (inference mode): ``{name: array}``; see scratchnet.inspect."""
+        return _inspect.activations(self, x, layers, **options)
+
+    def input_gradient(self, x, target, labels=None, **options) -> np.ndarray:
+        """d(class score, or loss with ``labels``)/d(input), shape of x; see scratchnet.inspect."""
+        return _inspect.input_gradient(self, x, target, labels, **options)
+
+    def gradient_at(self, x, layer, target, labels=None, **options) -> np.ndarray:
+        """d(score)/d(output of ``layer``); see scratchnet.inspect."""
+        return _inspect.gradient_at(self, x, layer, target, labels, **options)
+
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
 

@@ -182,3 +182,16 @@ def test_the_walk_back_splits_at_any_layer(split, n, seed):
     at_k = gradient_at(model, x, split, dy)
     through_k = input_gradient(model, x, at_k, score_layer=split)
     np.testing.assert_allclose(through_k, input_gradient(model, x, dy), rtol=1e-12, atol=1e-14)
+
+
+def test_model_methods_call_the_inspect_functions():
+    import scratchnet as sn
+    from scratchnet import inspect as inspect_module
+    from scratchnet.layers import Dense
+
+    model = sn.Sequential([Dense(4, activation="tanh"), Dense(3)], input_shape=(5,), seed=0,
+                          dtype="float64")
+    x = np.random.default_rng(0).normal(size=(2, 5))
+    np.testing.assert_array_equal(model.input_gradient(x, 1), inspect_module.input_gradient(model, x, 1))
+    np.testing.assert_array_equal(model.gradient_at(x, 0, 2), inspect_module.gradient_at(model, x, 0, 2))
+    assert set(model.activations(x, [0, 1])) == {model.layers[0].name, model.layers[1].name}
