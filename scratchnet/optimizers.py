@@ -28,6 +28,8 @@ schedule with that constant rate; to change the schedule, assign ``optimizer.sch
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # Re-exported: schedules used to live here (``from scratchnet.optimizers import StepDecay``).
