@@ -159,7 +159,8 @@ class LinearWarmup:
         return self.after(0) * fraction
 
     def __repr__(self):
-        return f"LinearWarmup({self.after!r}, warmup_steps={self.warmup_steps}, start_factor={self.start_factor:g})"
+        return (f"LinearWarmup({self.after!r}, warmup_steps={self.warmup_steps}, "
+                f"start_factor={self.start_factor:g})")
 
 
 class OneCycle:

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from scratchnet.layers import Dense
 import scratchnet as sn
+from scratchnet.layers import Dense
 from scratchnet.layers.base import Layer
 from scratchnet.optimizers import (
     SGD,
