@@ -26,7 +26,8 @@ def test_hand_worked_values():
     assert CosineAnnealing(1.0, T_max=4, eta_min=0.2)(4) == pytest.approx(0.2, abs=1e-15)
     # per epoch with 3 steps per epoch: steps 0..2 are epoch 0, steps 6..8 epoch 2
     per_epoch = CosineAnnealing(1.0, T_max=4, steps_per_epoch=3)
-    assert [per_epoch(s) for s in (0, 2, 3, 8)] == pytest.approx([1.0, 1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5])
+    expected = [1.0, 1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5]
+    assert [per_epoch(s) for s in (0, 2, 3, 8)] == pytest.approx(expected, abs=1e-15)
     warm = LinearWarmup(2.0, warmup_steps=4)
     assert [warm(s) for s in range(6)] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.0])
     warm_cos = LinearWarmup(CosineAnnealing(1.0, T_max=2), warmup_steps=2, start_factor=0.5)
