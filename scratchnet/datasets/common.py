@@ -104,8 +104,11 @@ def download_verified(url: str, target, md5: str | None = None, sha256: str | No
             with os.fdopen(handle, "wb") as out, opener(url, timeout=timeout) as response:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     out.write(chunk)
+                promised, received = _content_length(response), out.tell()
         except (OSError, http.client.HTTPException) as error:  # URLError, timeouts, IncompleteRead
             raise DataNotFoundError(f"{url}: {type(error).__name__}: {error}") from None
+        if promised is not None and received != promised:
+            raise DataNotFoundError(f"{url}: transfer cut short, {received} of {promised} bytes received")
         problem = checksum_problem(tmp_name, md5, sha256)
         if problem:
             raise CorruptDataError(f"{url}: {problem}; the download was discarded")
@@ -114,6 +117,13 @@ def download_verified(url: str, target, md5: str | None = None, sha256: str | No
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+
+
+def _content_length(response) -> int | None:
+    """The Content-Length the server announced, or None (absent, unparsable, or a fake response)."""
+    headers = getattr(response, "headers", None)
+    value = headers.get("Content-Length") if headers is not None else None
+    return int(value) if value is not None and str(value).isdigit() else None
 
 
 def scale_images(raw: np.ndarray, standardize: bool, mean, std, dtype="float32") -> np.ndarray:
