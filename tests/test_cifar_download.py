@@ -119,7 +119,8 @@ def cache(tmp_path, monkeypatch):
 
 
 def files_under(folder):
-    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*")) if Path(folder).exists() else []
+    folder = Path(folder)
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
 def test_good_download_is_verified_unpacked_cached_and_read(serve, cache):
@@ -147,14 +148,16 @@ def test_failed_downloads_leave_nothing_behind(serve, cache, case):
     expected_md5 = "0" * 32 if case == "wrong_checksum" else md5(archive)
     error = CorruptDataError if case in ("corrupt", "wrong_checksum") else DataNotFoundError
     message = {"corrupt": "checksum mismatch", "wrong_checksum": "checksum mismatch",
-               "truncated": "(?s)cut short, .* of .* bytes received.*--data-dir", "missing": "(?s)404.*--data-dir"}[case]
+               "truncated": "(?s)cut short, .* of .* bytes received.*--data-dir",
+               "missing": "(?s)404.*--data-dir"}[case]
     with pytest.raises(error, match=message):
         load_cifar10(url=url, md5=expected_md5, sha256=None)
     assert files_under(cache) == []  # no archive, no .part file, no half-unpacked folder
 
 
 def test_offline_says_where_to_put_the_files(cache):
-    with pytest.raises(DataNotFoundError, match=f"(?s)unreachable.*offline.*{cifar.ARCHIVE}.*{cache}.*--data-dir"):
+    advice = f"(?s)unreachable.*offline.*{cifar.ARCHIVE}.*{cache}.*--data-dir"
+    with pytest.raises(DataNotFoundError, match=advice):
         load_cifar10(url="http://127.0.0.1:9/unreachable.tar.gz")  # port 9: discard, nothing listens
     with pytest.raises(DataNotFoundError, match="download=False"):
         load_cifar10(download=False)
