@@ -3,8 +3,10 @@
 __version__ = "0.1.0"
 
 from . import datasets, gradcheck, layers, losses, metrics, models, optimizers  # noqa: E402
+from . import augment, schedules  # noqa: E402
 from .model import History, Sequential  # noqa: E402
 from .optimizers import SGD, Adam  # noqa: E402
+from .optimizers import AdamW  # noqa: E402
 from .serialization import SerializationError, UnsafeModelError, load_model  # noqa: E402
 
 
@@ -27,4 +29,5 @@ def load(path, trusted: bool = False, allowed_classes=()) -> Sequential:
 
 __all__ = ["__version__", "Sequential", "History", "load", "Adam", "SGD", "layers", "losses",
            "optimizers", "gradcheck", "SerializationError", "UnsafeModelError",
-           "datasets", "metrics", "models"]  # scratchnet.viz is imported on use (matplotlib)
+           "datasets", "metrics", "models",
+           "AdamW", "augment", "schedules"]  # scratchnet.viz is imported on use (matplotlib)
