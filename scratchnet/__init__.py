@@ -2,11 +2,13 @@
 
 __version__ = "0.1.0"
 
-from . import datasets, gradcheck, layers, losses, metrics, models, optimizers  # noqa: E402
-from . import augment, schedules  # noqa: E402
+from . import augment, datasets, gradcheck, layers, losses, metrics, models, optimizers, schedules  # noqa: E402  # noqa: E402
 from .model import History, Sequential  # noqa: E402
-from .optimizers import SGD, Adam  # noqa: E402
-from .optimizers import AdamW  # noqa: E402
+from .optimizers import (  # noqa: E402
+    SGD,
+    Adam,
+    AdamW,  # noqa: E402
+)
 from .serialization import SerializationError, UnsafeModelError, load_model  # noqa: E402
 
 

@@ -74,7 +74,8 @@ def bilinear_sample(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill: flo
     r0, c0 = r0.astype(np.intp), c0.astype(np.intp)
     batch = np.arange(n).reshape((n,) + (1,) * (rows.ndim - 1))
     out = np.zeros(rows.shape + (x.shape[3],), dtype=np.result_type(x.dtype, a.dtype))
-    for dr, dc, weight in ((0, 0, (1 - a) * (1 - b)), (0, 1, (1 - a) * b), (1, 0, a * (1 - b)), (1, 1, a * b)):
+    corners = ((0, 0, (1 - a) * (1 - b)), (0, 1, (1 - a) * b), (1, 0, a * (1 - b)), (1, 1, a * b))
+    for dr, dc, weight in corners:
         r, c = r0 + dr, c0 + dc
         values = x[batch, np.clip(r, 0, height - 1), np.clip(c, 0, width - 1)]  # (N, h, w, C) gather
         if fill is not None:
@@ -100,7 +101,8 @@ class Compose:
         self.transforms = list(transforms)
         for transform in self.transforms:
             if not callable(transform):
-                raise TypeError(f"Compose: every transform must be callable as t(x, y, rng), got {transform!r}")
+                raise TypeError(f"Compose: every transform must be callable as t(x, y, rng), "
+                                f"got {transform!r}")
 
     def __call__(self, x, y, rng):
         for transform in self.transforms:
@@ -117,7 +119,8 @@ class RandomFlip:
     def __init__(self, horizontal: bool = True, vertical: bool = False, p: float = 0.5):
         if not (horizontal or vertical):
             raise ValueError("RandomFlip: at least one of horizontal, vertical must be True")
-        self.horizontal, self.vertical, self.p = bool(horizontal), bool(vertical), _probability(p, "RandomFlip")
+        self.horizontal, self.vertical = bool(horizontal), bool(vertical)
+        self.p = _probability(p, "RandomFlip")
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "RandomFlip")
