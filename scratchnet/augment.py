@@ -181,7 +181,7 @@ class RandomRotation:
     the uncovered corners set to ``fill``. A positive angle turns the picture counter-clockwise
     (as scipy.ndimage.rotate). With centre (r_c, c_c) = ((H-1)/2, (W-1)/2), output pixel (i, j)
     reads the input at
-        c_in = cos t (j - c_c) + sin t (i - r_c) + c_c,   r_in = -sin t (j - c_c) + cos t (i - r_c) + r_c
+        c_in = cos t (j - c_c) - sin t (i - r_c) + c_c,   r_in = sin t (j - c_c) + cos t (i - r_c) + r_c
     """
 
     def __init__(self, degrees: float = 10.0, fill: float = 0.0):
@@ -205,8 +205,8 @@ def rotate_batch(x: np.ndarray, angles: np.ndarray, fill: float = 0.0) -> np.nda
     i = np.arange(height)[None, :, None] - rc                        # (1, H, 1)
     j = np.arange(width)[None, None, :] - cc                         # (1, 1, W)
     cos, sin = np.cos(angles)[:, None, None], np.sin(angles)[:, None, None]
-    cols = cos * j + sin * i + cc                                    # (N, H, W)
-    rows = -sin * j + cos * i + rc
+    cols = cos * j - sin * i + cc                                    # (N, H, W)
+    rows = sin * j + cos * i + rc
     return bilinear_sample(x, rows, cols, fill=fill)
 
 
