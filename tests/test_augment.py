@@ -277,3 +277,29 @@ def test_compose_order_reproducibility_and_errors():
         RandomCrop(2)(np.zeros((4, 4)), None, rng_of())
     with pytest.raises(ValueError, match="RandomFlip: 6 images but 2 labels"):
         RandomFlip()(x, y[:2], rng_of())
+
+
+# ---------------------------------------------------------------------- the figure
+def test_augmented_grid_shows_originals_then_augmented_copies(tmp_path):
+    pytest.importorskip("matplotlib")
+    from scratchnet import viz
+
+    x = rng_of().random((10, 8, 8, 3))
+    pipeline = Compose([RandomResizedCrop(6), Mixup(1.0, num_classes=3)])
+    figure = viz.plot_augmented_grid(x, pipeline, labels=np.arange(10) % 3, class_names=["a", "b", "c"],
+                                     n_images=4, n_versions=3, seed=5, save_path=tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(figure.axes) == 4 * 4  # 4 rows (images) x (original + 3 versions), row by row
+    shown = np.array([axes.images[0].get_array() for axes in figure.axes], dtype=object).reshape(4, 4)
+    assert all(s.shape == (8, 8, 3) for s in shown[:, 0])
+    assert all(s.shape == (6, 6, 3) for s in shown[:, 1:].ravel())
+    for row in range(4):
+        np.testing.assert_array_equal(shown[row, 0], x[row])      # column 0: the original, unchanged
+    rng = rng_of(5)
+    first, first_labels = pipeline(x[:4], np.arange(4) % 3, rng)  # column 1: the first call
+    for row in range(4):
+        np.testing.assert_allclose(shown[row, 1], first[row])
+    assert figure.axes[0].get_title() == "a\n(original)"
+    expected = " ".join(f"{'abc'[k]} {first_labels[0, k]:.2f}" for k in np.argsort(first_labels[0])[::-1][:2]
+                        if first_labels[0, k] > 0.005)
+    assert figure.axes[1].get_title() == expected
