@@ -262,3 +262,26 @@ def test_clipnorm_and_adamw_options_are_checked():
     with pytest.raises(ValueError, match="AdamW: betas must be a pair"):
         AdamW(betas=(0.9,))
     assert isinstance(get_optimizer("adamw"), AdamW) and get_optimizer("adamw").weight_decay == 0.01
+
+
+def test_schedules_and_adamw_survive_the_restricted_loader(tmp_path):
+    from scratchnet.schedules import LinearWarmup, ReduceOnPlateau
+
+    x, y = np.random.default_rng(0).random((8, 3)), np.array([0, 1] * 4)
+    for schedule in (LinearWarmup(CosineAnnealing(0.1, T_max=4, steps_per_epoch=2), warmup_steps=3),
+                     ReduceOnPlateau(0.1, factor=0.5, patience=0, monitor="loss")):
+        model = sn.Sequential([sn.layers.Dense(2)], input_shape=(3,), seed=0, dtype="float64")
+        model.compile(optimizer=AdamW(lr=schedule, clipnorm=1.0), loss="cross_entropy")
+        for epoch in range(3):
+            history = model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+            if hasattr(schedule, "on_epoch_end"):
+                schedule.on_epoch_end(epoch, {"loss": 1.0 + epoch})  # worse every epoch: halves twice
+        model.save(tmp_path / "m.sn")
+        loaded = sn.load(tmp_path / "m.sn")
+        assert type(loaded.optimizer) is AdamW and loaded.optimizer.clipnorm == 1.0
+        assert vars(loaded.optimizer.schedule).keys() == vars(schedule).keys()
+        assert loaded.optimizer.lr == model.optimizer.lr and loaded.optimizer.iterations == 6
+        model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+        loaded.fit(x, y, epochs=1, batch_size=4, verbose=0)
+        np.testing.assert_array_equal(loaded.layers[0].params["W"], model.layers[0].params["W"])
+    assert schedule(0) == 0.025 and history is not None
