@@ -65,19 +65,25 @@ def bilinear_sample(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill: flo
     fill=None: coordinates are first clamped into the image (edge pixels repeat);
     fill=v   : neighbours outside the image count as the value v (zero-padding style border).
     """
-    n, height, width, _ = x.shape
-    rows, cols = np.broadcast_arrays(rows, cols)
+    n, height, width, channels = x.shape
+    # rows and cols stay in their own shapes (a resize passes (N, h, 1) and (N, 1, w)): the
+    # per-coordinate work below is done once per row or column and broadcast only when combined
+    rows, cols = np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64)
+    shape = np.broadcast_shapes(rows.shape, cols.shape)
     if fill is None:
         rows, cols = np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)
     r0, c0 = np.floor(rows), np.floor(cols)
-    a, b = (rows - r0)[..., None], (cols - c0)[..., None]
+    a, b = (rows - r0).astype(x.dtype)[..., None], (cols - c0).astype(x.dtype)[..., None]
     r0, c0 = r0.astype(np.intp), c0.astype(np.intp)
-    batch = np.arange(n).reshape((n,) + (1,) * (rows.ndim - 1))
-    out = np.zeros(rows.shape + (x.shape[3],), dtype=np.result_type(x.dtype, a.dtype))
+    # x[n, r, c] as one flat index n H W + r W + c into rows of (N H W, C): a single fast take
+    flat = np.ascontiguousarray(x).reshape(-1, channels)
+    image_start = (np.arange(n) * (height * width)).reshape((n,) + (1,) * (len(shape) - 1))
+    out = np.zeros(shape + (channels,), dtype=x.dtype)
     corners = ((0, 0, (1 - a) * (1 - b)), (0, 1, (1 - a) * b), (1, 0, a * (1 - b)), (1, 1, a * b))
     for dr, dc, weight in corners:
         r, c = r0 + dr, c0 + dc
-        values = x[batch, np.clip(r, 0, height - 1), np.clip(c, 0, width - 1)]  # (N, h, w, C) gather
+        index = image_start + np.clip(r, 0, height - 1) * width + np.clip(c, 0, width - 1)
+        values = np.take(flat, index, axis=0)                           # (N, h, w, C) gather
         if fill is not None:
             inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
             values = np.where(inside[..., None], values, x.dtype.type(fill))
