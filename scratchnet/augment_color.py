@@ -29,34 +29,33 @@ def _rgb(x, who):
 
 def grayscale(x: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) -> (N, H, W): 0.2989 R + 0.587 G + 0.114 B."""
-    return x @ np.asarray(GRAY_WEIGHTS, dtype=x.dtype)
+    red, green, blue = (x.dtype.type(w) for w in GRAY_WEIGHTS)
+    return red * x[..., 0] + green * x[..., 1] + blue * x[..., 2]
 
 
 def rgb_to_hsv(x: np.ndarray) -> np.ndarray:
-    """(..., 3) RGB in [0, 1] -> (..., 3) HSV, each in [0, 1] (hue as a fraction of a turn)."""
+    """(..., 3) RGB in [0, 1] -> (..., 3) HSV, each in [0, 1] (hue as a fraction of a turn).
+
+        v = max(R, G, B),  d = v - min(R, G, B),  s = d / v,
+        6 h = (G - B) / d        if v = R      (mod 6)
+              2 + (B - R) / d    if v = G
+              4 + (R - G) / d    otherwise            (h = 0 for grays, d = 0)
+    """
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    v = x.max(axis=-1)
-    spread = v - x.min(axis=-1)
-    gray = spread == 0
-    s = spread / np.where(v == 0, 1, v)
-    d = np.where(gray, 1, spread)
-    rc, gc, bc = (v - r) / d, (v - g) / d, (v - b) / d
-    h = np.select([gray, v == r, v == g], [0.0, bc - gc, 2.0 + rc - bc], default=4.0 + gc - rc)
-    return np.stack([(h / 6.0) % 1.0, s, v], axis=-1)
+    v = np.maximum(np.maximum(r, g), b)
+    spread = v - np.minimum(np.minimum(r, g), b)
+    d = np.where(spread > 0, spread, 1)
+    h = np.where(v == r, (g - b) / d, np.where(v == g, 2 + (b - r) / d, 4 + (r - g) / d))
+    h = np.where(spread > 0, h / 6 % 1.0, 0)
+    return np.stack([h, spread / np.where(v > 0, v, 1), v], axis=-1)
 
 
 def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
-    """(..., 3) HSV -> RGB: the six sectors of the hue circle."""
-    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-    sector = np.floor(h * 6.0)
-    f = h * 6.0 - sector
-    sector = sector.astype(np.intp) % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    choices = [sector == k for k in range(6)]
-    r = np.select(choices, [v, q, p, p, t, v])
-    g = np.select(choices, [t, v, v, q, p, p])
-    b = np.select(choices, [p, p, t, v, v, q])
-    return np.stack([r, g, b], axis=-1)
+    """(..., 3) HSV -> RGB, the closed form of the six hue sectors: for channel offsets
+    m = 5 (R), 3 (G), 1 (B),  k = (m + 6 h) mod 6,  channel = v (1 - s clip(min(k, 4 - k), 0, 1))."""
+    h, s, v = hsv[..., 0:1], hsv[..., 1:2], hsv[..., 2:3]
+    k = (np.array([5.0, 3.0, 1.0], dtype=hsv.dtype) + 6 * h) % 6                # (..., 3)
+    return v * (1 - s * np.clip(np.minimum(k, 4 - k), 0, 1))
 
 
 class ColorJitter:
@@ -77,28 +76,28 @@ class ColorJitter:
         return x if self.value_range is None else np.clip(x, *self.value_range)
 
     @staticmethod
-    def _factors(amount, n, rng):
-        return rng.uniform(max(0.0, 1 - amount), 1 + amount, size=n)[:, None, None, None]
+    def _factors(amount, n, rng, dtype):
+        return rng.uniform(max(0.0, 1 - amount), 1 + amount, size=n).astype(dtype)[:, None, None, None]
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "ColorJitter")
         _rgb(x, "ColorJitter")
-        out, n = x.astype(np.float64), len(x)
+        out, n, dtype = x, len(x), x.dtype       # computed in the images' dtype (float32 stays float32)
         if self.brightness:
-            out = self._clip(self._factors(self.brightness, n, rng) * out)
+            out = self._clip(self._factors(self.brightness, n, rng, dtype) * out)
         if self.contrast:
-            c = self._factors(self.contrast, n, rng)
+            c = self._factors(self.contrast, n, rng, dtype)
             mean = grayscale(out).mean(axis=(1, 2))[:, None, None, None]
             out = self._clip(c * out + (1 - c) * mean)
         if self.saturation:
-            s = self._factors(self.saturation, n, rng)
+            s = self._factors(self.saturation, n, rng, dtype)
             out = self._clip(s * out + (1 - s) * grayscale(out)[..., None])
         if self.hue:
-            shift = rng.uniform(-self.hue, self.hue, size=n)[:, None, None]
+            shift = rng.uniform(-self.hue, self.hue, size=n).astype(dtype)[:, None, None]
             hsv = rgb_to_hsv(out)
             hsv[..., 0] = (hsv[..., 0] + shift) % 1.0
             out = self._clip(hsv_to_rgb(hsv))
-        return out.astype(x.dtype), y
+        return out.astype(dtype, copy=out is x), y
 
     def __repr__(self):
         return (f"ColorJitter(brightness={self.brightness}, contrast={self.contrast}, "
