@@ -385,7 +385,7 @@ def test_allowed_globals_resolve_on_both_numpy_spellings():
     assert serialization.allowed_global("builtins", "dict") is dict
     assert serialization.allowed_global("scratchnet.layers.dense", "Dense") is Dense
     assert serialization.allowed_global("scratchnet.model", "Sequential") is sn.Sequential
-    assert serialization.allowed_global("scratchnet.optimizers", "StepDecay") is StepDecay
+    assert serialization.allowed_global("scratchnet.schedules", "StepDecay") is StepDecay
 
 
 @pytest.mark.parametrize("value", [np.float32(1.5), np.float64(-2.25), np.int64(7), np.bool_(True),
