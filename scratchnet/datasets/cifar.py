@@ -165,7 +165,12 @@ def _unpack(archive: Path, md5, sha256) -> Path:
         if missing:
             raise CorruptDataError(f"{archive}: the archive has no {FOLDER}/ with {', '.join(missing)}")
         target = archive.parent / FOLDER
-        os.replace(unpacked, target)  # fails (rather than merging) if a non-empty folder is in the way
+        try:
+            os.replace(unpacked, target)  # atomic; fails rather than merging into a non-empty folder
+        except OSError:
+            if not all((target / name).is_file() for name in TRAIN_BATCHES + TEST_BATCHES):
+                raise
+            # another process unpacked the same archive first: use its folder
         return target
     finally:
         shutil.rmtree(staging, ignore_errors=True)
