@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", default="mnist-sample", choices=DATASETS,
                        help="mnist-sample: 10,000 real digits bundled with scratchnet (8,000 train "
                        "/ 2,000 test); mnist: the full set (downloaded once); patterns: synthetic; "
-                       "cifar10: needs the unpacked python batches in --data-dir")
+                       "cifar10: the python batches in --data-dir, downloaded there (or to the cache) "
+                       "once unless --no-download")
     train.add_argument("--epochs", type=_positive_int, default=TRAIN_DEFAULTS["epochs"],
                        help="passes over the training images")
     train.add_argument("--batch-size", type=_positive_int, default=TRAIN_DEFAULTS["batch_size"],
@@ -218,8 +219,9 @@ def load_data(args):
         test = datasets.make_patterns(1000, image_size=28, seed=args.seed + 1)
         return train, test, list(datasets.PATTERN_NAMES)
     else:
-        train = datasets.load_cifar10(args.data_dir, "train")
-        test = datasets.load_cifar10(args.data_dir, "test")
+        options = {"download": not args.no_download}
+        train = datasets.load_cifar10(args.data_dir, "train", **options)
+        test = datasets.load_cifar10(args.data_dir, "test", **options)
         return train, test, list(datasets.CIFAR10_CLASSES)
     return train, test, [str(digit) for digit in range(10)]
 

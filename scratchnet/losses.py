@@ -66,10 +66,20 @@ class Loss:
 
 
 class CrossEntropy(Loss):
-    """Softmax cross-entropy on logits (N, K); labels as ints (N,) or rows (N, K)."""
+    """Softmax cross-entropy on logits (N, K); labels as ints (N,) or rows (N, K).
+
+    label_smoothing e (as torch.nn.CrossEntropyLoss): targets t -> (1 - e) t + e / K, so
+    dz = (softmax(z) - (1 - e) t - e / K) / N. Ask for it with ``CrossEntropy(label_smoothing=0.1)``.
+    """
 
     name = "cross_entropy"
     has_accuracy = True
+
+    def __init__(self, label_smoothing: float = 0.0):
+        super().__init__()
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"{self.name}: label_smoothing must be in [0, 1], got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
 
     def targets(self, logits: np.ndarray, y) -> np.ndarray:
         """Return targets as a (N, K) probability matrix in the logits' dtype."""
@@ -107,6 +117,9 @@ class CrossEntropy(Loss):
             raise ValueError(f"{self.name}: expected logits of shape (N, classes), got {logits.shape}")
         t = self.targets(logits, y)
         w = self._sample_weights(weights, logits)
+        smoothing = getattr(self, "label_smoothing", 0.0)  # losses saved before the option existed
+        if smoothing:
+            t = (1 - smoothing) * t + smoothing / logits.shape[1]   # t = (1 - e) t + e / K
         log_probs = log_softmax(logits)  # z - logsumexp(z), shifted by max(z): no overflow, no log(0)
         self.cache = {"log_probs": log_probs, "t": t, "w": w}
         if w is not None:
@@ -123,6 +136,10 @@ class CrossEntropy(Loss):
         y = np.asarray(y)
         labels = y if y.ndim == 1 else y.argmax(axis=1)
         return float(np.mean(logits.argmax(axis=1) == labels))
+
+    def __repr__(self):
+        smoothing = getattr(self, "label_smoothing", 0.0)
+        return f"CrossEntropy(label_smoothing={smoothing:g})" if smoothing else "CrossEntropy()"
 
 
 class MeanSquaredError(Loss):

@@ -1,18 +1,29 @@
-"""Optimizers and learning-rate schedules.
+"""Optimizers: Adam, AdamW, SGD (learning-rate schedules live in ``schedules.py``).
 
 An optimizer reads ``layer.grads`` and changes ``layer.params`` in place. Its state (moments,
 step count) is kept per layer and per parameter in ``layer.opt_state[name]``, so it travels
 with the model when pickled and training resumes exactly.
+
+Gradient clipping (``clipnorm=c``, any optimizer; as torch.nn.utils.clip_grad_norm_), over the
+gradients g_i of every trainable parameter of every non-frozen layer, before weight decay:
+    norm = sqrt(sum_i sum(g_i^2))        g_i = g_i * min(1, c / (norm + 1e-6))
 
 Adam (Kingma & Ba, 2015), step t = 1, 2, ...; g = grad + weight_decay * p (L2, as torch.optim.Adam):
     m = beta1 m + (1 - beta1) g              v = beta2 v + (1 - beta2) g^2
     m_hat = m / (1 - beta1^t)                v_hat = v / (1 - beta2^t)
     p = p - lr * m_hat / (sqrt(v_hat) + eps)
 
+AdamW (Loshchilov & Hutter, 2019; as torch.optim.AdamW): decay decoupled from the gradient,
+    p = p * (1 - lr * weight_decay)          then the Adam step above with g = grad
+
 SGD with momentum mu (as torch.optim.SGD); g = grad + weight_decay * p:
     buf = g (first step),  buf = mu buf + g (later)
     step = g + mu buf  (Nesterov)   or   step = buf
     p = p - lr * step
+
+The learning rate: ``optimizer.lr`` is the rate the next step will use (``schedule(iterations)``).
+Setting it, ``model.optimizer.lr = 1e-4`` (after compile or ``scratchnet.load``), replaces the
+schedule with that constant rate; to change the schedule, assign ``optimizer.schedule``.
 """
 
 from __future__ import annotations
@@ -21,57 +32,17 @@ import math
 
 import numpy as np
 
-
-# ------------------------------------------------------------------ schedules
-class ConstantLR:
-    def __init__(self, lr: float):
-        self.lr = float(lr)
-
-    def __call__(self, step: int) -> float:
-        return self.lr
-
-    def __repr__(self):
-        return f"{self.lr:g}"
-
-
-class StepDecay:
-    """lr = initial * factor ** (step // every)."""
-
-    def __init__(self, initial: float, factor: float = 0.5, every: int = 1000):
-        self.initial, self.factor, self.every = float(initial), float(factor), int(every)
-
-    def __call__(self, step):
-        return self.initial * self.factor ** (step // self.every)
-
-    def __repr__(self):
-        return f"StepDecay({self.initial:g}, factor={self.factor:g}, every={self.every})"
-
-
-class ExponentialDecay:
-    """lr = initial * rate ** (step / decay_steps)."""
-
-    def __init__(self, initial: float, rate: float = 0.96, decay_steps: int = 1000):
-        self.initial, self.rate, self.decay_steps = float(initial), float(rate), int(decay_steps)
-
-    def __call__(self, step):
-        return self.initial * self.rate ** (step / self.decay_steps)
-
-    def __repr__(self):
-        return f"ExponentialDecay({self.initial:g}, rate={self.rate:g}, decay_steps={self.decay_steps})"
-
-
-class CosineDecay:
-    """lr = final + (initial - final) * (1 + cos(pi * min(step, total) / total)) / 2."""
-
-    def __init__(self, initial: float, total_steps: int, final: float = 0.0):
-        self.initial, self.total_steps, self.final = float(initial), int(total_steps), float(final)
-
-    def __call__(self, step):
-        progress = min(step, self.total_steps) / self.total_steps
-        return self.final + (self.initial - self.final) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    def __repr__(self):
-        return f"CosineDecay({self.initial:g}, total_steps={self.total_steps}, final={self.final:g})"
+# Re-exported: schedules used to live here (``from scratchnet.optimizers import StepDecay``).
+from .schedules import (  # noqa: F401
+    ConstantLR,
+    CosineAnnealing,
+    CosineDecay,
+    ExponentialDecay,
+    LinearWarmup,
+    OneCycle,
+    ReduceOnPlateau,
+    StepDecay,
+)
 
 
 def _as_schedule(lr):
@@ -80,7 +51,7 @@ def _as_schedule(lr):
             raise ValueError(f"learning rate must be > 0, got {lr}")
         return ConstantLR(lr)
     if callable(lr) and hasattr(lr, "__dict__"):
-        return lr  # a schedule object (classes above, or your own picklable class)
+        return lr  # a schedule object (schedules.py, or your own picklable class)
     raise TypeError(f"lr must be a positive number or a schedule object, got {lr!r}")
 
 
@@ -88,29 +59,53 @@ def _as_schedule(lr):
 class Optimizer:
     """Base: ``step(layers)`` applies one update to every parameter of every layer."""
 
-    def __init__(self, lr, weight_decay: float = 0.0):
+    decoupled_weight_decay = False  # AdamW: decay applied to p directly, not added to the gradient
+
+    def __init__(self, lr, weight_decay: float = 0.0, clipnorm: float | None = None):
         self.schedule = _as_schedule(lr)
         if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {weight_decay}")
+        if clipnorm is not None and not clipnorm > 0:
+            raise ValueError(f"{type(self).__name__}: clipnorm must be > 0 or None, got {clipnorm}")
         self.weight_decay = float(weight_decay)
+        self.clipnorm = None if clipnorm is None else float(clipnorm)
         self.iterations = 0  # steps taken, used by learning-rate schedules
 
     @property
     def lr(self) -> float:
-        """The learning rate the next step will use."""
+        """The learning rate the next step will use: ``schedule(iterations)``."""
         return self.schedule(self.iterations)
+
+    @lr.setter
+    def lr(self, value) -> None:
+        """``optimizer.lr = 1e-4`` replaces the schedule by that constant rate (from the next step)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+            raise TypeError(f"{type(self).__name__}.lr: expected a positive number, got {value!r} "
+                            "(to install a schedule, assign optimizer.schedule)")
+        self.schedule = _as_schedule(value)
+
+    def clip_scale(self, grads) -> float:
+        """min(1, clipnorm / (global norm + 1e-6)), the factor clip_grad_norm_ applies to every grad."""
+        clipnorm = getattr(self, "clipnorm", None)  # optimizers saved before clipnorm existed
+        if clipnorm is None:
+            return 1.0
+        total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))   # ||(g_1, ..., g_n)||_2
+        return min(1.0, clipnorm / (total + 1e-6))
 
     def step(self, layers) -> None:
         """Update every trainable parameter of ``layers`` and of the layers inside them."""
         from .layers.base import iter_layers
 
         lr = self.lr
-        for layer in iter_layers(layers):
-            if not layer.trainable:
-                continue  # frozen: parameters and optimizer state stay exactly as they are
+        # frozen layers are skipped: their parameters and optimizer state stay exactly as they are
+        trainable = [layer for layer in iter_layers(layers) if layer.trainable]
+        scale = self.clip_scale([g for layer in trainable for g in layer.grads.values()])
+        for layer in trainable:
             for name, param in layer.params.items():
                 grad = layer.grads[name]
-                if self.weight_decay:
+                if scale < 1.0:
+                    grad = grad * param.dtype.type(scale)
+                if self.weight_decay and not self.decoupled_weight_decay:
                     grad = grad + param.dtype.type(self.weight_decay) * param
                 state = layer.opt_state.setdefault(name, {})
                 self.update(param, grad, state, lr)
@@ -121,8 +116,8 @@ class Optimizer:
 
 
 class Adam(Optimizer):
-    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, clipnorm=None):
+        super().__init__(lr, weight_decay, clipnorm)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ValueError(f"Adam: betas must be in [0, 1), got {beta1}, {beta2}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
@@ -153,12 +148,34 @@ class Adam(Optimizer):
 
     def __repr__(self):
         return (f"Adam(lr={self.schedule!r}, beta1={self.beta1}, beta2={self.beta2}, "
-                f"eps={self.eps}, weight_decay={self.weight_decay})")
+                f"eps={self.eps}, weight_decay={self.weight_decay}, clipnorm={self.clipnorm})")
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay, exactly torch.optim.AdamW:
+        p = p * (1 - lr * weight_decay),   then the Adam step with g = grad (no decay term in g).
+    """
+
+    decoupled_weight_decay = True
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, clipnorm=None):
+        if len(betas) != 2:
+            raise ValueError(f"AdamW: betas must be a pair (beta1, beta2), got {betas!r}")
+        super().__init__(lr, betas[0], betas[1], eps, weight_decay, clipnorm)
+
+    def update(self, param, grad, state, lr):
+        if self.weight_decay:
+            param *= 1 - lr * self.weight_decay                # p = p (1 - lr wd)
+        super().update(param, grad, state, lr)
+
+    def __repr__(self):
+        return (f"AdamW(lr={self.schedule!r}, betas=({self.beta1}, {self.beta2}), eps={self.eps}, "
+                f"weight_decay={self.weight_decay}, clipnorm={self.clipnorm})")
 
 
 class SGD(Optimizer):
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clipnorm=None):
+        super().__init__(lr, weight_decay, clipnorm)
         if momentum < 0:
             raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
         if nesterov and momentum == 0:
@@ -178,10 +195,10 @@ class SGD(Optimizer):
 
     def __repr__(self):
         return (f"SGD(lr={self.schedule!r}, momentum={self.momentum}, nesterov={self.nesterov}, "
-                f"weight_decay={self.weight_decay})")
+                f"weight_decay={self.weight_decay}, clipnorm={self.clipnorm})")
 
 
-OPTIMIZERS = {"adam": Adam, "sgd": SGD}
+OPTIMIZERS = {"adam": Adam, "adamw": AdamW, "sgd": SGD}
 
 
 def get_optimizer(optimizer) -> Optimizer:

@@ -128,12 +128,19 @@ def numpy_global(module: str, name: str):
     return None
 
 
+# Classes that moved to another module since files were first saved: (old module, name) -> new
+# module. Files name a class by where it was defined when they were written.
+_MOVED_CLASSES = {("scratchnet.optimizers", name): "scratchnet.schedules"
+                  for name in ("ConstantLR", "StepDecay", "ExponentialDecay", "CosineDecay")}
+
+
 def _scratchnet_class(module: str, name: str):
     """A class defined in an already-imported scratchnet module, or None.
 
     Looking only in ``sys.modules`` means a file can never make Python import (run) a module;
     ``import scratchnet`` has imported every built-in layer, optimizer and loss already.
     """
+    module = _MOVED_CLASSES.get((module, name), module)
     if module != "scratchnet" and not module.startswith("scratchnet."):
         return None
     if any(module == excluded or module.startswith(excluded + ".") for excluded in _EXCLUDED_MODULES):

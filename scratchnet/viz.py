@@ -207,3 +207,57 @@ def plot_images(images, labels=None, predicted=None, class_names=None, n: int = 
         wrong = len(parts) == 2 and parts[0] != parts[1]
         axes.set_title(" / ".join(parts), fontsize=8, color="red" if wrong else "black")
     return _finish(figure, save_path)
+
+
+# ---------------------------------------------------------------------- augmentation
+def _displayable(picture):
+    """An image for imshow: [0, 1] images clipped; others (e.g. standardised) min-max scaled."""
+    low, high = float(picture.min()), float(picture.max())
+    if low >= -1e-6 and high <= 1 + 1e-6:
+        picture = np.clip(picture, 0, 1)
+    else:
+        picture = (picture - low) / (high - low if high > low else 1.0)
+    return picture[:, :, 0] if picture.shape[2] == 1 else picture
+
+
+def _label_text(label, class_names) -> str:
+    label = np.asarray(label)
+
+    def name(k):
+        return str(class_names[k]) if class_names is not None else str(k)
+
+    if label.ndim == 0:
+        return name(int(label))
+    top = np.argsort(label)[::-1][:2]  # soft labels (mixup, cutmix): the two largest weights
+    return " ".join(f"{name(int(k))} {label[k]:.2f}" for k in top if label[k] > 0.005)
+
+
+def plot_augmented_grid(images, augment, labels=None, class_names=None, n_images: int = 6,
+                        n_versions: int = 5, seed: int = 0, save_path=None):
+    """Each of the first ``n_images`` images (one per row), then ``n_versions`` augmented copies.
+
+    images : (N, H, W, C);  augment : a transform ``augment(x, y, rng) -> (x, y)`` (scratchnet.augment)
+    Column 0 is the original, column k the batch after the k-th call of ``augment`` on the rows
+    (random numbers from ``numpy.random.default_rng(seed)``, so the figure is reproducible).
+    Titles give the (possibly mixed) labels when ``labels`` are given.
+    """
+    images = np.asarray(images)[:n_images]
+    if images.ndim != 4:
+        raise ValueError(f"plot_augmented_grid: images must have shape (N, H, W, C), got {images.shape}")
+    if n_versions < 1:
+        raise ValueError(f"plot_augmented_grid: n_versions must be >= 1, got {n_versions}")
+    labels = None if labels is None else np.asarray(labels)[:n_images]
+    rng = np.random.default_rng(seed)
+    columns = [(images, labels)] + [augment(images, labels, rng) for _ in range(n_versions)]
+    figure = _figure(1.3 * len(columns) + 0.3, 1.4 * len(images) + 0.3)
+    grid = figure.subplots(len(images), len(columns), squeeze=False)
+    for column, (batch, batch_labels) in enumerate(columns):
+        for row in range(len(images)):
+            axes = grid[row, column]
+            axes.set_axis_off()
+            axes.imshow(_displayable(np.asarray(batch[row])), cmap="gray")
+            text = "original" if column == 0 else f"augmented {column}"
+            if batch_labels is not None:
+                text = _label_text(batch_labels[row], class_names) + ("" if column else "\n(original)")
+            axes.set_title(text, fontsize=7)
+    return _finish(figure, save_path)

@@ -363,7 +363,7 @@ def test_cifar_corrupt_batches(tmp_path):
 
 def test_cifar_missing_says_how_to_get_it(isolated_home):
     with pytest.raises(DataNotFoundError, match="(?s)cifar-10-batches-py.*cifar-10-python.tar.gz"):
-        load_cifar10(isolated_home / "empty")
+        load_cifar10(isolated_home / "empty", download=False)
 
 
 # ---------------------------------------------------------------------- synthetic patterns

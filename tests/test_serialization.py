@@ -385,7 +385,7 @@ def test_allowed_globals_resolve_on_both_numpy_spellings():
     assert serialization.allowed_global("builtins", "dict") is dict
     assert serialization.allowed_global("scratchnet.layers.dense", "Dense") is Dense
     assert serialization.allowed_global("scratchnet.model", "Sequential") is sn.Sequential
-    assert serialization.allowed_global("scratchnet.optimizers", "StepDecay") is StepDecay
+    assert serialization.allowed_global("scratchnet.schedules", "StepDecay") is StepDecay
 
 
 @pytest.mark.parametrize("value", [np.float32(1.5), np.float64(-2.25), np.int64(7), np.bool_(True),
@@ -795,3 +795,15 @@ def test_own_layer_classes_load_only_when_named(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
     with pytest.raises(TypeError, match="Layer subclasses"):
         sn.load(tmp_path / "homework.sn", allowed_classes=[dict])
+
+
+def test_schedules_saved_under_their_old_module_still_load():
+    # Files written before the schedules moved to scratchnet.schedules name
+    # scratchnet.optimizers.StepDecay; the loader maps the old name to the class's new home.
+    from scratchnet.schedules import StepDecay
+
+    data = pickle.dumps(StepDecay(0.1, factor=0.5, every=3), protocol=2)
+    old_data = data.replace(b"scratchnet.schedules", b"scratchnet.optimizers")
+    assert old_data != data
+    schedule = RestrictedUnpickler(io.BytesIO(old_data), len(old_data)).load()
+    assert type(schedule) is StepDecay and schedule(7) == 0.1 * 0.5 ** 2

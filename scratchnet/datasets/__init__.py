@@ -10,10 +10,11 @@ Every loader returns images as floats ``(N, H, W, C)`` in [0, 1] (or standardise
 """
 
 from .cifar import CLASSES as CIFAR10_CLASSES
-from .cifar import load_cifar10
+from .cifar import channel_mean_std, load_cifar10, standardize
 from .common import CorruptDataError, DataNotFoundError, DatasetError
 from .mnist import load_mnist, load_mnist_sample, read_idx
 from .patterns import PATTERN_NAMES, make_patterns
 
 __all__ = ["load_mnist", "load_mnist_sample", "load_cifar10", "make_patterns", "read_idx",
-           "CIFAR10_CLASSES", "PATTERN_NAMES", "DatasetError", "DataNotFoundError", "CorruptDataError"]
+           "CIFAR10_CLASSES", "PATTERN_NAMES",
+           "channel_mean_std", "standardize", "DatasetError", "DataNotFoundError", "CorruptDataError"]

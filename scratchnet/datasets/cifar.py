@@ -13,24 +13,50 @@ A pickle can run arbitrary code when loaded, and these files come from the inter
 are read with :class:`RestrictedUnpickler`: it may only build builtin containers and NumPy
 arrays; any other global named in the file raises ``CorruptDataError`` before anything runs.
 
-scratchnet does not download CIFAR-10 (170 MB); ``load_cifar10`` says where to put it.
+Download (``download=True``, the default): when no folder holds the batches, the archive
+``cifar-10-python.tar.gz`` (170 MB) found beside them or fetched from ``URL`` is checked
+against its published MD5 (and the SHA-256 Keras pins) *before* it is opened, then unpacked
+by ``archive.safe_extract`` (no absolute paths, ``..``, links or devices) into a temporary
+folder and moved into place, so a failed download or unpacking leaves nothing half-written.
+Offline: put the archive or the unpacked ``cifar-10-batches-py`` folder into the cache folder
+(``$SCRATCHNET_DATA`` or ``~/.cache/scratchnet``) or any folder given as ``root`` /
+``scratchnet train --data-dir FOLDER``.
+
+Per-channel statistics: ``channel_mean_std(x)`` and ``standardize(x, mean, std)``.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..serialization import numpy_global
-from .common import CorruptDataError, DataNotFoundError, scale_images, search_dirs
+from .archive import safe_extract
+from .common import (
+    CorruptDataError,
+    DataNotFoundError,
+    checksum_problem,
+    download_dir,
+    download_verified,
+    scale_images,
+    search_dirs,
+)
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE = "cifar-10-python.tar.gz"
+MD5 = "c58f30108f718f92721af3b95e74349a"  # published on the dataset's home page
+# the same file's SHA-256, as pinned by keras.datasets.cifar10
+SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 # Per-channel mean and standard deviation of the 50,000 training images scaled to [0, 1].
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -84,22 +110,100 @@ def read_batch(path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.int64)
 
 
-def find_cifar10(root=None) -> Path:
-    """The folder holding the batch files: ``<dir>/cifar-10-batches-py`` or ``<dir>`` itself."""
+def _offline_advice(root) -> str:
+    return (f"To use CIFAR-10 offline, download {URL} (170 MB, md5 {MD5}) elsewhere and put "
+            f"{ARCHIVE} or the unpacked {FOLDER} folder into {download_dir(root)} (or into any "
+            "folder given as root= / `scratchnet train --data-dir FOLDER`, or set $SCRATCHNET_DATA).")
+
+
+def find_cifar10(root=None, download: bool = False, url: str = URL, md5: str | None = MD5,
+                 sha256: str | None = SHA256, timeout: float = 60.0) -> Path:
+    """The folder holding the batch files: ``<dir>/cifar-10-batches-py`` or ``<dir>`` itself.
+
+    Searched in ``root``, ``$SCRATCHNET_DATA``, ``~/.cache/scratchnet``. If none has them, an
+    archive ``cifar-10-python.tar.gz`` in one of those folders is verified and unpacked, else
+    (``download=True``) it is downloaded from ``url`` into ``root`` or the cache folder.
+    A folder with some batches but not all is an error (``CorruptDataError``), not a reason to
+    download over it.
+    """
+    names = TRAIN_BATCHES + TEST_BATCHES
     folders = search_dirs(root, FOLDER)
     for folder in folders:
-        if all((folder / name).is_file() for name in TRAIN_BATCHES + TEST_BATCHES):
+        present = [name for name in names if (folder / name).is_file()]
+        if len(present) == len(names):
             return folder
+        if present:
+            missing = ", ".join(name for name in names if name not in present)
+            raise CorruptDataError(f"{folder}: incomplete CIFAR-10 folder, missing {missing}. Copy the "
+                                   f"missing batches in, or delete the folder to unpack {ARCHIVE} again.")
+    for base in search_dirs(root):
+        if (base / ARCHIVE).is_file():
+            return _unpack(base / ARCHIVE, md5, sha256)
     where = "\n  ".join(str(folder) for folder in folders)
-    raise DataNotFoundError(
-        f"CIFAR-10 python batches not found in:\n  {where}\nDownload cifar-10-python.tar.gz "
-        "(the 'CIFAR-10 python version' from the dataset's home page at the University of "
-        "Toronto), unpack it with `tar xzf cifar-10-python.tar.gz` and pass the folder as root "
-        "(or set $SCRATCHNET_DATA).")
+    if not download:
+        raise DataNotFoundError(f"CIFAR-10 python batches not found in:\n  {where}\nand download=False. "
+                                + _offline_advice(root))
+    try:
+        archive = download_verified(url, download_dir(root) / ARCHIVE, md5, sha256, timeout)
+    except DataNotFoundError as error:
+        raise DataNotFoundError(f"CIFAR-10 python batches not found in:\n  {where}\nand the download failed "
+                                f"(is this machine offline?): {error}\n{_offline_advice(root)}") from None
+    return _unpack(archive, md5, sha256)
 
 
-def load_cifar10(root=None, split: str = "train", standardize: bool = False, dtype="float32"):
-    """Load CIFAR-10 from the unpacked python batches.
+def _unpack(archive: Path, md5, sha256) -> Path:
+    """Verify ``archive``, unpack it beside itself via a temporary folder; return the batch folder."""
+    problem = checksum_problem(archive, md5, sha256)
+    if problem:
+        raise CorruptDataError(f"{archive}: {problem}. The file is damaged or not the official "
+                               f"{ARCHIVE}: delete it and download it again.")
+    staging = Path(tempfile.mkdtemp(prefix=".cifar-unpack-", dir=archive.parent))
+    try:
+        safe_extract(archive, staging)
+        unpacked = staging / FOLDER
+        missing = [name for name in TRAIN_BATCHES + TEST_BATCHES if not (unpacked / name).is_file()]
+        if missing:
+            raise CorruptDataError(f"{archive}: the archive has no {FOLDER}/ with {', '.join(missing)}")
+        target = archive.parent / FOLDER
+        try:
+            os.replace(unpacked, target)  # atomic; fails rather than merging into a non-empty folder
+        except OSError:
+            if not all((target / name).is_file() for name in TRAIN_BATCHES + TEST_BATCHES):
+                raise
+            # another process unpacked the same archive first: use its folder
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def channel_mean_std(x) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of images x (N, H, W, C) -> two (C,) float64 arrays.
+
+        mean_c = mean over n, h, w of x[n, h, w, c]      std_c = sqrt(mean of (x - mean_c)^2)
+    Compute them on the training images only and use them for train and test alike.
+    """
+    x = np.asarray(x)
+    if x.ndim != 4 or x.dtype.kind not in "uif":
+        raise ValueError(f"channel_mean_std: expected images (N, H, W, C), got shape {x.shape} "
+                         f"dtype {x.dtype}")
+    return x.mean(axis=(0, 1, 2), dtype=np.float64), x.std(axis=(0, 1, 2), dtype=np.float64)
+
+
+def standardize(x, mean, std) -> np.ndarray:
+    """(x - mean) / std per channel: x (N, H, W, C) float, mean and std (C,); keeps x's dtype."""
+    x = np.asarray(x)
+    mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    if x.dtype.kind != "f" or x.ndim < 1 or mean.shape != (x.shape[-1],) or std.shape != mean.shape:
+        raise ValueError(f"standardize: expected float images (..., C) and mean, std of shape (C,), got "
+                         f"x {x.shape} {x.dtype}, mean {mean.shape}, std {std.shape}")
+    if np.any(std <= 0):
+        raise ValueError(f"standardize: std must be > 0 per channel, got {std}")
+    return ((x - mean.astype(x.dtype)) / std.astype(x.dtype)).astype(x.dtype, copy=False)
+
+
+def load_cifar10(root=None, split: str = "train", standardize: bool = False, dtype="float32", *,
+                 download: bool = True, url: str = URL, md5: str | None = MD5, sha256: str | None = SHA256):
+    """Load CIFAR-10 from the python batches, downloading and unpacking them if needed.
 
     Parameters
     ----------
@@ -107,6 +211,8 @@ def load_cifar10(root=None, split: str = "train", standardize: bool = False, dty
         $SCRATCHNET_DATA and ~/.cache/scratchnet are searched
     split : "train" (data_batch_1..5, 50,000 images) or "test" (test_batch, 10,000 images)
     standardize : False -> pixels in [0, 1]; True -> per channel (x - MEAN) / STD
+    download : fetch ``url`` into ``root`` (or the cache folder) when nothing is found
+    url, md5, sha256 : where from and the checksums the archive must match (tests use a local server)
 
     Returns
     -------
@@ -115,7 +221,7 @@ def load_cifar10(root=None, split: str = "train", standardize: bool = False, dty
     """
     if split not in ("train", "test"):
         raise ValueError(f"load_cifar10: split must be 'train' or 'test', got {split!r}")
-    folder = find_cifar10(root)
+    folder = find_cifar10(root, download, url, md5, sha256)
     parts = [read_batch(folder / name) for name in (TRAIN_BATCHES if split == "train" else TEST_BATCHES)]
     images = np.concatenate([images for images, _ in parts])
     labels = np.concatenate([labels for _, labels in parts])

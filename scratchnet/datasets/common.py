@@ -14,7 +14,11 @@ are scaled identically and no statistic leaks from the test set). Labels are ``i
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import os
+import tempfile
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +64,66 @@ def download_dir(root=None, subdir: str = "") -> Path:
         return Path(root).expanduser()
     base = os.environ.get("SCRATCHNET_DATA")
     return (Path(base).expanduser() if base else default_cache_dir()) / subdir
+
+
+def file_digest(path, algorithm: str = "md5") -> str:
+    """Hex digest (``"md5"``, ``"sha256"``) of a file, read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checksum_problem(path, md5: str | None = None, sha256: str | None = None) -> str | None:
+    """None if the file matches every given checksum, else a sentence saying which one failed."""
+    for algorithm, expected in (("md5", md5), ("sha256", sha256)):
+        if expected is not None:
+            found = file_digest(path, algorithm)
+            if found != expected.lower():
+                return f"checksum mismatch ({algorithm} {found}, expected {expected})"
+    return None
+
+
+def download_verified(url: str, target, md5: str | None = None, sha256: str | None = None,
+                      timeout: float = 30.0, opener=None) -> Path:
+    """Download ``url`` to ``target``; the file appears under its real name only if it is whole
+    and matches the given checksums.
+
+    The bytes go to a temporary ``.part`` file beside ``target``; after the checksums pass it is
+    renamed with ``os.replace`` (atomic on one file system). On any failure the temporary file
+    is deleted and ``DataNotFoundError`` (network, truncated transfer) or ``CorruptDataError``
+    (checksum mismatch) is raised naming the URL. ``opener`` replaces ``urllib.request.urlopen``.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".part", dir=target.parent)
+    opener = opener or urllib.request.urlopen
+    try:
+        try:
+            with os.fdopen(handle, "wb") as out, opener(url, timeout=timeout) as response:
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    out.write(chunk)
+                promised, received = _content_length(response), out.tell()
+        except (OSError, http.client.HTTPException) as error:  # URLError, timeouts, IncompleteRead
+            raise DataNotFoundError(f"{url}: {type(error).__name__}: {error}") from None
+        if promised is not None and received != promised:
+            raise DataNotFoundError(f"{url}: transfer cut short, {received} of {promised} bytes received")
+        problem = checksum_problem(tmp_name, md5, sha256)
+        if problem:
+            raise CorruptDataError(f"{url}: {problem}; the download was discarded")
+        os.replace(tmp_name, target)
+        return target
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+
+
+def _content_length(response) -> int | None:
+    """The Content-Length the server announced, or None (absent, unparsable, or a fake response)."""
+    headers = getattr(response, "headers", None)
+    value = headers.get("Content-Length") if headers is not None else None
+    return int(value) if value is not None and str(value).isdigit() else None
 
 
 def scale_images(raw: np.ndarray, standardize: bool, mean, std, dtype="float32") -> np.ndarray:

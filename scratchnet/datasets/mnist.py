@@ -25,17 +25,22 @@ training part (the first 8,000 images) and test part (the last 2,000).
 from __future__ import annotations
 
 import gzip
-import hashlib
-import os
 import struct
-import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .common import CorruptDataError, DataNotFoundError, download_dir, scale_images, search_dirs
+from .common import (
+    CorruptDataError,
+    DataNotFoundError,
+    download_dir,
+    download_verified,
+    file_digest,
+    scale_images,
+    search_dirs,
+)
 
 # Tests replace these two module attributes with local fakes (no network in tests).
 MIRRORS = [
@@ -143,43 +148,26 @@ def _to_dataset(images, labels, images_path, labels_path, standardize, dtype):
 
 # ---------------------------------------------------------------------- downloading
 def md5sum(path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def download_file(filename: str, folder, mirrors=None, timeout: float = 30.0) -> Path:
     """Download ``filename`` (e.g. ``"train-images-idx3-ubyte.gz"``) into ``folder``.
 
-    Tries each mirror in turn. The bytes go to a temporary file in ``folder``; only when
-    their MD5 equals ``MD5[filename]`` is it renamed into place (``os.replace``), so a failed
-    or interrupted download never leaves a half-written file under the real name.
-    Raises ``DataNotFoundError`` listing every attempt if no mirror delivered a good file.
+    Tries each mirror in turn with ``common.download_verified``: the bytes go to a temporary
+    file in ``folder``; only when their MD5 equals ``MD5[filename]`` is it renamed into place
+    (``os.replace``), so a failed or interrupted download never leaves a half-written file
+    under the real name. Raises ``DataNotFoundError`` listing every attempt if no mirror
+    delivered a good file.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / filename
+    target = Path(folder) / filename
     attempts = []
     for mirror in (MIRRORS if mirrors is None else mirrors):
-        url = mirror + filename
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{filename}-", suffix=".part", dir=folder)
         try:
-            with os.fdopen(handle, "wb") as out, urlopen(url, timeout=timeout) as response:
-                for chunk in iter(lambda: response.read(1 << 16), b""):
-                    out.write(chunk)
-            found = md5sum(tmp_name)
-            if filename in MD5 and found != MD5[filename]:
-                attempts.append(f"{url}: checksum mismatch (md5 {found}, expected {MD5[filename]})")
-                continue
-            os.replace(tmp_name, target)
-            return target
-        except OSError as error:  # URLError, HTTPError, timeouts and disk errors are OSErrors
-            attempts.append(f"{url}: {error}")
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
+            return download_verified(mirror + filename, target, md5=MD5.get(filename),
+                                     timeout=timeout, opener=urlopen)
+        except (DataNotFoundError, CorruptDataError) as error:
+            attempts.append(str(error))
     raise DataNotFoundError(f"could not download {filename}; tried:\n  " + "\n  ".join(attempts))
 
 

@@ -1,0 +1,272 @@
+"""Learning-rate schedules: plain picklable objects, ``schedule(step) -> lr``.
+
+The optimizer asks ``schedule(optimizer.iterations)`` before every update, where
+``iterations`` counts the updates already made (0 for the first one). A schedule holds no
+generator, lambda or file, so it is saved with the model and a loaded model resumes with the
+same learning rates. Epoch-based schedules take ``steps_per_epoch`` and use
+``epoch = step // steps_per_epoch``.
+
+    ConstantLR(lr)                     lr
+    StepDecay(initial, factor, every)  initial * factor ** (step // every)
+    ExponentialDecay(initial, rate, decay_steps)
+                                       initial * rate ** (step / decay_steps)
+    CosineDecay(initial, total_steps, final)
+                                       final + (initial - final) (1 + cos(pi min(step, T) / T)) / 2
+    CosineAnnealing(initial, T_max, eta_min, steps_per_epoch=None)
+                                       as torch.optim.lr_scheduler.CosineAnnealingLR
+    LinearWarmup(after, warmup_steps, start_factor)
+                                       a straight ramp, then another schedule (restarted at 0)
+    OneCycle(max_lr, total_steps, pct_start, div_factor, final_div_factor)
+                                       as torch.optim.lr_scheduler.OneCycleLR (anneal "cos")
+    ReduceOnPlateau(initial, factor, patience, min_lr, monitor)
+                                       as torch.optim.lr_scheduler.ReduceLROnPlateau, driven
+                                       by ``on_epoch_end(epoch, logs)``
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def check_step(step, who: str) -> int:
+    """A step (or epoch) count must be an integer >= 0."""
+    if isinstance(step, bool) or not float(step).is_integer() or step < 0:
+        raise ValueError(f"{who}: the step/epoch must be an integer >= 0, got {step!r}")
+    return int(step)
+
+
+def _positive(value, what: str, who: str, allow_zero: bool = False) -> float:
+    value = float(value)
+    if not (value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
+        raise ValueError(f"{who}: {what} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return value
+
+
+def _count(value, what: str, who: str) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{who}: {what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class ConstantLR:
+    """lr (what a plain number becomes, and what ``optimizer.lr = value`` installs)."""
+
+    def __init__(self, lr: float):
+        self.lr = _positive(lr, "the learning rate", "ConstantLR")
+
+    def __call__(self, step: int) -> float:
+        check_step(step, "ConstantLR")
+        return self.lr
+
+    def __repr__(self):
+        return f"{self.lr:g}"
+
+
+class StepDecay:
+    """lr = initial * factor ** (step // every)."""
+
+    def __init__(self, initial: float, factor: float = 0.5, every: int = 1000):
+        self.initial, self.factor = _positive(initial, "initial", "StepDecay"), float(factor)
+        self.every = _count(every, "every", "StepDecay")
+
+    def __call__(self, step):
+        return self.initial * self.factor ** (check_step(step, "StepDecay") // self.every)
+
+    def __repr__(self):
+        return f"StepDecay({self.initial:g}, factor={self.factor:g}, every={self.every})"
+
+
+class ExponentialDecay:
+    """lr = initial * rate ** (step / decay_steps)."""
+
+    def __init__(self, initial: float, rate: float = 0.96, decay_steps: int = 1000):
+        self.initial, self.rate = _positive(initial, "initial", "ExponentialDecay"), float(rate)
+        self.decay_steps = _count(decay_steps, "decay_steps", "ExponentialDecay")
+
+    def __call__(self, step):
+        return self.initial * self.rate ** (check_step(step, "ExponentialDecay") / self.decay_steps)
+
+    def __repr__(self):
+        return f"ExponentialDecay({self.initial:g}, rate={self.rate:g}, decay_steps={self.decay_steps})"
+
+
+class CosineDecay:
+    """lr = final + (initial - final) * (1 + cos(pi * min(step, total) / total)) / 2 (then flat)."""
+
+    def __init__(self, initial: float, total_steps: int, final: float = 0.0):
+        self.initial = _positive(initial, "initial", "CosineDecay")
+        self.total_steps = _count(total_steps, "total_steps", "CosineDecay")
+        self.final = _positive(final, "final", "CosineDecay", allow_zero=True)
+
+    def __call__(self, step):
+        progress = min(check_step(step, "CosineDecay"), self.total_steps) / self.total_steps
+        return self.final + (self.initial - self.final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def __repr__(self):
+        return f"CosineDecay({self.initial:g}, total_steps={self.total_steps}, final={self.final:g})"
+
+
+class CosineAnnealing:
+    """torch.optim.lr_scheduler.CosineAnnealingLR, in closed form.
+
+        t  = step                      (steps_per_epoch=None: annealed per optimizer step)
+        t  = step // steps_per_epoch   (annealed per epoch, driven by the step count)
+        lr = eta_min + (initial - eta_min) * (1 + cos(pi * t / T_max)) / 2
+
+    Like torch's, it does not stop at T_max: past it the cosine rises again (period 2 T_max).
+    """
+
+    def __init__(self, initial: float, T_max: int, eta_min: float = 0.0, steps_per_epoch: int | None = None):
+        self.initial = _positive(initial, "initial", "CosineAnnealing")
+        self.T_max = _count(T_max, "T_max", "CosineAnnealing")
+        self.eta_min = _positive(eta_min, "eta_min", "CosineAnnealing", allow_zero=True)
+        self.steps_per_epoch = None if steps_per_epoch is None else _count(
+            steps_per_epoch, "steps_per_epoch", "CosineAnnealing")
+
+    def __call__(self, step):
+        t = check_step(step, "CosineAnnealing")
+        if self.steps_per_epoch:
+            t //= self.steps_per_epoch
+        return self.eta_min + (self.initial - self.eta_min) * (1 + math.cos(math.pi * t / self.T_max)) / 2
+
+    def __repr__(self):
+        return (f"CosineAnnealing({self.initial:g}, T_max={self.T_max}, eta_min={self.eta_min:g}, "
+                f"steps_per_epoch={self.steps_per_epoch})")
+
+
+class LinearWarmup:
+    """A linear ramp over ``warmup_steps`` steps, then ``after`` (which starts again at its step 0).
+
+        step < W :  lr = after(0) * (start_factor + (1 - start_factor) * step / W)
+        step >= W:  lr = after(step - W)
+
+    Equals torch's ``SequentialLR([LinearLR(start_factor, total_iters=W), after], milestones=[W])``.
+    ``after`` may be a number (a constant learning rate after the ramp).
+    """
+
+    def __init__(self, after, warmup_steps: int, start_factor: float = 0.0):
+        self.after = after if callable(after) else ConstantLR(after)
+        self.warmup_steps = _count(warmup_steps, "warmup_steps", "LinearWarmup")
+        if not 0 <= start_factor <= 1:
+            raise ValueError(f"LinearWarmup: start_factor must be in [0, 1], got {start_factor}")
+        self.start_factor = float(start_factor)
+
+    def __call__(self, step):
+        step = check_step(step, "LinearWarmup")
+        if step >= self.warmup_steps:
+            return self.after(step - self.warmup_steps)
+        fraction = self.start_factor + (1 - self.start_factor) * step / self.warmup_steps
+        return self.after(0) * fraction
+
+    def __repr__(self):
+        return (f"LinearWarmup({self.after!r}, warmup_steps={self.warmup_steps}, "
+                f"start_factor={self.start_factor:g})")
+
+
+class OneCycle:
+    """torch.optim.lr_scheduler.OneCycleLR (anneal_strategy="cos", two phases), learning rate only.
+
+        start = max_lr / div_factor,  end = start / final_div_factor
+        phase 1: steps 0 .. P = pct_start * total - 1      start -> max_lr
+        phase 2: steps P .. total - 1                      max_lr -> end
+        cos anneal from a to b at fraction f:  b + (a - b) * (1 + cos(pi f)) / 2
+
+    Asking for a step >= total_steps + 1 is an error (as torch); momentum is not cycled.
+    """
+
+    def __init__(self, max_lr: float, total_steps: int, pct_start: float = 0.3,
+                 div_factor: float = 25.0, final_div_factor: float = 1e4):
+        self.max_lr = _positive(max_lr, "max_lr", "OneCycle")
+        self.total_steps = _count(total_steps, "total_steps", "OneCycle")
+        if not 0 < pct_start < 1:
+            raise ValueError(f"OneCycle: pct_start must be in (0, 1), got {pct_start}")
+        self.pct_start = float(pct_start)
+        self.div_factor = _positive(div_factor, "div_factor", "OneCycle")
+        self.final_div_factor = _positive(final_div_factor, "final_div_factor", "OneCycle")
+
+    @staticmethod
+    def _anneal(start, end, fraction):
+        return end + (start - end) / 2.0 * (math.cos(math.pi * fraction) + 1)
+
+    def __call__(self, step):
+        step = check_step(step, "OneCycle")
+        if step > self.total_steps:
+            raise ValueError(f"OneCycle: step {step} is past total_steps={self.total_steps}")
+        initial = self.max_lr / self.div_factor
+        final = initial / self.final_div_factor
+        peak = float(self.pct_start * self.total_steps) - 1   # torch's end_step of phase 1
+        if step <= peak:
+            return self._anneal(initial, self.max_lr, step / peak)
+        return self._anneal(self.max_lr, final, (step - peak) / (self.total_steps - 1 - peak))
+
+    def __repr__(self):
+        return (f"OneCycle({self.max_lr:g}, total_steps={self.total_steps}, pct_start={self.pct_start:g}, "
+                f"div_factor={self.div_factor:g}, final_div_factor={self.final_div_factor:g})")
+
+
+class ReduceOnPlateau:
+    """Multiply the learning rate by ``factor`` when ``logs[monitor]`` stops improving.
+
+    As torch.optim.lr_scheduler.ReduceLROnPlateau (threshold_mode "rel"): after each epoch the
+    training loop calls ``on_epoch_end(epoch, logs)``; with mode "min" a value is better when
+        value < best * (1 - threshold)        ("max": value > best * (1 + threshold))
+    After more than ``patience`` epochs without improvement:
+        lr = max(lr * factor, min_lr)         (changes smaller than 1e-8 are ignored)
+    followed by ``cooldown`` epochs in which bad epochs are not counted.
+    ``schedule(step)`` returns the current learning rate whatever the step.
+    """
+
+    def __init__(self, initial: float, factor: float = 0.1, patience: int = 10, min_lr: float = 0.0,
+                 monitor: str = "val_loss", mode: str = "min", threshold: float = 1e-4, cooldown: int = 0):
+        self.lr = _positive(initial, "initial", "ReduceOnPlateau")
+        if not 0 < factor < 1:
+            raise ValueError(f"ReduceOnPlateau: factor must be in (0, 1), got {factor}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceOnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        self.factor, self.mode, self.monitor = float(factor), mode, str(monitor)
+        self.patience = check_step(patience, "ReduceOnPlateau patience")
+        self.cooldown = check_step(cooldown, "ReduceOnPlateau cooldown")
+        self.min_lr = _positive(min_lr, "min_lr", "ReduceOnPlateau", allow_zero=True)
+        self.threshold = _positive(threshold, "threshold", "ReduceOnPlateau", allow_zero=True)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = -1
+
+    def __call__(self, step):
+        check_step(step, "ReduceOnPlateau")
+        return self.lr
+
+    def _is_better(self, value):
+        if self.mode == "min":
+            return value < self.best * (1 - self.threshold)
+        return value > self.best * (1 + self.threshold)
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        """Record the epoch's ``logs[monitor]``; reduce the rate after ``patience`` bad epochs."""
+        epoch = check_step(epoch, "ReduceOnPlateau.on_epoch_end")
+        if self.monitor not in logs:
+            raise KeyError(f"ReduceOnPlateau: monitor {self.monitor!r} is not in the epoch's logs "
+                           f"(keys: {sorted(logs)}); pass validation data or monitor='loss'")
+        value = float(logs[self.monitor])
+        self.last_epoch = epoch
+        if self._is_better(value):
+            self.best, self.num_bad_epochs = value, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            new_lr = max(self.lr * self.factor, self.min_lr)
+            if self.lr - new_lr > 1e-8:
+                self.lr = new_lr
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+
+    def __repr__(self):
+        return (f"ReduceOnPlateau(lr={self.lr:g}, factor={self.factor:g}, patience={self.patience}, "
+                f"min_lr={self.min_lr:g}, monitor={self.monitor!r})")
+
+
+__all__ = ["ConstantLR", "StepDecay", "ExponentialDecay", "CosineDecay", "CosineAnnealing",
+           "LinearWarmup", "OneCycle", "ReduceOnPlateau", "check_step"]
