@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
+from . import __version__, cli_exercise
 
 MODEL_NAMES = ("lenet5", "small_cnn", "tiny_cnn", "mlp")
 DATASETS = ("mnist-sample", "mnist", "patterns", "cifar10")
@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder with dataset files (else $SCRATCHNET_DATA, ~/.cache/scratchnet)")
     train.add_argument("--no-download", action="store_true", help="never use the network")
 
-    commands.add_parser("gradcheck", help="check every built-in layer's backward numerically")
+    gradcheck = commands.add_parser("gradcheck", help="check every built-in layer's backward numerically")
+    cli_exercise.add_parsers(commands, gradcheck)  # gradcheck FILE:ClassName and `exercise`
 
     summary = commands.add_parser("summary", help="print a model's layers and parameter counts")
     summary.add_argument("--model", default="lenet5", choices=MODEL_NAMES)
@@ -105,7 +106,9 @@ def main(argv=None) -> int:
             print(f"scratchnet train: {error}", file=sys.stderr)
             return 1
     if args.command == "gradcheck":
-        return run_gradcheck()
+        return cli_exercise.run_gradcheck_file(args) if args.target else run_gradcheck()
+    if args.command == "exercise":
+        return cli_exercise.run_exercise(args)
     if args.command == "summary":
         from .models import get_model
 
