@@ -81,6 +81,9 @@ def diagnose(name, analytic, numeric, mask, tolerance, batch_size=0, coverage=No
     if np.all(analytic[mask] == 0) and np.any(numeric[mask] != 0):
         return [f"all zeros: the analytic gradient of {name} is 0 everywhere; it was never filled "
                 "(forgot to assign it, or assigned to a copy)"]
+    if np.all(numeric[mask] == 0) and np.any(analytic[mask] != 0):
+        return [f"the numeric gradient of {name} is 0 everywhere: the forward output does not depend "
+                f"on {name} (is it used in forward? e.g. a bias never added)"]
     r = constant_factor(analytic, numeric, mask)
     if r is not None and abs(r - 1) > 1e-6:
         notes.append(_name_factor(r, batch_size))

@@ -77,6 +77,7 @@ class CaseResult:
     label: str
     passed: bool
     messages: list = field(default_factory=list)
+    config: dict = field(default_factory=dict)
 
 
 class GradeReport:
@@ -89,6 +90,25 @@ class GradeReport:
     def passed(self) -> bool:
         return not self.problems and bool(self.cases) and all(case.passed for case in self.cases)
 
+    def diagnosis(self) -> list[str]:
+        """Patterns across cases: only the strided ones fail, only the padded ones fail."""
+        failing = [case for case in self.cases if not case.passed]
+        passing = [case for case in self.cases if case.passed]
+        if not failing or not passing:
+            return []
+        notes = []
+
+        def strided(case):
+            return any(s > 1 for s in np.atleast_1d(case.config.get("stride", case.config.get("pool_size", 1))))
+
+        if all(strided(case) for case in failing) and not any(strided(case) for case in passing):
+            notes.append("only the cases with stride > 1 fail: the window of output (oh, ow) starts at "
+                         "(s*oh, s*ow); check every index that should carry the stride")
+        if all(case.config.get("padding", 0) for case in failing) and \
+                not any(case.config.get("padding", 0) for case in passing):
+            notes.append("only the cases with padding fail: check the padding offsets and the crop of dx")
+        return notes
+
     def text(self) -> str:
         return str(self)
 
@@ -99,6 +119,7 @@ class GradeReport:
         for case in self.cases:
             lines.append(f"  {'ok  ' if case.passed else 'FAIL'}  {case.label}")
             lines += ["        " + line for message in case.messages for line in message.splitlines()]
+        lines += [f"diagnosis across cases: {note}" for note in self.diagnosis()]
         failed = sum(not case.passed for case in self.cases)
         if self.passed:
             lines.append(f"PASSED: all {len(self.cases)} cases")
@@ -193,7 +214,7 @@ def grade_case(exercise, cls, case, seed=0) -> CaseResult:
                                            case.batch, seed)
     except Exception as error:  # the student's code raised: report where
         messages.append(describe_exception(_Named(exercise.class_name), "your code", error))
-    return CaseResult(f"{case.label}: input {x.shape}", not messages, messages)
+    return CaseResult(f"{case.label}: input {x.shape}", not messages, messages, case.config)
 
 
 class _Named:
