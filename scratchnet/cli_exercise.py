@@ -25,7 +25,8 @@ def add_parsers(commands, gradcheck_parser) -> None:
     gradcheck_parser.add_argument("--input-shape", default="5", type=_shape,
                                   help="one sample's shape, e.g. 6,6,2 (default 5)")
     gradcheck_parser.add_argument("--config", default="{}", type=_json_object,
-                                  help='constructor arguments as JSON, e.g. \'{"filters": 2, "kernel_size": 3}\'')
+                                  help="constructor arguments as JSON, e.g. "
+                                  '\'{"filters": 2, "kernel_size": 3}\'')
     gradcheck_parser.add_argument("--battery", action="store_true",
                                   help="run the adversarial battery (stride, overlap, ties, dtypes, ...)")
     gradcheck_parser.add_argument("--training", action="store_true", help="forward in training mode")
@@ -60,7 +61,8 @@ def _json_object(text):
     except json.JSONDecodeError as error:
         raise argparse.ArgumentTypeError(f"--config must be a JSON object: {error}") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"--config must be a JSON object like {{\"units\": 3}}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--config must be a JSON object like {{\"units\": 3}}, got {text!r}")
     return value
 
 
@@ -123,7 +125,8 @@ def run_gradcheck_file(args) -> int:
                          configs="battery" if args.battery else None)
     print(report)
     if args.figure and not args.battery:
-        failing = [row for row in report.failing() if row.analytic is not None and row.analytic.ndim in (2, 4)]
+        failing = [row for row in report.failing()
+                   if row.analytic is not None and row.analytic.ndim in (2, 4)]
         if failing:
             report.figure(failing[0].name, args.figure)
             print(f"figure of {failing[0].name}: {args.figure}")

@@ -124,7 +124,7 @@ class Progress:
     def update(self, name, done, total):
         now = time.perf_counter()
         if self.enabled and now - self.start > PROGRESS_AFTER and now - self.last > 0.5:
-            print(f"\rgradcheck {self.label}: {name} {done}/{total} elements, {now - self.start:.0f} s",
+            print(f"\rgradcheck {self.label}: {name} {done}/{total} elements, {now - self.start:.0f} s   ",
                   end="", file=sys.stderr, flush=True)
             self.last, self.shown = now, True
 
@@ -318,7 +318,8 @@ def check_loss(loss, logits, y, eps: float = EPS, tolerance: float = TOLERANCE) 
         return report
     if not isinstance(analytic, np.ndarray) or analytic.shape != logits.shape:
         shape = getattr(analytic, "shape", type(analytic).__name__)
-        report.contract.append(f"{name}: backward returned {shape}, expected dL/dlogits of shape {logits.shape}")
+        report.contract.append(f"{name}: backward returned {shape}, expected dL/dlogits of shape "
+                               f"{logits.shape}")
         report.add_unchecked("logits", logits.shape)
         return report
     numeric = numerical_gradient(lambda z: float(loss.forward(z, y)), logits, eps)

@@ -39,7 +39,8 @@ def _variants(config, input_shape):
               ("stride 3", {"stride": 3, window: 3}, (10, 11, channels), "normal"),
               ("non-square kernel (3, 2)", {window: (3, 2), "stride": 1}, (6, 7, channels), "normal")]
     if window == "pool_size":
-        cases += [("overlapping windows (pool 3, stride 2)", {window: 3, "stride": 2}, (7, 9, channels), "normal"),
+        cases += [("overlapping windows (pool 3, stride 2)", {window: 3, "stride": 2}, (7, 9, channels),
+                   "normal"),
                   ("ties (integer-valued input)", {window: 2, "stride": 2}, (6, 6, channels), "ties"),
                   ("ties under overlapping windows", {window: 3, "stride": 1}, (5, 5, channels), "ties")]
     if "padding" in config:
@@ -96,7 +97,7 @@ class BatteryReport:
             elif hasattr(detail, "rows"):
                 summary = f"  max rel. error {detail.max_error:.1e}"
             lines.append(f"  {verdict:4}  {label}{summary}")
-        for label, passed, detail, _ in self.failing():
+        for label, _, detail, _ in self.failing():
             lines.append(f"--- {label}")
             lines.append(str(detail))
         lines += [f"battery diagnosis: {note}" for note in self.diagnosis()]

@@ -25,7 +25,7 @@ BUGS = {
          [WORST, "all zeros", "never filled"]),
         ("transposed weight gradient", 'self.grads["W"] = x.T @ dy', 'self.grads["W"] = dy.T @ x',
          ["grads['W'] has shape (3, 4) but params['W'] has shape (4, 3)", "transposed",
-          "transpose matches"]),
+         "transpose matches"]),
         ("bias gradient with keepdims", "dy.sum(axis=0)", "dy.sum(axis=0, keepdims=True)",
          ["grads['b'] has shape (1, 3) but params['b'] has shape (3,)", "extra axis of size 1"]),
         ("own SGD step", "        return dy @ W.T",
@@ -84,13 +84,15 @@ BUGS = {
          [WORST, "does not depend on b", "bias never added"]),
         ("stride left out", "window = xp[n, s * oh:s * oh + kh, s * ow:s * ow + kw, :]",
          "window = xp[n, oh:oh + kh, ow:ow + kw, :]", [WORST, "only the cases with stride > 1 fail"]),
-        ("padding ignored", "window = xp[n, s * oh", "window = x[n, s * oh", ["only the cases with padding fail"]),
+        ("padding ignored", "window = xp[n, s * oh", "window = x[n, s * oh",
+         ["only the cases with padding fail"]),
         ("one filter for all", "np.sum(window * W[:, :, :, f])", "np.sum(window * W[:, :, :, 0])", [WORST]),
         ("last output row skipped", "for oh in range(out_h):", "for oh in range(out_h - 1):", [WORST]),
     ],
     "conv_backward_loops": [
         ("= for += under overlapping windows",
-         "dxp[n, s * oh:s * oh + kh, s * ow:s * ow + kw, :] += W", "dxp[n, s * oh:s * oh + kh, s * ow:s * ow + kw, :] = W",
+         "dxp[n, s * oh:s * oh + kh, s * ow:s * ow + kw, :] += W",
+         "dxp[n, s * oh:s * oh + kh, s * ow:s * ow + kw, :] = W",
          [WORST]),  # dxp is assigned once per filter too: every cell is wrong, no narrower pattern
         ("bias gradient forgotten", '        self.grads["b"] = dy.sum(axis=(0, 1, 2))\n', "",
          [WORST, "all zeros"]),
@@ -100,13 +102,17 @@ BUGS = {
          [WORST, "kernel flip"]),
         ("stride left out of dx", "dxp[n, s * oh:s * oh + kh, s * ow:s * ow + kw, :] += W",
          "dxp[n, oh:oh + kh, ow:ow + kw, :] += W", [WORST, "only the cases with stride > 1 fail"]),
-        ("own SGD step", "        self.grads[\"W\"] = dW\n",
-         "        self.grads[\"W\"] = dW\n        self.params[\"W\"] -= 0.01 * dW\n", ["backward changed params['W']"]),
+        ("own SGD step",
+         "        self.grads[\"W\"] = dW\n",
+         "        self.grads[\"W\"] = dW\n        self.params[\"W\"] -= 0.01 * dW\n",
+         ["backward changed params['W']"]),
     ],
     "conv_backward_im2col": [
-        ("= for += in col2im", "j:j + s * (out_w - 1) + 1:s, :] += windows", "j:j + s * (out_w - 1) + 1:s, :] = windows",
+        ("= for += in col2im", "j:j + s * (out_w - 1) + 1:s, :] += windows",
+         "j:j + s * (out_w - 1) + 1:s, :] = windows",
          [WORST, "only elements under overlapping windows are wrong"]),
-        ("mean over the batch", '(cols.T @ dym).reshape(W.shape)', '(cols.T @ dym).reshape(W.shape) / dy.shape[0]',
+        ("mean over the batch", '(cols.T @ dym).reshape(W.shape)',
+            '(cols.T @ dym).reshape(W.shape) / dy.shape[0]',
          [WORST, "mean vs sum over the batch"]),
         ("bias gradient forgotten", '        self.grads["b"] = dym.sum(axis=0)\n', "", [WORST, "all zeros"]),
         ("transposed weight gradient", "(cols.T @ dym).reshape(W.shape)", "(dym.T @ cols).reshape(W.shape)",
@@ -117,10 +123,12 @@ BUGS = {
          ["backward returned dx of shape (2, 7, 6, 2), expected the input's shape (2, 5, 4, 2)"]),
     ],
     "max_pool": [
-        ("= for += under overlapping windows", "dx[n, s * oh + i, s * ow + j, c] += dy",
+        ("= for += under overlapping windows",
+         "dx[n, s * oh + i, s * ow + j, c] += dy",
          "dx[n, s * oh + i, s * ow + j, c] = dy",
          [WORST, "only elements under overlapping windows are wrong", "(+=), not assigned (=)"]),
-        ("stride left out of backward", "dx[n, s * oh + i, s * ow + j, c] += dy", "dx[n, oh + i, ow + j, c] += dy",
+        ("stride left out of backward", "dx[n, s * oh + i, s * ow + j, c] += dy",
+         "dx[n, oh + i, ow + j, c] += dy",
          [WORST, "only the cases with stride > 1 fail"]),
         ("gradient to the whole window", "dx[n, s * oh + i, s * ow + j, c] += dy",
          "dx[n, s * oh:s * oh + k, s * ow:s * ow + k, c] += dy", [WORST]),
@@ -132,21 +140,19 @@ BUGS = {
          [WORST]),
     ],
     "avg_pool": [
-        ("= for += under overlapping windows", "ow:ow + 1, :] / (k * k)", "ow:ow + 1, :] / (k * k) if True else 0",
-         None),  # placeholder, replaced below
-    ],
-}
-BUGS["avg_pool"] = [
-    ("= for += under overlapping windows", "s * ow:s * ow + k, :] += dy", "s * ow:s * ow + k, :] = dy",
+    ("= for += under overlapping windows", "s * ow:s * ow + k, :] += dy",
+        "s * ow:s * ow + k, :] = dy",
      [WORST, "only elements under overlapping windows are wrong"]),
     ("divided by k instead of k^2", "/ (k * k)", "/ k", [WORST, "constant factor: analytic = 2 x numeric"]),
     ("no division in backward", "/ (k * k)", "", [WORST, "constant factor: analytic = 4 x numeric"]),
-    ("stride left out of backward", "dx[:, s * oh:s * oh + k, s * ow:s * ow + k, :]", "dx[:, oh:oh + k, ow:ow + k, :]",
+    ("stride left out of backward", "dx[:, s * oh:s * oh + k, s * ow:s * ow + k, :]",
+        "dx[:, oh:oh + k, ow:ow + k, :]",
      [WORST, "only the cases with stride > 1 fail"]),
     ("sum instead of mean in forward", ".mean(axis=(1, 2))", ".sum(axis=(1, 2))",
      [WORST, "constant factor: analytic = 0.25 x numeric"]),
     ("dy not broadcast per window", "dy[:, oh:oh + 1, ow:ow + 1, :]", "dy[:, oh, ow, :]", ["raised"]),
 ]
+}
 
 CASES = [(name, *bug) for name, bugs in BUGS.items() for bug in bugs]
 

@@ -99,7 +99,8 @@ class GradeReport:
         notes = []
 
         def strided(case):
-            return any(s > 1 for s in np.atleast_1d(case.config.get("stride", case.config.get("pool_size", 1))))
+            stride = case.config.get("stride", case.config.get("pool_size", 1))
+            return any(s > 1 for s in np.atleast_1d(stride))
 
         if all(strided(case) for case in failing) and not any(strided(case) for case in passing):
             notes.append("only the cases with stride > 1 fail: the window of output (oh, ow) starts at "
@@ -208,7 +209,8 @@ def grade_case(exercise, cls, case, seed=0) -> CaseResult:
                 if not report.passed:
                     messages.append("gradient check of your backward against your forward:")
                     messages += [f"  contract: {problem}" for problem in report.contract]
-                    messages += ["  " + line for row in report.failing() for line in row.details().splitlines()]
+                    messages += ["  " + line for row in report.failing()
+                                 for line in row.details().splitlines()]
             if case.compare and not messages:
                 messages += compare_layers(cls(**case.config), reference_for(exercise, case.config), x,
                                            case.batch, seed)

@@ -1,4 +1,5 @@
 # scratchnet exercise: conv_backward_im2col
+# ruff: noqa: F401, F841  (names the starter gives you to use)
 """Exercise: the backward pass of a 2-D convolution as matrix products (im2col / col2im).
 
 Shapes (channels-last), P = N * OH * OW output positions, K = kh * kw * C:

@@ -1,4 +1,5 @@
 # scratchnet exercise: conv_backward_loops
+# ruff: noqa: F401, F841  (names the starter gives you to use)
 """Exercise: the backward pass of a 2-D convolution, with plain loops.
 
 Shapes (channels-last):

@@ -1,4 +1,5 @@
 # scratchnet exercise: dense_backward
+# ruff: noqa: F401, F841  (names the starter gives you to use)
 """Exercise: the backward pass of a fully connected layer.
 
 Forward (given):   y = x @ W + b

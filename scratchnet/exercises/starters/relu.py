@@ -1,4 +1,5 @@
 # scratchnet exercise: relu
+# ruff: noqa: F401, F841  (names the starter gives you to use)
 """Exercise: the backward pass of ReLU.
 
 Forward (given):   y = max(x, 0)        element-wise; x, y, dy, dx all of shape (N, ...)
