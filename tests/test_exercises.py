@@ -163,3 +163,15 @@ def test_compare_training_finds_a_train_eval_mismatch():
 def test_compare_training_names_unknown_layers():
     with pytest.raises(ValueError, match="no top-level layer 'nope'; its layers are hidden, head"):
         compare_training(small_model(), "nope", Dense(3), *data())
+
+
+def test_the_readme_failing_report_is_what_the_code_prints(capsys):
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"<!-- failing-report-code -->\n```python\n(.*?)```", readme, re.S).group(1)
+    printed = re.search(r"<!-- failing-report-output -->\n```\n(.*?)\n```", readme, re.S).group(1)
+    exec(compile(code, "README failing report", "exec"), {})
+    out = capsys.readouterr().out.rstrip("\n")
+    assert out == printed
+    assert "mean vs sum over the batch" in out and "all zeros" in out and "worst at [" in out
