@@ -229,6 +229,10 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
             first, second = layer.forward(x, training=False), layer.forward(x, training=False)
             report.contract += compare_repeat(layer, first, second, "forward(x, training=False)")
         y = run_forward()
+        if training and compare_repeat(layer, y, run_forward(), "forward"):
+            report.contract.append(f"{layer.name}: forward(x, training=True) gave different results with the "
+                                   "generator reset to one seed: draw random numbers from "
+                                   "self.random_generator(), never from np.random")
     except Exception as error:
         report.contract.append(describe_exception(layer, "forward", error))
         return report
@@ -243,35 +247,50 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
     return report
 
 
+def _param_name(layer, leaf, key):
+    """'W' for the checked layer's own parameter, 'block.dense/W' for one inside a container."""
+    return key if leaf is layer else f"{leaf.name}/{key}"
+
+
 def _backward_with_contract(layer, x, projection, report):
-    """Run backward twice on one forward, checking the contract; (dx, grads) or (None, None)."""
-    before = snapshot(layer)
+    """Run backward twice on one forward, checking the contract; (dx, grads) or (None, None).
+
+    ``grads`` maps each parameter's report name to a copy of its gradient; a container's
+    children (``iter_layers``) are checked like the layer itself.
+    """
+    leaves = list(iter_layers([layer]))
+    before = [snapshot(leaf) for leaf in leaves]
     dy = projection.copy()
     try:
         dx = layer.backward(dy)
-        first = {key: np.array(value, copy=True) for key, value in dict(layer.grads).items()
-                 if isinstance(value, np.ndarray)}
-        report.contract += check_side_effects(layer, before, dy, projection)
+        first = {_param_name(layer, leaf, key): np.array(value, copy=True) for leaf in leaves
+                 for key, value in dict(leaf.grads).items() if isinstance(value, np.ndarray)}
+        for leaf, saved in zip(leaves, before):
+            own_dy = dy if leaf is layer else projection  # dy is the checked layer's input only
+            report.contract += check_side_effects(leaf, saved, own_dy, projection)
+            report.contract += check_grads(leaf)
         report.contract += check_dx(layer, dx, x)
-        report.contract += check_grads(layer)
-        _restore(layer, before)  # undo what a bad backward changed, so the numbers measure gradients
+        _restore(leaves, before)  # undo what a bad backward changed, so the numbers measure gradients
         dx_again = layer.backward(projection.copy())
-        _restore(layer, before)
+        second = {_param_name(layer, leaf, key): value
+                  for leaf in leaves for key, value in leaf.grads.items()}
+        _restore(leaves, before)
     except Exception as error:
         report.contract.append(describe_exception(layer, "backward", error))
         return None, None
     repeat = compare_repeat(layer, dx, dx_again, "backward (dx)")
-    for key, value in first.items():
-        repeat += compare_repeat(layer, value, layer.grads.get(key), f"backward (grads[{key!r}])")
+    for name, value in first.items():
+        repeat += compare_repeat(layer, value, second.get(name), f"backward (grads of {name!r})")
     report.contract += repeat[:1]
     return dx, first
 
 
-def _restore(layer, before):
-    layer.params = before["params_dict"]
-    for key, value in before["params"].items():
-        layer.params[key] = value.copy()
-    layer.cache.update({key: value.copy() for key, value in before["cache"].items()})
+def _restore(leaves, before):
+    for layer, saved in zip(leaves, before):
+        layer.params = saved["params_dict"]
+        for key, value in saved["params"].items():
+            layer.params[key] = value.copy()
+        layer.cache.update({key: value.copy() for key, value in saved["cache"].items()})
 
 
 def _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, max_elements, progress):
@@ -279,8 +298,10 @@ def _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, 
     def scalar_output(_):
         return float(np.sum(run_forward() * projection))
 
+    params = [(_param_name(layer, leaf, key), param) for leaf in iter_layers([layer])
+              for key, param in leaf.params.items()]
+    arrays = [("input", x, dx)] + [(name, param, analytic.get(name)) for name, param in params]
     ticker = Progress(layer.name, progress)
-    arrays = [("input", x, dx)] + [(key, param, analytic.get(key)) for key, param in layer.params.items()]
     for name, array, grad in arrays:
         if not isinstance(grad, np.ndarray) or grad.shape != array.shape:
             report.add_unchecked(name, array.shape)

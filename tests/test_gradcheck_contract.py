@@ -61,7 +61,7 @@ class Bugged(Dense):
     ("missing b", ["grads has no 'b'", "must fill grads['b']"]),
     ("extra key", ["grads has 'gamma', which is not a parameter"]),
     ("float32 grads", ["grads['W'] is float32 but params['W'] is float64"]),
-    ("accumulate", ["calling backward (grads['W']) twice gave different results"]),
+    ("accumulate", ["calling backward (grads of 'W') twice gave different results"]),
     ("cache in place", ["modified the cached array cache['x'] in place"]),
     ("dy in place", ["backward modified dy in place"]),
     ("None", ["backward returned None", "shape (3, 4)"]),
@@ -143,3 +143,58 @@ def test_an_exception_in_the_students_code_is_reported_with_layer_and_line():
     text = str(report)
     assert "raises_in_forward: forward raised KeyError: 'W'" in text
     assert "test_gradcheck_contract.py line" in text
+
+
+class TwoDense(Layer):
+    """A minimal container: y = second(first(x)); its own params stay empty (the DESIGN's rule)."""
+
+    def __init__(self, bug=False):
+        super().__init__()
+        self.first, self.second = Dense(4, activation="tanh", name="inner1"), Dense(2, name="inner2")
+        self.bug = bug
+
+    def sublayers(self):
+        return [self.first, self.second]
+
+    def build(self, input_shape, rng=None, dtype="float32"):
+        shape = self.first.build(input_shape, rng=rng, dtype=dtype)
+        out = self.second.build(shape, rng=rng, dtype=dtype)
+        super().build(input_shape, rng=rng, dtype=dtype)
+        return out
+
+    def output_shape(self, input_shape):
+        return (2,)
+
+    def forward(self, x, training=False):
+        self.cache = {"x": x}
+        return self.second.forward(self.first.forward(x, training), training)
+
+    def backward(self, dy):
+        dh = self.second.backward(dy)
+        if self.bug:
+            self.second.grads["W"] = 2 * self.second.grads["W"]
+        return self.first.backward(dh)
+
+
+def test_a_containers_children_are_checked_by_name():
+    report = check_layer(TwoDense(), (3,))
+    assert report.passed
+    assert [row.name for row in report.rows] == ["input", "inner1/W", "inner1/b", "inner2/W", "inner2/b"]
+    report = check_layer(TwoDense(bug=True), (3,))
+    assert not report.passed and [row.name for row in report.failing()] == ["inner2/W"]
+    assert "inner2/W: 8 of 8 checked elements disagree" in str(report)
+
+
+class GlobalRandomDropout(Layer):
+    def forward(self, x, training=False):
+        mask = np.random.random(x.shape) > 0.5 if training else np.ones(x.shape, dtype=bool)
+        self.cache = {"mask": mask}
+        return x * mask
+
+    def backward(self, dy):
+        return dy * self.cache["mask"]
+
+
+def test_training_randomness_must_come_from_the_layers_generator():
+    report = check_layer(GlobalRandomDropout(), (20,), training=True)
+    assert "draw random numbers from self.random_generator(), never from np.random" in str(report)
