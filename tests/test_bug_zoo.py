@@ -154,6 +154,49 @@ BUGS = {
 ]
 }
 
+BUGS["dropout"] = [
+    ("mask not applied in backward", 'return dy * self.cache["mask"] / (1 - self.rate)',
+        "return dy / (1 - self.rate)",
+     [WORST]),
+    ("backward not scaled", 'return dy * self.cache["mask"] / (1 - self.rate)',
+        'return dy * self.cache["mask"]',
+     [WORST, "constant factor"]),
+    ("a new mask in backward", 'return dy * self.cache["mask"] / (1 - self.rate)',
+     "return dy * (self.random_generator().random(dy.shape) >= self.rate) / (1 - self.rate)",
+     ["calling backward (dx) twice gave different results"]),
+    ("dropout at inference too", "        if not training:\n            return x\n", "",
+     ["inference (training=False) must return x unchanged"]),
+    ("np.random instead of the layer's generator", "self.random_generator().random(x.shape)",
+     "np.random.random(x.shape)", ["never from np.random"]),
+    ("scaled by (1 - rate)", "return x * mask / (1 - self.rate)", "return x * mask * (1 - self.rate)",
+     [WORST]),
+]
+BUGS["batch_norm_backward"] = [
+    ("backward without the mean terms",
+     "return (dxhat - dxhat.mean(axis=axes) - xhat * (dxhat * xhat).mean(axis=axes)) / std",
+     "return dxhat / std", [WORST]),
+    ("the variance term forgotten", " - xhat * (dxhat * xhat).mean(axis=axes)", "", [WORST]),
+    ("dgamma not summed over the batch", 'self.grads["gamma"] = (dy * xhat).sum(axis=axes)',
+     'self.grads["gamma"] = dy * xhat', ["grads['gamma'] has shape", "but params['gamma'] has shape (5,)"]),
+    ("dbeta a mean over the batch", 'self.grads["beta"] = dy.sum(axis=axes)',
+        'self.grads["beta"] = dy.mean(axis=axes)',
+     [WORST, "mean vs sum over the batch"]),
+    ("gamma left out of dx", "dxhat = dy * gamma", "dxhat = dy", [WORST]),
+    ("sign of the mean term", "return (dxhat - dxhat.mean(axis=axes)",
+        "return (dxhat + dxhat.mean(axis=axes)",
+     [WORST]),
+]
+BUGS["residual_block"] = [
+    ("skip path forgotten in dx", "return dz @ W1.T + dy", "return dz @ W1.T", [WORST]),
+    ("relu mask forgotten", "dz = dh * (z > 0)", "dz = dh", [WORST]),
+    ("transposed dW2", 'self.grads["W2"] = h.T @ dy', 'self.grads["W2"] = dy.T @ h', [WORST,
+        "transpose matches"]),
+    ("db2 forgotten", '        self.grads["b2"] = dy.sum(axis=0)\n', "", [WORST, "all zeros"]),
+    ("dW1 a mean over the batch", 'self.grads["W1"] = x.T @ dz', 'self.grads["W1"] = x.T @ dz / len(x)',
+     [WORST, "mean vs sum over the batch"]),
+    ("W2 instead of W2.T", "dh = dy @ W2.T", "dh = dy @ W2", [WORST]),
+]
+
 CASES = [(name, *bug) for name, bugs in BUGS.items() for bug in bugs]
 
 

@@ -18,7 +18,8 @@ def test_list_names_every_exercise(capsys):
     assert cli.main(["exercise", "list"]) == 0
     out = capsys.readouterr().out
     for name in ("dense_backward", "relu", "sigmoid", "tanh", "softmax_cross_entropy", "conv_forward_loops",
-                 "conv_backward_loops", "conv_backward_im2col", "max_pool", "avg_pool"):
+                 "conv_backward_loops", "conv_backward_im2col", "max_pool", "avg_pool", "dropout",
+                 "batch_norm_backward", "residual_block"):
         assert name in out and name in EXERCISES
     assert [name for name, _ in list_exercises()] == list(EXERCISES)
 
@@ -175,3 +176,14 @@ def test_the_readme_failing_report_is_what_the_code_prints(capsys):
     out = capsys.readouterr().out.rstrip("\n")
     assert out == printed
     assert "mean vs sum over the batch" in out and "all zeros" in out and "worst at [" in out
+
+
+def test_batch_norm_exercise_is_compared_with_scratchnets_batchnorm_when_it_exists():
+    from scratchnet import layers
+    from scratchnet.exercises.grader import reference_for
+
+    if not hasattr(layers, "BatchNorm"):
+        pytest.skip("scratchnet.layers.BatchNorm is not in this version (gradient check only)")
+    exercise = EXERCISES["batch_norm_backward"]
+    assert isinstance(reference_for(exercise, exercise.cases[0].config), layers.BatchNorm)
+    assert check(SOLUTIONS / "batch_norm_backward.py").passed

@@ -59,6 +59,14 @@ def reference_for(exercise, config):
     from ..losses import CrossEntropy
 
     kind = exercise.reference
+    if kind in ("dropout", "residual"):
+        return None  # forward is random / given: the gradient check and extra checks decide
+    if kind == "batch_norm":
+        from .. import layers
+
+        if not hasattr(layers, "BatchNorm"):
+            return None  # not in this version of scratchnet: gradient check only
+        return layers.BatchNorm(momentum=config["momentum"], eps=config["eps"])
     if kind == "dense":
         return Dense(config["units"])
     if kind in ("relu", "sigmoid", "tanh"):
@@ -173,15 +181,15 @@ def _make_input(case, seed):
     return x
 
 
-def compare_layers(student, reference, x, batch_size, seed=0) -> list[str]:
+def compare_layers(student, reference, x, batch_size, seed=0, training=False) -> list[str]:
     """Build both from one seed, share scratchnet's weights, compare forward, dx and grads."""
     for layer in (reference, student):
         layer.build(x.shape[1:], rng=np.random.default_rng(seed), dtype=np.float64)
     for key, value in reference.params.items():
         if key in student.params and np.shape(student.params[key]) == value.shape:
             student.params[key] = value.copy()
-    expected = reference.forward(x)
-    mine = student.forward(x.copy())
+    expected = reference.forward(x, training=training)
+    mine = student.forward(x.copy(), training=training)
     messages = compare_arrays("output of forward", mine, expected, batch_size)
     if messages and isinstance(mine, np.ndarray) and mine.shape == expected.shape:
         messages[-1] += "\n" + "\n".join(_bias_hint(mine, expected)) if _bias_hint(mine, expected) else ""
@@ -205,18 +213,44 @@ def grade_case(exercise, cls, case, seed=0) -> CaseResult:
             messages = _grade_loss_case(exercise, cls, case, x, seed)
         else:
             if case.gradcheck:
-                report = check_layer(cls(**case.config), x, seed=seed, max_elements=300, progress=False)
+                report = check_layer(cls(**case.config), x, seed=seed, max_elements=300, progress=False,
+                                     training=case.training)
                 if not report.passed:
                     messages.append("gradient check of your backward against your forward:")
                     messages += [f"  contract: {problem}" for problem in report.contract]
                     messages += ["  " + line for row in report.failing()
                                  for line in row.details().splitlines()]
-            if case.compare and not messages:
-                messages += compare_layers(cls(**case.config), reference_for(exercise, case.config), x,
-                                           case.batch, seed)
+            reference = reference_for(exercise, case.config)
+            if case.compare and not messages and reference is not None:
+                messages += compare_layers(cls(**case.config), reference, x, case.batch, seed, case.training)
+            if exercise.reference == "dropout" and not messages:
+                messages += dropout_checks(cls, case, x)
     except Exception as error:  # the student's code raised: report where
         messages.append(describe_exception(_Named(exercise.class_name), "your code", error))
     return CaseResult(f"{case.label}: input {x.shape}", not messages, messages, case.config)
+
+
+def dropout_checks(cls, case, x) -> list[str]:
+    """Inference is the identity; training drops about `rate` of the units and scales the rest."""
+    layer = cls(**case.config)
+    layer.build(x.shape[1:], rng=np.random.default_rng(0), dtype=np.float64)
+    layer.set_rng(np.random.default_rng(0))
+    if not case.training:
+        y = layer.forward(x, training=False)
+        if not isinstance(y, np.ndarray) or y.shape != x.shape or not np.array_equal(y, x):
+            return ["inference (training=False) must return x unchanged: no mask, no scaling"]
+        return []
+    rate = case.config["rate"]
+    big = np.ones((200, *x.shape[1:]))
+    y = layer.forward(big, training=True)
+    dropped = float(np.mean(y == 0))
+    if abs(dropped - rate) > 0.05:
+        return [f"training: {dropped:.0%} of the units were dropped, expected about rate = {rate:.0%}"]
+    kept = y[y != 0]
+    if kept.size and not np.allclose(kept, 1 / (1 - rate)):
+        return [f"training: a kept unit of 1.0 came out as {kept.flat[0]:.4g}, expected 1 / (1 - rate) = "
+                f"{1 / (1 - rate):.4g} (inverted dropout scales at training time)"]
+    return []
 
 
 class _Named:

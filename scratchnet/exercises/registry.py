@@ -20,6 +20,7 @@ class Case:
     input_kind: str = "normal"      # "normal", "ties" (integer values) or "large" (x 1000)
     compare: bool = True            # compare with scratchnet's layer (not on max-pool ties)
     gradcheck: bool = True
+    training: bool = False          # forward in training mode (dropout, batch norm)
 
 
 @dataclass
@@ -81,4 +82,19 @@ EXERCISES = {exercise.name: exercise for exercise in [
     Exercise("max_pool", "MaxPool2D forward and backward (overlapping windows, ties)", "MaxPool2D",
              "max_pool", _pool_cases(True)),
     Exercise("avg_pool", "AvgPool2D forward and backward", "AvgPool2D", "avg_pool", _pool_cases(False)),
+    Exercise("dropout", "inverted dropout, forward and backward (the layer's generator, no np.random)",
+             "Dropout", "dropout",
+             [Case("rate 0.5, vectors", {"rate": 0.5}, (20,), batch=5, training=True),
+              Case("rate 0.25, images", {"rate": 0.25}, (4, 4, 3), training=True),
+              Case("inference: y = x", {"rate": 0.5}, (10,), batch=3, gradcheck=False)]),
+    Exercise("batch_norm_backward", "BatchNorm backward in training mode (the mean terms)", "BatchNorm",
+             "batch_norm",
+             [Case("vectors (N, 5)", {"momentum": 0.9, "eps": 1e-5}, (5,), batch=4, training=True),
+              Case("images (N, 3, 3, 2)", {"momentum": 0.9, "eps": 1e-5}, (3, 3, 2), training=True),
+              Case("batch of three, input x 1000", {"momentum": 0.9, "eps": 1e-5}, (3,), batch=3,
+                   training=True, input_kind="large")]),
+    Exercise("residual_block", "a residual block y = x + relu(x W1 + b1) W2 + b2: backward", "ResidualBlock",
+             "residual",
+             [Case("D = 4", {}, (4,), batch=3), Case("D = 6, batch of one", {}, (6,), batch=1),
+              Case("D = 5, batch 5", {}, (5,), batch=5)]),
 ]}
