@@ -26,6 +26,8 @@ examples:
   scratchnet train                  LeNet-5 on the bundled MNIST digits (no network needed)
   scratchnet train --dataset patterns --model tiny_cnn --epochs 3
   scratchnet gradcheck              numerical gradient check of every built-in layer
+  scratchnet gradcheck my_layer.py:MyLayer --input-shape 6,6,2   check your own layer
+  scratchnet exercise list          graded backprop exercises (start NAME, check FILE)
   scratchnet summary --model lenet5
 """
 

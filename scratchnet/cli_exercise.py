@@ -17,7 +17,7 @@ RUNS_CODE = ("This imports FILE with importlib, which RUNS the code in it (that 
 
 def add_parsers(commands, gradcheck_parser) -> None:
     """Add the FILE:ClassName options to ``gradcheck`` and the ``exercise`` command."""
-    gradcheck_parser.description = ("Without TARGET: check every built-in layer (one table). With "
+    gradcheck_parser.description = ("Without FILE:ClassName: check every built-in layer (one table). With "
                                     "FILE:ClassName: check your own layer (contract, gradients, "
                                     "diagnosis). " + RUNS_CODE)
     gradcheck_parser.add_argument("target", nargs="?", default=None, metavar="FILE:ClassName",
