@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from . import __version__
+from . import __version__, cli_exercise
 
 MODEL_NAMES = ("lenet5", "small_cnn", "tiny_cnn", "mlp")
 DATASETS = ("mnist-sample", "mnist", "patterns", "cifar10")
@@ -26,6 +26,8 @@ examples:
   scratchnet train                  LeNet-5 on the bundled MNIST digits (no network needed)
   scratchnet train --dataset patterns --model tiny_cnn --epochs 3
   scratchnet gradcheck              numerical gradient check of every built-in layer
+  scratchnet gradcheck my_layer.py:MyLayer --input-shape 6,6,2   check your own layer
+  scratchnet exercise list          graded backprop exercises (start NAME, check FILE)
   scratchnet summary --model lenet5
 """
 
@@ -87,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder with dataset files (else $SCRATCHNET_DATA, ~/.cache/scratchnet)")
     train.add_argument("--no-download", action="store_true", help="never use the network")
 
-    commands.add_parser("gradcheck", help="check every built-in layer's backward numerically",
-                        formatter_class=_HelpFormatter)
+    gradcheck = commands.add_parser("gradcheck", help="check every built-in layer's backward numerically",
+                                    formatter_class=_HelpFormatter)
+    cli_exercise.add_parsers(commands, gradcheck)  # gradcheck FILE:ClassName and `exercise`
 
     summary = commands.add_parser("summary", help="print a model's layers and parameter counts",
                                   formatter_class=_HelpFormatter)
@@ -144,7 +147,9 @@ def main(argv=None) -> int:
             print(f"scratchnet train: {error}", file=sys.stderr)
             return 2
     if args.command == "gradcheck":
-        return run_gradcheck()
+        return cli_exercise.run_gradcheck_file(args) if args.target else run_gradcheck()
+    if args.command == "exercise":
+        return cli_exercise.run_exercise(args)
     if args.command == "summary":
         from .models import get_model
 

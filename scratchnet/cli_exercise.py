@@ -1,0 +1,133 @@
+"""``scratchnet exercise list | start NAME | check FILE`` and ``scratchnet gradcheck FILE:ClassName``.
+
+Kept apart from cli.py, which only hooks these in. Both ``exercise check`` and ``gradcheck
+FILE:ClassName`` IMPORT the given Python file, which runs its code: that is what checking your
+own layer means, so only run them on files you trust (your own homework).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+RUNS_CODE = ("This imports FILE with importlib, which RUNS the code in it (that is how your layer "
+             "gets checked): only use it on files you trust.")
+
+
+def add_parsers(commands, gradcheck_parser) -> None:
+    """Add the FILE:ClassName options to ``gradcheck`` and the ``exercise`` command."""
+    gradcheck_parser.description = ("Without FILE:ClassName: check every built-in layer (one table). With "
+                                    "FILE:ClassName: check your own layer (contract, gradients, "
+                                    "diagnosis). " + RUNS_CODE)
+    gradcheck_parser.add_argument("target", nargs="?", default=None, metavar="FILE:ClassName",
+                                  help="a Python file and the layer class in it, e.g. my_layer.py:MyDense")
+    gradcheck_parser.add_argument("--input-shape", default="5", type=_shape,
+                                  help="one sample's shape, e.g. 6,6,2 (default 5)")
+    gradcheck_parser.add_argument("--config", default="{}", type=_json_object,
+                                  help="constructor arguments as JSON, e.g. "
+                                  '\'{"filters": 2, "kernel_size": 3}\'')
+    gradcheck_parser.add_argument("--battery", action="store_true",
+                                  help="run the adversarial battery (stride, overlap, ties, dtypes, ...)")
+    gradcheck_parser.add_argument("--training", action="store_true", help="forward in training mode")
+    gradcheck_parser.add_argument("--figure", default=None,
+                                  help="save a PNG of the first failing array's mismatch here")
+
+    exercise = commands.add_parser("exercise", help="graded backprop exercises (list, start, check)",
+                                   description="Graded backprop exercises. 'check' " + RUNS_CODE[5:])
+    actions = exercise.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("list", help="the exercises, in course order")
+    start = actions.add_parser("start", help="write the starter file of an exercise")
+    start.add_argument("name")
+    start.add_argument("--out", default=None, help="file to write (default ./NAME.py)")
+    check = actions.add_parser("check", help="grade your file (runs its code)", description=RUNS_CODE)
+    check.add_argument("file")
+    check.add_argument("--name", default=None, help="the exercise (default: from the file's first line)")
+
+
+def _shape(text):
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 6,6,2, got {text!r}") from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
+    return shape
+
+
+def _json_object(text):
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"--config must be a JSON object: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"--config must be a JSON object like {{\"units\": 3}}, got {text!r}")
+    return value
+
+
+def run_exercise(args) -> int:
+    from . import exercises
+
+    if args.action == "list":
+        rows = exercises.list_exercises()
+        width = max(len(name) for name, _ in rows)
+        for name, title in rows:
+            print(f"{name.ljust(width)}  {title}")
+        print("\nstart one with:  scratchnet exercise start NAME")
+        return 0
+    if args.action == "start":
+        try:
+            path = exercises.start(args.name, args.out)
+        except (ValueError, FileExistsError) as error:
+            print(f"scratchnet exercise start: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {path}: fill in the parts marked '---- your code', then run\n"
+              f"  scratchnet exercise check {path}")
+        return 0
+    if args.action == "check":
+        try:
+            report = exercises.check(args.file, args.name)
+        except FileNotFoundError as error:
+            print(f"scratchnet exercise check: {error}", file=sys.stderr)
+            return 2
+        print(report)
+        return 0 if report.passed else 1
+    print("usage: scratchnet exercise {list, start NAME, check FILE}", file=sys.stderr)
+    return 2
+
+
+def load_class(target: str):
+    """'path/to/file.py:ClassName' -> the class (imports the file, running its code)."""
+    from .exercises.grader import load_module
+
+    path, separator, class_name = target.rpartition(":")
+    if not separator or not path or not class_name:
+        raise ValueError(f"expected FILE:ClassName, e.g. my_layer.py:MyDense, got {target!r}")
+    module = load_module(path)
+    if not hasattr(module, class_name):
+        classes = sorted(name for name, value in vars(module).items() if isinstance(value, type))
+        raise ValueError(f"{path} has no {class_name!r}; classes in it: {', '.join(classes) or 'none'}")
+    return getattr(module, class_name)
+
+
+def run_gradcheck_file(args) -> int:
+    """Check one layer class from a file; print the report; exit 1 if it fails."""
+    from .gradcheck import check_layer
+
+    try:
+        cls = load_class(args.target)
+        layer = cls(**args.config)
+    except (ValueError, FileNotFoundError, TypeError) as error:
+        print(f"scratchnet gradcheck: {error}", file=sys.stderr)
+        return 2
+    report = check_layer(layer, args.input_shape, training=args.training,
+                         configs="battery" if args.battery else None)
+    print(report)
+    if args.figure and not args.battery:
+        failing = [row for row in report.failing()
+                   if row.analytic is not None and row.analytic.ndim in (2, 4)]
+        if failing:
+            report.figure(failing[0].name, args.figure)
+            print(f"figure of {failing[0].name}: {args.figure}")
+    return 0 if report.passed else 1

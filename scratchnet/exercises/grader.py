@@ -1,0 +1,307 @@
+"""Grade a student's exercise file: one verdict per case, with the diagnosis.
+
+For each case of the exercise (registry.py):
+
+1. ``check_layer`` (or ``check_loss``): the layer contract, then the float64 gradient check of
+   the student's backward against central differences of the student's forward;
+2. the comparison with scratchnet's own layer on the SAME weights, input and dy: the forward
+   output, dx and every parameter gradient, each reported with its worst element and the
+   diagnosis of the pattern (gradcheck_diagnose.py).
+
+A wrong forward with a backward that matches it passes step 1 and fails step 2; a wrong
+backward fails step 1 (and 2). Loading the file runs the student's code, which is the point.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..gradcheck import check_layer, check_loss
+from ..gradcheck_contract import describe_exception
+from ..gradcheck_diagnose import diagnose, disagreeing, window_coverage
+from .registry import EXERCISES
+
+COMPARE_TOLERANCE = 1e-8   # relative, float64, scratchnet's layer vs the student's
+
+
+def load_module(path):
+    """Import a Python file from its path (this RUNS the file's code)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    module_name = f"scratchnet_student_{re.sub(r'[^0-9a-zA-Z_]', '_', path.stem)}_{abs(hash(path)) % 10**8}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look modules up here
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def exercise_name_of(path) -> str | None:
+    """The name in the starter's first line '# scratchnet exercise: NAME'."""
+    match = re.search(r"^# scratchnet exercise: (\w+)", Path(path).read_text(), re.M)
+    return match.group(1) if match else None
+
+
+def reference_for(exercise, config):
+    """scratchnet's own layer (or loss) for one case of the exercise."""
+    from ..layers import Activation, AvgPool2D, Conv2D, Dense, MaxPool2D
+    from ..losses import CrossEntropy
+
+    kind = exercise.reference
+    if kind in ("dropout", "residual"):
+        return None  # forward is random / given: the gradient check and extra checks decide
+    if kind == "batch_norm":
+        from .. import layers
+
+        if not hasattr(layers, "BatchNorm"):
+            return None  # not in this version of scratchnet: gradient check only
+        return layers.BatchNorm(momentum=config["momentum"], eps=config["eps"])
+    if kind == "dense":
+        return Dense(config["units"])
+    if kind in ("relu", "sigmoid", "tanh"):
+        return Activation(kind)
+    if kind == "cross_entropy":
+        return CrossEntropy()
+    if kind == "conv":
+        return Conv2D(config["filters"], config["kernel_size"], stride=config.get("stride", 1),
+                      padding=config.get("padding", 0), backend="scipy")
+    layer_type = MaxPool2D if kind == "max_pool" else AvgPool2D
+    return layer_type(config["pool_size"], stride=config.get("stride"))
+
+
+@dataclass
+class CaseResult:
+    label: str
+    passed: bool
+    messages: list = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+
+class GradeReport:
+    def __init__(self, exercise, path):
+        self.exercise, self.path = exercise, path
+        self.cases: list[CaseResult] = []
+        self.problems: list[str] = []    # the file could not be graded at all
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems and bool(self.cases) and all(case.passed for case in self.cases)
+
+    def diagnosis(self) -> list[str]:
+        """Patterns across cases: only the strided ones fail, only the padded ones fail."""
+        failing = [case for case in self.cases if not case.passed]
+        passing = [case for case in self.cases if case.passed]
+        if not failing or not passing:
+            return []
+        notes = []
+
+        def strided(case):
+            stride = case.config.get("stride", case.config.get("pool_size", 1))
+            return any(s > 1 for s in np.atleast_1d(stride))
+
+        if all(strided(case) for case in failing) and not any(strided(case) for case in passing):
+            notes.append("only the cases with stride > 1 fail: the window of output (oh, ow) starts at "
+                         "(s*oh, s*ow); check every index that should carry the stride")
+        if all(case.config.get("padding", 0) for case in failing) and \
+                not any(case.config.get("padding", 0) for case in passing):
+            notes.append("only the cases with padding fail: check the padding offsets and the crop of dx")
+        return notes
+
+    def text(self) -> str:
+        return str(self)
+
+    def __str__(self):
+        name = self.exercise.name if self.exercise else "?"
+        lines = [f"exercise {name}: grading {self.path}"]
+        lines += [f"  ERROR  {problem}" for problem in self.problems]
+        for case in self.cases:
+            lines.append(f"  {'ok  ' if case.passed else 'FAIL'}  {case.label}")
+            lines += ["        " + line for message in case.messages for line in message.splitlines()]
+        lines += [f"diagnosis across cases: {note}" for note in self.diagnosis()]
+        failed = sum(not case.passed for case in self.cases)
+        if self.passed:
+            lines.append(f"PASSED: all {len(self.cases)} cases")
+        else:
+            lines.append(f"FAILED: {failed} of {len(self.cases)} cases" if self.cases else "FAILED")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def compare_arrays(what, mine, expected, batch_size, coverage=None) -> list[str]:
+    """'' if the student's array equals scratchnet's (1e-8 relative), else a paragraph."""
+    if not isinstance(mine, np.ndarray):
+        return [f"{what}: got {type(mine).__name__}, expected an array of shape {np.shape(expected)}"]
+    if mine.shape != expected.shape:
+        return [f"{what}: shape {mine.shape}, scratchnet's is {expected.shape}"]
+    mine = mine.astype(np.float64)
+    if not np.all(np.isfinite(mine)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(mine))[0])
+        return [f"{what}: not finite at {list(bad)} ({mine[bad]}): overflow? (use the max shift)"]
+    mask = np.ones(mine.shape, dtype=bool)
+    wrong = disagreeing(mine, expected, mask, COMPARE_TOLERANCE)
+    if not wrong.any():
+        return []
+    worst = np.unravel_index(int(np.argmax(np.abs(mine - expected))), mine.shape)
+    lines = [f"{what} differs from scratchnet's in {int(wrong.sum())} of {mine.size} elements; worst at "
+             f"[{', '.join(map(str, worst))}]: yours {mine[worst]:.6g}, expected {expected[worst]:.6g}"]
+    name = "input" if what.startswith(("dx", "output")) else what
+    notes = diagnose(name, mine, expected, mask, COMPARE_TOLERANCE, batch_size, coverage)
+    lines += [f"  diagnosis: {note}" for note in notes]
+    return ["\n".join(lines)]
+
+
+def _bias_hint(mine, expected):
+    """forward outputs that differ by one constant per output channel: the bias."""
+    difference = (np.asarray(mine, dtype=np.float64) - expected).reshape(-1, expected.shape[-1])
+    if np.allclose(difference, difference[0], atol=1e-9) and np.abs(difference).max() > 1e-9:
+        return ["  diagnosis: the output differs by one constant per output channel: the bias is "
+                "missing, added twice, or the wrong one"]
+    return []
+
+
+def _make_input(case, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((case.batch, *case.input_shape))
+    if case.input_kind == "ties":
+        x = rng.integers(0, 3, size=x.shape).astype(np.float64)
+    elif case.input_kind == "large":
+        x = 1000 * x
+    return x
+
+
+def compare_layers(student, reference, x, batch_size, seed=0, training=False) -> list[str]:
+    """Build both from one seed, share scratchnet's weights, compare forward, dx and grads."""
+    for layer in (reference, student):
+        layer.build(x.shape[1:], rng=np.random.default_rng(seed), dtype=np.float64)
+    for key, value in reference.params.items():
+        if key in student.params and np.shape(student.params[key]) == value.shape:
+            student.params[key] = value.copy()
+    expected = reference.forward(x, training=training)
+    mine = student.forward(x.copy(), training=training)
+    messages = compare_arrays("output of forward", mine, expected, batch_size)
+    if messages and isinstance(mine, np.ndarray) and mine.shape == expected.shape:
+        messages[-1] += "\n" + "\n".join(_bias_hint(mine, expected)) if _bias_hint(mine, expected) else ""
+    if messages:
+        return messages
+    dy = np.random.default_rng(seed + 1).standard_normal(expected.shape)
+    dx_expected = reference.backward(dy.copy())
+    dx = student.backward(dy.copy())
+    coverage = window_coverage(student, x.shape[1:3]) if x.ndim == 4 else None
+    messages += compare_arrays("dx (backward)", dx, dx_expected, batch_size, coverage)
+    for key, value in reference.grads.items():
+        messages += compare_arrays(f"grads[{key!r}]", student.grads.get(key), value, batch_size)
+    return messages
+
+
+def grade_case(exercise, cls, case, seed=0) -> CaseResult:
+    x = _make_input(case, seed)
+    messages = []
+    try:
+        if exercise.kind == "loss":
+            messages = _grade_loss_case(exercise, cls, case, x, seed)
+        else:
+            if case.gradcheck:
+                report = check_layer(cls(**case.config), x, seed=seed, max_elements=300, progress=False,
+                                     training=case.training)
+                if not report.passed:
+                    messages.append("gradient check of your backward against your forward:")
+                    messages += [f"  contract: {problem}" for problem in report.contract]
+                    messages += ["  " + line for row in report.failing()
+                                 for line in row.details().splitlines()]
+            reference = reference_for(exercise, case.config)
+            if case.compare and not messages and reference is not None:
+                messages += compare_layers(cls(**case.config), reference, x, case.batch, seed, case.training)
+            if exercise.reference == "dropout" and not messages:
+                messages += dropout_checks(cls, case, x)
+    except Exception as error:  # the student's code raised: report where
+        messages.append(describe_exception(_Named(exercise.class_name), "your code", error))
+    return CaseResult(f"{case.label}: input {x.shape}", not messages, messages, case.config)
+
+
+def dropout_checks(cls, case, x) -> list[str]:
+    """Inference is the identity; training drops about `rate` of the units and scales the rest."""
+    layer = cls(**case.config)
+    layer.build(x.shape[1:], rng=np.random.default_rng(0), dtype=np.float64)
+    layer.set_rng(np.random.default_rng(0))
+    if not case.training:
+        y = layer.forward(x, training=False)
+        if not isinstance(y, np.ndarray) or y.shape != x.shape or not np.array_equal(y, x):
+            return ["inference (training=False) must return x unchanged: no mask, no scaling"]
+        return []
+    rate = case.config["rate"]
+    big = np.ones((200, *x.shape[1:]))
+    y = layer.forward(big, training=True)
+    dropped = float(np.mean(y == 0))
+    if abs(dropped - rate) > 0.05:
+        return [f"training: {dropped:.0%} of the units were dropped, expected about rate = {rate:.0%}"]
+    kept = y[y != 0]
+    if kept.size and not np.allclose(kept, 1 / (1 - rate)):
+        return [f"training: a kept unit of 1.0 came out as {kept.flat[0]:.4g}, expected 1 / (1 - rate) = "
+                f"{1 / (1 - rate):.4g} (inverted dropout scales at training time)"]
+    return []
+
+
+class _Named:
+    def __init__(self, name):
+        self.name = name
+
+
+def _grade_loss_case(exercise, cls, case, x, seed):
+    labels = np.random.default_rng(seed + 2).integers(0, x.shape[1], size=x.shape[0])
+    messages = []
+    if case.gradcheck:
+        report = check_loss(cls(), x, labels)
+        if not report.passed:
+            messages.append("gradient check of your backward against your forward:")
+            messages += [f"  contract: {problem}" for problem in report.contract]
+            messages += ["  " + line for row in report.failing() for line in row.details().splitlines()]
+    if messages:
+        return messages
+    student, reference = cls(), reference_for(exercise, case.config)
+    value, expected = student.forward(x.copy(), labels), reference.forward(x, labels)
+    if not np.isfinite(value) or abs(value - expected) > COMPARE_TOLERANCE * max(abs(expected), 1):
+        hint = ""
+        if np.isfinite(value) and abs(value * x.shape[0] - expected) < 1e-8 * abs(expected):
+            hint = " (a factor 1/N: the mean over the batch is missing)"
+        elif np.isfinite(value) and abs(value / x.shape[0] - expected) < 1e-8 * abs(expected):
+            hint = " (a factor N: divide by the batch size)"
+        elif not np.isfinite(value):
+            hint = " (overflow or log(0): subtract the row maximum before exp)"
+        return [f"forward: your loss {value:.10g}, expected {expected:.10g}{hint}"]
+    return compare_arrays("dlogits (backward)", student.backward(), reference.backward(), x.shape[0])
+
+
+def grade_file(path, name=None) -> GradeReport:
+    """Grade the file at ``path`` against exercise ``name`` (default: from its first line)."""
+    name = name or exercise_name_of(path)
+    exercise = EXERCISES.get(name) if name else None
+    report = GradeReport(exercise, path)
+    if exercise is None:
+        report.problems.append(f"which exercise is this? the first line should read '# scratchnet "
+                               f"exercise: NAME' (one of {', '.join(EXERCISES)}), got {name!r}")
+        return report
+    try:
+        module = load_module(path)
+    except Exception as error:
+        report.problems.append(describe_exception(_Named(Path(path).name), "importing the file", error))
+        return report
+    cls = getattr(module, exercise.class_name, None)
+    if cls is None:
+        report.problems.append(f"{Path(path).name}: no class {exercise.class_name} (the exercise grades "
+                               f"class {exercise.class_name}; keep the starter's class name)")
+        return report
+    for index, case in enumerate(exercise.cases):
+        report.cases.append(grade_case(exercise, cls, case, seed=index))
+    return report

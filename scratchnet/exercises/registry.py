@@ -1,0 +1,100 @@
+"""The exercises: which class the student writes, scratchnet's layer to compare with, the cases.
+
+A case is one configuration (constructor options, one sample's input shape, batch size) the
+grader checks: the cases are the adversarial battery of each exercise (stride > 1, sizes where
+(H + 2p - k) is not divisible by the stride, overlapping windows, ties, non-square kernels, a
+batch of one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Case:
+    label: str
+    config: dict
+    input_shape: tuple
+    batch: int = 2
+    input_kind: str = "normal"      # "normal", "ties" (integer values) or "large" (x 1000)
+    compare: bool = True            # compare with scratchnet's layer (not on max-pool ties)
+    gradcheck: bool = True
+    training: bool = False          # forward in training mode (dropout, batch norm)
+
+
+@dataclass
+class Exercise:
+    name: str
+    title: str
+    class_name: str
+    reference: str                  # how to build scratchnet's own version, see grader.reference_for
+    cases: list = field(default_factory=list)
+    kind: str = "layer"             # "layer" or "loss"
+
+
+def _conv_cases():
+    return [Case("3x3, stride 1, no padding", {"filters": 2, "kernel_size": 3}, (5, 5, 2)),
+            Case("3x3, padding 1", {"filters": 2, "kernel_size": 3, "padding": 1}, (5, 4, 2)),
+            Case("3x3, stride 2, ragged (H - k not divisible by s)",
+                 {"filters": 2, "kernel_size": 3, "stride": 2}, (8, 7, 1)),
+            Case("non-square (3, 2), stride 2, padding 1",
+                 {"filters": 2, "kernel_size": (3, 2), "stride": 2, "padding": 1}, (6, 7, 2)),
+            Case("2x2, stride 2, batch of one", {"filters": 3, "kernel_size": 2, "stride": 2}, (4, 6, 2),
+                 batch=1)]
+
+
+def _pool_cases(max_pool):
+    return [Case("2x2, stride 2", {"pool_size": 2}, (4, 6, 2)),
+            Case("overlapping windows: 3x3, stride 2", {"pool_size": 3, "stride": 2}, (7, 7, 2)),
+            Case("overlapping windows: 2x2, stride 1", {"pool_size": 2, "stride": 1}, (5, 4, 1)),
+            Case("ragged: 2x2, stride 2 on 5x7", {"pool_size": 2}, (5, 7, 1)),
+            Case("ties (integer-valued input)", {"pool_size": 2}, (4, 4, 2), input_kind="ties",
+                 compare=not max_pool),
+            Case("3x3, stride 1, batch of one", {"pool_size": 3, "stride": 1}, (5, 5, 1), batch=1)]
+
+
+def _activation_cases():
+    return [Case("vectors (N, 5)", {}, (5,), batch=3), Case("images (N, 3, 4, 2)", {}, (3, 4, 2)),
+            Case("batch of one", {}, (6,), batch=1)]
+
+
+EXERCISES = {exercise.name: exercise for exercise in [
+    Exercise("dense_backward", "Dense: dW, db and dx of y = x @ W + b", "Dense", "dense",
+             [Case("Dense(3) on (4,)", {"units": 3}, (4,), batch=3),
+              Case("Dense(4) on (4,): square W", {"units": 4}, (4,), batch=3),
+              Case("Dense(5) on (3,), batch of one", {"units": 5}, (3,), batch=1),
+              Case("Dense(2) on (6,), batch 5", {"units": 2}, (6,), batch=5)]),
+    Exercise("relu", "ReLU backward", "ReLU", "relu", _activation_cases()),
+    Exercise("sigmoid", "sigmoid backward", "Sigmoid", "sigmoid", _activation_cases()),
+    Exercise("tanh", "tanh backward", "Tanh", "tanh", _activation_cases()),
+    Exercise("softmax_cross_entropy", "softmax cross-entropy from logits: stable forward, backward",
+             "SoftmaxCrossEntropy", "cross_entropy",
+             [Case("logits (4, 5)", {}, (5,), batch=4), Case("batch of one, 3 classes", {}, (3,), batch=1),
+              Case("logits of size 1000 (overflow?)", {}, (6,), batch=3, input_kind="large",
+                   gradcheck=False)],
+             kind="loss"),
+    Exercise("conv_forward_loops", "Conv2D forward with loops (backward given)", "Conv2D", "conv",
+             _conv_cases()),
+    Exercise("conv_backward_loops", "Conv2D backward with loops", "Conv2D", "conv", _conv_cases()),
+    Exercise("conv_backward_im2col", "Conv2D backward as matrix products: col2im and dW, db, dx",
+             "Conv2D", "conv", _conv_cases()),
+    Exercise("max_pool", "MaxPool2D forward and backward (overlapping windows, ties)", "MaxPool2D",
+             "max_pool", _pool_cases(True)),
+    Exercise("avg_pool", "AvgPool2D forward and backward", "AvgPool2D", "avg_pool", _pool_cases(False)),
+    Exercise("dropout", "inverted dropout, forward and backward (the layer's generator, no np.random)",
+             "Dropout", "dropout",
+             [Case("rate 0.5, vectors", {"rate": 0.5}, (20,), batch=5, training=True),
+              Case("rate 0.25, images", {"rate": 0.25}, (4, 4, 3), training=True),
+              Case("inference: y = x", {"rate": 0.5}, (10,), batch=3, gradcheck=False)]),
+    Exercise("batch_norm_backward", "BatchNorm backward in training mode (the mean terms)", "BatchNorm",
+             "batch_norm",
+             [Case("vectors (N, 5)", {"momentum": 0.9, "eps": 1e-5}, (5,), batch=4, training=True),
+              Case("images (N, 3, 3, 2)", {"momentum": 0.9, "eps": 1e-5}, (3, 3, 2), training=True),
+              Case("batch of three, input x 1000", {"momentum": 0.9, "eps": 1e-5}, (3,), batch=3,
+                   training=True, input_kind="large")]),
+    Exercise("residual_block", "a residual block y = x + relu(x W1 + b1) W2 + b2: backward", "ResidualBlock",
+             "residual",
+             [Case("D = 4", {}, (4,), batch=3), Case("D = 6, batch of one", {}, (6,), batch=1),
+              Case("D = 5, batch 5", {}, (5,), batch=5)]),
+]}

@@ -1,0 +1,1 @@
+"""Starter files of ``scratchnet exercise start NAME``: read as text, never imported by scratchnet."""

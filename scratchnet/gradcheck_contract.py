@@ -1,0 +1,150 @@
+"""The layer contract, checked before any number is compared (used by ``gradcheck.check_layer``).
+
+A backward can be numerically right and still break training: a bias gradient of shape (1, 3)
+for a bias (3,) that the optimizer broadcasts, a backward that takes its own SGD step (``fit``
+then updates twice), a dx with an extra axis. Each check here returns sentences that name the
+layer and the array; an empty list means the contract holds.
+
+    grads      exactly the keys of params, each with the shape and dtype of its parameter
+    dx         an array of the input's shape (and dtype)
+    no side    backward changes no parameter (nor the params dict), not the cached input, not dy
+    repeat     backward twice on the same forward gives the same dx and grads
+    inference  forward(x, training=False) twice gives the same output
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import numpy as np
+
+from .layers.base import Layer
+
+
+def describe_exception(layer, where: str, error: BaseException) -> str:
+    """'conv2d: backward raised KeyError: 'W' (student.py line 12, in backward)'."""
+    frames = traceback.extract_tb(error.__traceback__)
+    place = f" ({frames[-1].filename.rsplit('/', 1)[-1]} line {frames[-1].lineno}, in {frames[-1].name})" \
+        if frames else ""
+    return f"{layer.name}: {where} raised {type(error).__name__}: {error}{place}"
+
+
+def check_before_build(layer) -> list[str]:
+    """Parameters created in ``__init__`` are replaced by ``build``: say so before it happens."""
+    if layer.built or not layer.params:
+        return []
+    if type(layer).init_params is Layer.init_params:
+        keys = ", ".join(map(repr, layer.params))
+        return [f"{layer.name}: params {keys} were created in __init__, but build() replaces "
+                "self.params with what init_params(input_shape, rng) returns, and init_params is "
+                "not overridden (it returns {}): create the parameters in init_params and return "
+                "them as a dict (build then casts them to the layer's dtype)"]
+    return []
+
+
+def check_dx(layer, dx, x) -> list[str]:
+    """dx must be an array of x's shape."""
+    name = layer.name
+    if dx is None:
+        return [f"{name}: backward returned None; it must return dx = dL/dx, an array of the "
+                f"input's shape {x.shape}"]
+    if not isinstance(dx, np.ndarray):
+        return [f"{name}: backward returned a {type(dx).__name__}, expected dx as a numpy array "
+                f"of shape {x.shape}"]
+    if dx.shape == x.shape:
+        return [] if dx.dtype == x.dtype else [
+            f"{name}: backward returned dx of dtype {dx.dtype}, the input is {x.dtype}: compute "
+            "in self.dtype (the check runs in float64)"]
+    hint = ""
+    squeezed = tuple(s for s in dx.shape if s != 1)
+    if dx.size == x.size and squeezed == tuple(s for s in x.shape if s != 1):
+        hint = " (an extra or missing axis of size 1: check keepdims / reshape)"
+    elif sorted(dx.shape) == sorted(x.shape):
+        hint = " (the axes are in the wrong order: a transposed product?)"
+    return [f"{name}: backward returned dx of shape {dx.shape}, expected the input's shape "
+            f"{x.shape}{hint}"]
+
+
+def check_grads(layer) -> list[str]:
+    """grads has exactly params' keys, each with its parameter's shape and dtype."""
+    name, problems = layer.name, []
+    params, grads = layer.params, layer.grads
+    if not isinstance(grads, dict):
+        return [f"{name}: self.grads must be a dict like self.params, got {type(grads).__name__}"]
+    for key in params:
+        if key not in grads:
+            problems.append(f"{name}: grads has no {key!r} (params has {', '.join(map(repr, params))}): "
+                            f"backward must fill grads[{key!r}]")
+    for key in grads:
+        if key not in params:
+            problems.append(f"{name}: grads has {key!r}, which is not a parameter "
+                            f"(params has {', '.join(map(repr, params)) or 'none'})")
+    for key in params:
+        if key not in grads:
+            continue
+        grad, param = grads[key], params[key]
+        if not isinstance(grad, np.ndarray):
+            problems.append(f"{name}: grads[{key!r}] is a {type(grad).__name__}, expected an array of "
+                            f"shape {param.shape}")
+        elif grad.shape != param.shape:
+            hint = ""
+            if grad.size == param.size and tuple(s for s in grad.shape if s != 1) == \
+                    tuple(s for s in param.shape if s != 1):
+                hint = (" (an extra axis of size 1: sum with axis=0 and no keepdims; the optimizer "
+                        "would broadcast the update into the wrong shape)")
+            elif grad.shape == param.shape[::-1]:
+                hint = " (transposed: dW = x.T @ dz has the shape of W)"
+            problems.append(f"{name}: grads[{key!r}] has shape {grad.shape} but params[{key!r}] has "
+                            f"shape {param.shape}{hint}")
+        elif grad.dtype != param.dtype:
+            problems.append(f"{name}: grads[{key!r}] is {grad.dtype} but params[{key!r}] is "
+                            f"{param.dtype}: compute in the parameter's dtype")
+    return problems
+
+
+def snapshot(layer):
+    """What backward must leave alone: the params dict, its arrays' values, the cache's arrays."""
+    return {"params_dict": layer.params,
+            "params_ids": {key: id(value) for key, value in layer.params.items()},
+            "params": {key: np.array(value, copy=True) for key, value in layer.params.items()},
+            "cache": {key: np.array(value, copy=True) for key, value in layer.cache.items()
+                      if isinstance(value, np.ndarray)}}
+
+
+def check_side_effects(layer, before, dy, dy_copy) -> list[str]:
+    """backward changed no parameter, not the params dict, not the cache, not dy."""
+    name, problems = layer.name, []
+    if layer.params is not before["params_dict"] or set(layer.params) != set(before["params"]):
+        problems.append(f"{name}: backward replaced the params dict (self.params = ...); backward "
+                        "must only fill self.grads: the optimizer updates the parameters")
+    for key, old in before["params"].items():
+        new = layer.params.get(key)
+        if new is None or np.shape(new) != old.shape:
+            continue
+        if not np.array_equal(new, old):
+            change = float(np.max(np.abs(np.asarray(new) - old)))
+            problems.append(f"{name}: backward changed params[{key!r}] (max change {change:.3g}): did "
+                            "it take its own update step (W -= lr * dW)? backward must not change "
+                            "parameters; fit would update them twice")
+    for key, old in before["cache"].items():
+        new = layer.cache.get(key)
+        if isinstance(new, np.ndarray) and new.shape == old.shape and not np.array_equal(new, old):
+            problems.append(f"{name}: backward modified the cached array cache[{key!r}] in place "
+                            "(e.g. x *= mask): a second backward would read the changed value")
+    if not np.array_equal(dy, dy_copy):
+        problems.append(f"{name}: backward modified dy in place (e.g. dy *= mask or dy[...] = 0): "
+                        "the layer below still needs the original; work on a copy")
+    return problems
+
+
+def compare_repeat(layer, first, second, what) -> list[str]:
+    """Two arrays from two identical calls must agree (up to round-off)."""
+    if first is None or second is None or np.shape(first) != np.shape(second):
+        return []
+    scale = max(float(np.max(np.abs(first), initial=0)), 1e-12)
+    difference = float(np.max(np.abs(np.asarray(first) - np.asarray(second)), initial=0))
+    if difference > 1e-12 * scale:
+        return [f"{layer.name}: calling {what} twice gave different results (max difference "
+                f"{difference:.3g}): does it accumulate into self.grads (+=) without resetting, "
+                "change its cache, or draw new random numbers?"]
+    return []

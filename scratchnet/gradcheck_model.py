@@ -1,0 +1,65 @@
+"""check_model: the whole model's backward, loss included, against central differences."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from .gradcheck import EPS, TOLERANCE, kink_aware_gradient, sample_indices
+from .gradcheck_contract import check_grads, snapshot
+from .gradcheck_report import GradientCheckReport
+from .layers.base import iter_layers
+
+
+def check_model(model, x, y, seed: int = 0, eps: float = EPS, tolerance: float = TOLERANCE,
+                training: bool = False, max_elements: int | None = 200) -> GradientCheckReport:
+    """Check the whole model's backward (loss included) against central differences.
+
+    The model must be compiled (its loss is used). It is deep-copied and cast to float64.
+    By default at most ``max_elements`` random entries of each array are checked; the grads of
+    every layer are checked against its params' shapes and dtypes first.
+    """
+    if model.loss is None:
+        raise RuntimeError(f"{model.name}: compile the model (a loss is needed) before check_model")
+    rng = np.random.default_rng(seed)
+    model = copy.deepcopy(model)
+    x = np.array(x, dtype=np.float64)
+    if not model.built:
+        model.build(x.shape[1:] if model.input_shape is None else None)
+    model.astype(np.float64)
+
+    noise_seed = int(rng.integers(2**31))
+
+    def loss_value(_):
+        for layer in model.layers:
+            layer.set_rng(np.random.default_rng(noise_seed))  # same dropout mask on every call
+        return model.loss.forward(model.forward(x, training=training), y)
+
+    loss_value(None)
+    leaves = list(iter_layers(model.layers))
+    before = {id(layer): snapshot(layer) for layer in leaves}
+    analytic_dx = model.backward(model.loss.backward())
+    report = GradientCheckReport(f"check_model: {model.name}, input {x.shape}, "
+                                 f"loss {model.loss.name}", tolerance, batch_size=x.shape[0])
+    for layer in leaves:
+        report.contract += check_grads(layer)
+        if layer.params is not before[id(layer)]["params_dict"] or any(
+                not np.array_equal(layer.params[key], value)
+                for key, value in before[id(layer)]["params"].items() if key in layer.params):
+            report.contract.append(f"{layer.name}: backward changed its parameters; only the optimizer "
+                                   "may (fit would update them twice)")
+    indices, mask = sample_indices(x.shape, max_elements, rng)
+    numeric, kinks = kink_aware_gradient(loss_value, x, eps, indices)
+    report.add("input", analytic_dx, numeric, mask, kinks)
+    for layer in leaves:
+        for key, param in layer.params.items():
+            grad = layer.grads.get(key)
+            if not isinstance(grad, np.ndarray) or grad.shape != param.shape:
+                report.add_unchecked(f"{layer.name}/{key}", param.shape)
+                continue
+            analytic = np.array(grad, copy=True)
+            indices, mask = sample_indices(param.shape, max_elements, rng)
+            numeric, kinks = kink_aware_gradient(loss_value, param, eps, indices)
+            report.add(f"{layer.name}/{key}", analytic, numeric, mask, kinks)
+    return report

@@ -1,0 +1,83 @@
+# scratchnet exercise: conv_backward_loops
+# ruff: noqa: F401, F841  (names the starter gives you to use)
+"""Exercise: the backward pass of a 2-D convolution, with plain loops.
+
+Shapes (channels-last):
+    x   (N, H, W, C)     W  (kh, kw, C, F)     b  (F,)
+    xp  x padded with `padding` zeros on each side of H and W: (N, H + 2p, W + 2p, C)
+    y   (N, OH, OW, F)   dy = dL/dy, the same shape
+
+Forward (given): y[n, oh, ow, f] = b[f] + sum_{i, j, c} xp[n, s*oh + i, s*ow + j, c] * W[i, j, c, f]
+
+Derive (every output cell (n, oh, ow, f) touched the window xp[n, s*oh:s*oh+kh, s*ow:s*ow+kw, :]):
+
+    db[f]           = sum_{n, oh, ow} dy[n, oh, ow, f]                                  shape (F,)
+    dW[i, j, c, f]  = sum_{n, oh, ow} xp[n, s*oh + i, s*ow + j, c] * dy[n, oh, ow, f]  shape (kh, kw, C, F)
+    dxp[n, a, b, c] = sum over windows that contain (a, b) of W[i, j, c, f] * dy[n, oh, ow, f]
+                      (windows overlap when s < k: the contributions ADD UP)
+    dx              = dxp with the padding cropped off                                shape (N, H, W, C)
+
+Write it with loops over (n, oh, ow, f). Rules: fill self.grads["W"], self.grads["b"], return dx.
+Grade it with:   scratchnet exercise check conv_backward_loops.py
+"""
+
+import numpy as np
+
+from scratchnet.layers import Layer
+
+
+class Conv2D(Layer):
+    def __init__(self, filters, kernel_size, stride=1, padding=0, name=None):
+        super().__init__(name=name)
+        self.filters = filters
+        self.kernel_size = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
+        self.stride, self.padding = stride, padding
+
+    def get_config(self):
+        return {"filters": self.filters, "kernel_size": self.kernel_size, "stride": self.stride,
+                "padding": self.padding, **super().get_config()}
+
+    def output_shape(self, input_shape):
+        height, width, _ = input_shape
+        (kh, kw), s, p = self.kernel_size, self.stride, self.padding
+        return ((height + 2 * p - kh) // s + 1, (width + 2 * p - kw) // s + 1, self.filters)
+
+    def init_params(self, input_shape, rng):
+        kh, kw = self.kernel_size
+        fan_in = kh * kw * input_shape[2]
+        return {"W": rng.normal(0, 1 / np.sqrt(fan_in), size=(kh, kw, input_shape[2], self.filters)),
+                "b": rng.normal(0, 0.1, size=self.filters)}
+
+    def forward(self, x, training=False):
+        x = self.check_input(x)
+        p = self.padding
+        xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+        self.cache = {"xp": xp}
+        W, b = self.params["W"], self.params["b"]
+        (kh, kw), s = self.kernel_size, self.stride
+        out_h, out_w, filters = self.output_shape(x.shape[1:])
+        y = np.zeros((x.shape[0], out_h, out_w, filters), dtype=x.dtype)
+        for n in range(x.shape[0]):
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    window = xp[n, s * oh:s * oh + kh, s * ow:s * ow + kw, :]
+                    for f in range(filters):
+                        y[n, oh, ow, f] = b[f] + np.sum(window * W[:, :, :, f])
+        return y
+
+    def backward(self, dy):
+        xp, W = self.cache["xp"], self.params["W"]
+        (kh, kw), s, p = self.kernel_size, self.stride, self.padding
+        n_batch, out_h, out_w, filters = dy.shape
+        dxp, dW = np.zeros_like(xp), np.zeros_like(W)
+        for n in range(n_batch):
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    window = xp[n, s * oh:s * oh + kh, s * ow:s * ow + kw, :]
+                    for f in range(filters):
+                        dW[:, :, :, f] += window * dy[n, oh, ow, f]
+                        dxp[n, s * oh:s * oh + kh, s * ow:s * ow + kw, :] += W[:, :, :, f] * dy[n, oh, ow, f]
+        self.grads["W"] = dW
+        self.grads["b"] = dy.sum(axis=(0, 1, 2))
+        return dxp[:, p:xp.shape[1] - p, p:xp.shape[2] - p, :]
+

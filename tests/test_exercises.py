@@ -1,0 +1,189 @@
+"""`scratchnet exercise list|start|check`, `scratchnet gradcheck FILE:ClassName`, compare_training."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scratchnet import cli
+from scratchnet.exercises import EXERCISES, check, list_exercises, start, starter_text
+from scratchnet.gradcheck import check_layer, compare_training
+from scratchnet.layers import Dense
+from scratchnet.model import Sequential
+
+SOLUTIONS = Path(__file__).parent / "exercise_solutions"
+
+
+def test_list_names_every_exercise(capsys):
+    assert cli.main(["exercise", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("dense_backward", "relu", "sigmoid", "tanh", "softmax_cross_entropy", "conv_forward_loops",
+                 "conv_backward_loops", "conv_backward_im2col", "max_pool", "avg_pool", "dropout",
+                 "batch_norm_backward", "residual_block"):
+        assert name in out and name in EXERCISES
+    assert [name for name, _ in list_exercises()] == list(EXERCISES)
+
+
+@pytest.mark.parametrize("name", list(EXERCISES))
+def test_starters_leave_the_work_to_the_student_and_fail_the_grader(tmp_path, name):
+    text = starter_text(name)
+    assert text.startswith(f"# scratchnet exercise: {name}\n")
+    assert "---- your code" in text and "NotImplementedError" in text
+    assert "shape" in text.split('"""')[1].lower()  # the docstring gives the shapes
+    report = check(start(name, tmp_path / f"{name}.py"))
+    assert not report.passed
+    assert "NotImplementedError" in str(report) and "write the" in str(report)
+
+
+def test_start_writes_the_file_and_never_overwrites(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["exercise", "start", "relu"]) == 0
+    assert (tmp_path / "relu.py").read_text() == starter_text("relu")
+    assert "scratchnet exercise check relu.py" in capsys.readouterr().out
+    assert cli.main(["exercise", "start", "relu"]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert cli.main(["exercise", "start", "nope"]) == 2
+    assert "unknown exercise 'nope'" in capsys.readouterr().err
+
+
+def test_check_exit_codes_and_verdicts(tmp_path, capsys):
+    assert cli.main(["exercise", "check", str(SOLUTIONS / "dense_backward.py")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("  ok    ") == len(EXERCISES["dense_backward"].cases) and "PASSED: all 4 cases" in out
+    wrong = tmp_path / "dense_backward.py"
+    text = (SOLUTIONS / "dense_backward.py").read_text()
+    wrong.write_text(text.replace("return dy @ W.T", "return dy @ W.T * 2"))
+    assert cli.main(["exercise", "check", str(wrong)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  Dense(3) on (4,): input (3, 4)" in out and "constant factor: analytic = 2 x numeric" in out
+    assert cli.main(["exercise", "check", str(tmp_path / "missing.py")]) == 2
+
+
+def test_check_refuses_a_file_without_the_exercise_line(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text("x = 1\n")
+    report = check(path)
+    assert not report.passed and "which exercise is this?" in str(report)
+    problems = check(path, "relu").problems
+    assert problems == ["mine.py: no class ReLU (the exercise grades class ReLU; "
+                        "keep the starter's class name)"]
+
+
+STUDENT_LAYER = '''
+import numpy as np
+from scratchnet.layers import Layer
+
+
+class Square(Layer):
+    def forward(self, x, training=False):
+        self.cache = {"x": x}
+        return x * x
+
+    def backward(self, dy):
+        return {factor} * self.cache["x"] * dy
+'''
+
+
+def test_gradcheck_file_colon_class(tmp_path, capsys):
+    good = tmp_path / "good.py"
+    good.write_text(STUDENT_LAYER.replace("{factor}", "2"))
+    assert cli.main(["gradcheck", f"{good}:Square", "--input-shape", "4"]) == 0
+    assert "PASSED" in capsys.readouterr().out
+    bad = tmp_path / "bad.py"
+    bad.write_text(STUDENT_LAYER.replace("{factor}", "1"))
+    figure = tmp_path / "f.png"
+    assert cli.main(["gradcheck", f"{bad}:Square", "--input-shape", "4", "--figure", str(figure)]) == 1
+    out = capsys.readouterr().out
+    assert "constant factor: analytic = 0.5 x numeric" in out and "worst at [" in out
+    assert (tmp_path / "f.png").exists()
+    assert cli.main(["gradcheck", f"{bad}:Nope"]) == 2
+    assert "has no 'Nope'; classes in it: Layer, Square" in capsys.readouterr().err
+
+
+def test_gradcheck_file_battery_and_config(capsys):
+    target = f"{SOLUTIONS / 'conv_backward_loops.py'}:Conv2D"
+    assert cli.main(["gradcheck", target, "--input-shape", "6,6,2", "--config",
+                     '{"filters": 2, "kernel_size": 3}', "--battery"]) == 0
+    out = capsys.readouterr().out
+    assert "stride 2, ragged sizes" in out and "PASSED" in out
+
+
+def test_gradcheck_help_says_it_runs_the_file(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["gradcheck", "--help"])
+    assert "RUNS the code" in capsys.readouterr().out
+
+
+class StaleCache(Dense):
+    """Keeps the cache of its FIRST forward: passes a single-layer check, breaks training."""
+
+    def forward(self, x, training=False):
+        y = super().forward(x, training)
+        self.first = getattr(self, "first", None) or dict(self.cache)
+        self.cache = self.first
+        return y
+
+
+class TrainOnlyScale(Dense):
+    """Scales its output in inference mode only: wrong predictions, right training."""
+
+    def forward(self, x, training=False):
+        y = super().forward(x, training)
+        return y if training else 0.5 * y
+
+
+def small_model():
+    model = Sequential([Dense(5, activation="tanh", name="hidden"), Dense(3, name="head")], input_shape=(4,),
+                       seed=0)
+    return model.compile(optimizer="adam", loss="cross_entropy")
+
+
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(32, 4)), rng.integers(0, 3, size=32)
+
+
+def test_compare_training_accepts_the_same_layer():
+    result = compare_training(small_model(), "hidden", Dense(5, activation="tanh"), *data(), steps=4)
+    assert result.passed and "agree for all 4 steps" in str(result)
+
+
+def test_compare_training_finds_a_stale_cache_the_single_check_misses():
+    assert check_layer(StaleCache(5, activation="tanh"), (4,)).passed
+    result = compare_training(small_model(), "hidden", StaleCache(5, activation="tanh"), *data(), steps=4)
+    assert not result.passed
+    assert result.step == 1 and result.where == "parameter hidden/W after the update"
+    assert "part at step 1: parameter hidden/W after the update" in str(result)
+
+
+def test_compare_training_finds_a_train_eval_mismatch():
+    result = compare_training(small_model(), "head", TrainOnlyScale(3), *data(), steps=3)
+    assert (result.step, result.where) == (0, "the inference-mode output (training=False)")
+
+
+def test_compare_training_names_unknown_layers():
+    with pytest.raises(ValueError, match="no top-level layer 'nope'; its layers are hidden, head"):
+        compare_training(small_model(), "nope", Dense(3), *data())
+
+
+def test_the_readme_failing_report_is_what_the_code_prints(capsys):
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"<!-- failing-report-code -->\n```python\n(.*?)```", readme, re.S).group(1)
+    printed = re.search(r"<!-- failing-report-output -->\n```\n(.*?)\n```", readme, re.S).group(1)
+    exec(compile(code, "README failing report", "exec"), {})
+    out = capsys.readouterr().out.rstrip("\n")
+    assert out == printed
+    assert "mean vs sum over the batch" in out and "all zeros" in out and "worst at [" in out
+
+
+def test_batch_norm_exercise_is_compared_with_scratchnets_batchnorm_when_it_exists():
+    from scratchnet import layers
+    from scratchnet.exercises.grader import reference_for
+
+    if not hasattr(layers, "BatchNorm"):
+        pytest.skip("scratchnet.layers.BatchNorm is not in this version (gradient check only)")
+    exercise = EXERCISES["batch_norm_backward"]
+    assert isinstance(reference_for(exercise, exercise.cases[0].config), layers.BatchNorm)
+    assert check(SOLUTIONS / "batch_norm_backward.py").passed

@@ -1,0 +1,196 @@
+"""The checker points at the bug: worst element, counts, pattern diagnosis, maps, kinks, battery."""
+
+import numpy as np
+import pytest
+
+from scratchnet import gradcheck
+from scratchnet.gradcheck import check_layer, kink_aware_gradient
+from scratchnet.gradcheck_diagnose import diagnose, mismatch_grid, window_coverage
+from scratchnet.layers import Activation, Conv2D, Dense, MaxPool2D
+
+
+class Scaled(Dense):
+    """Dense whose dW is multiplied by ``factor`` and whose dx border may be zeroed (conv below)."""
+
+    def __init__(self, units=3, factor=1.0, **options):
+        super().__init__(units, **options)
+        self.factor = factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.grads["W"] = self.grads["W"] * self.factor
+        return dx
+
+
+@pytest.mark.parametrize("factor, phrase", [
+    (1 / 3, "analytic = 0.333333 x numeric = 1/N (batch size N = 3): mean vs sum over the batch"),
+    (3.0, "analytic = 3 x numeric = N (batch size N = 3): mean vs sum over the batch"),
+    (-1.0, "opposite sign"),
+    (2.0, "constant factor: analytic = 2 x numeric"),
+])
+def test_constant_factors_are_named(factor, phrase):
+    report = check_layer(Scaled(3, factor=factor), (4,))
+    row = {row.name: row for row in report.rows}["W"]
+    assert not row.passed and row.n_wrong == 12 and row.checked == 12
+    text = str(report)
+    assert phrase in text
+    # the worst element and its two values are printed, and they are the true worst
+    difference = np.abs(row.analytic - row.numeric)
+    assert row.worst_index == np.unravel_index(np.argmax(difference), difference.shape)
+    assert f"worst at [{row.worst_index[0]}, {row.worst_index[1]}]" in text
+    assert f"analytic {row.worst_analytic:.6g}, numeric {row.worst_numeric:.6g}" in text
+    assert row.worst_analytic == pytest.approx(factor * row.worst_numeric, rel=1e-6)
+
+
+def test_diagnose_transpose_and_kernel_flip(rng):
+    numeric = rng.normal(size=(4, 4))
+    mask = np.ones((4, 4), dtype=bool)
+    assert any("transpose matches" in note for note in diagnose("W", numeric.T, numeric, mask, 1e-6))
+    kernel = rng.normal(size=(3, 3, 2, 4))
+    notes = diagnose("W", kernel[::-1, ::-1], kernel, np.ones(kernel.shape, dtype=bool), 1e-6)
+    assert any("kernel flip" in note for note in notes)
+
+
+def test_diagnose_all_zeros_and_unused_parameter(rng):
+    numeric = rng.normal(size=5)
+    mask = np.ones(5, dtype=bool)
+    assert "all zeros" in diagnose("b", np.zeros(5), numeric, mask, 1e-6)[0]
+    assert "does not depend on b" in diagnose("b", numeric, np.zeros(5), mask, 1e-6)[0]
+
+
+class BorderBug(Conv2D):
+    """Conv2D whose dx is wrong on the outer ring only (an off-by-one crop of the padding)."""
+
+    def backward(self, dy):
+        dx = super().backward(dy).copy()
+        dx[:, 0, :, :] *= 0.5
+        return dx
+
+
+def test_only_border_elements_wrong_points_at_padding():
+    report = check_layer(BorderBug(2, 3, padding="same"), (5, 5, 1), batch_size=2)
+    text = str(report)
+    assert "only border elements are wrong" in text and "padding offsets" in text
+    row = report.rows[0]
+    wrong = np.abs(row.analytic - row.numeric) > 1e-6
+    grid = mismatch_grid("input", wrong, row.mask, np.zeros_like(row.mask))
+    assert "".join(grid[0]) == "XXXXX" and set("".join(grid[1:].ravel())) == {"."}
+    assert "|XXXXX|\n" in text and "|.....|" in text
+
+
+def test_window_coverage_counts_overlaps():
+    coverage = window_coverage(MaxPool2D(3, stride=2), (7, 7))
+    assert coverage[0].tolist() == [1, 1, 2, 1, 2, 1, 1]
+    assert coverage[2, 2] == 4 and coverage.sum() == 9 * 9
+    assert window_coverage(Dense(3), (4, 4)) is None
+
+
+class Float32Backward(Dense):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        return dx.astype(np.float32)
+
+
+def test_a_float32_backward_gets_a_dtype_hint():
+    text = str(check_layer(Float32Backward(3), (4,)))
+    assert "dx of dtype float32" in text and "self.dtype" in text
+
+
+class RoundOff(Dense):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        return dx + 1e-5 * np.sign(dx)  # a tiny relative error, like float32 arithmetic
+
+
+def test_tiny_errors_suggest_float32_round_off():
+    text = str(check_layer(RoundOff(3), (4,)))
+    assert "looks like float32 round-off" in text and "float64" in text
+
+
+def test_kinks_are_inconclusive_not_failures():
+    # ReLU at exactly 0: the one-sided slopes are 0 and 1 at any step size
+    x = np.array([[0.0, 1.0, -1.0, 0.0]])
+    report = check_layer(Activation("relu"), x)
+    assert report.passed
+    assert report.rows[0].inconclusive == 2 and report.rows[0].checked == 2
+    assert "2 element(s) sit on a kink" in str(report) and "(+2 at kinks)" in str(report)
+
+
+def test_a_kink_within_the_step_is_rechecked_with_a_smaller_step():
+    # |x| with x = 3e-7: central differences with eps = 1e-6 straddle the kink (slope 0.3 instead of 1)
+    x = np.array([3e-7, 2.0])
+    numeric = gradcheck.numerical_gradient(lambda v: float(np.sum(np.abs(v))), x.copy())
+    assert numeric[0] == pytest.approx(0.3, abs=1e-3)
+    careful, kinks = kink_aware_gradient(lambda v: float(np.sum(np.abs(v))), x.copy())
+    assert careful[0] == pytest.approx(1.0, abs=1e-6) and not kinks.any()
+
+
+def test_large_arrays_are_sampled_and_the_sample_size_is_printed():
+    report = check_layer(Conv2D(16, 3, padding="same"), (28, 28, 3), progress=False)
+    assert report.passed
+    rows = {row.name: row for row in report.rows}
+    assert rows["input"].checked == gradcheck.SAMPLE_SIZE and rows["input"].shape == (3, 28, 28, 3)
+    assert rows["W"].checked == 432  # under the sample size: every element
+    assert f"input: {gradcheck.SAMPLE_SIZE} of 7056 elements checked" in str(report)
+
+
+def test_a_long_check_prints_a_progress_line(capsys, monkeypatch):
+    monkeypatch.setattr(gradcheck, "PROGRESS_AFTER", 0.0)
+    ticks = iter(range(0, 10**6))
+    monkeypatch.setattr(gradcheck.time, "perf_counter", lambda: float(next(ticks)))
+    check_layer(Dense(3), (30,), max_elements=None)
+    err = capsys.readouterr().err
+    assert "gradcheck dense: W" in err and "elements" in err
+
+
+def test_figure_shows_the_mismatch(tmp_path):
+    report = check_layer(Scaled(3, factor=2.0), (4,))
+    figure = report.figure("W", tmp_path / "w.png")
+    image = figure.axes[0].images[0].get_array()
+    row = report.rows[1]
+    np.testing.assert_allclose(image, np.abs(row.analytic - row.numeric))
+    assert "W (4, 3): 12 wrong" in figure.axes[0].get_title()
+    assert (tmp_path / "w.png").read_bytes()[:4] == b"\x89PNG"
+
+
+class StrideBug(Conv2D):
+    """dW is wrong only when the stride is > 1 (a scatter that forgets the stride)."""
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        if max(self.stride) > 1:
+            self.grads["W"] = self.grads["W"] * 1.5
+        return dx
+
+
+def test_battery_gives_one_verdict_per_case_and_spots_stride_only_failures():
+    report = check_layer(StrideBug(2, 3), (6, 6, 2), configs="battery")
+    text = str(report)
+    assert not report.passed
+    labels = [case[0] for case in report.cases]
+    assert "stride 2, ragged sizes (H + 2p - k not divisible by s)" in labels and "batch of one" in labels
+    assert "dilation 2" in labels and any("float32" in label for label in labels)
+    failing = {case[0] for case in report.failing()}
+    assert failing == {"stride 2, ragged sizes (H + 2p - k not divisible by s)", "stride 3",
+                       "padding 'same', stride 2"}
+    assert "only the cases with stride > 1 fail" in text
+
+
+def test_battery_of_builtin_pooling_passes_including_ties():
+    report = check_layer(MaxPool2D(2), (6, 6, 2), configs="battery")
+    assert report.passed, str(report)
+    assert any(case[0].startswith("ties") for case in report.cases)
+    assert any(case[0].startswith("overlapping windows") for case in report.cases)
+
+
+def test_battery_catches_a_float32_layer_that_computes_in_float64():
+    class Upcast(Dense):
+        def forward(self, x, training=False):
+            return super().forward(x, training).astype(np.float64)
+
+    report = check_layer(Upcast(3), (4,), configs="battery")
+    assert not report.passed
+    assert "built in float32, output came back as float64" in str(report)
