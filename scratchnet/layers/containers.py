@@ -90,7 +90,11 @@ class Container(Layer):
         super().__init__(name=name)
 
     def set_children(self, children: list[Layer]) -> None:
-        """Adopt ``children``: every object once in the tree, names unique within it."""
+        """Adopt ``children``, each layer object once in the tree.
+
+        Names are made unique when the container joins a model (``Sequential.add`` renames over
+        the whole tree, in order: conv2d, conv2d_1, conv2d_2, ...), not here.
+        """
         seen: dict[int, str] = {}
         for layer in iter_layers(children):
             if id(layer) in seen or layer is self:
@@ -99,7 +103,6 @@ class Container(Layer):
                                  "create a new layer for each place")
             seen[id(layer)] = layer.name
         self.children = list(children)
-        rename_duplicates(self.children, used={self.name})
 
     def sublayers(self) -> list[Layer]:
         return list(self.children)
