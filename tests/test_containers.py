@@ -77,13 +77,14 @@ def test_concatenate_forward_and_numerical_gradient(sizes, height, axis, seed):
     projection = rng.standard_normal(y.shape)
     dxs = layer.backward(projection)
     for i, x in enumerate(xs):
-        def scalar(_, i=i):
-            return float(np.sum(layer.forward([*xs[:i], x, *xs[i + 1:]]) * projection))
+        def scalar(x_i, i=i):
+            return float(np.sum(layer.forward([*xs[:i], x_i, *xs[i + 1:]]) * projection))
         np.testing.assert_allclose(dxs[i], numerical_gradient(scalar, x), rtol=0, atol=1e-8)
 
 
 def test_merge_errors_name_the_layer_and_the_shapes():
-    with pytest.raises(ValueError, match=r"add: every input must have the same shape.*\(4, 4, 3\).*\(4, 4, 2\)"):
+    with pytest.raises(ValueError,
+                       match=r"add: every input must have the same shape.*\(4, 4, 3\).*\(4, 4, 2\)"):
         Add().build([(4, 4, 3), (4, 4, 2)])
     with pytest.raises(ValueError, match=r"cat: inputs must have equal sizes on every axis but axis -1.*"
                                          r"\(4, 4, 3\), \(5, 4, 2\)"):
@@ -98,7 +99,8 @@ def test_merge_errors_name_the_layer_and_the_shapes():
         Add().build((4, 4, 3))
     add = Add()
     add.build([(3,), (3,)])
-    with pytest.raises(ValueError, match=r"add: expected 2 inputs of shapes \(N, 3\), \(N, 3\), got \[\(2, 3\)\]"):
+    with pytest.raises(ValueError,
+                       match=r"add: expected 2 inputs of shapes \(N, 3\), \(N, 3\), got \[\(2, 3\)\]"):
         add.forward([np.zeros((2, 3))])
     with pytest.raises(ValueError, match=r"add: expected 2 inputs.*got \[\(2, 3\), \(2, 4\)\]"):
         add.forward([np.zeros((2, 3)), np.zeros((2, 4))])
@@ -123,7 +125,8 @@ def test_residual_projection_gradcheck(channels, filters, stride, size, seed):
     # 3x3 conv with padding 1 and a 1x1 conv, same stride: both give floor((H - 1) / s) + 1
     block = [Conv2D(filters, 3, stride=stride, padding=1), Activation("tanh"),
              Conv2D(filters, 3, padding="same")]
-    check_everything(Residual(block, shortcut=Conv2D(filters, 1, stride=stride)), (size, size, channels), seed)
+    residual = Residual(block, shortcut=Conv2D(filters, 1, stride=stride))
+    check_everything(residual, (size, size, channels), seed)
 
 
 @given(units=st.integers(1, 5), seed=st.integers(0, 999))
@@ -165,7 +168,8 @@ def test_forward_matches_the_formula_by_hand():
     residual = Residual(dense, shortcut=projection)
     residual.build((4,), rng=rng, dtype="float64")
     x = rng.standard_normal((5, 4))
-    expected = np.tanh(x @ dense.params["W"] + dense.params["b"]) + x @ projection.params["W"] + projection.params["b"]
+    expected = (np.tanh(x @ dense.params["W"] + dense.params["b"])
+                + x @ projection.params["W"] + projection.params["b"])
     np.testing.assert_allclose(residual.forward(x), expected, rtol=0, atol=1e-14)
     identity = Residual(Dense(4))
     identity.build((4,), rng=rng, dtype="float64")
@@ -203,7 +207,8 @@ def test_a_block_that_changes_the_shape_needs_a_projection():
     message = str(info.value)
     assert "res1:" in message and "(8, 8, 4) to (4, 4, 8)" in message and "identity" in message
     assert "shortcut=Conv2D(8, 1, stride=2)" in message
-    with pytest.raises(ValueError, match=r"res2: .* shortcut \(conv2d\) gives \(8, 8, 8\).*outputs \(4, 4, 8\)"):
+    with pytest.raises(ValueError,
+                       match=r"res2: .* shortcut \(conv2d\) gives \(8, 8, 8\).*outputs \(4, 4, 8\)"):
         Residual(Conv2D(8, 3, stride=2, padding="same"), shortcut=Conv2D(8, 1), name="res2").build((8, 8, 4))
     with pytest.raises(ValueError, match=r"residual: the block maps \(5,\) to \(3,\).*shortcut=Dense\(3\)"):
         Residual(Dense(3)).build((5,))
@@ -225,8 +230,8 @@ def test_bad_children_and_options():
     shared = Dense(2)
     with pytest.raises(ValueError, match="residual: the layer object 'dense' appears twice"):
         Residual(shared, shortcut=shared)
-    with pytest.raises(ValueError, match=r"p: the outputs of the branches \(dense, dense_2\) cannot be merged: "
-                                         r"add: every input must have the same shape.*\(2,\), \(3,\)"):
+    with pytest.raises(ValueError, match=r"p: the outputs of the branches \(dense, dense_2\) cannot be "
+                                         r"merged: add: every input must have the same shape.*\(2,\), \(3"):
         Parallel([Dense(2), Dense(3, name="dense_2")], merge="add", name="p").build((4,))
 
 
@@ -289,9 +294,11 @@ def test_summary_indents_children_and_counts_params_once():
     assert row["block"].startswith("  block (Chain)")
     assert row["conv2d"].startswith("    conv2d (Conv2D)") and row["conv2d"].rstrip().endswith(" 148")
     assert row["conv2d_3"].startswith("  conv2d_3 (Conv2D)") and "(None, 4, 4, 6)" in row["conv2d_3"]
-    assert row["concatenate"].startswith("  concatenate (Concatenate)") and "(None, 4, 4, 6)" in row["concatenate"]
+    assert row["concatenate"].startswith("  concatenate (Concatenate)")
+    assert "(None, 4, 4, 6)" in row["concatenate"]
     assert row["max_pool2d"].startswith("    max_pool2d (MaxPool2D)")
-    assert "Total params: 819" in text and "Trainable params: 819" in text and "Non-trainable params: 0" in text
+    assert "Total params: 819" in text and "Trainable params: 819" in text
+    assert "Non-trainable params: 0" in text
     assert "(n): a container's params" in text
     # every leaf row once: the leaf counts add up to the total
     leaf_counts = [int(line.split()[-1].replace(",", "")) for line in lines
@@ -305,7 +312,8 @@ def test_get_layer_at_any_depth():
     assert model.get_layer("conv2d_6") is conv
     assert model.get_layer("concatenate") is model.layers[3].merge
     assert model.get_layer(index=-1) is model.layers[-1] and model.get_layer(index=0).name == "stem"
-    with pytest.raises(KeyError, match="sequential: no layer named 'conv9'; the layers are: stem, residual, block"):
+    with pytest.raises(KeyError,
+                       match="sequential: no layer named 'conv9'; the layers are: stem, residual, block"):
         model.get_layer("conv9")
     with pytest.raises(IndexError, match=r"index must be an int in \[-6, 6\).*got 6"):
         model.get_layer(index=6)
@@ -348,7 +356,8 @@ def test_save_load_resumes_training_bitwise(tmp_path):
     loaded = sn.load(tmp_path / "res.sn")  # the restricted loader: Residual, Parallel, Chain allowed
     nested = loaded.get_layer("conv2d_6")
     assert isinstance(loaded.layers[3], Parallel) and nested.grads.keys() == nested.params.keys()
-    assert all(np.array_equal(nested.grads[key], np.zeros_like(value)) for key, value in nested.params.items())
+    assert all(np.array_equal(nested.grads[key], np.zeros_like(value))
+               for key, value in nested.params.items())
     assert nested.opt_state["W"]["t"] == 3  # 24 samples / batch 8: three Adam steps
     loaded.fit(x, y, epochs=1, batch_size=8, verbose=0)
     a, b = loaded.get_weights(), reference.get_weights()
@@ -392,7 +401,8 @@ def compare_with_torch(torch, block, input_shape, torch_forward, seed=0):
     np.testing.assert_allclose(y, y_t.detach().numpy().transpose(0, 2, 3, 1), rtol=0, atol=1e-10)
     np.testing.assert_allclose(dx, x_t.grad.numpy().transpose(0, 2, 3, 1), rtol=0, atol=1e-10)
     for conv, (w_t, b_t) in zip(convs, weights):
-        np.testing.assert_allclose(conv.grads["W"], w_t.grad.numpy().transpose(2, 3, 1, 0), rtol=0, atol=1e-10)
+        dW_t = w_t.grad.numpy().transpose(2, 3, 1, 0)                                 # back to (kh, kw, C, F)
+        np.testing.assert_allclose(conv.grads["W"], dW_t, rtol=0, atol=1e-10)
         np.testing.assert_allclose(conv.grads["b"], b_t.grad.numpy(), rtol=0, atol=1e-10)
 
 
