@@ -285,10 +285,10 @@ class Sequential:
             lines.append(f"{row[0]:<{widths[0]}}   {row[1]:<{widths[1]}}   {row[2]:>{widths[2]}}")
             if i == 0:
                 lines.append(rule)
-        leaves = list(iter_layers(self.layers))  # a container's own params are empty: each counted once
+        tree = list(iter_layers(self.layers))  # a container's own params are empty: each counted once
         total = self.count_params()
-        trainable = sum(value.size for layer in leaves if layer.trainable for value in layer.params.values())
-        buffers = sum(value.size for layer in leaves for value in layer.buffers.values())
+        trainable = sum(value.size for layer in tree if layer.trainable for value in layer.params.values())
+        buffers = sum(value.size for layer in tree for value in layer.buffers.values())
         lines += [rule, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
                   f"Non-trainable params: {total - trainable:,}"]
         if buffers:
