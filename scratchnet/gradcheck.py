@@ -210,6 +210,7 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
     if report.contract:
         return report
     layer = copy.deepcopy(layer)
+    _unique_child_names(layer)
     try:
         if layer.built:
             layer.astype(np.float64)
@@ -245,6 +246,17 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
         return report
     _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, max_elements, progress)
     return report
+
+
+def _unique_child_names(layer) -> None:
+    """Two children of one name (a block not yet in a model) would share a report row: rename
+    the copy's duplicates conv2d, conv2d_1, ... as a model would."""
+    used = {layer.name}
+    for child in list(iter_layers([layer]))[1:]:
+        base, k = child.name, 1
+        while child.name in used:
+            child.name, k = f"{base}_{k}", k + 1
+        used.add(child.name)
 
 
 def _param_name(layer, leaf, key):

@@ -16,6 +16,7 @@ import numpy as np
 from . import input_checks as checks
 from . import inspect as _inspect
 from .layers.base import Layer, iter_layers
+from .layers.containers import rename_duplicates
 from .losses import get_loss
 from .optimizers import get_optimizer
 from .training import History, NonFiniteLossError, diagnose_non_finite
@@ -69,12 +70,8 @@ class Sequential:
         if not isinstance(layer, Layer):
             raise TypeError(f"{self.name}: add() expects a Layer, got {type(layer).__name__}")
         checks.refuse_reused_layer(self.layers, layer, self.name)
-        used = {existing.name for existing in self.layers}
-        if layer.name in used:
-            base, k = layer.name, 1
-            while f"{base}_{k}" in used:
-                k += 1
-            layer.name = f"{base}_{k}"
+        # names are unique over the whole tree (layers inside containers too): weights are saved by name
+        rename_duplicates([layer], used={existing.name for existing in iter_layers(self.layers)})
         if self.built:
             layer.build(self.output_shape, rng=self.rng, dtype=self.dtype)
             layer.set_rng(self.rng)
@@ -314,17 +311,25 @@ class Sequential:
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
 
+    def _layer_rows(self, layers, depth=0):
+        """(layer, depth) for every layer of the tree, depth-first: containers before their children."""
+        for layer in layers:
+            yield layer, depth
+            yield from self._layer_rows(layer.sublayers(), depth + 1)
+
     def summary_text(self) -> str:
+        """The table ``summary()`` prints (see there)."""
         if not self.built:
             if self.input_shape is None:
                 raise ValueError(f"{self.name}: build the model (give input_shape) before summary()")
             self.build()
         rows = [("Layer (type)", "Output shape", "Params")]
-        shape = self.input_shape
-        for layer in self.layers:
-            shape = layer.output_shape(shape)
-            rows.append((f"{layer.name} ({type(layer).__name__})", str((None, *shape)),
-                         f"{layer.count_params():,}"))
+        for layer, depth in self._layer_rows(self.layers):
+            shape = layer.output_shape(layer.input_shape)
+            count = f"{layer.count_params():,}"
+            frozen = "" if layer.trainable else "  [frozen]"
+            rows.append(("  " * depth + f"{layer.name} ({type(layer).__name__}){frozen}",
+                         str((None, *shape)), f"({count})" if layer.sublayers() else count))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         rule = "-" * (sum(widths) + 6)
         lines = [f'Model "{self.name}"  input {(None, *self.input_shape)}  dtype {self.dtype}', rule]
@@ -332,13 +337,79 @@ class Sequential:
             lines.append(f"{row[0]:<{widths[0]}}   {row[1]:<{widths[1]}}   {row[2]:>{widths[2]}}")
             if i == 0:
                 lines.append(rule)
+        tree = list(iter_layers(self.layers))  # a container's own params are empty: each counted once
         total = self.count_params()
-        lines += [rule, f"Total params: {total:,}", f"Trainable params: {total:,}"]
+        trainable = sum(value.size for layer in tree if layer.trainable for value in layer.params.values())
+        buffers = sum(value.size for layer in tree for value in layer.buffers.values())
+        lines += [rule, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                  f"Non-trainable params: {total - trainable:,}"]
+        if buffers:
+            lines.append(f"Buffers (saved, never trained, e.g. running statistics): {buffers:,}")
+        if any(layer.sublayers() for layer in self.layers):
+            lines.append("(n): a container's params, the sum of the rows indented under it")
         return "\n".join(lines)
 
     def summary(self) -> None:
-        """Print one row per layer: name, output shape, parameter count; then the totals."""
+        """Print one row per layer: name, output shape, parameter count; then the totals.
+
+        Layers inside a container (Residual, Parallel, ...) are indented two spaces per level
+        under it; the container's own row shows, in parentheses, the params of its rows.
+        "Non-trainable params" are the params of frozen layers (``trainable = False``); buffers
+        (e.g. BatchNorm's running mean and variance) are not params: they get their own line.
+        """
         print(self.summary_text())
+
+    def get_layer(self, name: str | None = None, *, index: int | None = None) -> Layer:
+        """The layer called ``name`` at any depth (inside containers too), or ``self.layers[index]``."""
+        if (name is None) == (index is None):
+            raise TypeError(f"{self.name}: get_layer takes a layer name or index=..., exactly one of them")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
+                    or not -len(self.layers) <= index < len(self.layers):
+                raise IndexError(f"{self.name}: index must be an int in [{-len(self.layers)}, "
+                                 f"{len(self.layers)}) (top-level layers), got {index!r}")
+            return self.layers[index]
+        for layer in iter_layers(self.layers):
+            if layer.name == name:
+                return layer
+        names = ", ".join(layer.name for layer in iter_layers(self.layers))
+        raise KeyError(f"{self.name}: no layer named {name!r}; the layers are: {names}")
+
+    def freeze(self, up_to: str | int | None = None) -> "Sequential":
+        """Make layers untrainable: all of them, or the top-level layers BEFORE ``up_to``.
+
+        ``up_to`` is a top-level layer's name or index and is excluded, like ``layers[:up_to]``:
+        ``model.freeze(up_to="dense")`` freezes the feature extractor and keeps "dense" and
+        everything after it trainable. Layers after ``up_to`` are left as they are. Freezing a
+        container freezes every layer inside it. Frozen layers keep their params and optimizer
+        state bitwise unchanged during ``fit``, and still pass the gradient to their input.
+        """
+        if up_to is None:
+            stop = len(self.layers)
+        elif isinstance(up_to, str):
+            top = [layer.name for layer in self.layers]
+            if up_to not in top:
+                nested = up_to in {layer.name for layer in iter_layers(self.layers)}
+                hint = (" (it is inside a container; freeze it with model.get_layer(name).trainable = False)"
+                        if nested else "")
+                raise KeyError(f"{self.name}: freeze(up_to=...) takes a top-level layer; no top-level "
+                               f"layer named {up_to!r}{hint}; the top-level layers are: {', '.join(top)}")
+            stop = top.index(up_to)
+        elif isinstance(up_to, (int, np.integer)) and not isinstance(up_to, bool) \
+                and 0 <= up_to <= len(self.layers):
+            stop = int(up_to)
+        else:
+            raise ValueError(f"{self.name}: up_to must be a top-level layer name or an index in "
+                             f"[0, {len(self.layers)}], got {up_to!r}")
+        for layer in self.layers[:stop]:
+            layer.trainable = False  # a container passes it on to every layer inside it
+        return self
+
+    def unfreeze(self) -> "Sequential":
+        """Make every layer, at every depth, trainable again."""
+        for layer in iter_layers(self.layers):
+            layer.trainable = True
+        return self
 
     def astype(self, dtype) -> "Sequential":
         """Cast every layer (params, grads, optimizer moments) to ``dtype`` in place."""
@@ -349,18 +420,13 @@ class Sequential:
 
     # ------------------------------------------------------------------ weights
     def _weight_arrays(self) -> dict[str, np.ndarray]:
-        """The live arrays: ``{"layer/param": array}``; layers inside a container are named
-        ``"container/layer/param"``."""
+        """The live arrays: ``{"layer/param": array}``, layers inside containers too (names are
+        unique over the whole tree)."""
         weights = {}
-
-        def walk(layers, prefix):
-            for layer in layers:
-                for store in (layer.params, layer.buffers):
-                    for key, value in store.items():
-                        weights[f"{prefix}{layer.name}/{key}"] = value
-                walk(layer.sublayers(), f"{prefix}{layer.name}/")
-
-        walk(self.layers, "")
+        for layer in iter_layers(self.layers):  # layers inside containers too
+            for store in (layer.params, layer.buffers):
+                for key, value in store.items():
+                    weights[f"{layer.name}/{key}"] = value
         return weights
 
     def get_weights(self) -> dict[str, np.ndarray]:

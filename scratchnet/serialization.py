@@ -449,7 +449,7 @@ def _require(condition: bool, problem: str) -> None:
 
 def _check_and_finish(model, path):
     """Reject anything that is not a consistent Sequential; rebuild the (unsaved) gradients."""
-    from .layers.base import Layer
+    from .layers.base import Layer, iter_layers
     from .losses import Loss
     from .model import Sequential
     from .optimizers import Optimizer
@@ -467,7 +467,8 @@ def _check_and_finish(model, path):
         _require(input_range is None or (isinstance(input_range, tuple) and len(input_range) == 2
                  and all(type(v) is float for v in input_range)), "bad input_range")
         _require(model.callback_state is None or isinstance(model.callback_state, dict), "bad callback_state")
-        for layer in model.layers:
+        for layer in iter_layers(model.layers):  # and every layer inside a container
+            _require(isinstance(layer, Layer), "a container holds something that is not a Layer")
             _require(isinstance(layer.name, str) and isinstance(layer.opt_state, dict),
                      "a layer has no name or optimizer state")
             for store, kinds in ((layer.params, "f"), (layer.buffers, "biuf")):
@@ -478,7 +479,7 @@ def _check_and_finish(model, path):
             _require(layer.built or not layer.params, f"{layer.name}: parameters in an unbuilt layer")
             layer.grads = {key: np.zeros_like(value) for key, value in layer.params.items()}
             layer.cache = {}
-    except (SerializationError, AttributeError, TypeError) as error:
+    except (SerializationError, AttributeError, TypeError, RecursionError) as error:  # (a cycle)
         raise SerializationError(f"{path}: the file holds a malformed model ({error})") from None
     return model
 

@@ -23,15 +23,21 @@ import scratchnet
 from scratchnet import SGD, Adam, Sequential
 from scratchnet.layers import (
     Activation,
+    Add,
     AvgPool2D,
+    Chain,
+    Concatenate,
     Conv2D,
     Dense,
     Flatten,
     GlobalAvgPool2D,
     Layer,
     MaxPool2D,
+    Parallel,
+    Residual,
 )
 from scratchnet.layers.activations import ACTIVATIONS
+from scratchnet.layers.base import iter_layers
 from scratchnet.losses import LOSSES
 from scratchnet.optimizers import CosineDecay
 
@@ -58,6 +64,17 @@ LAYER_CASES = [
     ("avgpool-same", lambda: AvgPool2D(3, stride=2, padding="same"), IMAGE),
     ("globalavgpool", GlobalAvgPool2D, IMAGE),
 ]
+
+# containers (their children's dtypes: test_container_children_keep_the_dtype) and merge layers
+LAYER_CASES += [
+    ("chain", lambda: Chain([Conv2D(2, 3), Activation("tanh")]), IMAGE),
+    ("residual-identity", lambda: Residual([Conv2D(3, 3, padding="same"), Activation("relu")]), IMAGE),
+    ("residual-projection", lambda: Residual(Conv2D(4, 3, stride=2, padding=1),
+                                             shortcut=Conv2D(4, 1, stride=2)), IMAGE),
+    ("parallel-concat", lambda: Parallel([Conv2D(2, 1), MaxPool2D(3, stride=1, padding="same")]), IMAGE),
+    ("parallel-add", lambda: Parallel([Conv2D(2, 1), Conv2D(2, 3, padding="same")], merge="add"), IMAGE),
+]
+MERGE_CASES = [("add", Add, [IMAGE, IMAGE]), ("concatenate", Concatenate, [IMAGE, (7, 6, 2)])]
 
 
 def built(factory, input_shape, dtype):
@@ -195,6 +212,31 @@ def test_every_exported_layer_type_is_covered():
     exported = {getattr(scratchnet.layers, name) for name in scratchnet.layers.__all__}
     layer_types = {cls for cls in exported
                    if isinstance(cls, type) and issubclass(cls, Layer) and cls is not Layer}
-    covered = {type(factory()) for _, factory, _ in LAYER_CASES}
+    covered = {type(factory()) for _, factory, _ in LAYER_CASES + MERGE_CASES}
     missing = sorted(cls.__name__ for cls in layer_types - covered)
     assert not missing, f"add dtype cases for {missing} to tests/test_dtypes.py"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case_id, factory, input_shapes", MERGE_CASES, ids=[case[0] for case in MERGE_CASES])
+def test_merge_layers_keep_the_dtype(case_id, factory, input_shapes, dtype):
+    layer = built(factory, input_shapes, dtype)
+    rng = np.random.default_rng(5)
+    kinds = ["float64", "int64"]  # never the layer's dtype: the layer must cast
+    xs = [rng.standard_normal((2, *shape)).astype(kind) for shape, kind in zip(input_shapes, kinds)]
+    y = layer.forward(xs)
+    assert y.dtype == dtype, f"{case_id}: forward output is {y.dtype}"
+    other = "float64" if dtype == "float32" else "float32"
+    assert [dx.dtype for dx in layer.backward(rng.standard_normal(y.shape).astype(other))] == [dtype] * 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_container_children_keep_the_dtype(dtype):
+    block = Parallel([Residual([Conv2D(3, 3, padding="same"), Activation("tanh")]), Conv2D(2, 1)])
+    block.build(IMAGE, rng=np.random.default_rng(0), dtype=dtype)
+    y = block.forward(np.ones((2, *IMAGE), dtype="float64"), training=True)
+    block.backward(np.ones(y.shape, dtype="float64"))
+    for leaf in iter_layers([block]):
+        assert leaf.dtype == dtype
+        assert_all_dtype({**leaf.params, **{f"d{key}": value for key, value in leaf.grads.items()}}, dtype,
+                         leaf.name)

@@ -8,3 +8,7 @@ from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .reshape import Flatten
 
 __all__ = ["Layer", "Dense", "Conv2D", "Activation", "Flatten", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D"]
+from .containers import Chain, Parallel, Residual  # noqa: E402
+from .merge import Add, Concatenate  # noqa: E402
+
+__all__ += ["Chain", "Residual", "Parallel", "Add", "Concatenate"]
