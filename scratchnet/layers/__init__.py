@@ -4,7 +4,12 @@ from .activations import Activation
 from .base import Layer
 from .conv import Conv2D
 from .dense import Dense
+from .dropout import Dropout, SpatialDropout2D
+from .normalization import BatchNorm
+from .padding import ZeroPadding2D
 from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
-from .reshape import Flatten
+from .reshape import ChannelShuffle, Flatten
+from .upsampling import UpSampling2D
 
 __all__ = ["Layer", "Dense", "Conv2D", "Activation", "Flatten", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D"]
+__all__ += ["BatchNorm", "Dropout", "SpatialDropout2D", "ChannelShuffle", "ZeroPadding2D", "UpSampling2D"]
