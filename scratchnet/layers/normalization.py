@@ -72,7 +72,13 @@ class BatchNorm(Layer):
     ``momentum`` is the weight of the OLD running value (default 0.99); give it as
     ``BatchNorm(keras_momentum=0.99)``, which means ``momentum = 1 - 0.99``. Not both.
 
-    ``backward`` only fills the gradients; the running statistics change in ``forward``.
+    Backward (training mode; derivation in the module docstring), per channel over its M rows:
+    ``dx = gamma / (M sigma) * (M dy - sum(dy) - xhat * sum(dy * xhat))``, ``dgamma = sum(dy *
+    xhat)``, ``dbeta = sum(dy)``. ``backward`` only fills the gradients; the running statistics
+    change in ``forward``.
+
+    In ``fit``, a last mini-batch of ONE sample of (N, D) data is refused in training mode (as
+    in PyTorch): choose a batch size that leaves at least two samples in the last batch.
     """
 
     def __init__(self, momentum: float | None = None, eps: float = 1e-5, name: str | None = None,
