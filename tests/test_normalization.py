@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import scratchnet as sn
 from scratchnet.gradcheck import check_layer
 from scratchnet.layers import BatchNorm, Dense, Dropout, Flatten, SpatialDropout2D
+from scratchnet.layers.normalization import column_sums
 
 sample_shapes = st.one_of(
     st.tuples(st.integers(1, 5)),                                          # (D,)
@@ -33,7 +34,9 @@ def built_bn(sample_shape, seed=0, dtype="float64", **options):
 
 
 # ------------------------------------------------------------------ gradient checks
-@given(sample_shape=sample_shapes, batch=st.integers(2, 4), training=st.booleans(),
+# Batch >= 3: with only two values per channel, xhat = +-1/sqrt(1 + eps/var) barely depends on x,
+# dx is ~eps-sized and central differences cannot resolve it (a batch of 2 is compared with PyTorch).
+@given(sample_shape=sample_shapes, batch=st.integers(3, 5), training=st.booleans(),
        momentum=st.floats(0.0, 1.0), eps=st.sampled_from([1e-5, 1e-3, 0.5]), seed=st.integers(0, 99))
 def test_batchnorm_passes_gradcheck(sample_shape, batch, training, momentum, eps, seed):
     layer = built_bn(sample_shape, seed, momentum=momentum, eps=eps)
@@ -46,6 +49,13 @@ def test_frozen_batchnorm_passes_gradcheck_in_training_mode():
     layer = built_bn((3, 3, 2), seed=1)
     layer.trainable = False
     assert check_layer(layer, (3, 3, 2), training=True).passed
+
+
+@given(rows=st.integers(1, 200), channels=st.integers(1, 9), seed=st.integers(0, 99))
+def test_column_sums_equal_numpy_sums(rows, channels, seed):
+    a = np.random.default_rng(seed).standard_normal((rows, channels))
+    np.testing.assert_allclose(column_sums(a), a.sum(axis=0), rtol=1e-12, atol=1e-12)
+    assert column_sums(a.astype(np.float32)).dtype == np.float32
 
 
 # ------------------------------------------------------------------ hand-worked values

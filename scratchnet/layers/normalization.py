@@ -27,6 +27,7 @@ of one channel.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -42,6 +43,25 @@ def _check_fraction(value, what: str, layer_name: str, low_open: bool = False) -
         interval = "(0, 1]" if low_open else "[0, 1]"
         raise ValueError(f"{layer_name}: {what} must be in {interval}, got {value!r}")
     return value
+
+
+def column_sums(rows: np.ndarray) -> np.ndarray:
+    """sum_m rows[m, c] of an (M, C) array: the per-channel sums of BatchNorm, shape (C,).
+
+    Same numbers as ``rows.sum(axis=0)``, faster: NumPy sums axis 0 of a C-contiguous array one
+    row at a time into a (C,) accumulator, and with C = 32..128 channels each of those M inner
+    loops is too short to pay for itself. Folding k consecutive rows into one row of k*C values
+    (a free reshape) makes the loops k times longer and k times fewer; the k partial sums of
+    each channel are added at the end. Measured on 64x16x16x64 float32: 0.06 ms against 0.21 ms.
+    A matrix-vector product with a vector of ones (BLAS) is as fast on a quiet machine, but it
+    wakes OpenBLAS's sleeping threads for a tiny amount of work, and on busy cores that wait
+    costs milliseconds: a whole BatchNorm forward took 1.1 ms (median) this way and 45 ms with
+    ``np.ones(M) @ rows``, same code otherwise, on the shared 2-core machine under load. This
+    stays on one thread.
+    """
+    count, channels = rows.shape
+    fold = math.gcd(count, 32)  # k: a divisor of M, so the reshape is exact
+    return rows.reshape(count // fold, fold * channels).sum(axis=0).reshape(fold, channels).sum(axis=0)
 
 
 class BatchNorm(Layer):
@@ -119,19 +139,17 @@ class BatchNorm(Layer):
                 f"{self.name}: training mode needs more than one value per channel to compute a "
                 f"batch variance, got {count} (input of {count} sample(s) of shape {self.input_shape}); "
                 "use a larger batch, or training=False")
-        # Sums over the M rows as a matrix-vector product with a vector of ones: BLAS reads the
-        # (M, C) array once, with several threads, ~4x faster here than rows.sum(axis=0) or
-        # np.mean over the (N, H, W) axes (measured: 0.05 against 0.23 ms for 64x16x16x64 float32).
-        ones = np.ones(count, dtype=self.dtype)
-        mean = (ones @ rows) * (1.0 / count)                    # mu  (C,)
-        centered = rows - mean                                  # x - mu  (M, C)
-        var = (ones @ (centered * centered)) * (1.0 / count)    # biased variance  (C,)
+        # Per-channel sums over a 2-D (M, C) view with column_sums, ~4x faster than np.mean over
+        # the (N, H, W) axes (see column_sums for why).
+        mean = column_sums(rows) * (1.0 / count)                        # mu  (C,)
+        centered = rows - mean                                          # x - mu  (M, C)
+        var = column_sums(centered * centered) * (1.0 / count)          # biased variance  (C,)
         inv_std = 1.0 / np.sqrt(var + self.eps)                 # 1 / sigma  (C,)
         xhat = np.multiply(centered, inv_std, out=centered)     # (x - mu) / sigma, in place  (M, C)
         y = xhat * self.params["gamma"]
         y += self.params["beta"]                                # gamma xhat + beta  (M, C)
         self._update_running_stats(mean, var, count)
-        return y, {"mode": "batch", "xhat": xhat, "inv_std": inv_std, "ones": ones}
+        return y, {"mode": "batch", "xhat": xhat, "inv_std": inv_std}
 
     def _update_running_stats(self, mean, var, count):
         # In place: the model, the optimizer and get_weights hold these very arrays.
@@ -161,10 +179,10 @@ class BatchNorm(Layer):
         return dx.reshape(dy.shape)
 
     def _backward_batch_stats(self, d_rows):
-        xhat, inv_std, ones = self.cache["xhat"], self.cache["inv_std"], self.cache["ones"]
+        xhat, inv_std = self.cache["xhat"], self.cache["inv_std"]
         count = xhat.shape[0]
-        sum_dy = ones @ d_rows                       # sum_m dy_m  = dbeta  (C,)
-        sum_dy_xhat = ones @ (d_rows * xhat)         # sum_m dy_m xhat_m  = dgamma  (C,)
+        sum_dy = column_sums(d_rows)                 # sum_m dy_m  = dbeta  (C,)
+        sum_dy_xhat = column_sums(d_rows * xhat)     # sum_m dy_m xhat_m  = dgamma  (C,)
         self.grads["beta"] = sum_dy
         self.grads["gamma"] = sum_dy_xhat
         # dx = gamma / (M sigma) * (M dy - sum dy - xhat * sum dy xhat), as
@@ -179,8 +197,8 @@ class BatchNorm(Layer):
     def _backward_running_stats(self, d_rows):
         rows, inv_std = self.cache["rows"], self.cache["inv_std"]
         xhat = (rows - self.buffers["mean"]) * inv_std   # (M, C)
-        self.grads["beta"] = d_rows.sum(axis=0)
-        self.grads["gamma"] = (d_rows * xhat).sum(axis=0)
+        self.grads["beta"] = column_sums(d_rows)
+        self.grads["gamma"] = column_sums(d_rows * xhat)
         return d_rows * (self.params["gamma"] * inv_std)   # dx = dy gamma / sqrt(running_var + eps)
 
     def get_config(self):
