@@ -35,13 +35,13 @@ import numpy as np
 from .base import Layer
 
 
-def _check_fraction(value, what: str, layer_name: str, low_open: bool = False) -> float:
+def _check_fraction(value, what: str, layer_name: str) -> float:
+    """``value`` as a float in [0, 1], or an error naming the layer and the argument."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{layer_name}: {what} must be a number, got {value!r}")
     value = float(value)
-    if not (0.0 < value <= 1.0 if low_open else 0.0 <= value <= 1.0):
-        interval = "(0, 1]" if low_open else "[0, 1]"
-        raise ValueError(f"{layer_name}: {what} must be in {interval}, got {value!r}")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{layer_name}: {what} must be in [0, 1], got {value!r}")
     return value
 
 
