@@ -181,17 +181,18 @@ class BatchNorm(Layer):
     def _backward_batch_stats(self, d_rows):
         xhat, inv_std = self.cache["xhat"], self.cache["inv_std"]
         count = xhat.shape[0]
-        sum_dy = column_sums(d_rows)                 # sum_m dy_m  = dbeta  (C,)
-        sum_dy_xhat = column_sums(d_rows * xhat)     # sum_m dy_m xhat_m  = dgamma  (C,)
+        dy_xhat = d_rows * xhat                       # (M, C)
+        sum_dy = column_sums(d_rows)                  # sum_m dy_m  = dbeta  (C,)
+        sum_dy_xhat = column_sums(dy_xhat)            # sum_m dy_m xhat_m  = dgamma  (C,)
         self.grads["beta"] = sum_dy
         self.grads["gamma"] = sum_dy_xhat
-        # dx = gamma / (M sigma) * (M dy - sum dy - xhat * sum dy xhat), as
-        # dx = a * dy + (b * xhat + c) with per-channel a = gamma / sigma, b = -a/M sum(dy xhat),
-        # c = -a/M sum(dy): the same three terms, in four passes over (M, C) instead of five.
-        a = self.params["gamma"] * inv_std
-        dx = xhat * (-(1.0 / count) * a * sum_dy_xhat)
-        dx += (-(1.0 / count) * a) * sum_dy
-        dx += d_rows * a
+        # dx = gamma / (M sigma) * (M dy - sum dy - xhat sum(dy xhat))
+        #    = (gamma / sigma) * (dy - mean(dy) - xhat mean(dy xhat)), built in dy_xhat's memory
+        #    (no new (M, C) array): four passes, each one NumPy operation
+        dx = np.multiply(xhat, sum_dy_xhat * (1.0 / count), out=dy_xhat)   # xhat mean(dy xhat)
+        dx += sum_dy * (1.0 / count)                                     # + mean(dy)
+        np.subtract(d_rows, dx, out=dx)                                  # dy - mean(dy) - ...
+        dx *= self.params["gamma"] * inv_std                             # * gamma / sigma
         return dx
 
     def _backward_running_stats(self, d_rows):
