@@ -143,11 +143,12 @@ class BatchNorm(Layer):
         # the (N, H, W) axes (see column_sums for why).
         mean = column_sums(rows) * (1.0 / count)                        # mu  (C,)
         centered = rows - mean                                          # x - mu  (M, C)
-        var = column_sums(centered * centered) * (1.0 / count)          # biased variance  (C,)
-        inv_std = 1.0 / np.sqrt(var + self.eps)                 # 1 / sigma  (C,)
-        xhat = np.multiply(centered, inv_std, out=centered)     # (x - mu) / sigma, in place  (M, C)
-        y = xhat * self.params["gamma"]
-        y += self.params["beta"]                                # gamma xhat + beta  (M, C)
+        squares = centered * centered                                   # (x - mu)^2  (M, C)
+        var = column_sums(squares) * (1.0 / count)                      # biased variance  (C,)
+        inv_std = 1.0 / np.sqrt(var + self.eps)                         # 1 / sigma  (C,)
+        xhat = np.multiply(centered, inv_std, out=centered)             # (x - mu) / sigma  (M, C)
+        y = np.multiply(xhat, self.params["gamma"], out=squares)        # reuses the squares' memory
+        y += self.params["beta"]                                        # gamma xhat + beta  (M, C)
         self._update_running_stats(mean, var, count)
         return y, {"mode": "batch", "xhat": xhat, "inv_std": inv_std}
 
