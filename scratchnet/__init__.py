@@ -2,10 +2,11 @@
 
 __version__ = "0.1.0"
 
-from . import datasets, gradcheck, layers, losses, metrics, models, optimizers  # noqa: E402
+from . import callbacks, datasets, gradcheck, layers, losses, metrics, models, optimizers  # noqa: E402
 from .model import History, Sequential  # noqa: E402
 from .optimizers import SGD, Adam  # noqa: E402
 from .serialization import SerializationError, UnsafeModelError, load_model  # noqa: E402
+from .training import NonFiniteLossError  # noqa: E402
 
 
 def load(path, trusted: bool = False, allowed_classes=()) -> Sequential:
@@ -27,4 +28,5 @@ def load(path, trusted: bool = False, allowed_classes=()) -> Sequential:
 
 __all__ = ["__version__", "Sequential", "History", "load", "Adam", "SGD", "layers", "losses",
            "optimizers", "gradcheck", "SerializationError", "UnsafeModelError",
-           "datasets", "metrics", "models"]  # scratchnet.viz is imported on use (matplotlib)
+           "datasets", "metrics", "models",  # scratchnet.viz is imported on use (matplotlib)
+           "NonFiniteLossError", "callbacks"]

@@ -12,12 +12,35 @@ Heavy modules (the layers, matplotlib) are imported inside the commands, so
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
 
 MODEL_NAMES = ("lenet5", "small_cnn", "tiny_cnn", "mlp")
 DATASETS = ("mnist-sample", "mnist", "patterns", "cifar10")
+
+DESCRIPTION = """scratchnet: a convolutional network framework in NumPy, for learning backpropagation.
+
+examples:
+  scratchnet train                  LeNet-5 on the bundled MNIST digits (no network needed)
+  scratchnet train --dataset patterns --model tiny_cnn --epochs 3
+  scratchnet gradcheck              numerical gradient check of every built-in layer
+  scratchnet summary --model lenet5
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the examples' line breaks and shows every option's default (unless it is None/False)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class UsageError(Exception):
+    """A command-line value that cannot work; printed without a traceback (exit code 2)."""
 
 # Defaults of `scratchnet train`, tuned so that LeNet-5 on the bundled sample (7,200 training
 # images) passes 97% test accuracy well inside two minutes on two CPU cores: Adam with a
@@ -26,8 +49,8 @@ TRAIN_DEFAULTS = {"epochs": 8, "batch_size": 64, "lr": 3e-3}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scratchnet", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="scratchnet", description=DESCRIPTION,
+                                     formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"scratchnet {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -35,49 +58,61 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train a model, print progress and validation accuracy "
                                 "per epoch and the final test accuracy, and write the model, "
                                 "history.json and plots to --out. Ctrl-C stops early and still "
-                                "saves what was trained (exit code 130).")
-    train.add_argument("--model", default="lenet5", choices=MODEL_NAMES)
+                                "saves what was trained (exit code 130).",
+                                formatter_class=_HelpFormatter)
+    train.add_argument("--model", default="lenet5", choices=MODEL_NAMES, help="network to train")
     train.add_argument("--dataset", default="mnist-sample", choices=DATASETS,
                        help="mnist-sample: 10,000 real digits bundled with scratchnet (8,000 train "
                        "/ 2,000 test); mnist: the full set (downloaded once); patterns: synthetic; "
                        "cifar10: needs the unpacked python batches in --data-dir")
-    train.add_argument("--epochs", type=_positive_int, default=TRAIN_DEFAULTS["epochs"])
-    train.add_argument("--batch-size", type=_positive_int, default=TRAIN_DEFAULTS["batch_size"])
+    train.add_argument("--epochs", type=_positive_int, default=TRAIN_DEFAULTS["epochs"],
+                       help="passes over the training images")
+    train.add_argument("--batch-size", type=_positive_int, default=TRAIN_DEFAULTS["batch_size"],
+                       help="images per optimizer step")
     train.add_argument("--lr", type=_positive_float, default=TRAIN_DEFAULTS["lr"],
                        help="initial Adam learning rate, cosine-decayed to 0 over the run")
     train.add_argument("--backend", default="im2col", choices=("im2col", "scipy"),
                        help="convolution algorithm (scipy: the slow, readable reference)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    train.add_argument("--seed", type=int, default=0, help="seeds weights, shuffling and the data split")
+    train.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                       help="float32 is fast, float64 exact")
     train.add_argument("--val-fraction", type=float, default=0.1,
-                       help="share of the training images held out for validation (default 0.1)")
+                       help="share of the training images held out for validation (the last ones)")
     train.add_argument("--limit", type=_positive_int, default=None,
                        help="use only the first N training and N test images (quick runs)")
     train.add_argument("--out", default=None,
-                       help="output folder (default runs/<date-time>)")
+                       help="output folder, created if needed (default: runs/<date-time>)")
     train.add_argument("--data-dir", default=None,
                        help="folder with dataset files (else $SCRATCHNET_DATA, ~/.cache/scratchnet)")
     train.add_argument("--no-download", action="store_true", help="never use the network")
 
-    commands.add_parser("gradcheck", help="check every built-in layer's backward numerically")
+    commands.add_parser("gradcheck", help="check every built-in layer's backward numerically",
+                        formatter_class=_HelpFormatter)
 
-    summary = commands.add_parser("summary", help="print a model's layers and parameter counts")
-    summary.add_argument("--model", default="lenet5", choices=MODEL_NAMES)
-    summary.add_argument("--input-shape", type=_shape, default=(28, 28, 1),
-                         help="one sample, e.g. 32,32,3 (default 28,28,1)")
-    summary.add_argument("--classes", type=_positive_int, default=10)
+    summary = commands.add_parser("summary", help="print a model's layers and parameter counts",
+                                  formatter_class=_HelpFormatter)
+    summary.add_argument("--model", default="lenet5", choices=MODEL_NAMES, help="network to show")
+    summary.add_argument("--input-shape", type=_shape, default="28,28,1",
+                         help="one sample, e.g. 32,32,3")
+    summary.add_argument("--classes", type=_positive_int, default=10, help="number of outputs")
     return parser
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
@@ -102,8 +137,11 @@ def main(argv=None) -> int:
         try:
             return run_training(args)
         except DatasetError as error:
-            print(f"scratchnet train: {error}", file=sys.stderr)
+            print(f"scratchnet train: {_cli_wording(str(error))}", file=sys.stderr)
             return 1
+        except UsageError as error:
+            print(f"scratchnet train: {error}", file=sys.stderr)
+            return 2
     if args.command == "gradcheck":
         return run_gradcheck()
     if args.command == "summary":
@@ -118,6 +156,14 @@ def main(argv=None) -> int:
         return 0
     parser.print_help()
     return 0
+
+
+def _cli_wording(message: str) -> str:
+    """Dataset errors speak of the Python arguments; on the command line they are flags."""
+    for python, flag in (("pass the folder as root", "pass the folder with --data-dir"),
+                         ("download=False", "--no-download"), ("root=", "--data-dir ")):
+        message = message.replace(python, flag)
+    return message
 
 
 # ---------------------------------------------------------------------- gradcheck
@@ -183,13 +229,21 @@ def _output_dir(out):
     from pathlib import Path
 
     if out is not None:
-        folder = Path(out)
+        folder = Path(out).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--out {out}: is a file, not a folder; give a folder for the results")
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         folder, number = Path("runs") / stamp, 1
         while folder.exists():
             folder, number = Path("runs") / f"{stamp}-{number}", number + 1
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {folder}: cannot create the output folder ({error.strerror or error})") \
+            from None
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--out {folder}: the folder is not writable")
     return folder
 
 
@@ -207,6 +261,9 @@ def prepare_training(args):
     n_val = int(round(len(x_train) * args.val_fraction))
     validation = (x_train[-n_val:], y_train[-n_val:]) if n_val else None
     x_fit, y_fit = (x_train[:-n_val], y_train[:-n_val]) if n_val else (x_train, y_train)
+    if len(x_fit) == 0:
+        raise UsageError(f"--val-fraction {args.val_fraction} of {len(x_train)} training images leaves "
+                         f"none to train on; use a smaller --val-fraction or a larger --limit")
     model = get_model(args.model, input_shape=x_train.shape[1:], n_classes=len(class_names),
                       seed=args.seed, dtype=args.dtype, backend=args.backend)
     total_steps = args.epochs * -(-len(x_fit) // args.batch_size)

@@ -10,9 +10,15 @@ mean squared error:
     L = mean over all elements of (z - t)^2         dz = 2 (z - t) / z.size
 binary cross-entropy with logits, targets t in [0, 1]:
     L = mean of max(z, 0) - z t + log(1 + exp(-|z|))     dz = (sigmoid(z) - t) / z.size
+
+Per-sample weights w (N,) (``forward(logits, y, weights=w)``; fit's sample_weight and
+class_weight) multiply each sample's term before the mean, and its gradient row likewise:
+    L = mean_n w_n L_n        dz_n = w_n dz_n       (w = 1 gives the plain loss)
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from scipy.special import expit
@@ -35,6 +41,15 @@ class Loss:
 
     def accuracy(self, logits: np.ndarray, y: np.ndarray) -> float | None:
         return None
+
+    def _sample_weights(self, weights, logits) -> np.ndarray | None:
+        """Per-sample weights (N,) shaped to broadcast over a sample's axes, or None."""
+        if weights is None:
+            return None
+        w = np.asarray(weights, dtype=logits.dtype)
+        if w.shape != logits.shape[:1]:
+            raise ValueError(f"{self.name}: expected {logits.shape[0]} sample weights, got shape {w.shape}")
+        return w.reshape(-1, *([1] * (logits.ndim - 1)))
 
     def _check_logits(self, logits) -> np.ndarray:
         logits = np.asarray(logits)
@@ -77,20 +92,32 @@ class CrossEntropy(Loss):
             return one_hot
         if y.shape != (n, k):
             raise ValueError(f"{self.name}: expected labels of shape ({n},) or ({n}, {k}), got {y.shape}")
+        row_sums = y.sum(axis=1)
+        if n and not self.__dict__.get("warned_label_rows") and not np.allclose(row_sums, 1, atol=1e-3):
+            self.warned_label_rows = True  # once per loss object, not once per batch
+            bad = int(np.argmax(np.abs(row_sums - 1)))
+            warnings.warn(f"{self.name}: label rows should be probabilities summing to 1, but row {bad} "
+                          f"sums to {row_sums[bad]:.4g}; the loss is then not a cross-entropy (pass "
+                          f"integer labels (N,), or one-hot / soft-label rows)", UserWarning, stacklevel=4)
         return y.astype(logits.dtype, copy=False)
 
-    def forward(self, logits, y):
+    def forward(self, logits, y, weights=None):
         logits = self._check_logits(logits)
         if logits.ndim != 2:
             raise ValueError(f"{self.name}: expected logits of shape (N, classes), got {logits.shape}")
         t = self.targets(logits, y)
+        w = self._sample_weights(weights, logits)
         log_probs = log_softmax(logits)  # z - logsumexp(z), shifted by max(z): no overflow, no log(0)
-        self.cache = {"log_probs": log_probs, "t": t}
+        self.cache = {"log_probs": log_probs, "t": t, "w": w}
+        if w is not None:
+            return float(-(w * t * log_probs).sum() / logits.shape[0])  # mean_n w_n L_n
         return float(-(t * log_probs).sum() / logits.shape[0])
 
     def backward(self):
         log_probs, t = self.cache["log_probs"], self.cache["t"]
-        return (np.exp(log_probs) - t) / log_probs.shape[0]  # (softmax(z) - t) / N
+        grad = (np.exp(log_probs) - t) / log_probs.shape[0]  # (softmax(z) - t) / N
+        w = self.cache.get("w")
+        return grad if w is None else grad * w
 
     def accuracy(self, logits, y):
         y = np.asarray(y)
@@ -103,18 +130,20 @@ class MeanSquaredError(Loss):
 
     name = "mse"
 
-    def forward(self, logits, y):
+    def forward(self, logits, y, weights=None):
         logits = self._check_logits(logits)
         t = np.asarray(y, dtype=logits.dtype)
         if t.shape != logits.shape:
             raise ValueError(f"{self.name}: expected targets of shape {logits.shape}, got {t.shape}")
         diff = logits - t
-        self.cache = {"diff": diff}
-        return float(np.mean(diff * diff))
+        w = self._sample_weights(weights, logits)
+        self.cache = {"diff": diff, "w": w}
+        return float(np.mean(diff * diff if w is None else w * diff * diff))
 
     def backward(self):
         diff = self.cache["diff"]
-        return 2 * diff / diff.size
+        w = self.cache.get("w")
+        return 2 * diff / diff.size if w is None else 2 * w * diff / diff.size
 
 
 class BinaryCrossEntropy(Loss):
@@ -134,17 +163,20 @@ class BinaryCrossEntropy(Loss):
             raise ValueError(f"{self.name}: expected targets of shape {logits.shape}, got {t.shape}")
         return t
 
-    def forward(self, logits, y):
+    def forward(self, logits, y, weights=None):
         logits = self._check_logits(logits)
         t = self._targets(logits, y)
+        w = self._sample_weights(weights, logits)
         # log(1 + exp(-|z|)) never overflows; max(z, 0) - z t completes the stable form
         elementwise = np.maximum(logits, 0) - logits * t + np.log1p(np.exp(-np.abs(logits)))
-        self.cache = {"logits": logits, "t": t}
-        return float(np.mean(elementwise))
+        self.cache = {"logits": logits, "t": t, "w": w}
+        return float(np.mean(elementwise if w is None else w * elementwise))
 
     def backward(self):
         logits, t = self.cache["logits"], self.cache["t"]
-        return ((expit(logits) - t) / logits.size).astype(logits.dtype, copy=False)
+        grad = ((expit(logits) - t) / logits.size).astype(logits.dtype, copy=False)
+        w = self.cache.get("w")
+        return grad if w is None else grad * w
 
     def accuracy(self, logits, y):
         t = self._targets(logits, y)

@@ -11,46 +11,17 @@ One training step on a batch (x, y)::
 
 from __future__ import annotations
 
-import math
-import time
-
 import numpy as np
 
-from .layers.base import Layer
+from . import input_checks as checks
+from . import inspect as _inspect
+from .layers.base import Layer, iter_layers
 from .losses import get_loss
 from .optimizers import get_optimizer
-from .progress import ProgressBar
+from .training import History, NonFiniteLossError, diagnose_non_finite
+from .training import fit as _fit
 
-
-class History:
-    """Per-epoch metrics returned by ``fit``: ``history["loss"]``, ``history["val_accuracy"]``...
-
-    ``epoch`` holds the model's epoch numbers and ``seconds`` the wall time of each epoch.
-    """
-
-    def __init__(self):
-        self.history: dict[str, list[float]] = {}
-        self.epoch: list[int] = []
-        self.seconds: list[float] = []
-
-    def append(self, epoch: int, metrics: dict, seconds: float | None = None) -> None:
-        self.epoch.append(epoch)
-        self.seconds.append(seconds)
-        for key, value in metrics.items():
-            self.history.setdefault(key, []).append(value)
-
-    def __getitem__(self, key):
-        return self.history[key]
-
-    def __contains__(self, key):
-        return key in self.history
-
-    def to_dict(self) -> dict:
-        return {"epoch": list(self.epoch), "seconds": list(self.seconds),
-                **{key: list(values) for key, values in self.history.items()}}
-
-    def __repr__(self):
-        return f"History({self.to_dict()})"
+__all__ = ["Sequential", "History", "NonFiniteLossError"]
 
 
 class Sequential:
@@ -65,20 +36,25 @@ class Sequential:
     seed : int, optional
         Seeds weight initialisation, shuffling and any layer randomness. Same seed and same
         data give bitwise-identical weights and history.
-    dtype : "float32" (default, fast) or "float64" (exact)
+    dtype : "float32" (default, fast) or "float64" (exact). float16 is refused: Adam's
+        eps = 1e-8 rounds to 0 in it and the updates turn into NaN.
     check_numerics : bool
         If True, every input batch is checked for NaN and inf.
+
+    Calling the model, ``model(x)``, is ``model.predict(x)``.
     """
+
+    # Class-level defaults, so models saved before these attributes existed still load.
+    input_range = None       # (min, max) of the training inputs, recorded by fit
+    callback_state = None    # state callbacks keep on the model so that it is saved (callbacks.py)
 
     def __init__(self, layers=None, input_shape=None, seed=None, dtype="float32",
                  check_numerics=False, name="sequential"):
         self.name = name
         self.layers: list[Layer] = []
-        self.input_shape = tuple(int(size) for size in input_shape) if input_shape is not None else None
+        self.input_shape = checks.check_input_shape(input_shape, name)
         self.seed = seed
-        self.dtype = np.dtype(dtype)
-        if self.dtype.kind != "f":
-            raise TypeError(f"{self.name}: dtype must be a floating type, got {self.dtype}")
+        self.dtype = checks.check_model_dtype(dtype, name)
         self.check_numerics = bool(check_numerics)
         self.rng = np.random.default_rng(seed)
         self.optimizer = None
@@ -92,6 +68,7 @@ class Sequential:
     def add(self, layer: Layer) -> None:
         if not isinstance(layer, Layer):
             raise TypeError(f"{self.name}: add() expects a Layer, got {type(layer).__name__}")
+        checks.refuse_reused_layer(self.layers, layer, self.name)
         used = {existing.name for existing in self.layers}
         if layer.name in used:
             base, k = layer.name, 1
@@ -103,10 +80,27 @@ class Sequential:
             layer.set_rng(self.rng)
         self.layers.append(layer)
 
-    def build(self, input_shape=None) -> "Sequential":
-        """Build every layer in order from the shape of one sample."""
+    def build(self, input_shape=None, reset: bool = False) -> "Sequential":
+        """Build every layer in order from the shape of one sample.
+
+        On a built model, ``build()`` (or the same shape) does nothing; a different shape is an
+        error, because building draws new weights. ``reset=True`` rebuilds on purpose: new
+        weights, optimizer state, ``epochs_trained = 0``.
+        """
+        input_shape = checks.check_input_shape(input_shape, self.name)
+        if self.built and not reset:
+            if input_shape is None or input_shape == self.input_shape:
+                return self
+            raise ValueError(
+                f"{self.name}: the model is already built for input shape {self.input_shape}, got "
+                f"{input_shape}; building again would replace every trained weight. Pass "
+                f"build({input_shape}, reset=True) to start over with new weights")
         if input_shape is not None:
-            self.input_shape = tuple(int(size) for size in input_shape)
+            self.input_shape = input_shape
+        if reset:
+            self.epochs_trained, self.input_range, self.callback_state = 0, None, None
+            if self.optimizer is not None:
+                self.optimizer.iterations = 0
         if self.input_shape is None:
             raise ValueError(f"{self.name}: no input_shape; pass Sequential(input_shape=...) or build(shape)")
         if not self.layers:
@@ -128,21 +122,43 @@ class Sequential:
     def compile(self, optimizer="adam", loss="cross_entropy") -> "Sequential":
         self.optimizer = get_optimizer(optimizer)
         self.loss = get_loss(loss)
+        checks.warn_softmax_before_cross_entropy(self.layers, self.loss, self.name)
         return self
 
     # ------------------------------------------------------------------ checks
-    def _prepare_input(self, x) -> np.ndarray:
-        x = np.asarray(x)
-        if x.dtype.kind not in "fiub":
-            raise TypeError(f"{self.name}: expected a numeric input array, got dtype {x.dtype}")
+    def _prepare_input(self, x, record_range: bool = False, check_range: bool = True) -> np.ndarray:
+        """Check a batch (kind, shape, values) and return it in the model's dtype.
+
+        Builds an unbuilt model from it. Warns (once per call) about integer images and about
+        values far outside the range seen in training (``check_range``; ``forward`` skips it, as
+        gradient checks feed random inputs on purpose); ``record_range`` (fit) records the range.
+        """
+        x = checks.check_array_kind(x, self.name)
+        if x.ndim < 2 and self.input_shape is None:
+            raise ValueError(f"{self.name}: expected a batch of samples (N, ...), got shape {x.shape}; "
+                             f"add a batch axis (x[None]) or give Sequential(input_shape=...)")
         if not self.built:
+            if self.input_shape is None and checks.looks_channels_first(x.shape):
+                raise ValueError(
+                    f"{self.name}: input of shape {x.shape} looks channels-first (N, C, H, W), but "
+                    f"scratchnet is channels-last (N, H, W, C): pass x.transpose(0, 2, 3, 1), or give "
+                    f"Sequential(input_shape={x.shape[1:]}) if the shape is meant as it is")
             self.build(x.shape[1:] if self.input_shape is None else None)
         if x.ndim != 1 + len(self.input_shape) or x.shape[1:] != self.input_shape:
             expected = ", ".join(["N", *map(str, self.input_shape)])
-            raise ValueError(f"{self.name}: expected input of shape ({expected}), got {x.shape}")
+            hint = checks.shape_hint(x.shape, self.input_shape)
+            raise ValueError(f"{self.name}: expected input of shape ({expected}), got {x.shape}{hint}")
         if self.check_numerics and not np.all(np.isfinite(x)):
             raise ValueError(f"{self.name}: input contains NaN or inf "
                              f"({int(np.sum(~np.isfinite(x)))} values)")
+        checks.warn_integer_images(x, self.name)
+        x_range = checks.finite_range(x) if check_range or record_range else None
+        if check_range:
+            checks.warn_out_of_range(x_range, self.input_range, self.name)
+        if record_range and x_range is not None:
+            lo, hi = x_range if self.input_range is None else (
+                min(x_range[0], self.input_range[0]), max(x_range[1], self.input_range[1]))
+            self.input_range = (lo, hi)
         return x.astype(self.dtype, copy=False)
 
     def _check_targets(self, x, y) -> np.ndarray:
@@ -157,7 +173,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ passes
     def forward(self, x, training=False) -> np.ndarray:
-        return self._run_layers(self._prepare_input(x), training)
+        return self._run_layers(self._prepare_input(x, check_range=False), training)
 
     def _run_layers(self, out, training=False) -> np.ndarray:
         """Every layer's forward in order, on an input already checked by _prepare_input."""
@@ -179,86 +195,122 @@ class Sequential:
         self.layers[0].backward_params(dout)
         return None
 
-    def train_step(self, x, y) -> tuple[float, np.ndarray]:
-        """One step of forward, loss, backward and update. Returns (loss, logits)."""
+    def train_step(self, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
+        """One step of forward, loss, backward and update. Returns (loss, logits).
+
+        A non-finite loss raises ``NonFiniteLossError`` BEFORE the update (backward never
+        changes a parameter), so the weights stay those from before this step.
+        """
         self._require_compiled()
-        logits = self.forward(x, training=True)
-        loss = self.loss.forward(logits, y)
+        prepared = (isinstance(x, np.ndarray) and self.built and x.dtype == self.dtype
+                    and x.shape[1:] == self.input_shape and not self.check_numerics)
+        x = x if prepared else self._prepare_input(x)  # fit checks its whole array once
+        buffers = {id(layer): {k: v.copy() for k, v in layer.buffers.items()}
+                   for layer in iter_layers(self.layers) if layer.buffers}  # e.g. running means
+        logits = self._run_layers(x, training=True)
+        if sample_weight is None:
+            loss = self.loss.forward(logits, y)
+        else:
+            loss = self.loss.forward(logits, y, weights=sample_weight)
+        if not np.isfinite(loss):
+            for layer in iter_layers(self.layers):
+                if id(layer) in buffers:
+                    layer.buffers.update(buffers[id(layer)])
+            raise NonFiniteLossError(f"{self.name}: the loss is {loss}; {diagnose_non_finite(self, x)}; "
+                                     f"the weights are those from before this step")
         self.backward(self.loss.backward(), input_gradient=False)  # dL/dx of the data is never used
         self.optimizer.step(self.layers)
         return loss, logits
 
     # ------------------------------------------------------------------ training
-    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True,
-            verbose=1, history: History | None = None) -> History:
-        """Train for ``epochs`` passes over (x, y) in shuffled mini-batches.
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, verbose=1,
+            history=None, validation_split=0.0, callbacks=(), initial_epoch=None,
+            sample_weight=None, class_weight=None, augment=None):
+        """Train for ``epochs`` passes over (x, y) in shuffled mini-batches; returns a History.
 
-        Returns a History of per-epoch loss and accuracy (on the training batches, as they
-        were seen) and val_loss / val_accuracy when ``validation_data=(x_val, y_val)``.
-        Pass your own ``history`` to have each epoch appended the moment it finishes: a
-        KeyboardInterrupt then leaves every finished epoch in it (``scratchnet train`` does).
+        See :func:`scratchnet.training.fit` for every option (validation_split, callbacks,
+        initial_epoch, sample_weight, class_weight, augment).
         """
-        self._require_compiled()
-        x = self._prepare_input(x)
-        y = self._check_targets(x, y)
-        for option, value, least in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-                raise ValueError(f"{self.name}: {option} must be an int >= {least}, got {value!r}")
-        history = history if history is not None else History()
-        n_samples = len(x)
-        n_steps = math.ceil(n_samples / batch_size)
-        for epoch in range(epochs):
-            start = time.perf_counter()
-            order = self.rng.permutation(n_samples) if shuffle else np.arange(n_samples)
-            bar = ProgressBar(n_steps, f"Epoch {epoch + 1}/{epochs}") if verbose else None
-            loss_sum, correct_sum, seen = 0.0, 0.0, 0
-            for step in range(n_steps):
-                batch = order[step * batch_size:(step + 1) * batch_size]
-                loss, logits = self.train_step(x[batch], y[batch])
-                loss_sum += loss * len(batch)
-                accuracy = self.loss.accuracy(logits, y[batch])
-                correct_sum += (accuracy or 0.0) * len(batch)
-                seen += len(batch)
-                metrics = {"loss": loss_sum / seen}
-                if self.loss.has_accuracy:
-                    metrics["accuracy"] = correct_sum / seen
-                if bar:
-                    bar.update(step + 1, metrics)
-            if validation_data is not None:
-                val = self.evaluate(*validation_data)
-                metrics.update({f"val_{key}": value for key, value in val.items()})
-            self.epochs_trained += 1
-            history.append(self.epochs_trained, metrics, seconds=time.perf_counter() - start)
-            if bar:
-                bar.close(metrics)
-        return history
+        return _fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                   shuffle=shuffle, verbose=verbose, history=history, validation_split=validation_split,
+                   callbacks=callbacks, initial_epoch=initial_epoch, sample_weight=sample_weight,
+                   class_weight=class_weight, augment=augment)
 
-    def evaluate(self, x, y, batch_size=256) -> dict:
-        """Mean loss (and accuracy for classification losses) over (x, y), in inference mode."""
+    def _check_batch_size(self, batch_size) -> int:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"{self.name}: batch_size must be an int >= 1, got {batch_size!r}")
+        return int(batch_size)
+
+    def evaluate(self, x, y, batch_size=256, verbose=0, sample_weight=None) -> dict:
+        """Mean loss (and accuracy for classification losses) over (x, y), in inference mode.
+
+        ``verbose=1`` prints the result on one line.
+        """
         if self.loss is None:
             raise RuntimeError(f"{self.name}: call compile(optimizer, loss) before evaluate")
+        batch_size = self._check_batch_size(batch_size)
         x = self._prepare_input(x)
+        checks.check_not_empty(x, self.name, "evaluate: x")
         y = self._check_targets(x, y)
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         loss_sum, correct_sum = 0.0, 0.0
         for start in range(0, len(x), batch_size):
             logits = self._run_layers(x[start:start + batch_size])
             targets = y[start:start + batch_size]
-            loss_sum += self.loss.forward(logits, targets) * len(logits)
+            if weights is None:
+                loss_sum += self.loss.forward(logits, targets) * len(logits)
+            else:
+                loss_sum += self.loss.forward(logits, targets, weights=weights[start:start + batch_size]) \
+                    * len(logits)
             correct_sum += (self.loss.accuracy(logits, targets) or 0.0) * len(logits)
         results = {"loss": loss_sum / len(x)}
         if self.loss.has_accuracy:
             results["accuracy"] = correct_sum / len(x)
+        if verbose:
+            print(" - ".join(f"{key}: {value:.4f}" for key, value in results.items()))
         return results
 
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Output of the last layer (logits if the model ends without softmax)."""
+        batch_size = self._check_batch_size(batch_size)
         x = self._prepare_input(x)
         outputs = [self._run_layers(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
         if not outputs:
             return np.zeros((0, *self.output_shape), dtype=self.dtype)
         return np.concatenate(outputs)
 
+    __call__ = predict
+
+    def predict_proba(self, x, batch_size=256) -> np.ndarray:
+        """Class probabilities (N, classes): softmax of the logits, rows sum to 1."""
+        from .layers.activations import log_softmax
+        logits = self.predict(x, batch_size)
+        if logits.ndim != 2:
+            raise ValueError(f"{self.name}: predict_proba needs outputs of shape (N, classes), "
+                             f"got {logits.shape}")
+        return np.exp(log_softmax(logits))
+
+    def predict_classes(self, x, batch_size=256) -> np.ndarray:
+        """The index of the largest logit per sample, (N,) ints."""
+        logits = self.predict(x, batch_size)
+        if logits.ndim != 2:
+            raise ValueError(f"{self.name}: predict_classes needs outputs of shape (N, classes), "
+                             f"got {logits.shape}")
+        return logits.argmax(axis=1)
+
     # ------------------------------------------------------------------ inspection
+    def activations(self, x, layers=None, **options) -> dict:
+        """Chosen layers' outputs (inference mode): ``{name: array}``; see scratchnet.inspect."""
+        return _inspect.activations(self, x, layers, **options)
+
+    def input_gradient(self, x, target, labels=None, **options) -> np.ndarray:
+        """d(class score, or loss with ``labels``)/d(input), shape of x; see scratchnet.inspect."""
+        return _inspect.input_gradient(self, x, target, labels, **options)
+
+    def gradient_at(self, x, layer, target, labels=None, **options) -> np.ndarray:
+        """d(score)/d(output of ``layer``); see scratchnet.inspect."""
+        return _inspect.gradient_at(self, x, layer, target, labels, **options)
+
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
 
@@ -290,26 +342,50 @@ class Sequential:
 
     def astype(self, dtype) -> "Sequential":
         """Cast every layer (params, grads, optimizer moments) to ``dtype`` in place."""
-        self.dtype = np.dtype(dtype)
+        self.dtype = checks.check_model_dtype(dtype, self.name)
         for layer in self.layers:
             layer.astype(self.dtype)
         return self
 
     # ------------------------------------------------------------------ weights
-    def get_weights(self) -> dict[str, np.ndarray]:
-        """Every parameter and buffer as ``{"layer_name/param_name": array}``."""
+    def _weight_arrays(self) -> dict[str, np.ndarray]:
+        """The live arrays: ``{"layer/param": array}``; layers inside a container are named
+        ``"container/layer/param"``."""
         weights = {}
-        for layer in self.layers:
-            for store in (layer.params, layer.buffers):
-                for key, value in store.items():
-                    weights[f"{layer.name}/{key}"] = value
+
+        def walk(layers, prefix):
+            for layer in layers:
+                for store in (layer.params, layer.buffers):
+                    for key, value in store.items():
+                        weights[f"{prefix}{layer.name}/{key}"] = value
+                walk(layer.sublayers(), f"{prefix}{layer.name}/")
+
+        walk(self.layers, "")
         return weights
 
-    def set_weights(self, weights: dict) -> None:
-        """Copy arrays in by name; checks every name, shape and dtype before changing anything."""
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """A COPY of every parameter and buffer as ``{"layer_name/param_name": array}``.
+
+        Copies, so ``best = model.get_weights()`` keeps its values while training goes on.
+        """
+        return {key: value.copy() for key, value in self._weight_arrays().items()}
+
+    def set_weights(self, weights) -> None:
+        """Copy arrays in, by name (a dict as get_weights returns) or in order (a list).
+
+        Every name, shape and dtype is checked before anything changes.
+        """
         if not self.built:
             self.build()
-        own = self.get_weights()
+        own = self._weight_arrays()
+        if isinstance(weights, (list, tuple)):
+            if len(weights) != len(own):
+                raise ValueError(f"{self.name}: set_weights got a list of {len(weights)} arrays, the "
+                                 f"model has {len(own)} ({', '.join(own)})")
+            weights = dict(zip(own, weights))
+        if not isinstance(weights, dict):
+            raise TypeError(f"{self.name}: set_weights expects a dict (as get_weights returns) or a "
+                            f"list of arrays in layer order, got {type(weights).__name__}")
         missing = sorted(set(own) - set(weights))
         unexpected = sorted(set(weights) - set(own))
         if missing or unexpected:
@@ -348,6 +424,7 @@ class Sequential:
         # restricted loader needs no NumPy random internals and resume stays exact.
         state = self.__dict__.copy()
         state["rng"] = self.rng.bit_generator.state
+        state.pop("stop_training", None)  # fit's flag for the current call (a checkpoint mid-fit)
         return state
 
     def __setstate__(self, state):

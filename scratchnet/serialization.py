@@ -65,11 +65,13 @@ from __future__ import annotations
 
 import builtins
 import collections
+import errno
 import hashlib
 import io
 import json
 import os
 import pickle
+import re
 import secrets
 import stat
 import struct
@@ -188,13 +190,27 @@ class RestrictedUnpickler(pickle._Unpickler):
     def _allowed_class(self, cls) -> bool:
         return _is_scratchnet_class(cls) or cls in self.extra_classes.values()
 
-    def find_class(self, module, name):
-        found = self.extra_classes.get((module, name)) or allowed_global(module, name)
+    def _user_class(self, module, name):
+        """An allowed class by module and name; a class saved from a script (``__main__.Scale``)
+        or given from one matches an allowed class of the same name in any module."""
+        found = self.extra_classes.get((module, name))
         if found is None:
+            same_name = [cls for (mod, qualname), cls in self.extra_classes.items()
+                         if qualname == name and "__main__" in (mod, module)]
+            found = same_name[0] if len(same_name) == 1 else None
+        return found
+
+    def find_class(self, module, name):
+        found = self._user_class(module, name) or allowed_global(module, name)
+        if found is None:
+            mine = name[:1].isupper() and module.split(".")[0] not in ("numpy", "builtins", "scratchnet")
+            hint = (f" If {name} is a layer class of your own, import it and pass it: "
+                    f"scratchnet.load(path, allowed_classes=[{name}])." if mine else "")
             raise UnsafeModelError(
                 f"refused to load global {module}.{name}: a scratchnet model file may only name "
-                "scratchnet classes, NumPy array/dtype rebuilders and builtin containers. If you "
-                "trust this file completely, use scratchnet.load(path, trusted=True).")
+                f"scratchnet classes, NumPy array/dtype rebuilders, builtin containers and the "
+                f"classes given in allowed_classes.{hint} If you trust this file completely, use "
+                f"scratchnet.load(path, trusted=True).")
         return found
 
     def _refuse(self, what: str):
@@ -286,8 +302,25 @@ def atomic_write(path, chunks) -> None:
     new file gets (the umask applies; ``tempfile.mkstemp`` would make it private, 0600), or the
     permissions of the file it replaces.
     """
-    path = os.path.realpath(os.fspath(path))  # through a symlink: replace the file it points to
+    user_path = os.fspath(path)
+    path = os.path.realpath(os.path.expanduser(user_path))  # through a symlink: replace its target
     folder, base = os.path.split(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"cannot save to {user_path!r}: it is a folder; give a "
+                                f"file name, e.g. {os.path.join(user_path, 'model.sn')!r}")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, f"cannot save to {user_path!r}: the folder {folder!r} "
+                                f"does not exist (create it first, e.g. os.makedirs)")
+    try:
+        _write_replace(path, folder, base, chunks)
+    except OSError as error:
+        if error.errno is None:
+            raise
+        raise type(error)(error.errno, f"cannot save to {user_path!r}: "
+                          f"{error.strerror or error}") from None
+
+
+def _write_replace(path, folder, base, chunks) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         tmp_path = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
@@ -423,6 +456,10 @@ def _check_and_finish(model, path):
         _require(isinstance(model.rng, np.random.Generator), "no random generator")
         _require(model.optimizer is None or isinstance(model.optimizer, Optimizer), "bad optimizer")
         _require(model.loss is None or isinstance(model.loss, Loss), "bad loss")
+        input_range = model.input_range
+        _require(input_range is None or (isinstance(input_range, tuple) and len(input_range) == 2
+                 and all(type(v) is float for v in input_range)), "bad input_range")
+        _require(model.callback_state is None or isinstance(model.callback_state, dict), "bad callback_state")
         for layer in model.layers:
             _require(isinstance(layer.name, str) and isinstance(layer.opt_state, dict),
                      "a layer has no name or optimizer state")
@@ -454,7 +491,7 @@ def load_model(path, trusted: bool = False, allowed_classes=()):
             raise TypeError(f"allowed_classes takes Layer subclasses, got {cls!r}")
         if any("__new__" in vars(k) or "__del__" in vars(k) for k in cls.__mro__[:-1]):
             raise TypeError(f"{cls.__qualname__} defines __new__ or __del__: load it with trusted=True")
-    with open(path, "rb") as file:  # FileNotFoundError propagates as it is
+    with open(os.path.expanduser(os.fspath(path)), "rb") as file:  # FileNotFoundError as it is
         data = file.read()
     _, payload = _parse_header(data, path)
     try:
@@ -464,9 +501,31 @@ def load_model(path, trusted: bool = False, allowed_classes=()):
             model = RestrictedUnpickler(io.BytesIO(payload), len(payload), allowed_classes).load()
     except UnsafeModelError as error:
         raise UnsafeModelError(f"{path}: {error}") from None
+    except (AttributeError, ImportError) as error:
+        missing = _missing_class(error)
+        if missing is None:
+            raise SerializationError(f"{path}: corrupted model data ({type(error).__name__}: {error})") \
+                from error
+        module, name = missing
+        where = "a script run as __main__" if module == "__main__" else f"module {module}"
+        raise SerializationError(
+            f"{path}: the file needs class {module}.{name}, which does not exist here (it was saved "
+            f"from {where}). Import or define {name} before loading, and pass it: "
+            f"scratchnet.load(path, allowed_classes=[{name}]).") from None
     except Exception as error:
         raise SerializationError(f"{path}: corrupted model data ({type(error).__name__}: {error})") from error
     return _check_and_finish(model, path)
+
+
+def _missing_class(error):
+    """(module, name) of the class plain pickle could not find, from its error, or None."""
+    text = str(error)
+    found = re.search(r"Can't get attribute '([\w.]+)' on <module '([\w.]+)'", text)
+    if found:  # "python -m tool" runs the script as __main__ under the name "tool.__main__"
+        module = "__main__" if found.group(2).endswith("__main__") else found.group(2)
+        return module, found.group(1)
+    found = re.search(r"No module named '([\w.]+)'", text)
+    return (found.group(1), "?") if found else None
 
 
 # ====================================================================== weights files
@@ -484,12 +543,19 @@ def load_weights(model, path) -> None:
 
     Every name, shape and dtype is checked before any parameter changes (``set_weights``).
     """
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            weights = {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise
-    except Exception as error:
+    real = os.path.expanduser(os.fspath(path))
+    with open(real, "rb") as file:  # FileNotFoundError as it is
+        start = file.read(len(MAGIC))
+    if start == MAGIC:
         raise SerializationError(
-            f"{path}: not a readable weights file ({type(error).__name__}: {error})") from None
+            f"{path}: not a readable weights file: it is a model file (written by model.save); load it with "
+            f"scratchnet.load({os.fspath(path)!r}); load_weights reads files written by model.save_weights")
+    try:
+        with np.load(real, allow_pickle=False) as archive:
+            weights = {key: archive[key] for key in archive.files}
+    except Exception as error:
+        reason = "it holds pickled objects" if "allow_pickle" in str(error) else f"{type(error).__name__}"
+        raise SerializationError(
+            f"{path}: not a readable weights file ({reason}); load_weights reads the .npz files "
+            f"model.save_weights writes") from None
     model.set_weights(weights)

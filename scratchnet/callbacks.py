@@ -1,0 +1,209 @@
+"""Callbacks: code that ``fit`` calls at fixed points of training.
+
+``fit(..., callbacks=[EarlyStopping(patience=3), ModelCheckpoint("best.sn"), CSVLogger("log.csv")])``
+
+Hooks (epochs count from 0; ``logs`` holds loss, accuracy, val_loss, val_accuracy so far)::
+
+    on_train_begin(logs)
+        on_epoch_begin(epoch, logs)
+            on_batch_end(batch, logs)        # after every optimizer step
+        on_epoch_end(epoch, logs)            # after validation
+    on_train_end(logs)
+
+Rules that keep training resumable and models saveable:
+
+* A callback holds no open file, lambda or generator (it stays picklable): loggers open their
+  file for each write.
+* State that decides what happens next (EarlyStopping's best value and patience count,
+  ModelCheckpoint's best value) lives on the model, in ``model.callback_state[callback.key]``,
+  so ``model.save`` keeps it and ``scratchnet.load`` + ``fit(..., callbacks=[same callbacks])``
+  continues exactly. Two callbacks of one kind on one model need different ``key``s. Put
+  ModelCheckpoint after EarlyStopping in the list, so a checkpoint holds that epoch's
+  early-stopping state; with ``restore_best_weights`` the best weights are part of that state
+  (and of every saved file).
+* Not saved: the callbacks' own settings (patience, paths, ...): pass the same ones again.
+* ``model.stop_training = True`` ends training after the current epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+
+class Callback:
+    """Base class: every hook does nothing. ``self.model`` is set by ``fit``."""
+
+    model = None
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_batch_end(self, batch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("model", None)  # the model is saved on its own
+        return state
+
+
+def _check_epoch(owner, epoch):
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"{owner}: epoch must be an int >= 0, got {epoch!r}")
+
+
+class _Monitor(Callback):
+    """A callback that watches one logged value (``monitor``) for improvement.
+
+    improved  <=>  value < best - min_delta   (mode "min")
+                   value > best + min_delta   (mode "max");  "auto": max for accuracy, else min
+    """
+
+    def __init__(self, monitor, mode, min_delta, key):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
+            raise ValueError(f"{type(self).__name__}: min_delta must be a number >= 0, got {min_delta!r}")
+        self.monitor = monitor
+        self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
+        self.min_delta = float(min_delta)
+        self.key = key
+
+    @property
+    def state(self) -> dict:
+        """This callback's saved state on the model (created on first use)."""
+        if self.model.callback_state is None:
+            self.model.callback_state = {}
+        return self.model.callback_state.setdefault(self.key, {"best": None})
+
+    def value(self, logs) -> float:
+        if self.monitor not in logs:
+            raise KeyError(f"{type(self).__name__}: monitor={self.monitor!r} is not among the logged "
+                           f"values {sorted(logs)}; validation values need validation_data or "
+                           f"validation_split")
+        return float(logs[self.monitor])
+
+    def improved(self, value) -> bool:
+        best = self.state["best"]
+        if best is None or math.isnan(best):
+            return not math.isnan(value)
+        return value < best - self.min_delta if self.mode == "min" else value > best + self.min_delta
+
+
+class EarlyStopping(_Monitor):
+    """Stop when ``monitor`` has not improved for ``patience`` epochs in a row.
+
+    ``restore_best_weights=True`` sets the weights back to the best epoch's when it stops
+    (the best weights are kept in ``model.callback_state``, so they are saved with the model).
+    State continues across ``fit`` calls and save/load; after a stop, the next ``fit`` starts a
+    fresh patience count (the best value is kept).
+    """
+
+    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
+                 restore_best_weights=False, key="early_stopping"):
+        super().__init__(monitor, mode, min_delta, key)
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
+        self.patience = patience
+        self.restore_best_weights = bool(restore_best_weights)
+        self.stopped_epoch = None
+
+    def on_train_begin(self, logs=None):
+        state = self.state
+        state.setdefault("wait", 0)
+        if state.get("stopped"):
+            state.update(wait=0, stopped=False)
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        _check_epoch("EarlyStopping", epoch)
+        state, value = self.state, self.value(logs)
+        if self.improved(value):
+            state.update(best=value, wait=0, best_epoch=epoch)
+            if self.restore_best_weights:
+                state["best_weights"] = self.model.get_weights()  # copies
+            return
+        state["wait"] += 1
+        if state["wait"] > self.patience:
+            state["stopped"] = True
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.restore_best_weights and state.get("best_weights") is not None:
+                self.model.set_weights(state["best_weights"])
+
+
+class ModelCheckpoint(_Monitor):
+    """Save the model (atomically, ``model.save``) after each epoch, or only when ``monitor``
+    improves (``save_best_only=True``). ``path`` may contain ``{epoch}`` (1-based) and any
+    logged name, e.g. ``"ckpt-{epoch:03d}-{val_loss:.3f}.sn"``."""
+
+    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto",
+                 key="model_checkpoint"):
+        super().__init__(monitor, mode, 0.0, key)
+        self.path = os.fspath(path)
+        self.save_best_only = bool(save_best_only)
+
+    def on_epoch_end(self, epoch, logs=None):
+        _check_epoch("ModelCheckpoint", epoch)
+        if self.save_best_only:
+            value = self.value(logs)
+            if not self.improved(value):
+                return
+            self.state["best"] = value
+        self.model.save(self.path.format(epoch=epoch + 1, **logs))
+
+
+class MetricsLogger(Callback):
+    """Append one line per epoch to ``path``: CSV with a header (``format="csv"``) or JSON
+    lines (``format="json"``, one object per epoch). The file is opened for each write, so the
+    logger holds no open file; an existing file is appended to (a resumed run continues it)."""
+
+    def __init__(self, path, format="csv"):
+        if format not in ("csv", "json"):
+            raise ValueError(f"MetricsLogger: format must be 'csv' or 'json', got {format!r}")
+        self.path = os.path.expanduser(os.fspath(path))
+        self.format = format
+
+    def on_epoch_end(self, epoch, logs=None):
+        _check_epoch(type(self).__name__, epoch)
+        row = {"epoch": epoch + 1, **{key: float(value) for key, value in (logs or {}).items()}}
+        if self.format == "json":
+            with open(self.path, "a", encoding="utf-8") as file:
+                file.write(json.dumps(row) + "\n")
+            return
+        fields = list(row)
+        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+        if not new:
+            with open(self.path, newline="", encoding="utf-8") as file:
+                fields = next(csv.reader(file), fields)
+        with open(self.path, "a", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore", restval="")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+class CSVLogger(MetricsLogger):
+    def __init__(self, path):
+        super().__init__(path, format="csv")
+
+
+class JSONLogger(MetricsLogger):
+    def __init__(self, path):
+        super().__init__(path, format="json")
+

@@ -1,0 +1,145 @@
+"""Checks on the arrays a student hands to a model, with hints for the common mistakes.
+
+Each function raises (or warns) with a message that names the model, what was expected, what
+was given and, where the cause is usually the same, what to do about it:
+
+* channels-first images ``(N, C, H, W)`` where scratchnet wants ``(N, H, W, C)``;
+* one image without its batch axis, ``(H, W, C)`` instead of ``(1, H, W, C)``;
+* integer images (uint8 0-255) where the model computes in floats on scaled values;
+* values far outside the range the model saw in training (forgot ``x / 255``?);
+* strings, objects, complex numbers, empty arrays;
+* one layer object used twice; a softmax last layer before the cross-entropy loss.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def check_model_dtype(dtype, owner: str) -> np.dtype:
+    """float32 or float64; anything else (float16 included: Adam's eps=1e-8 underflows) is refused."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{owner}: dtype must be 'float32' or 'float64', got {dtype!r}") from None
+    if dtype not in (np.dtype("float32"), np.dtype("float64")):
+        reason = (" (float16 is not supported: its smallest step is too coarse for the optimizer, "
+                  "Adam's eps=1e-8 rounds to 0)" if dtype == np.dtype("float16") else "")
+        raise TypeError(f"{owner}: dtype must be 'float32' or 'float64', got {dtype}{reason}")
+    return dtype
+
+
+def check_input_shape(input_shape, owner: str):
+    """``Sequential(input_shape=...)``: a tuple of sizes of ONE sample; an int means ``(int,)``."""
+    if input_shape is None:
+        return None
+    if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
+        input_shape = (input_shape,)
+    try:
+        shape = tuple(int(size) for size in input_shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{owner}: input_shape must be a tuple of ints for one sample (no batch "
+                        f"axis), e.g. (28, 28, 1) or 784, got {input_shape!r}") from None
+    if not shape or min(shape) < 1:
+        raise ValueError(f"{owner}: every size in input_shape must be >= 1, got {shape}")
+    return shape
+
+
+def check_array_kind(x, owner: str) -> np.ndarray:
+    """An array of real numbers (bool and ints allowed, then converted); else a TypeError."""
+    try:
+        x = np.asarray(x)
+    except ValueError as error:  # ragged nested lists
+        raise ValueError(f"{owner}: input is not a rectangular array ({error})") from None
+    if x.dtype.kind not in "fiub":
+        what = {"c": "complex numbers", "U": "strings", "S": "bytes", "O": "Python objects"}.get(
+            x.dtype.kind, f"dtype {x.dtype}")
+        raise TypeError(f"{owner}: expected an array of real numbers, got {what} (dtype {x.dtype})")
+    return x
+
+
+def looks_channels_first(shape) -> bool:
+    """(N, C, H, W) with C in {1, 3} on axis 1 and a last axis that is not a channel count."""
+    return len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3) and shape[2] > 3
+
+
+def shape_hint(x_shape, input_shape) -> str:
+    """A hint for a batch whose shape does not match ``input_shape`` ('' if no common cause)."""
+    x_shape, input_shape = tuple(x_shape), tuple(input_shape)
+    if x_shape == input_shape:
+        return (f"; this looks like ONE sample without the batch axis: add it with x[None] "
+                f"(shape {(1, *input_shape)})")
+    if len(x_shape) == 4 and len(input_shape) == 3 and x_shape[1:] == (input_shape[2], *input_shape[:2]):
+        return ("; this looks channels-first (N, C, H, W), but scratchnet is channels-last "
+                "(N, H, W, C): pass x.transpose(0, 2, 3, 1)")
+    if len(x_shape) == len(input_shape) + 2 and x_shape[1] == 1 and x_shape[2:] == input_shape:
+        return "; there is an extra axis of size 1: pass x[:, 0] or x.squeeze(1)"
+    return ""
+
+
+def check_not_empty(x, owner: str, what: str = "data") -> None:
+    if len(x) == 0:
+        raise ValueError(f"{owner}: {what} has no samples (shape {x.shape}); nothing to compute on")
+
+
+def warn_integer_images(x, owner: str) -> None:
+    """uint8 images 0-255 reach a float model unscaled: the loss is ~15x too large."""
+    if x.dtype.kind in "iu" and x.size and x.max() > 1:
+        warnings.warn(
+            f"{owner}: got integer input (dtype {x.dtype}, values up to {x.max()}); the model computes "
+            f"in floats and usually expects values scaled to [0, 1]: pass x.astype('float32') / 255",
+            UserWarning, stacklevel=4)
+
+
+def finite_range(x) -> tuple[float, float] | None:
+    """(min, max) of the finite values of x, or None if there are none."""
+    if x.size == 0:
+        return None
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        finite = x[np.isfinite(x)]
+        if finite.size == 0:
+            return None
+        lo, hi = float(finite.min()), float(finite.max())
+    return lo, hi
+
+
+def warn_out_of_range(x_range, trained_range, owner: str) -> None:
+    """Warn once when inputs lie more than one training range beyond what training saw."""
+    if x_range is None or trained_range is None:
+        return
+    lo, hi = trained_range
+    margin = max(hi - lo, 1e-12)
+    if x_range[0] < lo - margin or x_range[1] > hi + margin:
+        warnings.warn(
+            f"{owner}: inputs range from {x_range[0]:.4g} to {x_range[1]:.4g}, but the model was "
+            f"trained on values from {lo:.4g} to {hi:.4g}; scale or standardise them the same way "
+            f"as the training data (e.g. x / 255)", UserWarning, stacklevel=4)
+
+
+def refuse_reused_layer(present_layers, layer, owner: str) -> None:
+    """One layer object may appear once in a model: twice would share its cache, name and gradients."""
+    from .layers.base import iter_layers
+
+    present = {id(existing) for existing in iter_layers(present_layers)}
+    for candidate in iter_layers([layer]):
+        if id(candidate) in present:
+            raise ValueError(
+                f"{owner}: layer {candidate.name!r} ({type(candidate).__name__}) is already in the model; "
+                f"a layer object can be used only once. For a second layer of the same kind create a "
+                f"new object, e.g. {type(candidate).__name__}(...); sharing weights between two places "
+                f"in a model is not supported")
+
+
+def warn_softmax_before_cross_entropy(layers, loss, owner: str) -> None:
+    """The cross-entropy loss applies softmax to logits itself: a softmax last layer doubles it."""
+    last = layers[-1] if layers else None
+    if getattr(loss, "name", None) == "cross_entropy" and getattr(last, "activation", None) == "softmax":
+        warnings.warn(
+            f"{owner}: the last layer {last.name!r} applies softmax and the loss 'cross_entropy' "
+            f"applies softmax again (it expects raw logits); remove activation='softmax' from the last "
+            f"layer and use predict_proba() for probabilities", UserWarning, stacklevel=3)

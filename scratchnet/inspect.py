@@ -1,0 +1,196 @@
+"""Gradients beyond the weights: a layer's output, d(score)/d(input), d(score)/d(a layer's output).
+
+Training only needs dL/dW. To *look inside* a network we want two more things, and both come
+from the ordinary layer contract (``forward`` caches, ``backward`` returns dL/dx): no second
+autodiff.
+
+With ``a_0 = x`` and ``a_i = layer_i.forward(a_{i-1})`` for the layers ``0 .. m`` of
+``model.layers``, and a scalar ``score`` read off ``a_m`` (the *score layer*, by default the
+last one), the chain rule is a walk back from ``m``::
+
+    g_m     = d score / d a_m                       (the "target", see below)
+    g_{i-1} = layer_i.backward(g_i)                 for i = m, m-1, ..., k+1
+    g_k     = d score / d a_k                       -> gradient_at(model, x, k, target)
+    g_{-1}  = d score / d x   (walk down to i = 0)  -> input_gradient(model, x, target)
+
+The target, i.e. ``d score / d a_m`` (shape (N, *out) of the score layer's output ``out``):
+
+* an int ``c``: ``score = sum_n out[n, ..., c]``, the class-``c`` logit of every sample
+  (for an output with spatial axes, summed over them). Samples do not interact in inference
+  mode, so row n of the result is d out[n, c] / d x[n].
+* an integer array ``(N,)``: class ``c_n`` for sample ``n``.
+* ``"loss"`` with ``labels=y``: the model's loss (mean over the batch, as in training; pass
+  ``loss=`` to use another one, cross-entropy if the model is not compiled).
+* a float array of the output's shape: that array *is* ``d score / d out`` (score = sum(out * dy)).
+* a callable ``f(out) -> dy``: for scores that depend on the output's value (feature inversion).
+
+Everything runs in inference mode (``training=False``) in the model's dtype; ``dtype="float64"``
+runs on a float64 copy of the model instead (the model itself is not touched). The calls never
+change parameters, buffers or optimizer state. ``backward`` writes every later layer's
+``grads``: those buffers are saved before and restored after, so a call has no effect on a
+training step either; only the layers' forward caches are overwritten.
+
+Only top-level layers (``model.layers``) can be named. A layer inside a container (Residual,
+Parallel) is reached through the container: name the container.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+
+import numpy as np
+
+from .layers.base import Layer, iter_layers
+from .losses import get_loss
+
+
+# ---------------------------------------------------------------------- finding layers
+def layer_index(model, layer) -> int:
+    """Index in ``model.layers`` of ``layer`` given as an int (negative counts from the end),
+    a name, or the layer object. A name inside a container raises (top-level layers only)."""
+    n_layers = len(model.layers)
+    if isinstance(layer, numbers.Integral) and not isinstance(layer, bool):
+        if not -n_layers <= layer < n_layers:
+            raise ValueError(f"{model.name}: layer index {layer} out of range "
+                             f"(the model has {n_layers} layers)")
+        return int(layer) % n_layers
+    for index, candidate in enumerate(model.layers):
+        if candidate is layer or (isinstance(layer, str) and candidate.name == layer):
+            return index
+    for top in model.layers:
+        for inner in iter_layers(top.sublayers()):
+            if inner is layer or (isinstance(layer, str) and inner.name == layer):
+                raise ValueError(f"{model.name}: layer {inner.name!r} is inside the container "
+                                 f"{top.name!r}; only top-level layers can be chosen, name {top.name!r}")
+    if not isinstance(layer, (str, Layer)):
+        raise TypeError(f"{model.name}: a layer is chosen by int index, name or Layer object, "
+                        f"got {type(layer).__name__}")
+    names = ", ".join(candidate.name for candidate in model.layers)
+    raise ValueError(f"{model.name}: no layer {layer!r}; layers are: {names}")
+
+
+def _model_in(model, dtype):
+    """The model itself, or a deep copy of it cast to ``dtype`` (the original is not touched)."""
+    if dtype is None or np.dtype(dtype) == model.dtype:
+        return model
+    return copy.deepcopy(model).astype(dtype)
+
+
+# ---------------------------------------------------------------------- activations
+def activations(model, x, layers=None, dtype=None) -> dict[str, np.ndarray]:
+    """Outputs of the chosen layers for the batch ``x``, in inference mode.
+
+    x : (N, *model.input_shape)
+    layers : list of indices / names / Layer objects (default: every layer)
+    Returns ``{layer name: output (N, *that layer's output shape)}`` in model order, each a
+    copy. The forward pass stops at the deepest chosen layer.
+    """
+    model = _model_in(model, dtype)
+    chosen = range(len(model.layers)) if layers is None else [layer_index(model, lyr) for lyr in layers]
+    wanted = set(chosen)
+    out = model._prepare_input(x)
+    if not wanted:
+        return {}
+    result = {}
+    for index, layer in enumerate(model.layers[:max(wanted) + 1]):
+        out = layer.forward(out, training=False)
+        if index in wanted:
+            result[layer.name] = np.array(out, copy=True)
+    return result
+
+
+# ---------------------------------------------------------------------- the target
+def _output_gradient(model, out, target, labels, loss) -> np.ndarray:
+    """d score / d out for one of the target forms of the module docstring."""
+    if callable(target):
+        dy = np.asarray(target(out))
+    elif isinstance(target, str):
+        if target != "loss":
+            raise ValueError(f"{model.name}: target must be a class index, an array, 'loss' or a "
+                             f"callable, got the string {target!r}")
+        if labels is None:
+            raise ValueError(f"{model.name}: target='loss' needs labels=y (the true classes)")
+        loss = copy.copy(get_loss(loss if loss is not None else (model.loss or "cross_entropy")))
+        loss.forward(out, labels)
+        dy = loss.backward()
+    else:
+        array = np.asarray(target)
+        if array.dtype.kind in "iu":  # an int or one int per sample
+            dy = _one_hot_gradient(model, out, array)
+        elif array.dtype.kind == "f":
+            dy = array
+        else:
+            raise TypeError(f"{model.name}: target must be an int, an int array (N,), 'loss', a float "
+                            f"array of the output's shape or a callable, got {target!r}")
+    if dy.shape != out.shape:
+        raise ValueError(f"{model.name}: the gradient for the output must have the output's shape "
+                         f"{out.shape}, got {dy.shape}")
+    return dy.astype(out.dtype, copy=False)
+
+
+def _one_hot_gradient(model, out, classes) -> np.ndarray:
+    """dy = 1 at [n, ..., c_n] (every position of the other axes), 0 elsewhere."""
+    n, n_classes = out.shape[0], out.shape[-1]
+    classes = np.broadcast_to(classes, (n,)) if classes.ndim == 0 else classes
+    if classes.shape != (n,):
+        raise ValueError(f"{model.name}: expected one class index per sample ({n},), "
+                         f"got shape {classes.shape}")
+    if classes.size and (classes.min() < 0 or classes.max() >= n_classes):
+        raise ValueError(f"{model.name}: class indices must be in [0, {n_classes - 1}], got values "
+                         f"from {classes.min()} to {classes.max()}")
+    dy = np.zeros_like(out)
+    dy[np.arange(n), ..., classes] = 1
+    return dy
+
+
+# ---------------------------------------------------------------------- the walk back
+def backprop(model, x, target, layer=None, score_layer=None, labels=None, loss=None, dtype=None):
+    """Forward to the score layer, then backward down to ``layer`` (None: down to the input).
+
+    Returns ``(activation, gradient, output)``: the output of ``layer`` (the input x for None),
+    d score / d that activation (same shape), and the score layer's output. The lower-level
+    call behind ``gradient_at``, ``input_gradient`` and the pictures of ``interpret.py``.
+    """
+    model = _model_in(model, dtype)
+    stop = len(model.layers) - 1 if score_layer is None else layer_index(model, score_layer)
+    start = -1 if layer is None else layer_index(model, layer)  # -1: the input
+    if start >= stop:
+        raise ValueError(f"{model.name}: layer {model.layers[start].name!r} must come before the "
+                         f"score layer {model.layers[stop].name!r}")
+    out = model._prepare_input(x)
+    activation = out
+    for index, current in enumerate(model.layers[:stop + 1]):
+        out = current.forward(out, training=False)
+        if index == start:
+            activation = out
+    grad = _output_gradient(model, out, target, labels, loss)
+    later = model.layers[start + 1:stop + 1]
+    saved = [{key: value.copy() for key, value in current.grads.items()} for current in later]
+    try:
+        for current in reversed(later):
+            grad = current.backward(grad)  # g_{i-1} = layer_i.backward(g_i)
+    finally:
+        for current, grads in zip(later, saved):  # backward wrote them; put them back
+            for key, value in grads.items():
+                current.grads[key][...] = value
+    return np.array(activation, copy=True), grad, out
+
+
+def input_gradient(model, x, target, labels=None, loss=None, score_layer=None, dtype=None) -> np.ndarray:
+    """d score / d x, shape of x (N, *input_shape). ``target``: see the module docstring.
+
+    >>> grad = input_gradient(model, images, 3)                  # d logit_3 / d pixels
+    >>> grad = input_gradient(model, images, "loss", labels=y)    # d mean loss / d pixels
+    """
+    return backprop(model, x, target, None, score_layer, labels, loss, dtype)[1]
+
+
+def gradient_at(model, x, layer, target, labels=None, loss=None, score_layer=None, dtype=None,
+                return_activation=False):
+    """d score / d (output of ``layer``), shape (N, *that layer's output shape).
+
+    With ``return_activation=True`` returns ``(activation, gradient)``, what Grad-CAM needs.
+    """
+    activation, grad, _ = backprop(model, x, target, layer, score_layer, labels, loss, dtype)
+    return (activation, grad) if return_activation else grad

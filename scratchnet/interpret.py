@@ -1,0 +1,385 @@
+"""What a trained CNN looks at: Grad-CAM, saliency, feature inversion, deep dream, class model.
+
+Every method is one of the gradients of ``inspect.py`` put to work:
+
+* Grad-CAM (Selvaraju et al. 2017): with A (N, h, w, K) a convolution layer's output and y^c
+  the class score, the channel weights are ``alpha_k = mean_{i,j} d y^c / d A[i, j, k]`` and
+  the map is ``ReLU(sum_k alpha_k A[:, :, k])``, upsampled to the image and scaled to [0, 1].
+  ``weighting="elementwise"`` keeps the gradient per cell instead of averaging it:
+  ``ReLU(sum_k dy^c/dA^k * A^k)`` (HiResCAM, Draelos & Carin 2020). Behind a global average
+  pooling head the gradient is the same in every cell and both are the same map (CAM, Zhou et
+  al. 2016). Behind Flatten + Dense they differ: a small digit model trained for one epoch
+  gives *empty* mean-weighted maps for about half the digits (the class weights of the many
+  background cells are mostly negative, "no stroke here", and their average outweighs the few
+  positive ones on the strokes), while the element-wise map puts most of its mass on the digit.
+* Saliency (Simonyan et al. 2014): ``max_channels |d y^c / d x|``; SmoothGrad (Smilkov et al.
+  2017) averages that gradient over noisy copies ``x + N(0, (noise * (max x - min x))^2)``.
+* Feature inversion (Mahendran & Vedaldi 2015): find pixels x whose features at a layer match
+  the image's, by Adam on the pixels: ``||phi(x) - phi(x0)||^2 / ||phi(x0)||^2 + tv * TV(x) + l2 * ||x||^2``.
+* Deep dream: gradient ascent on ``mean(A^2) / 2`` (a layer, or one channel of it).
+* Class model (Simonyan et al. 2014): Adam ascent on ``y^c(x) - l2 * ||x||^2`` from a grey image.
+
+Each ``name(...)`` returns arrays; each ``plot_name(...)`` takes the same arguments, computes
+them, and returns ``(arrays..., figure)``: a matplotlib Figure made headless like viz.py's.
+The model is used in inference mode; its parameters and optimizer state never change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .inspect import activations, backprop, input_gradient, layer_index
+from .layers.base import iter_layers
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _batch(model, images) -> np.ndarray:
+    """(N, *input_shape) from one image or a batch."""
+    images = np.asarray(images)
+    return images[np.newaxis] if images.ndim == len(model.input_shape) else images
+
+
+def _classes(model, batch, class_index):
+    """class_index as an (N,) int array; None means the predicted classes."""
+    if class_index is None:
+        return np.asarray(model.predict(batch)).argmax(axis=-1)
+    return np.broadcast_to(np.asarray(class_index, dtype=np.int64), (len(batch),))
+
+
+def upsample_bilinear(maps: np.ndarray, size) -> np.ndarray:
+    """(N, h, w) -> (N, H, W) by bilinear interpolation between cell centres.
+
+    Output pixel y samples the input at ``(y + 0.5) * h / H - 0.5`` (half-pixel centres, clamped
+    to the border): PyTorch's ``align_corners=False``, scipy's ``zoom(order=1, grid_mode=True)``.
+    """
+    maps = np.asarray(maps, dtype=float)
+
+    def source(n_in, n_out):
+        position = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        low = np.floor(position).astype(int)
+        return low, np.minimum(low + 1, n_in - 1), position - low
+
+    (top, bottom, fy), (left, right, fx) = source(maps.shape[1], size[0]), source(maps.shape[2], size[1])
+    rows = maps[:, top, :] * (1 - fy)[:, None] + maps[:, bottom, :] * fy[:, None]  # (N, H, w)
+    return rows[:, :, left] * (1 - fx) + rows[:, :, right] * fx
+
+
+def _scale01(maps: np.ndarray) -> np.ndarray:
+    """Each map divided by its maximum (an all-zero map stays 0)."""
+    peak = maps.max(axis=tuple(range(1, maps.ndim)), keepdims=True)
+    return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
+
+
+# ---------------------------------------------------------------------- Grad-CAM
+def default_cam_layer(model) -> int:
+    """The last layer with weights and a 4-D output (the last convolution, or a normalisation after
+    it), moved past the shape-keeping layers that follow it (its activation), as in Keras models
+    whose convolution includes its ReLU. Pooling is not passed: it coarsens the map."""
+    shape, shapes = model.input_shape, []
+    for layer in model.layers:
+        shape = layer.output_shape(shape)
+        shapes.append(shape)
+    weighted = [i for i, layer in enumerate(model.layers)
+                if len(shapes[i]) == 3 and any(lyr.params for lyr in iter_layers([layer]))]
+    if not weighted:
+        raise ValueError(f"{model.name}: no layer with weights and an (H, W, C) output for Grad-CAM; "
+                         "pass layer=")
+    index = weighted[-1]
+    while index + 1 < len(model.layers) and shapes[index + 1] == shapes[index] \
+            and not model.layers[index + 1].params:
+        index += 1
+    return index
+
+
+def grad_cam(model, images, class_index=None, layer=None, weighting: str = "mean") -> np.ndarray:
+    """Grad-CAM maps (N, H, W) in [0, 1] for images (N, H, W, C) (or one image (H, W, C)).
+
+    class_index : int, (N,) ints, or None for each image's predicted class
+    layer : index / name of a layer with an (h, w, K) output; default ``default_cam_layer``
+    weighting : "mean" (Grad-CAM: alpha_k = spatial mean of the gradient) or "elementwise"
+        (HiResCAM: the gradient cell by cell); see the module docstring for when they differ
+    An all-zero map means no cell had positive evidence for the class.
+    """
+    if weighting not in ("mean", "elementwise"):
+        raise ValueError(f"grad_cam: weighting must be 'mean' or 'elementwise', got {weighting!r}")
+    batch = _batch(model, images)
+    index = default_cam_layer(model) if layer is None else layer_index(model, layer)
+    classes = _classes(model, batch, class_index)
+    feature, grad, _ = backprop(model, batch, classes, layer=index)  # A, dy^c/dA: (N, h, w, K)
+    if feature.ndim != 4:
+        raise ValueError(f"{model.layers[index].name}: Grad-CAM needs a layer with an (h, w, K) "
+                         f"output, this one gives {feature.shape[1:]}")
+    if weighting == "mean":
+        alpha = grad.mean(axis=(1, 2), keepdims=True)        # alpha_k = mean_ij dy^c / dA_ijk (N,1,1,K)
+    else:
+        alpha = grad                                         # dy^c / dA_ijk itself (N, h, w, K)
+    cam = np.maximum((alpha * feature).sum(axis=-1), 0)      # ReLU(sum_k alpha_k A^k)  (N, h, w)
+    return _scale01(upsample_bilinear(cam, batch.shape[1:3]))
+
+
+# ---------------------------------------------------------------------- saliency
+def saliency(model, images, class_index=None, method: str = "vanilla", samples: int = 25,
+             noise: float = 0.15, rng=0) -> np.ndarray:
+    """Saliency maps (N, H, W) >= 0: max over channels of |d y^c / d x| (not rescaled).
+
+    method : "vanilla" (one gradient) or "smoothgrad" (mean gradient over ``samples`` noisy
+        copies, noise standard deviation ``noise * (max - min)`` of each image)
+    rng : a numpy Generator or an int seed for SmoothGrad's noise (never NumPy's global state)
+    """
+    if method not in ("vanilla", "smoothgrad"):
+        raise ValueError(f"saliency: method must be 'vanilla' or 'smoothgrad', got {method!r}")
+    batch = np.asarray(_batch(model, images), dtype=float)
+    classes = _classes(model, batch, class_index)
+    if method == "vanilla":
+        grad = input_gradient(model, batch, classes)
+    else:
+        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+            raise ValueError(f"saliency: samples must be a positive int, got {samples!r}")
+        rng = np.random.default_rng(rng)
+        sigma = noise * (batch.max(axis=(1, 2, 3)) - batch.min(axis=(1, 2, 3)))  # (N,)
+        grad = 0.0
+        for _ in range(samples):
+            noisy = batch + sigma[:, None, None, None] * rng.standard_normal(batch.shape)
+            grad = grad + input_gradient(model, noisy, classes) / samples
+    return np.abs(grad).max(axis=-1)
+
+
+# ---------------------------------------------------------------------- optimising pixels
+def total_variation(x: np.ndarray):
+    """Squared total variation of images (N, H, W, C) and its gradient.
+
+    TV = sum (x[h+1, w] - x[h, w])^2 + (x[h, w+1] - x[h, w])^2 ; dTV/dx has x's shape.
+    """
+    down, right = np.diff(x, axis=1), np.diff(x, axis=2)
+    grad = np.zeros_like(x)
+    grad[:, 1:] += 2 * down   # each difference pulls its lower cell up ...
+    grad[:, :-1] -= 2 * down  # ... and its upper cell down
+    grad[:, :, 1:] += 2 * right
+    grad[:, :, :-1] -= 2 * right
+    return float((down ** 2).sum() + (right ** 2).sum()), grad
+
+
+class PixelAdam:
+    """Adam on an array of pixels: m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+    x -= lr * m_hat / (sqrt(v_hat) + eps) with the bias-corrected m_hat, v_hat."""
+
+    def __init__(self, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.m = self.v = 0.0
+        self.t = 0
+
+    def step(self, x, grad):
+        self.t += 1
+        self.m = self.beta1 * self.m + (1 - self.beta1) * grad
+        self.v = self.beta2 * self.v + (1 - self.beta2) * grad ** 2
+        m_hat, v_hat = self.m / (1 - self.beta1 ** self.t), self.v / (1 - self.beta2 ** self.t)
+        return x - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+def _check_steps(steps, what):
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"{what}: steps must be a positive int, got {steps!r}")
+
+
+def feature_inversion(model, image, layer, steps: int = 200, lr: float = 0.05, tv_weight: float = 1e-3,
+                      l2_weight: float = 0.0, bounds=None, rng=0):
+    """Reconstruct an image (H, W, C) from its features at ``layer``.
+
+    Starts from a grey image with small noise (``rng``) and runs ``steps`` of Adam on
+    L(x) = ||phi(x) - phi0||^2 / ||phi0||^2 + tv_weight * TV(x) + l2_weight * ||x||^2,
+    clipping x to ``bounds`` (default the image's own (min, max)).
+    Returns ``(reconstruction (H, W, C), losses (steps,))``.
+    """
+    _check_steps(steps, "feature_inversion")
+    index = layer_index(model, layer)
+    x0 = np.asarray(_batch(model, image), dtype=float)[:1]
+    phi0 = np.asarray(activations(model, x0, [index])[model.layers[index].name], dtype=float)
+    norm = max(float((phi0 ** 2).sum()), 1e-12)
+    low, high = bounds if bounds is not None else (x0.min(), x0.max())
+    rng = np.random.default_rng(rng)
+    x = np.full_like(x0, (low + high) / 2) + 0.01 * (high - low) * rng.standard_normal(x0.shape)
+    adam, losses, feature_loss = PixelAdam(lr), [], []
+
+    def d_feature_loss(phi):  # d/dphi of ||phi - phi0||^2 / ||phi0||^2
+        feature_loss.append(float(((phi - phi0) ** 2).sum()) / norm)
+        return 2 * (phi - phi0) / norm
+
+    for _ in range(steps):
+        grad = backprop(model, x, d_feature_loss, score_layer=index)[1].astype(float)
+        tv, tv_grad = total_variation(x)
+        losses.append(feature_loss[-1] + tv_weight * tv + l2_weight * float((x ** 2).sum()))
+        x = np.clip(adam.step(x, grad + tv_weight * tv_grad + 2 * l2_weight * x), low, high)
+    return x[0], np.array(losses)
+
+
+def deep_dream(model, image, layer, steps: int = 20, lr: float = 0.02, channel: int | None = None,
+               bounds=None):
+    """Amplify what ``layer`` (or one ``channel`` of it) sees in the image.
+
+    Gradient ascent on J = mean(A^2) / 2 with the step normalised by the mean |gradient|:
+    x += lr * g / mean|g|, clipped to ``bounds`` (default the image's (min, max)).
+    Returns ``(dreamed image (H, W, C), J before each step (steps,))``.
+    """
+    _check_steps(steps, "deep_dream")
+    index = layer_index(model, layer)
+    x = np.asarray(_batch(model, image), dtype=float)[:1].copy()
+    low, high = bounds if bounds is not None else (x.min(), x.max())
+    objectives = []
+
+    def d_objective(a):  # dJ/dA = A / A.size (only the chosen channel)
+        mask = np.zeros_like(a)
+        mask[..., slice(None) if channel is None else channel] = 1
+        chosen = a * mask
+        objectives.append(float((chosen ** 2).sum()) / (2 * mask.sum()))
+        return chosen / mask.sum()
+
+    for _ in range(steps):
+        grad = backprop(model, x, d_objective, score_layer=index)[1].astype(float)
+        x = np.clip(x + lr * grad / (np.abs(grad).mean() + 1e-12), low, high)
+    return x[0], np.array(objectives)
+
+
+def class_model(model, class_index: int, steps: int = 200, lr: float = 0.05, l2_weight: float = 1e-2,
+                bounds=(0.0, 1.0), rng=0):
+    """The image a class likes best: Adam ascent on y^c(x) - l2_weight * ||x - grey||^2.
+
+    Starts from mid-grey plus small noise (``rng``); x stays inside ``bounds``. The L2 term
+    (around the grey middle of ``bounds``) keeps the pixels from running to the limits.
+    Returns ``(image (*input_shape), class scores y^c before each step (steps,))``.
+    """
+    _check_steps(steps, "class_model")
+    n_classes = model.output_shape[-1]
+    if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) \
+            or not 0 <= class_index < n_classes:
+        raise ValueError(f"class_model: class_index must be an int in [0, {n_classes - 1}], "
+                         f"got {class_index!r}")
+    low, high = bounds
+    middle = (low + high) / 2
+    rng = np.random.default_rng(rng)
+    x = middle + 0.01 * (high - low) * rng.standard_normal((1, *model.input_shape))
+    adam, scores = PixelAdam(lr), []
+
+    def d_score(out):  # d y^c / d out, recording y^c
+        scores.append(float(out[0, class_index]))
+        return np.eye(out.shape[-1], dtype=out.dtype)[[class_index]]
+
+    for _ in range(steps):
+        grad = backprop(model, x, d_score)[1].astype(float)
+        ascent = grad - 2 * l2_weight * (x - middle)  # d/dx of y^c - l2 ||x - middle||^2
+        x = np.clip(adam.step(x, -ascent), low, high)  # Adam minimises: step on the negative
+    return x[0], np.array(scores)
+
+
+# ---------------------------------------------------------------------- figures
+def _show(axes, picture, title=None):
+    """One image (H, W, C) in grey (C = 1) or colour, rescaled to its own [min, max]."""
+    picture = np.asarray(picture, dtype=float)
+    low, high = picture.min(), picture.max()
+    picture = (picture - low) / (high - low) if high > low else np.zeros_like(picture)
+    axes.imshow(picture[:, :, 0] if picture.shape[2] == 1 else picture, cmap="gray", vmin=0, vmax=1)
+    axes.set_axis_off()
+    if title:
+        axes.set_title(title, fontsize=8)
+
+
+def _label(index, labels, predicted):
+    parts = [] if labels is None else [f"true {int(labels[index])}"]
+    return " / ".join(parts + [f"pred {int(predicted[index])}"])
+
+
+def plot_grad_cam(model, images, class_index=None, layer=None, labels=None, weighting: str = "mean",
+                  max_images: int = 8, save_path=None):
+    """Row 1: the images (true / predicted label); row 2: the Grad-CAM map over each, with a colour bar.
+
+    Returns ``(maps (N, H, W), figure)``; only the first ``max_images`` are drawn.
+    """
+    from .viz import _figure, _finish
+
+    batch = _batch(model, images)
+    maps = grad_cam(model, batch, class_index, layer, weighting)
+    predicted = np.asarray(model.predict(batch)).argmax(axis=-1)
+    classes = _classes(model, batch, class_index)
+    count = min(len(batch), max_images)
+    figure = _figure(1.6 * count + 1.0, 3.6)
+    panels = figure.subplots(2, count, squeeze=False)
+    for i in range(count):
+        _show(panels[0, i], batch[i], _label(i, labels, predicted))
+        _show(panels[1, i], batch[i], f"class {int(classes[i])}")
+        overlay = panels[1, i].imshow(maps[i], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+    figure.colorbar(overlay, ax=list(panels[1]), fraction=0.05, label="Grad-CAM (0-1)")
+    name = model.layers[default_cam_layer(model) if layer is None else layer_index(model, layer)].name
+    figure.suptitle(f"Grad-CAM at {name}" + (" (element-wise)" if weighting == "elementwise" else ""))
+    return maps, _finish(figure, save_path)
+
+
+def plot_saliency(model, images, class_index=None, methods=("vanilla", "smoothgrad"), labels=None,
+                  max_images: int = 8, samples: int = 25, noise: float = 0.15, rng=0, save_path=None):
+    """Row 1 the images, then one row per method (each map scaled to its own maximum), colour bar.
+
+    Returns ``({method: maps (N, H, W)}, figure)``.
+    """
+    from .viz import _figure, _finish
+
+    batch = _batch(model, images)
+    results = {method: saliency(model, batch, class_index, method, samples, noise, rng) for method in methods}
+    predicted = np.asarray(model.predict(batch)).argmax(axis=-1)
+    count = min(len(batch), max_images)
+    figure = _figure(1.6 * count + 1.0, 1.8 * (1 + len(methods)))
+    panels = figure.subplots(1 + len(methods), count, squeeze=False)
+    scaled = {method: _scale01(maps) for method, maps in results.items()}  # each map to its own max
+    for i in range(count):
+        _show(panels[0, i], batch[i], _label(i, labels, predicted))
+        for row, (method, maps) in enumerate(scaled.items(), start=1):
+            shown = panels[row, i].imshow(maps[i], cmap="hot", vmin=0, vmax=1)
+            panels[row, i].set_axis_off()
+            panels[row, i].set_title(method, fontsize=8)
+    figure.colorbar(shown, ax=list(panels[1:].ravel()), fraction=0.05, label="|gradient| / max")
+    figure.suptitle("saliency: |d class score / d pixel|")
+    return results, _finish(figure, save_path)
+
+
+def _before_after(title, before, after, values, value_label, before_title, after_title, save_path):
+    """Three panels: before, after, and the curve of the optimised quantity per step."""
+    from .viz import _figure, _finish
+
+    figure = _figure(9, 3.2)
+    panels = figure.subplots(1, 3)
+    _show(panels[0], before, before_title)
+    _show(panels[1], after, after_title)
+    panels[2].plot(np.arange(1, len(values) + 1), values)
+    panels[2].set_xlabel("step")
+    panels[2].set_ylabel(value_label)
+    panels[2].grid(alpha=0.3)
+    figure.suptitle(title)
+    return _finish(figure, save_path)
+
+
+def plot_feature_inversion(model, image, layer, steps: int = 200, save_path=None, **options):
+    """Original, reconstruction and loss curve. Returns ``(reconstruction, losses, figure)``."""
+    reconstruction, losses = feature_inversion(model, image, layer, steps, **options)
+    original = _batch(model, image)[0]
+    correlation = np.corrcoef(original.ravel(), reconstruction.ravel())[0, 1]
+    name = model.layers[layer_index(model, layer)].name
+    figure = _before_after(f"feature inversion from {name}", original, reconstruction, losses,
+                           "loss", "original", f"reconstruction (r = {correlation:.2f})", save_path)
+    return reconstruction, losses, figure
+
+
+def plot_deep_dream(model, image, layer, steps: int = 20, save_path=None, **options):
+    """Original, dreamed image and the objective per step. Returns ``(dreamed, objectives, figure)``."""
+    dreamed, objectives = deep_dream(model, image, layer, steps, **options)
+    name = model.layers[layer_index(model, layer)].name
+    figure = _before_after(f"deep dream on {name}", _batch(model, image)[0], dreamed, objectives,
+                           "mean(A^2) / 2", "original", "dreamed", save_path)
+    return dreamed, objectives, figure
+
+
+def plot_class_model(model, class_index: int, steps: int = 200, save_path=None, **options):
+    """Start image, the class model and the class score per step. Returns ``(image, scores, figure)``."""
+    image, scores = class_model(model, class_index, steps, **options)
+    low, high = options.get("bounds", (0.0, 1.0))
+    start = np.full(model.input_shape, (low + high) / 2)
+    figure = _before_after(f"class model for class {class_index}", start, image, scores,
+                           f"score of class {class_index}", "start (grey)", f"class {class_index}", save_path)
+    return image, scores, figure

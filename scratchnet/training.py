@@ -1,0 +1,251 @@
+"""The training loop behind ``Sequential.fit``: epochs of shuffled mini-batches, validation,
+callbacks, per-sample weights and augmentation.
+
+One epoch::
+
+    order = rng.permutation(N)                       # the model's generator (saved with it)
+    for each batch b of order:
+        x_b, y_b = augment(x[b], y[b], rng)          # optional, same generator
+        loss = mean_n w_n * L(model(x_b)_n, y_b_n)   # w = sample_weight * class_weight[y]
+        backward, optimizer step                     # refused if loss is NaN/inf (weights kept)
+    logs = {loss, accuracy, val_loss, val_accuracy}
+    schedule.on_epoch_end(epoch, logs)               # if the LR schedule has it (reduce-on-plateau)
+    callback.on_epoch_end(epoch, logs)               # early stopping, checkpoints, loggers
+
+Epoch numbers count from 0 like Keras' ``initial_epoch``; ``History.epoch`` and
+``model.epochs_trained`` count finished epochs (epoch 0 finished -> 1).
+
+Resuming bitwise: everything that decides the next epoch lives on the model and is saved with
+it: weights, optimizer state, the generator that shuffles and augments, ``epochs_trained`` and
+``model.callback_state`` (EarlyStopping's best value and patience count, ModelCheckpoint's best
+value). Pass the same callbacks, augment and options again after ``scratchnet.load``.
+
+This module never imports model.py (model -> training, one way).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .input_checks import check_not_empty
+from .progress import ProgressBar
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf; the message says where and which layer went first."""
+
+
+class History:
+    """Per-epoch metrics returned by ``fit``: ``history["loss"]``, ``history["val_accuracy"]``...
+
+    ``epoch`` holds the model's epoch numbers and ``seconds`` the wall time of each epoch.
+    """
+
+    def __init__(self):
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.seconds: list[float] = []
+
+    def append(self, epoch: int, metrics: dict, seconds: float | None = None) -> None:
+        self.epoch.append(epoch)
+        self.seconds.append(seconds)
+        for key, value in metrics.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __contains__(self, key):
+        return key in self.history
+
+    def to_dict(self) -> dict:
+        return {"epoch": list(self.epoch), "seconds": list(self.seconds),
+                **{key: list(values) for key, values in self.history.items()}}
+
+    def __repr__(self):
+        return f"History({self.to_dict()})"
+
+
+def diagnose_non_finite(model, x) -> str:
+    """Which went non-finite first on batch ``x``: the input, or the output of which layer."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        samples = np.unique(np.nonzero(bad.reshape(len(x), -1))[0])
+        return (f"the input batch contains {int(bad.sum())} NaN/inf value(s) (in batch sample(s) "
+                f"{samples[:5].tolist()}); clean the data, e.g. np.nan_to_num(x) or drop those rows")
+    out = x
+    for layer in model.layers:  # inference mode: no running statistic is touched
+        out = layer.forward(out, training=False)
+        if not np.all(np.isfinite(out)):
+            return (f"the input is finite; the output of layer {layer.name!r} ({type(layer).__name__}) "
+                    f"is the first to contain NaN/inf (try a smaller learning rate)")
+    return ("the input and every layer's output are finite, so the loss itself overflowed (check "
+            "the targets, and try a smaller learning rate)")
+
+
+def _check_count(model, option, value, least):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{model.name}: {option} must be an int >= {least}, got {value!r}")
+    return int(value)
+
+
+def _validation(model, x, y, validation_data, validation_split):
+    """Split off the LAST ``validation_split`` of (x, y) (before shuffling, as Keras does)."""
+    if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            got = (f"a {type(validation_data).__name__} of {len(validation_data)} item(s)"
+                   if isinstance(validation_data, (tuple, list)) else type(validation_data).__name__)
+            raise ValueError(f"{model.name}: validation_data must be a pair (x_val, y_val), got {got}")
+        if validation_split:
+            raise ValueError(f"{model.name}: give validation_data or validation_split, not both")
+        return x, y, validation_data
+    if not (isinstance(validation_split, (int, float)) and 0 <= validation_split < 1):
+        raise ValueError(f"{model.name}: validation_split must be a fraction in [0, 1), "
+                         f"got {validation_split!r}")
+    n_val = int(round(len(x) * validation_split))
+    if not n_val:
+        return x, y, None
+    if n_val == len(x):
+        raise ValueError(f"{model.name}: validation_split={validation_split} of {len(x)} samples leaves "
+                         f"no training samples")
+    return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
+
+
+def _sample_weights(model, y, sample_weight, class_weight):
+    """Per-sample loss weights (N,) from sample_weight and class_weight, or None."""
+    if sample_weight is None and class_weight is None:
+        return None
+    weights = np.ones(len(y))
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        if sample_weight.shape != (len(y),):
+            raise ValueError(f"{model.name}: sample_weight must have shape ({len(y)},), "
+                             f"got {sample_weight.shape}")
+        weights = weights * sample_weight
+    if class_weight is not None:
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"{model.name}: class_weight must be a dict {{class: weight}}, got "
+                            f"{type(class_weight).__name__}")
+        labels = y if y.ndim == 1 else y.argmax(axis=1)
+        factor = np.array([class_weight.get(int(label), 1.0) for label in labels], dtype=np.float64)
+        weights = weights * factor
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(f"{model.name}: sample and class weights must be finite and >= 0")
+    return weights
+
+
+def _call(callbacks, hook, *args):
+    for callback in callbacks:
+        getattr(callback, hook)(*args)
+
+
+def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, verbose=1,
+        history=None, validation_split=0.0, callbacks=(), initial_epoch=None,
+        sample_weight=None, class_weight=None, augment=None) -> History:
+    """Train ``model`` on (x, y); return a History of per-epoch metrics.
+
+    epochs : without ``initial_epoch``, the number of epochs to run. With it (Keras style),
+        the index to stop at: epochs ``initial_epoch, ..., epochs - 1`` run and
+        ``model.epochs_trained`` becomes ``epochs``. ``initial_epoch`` must equal
+        ``model.epochs_trained`` (0 for a fresh model, the saved count after ``scratchnet.load``).
+    validation_data : (x_val, y_val), or ``validation_split`` (a fraction: the LAST samples of x).
+    callbacks : objects with the hooks of ``scratchnet.callbacks.Callback``; setting
+        ``model.stop_training = True`` ends training after the current epoch.
+    sample_weight : (N,) loss weights; class_weight : {class: weight}. Both multiply.
+    augment : ``augment(x_batch, y_batch, rng) -> (x_batch, y_batch)`` applied to each training
+        batch with the model's generator (y may come back as soft-label rows (N, classes)).
+    history : a History to append to as each epoch finishes (kept if Ctrl-C interrupts).
+    """
+    model._require_compiled()
+    batch_size = _check_count(model, "batch_size", batch_size, 1)
+    epochs = _check_count(model, "epochs", epochs, 0)
+    if initial_epoch is None:
+        first, last = model.epochs_trained, model.epochs_trained + epochs
+    else:
+        first = _check_count(model, "initial_epoch", initial_epoch, 0)
+        if first != model.epochs_trained:
+            raise ValueError(f"{model.name}: initial_epoch={first} but the model has trained "
+                             f"{model.epochs_trained} epoch(s); pass initial_epoch={model.epochs_trained} "
+                             f"to continue, or leave it out")
+        if epochs < first:
+            raise ValueError(f"{model.name}: with initial_epoch={first}, epochs is the epoch to stop at "
+                             f"and must be >= {first}, got {epochs}")
+        last = epochs
+    x = model._prepare_input(x, record_range=True)
+    check_not_empty(x, model.name, "fit: x")
+    y = model._check_targets(x, y)
+    weights = _sample_weights(model, y, sample_weight, class_weight)
+    x, y, validation_data = _validation(model, x, y, validation_data, validation_split)
+    if weights is not None:
+        weights = weights[:len(x)]
+    if validation_data is not None:
+        check_not_empty(np.asarray(validation_data[0]), model.name, "validation_data: x_val")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"{model.name}: augment must be callable as augment(x, y, rng), got {augment!r}")
+    callbacks = list(callbacks or [])
+    for callback in callbacks:
+        if hasattr(callback, "set_model"):
+            callback.set_model(model)
+    history = history if history is not None else History()
+    model.stop_training = False
+    n_steps = math.ceil(len(x) / batch_size)
+    logs = {}
+    try:
+        _call(callbacks, "on_train_begin", {})
+        for epoch in range(first, last):
+            title = (f"Epoch {epoch + 1}/{last}" if initial_epoch is not None
+                     else f"Epoch {epoch - first + 1}/{epochs}")  # a plain fit(epochs=3) counts 1, 2, 3
+            logs = _run_epoch(model, x, y, weights, epoch, title, n_steps, batch_size, shuffle, verbose,
+                              augment, callbacks, validation_data, history)
+            if model.stop_training:
+                break
+        _call(callbacks, "on_train_end", dict(logs))
+    finally:
+        model.__dict__.pop("stop_training", None)  # a flag for this call only
+    return history
+
+
+def _run_epoch(model, x, y, weights, epoch, title, n_steps, batch_size, shuffle, verbose, augment,
+               callbacks, validation_data, history) -> dict:
+    start = time.perf_counter()
+    _call(callbacks, "on_epoch_begin", epoch, {})
+    order = model.rng.permutation(len(x)) if shuffle else np.arange(len(x))
+    bar = ProgressBar(n_steps, title) if verbose else None
+    loss_sum, correct_sum, seen = 0.0, 0.0, 0
+    for step in range(n_steps):
+        batch = order[step * batch_size:(step + 1) * batch_size]
+        xb, yb = x[batch], y[batch]
+        if augment is not None:
+            xb, yb = augment(xb, yb, model.rng)
+            xb = np.asarray(xb, dtype=model.dtype)
+        try:
+            if weights is None:
+                loss, logits = model.train_step(xb, yb)
+            else:
+                loss, logits = model.train_step(xb, yb, sample_weight=weights[batch])
+        except NonFiniteLossError as error:
+            raise NonFiniteLossError(f"epoch {epoch + 1}, batch {step + 1} of {n_steps}: {error}") from None
+        loss_sum += loss * len(batch)
+        correct_sum += (model.loss.accuracy(logits, yb) or 0.0) * len(batch)
+        seen += len(batch)
+        logs = {"loss": loss_sum / seen}
+        if model.loss.has_accuracy:
+            logs["accuracy"] = correct_sum / seen
+        _call(callbacks, "on_batch_end", step, dict(logs))
+        if bar:
+            bar.update(step + 1, logs)
+    if validation_data is not None:
+        val = model.evaluate(*validation_data)
+        logs.update({f"val_{key}": value for key, value in val.items()})
+    model.epochs_trained += 1
+    schedule = getattr(model.optimizer, "schedule", None)
+    if hasattr(schedule, "on_epoch_end"):  # e.g. reduce-on-plateau reads val_loss
+        schedule.on_epoch_end(epoch, dict(logs))
+    history.append(model.epochs_trained, logs, seconds=time.perf_counter() - start)
+    _call(callbacks, "on_epoch_end", epoch, logs)
+    if bar:
+        bar.close(logs)
+    return logs
