@@ -361,6 +361,12 @@ LAYER_FACTORIES = {
     "MaxPool2D": (lambda: MaxPool2D(2), (4, 4, 2)),
     "AvgPool2D": (lambda: layers.AvgPool2D(2), (4, 4, 2)),
     "GlobalAvgPool2D": (lambda: layers.GlobalAvgPool2D(), (3, 3, 2)),
+    "BatchNorm": (lambda: layers.BatchNorm(), (3, 3, 2)),
+    "Dropout": (lambda: layers.Dropout(0.5), (4,)),
+    "SpatialDropout2D": (lambda: layers.SpatialDropout2D(0.5), (3, 3, 2)),
+    "ChannelShuffle": (lambda: layers.ChannelShuffle(2), (3, 3, 4)),
+    "ZeroPadding2D": (lambda: layers.ZeroPadding2D(1), (3, 3, 2)),
+    "UpSampling2D": (lambda: layers.UpSampling2D(2), (3, 3, 2)),
 }
 
 
