@@ -63,6 +63,13 @@ LAYER_CASES = [
     ("avgpool-valid", lambda: AvgPool2D(2), IMAGE),
     ("avgpool-same", lambda: AvgPool2D(3, stride=2, padding="same"), IMAGE),
     ("globalavgpool", GlobalAvgPool2D, IMAGE),
+    ("batchnorm-image", lambda: scratchnet.layers.BatchNorm(), IMAGE),
+    ("batchnorm-flat", lambda: scratchnet.layers.BatchNorm(keras_momentum=0.9), (5,)),
+    ("dropout", lambda: scratchnet.layers.Dropout(0.5), IMAGE),
+    ("spatial-dropout", lambda: scratchnet.layers.SpatialDropout2D(0.5), IMAGE),
+    ("channel-shuffle", lambda: scratchnet.layers.ChannelShuffle(3), (4, 4, 6)),
+    ("zero-padding", lambda: scratchnet.layers.ZeroPadding2D(((1, 0), (2, 3))), IMAGE),
+    ("upsampling", lambda: scratchnet.layers.UpSampling2D((2, 3)), IMAGE),
 ]
 
 # containers (their children's dtypes: test_container_children_keep_the_dtype) and merge layers

@@ -165,8 +165,8 @@ def test_dense_on_images_suggests_flatten():
 def test_unknown_names_are_rejected_at_construction():
     with pytest.raises(ValueError, match="unknown activation 'relux'"):
         Activation("relux")
-    with pytest.raises(ValueError, match="dense: unknown activation 'swish'"):
-        Dense(3, activation="swish")
+    with pytest.raises(ValueError, match="dense: unknown activation 'mish'"):
+        Dense(3, activation="mish")
     with pytest.raises(ValueError, match="unknown initializer 'kaiming'"):
         Dense(3, kernel_initializer="kaiming")
     with pytest.raises(ValueError, match="units must be a positive int"):

@@ -23,6 +23,10 @@ from .base import Layer
 # Python float takes the array's dtype, so a float32 model stays float32.
 SQRT_2 = math.sqrt(2.0)
 SQRT_2PI = math.sqrt(2.0 * math.pi)
+# SELU's constants (Klambauer et al. 2017, the values PyTorch and Keras use): with them a layer
+# of zero-mean, unit-variance inputs gives zero-mean, unit-variance outputs.
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
 
 
 def relu(x):
@@ -69,6 +73,47 @@ def gelu_backward(x, y, dy):
     return dy * (cdf + x * pdf)
 
 
+def elu(x, alpha=1.0):
+    # x for x > 0, alpha (e^x - 1) otherwise; expm1 of min(x, 0) never overflows and is exact near 0
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+def elu_backward(x, y, dy, alpha=1.0):
+    # d/dx = 1 for x > 0, alpha e^x = y + alpha otherwise
+    return dy * np.where(x > 0, 1.0, y + alpha)
+
+
+def selu(x):
+    # scale * elu(x, alpha) with the fixed SELU constants
+    return SELU_SCALE * elu(x, SELU_ALPHA)
+
+
+def selu_backward(x, y, dy):
+    # d/dx = scale for x > 0, scale alpha e^x = y + scale alpha otherwise
+    return dy * np.where(x > 0, SELU_SCALE, y + SELU_SCALE * SELU_ALPHA)
+
+
+def silu(x):
+    # silu(x) = swish(x) = x sigmoid(x)
+    return x * expit(x)
+
+
+def silu_backward(x, y, dy):
+    # d/dx [x s(x)] = s + x s (1 - s) = s (1 + x (1 - s))
+    s = expit(x)
+    return dy * s * (1 + x * (1 - s))
+
+
+def softplus(x):
+    # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): e^-|x| <= 1 never overflows, and for large |x|
+    # log1p keeps the tiny correction that log(1 + tiny) would round away
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def softplus_backward(x, y, dy):
+    return dy * expit(x)  # d/dx log(1 + e^x) = e^x / (1 + e^x) = sigmoid(x)
+
+
 def softmax(x):
     shifted = x - x.max(axis=-1, keepdims=True)  # log-sum-exp shift: exp never overflows
     exps = np.exp(shifted)
@@ -101,6 +146,11 @@ ACTIVATIONS = {
     "sigmoid": (sigmoid, sigmoid_backward),
     "tanh": (tanh, tanh_backward),
     "gelu": (gelu, gelu_backward),
+    "elu": (elu, elu_backward),
+    "selu": (selu, selu_backward),
+    "silu": (silu, silu_backward),
+    "swish": (silu, silu_backward),  # the same function under its other name
+    "softplus": (softplus, softplus_backward),
     "softmax": (softmax, softmax_backward),
     "linear": (linear, linear_backward),
 }

@@ -1,0 +1,63 @@
+"""ZeroPadding2D: a border of zeros around every image."""
+
+from __future__ import annotations
+
+import numbers
+
+from .base import Layer
+from .spatial import crop_spatial, pad_spatial
+
+
+def _check_pads(padding, layer_name: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """An int p, an (ph, pw) pair or ((top, bottom), (left, right)), as the last form."""
+    def is_size(value):
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+    if is_size(padding):
+        return ((int(padding), int(padding)), (int(padding), int(padding)))
+    if isinstance(padding, (tuple, list)) and len(padding) == 2:
+        if all(is_size(value) for value in padding):
+            return ((int(padding[0]), int(padding[0])), (int(padding[1]), int(padding[1])))
+        if all(isinstance(pair, (tuple, list)) and len(pair) == 2 and all(is_size(v) for v in pair)
+               for pair in padding):
+            return tuple((int(pair[0]), int(pair[1])) for pair in padding)
+    raise ValueError(f"{layer_name}: padding must be a non-negative int p, a pair (ph, pw) or "
+                     f"((top, bottom), (left, right)), got {padding!r}")
+
+
+class ZeroPadding2D(Layer):
+    """Add rows and columns of zeros around each image.
+
+    Shapes: x (N, H, W, C) -> y (N, top + H + bottom, left + W + right, C). No parameters.
+    ``padding``: p (p on every side), (ph, pw) (ph top and bottom, pw left and right) or
+    ((top, bottom), (left, right)).
+    Forward:  y[:, top + i, left + j, :] = x[:, i, j, :], zeros elsewhere.
+    Backward: the zeros depend on nothing, so dx is the interior of dy (a crop):
+              dx[:, i, j, :] = dy[:, top + i, left + j, :].
+    """
+
+    def __init__(self, padding=1, name: str | None = None):
+        super().__init__(name=name)
+        self.padding = _check_pads(padding, self.name)
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name}: expected image samples of shape (H, W, C), "
+                             f"got {tuple(input_shape)}")
+        (top, bottom), (left, right) = self.padding
+        height, width, channels = input_shape
+        return (top + height + bottom, left + width + right, channels)
+
+    def forward(self, x, training=False):
+        x = self.check_input(x)
+        self.cache = {"x_shape": x.shape}
+        return pad_spatial(x, self.padding, 0.0)  # x itself when the padding is all zeros
+
+    def backward(self, dy):
+        x_shape = self.cache.get("x_shape")
+        expected = (x_shape[0], *self.output_shape(x_shape[1:])) if x_shape else ()
+        dy = self.check_output_grad(dy, expected)
+        return crop_spatial(dy, self.padding, x_shape[1:3])
+
+    def get_config(self):
+        return {"padding": self.padding, **super().get_config()}
