@@ -16,7 +16,7 @@ counting across ``fit`` calls), for every layer with parameters it records
   Adam's rescaled step, momentum and weight decay included), measured, not recomputed: the
   monitor copies the weights after step t-1 and compares after step t. Biases are left out
   when there is a ``W``: they start at zero, so their ratio is meaningless at first.
-* gradient statistics of the step t batch: ``||dL/dW||``, ``||dL/dW|| / ||W||``, mean, std,
+* gradient statistics of the step t batch: ``||dL/dW||``, ``||dL/dW|| / ||W_t||``, mean, std,
   the fraction of exact zeros and a histogram (``bins`` counts over [min, max]).
 
 and, when a fixed ``probe`` batch is given, for every top-level layer the statistics of its

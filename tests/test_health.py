@@ -239,6 +239,19 @@ def test_bad_options_are_refused():
         HealthMonitor(probe=np.zeros((0, 3)))
 
 
+def test_monitoring_does_not_change_training(digits):
+    # the probe pass runs in inference mode and draws no random number: same weights bitwise
+    x, y = digits
+    runs = []
+    for callbacks in ([], [HealthMonitor(probe=x[:64], every=1, verbose=False)]):
+        model = tiny_cnn(seed=5)
+        model.compile(Adam(lr=1e-3), "cross_entropy")
+        model.fit(x[:192], y[:192], epochs=1, batch_size=64, verbose=0, callbacks=callbacks)
+        runs.append(model.get_weights())
+    for key in runs[0]:
+        np.testing.assert_array_equal(runs[0][key], runs[1][key])
+
+
 # ---------------------------------------------------------------------- pickling and the plot
 def test_picklable_and_histograms(digits, tmp_path):
     x, y = digits
