@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", default=None,
                        help="folder with dataset files (else $SCRATCHNET_DATA, ~/.cache/scratchnet)")
     train.add_argument("--no-download", action="store_true", help="never use the network")
+    train.add_argument("--monitor", action="store_true",
+                       help="watch training health about 10 times per epoch (update/weight ratios, dead "
+                       "ReLUs, gradient norms), print plain-word warnings and write health.png")
 
     gradcheck = commands.add_parser("gradcheck", help="check every built-in layer's backward numerically",
                                     formatter_class=_HelpFormatter)
@@ -284,8 +287,10 @@ def run_training(args) -> int:
 
     import numpy as np
 
-    from . import metrics, viz
+    from . import interpret, metrics, viz
+    from .health import HealthMonitor
     from .model import History
+    from .training import NonFiniteLossError
 
     if not 0 <= args.val_fraction < 1:
         print("scratchnet train: --val-fraction must be in [0, 1)", file=sys.stderr)
@@ -297,16 +302,28 @@ def run_training(args) -> int:
           f"{len(x_test)} test images {x_fit.shape[1:]}; {model.count_params():,} parameters; "
           f"output in {out}")
 
-    history, interrupted = History(), False  # fit appends each epoch as it finishes
+    history, interrupted, failure = History(), False, None  # fit appends each epoch as it finishes
+    # the monitor's probe: the first 256 training images, the same at every check
+    monitor = HealthMonitor(probe=x_fit[:256], every=max(1, -(-len(x_fit) // args.batch_size) // 10),
+                            verbose=False) if args.monitor else None
     start = time.perf_counter()
     try:
         model.fit(x_fit, y_fit, epochs=args.epochs, batch_size=args.batch_size,
-                  validation_data=validation, history=history)
+                  validation_data=validation, history=history, callbacks=[monitor] if monitor else ())
     except KeyboardInterrupt:
         interrupted = True
         print(f"\nInterrupted after {len(history.epoch)} complete epoch(s): saving the model "
               "trained so far.")
+    except NonFiniteLossError as error:  # the weights are those from before the failed step
+        failure = str(error)
+        if monitor:
+            monitor.report_error(error)
+        print(f"\nTraining stopped: {error}", file=sys.stderr)
     train_seconds = time.perf_counter() - start
+    if monitor:
+        lines = [f"  - {message}" for message in monitor.warnings] or [
+            "  no warnings: update/weight ratios, dead ReLUs and gradients look normal"]
+        print("\n".join([f"Training health ({len(monitor.records)} checks):", *lines]))
 
     logits = model.predict(x_test)
     predicted = metrics.predictions(logits)
@@ -317,22 +334,32 @@ def run_training(args) -> int:
     record = {"scratchnet": __version__, "model": args.model, "dataset": args.dataset,
               "options": {key: value for key, value in vars(args).items() if key != "command"},
               "train_images": len(x_fit), "validation_images": n_val, "test_images": len(x_test),
-              "epochs_completed": len(history.epoch), "interrupted": interrupted,
+              "epochs_completed": len(history.epoch), "interrupted": interrupted, "error": failure,
               "train_seconds": train_seconds,
               "test_accuracy": test_accuracy, "history": history.to_dict()}
     (out / "history.json").write_text(json.dumps(record, indent=2) + "\n")
-    viz.plot_history(history, save_path=out / "curves.png", title=f"{args.model} on {args.dataset}")
+    written = ["model.sn", "history.json"]
+    if history.epoch:
+        viz.plot_history(history, save_path=out / "curves.png", title=f"{args.model} on {args.dataset}")
+        written.append("curves.png")
+    else:  # stopped inside the first epoch: no curve to draw, so no empty figure
+        print("No epoch finished: curves.png is not written.")
     cm = metrics.confusion_matrix(y_test, predicted, n_classes=len(class_names))
     viz.plot_confusion_matrix(cm, class_names, save_path=out / "confusion.png")
-    written = ["model.sn", "history.json", "curves.png", "confusion.png"]
+    viz.plot_images(x_test[:25], y_test[:25], predicted[:25], class_names, save_path=out / "predictions.png")
+    written += ["confusion.png", "predictions.png"]
     convs = [i for i, layer in enumerate(model.layers) if np.ndim(layer.params.get("W")) == 4]
-    if convs:  # the first convolution's filters, and its maps after the activation that follows
+    if convs:  # the first convolution's filters, its maps after the activation, Grad-CAM
         viz.plot_filters(model, layer=convs[0], save_path=out / "filters.png")
         viz.plot_feature_maps(model, x_test[0], layer=min(convs[0] + 1, len(model.layers) - 1),
-                              save_path=out / "feature_maps.png")
-        written += ["filters.png", "feature_maps.png"]
+                              label=y_test[0], class_names=class_names, save_path=out / "feature_maps.png")
+        interpret.plot_grad_cam(model, x_test[:8], labels=y_test[:8], save_path=out / "grad_cam.png")
+        written += ["filters.png", "feature_maps.png", "grad_cam.png"]
+    if monitor and monitor.records:
+        monitor.plot(out / "health.png")
+        written.append("health.png")
     print(f"Saved {', '.join(written)} in {out}  (load with scratchnet.load('{out / 'model.sn'}'))")
-    return 130 if interrupted else 0
+    return 130 if interrupted else 1 if failure else 0
 
 
 if __name__ == "__main__":
