@@ -14,8 +14,9 @@ from pathlib import Path
 
 from . import __version__
 from .cli_args import positive_float, positive_int
+from .models import MODELS
 
-MODEL_NAMES = ("lenet5", "small_cnn", "tiny_cnn", "mlp", "flax_cnn", "small_cnn_bn", "deeper_cnn", "resnet8")
+MODEL_NAMES = tuple(MODELS)  # every name get_model knows
 DATASETS = ("mnist-sample", "mnist", "patterns", "cifar10")
 RECIPE_NAMES = ("mnist", "torch_small_cnn", "flax")
 FROM_RECIPE = " (default: from the recipe)"
