@@ -202,3 +202,22 @@ def test_example_scripts_run_quick_on_the_subset(cifar_dir, tmp_path, capsys, sc
         assert getattr(saved.optimizer, key, None) == getattr(reference, key, None)
     x_train, _ = load_cifar10(cifar_dir, "train", download=False)
     np.testing.assert_allclose(saved.preprocessing["mean"], channel_mean_std(x_train[:512])[0], atol=1e-12)
+
+
+# ---------------------------------------------------------------------- bad input of the training pipeline
+@pytest.mark.parametrize("make", ["ModelCheckpoint", "CSVLogger", "JSONLogger"])
+def test_callbacks_refuse_a_negative_epoch(tmp_path, make):
+    from scratchnet import callbacks
+
+    callback = getattr(callbacks, make)(tmp_path / "file")
+    callback.set_model(models.tiny_cnn(input_shape=(8, 8, 1)).compile())
+    with pytest.raises(ValueError, match=f"^{make}: epoch must be an int >= 0, got -1$"):
+        callback.on_epoch_end(-1, {"loss": 1.0, "val_loss": 1.0})
+    assert not (tmp_path / "file").exists()                      # nothing written for the bad call
+
+
+def test_fit_refuses_a_negative_initial_epoch():
+    model = models.tiny_cnn(input_shape=(8, 8, 1)).compile()
+    with pytest.raises(ValueError, match="^tiny_cnn: initial_epoch must be an int >= 0, got -1$"):
+        model.fit(np.zeros((4, 8, 8, 1)), np.zeros(4, dtype=int), initial_epoch=-1, verbose=0)
+    assert model.epochs_trained == 0
