@@ -132,3 +132,12 @@ def test_training_augment_wraps_only_standardised_input():
     assert wrapped.mean.tolist() == [0.5] * 3 and wrapped.std.tolist() == [0.25] * 3
     assert training_augment(get_recipe("mnist"), (28, 28), None) is None
     assert math.isclose(get_recipe("torch_small_cnn").weight_decay, 5e-4)
+
+
+def test_the_epochs_help_quotes_the_recipes():
+    from scratchnet import cli
+
+    text = cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    text = " ".join(text.split())
+    assert f"(default: {RECIPES['mnist'].epochs}) on MNIST" in text
+    assert f"torch_small_cnn: {RECIPES['torch_small_cnn'].epochs}, flax: {RECIPES['flax'].epochs}" in text
