@@ -46,7 +46,7 @@ from scratchnet.optimizers import AdamW  # noqa: E402
 from scratchnet.schedules import CosineDecay  # noqa: E402
 
 # model name -> (epochs, peak learning rate, weight decay)
-RECIPES = {"small_cnn_bn": (8, 2e-3, 1e-2), "resnet8": (6, 3e-3, 1e-2)}
+RECIPES = {"small_cnn_bn": (12, 3e-3, 1e-2), "resnet8": (4, 3e-3, 1e-2)}
 BATCH_SIZE, VALIDATION = 64, 1000
 
 
