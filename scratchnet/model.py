@@ -311,49 +311,17 @@ class Sequential:
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
 
-    def _layer_rows(self, layers, depth=0):
-        """(layer, depth) for every layer of the tree, depth-first: containers before their children."""
-        for layer in layers:
-            yield layer, depth
-            yield from self._layer_rows(layer.sublayers(), depth + 1)
-
     def summary_text(self) -> str:
-        """The table ``summary()`` prints (see there)."""
-        if not self.built:
-            if self.input_shape is None:
-                raise ValueError(f"{self.name}: build the model (give input_shape) before summary()")
-            self.build()
-        rows = [("Layer (type)", "Output shape", "Params")]
-        for layer, depth in self._layer_rows(self.layers):
-            shape = layer.output_shape(layer.input_shape)
-            count = f"{layer.count_params():,}"
-            frozen = "" if layer.trainable else "  [frozen]"
-            rows.append(("  " * depth + f"{layer.name} ({type(layer).__name__}){frozen}",
-                         str((None, *shape)), f"({count})" if layer.sublayers() else count))
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        rule = "-" * (sum(widths) + 6)
-        lines = [f'Model "{self.name}"  input {(None, *self.input_shape)}  dtype {self.dtype}', rule]
-        for i, row in enumerate(rows):
-            lines.append(f"{row[0]:<{widths[0]}}   {row[1]:<{widths[1]}}   {row[2]:>{widths[2]}}")
-            if i == 0:
-                lines.append(rule)
-        tree = list(iter_layers(self.layers))  # a container's own params are empty: each counted once
-        total = self.count_params()
-        trainable = sum(value.size for layer in tree if layer.trainable for value in layer.params.values())
-        buffers = sum(value.size for layer in tree for value in layer.buffers.values())
-        lines += [rule, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                  f"Non-trainable params: {total - trainable:,}"]
-        if buffers:
-            lines.append(f"Buffers (saved, never trained, e.g. running statistics): {buffers:,}")
-        if any(layer.sublayers() for layer in self.layers):
-            lines.append("(n): a container's params, the sum of the rows indented under it")
-        return "\n".join(lines)
+        """The table ``summary()`` prints (scratchnet/summary.py)."""
+        from .summary import summary_text
+        return summary_text(self)
 
     def summary(self) -> None:
         """Print one row per layer: name, output shape, parameter count; then the totals.
 
         Layers inside a container (Residual, Parallel, ...) are indented two spaces per level
-        under it; the container's own row shows, in parentheses, the params of its rows.
+        under it; the container's own row shows, in parentheses, the params of its rows. Image
+        models get each top-level layer's receptive field (RF) and multiply-accumulates (MACs).
         "Non-trainable params" are the params of frozen layers (``trainable = False``); buffers
         (e.g. BatchNorm's running mean and variance) are not params: they get their own line.
         """
