@@ -1,0 +1,108 @@
+"""The fast depthwise convolution: a loop over the kh*kw kernel offsets, each step one
+broadcast multiply-accumulate over a strided view of the whole batch. No patch matrix.
+
+Notation (channels-last; the input is ALREADY padded):
+
+    x   (N, Hp, Wp, C)      W  (kh, kw, C, M)   (Keras' layout; M = depth_multiplier)
+    y   (N, OH, OW, C*M)    output channel c*M + m is filter m of input channel c
+    b   (C*M,) or None
+
+Forward (every channel convolved with its own M filters, no sum over channels):
+
+    y[n, oh, ow, c, m] = b[c, m] + sum_{i, j} x[n, s*oh + d*i, s*ow + d*j, c] * W[i, j, c, m]
+
+For one kernel offset (i, j) the cells x[n, s*oh + d*i, s*ow + d*j, c] of every window form the
+strided view  V_ij = x[:, d*i :: s, d*j :: s, :]  cut to (N, OH, OW, C)  (basic slicing: no copy), so
+
+    y = b + sum_{i, j} V_ij[..., None] * W[i, j]          (N, OH, OW, C, 1) * (C, M) -> (N, OH, OW, C, M)
+
+Backward, given dy (N, OH, OW, C, M):
+
+    db[c, m]      = sum_{n, oh, ow} dy[n, oh, ow, c, m]
+    dW[i, j, c, m] = sum_{n, oh, ow} V_ij[n, oh, ow, c] * dy[n, oh, ow, c, m]
+    dV_ij         += sum_m dy[..., m] * W[i, j, :, m]     (added into the view of dx at offset (i, j))
+
+Why not im2col: a depthwise convolution is a grouped convolution with one channel per group
+(``Conv2D(groups=C)``), and im2col would then build C patch matrices of only kh*kw columns and
+run C matrix products of (M, kh*kw) @ (kh*kw, M_mult): tiny, badly shaped products for BLAS, and
+a patch copy kh*kw times the size of the input. The work is only 2*kh*kw*M multiply-adds per
+output value, so the cost is memory traffic; this kernel reads the input kh*kw times through
+views and never materialises the patches. Measured (float32, batch 64, 32x32x32, 3x3, M = 1,
+both on this 2-core machine): see benchmarks/README.md, "Depthwise and grouped convolution".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .scipy_conv import output_hw
+
+
+def offset_view(x_padded, i, j, out_hw, stride, dilation) -> np.ndarray:
+    """V_ij = x[:, d*i :: s, d*j :: s, :] cut to (N, OH, OW, C): a view, no copy."""
+    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    return x_padded[:, dh * i:dh * i + sh * (oh - 1) + 1:sh, dw * j:dw * j + sw * (ow - 1) + 1:sw, :]
+
+
+# Batch chunks whose output is about this many numbers (512 KB of float32): the kh*kw passes
+# over a chunk's output then stay in the CPU cache instead of streaming the whole batch's output
+# through memory 2*kh*kw times. Measured (64x32x32x32, 3x3): forward 20 -> 8 ms.
+CHUNK_NUMBERS = 1 << 17
+
+
+def batch_chunks(n_samples: int, numbers_per_sample: int):
+    """Slices of the batch axis, each holding about CHUNK_NUMBERS output numbers (at least 1 sample)."""
+    step = max(1, CHUNK_NUMBERS // max(1, numbers_per_sample))
+    return [slice(start, min(start + step, n_samples)) for start in range(0, n_samples, step)]
+
+
+def depthwise_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1)) -> np.ndarray:
+    """y (N, OH, OW, C*M) = b + sum_{i, j} V_ij[..., None] * W[i, j], one batch chunk at a time."""
+    n_samples, height, width, channels = x_padded.shape
+    kh, kw, _, multiplier = W.shape
+    out_hw = output_hw((height, width), (kh, kw), stride, dilation)
+    y = np.empty((n_samples, *out_hw, channels, multiplier), dtype=x_padded.dtype)
+    chunks = batch_chunks(n_samples, y[0].size)
+    product = np.empty_like(y[chunks[0]])  # one reused buffer: the multiply writes here, then one add
+    for chunk in chunks:
+        x_chunk, y_chunk = x_padded[chunk], y[chunk]
+        product_chunk = product[:len(y_chunk)]
+        for i in range(kh):
+            for j in range(kw):
+                view = offset_view(x_chunk, i, j, out_hw, stride, dilation)[..., None]  # (n, OH, OW, C, 1)
+                if i == 0 and j == 0:
+                    np.multiply(view, W[0, 0], out=y_chunk)  # the first term starts the sum: no zero fill
+                else:
+                    np.multiply(view, W[i, j], out=product_chunk)
+                    y_chunk += product_chunk
+    if b is not None:
+        y += b.reshape(channels, multiplier)
+    return y.reshape(n_samples, *out_hw, channels * multiplier)
+
+
+def depthwise_backward(x_padded, W, dy, stride=(1, 1), dilation=(1, 1), need_input_gradient=True):
+    """(dx_padded, dW, db) for dy (N, OH, OW, C*M); dx_padded is None without need_input_gradient."""
+    n_samples, height, width, channels = x_padded.shape
+    kh, kw, _, multiplier = W.shape
+    out_hw = dy.shape[1:3]
+    dy5 = dy.reshape(*dy.shape[:3], channels, multiplier)  # (N, OH, OW, C, M)
+    db = dy.sum(axis=(0, 1, 2))
+    dW = np.zeros_like(W)
+    dx_padded = np.zeros_like(x_padded) if need_input_gradient else None
+    chunks = batch_chunks(n_samples, dy[0].size)
+    product = np.empty_like(dy5[chunks[0]])  # reused buffer, (n, OH, OW, C, M)
+    for chunk in chunks:
+        x_chunk, dy_chunk = x_padded[chunk], dy5[chunk]
+        product_chunk = product[:len(dy_chunk)]
+        for i in range(kh):
+            for j in range(kw):
+                view = offset_view(x_chunk, i, j, out_hw, stride, dilation)[..., None]  # (n, OH, OW, C, 1)
+                # dW[i, j, c, m] += sum over the chunk's pixels of V_ij[p, c] * dy[p, c, m]
+                np.multiply(view, dy_chunk, out=product_chunk)
+                dW[i, j] += product_chunk.sum(axis=(0, 1, 2))
+                if need_input_gradient:
+                    # dV_ij += sum_m dy[..., m] * W[i, j, :, m]
+                    dx_view = offset_view(dx_padded[chunk], i, j, out_hw, stride, dilation)
+                    np.multiply(dy_chunk, W[i, j], out=product_chunk)
+                    dx_view += product_chunk[..., 0] if multiplier == 1 else product_chunk.sum(axis=-1)
+    return dx_padded, dW, db
