@@ -1,5 +1,5 @@
-"""MaxPool2D, AvgPool2D, GlobalAvgPool2D against hand-worked examples, a plain nested-loop
-reference written here, numerical gradients and PyTorch.
+"""MaxPool2D, AvgPool2D, GlobalAvgPool2D against hand-worked examples, the plain nested-loop
+definitions in scratchnet.kernels.loops, numerical gradients and PyTorch.
 
 Blind spots covered by name: overlapping windows (stride < pool size), padding (max-pool pads
 with -inf, avg-pool does not count padded cells), ragged edges (windows that do not tile the
@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scratchnet.gradcheck import check_layer
+from scratchnet.kernels import loops
 from scratchnet.layers import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 
 # --------------------------------------------------------------------------- reference
@@ -38,64 +39,18 @@ def reference_pads(padding, input_hw, pool_hw, stride_hw):
     return tuple(tuple(p) for p in padding)
 
 
-def reference_windows(x_shape, pool_hw, stride_hw, pads):
-    """Yield (p, q, [real input cells (h, w) of window (p, q) in row-major window order])."""
-    _, height, width, _ = x_shape
-    (kh, kw), (sh, sw), ((top, bottom), (left, right)) = pool_hw, stride_hw, pads
-    out_h = (height + top + bottom - kh) // sh + 1
-    out_w = (width + left + right - kw) // sw + 1
-    for p in range(out_h):
-        for q in range(out_w):
-            cells = []
-            for i in range(kh):
-                for j in range(kw):
-                    h, w = p * sh + i - top, q * sw + j - left
-                    if 0 <= h < height and 0 <= w < width:  # padded cells are skipped
-                        cells.append((h, w))
-            yield p, q, cells, (out_h, out_w)
-
-
 def reference_max_pool(x, dy_fn, pool_hw, stride_hw, pads):
-    """Plain loops: y, and dx for dy = dy_fn(y.shape). Ties: first maximum in window order."""
-    n_batch, _, _, channels = x.shape
-    windows = list(reference_windows(x.shape, pool_hw, stride_hw, pads))
-    out_h, out_w = windows[0][3]
-    y = np.zeros((n_batch, out_h, out_w, channels))
-    argmax = {}
-    for n in range(n_batch):
-        for c in range(channels):
-            for p, q, cells, _ in windows:
-                best_value, best_cell = None, None
-                for h, w in cells:
-                    if best_value is None or x[n, h, w, c] > best_value:
-                        best_value, best_cell = x[n, h, w, c], (h, w)
-                y[n, p, q, c] = best_value
-                argmax[n, p, q, c] = best_cell
+    """The loops of scratchnet.kernels.loops: y, and dx for dy = dy_fn(y.shape)."""
+    y, argmax = loops.max_pool_forward(x, pool_hw, stride_hw, pads)
     dy = dy_fn(y.shape)
-    dx = np.zeros(x.shape)
-    for (n, p, q, c), (h, w) in argmax.items():
-        dx[n, h, w, c] += dy[n, p, q, c]
-    return y, dy, dx
+    return y, dy, loops.max_pool_backward(x.shape, argmax, dy)
 
 
 def reference_avg_pool(x, dy_fn, pool_hw, stride_hw, pads):
-    """Plain loops; the mean is over the real (non-padded) cells of each window."""
-    n_batch, _, _, channels = x.shape
-    windows = list(reference_windows(x.shape, pool_hw, stride_hw, pads))
-    out_h, out_w = windows[0][3]
-    y = np.zeros((n_batch, out_h, out_w, channels))
-    for n in range(n_batch):
-        for c in range(channels):
-            for p, q, cells, _ in windows:
-                y[n, p, q, c] = sum(x[n, h, w, c] for h, w in cells) / len(cells)
+    """The loops of scratchnet.kernels.loops; the mean is over the real (non-padded) cells."""
+    y = loops.avg_pool_forward(x, pool_hw, stride_hw, pads)
     dy = dy_fn(y.shape)
-    dx = np.zeros(x.shape)
-    for n in range(n_batch):
-        for c in range(channels):
-            for p, q, cells, _ in windows:
-                for h, w in cells:
-                    dx[n, h, w, c] += dy[n, p, q, c] / len(cells)
-    return y, dy, dx
+    return y, dy, loops.avg_pool_backward(x.shape, dy, pool_hw, stride_hw, pads)
 
 
 def built(layer, input_shape, dtype="float64"):
