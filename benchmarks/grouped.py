@@ -107,10 +107,13 @@ def time_rows(label, batch, forward, backward, settings, baseline_names):
     for direction, contenders in (("forward", forward), ("backward", backward)):
         times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
         torch_time = times.get("torch")
+        best = {contender.name: min(contender.samples) for contender in contenders}
         for name in baseline_names:
             rows.append({"layer": label, "pass": direction, "batch": batch, "contender": name,
                          "ms": ms(times[name]), "torch_ms": ms(torch_time) if torch_time else None,
-                         "x_torch": ratio(times[name], torch_time)})
+                         "x_torch": ratio(times[name], torch_time), "best_ms": ms(best[name]),
+                         "torch_best_ms": ms(best["torch"]) if "torch" in best else None,
+                         "best_x_torch": ratio(best[name], best.get("torch"))})
         print(f"  {label} {direction}: " + ", ".join(f"{k} {ms(v)} ms" for k, v in times.items()),
               file=sys.stderr)
     return rows
@@ -183,11 +186,13 @@ def main(argv=None):
     machine = machine_description(torch)
     started = time.perf_counter()
     table = {"title": "Depthwise, separable and grouped convolution (float32)",
-             "columns": ["layer", "pass", "batch", "contender", "ms", "torch_ms", "x_torch"],
+             "columns": ["layer", "pass", "batch", "contender", "ms", "torch_ms", "x_torch", "best_ms",
+                         "torch_best_ms", "best_x_torch"],
              "rows": depthwise_rows(settings, rng) + grouped_rows(settings, rng),
              "notes": ["torch: torch.nn.Conv2d(groups=...) on NCHW (separable: depthwise then 1x1); "
                        "backward = torch.autograd.grad for input, weight (and bias).",
-                       "backward for scratchnet: layer.backward (dx, dW, db)."]}
+                       "backward for scratchnet: layer.backward (dx, dW, db).",
+                       "ms: medians; best_ms: the fastest timed call (least disturbed by other processes)."]}
     print(machine_markdown(machine, settings) + "\n" + markdown(table))
     path = Path(__file__).with_name("results_grouped.json")
     path.write_text(json.dumps({"machine": machine, "seconds": round(time.perf_counter() - started, 1),

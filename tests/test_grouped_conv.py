@@ -358,3 +358,23 @@ def test_input_errors_name_the_layer(layer_class):
     layer.forward(np.zeros((1, 6, 6, 3)))
     with pytest.raises(ValueError, match="d1: backward expected dy of shape"):
         layer.backward(np.zeros((1, 4, 4, 5)))
+
+
+def test_model_with_the_new_layers_trains_saves_and_loads_through_the_restricted_loader(tmp_path):
+    import scratchnet as sn
+    from scratchnet.layers import Activation, Dense, Flatten
+
+    layers = [Conv2D(4, 3, groups=2, padding="same"), Activation("relu"),
+              DepthwiseConv2D(3, depth_multiplier=2, stride=2, padding="same"),
+              SeparableConv2D(3, 3, padding="same"), Flatten(), Dense(2)]
+    model = sn.Sequential(layers, input_shape=(6, 6, 2), seed=0, dtype="float64")
+    model.compile(sn.SGD(lr=0.1), "cross_entropy")
+    x = np.random.default_rng(0).standard_normal((4, 6, 6, 2))
+    labels = np.array([0, 1, 1, 0])
+    before = model.predict(x)
+    model.train_step(x, labels)
+    assert not np.allclose(model.predict(x), before)  # every layer's gradients moved the output
+    model.save(tmp_path / "model.sn")
+    loaded = sn.load(tmp_path / "model.sn")
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

@@ -41,8 +41,8 @@ one per group, run as ONE batched ``np.matmul`` over a leading group axis:
 
 The input is first copied group-first, (g, N, Hp, Wp, C/g), so each group's patches are read
 from contiguous memory, exactly as a separate convolution on that group's channels would
-(measured: building the patches straight from the channels-last input with a group axis was
-1.5-3x slower for 1-channel groups).
+(measured, fastest of repeated calls: building the patches straight from the channels-last input
+with a group axis was 1.2-1.7x slower for 8-32 channels per group, 3x for 1-channel groups).
 
 Which variant runs was chosen by timing on the target machine (2-core Zen 5, NumPy 2.4 with
 OpenBLAS, float32, batch 64, MNIST/CIFAR-sized layers); see ``few_channels``.
