@@ -56,6 +56,21 @@ def depthwise_backward(backend, saved, padded_shape, W, dz, stride, dilation, ne
     return dx_padded, dW.reshape(W.shape), db
 
 
+def pointwise_forward(z, W, b):
+    """y (N, OH, OW, F) = z2d @ W2d + b: a 1x1 convolution of z (N, OH, OW, K), W (1, 1, K, F)."""
+    y = z.reshape(-1, W.shape[2]) @ W[0, 0]  # (M, K) @ (K, F)
+    if b is not None:
+        y += b
+    return y.reshape(*z.shape[:3], W.shape[3])
+
+
+def pointwise_backward(z, W, dy):
+    """(dz, dW, db): dz2d = dy2d @ W2d^T,  dW2d = z2d^T @ dy2d,  db = sum over rows of dy2d."""
+    dy2d, z2d = dy.reshape(-1, W.shape[3]), z.reshape(-1, W.shape[2])
+    dz = (dy2d @ W[0, 0].T).reshape(z.shape)
+    return dz, (z2d.T @ dy2d).reshape(W.shape), dy2d.sum(axis=0)
+
+
 def depthwise_init(initializer, kernel_hw, channels, multiplier, rng):
     """Initialise as the equivalent grouped kernel (kh, kw, 1, C*M): fan_in = kh*kw (as PyTorch)."""
     return initialize(initializer, (*kernel_hw, 1, channels * multiplier), rng).reshape(
@@ -135,8 +150,8 @@ class SeparableConv2D(ConvBase):
 
     Parameters (``depthwise_W``, ``pointwise_W``, ``b``) live on this one layer; the halves
     are the kernels of DepthwiseConv2D and of a 1x1 Conv2D. backend: "offsets" (default: the
-    offsets depthwise kernel, the pointwise product by im2col), "im2col", "scipy", "loops"
-    (both halves by that Conv2D kernel).
+    offsets depthwise kernel, then the 1x1 convolution as one plain matrix product), "im2col",
+    "scipy", "loops" (both halves by that Conv2D kernel).
     """
 
     backends = DEPTHWISE_BACKENDS
@@ -163,13 +178,16 @@ class SeparableConv2D(ConvBase):
         return params
 
     def _pointwise_kernels(self, backend):
-        return {"loops": loops, "scipy": scipy_conv}.get(backend, im2col_kernels)
+        return {"loops": loops, "scipy": scipy_conv, "im2col": im2col_kernels}.get(backend)
 
     def forward_padded(self, x_padded):
         z, saved_depthwise = depthwise_forward(self.backend, x_padded, self.params["depthwise_W"], None,
                                                self.stride, self.dilation)
         kernels = self._pointwise_kernels(self.backend)
-        if kernels is im2col_kernels:
+        if kernels is None:  # "offsets": a 1x1 convolution IS a matrix product, z2d @ W2d + b, no im2col
+            y = pointwise_forward(z, self.params["pointwise_W"], self.params.get("b"))
+            saved_pointwise = {"z": z}
+        elif kernels is im2col_kernels:
             y, cols = im2col_kernels.conv2d_forward(z, self.params["pointwise_W"], self.params.get("b"))
             saved_pointwise = {"cols": cols}
         else:
@@ -180,7 +198,9 @@ class SeparableConv2D(ConvBase):
     def backward_padded(self, dy, need_dx):
         cache, W_point = self.cache, self.params["pointwise_W"]
         kernels = self._pointwise_kernels(cache["backend"])
-        if kernels is im2col_kernels:
+        if kernels is None:
+            dz, dW_point, db = pointwise_backward(cache["pointwise"]["z"], W_point, dy)
+        elif kernels is im2col_kernels:
             dz, dW_point, db = im2col_kernels.conv2d_backward(
                 cache["pointwise"]["cols"], W_point, dy, cache["z_shape"], workspace=self.workspace)
         else:
