@@ -378,3 +378,21 @@ def test_model_with_the_new_layers_trains_saves_and_loads_through_the_restricted
     loaded = sn.load(tmp_path / "model.sn")
     assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("stride, multiplier", [(1, 1), (1, 2), (2, 1)])  # shifted and view paths
+def test_depthwise_offsets_kernel_over_many_batch_chunks(monkeypatch, stride, multiplier):
+    # The offsets kernel works on cache-sized batch chunks; tiny test batches fit in one chunk,
+    # so force one sample per chunk (and a smaller last one) to check the chunks add up.
+    from scratchnet.kernels import depthwise as depthwise_kernels
+
+    monkeypatch.setattr(depthwise_kernels, "CHUNK_NUMBERS", 100)  # < one sample: 1 sample per chunk
+    layer = built(DepthwiseConv2D((3, 2), depth_multiplier=multiplier, stride=stride, dilation=(1, 2),
+                                  padding="same"), (6, 7, 3))
+    x = np.random.default_rng(2).standard_normal((3, 6, 7, 3))
+    result = run(layer, x)
+    layer.backend = "loops"
+    assert_same(result, run(layer, x))
+    monkeypatch.setattr(depthwise_kernels, "CHUNK_NUMBERS", 2 * 6 * 7 * 3 * multiplier)  # another chunking
+    layer.backend = "offsets"
+    assert_same(run(layer, x), result)

@@ -127,11 +127,59 @@ def depthwise_forward_shifted(x_padded, W, out_hw, dilation) -> np.ndarray:
     return y
 
 
+def depthwise_backward_shifted(x_padded, W, dy, dilation, need_input_gradient):
+    """(dx_padded, dW) for stride 1 and one filter per channel, W (kh, kw, C): the forward's
+    shifted flat form run backwards. Put dy on the padded grid (zeros where no output is), then
+
+        dW[i, j, c] += sum_p dy_grid[p] * x_flat[p + shift]      (summed over rows and the width)
+        dx_flat[p + shift] += dy_grid[p] * w_row
+
+    A real dy cell sends to (a + d*i, b + d*j), inside its own image; the zeros send nothing, so
+    the numbers read or written past the chunk's end (max_shift of them) never matter.
+    """
+    n_samples, height, width, channels = x_padded.shape
+    kh, kw, _ = W.shape
+    (oh, ow), (dh, dw) = dy.shape[1:3], dilation
+    row = width * channels
+    w_rows = np.broadcast_to(W[:, :, None, :], (kh, kw, width, channels)).reshape(kh, kw, row)
+    max_shift = (dh * (kh - 1) * width + dw * (kw - 1)) * channels
+    chunks = batch_chunks(n_samples, height * width * channels)
+    numbers = len(range(n_samples)[chunks[0]]) * height * width * channels
+    dtype = x_padded.dtype
+    source, dx_extended = np.zeros(numbers + max_shift, dtype), np.zeros(numbers + max_shift, dtype)
+    dy_grid, product = np.zeros(numbers, dtype), np.empty(numbers, dtype)
+    dW_rows = np.zeros((kh, kw, row), dtype)  # dW summed over rows; the width is summed at the end
+    dx_padded = np.empty_like(x_padded) if need_input_gradient else None
+    for chunk in chunks:
+        x_chunk = x_padded[chunk]
+        size = x_chunk.size
+        source[:size] = x_chunk.reshape(-1)
+        # dy onto the grid's output cells; the other cells are never written and stay 0
+        dy_grid[:size].reshape(-1, height, width, channels)[:, :oh, :ow, :] = dy[chunk]
+        grid_rows, product_rows = dy_grid[:size].reshape(-1, row), product[:size].reshape(-1, row)
+        if need_input_gradient:
+            dx_extended.fill(0)
+        for i in range(kh):
+            for j in range(kw):
+                shift = (dh * i * width + dw * j) * channels
+                np.multiply(grid_rows, source[shift:shift + size].reshape(-1, row), out=product_rows)
+                dW_rows[i, j] += product_rows.sum(axis=0)
+                if need_input_gradient:
+                    np.multiply(grid_rows, w_rows[i, j], out=product_rows)
+                    dx_extended[shift:shift + size].reshape(-1, row)[...] += product_rows
+        if need_input_gradient:
+            dx_padded[chunk] = dx_extended[:size].reshape(x_chunk.shape)
+    return dx_padded, dW_rows.reshape(kh, kw, width, channels).sum(axis=2)[..., None]
+
+
 def depthwise_backward(x_padded, W, dy, stride=(1, 1), dilation=(1, 1), need_input_gradient=True):
     """(dx_padded, dW, db) for dy (N, OH, OW, C*M); dx_padded is None without need_input_gradient."""
     n_samples, height, width, channels = x_padded.shape
     kh, kw, _, multiplier = W.shape
     out_hw = dy.shape[1:3]
+    if tuple(stride) == (1, 1) and multiplier == 1:
+        dx_padded, dW = depthwise_backward_shifted(x_padded, W[..., 0], dy, dilation, need_input_gradient)
+        return dx_padded, dW, dy.sum(axis=(0, 1, 2))
     dy5 = dy.reshape(*dy.shape[:3], channels, multiplier)  # (N, OH, OW, C, M)
     db = dy.sum(axis=(0, 1, 2))
     dW = np.zeros_like(W)
