@@ -22,6 +22,11 @@ Backward, given dy (N, OH, OW, C, M):
     dW[i, j, c, m] = sum_{n, oh, ow} V_ij[n, oh, ow, c] * dy[n, oh, ow, c, m]
     dV_ij         += sum_m dy[..., m] * W[i, j, :, m]     (added into the view of dx at offset (i, j))
 
+Stride 1 with one filter per channel (the common case) runs the same sums in a "shifted flat"
+form instead (``depthwise_forward_shifted``, ``depthwise_backward_shifted``): on the padded grid
+an offset is a constant shift in flat memory, so each pass runs over whole contiguous rows
+(measured on 64x32x32x32, 3x3: forward 7.5 -> 5.1 ms, backward 20.6 -> 10.9 ms).
+
 Why not im2col: a depthwise convolution is a grouped convolution with one channel per group
 (``Conv2D(groups=C)``), and im2col would then build C patch matrices of only kh*kw columns and
 run C matrix products of (M, kh*kw) @ (kh*kw, M_mult): tiny, badly shaped products for BLAS, and
