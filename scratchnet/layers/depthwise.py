@@ -9,8 +9,7 @@ and "im2col" backends run the grouped kernels on the reshaped kernel, and the de
 offsets with broadcast multiply-adds on strided views, no patch matrix. Why: im2col with groups of
 one channel builds C patch matrices of only kh*kw columns and runs C tiny products; measured
 (float32, batch 64, 32x32x32, 3x3) 4x (fastest calls) to 24x (medians) slower forward than
-the offsets kernel
-(benchmarks/README.md).
+the offsets kernel (benchmarks/README.md).
 
 A separable convolution is a depthwise convolution followed by a 1x1 ("pointwise")
 convolution that mixes the C*M channels into ``filters`` outputs.
