@@ -19,9 +19,8 @@ from .classic import _layers
 
 def _conv(filters, kernel_size, stride=1, padding=0, groups=1, bias=True, backend="im2col"):
     L = _layers()
-    options = {"groups": groups} if groups != 1 else {}  # groups: a Conv2D option since the conv merge
-    return L.Conv2D(filters, kernel_size, stride=stride, padding=padding, use_bias=bias,
-                    kernel_initializer="he_normal", backend=backend, **options)
+    return L.Conv2D(filters, kernel_size, stride=stride, padding=padding, use_bias=bias, groups=groups,
+                    kernel_initializer="he_normal", backend=backend)
 
 
 def _depthwise(stride=1, backend="im2col"):
