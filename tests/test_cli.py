@@ -35,7 +35,7 @@ def test_summary_lenet5(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["summary", "--model", "resnet"], "invalid choice: 'resnet'"),
+    (["summary", "--model", "vgg16"], "invalid choice: 'vgg16'"),
     (["train", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
     (["train", "--epochs", "0"], "must be >= 1"),
     (["summary", "--input-shape", "28,x"], "expected sizes like 28,28,1"),
@@ -331,3 +331,13 @@ def test_help_lists_the_recipe_options(capsys):
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])
         assert "MODEL" in capsys.readouterr().out
+
+
+def test_gradcheck_command_covers_every_exported_layer():
+    from scratchnet import layers
+    from scratchnet.layers.base import iter_layers
+
+    covered = {type(inner).__name__ for _, layer, *_ in cli.gradcheck_cases()
+               for inner in iter_layers([layer])}
+    exported = set(layers.__all__) - {"Layer"}
+    assert exported - covered == set(), f"scratchnet gradcheck does not check {sorted(exported - covered)}"
