@@ -41,7 +41,8 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
                        "cifar10 the recipe's (torch_small_cnn: 30, flax: 10)")
     train.add_argument("--batch-size", type=positive_int, default=None,
                        help="images per optimizer step" + FROM_RECIPE)
-    train.add_argument("--optimizer", default=None, choices=("adam", "adamw", "sgd"), help="" + FROM_RECIPE)
+    train.add_argument("--optimizer", default=None, choices=("adam", "adamw", "sgd"),
+                       help="optimizer" + FROM_RECIPE)
     train.add_argument("--lr", type=positive_float, default=None,
                        help="initial (cosine, constant) or peak (onecycle) learning rate" + FROM_RECIPE)
     train.add_argument("--momentum", type=float, default=None, help="SGD momentum" + FROM_RECIPE)
