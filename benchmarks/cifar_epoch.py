@@ -61,8 +61,10 @@ def scratchnet_model(name, dtype="float32", epochs=1, steps=STEPS_PER_EPOCH, no_
 
 def torch_twin(torch, model, recipe):
     """The model's twin (same weights) and a torch.optim optimizer with the recipe's settings."""
-    from scratchnet.interop import to_torch
-
+    try:
+        from scratchnet.interop import to_torch
+    except ImportError:
+        raise SystemExit("cifar_epoch.py needs scratchnet.interop.to_torch (the PyTorch bridge)") from None
     twin = to_torch(model)
     twin.train()
     if recipe.optimizer == "sgd":
