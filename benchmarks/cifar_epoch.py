@@ -185,22 +185,22 @@ def train_both(torch, name, x, y, dtype, epochs, batch, steps=None, seed=0):
     return model, twin, ours, theirs
 
 
-def section_agree(torch, x, y, x_test, y_test, epochs):
+def section_agree(torch, x, y, x_test, y_test, epochs, names=MODELS, seed=0):
     print("\n#### Agreement with PyTorch (same initial weights, batches, schedule; no augmentation or "
           "dropout)\n")
     print("| model | float64_max_loss_diff_20_steps | f32_scratchnet_test_acc | f32_torch_test_acc "
           "| diff_points |")
     print("|---|---|---|---|---|")
     torch.set_default_dtype(torch.float32)
-    for name in MODELS:
-        _, _, ours, theirs = train_both(torch, name, x[:640], y[:640], "float64", 1, 32, steps=20)
+    for name in names:
+        _, _, ours, theirs = train_both(torch, name, x[:640], y[:640], "float64", 1, 32, steps=20, seed=seed)
         loss_diff = max(abs(a - b) for a, b in zip(ours, theirs))
-        model, twin, _, _ = train_both(torch, name, x, y, "float32", epochs, BATCH)
+        model, twin, _, _ = train_both(torch, name, x, y, "float32", epochs, BATCH, seed=seed)
         ours_acc = float(np.mean(model.predict(x_test).argmax(1) == y_test))
         twin.eval()
         with torch.no_grad():
             theirs_acc = float(np.mean(twin(torch.from_numpy(x_test)).numpy().argmax(1) == y_test))
-        print(f"| {name} | {loss_diff:.1e} | {100 * ours_acc:.1f}% | {100 * theirs_acc:.1f}% | "
+        print(f"| {name} (seed {seed}) | {loss_diff:.1e} | {100 * ours_acc:.1f}% | {100 * theirs_acc:.1f}% | "
               f"{100 * abs(ours_acc - theirs_acc):.1f} |", flush=True)
 
 
@@ -220,6 +220,8 @@ def main(argv=None):
     parser.add_argument("--sections", default="time,augment,project,agree")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per contender")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the float32 accuracy comparison")
+    parser.add_argument("--models", default=",".join(MODELS), help="models of the agree section")
+    parser.add_argument("--seeds", default="0", help="seeds (weights and batch order) of the agree section")
     args = parser.parse_args(argv)
     import torch
 
@@ -234,7 +236,9 @@ def main(argv=None):
     if "project" in sections:
         section_project(steps, costs)
     if "agree" in sections:
-        section_agree(torch, scaled[0], y_train, scaled[1], y_test, args.epochs)
+        for seed in map(int, args.seeds.split(",")):
+            section_agree(torch, scaled[0], y_train, scaled[1], y_test, args.epochs,
+                          args.models.split(","), seed)
 
 
 if __name__ == "__main__":
