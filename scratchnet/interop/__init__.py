@@ -11,7 +11,10 @@ PyTorch is imported inside these functions only: ``import scratchnet.interop`` w
 
 from .from_torch import SUPPORTED_MODULES, from_torch
 from .layouts import load_torch_state_dict, torch_state_dict
+from .optim import to_torch_optimizer
+from .parity import ParityReport, parity_report
 from .to_torch import SUPPORTED_LAYERS, UnsupportedLayerError, to_torch
 
 __all__ = ["to_torch", "from_torch", "torch_state_dict", "load_torch_state_dict", "UnsupportedLayerError",
+           "parity_report", "ParityReport", "to_torch_optimizer",
            "SUPPORTED_LAYERS", "SUPPORTED_MODULES"]
