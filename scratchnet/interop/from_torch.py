@@ -23,7 +23,8 @@ SUPPORTED_MODULES = ("Sequential", "Linear", "Conv2d (zeros padding, groups)", "
                      "ReLU", "LeakyReLU(0.01)", "Sigmoid", "Tanh", "GELU", "ELU(1)", "SELU", "SiLU",
                      "Softplus(beta=1)", "Softmax(dim=1)", "Identity", "Flatten", "MaxPool2d", "AvgPool2d",
                      "AdaptiveAvgPool2d(1) + Flatten", "Dropout", "Dropout2d", "ChannelShuffle", "ZeroPad2d",
-                     "Upsample(nearest, integer factors)", "torchvision-style ResNet (BasicBlock, Bottleneck)",
+                     "Upsample(nearest, integer factors)",
+                     "torchvision-style ResNet (BasicBlock, Bottleneck)",
                      "the modules of a to_torch twin")
 
 ELEMENTWISE = ("ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "ELU", "SELU", "SiLU", "Softplus", "Identity",
@@ -119,7 +120,8 @@ class Importer:
             return L.Activation(activation)
         if cls in (nn.Linear, tm.DenseAct):
             if shape != (module.in_features,):
-                raise ValueError(f"from_torch: {path!r} (Linear) takes {module.in_features} features, but its "
+                raise ValueError(f"from_torch: {path!r} (Linear) takes {module.in_features} features, but "
+                                 "its "
                                  f"input samples have shape {shape}")
             layer = L.Dense(module.out_features, activation=getattr(module, "activation", "linear"),
                             use_bias=module.bias is not None)
@@ -165,9 +167,11 @@ class Importer:
         if cls is tm.ResidualBlock:
             block = self.sub(f"{path}.block", module.block, shape)
             identity = type(module.shortcut) is nn.Identity
-            return L.Residual(block, None if identity else self.sub(f"{path}.shortcut", module.shortcut, shape))
+            shortcut = None if identity else self.sub(f"{path}.shortcut", module.shortcut, shape)
+            return L.Residual(block, shortcut)
         if cls is tm.ParallelBlock:
-            branches = [self.sub(f"{path}.branches.{k}", branch, shape) for k, branch in enumerate(module.branches)]
+            branches = [self.sub(f"{path}.branches.{k}", branch, shape)
+                        for k, branch in enumerate(module.branches)]
             if module.merge == "add":
                 return L.Parallel(branches, "add")
             axis = {2: 1, 3: 2, 1: 3}[module.dim] if len(shape) == 3 else module.dim
@@ -183,7 +187,8 @@ class Importer:
     def conv(self, path, module, shape):
         tm = self.tm
         if len(shape) != 3 or shape[2] != module.in_channels:
-            raise ValueError(f"from_torch: {path!r} (Conv2d) takes {module.in_channels} input channels, but its "
+            raise ValueError(f"from_torch: {path!r} (Conv2d) takes {module.in_channels} input channels, but "
+                             "its "
                              f"input samples have shape {shape} (channels-last (H, W, C): PyTorch's "
                              f"(C, H, W) = (3, 224, 224) is input_shape=(224, 224, 3))")
         if module.padding_mode != "zeros":
@@ -198,7 +203,8 @@ class Importer:
         options = dict(stride=module.stride, padding=padding, dilation=module.dilation,
                        use_bias=module.bias is not None)
         if type(module) is tm.DepthwiseConv2d:
-            layer = L.DepthwiseConv2D(module.kernel_size, module.out_channels // module.in_channels, **options)
+            multiplier = module.out_channels // module.in_channels
+            layer = L.DepthwiseConv2D(module.kernel_size, multiplier, **options)
         elif module.groups != 1:
             if not hasattr(L, "DepthwiseConv2D"):
                 refuse(path, module, f" with groups={module.groups} (grouped convolutions are not in this "
@@ -211,7 +217,8 @@ class Importer:
 
     def separable(self, path, module, shape):
         dw, pw = module.depthwise, module.pointwise
-        layer = L.SeparableConv2D(pw.out_channels, dw.kernel_size, depth_multiplier=dw.out_channels // dw.in_channels,
+        layer = L.SeparableConv2D(pw.out_channels, dw.kernel_size,
+                                  depth_multiplier=dw.out_channels // dw.in_channels,
                                   stride=dw.stride, padding=dw.pads, dilation=dw.dilation,
                                   use_bias=pw.bias is not None)
         self.weights(layer, module)
@@ -249,7 +256,8 @@ class Importer:
     def upsample(self, path, module):
         factor = module.scale_factor
         if module.mode != "nearest" or factor is None:
-            refuse(path, module, f" with mode={module.mode!r}, scale_factor={factor} (nearest, integer factors)")
+            refuse(path, module, f" with mode={module.mode!r}, scale_factor={factor} "
+                                 "(nearest, integer factors)")
         factors = pair(factor) if not isinstance(factor, (tuple, list)) else tuple(factor)
         if any(float(f) != int(f) for f in factors):
             refuse(path, module, f" with the non-integer scale_factor {factor}")
@@ -305,8 +313,8 @@ def from_torch(module, input_shape=None, dtype=None, seed=0, name="from_torch"):
         dtypes = {p.dtype for p in module.parameters()}
         dtype = "float64" if dtypes == {torch.float64} else "float32"
     importer = Importer(torch)
-    children = (list(module.named_children()) if type(module) in (torch.nn.Sequential, importer.tm.ScratchnetSequential)
-                else [("", module)])
+    plain = type(module) in (torch.nn.Sequential, importer.tm.ScratchnetSequential)
+    children = list(module.named_children()) if plain else [("", module)]
     layers, _ = importer.sequence(children, input_shape, "")
     model = Sequential(layers, input_shape=input_shape, seed=seed, dtype=dtype,
                        name=getattr(module, "scratchnet_name", name))

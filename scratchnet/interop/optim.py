@@ -51,7 +51,8 @@ def to_torch_optimizer(optimizer, module):
         torch_opt = torch.optim.SGD(params, lr=lr, momentum=optimizer.momentum, nesterov=optimizer.nesterov,
                                     weight_decay=optimizer.weight_decay)
     else:
-        raise ValueError(f"to_torch_optimizer: no torch.optim counterpart for {who}; supported: Adam, AdamW, SGD")
+        raise ValueError(f"to_torch_optimizer: no torch.optim counterpart for {who}; "
+                         "supported: Adam, AdamW, SGD")
     if type(schedule) is ConstantLR:
         return torch_opt, None
     if cosine:

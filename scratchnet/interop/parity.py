@@ -83,7 +83,8 @@ def _loss_pair(model, y, output, torch_output, torch, rng):
         target = torch.from_numpy(np.asarray(y)) if np.asarray(y).ndim == 1 else \
             torch.from_numpy(np.asarray(y, dtype=output.dtype))
         smoothing = getattr(loss, "label_smoothing", 0.0)
-        return loss.backward(), torch.nn.functional.cross_entropy(torch_output, target, label_smoothing=smoothing)
+        torch_loss = torch.nn.functional.cross_entropy(torch_output, target, label_smoothing=smoothing)
+        return loss.backward(), torch_loss
     if name == "MeanSquaredError" or getattr(loss, "name", "") == "mse":
         target = torch.from_numpy(np.asarray(y, dtype=output.dtype))
         return loss.backward(), torch.nn.functional.mse_loss(torch_output, target)
@@ -91,7 +92,8 @@ def _loss_pair(model, y, output, torch_output, torch, rng):
                      "compare gradients of a random projection of the output")
 
 
-def parity_report(model, x, y=None, training: bool = False, seed: int = 0, verbose: bool = True) -> ParityReport:
+def parity_report(model, x, y=None, training: bool = False, seed: int = 0,
+                  verbose: bool = True) -> ParityReport:
     """Run ``model`` and ``to_torch(model)`` on ``x``; compare every layer's output and gradients.
 
     x : a channels-last batch; y : labels for the model's loss (or None: a random projection).
@@ -109,7 +111,8 @@ def parity_report(model, x, y=None, training: bool = False, seed: int = 0, verbo
         for layer in dropouts:
             layer.rate = 0.0
         if dropouts:
-            notes.append(f"dropout turned off in both ({', '.join(d.name for d in dropouts)}): random masks differ")
+            names = ", ".join(d.name for d in dropouts)
+            notes.append(f"dropout turned off in both ({names}): random masks differ")
     twin = to_torch(work)
     twin.train(training)
     x = np.asarray(x, dtype=work.dtype)
@@ -142,7 +145,7 @@ def parity_report(model, x, y=None, training: bool = False, seed: int = 0, verbo
         t_grad = inputs[i].grad
         rows.append({"name": layer.name, "kind": type(layer).__name__,
                      "output": _max_diff(outputs[i], _nhwc(t_outputs[i])),
-                     "d_input": _max_diff(d_inputs[i], _nhwc(t_grad)) if t_grad is not None else float("nan")})
+                     "d_input": float("nan") if t_grad is None else _max_diff(d_inputs[i], _nhwc(t_grad))})
     named = dict(twin.named_parameters())
     tops = {id(leaf): top.name for top in work.layers for leaf in iter_layers([top])}
     params = []
