@@ -100,7 +100,7 @@ def test_parity_report_detects_a_wrong_weight(monkeypatch):
     """A report that cannot fail is useless: break the twin's weights and it must show it."""
     model = conv_head_model()
     x = batch(model.input_shape)
-    module = sys.modules["scratchnet.interop.to_torch"]
+    module = sys.modules["scratchnet.interop.export"]
     real = module.to_torch
 
     def broken(m, **kw):

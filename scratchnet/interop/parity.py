@@ -101,7 +101,7 @@ def parity_report(model, x, y=None, training: bool = False, seed: int = 0,
     """
     import torch
 
-    from .to_torch import to_torch
+    from .export import to_torch
 
     work, notes = copy.deepcopy(model), []
     if not work.built:

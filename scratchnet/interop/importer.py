@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import layers as L
+from .export import UnsupportedLayerError
 from .layouts import _as_numpy, from_torch_arrays
-from .to_torch import UnsupportedLayerError
 
 SUPPORTED_MODULES = ("Sequential", "Linear", "Conv2d (zeros padding, groups)", "BatchNorm1d", "BatchNorm2d",
                      "ReLU", "LeakyReLU(0.01)", "Sigmoid", "Tanh", "GELU", "ELU(1)", "SELU", "SiLU",
