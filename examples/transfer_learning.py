@@ -103,7 +103,8 @@ def plot(results: dict, path) -> object:
     accuracies = [results[label]["accuracy"] for label in labels]
     bars.bar(labels, accuracies, color=["tab:blue", "tab:orange"])
     for i, label in enumerate(labels):
-        bars.text(i, accuracies[i] + 0.02, f"{accuracies[i]:.1%}\n{results[label]['seconds']:.1f} s", ha="center")
+        text = f"{accuracies[i]:.1%}\n{results[label]['seconds']:.1f} s"
+        bars.text(i, accuracies[i] + 0.02, text, ha="center")
     bars.set(ylabel="final test accuracy", ylim=(0, 1.15),
              title=f"{results['few_images']} training images of digits 5-9")
     return _finish(figure, path)
