@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", default=None,
                        help="folder with dataset files (else $SCRATCHNET_DATA, ~/.cache/scratchnet)")
     train.add_argument("--no-download", action="store_true", help="never use the network")
+    train.add_argument("--monitor", action="store_true",
+                       help="watch training health about 10 times per epoch (update/weight ratios, dead "
+                       "ReLUs, gradient norms), print plain-word warnings and write health.png")
 
     gradcheck = commands.add_parser("gradcheck", help="check every built-in layer's backward numerically",
                                     formatter_class=_HelpFormatter)
@@ -174,7 +177,7 @@ def _cli_wording(message: str) -> str:
 
 # ---------------------------------------------------------------------- gradcheck
 def gradcheck_cases() -> list:
-    """(label, layer, shape of one input sample) for every built-in layer."""
+    """(label, layer, shape of one input sample[, training]) for every built-in layer."""
     from .layers import Activation, AvgPool2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D
     from .layers.activations import ACTIVATIONS
 
@@ -190,7 +193,34 @@ def gradcheck_cases() -> list:
               ("MaxPool2D(3, stride 2, overlapping)", MaxPool2D(3, stride=2), (7, 7, 2)),
               ("AvgPool2D(2)", AvgPool2D(2), (4, 6, 2)),
               ("GlobalAvgPool2D", GlobalAvgPool2D(), (3, 4, 2))]
-    return cases
+    return cases + modern_gradcheck_cases()
+
+
+def modern_gradcheck_cases() -> list:
+    """The layers and blocks beyond LeNet: grouped/depthwise conv, batch norm, dropout, blocks."""
+    from . import layers as L
+
+    return [
+        ("Conv2D(4, 3x3, groups 2, loops)", L.Conv2D(4, 3, groups=2, backend="loops"), (5, 5, 2)),
+        ("Conv2D(4, 3x3, groups 2, im2col)", L.Conv2D(4, 3, groups=2), (5, 5, 2)),
+        ("DepthwiseConv2D(3x3, x2, stride 2)", L.DepthwiseConv2D(3, depth_multiplier=2, stride=2,
+                                                                  padding="same"), (5, 5, 2)),
+        ("SeparableConv2D(3, 3x3)", L.SeparableConv2D(3, 3, padding="same"), (4, 4, 2)),
+        ("BatchNorm (inference)", L.BatchNorm(), (3, 3, 2)),
+        ("BatchNorm (training)", L.BatchNorm(), (3, 3, 2), True),
+        ("Dropout(0.5) (inference)", L.Dropout(0.5), (6,)),
+        ("Dropout(0.5) (training, one fixed mask)", L.Dropout(0.5), (6,), True),
+        ("SpatialDropout2D(0.5) (training)", L.SpatialDropout2D(0.5), (3, 3, 4), True),
+        ("ChannelShuffle(2)", L.ChannelShuffle(2), (3, 3, 4)),
+        ("ZeroPadding2D(1)", L.ZeroPadding2D(1), (3, 3, 2)),
+        ("UpSampling2D(2)", L.UpSampling2D(2), (3, 3, 2)),
+        ("Residual(conv, tanh, conv)", L.Residual([L.Conv2D(2, 3, padding="same"), L.Activation("tanh"),
+                                                   L.Conv2D(2, 3, padding="same")]), (4, 4, 2)),
+        ("Parallel(1x1 | 3x3, concat)", L.Parallel([L.Conv2D(2, 1), L.Conv2D(3, 3, padding="same")]),
+         (4, 4, 2)),
+        ("Parallel(1x1 | 3x3, add)",
+         L.Parallel([L.Conv2D(2, 1), L.Conv2D(2, 3, padding="same")], merge="add"), (4, 4, 2)),
+    ]
 
 
 def run_gradcheck() -> int:
@@ -198,8 +228,8 @@ def run_gradcheck() -> int:
     from .gradcheck import TOLERANCE, check_layer, format_table
 
     rows = []
-    for label, layer, shape in gradcheck_cases():
-        report = check_layer(layer, shape, seed=0)
+    for label, layer, shape, *training in gradcheck_cases():
+        report = check_layer(layer, shape, seed=0, training=bool(training and training[0]))
         rows += [(label, row.name, f"{row.error:.2e}", "ok" if row.passed else "FAIL")
                  for row in report.rows]
     print(f"Gradient check, float64, central differences: pass if rel. error <= {TOLERANCE:.0e}")
@@ -284,8 +314,10 @@ def run_training(args) -> int:
 
     import numpy as np
 
-    from . import metrics, viz
+    from . import interpret, metrics, viz
+    from .health import HealthMonitor
     from .model import History
+    from .training import NonFiniteLossError
 
     if not 0 <= args.val_fraction < 1:
         print("scratchnet train: --val-fraction must be in [0, 1)", file=sys.stderr)
@@ -297,16 +329,28 @@ def run_training(args) -> int:
           f"{len(x_test)} test images {x_fit.shape[1:]}; {model.count_params():,} parameters; "
           f"output in {out}")
 
-    history, interrupted = History(), False  # fit appends each epoch as it finishes
+    history, interrupted, failure = History(), False, None  # fit appends each epoch as it finishes
+    # the monitor's probe: the first 256 training images, the same at every check
+    monitor = HealthMonitor(probe=x_fit[:256], every=max(1, -(-len(x_fit) // args.batch_size) // 10),
+                            verbose=False) if args.monitor else None
     start = time.perf_counter()
     try:
         model.fit(x_fit, y_fit, epochs=args.epochs, batch_size=args.batch_size,
-                  validation_data=validation, history=history)
+                  validation_data=validation, history=history, callbacks=[monitor] if monitor else ())
     except KeyboardInterrupt:
         interrupted = True
         print(f"\nInterrupted after {len(history.epoch)} complete epoch(s): saving the model "
               "trained so far.")
+    except NonFiniteLossError as error:  # the weights are those from before the failed step
+        failure = str(error)
+        if monitor:
+            monitor.report_error(error)
+        print(f"\nTraining stopped: {error}", file=sys.stderr)
     train_seconds = time.perf_counter() - start
+    if monitor:
+        lines = [f"  - {message}" for message in monitor.warnings] or [
+            "  no warnings: update/weight ratios, dead ReLUs and gradients look normal"]
+        print("\n".join([f"Training health ({len(monitor.records)} checks):", *lines]))
 
     logits = model.predict(x_test)
     predicted = metrics.predictions(logits)
@@ -317,22 +361,32 @@ def run_training(args) -> int:
     record = {"scratchnet": __version__, "model": args.model, "dataset": args.dataset,
               "options": {key: value for key, value in vars(args).items() if key != "command"},
               "train_images": len(x_fit), "validation_images": n_val, "test_images": len(x_test),
-              "epochs_completed": len(history.epoch), "interrupted": interrupted,
+              "epochs_completed": len(history.epoch), "interrupted": interrupted, "error": failure,
               "train_seconds": train_seconds,
               "test_accuracy": test_accuracy, "history": history.to_dict()}
     (out / "history.json").write_text(json.dumps(record, indent=2) + "\n")
-    viz.plot_history(history, save_path=out / "curves.png", title=f"{args.model} on {args.dataset}")
+    written = ["model.sn", "history.json"]
+    if history.epoch:
+        viz.plot_history(history, save_path=out / "curves.png", title=f"{args.model} on {args.dataset}")
+        written.append("curves.png")
+    else:  # stopped inside the first epoch: no curve to draw, so no empty figure
+        print("No epoch finished: curves.png is not written.")
     cm = metrics.confusion_matrix(y_test, predicted, n_classes=len(class_names))
     viz.plot_confusion_matrix(cm, class_names, save_path=out / "confusion.png")
-    written = ["model.sn", "history.json", "curves.png", "confusion.png"]
+    viz.plot_images(x_test[:25], y_test[:25], predicted[:25], class_names, save_path=out / "predictions.png")
+    written += ["confusion.png", "predictions.png"]
     convs = [i for i, layer in enumerate(model.layers) if np.ndim(layer.params.get("W")) == 4]
-    if convs:  # the first convolution's filters, and its maps after the activation that follows
+    if convs:  # the first convolution's filters, its maps after the activation, Grad-CAM
         viz.plot_filters(model, layer=convs[0], save_path=out / "filters.png")
         viz.plot_feature_maps(model, x_test[0], layer=min(convs[0] + 1, len(model.layers) - 1),
-                              save_path=out / "feature_maps.png")
-        written += ["filters.png", "feature_maps.png"]
+                              label=y_test[0], class_names=class_names, save_path=out / "feature_maps.png")
+        interpret.plot_grad_cam(model, x_test[:8], labels=y_test[:8], save_path=out / "grad_cam.png")
+        written += ["filters.png", "feature_maps.png", "grad_cam.png"]
+    if monitor and monitor.records:
+        monitor.plot(out / "health.png")
+        written.append("health.png")
     print(f"Saved {', '.join(written)} in {out}  (load with scratchnet.load('{out / 'model.sn'}'))")
-    return 130 if interrupted else 0
+    return 130 if interrupted else 1 if failure else 0
 
 
 if __name__ == "__main__":

@@ -41,10 +41,25 @@ def plot_history(history, save_path=None, title: str | None = None):
     """Loss (left) and accuracy (right) per epoch, training and validation.
 
     history : a ``History`` from ``fit`` or a dict such as ``{"loss": [...], "val_loss": [...]}``
+
+    Every epoch is a marker (a one-epoch run shows its point) and the epoch axis has whole-number
+    ticks. With no finished epoch (Ctrl-C during the first) the figure says so in words instead of
+    showing empty axes.
     """
+    from matplotlib.ticker import MaxNLocator
+
     metrics = history.to_dict() if hasattr(history, "to_dict") else dict(history)
-    n_epochs = max((len(v) for k, v in metrics.items() if k != "epoch"), default=0)
+    n_epochs = max((len(v) for k, v in metrics.items() if k not in ("epoch", "seconds")), default=0)
     epochs = metrics.get("epoch") or list(range(1, n_epochs + 1))
+    if n_epochs == 0:
+        figure = _figure(5.5, 4)
+        axes = figure.subplots()
+        axes.set_axis_off()
+        axes.text(0.5, 0.5, "no epoch finished yet:\nno training curves to show", ha="center",
+                  va="center", fontsize=12, transform=axes.transAxes)
+        if title:
+            figure.suptitle(title)
+        return _finish(figure, save_path)
     has_accuracy = any(key in metrics for key in ("accuracy", "val_accuracy"))
     figure = _figure(10 if has_accuracy else 5.5, 4)
     panels = figure.subplots(1, 2 if has_accuracy else 1, squeeze=False)[0]
@@ -54,6 +69,9 @@ def plot_history(history, save_path=None, title: str | None = None):
                 axes.plot(epochs[:len(metrics[key])], metrics[key], style, label=label)
         axes.set_xlabel("epoch")
         axes.set_ylabel(name)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.25"
+        if len(epochs) == 1:  # one point: centre it between whole-number neighbours
+            axes.set_xlim(epochs[0] - 1, epochs[0] + 1)
         axes.grid(alpha=0.3)
         if axes.lines:
             axes.legend()
@@ -83,9 +101,14 @@ def plot_filters(model, layer=None, channel: int | None = None, save_path=None):
 
     layer : index or name; default the first layer that has a 4-D weight ``W`` (kh, kw, C, F)
     channel : for C not in (1, 3), which input channel to show (default 0). One channel is
-        shown in grey; three channels (an RGB input) as colour. Each filter is rescaled to
-        [0, 1] on its own, so the shape of the pattern, not its size, is visible.
+        shown in grey; three channels (an RGB input) as colour.
+
+    All filters share one scale, symmetric around 0: ``-m`` black, 0 mid-grey, ``+m`` white with
+    ``m = max |W|`` (for RGB, each channel's value the same way), read off the colour bar.
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     if layer is None:
         layer = next((i for i, lyr in enumerate(model.layers) if np.ndim(lyr.params.get("W")) == 4), None)
         if layer is None:
@@ -98,17 +121,21 @@ def plot_filters(model, layer=None, channel: int | None = None, save_path=None):
     if channels != 3 or channel is not None:
         weights = weights[:, :, (channel or 0):(channel or 0) + 1, :]
     rows, columns = _grid(filters)
-    figure = _figure(1.2 * columns + 0.5, 1.2 * rows + 0.6)
-    for index, axes in enumerate(figure.subplots(rows, columns, squeeze=False).ravel()):
+    limit = float(np.abs(weights).max()) or 1.0           # m = max |W|
+    figure = _figure(1.2 * columns + 1.3, 1.2 * rows + 0.6)
+    panels = figure.subplots(rows, columns, squeeze=False)
+    for index, axes in enumerate(panels.ravel()):
         axes.set_axis_off()
         if index >= filters:
             continue
         kernel = weights[..., index]
-        low, high = kernel.min(), kernel.max()
-        kernel = (kernel - low) / (high - low) if high > low else np.zeros_like(kernel)
-        axes.imshow(kernel if kernel.shape[2] == 3 else kernel[:, :, 0], cmap="gray",
-                    interpolation="nearest")
+        if kernel.shape[2] == 3:  # w -> (w + m) / 2m in [0, 1] per channel
+            axes.imshow((kernel + limit) / (2 * limit), interpolation="nearest")
+        else:
+            axes.imshow(kernel[:, :, 0], cmap="gray", vmin=-limit, vmax=limit, interpolation="nearest")
         axes.set_title(str(index), fontsize=8)
+    figure.colorbar(ScalarMappable(Normalize(-limit, limit), cmap="gray"), ax=panels, shrink=0.8,
+                    label="weight" + (" (each RGB channel)" if weights.shape[2] == 3 else ""))
     figure.suptitle(f"{conv.name}: {filters} filters {kh}x{kw}")
     return _finish(figure, save_path)
 
@@ -127,8 +154,13 @@ def feature_maps(model, image, layer) -> np.ndarray:
     return out[0]
 
 
-def plot_feature_maps(model, image, layer=0, max_maps: int = 32, save_path=None):
-    """What one image looks like at ``layer``: the input, then one panel per channel."""
+def plot_feature_maps(model, image, layer=0, max_maps: int = 32, save_path=None, label=None,
+                      class_names=None):
+    """What one image looks like at ``layer``: the input, then one panel per channel.
+
+    The input's title gives its true class (``label``, if known) and the model's prediction; all
+    maps share one colour scale, shown by the colour bar.
+    """
     index, chosen = _find_layer(model, layer)
     maps = feature_maps(model, image, index)
     if maps.ndim != 3:
@@ -140,13 +172,22 @@ def plot_feature_maps(model, image, layer=0, max_maps: int = 32, save_path=None)
     panels = figure.subplots(rows, columns, squeeze=False).ravel()
     picture = np.asarray(image).reshape(model.input_shape)
     panels[0].imshow(picture[:, :, 0] if picture.shape[2] == 1 else np.clip(picture, 0, 1), cmap="gray")
-    panels[0].set_title("input", fontsize=8)
+    output = np.asarray(model.predict(picture[np.newaxis]))
+    predicted = int(output[0].argmax()) if output.ndim == 2 else None  # class scores only
+    parts = [f"{word} {class_names[int(value)] if class_names is not None else int(value)}"
+             for word, value in (("true", label), ("pred", predicted)) if value is not None]
+    wrong = label is not None and predicted is not None and int(label) != predicted
+    panels[0].set_title("\n".join(["input", " / ".join(parts)]) if parts else "input", fontsize=8,
+                        color="red" if wrong else "black")
+    low, high = (float(maps[:, :, :count].min()), float(maps[:, :, :count].max())) if count else (0, 1)
     for number, axes in enumerate(panels[1:]):
         if number < count:
-            axes.imshow(maps[:, :, number], cmap="viridis")
+            shown = axes.imshow(maps[:, :, number], cmap="viridis", vmin=low, vmax=high)
             axes.set_title(str(number), fontsize=8)
     for axes in panels:
         axes.set_axis_off()
+    if count:
+        figure.colorbar(shown, ax=panels[1:].tolist(), shrink=0.8, label="activation")
     figure.suptitle(f"{chosen.name}: {count} of {maps.shape[2]} maps, {maps.shape[0]}x{maps.shape[1]}")
     return _finish(figure, save_path)
 
@@ -170,7 +211,7 @@ def plot_confusion_matrix(cm, class_names=None, normalize: bool = False, save_pa
     figure = _figure(size + 1, size)
     axes = figure.subplots()
     image = axes.imshow(values, cmap="Blues")
-    figure.colorbar(image, ax=axes, fraction=0.046)
+    figure.colorbar(image, ax=axes, fraction=0.046, label="share of the true class" if normalize else "count")
     axes.set_xticks(range(n_classes), names, rotation=45 if max(map(len, names)) > 2 else 0)
     axes.set_yticks(range(n_classes), names)
     axes.set_xlabel("predicted class")
@@ -187,7 +228,7 @@ def plot_confusion_matrix(cm, class_names=None, normalize: bool = False, save_pa
 
 # ---------------------------------------------------------------------- images
 def plot_images(images, labels=None, predicted=None, class_names=None, n: int = 25, save_path=None):
-    """A grid of the first ``n`` images (N, H, W, C), titled with labels (and predictions)."""
+    """A grid of the first ``n`` images (N, H, W, C), titled "true a / pred b" (red if they differ)."""
     images = np.asarray(images)[:n]
     if images.ndim != 4:
         raise ValueError(f"images must have shape (N, H, W, C), got {images.shape}")
@@ -200,11 +241,13 @@ def plot_images(images, labels=None, predicted=None, class_names=None, n: int = 
         picture = images[index]
         axes.imshow(picture[:, :, 0] if picture.shape[2] == 1 else np.clip(picture, 0, 1), cmap="gray")
         parts = []
-        for values in (labels, predicted):
+        for values, word in ((labels, "true "), (predicted, "pred ")):
             if values is not None:
                 value = int(values[index])
-                parts.append(str(class_names[value]) if class_names is not None else str(value))
-        wrong = len(parts) == 2 and parts[0] != parts[1]
+                parts.append(word + (str(class_names[value]) if class_names is not None else str(value)))
+        if labels is not None and predicted is None:
+            parts = [parts[0][len("true "):]]  # labels alone: just the class
+        wrong = len(parts) == 2 and int(labels[index]) != int(predicted[index])
         axes.set_title(" / ".join(parts), fontsize=8, color="red" if wrong else "black")
     return _finish(figure, save_path)
 

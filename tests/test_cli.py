@@ -87,11 +87,13 @@ def test_train_one_epoch_writes_every_output(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Epoch 1/1" in printed and "val_accuracy" in printed and "Test accuracy" in printed
     assert sorted(path.name for path in out.iterdir()) == [
-        "confusion.png", "curves.png", "feature_maps.png", "filters.png", "history.json", "model.sn"]
-    for name in ("confusion.png", "curves.png", "feature_maps.png", "filters.png"):
+        "confusion.png", "curves.png", "feature_maps.png", "filters.png", "grad_cam.png", "history.json",
+        "model.sn", "predictions.png"]
+    for name in ("confusion.png", "curves.png", "feature_maps.png", "filters.png", "grad_cam.png",
+                 "predictions.png"):
         assert_png(out / name)
     record = json.loads((out / "history.json").read_text())
-    assert record["epochs_completed"] == 1 and record["interrupted"] is False
+    assert record["epochs_completed"] == 1 and record["interrupted"] is False and record["error"] is None
     assert (record["train_images"], record["validation_images"], record["test_images"]) == (270, 30, 300)
     assert set(record["history"]) == {"epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy"}
     # the saved model is the trained one: it reproduces the reported test accuracy
@@ -153,3 +155,126 @@ def test_missing_datasets_exit_1_with_advice(tmp_path, monkeypatch, capsys):
     assert cli.main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "cifar-10-python.tar.gz" in err and "--data-dir" in err and "as root" not in err
+
+
+# ---------------------------------------------------------------------- the figures of `train`
+def spy(monkeypatch, module, name):
+    """Replace module.name by a wrapper that keeps every figure it returns."""
+    real, figures = getattr(module, name), []
+
+    def wrapper(*args, **kwargs):
+        result = real(*args, **kwargs)
+        figures.append(result[1] if isinstance(result, tuple) else result)
+        return result
+
+    monkeypatch.setattr(module, name, wrapper)
+    return figures
+
+
+def colorbar_labels(figure):
+    return [axes.get_ylabel() for axes in figure.axes if axes.get_label() == "<colorbar>"]
+
+
+def test_train_figures_show_values_and_labels(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from scratchnet import interpret, viz
+
+    figures = {name: spy(monkeypatch, viz, name) for name in
+               ("plot_history", "plot_confusion_matrix", "plot_images", "plot_filters", "plot_feature_maps")}
+    figures["grad_cam"] = spy(monkeypatch, interpret, "plot_grad_cam")
+    out = tmp_path / "run"
+    assert cli.main(["train", "--model", "tiny_cnn", "--epochs", "1", "--limit", "120",
+                     "--out", str(out)]) == 0
+    capsys.readouterr()
+    model = scratchnet.load(out / "model.sn")
+    (_, _), (x_test, y_test) = load_mnist_sample()
+    predicted = model.predict(x_test[:120]).argmax(axis=1)
+    (curves,) = figures["plot_history"]
+    assert [axes.get_xlim() for axes in curves.axes] == [(0, 2), (0, 2)]  # one epoch, centred
+    assert all(line.get_marker() in ("o", "s") for axes in curves.axes for line in axes.lines)
+    assert colorbar_labels(figures["plot_confusion_matrix"][0]) == ["count"]
+    assert colorbar_labels(figures["plot_filters"][0]) == ["weight"]
+    maps = figures["plot_feature_maps"][0]
+    assert colorbar_labels(maps) == ["activation"]
+    assert maps.axes[0].get_title() == f"input\ntrue {y_test[0]} / pred {predicted[0]}"
+    grid = figures["plot_images"][0]
+    assert [axes.get_title() for axes in grid.axes if axes.images][:3] == [
+        f"true {y_test[i]} / pred {predicted[i]}" for i in range(3)]
+    (cam,) = figures["grad_cam"]
+    images = [axes for axes in cam.axes if axes.images and axes.get_label() != "<colorbar>"]
+    assert len(images) == 16 and colorbar_labels(cam) == ["Grad-CAM (0-1)"]
+    assert [axes.get_title() for axes in images[:8]] == [f"true {y_test[i]} / pred {predicted[i]}"
+                                                         for i in range(8)]
+    assert all(len(axes.images) == 2 for axes in images[8:])  # the image and the map over it
+    import matplotlib.image
+    assert matplotlib.image.imread(out / "grad_cam.png").shape[:2] == (360, 1380)  # 8 images
+
+
+def test_interrupted_first_epoch_writes_no_empty_curves(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    real_step, calls = Sequential.train_step, []
+
+    def step_then_interrupt(self, x, y):
+        calls.append(len(x))
+        if len(calls) == 2:  # inside epoch 1
+            raise KeyboardInterrupt
+        return real_step(self, x, y)
+
+    monkeypatch.setattr(Sequential, "train_step", step_then_interrupt)
+    out = tmp_path / "run"
+    code = cli.main(["train", "--model", "mlp", "--epochs", "2", "--limit", "200", "--out", str(out)])
+    assert code == 130
+    printed = capsys.readouterr().out
+    assert "Interrupted after 0 complete epoch" in printed and "curves.png is not written" in printed
+    assert not (out / "curves.png").exists()
+    assert "curves.png" not in printed.split("Saved ")[1]
+    assert json.loads((out / "history.json").read_text())["history"]["epoch"] == []
+    assert_png(out / "confusion.png")
+
+
+def test_monitor_flag_writes_health_plot_and_prints_warnings(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    assert cli.main(["train", "--model", "mlp", "--epochs", "1", "--limit", "200", "--monitor",
+                     "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Training health (3 checks):" in printed and "no warnings" in printed  # 180 / 64: 3 steps
+    assert_png(out / "health.png")
+    out = tmp_path / "broken"
+    assert cli.main(["train", "--model", "mlp", "--epochs", "1", "--limit", "200", "--monitor",
+                     "--lr", "10", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "the learning rate is too high" in printed and "health.png" in printed
+
+
+def test_monitor_reports_a_non_finite_loss(tmp_path, capsys, monkeypatch):
+    real_step, calls = Sequential.train_step, []
+
+    def step_then_fail(self, x, y):
+        calls.append(len(x))
+        if len(calls) == 3:
+            raise scratchnet.NonFiniteLossError("mlp: the loss is nan; the output of layer 'dense' (Dense) "
+                                                "is the first to contain NaN/inf")
+        return real_step(self, x, y)
+
+    monkeypatch.setattr(Sequential, "train_step", step_then_fail)
+    out = tmp_path / "run"
+    code = cli.main(["train", "--model", "mlp", "--epochs", "1", "--limit", "400", "--monitor",
+                     "--out", str(out)])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "Training stopped: epoch 1, batch 3 of 6" in captured.err
+    assert "the loss became NaN/inf, training stopped" in captured.out and "'dense'" in captured.out
+    record = json.loads((out / "history.json").read_text())
+    assert "layer 'dense'" in record["error"] and record["epochs_completed"] == 0
+    assert (out / "health.png").exists() and (out / "model.sn").exists()
+
+
+def test_gradcheck_command_covers_every_exported_layer():
+    from scratchnet import layers
+    from scratchnet.layers.base import iter_layers
+
+    covered = {type(inner).__name__ for _, layer, *_ in cli.gradcheck_cases()
+               for inner in iter_layers([layer])}
+    exported = set(layers.__all__) - {"Layer"}
+    assert exported - covered == set(), f"scratchnet gradcheck does not check {sorted(exported - covered)}"

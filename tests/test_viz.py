@@ -15,6 +15,15 @@ pytest.importorskip("matplotlib")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def colorbars(figure):
+    """The colour-bar axes of a figure (matplotlib labels them "<colorbar>")."""
+    return [axes for axes in figure.axes if axes.get_label() == "<colorbar>"]
+
+
+def image_axes(figure):
+    return [axes for axes in figure.axes if axes.images and axes.get_label() != "<colorbar>"]
+
+
 def assert_png(path):
     import matplotlib.image
 
@@ -77,15 +86,45 @@ def test_plot_history_from_history_and_dict(tmp_path):
     assert len(only_loss.axes) == 1 and len(only_loss.axes[0].lines) == 1
 
 
+def test_plot_history_one_epoch_is_readable(tmp_path):
+    history = History()
+    history.append(1, {"loss": 0.9, "accuracy": 0.7, "val_loss": 1.0, "val_accuracy": 0.65}, seconds=2.0)
+    figure = viz.plot_history(history, save_path=tmp_path / "one.png")
+    assert_png(tmp_path / "one.png")
+    for axes in figure.axes:
+        training, validation = axes.lines
+        assert training.get_marker() == "o" and validation.get_marker() == "s"  # a point, not nothing
+        assert list(training.get_xdata()) == [1]
+        assert axes.get_xlim() == (0, 2)
+        ticks = [tick for tick in axes.get_xticks() if 0 <= tick <= 2]
+        assert ticks and all(float(tick).is_integer() for tick in ticks)  # no "epoch 1.25"
+    many = viz.plot_history({"loss": list(np.linspace(2, 1, 7))})
+    assert all(float(tick).is_integer() for tick in many.axes[0].get_xticks())
+
+
+def test_plot_history_without_any_epoch_says_so(tmp_path):
+    for empty in (History(), {"loss": []}, {}):
+        figure = viz.plot_history(empty, save_path=tmp_path / "empty.png", title="lenet5 on digits")
+        (axes,) = figure.axes
+        assert not axes.axison and not axes.lines
+        assert "no epoch finished yet" in axes.texts[0].get_text()
+        assert figure._suptitle.get_text() == "lenet5 on digits"
+    assert_png(tmp_path / "empty.png")  # the words are drawn: not a blank canvas
+
+
 def test_plot_filters_shows_each_kernel(tmp_path):
     model = tiny_cnn(input_shape=(12, 12, 1), n_classes=3)
     figure = viz.plot_filters(model, save_path=tmp_path / "filters.png")
-    assert_png(tmp_path / "filters.png")
-    shown = [axes.images[0].get_array() for axes in figure.axes if axes.images]
+    picture = assert_png(tmp_path / "filters.png")
+    assert picture.shape[:2] == (180, 1090)  # one row of 8 (1.2 x 1 + 0.6 by 1.2 x 8 + 1.3 inches)
+    shown = [axes.images[0] for axes in image_axes(figure)]
     assert len(shown) == 8
-    kernel = model.layers[0].params["W"][:, :, 0, 5]
-    expected = (kernel - kernel.min()) / (kernel.max() - kernel.min())
-    np.testing.assert_allclose(shown[5], expected, rtol=1e-6)
+    weights = model.layers[0].params["W"]
+    np.testing.assert_array_equal(shown[5].get_array(), weights[:, :, 0, 5])  # the raw weights
+    limit = np.abs(weights).max()
+    assert all(image.get_clim() == pytest.approx((-limit, limit)) for image in shown)  # one scale
+    (bar,) = colorbars(figure)
+    assert bar.get_ylabel() == "weight" and bar.get_ylim() == pytest.approx((-limit, limit))
     with pytest.raises(ValueError, match="has no 4-D kernel"):
         viz.plot_filters(model, layer="dense")
 
@@ -93,7 +132,10 @@ def test_plot_filters_shows_each_kernel(tmp_path):
 def test_plot_filters_rgb_input(tmp_path):
     model = tiny_cnn(input_shape=(10, 10, 3), n_classes=2)
     figure = viz.plot_filters(model, layer=0)
-    assert figure.axes[0].images[0].get_array().shape == (3, 3, 3)
+    shown = image_axes(figure)[2].images[0].get_array()
+    weights, limit = model.layers[0].params["W"], np.abs(model.layers[0].params["W"]).max()
+    np.testing.assert_allclose(shown, (weights[..., 2] + limit) / (2 * limit), rtol=1e-6)
+    assert shown.shape == (3, 3, 3) and colorbars(figure)[0].get_ylabel() == "weight (each RGB channel)"
 
 
 def test_feature_maps_equal_the_layer_output(tmp_path, rng):
@@ -104,7 +146,21 @@ def test_feature_maps_equal_the_layer_output(tmp_path, rng):
     np.testing.assert_allclose(maps, expected)
     figure = viz.plot_feature_maps(model, image, layer=2, save_path=tmp_path / "maps.png")  # pooled
     assert_png(tmp_path / "maps.png")
-    assert sum(1 for axes in figure.axes if axes.images) == 1 + 8  # the input and 8 maps
+    panels = image_axes(figure)
+    assert len(panels) == 1 + 8  # the input and 8 maps
+    pooled = viz.feature_maps(model, image, 2)
+    np.testing.assert_allclose(panels[3].images[0].get_array(), pooled[:, :, 2])
+    assert all(axes.images[0].get_clim() == (pooled.min(), pooled.max()) for axes in panels[1:])
+    (bar,) = colorbars(figure)
+    assert bar.get_ylabel() == "activation"
+    predicted = int(model.predict(image[None]).argmax())
+    assert panels[0].get_title() == f"input\npred {predicted}"
+    labelled = viz.plot_feature_maps(model, image, layer=1, label=(predicted + 1) % 3,
+                                     class_names=["a", "b", "c"])
+    title = image_axes(labelled)[0].title
+    names = ["a", "b", "c"]
+    assert title.get_text() == f"input\ntrue {names[(predicted + 1) % 3]} / pred {names[predicted]}"
+    assert title.get_color() == "red"  # a wrong prediction
     with pytest.raises(ValueError, match="not a stack of 2-D maps"):
         viz.plot_feature_maps(model, image, layer=-1)
     with pytest.raises(ValueError, match="no layer 'nope'"):
@@ -117,9 +173,14 @@ def test_plot_confusion_matrix_writes_counts(tmp_path):
     assert_png(tmp_path / "cm.png")
     texts = [text.get_text() for text in figure.axes[0].texts]
     assert texts == ["5", "1", "2", "7"]
+    (bar,) = colorbars(figure)
+    assert bar.get_ylabel() == "count" and bar.get_ylim() == (1, 7)
+    assert [tick.get_text() for tick in figure.axes[0].get_xticklabels()] == ["cat", "dog"]
+    assert figure.axes[0].get_xlabel() == "predicted class" and figure.axes[0].get_ylabel() == "true class"
     assert "80.00%" in figure.axes[0].get_title()  # (5 + 7) / 15
     normalized = viz.plot_confusion_matrix(cm, normalize=True)
     assert [text.get_text() for text in normalized.axes[0].texts] == ["0.83", "0.17", "0.22", "0.78"]
+    assert colorbars(normalized)[0].get_ylabel() == "share of the true class"
     with pytest.raises(ValueError, match="must be square"):
         viz.plot_confusion_matrix(np.ones((2, 3)))
     with pytest.raises(ValueError, match="3 class names for a 2-class"):
@@ -131,8 +192,11 @@ def test_plot_images_marks_mistakes_in_red(tmp_path, rng):
                              save_path=tmp_path / "images.png")
     assert_png(tmp_path / "images.png")
     titles = [axes.title for axes in figure.axes if axes.images]
-    assert [title.get_text() for title in titles] == ["0 / 0", "1 / 1", "2 / 0", "3 / 3"]
+    assert [title.get_text() for title in titles] == ["true 0 / pred 0", "true 1 / pred 1",
+                                                      "true 2 / pred 0", "true 3 / pred 3"]
     assert titles[2].get_color() == "red" and titles[0].get_color() == "black"
+    named = viz.plot_images(rng.random((2, 8, 8, 1)), labels=[1, 0], class_names=["cat", "dog"])
+    assert [axes.get_title() for axes in named.axes if axes.images] == ["dog", "cat"]
 
 
 def test_plots_never_touch_pyplot_and_import_is_light():
