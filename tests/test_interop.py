@@ -36,6 +36,18 @@ def every_layer_model(dropout=True, seed=1):
     ], input_shape=(9, 7, 3), seed=seed, dtype="float64").build()
 
 
+def grouped_model(dropout=False, seed=3):
+    """Grouped, depthwise and separable convolutions, with 'same' padding of odd totals and strides."""
+    return sn.Sequential([
+        L.Conv2D(6, 3, padding="same", groups=3), L.BatchNorm(), L.Activation("relu"),
+        L.DepthwiseConv2D(3, depth_multiplier=2, stride=2, padding="same"),        # 6 -> 12 channels
+        L.Conv2D(8, 2, padding="same", groups=4, use_bias=False),                   # even kernel: odd total
+        L.SeparableConv2D(5, (3, 2), depth_multiplier=2, padding="same", dilation=(1, 2)),
+        L.Residual([L.DepthwiseConv2D(3, padding="same", use_bias=False, backend="im2col"), L.BatchNorm()]),
+        L.SeparableConv2D(4, 1, use_bias=False), L.Flatten(), L.Dense(3),
+    ], input_shape=(9, 8, 3), seed=seed, dtype="float64").build()
+
+
 def conv_head_model(seed=2):
     return sn.Sequential([L.Conv2D(3, 3), L.GlobalAvgPool2D(), L.Activation("softmax"), L.Dense(2)],
                          input_shape=(6, 6, 2), seed=seed, dtype="float64").build()
@@ -56,9 +68,9 @@ def run_twin(twin, x):
 
 
 # ------------------------------------------------------------------ forward and gradients
-@pytest.mark.parametrize("make", [every_layer_model, conv_head_model])
+@pytest.mark.parametrize("make", [every_layer_model, grouped_model, conv_head_model])
 def test_twin_forward_matches_predict_inference(make):
-    model = make(dropout=False) if make is every_layer_model else make()
+    model = make(dropout=False) if make is not conv_head_model else make()
     x = batch(model.input_shape)
     warm_up_statistics(model, x)
     twin = interop.to_torch(model)
@@ -73,8 +85,9 @@ def test_twin_with_dropout_equals_predict_in_eval_mode():
 
 
 @pytest.mark.parametrize("training", [False, True])
-def test_parity_report_every_layer_forward_and_gradients(training):
-    model = every_layer_model(dropout=False)
+@pytest.mark.parametrize("make", [every_layer_model, grouped_model])
+def test_parity_report_every_layer_forward_and_gradients(training, make):
+    model = make(dropout=False)
     x = batch(model.input_shape)
     warm_up_statistics(model, x)
     before = model.get_weights()
@@ -82,7 +95,7 @@ def test_parity_report_every_layer_forward_and_gradients(training):
     assert report.forward_max <= 1e-10 and report.gradient_max <= 1e-10, str(report)
     assert len(report.rows) == len(model.layers)
     names = {p["name"] for p in report.params}
-    assert "conv2d/weight" in names and "batch_norm/weight" in names and len(names) >= 20
+    assert "conv2d/weight" in names and "batch_norm/weight" in names and len(names) >= 12
     for key, value in model.get_weights().items():      # the model (and its running stats) untouched
         np.testing.assert_array_equal(value, before[key])
 
@@ -144,14 +157,16 @@ def test_frozen_batchnorm_stays_in_inference_mode_in_the_twin():
 
 
 # ------------------------------------------------------------------ round trips and state dicts
-def test_from_torch_of_to_torch_round_trips_bitwise():
-    model = every_layer_model(dropout=True)
+@pytest.mark.parametrize("make", [every_layer_model, grouped_model])
+def test_from_torch_of_to_torch_round_trips_bitwise(make):
+    model = make(dropout=True)
     x = batch(model.input_shape)
     warm_up_statistics(model, x)
     again = interop.from_torch(interop.to_torch(model))
     assert [type(a) for a in again.layers] == [type(b) for b in model.layers]
     assert [layer.name for layer in again.layers] == [layer.name for layer in model.layers]
-    assert again.get_layer("dense").activation == "tanh" and again.input_shape == model.input_shape
+    assert again.input_shape == model.input_shape
+    assert [layer.get_config() for layer in again.layers] == [layer.get_config() for layer in model.layers]
     mine, theirs = model.get_weights(), again.get_weights()
     assert mine.keys() == theirs.keys()
     for key in mine:
@@ -239,6 +254,18 @@ def test_from_torch_adaptive_pool_and_padding_modules():
     expected = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).detach().numpy()
     np.testing.assert_allclose(model.predict(x), expected, rtol=0, atol=1e-10)
     assert isinstance(model.layers[6], L.GlobalAvgPool2D) and len(model.layers) == 8
+
+
+def test_from_torch_grouped_and_depthwise_conv2d():
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, groups=2), nn.ReLU(),
+                        nn.Conv2d(6, 12, (3, 2), stride=2, groups=6, bias=False),      # depthwise, M = 2
+                        nn.Flatten(), nn.Linear(12 * 3 * 4, 2)).double().eval()
+    model = interop.from_torch(net, input_shape=(7, 8, 4))
+    assert model.layers[0].groups == 2 and model.layers[2].groups == 6
+    x = batch((7, 8, 4))
+    expected = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).detach().numpy()
+    np.testing.assert_allclose(model.predict(x), expected, rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("module, needle", [

@@ -15,7 +15,8 @@ and works channels-first inside. What has to be said explicitly:
 * frozen layers: ``requires_grad = False`` on their parameters;
 * dropout: same rate, but the random masks differ.
 
-Every module carries ``scratchnet_name`` (the layer's name), so ``from_torch`` gives it back.
+Every module carries ``scratchnet_name`` (the layer's name) and ``scratchnet_options`` (padding as
+written, e.g. "same", backend, initializer), so ``from_torch`` gives them back.
 """
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ def convert(layer, torch, tm, factory):
         _refuse(layer, f" for samples of shape {layer.input_shape} (only (D,) vectors and (H, W, C) images)")
     module = convert_layer(layer, torch, tm, factory)
     module.scratchnet_name = layer.name
+    module.scratchnet_options = {key: value for key, value in layer.get_config().items()
+                                 if key in ("padding", "backend", "kernel_initializer")}
     if not layer.trainable:
         for parameter in module.parameters(recurse=False):
             parameter.requires_grad_(False)

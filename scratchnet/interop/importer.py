@@ -111,6 +111,7 @@ class Importer:
         if layer is None:
             refuse(path, module)
         layer.name = path if self.path_names and path else self.name(module, layer.name)
+        restore_options(layer, getattr(module, "scratchnet_options", {}), shape)
         return [layer]
 
     def leaf(self, path, module, shape, state):
@@ -272,6 +273,23 @@ class Importer:
             for name, value in from_torch_arrays(layer, arrays).items():
                 store = layer.params if name in layer.params else layer.buffers
                 store[name][...] = value
+
+
+def restore_options(layer, options: dict, shape) -> None:
+    """Put back the options a to_torch twin remembers, where they mean the same as what was imported.
+
+    padding: "same" is only taken back if it gives the very pads the module uses for this shape.
+    """
+    from ..layers.spatial import resolve_padding
+    padding = options.get("padding")
+    kernel = getattr(layer, "kernel_size", getattr(layer, "pool_size", None))
+    if padding is not None and kernel is not None and len(shape) == 3:
+        args = (shape[:2], kernel, layer.stride, getattr(layer, "dilation", (1, 1)))
+        if resolve_padding(padding, *args) == resolve_padding(layer.padding, *args):
+            layer.padding = padding
+    for key in ("backend", "kernel_initializer"):
+        if key in options and hasattr(layer, key):
+            setattr(layer, key, options[key])
 
 
 def pair(value):
