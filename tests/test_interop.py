@@ -310,3 +310,16 @@ def test_import_interop_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(
         __import__("pathlib").Path(__file__).resolve().parents[1]))
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_readme_bridge_example_runs(capsys):
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"<!-- bridge-example -->\n```python\n(.*?)```", text, re.S).group(1)
+    namespace = {}
+    exec(compile(code, "README bridge example", "exec"), namespace)
+    assert float(capsys.readouterr().out.splitlines()[0]) < 1e-12
+    assert namespace["report"].passed(1e-10)
+    x = namespace["x"]
+    np.testing.assert_array_equal(namespace["again"].predict(x), namespace["model"].predict(x))
