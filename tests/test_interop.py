@@ -5,6 +5,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import scratchnet as sn
 from scratchnet import layers as L
@@ -323,3 +325,31 @@ def test_readme_bridge_example_runs(capsys):
     assert namespace["report"].passed(1e-10)
     x = namespace["x"]
     np.testing.assert_array_equal(namespace["again"].predict(x), namespace["model"].predict(x))
+
+
+@settings(max_examples=25)
+@given(size=st.tuples(st.integers(4, 11), st.integers(4, 11)), channels=st.sampled_from([2, 4]),
+       kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       padding=st.sampled_from(["same", "valid", 1, ((0, 2), (1, 0))]), dilation=st.integers(1, 2),
+       groups=st.sampled_from([1, 2]), pool=st.sampled_from(["max", "avg"]),
+       pool_padding=st.sampled_from(["same", "valid", ((1, 0), (0, 1))]))
+def test_random_conv_and_pool_options_agree_and_round_trip(size, channels, kernel, stride, padding, dilation,
+                                                           groups, pool, pool_padding):
+    """Any kernel/stride/padding/dilation/groups and pooling padding: through the twin and back."""
+    span = [dilation * (k - 1) + 1 for k in kernel]
+    assume(padding == "same" or all(s >= k + 2 for s, k in zip(size, span)))
+    pooling = (L.MaxPool2D if pool == "max" else L.AvgPool2D)(2, padding=pool_padding)
+    conv = L.Conv2D(4, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    model = sn.Sequential([conv, L.Activation("tanh"), pooling, L.Flatten(), L.Dense(2)],
+                          input_shape=(*size, channels), seed=0, dtype="float64")
+    try:
+        model.build()
+    except ValueError:
+        assume(False)  # shapes that do not fit (a window larger than its input)
+    x = batch(model.input_shape, n=3)
+    report = interop.parity_report(model, x, verbose=False)
+    assert report.passed(1e-10), str(report)
+    again = interop.from_torch(interop.to_torch(model))
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    assert again.layers[0].get_config() == model.layers[0].get_config()
