@@ -353,3 +353,14 @@ def test_random_conv_and_pool_options_agree_and_round_trip(size, channels, kerne
     again = interop.from_torch(interop.to_torch(model))
     np.testing.assert_array_equal(again.predict(x), model.predict(x))
     assert again.layers[0].get_config() == model.layers[0].get_config()
+
+
+def test_float32_model_gives_a_float32_twin_and_back():
+    model = sn.Sequential([L.Conv2D(3, 3, padding="same"), L.BatchNorm(), L.Flatten(), L.Dense(2)],
+                          input_shape=(5, 4, 2), seed=0).build()
+    twin = interop.to_torch(model)
+    assert twin[0].weight.dtype == torch.float32
+    x = batch(model.input_shape).astype(np.float32)
+    np.testing.assert_allclose(run_twin(twin, x), model.predict(x), rtol=0, atol=1e-5)
+    again = interop.from_torch(twin)
+    assert again.dtype == np.float32 and np.array_equal(again.predict(x), model.predict(x))
