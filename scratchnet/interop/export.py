@@ -169,6 +169,8 @@ def to_torch(model, channels_first: bool = False):
     ``twin(x)`` equals ``model.predict(x)`` (float64: to ~1e-15) for a channels-last ``x`` as a
     tensor of the model's dtype; ``channels_first=True`` makes the twin take and return
     (N, C, H, W). ``twin.train()`` is scratchnet's ``training=True``. The model is not changed.
+    The twin is made for the model's input shape: a "same" padding with a stride is resolved
+    for it (other image sizes would need other pads, as in scratchnet's own layer).
     Layers without a PyTorch equivalent raise ``UnsupportedLayerError`` naming them.
     """
     import torch

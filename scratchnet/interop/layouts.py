@@ -171,9 +171,8 @@ def load_torch_state_dict(model, state_dict) -> None:
         own = {**layer.params, **layer.buffers}
         if not own:
             continue
-        theirs = {key[len(prefix) + 1:]: value for key, value in given.items()
-                  if key.startswith(prefix + ".") and "." not in key[len(prefix) + 1:].replace(
-                      "depthwise.", "").replace("pointwise.", "")}
+        suffixes = to_torch_arrays(layer, own)  # the keys this layer owns: "weight", "running_mean", ...
+        theirs = {suffix: given[f"{prefix}.{suffix}"] for suffix in suffixes}
         for name, value in from_torch_arrays(layer, theirs).items():
             if value.shape != own[name].shape:
                 raise ValueError(f"{layer.name}: {name!r} has shape {own[name].shape} in the model, but the "
