@@ -5,7 +5,8 @@ Adam(1e-4) and SGD(0.1, momentum 0.9, weight decay 5e-4) with a cosine schedule 
 CosineAnnealingLR), on the same float64 batches of 16x16x3 images (CIFAR's 32x32 took 3 minutes for
 the six runs; the layers are the same). At the end every weight
 and running statistic agrees to 1e-8, and so does every loss on the way. Dropout is off
-(``small_cnn_bn(dropout=0)``): its random masks cannot agree.
+(``small_cnn_bn(dropout=0)``): its random masks cannot agree. The zoo's blocks (inception, dense,
+mobilenet, inverted residual, shufflenet) go through the bridge too.
 """
 
 import numpy as np
@@ -78,3 +79,23 @@ def test_zoo_model_and_its_torch_twin_train_alike_for_20_steps(name, recipe):
     difference, loss_difference, moved = train_side_by_side(ZOO[name](), RECIPES[recipe]())
     assert difference <= 1e-8 and loss_difference <= 1e-8, (difference, loss_difference)
     assert moved > 1e-4   # training really changed the weights
+
+
+@pytest.mark.parametrize("make", [
+    lambda: models.inception_block(4, 3, 4, 2, 3, 2),
+    lambda: models.dense_block(2, 3, bottleneck=True),
+    lambda: models.mobilenet_block(8, stride=2),
+    lambda: models.inverted_residual(6, 6, expansion=2),
+    lambda: models.shufflenet_unit(6, 12, groups=2, stride=2),
+], ids=["inception", "dense", "mobilenet", "inverted_residual", "shufflenet"])
+@pytest.mark.parametrize("training", [False, True])
+def test_zoo_blocks_through_the_bridge(make, training):
+    """Every zoo block in a model: the twin agrees (forward and every gradient), and comes back bitwise."""
+    model = sn.Sequential([sn.layers.Conv2D(6, 3, padding="same"), make(), sn.layers.GlobalAvgPool2D(),
+                           sn.layers.Dense(3)], input_shape=(8, 8, 3), seed=0, dtype="float64").build()
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 3))
+    report = interop.parity_report(model, x, y=np.array([0, 1, 2, 0]), training=training, verbose=False)
+    assert report.passed(1e-10), str(report)
+    again = interop.from_torch(interop.to_torch(model))
+    for key, value in model.get_weights().items():
+        np.testing.assert_array_equal(again.get_weights()[key], value)
