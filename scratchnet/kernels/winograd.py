@@ -69,6 +69,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .workspace import Workspace
+
 # (B^T, G, A^T) for F(m x m, 3x3), m = output tile size
 TRANSFORMS = {
     2: ([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
@@ -89,22 +91,28 @@ def transforms(m: int, dtype):
     return tuple(np.array(matrix, dtype=dtype) for matrix in TRANSFORMS[m])
 
 
-def both_axes(left, grid):
+def both_axes(left, grid, workspace=None, name="", out=None):
     """``left @ g @ left^T`` for every (tile, channel) column of ``grid`` (k, k, L) -> (r, r, L).
 
     First axis: one product ``left @ grid`` over k; second axis: ``np.matmul(left, .)``, i.e.
     left @ T[a] for every row a of the first result (a batch of r products, one numpy call).
+    The intermediate (and the result, unless ``out`` is given) come from ``workspace``.
     """
+    workspace = workspace if workspace is not None else Workspace()
     k, _, columns = grid.shape
-    first = (left @ grid.reshape(k, k * columns)).reshape(-1, k, columns)  # (r, k, L)
-    return np.matmul(left, first)  # (r, r, L)
+    rows = left.shape[0]
+    first = workspace.empty(name + "_first", (rows, k * columns), grid.dtype)
+    np.matmul(left, grid.reshape(k, k * columns), out=first)  # (r, k*L)
+    if out is None:
+        out = workspace.empty(name, (rows, rows, columns), grid.dtype)
+    return np.matmul(left, first.reshape(rows, k, columns), out=out)  # (r, r, L)
 
 
 def tile_counts(out_hw, m):
     return tuple(-(-size // m) for size in out_hw)  # ceil(OH / m), ceil(OW / m)
 
 
-def input_tiles(x_padded, m):
+def input_tiles(x_padded, m, workspace):
     """d (alpha, alpha, P*C): input tile t's cell (i, j), all channels, as one contiguous grid.
 
     Tile (n, th, tw) starts at row m*th, column m*tw of x (zero-extended to whole tiles).
@@ -121,11 +129,17 @@ def input_tiles(x_padded, m):
     view = np.lib.stride_tricks.as_strided(
         x_padded, shape=(alpha, alpha, n_samples, tiles_h, tiles_w, channels),
         strides=(step_h, step_w, step_n, m * step_h, m * step_w, step_c), writeable=False)
-    return view.reshape(alpha, alpha, -1)  # the one copy
+    tiles = workspace.empty("tiles", (alpha, alpha, n_samples * tiles_h * tiles_w * channels), x_padded.dtype)
+    tiles.reshape(view.shape)[...] = view  # the one copy
+    return tiles
 
 
-def conv2d_forward(x_padded, W, b, m=4):
-    """Return ``(y, saved)``: y (N, OH, OW, F) and (V, U) for the backward."""
+def conv2d_forward(x_padded, W, b, m=4, workspace=None):
+    """Return ``(y, saved)``: y (N, OH, OW, F) and (V, U) for the backward.
+
+    Temporaries come from ``workspace`` (reused between calls: fresh large arrays cost a page
+    fault per 4 KiB, see workspace.py); y, V and U are new arrays."""
+    workspace = workspace if workspace is not None else Workspace()
     n_samples, height, width, channels = x_padded.shape
     filters = W.shape[3]
     BT, G, AT = transforms(m, x_padded.dtype)
@@ -133,10 +147,15 @@ def conv2d_forward(x_padded, W, b, m=4):
     out_h, out_w = height - 2, width - 2
     tiles_h, tiles_w = tile_counts((out_h, out_w), m)
     tiles = n_samples * tiles_h * tiles_w  # P
-    V = both_axes(BT, input_tiles(x_padded, m)).reshape(alpha * alpha, tiles, channels)  # B^T d B
-    U = both_axes(G, W.reshape(3, 3, channels * filters)).reshape(alpha * alpha, channels, filters)
-    M = np.matmul(V, U)  # (alpha^2, P, F): one product over channels per grid position
-    Y = both_axes(AT, M.reshape(alpha, alpha, tiles * filters))  # A^T M A, (m, m, P*F)
+    V = np.empty((alpha, alpha, tiles * channels), dtype=x_padded.dtype)  # kept for the backward
+    both_axes(BT, input_tiles(x_padded, m, workspace), workspace, "V", out=V)  # B^T d B
+    V = V.reshape(alpha * alpha, tiles, channels)
+    U = np.empty((alpha, alpha, channels * filters), dtype=x_padded.dtype)
+    both_axes(G, W.reshape(3, 3, channels * filters), workspace, "U", out=U)  # G W G^T
+    U = U.reshape(alpha * alpha, channels, filters)
+    M = workspace.empty("M", (alpha * alpha, tiles, filters), x_padded.dtype)
+    np.matmul(V, U, out=M)  # (alpha^2, P, F): one product over channels per grid position
+    Y = both_axes(AT, M.reshape(alpha, alpha, tiles * filters), workspace, "Y")  # A^T M A, (m, m, P*F)
     Y = Y.reshape(m, m, n_samples, tiles_h, tiles_w, filters).transpose(2, 3, 0, 4, 1, 5)
     y = np.empty((n_samples, tiles_h, m, tiles_w, m, filters), dtype=x_padded.dtype)
     if b is None:
@@ -149,7 +168,7 @@ def conv2d_forward(x_padded, W, b, m=4):
     return y, {"V": V, "U": U, "m": m}
 
 
-def output_tiles(dy, m):
+def output_tiles(dy, m, workspace):
     """dY (m, m, P*F): dy cut into m x m tiles (zeros where ragged tiles pass the edge)."""
     n_samples, out_h, out_w, filters = dy.shape
     tiles_h, tiles_w = tile_counts((out_h, out_w), m)
@@ -158,27 +177,33 @@ def output_tiles(dy, m):
         extended[:, :out_h, :out_w] = dy
         dy = extended
     grid = dy.reshape(n_samples, tiles_h, m, tiles_w, m, filters).transpose(2, 4, 0, 1, 3, 5)
-    return grid.reshape(m, m, -1)  # the one copy
+    tiles = workspace.empty("dy_tiles", (m, m, n_samples * tiles_h * tiles_w * filters), dy.dtype)
+    tiles.reshape(grid.shape)[...] = grid  # the one copy
+    return tiles
 
 
-def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True):
-    """(dx_padded, dW, db) from the forward's V and U (see the module docstring)."""
+def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, workspace=None):
+    """(dx_padded, dW, db) from the forward's V and U (see the module docstring); temporaries
+    from ``workspace``, dx_padded, dW and db are new arrays."""
+    workspace = workspace if workspace is not None else Workspace()
     V, U, m = saved["V"], saved["U"], saved["m"]
     n_samples, height, width, channels = padded_shape
     filters = dy.shape[3]
     BT, G, AT = transforms(m, dy.dtype)
     alpha = m + 2
     tiles = V.shape[1]  # P
-    dM = both_axes(AT.T, output_tiles(dy, m))  # A dY A^T, (alpha, alpha, P*F)
+    dM = both_axes(AT.T, output_tiles(dy, m, workspace), workspace, "dM")  # A dY A^T, (alpha, alpha, P*F)
     dM = dM.reshape(alpha * alpha, tiles, filters)
     dU = np.matmul(V.transpose(0, 2, 1), dM)  # V^T dM per position, (alpha^2, C, F)
-    dW = both_axes(G.T, dU.reshape(alpha, alpha, channels * filters))  # G^T dU G
+    dW = np.empty((3, 3, channels * filters), dtype=dy.dtype)
+    both_axes(G.T, dU.reshape(alpha, alpha, channels * filters), workspace, "dW", out=dW)  # G^T dU G
     dW = dW.reshape(3, 3, channels, filters)
     db = dy.reshape(-1, filters).sum(axis=0)
     if not need_input_gradient:
         return None, dW, db
-    dV = np.matmul(dM, U.transpose(0, 2, 1))  # (alpha^2, P, C)
-    dd = both_axes(BT.T, dV.reshape(alpha, alpha, tiles * channels))  # B dV B^T, (alpha, alpha, P*C)
+    dV = workspace.empty("dV", (alpha * alpha, tiles, channels), dy.dtype)
+    np.matmul(dM, U.transpose(0, 2, 1), out=dV)  # (alpha^2, P, C)
+    dd = both_axes(BT.T, dV.reshape(alpha, alpha, tiles * channels), workspace, "dd")  # B dV B^T
     return add_tiles(dd, (n_samples, height, width, channels), m), dW, db
 
 

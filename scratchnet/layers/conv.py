@@ -229,7 +229,7 @@ class Conv2D(ConvBase):
         backend = self.auto_backend(x_padded) if self.backend == "auto" else self.backend
         if backend == "winograd":
             self.check_winograd()
-            y, saved = winograd_kernels.conv2d_forward(x_padded, W, b)
+            y, saved = winograd_kernels.conv2d_forward(x_padded, W, b, workspace=self.workspace)
             return y, {"backend": "winograd", "winograd": saved}  # the transformed V and U
         if backend == "im2col":
             y, cols = im2col_kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups)
@@ -243,7 +243,7 @@ class Conv2D(ConvBase):
         W, cache = self.params["W"], self.cache
         if cache["backend"] == "winograd":
             dx_padded, dW, db = winograd_kernels.conv2d_backward(
-                cache["winograd"], W, dy, cache["padded_shape"], need_input_gradient=need_dx)
+                cache["winograd"], W, dy, cache["padded_shape"], need_dx, self.workspace)
         elif cache["backend"] == "im2col":
             dx_padded, dW, db = im2col_kernels.conv2d_backward(
                 cache["cols"], W, dy, cache["padded_shape"], self.stride, self.dilation,
