@@ -4,6 +4,7 @@ profile, side by side with PyTorch (CPU) in one process.
     python benchmarks/speed_zoo.py                    # everything, a few minutes on 2 cores
     python benchmarks/speed_zoo.py --sections step --batches 64
     python benchmarks/speed_zoo.py --sections conv,memory,profile,float64
+    OPENBLAS_NUM_THREADS=1 python benchmarks/speed_zoo.py --threads 1   # one core each
 
 Contenders are interleaved round by round with a pause when the library changes (timing.py);
 every number is a median of rounds x calls (and the fastest call, "best", which the shared
@@ -261,15 +262,18 @@ def main(argv=None):
     parser.add_argument("--batches", default="64,128")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch threads (set OPENBLAS_NUM_THREADS to the same number for NumPy)")
     parser.add_argument("--json", default=str(Path(__file__).with_name("results_speed_zoo.json")))
     settings = parser.parse_args(argv)
     settings.batches = [int(b) for b in settings.batches.split(",")]
     settings.settle = 0.1
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(settings.threads)
     rng = np.random.default_rng(0)
     sections = settings.sections.split(",")
     machine = machine_description(torch)
-    machine["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE", "(unset)")
+    for variable in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS"):
+        machine[variable] = os.environ.get(variable, "(unset)")
     out = ["#### Machine", ""] + [f"- {k}: {v}" for k, v in machine.items()] + [""]
     results = {"machine": machine}
     if "step" in sections:
