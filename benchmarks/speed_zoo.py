@@ -166,15 +166,17 @@ def numpy_step_peak(model, x, labels):
 
 
 def torch_step_peak(network, optimizer, loss_function, x, labels):
-    """Peak of the running sum of the profiler's CPU allocation events during one step."""
+    """Peak of the running sum of torch.profiler's per-operation allocations (self CPU memory,
+    allocations minus frees, in start order) during one step."""
     torch_step(network, optimizer, loss_function, x, labels)  # warm-up: Adam's state exists
     activities = [torch.profiler.ProfilerActivity.CPU]
     with torch.profiler.profile(activities=activities, profile_memory=True) as profiler:
         torch_step(network, optimizer, loss_function, x, labels)
-    events = sorted((e for e in profiler.events() if e.name == "[memory]"), key=lambda e: e.time_range.start)
+    events = sorted((e for e in profiler.events() if e.self_cpu_memory_usage),
+                    key=lambda e: e.time_range.start)
     running, peak = 0, 0
     for event in events:
-        running += event.cpu_memory_usage
+        running += event.self_cpu_memory_usage
         peak = max(peak, running)
     return peak
 
@@ -274,33 +276,42 @@ def main(argv=None):
     machine = machine_description(torch)
     for variable in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS"):
         machine[variable] = os.environ.get(variable, "(unset)")
-    out = ["#### Machine", ""] + [f"- {k}: {v}" for k, v in machine.items()] + [""]
+    out = ["\n".join(["#### Machine", ""] + [f"- {k}: {v}" for k, v in machine.items()] + [""])]
     results = {"machine": machine}
     if "step" in sections:
         results["step"] = step_table(settings, rng)
         out.append(markdown("Training step (float32): forward, cross-entropy, backward, Adam",
                             results["step"], ["_ms: medians of alternated rounds; best: fastest calls."]))
+        save(settings, out, results)
     if "float64" in sections:
         zoo = ["flax_cnn", "small_cnn_bn", "resnet8"]
         results["float64"] = step_table(settings, rng, "float64", zoo, [64])
         out.append(markdown("Training step (float64, batch 64)", results["float64"]))
+        save(settings, out, results)
     if "conv" in sections:
         rows, extra = conv_rows(settings, rng)
         results["conv"], results["conv_machine"] = rows, extra
         out.append(markdown("Heavy conv 16x16x64 -> 128, 3x3 same, batch 32 (float32)", rows,
                             [f"{k}: {v}" for k, v in extra.items()]))
+        save(settings, out, results)
     if "memory" in sections:
         results["memory"] = memory_rows(settings, rng)
         out.append(markdown("Peak memory of one training step (float32)", results["memory"],
                             ["scratchnet: tracemalloc peak above the start of the step (after a warm-up);",
-                             "torch: peak of the running sum of torch.profiler CPU allocation events."]))
+                             "torch: peak of the running sum of torch.profiler's self CPU memory per op."]))
+        save(settings, out, results)
     if "profile" in sections:
         for label in ("small_cnn_bn", "resnet8"):
             rows, step = layer_profile(label, 64, "auto", rng)
             results[f"profile {label}"] = rows
             out.append(markdown(f"Per-layer profile: {label}, batch 64, auto (step {step} ms)", rows))
-    text = "\n".join(out)
-    print(text)
+            save(settings, out, results)
+
+
+def save(settings, out, results):
+    """Print the markdown so far and write the JSON (after every section: a long run under load
+    keeps what it measured)."""
+    print(out[-1], flush=True)
     Path(settings.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
