@@ -278,6 +278,7 @@ def main(argv=None):
         machine[variable] = os.environ.get(variable, "(unset)")
     out = ["\n".join(["#### Machine", ""] + [f"- {k}: {v}" for k, v in machine.items()] + [""])]
     results = {"machine": machine}
+    print(out[0], flush=True)
     if "step" in sections:
         results["step"] = step_table(settings, rng)
         out.append(markdown("Training step (float32): forward, cross-entropy, backward, Adam",
