@@ -177,3 +177,33 @@ def test_first_layer_skips_input_gradient():
     layer.forward(np.ones((1, 6, 6, 2)))
     assert layer.backward_params(np.ones((1, 4, 4, 2))) is None
     assert set(layer.grads) == {"W", "b"}
+
+
+def test_resnet8_auto_trains_like_im2col_float64():
+    """A zoo network with backend="auto" (Winograd in its 3x3 stride-1 layers with >= 16
+    channels, im2col elsewhere): the same loss and weights after two Adam steps as im2col."""
+    from scratchnet import Adam
+    from scratchnet.models import get_model
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 12, 12, 3))
+    labels = rng.integers(0, 10, size=4)
+    results = {}
+    for backend in ("im2col", "auto"):
+        model = get_model("resnet8", input_shape=(12, 12, 3), dtype="float64", backend=backend, seed=3)
+        model.compile(optimizer=Adam(lr=1e-2), loss="cross_entropy")
+        losses = [model.train_step(x, labels)[0] for _ in range(2)]
+        used = {layer.cache["backend"] for layer in _convs(model)}
+        weights = model.get_weights()  # {name: array}
+        results[backend] = (losses, {name: np.array(w) for name, w in weights.items()}, used)
+    assert results["im2col"][2] == {"im2col"} and results["auto"][2] == {"im2col", "winograd"}
+    np.testing.assert_allclose(results["auto"][0], results["im2col"][0], rtol=0, atol=1e-10)
+    assert results["auto"][1].keys() == results["im2col"][1].keys()
+    for name, want in results["im2col"][1].items():
+        np.testing.assert_allclose(results["auto"][1][name], want, rtol=0, atol=1e-9, err_msg=name)
+
+
+def _convs(model):
+    from scratchnet.layer_tree import iter_layers
+
+    return [layer for layer in iter_layers(model.layers) if isinstance(layer, Conv2D)]
