@@ -144,6 +144,7 @@ def modern_gradcheck_cases() -> list:
     return [
         ("Conv2D(4, 3x3, groups 2, loops)", L.Conv2D(4, 3, groups=2, backend="loops"), (5, 5, 2)),
         ("Conv2D(4, 3x3, groups 2, im2col)", L.Conv2D(4, 3, groups=2), (5, 5, 2)),
+        ("Conv2D(3, 3x3, same, winograd)", L.Conv2D(3, 3, padding="same", backend="winograd"), (7, 5, 2)),
         ("DepthwiseConv2D(3x3, x2, stride 2)", L.DepthwiseConv2D(3, depth_multiplier=2, stride=2,
                                                                   padding="same"), (5, 5, 2)),
         ("SeparableConv2D(3, 3x3)", L.SeparableConv2D(3, 3, padding="same"), (4, 4, 2)),

@@ -55,8 +55,11 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
                        "flax: flip + random resized crop" + FROM_RECIPE)
     train.add_argument("--label-smoothing", type=float, default=None, help="cross-entropy label "
                        "smoothing in [0, 1)" + FROM_RECIPE)
-    train.add_argument("--backend", default="im2col", choices=("im2col", "scipy"),
-                       help="convolution algorithm (scipy: the slow, readable reference)")
+    train.add_argument("--backend", default="im2col",
+                       choices=("im2col", "auto", "winograd", "scipy", "loops"),
+                       help="convolution algorithm: im2col (matrix products), auto (Winograd for 3x3 "
+                       "stride-1 convolutions with >= 16 channels, im2col elsewhere), winograd (3x3 "
+                       "stride 1 only), scipy (the readable reference), loops (the definition; slow)")
     train.add_argument("--seed", type=int, default=0, help="seeds weights, shuffling and the data split")
     train.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                        help="float32 is fast, float64 exact")

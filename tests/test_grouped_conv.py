@@ -396,3 +396,19 @@ def test_depthwise_offsets_kernel_over_many_batch_chunks(monkeypatch, stride, mu
     monkeypatch.setattr(depthwise_kernels, "CHUNK_NUMBERS", 2 * 6 * 7 * 3 * multiplier)  # another chunking
     layer.backend = "offsets"
     assert_same(run(layer, x), result)
+
+
+def test_depthwise_layers_take_auto_as_their_fast_backend():
+    # "auto" picks the fastest kernel: for a depthwise convolution that is always "offsets", so a
+    # whole model can be built with backend="auto" (Conv2D then chooses winograd or im2col).
+    from scratchnet.layers import DepthwiseConv2D, SeparableConv2D
+    from scratchnet.models import mobilenet_block
+
+    assert DepthwiseConv2D(3, backend="auto").backend == "offsets"
+    assert SeparableConv2D(4, 3, backend="auto").backend == "offsets"
+    block = mobilenet_block(8, backend="auto")
+    block.build((6, 6, 4), rng=np.random.default_rng(0), dtype="float64")
+    reference = mobilenet_block(8, backend="loops")
+    reference.build((6, 6, 4), rng=np.random.default_rng(0), dtype="float64")
+    x = np.random.default_rng(1).normal(size=(2, 6, 6, 4))
+    np.testing.assert_allclose(block.forward(x), reference.forward(x), rtol=0, atol=1e-12)

@@ -1,0 +1,320 @@
+"""Issue #15: the model zoo's training steps, the heavy 3x3 convolution, memory and a per-layer
+profile, side by side with PyTorch (CPU) in one process.
+
+    python benchmarks/speed_zoo.py                    # everything, a few minutes on 2 cores
+    python benchmarks/speed_zoo.py --sections step --batches 64
+    python benchmarks/speed_zoo.py --sections conv,memory,profile,float64
+    OPENBLAS_NUM_THREADS=1 python benchmarks/speed_zoo.py --threads 1   # one core each
+
+Contenders are interleaved round by round with a pause when the library changes (timing.py);
+every number is a median of rounds x calls (and the fastest call, "best", which the shared
+machine disturbs least). scratchnet runs with the "im2col" backend and with "auto" (Winograd
+F(4x4, 3x3) for 3x3 stride-1 layers with >= 16 channels and filters). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: import scratchnet
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' torch twin
+
+import torch  # noqa: E402
+from timing import Contender, alternate, machine_description  # noqa: E402
+from torch_twin import torch_twin  # noqa: E402
+
+from scratchnet import Adam  # noqa: E402
+from scratchnet.kernels import im2col, winograd  # noqa: E402
+from scratchnet.models import get_model  # noqa: E402
+
+# label -> (scratchnet.models name, input shape, options)
+NETWORKS = {
+    "reference (MNIST)": ("reference", (28, 28, 1), {}),
+    "lenet5": ("lenet5", (28, 28, 1), {}),
+    "flax_cnn": ("flax_cnn", (32, 32, 3), {}),
+    "small_cnn_bn": ("small_cnn_bn", (32, 32, 3), {}),
+    "resnet8": ("resnet8", (32, 32, 3), {}),
+}
+
+
+def build(label, backend, dtype="float32"):
+    name, input_shape, options = NETWORKS[label]
+    if name == "reference":  # benchmarks/networks.py's reference network (not in the zoo), float32
+        import networks
+        model = networks.scratchnet_network("reference (MNIST)", backend=backend)
+    else:
+        model = get_model(name, input_shape=input_shape, dtype=dtype, backend=backend, **options)
+    return model.compile(optimizer=Adam(lr=1e-3), loss="cross_entropy")
+
+
+def torch_step(network, optimizer, loss_function, x, labels):
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_function(network(x), labels)
+    loss.backward()
+    optimizer.step()
+
+
+def step_contenders(label, batch, dtype, rng, backends=("im2col", "auto")):
+    input_shape = NETWORKS[label][1]
+    x = rng.standard_normal((batch, *input_shape)).astype(dtype)
+    labels = rng.integers(0, 10, size=batch)
+    contenders = []
+    model = None
+    for backend in backends:
+        model = build(label, backend, dtype)
+        contenders.append(Contender(backend, "numpy", lambda m=model: m.train_step(x, labels)))
+    torch_dtype = torch.float32 if dtype == "float32" else torch.float64
+    network = torch_twin(torch, model, dtype=torch_dtype)[0].train()
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    loss_function = torch.nn.CrossEntropyLoss()
+    x_nchw, labels_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(labels)
+    contenders.append(Contender("torch", "torch", lambda: torch_step(network, optimizer, loss_function,
+                                                                     x_nchw, labels_t)))
+    return contenders, (model, x, labels, network, optimizer, loss_function, x_nchw, labels_t)
+
+
+def step_table(settings, rng, dtype="float32", labels_=None, batches=None):
+    rows = []
+    for batch in batches or settings.batches:
+        for label in labels_ or NETWORKS:
+            contenders, _ = step_contenders(label, batch, dtype, rng)
+            times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
+            best = {c.name: min(c.samples) for c in contenders}
+            row = {"network": label, "batch": batch, "dtype": dtype, "torch_ms": ms(times["torch"])}
+            for backend in ("im2col", "auto"):
+                row[f"{backend}_ms"] = ms(times[backend])
+                row[f"{backend}_x_torch"] = round(times[backend] / times["torch"], 2)
+            row["auto_best_x_torch"] = round(best["auto"] / best["torch"], 2)
+            rows.append(row)
+            print(f"  {label} batch {batch} {dtype}: {row}", file=sys.stderr, flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------ the heavy convolution
+def peak_gflops():
+    """cores x FMA units x SIMD lanes x 2 flops x clock, from lscpu/cpuinfo (see README)."""
+    cores = os.cpu_count()
+    flags = Path("/proc/cpuinfo").read_text()
+    bogomips = float(flags.split("bogomips")[1].split(":")[1].split()[0])
+    clock_ghz = bogomips / 2 / 1000  # x86 BogoMIPS = 2 x the TSC clock
+    lanes_avx512, lanes_avx2 = 16, 8  # float32 lanes per 512-/256-bit register
+    fma_units = 2  # Zen 4/5 and Intel server cores: two FMA pipes
+    return {"clock_ghz": round(clock_ghz, 3), "cores": cores,
+            "peak_avx512_gflops": round(cores * fma_units * lanes_avx512 * 2 * clock_ghz, 1),
+            "peak_avx2_gflops": round(cores * fma_units * lanes_avx2 * 2 * clock_ghz, 1)}
+
+
+def conv_rows(settings, rng):
+    batch, (height, width, channels), filters = 32, (16, 16, 64), 128
+    x = rng.standard_normal((batch, height + 2, width + 2, channels)).astype(np.float32)  # padded ("same")
+    W = (0.05 * rng.standard_normal((3, 3, channels, filters))).astype(np.float32)
+    b = np.zeros(filters, np.float32)
+    dy = rng.standard_normal((batch, height, width, filters)).astype(np.float32)
+    rows_m, depth = batch * height * width, 9 * channels
+    patches = rng.standard_normal((rows_m, depth)).astype(np.float32)
+    kernel_matrix = rng.standard_normal((depth, filters)).astype(np.float32)
+    _, cols = im2col.conv2d_forward(x, W, b)
+    _, saved = winograd.conv2d_forward(x, W, b)
+    module = torch.nn.Conv2d(channels, filters, 3, padding=1)
+    x_t = torch.from_numpy(x[:, 1:-1, 1:-1].transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+    y_t = module(x_t)
+    dy_t = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
+    forward = [Contender("gemm", "numpy", lambda: patches @ kernel_matrix),
+               Contender("im2col", "numpy", lambda: im2col.conv2d_forward(x, W, b)),
+               Contender("winograd", "numpy", lambda: winograd.conv2d_forward(x, W, b)),
+               Contender("torch", "torch", lambda: module(x_t))]
+    backward = [Contender("im2col", "numpy", lambda: im2col.conv2d_backward(cols, W, dy, x.shape)),
+                Contender("winograd", "numpy", lambda: winograd.conv2d_backward(saved, W, dy, x.shape)),
+                Contender("torch", "torch", lambda: torch.autograd.grad(
+                    y_t, [x_t, *module.parameters()], dy_t, retain_graph=True))]
+    flops = 2.0 * rows_m * depth * filters  # the direct method's multiply-adds x 2
+    peak = peak_gflops()
+    forward_times = alternate(forward, settings.rounds, settings.calls, settings.settle)
+    backward_times = alternate(backward, settings.rounds, settings.calls, settings.settle)
+    gemm = flops / forward_times["gemm"] / 1e9
+    rows = []
+    passes = (("forward", forward_times, flops), ("backward", backward_times, 2 * flops))
+    for direction, times, work in passes:
+        for name in ("im2col", "winograd", "torch"):
+            gflops = work / times[name] / 1e9  # direct-method-equivalent GFLOP/s
+            rows.append({"pass": direction, "contender": name, "ms": ms(times[name]),
+                         "x_torch": round(times[name] / times["torch"], 2), "equiv_gflops": round(gflops, 1),
+                         "pct_of_numpy_gemm": round(100 * gflops / gemm),
+                         "pct_of_avx512_peak": round(100 * gflops / peak["peak_avx512_gflops"], 1),
+                         "pct_of_avx2_peak": round(100 * gflops / peak["peak_avx2_gflops"], 1)})
+    return rows, {"numpy_gemm_gflops": round(gemm, 1), **peak}
+
+
+# ------------------------------------------------------------------ memory
+def numpy_step_peak(model, x, labels):
+    model.train_step(x, labels)  # warm-up: workspaces, caches
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    model.train_step(x, labels)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return peak
+
+
+def torch_step_peak(network, optimizer, loss_function, x, labels):
+    """Peak of the running sum of torch.profiler's per-operation allocations (self CPU memory,
+    allocations minus frees, in start order) during one step."""
+    torch_step(network, optimizer, loss_function, x, labels)  # warm-up: Adam's state exists
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities, profile_memory=True) as profiler:
+        torch_step(network, optimizer, loss_function, x, labels)
+    events = sorted((e for e in profiler.events() if e.self_cpu_memory_usage),
+                    key=lambda e: e.time_range.start)
+    running, peak = 0, 0
+    for event in events:
+        running += event.self_cpu_memory_usage
+        peak = max(peak, running)
+    return peak
+
+
+def memory_rows(settings, rng):
+    rows = []
+    for batch in settings.batches:
+        for label in NETWORKS:
+            for backend in ("im2col", "auto"):
+                _, state = step_contenders(label, batch, "float32", rng, backends=(backend,))
+                model, x, labels, network, optimizer, loss_function, x_nchw, labels_t = state
+                numpy_peak = numpy_step_peak(model, x, labels)
+                if backend == "im2col":
+                    torch_peak = torch_step_peak(network, optimizer, loss_function, x_nchw, labels_t)
+                rows.append({"network": label, "batch": batch, "backend": backend,
+                             "scratchnet_MiB": round(numpy_peak / 2**20, 2),
+                             "torch_MiB": round(torch_peak / 2**20, 2),
+                             "x_torch": round(numpy_peak / torch_peak, 2)})
+                print(f"  memory {rows[-1]}", file=sys.stderr, flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------ per-layer profile
+def layer_profile(label, batch, backend, rng, steps=7):
+    """Median ms of every layer's forward and backward over ``steps`` training steps (nested
+    layers indented; a container's time includes its children's)."""
+    _, state = step_contenders(label, batch, "float32", rng, backends=(backend,))
+    model, x, labels = state[:3]
+    samples = {}
+
+    def timed(layer, method):
+        original = getattr(layer, method)
+
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            result = original(*args, **kwargs)
+            samples.setdefault((id(layer), method), []).append(time.perf_counter() - start)
+            return result
+        setattr(layer, method, wrapper)  # an instance attribute shadows the method
+        return original
+
+    layers = [(depth, layer) for depth, layer in walk(model.layers)]
+    for _, layer in layers:
+        for method in ("forward", "backward", "backward_params"):
+            timed(layer, method)
+    step_times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        model.train_step(x, labels)
+        step_times.append(time.perf_counter() - start)
+    rows = []
+    for depth, layer in layers:
+        med = {m: np.median(samples[(id(layer), m)]) * 1e3 for m in ("forward", "backward", "backward_params")
+               if (id(layer), m) in samples}
+        backend_used = getattr(layer, "cache", {}).get("backend", "") if hasattr(layer, "cache") else ""
+        rows.append({"layer": "  " * depth + layer.name, "backend": backend_used or "",
+                     "forward_ms": round(med.get("forward", 0), 3),
+                     "backward_ms": round(med.get("backward", med.get("backward_params", 0)), 3)})
+    for layer in layers:  # restore the methods
+        for method in ("forward", "backward", "backward_params"):
+            layer[1].__dict__.pop(method, None)
+    return rows, ms(np.median(step_times))
+
+
+def walk(layers, depth=0):
+    for layer in layers:
+        yield depth, layer
+        yield from walk(layer.sublayers(), depth + 1)
+
+
+def ms(seconds):
+    return round(float(seconds) * 1e3, 3)
+
+
+def markdown(title, rows, notes=()):
+    columns = list(rows[0])
+    lines = [f"#### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines + [""] + [f"- {note}" for note in notes]) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sections", default="step,conv,memory,float64,profile")
+    parser.add_argument("--batches", default="64,128")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch threads (set OPENBLAS_NUM_THREADS to the same number for NumPy)")
+    parser.add_argument("--json", default=str(Path(__file__).with_name("results_speed_zoo.json")))
+    settings = parser.parse_args(argv)
+    settings.batches = [int(b) for b in settings.batches.split(",")]
+    settings.settle = 0.1
+    torch.set_num_threads(settings.threads)
+    rng = np.random.default_rng(0)
+    sections = settings.sections.split(",")
+    machine = machine_description(torch)
+    for variable in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS"):
+        machine[variable] = os.environ.get(variable, "(unset)")
+    out = ["\n".join(["#### Machine", ""] + [f"- {k}: {v}" for k, v in machine.items()] + [""])]
+    results = {"machine": machine}
+    print(out[0], flush=True)
+    if "step" in sections:
+        results["step"] = step_table(settings, rng)
+        out.append(markdown("Training step (float32): forward, cross-entropy, backward, Adam",
+                            results["step"], ["_ms: medians of alternated rounds; best: fastest calls."]))
+        save(settings, out, results)
+    if "float64" in sections:
+        zoo = ["flax_cnn", "small_cnn_bn", "resnet8"]
+        results["float64"] = step_table(settings, rng, "float64", zoo, [64])
+        out.append(markdown("Training step (float64, batch 64)", results["float64"]))
+        save(settings, out, results)
+    if "conv" in sections:
+        rows, extra = conv_rows(settings, rng)
+        results["conv"], results["conv_machine"] = rows, extra
+        out.append(markdown("Heavy conv 16x16x64 -> 128, 3x3 same, batch 32 (float32)", rows,
+                            [f"{k}: {v}" for k, v in extra.items()]))
+        save(settings, out, results)
+    if "memory" in sections:
+        results["memory"] = memory_rows(settings, rng)
+        out.append(markdown("Peak memory of one training step (float32)", results["memory"],
+                            ["scratchnet: tracemalloc peak above the start of the step (after a warm-up);",
+                             "torch: peak of the running sum of torch.profiler's self CPU memory per op."]))
+        save(settings, out, results)
+    if "profile" in sections:
+        for label in ("small_cnn_bn", "resnet8"):
+            rows, step = layer_profile(label, 64, "auto", rng)
+            results[f"profile {label}"] = rows
+            out.append(markdown(f"Per-layer profile: {label}, batch 64, auto (step {step} ms)", rows))
+            save(settings, out, results)
+
+
+def save(settings, out, results):
+    """Print the markdown so far and write the JSON (after every section: a long run under load
+    keeps what it measured)."""
+    print(out[-1], flush=True)
+    Path(settings.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
