@@ -123,8 +123,9 @@ def train_and_test(name, recipe, seed, data):
 
 def describe(recipe) -> str:
     extra = f", wd {recipe['weight_decay']:g}" if recipe["optimizer"] == "adamw" else ""
-    return (f"{recipe['optimizer']} {recipe['lr']:g} {recipe['schedule']}{extra}, batch {recipe['batch_size']}, "
-            f"{recipe['epochs']} ep, aug {recipe['augment'] or 'none'}, ls {recipe['label_smoothing']:g}")
+    return (f"{recipe['optimizer']} {recipe['lr']:g} {recipe['schedule']}{extra}, "
+            f"batch {recipe['batch_size']}, {recipe['epochs']} ep, aug {recipe['augment'] or 'none'}, "
+            f"ls {recipe['label_smoothing']:g}")
 
 
 def print_table(rows) -> None:

@@ -33,7 +33,8 @@ def test_digit_cnn_widths_dropout_and_other_inputs():
     assert model.count_params() == 27 * 8 + bn(8) + 72 * 8 + bn(8) + 72 * 16 + bn(16) + 256 * 5 + 5
     assert [type(layer).__name__ for layer in model.layers][-3:] == ["Flatten", "Dropout", "Dense"]
     assert model.layers[-2].rate == 0.25
-    with pytest.raises(ValueError, match=r"digit_cnn: widths must be three whole numbers >= 1, got \(8, 0, 4\)"):
+    message = r"digit_cnn: widths must be three whole numbers >= 1, got \(8, 0, 4\)"
+    with pytest.raises(ValueError, match=message):
         digit_cnn(widths=(8, 0, 4))
     with pytest.raises(ValueError, match="digit_cnn: widths"):
         digit_cnn(widths=(8, 16))
