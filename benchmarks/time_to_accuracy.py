@@ -1,6 +1,7 @@
 """Time to accuracy on the bundled MNIST sample: the candidates for `scratchnet train`'s default.
 
     python benchmarks/time_to_accuracy.py                          # every candidate, seeds 0 1 2
+    python benchmarks/time_to_accuracy.py --candidates default     # exactly what `scratchnet train` runs
     python benchmarks/time_to_accuracy.py --candidates digit_cnn_onecycle --seeds 0 1 2 3
     python benchmarks/time_to_accuracy.py --list                   # the candidates and their recipes
 
@@ -50,8 +51,11 @@ from scratchnet.schedules import CosineDecay, OneCycle  # noqa: E402
 VAL_FRACTION = 0.1
 
 # name -> recipe. model options go to get_model; augment: None, "shift" (RandomShift(2)),
-# "shift+rot" (RandomShift(2) then RandomRotation(10)).
+# "shift+rot" (RandomShift(2) then RandomRotation(10)). "command" candidates are built by the
+# `scratchnet train` code itself (its recipe, scratchnet.recipes) with the options given.
 CANDIDATES = {
+    "default": dict(command=[]),
+    "lenet5_default_recipe": dict(command=["--model", "lenet5"]),
     "lenet5_today": dict(model="lenet5", optimizer="adam", lr=3e-3, schedule="cosine", epochs=8,
                          batch_size=64, augment=None, label_smoothing=0.0),
     "digit_cnn_onecycle": dict(model="digit_cnn", optimizer="adamw", lr=5e-3, weight_decay=1e-2,
@@ -99,21 +103,38 @@ def split(seed_independent_data):
     return (x_train[:-n_val], y_train[:-n_val]), (x_train[-n_val:], y_train[-n_val:]), (x_test, y_test)
 
 
-def train_and_test(name, recipe, seed, data):
+def command_run(options, seed, epochs=None):
+    """(model, augment, recipe as a dict, data) as `scratchnet train OPTIONS --seed SEED` builds them."""
+    from dataclasses import asdict
+
+    from scratchnet import cli, cli_train
+
+    argv = ["train", *options, "--seed", str(seed), *(["--epochs", str(epochs)] if epochs else [])]
+    run = cli_train.prepare_run(cli.build_parser().parse_args(argv))
+    recipe = asdict(run.recipe)
+    recipe["augment"] = None if recipe["augment"] == "none" else recipe["augment"]
+    return run.model, run.augment, recipe, (run.fit, run.validation, run.test)
+
+
+def train_and_test(name, recipe, seed, data, epochs=None):
+    if "command" in recipe:
+        model, augment, recipe, data = command_run(recipe["command"], seed, epochs)
+    else:
+        recipe = dict(recipe, **({"epochs": epochs} if epochs else {}))
+        augment = build_augment(recipe["augment"])
+        model = get_model(recipe["model"], input_shape=data[0][0].shape[1:], n_classes=10, seed=seed,
+                          **recipe.get("model_options", {}))
+        steps = -(-len(data[0][0]) // recipe["batch_size"])
+        model.compile(optimizer=build_optimizer(recipe, steps),
+                      loss=CrossEntropy(label_smoothing=recipe["label_smoothing"]))
     (x_fit, y_fit), validation, (x_test, y_test) = data
-    model = get_model(recipe["model"], input_shape=x_fit.shape[1:], n_classes=10, seed=seed,
-                      **recipe.get("model_options", {}))
-    steps = -(-len(x_fit) // recipe["batch_size"])
-    model.compile(optimizer=build_optimizer(recipe, steps),
-                  loss=CrossEntropy(label_smoothing=recipe["label_smoothing"]))
     history, load_before = History(), os.getloadavg()[0]
     start, cpu_start = time.perf_counter(), time.process_time()
     model.fit(x_fit, y_fit, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
-              validation_data=validation, history=history, augment=build_augment(recipe["augment"]),
-              verbose=0)
+              validation_data=validation, history=history, augment=augment, verbose=0)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     test_accuracy = metrics.accuracy(y_test, metrics.predictions(model.predict(x_test)))  # once, at the end
-    return {"candidate": name, "seed": seed, "params": model.count_params(), **recipe,
+    return {**recipe, "candidate": name, "seed": seed, "params": model.count_params(),
             "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
             "test_accuracy": test_accuracy, "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "val_accuracy": [round(v, 4) for v in history.history.get("val_accuracy", [])],
@@ -122,7 +143,7 @@ def train_and_test(name, recipe, seed, data):
 
 
 def describe(recipe) -> str:
-    extra = f", wd {recipe['weight_decay']:g}" if recipe["optimizer"] == "adamw" else ""
+    extra = f", wd {recipe['weight_decay']:g}" if recipe.get("weight_decay") else ""
     return (f"{recipe['optimizer']} {recipe['lr']:g} {recipe['schedule']}{extra}, "
             f"batch {recipe['batch_size']}, {recipe['epochs']} ep, aug {recipe['augment'] or 'none'}, "
             f"ls {recipe['label_smoothing']:g}")
@@ -150,15 +171,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.list:
         for name, recipe in CANDIDATES.items():
+            if "command" in recipe:
+                recipe = command_run(recipe["command"], 0)[2]
             print(f"{name}: {recipe['model']}, {describe(recipe)}")
         return
 
     data = split(load_mnist_sample())
     rows = []
     for name in args.candidates:
-        recipe = dict(CANDIDATES[name], **({"epochs": args.epochs} if args.epochs else {}))
         for seed in args.seeds:
-            row = train_and_test(name, recipe, seed, data)
+            row = train_and_test(name, CANDIDATES[name], seed, data, args.epochs)
             rows.append(row)
             with open(args.json, "a") as out:
                 out.write(json.dumps(row) + "\n")
