@@ -215,6 +215,10 @@ def test_save_weights_with_torch_names_round_trips(tmp_path):
     fresh = every_layer_model(dropout=False, seed=7)
     load_weights(fresh, path)                              # the torch naming is recognised
     fresh.load_weights(path)                               # also through the model's method
+    model.save_weights(tmp_path / "w2.npz", naming="torch")  # the model's method writes the same
+    with np.load(path, allow_pickle=False) as first, np.load(tmp_path / "w2.npz") as second:
+        assert first.files == second.files
+        assert all(np.array_equal(first[key], second[key]) for key in first.files)
     for key, value in model.get_weights().items():
         np.testing.assert_array_equal(fresh.get_weights()[key], value)
     x = batch(model.input_shape)
