@@ -270,6 +270,12 @@ def run_training(args) -> int:
     return 130 if interrupted else 1 if failure else 0
 
 
+def feature_map_layer(model, conv: int) -> int:
+    """Index of the first Activation after layer ``conv`` (past a BatchNorm), else the layer after it."""
+    after = [i for i in range(conv + 1, len(model.layers)) if type(model.layers[i]).__name__ == "Activation"]
+    return after[0] if after else min(conv + 1, len(model.layers) - 1)
+
+
 def write_results(model, run, history, record, out, monitor) -> list[str]:
     """Test accuracy (overall and per class), history.json and every figure; the names written."""
     import json
@@ -308,10 +314,7 @@ def write_results(model, run, history, record, out, monitor) -> list[str]:
     convs = [i for i, layer in enumerate(model.layers) if np.ndim(layer.params.get("W")) == 4]
     if convs:  # the first convolution's filters, its maps after the activation, Grad-CAM
         viz.plot_filters(model, layer=convs[0], save_path=out / "filters.png")
-        after = [i for i in range(convs[0] + 1, len(model.layers))   # the first activation after it
-                 if type(model.layers[i]).__name__ == "Activation"]
-        after = after or [min(convs[0] + 1, len(model.layers) - 1)]
-        viz.plot_feature_maps(model, x_test[0], layer=after[0],
+        viz.plot_feature_maps(model, x_test[0], layer=feature_map_layer(model, convs[0]),
                               label=y_test[0], class_names=run.class_names,
                               save_path=out / "feature_maps.png")
         interpret.plot_grad_cam(model, x_test[:8], labels=y_test[:8], save_path=out / "grad_cam.png")

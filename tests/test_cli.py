@@ -296,6 +296,16 @@ def test_mnist_default_is_digit_cnn_adamw_onecycle_with_shifts_and_rotations():
     assert lenet.model.name == "lenet5" and lenet.model.count_params() == 61_706
 
 
+def test_feature_maps_are_shown_after_the_first_activation():
+    from scratchnet import cli_train
+    from scratchnet.models import get_model
+
+    assert cli_train.feature_map_layer(get_model("digit_cnn"), 0) == 2     # conv, BatchNorm, ReLU
+    lenet = get_model("lenet5")
+    assert type(lenet.layers[1]).__name__ == "Activation" and cli_train.feature_map_layer(lenet, 0) == 1
+    assert cli_train.feature_map_layer(get_model("tiny_cnn"), 0) == 1
+
+
 def test_threads_option_sets_the_blas_threads(monkeypatch, capsys, tmp_path):
     from scratchnet import blas_threads, cli_train
 
