@@ -1,80 +1,195 @@
-"""Time to accuracy of the default `scratchnet train` (LeNet-5 on the bundled MNIST sample).
+"""Time to accuracy on the bundled MNIST sample: the candidates for `scratchnet train`'s default.
 
-    python benchmarks/time_to_accuracy.py [--seeds 0 1 2] [--command] [train options...]
+    python benchmarks/time_to_accuracy.py                          # every candidate, seeds 0 1 2
+    python benchmarks/time_to_accuracy.py --candidates default     # exactly what `scratchnet train` runs
+    python benchmarks/time_to_accuracy.py --candidates digit_cnn_onecycle --seeds 0 1 2 3
+    python benchmarks/time_to_accuracy.py --list                   # the candidates and their recipes
 
-For each seed it trains with the command's defaults (or the train options given) and prints a
-markdown table: after each epoch, the training seconds so far (validation included, test
-evaluation excluded) and the accuracy on the 2,000 held-out test images. ``--command`` also
-times one full `python -m scratchnet train` run end to end (start-up, data, training, saving,
-plots): the number a user sees. Timing is wall-clock on a possibly shared machine: the
-load average is printed with the results. OPENBLAS_CORETYPE (if set) changes which BLAS
-kernels NumPy uses, so it is recorded too.
+Data as `scratchnet train` uses it: ``load_mnist_sample()``; the last 800 of its 8,000 training
+images are held out for validation (``--val-fraction 0.1``, scored after every epoch, never
+trained on), the model trains on the other 7,200, and the 2,000 test images are scored ONCE,
+after training. Target (issue #17): at least 99.0% test accuracy within 60 s of training on
+these 2-core machines.
+
+"seconds" is the wall time of ``fit`` (training steps, augmentation and the per-epoch validation
+pass): the "training took" figure `scratchnet train` prints. Start-up, data loading and the test
+evaluation are outside it. "CPU seconds" is the processor time of this process meanwhile: with
+one BLAS thread about the wall time on an otherwise idle machine. Every row records the load
+average (1 minute) before and after and OPENBLAS_CORETYPE, because the machine is shared.
+
+Threads: NumPy's OpenBLAS runs on ONE thread here unless OPENBLAS_NUM_THREADS is set (set before
+NumPy loads): on a loaded 2-core machine each multi-threaded product waits for a busy core
+(digit_cnn step, load 5.5: 31 ms with one thread, 1,280 ms with two; see README.md).
+Results are appended as JSON lines to ``--json`` (default benchmarks/time_to_accuracy.jsonl,
+git-ignored) and printed as a markdown table.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads OpenBLAS (see the docstring)
 
-from scratchnet import cli, metrics  # noqa: E402
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: import scratchnet
+
+from scratchnet import augment as A  # noqa: E402
+from scratchnet import metrics  # noqa: E402
+from scratchnet.datasets import load_mnist_sample  # noqa: E402
+from scratchnet.losses import CrossEntropy  # noqa: E402
 from scratchnet.model import History  # noqa: E402
+from scratchnet.models import get_model  # noqa: E402
+from scratchnet.optimizers import Adam, AdamW  # noqa: E402
+from scratchnet.schedules import CosineDecay, OneCycle  # noqa: E402
+
+VAL_FRACTION = 0.1
+
+# name -> recipe. model options go to get_model; augment: None, "shift" (RandomShift(2)),
+# "shift+rot" (RandomShift(2) then RandomRotation(10)). "command" candidates are built by the
+# `scratchnet train` code itself (its recipe, scratchnet.recipes) with the options given.
+CANDIDATES = {
+    "default": dict(command=[]),
+    "lenet5_default_recipe": dict(command=["--model", "lenet5"]),
+    "lenet5_today": dict(model="lenet5", optimizer="adam", lr=3e-3, schedule="cosine", epochs=8,
+                         batch_size=64, augment=None, label_smoothing=0.0),
+    "digit_cnn_onecycle": dict(model="digit_cnn", optimizer="adamw", lr=5e-3, weight_decay=1e-2,
+                               schedule="onecycle", epochs=12, batch_size=64, augment="shift",
+                               label_smoothing=0.1),
+    "digit_cnn_cosine": dict(model="digit_cnn", optimizer="adamw", lr=3e-3, weight_decay=1e-2,
+                             schedule="cosine", epochs=12, batch_size=64, augment="shift",
+                             label_smoothing=0.1),
+    "digit_cnn_rot": dict(model="digit_cnn", optimizer="adamw", lr=5e-3, weight_decay=1e-2,
+                          schedule="onecycle", epochs=12, batch_size=64, augment="shift+rot",
+                          label_smoothing=0.1),
+    "digit_cnn_noaug": dict(model="digit_cnn", optimizer="adamw", lr=5e-3, weight_decay=1e-2,
+                            schedule="onecycle", epochs=12, batch_size=64, augment=None,
+                            label_smoothing=0.1),
+    "small_cnn_bn_onecycle": dict(model="small_cnn_bn", optimizer="adamw", lr=3e-3, weight_decay=1e-2,
+                                  schedule="onecycle", epochs=8, batch_size=64, augment="shift",
+                                  label_smoothing=0.1),
+    "resnet8w8_onecycle": dict(model="resnet", model_options={"depth": 8, "width": 8}, optimizer="adamw",
+                               lr=5e-3, weight_decay=1e-2, schedule="onecycle", epochs=8, batch_size=64,
+                               augment="shift", label_smoothing=0.1),
+}
 
 
-def run_seed(train_args) -> list[tuple[int, float, float]]:
-    model, (x_fit, y_fit), validation, (x_test, y_test), _ = cli.prepare_training(train_args)
-    rows, history = [], History()
-    for epoch in range(1, train_args.epochs + 1):
-        # one epoch at a time, so the test accuracy is measured outside the timed part
-        model.fit(x_fit, y_fit, epochs=1, batch_size=train_args.batch_size,
-                  validation_data=validation, history=history)
-        accuracy = metrics.accuracy(y_test, metrics.predictions(model.predict(x_test)))
-        rows.append((epoch, sum(history.seconds), accuracy))
-    return rows
+def build_augment(name):
+    if name is None:
+        return None
+    steps = [A.RandomShift(2)]
+    if name == "shift+rot":
+        steps.append(A.RandomRotation(10))
+    return A.Compose(steps)
 
 
-def time_command(extra) -> float:
-    with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "scratchnet", "train", "--out", folder, *extra],
-                       check=True, stdout=subprocess.DEVNULL,
-                       cwd=Path(__file__).resolve().parents[1])
-        return time.perf_counter() - start
+def build_optimizer(recipe, steps):
+    total = recipe["epochs"] * steps
+    lr = (OneCycle(recipe["lr"], total_steps=total) if recipe["schedule"] == "onecycle"
+          else CosineDecay(recipe["lr"], total))
+    if recipe["optimizer"] == "adamw":
+        return AdamW(lr=lr, weight_decay=recipe["weight_decay"])
+    return Adam(lr=lr)
+
+
+def split(seed_independent_data):
+    (x_train, y_train), (x_test, y_test) = seed_independent_data
+    n_val = int(round(len(x_train) * VAL_FRACTION))   # the last ones, as `scratchnet train`
+    return (x_train[:-n_val], y_train[:-n_val]), (x_train[-n_val:], y_train[-n_val:]), (x_test, y_test)
+
+
+def command_run(options, seed, epochs=None):
+    """(model, augment, recipe as a dict, data) as `scratchnet train OPTIONS --seed SEED` builds them."""
+    from dataclasses import asdict
+
+    from scratchnet import cli, cli_train
+
+    argv = ["train", *options, "--seed", str(seed), *(["--epochs", str(epochs)] if epochs else [])]
+    run = cli_train.prepare_run(cli.build_parser().parse_args(argv))
+    recipe = asdict(run.recipe)
+    recipe["augment"] = None if recipe["augment"] == "none" else recipe["augment"]
+    return run.model, run.augment, recipe, (run.fit, run.validation, run.test)
+
+
+def train_and_test(name, recipe, seed, data, epochs=None):
+    if "command" in recipe:
+        model, augment, recipe, data = command_run(recipe["command"], seed, epochs)
+    else:
+        recipe = dict(recipe, **({"epochs": epochs} if epochs else {}))
+        augment = build_augment(recipe["augment"])
+        model = get_model(recipe["model"], input_shape=data[0][0].shape[1:], n_classes=10, seed=seed,
+                          **recipe.get("model_options", {}))
+        steps = -(-len(data[0][0]) // recipe["batch_size"])
+        model.compile(optimizer=build_optimizer(recipe, steps),
+                      loss=CrossEntropy(label_smoothing=recipe["label_smoothing"]))
+    (x_fit, y_fit), validation, (x_test, y_test) = data
+    history, load_before = History(), os.getloadavg()[0]
+    start, cpu_start = time.perf_counter(), time.process_time()
+    model.fit(x_fit, y_fit, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
+              validation_data=validation, history=history, augment=augment, verbose=0)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    test_accuracy = metrics.accuracy(y_test, metrics.predictions(model.predict(x_test)))  # once, at the end
+    return {**recipe, "candidate": name, "seed": seed, "params": model.count_params(),
+            "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
+            "test_accuracy": test_accuracy, "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "val_accuracy": [round(v, 4) for v in history.history.get("val_accuracy", [])],
+            "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "(not set)")}
+
+
+def describe(recipe) -> str:
+    extra = f", wd {recipe['weight_decay']:g}" if recipe.get("weight_decay") else ""
+    return (f"{recipe['optimizer']} {recipe['lr']:g} {recipe['schedule']}{extra}, "
+            f"batch {recipe['batch_size']}, {recipe['epochs']} ep, aug {recipe['augment'] or 'none'}, "
+            f"ls {recipe['label_smoothing']:g}")
+
+
+def print_table(rows) -> None:
+    print("| candidate | recipe | seed | params | seconds | CPU s | test accuracy | "
+          "99.0% within 60 s | load before/after | BLAS threads |")
+    print("|---|---|---:|---:|---:|---:|---:|---|---|---:|")
+    for row in rows:
+        met = row["test_accuracy"] >= 0.99 and row["seconds"] <= 60
+        print(f"| {row['candidate']} | {describe(row)} | {row['seed']} | {row['params']:,} | "
+              f"{row['seconds']:.1f} | {row['cpu_seconds']:.1f} | {row['test_accuracy']:.4f} | "
+              f"{'met' if met else 'NOT met'} | {row['load'][0]:.2f} / {row['load'][1]:.2f} | "
+              f"{row['openblas_num_threads']} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--command", action="store_true", help="also time the full command")
-    args, extra = parser.parse_known_args()
-    load_before = os.getloadavg()[0]
-    results = {}
-    for seed in args.seeds:
-        train_args = cli.build_parser().parse_args(["train", "--seed", str(seed), *extra])
-        results[seed] = run_seed(train_args)
-    command_seconds = time_command(extra) if args.command else None
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="override the candidates' epochs")
+    parser.add_argument("--json", default=str(Path(__file__).with_name("time_to_accuracy.jsonl")))
+    parser.add_argument("--list", action="store_true", help="print the candidates and stop")
+    args = parser.parse_args()
+    if args.list:
+        for name, recipe in CANDIDATES.items():
+            if "command" in recipe:
+                recipe = command_run(recipe["command"], 0)[2]
+            print(f"{name}: {recipe['model']}, {describe(recipe)}")
+        return
 
-    defaults = cli.build_parser().parse_args(["train", *extra])
-    print(f"## Time to accuracy: `scratchnet train {' '.join(extra)}`".rstrip() + "\n")
-    print(f"model {defaults.model}, dataset {defaults.dataset}, epochs {defaults.epochs}, batch size "
-          f"{defaults.batch_size}, lr {defaults.lr} (Adam, cosine decay), backend {defaults.backend}\n")
-    print("| seed | epochs | seconds | test accuracy |")
-    print("|---:|---:|---:|---:|")
-    for seed, rows in results.items():
-        for epoch, seconds, accuracy in rows:
-            print(f"| {seed} | {epoch} | {seconds:.1f} | {accuracy:.4f} |")
-    if command_seconds is not None:
-        print(f"\nFull command, wall clock (start-up, data, training, saving, plots): "
-              f"{command_seconds:.1f} s")
+    data = split(load_mnist_sample())
+    rows = []
+    for name in args.candidates:
+        for seed in args.seeds:
+            row = train_and_test(name, CANDIDATES[name], seed, data, args.epochs)
+            rows.append(row)
+            with open(args.json, "a") as out:
+                out.write(json.dumps(row) + "\n")
+            print(f"  {name} seed {seed}: {row['test_accuracy']:.4f} in {row['seconds']:.1f} s "
+                  f"(CPU {row['cpu_seconds']:.1f} s, load {row['load']})", file=sys.stderr, flush=True)
+    print_table(rows)
     print(f"\nMachine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-          f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
+          f"{len(data[0][0])} training, {len(data[1][0])} validation, {len(data[2][0])} test images; "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(not set)')}")
 
 

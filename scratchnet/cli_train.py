@@ -1,8 +1,10 @@
 """``scratchnet train``: options, data, the recipe, fit, and the files written afterwards.
 
 Each option left out comes from the recipe of ``--dataset`` (``scratchnet.recipes``): MNIST
-trains LeNet-5 with Adam; CIFAR-10 the PyTorch SmallCNN recipe (small_cnn_bn, SGD 0.1 momentum
-0.9, weight decay 5e-4, cosine, crop 32 pad 4 + flip, standardised input).
+trains digit_cnn with AdamW, a one-cycle schedule, small shifts and rotations (99% on the bundled
+digits in under a minute; ``--model lenet5`` trains LeNet-5 the same way); CIFAR-10 the PyTorch
+SmallCNN recipe (small_cnn_bn, SGD 0.1 momentum 0.9, weight decay 5e-4, cosine, crop 32 pad 4 +
+flip, standardised input).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
                        "patterns data, torch_small_cnn for cifar10. The options below override it.")
     train.add_argument("--model", default=None, choices=MODEL_NAMES, help="network to train" + FROM_RECIPE)
     train.add_argument("--epochs", type=positive_int, default=None,
-                       help="passes over the training images (default: 8) on MNIST and patterns; on "
+                       help="passes over the training images (default: 10) on MNIST and patterns; on "
                        "cifar10 the recipe's (torch_small_cnn: 30, flax: 10)")
     train.add_argument("--batch-size", type=positive_int, default=None,
                        help="images per optimizer step" + FROM_RECIPE)
@@ -50,9 +52,10 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
                        help="L2 on the gradient (sgd, adam) or decoupled (adamw)" + FROM_RECIPE)
     train.add_argument("--schedule", default=None, choices=("cosine", "constant", "onecycle"),
                        help="learning rate over the run, per optimizer step" + FROM_RECIPE)
-    train.add_argument("--augment", default=None, choices=("standard", "strong", "flax", "none"),
+    train.add_argument("--augment", default=None, choices=("standard", "strong", "flax", "digits", "none"),
                        help="standard: crop with padding 4 + flip; strong: + colour jitter + cutout; "
-                       "flax: flip + random resized crop" + FROM_RECIPE)
+                       "flax: flip + random resized crop; digits: shifts of up to 2 pixels + rotations "
+                       "of up to 10 degrees (no flips)" + FROM_RECIPE)
     train.add_argument("--label-smoothing", type=float, default=None, help="cross-entropy label "
                        "smoothing in [0, 1)" + FROM_RECIPE)
     train.add_argument("--backend", default="im2col",
@@ -72,6 +75,11 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--data-dir", default=None,
                        help="folder with dataset files (else $SCRATCHNET_DATA, ~/.cache/scratchnet)")
     train.add_argument("--no-download", action="store_true", help="never use the network")
+    train.add_argument("--threads", type=int, default=None,
+                       help="threads for NumPy's and SciPy's BLAS (OpenBLAS) in this command; default 1, "
+                       "or OPENBLAS_NUM_THREADS if set; 0: the BLAS's own choice. One thread never waits "
+                       "for a busy core: on loaded 2-core machines a digit_cnn step was 2-40x faster "
+                       "with it (benchmarks/README.md, scratchnet.blas_threads)")
     train.add_argument("--monitor", action="store_true",
                        help="watch training health about 10 times per epoch (update/weight ratios, dead "
                        "ReLUs, gradient norms), print plain-word warnings and write health.png")
@@ -90,6 +98,26 @@ def resolve_recipe(args):
                       batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                       momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
                       augment=args.augment, label_smoothing=args.label_smoothing)
+
+
+def apply_threads(threads) -> str:
+    """Set the BLAS thread count for ``--threads`` (see its help); returns it in words for the log.
+
+    Changed at run time through the BLAS's own function, via threadpoolctl (NumPy is already
+    loaded when the command parses its options, so OPENBLAS_NUM_THREADS would come too late);
+    OPENBLAS_CORETYPE and the environment are left alone.
+    """
+    from .blas_threads import blas_threads, set_blas_threads
+
+    if threads is not None and threads < 0:
+        raise UsageError(f"--threads must be >= 0, got {threads}")
+    if threads is None and os.environ.get("OPENBLAS_NUM_THREADS"):
+        return f"{os.environ['OPENBLAS_NUM_THREADS']} (OPENBLAS_NUM_THREADS)"
+    if threads == 0:
+        counts = blas_threads()
+        return f"{max(counts.values())} (the BLAS's default)" if counts else "the BLAS's default"
+    counts = set_blas_threads(1 if threads is None else threads)
+    return str(max(counts.values())) if counts else "unchanged (no BLAS found)"
 
 
 def load_data(args):
@@ -196,6 +224,7 @@ def run_training(args) -> int:
     if not 0 <= args.val_fraction < 1:
         print("scratchnet train: --val-fraction must be in [0, 1)", file=sys.stderr)
         return 2
+    threads = apply_threads(args.threads)
     run = prepare_run(args)
     model, recipe, (x_fit, y_fit) = run.model, run.recipe, run.fit
     n_val = 0 if run.validation is None else len(run.validation[0])
@@ -206,7 +235,7 @@ def run_training(args) -> int:
     print(f"recipe {recipe.name}: {recipe.optimizer} lr {recipe.lr:g} ({recipe.schedule}), batch "
           f"{recipe.batch_size}, {recipe.epochs} epochs, augment {recipe.augment}, weight decay "
           f"{recipe.weight_decay:g}, label smoothing {recipe.label_smoothing:g}"
-          + (", standardised input" if recipe.standardize else ""))
+          + (", standardised input" if recipe.standardize else "") + f"; BLAS threads: {threads}")
 
     history, interrupted, failure = History(), False, None  # fit appends each epoch as it finishes
     # the monitor's probe: the first 256 training images, the same at every check
@@ -242,6 +271,12 @@ def run_training(args) -> int:
     written = write_results(model, run, history, record, out, monitor)
     print(f"Saved {', '.join(written)} in {out}  (load with scratchnet.load('{out / 'model.sn'}'))")
     return 130 if interrupted else 1 if failure else 0
+
+
+def feature_map_layer(model, conv: int) -> int:
+    """Index of the first Activation after layer ``conv`` (past a BatchNorm), else the layer after it."""
+    after = [i for i in range(conv + 1, len(model.layers)) if type(model.layers[i]).__name__ == "Activation"]
+    return after[0] if after else min(conv + 1, len(model.layers) - 1)
 
 
 def write_results(model, run, history, record, out, monitor) -> list[str]:
@@ -282,7 +317,7 @@ def write_results(model, run, history, record, out, monitor) -> list[str]:
     convs = [i for i, layer in enumerate(model.layers) if np.ndim(layer.params.get("W")) == 4]
     if convs:  # the first convolution's filters, its maps after the activation, Grad-CAM
         viz.plot_filters(model, layer=convs[0], save_path=out / "filters.png")
-        viz.plot_feature_maps(model, x_test[0], layer=min(convs[0] + 1, len(model.layers) - 1),
+        viz.plot_feature_maps(model, x_test[0], layer=feature_map_layer(model, convs[0]),
                               label=y_test[0], class_names=run.class_names,
                               save_path=out / "feature_maps.png")
         interpret.plot_grad_cam(model, x_test[:8], labels=y_test[:8], save_path=out / "grad_cam.png")

@@ -7,7 +7,8 @@ lets every command-line option override one field.
 =================  ============  ===============================  ============  ===========================
 recipe             model         optimizer                        schedule      augmentation
 =================  ============  ===============================  ============  ===========================
-mnist              lenet5        Adam 3e-3, batch 64              cosine        none
+mnist              digit_cnn     AdamW 5e-3, wd 0.01, batch 64,   onecycle      shift 2 px + rotate 10 deg
+                                 label smoothing 0.1                            ("digits")
 torch_small_cnn    small_cnn_bn  SGD 0.1, momentum 0.9, wd 5e-4,  cosine        crop 32 pad 4 + flip
                                  batch 128                                      ("standard")
 flax               flax_cnn      Adam 1e-4, batch 128             constant      flip + random resized crop
@@ -35,7 +36,7 @@ from . import augment as A
 from .optimizers import SGD, Adam, AdamW
 from .schedules import CosineAnnealing, OneCycle
 
-AUGMENTS = ("none", "standard", "strong", "flax")
+AUGMENTS = ("none", "standard", "strong", "flax", "digits")
 SCHEDULES = ("constant", "cosine", "onecycle")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -59,9 +60,10 @@ class Recipe:
 
 
 RECIPES = {
-    # today's MNIST default: LeNet-5 passes 97% on the bundled sample in under two minutes
-    "mnist": Recipe("mnist", "lenet5", optimizer="adam", lr=3e-3, schedule="cosine", batch_size=64,
-                    epochs=8),
+    # the MNIST default (issue 17): at least 99.0% on the bundled sample's 2,000 test digits in
+    # well under a minute of training; chosen by measurement (benchmarks/time_to_accuracy.py)
+    "mnist": Recipe("mnist", "digit_cnn", optimizer="adamw", lr=5e-3, weight_decay=1e-2,
+                    schedule="onecycle", augment="digits", batch_size=64, epochs=10, label_smoothing=0.1),
     # the PyTorch SmallCNN notebook (epochs: our choice, about 30 make the cosine run its course)
     "torch_small_cnn": Recipe("torch_small_cnn", "small_cnn_bn", optimizer="sgd", lr=0.1, momentum=0.9,
                               weight_decay=5e-4, schedule="cosine", augment="standard", batch_size=128,
@@ -125,11 +127,14 @@ def build_augment(name: str, image_size, n_classes: int = 10):
     standard: RandomCrop(size, padding=4), RandomFlip()                (the CIFAR classic)
     flax:     RandomFlip(), RandomResizedCrop(size, scale=(0.8, 1), ratio=(0.9, 1.1))
     strong:   standard + ColorJitter(0.2, 0.2, 0.2) + Cutout(size // 4)
+    digits:   RandomShift(2), RandomRotation(10)                    (no flips: a flipped 2 is no digit)
     """
     kind = _choice(name, AUGMENTS, "augmentation")
     size = tuple(int(s) for s in image_size[:2])
     if kind == "none":
         return None
+    if kind == "digits":
+        return A.Compose([A.RandomShift(2), A.RandomRotation(10)])
     if kind == "flax":
         return A.Compose([A.RandomFlip(), A.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1))])
     steps = [A.RandomCrop(size, padding=4), A.RandomFlip()]

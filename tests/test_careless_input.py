@@ -323,7 +323,7 @@ def test_command_line_messages(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     text = capsys.readouterr().out
-    assert "``" not in text and "(default: 8)" in text and "(default: 0.1)" in text
+    assert "``" not in text and "(default: 10)" in text and "(default: 0.1)" in text
     assert "(default: None)" not in text
     with pytest.raises(SystemExit):
         cli.main(["--help"])

@@ -87,8 +87,8 @@ def test_train_one_epoch_writes_every_output(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Epoch 1/1" in printed and "val_accuracy" in printed and "Test accuracy" in printed
     assert sorted(path.name for path in out.iterdir()) == [
-        "confusion.png", "curves.png", "feature_maps.png", "filters.png", "grad_cam.png", "history.json",
-        "model.sn", "predictions.png"]
+        "augmented.png", "confusion.png", "curves.png", "feature_maps.png", "filters.png", "grad_cam.png",
+        "history.json", "model.sn", "predictions.png"]
     for name in ("confusion.png", "curves.png", "feature_maps.png", "filters.png", "grad_cam.png",
                  "predictions.png"):
         assert_png(out / name)
@@ -275,18 +275,58 @@ def train_args(*extra):
     return cli.build_parser().parse_args(["train", *extra])
 
 
-def test_mnist_default_is_still_lenet5_adam_cosine_without_augmentation():
+def test_mnist_default_is_digit_cnn_adamw_onecycle_with_shifts_and_rotations():
+    from scratchnet import augment as A
     from scratchnet import cli_train
-    from scratchnet.optimizers import Adam
-    from scratchnet.schedules import CosineAnnealing
+    from scratchnet.optimizers import AdamW
+    from scratchnet.schedules import OneCycle
 
     run = cli_train.prepare_run(train_args("--limit", "200"))
     model, optimizer = run.model, run.model.optimizer
-    assert model.name == "lenet5" and type(optimizer) is Adam and optimizer.weight_decay == 0.0
-    assert type(optimizer.schedule) is CosineAnnealing
-    assert (optimizer.schedule.initial, optimizer.schedule.T_max) == (3e-3, 8 * 3)   # 180 images / 64
-    assert run.augment is None and model.preprocessing["mean"] is None
-    assert model.loss.label_smoothing == 0.0 and (run.recipe.batch_size, run.recipe.epochs) == (64, 8)
+    assert model.name == "digit_cnn" and model.count_params() == 29_178
+    assert type(optimizer) is AdamW and optimizer.weight_decay == 0.01
+    assert type(optimizer.schedule) is OneCycle
+    assert (optimizer.schedule.max_lr, optimizer.schedule.total_steps) == (5e-3, 10 * 3)   # 180 images / 64
+    shift, rotation = run.augment.transforms
+    assert (type(shift), shift.max_shift, type(rotation), rotation.degrees) == (
+        A.RandomShift, 2, A.RandomRotation, 10.0)
+    assert model.loss.label_smoothing == 0.1 and (run.recipe.batch_size, run.recipe.epochs) == (64, 10)
+    assert model.preprocessing["mean"] is None                          # pixels in [0, 1], as LeNet-5's
+    lenet = cli_train.prepare_run(train_args("--limit", "200", "--model", "lenet5"))  # one flag away
+    assert lenet.model.name == "lenet5" and lenet.model.count_params() == 61_706
+
+
+def test_feature_maps_are_shown_after_the_first_activation():
+    from scratchnet import cli_train
+    from scratchnet.models import get_model
+
+    assert cli_train.feature_map_layer(get_model("digit_cnn"), 0) == 2     # conv, BatchNorm, ReLU
+    lenet = get_model("lenet5")
+    assert type(lenet.layers[1]).__name__ == "Activation" and cli_train.feature_map_layer(lenet, 0) == 1
+    assert cli_train.feature_map_layer(get_model("tiny_cnn"), 0) == 1
+
+
+def test_threads_option_sets_the_blas_threads(monkeypatch, capsys, tmp_path):
+    from scratchnet import blas_threads, cli_train
+
+    before = blas_threads.blas_threads()
+    if not before:
+        pytest.skip("no OpenBLAS found")
+    try:
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+        blas_threads.set_blas_threads(2)
+        assert cli_train.apply_threads(None) == "1"                     # the default: one thread
+        assert set(blas_threads.blas_threads().values()) == {1}
+        assert cli_train.apply_threads(3) == "3" and set(blas_threads.blas_threads().values()) == {3}
+        assert cli_train.apply_threads(0) == "3 (the BLAS's default)"   # 0 leaves it as it is
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")                  # the user's own setting wins
+        assert cli_train.apply_threads(None) == "2 (OPENBLAS_NUM_THREADS)"
+        assert set(blas_threads.blas_threads().values()) == {3}
+    finally:
+        for count in set(before.values()):
+            blas_threads.set_blas_threads(count)
+    assert cli.main(["train", "--threads", "-1", "--limit", "50", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "scratchnet train: --threads must be >= 0, got -1\n"
 
 
 def test_options_override_the_recipe():

@@ -9,6 +9,7 @@ Every function takes ``input_shape`` (one sample, channels-last), ``n_classes``,
 the cross-entropy loss applies the softmax.
 
     classic.py   lenet5, small_cnn, tiny_cnn, mlp, flax_cnn, small_cnn_bn, deeper_cnn
+    digits.py    digit_cnn (conv-BN-ReLU 16/32/64 for 28x28 digits: `scratchnet train`'s default)
     resnet.py    resnet(depth=8|14|20|..., width=16), resnet8/14/20, basic_block
     blocks.py    inception_block, dense_block, mobilenet_block, inverted_residual, shufflenet_unit
                  (functions returning ONE layer, to put inside a model)
@@ -28,11 +29,13 @@ from .blocks import (
     shufflenet_unit,
 )
 from .classic import conv_bn_relu, deeper_cnn, flax_cnn, lenet5, mlp, small_cnn, small_cnn_bn, tiny_cnn
+from .digits import digit_cnn
 from .resnet import basic_block, resnet, resnet8, resnet14, resnet20
 
 MODELS = {"lenet5": lenet5, "small_cnn": small_cnn, "tiny_cnn": tiny_cnn, "mlp": mlp,
           "flax_cnn": flax_cnn, "small_cnn_bn": small_cnn_bn, "deeper_cnn": deeper_cnn,
-          "resnet": resnet, "resnet8": resnet8, "resnet14": resnet14, "resnet20": resnet20}
+          "resnet": resnet, "resnet8": resnet8, "resnet14": resnet14, "resnet20": resnet20,
+          "digit_cnn": digit_cnn}
 MODEL_NAMES = tuple(MODELS)
 
 
@@ -47,4 +50,4 @@ def get_model(name: str, **options) -> Sequential:
 __all__ = ["MODELS", "MODEL_NAMES", "get_model", "lenet5", "small_cnn", "tiny_cnn", "mlp", "flax_cnn",
            "small_cnn_bn", "deeper_cnn", "resnet", "resnet8", "resnet14", "resnet20", "basic_block",
            "conv_bn_relu", "inception_block", "dense_block", "dense_layer", "mobilenet_block",
-           "inverted_residual", "shufflenet_unit"]
+           "inverted_residual", "shufflenet_unit", "digit_cnn"]
