@@ -203,7 +203,7 @@ def test_seed_formula_on_a_global_pooling_digit_model():
     Measured on the first 20 test digits, strokes (> 0.5) grown by 1 cell (= 2 pixels of the
     original 28x28): the map's mass share on them averages 0.47 against an area share of 0.36
     (thresholds: mean share > 1.2 x mean area; median per-image ratio 1.42 > 1.2; at least 14 of 20
-    images above their area share). It does NOT put most of its mass on the digit for every
+    images above their area share: measured 15). It does NOT put most of its mass on the digit for every
     image: the worst share is 0.21, below chance: the 7x7 map of cells that each see most of the
     digit also credits the empty space (the hole of a 0, the gap of a 4). At the first ReLU
     (before pooling, 14x14) the seed formula averages gradients that differ per cell; there the
@@ -221,7 +221,7 @@ def test_seed_formula_on_a_global_pooling_digit_model():
     share, area = mass_share(maps, grown), grown.mean(axis=(1, 2))
     assert share.mean() > 1.2 * area.mean()
     assert np.median(share / area) > 1.2
-    assert (share > area).sum() >= 14
+    assert (share > area).sum() >= 14  # measured 15
     early = {w: mass_share(grad_cam(model, x, layer="activation_1", weighting=w), grown).min()
              for w in ("mean", "elementwise")}
     assert early["elementwise"] > early["mean"] + 0.1
