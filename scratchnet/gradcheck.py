@@ -248,6 +248,16 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
     return report
 
 
+def central_difference_noise(terms_size: float, eps: float) -> float:
+    """Round-off bound of (f(x+h) - f(x-h)) / 2h for f a sum of terms of total size ``terms_size``.
+
+    Each f carries ~machine-eps * sum|terms| of round-off, so the difference quotient carries
+    about eps_64 * sum|terms| / h; a margin of 4 covers the accumulation. Differences below this
+    cannot be told from round-off (e.g. 2e-9 on a gradient of 1e-3 when sum|f terms| ~ 20).
+    """
+    return 4 * float(np.finfo(np.float64).eps) * float(terms_size) / eps
+
+
 def _unique_child_names(layer) -> None:
     """Two children of one name (a block not yet in a model) would share a report row: rename
     the copy's duplicates conv2d, conv2d_1, ... as a model would."""
@@ -312,6 +322,7 @@ def _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, 
 
     params = [(_param_name(layer, leaf, key), param) for leaf in iter_layers([layer])
               for key, param in leaf.params.items()]
+    floor = central_difference_noise(np.abs(run_forward() * projection).sum(), eps)
     arrays = [("input", x, dx)] + [(name, param, analytic.get(name)) for name, param in params]
     ticker = Progress(layer.name, progress)
     for name, array, grad in arrays:
@@ -325,7 +336,7 @@ def _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, 
         numeric, kinks = kink_aware_gradient(scalar_output, array, eps, indices, ticker, name)
         coverage = window_coverage(layer, x.shape[1:3]) if name == "input" and x.ndim == 4 else None
         hint = grad.dtype if grad.dtype != np.float64 else None
-        report.add(name, grad, numeric, mask, kinks, coverage=coverage, dtype_hint=hint)
+        report.add(name, grad, numeric, mask, kinks, coverage=coverage, dtype_hint=hint, noise_floor=floor)
         if kinks.any():
             report.notes.append(f"{name}: {int(kinks.sum())} element(s) sit on a kink (ReLU/max tie) even "
                                 f"at step {eps * KINK_STEP_FACTOR:.0e}: inconclusive, not counted")

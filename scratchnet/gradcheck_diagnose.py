@@ -41,8 +41,8 @@ def constant_factor(analytic, numeric, mask):
         return None
     ratios = a[big] / n[big]
     r = float(np.median(ratios))
-    if r == 0 or np.max(np.abs(ratios - r)) > 1e-4 * abs(r):
-        return None
+    if r == 0 or np.max(np.abs(ratios - r)) > 1e-4 * abs(r) or abs(r - 1) < 1e-4:
+        return None  # no single factor (or a factor of 1: not a scaling mistake)
     return r
 
 

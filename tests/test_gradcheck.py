@@ -87,3 +87,35 @@ def test_check_layer_samples_large_arrays(rng):
     report = check_layer(Dense(40), (50,), max_elements=25)
     assert report.passed
     assert report.rows[1].shape == (50, 40)
+
+
+def test_round_off_floor_passes_a_tiny_correct_gradient_but_not_a_wrong_one():
+    # Found by hypothesis in tests/test_containers.py: a one-element bias gradient of -1.2e-3 next
+    # to a function whose terms sum to ~20 was "wrong" by 2.8e-9 (relative 2.3e-6): central
+    # differences cannot resolve it closer (eps_64 * 20 / 1e-6 ~ 4e-9). The round-off floor
+    # passes it; a 1% error on the same gradient (1.2e-5) is far above the floor and fails.
+    from scratchnet.gradcheck import central_difference_noise
+    from scratchnet.layers import Activation, Conv2D, Parallel, Residual
+
+    def block():
+        inner = Parallel([Conv2D(2, 1), Residual([Conv2D(2, 3, padding="same"), Activation("tanh")])],
+                         merge="add")
+        return Parallel([Residual([inner, Activation("tanh")]),
+                         [Conv2D(2, 3, padding="same"), Activation("tanh"),
+                          Parallel([Conv2D(1, 1), Conv2D(2, 1)])]])
+
+    report = check_layer(block(), (4, 4, 2), seed=525, batch_size=2)
+    row = next(row for row in report.rows if row.name == "conv2d_3/b")
+    assert row.error > 1e-6 and row.passed and report.passed    # relative error alone would fail
+
+    class SlightlyWrongBias(Conv2D):
+        def backward(self, dy):
+            dx = super().backward(dy)
+            self.grads["b"] = self.grads["b"] * 1.01
+            return dx
+
+    wrong = block()
+    wrong.branches[1].children[2].branches[0].__class__ = SlightlyWrongBias
+    report = check_layer(wrong, (4, 4, 2), seed=525, batch_size=2)
+    assert not next(row for row in report.rows if row.name == "conv2d_3/b").passed
+    assert central_difference_noise(20.0, 1e-6) == pytest.approx(4 * 2.220446049250313e-16 * 20 / 1e-6)
