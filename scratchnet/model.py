@@ -15,6 +15,8 @@ import numpy as np
 
 from . import input_checks as checks
 from . import inspect as _inspect
+from . import layer_tree
+from . import weights as weights_module
 from .layers.base import Layer, iter_layers
 from .layers.containers import rename_duplicates
 from .losses import get_loss
@@ -311,49 +313,17 @@ class Sequential:
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
 
-    def _layer_rows(self, layers, depth=0):
-        """(layer, depth) for every layer of the tree, depth-first: containers before their children."""
-        for layer in layers:
-            yield layer, depth
-            yield from self._layer_rows(layer.sublayers(), depth + 1)
-
     def summary_text(self) -> str:
-        """The table ``summary()`` prints (see there)."""
-        if not self.built:
-            if self.input_shape is None:
-                raise ValueError(f"{self.name}: build the model (give input_shape) before summary()")
-            self.build()
-        rows = [("Layer (type)", "Output shape", "Params")]
-        for layer, depth in self._layer_rows(self.layers):
-            shape = layer.output_shape(layer.input_shape)
-            count = f"{layer.count_params():,}"
-            frozen = "" if layer.trainable else "  [frozen]"
-            rows.append(("  " * depth + f"{layer.name} ({type(layer).__name__}){frozen}",
-                         str((None, *shape)), f"({count})" if layer.sublayers() else count))
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        rule = "-" * (sum(widths) + 6)
-        lines = [f'Model "{self.name}"  input {(None, *self.input_shape)}  dtype {self.dtype}', rule]
-        for i, row in enumerate(rows):
-            lines.append(f"{row[0]:<{widths[0]}}   {row[1]:<{widths[1]}}   {row[2]:>{widths[2]}}")
-            if i == 0:
-                lines.append(rule)
-        tree = list(iter_layers(self.layers))  # a container's own params are empty: each counted once
-        total = self.count_params()
-        trainable = sum(value.size for layer in tree if layer.trainable for value in layer.params.values())
-        buffers = sum(value.size for layer in tree for value in layer.buffers.values())
-        lines += [rule, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                  f"Non-trainable params: {total - trainable:,}"]
-        if buffers:
-            lines.append(f"Buffers (saved, never trained, e.g. running statistics): {buffers:,}")
-        if any(layer.sublayers() for layer in self.layers):
-            lines.append("(n): a container's params, the sum of the rows indented under it")
-        return "\n".join(lines)
+        """The table ``summary()`` prints (scratchnet/summary.py)."""
+        from .summary import summary_text
+        return summary_text(self)
 
     def summary(self) -> None:
         """Print one row per layer: name, output shape, parameter count; then the totals.
 
         Layers inside a container (Residual, Parallel, ...) are indented two spaces per level
-        under it; the container's own row shows, in parentheses, the params of its rows.
+        under it; the container's own row shows, in parentheses, the params of its rows. Image
+        models get each top-level layer's receptive field (RF) and multiply-accumulates (MACs).
         "Non-trainable params" are the params of frozen layers (``trainable = False``); buffers
         (e.g. BatchNorm's running mean and variance) are not params: they get their own line.
         """
@@ -361,55 +331,16 @@ class Sequential:
 
     def get_layer(self, name: str | None = None, *, index: int | None = None) -> Layer:
         """The layer called ``name`` at any depth (inside containers too), or ``self.layers[index]``."""
-        if (name is None) == (index is None):
-            raise TypeError(f"{self.name}: get_layer takes a layer name or index=..., exactly one of them")
-        if index is not None:
-            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
-                    or not -len(self.layers) <= index < len(self.layers):
-                raise IndexError(f"{self.name}: index must be an int in [{-len(self.layers)}, "
-                                 f"{len(self.layers)}) (top-level layers), got {index!r}")
-            return self.layers[index]
-        for layer in iter_layers(self.layers):
-            if layer.name == name:
-                return layer
-        names = ", ".join(layer.name for layer in iter_layers(self.layers))
-        raise KeyError(f"{self.name}: no layer named {name!r}; the layers are: {names}")
+        return layer_tree.get_layer(self, name, index=index)
 
     def freeze(self, up_to: str | int | None = None) -> "Sequential":
-        """Make layers untrainable: all of them, or the top-level layers BEFORE ``up_to``.
-
-        ``up_to`` is a top-level layer's name or index and is excluded, like ``layers[:up_to]``:
-        ``model.freeze(up_to="dense")`` freezes the feature extractor and keeps "dense" and
-        everything after it trainable. Layers after ``up_to`` are left as they are. Freezing a
-        container freezes every layer inside it. Frozen layers keep their params and optimizer
-        state bitwise unchanged during ``fit``, and still pass the gradient to their input.
-        """
-        if up_to is None:
-            stop = len(self.layers)
-        elif isinstance(up_to, str):
-            top = [layer.name for layer in self.layers]
-            if up_to not in top:
-                nested = up_to in {layer.name for layer in iter_layers(self.layers)}
-                hint = (" (it is inside a container; freeze it with model.get_layer(name).trainable = False)"
-                        if nested else "")
-                raise KeyError(f"{self.name}: freeze(up_to=...) takes a top-level layer; no top-level "
-                               f"layer named {up_to!r}{hint}; the top-level layers are: {', '.join(top)}")
-            stop = top.index(up_to)
-        elif isinstance(up_to, (int, np.integer)) and not isinstance(up_to, bool) \
-                and 0 <= up_to <= len(self.layers):
-            stop = int(up_to)
-        else:
-            raise ValueError(f"{self.name}: up_to must be a top-level layer name or an index in "
-                             f"[0, {len(self.layers)}], got {up_to!r}")
-        for layer in self.layers[:stop]:
-            layer.trainable = False  # a container passes it on to every layer inside it
-        return self
+        """Make layers untrainable: all of them, or the top-level layers BEFORE ``up_to``
+        (excluded, like ``layers[:up_to]``); see scratchnet/layer_tree.py."""
+        return layer_tree.freeze(self, up_to)
 
     def unfreeze(self) -> "Sequential":
         """Make every layer, at every depth, trainable again."""
-        for layer in iter_layers(self.layers):
-            layer.trainable = True
-        return self
+        return layer_tree.unfreeze(self)
 
     def astype(self, dtype) -> "Sequential":
         """Cast every layer (params, grads, optimizer moments) to ``dtype`` in place."""
@@ -420,56 +351,22 @@ class Sequential:
 
     # ------------------------------------------------------------------ weights
     def _weight_arrays(self) -> dict[str, np.ndarray]:
-        """The live arrays: ``{"layer/param": array}``, layers inside containers too (names are
-        unique over the whole tree)."""
-        weights = {}
-        for layer in iter_layers(self.layers):  # layers inside containers too
-            for store in (layer.params, layer.buffers):
-                for key, value in store.items():
-                    weights[f"{layer.name}/{key}"] = value
-        return weights
+        """The live arrays by name (scratchnet/weights.py)."""
+        return weights_module.weight_arrays(self)
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """A COPY of every parameter and buffer as ``{"layer_name/param_name": array}``.
 
         Copies, so ``best = model.get_weights()`` keeps its values while training goes on.
         """
-        return {key: value.copy() for key, value in self._weight_arrays().items()}
+        return weights_module.get_weights(self)
 
     def set_weights(self, weights) -> None:
         """Copy arrays in, by name (a dict as get_weights returns) or in order (a list).
 
         Every name, shape and dtype is checked before anything changes.
         """
-        if not self.built:
-            self.build()
-        own = self._weight_arrays()
-        if isinstance(weights, (list, tuple)):
-            if len(weights) != len(own):
-                raise ValueError(f"{self.name}: set_weights got a list of {len(weights)} arrays, the "
-                                 f"model has {len(own)} ({', '.join(own)})")
-            weights = dict(zip(own, weights))
-        if not isinstance(weights, dict):
-            raise TypeError(f"{self.name}: set_weights expects a dict (as get_weights returns) or a "
-                            f"list of arrays in layer order, got {type(weights).__name__}")
-        missing = sorted(set(own) - set(weights))
-        unexpected = sorted(set(weights) - set(own))
-        if missing or unexpected:
-            raise ValueError(f"{self.name}: weights do not match the model: missing {missing}, "
-                             f"unexpected {unexpected}")
-        converted = {}
-        for key, value in weights.items():
-            value = np.asarray(value)
-            layer_name, param = key.rsplit("/", 1)
-            if value.shape != own[key].shape:
-                raise ValueError(f"{layer_name}: parameter {param!r} has shape {own[key].shape} "
-                                 f"in the model but {value.shape} in the weights")
-            if value.dtype.kind not in "biuf":
-                raise TypeError(f"{layer_name}: parameter {param!r} must hold real numbers, got dtype "
-                                f"{value.dtype} in the weights")
-            converted[key] = value.astype(own[key].dtype)  # converted now: the copy below cannot fail
-        for key, value in converted.items():
-            own[key][...] = value  # in place: the arrays the layers and optimizer hold
+        weights_module.set_weights(self, weights)
 
     def save(self, path) -> None:
         """Save architecture, weights, optimizer state and RNG state (see scratchnet.load)."""

@@ -203,3 +203,40 @@ def test_compare_conv_cost_by_hand():
         compare_conv_cost((8, 8, 3), 0, 3)
     with pytest.raises(ValueError, match="a 9x9 kernel does not fit in 4x4"):
         compare_conv_cost((4, 4, 3), 2, 9, padding="valid")
+
+
+def test_residual_and_parallel_blocks_by_hand():
+    """Real containers (not stand-ins): a Residual's two paths are branches, not one chain.
+
+    16x16 input. conv 3x3 same:                    r 3,  j 1, start 0
+    Residual(conv3 same, relu, conv3 same):        block 3 + 2 + 2 = 7, identity 3 -> r 7, j 1
+    Residual(conv3 s2 same, conv3 same; 1x1 s2):   block 7 + 2*1 = 9 (j 2), 9 + 2*2 = 13;
+        "same" with stride 2 on 16 pads 0 top / 1 bottom, so start = 0 + (1 - 0) * 1 = 1;
+        shortcut 7 + 0 = 7 at start 0 (inside the block's window) -> r 13, j 2, start 1
+        (as one chain, block then shortcut, the jump would wrongly be 4)
+    Parallel(1x1 | 5x5 same), concat:             13 and 13 + 4*2 = 21 -> r 21, j 2, start 1
+    """
+    from scratchnet.layers import Activation, Conv2D, Parallel, Residual
+
+    model = Sequential([
+        Conv2D(4, 3, padding="same"),
+        Residual([Conv2D(4, 3, padding="same"), Activation("relu"), Conv2D(4, 3, padding="same")]),
+        Residual([Conv2D(8, 3, stride=2, padding="same"), Conv2D(8, 3, padding="same")],
+                 shortcut=Conv2D(8, 1, stride=2)),
+        Parallel([Conv2D(2, 1), [Conv2D(2, 5, padding="same")]]),
+    ], input_shape=(16, 16, 1)).build()
+    rows = receptive_field(model)
+    assert [row.size for row in rows] == [(3, 3), (7, 7), (13, 13), (21, 21)]
+    assert [row.jump for row in rows] == [(1, 1), (1, 1), (2, 2), (2, 2)]
+    assert [row.start for row in rows] == [(0, 0), (0, 0), (1, 1), (1, 1)]
+
+
+def test_summary_shows_receptive_fields_and_macs_by_hand():
+    # conv 5x5 same: RF 5, MACs 28*28 positions * 5*5*1*6 weights = 117,600; conv 5x5 after a
+    # 2x2 pool: RF 6 + (5-1)*2 = 14, MACs 10*10 * 5*5*6*16 = 240,000; dense 400x120 = 48,000.
+    text = lenet5().summary_text()
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if "(" in line.split()[0:2][-1]}
+    assert rows["conv2d"][-2:] == ["5", "117,600"]
+    assert rows["conv2d_1"][-2:] == ["14", "240,000"]
+    assert rows["dense"][-2:] == ["32", "48,000"]
+    assert "Multiply-accumulates per sample: 416,520 (FLOPs ~ 833,040)" in text

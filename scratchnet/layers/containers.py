@@ -227,6 +227,11 @@ class Residual(Container):
     def shortcut(self) -> Layer | None:
         return self.children[1] if len(self.children) > 1 else None
 
+    @property
+    def branches(self) -> list[Layer | None]:
+        """The two paths from x to y: [block, shortcut] (None: the identity)."""
+        return [self.block, self.shortcut]
+
     def output_shape(self, input_shape):
         input_shape = tuple(input_shape)
         main = tuple(self.block.output_shape(input_shape))

@@ -1,0 +1,65 @@
+"""Finding and freezing layers in a model's tree of layers (containers included).
+
+``Sequential.get_layer``, ``freeze`` and ``unfreeze`` call these.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layers.base import Layer, iter_layers
+
+
+def get_layer(model, name: str | None = None, *, index: int | None = None) -> Layer:
+    """The layer called ``name`` at any depth (inside containers too), or ``model.layers[index]``."""
+    if (name is None) == (index is None):
+        raise TypeError(f"{model.name}: get_layer takes a layer name or index=..., exactly one of them")
+    if index is not None:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
+                or not -len(model.layers) <= index < len(model.layers):
+            raise IndexError(f"{model.name}: index must be an int in [{-len(model.layers)}, "
+                             f"{len(model.layers)}) (top-level layers), got {index!r}")
+        return model.layers[index]
+    for layer in iter_layers(model.layers):
+        if layer.name == name:
+            return layer
+    names = ", ".join(layer.name for layer in iter_layers(model.layers))
+    raise KeyError(f"{model.name}: no layer named {name!r}; the layers are: {names}")
+
+
+def freeze(model, up_to: str | int | None = None):
+    """Make layers untrainable: all of them, or the top-level layers BEFORE ``up_to``.
+
+    ``up_to`` is a top-level layer's name or index and is excluded, like ``layers[:up_to]``:
+    ``model.freeze(up_to="dense")`` freezes the feature extractor and keeps "dense" and
+    everything after it trainable. Layers after ``up_to`` are left as they are. Freezing a
+    container freezes every layer inside it. Frozen layers keep their params and optimizer
+    state bitwise unchanged during ``fit``, and still pass the gradient to their input.
+    """
+    if up_to is None:
+        stop = len(model.layers)
+    elif isinstance(up_to, str):
+        top = [layer.name for layer in model.layers]
+        if up_to not in top:
+            nested = up_to in {layer.name for layer in iter_layers(model.layers)}
+            hint = (" (it is inside a container; freeze it with model.get_layer(name).trainable = False)"
+                    if nested else "")
+            raise KeyError(f"{model.name}: freeze(up_to=...) takes a top-level layer; no top-level "
+                           f"layer named {up_to!r}{hint}; the top-level layers are: {', '.join(top)}")
+        stop = top.index(up_to)
+    elif isinstance(up_to, (int, np.integer)) and not isinstance(up_to, bool) \
+            and 0 <= up_to <= len(model.layers):
+        stop = int(up_to)
+    else:
+        raise ValueError(f"{model.name}: up_to must be a top-level layer name or an index in "
+                         f"[0, {len(model.layers)}], got {up_to!r}")
+    for layer in model.layers[:stop]:
+        layer.trainable = False  # a container passes it on to every layer inside it
+    return model
+
+
+def unfreeze(model):
+    """Make every layer, at every depth, trainable again."""
+    for layer in iter_layers(model.layers):
+        layer.trainable = True
+    return model
