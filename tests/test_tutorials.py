@@ -171,3 +171,27 @@ def test_lesson_runs_as_notebook(lesson, tmp_path):
     shown = [output for cell in notebook.cells for output in cell.get("outputs", [])
              if "image/png" in output.get("data", {})]
     assert shown, "the notebook displays no figure"
+
+
+# ---------------------------------------------------------------------- the documented .ipynb command
+def test_make_notebooks_command_writes_notebooks_without_outputs(tmp_path):
+    """The command in the Makefile (and tutorials/README.md) turns every lesson into an .ipynb."""
+    pytest.importorskip("jupytext")
+    makefile = (ROOT / "Makefile").read_text()
+    command = re.search(r"^notebooks:\n\t\$\(PYTHON\) (.+)$", makefile, re.M).group(1)
+    assert command in (TUTORIALS / "README.md").read_text()
+    for lesson in LESSONS:
+        (tmp_path / "tutorials").mkdir(exist_ok=True)
+        (tmp_path / "tutorials" / lesson.name).write_text(lesson.read_text())
+    args = command.replace("tutorials/[0-9][0-9]_*.py", "").split()
+    files = [str(tmp_path / "tutorials" / lesson.name) for lesson in LESSONS]
+    result = subprocess.run([sys.executable, *args, *files], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    written = sorted((tmp_path / "tutorials" / "notebooks").glob("*.ipynb"))
+    assert [path.stem for path in written] == [lesson.stem for lesson in LESSONS]
+    for path in written:
+        notebook = json.loads(path.read_text())
+        assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+        code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+        assert code and all(cell["outputs"] == [] and cell["execution_count"] is None for cell in code)
