@@ -36,7 +36,7 @@ PROMISES = {
     "03": ["dW by hand matches Conv2D: True", "dx = full convolution with the flipped kernel: True"],
     "04": ["only elements under overlapping windows are wrong", "global average = mean: True"],
     "05": ["test accuracy:", "Total params: 61,706"],
-    "06": ["seconds per forward + backward", "col2im(im2col(x)) = x * count: True"],
+    "06": ["seconds per forward + backward", "copies per cell = windows covering it: True"],
     "07": ["HealthMonitor on the broken run:", "HealthMonitor on the good run:", "early stopping"],
     "08": ["BatchNorm backward matches the formula: True", "two 3x3 see 5x5: True"],
     "09": ["per-class accuracy", "test accuracy:"],
