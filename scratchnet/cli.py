@@ -177,7 +177,7 @@ def _cli_wording(message: str) -> str:
 
 # ---------------------------------------------------------------------- gradcheck
 def gradcheck_cases() -> list:
-    """(label, layer, shape of one input sample) for every built-in layer."""
+    """(label, layer, shape of one input sample[, training]) for every built-in layer."""
     from .layers import Activation, AvgPool2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D
     from .layers.activations import ACTIVATIONS
 
@@ -193,7 +193,34 @@ def gradcheck_cases() -> list:
               ("MaxPool2D(3, stride 2, overlapping)", MaxPool2D(3, stride=2), (7, 7, 2)),
               ("AvgPool2D(2)", AvgPool2D(2), (4, 6, 2)),
               ("GlobalAvgPool2D", GlobalAvgPool2D(), (3, 4, 2))]
-    return cases
+    return cases + modern_gradcheck_cases()
+
+
+def modern_gradcheck_cases() -> list:
+    """The layers and blocks beyond LeNet: grouped/depthwise conv, batch norm, dropout, blocks."""
+    from . import layers as L
+
+    return [
+        ("Conv2D(4, 3x3, groups 2, loops)", L.Conv2D(4, 3, groups=2, backend="loops"), (5, 5, 2)),
+        ("Conv2D(4, 3x3, groups 2, im2col)", L.Conv2D(4, 3, groups=2), (5, 5, 2)),
+        ("DepthwiseConv2D(3x3, x2, stride 2)", L.DepthwiseConv2D(3, depth_multiplier=2, stride=2,
+                                                                  padding="same"), (5, 5, 2)),
+        ("SeparableConv2D(3, 3x3)", L.SeparableConv2D(3, 3, padding="same"), (4, 4, 2)),
+        ("BatchNorm (inference)", L.BatchNorm(), (3, 3, 2)),
+        ("BatchNorm (training)", L.BatchNorm(), (3, 3, 2), True),
+        ("Dropout(0.5) (inference)", L.Dropout(0.5), (6,)),
+        ("Dropout(0.5) (training, one fixed mask)", L.Dropout(0.5), (6,), True),
+        ("SpatialDropout2D(0.5) (training)", L.SpatialDropout2D(0.5), (3, 3, 4), True),
+        ("ChannelShuffle(2)", L.ChannelShuffle(2), (3, 3, 4)),
+        ("ZeroPadding2D(1)", L.ZeroPadding2D(1), (3, 3, 2)),
+        ("UpSampling2D(2)", L.UpSampling2D(2), (3, 3, 2)),
+        ("Residual(conv, tanh, conv)", L.Residual([L.Conv2D(2, 3, padding="same"), L.Activation("tanh"),
+                                                   L.Conv2D(2, 3, padding="same")]), (4, 4, 2)),
+        ("Parallel(1x1 | 3x3, concat)", L.Parallel([L.Conv2D(2, 1), L.Conv2D(3, 3, padding="same")]),
+         (4, 4, 2)),
+        ("Parallel(1x1 | 3x3, add)", L.Parallel([L.Conv2D(2, 1), L.Conv2D(2, 3, padding="same")], merge="add"),
+         (4, 4, 2)),
+    ]
 
 
 def run_gradcheck() -> int:
@@ -201,8 +228,8 @@ def run_gradcheck() -> int:
     from .gradcheck import TOLERANCE, check_layer, format_table
 
     rows = []
-    for label, layer, shape in gradcheck_cases():
-        report = check_layer(layer, shape, seed=0)
+    for label, layer, shape, *training in gradcheck_cases():
+        report = check_layer(layer, shape, seed=0, training=bool(training and training[0]))
         rows += [(label, row.name, f"{row.error:.2e}", "ok" if row.passed else "FAIL")
                  for row in report.rows]
     print(f"Gradient check, float64, central differences: pass if rel. error <= {TOLERANCE:.0e}")

@@ -371,6 +371,8 @@ LAYER_FACTORIES = {
     "ChannelShuffle": (lambda: layers.ChannelShuffle(2), (3, 3, 4)),
     "ZeroPadding2D": (lambda: layers.ZeroPadding2D(1), (3, 3, 2)),
     "UpSampling2D": (lambda: layers.UpSampling2D(2), (3, 3, 2)),
+    "DepthwiseConv2D": (lambda: layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same"), (4, 4, 2)),
+    "SeparableConv2D": (lambda: layers.SeparableConv2D(3, 3, padding="same"), (4, 4, 2)),
 }
 # Merge layers take a LIST of arrays; tests/test_merge.py feeds them wrong lists and shapes.
 MULTI_INPUT_LAYERS = {"Add", "Concatenate"}

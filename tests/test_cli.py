@@ -268,3 +268,12 @@ def test_monitor_reports_a_non_finite_loss(tmp_path, capsys, monkeypatch):
     record = json.loads((out / "history.json").read_text())
     assert "layer 'dense'" in record["error"] and record["epochs_completed"] == 0
     assert (out / "health.png").exists() and (out / "model.sn").exists()
+
+
+def test_gradcheck_command_covers_every_exported_layer():
+    from scratchnet import layers
+    from scratchnet.layers.base import iter_layers
+
+    covered = {type(inner).__name__ for _, layer, *_ in cli.gradcheck_cases() for inner in iter_layers([layer])}
+    exported = set(layers.__all__) - {"Layer"}
+    assert exported - covered == set(), f"scratchnet gradcheck does not check {sorted(exported - covered)}"

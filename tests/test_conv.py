@@ -1,4 +1,5 @@
-"""Conv2D: both backends against a nested-loop reference, each other, gradcheck and PyTorch."""
+"""Conv2D: every backend against the nested-loop definition (kernels/loops.py), gradcheck and
+PyTorch. Groups have their own file, test_grouped_conv.py."""
 
 import pickle
 
@@ -9,61 +10,30 @@ from hypothesis import strategies as st
 
 from scratchnet.gradcheck import check_layer
 from scratchnet.kernels import im2col as im2col_kernels
+from scratchnet.kernels import loops
 from scratchnet.layers import Conv2D
 
 BACKENDS = ["im2col", "scipy"]
 
 
 # ---------------------------------------------------------------- nested-loop reference
+# The definitions live in the package (scratchnet/kernels/loops.py, the "loops" backend); here
+# they are wrapped with an independent np.pad and crop.
 def pad_numeric(x, pads):
     """Zero-pad (N, H, W, C) by ((top, bottom), (left, right))."""
     return np.pad(x, ((0, 0), *pads, (0, 0)))
 
 
-def loop_conv2d(x, W, b, stride, dilation, pads):
-    """y[n, oh, ow, f] = b[f] + sum_{i, j, c} xp[n, s*oh + d*i, s*ow + d*j, c] W[i, j, c, f]."""
-    xp = pad_numeric(x, pads)
-    n_samples, height, width, channels = xp.shape
-    kh, kw, _, filters = W.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    oh = (height - dh * (kh - 1) - 1) // sh + 1
-    ow = (width - dw * (kw - 1) - 1) // sw + 1
-    y = np.zeros((n_samples, oh, ow, filters))
-    for n in range(n_samples):
-        for r in range(oh):
-            for q in range(ow):
-                for f in range(filters):
-                    total = b[f]
-                    for i in range(kh):
-                        for j in range(kw):
-                            for c in range(channels):
-                                total += xp[n, sh * r + dh * i, sw * q + dw * j, c] * W[i, j, c, f]
-                    y[n, r, q, f] = total
-    return y
+def loop_conv2d(x, W, b, stride, dilation, pads, groups=1):
+    """y[n, oh, ow, f] = b[f] + sum_{i, j, c} xp[n, s*oh + d*i, s*ow + d*j, G(f)*Cg + c] W[i, j, c, f]."""
+    return loops.conv2d_forward(pad_numeric(x, pads), W, b, stride, dilation, groups)
 
 
-def loop_conv2d_backward(x, W, dy, stride, dilation, pads):
-    """The same loops run backwards: every product x * W in the forward sends dy * W to x and
-    dy * x to W (the chain rule, one term at a time)."""
-    xp = pad_numeric(x, pads)
-    n_samples, height, width, channels = xp.shape
-    kh, kw, _, filters = W.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    _, oh, ow, _ = dy.shape
-    dxp, dW = np.zeros_like(xp), np.zeros_like(W)
-    for n in range(n_samples):
-        for r in range(oh):
-            for q in range(ow):
-                for f in range(filters):
-                    for i in range(kh):
-                        for j in range(kw):
-                            for c in range(channels):
-                                a, bb = sh * r + dh * i, sw * q + dw * j
-                                dxp[n, a, bb, c] += dy[n, r, q, f] * W[i, j, c, f]
-                                dW[i, j, c, f] += dy[n, r, q, f] * xp[n, a, bb, c]
+def loop_conv2d_backward(x, W, dy, stride, dilation, pads, groups=1):
+    """(dx, dW, db): the forward's loops run backwards, padding cropped off dx."""
+    dxp, dW, db = loops.conv2d_backward(pad_numeric(x, pads), W, dy, stride, dilation, groups)
     (top, bottom), (left, right) = pads
-    dx = dxp[:, top:height - bottom, left:width - right, :]
-    return dx, dW, dy.sum(axis=(0, 1, 2))
+    return dxp[:, top:dxp.shape[1] - bottom, left:dxp.shape[2] - right, :], dW, db
 
 
 def built_layer(input_shape, backend, seed=0, dtype="float64", **kwargs):
@@ -149,27 +119,31 @@ def conv_configs(draw):
     span_h, span_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
     height = draw(st.integers(max(1, span_h - pad_h), max(1, span_h - pad_h) + 4))
     width = draw(st.integers(max(1, span_w - pad_w), max(1, span_w - pad_w) + 4))
-    # every im2col layout: patches transposed for C <= 3, input gradient transposed for C <= 8
-    channels = draw(st.sampled_from([1, 2, 3, 4, 5, 8, 9, 12]))
-    return dict(batch=draw(st.integers(1, 3)), input_shape=(height, width, channels),
-                layer=dict(filters=draw(st.integers(1, 4)), kernel_size=(kh, kw), stride=stride,
-                           dilation=dilation, padding=padding, use_bias=draw(st.booleans())))
+    # every im2col layout: patches transposed for Cg <= 3, (M, K) from Cg = 4 on; groups 1-3
+    groups = draw(st.integers(1, 3))
+    group_channels = draw(st.sampled_from([1, 2, 3, 4, 5]) if groups > 1
+                          else st.sampled_from([1, 2, 3, 4, 5, 8, 9, 12]))
+    return dict(batch=draw(st.integers(1, 3)), input_shape=(height, width, groups * group_channels),
+                layer=dict(filters=groups * draw(st.integers(1, 3)), kernel_size=(kh, kw), stride=stride,
+                           dilation=dilation, padding=padding, use_bias=draw(st.booleans()),
+                           groups=groups))
 
 
 @given(config=conv_configs(), seed=st.integers(0, 2**16))
-def test_backends_agree_on_outputs_and_all_gradients(config, seed):
-    fast = built_layer(config["input_shape"], "im2col", seed=seed, **config["layer"])
+def test_backends_agree_with_loops_on_outputs_and_all_gradients(config, seed):
+    layer = built_layer(config["input_shape"], "loops", seed=seed, **config["layer"])
     x = np.random.default_rng(seed).standard_normal((config["batch"], *config["input_shape"]))
-    y_fast, dy, dx_fast, grads_fast = run(fast, x, dy_seed=seed)
-    fast.backend = "scipy"  # same layer, same weights
-    y_ref, _, dx_ref, grads_ref = run(fast, x, dy_seed=seed)
-    assert y_fast.shape == (config["batch"], *fast.output_shape(config["input_shape"]))
-    np.testing.assert_allclose(y_fast, y_ref, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(dx_fast, dx_ref, rtol=0, atol=1e-10)
-    assert dx_fast.shape == x.shape
-    assert grads_fast.keys() == grads_ref.keys() == fast.params.keys()
-    for key in grads_fast:
-        np.testing.assert_allclose(grads_fast[key], grads_ref[key], rtol=0, atol=1e-10)
+    y_ref, dy, dx_ref, grads_ref = run(layer, x, dy_seed=seed)
+    assert y_ref.shape == (config["batch"], *layer.output_shape(config["input_shape"]))
+    assert dx_ref.shape == x.shape
+    for backend in BACKENDS:
+        layer.backend = backend  # same layer, same weights
+        y, _, dx, grads = run(layer, x, dy_seed=seed)
+        np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=1e-10)
+        assert grads.keys() == grads_ref.keys() == layer.params.keys()
+        for key in grads:
+            np.testing.assert_allclose(grads[key], grads_ref[key], rtol=0, atol=1e-10)
 
 
 # ---------------------------------------------------------------------- gradient check
@@ -181,7 +155,7 @@ GRADCHECK_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [*BACKENDS, "loops"])
 @pytest.mark.parametrize("input_shape, config", GRADCHECK_CONFIGS)
 def test_gradcheck(backend, input_shape, config):
     report = check_layer(Conv2D(backend=backend, **config), input_shape, batch_size=2)
@@ -191,7 +165,7 @@ def test_gradcheck(backend, input_shape, config):
 
 # ---------------------------------------------------------------------------- PyTorch
 @pytest.mark.torch
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [*BACKENDS, "loops"])
 @pytest.mark.parametrize("input_shape, config", [
     ((9, 8, 3), dict(filters=4, kernel_size=(3, 2), stride=(2, 1), dilation=(1, 2),
                      padding=((2, 0), (1, 3)))),
@@ -246,7 +220,7 @@ def test_same_padding_hand_examples():
     assert Conv2D(1, 1, stride=3, padding="same").output_shape((7, 7, 1)) == (3, 3, 1)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [*BACKENDS, "loops"])
 def test_same_padding_extra_row_is_bottom_right_by_hand(backend):
     # 2x2 kernel of ones, "same": total padding 1 per axis, all of it at the bottom/right,
     # so y[r, q] = x[r, q] + x[r, q+1] + x[r+1, q] + x[r+1, q+1] with zeros past the edge.
@@ -275,7 +249,9 @@ def test_same_padding_extra_row_is_bottom_right_by_hand(backend):
     (dict(filters=2, kernel_size=3, stride=(1, -1)), r"stride must be >= 1, got \(1, -1\)"),
     (dict(filters=2, kernel_size=3, dilation=0), "dilation must be >= 1, got 0"),
     (dict(filters=2, kernel_size=3, padding="full"), "padding must be"),
-    (dict(filters=2, kernel_size=3, backend="cuda"), "unknown backend 'cuda'.*'im2col', 'scipy'"),
+    (dict(filters=2, kernel_size=3, backend="cuda"), "unknown backend 'cuda'.*'im2col', 'scipy', 'loops'"),
+    (dict(filters=2, kernel_size=3, groups=0), "groups must be a positive int, got 0"),
+    (dict(filters=6, kernel_size=3, groups=4), "groups=4 must divide filters, got filters=6"),
     (dict(filters=2, kernel_size=3, kernel_initializer="ones"), "unknown initializer 'ones'"),
 ])
 def test_constructor_errors_name_the_layer(kwargs, message):
@@ -400,7 +376,8 @@ def test_get_config_rebuilds_the_layer():
     config = layer.get_config()
     assert config == {"filters": 5, "kernel_size": (3, 2), "stride": (2, 1),
                       "padding": ((1, 0), (2, 2)), "dilation": (2, 2), "use_bias": False,
-                      "kernel_initializer": "he_normal", "backend": "scipy", "name": "conv_x"}
+                      "kernel_initializer": "he_normal", "backend": "scipy", "name": "conv_x",
+                      "groups": 1}
     assert Conv2D(**config).get_config() == config
     assert Conv2D(1, 3, padding="SAME").get_config()["padding"] == "same"
 

@@ -29,12 +29,14 @@ from scratchnet.layers import (
     Concatenate,
     Conv2D,
     Dense,
+    DepthwiseConv2D,
     Flatten,
     GlobalAvgPool2D,
     Layer,
     MaxPool2D,
     Parallel,
     Residual,
+    SeparableConv2D,
 )
 from scratchnet.layers.activations import ACTIVATIONS
 from scratchnet.layers.base import iter_layers
@@ -58,6 +60,9 @@ LAYER_CASES = [
           ("dilated-no-bias", lambda b=backend: Conv2D(2, 2, dilation=2, use_bias=False, backend=b), IMAGE),
           ("many-channels", lambda b=backend: Conv2D(5, 3, padding="same", backend=b), (6, 6, 8)),
       ]],
+    ("conv-grouped", lambda: Conv2D(4, 3, groups=2, padding="same"), (6, 6, 4)),
+    ("depthwise", lambda: DepthwiseConv2D(3, depth_multiplier=2, stride=2, padding="same"), IMAGE),
+    ("separable", lambda: SeparableConv2D(4, (3, 2), padding="same"), IMAGE),
     ("maxpool-valid", lambda: MaxPool2D(2), IMAGE),
     ("maxpool-same-overlapping", lambda: MaxPool2D(3, stride=2, padding="same"), IMAGE),
     ("avgpool-valid", lambda: AvgPool2D(2), IMAGE),

@@ -1,5 +1,5 @@
-"""MaxPool2D, AvgPool2D, GlobalAvgPool2D against hand-worked examples, a plain nested-loop
-reference written here, numerical gradients and PyTorch.
+"""MaxPool2D, AvgPool2D, GlobalAvgPool2D against hand-worked examples, the plain nested-loop
+definitions in scratchnet.kernels.loops, numerical gradients and PyTorch.
 
 Blind spots covered by name: overlapping windows (stride < pool size), padding (max-pool pads
 with -inf, avg-pool does not count padded cells), ragged edges (windows that do not tile the
@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scratchnet.gradcheck import check_layer
+from scratchnet.kernels import loops
 from scratchnet.layers import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 
 # --------------------------------------------------------------------------- reference
@@ -38,64 +39,18 @@ def reference_pads(padding, input_hw, pool_hw, stride_hw):
     return tuple(tuple(p) for p in padding)
 
 
-def reference_windows(x_shape, pool_hw, stride_hw, pads):
-    """Yield (p, q, [real input cells (h, w) of window (p, q) in row-major window order])."""
-    _, height, width, _ = x_shape
-    (kh, kw), (sh, sw), ((top, bottom), (left, right)) = pool_hw, stride_hw, pads
-    out_h = (height + top + bottom - kh) // sh + 1
-    out_w = (width + left + right - kw) // sw + 1
-    for p in range(out_h):
-        for q in range(out_w):
-            cells = []
-            for i in range(kh):
-                for j in range(kw):
-                    h, w = p * sh + i - top, q * sw + j - left
-                    if 0 <= h < height and 0 <= w < width:  # padded cells are skipped
-                        cells.append((h, w))
-            yield p, q, cells, (out_h, out_w)
-
-
 def reference_max_pool(x, dy_fn, pool_hw, stride_hw, pads):
-    """Plain loops: y, and dx for dy = dy_fn(y.shape). Ties: first maximum in window order."""
-    n_batch, _, _, channels = x.shape
-    windows = list(reference_windows(x.shape, pool_hw, stride_hw, pads))
-    out_h, out_w = windows[0][3]
-    y = np.zeros((n_batch, out_h, out_w, channels))
-    argmax = {}
-    for n in range(n_batch):
-        for c in range(channels):
-            for p, q, cells, _ in windows:
-                best_value, best_cell = None, None
-                for h, w in cells:
-                    if best_value is None or x[n, h, w, c] > best_value:
-                        best_value, best_cell = x[n, h, w, c], (h, w)
-                y[n, p, q, c] = best_value
-                argmax[n, p, q, c] = best_cell
+    """The loops of scratchnet.kernels.loops: y, and dx for dy = dy_fn(y.shape)."""
+    y, argmax = loops.max_pool_forward(x, pool_hw, stride_hw, pads)
     dy = dy_fn(y.shape)
-    dx = np.zeros(x.shape)
-    for (n, p, q, c), (h, w) in argmax.items():
-        dx[n, h, w, c] += dy[n, p, q, c]
-    return y, dy, dx
+    return y, dy, loops.max_pool_backward(x.shape, argmax, dy)
 
 
 def reference_avg_pool(x, dy_fn, pool_hw, stride_hw, pads):
-    """Plain loops; the mean is over the real (non-padded) cells of each window."""
-    n_batch, _, _, channels = x.shape
-    windows = list(reference_windows(x.shape, pool_hw, stride_hw, pads))
-    out_h, out_w = windows[0][3]
-    y = np.zeros((n_batch, out_h, out_w, channels))
-    for n in range(n_batch):
-        for c in range(channels):
-            for p, q, cells, _ in windows:
-                y[n, p, q, c] = sum(x[n, h, w, c] for h, w in cells) / len(cells)
+    """The loops of scratchnet.kernels.loops; the mean is over the real (non-padded) cells."""
+    y = loops.avg_pool_forward(x, pool_hw, stride_hw, pads)
     dy = dy_fn(y.shape)
-    dx = np.zeros(x.shape)
-    for n in range(n_batch):
-        for c in range(channels):
-            for p, q, cells, _ in windows:
-                for h, w in cells:
-                    dx[n, h, w, c] += dy[n, p, q, c] / len(cells)
-    return y, dy, dx
+    return y, dy, loops.avg_pool_backward(x.shape, dy, pool_hw, stride_hw, pads)
 
 
 def built(layer, input_shape, dtype="float64"):
@@ -475,3 +430,67 @@ def test_get_config_rebuilds_an_equal_layer_and_pickle_drops_cache(layer):
     restored = pickle.loads(pickle.dumps(layer))
     assert restored.cache == {}
     np.testing.assert_array_equal(restored.forward(x), y)
+
+
+# ------------------------------------------------- backend="loops": the definitions as a layer
+
+def test_loops_backend_worked_examples():
+    # the hand-worked numbers above, through the loops backend
+    layer = built(MaxPool2D(2, stride=2, backend="loops"), (4, 4, 1))
+    np.testing.assert_array_equal(layer.forward(WORKED_X)[0, :, :, 0], [[6, 8], [9, 9]])
+    dx = layer.backward(np.array([[10.0, 20.0], [30.0, 40.0]]).reshape(1, 2, 2, 1))
+    np.testing.assert_array_equal(dx[0, :, :, 0],
+                                  [[0, 0, 0, 0], [0, 10, 0, 20], [30, 0, 0, 0], [0, 0, 0, 40]])
+    ties = np.array([[0, 5, 5, 1], [5, 5, 1, 1], [2, 2, 3, 0], [2, 2, 0, 3]], dtype=np.float64)
+    layer = built(MaxPool2D(2, backend="loops"), (4, 4, 1))
+    layer.forward(ties.reshape(1, 4, 4, 1))
+    np.testing.assert_array_equal(layer.backward(np.ones((1, 2, 2, 1)))[0, :, :, 0],
+                                  [[0, 1, 1, 0], [0, 0, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]])
+    layer = built(AvgPool2D(2, stride=2, padding="same", backend="loops"), (3, 3, 1))
+    y = layer.forward(np.arange(9, dtype=np.float64).reshape(1, 3, 3, 1))
+    np.testing.assert_allclose(y[0, :, :, 0], [[2.0, 3.5], [6.5, 8.0]], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(layer.backward(np.ones_like(y))[0, :, :, 0],
+                               [[0.25, 0.25, 0.5], [0.25, 0.25, 0.5], [0.5, 0.5, 1.0]], rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("pool_size, stride, padding, input_hwc", GRADCHECK_CONFIGS[:4])
+@pytest.mark.parametrize("layer_class", [MaxPool2D, AvgPool2D])
+def test_loops_backend_gradcheck(layer_class, pool_size, stride, padding, input_hwc):
+    x = distinct_values((2, *input_hwc), seed=4)
+    report = check_layer(layer_class(pool_size, stride=stride, padding=padding, backend="loops"), x)
+    assert report.passed, str(report)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("pool_size, stride, padding, input_hw", TORCH_CONFIGS)
+def test_loops_backend_matches_torch(pool_size, stride, padding, input_hw):
+    torch = pytest.importorskip("torch")
+    x = distinct_values((2, *input_hw, 2), seed=9)
+    dy = np.random.default_rng(3).standard_normal
+    for layer_class, torch_pool, options in [
+            (MaxPool2D, torch.nn.functional.max_pool2d, {}),
+            (AvgPool2D, torch.nn.functional.avg_pool2d, {"count_include_pad": False})]:
+        layer = built(layer_class(pool_size, stride=stride, padding=padding, backend="loops"), x.shape[1:])
+        y = layer.forward(x)
+        x_t = to_nchw(torch, x)
+        y_t = torch_pool(x_t, pool_size, stride=stride, padding=padding, **options)
+        np.testing.assert_allclose(y, from_nchw(y_t), rtol=0, atol=1e-12)
+        gradient = dy(y.shape)
+        y_t.backward(torch.tensor(np.transpose(gradient, (0, 3, 1, 2))))
+        np.testing.assert_allclose(layer.backward(gradient), from_nchw(x_t.grad), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer_class", [MaxPool2D, AvgPool2D])
+def test_loops_backend_float32_config_and_errors(layer_class):
+    layer = built(layer_class(3, stride=2, padding="same", backend="loops", name="pool_l"), (5, 4, 2),
+                  dtype="float32")
+    y = layer.forward(np.random.default_rng(0).standard_normal((2, 5, 4, 2)))
+    assert y.dtype == np.float32 and layer.backward(np.ones(y.shape)).dtype == np.float32
+    assert layer.get_config()["backend"] == "loops"
+    assert type(layer)(**layer.get_config()).backend == "loops"
+    assert layer_class(2).backend == "offsets"  # the default stays the vectorised path
+    message = r"pool_l: unknown backend 'fast'; expected one of 'offsets', 'loops'"
+    with pytest.raises(ValueError, match=message):
+        layer_class(2, backend="fast", name="pool_l")
+    with pytest.raises(ValueError, match=r"pool_l: backward expected dy of shape \(2, 3, 2, 2\)"):
+        layer.backward(np.ones((2, 2, 2, 2)))

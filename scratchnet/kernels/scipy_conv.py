@@ -35,6 +35,11 @@ Insert s-1 zeros between the entries of dy (``dilate(dy, s)``, "dy on the input 
       dx[n, :, :, c] = sum_f convolve(dilate(dy[n, :, :, f], s), dilate(W[:, :, c, f], d), "full")
   Rows/columns at the bottom/right that no window reached (when the stride does not land
   exactly on the last cell) get gradient 0.
+
+Groups (``groups=g``, W (kh, kw, C/g, F)): filter f sees only the input channels of its group
+G(f) = f // (F/g), i.e. channels G(f)*Cg + c for c < Cg = C/g. Each (f, c) pair above is one
+2-D correlation, so a grouped convolution is the same loops with input channel G(f)*Cg + c
+paired with kernel slice W[:, :, c, f] (``kernels/loops.py`` writes the formula out).
 """
 
 from __future__ import annotations
@@ -64,19 +69,25 @@ def output_hw(padded_hw, kernel_hw, stride, dilation) -> tuple[int, int]:
                  for size, k, s, d in zip(padded_hw, kernel_hw, stride, dilation))
 
 
-def conv2d_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1)) -> np.ndarray:
-    """y (N, OH, OW, F) from x_padded (N, Hp, Wp, C), W (kh, kw, C, F), b (F,) or None."""
-    n_samples, height, width, channels = x_padded.shape
-    kh, kw, _, filters = W.shape
+def group_channel(f: int, c: int, group_channels: int, group_filters: int) -> int:
+    """The input channel that kernel slice W[:, :, c, f] reads: G(f)*Cg + c, G(f) = f // Fg."""
+    return (f // group_filters) * group_channels + c
+
+
+def conv2d_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1), groups=1) -> np.ndarray:
+    """y (N, OH, OW, F) from x_padded (N, Hp, Wp, C), W (kh, kw, C/g, F), b (F,) or None."""
+    n_samples, height, width, _ = x_padded.shape
+    kh, kw, channels, filters = W.shape  # channels: Cg, the input channels of one group
     sh, sw = stride
     oh, ow = output_hw((height, width), (kh, kw), stride, dilation)
-    W_dilated = dilate(W, dilation)  # (d*(kh-1)+1, d*(kw-1)+1, C, F), zeros between the taps
+    W_dilated = dilate(W, dilation)  # (d*(kh-1)+1, d*(kw-1)+1, Cg, F), zeros between the taps
     y = np.zeros((n_samples, oh, ow, filters), dtype=x_padded.dtype)
     for n in range(n_samples):
         for f in range(filters):
             for c in range(channels):
+                source = group_channel(f, c, channels, filters // groups)
                 # stride-1 valid correlation, then keep every s-th row and column
-                full_stride_1 = signal.correlate2d(x_padded[n, :, :, c], W_dilated[:, :, c, f],
+                full_stride_1 = signal.correlate2d(x_padded[n, :, :, source], W_dilated[:, :, c, f],
                                                    mode="valid")
                 y[n, :, :, f] += full_stride_1[::sh, ::sw]
     if b is not None:
@@ -84,14 +95,14 @@ def conv2d_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1)) -> np.ndarray
     return y
 
 
-def conv2d_backward(x_padded, W, dy, stride=(1, 1), dilation=(1, 1)):
+def conv2d_backward(x_padded, W, dy, stride=(1, 1), dilation=(1, 1), groups=1):
     """(dx_padded, dW, db) for dy (N, OH, OW, F); see the module docstring for the math.
 
     dx_padded has the shape of x_padded (the layer crops the padding off), dW the shape of W,
     db the shape (F,).
     """
-    n_samples, height, width, channels = x_padded.shape
-    kh, kw, _, filters = W.shape
+    n_samples = x_padded.shape[0]
+    kh, kw, channels, filters = W.shape  # channels: Cg, the input channels of one group
     dh, dw = dilation
     W_dilated = dilate(W, dilation)
     span_h, span_w = W_dilated.shape[:2]  # input cells one window covers
@@ -104,13 +115,14 @@ def conv2d_backward(x_padded, W, dy, stride=(1, 1), dilation=(1, 1)):
         reach_h, reach_w = dy_on_input_grid.shape[0] + span_h - 1, dy_on_input_grid.shape[1] + span_w - 1
         for f in range(filters):
             for c in range(channels):
+                source = group_channel(f, c, channels, filters // groups)
                 # kernel gradient: correlation of the input with the output gradient,
                 # read at the kernel taps 0, d, 2d, ... (the zeros of a dilated kernel get none)
-                x_times_dy = signal.correlate2d(x_padded[n, :, :, c], dy_on_input_grid[:, :, f],
+                x_times_dy = signal.correlate2d(x_padded[n, :, :, source], dy_on_input_grid[:, :, f],
                                                 mode="valid")
                 dW[:, :, c, f] += x_times_dy[0:span_h:dh, 0:span_w:dw]
                 # input gradient: full convolution of the output gradient with the kernel;
                 # it covers the rows/columns 0 .. reach-1, the ragged rest gets nothing
-                dx_padded[n, :reach_h, :reach_w, c] += signal.convolve2d(
+                dx_padded[n, :reach_h, :reach_w, source] += signal.convolve2d(
                     dy_on_input_grid[:, :, f], W_dilated[:, :, c, f], mode="full")
     return dx_padded, dW, db

@@ -5,6 +5,7 @@ from .base import Layer
 from .containers import Chain, Parallel, Residual
 from .conv import Conv2D
 from .dense import Dense
+from .depthwise import DepthwiseConv2D, SeparableConv2D
 from .dropout import Dropout, SpatialDropout2D
 from .merge import Add, Concatenate
 from .normalization import BatchNorm
@@ -15,4 +16,5 @@ from .upsampling import UpSampling2D
 
 __all__ = ["Layer", "Dense", "Conv2D", "Activation", "Flatten", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
            "Chain", "Residual", "Parallel", "Add", "Concatenate",
-           "BatchNorm", "Dropout", "SpatialDropout2D", "ChannelShuffle", "ZeroPadding2D", "UpSampling2D"]
+           "BatchNorm", "Dropout", "SpatialDropout2D", "ChannelShuffle", "ZeroPadding2D", "UpSampling2D",
+           "DepthwiseConv2D", "SeparableConv2D"]

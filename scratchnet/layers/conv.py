@@ -1,4 +1,15 @@
-"""2-D convolution layer (channels-last), with a readable and a fast backend."""
+"""2-D convolution layers (channels-last): Conv2D here, DepthwiseConv2D and SeparableConv2D in
+depthwise.py. All share ``ConvBase`` (options, padding, input checks, cropping dx).
+
+Three backends compute the same numbers, and read as a progression:
+
+* ``"loops"``  (kernels/loops.py): the DEFINITION, one Python loop per index. Very slow; the
+  oracle every test compares against. Read it first.
+* ``"scipy"``  (kernels/scipy_conv.py): the same sums, one 2-D ``scipy.signal`` correlation per
+  (input channel, filter) slice; stride and dilation become zeros inserted into the arrays.
+* ``"im2col"`` (kernels/im2col.py): every receptive field copied into a row of a patch matrix,
+  so the whole convolution is a few large matrix products (batched over groups). The fast one.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +19,7 @@ import numpy as np
 
 from ..initializers import check_initializer_name, initialize
 from ..kernels import im2col as im2col_kernels
-from ..kernels import scipy_conv
+from ..kernels import loops, scipy_conv
 from .base import Layer
 from .spatial import (
     as_pair,
@@ -19,58 +30,36 @@ from .spatial import (
     resolve_padding,
 )
 
-BACKENDS = ("im2col", "scipy")
+BACKENDS = ("im2col", "scipy", "loops")
 
 
-class Conv2D(Layer):
-    """y = conv(x, W) + b, the cross-correlation deep-learning frameworks call convolution.
+def positive_int(value, what: str, layer_name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{layer_name}: {what} must be a positive int, got {value!r}")
+    return int(value)
 
-    Shapes (channels-last)
-    ----------------------
-    x  (N, H, W, C)            W  (kh, kw, C, filters)        b  (filters,)
-    y  (N, OH, OW, filters)    OH = floor((H + pad_top + pad_bottom - d*(kh-1) - 1) / s) + 1
 
-    Forward, with xp the zero-padded input:
-        y[n, oh, ow, f] = b[f] + sum_{i, j, c} xp[n, s*oh + d*i, s*ow + d*j, c] * W[i, j, c, f]
+class ConvBase(Layer):
+    """What every convolution layer shares: stride, padding, dilation, bias, backend choice,
+    the output-shape formula, input checks, zero padding and cropping the padding off dx.
 
-    Backward, given dy = dL/dy:
-        db[f]          = sum_{n, oh, ow} dy[n, oh, ow, f]
-        dW[i, j, c, f] = sum_{n, oh, ow} xp[n, s*oh + d*i, s*ow + d*j, c] * dy[n, oh, ow, f]
-        dxp[n, a, b, c] = sum over (oh, ow, i, j) with s*oh + d*i = a, s*ow + d*j = b
-                          of sum_f dy[n, oh, ow, f] * W[i, j, c, f]
-        dx = dxp with the padded border cropped off.
-
-    Parameters
-    ----------
-    filters : int             number of output channels.
-    kernel_size, stride, dilation : int or (h, w) pair (non-square kernels work).
-    padding : "valid" (none), "same" (output ceil(in / stride); an odd total goes to the
-        bottom/right, as in Keras), an int p, an (ph, pw) pair or ((top, bottom), (left, right)).
-    backend : "im2col" (fast: patch matrix + matrix products, scratchnet/kernels/im2col.py) or
-        "scipy" (readable reference: scipy.signal per channel slice, kernels/scipy_conv.py).
-        Both give the same numbers; switch on a built layer with ``layer.backend = "scipy"``.
-
-    The layer is built for a channel count C; it accepts any height and width in which the
-    (dilated) kernel fits (a Sequential model still fixes the input shape).
+    A subclass sets ``backends`` and implements ``channels_out(C)``, ``forward_padded(x_padded)``
+    (returns y and what backward needs) and ``backward_padded(dy, need_dx)`` (fills grads,
+    returns dx_padded or None).
     """
 
-    def __init__(self, filters: int, kernel_size, stride=1, padding="valid", dilation=1,
-                 use_bias: bool = True, kernel_initializer: str = "glorot_uniform",
-                 backend: str = "im2col", name: str | None = None):
+    backends = BACKENDS
+
+    def __init__(self, kernel_size, stride=1, padding="valid", dilation=1, use_bias=True,
+                 backend="im2col", name=None):
         super().__init__(name=name)
-        if (isinstance(filters, bool) or not isinstance(filters, numbers.Integral)
-                or filters < 1):
-            raise ValueError(f"{self.name}: filters must be a positive int, got {filters!r}")
-        self.filters = int(filters)
         self.kernel_size = as_pair(kernel_size, "kernel_size", self.name)
         self.stride = as_pair(stride, "stride", self.name)
         self.dilation = as_pair(dilation, "dilation", self.name)
         self.padding = check_padding_option(padding, self.name)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = check_initializer_name(kernel_initializer, self.name)
         self.backend = backend
 
-    # ------------------------------------------------------------------ options
     @property
     def backend(self) -> str:
         return self._backend
@@ -78,29 +67,24 @@ class Conv2D(Layer):
     @backend.setter
     def backend(self, value: str) -> None:
         """Switch the algorithm; the weights stay as they are."""
-        if value not in BACKENDS:
+        if value not in self.backends:
             raise ValueError(f"{self.name}: unknown backend {value!r}; expected one of "
-                             f"{', '.join(map(repr, BACKENDS))}")
+                             f"{', '.join(map(repr, self.backends))}")
         self._backend = value
 
     def pads_for(self, input_hw) -> tuple[tuple[int, int], tuple[int, int]]:
         """((top, bottom), (left, right)) zero padding for an input of size input_hw."""
         return resolve_padding(self.padding, input_hw, self.kernel_size, self.stride, self.dilation)
 
-    # ----------------------------------------------------------------- building
+    def channels_out(self, channels: int) -> int:
+        raise NotImplementedError
+
     def output_shape(self, input_shape):
-        height, width, _ = check_image_shape(input_shape, self.name)
+        height, width, channels = check_image_shape(input_shape, self.name)
         pads = self.pads_for((height, width))
         oh, ow = conv_output_hw(self.name, (height, width), self.kernel_size, self.stride,
                                 self.dilation, pads)
-        return (oh, ow, self.filters)
-
-    def init_params(self, input_shape, rng):
-        channels = input_shape[2]
-        params = {"W": initialize(self.kernel_initializer, (*self.kernel_size, channels, self.filters), rng)}
-        if self.use_bias:
-            params["b"] = np.zeros(self.filters)
-        return params
+        return (oh, ow, self.channels_out(channels))
 
     def check_input(self, x) -> np.ndarray:
         """(N, H, W, C) with the built C and a size the kernel fits in; in the layer's dtype."""
@@ -117,51 +101,123 @@ class Conv2D(Layer):
         self.output_shape(x.shape[1:])  # raises if the kernel is larger than the padded input
         return x.astype(self.dtype, copy=False)
 
-    # ------------------------------------------------------------------ passes
     def forward(self, x, training=False):
         x = self.check_input(x)
         pads = self.pads_for(x.shape[1:3])
         x_padded = pad_spatial(x, pads, fill=0)  # zeros in x's dtype; x itself if no padding
-        W, b = self.params["W"], self.params.get("b")
-        if self.backend == "im2col":
-            y, cols = im2col_kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation)
-            saved = {"cols": cols}  # the patch matrix, reused by the kernel gradient
-        else:
-            y = scipy_conv.conv2d_forward(x_padded, W, b, self.stride, self.dilation)
-            saved = {"x_padded": x_padded}
+        y, saved = self.forward_padded(x_padded)
         self.cache = {"backend": self.backend, "pads": pads, "padded_shape": x_padded.shape,
                       "y_shape": y.shape, **saved}
         return y
 
     def backward(self, dy):
-        dx_padded = self._backward(dy, input_gradient=True)
+        dx_padded = self._backward(dy, need_dx=True)
         (top, bottom), (left, right) = self.cache["pads"]
         _, height, width, _ = self.cache["padded_shape"]
         return dx_padded[:, top:height - bottom, left:width - right, :]  # crop the padding off
 
     def backward_params(self, dy) -> None:
-        """dW and db only: the im2col backend skips the input gradient (as costly as dW)."""
-        self._backward(dy, input_gradient=False)
+        """dW and db only: the fast backends skip the input gradient (as costly as dW)."""
+        self._backward(dy, need_dx=False)
 
-    def _backward(self, dy, input_gradient: bool):
-        """Fill grads["W"], grads["b"]; return dx_padded (None if not input_gradient and im2col)."""
+    def _backward(self, dy, need_dx: bool):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
-        W, cache = self.params["W"], self.cache
         # the backend that ran the forward (and filled the cache) also runs the backward
+        return self.backward_padded(dy, need_dx)
+
+    def get_config(self):
+        return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "dilation": self.dilation, "use_bias": self.use_bias, "backend": self.backend,
+                **super().get_config()}
+
+
+class Conv2D(ConvBase):
+    """y = conv(x, W) + b, the cross-correlation deep-learning frameworks call convolution.
+
+    Shapes (channels-last; g = groups, Cg = C/g input channels per group)
+    ---------------------------------------------------------------------
+    x  (N, H, W, C)            W  (kh, kw, Cg, filters)       b  (filters,)
+    y  (N, OH, OW, filters)    OH = floor((H + pad_top + pad_bottom - d*(kh-1) - 1) / s) + 1
+
+    Forward, with xp the zero-padded input (g = 1: G(f) = 0 and Cg = C, a plain convolution):
+        y[n, oh, ow, f] = b[f] + sum_{i, j, c < Cg} xp[n, s*oh + d*i, s*ow + d*j, G(f)*Cg + c] * W[i, j, c, f]
+        G(f) = f // (filters/g): the channels and the filters are split into g consecutive groups,
+        and filter f sees only the channels of its own group (PyTorch's ``groups``).
+
+    Backward, given dy = dL/dy:
+        db[f]          = sum_{n, oh, ow} dy[n, oh, ow, f]
+        dW[i, j, c, f] = sum_{n, oh, ow} xp[n, s*oh + d*i, s*ow + d*j, G(f)*Cg + c] * dy[n, oh, ow, f]
+        dxp[n, a, b, G(f)*Cg + c] = sum over (oh, ow, i, j) with s*oh + d*i = a, s*ow + d*j = b
+                          of sum_{f in the group} dy[n, oh, ow, f] * W[i, j, c, f]
+        dx = dxp with the padded border cropped off.
+
+    Parameters
+    ----------
+    filters : int             number of output channels.
+    kernel_size, stride, dilation : int or (h, w) pair (non-square kernels work).
+    padding : "valid" (none), "same" (output ceil(in / stride); an odd total goes to the
+        bottom/right, as in Keras), an int p, an (ph, pw) pair or ((top, bottom), (left, right)).
+    groups : int dividing both C and filters (g = C with filters = C*M is a depthwise
+        convolution; ``DepthwiseConv2D`` has a faster kernel for that case).
+    backend : "im2col" (fast), "scipy" (readable) or "loops" (the definition), see the module
+        docstring. All give the same numbers; switch on a built layer with ``layer.backend = ...``.
+
+    The layer is built for a channel count C; it accepts any height and width in which the
+    (dilated) kernel fits (a Sequential model still fixes the input shape).
+    """
+
+    groups = 1  # class default: a Conv2D saved before groups existed loads as an ungrouped one
+
+    def __init__(self, filters: int, kernel_size, stride=1, padding="valid", dilation=1,
+                 use_bias: bool = True, kernel_initializer: str = "glorot_uniform",
+                 backend: str = "im2col", groups: int = 1, name: str | None = None):
+        super().__init__(kernel_size, stride, padding, dilation, use_bias, backend, name)
+        self.filters = positive_int(filters, "filters", self.name)
+        self.groups = positive_int(groups, "groups", self.name)
+        if self.filters % self.groups:
+            raise ValueError(f"{self.name}: groups={self.groups} must divide filters, "
+                             f"got filters={self.filters}")
+        self.kernel_initializer = check_initializer_name(kernel_initializer, self.name)
+
+    def channels_out(self, channels: int) -> int:
+        if channels % self.groups:
+            raise ValueError(f"{self.name}: groups={self.groups} must divide the input channels, "
+                             f"got C={channels}")
+        return self.filters
+
+    def init_params(self, input_shape, rng):
+        group_channels = input_shape[2] // self.groups  # Cg
+        shape = (*self.kernel_size, group_channels, self.filters)
+        params = {"W": initialize(self.kernel_initializer, shape, rng)}
+        if self.use_bias:
+            params["b"] = np.zeros(self.filters)
+        return params
+
+    def forward_padded(self, x_padded):
+        W, b = self.params["W"], self.params.get("b")
+        if self.backend == "im2col":
+            y, cols = im2col_kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups)
+            return y, {"cols": cols}  # the patch matrix, reused by the kernel gradient
+        kernels = scipy_conv if self.backend == "scipy" else loops
+        y = kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups)
+        return y, {"x_padded": x_padded}
+
+    def backward_padded(self, dy, need_dx):
+        """Fill grads["W"], grads["b"]; return dx_padded (None if not need_dx and im2col)."""
+        W, cache = self.params["W"], self.cache
         if cache["backend"] == "im2col":
             dx_padded, dW, db = im2col_kernels.conv2d_backward(
                 cache["cols"], W, dy, cache["padded_shape"], self.stride, self.dilation,
-                need_input_gradient=input_gradient, workspace=self.workspace)
+                need_input_gradient=need_dx, workspace=self.workspace, groups=self.groups)
         else:
-            dx_padded, dW, db = scipy_conv.conv2d_backward(
-                cache["x_padded"], W, dy, self.stride, self.dilation)
+            kernels = scipy_conv if cache["backend"] == "scipy" else loops
+            dx_padded, dW, db = kernels.conv2d_backward(cache["x_padded"], W, dy, self.stride,
+                                                        self.dilation, self.groups)
         self.grads["W"] = dW
         if self.use_bias:
             self.grads["b"] = db
         return dx_padded
 
     def get_config(self):
-        return {"filters": self.filters, "kernel_size": self.kernel_size, "stride": self.stride,
-                "padding": self.padding, "dilation": self.dilation, "use_bias": self.use_bias,
-                "kernel_initializer": self.kernel_initializer, "backend": self.backend,
-                **super().get_config()}
+        return {"filters": self.filters, **super().get_config(),
+                "kernel_initializer": self.kernel_initializer, "groups": self.groups}

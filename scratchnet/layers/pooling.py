@@ -19,6 +19,12 @@ touches every input cell at most once, so ``view += values`` is an ordinary (unb
 in-place add; overlapping windows (stride < pool size) simply mean that several offsets reach
 the same cell, and their contributions add up over the loop, as the chain rule wants.
 
+Backends
+--------
+``backend="offsets"`` (the default) is the vectorised loop over window offsets above;
+``backend="loops"`` runs the plain definitions of ``scratchnet/kernels/loops.py`` (one Python
+loop per index: slow, for reading and for checking the fast path on tiny inputs).
+
 Padding
 -------
 ``padding`` is "valid", "same", an int, an (h, w) pair or ((top, bottom), (left, right)).
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import loops
 from .base import Layer
 from .spatial import (
     as_pair,
@@ -53,11 +60,21 @@ def window_view(padded: np.ndarray, offset_hw, out_hw, stride_hw) -> np.ndarray:
     return padded[:, i:i + stride_h * (out_h - 1) + 1:stride_h, j:j + stride_w * (out_w - 1) + 1:stride_w, :]
 
 
+POOL_BACKENDS = ("offsets", "loops")
+
+
 class _Pool2D(Layer):
     """Shared by MaxPool2D and AvgPool2D: options, shape arithmetic, window offsets."""
 
-    def __init__(self, pool_size=2, stride=None, padding="valid", name: str | None = None):
+    backend = "offsets"  # class default: layers saved before the option existed load with it
+
+    def __init__(self, pool_size=2, stride=None, padding="valid", backend: str = "offsets",
+                 name: str | None = None):
         super().__init__(name=name)
+        if backend not in POOL_BACKENDS:
+            raise ValueError(f"{self.name}: unknown backend {backend!r}; expected one of "
+                             f"{', '.join(map(repr, POOL_BACKENDS))}")
+        self.backend = backend
         self.pool_size = as_pair(pool_size, "pool_size", self.name)
         self.stride = self.pool_size if stride is None else as_pair(stride, "stride", self.name)
         self.padding = check_padding_option(padding, self.name)
@@ -89,7 +106,7 @@ class _Pool2D(Layer):
 
     def get_config(self):
         return {"pool_size": self.pool_size, "stride": self.stride, "padding": self.padding,
-                **super().get_config()}
+                "backend": self.backend, **super().get_config()}
 
 
 class MaxPool2D(_Pool2D):
@@ -118,6 +135,10 @@ class MaxPool2D(_Pool2D):
     def forward(self, x, training=False):
         x = self.check_input(x)
         pads, out_hw = self.geometry(x.shape[1:])
+        if self.backend == "loops":  # the definition; argmax: {(n, p, q, c): (h, w)}
+            y, argmax = loops.max_pool_forward(x, self.pool_size, self.stride, pads)
+            self.cache = {"loops_argmax": argmax, "x_shape": x.shape, "y_shape": y.shape}
+            return y
         x_padded = pad_spatial(x, pads, fill=-np.inf)
         offsets = self.window_offsets()
         # Running max over the kh*kw strided views, with no gather and no copy of the windows.
@@ -151,6 +172,9 @@ class MaxPool2D(_Pool2D):
         return any(s < k for s, k in zip(self.stride, self.pool_size))
 
     def backward(self, dy):
+        if "loops_argmax" in self.cache:
+            dy = self.check_output_grad(dy, self.cache["y_shape"])
+            return loops.max_pool_backward(self.cache["x_shape"], self.cache["loops_argmax"], dy)
         dy = self.check_output_grad(dy, self.cache["argmax"].shape if self.cache else ())
         argmax, x_shape, pads = self.cache["argmax"], self.cache["x_shape"], self.cache["pads"]
         (top, bottom), (left, right) = pads
@@ -209,6 +233,10 @@ class AvgPool2D(_Pool2D):
     def forward(self, x, training=False):
         x = self.check_input(x)
         pads, out_hw = self.geometry(x.shape[1:])
+        if self.backend == "loops":  # the definition
+            y = loops.avg_pool_forward(x, self.pool_size, self.stride, pads)
+            self.cache = {"loops": True, "x_shape": x.shape, "y_shape": y.shape, "pads": pads}
+            return y
         x_padded = pad_spatial(x, pads, fill=0)
         offsets = self.window_offsets()
         window_sum = window_view(x_padded, offsets[0], out_hw, self.stride).copy()
@@ -221,6 +249,9 @@ class AvgPool2D(_Pool2D):
 
     def backward(self, dy):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
+        if self.cache.get("loops"):
+            return loops.avg_pool_backward(self.cache["x_shape"], dy, self.pool_size, self.stride,
+                                           self.cache["pads"])
         x_shape, pads, out_hw = self.cache["x_shape"], self.cache["pads"], self.cache["out_hw"]
         (top, bottom), (left, right) = pads
         n, height, width, channels = x_shape
