@@ -218,8 +218,8 @@ def modern_gradcheck_cases() -> list:
                                                    L.Conv2D(2, 3, padding="same")]), (4, 4, 2)),
         ("Parallel(1x1 | 3x3, concat)", L.Parallel([L.Conv2D(2, 1), L.Conv2D(3, 3, padding="same")]),
          (4, 4, 2)),
-        ("Parallel(1x1 | 3x3, add)", L.Parallel([L.Conv2D(2, 1), L.Conv2D(2, 3, padding="same")], merge="add"),
-         (4, 4, 2)),
+        ("Parallel(1x1 | 3x3, add)",
+         L.Parallel([L.Conv2D(2, 1), L.Conv2D(2, 3, padding="same")], merge="add"), (4, 4, 2)),
     ]
 
 

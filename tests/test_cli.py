@@ -274,6 +274,7 @@ def test_gradcheck_command_covers_every_exported_layer():
     from scratchnet import layers
     from scratchnet.layers.base import iter_layers
 
-    covered = {type(inner).__name__ for _, layer, *_ in cli.gradcheck_cases() for inner in iter_layers([layer])}
+    covered = {type(inner).__name__ for _, layer, *_ in cli.gradcheck_cases()
+               for inner in iter_layers([layer])}
     exported = set(layers.__all__) - {"Layer"}
     assert exported - covered == set(), f"scratchnet gradcheck does not check {sorted(exported - covered)}"
