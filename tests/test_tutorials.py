@@ -42,7 +42,8 @@ PROMISES = {
     "09": ["per-class accuracy", "test accuracy:"],
     "10": ["Grad-CAM", "saliency", "feature inversion", "deep dream"],
     "11": ["UnsafeModelError", "the marker file exists: False", "resumed bitwise: True"],
-    "12": ["compare_training", "LeakyReLU slope learned:", "Conv1D matches Conv2D with a (1, k) kernel: True"],
+    "12": ["compare_training", "LeakyReLU slope learned:",
+           "Conv1D matches Conv2D with a (1, k) kernel: True"],
 }
 
 
@@ -50,7 +51,8 @@ PROMISES = {
 def _has_resnet_and_recipes():
     models = ROOT / "scratchnet" / "models"
     sources = [*models.glob("*.py")] if models.is_dir() else [ROOT / "scratchnet" / "models.py"]
-    return (ROOT / "scratchnet" / "recipes.py").exists() and any("def resnet(" in p.read_text() for p in sources)
+    has_recipes = (ROOT / "scratchnet" / "recipes.py").exists()
+    return has_recipes and any("def resnet(" in p.read_text() for p in sources)
 
 
 REQUIRES = {"09": ("scratchnet.models.resnet and scratchnet.recipes (branches zoo and cifar)",
@@ -69,7 +71,8 @@ def lesson_id(path):
 
 def lesson_env(figures, script=True):
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": pythonpath, "SCRATCHNET_QUICK": "1", "SCRATCHNET_FIGURES": str(figures)}
+    env = {**os.environ, "PYTHONPATH": pythonpath, "SCRATCHNET_QUICK": "1",
+           "SCRATCHNET_FIGURES": str(figures)}
     env.pop("MPLBACKEND", None)
     if script:
         env["MPLBACKEND"] = "Agg"  # headless; a notebook kernel picks its own (inline) backend

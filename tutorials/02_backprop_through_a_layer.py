@@ -48,7 +48,8 @@ def save(figure, name):
 #
 # $$ \delta z_{nj} = \delta y_{nj}\,(1 - y_{nj}^2) \qquad (\tanh' = 1 - \tanh^2) $$
 #
-# $$ \frac{\partial L}{\partial W_{ij}} = \sum_n \delta z_{nj}\, x_{ni} \;\Rightarrow\; \delta W = x^\top \delta z,
+# $$ \frac{\partial L}{\partial W_{ij}} = \sum_n \delta z_{nj}\, x_{ni}
+#    \;\Rightarrow\; \delta W = x^\top \delta z,
 # \qquad \delta b = \sum_n \delta z_{n\cdot}, \qquad \delta x = \delta z\, W^\top. $$
 #
 # Each weight $W_{ij}$ touches every sample on its way to $z_{\cdot j}$, so its gradient is a
@@ -87,7 +88,8 @@ print("db matches:", np.allclose(layer.grads["b"], db_by_hand, rtol=1e-12, atol=
 # The best step balances the two, $\epsilon \approx u^{1/3}$: about $10^{-5}$ in float64, where the
 # error is about $u^{2/3} \approx 10^{-10}$. In float32 the same balance gives at best about
 # $10^{-5}$, and only for a step chosen just right: too coarse to tell a small bug from noise,
-# which is why every check runs in float64. The figure shows both V-shaped curves. We make $f$ a scalar with a fixed random projection
+# which is why every check runs in float64. The figure shows both V-shaped curves. We make $f$ a
+# scalar with a fixed random projection
 # $f(W) = \sum_{n,j} \delta y_{nj}\, y_{nj}(W)$, whose gradient is exactly what `backward(dy)` returns.
 
 # %%

@@ -52,7 +52,8 @@ def show(name, array):
 # Away from ties the max is locally just *one* of its inputs, $y[i,j] = x[a^*, b^*]$ (the
 # argmax), so its derivative is 1 for that cell and 0 for the others of the window:
 #
-# $$ \frac{\partial L}{\partial x[a, b]} = \sum_{(i, j):\ \operatorname{argmax}(i, j) = (a, b)} \delta y[i, j]. $$
+# $$ \frac{\partial L}{\partial x[a, b]} =
+#    \sum_{(i, j):\ \operatorname{argmax}(i, j) = (a, b)} \delta y[i, j]. $$
 #
 # The forward pass must *remember* which cell won (scratchnet stores the offset $u k + v$ of each
 # winner); the backward sends every $\delta y$ there and nowhere else.
@@ -149,7 +150,8 @@ print("average pool 2x2: every cell gets dy / 4:", np.allclose(avg.backward(np.o
 # %%
 (x_train, _), _ = load_mnist_sample(dtype="float64")
 digit = x_train[2:3]
-layers = {"max pool 2x2": MaxPool2D(2), "average pool 2x2": AvgPool2D(2), "max pool 3x3, stride 2": MaxPool2D(3, 2)}
+layers = {"max pool 2x2": MaxPool2D(2), "average pool 2x2": AvgPool2D(2),
+          "max pool 3x3, stride 2": MaxPool2D(3, 2)}
 results = {}
 for name, layer in layers.items():
     layer.build((28, 28, 1), dtype="float64")
@@ -158,9 +160,10 @@ wins = layers["max pool 3x3, stride 2"].backward(np.ones_like(results["max pool 
 
 figure = Figure(figsize=(11, 2.8), layout="constrained")
 panels = figure.subplots(1, 4)
-for axes, (picture, title) in zip(panels, [(digit[0, :, :, 0], "input 28x28"),
-                                           (results["max pool 2x2"][0, :, :, 0], "max pool 2x2 -> 14x14"),
-                                           (results["average pool 2x2"][0, :, :, 0], "average pool 2x2 -> 14x14")]):
+pictures = [(digit[0, :, :, 0], "input 28x28"),
+            (results["max pool 2x2"][0, :, :, 0], "max pool 2x2 -> 14x14"),
+            (results["average pool 2x2"][0, :, :, 0], "average pool 2x2 -> 14x14")]
+for axes, (picture, title) in zip(panels, pictures):
     axes.imshow(picture, cmap="gray")
     axes.set_title(title, fontsize=9)
     axes.set_axis_off()
@@ -184,7 +187,7 @@ save(figure, "04_pooling_on_a_digit.png")
 class MyMaxPool2D(MaxPool2D):
     def backward(self, dy):
         argmax, x_shape = self.cache["argmax"], self.cache["x_shape"]   # argmax: offset u*k + v
-        (kh, kw), (sh, sw) = self.pool_size, self.stride
+        (_, kw), (sh, sw) = self.pool_size, self.stride
         dx = np.zeros(x_shape)
         for n, i, j, c in np.ndindex(dy.shape):
             u, v = divmod(int(argmax[n, i, j, c]), kw)

@@ -44,8 +44,10 @@ def save(figure, name):
 (x_all, y_all), (x_test, y_test) = load_mnist_sample()
 n_train = 600 if QUICK else 3000
 x_train, y_train = x_all[:n_train], y_all[:n_train]
-x_val, y_val = x_all[-(300 if QUICK else 1000):], y_all[-(300 if QUICK else 1000):]   # held out: used to choose
-print(f"train {len(x_train)}, validation {len(x_val)} (held out from the training digits), test {len(x_test)}")
+n_val = 300 if QUICK else 1000
+x_val, y_val = x_all[-n_val:], y_all[-n_val:]       # held out: never trained on, used to choose
+print(f"train {len(x_train)}, validation {len(x_val)} (held out from the training digits), "
+      f"test {len(x_test)}")
 
 
 def small_mlp(seed=0, hidden=64):
@@ -120,7 +122,8 @@ for lr in (0.002, 0.1, 3.0):
 # A **schedule** changes $\eta$ over training: large early (fast progress), small late (settle
 # into the minimum). Common ones, as the optimizer sees them step by step:
 #
-# $$ \text{cosine: } \eta_t = \eta_{\min} + \tfrac12(\eta_0 - \eta_{\min})\left(1 + \cos\tfrac{\pi t}{T}\right),
+# $$ \text{cosine: } \eta_t = \eta_{\min}
+#    + \tfrac12(\eta_0 - \eta_{\min})\left(1 + \cos\tfrac{\pi t}{T}\right),
 #    \qquad \text{step: } \eta_t = \eta_0\, \gamma^{\lfloor t / k \rfloor}, $$
 #
 # a linear **warm-up** (start small while Adam's moment estimates and batch statistics are
@@ -131,7 +134,8 @@ for lr in (0.002, 0.1, 3.0):
 total = 1000
 plans = {"StepDecay(0.1, 0.5, every=250)": schedules.StepDecay(0.1, factor=0.5, every=250),
          "CosineDecay(0.1, 1000)": schedules.CosineDecay(0.1, total_steps=total),
-         "LinearWarmup(cosine, 100 steps)": schedules.LinearWarmup(schedules.CosineDecay(0.1, total - 100), 100),
+         "LinearWarmup(cosine, 100 steps)":
+             schedules.LinearWarmup(schedules.CosineDecay(0.1, total - 100), 100),
          "OneCycle(0.1, 1000)": schedules.OneCycle(0.1, total_steps=total)}
 
 figure = Figure(figsize=(11, 3.8), layout="constrained")
@@ -194,13 +198,17 @@ save(good.plot(), "07_health_good.png")
 # penalty on large weights, $L' = L + \tfrac{\lambda}{2}\lVert W\rVert^2$, whose gradient
 # $\lambda W$ pulls every weight towards zero each step (`Adam(weight_decay=...)` adds it to the
 # gradient; `AdamW` applies it directly as $W \leftarrow W - \eta\lambda W$, which works better with
-# Adam's per-weight scaling). A smaller training set makes the effect visible quickly.
+# Adam's per-weight scaling; here $\eta\lambda = 0.003 \cdot 2$ shrinks every weight by 0.6% per step).
+# A smaller training set makes the effect visible quickly: with 500 digits and 40 epochs the
+# run without decay ends with a validation loss near 0.63 (best 0.47, at epoch 5), the decayed
+# one near 0.43 (machine-dependent; the tests run a 3-epoch version).
 
 # %%
 few = 200 if QUICK else 500
 epochs = 3 if QUICK else 40
 runs = {}
-for label, optimizer in (("no decay", sn.Adam(lr=3e-3)), ("AdamW, decay 0.1", sn.AdamW(lr=3e-3, weight_decay=0.1))):
+for label, optimizer in (("no decay", sn.Adam(lr=3e-3)),
+                         ("AdamW, decay 2", sn.AdamW(lr=3e-3, weight_decay=2.0))):
     model = small_mlp(hidden=256).compile(optimizer=optimizer, loss="cross_entropy")
     runs[label] = model.fit(x_train[:few], y_train[:few], epochs=epochs, batch_size=32,
                             validation_data=(x_val, y_val), verbose=0)
@@ -224,7 +232,8 @@ stopper = EarlyStopping(monitor="val_loss", patience=1 if QUICK else 3, restore_
 history = model.fit(x_train[:few], y_train[:few], epochs=epochs, batch_size=32,
                     validation_data=(x_val, y_val), callbacks=[stopper], verbose=0)
 best = int(np.argmin(history["val_loss"])) + 1
-stopped = "did not stop early" if stopper.stopped_epoch is None else f"stopped after epoch {stopper.stopped_epoch + 1}"
+stopped = ("did not stop early" if stopper.stopped_epoch is None
+           else f"stopped after epoch {stopper.stopped_epoch + 1}")
 print(f"early stopping {stopped}; weights of epoch {best} (validation loss {min(history['val_loss']):.3f})")
 print(f"test accuracy of the chosen model: {metrics.accuracy(y_test, model.predict_classes(x_test)):.4f}")
 

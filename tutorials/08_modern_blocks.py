@@ -21,7 +21,6 @@ from matplotlib.figure import Figure
 
 import scratchnet as sn
 from scratchnet.gradcheck import check_layer
-from scratchnet.layers.base import iter_layers
 from scratchnet.layers import (
     Activation,
     BatchNorm,
@@ -32,6 +31,7 @@ from scratchnet.layers import (
     Residual,
     SeparableConv2D,
 )
+from scratchnet.layers.base import iter_layers
 from scratchnet.receptive import compare_conv_cost, layer_costs, receptive_field
 
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run (smaller stacks)
@@ -80,9 +80,10 @@ dy = rng.normal(size=y.shape)
 dx = bn.backward(dy)
 mu, var = x.mean(axis=0), x.var(axis=0)
 xhat = (x - mu) / np.sqrt(var + bn.eps)
-formula = bn.params["gamma"] / np.sqrt(var + bn.eps) * (dy - dy.mean(axis=0) - xhat * (dy * xhat).mean(axis=0))
+scale = bn.params["gamma"] / np.sqrt(var + bn.eps)
+formula = scale * (dy - dy.mean(axis=0) - xhat * (dy * xhat).mean(axis=0))
 print("BatchNorm backward matches the formula:", np.allclose(dx, formula, rtol=1e-12, atol=1e-12))
-print("without the mean terms it would not:", not np.allclose(dx, bn.params["gamma"] / np.sqrt(var + bn.eps) * dy))
+print("without the mean terms it would not:", not np.allclose(dx, scale * dy))
 print(check_layer(BatchNorm(), (3, 3, 2), training=True))
 inference = bn.forward(x, training=False)
 print("after one training batch the running mean moved 10% of the way:", np.round(bn.buffers["mean"], 3))
@@ -105,7 +106,8 @@ drop.build((1000,), dtype="float64")
 drop.set_rng(np.random.default_rng(0))
 ones = np.ones((20, 1000))
 kept = drop.forward(ones, training=True)
-print(f"training: {np.mean(kept == 0):.1%} dropped, kept units = {kept.max():.1f}, mean {kept.mean():.3f} (x = 1)")
+print(f"training: {np.mean(kept == 0):.1%} dropped, kept units = {kept.max():.1f}, "
+      f"mean {kept.mean():.3f} (x = 1)")
 print("inference: y = x:", np.array_equal(drop.forward(ones, training=False), ones))
 
 # %% [markdown]
@@ -174,7 +176,8 @@ save(figure, "08_residual_gradients.png")
 # a **depthwise** $k \times k$ filter per channel (space only, $k^2 C$) then a **pointwise**
 # $1 \times 1$ convolution (channels only, $C F$). The cost ratio (MobileNet, Howard et al. 2017):
 #
-# $$ \frac{k^2 C + C F}{k^2 C F} = \frac1F + \frac1{k^2} \approx \frac19 \text{ for } k = 3,\ F \text{ large}. $$
+# $$ \frac{k^2 C + C F}{k^2 C F} = \frac1F + \frac1{k^2}
+#    \approx \frac19 \text{ for } k = 3,\ F \text{ large}. $$
 
 # %%
 cost = compare_conv_cost((32, 32, 64), filters=128, kernel_size=3)

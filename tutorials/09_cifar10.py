@@ -80,7 +80,8 @@ else:
     class_names = ["h-stripes", "v-stripes", "checkers", "disc", "spots"]
     source = "synthetic patterns"
 n_classes = len(class_names)
-print(f"{source}: train {x_train.shape}, test {x_test.shape}, pixels in [{x_train.min():.0f}, {x_train.max():.0f}]")
+print(f"{source}: train {x_train.shape}, test {x_test.shape}, "
+      f"pixels in [{x_train.min():.0f}, {x_train.max():.0f}]")
 print("images per class (train):", np.bincount(y_train, minlength=n_classes))
 save(viz.plot_images(x_train[:25], y_train[:25], class_names=class_names), "09_images.png")
 
@@ -148,7 +149,8 @@ model.compile(optimizer=recipes.build_optimizer(recipe, steps_per_epoch), loss="
 model.summary()
 
 # %%
-history = model.fit(recipes.preprocess(model, x_fit), y_fit, epochs=recipe.epochs, batch_size=recipe.batch_size,
+history = model.fit(recipes.preprocess(model, x_fit), y_fit, epochs=recipe.epochs,
+                    batch_size=recipe.batch_size,
                     validation_data=(recipes.preprocess(model, x_val), y_val),
                     augment=recipes.training_augment(recipe, x_train.shape[1:3], stats, n_classes),
                     verbose=0 if QUICK else 1)
@@ -169,7 +171,8 @@ cm = metrics.confusion_matrix(y_test, predicted, n_classes=n_classes)
 print("per-class accuracy:")
 for name, value, count in zip(class_names, metrics.per_class_accuracy(cm), cm.sum(axis=1)):
     print(f"  {name:<20} {value:6.1%}  ({count} test images)")
-save(viz.plot_confusion_matrix(cm, class_names=class_names, title="test confusion matrix"), "09_confusion.png")
+save(viz.plot_confusion_matrix(cm, class_names=class_names, title="test confusion matrix"),
+     "09_confusion.png")
 
 # %% [markdown]
 # Things to try: the Flax recipe (`recipes.get_recipe("flax")`, Adam, no weight decay); training

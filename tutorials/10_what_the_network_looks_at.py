@@ -16,8 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 import scratchnet as sn
 from scratchnet import interpret, metrics
 from scratchnet.datasets import load_mnist_sample
@@ -106,7 +104,8 @@ print("saliency maps:", {method: value.shape for method, value in results.items(
 # What does a layer keep of an image? Start from grey noise and optimise the *pixels* (Adam on
 # $x$, the network's weights fixed) until the layer's features match the image's:
 #
-# $$ \min_x \frac{\lVert \phi(x) - \phi(x_0) \rVert^2}{\lVert \phi(x_0) \rVert^2} + \lambda\, \mathrm{TV}(x), $$
+# $$ \min_x \frac{\lVert \phi(x) - \phi(x_0) \rVert^2}{\lVert \phi(x_0) \rVert^2}
+#    + \lambda\, \mathrm{TV}(x), $$
 #
 # with a total-variation term $\mathrm{TV}$ that prefers smooth images (Mahendran & Vedaldi 2015).
 # Early layers give back the digit almost exactly; deeper, pooled layers keep *what* and lose

@@ -77,7 +77,8 @@ model.save(FILES / "digits.sn")
 loaded = sn.load(FILES / "digits.sn")
 print(f"saved {os.path.getsize(FILES / 'digits.sn'):,} bytes; same predictions after loading:",
       np.array_equal(model.predict(x_test[:100]), loaded.predict(x_test[:100])))
-print("what travelled: epochs trained", loaded.epochs_trained, "| optimizer steps", loaded.optimizer.iterations,
+print("what travelled: epochs trained", loaded.epochs_trained,
+      "| optimizer steps", loaded.optimizer.iterations,
       "| Adam moments of the first layer:", sorted(loaded.layers[0].opt_state))
 
 # %% [markdown]
@@ -100,7 +101,8 @@ straight.fit(x_train, y_train, epochs=2, batch_size=32, validation_split=0.1, ca
 
 second = BatchLosses()
 loaded.fit(x_train, y_train, epochs=1, batch_size=32, validation_split=0.1, callbacks=[second], verbose=0)
-same = all(np.array_equal(a, b) for a, b in zip(straight.get_weights().values(), loaded.get_weights().values()))
+same = all(np.array_equal(a, b)
+           for a, b in zip(straight.get_weights().values(), loaded.get_weights().values()))
 print("resumed bitwise:", same)
 assert same
 
@@ -190,7 +192,8 @@ with np.load(FILES / "digits_weights.npz", allow_pickle=False) as archive:
         print(f"  {key:<12} {archive[key].shape} {archive[key].dtype}")
 receiver = tiny_cnn(seed=123)
 receiver.load_weights(FILES / "digits_weights.npz")
-print("same predictions from the .npz:", np.array_equal(receiver.predict(x_test[:100]), model.predict(x_test[:100])))
+print("same predictions from the .npz:",
+      np.array_equal(receiver.predict(x_test[:100]), model.predict(x_test[:100])))
 
 # %% [markdown]
 # ## Exercise (graded): dropout that resumes exactly

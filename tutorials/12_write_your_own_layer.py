@@ -49,7 +49,8 @@ def save(figure, name):
 # * `init_params(input_shape, rng)` returns a dict of initial arrays (shape of ONE sample, no batch axis);
 # * `output_shape(input_shape)` is pure arithmetic;
 # * `forward(x, training)` checks `x` (`self.check_input`), keeps in `self.cache` what backward needs;
-# * `backward(dy)` fills `self.grads` (same keys and shapes as `self.params`), returns $\partial L/\partial x$,
+# * `backward(dy)` fills `self.grads` (same keys and shapes as `self.params`), returns
+#   $\partial L/\partial x$,
 #   and never changes a parameter (updates are the optimizer's job).
 #
 # ## 2. LeakyReLU with a learnable slope
@@ -128,12 +129,14 @@ class Conv1D(Layer):
     def output_shape(self, input_shape):
         length, _ = input_shape
         if length < self.kernel_size:
-            raise ValueError(f"{self.name}: input length {length} is shorter than the kernel {self.kernel_size}")
+            raise ValueError(f"{self.name}: input length {length} is shorter than the kernel "
+                             f"{self.kernel_size}")
         return ((length - self.kernel_size) // self.stride + 1, self.filters)
 
     def init_params(self, input_shape, rng):
         fan_in = self.kernel_size * input_shape[1]
-        return {"W": rng.normal(0, np.sqrt(2 / fan_in), size=(self.kernel_size, input_shape[1], self.filters)),
+        shape = (self.kernel_size, input_shape[1], self.filters)
+        return {"W": rng.normal(0, np.sqrt(2 / fan_in), size=shape),
                 "b": np.zeros(self.filters)}
 
     def _rows(self, u, out_len):
@@ -265,7 +268,8 @@ class StaleLeakyReLU(LeakyReLU):
 
 
 x_small, y_small = rows(x_train[:64]), y_train[:64]
-print("check_layer on the stale version:", "PASSED" if check_layer(StaleLeakyReLU(), (28, 32)).passed else "FAILED")
+stale_check = check_layer(StaleLeakyReLU(), (28, 32))
+print("check_layer on the stale version:", "PASSED" if stale_check.passed else "FAILED")
 fast = compare_training(model, model.layers[1].name, FastLeakyReLU(0.1), x_small, y_small, steps=4)
 print("compare_training, np.maximum rewrite:", fast)
 stale = compare_training(model, model.layers[1].name, StaleLeakyReLU(0.1), x_small, y_small, steps=4)
@@ -279,7 +283,8 @@ assert fast.passed and not stale.passed
 # and `dilation` ($x[n, s t + d u, c]$), then grade it three ways, as above:
 #
 # 1. `check_layer(Conv1D(4, 3, stride=2, padding=1, dilation=2), (11, 3))` (or from a terminal:
-#    `scratchnet gradcheck my_conv1d.py:Conv1D --input-shape 11,3 --config '{"filters": 4, "kernel_size": 3}'`);
+#    `scratchnet gradcheck my_conv1d.py:Conv1D --input-shape 11,3
+#    --config '{"filters": 4, "kernel_size": 3}'`);
 # 2. against `Conv2D(4, (1, 3), stride=(1, 2), padding=((0, 0), (1, 1)), dilation=(1, 2))` on $(N, 1, L, C)$;
 # 3. `compare_training` of your new class against this lesson's `Conv1D` in the model above
 #    (with padding 0 and dilation 1 they must train identically).
