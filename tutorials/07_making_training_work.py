@@ -77,7 +77,7 @@ scales = {"0.01 (too small)": lambda n: 0.01, "sqrt(1/n) (Glorot-like)": lambda 
           "sqrt(2/n) (He)": lambda n: np.sqrt(2 / n), "sqrt(4/n) (too large)": lambda n: np.sqrt(4 / n)}
 stds = {}
 for label, scale in scales.items():
-    a, values = rng.normal(size=(512, width)), []
+    a, values = rng.normal(size=(256, width)), []
     for _ in range(depth):
         a = np.maximum(a @ rng.normal(0, scale(width), size=(width, width)), 0)   # Dense + ReLU
         values.append(a.std())

@@ -93,9 +93,12 @@ save(viz.plot_images(x_train[:25], y_train[:25], class_names=class_names), "09_i
 #
 # * **flip**: $x'[i, j] = x[i, W - 1 - j]$ with probability $\tfrac12$;
 # * **crop**: pad by 4 pixels, cut a random $32 \times 32$ window (a shift of up to $\pm 4$);
-# * **mixup** (Zhang et al. 2018): blend two images *and their labels*,
-#   $\tilde x = \lambda x_a + (1 - \lambda) x_b$, $\tilde y = \lambda y_a + (1 - \lambda) y_b$,
-#   $\lambda \sim \operatorname{Beta}(\alpha, \alpha)$; the loss takes the soft label $\tilde y$;
+# * **mixup** (Zhang et al. 2018): blend two images *and their labels* (one-hot rows), the loss
+#   takes the soft label $\tilde y$:
+#
+#   $$ \tilde x = \lambda x_a + (1 - \lambda) x_b, \qquad \tilde y = \lambda y_a + (1 - \lambda) y_b,
+#      \qquad \lambda \sim \operatorname{Beta}(\alpha, \alpha); $$
+#
 # * **cutmix** (Yun et al. 2019): paste a box of $x_b$ into $x_a$, the labels mixed by the area:
 #   $\tilde y = \lambda y_a + (1 - \lambda) y_b$ with $1 - \lambda$ = the box's share of the image.
 #
@@ -126,9 +129,13 @@ for name in ("torch_small_cnn", "flax"):
           f"batch {recipe.batch_size}, {recipe.epochs} epochs, standardize {recipe.standardize}")
 
 # %% [markdown]
-# Both **standardise** each colour channel with the training images' statistics,
-# $x' = (x - \mu_c) / \sigma_c$ (never the test images': that would leak them), and augment in
-# pixel space before standardising. We take the PyTorch recipe's choices (SGD with momentum,
+# Both **standardise** each colour channel $c$ with the training images' statistics (never the
+# test images': that would leak them),
+#
+# $$ x'_{\cdot\cdot c} = \frac{x_{\cdot\cdot c} - \mu_c}{\sigma_c}, \qquad
+#    \mu_c, \sigma_c \text{ over every training pixel of channel } c, $$
+#
+# and augment in pixel space before standardising. We take the PyTorch recipe's choices (SGD with momentum,
 # weight decay, cosine schedule, crop + flip) and swap in a small **ResNet**: three stages of
 # residual blocks (lesson 8), widths $w, 2w, 4w$, each stage halving the resolution, then global
 # average pooling and one Dense layer.
