@@ -255,7 +255,7 @@ class FastLeakyReLU(LeakyReLU):
     def forward(self, x, training=False):
         x = self.check_input(x)
         self.cache = {"x": x, "negative": x <= 0}
-        return np.maximum(x, self.params["a"] * x)             # = max(x, a x) for 0 <= a <= 1
+        return np.maximum(x, self.params["a"] * x)             # = max(x, a x) whenever a <= 1
 
 
 class StaleLeakyReLU(LeakyReLU):
