@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import scratchnet as sn
-from scratchnet import metrics, schedules, viz
+from scratchnet import metrics, schedules
 from scratchnet.callbacks import EarlyStopping
 from scratchnet.datasets import load_mnist_sample
 from scratchnet.health import HealthMonitor
@@ -215,8 +215,18 @@ for label, optimizer in (("no decay", sn.Adam(lr=3e-3)),
     h = runs[label]
     print(f"{label:>16}: train loss {h['loss'][-1]:.3f}, validation loss {h['val_loss'][-1]:.3f} "
           f"(best {min(h['val_loss']):.3f} at epoch {int(np.argmin(h['val_loss'])) + 1})")
-save(viz.plot_history(runs["no decay"].to_dict(), title=f"{few} digits, no decay: the gap opens"),
-     "07_overfitting.png")
+figure = Figure(figsize=(6.5, 4), layout="constrained")
+axes = figure.subplots()
+for (label, h), color in zip(runs.items(), ("tab:red", "tab:blue")):
+    epochs_run = range(1, len(h["loss"]) + 1)
+    axes.plot(epochs_run, h["loss"], "o-", ms=3, color=color, label=f"{label}: training")
+    axes.plot(epochs_run, h["val_loss"], "s--", ms=3, color=color, label=f"{label}: validation")
+axes.set_xlabel("epoch")
+axes.set_ylabel("cross-entropy loss")
+axes.set_title(f"{few} training digits: the gap between the curves is overfitting")
+axes.legend(fontsize=8)
+axes.grid(alpha=0.3)
+save(figure, "07_overfitting.png")
 
 # %% [markdown]
 # ## 5. Early stopping
