@@ -7,10 +7,17 @@ both contenders compute the same function (up to the order of the flattened feat
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from scratchnet import Adam, Sequential
 from scratchnet.layers import Activation, Conv2D, Dense, Flatten, MaxPool2D
+from scratchnet.models import get_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' torch twin
+from torch_twin import torch_twin  # noqa: E402
 
 # name -> (input shape of one sample, [(filters, kernel, padding) per conv block])
 NETWORKS = {
@@ -18,6 +25,11 @@ NETWORKS = {
     "small CNN (CIFAR)": ((32, 32, 3), [(32, 3, "same"), (64, 3, "same")]),
 }
 HIDDEN_UNITS, CLASSES = 128, 10
+# model-zoo rows: name -> (scratchnet.models name, input shape of one sample)
+ZOO_NETWORKS = {
+    "small_cnn_bn (CIFAR)": ("small_cnn_bn", (32, 32, 3)),
+    "resnet8 (CIFAR)": ("resnet8", (32, 32, 3)),
+}
 
 
 def scratchnet_network(name: str, backend: str = "im2col", seed: int = 0) -> Sequential:
@@ -32,6 +44,20 @@ def scratchnet_network(name: str, backend: str = "im2col", seed: int = 0) -> Seq
     model.build()
     model.compile(optimizer=Adam(lr=1e-3), loss="cross_entropy")
     return model
+
+
+def zoo_network(name: str, seed: int = 0) -> Sequential:
+    """A model-zoo network (float32, im2col), compiled with Adam and cross-entropy."""
+    model_name, input_shape = ZOO_NETWORKS[name]
+    model = get_model(model_name, input_shape=input_shape, n_classes=CLASSES, seed=seed, dtype="float32")
+    return model.compile(optimizer=Adam(lr=1e-3), loss="cross_entropy")
+
+
+def torch_zoo_network(torch, model: Sequential):
+    """The same network in torch.nn (float32, training mode), built by the tests' ``torch_twin``:
+    BatchNorm2d for BatchNorm, nn.Dropout for Dropout, the scratchnet weights copied in."""
+    network, _, _ = torch_twin(torch, model, dtype=torch.float32)
+    return network.train()
 
 
 def torch_conv(torch, conv: Conv2D):
@@ -88,7 +114,7 @@ def torch_train_step(torch, network, optimizer, loss_function, x_nchw, labels):
 
 def random_batch(name: str, batch_size: int, rng: np.random.Generator):
     """(x NHWC float32, labels int64) for the network ``name``."""
-    input_shape, _ = NETWORKS[name]
+    input_shape = NETWORKS[name][0] if name in NETWORKS else ZOO_NETWORKS[name][1]
     x = rng.standard_normal((batch_size, *input_shape)).astype(np.float32)
     labels = rng.integers(0, CLASSES, size=batch_size)
     return x, labels

@@ -172,33 +172,10 @@ def pool_table(settings, rng):
 
 # ------------------------------------------------------------------ training step
 def train_step_table(settings, rng):
-    rows = []
-    for name in networks.NETWORKS:
-        x, labels = networks.random_batch(name, BATCH_SIZE, rng)
-        model = networks.scratchnet_network(name)
-        contenders = [Contender("scratchnet", "numpy", lambda: model.train_step(x, labels))]  # noqa: B023
-        if torch is not None:
-            net = networks.torch_network(torch, model)
-            optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-            loss_function = torch.nn.CrossEntropyLoss()
-            x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())  # permuted once, untimed
-            labels_t = torch.from_numpy(labels)
-            contenders.append(Contender("torch", "torch", lambda: networks.torch_train_step(  # noqa: B023
-                torch, net, optimizer, loss_function, x_nchw, labels_t)))  # noqa: B023
-        times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
-        torch_time = times.get("torch")
-        # the fastest call of each: what each reaches when the shared machine leaves it alone
-        best = {contender.name: min(contender.samples) for contender in contenders}
-        rows.append({"network": name, "batch": BATCH_SIZE, "torch_ms": ms(torch_time) if torch_time else None,
-                     "scratchnet_ms": ms(times["scratchnet"]),
-                     "scratchnet_x_torch": ratio(times["scratchnet"], torch_time),
-                     "torch_best_ms": ms(best["torch"]) if "torch" in best else None,
-                     "scratchnet_best_ms": ms(best["scratchnet"]),
-                     "best_x_torch": ratio(best["scratchnet"], best.get("torch"))})
-        print(f"  train step {name}: {ms(times['scratchnet'])} ms", file=sys.stderr)
+    rows = [train_step_row(name, networks.scratchnet_network(name), networks.torch_network, settings, rng)
+            for name in networks.NETWORKS]
     return {"title": "Full training step: forward, cross-entropy, backward, Adam (float32, batch 64)",
-            "columns": ["network", "batch", "torch_ms", "scratchnet_ms", "scratchnet_x_torch",
-                        "torch_best_ms", "scratchnet_best_ms", "best_x_torch"], "rows": rows,
+            "columns": STEP_COLUMNS, "rows": rows,
             "notes": ["reference: conv(1->8, 3x3) relu maxpool2, conv(8->16, 3x3) relu maxpool2, flatten, "
                       "dense 128 relu, dense 10, on 28x28x1.",
                       "small CNN: conv 32 3x3 same relu maxpool2, conv 64 3x3 same relu maxpool2, flatten, "
@@ -206,6 +183,49 @@ def train_step_table(settings, rng):
                       "scratchnet uses the im2col backend; torch.nn with torch.optim.Adam, NCHW input.",
                       "_ms columns: medians; _best_ms: the fastest of all timed calls (least disturbed by "
                       "other processes on the shared machine)."]}
+
+
+def zoo_step_table(settings, rng):
+    """Training steps of model-zoo networks (BatchNorm, dropout, residual blocks) beside torch.nn."""
+    rows = [train_step_row(name, networks.zoo_network(name), networks.torch_zoo_network, settings, rng)
+            for name in networks.ZOO_NETWORKS]
+    return {"title": "Model zoo training step: forward, cross-entropy, backward, Adam (float32, batch 64)",
+            "columns": STEP_COLUMNS, "rows": rows,
+            "notes": ["small_cnn_bn: scratchnet.models.small_cnn_bn (conv-BN-ReLU-maxpool x2, dense 128, "
+                      "dropout 0.5, dense 10); resnet8: scratchnet.models.resnet8 (He et al.'s CIFAR ResNet, "
+                      "one BasicBlock per stage, projection shortcuts); both on 32x32x3.",
+                      "torch: the same layers built by tests/torch_twin.py (BatchNorm2d and Dropout in "
+                      "training mode, the scratchnet weights copied in), torch.optim.Adam, NCHW input.",
+                      "_ms columns: medians; _best_ms: the fastest of all timed calls."]}
+
+
+STEP_COLUMNS = ["network", "batch", "torch_ms", "scratchnet_ms", "scratchnet_x_torch",
+                "torch_best_ms", "scratchnet_best_ms", "best_x_torch"]
+
+
+def train_step_row(name, model, torch_builder, settings, rng):
+    """One row: scratchnet's train_step against the same network's step in torch, alternated."""
+    x, labels = networks.random_batch(name, BATCH_SIZE, rng)
+    contenders = [Contender("scratchnet", "numpy", lambda: model.train_step(x, labels))]
+    if torch is not None:
+        net = torch_builder(torch, model)
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+        loss_function = torch.nn.CrossEntropyLoss()
+        x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())  # permuted once, untimed
+        labels_t = torch.from_numpy(labels)
+        contenders.append(Contender("torch", "torch", lambda: networks.torch_train_step(
+            torch, net, optimizer, loss_function, x_nchw, labels_t)))
+    times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
+    torch_time = times.get("torch")
+    # the fastest call of each: what each reaches when the shared machine leaves it alone
+    best = {contender.name: min(contender.samples) for contender in contenders}
+    print(f"  train step {name}: {ms(times['scratchnet'])} ms", file=sys.stderr)
+    return {"network": name, "batch": BATCH_SIZE, "torch_ms": ms(torch_time) if torch_time else None,
+            "scratchnet_ms": ms(times["scratchnet"]),
+            "scratchnet_x_torch": ratio(times["scratchnet"], torch_time),
+            "torch_best_ms": ms(best["torch"]) if "torch" in best else None,
+            "scratchnet_best_ms": ms(best["scratchnet"]),
+            "best_x_torch": ratio(best["scratchnet"], best.get("torch"))}
 
 
 # ------------------------------------------------------------------ output
@@ -235,8 +255,8 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer repeats; skip scipy on heavy shapes")
     parser.add_argument("--json", default=str(Path(__file__).with_name("results.json")),
                         help="where to write the results (default benchmarks/results.json)")
-    parser.add_argument("--sections", default="conv,pool,step,memory",
-                        help="comma-separated subset of conv,pool,step,memory")
+    parser.add_argument("--sections", default="conv,pool,step,zoo,memory",
+                        help="comma-separated subset of conv,pool,step,zoo,memory")
     settings = parser.parse_args(argv)
     settings.rounds = 5 if settings.quick else 15
     settings.calls = 2 if settings.quick else 3
@@ -260,6 +280,8 @@ def main(argv=None) -> None:
         tables.append(pool_table(settings, rng))
     if "step" in sections:
         tables.append(train_step_table(settings, rng))
+    if "zoo" in sections:
+        tables.append(zoo_step_table(settings, rng))
     if "memory" in sections:
         tables.append(memory.memory_table(rng, BATCH_SIZE))
     output = machine_markdown(machine, settings) + "\n" + "\n".join(markdown(table) for table in tables)

@@ -16,8 +16,8 @@ import os
 import sys
 
 from . import __version__, cli_exercise
+from .models import MODEL_NAMES  # every name get_model knows (lenet5, small_cnn, ..., resnet8)
 
-MODEL_NAMES = ("lenet5", "small_cnn", "tiny_cnn", "mlp")
 DATASETS = ("mnist-sample", "mnist", "patterns", "cifar10")
 
 DESCRIPTION = """scratchnet: a convolutional network framework in NumPy, for learning backpropagation.

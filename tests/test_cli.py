@@ -35,7 +35,7 @@ def test_summary_lenet5(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["summary", "--model", "resnet"], "invalid choice: 'resnet'"),
+    (["summary", "--model", "vgg16"], "invalid choice: 'vgg16'"),
     (["train", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
     (["train", "--epochs", "0"], "must be >= 1"),
     (["summary", "--input-shape", "28,x"], "expected sizes like 28,28,1"),

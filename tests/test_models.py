@@ -60,9 +60,10 @@ def test_model_options_reach_every_layer():
 
 
 def test_unknown_model_name():
-    with pytest.raises(ValueError, match="unknown model 'resnet'; choose one of lenet5"):
-        get_model("resnet")
-    assert set(MODELS) == {"lenet5", "small_cnn", "tiny_cnn", "mlp"}
+    with pytest.raises(ValueError, match="unknown model 'vgg16'; choose one of lenet5"):
+        get_model("vgg16")
+    assert set(MODELS) == {"lenet5", "small_cnn", "tiny_cnn", "mlp", "flax_cnn", "small_cnn_bn", "deeper_cnn",
+                           "resnet", "resnet8", "resnet14", "resnet20"}
 
 
 def test_lenet5_backends_give_the_same_logits(rng):
