@@ -73,3 +73,22 @@ def per_class_accuracy(cm) -> np.ndarray:
     cm = np.asarray(cm, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.diag(cm) / cm.sum(axis=1)
+
+
+def per_class_lines(cm, class_names=None) -> list[str]:
+    """One line per class: name, accuracy (recall) and correct/total, e.g. ``"  cat   0.412  (41/100)"``.
+
+    cm : confusion matrix (K, K) (rows: true class); class_names : K names (default 0..K-1).
+    A class with no sample shows "-" instead of an accuracy.
+    """
+    cm = np.asarray(cm)
+    names = [str(name) for name in (class_names if class_names is not None else range(len(cm)))]
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or len(names) != len(cm):
+        raise ValueError(f"per_class_lines: expected a square confusion matrix and one name per row, "
+                         f"got shape {cm.shape} and {len(names)} names")
+    width = max(map(len, names))
+    lines = []
+    for name, correct, total, value in zip(names, np.diag(cm), cm.sum(axis=1), per_class_accuracy(cm)):
+        shown = "    -" if total == 0 else f"{value:.3f}"
+        lines.append(f"  {name:<{width}}  {shown}  ({int(correct)}/{int(total)})")
+    return lines

@@ -270,6 +270,69 @@ def test_monitor_reports_a_non_finite_loss(tmp_path, capsys, monkeypatch):
     assert (out / "health.png").exists() and (out / "model.sn").exists()
 
 
+# ---------------------------------------------------------------------- recipes and their options
+def train_args(*extra):
+    return cli.build_parser().parse_args(["train", *extra])
+
+
+def test_mnist_default_is_still_lenet5_adam_cosine_without_augmentation():
+    from scratchnet import cli_train
+    from scratchnet.optimizers import Adam
+    from scratchnet.schedules import CosineAnnealing
+
+    run = cli_train.prepare_run(train_args("--limit", "200"))
+    model, optimizer = run.model, run.model.optimizer
+    assert model.name == "lenet5" and type(optimizer) is Adam and optimizer.weight_decay == 0.0
+    assert type(optimizer.schedule) is CosineAnnealing
+    assert (optimizer.schedule.initial, optimizer.schedule.T_max) == (3e-3, 8 * 3)   # 180 images / 64
+    assert run.augment is None and model.preprocessing["mean"] is None
+    assert model.loss.label_smoothing == 0.0 and (run.recipe.batch_size, run.recipe.epochs) == (64, 8)
+
+
+def test_options_override_the_recipe():
+    from scratchnet import cli_train
+    from scratchnet.optimizers import AdamW
+    from scratchnet.recipes import PixelSpace
+    from scratchnet.schedules import OneCycle
+
+    run = cli_train.prepare_run(train_args(
+        "--dataset", "patterns", "--model", "tiny_cnn", "--limit", "100", "--recipe", "torch_small_cnn",
+        "--optimizer", "adamw", "--weight-decay", "0.02", "--lr", "0.003", "--schedule", "onecycle",
+        "--label-smoothing", "0.1", "--epochs", "2", "--batch-size", "30", "--augment", "strong"))
+    optimizer = run.model.optimizer
+    assert type(optimizer) is AdamW and optimizer.weight_decay == 0.02
+    assert type(optimizer.schedule) is OneCycle
+    assert (optimizer.schedule.max_lr, optimizer.schedule.total_steps) == (0.003, 2 * 3)   # 90 / 30
+    assert run.model.loss.label_smoothing == 0.1
+    assert type(run.augment) is PixelSpace and len(run.augment.transform.transforms) == 4
+    x_fit = run.raw_fit                       # standardised with the 90 fitted images' statistics
+    np.testing.assert_allclose(run.model.preprocessing["mean"], x_fit.mean(axis=(0, 1, 2)), atol=1e-6)
+    np.testing.assert_allclose(run.fit[0].mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1), got 1.5"),
+    (["--momentum", "-0.5"], "--momentum must be >= 0, got -0.5"),
+    (["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
+])
+def test_bad_recipe_values_exit_2_naming_the_flag(capsys, argv, message, tmp_path):
+    assert cli.main(["train", "--limit", "50", "--out", str(tmp_path), *argv]) == 2
+    assert capsys.readouterr().err == f"scratchnet train: {message}\n"
+
+
+def test_help_lists_the_recipe_options(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--recipe", "--optimizer", "--weight-decay", "--label-smoothing", "--augment", "--schedule",
+                 "--val-fraction", "(default: from the recipe)"):
+        assert flag in out
+    for command in ("evaluate", "predict"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        assert "MODEL" in capsys.readouterr().out
+
+
 def test_gradcheck_command_covers_every_exported_layer():
     from scratchnet import layers
     from scratchnet.layers.base import iter_layers

@@ -1,0 +1,245 @@
+"""CIFAR-10 beside PyTorch: one epoch's time, the augmentation's cost, the seed recipes' projected
+wall-clock time, and float32/float64 agreement of training on the real CIFAR subset.
+
+    python benchmarks/cifar_epoch.py                    # everything (~10 min on 2 busy cores)
+    python benchmarks/cifar_epoch.py --sections time,augment
+    python benchmarks/cifar_epoch.py --data-dir ../shared/data/cifar10-subset --epochs 3
+
+time      one training step (forward, cross-entropy, backward, optimizer; batch 128, float32) of
+          flax_cnn, small_cnn_bn and resnet8 in scratchnet and in their torch.nn twins
+          (``scratchnet.interop.to_torch``: same weights; torch.optim with the same settings);
+          one CIFAR-10 epoch = ceil(50,000 / 128) = 391 steps x the median step
+augment   each recipe's augmentation on a batch of 128 (in pixel space, PixelSpace), as a share of
+          its model's training step (target: under 10%)
+project   each seed recipe on full CIFAR-10: epochs x 391 x (step + augmentation) + one pass over
+          the 10,000 test images per epoch
+agree     float64: the loss of 20 steps (batch 32) in both libraries, largest difference;
+          float32: test accuracy after --epochs epochs on the subset (4,194 / 466 images), same
+          initial weights, same batches in the same order, augmentation off, dropout rate 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scratchnet import datasets  # noqa: E402
+from scratchnet.layers import Dropout  # noqa: E402
+from scratchnet.layers.base import iter_layers  # noqa: E402
+from scratchnet.losses import CrossEntropy  # noqa: E402
+from scratchnet.models import get_model  # noqa: E402
+from scratchnet.recipes import build_optimizer, get_recipe, training_augment  # noqa: E402
+
+SUBSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-subset"
+MODELS = ("flax_cnn", "small_cnn_bn", "resnet8")
+# the recipe each model trains with here (resnet8 borrows the SGD recipe)
+MODEL_RECIPE = {"flax_cnn": "flax", "small_cnn_bn": "torch_small_cnn", "resnet8": "torch_small_cnn"}
+BATCH, TRAIN_IMAGES, TEST_IMAGES = 128, 50_000, 10_000
+STEPS_PER_EPOCH = math.ceil(TRAIN_IMAGES / BATCH)
+
+
+def scratchnet_model(name, dtype="float32", epochs=1, steps=STEPS_PER_EPOCH, no_dropout=False, seed=0):
+    model = get_model(name, input_shape=(32, 32, 3), n_classes=10, seed=seed, dtype=dtype)
+    if no_dropout:
+        for layer in iter_layers(model.layers):
+            if isinstance(layer, Dropout):
+                layer.rate = 0.0
+    recipe = get_recipe(MODEL_RECIPE[name], epochs=epochs)
+    model.compile(optimizer=build_optimizer(recipe, steps), loss=CrossEntropy())
+    return model, recipe
+
+
+def torch_twin(torch, model, recipe):
+    """The model's twin (same weights) and a torch.optim optimizer with the recipe's settings."""
+    try:
+        from scratchnet.interop import to_torch
+    except ImportError:
+        raise SystemExit("cifar_epoch.py needs scratchnet.interop.to_torch (the PyTorch bridge)") from None
+    twin = to_torch(model)
+    twin.train()
+    if recipe.optimizer == "sgd":
+        optimizer = torch.optim.SGD(twin.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                    weight_decay=recipe.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(twin.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return twin, optimizer
+
+
+def torch_step(torch, twin, optimizer, x, y, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr                                   # scratchnet's schedule, step by step
+    optimizer.zero_grad()
+    loss = torch.nn.functional.cross_entropy(twin(x), y)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def median_ms(repeats, function, *args):
+    """Median wall time of ``function(*args)`` in milliseconds over ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function(*args)
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def load(data_dir):
+    x_train, y_train = datasets.load_cifar10(data_dir, "train", download=data_dir is None)
+    x_test, y_test = datasets.load_cifar10(data_dir, "test", download=data_dir is None)
+    return x_train, y_train, x_test, y_test
+
+
+# ---------------------------------------------------------------------- sections
+def section_time(torch, x, y, repeats):
+    """{model: (scratchnet ms, torch ms, scratchnet predict ms per image, torch ms per image)}."""
+    print("\n#### One training step (batch 128, float32) and one CIFAR-10 epoch (391 steps)\n")
+    print("| model | params | scratchnet_step_ms | torch_step_ms | ratio | scratchnet_epoch_min "
+          "| torch_epoch_min |")
+    print("|---|---|---|---|---|---|---|")
+    results = {}
+    xb, yb = x[:BATCH], y[:BATCH]
+    for name in MODELS:
+        model, recipe = scratchnet_model(name)
+        twin, optimizer = torch_twin(torch, model, recipe)
+        tx, ty = torch.from_numpy(xb), torch.from_numpy(yb)
+        ours, theirs = [], []
+        for _ in range(repeats):                        # alternated, one untimed warm-up call each
+            model.train_step(xb, yb)
+            ours.append(median_ms(1, model.train_step, xb, yb))
+            time.sleep(0.1)
+            torch_step(torch, twin, optimizer, tx, ty, recipe.lr)
+            theirs.append(median_ms(1, torch_step, torch, twin, optimizer, tx, ty, recipe.lr))
+            time.sleep(0.1)
+        step, torch_ms = statistics.median(ours), statistics.median(theirs)
+        xt = x[:500]
+        predict = median_ms(2, model.predict, xt, 250) / len(xt)
+        twin.eval()
+        with torch.no_grad():
+            torch_predict = median_ms(2, twin, torch.from_numpy(xt)) / len(xt)
+        results[name] = (step, torch_ms, predict, torch_predict)
+        print(f"| {name} | {model.count_params():,} | {step:.0f} | {torch_ms:.1f} | {step / torch_ms:.1f}x | "
+              f"{step * STEPS_PER_EPOCH / 60000:.1f} | {torch_ms * STEPS_PER_EPOCH / 60000:.2f} |")
+    return results
+
+
+def section_augment(x, y, steps, repeats):
+    """{augment: ms per batch of 128}, each as a share of its recipe model's step."""
+    print("\n#### Augmentation per batch of 128 (pixel space, float32)\n")
+    print("| augment | ms_per_batch | of the step of | step_ms | share |")
+    print("|---|---|---|---|---|")
+    stats = datasets.channel_mean_std(x)
+    stats = {"mean": stats[0].tolist(), "std": stats[1].tolist()}
+    costs, rng = {}, np.random.default_rng(0)
+    for augment, model in (("standard", "small_cnn_bn"), ("flax", "flax_cnn"), ("strong", "small_cnn_bn")):
+        pipeline = training_augment(get_recipe("torch_small_cnn", augment=augment), (32, 32), stats)
+        ms = median_ms(repeats, pipeline, x[:BATCH], y[:BATCH], rng)
+        costs[augment] = ms
+        step = steps[model][0] if steps else float("nan")
+        print(f"| {augment} | {ms:.2f} | {model} | {step:.0f} | {100 * ms / step:.1f}% |")
+    return costs
+
+
+def section_project(steps, costs):
+    print("\n#### Projected wall-clock time of the seed recipes on full CIFAR-10 (this machine)\n")
+    print("| recipe | model | epochs | augment | scratchnet_hours | torch_hours |")
+    print("|---|---|---|---|---|---|")
+    for name in ("torch_small_cnn", "flax"):
+        recipe = get_recipe(name)
+        step, torch_ms, predict, torch_predict = steps[recipe.model]
+        per_epoch = STEPS_PER_EPOCH * (step + costs[recipe.augment]) + TEST_IMAGES * predict
+        torch_epoch = STEPS_PER_EPOCH * (torch_ms + costs[recipe.augment]) + TEST_IMAGES * torch_predict
+        print(f"| {name} | {recipe.model} | {recipe.epochs} | {recipe.augment} | "
+              f"{recipe.epochs * per_epoch / 3.6e6:.1f} | {recipe.epochs * torch_epoch / 3.6e6:.2f} |")
+
+
+def train_both(torch, name, x, y, dtype, epochs, batch, steps=None, seed=0):
+    """Train scratchnet and its twin on the same batches; returns (model, twin, losses, torch losses)."""
+    steps_per_epoch = math.ceil(len(x) / batch)
+    model, recipe = scratchnet_model(name, dtype, epochs, steps_per_epoch, no_dropout=True, seed=seed)
+    twin, optimizer = torch_twin(torch, model, recipe)
+    x, order_rng = x.astype(dtype), np.random.default_rng(seed)
+    ours, theirs, step = [], [], 0
+    for _ in range(epochs):
+        order = order_rng.permutation(len(x))
+        for start in range(0, len(x), batch):
+            if steps is not None and step == steps:
+                return model, twin, ours, theirs
+            index = order[start:start + batch]
+            lr = model.optimizer.lr                       # the rate this step uses
+            ours.append(float(model.train_step(x[index], y[index])[0]))
+            theirs.append(torch_step(torch, twin, optimizer, torch.from_numpy(x[index]),
+                                     torch.from_numpy(y[index]), lr))
+            step += 1
+    return model, twin, ours, theirs
+
+
+def section_agree(torch, x, y, x_test, y_test, epochs, names=MODELS, seed=0):
+    print("\n#### Agreement with PyTorch (same initial weights, batches, schedule; no augmentation or "
+          "dropout)\n")
+    print("| model | float64_max_loss_diff_20_steps | f32_scratchnet_test_acc | f32_torch_test_acc "
+          "| diff_points |")
+    print("|---|---|---|---|---|")
+    torch.set_default_dtype(torch.float32)
+    for name in names:
+        _, _, ours, theirs = train_both(torch, name, x[:640], y[:640], "float64", 1, 32, steps=20, seed=seed)
+        loss_diff = max(abs(a - b) for a, b in zip(ours, theirs))
+        model, twin, _, _ = train_both(torch, name, x, y, "float32", epochs, BATCH, seed=seed)
+        ours_acc = float(np.mean(model.predict(x_test).argmax(1) == y_test))
+        twin.eval()
+        with torch.no_grad():
+            theirs_acc = float(np.mean(twin(torch.from_numpy(x_test)).numpy().argmax(1) == y_test))
+        print(f"| {name} (seed {seed}) | {loss_diff:.1e} | {100 * ours_acc:.1f}% | {100 * theirs_acc:.1f}% | "
+              f"{100 * abs(ours_acc - theirs_acc):.1f} |", flush=True)
+
+
+def machine(torch):
+    lines = [f"- cpu: {platform.processor() or platform.machine()}, cores: {os.cpu_count()}",
+             f"- python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
+             f"({torch.get_num_threads()} threads)",
+             f"- OPENBLAS_CORETYPE: {os.environ.get('OPENBLAS_CORETYPE', '(unset)')}",
+             f"- load average at start: {os.getloadavg()[0]:.2f}"]
+    print("\n".join(lines))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=str(SUBSET) if SUBSET.exists() else None)
+    parser.add_argument("--sections", default="time,augment,project,agree")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per contender")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the float32 accuracy comparison")
+    parser.add_argument("--models", default=",".join(MODELS), help="models of the agree section")
+    parser.add_argument("--seeds", default="0", help="seeds (weights and batch order) of the agree section")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(2)
+    sections = set(args.sections.split(","))
+    machine(torch)
+    x_train, y_train, x_test, y_test = load(args.data_dir)
+    stats = datasets.channel_mean_std(x_train)
+    scaled = [datasets.standardize(x, *stats) for x in (x_train, x_test)]
+    steps = section_time(torch, scaled[0], y_train, args.repeats) if sections & {"time", "project"} else {}
+    costs = section_augment(scaled[0], y_train, steps, 20) if sections & {"augment", "project"} else {}
+    if "project" in sections:
+        section_project(steps, costs)
+    if "agree" in sections:
+        for seed in map(int, args.seeds.split(",")):
+            section_agree(torch, scaled[0], y_train, scaled[1], y_test, args.epochs,
+                          args.models.split(","), seed)
+
+
+if __name__ == "__main__":
+    main()

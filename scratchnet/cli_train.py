@@ -1,0 +1,290 @@
+"""``scratchnet train``: options, data, the recipe, fit, and the files written afterwards.
+
+Each option left out comes from the recipe of ``--dataset`` (``scratchnet.recipes``): MNIST
+trains LeNet-5 with Adam; CIFAR-10 the PyTorch SmallCNN recipe (small_cnn_bn, SGD 0.1 momentum
+0.9, weight decay 5e-4, cosine, crop 32 pad 4 + flip, standardised input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .cli_args import positive_float, positive_int
+from .models import MODELS
+
+MODEL_NAMES = tuple(MODELS)  # every name get_model knows
+DATASETS = ("mnist-sample", "mnist", "patterns", "cifar10")
+RECIPE_NAMES = ("mnist", "torch_small_cnn", "flax")
+FROM_RECIPE = " (default: from the recipe)"
+
+
+class UsageError(Exception):
+    """A command-line value that cannot work; printed without a traceback (exit code 2)."""
+
+
+def add_train_arguments(train: argparse.ArgumentParser) -> None:
+    train.add_argument("--dataset", default="mnist-sample", choices=DATASETS,
+                       help="mnist-sample: 10,000 real digits bundled with scratchnet (8,000 train "
+                       "/ 2,000 test); mnist: the full set (downloaded once); patterns: synthetic; "
+                       "cifar10: the python batches in --data-dir, downloaded there (or to the cache) "
+                       "once unless --no-download")
+    train.add_argument("--recipe", default=None, choices=RECIPE_NAMES,
+                       help="starting choices (scratchnet.recipes); default: mnist for the MNIST and "
+                       "patterns data, torch_small_cnn for cifar10. The options below override it.")
+    train.add_argument("--model", default=None, choices=MODEL_NAMES, help="network to train" + FROM_RECIPE)
+    train.add_argument("--epochs", type=positive_int, default=None,
+                       help="passes over the training images (default: 8) on MNIST and patterns; on "
+                       "cifar10 the recipe's (torch_small_cnn: 30, flax: 10)")
+    train.add_argument("--batch-size", type=positive_int, default=None,
+                       help="images per optimizer step" + FROM_RECIPE)
+    train.add_argument("--optimizer", default=None, choices=("adam", "adamw", "sgd"),
+                       help="optimizer" + FROM_RECIPE)
+    train.add_argument("--lr", type=positive_float, default=None,
+                       help="initial (cosine, constant) or peak (onecycle) learning rate" + FROM_RECIPE)
+    train.add_argument("--momentum", type=float, default=None, help="SGD momentum" + FROM_RECIPE)
+    train.add_argument("--weight-decay", type=float, default=None,
+                       help="L2 on the gradient (sgd, adam) or decoupled (adamw)" + FROM_RECIPE)
+    train.add_argument("--schedule", default=None, choices=("cosine", "constant", "onecycle"),
+                       help="learning rate over the run, per optimizer step" + FROM_RECIPE)
+    train.add_argument("--augment", default=None, choices=("standard", "strong", "flax", "none"),
+                       help="standard: crop with padding 4 + flip; strong: + colour jitter + cutout; "
+                       "flax: flip + random resized crop" + FROM_RECIPE)
+    train.add_argument("--label-smoothing", type=float, default=None, help="cross-entropy label "
+                       "smoothing in [0, 1)" + FROM_RECIPE)
+    train.add_argument("--backend", default="im2col", choices=("im2col", "scipy"),
+                       help="convolution algorithm (scipy: the slow, readable reference)")
+    train.add_argument("--seed", type=int, default=0, help="seeds weights, shuffling and the data split")
+    train.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                       help="float32 is fast, float64 exact")
+    train.add_argument("--val-fraction", type=float, default=0.1,
+                       help="share of the training images held out for validation (the last ones)")
+    train.add_argument("--limit", type=positive_int, default=None,
+                       help="use only the first N training and N test images (quick runs)")
+    train.add_argument("--out", default=None,
+                       help="output folder, created if needed (default: runs/<date-time>)")
+    train.add_argument("--data-dir", default=None,
+                       help="folder with dataset files (else $SCRATCHNET_DATA, ~/.cache/scratchnet)")
+    train.add_argument("--no-download", action="store_true", help="never use the network")
+    train.add_argument("--monitor", action="store_true",
+                       help="watch training health about 10 times per epoch (update/weight ratios, dead "
+                       "ReLUs, gradient norms), print plain-word warnings and write health.png")
+
+
+def resolve_recipe(args):
+    """The recipe of ``--recipe`` / ``--dataset`` with every option given on the command line."""
+    from .recipes import DATASET_RECIPES, get_recipe
+
+    if args.label_smoothing is not None and not 0 <= args.label_smoothing < 1:
+        raise UsageError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
+    for flag, value in (("--momentum", args.momentum), ("--weight-decay", args.weight_decay)):
+        if value is not None and value < 0:
+            raise UsageError(f"{flag} must be >= 0, got {value}")
+    return get_recipe(args.recipe or DATASET_RECIPES[args.dataset], model=args.model, epochs=args.epochs,
+                      batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                      momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
+                      augment=args.augment, label_smoothing=args.label_smoothing)
+
+
+def load_data(args):
+    """(x_train, y_train), (x_test, y_test), class names for ``--dataset``."""
+    from . import datasets
+
+    if args.dataset == "mnist-sample":
+        train, test = datasets.load_mnist_sample()
+    elif args.dataset == "mnist":
+        options = {"root": args.data_dir, "download": not args.no_download}
+        train, test = datasets.load_mnist("train", **options), datasets.load_mnist("test", **options)
+    elif args.dataset == "patterns":
+        train = datasets.make_patterns(5000, image_size=28, seed=args.seed)
+        test = datasets.make_patterns(1000, image_size=28, seed=args.seed + 1)
+        return train, test, list(datasets.PATTERN_NAMES)
+    else:
+        options = {"download": not args.no_download}
+        train = datasets.load_cifar10(args.data_dir, "train", **options)
+        test = datasets.load_cifar10(args.data_dir, "test", **options)
+        return train, test, list(datasets.CIFAR10_CLASSES)
+    return train, test, [str(digit) for digit in range(10)]
+
+
+def output_dir(out):
+    import time
+
+    if out is not None:
+        folder = Path(out).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--out {out}: is a file, not a folder; give a folder for the results")
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        folder, number = Path("runs") / stamp, 1
+        while folder.exists():
+            folder, number = Path("runs") / f"{stamp}-{number}", number + 1
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {folder}: cannot create the output folder ({error.strerror or error})") \
+            from None
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--out {folder}: the folder is not writable")
+    return folder
+
+
+class Run:
+    """Everything ``run_training`` needs: the recipe, the compiled model, the data (as the model
+    sees it), the raw test images for pictures, the augment and the class names."""
+
+
+def prepare_run(args) -> Run:
+    """Data, split, standardisation (training images only) and the compiled model for ``args``."""
+    from .losses import CrossEntropy
+    from .models import get_model
+    from .recipes import build_optimizer, fit_standardization, preprocess, training_augment
+
+    run = Run()
+    run.recipe = recipe = resolve_recipe(args)
+    (x_train, y_train), (x_test, y_test), run.class_names = load_data(args)
+    if args.limit:
+        x_train, y_train, x_test, y_test = (x_train[:args.limit], y_train[:args.limit],
+                                            x_test[:args.limit], y_test[:args.limit])
+    # the validation images are the last ones of the training part (a fixed split)
+    n_val = int(round(len(x_train) * args.val_fraction))
+    x_fit, y_fit = (x_train[:-n_val], y_train[:-n_val]) if n_val else (x_train, y_train)
+    if len(x_fit) == 0:
+        raise UsageError(f"--val-fraction {args.val_fraction} of {len(x_train)} training images leaves "
+                         f"none to train on; use a smaller --val-fraction or a larger --limit")
+    try:
+        model = get_model(recipe.model, input_shape=x_train.shape[1:], n_classes=len(run.class_names),
+                          seed=args.seed, dtype=args.dtype, backend=args.backend)
+    except ValueError as error:
+        raise UsageError(f"--model {recipe.model}: {error}") from None
+    stats = fit_standardization(x_fit) if recipe.standardize else None   # training images only
+    model.preprocessing = {"dataset": args.dataset, "class_names": list(run.class_names),
+                           "mean": None if stats is None else stats["mean"],
+                           "std": None if stats is None else stats["std"]}
+    run.raw_fit, run.raw_test = x_fit, x_test                      # [0, 1] pixels, for pictures
+    run.fit = (preprocess(model, x_fit), y_fit)
+    run.validation = (preprocess(model, x_train[-n_val:]), y_train[-n_val:]) if n_val else None
+    run.test = (preprocess(model, x_test), y_test)
+    run.augment = training_augment(recipe, x_train.shape[1:3], stats, len(run.class_names))
+    steps_per_epoch = -(-len(x_fit) // recipe.batch_size)
+    model.compile(optimizer=build_optimizer(recipe, steps_per_epoch),
+                  loss=CrossEntropy(label_smoothing=recipe.label_smoothing))
+    run.model = model
+    return run
+
+
+def prepare_training(args):
+    """(model, (x_fit, y_fit), validation or None, (x_test, y_test), class names) for ``args``."""
+    run = prepare_run(args)
+    return run.model, run.fit, run.validation, run.test, run.class_names
+
+
+def run_training(args) -> int:
+    import dataclasses
+    import time
+
+    from .health import HealthMonitor
+    from .model import History
+    from .training import NonFiniteLossError
+
+    if not 0 <= args.val_fraction < 1:
+        print("scratchnet train: --val-fraction must be in [0, 1)", file=sys.stderr)
+        return 2
+    run = prepare_run(args)
+    model, recipe, (x_fit, y_fit) = run.model, run.recipe, run.fit
+    n_val = 0 if run.validation is None else len(run.validation[0])
+    out = output_dir(args.out)
+    print(f"{recipe.model} on {args.dataset}: {len(x_fit)} training, {n_val} validation, "
+          f"{len(run.test[0])} test images {x_fit.shape[1:]}; {model.count_params():,} parameters; "
+          f"output in {out}")
+    print(f"recipe {recipe.name}: {recipe.optimizer} lr {recipe.lr:g} ({recipe.schedule}), batch "
+          f"{recipe.batch_size}, {recipe.epochs} epochs, augment {recipe.augment}, weight decay "
+          f"{recipe.weight_decay:g}, label smoothing {recipe.label_smoothing:g}"
+          + (", standardised input" if recipe.standardize else ""))
+
+    history, interrupted, failure = History(), False, None  # fit appends each epoch as it finishes
+    # the monitor's probe: the first 256 training images, the same at every check
+    monitor = HealthMonitor(probe=x_fit[:256], every=max(1, -(-len(x_fit) // recipe.batch_size) // 10),
+                            verbose=False) if args.monitor else None
+    start = time.perf_counter()
+    try:
+        model.fit(x_fit, y_fit, epochs=recipe.epochs, batch_size=recipe.batch_size,
+                  validation_data=run.validation, history=history,
+                  callbacks=[monitor] if monitor else (), augment=run.augment)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"\nInterrupted after {len(history.epoch)} complete epoch(s): saving the model "
+              "trained so far.")
+    except NonFiniteLossError as error:  # the weights are those from before the failed step
+        failure = str(error)
+        if monitor:
+            monitor.report_error(error)
+        print(f"\nTraining stopped: {error}", file=sys.stderr)
+    train_seconds = time.perf_counter() - start
+    if monitor:
+        lines = [f"  - {message}" for message in monitor.warnings] or [
+            "  no warnings: update/weight ratios, dead ReLUs and gradients look normal"]
+        print("\n".join([f"Training health ({len(monitor.records)} checks):", *lines]))
+    model.save(out / "model.sn")
+    record = {"scratchnet": __version__, "model": recipe.model, "dataset": args.dataset,
+              "options": {key: value for key, value in vars(args).items() if key != "command"},
+              "recipe": dataclasses.asdict(recipe),
+              "preprocessing": model.preprocessing,
+              "train_images": len(x_fit), "validation_images": n_val, "test_images": len(run.test[0]),
+              "epochs_completed": len(history.epoch), "interrupted": interrupted, "error": failure,
+              "train_seconds": train_seconds, "history": history.to_dict()}
+    written = write_results(model, run, history, record, out, monitor)
+    print(f"Saved {', '.join(written)} in {out}  (load with scratchnet.load('{out / 'model.sn'}'))")
+    return 130 if interrupted else 1 if failure else 0
+
+
+def write_results(model, run, history, record, out, monitor) -> list[str]:
+    """Test accuracy (overall and per class), history.json and every figure; the names written."""
+    import json
+
+    import numpy as np
+
+    from . import interpret, metrics, viz
+    from .cli_evaluate import report_test
+
+    x_test, y_test = run.test
+    predicted, cm = report_test(model, x_test, y_test, run.class_names)
+    print(f"(training took {record['train_seconds']:.1f} s)")
+    record["test_accuracy"] = float(np.trace(cm) / max(1, cm.sum()))
+    record["per_class_accuracy"] = {name: None if np.isnan(value) else float(value) for name, value
+                                    in zip(run.class_names, metrics.per_class_accuracy(cm))}
+    (out / "history.json").write_text(json.dumps(record, indent=2) + "\n")
+    written = ["model.sn", "history.json"]
+    title = f"{record['model']} on {record['dataset']}"
+    if history.epoch:
+        viz.plot_history(history, save_path=out / "curves.png", title=title)
+        written.append("curves.png")
+    else:  # stopped inside the first epoch: no curve to draw, so no empty figure
+        print("No epoch finished: curves.png is not written.")
+    viz.plot_confusion_matrix(cm, run.class_names, save_path=out / "confusion.png")
+    # the pictures show the images as they are (pixels in [0, 1]), not as the model sees them
+    viz.plot_images(run.raw_test[:25], y_test[:25], predicted[:25], run.class_names,
+                    save_path=out / "predictions.png")
+    written += ["confusion.png", "predictions.png"]
+    if run.augment is not None:
+        from .recipes import build_augment
+
+        viz.plot_augmented_grid(run.raw_fit[:6], build_augment(run.recipe.augment, run.raw_fit.shape[1:3]),
+                                labels=run.fit[1][:6], class_names=run.class_names,
+                                save_path=out / "augmented.png")
+        written.append("augmented.png")
+    convs = [i for i, layer in enumerate(model.layers) if np.ndim(layer.params.get("W")) == 4]
+    if convs:  # the first convolution's filters, its maps after the activation, Grad-CAM
+        viz.plot_filters(model, layer=convs[0], save_path=out / "filters.png")
+        viz.plot_feature_maps(model, x_test[0], layer=min(convs[0] + 1, len(model.layers) - 1),
+                              label=y_test[0], class_names=run.class_names,
+                              save_path=out / "feature_maps.png")
+        interpret.plot_grad_cam(model, x_test[:8], labels=y_test[:8], save_path=out / "grad_cam.png")
+        written += ["filters.png", "feature_maps.png", "grad_cam.png"]
+    if monitor and monitor.records:
+        monitor.plot(out / "health.png")
+        written.append("health.png")
+    return written
