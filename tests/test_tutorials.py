@@ -47,24 +47,6 @@ PROMISES = {
 }
 
 
-# Pieces a lesson needs that arrive from other branches: (what, is it in this checkout?).
-def _has_resnet_and_recipes():
-    models = ROOT / "scratchnet" / "models"
-    sources = [*models.glob("*.py")] if models.is_dir() else [ROOT / "scratchnet" / "models.py"]
-    has_recipes = (ROOT / "scratchnet" / "recipes.py").exists()
-    return has_recipes and any("def resnet(" in p.read_text() for p in sources)
-
-
-REQUIRES = {"09": ("scratchnet.models.resnet and scratchnet.recipes (branches zoo and cifar)",
-                   _has_resnet_and_recipes)}
-
-
-def require_pieces(lesson):
-    what, present = REQUIRES.get(lesson.name[:2], ("", lambda: True))
-    if not present():
-        pytest.skip(f"{lesson.name} needs {what}, not in this checkout yet")
-
-
 def lesson_id(path):
     return path.stem
 
@@ -133,7 +115,6 @@ def test_lesson_form(lesson):
 # ---------------------------------------------------------------------- as a script
 @pytest.mark.parametrize("lesson", LESSONS, ids=lesson_id)
 def test_lesson_runs_as_script(lesson, tmp_path):
-    require_pieces(lesson)
     figures = tmp_path / "figures"
     work = tmp_path / "work"
     work.mkdir()
@@ -175,7 +156,6 @@ def _notebook_text(notebook) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", LESSONS, ids=lesson_id)
 def test_lesson_runs_as_notebook(lesson, tmp_path):
-    require_pieces(lesson)
     jupytext = pytest.importorskip("jupytext")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
