@@ -4,8 +4,9 @@
 # **This lesson teaches** what changes from digits to photographs: 32 x 32 colour images of ten
 # kinds of object, per-channel standardisation, data augmentation (flip, crop, mixup, cutmix)
 # seen on real images, the two seed training recipes (a PyTorch SmallCNN and a Flax CNN), a
-# small ResNet, and reading the result per class. **Time: about 60 minutes** to read; a full
-# training run takes tens of minutes on a laptop CPU.
+# small ResNet, and reading the result per class. **Time: about 60 minutes** to read; the full
+# training run (ResNet-8, 15 epochs of 45,000 images) takes most of an hour on a laptop CPU:
+# lower `epochs` below to try it faster.
 #
 # Data: the full run reads CIFAR-10 with `load_cifar10()` (downloading the official archive,
 # checksum-verified, about 170 MB, once). `SCRATCHNET_QUICK=1` (what the tests run) uses the
