@@ -373,10 +373,11 @@ class Sequential:
         from .serialization import save_model
         save_model(self, path)
 
-    def save_weights(self, path) -> None:
-        """Save only the weights, as a pickle-free .npz file."""
+    def save_weights(self, path, naming: str = "scratchnet") -> None:
+        """Save only the weights, as a pickle-free .npz file; ``naming="torch"`` writes PyTorch
+        state_dict keys and layouts (``load_weights`` reads either)."""
         from .serialization import save_weights
-        save_weights(self, path)
+        save_weights(self, path, naming=naming)
 
     def load_weights(self, path) -> None:
         from .serialization import load_weights

@@ -537,12 +537,25 @@ def _missing_class(error):
 
 
 # ====================================================================== weights files
-def save_weights(model, path) -> None:
-    """Every parameter and buffer as a named array in a pickle-free ``.npz`` file at ``path``."""
+def save_weights(model, path, naming: str = "scratchnet") -> None:
+    """Every parameter and buffer as a named array in a pickle-free ``.npz`` file at ``path``.
+
+    naming="scratchnet": keys "layer_name/param_name", scratchnet layouts.
+    naming="torch": PyTorch ``state_dict`` keys and layouts ("0.weight" (F, C, kh, kw), ...), those
+    of ``scratchnet.interop.to_torch(model).state_dict()``; NumPy only, PyTorch not needed.
+    ``load_weights`` recognises either naming.
+    """
     if not model.built:
         raise ValueError(f"{model.name}: the model is not built, it has no weights to save yet")
+    if naming not in ("scratchnet", "torch"):
+        raise ValueError(f"{model.name}: save_weights naming must be 'scratchnet' or 'torch', got {naming!r}")
+    if naming == "torch":
+        from .interop.layouts import torch_state_dict
+        arrays = torch_state_dict(model)
+    else:
+        arrays = model.get_weights()
     buffer = io.BytesIO()  # np.savez on a file object: no ".npz" appended to the user's path
-    np.savez(buffer, **model.get_weights())
+    np.savez(buffer, **arrays)
     atomic_write(path, [buffer.getvalue()])
 
 
@@ -550,6 +563,8 @@ def load_weights(model, path) -> None:
     """Read a ``.npz`` written by ``save_weights`` (``allow_pickle=False``) into ``model``.
 
     Every name, shape and dtype is checked before any parameter changes (``set_weights``).
+    A file written with ``naming="torch"`` (keys without "/", e.g. "0.weight") is read as a PyTorch
+    state_dict (``scratchnet.interop.load_torch_state_dict``).
     """
     real = os.path.expanduser(os.fspath(path))
     with open(real, "rb") as file:  # FileNotFoundError as it is
@@ -566,4 +581,8 @@ def load_weights(model, path) -> None:
         raise SerializationError(
             f"{path}: not a readable weights file ({reason}); load_weights reads the .npz files "
             f"model.save_weights writes") from None
+    if weights and not any("/" in key for key in weights):
+        from .interop.layouts import load_torch_state_dict
+        load_torch_state_dict(model, weights)
+        return
     model.set_weights(weights)
