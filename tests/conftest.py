@@ -26,3 +26,14 @@ def shared_mnist_dir():
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip("../shared/data/mnist is not available on this machine")
     return SHARED_MNIST
+
+
+@pytest.fixture
+def one_torch_thread():
+    """PyTorch's OpenMP threads spin-wait; on a loaded 2-core machine that made a tiny float64 step
+    take 2.7 s instead of 0.01 s (measured). One thread, restored afterwards."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

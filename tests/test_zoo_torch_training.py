@@ -18,17 +18,8 @@ from scratchnet.schedules import CosineAnnealing
 
 torch = pytest.importorskip("torch")
 interop = pytest.importorskip("scratchnet.interop")
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """PyTorch's OpenMP threads spin-wait; on a loaded 2-core machine that made a tiny float64 step
-    take 2.7 s instead of 0.01 s (measured). One thread, restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 STEPS = 20
 SHAPE = (16, 16, 3)  # the CIFAR models on 16x16 crops: the same layers, a quarter of the arithmetic
