@@ -1,0 +1,220 @@
+"""The restricted unpickler behind ``scratchnet.load``: which globals a model file may name.
+
+A pickle is a small program: it names globals (``GLOBAL``) and calls them (``REDUCE``), so a
+file can say "call os.system('...')". :class:`RestrictedUnpickler` is Python's own pickle machine
+(``pickle._Unpickler``, pure Python, so every opcode can be checked) with the rules written out
+in scratchnet/serialization.py's docstring: only scratchnet's own classes (defined in an
+already-imported scratchnet module), NumPy's array/dtype rebuilders and builtin containers may
+be named; only the NumPy rebuilders, ``complex`` and ``OrderedDict`` may be called; ``BUILD``
+only on instances. Each opcode is checked before it acts, so nothing a refused file names runs.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import pickle
+import struct
+import sys
+
+import numpy as np
+
+
+class UnsafeModelError(pickle.UnpicklingError):
+    """The file names or calls something the restricted loader does not allow."""
+
+
+# ====================================================================== allow-list
+_BUILTIN_TYPES = {name: getattr(builtins, name) for name in (
+    "dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool", "str",
+    "bytes", "bytearray", "object")}
+# scratchnet modules whose classes never belong in a model file.
+_EXCLUDED_MODULES = ("scratchnet.serialization", "scratchnet.safe_unpickler", "scratchnet.cli",
+                     "scratchnet.__main__", "scratchnet.datasets", "scratchnet.progress")
+
+
+def _numpy_rebuilders() -> dict:
+    """The functions NumPy's pickles call to rebuild arrays and scalars, for this NumPy."""
+    try:
+        from numpy._core import multiarray, numeric  # NumPy >= 2
+    except ImportError:  # pragma: no cover - NumPy 1.x
+        from numpy.core import multiarray, numeric
+    return {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar,
+            "_frombuffer": numeric._frombuffer}
+
+
+def numpy_global(module: str, name: str):
+    """The NumPy array/scalar/dtype rebuilder a pickle may name as ``module.name``, or None."""
+    if module == "numpy" and name in ("ndarray", "dtype"):
+        return getattr(np, name)
+    if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in ("_reconstruct", "scalar"):
+        return _numpy_rebuilders()[name]
+    if module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":
+        return _numpy_rebuilders()[name]
+    dtypes_module = sys.modules.get("numpy.dtypes")  # NumPy >= 1.25
+    if module == "numpy.dtypes" and dtypes_module is not None:
+        dtype_class = vars(dtypes_module).get(name)
+        if isinstance(dtype_class, type) and issubclass(dtype_class, np.dtype):
+            return dtype_class
+    return None
+
+
+# Classes that moved to another module since files were first saved: (old module, name) -> new
+# module. Files name a class by where it was defined when they were written.
+_MOVED_CLASSES = {("scratchnet.optimizers", name): "scratchnet.schedules"
+                  for name in ("ConstantLR", "StepDecay", "ExponentialDecay", "CosineDecay")}
+
+
+def _scratchnet_class(module: str, name: str):
+    """A class defined in an already-imported scratchnet module, or None.
+
+    Looking only in ``sys.modules`` means a file can never make Python import (run) a module;
+    ``import scratchnet`` has imported every built-in layer, optimizer and loss already.
+    """
+    module = _MOVED_CLASSES.get((module, name), module)
+    if module != "scratchnet" and not module.startswith("scratchnet."):
+        return None
+    if any(module == excluded or module.startswith(excluded + ".") for excluded in _EXCLUDED_MODULES):
+        return None
+    namespace = sys.modules.get(module)
+    if namespace is None:
+        return None
+    cls = vars(namespace).get(name)  # plain lookup: no dotted paths, no module __getattr__
+    if not isinstance(cls, type) or cls.__module__ != module or cls.__qualname__ != name:
+        return None
+    for klass in cls.__mro__[:-1]:  # every base except object
+        if "__new__" in vars(klass) or "__del__" in vars(klass):
+            return None  # creating or freeing an instance would run code
+    return cls
+
+
+def _is_scratchnet_class(cls) -> bool:
+    return (isinstance(cls, type) and isinstance(getattr(cls, "__module__", None), str)
+            and _scratchnet_class(cls.__module__, cls.__qualname__) is cls)
+
+
+def allowed_global(module: str, name: str):
+    """The object a restricted model file may name as ``module.name``, or None if refused."""
+    if module == "builtins" and name in _BUILTIN_TYPES:
+        return _BUILTIN_TYPES[name]
+    if module == "collections" and name == "OrderedDict":
+        return collections.OrderedDict
+    found = numpy_global(module, name)
+    return found if found is not None else _scratchnet_class(module, name)
+
+
+def _describe(obj) -> str:
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    return f"{module}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
+# ====================================================================== restricted loader
+class RestrictedUnpickler(pickle._Unpickler):
+    """Python's pure-Python unpickler with every opcode that names, calls or builds checked.
+
+    The C unpickler offers only ``find_class`` as a hook; the pure-Python one lets us also check
+    ``REDUCE``, ``NEWOBJ`` and ``BUILD``. Model pickles are a few hundred small objects plus one
+    big byte string per array, so the pure-Python machine is fast enough.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, file, payload_bytes: int, allowed_classes=()):
+        super().__init__(file)
+        self.payload_bytes = payload_bytes
+        # classes of the user's own (their Layer subclasses), allowed by name like ours
+        self.extra_classes = {(cls.__module__, cls.__qualname__): cls for cls in allowed_classes}
+
+    def _allowed_class(self, cls) -> bool:
+        return _is_scratchnet_class(cls) or cls in self.extra_classes.values()
+
+    def _user_class(self, module, name):
+        """An allowed class by module and name; a class saved from a script (``__main__.Scale``)
+        or given from one matches an allowed class of the same name in any module."""
+        found = self.extra_classes.get((module, name))
+        if found is None:
+            same_name = [cls for (mod, qualname), cls in self.extra_classes.items()
+                         if qualname == name and "__main__" in (mod, module)]
+            found = same_name[0] if len(same_name) == 1 else None
+        return found
+
+    def find_class(self, module, name):
+        found = self._user_class(module, name) or allowed_global(module, name)
+        if found is None:
+            mine = name[:1].isupper() and module.split(".")[0] not in ("numpy", "builtins", "scratchnet")
+            hint = (f" If {name} is a layer class of your own, import it and pass it: "
+                    f"scratchnet.load(path, allowed_classes=[{name}])." if mine else "")
+            raise UnsafeModelError(
+                f"refused to load global {module}.{name}: a scratchnet model file may only name "
+                f"scratchnet classes, NumPy array/dtype rebuilders, builtin containers and the "
+                f"classes given in allowed_classes.{hint} If you trust this file completely, use "
+                f"scratchnet.load(path, trusted=True).")
+        return found
+
+    def _refuse(self, what: str):
+        raise UnsafeModelError(f"refused to {what}: scratchnet model files never need it. If you "
+                               "trust this file completely, use scratchnet.load(path, trusted=True).")
+
+    def load_reduce(self):
+        func, args = self.stack[-2], self.stack[-1]
+        rebuilders = _numpy_rebuilders()
+        if func is np.dtype or func in (rebuilders["scalar"], rebuilders["_frombuffer"]):
+            pass
+        elif func is rebuilders["_reconstruct"]:
+            if not (isinstance(args, tuple) and args and args[0] is np.ndarray):
+                self._refuse("rebuild an array of a type other than numpy.ndarray")
+        elif func is collections.OrderedDict and args == ():
+            pass
+        elif func is complex and all(type(part) in (int, float) for part in args):
+            pass
+        else:
+            self._refuse(f"call {_describe(func)}")
+        super().load_reduce()
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
+
+    def _check_new(self, cls):
+        if not (cls in (object, complex) or self._allowed_class(cls)):
+            self._refuse(f"create an object of {_describe(cls)} with NEWOBJ")
+
+    def load_newobj(self):
+        self._check_new(self.stack[-2])
+        super().load_newobj()
+
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+
+    def load_newobj_ex(self):
+        self._check_new(self.stack[-3])
+        super().load_newobj_ex()
+
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
+
+    def load_build(self):
+        target = self.stack[-2]
+        if isinstance(target, type) or not (isinstance(target, (np.ndarray, np.dtype))
+                                            or self._allowed_class(type(target))):
+            self._refuse(f"set the state of {_describe(target)} with BUILD")
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def load_bytearray8(self):
+        # bytearray(n) zero-fills n bytes before reading: check n against the payload first,
+        # so a forged length cannot make us allocate gigabytes.
+        (size,) = struct.unpack("<Q", self.read(8))
+        if size > self.payload_bytes:
+            raise pickle.UnpicklingError(f"BYTEARRAY8 of {size} bytes in a {self.payload_bytes}-byte payload")
+        data = bytearray(size)
+        self.readinto(data)
+        if len(data) != size:
+            raise pickle.UnpicklingError("pickle data was truncated")
+        self.append(data)
+
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
+
+    def _refuse_opcode(self):
+        self._refuse("run protocol 0/1 constructor calls or the copyreg extension registry")
+
+    for _opcode in (pickle.INST, pickle.OBJ, pickle.EXT1, pickle.EXT2, pickle.EXT4):
+        dispatch[_opcode[0]] = _refuse_opcode
+    del _opcode
