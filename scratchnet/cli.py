@@ -14,6 +14,7 @@ Heavy modules (the layers, matplotlib) are imported inside the commands, so
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__, cli_evaluate, cli_exercise, cli_train
@@ -78,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return run_command(parser, args)
+    except BrokenPipeError:
+        # `scratchnet exercise list | head`: the reader left; stop quietly, as other commands do.
+        # Point stdout at /dev/null so Python's flush at exit does not raise a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, the shell's code for a command whose pipe closed
+
+
+def run_command(parser, args) -> int:
+    """Dispatch one parsed command; returns the exit code."""
     if args.command == "train":
         from .datasets import DatasetError
 

@@ -381,3 +381,13 @@ def test_gradcheck_command_covers_every_exported_layer():
                for inner in iter_layers([layer])}
     exported = set(layers.__all__) - {"Layer"}
     assert exported - covered == set(), f"scratchnet gradcheck does not check {sorted(exported - covered)}"
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    # `scratchnet exercise list | head -1`: the reader leaves early; no traceback, exit 141 (SIGPIPE)
+    process = subprocess.Popen([sys.executable, "-m", "scratchnet", "exercise", "list"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()                                  # nobody reads: the first write fails
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) in (0, 141)            # 0 if everything fit in the pipe first
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
