@@ -81,6 +81,13 @@ def shape_hint(x_shape, input_shape) -> str:
     return ""
 
 
+def check_count(value, option: str, owner: str, least: int) -> int:
+    """An int >= ``least`` (batch_size, epochs, initial_epoch); bools and floats are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{owner}: {option} must be an int >= {least}, got {value!r}")
+    return int(value)
+
+
 def check_not_empty(x, owner: str, what: str = "data") -> None:
     if len(x) == 0:
         raise ValueError(f"{owner}: {what} has no samples (shape {x.shape}); nothing to compute on")

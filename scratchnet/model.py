@@ -235,11 +235,6 @@ class Sequential:
                    callbacks=callbacks, initial_epoch=initial_epoch, sample_weight=sample_weight,
                    class_weight=class_weight, augment=augment)
 
-    def _check_batch_size(self, batch_size) -> int:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"{self.name}: batch_size must be an int >= 1, got {batch_size!r}")
-        return int(batch_size)
-
     def evaluate(self, x, y, batch_size=256, verbose=0, sample_weight=None) -> dict:
         """Mean loss (and accuracy for classification losses) over (x, y), in inference mode.
 
@@ -247,7 +242,7 @@ class Sequential:
         """
         if self.loss is None:
             raise RuntimeError(f"{self.name}: call compile(optimizer, loss) before evaluate")
-        batch_size = self._check_batch_size(batch_size)
+        batch_size = checks.check_count(batch_size, "batch_size", self.name, 1)
         x = self._prepare_input(x)
         checks.check_not_empty(x, self.name, "evaluate: x")
         y = self._check_targets(x, y)
@@ -271,7 +266,7 @@ class Sequential:
 
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Output of the last layer (logits if the model ends without softmax)."""
-        batch_size = self._check_batch_size(batch_size)
+        batch_size = checks.check_count(batch_size, "batch_size", self.name, 1)
         x = self._prepare_input(x)
         outputs = [self._run_layers(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
         if not outputs:

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from .input_checks import check_not_empty
+from .input_checks import check_count, check_not_empty
 from .progress import ProgressBar
 
 
@@ -84,12 +84,6 @@ def diagnose_non_finite(model, x) -> str:
                     f"is the first to contain NaN/inf (try a smaller learning rate)")
     return ("the input and every layer's output are finite, so the loss itself overflowed (check "
             "the targets, and try a smaller learning rate)")
-
-
-def _check_count(model, option, value, least):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise ValueError(f"{model.name}: {option} must be an int >= {least}, got {value!r}")
-    return int(value)
 
 
 def _validation(model, x, y, validation_data, validation_split):
@@ -160,12 +154,12 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     history : a History to append to as each epoch finishes (kept if Ctrl-C interrupts).
     """
     model._require_compiled()
-    batch_size = _check_count(model, "batch_size", batch_size, 1)
-    epochs = _check_count(model, "epochs", epochs, 0)
+    batch_size = check_count(batch_size, "batch_size", model.name, 1)
+    epochs = check_count(epochs, "epochs", model.name, 0)
     if initial_epoch is None:
         first, last = model.epochs_trained, model.epochs_trained + epochs
     else:
-        first = _check_count(model, "initial_epoch", initial_epoch, 0)
+        first = check_count(initial_epoch, "initial_epoch", model.name, 0)
         if first != model.epochs_trained:
             raise ValueError(f"{model.name}: initial_epoch={first} but the model has trained "
                              f"{model.epochs_trained} epoch(s); pass initial_epoch={model.epochs_trained} "
