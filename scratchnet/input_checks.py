@@ -17,6 +17,8 @@ import warnings
 
 import numpy as np
 
+from .layers.base import iter_layers
+
 FLOAT_DTYPES = ("float32", "float64")
 
 
@@ -130,8 +132,6 @@ def warn_out_of_range(x_range, trained_range, owner: str) -> None:
 
 def refuse_reused_layer(present_layers, layer, owner: str) -> None:
     """One layer object may appear once in a model: twice would share its cache, name and gradients."""
-    from .layers.base import iter_layers
-
     present = {id(existing) for existing in iter_layers(present_layers)}
     for candidate in iter_layers([layer]):
         if id(candidate) in present:

@@ -32,6 +32,8 @@ import math
 
 import numpy as np
 
+from .layers.base import iter_layers
+
 # Re-exported: schedules used to live here (``from scratchnet.optimizers import StepDecay``).
 from .schedules import (  # noqa: F401
     ConstantLR,
@@ -94,8 +96,6 @@ class Optimizer:
 
     def step(self, layers) -> None:
         """Update every trainable parameter of ``layers`` and of the layers inside them."""
-        from .layers.base import iter_layers
-
         lr = self.lr
         # frozen layers are skipped: their parameters and optimizer state stay exactly as they are
         trainable = [layer for layer in iter_layers(layers) if layer.trainable]
