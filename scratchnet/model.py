@@ -345,10 +345,6 @@ class Sequential:
         return self
 
     # ------------------------------------------------------------------ weights
-    def _weight_arrays(self) -> dict[str, np.ndarray]:
-        """The live arrays by name (scratchnet/weights.py)."""
-        return weights_module.weight_arrays(self)
-
     def get_weights(self) -> dict[str, np.ndarray]:
         """A COPY of every parameter and buffer as ``{"layer_name/param_name": array}``.
 
