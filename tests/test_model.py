@@ -22,9 +22,12 @@ def mlp(seed=0, dtype="float32", optimizer=None):
     return model.compile(optimizer or sn.Adam(lr=1e-2), "cross_entropy")
 
 
+def weights_equal_dicts(a, b):
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
 def weights_equal(a, b):
-    wa, wb = a.get_weights(), b.get_weights()
-    return wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)
+    return weights_equal_dicts(a.get_weights(), b.get_weights())
 
 
 def test_summary_counts_match_hand_arithmetic():
@@ -181,10 +184,6 @@ def test_backward_returns_the_input_gradient_and_leaves_weights_alone(rng):
     dx = model.backward(np.ones_like(logits))
     assert dx.shape == (3, 4, 4, 1)
     assert weights_equal_dicts(before, model.get_weights())
-
-
-def weights_equal_dicts(a, b):
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_add_after_build_builds_the_new_layer():
