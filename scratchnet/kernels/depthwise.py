@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .im2col import offset_slices
 from .scipy_conv import output_hw
 
 
 def offset_view(x_padded, i, j, out_hw, stride, dilation) -> np.ndarray:
     """V_ij = x[:, d*i :: s, d*j :: s, :] cut to (N, OH, OW, C): a view, no copy."""
-    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
-    return x_padded[:, dh * i:dh * i + sh * (oh - 1) + 1:sh, dw * j:dw * j + sw * (ow - 1) + 1:sw, :]
+    rows, cols = offset_slices(i, j, out_hw, stride, dilation)
+    return x_padded[:, rows, cols, :]
 
 
 # Batch chunks whose output is about this many numbers (512 KB of float32): the kh*kw passes

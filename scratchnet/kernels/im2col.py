@@ -212,7 +212,7 @@ def parameter_gradients(cols, dy2d, kernel_shape):
     return products[:weights].reshape(kernel_shape), db
 
 
-def _offset_slices(i, j, out_hw, stride, dilation):
+def offset_slices(i, j, out_hw, stride, dilation):
     """Rows and columns of the padded input that kernel offset (i, j) touches, as slices:
     ``d*i, d*i + s, ..., d*i + s*(OH-1)`` (and the same for the width)."""
     (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
@@ -273,7 +273,7 @@ def input_gradient_strided(dy, W, padded_shape, stride=(1, 1), dilation=(1, 1), 
     dx_groups = dx_padded.reshape(n_samples, height, width, groups, group_channels)
     for i in range(kh):
         for j in range(kw):
-            rows, cols = _offset_slices(i, j, (oh, ow), stride, dilation)
+            rows, cols = offset_slices(i, j, (oh, ow), stride, dilation)
             dx_groups[:, rows, cols] += dcols[:, :, :, :, i, j, :].transpose(1, 2, 3, 0, 4)
     return dx_padded
 

@@ -112,6 +112,17 @@ def tile_counts(out_hw, m):
     return tuple(-(-size // m) for size in out_hw)  # ceil(OH / m), ceil(OW / m)
 
 
+def extend_with_zeros(x, full_hw):
+    """``x`` (N, H, W, C) grown to (N, *full_hw, C) with zeros at the bottom and right (``x``
+    itself when it already has that size): ragged tiles read zeros past the edge."""
+    n_samples, height, width, channels = x.shape
+    if full_hw == (height, width):
+        return x
+    extended = np.zeros((n_samples, *full_hw, channels), dtype=x.dtype)
+    extended[:, :height, :width] = x
+    return extended
+
+
 def input_tiles(x_padded, m, workspace):
     """d (alpha, alpha, P*C): input tile t's cell (i, j), all channels, as one contiguous grid.
 
@@ -121,10 +132,7 @@ def input_tiles(x_padded, m, workspace):
     tiles_h, tiles_w = tile_counts((height - 2, width - 2), m)
     alpha = m + 2
     full_h, full_w = tiles_h * m + 2, tiles_w * m + 2
-    if (full_h, full_w) != (height, width):  # ragged: zeros at the bottom and right
-        extended = np.zeros((n_samples, full_h, full_w, channels), dtype=x_padded.dtype)
-        extended[:, :height, :width] = x_padded
-        x_padded = extended
+    x_padded = extend_with_zeros(x_padded, (full_h, full_w))  # ragged: zeros at the bottom and right
     step_n, step_h, step_w, step_c = x_padded.strides
     view = np.lib.stride_tricks.as_strided(
         x_padded, shape=(alpha, alpha, n_samples, tiles_h, tiles_w, channels),
@@ -172,10 +180,7 @@ def output_tiles(dy, m, workspace):
     """dY (m, m, P*F): dy cut into m x m tiles (zeros where ragged tiles pass the edge)."""
     n_samples, out_h, out_w, filters = dy.shape
     tiles_h, tiles_w = tile_counts((out_h, out_w), m)
-    if (tiles_h * m, tiles_w * m) != (out_h, out_w):
-        extended = np.zeros((n_samples, tiles_h * m, tiles_w * m, filters), dtype=dy.dtype)
-        extended[:, :out_h, :out_w] = dy
-        dy = extended
+    dy = extend_with_zeros(dy, (tiles_h * m, tiles_w * m))
     grid = dy.reshape(n_samples, tiles_h, m, tiles_w, m, filters).transpose(2, 4, 0, 1, 3, 5)
     tiles = workspace.empty("dy_tiles", (m, m, n_samples * tiles_h * tiles_w * filters), dy.dtype)
     tiles.reshape(grid.shape)[...] = grid  # the one copy

@@ -17,26 +17,19 @@ from .base import Layer
 
 
 class Merge(Layer):
-    """Shared by Add and Concatenate: building from, and checking, a list of inputs."""
+    """Shared by Add and Concatenate: built from, and checking, a list of inputs."""
 
-    def build(self, input_shapes, rng=None, dtype="float32"):
-        """Build for inputs of the sample shapes ``input_shapes`` (a list); returns the output shape."""
-        shapes = self._validate_shapes(input_shapes)
-        self.dtype = np.dtype(dtype)
-        if self.dtype.kind != "f":
-            raise TypeError(f"{self.name}: dtype must be a floating type, got {self.dtype}")
-        output_shape = self.output_shape(shapes)  # raises on shapes that cannot be merged
-        self.input_shape = shapes  # a list of sample shapes, one per input
-        self.params, self.grads, self.buffers, self.opt_state, self.cache = {}, {}, {}, {}, {}
-        self.built = True
-        return output_shape
-
-    def _validate_shapes(self, input_shapes) -> list[tuple[int, ...]]:
+    # Layer.build builds a merge too: it validates the list below, checks the dtype, calls
+    # output_shape(shapes) (raises on shapes that cannot be merged) and stores the list of sample
+    # shapes as input_shape; a merge has no parameters.
+    def _validate_shape(self, input_shapes) -> list[tuple[int, ...]]:
+        """The sample shapes ``input_shapes`` (a list, one per input), each checked like one shape."""
         if not isinstance(input_shapes, (list, tuple)) or not input_shapes \
                 or not all(isinstance(shape, (list, tuple)) for shape in input_shapes):
             raise TypeError(f"{self.name}: expected a non-empty list of sample shapes (one per input), "
                             f"got {input_shapes!r}")
-        return [self._validate_shape(shape) for shape in input_shapes]
+        validate_one = super()._validate_shape  # Layer's check of one sample shape
+        return [validate_one(shape) for shape in input_shapes]
 
     def check_inputs(self, xs) -> list[np.ndarray]:
         """A list of batches with the built sample shapes and one batch size, in our dtype."""

@@ -2,27 +2,8 @@
 
 from __future__ import annotations
 
-import numbers
-
 from .base import Layer
-from .spatial import crop_spatial, pad_spatial
-
-
-def _check_pads(padding, layer_name: str) -> tuple[tuple[int, int], tuple[int, int]]:
-    """An int p, an (ph, pw) pair or ((top, bottom), (left, right)), as the last form."""
-    def is_size(value):
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
-
-    if is_size(padding):
-        return ((int(padding), int(padding)), (int(padding), int(padding)))
-    if isinstance(padding, (tuple, list)) and len(padding) == 2:
-        if all(is_size(value) for value in padding):
-            return ((int(padding[0]), int(padding[0])), (int(padding[1]), int(padding[1])))
-        if all(isinstance(pair, (tuple, list)) and len(pair) == 2 and all(is_size(v) for v in pair)
-               for pair in padding):
-            return tuple((int(pair[0]), int(pair[1])) for pair in padding)
-    raise ValueError(f"{layer_name}: padding must be a non-negative int p, a pair (ph, pw) or "
-                     f"((top, bottom), (left, right)), got {padding!r}")
+from .spatial import crop_spatial, explicit_pads, pad_spatial
 
 
 class ZeroPadding2D(Layer):
@@ -38,7 +19,10 @@ class ZeroPadding2D(Layer):
 
     def __init__(self, padding=1, name: str | None = None):
         super().__init__(name=name)
-        self.padding = _check_pads(padding, self.name)
+        self.padding = explicit_pads(padding)
+        if self.padding is None:
+            raise ValueError(f"{self.name}: padding must be a non-negative int p, a pair (ph, pw) or "
+                             f"((top, bottom), (left, right)), got {padding!r}")
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:

@@ -33,18 +33,9 @@ def as_pair(value, what: str, layer_name: str) -> tuple[int, int]:
     return pair
 
 
-def check_padding_option(padding, layer_name: str):
-    """Validate a padding option at construction time; return it in a canonical form.
-
-    Accepted: "valid", "same", an int p, an (ph, pw) pair, or ((top, bottom), (left, right)).
-    Numeric forms come back as ((top, bottom), (left, right)).
-    """
-    if isinstance(padding, str):
-        if padding.lower() in ("valid", "same"):
-            return padding.lower()
-        raise ValueError(f"{layer_name}: padding must be 'valid', 'same', an int or "
-                         f"((top, bottom), (left, right)), got {padding!r}")
-
+def explicit_pads(padding):
+    """An int p, an (ph, pw) pair or ((top, bottom), (left, right)) of sizes >= 0, returned in
+    the last form; None if ``padding`` is none of these."""
     def is_size(v):
         return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
 
@@ -56,8 +47,25 @@ def check_padding_option(padding, layer_name: str):
         if all(isinstance(p, (tuple, list)) and len(p) == 2 and all(is_size(v) for v in p)
                for p in padding):
             return tuple((int(p[0]), int(p[1])) for p in padding)
-    raise ValueError(f"{layer_name}: padding must be 'valid', 'same', a non-negative int, an "
-                     f"(h, w) pair or ((top, bottom), (left, right)), got {padding!r}")
+    return None
+
+
+def check_padding_option(padding, layer_name: str):
+    """Validate a padding option at construction time; return it in a canonical form.
+
+    Accepted: "valid", "same", an int p, an (ph, pw) pair, or ((top, bottom), (left, right)).
+    Numeric forms come back as ((top, bottom), (left, right)).
+    """
+    if isinstance(padding, str):
+        if padding.lower() in ("valid", "same"):
+            return padding.lower()
+        raise ValueError(f"{layer_name}: padding must be 'valid', 'same', an int or "
+                         f"((top, bottom), (left, right)), got {padding!r}")
+    pads = explicit_pads(padding)
+    if pads is None:
+        raise ValueError(f"{layer_name}: padding must be 'valid', 'same', a non-negative int, an "
+                         f"(h, w) pair or ((top, bottom), (left, right)), got {padding!r}")
+    return pads
 
 
 def resolve_padding(padding, input_hw, kernel_hw, stride_hw, dilation_hw=(1, 1)):
