@@ -205,6 +205,15 @@ def compare_layers(student, reference, x, batch_size, seed=0, training=False) ->
     return messages
 
 
+def _gradcheck_messages(report) -> list[str]:
+    """A failed check_layer / check_loss report as grading messages ([] if it passed)."""
+    if report.passed:
+        return []
+    return (["gradient check of your backward against your forward:"]
+            + [f"  contract: {problem}" for problem in report.contract]
+            + ["  " + line for row in report.failing() for line in row.details().splitlines()])
+
+
 def grade_case(exercise, cls, case, seed=0) -> CaseResult:
     x = _make_input(case, seed)
     messages = []
@@ -215,11 +224,7 @@ def grade_case(exercise, cls, case, seed=0) -> CaseResult:
             if case.gradcheck:
                 report = check_layer(cls(**case.config), x, seed=seed, max_elements=300, progress=False,
                                      training=case.training)
-                if not report.passed:
-                    messages.append("gradient check of your backward against your forward:")
-                    messages += [f"  contract: {problem}" for problem in report.contract]
-                    messages += ["  " + line for row in report.failing()
-                                 for line in row.details().splitlines()]
+                messages += _gradcheck_messages(report)
             reference = reference_for(exercise, case.config)
             if case.compare and not messages and reference is not None:
                 messages += compare_layers(cls(**case.config), reference, x, case.batch, seed, case.training)
@@ -262,11 +267,7 @@ def _grade_loss_case(exercise, cls, case, x, seed):
     labels = np.random.default_rng(seed + 2).integers(0, x.shape[1], size=x.shape[0])
     messages = []
     if case.gradcheck:
-        report = check_loss(cls(), x, labels)
-        if not report.passed:
-            messages.append("gradient check of your backward against your forward:")
-            messages += [f"  contract: {problem}" for problem in report.contract]
-            messages += ["  " + line for row in report.failing() for line in row.details().splitlines()]
+        messages += _gradcheck_messages(check_loss(cls(), x, labels))
     if messages:
         return messages
     student, reference = cls(), reference_for(exercise, case.config)
