@@ -192,7 +192,7 @@ def compare_layers(student, reference, x, batch_size, seed=0, training=False) ->
     mine = student.forward(x.copy(), training=training)
     messages = compare_arrays("output of forward", mine, expected, batch_size)
     if messages and isinstance(mine, np.ndarray) and mine.shape == expected.shape:
-        messages[-1] += "\n" + "\n".join(_bias_hint(mine, expected)) if _bias_hint(mine, expected) else ""
+        messages[-1] += "".join("\n" + hint for hint in _bias_hint(mine, expected))
     if messages:
         return messages
     dy = np.random.default_rng(seed + 1).standard_normal(expected.shape)
