@@ -55,18 +55,14 @@ def exercise_name_of(path) -> str | None:
 
 def reference_for(exercise, config):
     """scratchnet's own layer (or loss) for one case of the exercise."""
-    from ..layers import Activation, AvgPool2D, Conv2D, Dense, MaxPool2D
+    from ..layers import Activation, AvgPool2D, BatchNorm, Conv2D, Dense, MaxPool2D
     from ..losses import CrossEntropy
 
     kind = exercise.reference
     if kind in ("dropout", "residual"):
         return None  # forward is random / given: the gradient check and extra checks decide
     if kind == "batch_norm":
-        from .. import layers
-
-        if not hasattr(layers, "BatchNorm"):
-            return None  # not in this version of scratchnet: gradient check only
-        return layers.BatchNorm(momentum=config["momentum"], eps=config["eps"])
+        return BatchNorm(momentum=config["momentum"], eps=config["eps"])
     if kind == "dense":
         return Dense(config["units"])
     if kind in ("relu", "sigmoid", "tanh"):
