@@ -63,6 +63,7 @@ from .gradcheck_contract import (
 from .gradcheck_diagnose import window_coverage
 from .gradcheck_report import CheckRow, GradientCheckReport, format_table, gradient_error
 from .layers.base import iter_layers
+from .layers.containers import rename_duplicates
 
 __all__ = ["EPS", "TOLERANCE", "SAMPLE_SIZE", "numerical_gradient", "kink_aware_gradient",
            "gradient_error", "format_table", "CheckRow", "GradientCheckReport", "check_layer",
@@ -210,7 +211,9 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
     if report.contract:
         return report
     layer = copy.deepcopy(layer)
-    _unique_child_names(layer)
+    # two children of one name (a block not yet in a model) would share a report row: rename
+    # the copy's duplicates conv2d, conv2d_1, ... as a model would
+    rename_duplicates([layer], set())
     try:
         if layer.built:
             layer.astype(np.float64)
@@ -256,17 +259,6 @@ def central_difference_noise(terms_size: float, eps: float) -> float:
     cannot be told from round-off (e.g. 2e-9 on a gradient of 1e-3 when sum|f terms| ~ 20).
     """
     return 4 * float(np.finfo(np.float64).eps) * float(terms_size) / eps
-
-
-def _unique_child_names(layer) -> None:
-    """Two children of one name (a block not yet in a model) would share a report row: rename
-    the copy's duplicates conv2d, conv2d_1, ... as a model would."""
-    used = {layer.name}
-    for child in list(iter_layers([layer]))[1:]:
-        base, k = child.name, 1
-        while child.name in used:
-            child.name, k = f"{base}_{k}", k + 1
-        used.add(child.name)
 
 
 def _param_name(layer, leaf, key):

@@ -53,7 +53,7 @@ def _variants(config, input_shape):
 
 def is_strided(config) -> bool:
     stride = config.get("stride", 1)
-    return any(s > 1 for s in np.atleast_1d(stride)) and stride is not None
+    return stride is not None and any(s > 1 for s in np.atleast_1d(stride))
 
 
 class BatteryReport:

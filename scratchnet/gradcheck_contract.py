@@ -105,7 +105,6 @@ def check_grads(layer) -> list[str]:
 def snapshot(layer):
     """What backward must leave alone: the params dict, its arrays' values, the cache's arrays."""
     return {"params_dict": layer.params,
-            "params_ids": {key: id(value) for key, value in layer.params.items()},
             "params": {key: np.array(value, copy=True) for key, value in layer.params.items()},
             "cache": {key: np.array(value, copy=True) for key, value in layer.cache.items()
                       if isinstance(value, np.ndarray)}}

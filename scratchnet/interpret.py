@@ -37,6 +37,7 @@ import numpy as np
 
 from .inspect import activations, backprop, input_gradient, layer_index
 from .layers.base import iter_layers
+from .optimizers import Adam
 
 # ---------------------------------------------------------------------- helpers
 
@@ -184,20 +185,17 @@ def total_variation(x: np.ndarray):
 
 
 class PixelAdam:
-    """Adam on an array of pixels: m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
-    x -= lr * m_hat / (sqrt(v_hat) + eps) with the bias-corrected m_hat, v_hat."""
+    """Adam on an array of pixels, by ``optimizers.Adam.update``: m = b1 m + (1-b1) g;
+    v = b2 v + (1-b2) g^2;  x -= lr * m_hat / (sqrt(v_hat) + eps) with the bias-corrected
+    m_hat, v_hat. ``step`` returns the moved copy of x."""
 
     def __init__(self, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
-        self.m = self.v = 0.0
-        self.t = 0
+        self.lr, self.adam, self.state = lr, Adam(lr, beta1, beta2, eps), {}
 
     def step(self, x, grad):
-        self.t += 1
-        self.m = self.beta1 * self.m + (1 - self.beta1) * grad
-        self.v = self.beta2 * self.v + (1 - self.beta2) * grad ** 2
-        m_hat, v_hat = self.m / (1 - self.beta1 ** self.t), self.v / (1 - self.beta2 ** self.t)
-        return x - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        x = np.array(x, dtype=np.float64)
+        self.adam.update(x, grad, self.state, self.lr)
+        return x
 
 
 def _check_steps(steps, what):

@@ -241,12 +241,11 @@ def plot_images(images, labels=None, predicted=None, class_names=None, n: int = 
         picture = images[index]
         axes.imshow(picture[:, :, 0] if picture.shape[2] == 1 else np.clip(picture, 0, 1), cmap="gray")
         parts = []
-        for values, word in ((labels, "true "), (predicted, "pred ")):
+        true_word = "true " if predicted is not None else ""  # labels alone: just the class
+        for values, word in ((labels, true_word), (predicted, "pred ")):
             if values is not None:
                 value = int(values[index])
                 parts.append(word + (str(class_names[value]) if class_names is not None else str(value)))
-        if labels is not None and predicted is None:
-            parts = [parts[0][len("true "):]]  # labels alone: just the class
         wrong = len(parts) == 2 and int(labels[index]) != int(predicted[index])
         axes.set_title(" / ".join(parts), fontsize=8, color="red" if wrong else "black")
     return _finish(figure, save_path)

@@ -178,12 +178,10 @@ def test_the_readme_failing_report_is_what_the_code_prints(capsys):
     assert "mean vs sum over the batch" in out and "all zeros" in out and "worst at [" in out
 
 
-def test_batch_norm_exercise_is_compared_with_scratchnets_batchnorm_when_it_exists():
+def test_batch_norm_exercise_is_compared_with_scratchnets_batchnorm():
     from scratchnet import layers
     from scratchnet.exercises.grader import reference_for
 
-    if not hasattr(layers, "BatchNorm"):
-        pytest.skip("scratchnet.layers.BatchNorm is not in this version (gradient check only)")
     exercise = EXERCISES["batch_norm_backward"]
     assert isinstance(reference_for(exercise, exercise.cases[0].config), layers.BatchNorm)
     assert check(SOLUTIONS / "batch_norm_backward.py").passed

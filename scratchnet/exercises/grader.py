@@ -55,18 +55,14 @@ def exercise_name_of(path) -> str | None:
 
 def reference_for(exercise, config):
     """scratchnet's own layer (or loss) for one case of the exercise."""
-    from ..layers import Activation, AvgPool2D, Conv2D, Dense, MaxPool2D
+    from ..layers import Activation, AvgPool2D, BatchNorm, Conv2D, Dense, MaxPool2D
     from ..losses import CrossEntropy
 
     kind = exercise.reference
     if kind in ("dropout", "residual"):
         return None  # forward is random / given: the gradient check and extra checks decide
     if kind == "batch_norm":
-        from .. import layers
-
-        if not hasattr(layers, "BatchNorm"):
-            return None  # not in this version of scratchnet: gradient check only
-        return layers.BatchNorm(momentum=config["momentum"], eps=config["eps"])
+        return BatchNorm(momentum=config["momentum"], eps=config["eps"])
     if kind == "dense":
         return Dense(config["units"])
     if kind in ("relu", "sigmoid", "tanh"):
@@ -192,7 +188,7 @@ def compare_layers(student, reference, x, batch_size, seed=0, training=False) ->
     mine = student.forward(x.copy(), training=training)
     messages = compare_arrays("output of forward", mine, expected, batch_size)
     if messages and isinstance(mine, np.ndarray) and mine.shape == expected.shape:
-        messages[-1] += "\n" + "\n".join(_bias_hint(mine, expected)) if _bias_hint(mine, expected) else ""
+        messages[-1] += "".join("\n" + hint for hint in _bias_hint(mine, expected))
     if messages:
         return messages
     dy = np.random.default_rng(seed + 1).standard_normal(expected.shape)
@@ -205,6 +201,15 @@ def compare_layers(student, reference, x, batch_size, seed=0, training=False) ->
     return messages
 
 
+def _gradcheck_messages(report) -> list[str]:
+    """A failed check_layer / check_loss report as grading messages ([] if it passed)."""
+    if report.passed:
+        return []
+    return (["gradient check of your backward against your forward:"]
+            + [f"  contract: {problem}" for problem in report.contract]
+            + ["  " + line for row in report.failing() for line in row.details().splitlines()])
+
+
 def grade_case(exercise, cls, case, seed=0) -> CaseResult:
     x = _make_input(case, seed)
     messages = []
@@ -215,11 +220,7 @@ def grade_case(exercise, cls, case, seed=0) -> CaseResult:
             if case.gradcheck:
                 report = check_layer(cls(**case.config), x, seed=seed, max_elements=300, progress=False,
                                      training=case.training)
-                if not report.passed:
-                    messages.append("gradient check of your backward against your forward:")
-                    messages += [f"  contract: {problem}" for problem in report.contract]
-                    messages += ["  " + line for row in report.failing()
-                                 for line in row.details().splitlines()]
+                messages += _gradcheck_messages(report)
             reference = reference_for(exercise, case.config)
             if case.compare and not messages and reference is not None:
                 messages += compare_layers(cls(**case.config), reference, x, case.batch, seed, case.training)
@@ -262,11 +263,7 @@ def _grade_loss_case(exercise, cls, case, x, seed):
     labels = np.random.default_rng(seed + 2).integers(0, x.shape[1], size=x.shape[0])
     messages = []
     if case.gradcheck:
-        report = check_loss(cls(), x, labels)
-        if not report.passed:
-            messages.append("gradient check of your backward against your forward:")
-            messages += [f"  contract: {problem}" for problem in report.contract]
-            messages += ["  " + line for row in report.failing() for line in row.details().splitlines()]
+        messages += _gradcheck_messages(check_loss(cls(), x, labels))
     if messages:
         return messages
     student, reference = cls(), reference_for(exercise, case.config)
