@@ -172,7 +172,7 @@ def prepare_run(args) -> Run:
     """Data, split, standardisation (training images only) and the compiled model for ``args``."""
     from .losses import CrossEntropy
     from .models import get_model
-    from .recipes import build_optimizer, fit_standardization, preprocess, training_augment
+    from .recipes import attach_preprocessing, build_optimizer, preprocess, training_augment
 
     run = Run()
     run.recipe = recipe = resolve_recipe(args)
@@ -191,10 +191,8 @@ def prepare_run(args) -> Run:
                           seed=args.seed, dtype=args.dtype, backend=args.backend)
     except ValueError as error:
         raise UsageError(f"--model {recipe.model}: {error}") from None
-    stats = fit_standardization(x_fit) if recipe.standardize else None   # training images only
-    model.preprocessing = {"dataset": args.dataset, "class_names": list(run.class_names),
-                           "mean": None if stats is None else stats["mean"],
-                           "std": None if stats is None else stats["std"]}
+    stats = attach_preprocessing(model, args.dataset, run.class_names, x_fit,   # training images only
+                                 standardize=recipe.standardize)
     run.raw_fit, run.raw_test = x_fit, x_test                      # [0, 1] pixels, for pictures
     run.fit = (preprocess(model, x_fit), y_fit)
     run.validation = (preprocess(model, x_train[-n_val:]), y_train[-n_val:]) if n_val else None
