@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..serialization import numpy_global
+from ..safe_unpickler import numpy_global
 from .archive import safe_extract
 from .common import (
     CorruptDataError,
