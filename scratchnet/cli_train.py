@@ -17,10 +17,11 @@ from pathlib import Path
 from . import __version__
 from .cli_args import positive_float, positive_int
 from .models import MODELS
+from .recipes import AUGMENTS, OPTIMIZERS, RECIPES, SCHEDULES
 
 MODEL_NAMES = tuple(MODELS)  # every name get_model knows
 DATASETS = ("mnist-sample", "mnist", "patterns", "cifar10")
-RECIPE_NAMES = ("mnist", "torch_small_cnn", "flax")
+RECIPE_NAMES = tuple(RECIPES)
 FROM_RECIPE = " (default: from the recipe)"
 
 
@@ -43,16 +44,16 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
                        "cifar10 the recipe's (torch_small_cnn: 30, flax: 10)")
     train.add_argument("--batch-size", type=positive_int, default=None,
                        help="images per optimizer step" + FROM_RECIPE)
-    train.add_argument("--optimizer", default=None, choices=("adam", "adamw", "sgd"),
+    train.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
                        help="optimizer" + FROM_RECIPE)
     train.add_argument("--lr", type=positive_float, default=None,
                        help="initial (cosine, constant) or peak (onecycle) learning rate" + FROM_RECIPE)
     train.add_argument("--momentum", type=float, default=None, help="SGD momentum" + FROM_RECIPE)
     train.add_argument("--weight-decay", type=float, default=None,
                        help="L2 on the gradient (sgd, adam) or decoupled (adamw)" + FROM_RECIPE)
-    train.add_argument("--schedule", default=None, choices=("cosine", "constant", "onecycle"),
+    train.add_argument("--schedule", default=None, choices=SCHEDULES,
                        help="learning rate over the run, per optimizer step" + FROM_RECIPE)
-    train.add_argument("--augment", default=None, choices=("standard", "strong", "flax", "digits", "none"),
+    train.add_argument("--augment", default=None, choices=AUGMENTS,
                        help="standard: crop with padding 4 + flip; strong: + colour jitter + cutout; "
                        "flax: flip + random resized crop; digits: shifts of up to 2 pixels + rotations "
                        "of up to 10 degrees (no flips)" + FROM_RECIPE)
