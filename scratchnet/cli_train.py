@@ -166,7 +166,8 @@ def output_dir(out):
 
 class Run:
     """Everything ``run_training`` needs: the recipe, the compiled model, the data (as the model
-    sees it), the raw test images for pictures, the augment and the class names."""
+    sees it), the raw test images for pictures, the augment, the class names and the optimizer
+    steps per epoch."""
 
 
 def prepare_run(args) -> Run:
@@ -199,8 +200,8 @@ def prepare_run(args) -> Run:
     run.validation = (preprocess(model, x_train[-n_val:]), y_train[-n_val:]) if n_val else None
     run.test = (preprocess(model, x_test), y_test)
     run.augment = training_augment(recipe, x_train.shape[1:3], stats, len(run.class_names))
-    steps_per_epoch = -(-len(x_fit) // recipe.batch_size)
-    model.compile(optimizer=build_optimizer(recipe, steps_per_epoch),
+    run.steps_per_epoch = -(-len(x_fit) // recipe.batch_size)           # optimizer steps per epoch
+    model.compile(optimizer=build_optimizer(recipe, run.steps_per_epoch),
                   loss=CrossEntropy(label_smoothing=recipe.label_smoothing))
     run.model = model
     return run
@@ -238,7 +239,7 @@ def run_training(args) -> int:
 
     history, interrupted, failure = History(), False, None  # fit appends each epoch as it finishes
     # the monitor's probe: the first 256 training images, the same at every check
-    monitor = HealthMonitor(probe=x_fit[:256], every=max(1, -(-len(x_fit) // recipe.batch_size) // 10),
+    monitor = HealthMonitor(probe=x_fit[:256], every=max(1, run.steps_per_epoch // 10),
                             verbose=False) if args.monitor else None
     start = time.perf_counter()
     try:
