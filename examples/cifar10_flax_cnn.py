@@ -24,7 +24,7 @@ from scratchnet import datasets  # noqa: E402
 from scratchnet.losses import CrossEntropy  # noqa: E402
 from scratchnet.models import get_model  # noqa: E402
 from scratchnet.optimizers import Adam  # noqa: E402
-from scratchnet.recipes import PixelSpace, fit_standardization, preprocess  # noqa: E402
+from scratchnet.recipes import PixelSpace, attach_preprocessing, preprocess  # noqa: E402
 
 
 def parse(argv):
@@ -47,9 +47,9 @@ def main(argv=None) -> float:
         x_train, y_train, x_test, y_test, epochs = x_train[:512], y_train[:512], x_test[:256], y_test[:256], 1
 
     model = get_model("flax_cnn", input_shape=(32, 32, 3), n_classes=10, seed=args.seed)
-    stats = fit_standardization(x_train)  # {"mean": [3 floats], "std": [3 floats]}, training images only
-    # saved with the model, so `scratchnet evaluate` / `predict` scale new images the same way
-    model.preprocessing = {"dataset": "cifar10", "class_names": list(datasets.CIFAR10_CLASSES), **stats}
+    # {"mean": [3 floats], "std": [3 floats]} of the training images only, saved with the model
+    # (model.preprocessing), so `scratchnet evaluate` / `predict` scale new images the same way
+    stats = attach_preprocessing(model, "cifar10", datasets.CIFAR10_CLASSES, x_train)
     x_train, x_test = preprocess(model, x_train), preprocess(model, x_test)
 
     model.compile(optimizer=Adam(lr=1e-4), loss=CrossEntropy())

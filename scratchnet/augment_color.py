@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .augment import check_batch
+from .augment import _probability, check_batch
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
@@ -108,9 +108,7 @@ class RandomGrayscale:
     """With probability p per image, replace R, G, B by gray(x) = 0.2989 R + 0.587 G + 0.114 B."""
 
     def __init__(self, p: float = 0.1):
-        if not 0 <= p <= 1:
-            raise ValueError(f"RandomGrayscale: p must be in [0, 1], got {p}")
-        self.p = float(p)
+        self.p = _probability(p, "RandomGrayscale")
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "RandomGrayscale")

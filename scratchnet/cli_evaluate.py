@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .cli_args import positive_int
+from .cli_train import DATASETS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -30,7 +31,7 @@ def add_parsers(commands, formatter_class) -> None:
                                    "model.save) and print its accuracy, overall and per class, on a "
                                    "dataset split; --out also writes confusion.png and predictions.png.")
     evaluate.add_argument("model", metavar="MODEL", help="a saved model file (.sn)")
-    evaluate.add_argument("--dataset", default=None, choices=("mnist-sample", "mnist", "patterns", "cifar10"),
+    evaluate.add_argument("--dataset", default=None, choices=DATASETS,
                           help="default: the dataset the model was trained on (saved with it)")
     evaluate.add_argument("--split", default="test", choices=("test", "train"), help="which images")
     evaluate.add_argument("--limit", type=positive_int, default=None, help="only the first N images")

@@ -17,10 +17,11 @@ from pathlib import Path
 from . import __version__
 from .cli_args import positive_float, positive_int
 from .models import MODELS
+from .recipes import AUGMENTS, OPTIMIZERS, RECIPES, SCHEDULES
 
 MODEL_NAMES = tuple(MODELS)  # every name get_model knows
 DATASETS = ("mnist-sample", "mnist", "patterns", "cifar10")
-RECIPE_NAMES = ("mnist", "torch_small_cnn", "flax")
+RECIPE_NAMES = tuple(RECIPES)
 FROM_RECIPE = " (default: from the recipe)"
 
 
@@ -43,16 +44,16 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
                        "cifar10 the recipe's (torch_small_cnn: 30, flax: 10)")
     train.add_argument("--batch-size", type=positive_int, default=None,
                        help="images per optimizer step" + FROM_RECIPE)
-    train.add_argument("--optimizer", default=None, choices=("adam", "adamw", "sgd"),
+    train.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
                        help="optimizer" + FROM_RECIPE)
     train.add_argument("--lr", type=positive_float, default=None,
                        help="initial (cosine, constant) or peak (onecycle) learning rate" + FROM_RECIPE)
     train.add_argument("--momentum", type=float, default=None, help="SGD momentum" + FROM_RECIPE)
     train.add_argument("--weight-decay", type=float, default=None,
                        help="L2 on the gradient (sgd, adam) or decoupled (adamw)" + FROM_RECIPE)
-    train.add_argument("--schedule", default=None, choices=("cosine", "constant", "onecycle"),
+    train.add_argument("--schedule", default=None, choices=SCHEDULES,
                        help="learning rate over the run, per optimizer step" + FROM_RECIPE)
-    train.add_argument("--augment", default=None, choices=("standard", "strong", "flax", "digits", "none"),
+    train.add_argument("--augment", default=None, choices=AUGMENTS,
                        help="standard: crop with padding 4 + flip; strong: + colour jitter + cutout; "
                        "flax: flip + random resized crop; digits: shifts of up to 2 pixels + rotations "
                        "of up to 10 degrees (no flips)" + FROM_RECIPE)
@@ -165,14 +166,15 @@ def output_dir(out):
 
 class Run:
     """Everything ``run_training`` needs: the recipe, the compiled model, the data (as the model
-    sees it), the raw test images for pictures, the augment and the class names."""
+    sees it), the raw test images for pictures, the augment, the class names and the optimizer
+    steps per epoch."""
 
 
 def prepare_run(args) -> Run:
     """Data, split, standardisation (training images only) and the compiled model for ``args``."""
     from .losses import CrossEntropy
     from .models import get_model
-    from .recipes import build_optimizer, fit_standardization, preprocess, training_augment
+    from .recipes import attach_preprocessing, build_optimizer, preprocess, training_augment
 
     run = Run()
     run.recipe = recipe = resolve_recipe(args)
@@ -191,17 +193,15 @@ def prepare_run(args) -> Run:
                           seed=args.seed, dtype=args.dtype, backend=args.backend)
     except ValueError as error:
         raise UsageError(f"--model {recipe.model}: {error}") from None
-    stats = fit_standardization(x_fit) if recipe.standardize else None   # training images only
-    model.preprocessing = {"dataset": args.dataset, "class_names": list(run.class_names),
-                           "mean": None if stats is None else stats["mean"],
-                           "std": None if stats is None else stats["std"]}
+    stats = attach_preprocessing(model, args.dataset, run.class_names, x_fit,   # training images only
+                                 standardize=recipe.standardize)
     run.raw_fit, run.raw_test = x_fit, x_test                      # [0, 1] pixels, for pictures
     run.fit = (preprocess(model, x_fit), y_fit)
     run.validation = (preprocess(model, x_train[-n_val:]), y_train[-n_val:]) if n_val else None
     run.test = (preprocess(model, x_test), y_test)
     run.augment = training_augment(recipe, x_train.shape[1:3], stats, len(run.class_names))
-    steps_per_epoch = -(-len(x_fit) // recipe.batch_size)
-    model.compile(optimizer=build_optimizer(recipe, steps_per_epoch),
+    run.steps_per_epoch = -(-len(x_fit) // recipe.batch_size)           # optimizer steps per epoch
+    model.compile(optimizer=build_optimizer(recipe, run.steps_per_epoch),
                   loss=CrossEntropy(label_smoothing=recipe.label_smoothing))
     run.model = model
     return run
@@ -239,7 +239,7 @@ def run_training(args) -> int:
 
     history, interrupted, failure = History(), False, None  # fit appends each epoch as it finishes
     # the monitor's probe: the first 256 training images, the same at every check
-    monitor = HealthMonitor(probe=x_fit[:256], every=max(1, -(-len(x_fit) // recipe.batch_size) // 10),
+    monitor = HealthMonitor(probe=x_fit[:256], every=max(1, run.steps_per_epoch // 10),
                             verbose=False) if args.monitor else None
     start = time.perf_counter()
     try:

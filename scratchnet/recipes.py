@@ -172,6 +172,18 @@ def fit_standardization(x_train) -> dict:
     return {"mean": [float(m) for m in mean], "std": [float(s) for s in std]}
 
 
+def attach_preprocessing(model, dataset: str, class_names, x_train, standardize: bool = True) -> dict | None:
+    """Record on ``model.preprocessing`` how its input is scaled, for ``scratchnet evaluate`` /
+    ``predict``: the dataset, the class names and (when ``standardize``) the per-channel mean and
+    std of the training images x_train (``fit_standardization``; None, None otherwise).
+    Returns the statistics, or None when the input is not standardised."""
+    stats = fit_standardization(x_train) if standardize else None
+    model.preprocessing = {"dataset": dataset, "class_names": list(class_names),
+                           "mean": None if stats is None else stats["mean"],
+                           "std": None if stats is None else stats["std"]}
+    return stats
+
+
 def preprocess(model, x) -> np.ndarray:
     """Scale images x (N, H, W, C) in [0, 1] as the model was trained: ``(x - mean) / std`` with
     the statistics in ``model.preprocessing`` (unchanged if it has none)."""

@@ -10,8 +10,8 @@ Every loader returns images as floats ``(N, H, W, C)`` in [0, 1] (or standardise
 """
 
 from .cifar import CLASSES as CIFAR10_CLASSES
-from .cifar import channel_mean_std, load_cifar10, standardize
-from .common import CorruptDataError, DataNotFoundError, DatasetError
+from .cifar import load_cifar10
+from .common import CorruptDataError, DataNotFoundError, DatasetError, channel_mean_std, standardize
 from .mnist import load_mnist, load_mnist_sample, read_idx
 from .patterns import PATTERN_NAMES, make_patterns
 

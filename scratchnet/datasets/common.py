@@ -139,3 +139,28 @@ def scale_images(raw: np.ndarray, standardize: bool, mean, std, dtype="float32")
         images -= np.asarray(mean, dtype=dtype)
         images /= np.asarray(std, dtype=dtype)
     return images
+
+
+def channel_mean_std(x) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of images x (N, H, W, C) -> two (C,) float64 arrays.
+
+        mean_c = mean over n, h, w of x[n, h, w, c]      std_c = sqrt(mean of (x - mean_c)^2)
+    Compute them on the training images only and use them for train and test alike.
+    """
+    x = np.asarray(x)
+    if x.ndim != 4 or x.dtype.kind not in "uif":
+        raise ValueError(f"channel_mean_std: expected images (N, H, W, C), got shape {x.shape} "
+                         f"dtype {x.dtype}")
+    return x.mean(axis=(0, 1, 2), dtype=np.float64), x.std(axis=(0, 1, 2), dtype=np.float64)
+
+
+def standardize(x, mean, std) -> np.ndarray:
+    """(x - mean) / std per channel: x (N, H, W, C) float, mean and std (C,); keeps x's dtype."""
+    x = np.asarray(x)
+    mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    if x.dtype.kind != "f" or x.ndim < 1 or mean.shape != (x.shape[-1],) or std.shape != mean.shape:
+        raise ValueError(f"standardize: expected float images (..., C) and mean, std of shape (C,), got "
+                         f"x {x.shape} {x.dtype}, mean {mean.shape}, std {std.shape}")
+    if np.any(std <= 0):
+        raise ValueError(f"standardize: std must be > 0 per channel, got {std}")
+    return ((x - mean.astype(x.dtype)) / std.astype(x.dtype)).astype(x.dtype, copy=False)
