@@ -7,17 +7,12 @@ both contenders compute the same function (up to the order of the flattened feat
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
 from scratchnet import Adam, Sequential
+from scratchnet.interop import to_torch
 from scratchnet.layers import Activation, Conv2D, Dense, Flatten, MaxPool2D
 from scratchnet.models import get_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' torch twin
-from torch_twin import torch_twin  # noqa: E402
 
 # name -> (input shape of one sample, [(filters, kernel, padding) per conv block])
 NETWORKS = {
@@ -54,10 +49,10 @@ def zoo_network(name: str, seed: int = 0) -> Sequential:
 
 
 def torch_zoo_network(torch, model: Sequential):
-    """The same network in torch.nn (float32, training mode), built by the tests' ``torch_twin``:
-    BatchNorm2d for BatchNorm, nn.Dropout for Dropout, the scratchnet weights copied in."""
-    network, _, _ = torch_twin(torch, model, dtype=torch.float32)
-    return network.train()
+    """The same network in torch.nn (the model's float32, training mode, NCHW in and out), built by
+    ``scratchnet.interop.to_torch``: BatchNorm2d for BatchNorm, nn.Dropout for Dropout, the
+    scratchnet weights copied in."""
+    return to_torch(model, channels_first=True).train()
 
 
 def torch_conv(torch, conv: Conv2D):

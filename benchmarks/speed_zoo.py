@@ -25,13 +25,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: import scratchnet
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' torch twin
 
 import torch  # noqa: E402
 from timing import Contender, alternate, machine_description  # noqa: E402
-from torch_twin import torch_twin  # noqa: E402
 
 from scratchnet import Adam  # noqa: E402
+from scratchnet.interop import to_torch  # noqa: E402
 from scratchnet.kernels import im2col, winograd  # noqa: E402
 from scratchnet.models import get_model  # noqa: E402
 
@@ -71,8 +70,7 @@ def step_contenders(label, batch, dtype, rng, backends=("im2col", "auto")):
     for backend in backends:
         model = build(label, backend, dtype)
         contenders.append(Contender(backend, "numpy", lambda m=model: m.train_step(x, labels)))
-    torch_dtype = torch.float32 if dtype == "float32" else torch.float64
-    network = torch_twin(torch, model, dtype=torch_dtype)[0].train()
+    network = to_torch(model, channels_first=True).train()  # in the model's dtype
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     loss_function = torch.nn.CrossEntropyLoss()
     x_nchw, labels_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(labels)
