@@ -27,11 +27,14 @@ import platform
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import Contender, alternate  # noqa: E402
 
 from scratchnet import datasets  # noqa: E402
 from scratchnet.layers import Dropout  # noqa: E402
@@ -114,15 +117,11 @@ def section_time(torch, x, y, repeats):
         model, recipe = scratchnet_model(name)
         twin, optimizer = torch_twin(torch, model, recipe)
         tx, ty = torch.from_numpy(xb), torch.from_numpy(yb)
-        ours, theirs = [], []
-        for _ in range(repeats):                        # alternated, one untimed warm-up call each
-            model.train_step(xb, yb)
-            ours.append(median_ms(1, model.train_step, xb, yb))
-            time.sleep(0.1)
-            torch_step(torch, twin, optimizer, tx, ty, recipe.lr)
-            theirs.append(median_ms(1, torch_step, torch, twin, optimizer, tx, ty, recipe.lr))
-            time.sleep(0.1)
-        step, torch_ms = statistics.median(ours), statistics.median(theirs)
+        contenders = [  # alternated, a 0.1 s pause and one untimed warm-up call before each
+            Contender("scratchnet", "numpy", partial(model.train_step, xb, yb)),
+            Contender("torch", "torch", partial(torch_step, torch, twin, optimizer, tx, ty, recipe.lr))]
+        times = alternate(contenders, repeats, calls_per_round=1, settle_seconds=0.1)
+        step, torch_ms = 1000 * times["scratchnet"], 1000 * times["torch"]
         xt = x[:500]
         predict = median_ms(2, model.predict, xt, 250) / len(xt)
         twin.eval()

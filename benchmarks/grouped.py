@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from run import machine_markdown, markdown, ms, parse_args, ratio  # noqa: E402
 from timing import Contender, alternate, machine_description  # noqa: E402
 
+from scratchnet.interop.layouts import to_torch_arrays  # noqa: E402
 from scratchnet.layers import Conv2D, DepthwiseConv2D, SeparableConv2D  # noqa: E402
 
 try:
@@ -55,12 +56,6 @@ def torch_module(in_channels, out_channels, kernel, groups, W_torch, bias):
         if bias is not None:
             module.bias.copy_(torch.from_numpy(bias))
     return module
-
-
-def depthwise_to_torch(W):
-    """Keras' (kh, kw, C, M) -> torch's (C*M, 1, kh, kw), out channel c*M + m."""
-    kh, kw, channels, multiplier = W.shape
-    return W.reshape(kh, kw, channels * multiplier).transpose(2, 0, 1)[:, None]
 
 
 def layer_contenders(name, layer, x, dy):
@@ -132,8 +127,8 @@ def depthwise_rows(settings, rng):
         forward.append(f)
         backward.append(b)
     if torch is not None:
-        params = layers["offsets"].params
-        module = torch_module(channels, channels, 3, channels, depthwise_to_torch(params["W"]), params["b"])
+        arrays = to_torch_arrays(layers["offsets"], layers["offsets"].params)  # (C*M, 1, kh, kw), bias
+        module = torch_module(channels, channels, 3, channels, arrays["weight"], arrays["bias"])
         f, b = torch_contenders(module, x, dy)
         forward.append(f)
         backward.append(b)
@@ -143,10 +138,9 @@ def depthwise_rows(settings, rng):
     dy = rng.standard_normal(separable.forward(x).shape).astype(np.float32)
     forward, backward = map(list, zip(layer_contenders("offsets", separable, x, dy)))
     if torch is not None:
-        W = separable.params["depthwise_W"]
-        depth = torch_module(channels, channels, 3, channels, depthwise_to_torch(W), None)
-        point = torch_module(channels, 64, 1, 1, separable.params["pointwise_W"].transpose(3, 2, 0, 1),
-                             separable.params["b"])
+        arrays = to_torch_arrays(separable, separable.params)
+        depth = torch_module(channels, channels, 3, channels, arrays["depthwise.weight"], None)
+        point = torch_module(channels, 64, 1, 1, arrays["pointwise.weight"], arrays["pointwise.bias"])
         f, b = torch_contenders(torch.nn.Sequential(depth, point), x, dy)
         forward.append(f)
         backward.append(b)
@@ -168,7 +162,7 @@ def grouped_rows(settings, rng):
             forward.append(f)
             backward.append(b)
         if torch is not None:
-            W_torch = grouped.params["W"].transpose(3, 2, 0, 1)  # (F, C/g, kh, kw)
+            W_torch = to_torch_arrays(grouped, grouped.params)["weight"]  # (F, C/g, kh, kw)
             module = torch_module(shape[2], filters, 3, groups, W_torch, None)
             f, b = torch_contenders(module, x, dy)
             forward.append(f)

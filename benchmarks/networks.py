@@ -7,17 +7,13 @@ both contenders compute the same function (up to the order of the flattened feat
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
 from scratchnet import Adam, Sequential
+from scratchnet.interop import to_torch
+from scratchnet.interop.layouts import to_torch_arrays
 from scratchnet.layers import Activation, Conv2D, Dense, Flatten, MaxPool2D
 from scratchnet.models import get_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' torch twin
-from torch_twin import torch_twin  # noqa: E402
 
 # name -> (input shape of one sample, [(filters, kernel, padding) per conv block])
 NETWORKS = {
@@ -54,10 +50,10 @@ def zoo_network(name: str, seed: int = 0) -> Sequential:
 
 
 def torch_zoo_network(torch, model: Sequential):
-    """The same network in torch.nn (float32, training mode), built by the tests' ``torch_twin``:
-    BatchNorm2d for BatchNorm, nn.Dropout for Dropout, the scratchnet weights copied in."""
-    network, _, _ = torch_twin(torch, model, dtype=torch.float32)
-    return network.train()
+    """The same network in torch.nn (the model's float32, training mode, NCHW in and out), built by
+    ``scratchnet.interop.to_torch``: BatchNorm2d for BatchNorm, nn.Dropout for Dropout, the
+    scratchnet weights copied in."""
+    return to_torch(model, channels_first=True).train()
 
 
 def torch_conv(torch, conv: Conv2D):
@@ -68,11 +64,11 @@ def torch_conv(torch, conv: Conv2D):
         raise ValueError("torch.nn.Conv2d needs symmetric padding")
     module = torch.nn.Conv2d(channels, filters, (kh, kw), stride=conv.stride, padding=(top, left),
                              dilation=conv.dilation, bias=conv.use_bias)
+    arrays = to_torch_arrays(conv, conv.params)  # weight (kh, kw, C, F) -> (F, C, kh, kw), bias
     with torch.no_grad():
-        # (kh, kw, C, F) -> (F, C, kh, kw)
-        module.weight.copy_(torch.from_numpy(conv.params["W"].transpose(3, 2, 0, 1).copy()))
+        module.weight.copy_(torch.from_numpy(arrays["weight"]))
         if conv.use_bias:
-            module.bias.copy_(torch.from_numpy(conv.params["b"]))
+            module.bias.copy_(torch.from_numpy(arrays["bias"]))
     return module
 
 
@@ -92,9 +88,10 @@ def torch_network(torch, model: Sequential):
         elif isinstance(layer, Dense):
             fan_in, units = layer.params["W"].shape
             linear = nn.Linear(fan_in, units)
+            arrays = to_torch_arrays(layer, layer.params)  # weight W.T (units, fan_in), bias
             with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(layer.params["W"].T.copy()))
-                linear.bias.copy_(torch.from_numpy(layer.params["b"]))
+                linear.weight.copy_(torch.from_numpy(arrays["weight"]))
+                linear.bias.copy_(torch.from_numpy(arrays["bias"]))
             modules.append(linear)
             if layer.activation == "relu":
                 modules.append(nn.ReLU())

@@ -194,8 +194,8 @@ def zoo_step_table(settings, rng):
             "notes": ["small_cnn_bn: scratchnet.models.small_cnn_bn (conv-BN-ReLU-maxpool x2, dense 128, "
                       "dropout 0.5, dense 10); resnet8: scratchnet.models.resnet8 (He et al.'s CIFAR ResNet, "
                       "one BasicBlock per stage, projection shortcuts); both on 32x32x3.",
-                      "torch: the same layers built by tests/torch_twin.py (BatchNorm2d and Dropout in "
-                      "training mode, the scratchnet weights copied in), torch.optim.Adam, NCHW input.",
+                      "torch: the same layers built by scratchnet.interop.to_torch (BatchNorm2d and Dropout "
+                      "in training mode, the scratchnet weights copied in), torch.optim.Adam, NCHW input.",
                       "_ms columns: medians; _best_ms: the fastest of all timed calls."]}
 
 

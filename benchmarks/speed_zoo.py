@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: import scratchnet
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' torch twin
 
+import networks  # noqa: E402
 import torch  # noqa: E402
 from timing import Contender, alternate, machine_description  # noqa: E402
-from torch_twin import torch_twin  # noqa: E402
 
 from scratchnet import Adam  # noqa: E402
+from scratchnet.interop import to_torch  # noqa: E402
 from scratchnet.kernels import im2col, winograd  # noqa: E402
 from scratchnet.models import get_model  # noqa: E402
 
@@ -48,18 +48,10 @@ NETWORKS = {
 def build(label, backend, dtype="float32"):
     name, input_shape, options = NETWORKS[label]
     if name == "reference":  # benchmarks/networks.py's reference network (not in the zoo), float32
-        import networks
         model = networks.scratchnet_network("reference (MNIST)", backend=backend)
     else:
         model = get_model(name, input_shape=input_shape, dtype=dtype, backend=backend, **options)
     return model.compile(optimizer=Adam(lr=1e-3), loss="cross_entropy")
-
-
-def torch_step(network, optimizer, loss_function, x, labels):
-    optimizer.zero_grad(set_to_none=True)
-    loss = loss_function(network(x), labels)
-    loss.backward()
-    optimizer.step()
 
 
 def step_contenders(label, batch, dtype, rng, backends=("im2col", "auto")):
@@ -71,13 +63,12 @@ def step_contenders(label, batch, dtype, rng, backends=("im2col", "auto")):
     for backend in backends:
         model = build(label, backend, dtype)
         contenders.append(Contender(backend, "numpy", lambda m=model: m.train_step(x, labels)))
-    torch_dtype = torch.float32 if dtype == "float32" else torch.float64
-    network = torch_twin(torch, model, dtype=torch_dtype)[0].train()
+    network = to_torch(model, channels_first=True).train()  # in the model's dtype
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     loss_function = torch.nn.CrossEntropyLoss()
     x_nchw, labels_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(labels)
-    contenders.append(Contender("torch", "torch", lambda: torch_step(network, optimizer, loss_function,
-                                                                     x_nchw, labels_t)))
+    contenders.append(Contender("torch", "torch", lambda: networks.torch_train_step(
+        torch, network, optimizer, loss_function, x_nchw, labels_t)))
     return contenders, (model, x, labels, network, optimizer, loss_function, x_nchw, labels_t)
 
 
@@ -168,10 +159,11 @@ def numpy_step_peak(model, x, labels):
 def torch_step_peak(network, optimizer, loss_function, x, labels):
     """Peak of the running sum of torch.profiler's per-operation allocations (self CPU memory,
     allocations minus frees, in start order) during one step."""
-    torch_step(network, optimizer, loss_function, x, labels)  # warm-up: Adam's state exists
+    # warm-up: Adam's state exists
+    networks.torch_train_step(torch, network, optimizer, loss_function, x, labels)
     activities = [torch.profiler.ProfilerActivity.CPU]
     with torch.profiler.profile(activities=activities, profile_memory=True) as profiler:
-        torch_step(network, optimizer, loss_function, x, labels)
+        networks.torch_train_step(torch, network, optimizer, loss_function, x, labels)
     events = sorted((e for e in profiler.events() if e.self_cpu_memory_usage),
                     key=lambda e: e.time_range.start)
     running, peak = 0, 0

@@ -127,19 +127,32 @@ def train_and_test(name, recipe, seed, data, epochs=None):
         steps = -(-len(data[0][0]) // recipe["batch_size"])
         model.compile(optimizer=build_optimizer(recipe, steps),
                       loss=CrossEntropy(label_smoothing=recipe["label_smoothing"]))
+    result = fit_and_test(model, data, recipe["epochs"], recipe["batch_size"], augment)
+    return {**recipe, "candidate": name, "seed": seed, "params": model.count_params(),
+            "seconds": round(result["seconds"], 2), "cpu_seconds": round(result["cpu_seconds"], 2),
+            "test_accuracy": result["test_accuracy"], "load": [round(load, 2) for load in result["load"]],
+            "val_accuracy": result["val_accuracy"],
+            "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "(not set)")}
+
+
+def fit_and_test(model, data, epochs, batch_size, augment):
+    """Train a compiled model on data = (fit, validation, test) and score the test split ONCE, after.
+
+    {"seconds", "cpu_seconds": of ``fit`` alone (steps, augmentation, per-epoch validation),
+    "test_accuracy", "load": 1-minute load average before and after, "val_accuracy": per epoch}.
+    Also used by zoo_accuracy.py.
+    """
     (x_fit, y_fit), validation, (x_test, y_test) = data
     history, load_before = History(), os.getloadavg()[0]
     start, cpu_start = time.perf_counter(), time.process_time()
-    model.fit(x_fit, y_fit, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
-              validation_data=validation, history=history, augment=augment, verbose=0)
+    model.fit(x_fit, y_fit, epochs=epochs, batch_size=batch_size, validation_data=validation,
+              history=history, augment=augment, verbose=0)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     test_accuracy = metrics.accuracy(y_test, metrics.predictions(model.predict(x_test)))  # once, at the end
-    return {**recipe, "candidate": name, "seed": seed, "params": model.count_params(),
-            "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
-            "test_accuracy": test_accuracy, "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-            "val_accuracy": [round(v, 4) for v in history.history.get("val_accuracy", [])],
-            "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "(not set)")}
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "test_accuracy": test_accuracy,
+            "load": (load_before, os.getloadavg()[0]),
+            "val_accuracy": [round(v, 4) for v in history.history.get("val_accuracy", [])]}
 
 
 def describe(recipe) -> str:

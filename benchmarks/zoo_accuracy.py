@@ -32,15 +32,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads OpenBLA
 import argparse  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: import scratchnet
 
-from scratchnet import metrics  # noqa: E402
+from time_to_accuracy import fit_and_test  # noqa: E402  (benchmarks/time_to_accuracy.py)
+
 from scratchnet.augment import RandomShift  # noqa: E402
 from scratchnet.datasets import load_mnist_sample  # noqa: E402
-from scratchnet.model import History  # noqa: E402
 from scratchnet.models import get_model  # noqa: E402
 from scratchnet.optimizers import AdamW  # noqa: E402
 from scratchnet.schedules import CosineDecay  # noqa: E402
@@ -51,21 +50,14 @@ BATCH_SIZE, VALIDATION = 64, 1000
 
 
 def train_and_test(name, epochs, lr, weight_decay, seed, data):
-    (x_fit, y_fit), validation, (x_test, y_test) = data
+    x_fit = data[0][0]
     model = get_model(name, input_shape=x_fit.shape[1:], n_classes=10, seed=seed)
     total_steps = epochs * -(-len(x_fit) // BATCH_SIZE)
     model.compile(optimizer=AdamW(lr=CosineDecay(lr, total_steps), weight_decay=weight_decay),
                   loss="cross_entropy")
-    history = History()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    model.fit(x_fit, y_fit, epochs=epochs, batch_size=BATCH_SIZE, validation_data=validation,
-              history=history, augment=RandomShift(2), verbose=0)
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    test_accuracy = metrics.accuracy(y_test, metrics.predictions(model.predict(x_test)))  # once, at the end
+    result = fit_and_test(model, data, epochs, BATCH_SIZE, RandomShift(2))
     return {"model": name, "params": model.count_params(), "epochs": epochs, "lr": lr,
-            "weight_decay": weight_decay, "seconds": seconds, "cpu_seconds": cpu_seconds,
-            "test_accuracy": test_accuracy,
-            "val_accuracy": [round(value, 4) for value in history.history.get("val_accuracy", [])]}
+            "weight_decay": weight_decay, **result}
 
 
 def main() -> None:
@@ -82,9 +74,7 @@ def main() -> None:
     rows = []
     for name in args.models:
         epochs, lr, weight_decay = RECIPES[name]
-        load = os.getloadavg()[0]
         row = train_and_test(name, args.epochs or epochs, args.lr or lr, weight_decay, args.seed, data)
-        row["load"] = (load, os.getloadavg()[0])
         rows.append(row)
         print(f"  {name}: {row['test_accuracy']:.4f} in {row['seconds']:.1f} s", file=sys.stderr)
 

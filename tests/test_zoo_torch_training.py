@@ -11,6 +11,7 @@ mobilenet, inverted residual, shufflenet) go through the bridge too.
 
 import numpy as np
 import pytest
+from test_interop_training import STEPS, batches, train_both
 
 import scratchnet as sn
 from scratchnet import models
@@ -21,7 +22,6 @@ interop = pytest.importorskip("scratchnet.interop")
 pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]
 
 
-STEPS = 20
 SHAPE = (16, 16, 3)  # the CIFAR models on 16x16 crops: the same layers, a quarter of the arithmetic
 ZOO = {
     "flax_cnn": lambda: models.flax_cnn(SHAPE, dtype="float64", seed=0),
@@ -35,31 +35,15 @@ RECIPES = {
 
 
 def train_side_by_side(model, optimizer, batch_size=4, seed=0):
-    """20 steps of ``model.train_step`` and of the same loop on ``to_torch(model)``.
+    """20 steps of ``model.train_step`` and of the same loop on ``to_torch(model)`` (``train_both``).
 
     Returns (largest weight/buffer difference at the end, largest loss difference, largest weight move).
     """
-    rng = np.random.default_rng(seed)
-    twin = interop.to_torch(model).train()
-    torch_opt, scheduler = interop.to_torch_optimizer(optimizer, twin)
-    model.compile(optimizer=optimizer, loss="cross_entropy")
     start = interop.torch_state_dict(model)
-    loss_difference = 0.0
-    for _ in range(STEPS):
-        x = rng.normal(size=(batch_size, *model.input_shape))
-        y = rng.integers(0, 10, size=batch_size)
-        loss, _ = model.train_step(x, y)
-        torch_opt.zero_grad()
-        torch_loss = torch.nn.functional.cross_entropy(twin(torch.from_numpy(x)), torch.from_numpy(y))
-        torch_loss.backward()
-        torch_opt.step()
-        if scheduler is not None:
-            scheduler.step()
-        loss_difference = max(loss_difference, abs(loss - torch_loss.item()))
-    ours, theirs = interop.torch_state_dict(model), twin.state_dict()
-    keys = [key for key in ours if not key.endswith("num_batches_tracked")]
-    difference = max(float(np.max(np.abs(ours[key] - theirs[key].numpy()))) for key in keys)
-    moved = max(float(np.max(np.abs(ours[key] - start[key]))) for key in keys)
+    difference, loss_difference = train_both(model, optimizer, batches(model, batch_size, seed))
+    end = interop.torch_state_dict(model)
+    moved = max(float(np.max(np.abs(end[key] - start[key]))) for key in end
+                if not key.endswith("num_batches_tracked"))
     return difference, loss_difference, moved
 
 

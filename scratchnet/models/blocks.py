@@ -14,11 +14,10 @@ channel count (a residual connection only when the shapes match) take it as ``in
 
 from __future__ import annotations
 
-from .classic import _layers
+from .. import layers as L
 
 
 def _conv(filters, kernel_size, stride=1, padding=0, groups=1, bias=True, backend="im2col"):
-    L = _layers()
     return L.Conv2D(filters, kernel_size, stride=stride, padding=padding, use_bias=bias, groups=groups,
                     kernel_initializer="he_normal", backend=backend)
 
@@ -26,7 +25,6 @@ def _conv(filters, kernel_size, stride=1, padding=0, groups=1, bias=True, backen
 def _depthwise(stride=1, backend="im2col"):
     """DepthwiseConv2D 3x3, padding 1, no bias (a BatchNorm follows). "im2col" (the models' fast
     default) maps to the depthwise layer's own fast default, "offsets"."""
-    L = _layers()
     backend = "offsets" if backend == "im2col" else backend
     return L.DepthwiseConv2D(3, stride=stride, padding=1, use_bias=False, kernel_initializer="he_normal",
                              backend=backend)
@@ -47,7 +45,6 @@ def inception_block(f1: int, f3_reduce: int, f3: int, f5_reduce: int, f5: int, p
     The 1x1 "reduce" convolutions cut the channels before the costly 3x3 and 5x5 ones.
     GoogLeNet's 3a block is ``inception_block(64, 96, 128, 16, 32, 32)`` (256 channels out).
     """
-    L = _layers()
 
     def relu():  # a fresh layer for every place
         return L.Activation("relu")
@@ -69,7 +66,6 @@ def dense_layer(growth_rate: int, bottleneck: bool = False, backend: str = "im2c
     (N, H, W, C) -> (N, H, W, C + k). bottleneck=True (DenseNet-B) puts BN, ReLU, 1x1 conv
     with 4k filters before the 3x3 one.
     """
-    L = _layers()
     new_features = [L.BatchNorm(), L.Activation("relu")]
     if bottleneck:
         new_features += [_conv(4 * growth_rate, 1, bias=False, backend=backend), L.BatchNorm(),
@@ -88,7 +84,6 @@ def dense_block(n_layers: int, growth_rate: int, bottleneck: bool = False, backe
     (N, H, W, C) -> (N, H, W, C + n_layers * growth_rate). Parameters without bottleneck:
     sum over l = 0..n-1 of  2*(C + l*k) (BatchNorm)  +  9*(C + l*k)*k  (conv, no bias).
     """
-    L = _layers()
     if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
         raise ValueError(f"dense_block: n_layers must be a positive int, got {n_layers!r}")
     return L.Chain([dense_layer(growth_rate, bottleneck, backend) for _ in range(n_layers)],
@@ -105,7 +100,6 @@ def mobilenet_block(filters: int, stride: int = 1, backend: str = "im2col", name
     Parameters: 9*C + 2C + C*filters + 2*filters. A full 3x3 convolution would need 9*C*filters
     weights: the split costs about 1/filters + 1/9 of it. (MobileNet uses ReLU6; ReLU here.)
     """
-    L = _layers()
     return L.Chain([
         _depthwise(stride, backend), L.BatchNorm(), L.Activation("relu"),
         _conv(filters, 1, bias=False, backend=backend), L.BatchNorm(), L.Activation("relu"),
@@ -124,7 +118,6 @@ def inverted_residual(in_channels: int, filters: int, stride: int = 1, expansion
     ``Chain``. t = 1 drops the expansion convolution (MobileNetV2's first block). Parameters:
     C*Ct + 2Ct (expand, Ct = C*t) + 9*Ct + 2Ct (depthwise) + Ct*filters + 2*filters (project).
     """
-    L = _layers()
     expanded = in_channels * expansion
     layers = []
     if expansion != 1:
@@ -150,7 +143,6 @@ def shufflenet_unit(in_channels: int, filters: int, groups: int = 2, stride: int
     (N, H, W, C) -> (N, H/s, W/s, filters). The shuffle lets the second grouped convolution see
     every group's channels. Grouped 1x1 weights: C/g * m and m/g * F'.
     """
-    L = _layers()
     mid = max(groups, int(round(filters * bottleneck_ratio / groups)) * groups)
     out = filters if stride == 1 else filters - in_channels
     if stride == 1 and in_channels != filters:

@@ -6,13 +6,8 @@ example); small_cnn_bn and deeper_cnn (conv-BatchNorm-ReLU stacks, VGG style).
 
 from __future__ import annotations
 
+from .. import layers as L
 from ..model import Sequential
-
-
-def _layers():
-    # Imported when a model is built, not when scratchnet.models is imported.
-    from .. import layers
-    return layers
 
 
 def lenet5(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, dtype="float32",
@@ -38,7 +33,6 @@ def lenet5(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, d
     pooling, and its sparse C3 connection table by a full convolution, as in most
     textbooks today. 61,706 parameters in all.
     """
-    L = _layers()
     return Sequential([
         L.Conv2D(6, 5, padding="same", backend=backend), L.Activation("relu"), L.MaxPool2D(2),
         L.Conv2D(16, 5, backend=backend), L.Activation("relu"), L.MaxPool2D(2),
@@ -57,7 +51,6 @@ def small_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0
     Dense 128 ReLU - Dense n_classes. ``small_cnn_bn`` is the same network with batch
     normalisation after each convolution and dropout before the last layer.
     """
-    L = _layers()
     return Sequential([
         L.Conv2D(32, 3, padding="same", backend=backend), L.Activation("relu"), L.MaxPool2D(2),
         L.Conv2D(64, 3, padding="same", backend=backend), L.Activation("relu"), L.MaxPool2D(2),
@@ -73,7 +66,6 @@ def tiny_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0,
 
     Conv2D 8 3x3 - ReLU - MaxPool 2 - Flatten - Dense n_classes. Trains in seconds.
     """
-    L = _layers()
     return Sequential([
         L.Conv2D(8, 3, backend=backend), L.Activation("relu"), L.MaxPool2D(2),
         L.Flatten(),
@@ -87,7 +79,6 @@ def mlp(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, dtyp
 
     ``backend`` is accepted (and ignored) so every model function has the same signature.
     """
-    L = _layers()
     return Sequential([
         L.Flatten(), L.Dense(128, activation="relu"), L.Dense(n_classes),
     ], input_shape=input_shape, seed=seed, dtype=dtype, name="mlp").build()
@@ -115,7 +106,6 @@ def flax_cnn(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None = 0,
     halves the sizes, as here. Flax initialises kernels with LeCun normal; scratchnet uses its
     default Glorot uniform.
     """
-    L = _layers()
     return Sequential([
         L.Conv2D(32, 3, padding="same", backend=backend), L.Activation("relu"), L.AvgPool2D(2),
         L.Conv2D(64, 3, padding="same", backend=backend), L.Activation("relu"), L.AvgPool2D(2),
@@ -132,7 +122,6 @@ def conv_bn_relu(filters: int, stride=1, backend: str = "im2col") -> list:
     plays its role). Padding 1 keeps the size at stride 1 and halves it at stride 2 exactly as
     PyTorch's ``padding=1`` does. He-normal weights (He et al., 2015), as for ReLU networks.
     """
-    L = _layers()
     return [L.Conv2D(filters, 3, stride=stride, padding=1, use_bias=False, kernel_initializer="he_normal",
                      backend=backend),
             L.BatchNorm(), L.Activation("relu")]
@@ -161,7 +150,6 @@ def small_cnn_bn(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None 
     dense layer's output only (the convolutions are regularised by BatchNorm), PyTorch's
     BatchNorm momentum 0.1. ``dropout=0`` removes the dropout layer's effect.
     """
-    L = _layers()
     return Sequential([
         *conv_bn_relu(32, backend=backend), L.MaxPool2D(2),
         *conv_bn_relu(64, backend=backend), L.MaxPool2D(2),
@@ -198,7 +186,6 @@ def deeper_cnn(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None = 
     28 -> 14 -> 7 -> 3). Every convolution is 3x3, padding 1, no bias (see ``conv_bn_relu``).
     The global average pool makes the parameter count independent of the image size.
     """
-    L = _layers()
     layers = conv_bn_relu(64, backend=backend)                      # the stem
     for filters in (64, 128, 256):                                  # the three stages
         layers += [*conv_bn_relu(filters, backend=backend), L.MaxPool2D(2)]

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from .. import layers as L
 from ..model import Sequential
-from .classic import _layers, conv_bn_relu
+from .classic import conv_bn_relu
 
 
 def digit_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, dtype="float32",
@@ -31,7 +32,6 @@ def digit_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0
     layer before the logits. Convolutions as in ``conv_bn_relu`` (3x3, padding 1, no bias,
     He-normal).
     """
-    L = _layers()
     if len(widths) != 3 or any(int(w) != w or w < 1 for w in widths):
         raise ValueError(f"digit_cnn: widths must be three whole numbers >= 1, got {widths!r}")
     layers = []

@@ -17,8 +17,9 @@ weights). The ReLU comes after the addition, so it is a separate layer after the
 
 from __future__ import annotations
 
+from .. import layers as L
 from ..model import Sequential
-from .classic import _layers, conv_bn_relu
+from .classic import conv_bn_relu
 
 
 def basic_block(filters: int, stride: int = 1, in_channels: int | None = None, backend: str = "im2col"):
@@ -30,7 +31,6 @@ def basic_block(filters: int, stride: int = 1, in_channels: int | None = None, b
     ``in_channels`` (C) decides whether a projection is needed when the stride is 1; None means
     C == filters. Parameters: 9*C*F + 9*F*F + 2*(2F) (+ C*F + 2F with the projection).
     """
-    L = _layers()
     block = [*conv_bn_relu(filters, stride=stride, backend=backend),
              L.Conv2D(filters, 3, padding=1, use_bias=False, kernel_initializer="he_normal", backend=backend),
              L.BatchNorm()]
@@ -68,7 +68,6 @@ def resnet(depth: int = 20, width: int = 16, input_shape=(32, 32, 3), n_classes:
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise ValueError(f"resnet: width must be a positive int, got {width!r}")
     n = (depth - 2) // 6
-    L = _layers()
     layers = conv_bn_relu(width, backend=backend)                     # the stem
     channels = width
     for stage, filters in enumerate((width, 2 * width, 4 * width)):
