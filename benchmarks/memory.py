@@ -49,7 +49,7 @@ def memory_table(rng, batch_size):
         x, labels = networks.random_batch(name, batch_size, rng)
         model = networks.scratchnet_network(name)
         model.train_step(x, labels)  # warm: caches and optimizer state exist, as in training
-        workspace = sum(layer.workspace.nbytes() for layer in model.layers)
+        workspace = model.layers[0].workspace.nbytes()  # the thread's arena, shared by every layer
         tracemalloc.start()
         try:
             _, step_peak = _traced(lambda: model.train_step(x, labels))  # noqa: B023
@@ -66,7 +66,8 @@ def memory_table(rng, batch_size):
             "rows": rows,
             "notes": ["step_peak: traced peak during one train_step above the level before it "
                       "(after a warm-up step).",
-                      "workspace: scratch arrays the layers keep between steps (Conv2D backward, "
-                      "kernels/workspace.py); allocated in the warm-up step, so not part of step_peak.",
+                      "workspace: the scratch arena the layers share between steps (one per thread, "
+                      "kernels/workspace.py; it holds the largest request per name over every model "
+                      "measured so far); allocated in warm-up, so not part of step_peak.",
                       "largest_phase_peak: the largest peak of a single layer call / loss / optimizer step "
                       "above its start: an upper bound on the largest temporary."]}

@@ -1,37 +1,54 @@
-"""Scratch arrays that a layer reuses from one call to the next.
+"""Scratch arrays reused from one call to the next, shared by every layer of a thread.
 
-Why: a training step allocates and frees the same large temporaries every time. glibc's
+Why reuse: a training step allocates and frees the same large temporaries every time. glibc's
 allocator gives freed memory back to the operating system when the free space at the top of
 its heap grows large, and takes it back at the next step one 4 KiB page at a time: each page
 is a page fault, ~2 us on the machine the benchmarks ran on. The convolution backward's three
 temporaries (4 MB for the reference network) cost ~500 faults per training step: 0.6 ms of a
 4.4 ms step. Asking a Workspace for them instead brings that to 10-30 (benchmarks/README.md).
 
-The rule that keeps this safe: an array from a workspace is scratch for ONE call. Never return
-it, never keep it in a cache: the next call overwrites it. Layer outputs are always new arrays.
-(The forward's patch matrices are not workspace arrays: they live in the layer's cache.)
+Why share: one workspace per layer kept every layer's scratch alive at once, the SUM over the
+layers (a resnet8 held tens of MB per conv layer). Only one layer runs at a time, so one
+workspace per thread (``shared_workspace()``) is enough: each name keeps ONE buffer, grown to
+the largest request made with that name and never shrunk, and a request gets a view of its
+first bytes. The memory is the MAX over the layers, and once every layer has run (warm-up)
+nothing is allocated again, even when layers of different shapes alternate. Thread-local:
+two threads never hand out the same memory.
+
+The rule that keeps this safe: an array from a workspace is scratch for ONE call. It is shared
+by every layer, so the next call of ANY layer overwrites it: never return it, never keep it in
+a cache, never hold it across a call into another layer. Layer outputs and everything a
+forward caches for its backward are always new arrays. A workspace is never pickled.
 """
 
 from __future__ import annotations
+
+import math
+import threading
 
 import numpy as np
 
 
 class Workspace:
-    """Named scratch arrays: ``empty(name, shape, dtype)`` returns the same memory as the last
-    call with that name when shape and dtype match, and a new array otherwise."""
+    """Named grow-only scratch buffers.
+
+    ``empty(name, shape, dtype)`` returns a view of the first ``nbytes`` of the buffer called
+    ``name`` (a new, larger buffer replaces it when the request does not fit), shaped and typed
+    as asked, holding whatever the last call left in it.
+    """
 
     def __init__(self):
-        self.arrays: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}  # name -> 1-D uint8 buffer, the largest request so far
 
     def empty(self, name: str, shape, dtype) -> np.ndarray:
-        """An array of ``shape`` and ``dtype`` with whatever the last call left in it."""
-        shape, dtype = tuple(shape), np.dtype(dtype)
-        array = self.arrays.get(name)
-        if array is None or array.shape != shape or array.dtype != dtype:
-            array = np.empty(shape, dtype=dtype)
-            self.arrays[name] = array
-        return array
+        """An array of ``shape`` and ``dtype`` (C-contiguous) with whatever the last call left in it."""
+        shape, dtype = tuple(int(size) for size in shape), np.dtype(dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.nbytes < nbytes:
+            buffer = np.empty(nbytes, dtype=np.uint8)  # malloc'd: aligned for any NumPy dtype
+            self.buffers[name] = buffer
+        return buffer[:nbytes].view(dtype).reshape(shape)
 
     def zeros(self, name: str, shape, dtype) -> np.ndarray:
         """Like ``empty``, filled with zeros."""
@@ -40,4 +57,23 @@ class Workspace:
         return array
 
     def nbytes(self) -> int:
-        return sum(array.nbytes for array in self.arrays.values())
+        """Bytes held: the sum over names of the largest request made with each name."""
+        return sum(buffer.nbytes for buffer in self.buffers.values())
+
+    def clear(self) -> None:
+        """Give every buffer back (the next calls allocate them again)."""
+        self.buffers.clear()
+
+    def __getstate__(self):
+        return {"buffers": {}}  # scratch is never saved
+
+
+_thread_local = threading.local()
+
+
+def shared_workspace() -> Workspace:
+    """The calling thread's workspace, shared by every layer that runs in this thread."""
+    workspace = getattr(_thread_local, "workspace", None)
+    if workspace is None:
+        workspace = _thread_local.workspace = Workspace()
+    return workspace

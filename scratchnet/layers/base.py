@@ -23,7 +23,7 @@ import re
 
 import numpy as np
 
-from ..kernels.workspace import Workspace
+from ..kernels.workspace import Workspace, shared_workspace
 
 
 def _snake_case(class_name: str) -> str:
@@ -50,8 +50,9 @@ class Layer:
     cache : dict
         What ``forward`` keeps for ``backward``. Never saved.
     workspace : Workspace
-        Scratch arrays a layer's kernels reuse from step to step (kernels/workspace.py).
-        Created on first use, never saved.
+        Scratch arrays a layer's kernels reuse from call to call: the calling thread's
+        workspace, SHARED by every layer (kernels/workspace.py), so an array from it is
+        scratch for one call only. Not an attribute of the layer: never saved.
     input_shape : tuple[int, ...] | None
         Shape of one input sample, set by ``build``.
     dtype : numpy.dtype
@@ -221,16 +222,14 @@ class Layer:
 
     @property
     def workspace(self) -> Workspace:
-        if "_workspace" not in self.__dict__:  # also a layer loaded from a file
-            self._workspace = Workspace()
-        return self._workspace
+        return shared_workspace()  # one per thread: its memory is the max over layers, not the sum
 
     def __getstate__(self):
         # Forward caches (inputs, argmax indices, patch matrices) and scratch arrays are never
         # pickled: a saved model is the size of its parameters and optimizer state.
         state = self.__dict__.copy()
         state["cache"] = {}
-        state.pop("_workspace", None)
+        state.pop("_workspace", None)  # layers pickled when each had its own workspace
         state["rng"] = None  # the model saves its generator's state and hands it back on load
         return state
 
