@@ -197,7 +197,7 @@ def layer_profile(label, batch, backend, rng, steps=7):
     layers indented; a container's time includes its children's)."""
     _, state = step_contenders(label, batch, "float32", rng, backends=(backend,))
     model, x, labels = state[:3]
-    samples = {}
+    samples, backends = {}, {}
 
     def timed(layer, method):
         original = getattr(layer, method)
@@ -206,6 +206,8 @@ def layer_profile(label, batch, backend, rng, steps=7):
             start = time.perf_counter()
             result = original(*args, **kwargs)
             samples.setdefault((id(layer), method), []).append(time.perf_counter() - start)
+            if method == "forward":  # read now: train_step releases the cache during the backward
+                backends[id(layer)] = layer.cache.get("backend", "")
             return result
         setattr(layer, method, wrapper)  # an instance attribute shadows the method
         return original
@@ -223,8 +225,7 @@ def layer_profile(label, batch, backend, rng, steps=7):
     for depth, layer in layers:
         med = {m: np.median(samples[(id(layer), m)]) * 1e3 for m in ("forward", "backward", "backward_params")
                if (id(layer), m) in samples}
-        backend_used = getattr(layer, "cache", {}).get("backend", "") if hasattr(layer, "cache") else ""
-        rows.append({"layer": "  " * depth + layer.name, "backend": backend_used or "",
+        rows.append({"layer": "  " * depth + layer.name, "backend": backends.get(id(layer), ""),
                      "forward_ms": round(med.get("forward", 0), 3),
                      "backward_ms": round(med.get("backward", med.get("backward_params", 0)), 3)})
     for layer in layers:  # restore the methods

@@ -21,8 +21,9 @@ from .layers.base import Layer, iter_layers
 from .layers.containers import rename_duplicates
 from .losses import get_loss
 from .optimizers import get_optimizer
-from .training import History, NonFiniteLossError, diagnose_non_finite
+from .training import History, NonFiniteLossError, drop_caches
 from .training import fit as _fit
+from .training import train_step as _train_step
 
 __all__ = ["Sequential", "History", "NonFiniteLossError"]
 
@@ -180,46 +181,36 @@ class Sequential:
             out = layer.forward(out, training=training)
         return out
 
-    def backward(self, dout, input_gradient: bool = True) -> np.ndarray | None:
+    def backward(self, dout, input_gradient: bool = True, release_caches: bool = False) -> np.ndarray | None:
         """Every layer's backward in reverse order; returns dL/d(input).
 
         With ``input_gradient=False`` (what training uses) the first layer only fills its
         gradients (``Layer.backward_params``), skipping dL/d(input), and None is returned.
+        With ``release_caches=True`` (what training uses) each top-level layer's forward cache,
+        and those of the layers inside it, is dropped as soon as its backward has run, as
+        PyTorch frees a saved tensor once its backward has used it: the backward's peak memory
+        falls and nothing is held between steps (a second backward then needs a new forward).
         """
         last = 0 if input_gradient else 1
         for layer in reversed(self.layers[last:]):
             dout = layer.backward(dout)
+            if release_caches:
+                drop_caches(layer)
         if input_gradient:
             return dout
         self.layers[0].backward_params(dout)
+        if release_caches:
+            drop_caches(self.layers[0])
         return None
 
     def train_step(self, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
         """One step of forward, loss, backward and update. Returns (loss, logits).
 
         A non-finite loss raises ``NonFiniteLossError`` BEFORE the update (backward never
-        changes a parameter), so the weights stay those from before this step.
+        changes a parameter), so the weights stay those from before this step. Every forward
+        cache is released during the backward (see ``backward``); see training.train_step.
         """
-        self._require_compiled()
-        prepared = (isinstance(x, np.ndarray) and self.built and x.dtype == self.dtype
-                    and x.shape[1:] == self.input_shape and not self.check_numerics)
-        x = x if prepared else self._prepare_input(x)  # fit checks its whole array once
-        buffers = {id(layer): {k: v.copy() for k, v in layer.buffers.items()}
-                   for layer in iter_layers(self.layers) if layer.buffers}  # e.g. running means
-        logits = self._run_layers(x, training=True)
-        if sample_weight is None:
-            loss = self.loss.forward(logits, y)
-        else:
-            loss = self.loss.forward(logits, y, weights=sample_weight)
-        if not np.isfinite(loss):
-            for layer in iter_layers(self.layers):
-                if id(layer) in buffers:
-                    layer.buffers.update(buffers[id(layer)])
-            raise NonFiniteLossError(f"{self.name}: the loss is {loss}; {diagnose_non_finite(self, x)}; "
-                                     f"the weights are those from before this step")
-        self.backward(self.loss.backward(), input_gradient=False)  # dL/dx of the data is never used
-        self.optimizer.step(self.layers)
-        return loss, logits
+        return _train_step(self, x, y, sample_weight)
 
     # ------------------------------------------------------------------ training
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, verbose=1,

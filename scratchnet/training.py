@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from .input_checks import check_count, check_not_empty
+from .layers.base import iter_layers
 from .progress import ProgressBar
 
 
@@ -84,6 +85,43 @@ def diagnose_non_finite(model, x) -> str:
                     f"is the first to contain NaN/inf (try a smaller learning rate)")
     return ("the input and every layer's output are finite, so the loss itself overflowed (check "
             "the targets, and try a smaller learning rate)")
+
+
+def drop_caches(layer) -> None:
+    """Forget the forward caches of ``layer`` and of every layer inside it (after its backward)."""
+    for inner in iter_layers([layer]):
+        inner.cache = {}
+
+
+def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
+    """``model.train_step``: forward, loss, backward (releasing caches), optimizer step.
+
+    The forward in training mode updates running statistics (BatchNorm's buffers); a
+    non-finite loss puts them back and raises ``NonFiniteLossError`` before the update.
+    """
+    model._require_compiled()
+    prepared = (isinstance(x, np.ndarray) and model.built and x.dtype == model.dtype
+                and x.shape[1:] == model.input_shape and not model.check_numerics)
+    x = x if prepared else model._prepare_input(x)  # fit checks its whole array once
+    buffers = {id(layer): {k: v.copy() for k, v in layer.buffers.items()}
+               for layer in iter_layers(model.layers) if layer.buffers}  # e.g. running means
+    logits = model._run_layers(x, training=True)
+    if sample_weight is None:
+        loss = model.loss.forward(logits, y)
+    else:
+        loss = model.loss.forward(logits, y, weights=sample_weight)
+    if not np.isfinite(loss):
+        for layer in iter_layers(model.layers):
+            if id(layer) in buffers:
+                layer.buffers.update(buffers[id(layer)])
+        raise NonFiniteLossError(f"{model.name}: the loss is {loss}; {diagnose_non_finite(model, x)}; "
+                                 f"the weights are those from before this step")
+    dlogits = model.loss.backward()
+    model.loss.cache = {}
+    # dL/dx of the data is never used; each layer's cache goes as soon as its backward has run
+    model.backward(dlogits, input_gradient=False, release_caches=True)
+    model.optimizer.step(model.layers)
+    return loss, logits
 
 
 def _validation(model, x, y, validation_data, validation_split):

@@ -193,6 +193,7 @@ def test_resnet8_auto_trains_like_im2col_float64():
         model = get_model("resnet8", input_shape=(12, 12, 3), dtype="float64", backend=backend, seed=3)
         model.compile(optimizer=Adam(lr=1e-2), loss="cross_entropy")
         losses = [model.train_step(x, labels)[0] for _ in range(2)]
+        model.forward(x)  # train_step released the caches; an inference forward refills them
         used = {layer.cache["backend"] for layer in _convs(model)}
         weights = model.get_weights()  # {name: array}
         results[backend] = (losses, {name: np.array(w) for name, w in weights.items()}, used)
