@@ -1,4 +1,4 @@
-"""Memory of one scratchnet training step, measured with tracemalloc.
+"""Memory of one training step: tracemalloc (scratchnet), and the resident memory of a process.
 
 NumPy reports its array buffers to tracemalloc, so the traced peak covers every array a step
 allocates. We report
@@ -11,9 +11,14 @@ allocates. We report
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
 
 import networks
+import numpy as np
+
+from scratchnet.kernels.workspace import shared_workspace
+from scratchnet.layers.base import iter_layers
 
 
 def _traced(function):
@@ -71,3 +76,60 @@ def memory_table(rng, batch_size):
                       "measured so far); allocated in warm-up, so not part of step_peak.",
                       "largest_phase_peak: the largest peak of a single layer call / loss / optimizer step "
                       "above its start: an upper bound on the largest temporary."]}
+
+
+# ------------------------------------------------------------------ a fair scratchnet peak
+def traced_step_peak(model, x, labels) -> int:
+    """Peak bytes NumPy holds during one ``train_step`` above the model's lasting state.
+
+    The lasting state is what a step starts from: parameters, gradients, buffers, optimizer
+    moments. A warm-up step creates the optimizer state; then the forward caches (a model
+    that keeps them between steps starts each step holding them: they are counted) and the
+    shared scratch arena are dropped, so every array the step needs, the scratch included,
+    is allocated inside the measured step, as PyTorch's are.
+    """
+    model.train_step(x, labels)
+    for layer in iter_layers(model.layers):
+        layer.cache = {}
+    model.loss.cache = {}
+    shared_workspace().clear()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        model.train_step(x, labels)
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+# ------------------------------------------------------------------ resident memory
+def _status_mib(field: str) -> float:
+    """A ``Vm...`` line of /proc/self/status (kB) in MiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
+
+
+def resident_peak(step, steps: int = 3, extra_mib: int = 0) -> dict:
+    """Peak resident memory (MiB) of ``steps`` calls of ``step()`` above the resident memory
+    before the first, and what stays resident after the last; run it in a FRESH process.
+
+    Writing 5 to /proc/self/clear_refs resets the high-water mark VmHWM to the current
+    resident size, so VmHWM afterwards is the peak of the steps (the first step included:
+    a user's first step allocates the optimizer state and the scratch arena too).
+    ``extra_mib`` keeps a dummy array of that size alive during the steps: a check that the
+    measurement moves by as much.
+    """
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    start = _status_mib("VmRSS")
+    ballast = np.ones(extra_mib * 2**20 // 8) if extra_mib else None  # written: resident
+    for _ in range(steps):
+        step()
+    peak, after = _status_mib("VmHWM"), _status_mib("VmRSS")
+    del ballast
+    return {"peak_MiB": round(peak - start, 1), "held_MiB": round(after - start, 1)}

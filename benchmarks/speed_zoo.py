@@ -17,15 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: import scratchnet
 
+import memory  # noqa: E402
 import networks  # noqa: E402
 import torch  # noqa: E402
 from timing import Contender, alternate, machine_description  # noqa: E402
@@ -145,50 +147,92 @@ def conv_rows(settings, rng):
 
 
 # ------------------------------------------------------------------ memory
-def numpy_step_peak(model, x, labels):
-    model.train_step(x, labels)  # warm-up: workspaces, caches
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
-    model.train_step(x, labels)
-    peak = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    return peak
+def torch_step_memory(network, optimizer, loss_function, x, labels):
+    """Three views of one torch step's memory after a warm-up (bytes):
 
-
-def torch_step_peak(network, optimizer, loss_function, x, labels):
-    """Peak of the running sum of torch.profiler's per-operation allocations (self CPU memory,
-    allocations minus frees, in start order) during one step."""
-    # warm-up: Adam's state exists
-    networks.torch_train_step(torch, network, optimizer, loss_function, x, labels)
+    running_sum: peak of the running sum of torch.profiler's self CPU memory per operation
+        (allocations minus frees) in start order; a parent operation's frees count at its
+        start, so this reads a little low;
+    timeline: peak of torch's own memory timeline (export_memory_timeline: every allocation
+        and free at its time) above its start;
+    saved: the distinct storages autograd saves for the backward (saved_tensors_hooks), the
+        activations torch must hold at the end of the forward: a floor for the peak.
+    """
+    networks.torch_train_step(torch, network, optimizer, loss_function, x, labels)  # Adam's state
     activities = [torch.profiler.ProfilerActivity.CPU]
-    with torch.profiler.profile(activities=activities, profile_memory=True) as profiler:
+    with torch.profiler.profile(activities=activities, profile_memory=True, record_shapes=True,
+                                with_stack=True) as profiler:
         networks.torch_train_step(torch, network, optimizer, loss_function, x, labels)
     events = sorted((e for e in profiler.events() if e.self_cpu_memory_usage),
                     key=lambda e: e.time_range.start)
-    running, peak = 0, 0
+    running, running_peak = 0, 0
     for event in events:
         running += event.self_cpu_memory_usage
-        peak = max(peak, running)
-    return peak
+        running_peak = max(running_peak, running)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "timeline.json"
+        profiler.export_memory_timeline(str(path), device="cpu")
+        _, sizes = json.loads(path.read_text())[:2]
+    totals = [sum(categories) for categories in sizes]
+    saved = {}
+
+    def pack(tensor):
+        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = loss_function(network(x), labels)
+    del loss
+    return {"running_sum": running_peak, "timeline": max(totals) - totals[0], "saved": sum(saved.values())}
+
+
+def resident_child(label, contender, batch, extra_mib=0):
+    """In a fresh process: resident peak of 3 steps of ``contender`` ("im2col", "auto", "torch")."""
+    _, state = step_contenders(label, batch, "float32", np.random.default_rng(0),
+                               backends=("auto" if contender == "torch" else contender,))
+    model, x, labels, network, optimizer, loss_function, x_nchw, labels_t = state
+    if contender == "torch":
+        def step():
+            networks.torch_train_step(torch, network, optimizer, loss_function, x_nchw, labels_t)
+    else:
+        def step():
+            model.train_step(x, labels)
+    return memory.resident_peak(step, extra_mib=extra_mib)
+
+
+def resident_in_subprocess(settings, label, contender, batch):
+    command = [sys.executable, __file__, "--threads", str(settings.threads),
+               "--resident-child", f"{label}|{contender}|{batch}|{settings.extra_mib}"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def memory_rows(settings, rng):
+    """Per network and batch: the traced peak (ours) beside torch's three views, then the
+    resident peak of each contender in its own fresh process."""
     rows = []
     for batch in settings.batches:
         for label in NETWORKS:
+            row = {"network": label, "batch": batch}
             for backend in ("im2col", "auto"):
                 _, state = step_contenders(label, batch, "float32", rng, backends=(backend,))
                 model, x, labels, network, optimizer, loss_function, x_nchw, labels_t = state
-                numpy_peak = numpy_step_peak(model, x, labels)
-                if backend == "im2col":
-                    torch_peak = torch_step_peak(network, optimizer, loss_function, x_nchw, labels_t)
-                rows.append({"network": label, "batch": batch, "backend": backend,
-                             "scratchnet_MiB": round(numpy_peak / 2**20, 2),
-                             "torch_MiB": round(torch_peak / 2**20, 2),
-                             "x_torch": round(numpy_peak / torch_peak, 2)})
-                print(f"  memory {rows[-1]}", file=sys.stderr, flush=True)
+                row[f"traced_{backend}_MiB"] = mib(memory.traced_step_peak(model, x, labels))
+            torch_memory = torch_step_memory(network, optimizer, loss_function, x_nchw, labels_t)
+            for view, size in torch_memory.items():
+                row[f"torch_{view}_MiB"] = mib(size)
+            row["traced_auto_x_torch"] = round(row["traced_auto_MiB"] / row["torch_timeline_MiB"], 2)
+            for contender in ("im2col", "auto", "torch"):
+                resident = resident_in_subprocess(settings, label, contender, batch)
+                row[f"rss_{contender}_MiB"] = resident["peak_MiB"]
+                row[f"rss_held_{contender}_MiB"] = resident["held_MiB"]
+            row["rss_auto_x_torch"] = round(row["rss_auto_MiB"] / row["rss_torch_MiB"], 2)
+            rows.append(row)
+            print(f"  memory {row}", file=sys.stderr, flush=True)
     return rows
+
+
+def mib(size):
+    return round(size / 2**20, 1)
 
 
 # ------------------------------------------------------------------ per-layer profile
@@ -260,7 +304,15 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="torch threads (set OPENBLAS_NUM_THREADS to the same number for NumPy)")
     parser.add_argument("--json", default=str(Path(__file__).with_name("results_speed_zoo.json")))
+    parser.add_argument("--extra-mib", type=int, default=0,
+                        help="memory check: keep a dummy array this large alive during the resident steps")
+    parser.add_argument("--resident-child", help=argparse.SUPPRESS)  # "label|contender|batch|extra"
     settings = parser.parse_args(argv)
+    if settings.resident_child:
+        torch.set_num_threads(settings.threads)
+        label, contender, batch, extra = settings.resident_child.split("|")
+        print(json.dumps(resident_child(label, contender, int(batch), int(extra))))
+        return
     settings.batches = [int(b) for b in settings.batches.split(",")]
     settings.settle = 0.1
     torch.set_num_threads(settings.threads)
@@ -291,8 +343,11 @@ def main(argv=None):
     if "memory" in sections:
         results["memory"] = memory_rows(settings, rng)
         out.append(markdown("Peak memory of one training step (float32)", results["memory"],
-                            ["scratchnet: tracemalloc peak above the start of the step (after a warm-up);",
-                             "torch: peak of the running sum of torch.profiler's self CPU memory per op."]))
+                            ["traced: tracemalloc peak of one step above the lasting state (params, "
+                             "grads, buffers, Adam moments; caches and scratch arena dropped before)",
+                             "torch running_sum / timeline / saved: see torch_step_memory",
+                             "rss: peak resident memory (VmHWM) of 3 steps above the resident size "
+                             "before them, each contender in a fresh process; rss_held: after them"]))
         save(settings, out, results)
     if "profile" in sections:
         for label in ("small_cnn_bn", "resnet8"):
