@@ -99,7 +99,8 @@ class Optimizer:
         lr = self.lr
         # frozen layers are skipped: their parameters and optimizer state stay exactly as they are
         trainable = [layer for layer in iter_layers(layers) if layer.trainable]
-        scale = self.clip_scale([g for layer in trainable for g in layer.grads.values()])
+        scale = (self.clip_scale([g for layer in trainable for g in layer.grads.values()])
+                 if getattr(self, "clipnorm", None) is not None else 1.0)
         for layer in trainable:
             for name, param in layer.params.items():
                 grad = layer.grads[name]
@@ -127,8 +128,7 @@ class Adam(Optimizer):
             state.update(m=np.zeros_like(param), v=np.zeros_like(param), t=0)
         state["t"] += 1
         t, m, v = state["t"], state["m"], state["v"]
-        m_hat_scale = 1.0 / (1 - self.beta1 ** t)         # m_hat = m / (1 - b1^t)
-        v_hat_scale = 1.0 / (1 - self.beta2 ** t)         # v_hat = v / (1 - b2^t)
+        bias1, bias2 = 1 - self.beta1 ** t, 1 - self.beta2 ** t
         # Every step below writes into m, v or ONE scratch array (out=...), instead of a new
         # temporary per operation: about half the memory traffic for a large weight matrix.
         # Scalars are Python floats, so a float32 parameter stays float32 throughout.
@@ -139,11 +139,13 @@ class Adam(Optimizer):
         scratch *= 1 - self.beta2
         v *= self.beta2
         v += scratch                                      # v = b2 v + (1 - b2) g^2
-        np.multiply(v, v_hat_scale, out=scratch)
-        np.sqrt(scratch, out=scratch)
-        scratch += self.eps                               # sqrt(v_hat) + eps
+        # lr m_hat / (sqrt(v_hat) + eps) = (lr sqrt(b2c) / b1c) m / (sqrt(v) + eps sqrt(b2c)),
+        # with b1c = 1 - b1^t, b2c = 1 - b2^t: the bias corrections move onto two scalars,
+        # one pass over the array fewer than scaling v first
+        np.sqrt(v, out=scratch)
+        scratch += self.eps * math.sqrt(bias2)
         np.divide(m, scratch, out=scratch)
-        scratch *= lr * m_hat_scale                       # lr m_hat / (sqrt(v_hat) + eps)
+        scratch *= lr * math.sqrt(bias2) / bias1
         param -= scratch
 
     def __repr__(self):

@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from .input_checks import check_count, check_not_empty
+from .kernels.workspace import keep_freed_memory
 from .layers.base import iter_layers
 from .progress import ProgressBar
 
@@ -89,8 +90,9 @@ def diagnose_non_finite(model, x) -> str:
 
 def drop_caches(layer) -> None:
     """Forget the forward caches of ``layer`` and of every layer inside it (after its backward)."""
-    for inner in iter_layers([layer]):
-        inner.cache = {}
+    layer.cache = {}
+    for inner in layer.sublayers():  # recursion, not iter_layers: no generator per layer and step
+        drop_caches(inner)
 
 
 def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
@@ -100,20 +102,21 @@ def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
     non-finite loss puts them back and raises ``NonFiniteLossError`` before the update.
     """
     model._require_compiled()
+    keep_freed_memory()  # the caches released below are allocated again by the next step
     prepared = (isinstance(x, np.ndarray) and model.built and x.dtype == model.dtype
                 and x.shape[1:] == model.input_shape and not model.check_numerics)
     x = x if prepared else model._prepare_input(x)  # fit checks its whole array once
-    buffers = {id(layer): {k: v.copy() for k, v in layer.buffers.items()}
-               for layer in iter_layers(model.layers) if layer.buffers}  # e.g. running means
+    saved = [(layer.buffers, {name: value.copy() for name, value in layer.buffers.items()})
+             for layer in iter_layers(model.layers) if layer.buffers]  # e.g. running means, a few KB
     logits = model._run_layers(x, training=True)
     if sample_weight is None:
         loss = model.loss.forward(logits, y)
     else:
         loss = model.loss.forward(logits, y, weights=sample_weight)
     if not np.isfinite(loss):
-        for layer in iter_layers(model.layers):
-            if id(layer) in buffers:
-                layer.buffers.update(buffers[id(layer)])
+        for buffers, copies in saved:
+            for name, value in copies.items():
+                np.copyto(buffers[name], value)  # in place: optimizer and user may hold these arrays
         raise NonFiniteLossError(f"{model.name}: the loss is {loss}; {diagnose_non_finite(model, x)}; "
                                  f"the weights are those from before this step")
     dlogits = model.loss.backward()

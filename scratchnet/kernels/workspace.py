@@ -23,7 +23,10 @@ forward caches for its backward are always new arrays. A workspace is never pick
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
+import sys
 import threading
 
 import numpy as np
@@ -77,3 +80,35 @@ def shared_workspace() -> Workspace:
     if workspace is None:
         workspace = _thread_local.workspace = Workspace()
     return workspace
+
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's largest allowed value on 64-bit (HEAP_MAX_SIZE / 2)
+_allocator_tuned = False
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for the next training step (once per process).
+
+    Why: a training step frees its forward caches during the backward (Sequential.train_step)
+    and allocates them again in the next forward. By default glibc then gives the freed top of
+    its heap back to the operating system (above a trim threshold of ~2x the largest freed
+    block) and maps every block above its mmap threshold afresh, so each step page-faults its
+    caches back in, 4 KiB at a time: measured 13,500 faults and +29% time per resnet8 step
+    (batch 64). Serving blocks up to 32 MiB from the heap and never trimming it brings that to
+    ~1 fault per step; the price is that the process keeps its peak (as it did when caches were
+    kept between steps). Returns False where the C library is not glibc (nothing is changed).
+    """
+    global _allocator_tuned
+    if _allocator_tuned or not sys.platform.startswith("linux"):
+        return _allocator_tuned
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    _allocator_tuned = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
+                            and mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    return _allocator_tuned
