@@ -31,6 +31,9 @@ def test_buffers_only_grow_so_alternating_shapes_allocate_nothing_after_warm_up(
     workspace.empty("a", (20, 10), np.float64)  # does not fit: grows to 1600 bytes
     grown = workspace.buffers["a"]
     assert grown.nbytes == 1600
+    for key, view in workspace.views.items():  # no view handed out again keeps the old buffer alive
+        assert view.base is workspace.buffers[key[0]]
+    assert workspace.empty("a", (3, 3), np.float32).base is not big
     for shape in [(10, 10), (20, 10), (5,), (20, 10)]:  # no reallocation any more
         workspace.empty("a", shape, np.float64)
         assert workspace.buffers["a"] is grown

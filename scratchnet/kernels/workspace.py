@@ -42,15 +42,26 @@ class Workspace:
 
     def __init__(self):
         self.buffers: dict[str, np.ndarray] = {}  # name -> 1-D uint8 buffer, the largest request so far
+        self.views: dict[tuple, np.ndarray] = {}  # (name, shape, dtype) -> a view handed out before
 
     def empty(self, name: str, shape, dtype) -> np.ndarray:
         """An array of ``shape`` and ``dtype`` (C-contiguous) with whatever the last call left in it."""
-        shape, dtype = tuple(int(size) for size in shape), np.dtype(dtype)
+        # The same request again returns the same view: a dict lookup (0.3 us) where making the
+        # view costs 1.7 us, and a resnet8 step makes ~90 requests.
+        key = (name, tuple(shape), dtype)
+        view = self.views.get(key)
+        if view is None:
+            view = self.views[key] = self._new_view(name, key[1], np.dtype(dtype))
+        return view
+
+    def _new_view(self, name, shape, dtype) -> np.ndarray:
+        shape = tuple(int(size) for size in shape)
         nbytes = math.prod(shape) * dtype.itemsize
         buffer = self.buffers.get(name)
         if buffer is None or buffer.nbytes < nbytes:
             buffer = np.empty(nbytes, dtype=np.uint8)  # malloc'd: aligned for any NumPy dtype
             self.buffers[name] = buffer
+            self.views = {key: view for key, view in self.views.items() if key[0] != name}  # old buffer
         return buffer[:nbytes].view(dtype).reshape(shape)
 
     def zeros(self, name: str, shape, dtype) -> np.ndarray:
@@ -66,9 +77,10 @@ class Workspace:
     def clear(self) -> None:
         """Give every buffer back (the next calls allocate them again)."""
         self.buffers.clear()
+        self.views.clear()
 
     def __getstate__(self):
-        return {"buffers": {}}  # scratch is never saved
+        return {"buffers": {}, "views": {}}  # scratch is never saved
 
 
 _thread_local = threading.local()
