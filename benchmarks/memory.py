@@ -1,12 +1,17 @@
 """Memory of one training step: tracemalloc (scratchnet), and the resident memory of a process.
 
 NumPy reports its array buffers to tracemalloc, so the traced peak covers every array a step
-allocates. We report
+allocates. ``memory_table`` (run.py) reports
 
-* the peak of one whole step above what was allocated before it (caches of the previous step
-  are replaced during the step, so this includes the new caches and every temporary), and
+* the peak of one whole step above what was allocated before it (train_step releases the
+  forward caches during the backward, so none is held before: this includes the new caches
+  and every temporary, not the shared scratch arena allocated in warm-up), and
 * the phase (one layer's forward or backward, the loss, the optimizer) whose own peak above its
   starting point is largest: its size bounds the largest temporary of the step from above.
+
+``traced_step_peak`` (speed_zoo.py, beside PyTorch) counts the scratch arena too, and
+``resident_peak`` measures what the operating system sees: the peak resident memory of a
+fresh process running a few steps.
 """
 
 from __future__ import annotations
