@@ -178,9 +178,9 @@ class Sequential:
     def _run_layers(self, out, training=False, keep_caches=True) -> np.ndarray:
         """Every layer's forward in order, on an input already checked by _prepare_input.
 
-        ``keep_caches=False`` (evaluate, predict: no backward follows) drops each layer's cache
-        as soon as the next layer has its output: a resnet8 otherwise keeps 415 MiB of caches
-        after predicting a batch of 256.
+        ``keep_caches=False`` (evaluate: no backward follows) drops each layer's cache as soon as
+        it has run: a resnet8 otherwise keeps 415 MiB of caches after evaluating batches of 256
+        (fit's validation, between epochs). predict keeps them: ``model.backward`` may follow it.
         """
         for layer in self.layers:
             out = layer.forward(out, training=training)
@@ -266,8 +266,7 @@ class Sequential:
         """Output of the last layer (logits if the model ends without softmax)."""
         batch_size = checks.check_count(batch_size, "batch_size", self.name, 1)
         x = self._prepare_input(x)
-        outputs = [self._run_layers(x[start:start + batch_size], keep_caches=False)
-                   for start in range(0, len(x), batch_size)]
+        outputs = [self._run_layers(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
         if not outputs:
             return np.zeros((0, *self.output_shape), dtype=self.dtype)
         return np.concatenate(outputs)

@@ -141,14 +141,12 @@ def test_training_steps_do_not_page_fault_their_caches_back_in():
     assert faults_per_step < 1500
 
 
-def test_predict_and_evaluate_keep_no_cache():
-    # no backward follows them: a resnet8 would otherwise hold 415 MiB after predicting 256 images
+def test_evaluate_keeps_no_cache_and_predict_allows_a_backward():
+    # no backward follows evaluate: a resnet8 would otherwise hold 415 MiB after batches of 256
     model = residual_cnn()
     x, y = batch(n=10)
-    expected = model.forward(x)  # inference forward: keeps its caches (a backward may follow)
-    assert any(layer.cache for layer in model.layers)
-    np.testing.assert_array_equal(model.predict(x, batch_size=4), expected)
-    assert not any(layer.cache for layer in iter_layers(model.layers))
     model.forward(x)
     model.evaluate(x, y, batch_size=4)
     assert not any(layer.cache for layer in iter_layers(model.layers))
+    out = model.predict(x)
+    assert model.backward(np.ones_like(out)).shape == x.shape
