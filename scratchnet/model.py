@@ -215,7 +215,9 @@ class Sequential:
 
         A non-finite loss raises ``NonFiniteLossError`` BEFORE the update (backward never
         changes a parameter), so the weights stay those from before this step. Every forward
-        cache is released during the backward (see ``backward``); see training.train_step.
+        cache is released during the backward (see ``backward``), and the first call asks
+        glibc's malloc to keep freed memory for the next step (``keep_freed_memory`` in
+        kernels/workspace.py: no page faults). See training.train_step.
         """
         return _train_step(self, x, y, sample_weight)
 
