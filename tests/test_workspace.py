@@ -102,3 +102,27 @@ def test_the_arena_holds_the_max_over_layers_not_the_sum():
     for layer in (small, large, small):
         layer.backward(layer.forward(rng.standard_normal((2, *layer.input_shape)), training=True))
     assert workspace.nbytes() == max(held) < sum(held)
+
+
+def test_two_threads_training_at_once_get_their_own_results():
+    # the arena is per thread: layers running at the same time never write the same scratch
+    rng = np.random.default_rng(2)
+    layers = [conv((16, 16, 16), 16, 1, "winograd", 0), conv((12, 12, 16), 16, 1, "winograd", 1)]
+    inputs = [rng.standard_normal((4, *layer.input_shape)) for layer in layers]
+    expected = []
+    for layer, x in zip(layers, inputs):
+        y = layer.forward(x, training=True)
+        expected.append((y, layer.backward(np.sin(y))))
+    mismatches = []
+
+    def run(layer, x, want):
+        for _ in range(30):  # NumPy's products release the GIL: the threads overlap
+            y = layer.forward(x, training=True)
+            dx = layer.backward(np.sin(y))
+            mismatches.append(not (np.array_equal(y, want[0]) and np.array_equal(dx, want[1])))
+    threads = [threading.Thread(target=run, args=args) for args in zip(layers, inputs, expected)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(mismatches) == 60 and not any(mismatches)
