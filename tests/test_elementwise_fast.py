@@ -13,8 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scratchnet.layers import BatchNorm
-from scratchnet.layers.normalization import WIDE_ROW_VALUES, column_dots, wide_rows
+from scratchnet.layers import Activation, BatchNorm, Dense
+from scratchnet.layers.activations import relu
+from scratchnet.layers.normalization import column_dots
+from scratchnet.layers.wide_rows import WIDE_ROW_VALUES, wide_rows
 
 # (M, C): M odd (k = 1), M a power of two (k large), C not dividing the wide row, C > the row
 ROW_SHAPES = [(7, 3), (64, 16), (96, 6), (6, 5), (2048, 3), (8, WIDE_ROW_VALUES + 1), (1, 4)]
@@ -124,3 +126,40 @@ def test_batchnorm_float32_keeps_float32_and_stays_close_to_float64():
         results[dtype] = (y, dx, layer.grads["gamma"])
     for low, high in zip(results["float32"], results["float64"]):
         np.testing.assert_allclose(low, high, rtol=1e-3, atol=1e-4)
+
+
+# ------------------------------------------------------------------ ReLU from its output
+def test_relu_backward_from_the_output_equals_the_input_mask_with_zero_nan_and_inf():
+    x = np.array([[-np.inf, -2.0, -0.0, 0.0, 1e-300, 3.0, np.inf, np.nan]])
+    dy = np.arange(1.0, 9.0)[None, :]
+    layer = Activation("relu")
+    layer.build((8,), dtype="float64")
+    with np.errstate(invalid="ignore"):
+        y = layer.forward(x, training=True)
+    np.testing.assert_array_equal(y, [[0, 0, 0, 0, 1e-300, 3, np.inf, np.nan]])
+    dx = layer.backward(dy)
+    np.testing.assert_array_equal(dx, dy * (x > 0))  # 0 at x <= 0 and at NaN
+    np.testing.assert_array_equal(dx, [[0, 0, 0, 0, 5, 6, 7, 0]])
+    assert dx.dtype == np.float64
+
+
+@pytest.mark.parametrize("activation, keeps_input", [("relu", False), ("sigmoid", False), ("tanh", False),
+                                                     ("gelu", True), ("elu", True)])
+def test_activation_keeps_its_input_only_if_the_derivative_needs_it(activation, keeps_input):
+    layer = Activation(activation)
+    layer.build((3,), dtype="float32")
+    x = np.ones((2, 3), np.float32)
+    layer.forward(x, training=True)
+    assert (layer.cache["x"] is not None) == keeps_input and layer.cache["y"] is not None
+    dense = Dense(4, activation=activation)
+    dense.build((3,), rng=np.random.default_rng(0), dtype="float32")
+    dense.forward(x, training=True)
+    assert (dense.cache["z"] is not None) == keeps_input
+    assert dense.backward(np.ones((2, 4), np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("shape", [(64, 4, 4, 16), (3, 5, 7), (1, 1), (2, 9, 9, 5), (0, 3), (7,)])
+def test_relu_on_wide_rows_equals_np_maximum(shape):
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    np.testing.assert_array_equal(relu(x), np.maximum(x, 0))
+    assert relu(x).dtype == np.float32 and relu(x).shape == x.shape
