@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scratchnet.layers import Activation, BatchNorm, Dense
+from scratchnet.layers import Activation, Add, BatchNorm, Dense
 from scratchnet.layers.activations import relu
 from scratchnet.layers.normalization import column_dots
 from scratchnet.layers.wide_rows import WIDE_ROW_VALUES, wide_rows
@@ -163,3 +163,20 @@ def test_relu_on_wide_rows_equals_np_maximum(shape):
     x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
     np.testing.assert_array_equal(relu(x), np.maximum(x, 0))
     assert relu(x).dtype == np.float32 and relu(x).shape == x.shape
+
+
+# ------------------------------------------------------------------ Add
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_add_writes_a_new_array_and_hands_dy_to_every_input(count):
+    rng = np.random.default_rng(6)
+    xs = [rng.standard_normal((2, 3, 3, 4)) for _ in range(count)]
+    originals = [x.copy() for x in xs]
+    layer = Add()
+    layer.build([(3, 3, 4)] * count, dtype="float64")
+    y = layer.forward(xs)
+    np.testing.assert_allclose(y, sum(originals), rtol=1e-15)
+    assert not any(np.shares_memory(y, x) for x in xs)
+    assert all(np.array_equal(x, original) for x, original in zip(xs, originals))
+    dy = rng.standard_normal(y.shape)
+    dxs = layer.backward(dy)
+    assert len(dxs) == count and all(np.array_equal(dx, dy) for dx in dxs)
