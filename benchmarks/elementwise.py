@@ -3,6 +3,7 @@ beside an older version of the same layers.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/elementwise.py                     # ~1 minute
     OPENBLAS_NUM_THREADS=1 python benchmarks/elementwise.py --baseline main     # + the old code
+    OPENBLAS_NUM_THREADS=1 python benchmarks/elementwise.py --steps --baseline main   # whole steps
     python benchmarks/elementwise.py --layers batchnorm,relu --rounds 5
 
 Every layer runs forward (training mode) and backward on the shapes of the zoo's training steps
@@ -10,7 +11,9 @@ Every layer runs forward (training mode) and backward on the shapes of the zoo's
 ``MaxPool2d``, ``+``), forward with autograd recording and backward via ``torch.autograd.grad``.
 ``--baseline REV`` also loads the layer modules as they were at git revision REV (``git show``
 into a temporary file, imported inside ``scratchnet.layers``) and times them in the same rounds,
-so "new / old" is measured side by side. One thread each (torch.set_num_threads(1); set
+so "new / old" is measured side by side; ``--steps`` times whole training steps of the zoo
+networks, the old model being the same network with those layers switched to their old classes.
+One thread each (torch.set_num_threads(1); set
 OPENBLAS_NUM_THREADS=1 for NumPy). Contenders are interleaved round by round (timing.py);
 medians are reported. Nothing is asserted.
 """
@@ -141,6 +144,55 @@ def layer_rows(key, settings, baseline_revision, rng):
     return rows
 
 
+# ------------------------------------------------------------------ whole training steps
+STEP_NETWORKS = ["reference (MNIST)", "lenet5", "flax_cnn", "small_cnn_bn", "resnet8"]
+
+
+def with_baseline_layers(model, revision):
+    """``model`` with every layer of the modules timed here switched to its class at ``revision``
+    (same parameters and buffers; only the methods change)."""
+    from scratchnet.layers.base import iter_layers
+
+    modules = {name: load_baseline(name, revision) for name in ("normalization", "activations", "merge",
+                                                                 "pooling", "dense", "dropout")}
+    modules["dense"].ACTIVATIONS = modules["activations"].ACTIVATIONS  # Dense's old activations too
+    for layer in iter_layers(model.layers):
+        for module in modules.values():
+            old_class = getattr(module, type(layer).__name__, None)
+            if isinstance(old_class, type) and old_class.__module__ == module.__name__:
+                layer.__class__ = old_class
+    return model
+
+
+def step_rows(settings, baseline_revision, rng):
+    """Whole training steps (batch 64, "auto" backend): new layers, old layers (--baseline), torch."""
+    import speed_zoo  # imports torch
+
+    rows = []
+    for label in settings.networks.split(","):
+        contenders, state = speed_zoo.step_contenders(label, 64, "float32", rng, backends=("auto",))
+        contenders[0].name = "new"
+        model, x, labels = state[:3]
+        if baseline_revision:
+            old_model = with_baseline_layers(speed_zoo.build(label, "auto"), baseline_revision)
+            def old_step(m=old_model, x=x, labels=labels):
+                return m.train_step(x, labels)
+            contenders.insert(1, Contender("old", "numpy", old_step))
+        times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
+        row = {"network": label, "new_ms": round(times["new"] * 1e3, 2)}
+        if "old" in times:
+            row["old_ms"] = round(times["old"] * 1e3, 2)
+            row["new_x_old"] = round(times["new"] / times["old"], 2)
+        row["torch_ms"] = round(times["torch"] * 1e3, 2)
+        row["new_x_torch"] = round(times["new"] / times["torch"], 2)
+        if "old" in times:
+            row["old_x_torch"] = round(times["old"] / times["torch"], 2)
+        row["load"] = round(os.getloadavg()[0], 2)
+        rows.append(row)
+        print(f"  {row}", file=sys.stderr, flush=True)
+    return rows
+
+
 def markdown(rows) -> str:
     columns = list(dict.fromkeys(column for row in rows for column in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -152,6 +204,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", default=",".join(CASES), help=f"subset of {','.join(CASES)}")
     parser.add_argument("--baseline", default=None, help="git revision of the old layers to time too")
+    parser.add_argument("--steps", action="store_true", help="time whole training steps instead")
+    parser.add_argument("--networks", default=",".join(STEP_NETWORKS), help="for --steps")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--calls", type=int, default=3)
     settings = parser.parse_args(argv)
@@ -162,6 +216,9 @@ def main(argv=None) -> None:
     machine["OPENBLAS_NUM_THREADS"] = os.environ.get("OPENBLAS_NUM_THREADS", "(unset)")
     print("\n".join(f"- {key}: {value}" for key, value in machine.items()) + "\n")
     rng = np.random.default_rng(0)
+    if settings.steps:
+        print(markdown(step_rows(settings, settings.baseline, rng)))
+        return
     rows = []
     for key in settings.layers.split(","):
         rows += layer_rows(key, settings, settings.baseline, rng)
