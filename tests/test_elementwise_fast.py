@@ -84,6 +84,35 @@ def test_batchnorm_training_matches_the_textbook_formulas(shape):
     np.testing.assert_allclose(layer.grads["beta"], want_dbeta, rtol=1e-10, atol=1e-12)
 
 
+@given(batch=st.integers(2, 70), height=st.integers(1, 4), channels=st.integers(1, 40),
+       seed=st.integers(0, 99))
+def test_batchnorm_matches_the_textbook_for_any_fold(batch, height, channels, seed):
+    rng = np.random.default_rng(seed)
+    shape = (batch, height, 2, channels)  # M = 2 * batch * height: folds of 1, 2, 4, ... 128
+    x, dy = rng.standard_normal(shape) - 2.0, rng.standard_normal(shape)
+    layer = BatchNorm()
+    layer.build(shape[1:], dtype="float64")
+    want_y, want_dx, want_dgamma, _ = reference_batchnorm(x, dy, layer.params["gamma"], layer.params["beta"],
+                                                          layer.eps)
+    np.testing.assert_allclose(layer.forward(x, training=True), want_y, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(layer.backward(dy), want_dx, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(layer.grads["gamma"], want_dgamma, rtol=1e-8, atol=1e-10)
+
+
+def test_batchnorm_accepts_non_contiguous_input_and_gradient():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 5, 4, 8)).transpose(0, 2, 1, 3)   # (6, 4, 5, 8), not C-contiguous
+    dy = rng.standard_normal((6, 5, 4, 8)).transpose(0, 2, 1, 3)
+    layer = BatchNorm()
+    layer.build(x.shape[1:], dtype="float64")
+    gamma, beta = layer.params["gamma"], layer.params["beta"]
+    want_y, want_dx, _, want_dbeta = reference_batchnorm(np.ascontiguousarray(x), np.ascontiguousarray(dy),
+                                                         gamma, beta, layer.eps)
+    np.testing.assert_allclose(layer.forward(x, training=True), want_y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.backward(dy), want_dx, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["beta"], want_dbeta, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("shape", BATCHNORM_SHAPES)
 def test_batchnorm_inference_matches_the_textbook_formulas(shape):
     rng = np.random.default_rng(2)
