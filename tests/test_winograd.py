@@ -48,9 +48,9 @@ def loop_reference(x_padded, W, b, dy):
     return (y, *loops.conv2d_backward(x_padded, W, dy))
 
 
-def check_against(reference, x_padded, W, b, dy, m, need_dx=True):
+def check_against(reference, x_padded, W, b, dy, m, need_dx=True, chunk_images=None):
     y_ref, dx_ref, dW_ref, db_ref = reference
-    y, saved = wg.conv2d_forward(x_padded, W, b, m)
+    y, saved = wg.conv2d_forward(x_padded, W, b, m, chunk_images=chunk_images)
     dx, dW, db = wg.conv2d_backward(saved, W, dy, x_padded.shape, need_input_gradient=need_dx)
     tol = TOLERANCE[m]
     assert y.shape == y_ref.shape and y.flags.c_contiguous
@@ -64,18 +64,66 @@ def check_against(reference, x_padded, W, b, dy, m, need_dx=True):
         assert dx is None
 
 
-@settings(max_examples=30, deadline=None)
-@given(m=st.sampled_from([2, 4]), n=st.integers(1, 2), height=st.integers(3, 11), width=st.integers(3, 11),
+@settings(max_examples=40, deadline=None)
+@given(m=st.sampled_from([2, 4]), n=st.integers(1, 5), height=st.integers(3, 11), width=st.integers(3, 11),
        channels=st.integers(1, 4), filters=st.integers(1, 4), use_bias=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_matches_loops_float64(m, n, height, width, channels, filters, use_bias, seed):
-    """Every padded size from 3x3 (one output pixel) up: whole and ragged tiles alike."""
+       chunk_images=st.one_of(st.none(), st.integers(1, 3)), seed=st.integers(0, 2**16))
+def test_matches_loops_float64(m, n, height, width, channels, filters, use_bias, chunk_images, seed):
+    """Every padded size from 3x3 (one output pixel) up: whole and ragged tiles alike; the batch
+    in chunks of 1-3 images (a last chunk shorter than the others, or one chunk of it all)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, height, width, channels))
     W = rng.standard_normal((3, 3, channels, filters))
     b = rng.standard_normal(filters) if use_bias else None
     dy = rng.standard_normal((n, height - 2, width - 2, filters))
-    check_against(loop_reference(x, W, b, dy), x, W, b, dy, m)
+    check_against(loop_reference(x, W, b, dy), x, W, b, dy, m, chunk_images=chunk_images)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("n, chunk_images", [(1, 1), (1, 4), (5, 2), (7, 3), (6, 3), (4, 1), (3, 5)])
+@pytest.mark.parametrize("need_dx", [True, False])
+def test_chunk_boundaries_match_loops_float64(m, n, chunk_images, need_dx):
+    """Chunks that split the batch evenly, unevenly (a shorter last chunk), one image each, or one
+    chunk larger than the batch; odd, ragged image sizes (9x10 padded: 7x8 outputs). dx, dW, db."""
+    rng = np.random.default_rng(n * 10 + chunk_images)
+    x = rng.standard_normal((n, 9, 10, 3))
+    W = rng.standard_normal((3, 3, 3, 2))
+    b = rng.standard_normal(2)
+    dy = rng.standard_normal((n, 7, 8, 2))
+    check_against(loop_reference(x, W, b, dy), x, W, b, dy, m, need_dx, chunk_images)
+
+
+def test_default_chunks_split_the_batch_and_reuse_the_workspace(monkeypatch):
+    """With CHUNK_BYTES small the default chunk is 2 images: 5 images go as 2 + 2 + 1, the short
+    last chunk takes the front of the full chunk's workspace arrays (none is replaced)."""
+    m, channels, filters = 4, 3, 2
+    tile_bytes = (m + 2) ** 2 * 4 * channels * 8  # alpha^2 x 2x2 tiles per image x C x float64
+    monkeypatch.setattr(wg, "CHUNK_BYTES", 2 * tile_bytes + 1)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 10, 10, channels))
+    W = rng.standard_normal((3, 3, channels, filters))
+    dy = rng.standard_normal((5, 8, 8, filters))
+    workspace = wg.Workspace()
+    y, saved = wg.conv2d_forward(x, W, None, m, workspace=workspace)
+    assert saved["chunk_images"] == 2 and wg.batch_chunks(5, 2) == [(0, 2), (2, 4), (4, 5)]
+    arrays_after_forward = dict(workspace.arrays)
+    dx, dW, db = wg.conv2d_backward(saved, W, dy, x.shape, workspace=workspace)
+    wg.conv2d_forward(x, W, None, m, workspace=workspace)
+    assert all(workspace.arrays[name] is array for name, array in arrays_after_forward.items())
+    y_ref, dx_ref, dW_ref, db_ref = loop_reference(x, W, None, dy)
+    for got, want in ((y, y_ref), (dx, dx_ref), (dW, dW_ref), (db, db_ref)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+def test_forward_keeps_the_padded_input_not_the_transformed_tiles():
+    """Memory: the backward recomputes V chunk by chunk, so the forward keeps x_padded (the
+    padded input, 1.13x the input at 32x32) and U (C*F*36 numbers), not V (2.25x the input)."""
+    x = np.zeros((2, 34, 34, 16))
+    W = np.zeros((3, 3, 16, 8))
+    _, saved = wg.conv2d_forward(x, W, None)
+    assert saved["x_padded"] is x
+    kept = sum(value.nbytes for value in saved.values() if isinstance(value, np.ndarray))
+    assert kept == x.nbytes + 36 * 16 * 8 * 8
 
 
 @settings(max_examples=12, deadline=None)

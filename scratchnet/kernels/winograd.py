@@ -87,7 +87,7 @@ TRANSFORMS = {
 
 # The batch is processed CHUNK_BYTES at a time (the largest per-chunk temporary, see
 # images_per_chunk): to be measured.
-CHUNK_BYTES = 1 << 19
+CHUNK_BYTES = 1 << 20
 
 
 def transforms(m: int, dtype):
@@ -204,7 +204,9 @@ def write_output(M, AT, b, y, scratch):
     Y = both_axes(AT, M.reshape(alpha, alpha, -1), scratch, "Y")  # (m, m, p*F)
     Y = Y.reshape(m, m, n_images, tiles_h, tiles_w, filters).transpose(2, 3, 0, 4, 1, 5)
     whole_tiles = (tiles_h * m, tiles_w * m) == (out_h, out_w)
-    target = y if whole_tiles else scratch.empty("y_whole_tiles", (n_images, tiles_h * m, tiles_w * m, filters), y.dtype)
+    target = y
+    if not whole_tiles:  # the ragged tiles' extra outputs go to scratch, cropped below
+        target = scratch.empty("y_whole_tiles", (n_images, tiles_h * m, tiles_w * m, filters), y.dtype)
     target_tiles = target.reshape(n_images, tiles_h, m, tiles_w, m, filters)
     if b is None:
         target_tiles[...] = Y  # the tiles back into image order
