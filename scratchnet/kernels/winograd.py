@@ -120,12 +120,15 @@ def tile_counts(out_hw, m):
 
 # ------------------------------------------------------------------ the batch in chunks
 def images_per_chunk(padded_shape, filters, m, itemsize):
-    """How many images one chunk holds: as many as keep its largest temporary (V, M or their
-    gradients, alpha^2 * tiles * max(C, F) numbers per image) within CHUNK_BYTES; at least 1."""
-    _, height, width, channels = padded_shape
+    """How many images one chunk holds: the batch split into as few equal chunks as keep each
+    chunk's largest temporary (V, M or their gradients, alpha^2 * tiles * max(C, F) numbers per
+    image) within CHUNK_BYTES (equal: no short last chunk that costs the per-chunk overhead for
+    little work); at least 1 image."""
+    n_samples, height, width, channels = padded_shape
     tiles_h, tiles_w = tile_counts((height - 2, width - 2), m)
     bytes_per_image = (m + 2) ** 2 * tiles_h * tiles_w * max(channels, filters) * itemsize
-    return max(1, CHUNK_BYTES // bytes_per_image)
+    n_chunks = -(-n_samples * bytes_per_image // CHUNK_BYTES)  # ceil
+    return max(1, -(-n_samples // n_chunks))
 
 
 def batch_chunks(n_samples, chunk_images):

@@ -232,7 +232,7 @@ class Conv2D(ConvBase):
         if backend == "winograd":
             self.check_winograd()
             y, saved = winograd_kernels.conv2d_forward(x_padded, W, b, workspace=self.workspace)
-            return y, {"backend": "winograd", "winograd": saved}  # the transformed V and U
+            return y, {"backend": "winograd", "winograd": saved}  # x_padded and U (V is recomputed)
         if backend == "im2col":
             y, cols = im2col_kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups)
             return y, {"backend": "im2col", "cols": cols}  # the patch matrix, reused by the kernel gradient
