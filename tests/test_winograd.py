@@ -115,15 +115,40 @@ def test_default_chunks_split_the_batch_and_reuse_the_workspace(monkeypatch):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
 
 
-def test_forward_keeps_the_padded_input_not_the_transformed_tiles():
-    """Memory: the backward recomputes V chunk by chunk, so the forward keeps x_padded (the
-    padded input, 1.13x the input at 32x32) and U (C*F*36 numbers), not V (2.25x the input)."""
-    x = np.zeros((2, 34, 34, 16))
+def test_forward_keeps_the_input_not_the_transformed_tiles():
+    """Memory: the backward recomputes V chunk by chunk and the kernel pads each chunk itself, so
+    the forward keeps x (the layer's input) and U (C*F*36 numbers), not V (2.25x the input) nor a
+    padded copy of x; the layer's cache holds no other array."""
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 16))
     W = np.zeros((3, 3, 16, 8))
-    _, saved = wg.conv2d_forward(x, W, None)
-    assert saved["x_padded"] is x
+    _, saved = wg.conv2d_forward(x, W, None, pads=((1, 1), (1, 1)))
+    assert saved["x"] is x
     kept = sum(value.nbytes for value in saved.values() if isinstance(value, np.ndarray))
     assert kept == x.nbytes + 36 * 16 * 8 * 8
+    layer = built((32, 32, 16), "winograd", filters=8, kernel_size=3, padding="same")
+    layer.forward(x)
+    assert layer.cache["winograd"]["x"] is x and layer.cache["padded_shape"] == (2, 34, 34, 16)
+    arrays = [value for value in layer.cache.values() if isinstance(value, np.ndarray)]
+    assert arrays == []
+
+
+@pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((2, 0), (1, 3)), ((0, 0), (0, 2)), ((3, 3), (0, 0))])
+@pytest.mark.parametrize("chunk_images", [None, 2])
+def test_kernel_pads_each_chunk_itself_float64(pads, chunk_images):
+    """x unpadded plus ``pads`` gives the same y, dx_padded, dW, db as x padded beforehand."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 5, 7, 3))
+    (top, bottom), (left, right) = pads
+    x_padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    W = rng.standard_normal((3, 3, 3, 2))
+    b = rng.standard_normal(2)
+    dy = rng.standard_normal((3, x_padded.shape[1] - 2, x_padded.shape[2] - 2, 2))
+    y_ref, dx_ref, dW_ref, db_ref = loop_reference(x_padded, W, b, dy)
+    for m in (2, 4):
+        y, saved = wg.conv2d_forward(x, W, b, m, chunk_images=chunk_images, pads=pads)
+        dx, dW, db = wg.conv2d_backward(saved, W, dy, x_padded.shape)
+        for got, want in ((y, y_ref), (dx, dx_ref), (dW, dW_ref), (db, db_ref)):
+            np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[m])
 
 
 @settings(max_examples=12, deadline=None)

@@ -22,7 +22,19 @@ matrix product over channels, for all tiles and filters at once:
 
 Each transform "B^T d B" is two small matrix products, one per tile axis, applied to every tile
 and channel at once: ``B^T @ d`` over the first grid axis, then ``np.matmul(B^T, .)`` over the
-second (and the same for G and A^T).
+second (and the same for G and A^T). Measured against the alternatives (one thread, 8 images of
+32x32x16): explicit adds using B^T's zeros (22 of 36 entries are nonzero) 1.3-1.5x slower (one
+NumPy pass per term), one einsum 3.5x slower, np.tensordot 1.1x, skipping B^T's one-entry
+first and last columns (a 6x4 product plus two scaled adds) 0.96x: within noise, not adopted.
+
+The batch in chunks. Every intermediate (d, V, M, Y and their gradients) is alpha^2 / m^2 =
+2.25x the size of the input or output: 9.4 MB for 64 images of 32x32x16, against a 1 MiB L2
+cache per core. So the images go through all the stages a chunk at a time (images_per_chunk:
+each temporary within CHUNK_BYTES), and the temporaries, workspace arrays sized for one chunk,
+stay in cache from one stage to the next. Measured (one thread, 64 images of 32x32x16, fwd /
+bwd against one chunk of all 64): 8 images per chunk 0.75 / 0.75, 1 image 0.94 / 0.94 (the
+per-chunk overhead of ~40 NumPy calls), 16 images 0.78 / 0.82; at 16x16x32 and 8x8x64 the best
+chunks held 8-16 and 16-64 images, i.e. ~0.5-2 MB per temporary.
 
 Transform matrices (Lavin & Gray; checked by ``tests/test_winograd.py`` against the direct sum):
 
@@ -58,7 +70,12 @@ Backward (the transposes of the forward's linear maps, so exact to the same roun
                                                    added back onto the overlapping input cells
     db = sum of dy over (N, OH, OW)
 
-So dW and dx are Winograd too (no im2col fallback); the forward's V and U are kept for them.
+So dW and dx are Winograd too (no im2col fallback). V is not kept from the forward: the
+backward recomputes it chunk by chunk from x_padded, which the forward keeps instead (the padded
+input, 1.13x the input at 32x32 with padding 1, where V is 2.25x; U is C*F*alpha^2 numbers). That
+costs the tile copy and B^T d B once more, ~10% of forward + backward (see CHUNK_BYTES); the
+peak memory of one layer's forward + backward halves (resnet8's 16 -> 16 layer, batch 64:
+17.6 -> 9.2 MiB; torch.nn.Conv2d 8.0 MiB; benchmarks/winograd_shapes.py).
 
 Output sizes that are not multiples of m ("ragged" tiles): the input is padded at the bottom and
 right with zeros to whole tiles, the extra outputs are cropped off, and the extra input cells'
@@ -85,8 +102,8 @@ TRANSFORMS = {
         [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
 }
 
-# The batch is processed CHUNK_BYTES at a time (the largest per-chunk temporary, see
-# images_per_chunk): to be measured.
+# The largest temporary of one chunk of images (images_per_chunk; the module docstring has the
+# measurements: chunks of 0.5-2 MB per temporary ran fastest, the L2 cache being 1 MiB).
 CHUNK_BYTES = 1 << 20
 
 
@@ -152,41 +169,56 @@ class ChunkScratch:
 
 
 # ------------------------------------------------------------------ the stages, one chunk each
-def extend_with_zeros(x, full_hw, scratch):
-    """``x`` (n, H, W, C) grown to (n, *full_hw, C) with zeros at the bottom and right (``x``
-    itself when it already has that size): ragged tiles read zeros past the edge."""
+NO_PADS = ((0, 0), (0, 0))
+
+
+def framed(x, full_hw, scratch, pads=NO_PADS):
+    """``x`` (n, H, W, C) inside a frame of zeros, (n, *full_hw, C): x at rows top..top+H-1 and
+    columns left..left+W-1 (pads = ((top, bottom), (left, right)), the layer's zero padding), zeros
+    around it and on to whole tiles at the bottom and right. ``x`` itself when there is no frame.
+    Done a chunk at a time, in scratch: the layer never makes a padded copy of its whole input."""
     n_images, height, width, channels = x.shape
-    if full_hw == (height, width):
+    (top, _), (left, _) = pads
+    if (top, left) == (0, 0) and full_hw == (height, width):
         return x
-    extended = scratch.empty("extended", (n_images, *full_hw, channels), x.dtype)
-    extended[:, height:] = 0
-    extended[:, :height, width:] = 0
-    extended[:, :height, :width] = x
-    return extended
+    frame = scratch.empty("framed", (n_images, *full_hw, channels), x.dtype)
+    frame[:, :top] = 0
+    frame[:, top + height:] = 0
+    frame[:, top:top + height, :left] = 0
+    frame[:, top:top + height, left + width:] = 0
+    frame[:, top:top + height, left:left + width] = x
+    return frame
 
 
-def input_tiles(x_padded, m, scratch):
+def padded_hw(x_shape, pads):
+    (top, bottom), (left, right) = pads
+    return x_shape[1] + top + bottom, x_shape[2] + left + right
+
+
+def input_tiles(x, pads, m, scratch):
     """d (alpha, alpha, p*C): input tile t's cell (i, j), all channels, as one contiguous grid.
 
-    Tile (n, th, tw) starts at row m*th, column m*tw of x (zero-extended to whole tiles).
+    Tile (n, th, tw) starts at row m*th, column m*tw of x zero-padded by ``pads`` (and on to
+    whole tiles).
     """
-    n_images, height, width, channels = x_padded.shape
-    tiles_h, tiles_w = tile_counts((height - 2, width - 2), m)
+    n_images, channels = x.shape[0], x.shape[3]
+    tiles_h, tiles_w = tile_counts([size - 2 for size in padded_hw(x.shape, pads)], m)
     alpha = m + 2
-    x_padded = extend_with_zeros(x_padded, (tiles_h * m + 2, tiles_w * m + 2), scratch)
+    x_padded = framed(x, (tiles_h * m + 2, tiles_w * m + 2), scratch, pads)
     step_n, step_h, step_w, step_c = x_padded.strides
     view = np.lib.stride_tricks.as_strided(
         x_padded, shape=(alpha, alpha, n_images, tiles_h, tiles_w, channels),
         strides=(step_h, step_w, step_n, m * step_h, m * step_w, step_c), writeable=False)
-    tiles = scratch.empty("tiles", (alpha, alpha, n_images * tiles_h * tiles_w * channels), x_padded.dtype)
+    tiles = scratch.empty("tiles", (alpha, alpha, n_images * tiles_h * tiles_w * channels), x.dtype)
     tiles.reshape(view.shape)[...] = view  # the one copy
     return tiles
 
 
-def transformed_input(x_padded, BT, m, scratch):
-    """V = B^T d B (alpha^2, p, C) for the images of ``x_padded`` (n, Hp, Wp, C), p = their tiles."""
-    alpha, channels = m + 2, x_padded.shape[3]
-    V = both_axes(BT, input_tiles(x_padded, m, scratch), scratch, "V")
+def transformed_input(x, pads, BT, m, scratch):
+    """V = B^T d B (alpha^2, p, C) for the images of ``x`` (n, H, W, C) padded by ``pads``,
+    p = their tiles."""
+    alpha, channels = m + 2, x.shape[3]
+    V = both_axes(BT, input_tiles(x, pads, m, scratch), scratch, "V")
     return V.reshape(alpha * alpha, -1, channels)
 
 
@@ -219,27 +251,32 @@ def write_output(M, AT, b, y, scratch):
         y[...] = target[:, :out_h, :out_w]  # crop the ragged tiles' extra outputs
 
 
-def conv2d_forward(x_padded, W, b, m=4, workspace=None, chunk_images=None):
-    """Return ``(y, saved)``: y (N, OH, OW, F) and what the backward needs (x_padded, U).
+def conv2d_forward(x, W, b, m=4, workspace=None, chunk_images=None, pads=NO_PADS):
+    """Return ``(y, saved)``: y (N, OH, OW, F) and what the backward needs (x, U).
 
-    The batch goes through in chunks of ``chunk_images`` images (default: images_per_chunk);
-    temporaries come from ``workspace`` (reused between calls: fresh large arrays cost a page
-    fault per 4 KiB, see workspace.py); y and U are new arrays."""
+    ``x`` (N, H, W, C) is zero-padded by ``pads`` ((top, bottom), (left, right)) chunk by chunk
+    (default: none, x is already padded), so what the forward keeps is x itself: the layer's
+    input, alive anyway as the previous layer's output. The batch goes through in chunks of
+    ``chunk_images`` images (default: images_per_chunk); temporaries come from ``workspace``
+    (reused between calls: fresh large arrays cost a page fault per 4 KiB, see workspace.py);
+    y and U are new arrays."""
     workspace = workspace if workspace is not None else Workspace()
-    n_samples, height, width, channels = x_padded.shape
-    filters, dtype = W.shape[3], x_padded.dtype
+    n_samples, channels = x.shape[0], x.shape[3]
+    height, width = padded_hw(x.shape, pads)
+    filters, dtype = W.shape[3], x.dtype
     BT, G, AT = transforms(m, dtype)
     alpha = m + 2
-    chunk_images = chunk_images or images_per_chunk(x_padded.shape, filters, m, dtype.itemsize)
+    padded_shape = (n_samples, height, width, channels)
+    chunk_images = chunk_images or images_per_chunk(padded_shape, filters, m, dtype.itemsize)
     U = transformed_kernel(W, G)  # (alpha^2, C, F)
     y = np.empty((n_samples, height - 2, width - 2, filters), dtype=dtype)
     for start, stop in batch_chunks(n_samples, chunk_images):
         scratch = ChunkScratch(workspace, stop - start, chunk_images)
-        V = transformed_input(x_padded[start:stop], BT, m, scratch)  # (alpha^2, p, C)
+        V = transformed_input(x[start:stop], pads, BT, m, scratch)  # (alpha^2, p, C)
         M = scratch.empty("M", (alpha * alpha, V.shape[1], filters), dtype)
         np.matmul(V, U, out=M)  # (alpha^2, p, F): one product over channels per grid position
         write_output(M, AT, b, y[start:stop], scratch)
-    return y, {"x_padded": x_padded, "U": U, "m": m, "chunk_images": chunk_images}
+    return y, {"x": x, "pads": pads, "U": U, "m": m, "chunk_images": chunk_images}
 
 
 def output_gradient_tiles(dy, AT, scratch):
@@ -248,7 +285,7 @@ def output_gradient_tiles(dy, AT, scratch):
     n_images, out_h, out_w, filters = dy.shape
     m, alpha = AT.shape
     tiles_h, tiles_w = tile_counts((out_h, out_w), m)
-    dy = extend_with_zeros(dy, (tiles_h * m, tiles_w * m), scratch)
+    dy = framed(dy, (tiles_h * m, tiles_w * m), scratch)  # zeros on to whole tiles
     grid = dy.reshape(n_images, tiles_h, m, tiles_w, m, filters).transpose(2, 4, 0, 1, 3, 5)
     tiles = scratch.empty("dy_tiles", (m, m, n_images * tiles_h * tiles_w * filters), dy.dtype)
     tiles.reshape(grid.shape)[...] = grid  # the one copy
@@ -292,11 +329,11 @@ def add_tiles(dd, dx, m):
 
 
 def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, workspace=None):
-    """(dx_padded, dW, db) from the forward's x_padded and U (see the module docstring), chunk
+    """(dx_padded, dW, db) from the forward's x and U (see the module docstring), chunk
     by chunk as in the forward (V is recomputed per chunk); temporaries from ``workspace``,
     dx_padded, dW and db are new arrays."""
     workspace = workspace if workspace is not None else Workspace()
-    x_padded, U, m, chunk_images = saved["x_padded"], saved["U"], saved["m"], saved["chunk_images"]
+    x, pads, U, m = saved["x"], saved["pads"], saved["U"], saved["m"]
     n_samples, height, width, channels = padded_shape
     filters, dtype = dy.shape[3], dy.dtype
     BT, G, AT = transforms(m, dtype)
@@ -307,9 +344,10 @@ def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, worksp
     dx = None
     if need_input_gradient:  # whole tiles; the ragged tiles' extra cells are cropped at the end
         dx = np.empty((n_samples, tiles_h * m + 2, tiles_w * m + 2, channels), dtype=dtype)
+    chunk_images = saved["chunk_images"]
     for start, stop in batch_chunks(n_samples, chunk_images):
         scratch = ChunkScratch(workspace, stop - start, chunk_images)
-        V = transformed_input(x_padded[start:stop], BT, m, scratch)  # (alpha^2, p, C), recomputed
+        V = transformed_input(x[start:stop], pads, BT, m, scratch)  # (alpha^2, p, C), recomputed
         dM = output_gradient_tiles(dy[start:stop], AT, scratch)  # (alpha^2, p, F)
         np.matmul(V.transpose(0, 2, 1), dM, out=dU_chunk)  # V^T dM per position, (alpha^2, C, F)
         dU += dU_chunk
