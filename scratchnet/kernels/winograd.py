@@ -328,6 +328,16 @@ def add_tiles(dd, dx, m):
     dx[:, inner_h:, inner_w:] = dd[m:, m:, :, -1, -1].transpose(2, 0, 1, 3)  # the corner
 
 
+def bias_gradient(dy, workspace):
+    """db (F,) = the sum of dy (N, OH, OW, F) over its N*OH*OW rows, as ones @ dy: one BLAS
+    matrix-vector product. Why: ``dy.sum(axis=0)`` adds rows of F numbers with short inner loops,
+    1.0 ms against 0.05 ms here (64 x 32 x 32 x 16, float32, one thread)."""
+    rows = dy.reshape(-1, dy.shape[3])
+    ones = workspace.empty("ones", (rows.shape[0],), dy.dtype)
+    ones.fill(1)
+    return ones @ rows
+
+
 def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, workspace=None):
     """(dx_padded, dW, db) from the forward's x and U (see the module docstring), chunk
     by chunk as in the forward (V is recomputed per chunk); temporaries from ``workspace``,
@@ -358,7 +368,7 @@ def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, worksp
             add_tiles(dd, dx[start:stop], m)
     dW = np.empty((3, 3, channels * filters), dtype=dtype)
     both_axes(G.T, dU.reshape(alpha, alpha, channels * filters), workspace, "dW", out=dW)  # G^T dU G
-    db = dy.reshape(-1, filters).sum(axis=0)
+    db = bias_gradient(dy, workspace)
     if dx is not None and dx.shape[1:3] != (height, width):
         dx = dx[:, :height, :width]
     return dx, dW.reshape(3, 3, channels, filters), db
