@@ -7,14 +7,14 @@ torch.nn.Conv2d, forward and backward, interleaved in one process.
     OPENBLAS_NUM_THREADS=1 python benchmarks/winograd_shapes.py --tile-sizes 4,2   # F(2x2, 3x3) too
 
 Each contender is a built ``Conv2D(F, 3, padding=1)`` (float32, bias) timed through the layer's
-``forward(x, training=True)`` and ``backward(dy)`` (so the padding copy and the dx crop are
-in), except torch: ``torch.nn.Conv2d`` with the same weights on the NCHW input. ``--old-ref``
+``forward(x, training=True)`` and ``backward(dy)`` (so the padding and the dx crop are in),
+except torch: ``torch.nn.Conv2d`` with the same weights on the NCHW input. ``--old-ref``
 loads ``scratchnet/kernels/winograd.py`` as it was at that git commit into a temporary module
 and runs the same layer with it (the layer calls ``conv.winograd_kernels``; swapped for the
-duration of each call). Memory: tracemalloc peak of one forward + backward above its start
-(the layer's previous cache dropped first, so what the forward keeps for the backward is in),
-and torch.profiler's peak for torch (as in speed_zoo.py). Medians of alternated rounds
-(timing.py); nothing is asserted.
+duration of each call; the input padded first, as the layer did for it). Memory: tracemalloc
+peak of one forward + backward above its start (the layer's previous cache dropped first, so
+what the forward keeps for the backward is in), and torch.profiler's peak for torch (as in
+speed_zoo.py). Medians of alternated rounds (timing.py); nothing is asserted.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ import networks  # noqa: E402
 import torch  # noqa: E402
 from timing import Contender, alternate, machine_description  # noqa: E402
 
+from scratchnet.kernels import winograd  # noqa: E402
 from scratchnet.layers import Conv2D  # noqa: E402
 from scratchnet.layers import conv as conv_module  # noqa: E402
+from scratchnet.layers.spatial import pad_spatial  # noqa: E402
 
 # (which zoo layers, H = W, C, F): every 3x3 stride-1 Conv2D of the zoo networks (padding 1)
 SHAPES = [
@@ -63,7 +65,23 @@ def old_winograd_module(ref):
     spec = importlib.util.spec_from_file_location("winograd_old", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    return PaddingFirst(module)
+
+
+class PaddingFirst:
+    """An older kernel module behind this checkout's Conv2D: the layer hands Winograd x unpadded
+    plus the pads, the old kernels took x padded (by ConvBase.forward, as this adapter does)."""
+
+    def __init__(self, kernels):
+        self.kernels = kernels
+
+    def conv2d_forward(self, x, W, b, pads, workspace):
+        return self.kernels.conv2d_forward(pad_spatial(x, pads, fill=0), W, b, workspace=workspace)
+
+    def conv2d_backward(self, *args):
+        return self.kernels.conv2d_backward(*args)
+
+    padded_hw = staticmethod(winograd.padded_hw)
 
 
 class WithKernels:
