@@ -95,24 +95,30 @@ def test_chunk_boundaries_match_loops_float64(m, n, chunk_images, need_dx):
 
 def test_default_chunks_split_the_batch_and_reuse_the_workspace(monkeypatch):
     """With CHUNK_BYTES small the default chunk is 2 images: 5 images go as 2 + 2 + 1, the short
-    last chunk takes the front of the full chunk's workspace arrays (none is replaced)."""
+    last chunk takes the front of the full chunk's workspace arrays, and a second forward and
+    backward (ragged tiles: 7x8 outputs, padding 1) replace none of them."""
     m, channels, filters = 4, 3, 2
     tile_bytes = (m + 2) ** 2 * 4 * channels * 8  # alpha^2 x 2x2 tiles per image x C x float64
     monkeypatch.setattr(wg, "CHUNK_BYTES", 2 * tile_bytes + 1)
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((5, 10, 10, channels))
+    x = rng.standard_normal((5, 7, 8, channels))
+    pads = ((1, 1), (1, 1))
     W = rng.standard_normal((3, 3, channels, filters))
-    dy = rng.standard_normal((5, 8, 8, filters))
+    dy = rng.standard_normal((5, 7, 8, filters))
     workspace = wg.Workspace()
-    y, saved = wg.conv2d_forward(x, W, None, m, workspace=workspace)
+    results = []
+    for _ in range(2):
+        y, saved = wg.conv2d_forward(x, W, None, m, workspace=workspace, pads=pads)
+        results.append((y, *wg.conv2d_backward(saved, W, dy, (5, 9, 10, channels), workspace=workspace)))
+        if len(results) == 1:
+            arrays_after_first_call = dict(workspace.arrays)
     assert saved["chunk_images"] == 2 and wg.batch_chunks(5, 2) == [(0, 2), (2, 4), (4, 5)]
-    arrays_after_forward = dict(workspace.arrays)
-    dx, dW, db = wg.conv2d_backward(saved, W, dy, x.shape, workspace=workspace)
-    wg.conv2d_forward(x, W, None, m, workspace=workspace)
-    assert all(workspace.arrays[name] is array for name, array in arrays_after_forward.items())
-    y_ref, dx_ref, dW_ref, db_ref = loop_reference(x, W, None, dy)
-    for got, want in ((y, y_ref), (dx, dx_ref), (dW, dW_ref), (db, db_ref)):
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+    assert workspace.arrays.keys() == arrays_after_first_call.keys()
+    assert all(workspace.arrays[name] is array for name, array in arrays_after_first_call.items())
+    reference = loop_reference(np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), W, None, dy)
+    for result in results:
+        for got, want in zip(result, reference):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
 
 
 def test_forward_keeps_the_input_not_the_transformed_tiles():

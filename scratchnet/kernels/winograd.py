@@ -172,7 +172,7 @@ class ChunkScratch:
 NO_PADS = ((0, 0), (0, 0))
 
 
-def framed(x, full_hw, scratch, pads=NO_PADS):
+def framed(x, full_hw, scratch, name, pads=NO_PADS):
     """``x`` (n, H, W, C) inside a frame of zeros, (n, *full_hw, C): x at rows top..top+H-1 and
     columns left..left+W-1 (pads = ((top, bottom), (left, right)), the layer's zero padding), zeros
     around it and on to whole tiles at the bottom and right. ``x`` itself when there is no frame.
@@ -181,7 +181,7 @@ def framed(x, full_hw, scratch, pads=NO_PADS):
     (top, _), (left, _) = pads
     if (top, left) == (0, 0) and full_hw == (height, width):
         return x
-    frame = scratch.empty("framed", (n_images, *full_hw, channels), x.dtype)
+    frame = scratch.empty(name, (n_images, *full_hw, channels), x.dtype)
     frame[:, :top] = 0
     frame[:, top + height:] = 0
     frame[:, top:top + height, :left] = 0
@@ -204,7 +204,7 @@ def input_tiles(x, pads, m, scratch):
     n_images, channels = x.shape[0], x.shape[3]
     tiles_h, tiles_w = tile_counts([size - 2 for size in padded_hw(x.shape, pads)], m)
     alpha = m + 2
-    x_padded = framed(x, (tiles_h * m + 2, tiles_w * m + 2), scratch, pads)
+    x_padded = framed(x, (tiles_h * m + 2, tiles_w * m + 2), scratch, "x_framed", pads)
     step_n, step_h, step_w, step_c = x_padded.strides
     view = np.lib.stride_tricks.as_strided(
         x_padded, shape=(alpha, alpha, n_images, tiles_h, tiles_w, channels),
@@ -285,7 +285,7 @@ def output_gradient_tiles(dy, AT, scratch):
     n_images, out_h, out_w, filters = dy.shape
     m, alpha = AT.shape
     tiles_h, tiles_w = tile_counts((out_h, out_w), m)
-    dy = framed(dy, (tiles_h * m, tiles_w * m), scratch)  # zeros on to whole tiles
+    dy = framed(dy, (tiles_h * m, tiles_w * m), scratch, "dy_framed")  # zeros on to whole tiles
     grid = dy.reshape(n_images, tiles_h, m, tiles_w, m, filters).transpose(2, 4, 0, 1, 3, 5)
     tiles = scratch.empty("dy_tiles", (m, m, n_images * tiles_h * tiles_w * filters), dy.dtype)
     tiles.reshape(grid.shape)[...] = grid  # the one copy
