@@ -71,11 +71,13 @@ Backward (the transposes of the forward's linear maps, so exact to the same roun
     db = sum of dy over (N, OH, OW)
 
 So dW and dx are Winograd too (no im2col fallback). V is not kept from the forward: the
-backward recomputes it chunk by chunk from x_padded, which the forward keeps instead (the padded
-input, 1.13x the input at 32x32 with padding 1, where V is 2.25x; U is C*F*alpha^2 numbers). That
-costs the tile copy and B^T d B once more, ~10% of forward + backward (see CHUNK_BYTES); the
-peak memory of one layer's forward + backward halves (resnet8's 16 -> 16 layer, batch 64:
-17.6 -> 9.2 MiB; torch.nn.Conv2d 8.0 MiB; benchmarks/winograd_shapes.py).
+backward recomputes it, chunk by chunk, from x, which the forward keeps instead. x is the
+layer's UNPADDED input (the kernel zero-pads each chunk itself, in scratch), alive anyway as the
+previous layer's output; V is 2.25x its size (U, kept too, is only C*F*alpha^2 numbers).
+Measured (one thread, resnet8 training step, batch 64, interleaved): keeping V instead was
+5-7% faster (the tile copy and B^T d B run twice) but the step's peak memory was 119 MiB
+against 94 MiB; one 16 -> 16 layer at 32x32: 17.6 MiB (the old kernel, V kept) -> 4.7 MiB
+(torch.nn.Conv2d: 8.0 MiB). benchmarks/winograd_shapes.py and benchmarks/README.md (#15).
 
 Output sizes that are not multiples of m ("ragged" tiles): the input is padded at the bottom and
 right with zeros to whole tiles, the extra outputs are cropped off, and the extra input cells'
