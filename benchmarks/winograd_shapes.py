@@ -5,6 +5,7 @@ torch.nn.Conv2d, forward and backward, interleaved in one process.
     OPENBLAS_NUM_THREADS=1 python benchmarks/winograd_shapes.py                # 1 thread each
     OPENBLAS_NUM_THREADS=1 python benchmarks/winograd_shapes.py --old-ref 5770e54 --batches 64
     OPENBLAS_NUM_THREADS=1 python benchmarks/winograd_shapes.py --tile-sizes 4,2   # F(2x2, 3x3) too
+    OPENBLAS_NUM_THREADS=1 python benchmarks/winograd_shapes.py --old-ref 5770e54 --steps resnet8
 
 Each contender is a built ``Conv2D(F, 3, padding=1)`` (float32, bias) timed through the layer's
 ``forward(x, training=True)`` and ``backward(dy)`` (so the padding and the dx crop are in),
@@ -14,7 +15,9 @@ and runs the same layer with it (the layer calls ``conv.winograd_kernels``; swap
 duration of each call; the input padded first, as the layer did for it). Memory: tracemalloc
 peak of one forward + backward above its start (the layer's previous cache dropped first, so
 what the forward keeps for the backward is in), and torch.profiler's peak for torch (as in
-speed_zoo.py). Medians of alternated rounds (timing.py); nothing is asserted.
+speed_zoo.py). ``--steps``: whole training steps of zoo networks with ``backend="auto"``
+(speed_zoo.py's models and torch twins), with the old kernel and the new, time and tracemalloc
+peak. Medians of alternated rounds (timing.py); nothing is asserted.
 """
 
 from __future__ import annotations
@@ -205,6 +208,30 @@ def shape_rows(label, height, channels, filters, batch, kernel_modules, settings
     return rows
 
 
+def step_rows(label, batch, kernel_modules, settings, rng):
+    """One zoo network's training step: backend "auto" with each Winograd kernel, "im2col", torch."""
+    import speed_zoo
+
+    contenders, state = speed_zoo.step_contenders(label, batch, "float32", rng, backends=("im2col",))
+    model, x, labels = state[:3]
+    peaks = {"im2col": speed_zoo.numpy_step_peak(model, x, labels)}
+    for name, kernels in kernel_modules.items():
+        model = speed_zoo.build(label, "auto")
+        run = WithKernels(kernels)
+        contenders.insert(0, Contender(name, "numpy", lambda r=run, m=model: r(m.train_step, x, labels)))
+        peaks[name] = run(speed_zoo.numpy_step_peak, model, x, labels)
+    peaks["torch"] = speed_zoo.torch_step_peak(*state[3:])
+    times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
+    rows = []
+    for name, seconds in times.items():
+        rows.append({"network": label, "batch": batch, "contender": name, "step_ms": ms(seconds),
+                     "x_torch": ratio(seconds, times["torch"]), "peak_MiB": round(peaks[name] / 2**20, 1),
+                     "peak_x_torch": ratio(peaks[name], peaks["torch"])})
+        if "old" in times:
+            rows[-1]["x_old"] = ratio(seconds, times["old"])
+    return rows
+
+
 def ms(seconds):
     return round(seconds * 1e3, 3)
 
@@ -233,6 +260,8 @@ def main(argv=None):
     parser.add_argument("--old-ref", default=None, help="git commit whose winograd.py runs as 'old'")
     parser.add_argument("--tile-sizes", default="4", help="F(m x m, 3x3) of the new kernel, e.g. 4,2")
     parser.add_argument("--shapes", default=None, help="comma-separated indices into SHAPES")
+    parser.add_argument("--steps", default=None, help="zoo networks' training steps instead, "
+                        "e.g. resnet8,small_cnn_bn,flax_cnn")
     settings = parser.parse_args(argv)
     settings.tile_sizes = [int(size) for size in settings.tile_sizes.split(",")]
     torch.set_num_threads(settings.threads)
@@ -246,7 +275,9 @@ def main(argv=None):
     rows = []
     rng = np.random.default_rng(0)
     for batch in (int(b) for b in settings.batches.split(",")):
-        for label, height, channels, filters in shapes:
+        for label in settings.steps.split(",") if settings.steps else []:
+            rows += step_rows(label, batch, kernel_modules, settings, rng)
+        for label, height, channels, filters in [] if settings.steps else shapes:
             rows += shape_rows(label, height, channels, filters, batch, kernel_modules, settings, rng)
             print(f"  done {label} batch {batch}, load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
     print(markdown(rows))
