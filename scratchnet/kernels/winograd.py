@@ -31,10 +31,13 @@ The batch in chunks. Every intermediate (d, V, M, Y and their gradients) is alph
 2.25x the size of the input or output: 9.4 MB for 64 images of 32x32x16, against a 1 MiB L2
 cache per core. So the images go through all the stages a chunk at a time (images_per_chunk:
 each temporary within CHUNK_BYTES), and the temporaries, workspace arrays sized for one chunk,
-stay in cache from one stage to the next. Measured (one thread, 64 images of 32x32x16, fwd /
-bwd against one chunk of all 64): 8 images per chunk 0.75 / 0.75, 1 image 0.94 / 0.94 (the
-per-chunk overhead of ~40 NumPy calls), 16 images 0.78 / 0.82; at 16x16x32 and 8x8x64 the best
-chunks held 8-16 and 16-64 images, i.e. ~0.5-2 MB per temporary.
+stay in cache from one stage to the next. Measured (one thread, batch 64, padding 1, fwd / bwd
+time against one chunk of all 64 images; the default chunk marked *; load average ~3):
+
+    32x32x16 -> 16:  4 images 0.68 / 0.72,  8* 0.68 / 0.73,  16 0.70 / 0.78,  32 0.82 / 0.96
+    16x16x32 -> 32:  13* 0.74 / 0.67,  16 0.72 / 0.68,  32 0.80 / 0.84
+    8x8x64 -> 64:    8 0.88 / 0.86,  22* 0.83 / 0.80,  32 0.83 / 0.77
+    (one image per chunk, earlier version: 0.94 / 0.94 at 32x32x16: ~40 NumPy calls per chunk)
 
 Transform matrices (Lavin & Gray; checked by ``tests/test_winograd.py`` against the direct sum):
 
