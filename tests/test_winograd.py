@@ -4,7 +4,7 @@ and float32 error bounds. No timing is asserted (speed: benchmarks/README.md).""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from scratchnet.gradcheck import check_layer
@@ -136,6 +136,29 @@ def test_forward_keeps_the_input_not_the_transformed_tiles():
     assert layer.cache["winograd"]["x"] is x and layer.cache["padded_shape"] == (2, 34, 34, 16)
     arrays = [value for value in layer.cache.values() if isinstance(value, np.ndarray)]
     assert arrays == []
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.sampled_from([2, 4]), n=st.integers(1, 4), height=st.integers(1, 9), width=st.integers(1, 9),
+       pads=st.tuples(*[st.integers(0, 2)] * 4), chunk_images=st.one_of(st.none(), st.integers(1, 3)),
+       seed=st.integers(0, 2**16))
+def test_padding_inside_the_kernel_matches_loops_float64(m, n, height, width, pads, chunk_images, seed):
+    """x unpadded, the zero padding done by the kernel chunk by chunk (as Conv2D runs it): every
+    padding from 0 to 2 cells per side, whole and ragged tiles, chunks of 1-3 images."""
+    top, bottom, left, right = pads
+    assume(height + top + bottom >= 3 and width + left + right >= 3)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, height, width, 2))
+    x_padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    W = rng.standard_normal((3, 3, 2, 3))
+    b = rng.standard_normal(3)
+    dy = rng.standard_normal((n, x_padded.shape[1] - 2, x_padded.shape[2] - 2, 3))
+    reference = loop_reference(x_padded, W, b, dy)
+    y, saved = wg.conv2d_forward(x, W, b, m, chunk_images=chunk_images, pads=((top, bottom), (left, right)))
+    assert saved["x"] is x
+    results = (y, *wg.conv2d_backward(saved, W, dy, x_padded.shape))
+    for got, want in zip(results, reference):
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[m])
 
 
 @pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((2, 0), (1, 3)), ((0, 0), (0, 2)), ((3, 3), (0, 0))])
