@@ -111,10 +111,10 @@ def test_default_chunks_split_the_batch_and_reuse_the_workspace(monkeypatch):
         y, saved = wg.conv2d_forward(x, W, None, m, workspace=workspace, pads=pads)
         results.append((y, *wg.conv2d_backward(saved, W, dy, (5, 9, 10, channels), workspace=workspace)))
         if len(results) == 1:
-            arrays_after_first_call = dict(workspace.arrays)
+            arrays_after_first_call = dict(workspace.buffers)
     assert saved["chunk_images"] == 2 and wg.batch_chunks(5, 2) == [(0, 2), (2, 4), (4, 5)]
-    assert workspace.arrays.keys() == arrays_after_first_call.keys()
-    assert all(workspace.arrays[name] is array for name, array in arrays_after_first_call.items())
+    assert workspace.buffers.keys() == arrays_after_first_call.keys()
+    assert all(workspace.buffers[name] is array for name, array in arrays_after_first_call.items())
     reference = loop_reference(np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), W, None, dy)
     for result in results:
         for got, want in zip(result, reference):
