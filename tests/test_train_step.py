@@ -137,7 +137,7 @@ def test_training_steps_do_not_page_fault_their_caches_back_in():
     for _ in range(3):
         model.train_step(x, y)
     faults_per_step = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3
-    # measured: 13,000 faults per step with glibc's defaults, 0-2 tuned
+    # measured: 6,500 faults per step with glibc's defaults, 0-60 tuned
     assert faults_per_step < 1500
 
 

@@ -107,10 +107,11 @@ def keep_freed_memory() -> bool:
     and allocates them again in the next forward. By default glibc then gives the freed top of
     its heap back to the operating system (above a trim threshold of ~2x the largest freed
     block) and maps every block above its mmap threshold afresh, so each step page-faults its
-    caches back in, 4 KiB at a time: measured 13,500 faults and +29% time per resnet8 step
-    (batch 64). Serving blocks up to 32 MiB from the heap and never trimming it brings that to
-    ~1 fault per step; the price is that the process keeps its peak (as it did when caches were
-    kept between steps). Returns False where the C library is not glibc (nothing is changed).
+    caches back in, 4 KiB at a time: measured 2,300-6,500 minor faults per step of the zoo
+    networks (batch 64; 13,500 and +29% time for resnet8 before Winograd worked in chunks).
+    Serving blocks up to 32 MiB from the heap and never trimming it brings that to 0-50; the
+    price is that the process keeps its peak (as it did when caches were kept between steps).
+    Returns False where the C library is not glibc (nothing is changed).
     """
     global _allocator_tuned
     if _allocator_tuned or not sys.platform.startswith("linux"):
