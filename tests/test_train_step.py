@@ -142,7 +142,7 @@ def test_training_steps_do_not_page_fault_their_caches_back_in():
 
 
 def test_evaluate_keeps_no_cache_and_predict_allows_a_backward():
-    # no backward follows evaluate: a resnet8 would otherwise hold 415 MiB after batches of 256
+    # no backward follows evaluate: a resnet8 would otherwise hold 244 MiB after batches of 256
     model = residual_cnn()
     x, y = batch(n=10)
     model.forward(x)
