@@ -99,8 +99,7 @@ class Optimizer:
         lr = self.lr
         # frozen layers are skipped: their parameters and optimizer state stay exactly as they are
         trainable = [layer for layer in iter_layers(layers) if layer.trainable]
-        scale = (self.clip_scale([g for layer in trainable for g in layer.grads.values()])
-                 if getattr(self, "clipnorm", None) is not None else 1.0)
+        scale = self.clip_scale([g for layer in trainable for g in layer.grads.values()])
         for layer in trainable:
             for name, param in layer.params.items():
                 grad = layer.grads[name]
