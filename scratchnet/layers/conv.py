@@ -233,9 +233,10 @@ class Conv2D(ConvBase):
             self.check_winograd()
             y, saved = winograd_kernels.conv2d_forward(x_padded, W, b, workspace=self.workspace)
             return y, {"backend": "winograd", "winograd": saved}  # the transformed V and U
-        if backend == "im2col":
-            y, cols = im2col_kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups)
-            return y, {"backend": "im2col", "cols": cols}  # the patch matrix, reused by the kernel gradient
+        if backend == "im2col":  # keeps only the input: the backward rebuilds the patches chunk by chunk
+            y = im2col_kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups,
+                                              workspace=self.workspace)
+            return y, {"backend": "im2col", "x_padded": x_padded}
         kernels = scipy_conv if backend == "scipy" else loops
         y = kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups)
         return y, {"x_padded": x_padded}
@@ -248,7 +249,7 @@ class Conv2D(ConvBase):
                 cache["winograd"], W, dy, cache["padded_shape"], need_dx, self.workspace)
         elif cache["backend"] == "im2col":
             dx_padded, dW, db = im2col_kernels.conv2d_backward(
-                cache["cols"], W, dy, cache["padded_shape"], self.stride, self.dilation,
+                cache["x_padded"], W, dy, self.stride, self.dilation, self.use_bias,
                 need_input_gradient=need_dx, workspace=self.workspace, groups=self.groups)
         else:
             kernels = scipy_conv if cache["backend"] == "scipy" else loops

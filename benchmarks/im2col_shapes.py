@@ -1,0 +1,220 @@
+"""The im2col convolution kernel on the zoo's im2col layer shapes: main's version, this one and
+torch.nn.Conv2d, side by side in one process (issue #15).
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/im2col_shapes.py                  # batch 64 and 128
+    OPENBLAS_NUM_THREADS=1 python benchmarks/im2col_shapes.py --batches 64 --chunk-bytes 262144,1048576
+
+"old" is ``scratchnet/kernels/im2col.py`` as committed on the git branch ``--old-ref`` (default
+main), loaded from ``git show`` into a temporary module: it keeps the whole patch matrix from
+forward to backward. "new" is the working tree's kernel: chunks of the batch, patches rebuilt in
+the backward. Every contender gets its own workspace (as a layer has), warmed by one call. The
+first layer of a network skips the input gradient in training (``backward_params``), so those
+rows time the backward without dx, for torch too. Memory: tracemalloc peak of forward then
+backward above the start (the padded input and dy exist before; the workspaces are warm, their
+size is reported beside). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tracemalloc
+import types
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
+
+import torch  # noqa: E402
+from timing import Contender, alternate, machine_description  # noqa: E402
+
+from scratchnet.kernels import im2col as new  # noqa: E402
+from scratchnet.kernels.workspace import Workspace  # noqa: E402
+
+# label -> (H, W, C, F, kernel, stride, padding, bias, first layer of its network)
+SHAPES = {
+    "resnet8 stem 3x3 3->16 @32": (32, 32, 3, 16, 3, 1, 1, False, True),
+    "resnet8 3x3 s2 16->32 @32": (32, 32, 16, 32, 3, 2, 1, False, False),
+    "resnet8 3x3 s2 32->64 @16": (16, 16, 32, 64, 3, 2, 1, False, False),
+    "resnet8 1x1 s2 16->32 @32": (32, 32, 16, 32, 1, 2, 0, False, False),
+    "resnet8 1x1 s2 32->64 @16": (16, 16, 32, 64, 1, 2, 0, False, False),
+    "small_cnn/flax 3x3 3->32 @32": (32, 32, 3, 32, 3, 1, 1, True, True),
+    "lenet5 5x5 1->6 same @28": (28, 28, 1, 6, 5, 1, 2, True, True),
+    "lenet5 5x5 6->16 @14": (14, 14, 6, 16, 5, 1, 0, True, False),
+    "reference 3x3 1->8 @28": (28, 28, 1, 8, 3, 1, 0, True, True),
+    "reference 3x3 8->16 @13": (13, 13, 8, 16, 3, 1, 0, True, False),
+}
+
+
+def load_old_kernel(ref: str) -> types.ModuleType:
+    """``scratchnet/kernels/im2col.py`` at git ``ref``, as a module beside the new one."""
+    source = subprocess.run(["git", "show", f"{ref}:scratchnet/kernels/im2col.py"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout
+    module = types.ModuleType("scratchnet.kernels.im2col_old")
+    module.__package__ = "scratchnet.kernels"  # its relative imports (scipy_conv, workspace)
+    exec(compile(source, f"{ref}:scratchnet/kernels/im2col.py", "exec"), module.__dict__)
+    return module
+
+
+class Case:
+    """One layer shape at one batch size: the arrays and a torch twin with the same weights."""
+
+    def __init__(self, shape, batch, rng):
+        height, width, channels, filters, kernel, stride, pad, bias, first = shape
+        self.stride, self.dilation, self.bias, self.first = (stride, stride), (1, 1), bias, first
+        x = rng.standard_normal((batch, height, width, channels)).astype(np.float32)
+        self.x_padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        self.W = (0.1 * rng.standard_normal((kernel, kernel, channels, filters))).astype(np.float32)
+        self.b = rng.standard_normal(filters).astype(np.float32) if bias else None
+        self.module = torch.nn.Conv2d(channels, filters, kernel, stride=stride, padding=pad, bias=bias)
+        with torch.no_grad():
+            self.module.weight.copy_(torch.from_numpy(self.W.transpose(3, 2, 0, 1).copy()))
+            if bias:
+                self.module.bias.copy_(torch.from_numpy(self.b))
+        self.x_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(not first)
+        y_t = self.module(self.x_t)
+        self.dy = rng.standard_normal(y_t.shape).astype(np.float32).transpose(0, 2, 3, 1).copy()
+        self.dy_t = torch.from_numpy(self.dy.transpose(0, 3, 1, 2).copy())
+
+    # ---- the three kernels' forward and backward (the backward reuses one forward's state)
+    def old_forward(self, old, workspace):
+        return old.conv2d_forward(self.x_padded, self.W, self.b, self.stride, self.dilation)
+
+    def old_backward(self, old, workspace, cols):
+        return old.conv2d_backward(cols, self.W, self.dy, self.x_padded.shape, self.stride, self.dilation,
+                                   need_input_gradient=not self.first, workspace=workspace)
+
+    def new_forward(self, workspace):
+        return new.conv2d_forward(self.x_padded, self.W, self.b, self.stride, self.dilation,
+                                  workspace=workspace)
+
+    def new_backward(self, workspace):
+        return new.conv2d_backward(self.x_padded, self.W, self.dy, self.stride, self.dilation, self.bias,
+                                   need_input_gradient=not self.first, workspace=workspace)
+
+    def torch_forward(self):
+        with torch.no_grad():
+            return self.module(self.x_t)
+
+    def torch_backward(self, y_t):
+        inputs = [*self.module.parameters()] + ([] if self.first else [self.x_t])
+        return torch.autograd.grad(y_t, inputs, self.dy_t, retain_graph=True)
+
+
+def with_chunk_bytes(chunk_bytes, function):
+    """Run ``function`` with ``new.CHUNK_BYTES`` set to ``chunk_bytes`` (a contender's setting)."""
+    def call():
+        saved, new.CHUNK_BYTES = new.CHUNK_BYTES, chunk_bytes
+        try:
+            return function()
+        finally:
+            new.CHUNK_BYTES = saved
+    return call
+
+
+def traced_peak(function) -> int:
+    """tracemalloc peak of ``function()`` above the memory traced when it starts (bytes)."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    start = tracemalloc.get_traced_memory()[0]
+    function()
+    peak = tracemalloc.get_traced_memory()[1] - start
+    tracemalloc.stop()
+    return peak
+
+
+def shape_rows(label, case, old, chunk_sizes, settings):
+    old_workspace = Workspace()
+    old_y, old_cols = case.old_forward(old, old_workspace)
+    forward = [Contender("old", "numpy", lambda: case.old_forward(old, old_workspace))]
+    backward = [Contender("old", "numpy", lambda: case.old_backward(old, old_workspace, old_cols))]
+    new_workspaces = {}
+    for chunk_bytes in chunk_sizes:
+        workspace = new_workspaces[chunk_bytes] = Workspace()
+        name = f"new {chunk_bytes // 1024}K"
+        forward.append(Contender(name, "numpy",
+                                 with_chunk_bytes(chunk_bytes, lambda w=workspace: case.new_forward(w))))
+        backward.append(Contender(name, "numpy",
+                                  with_chunk_bytes(chunk_bytes, lambda w=workspace: case.new_backward(w))))
+    y_t = case.module(case.x_t)
+    forward.append(Contender("torch", "torch", case.torch_forward))
+    backward.append(Contender("torch", "torch", lambda: case.torch_backward(y_t)))
+    forward_times = alternate(forward, settings.rounds, settings.calls, settings.settle)
+    backward_times = alternate(backward, settings.rounds, settings.calls, settings.settle)
+
+    def old_step():
+        _, cols = case.old_forward(old, old_workspace)
+        case.old_backward(old, old_workspace, cols)
+
+    old_step()  # warm the workspace before tracing
+    old_peak = traced_peak(old_step)
+    rows = []
+    for contender in forward[:-1]:
+        row = {"layer": label, "batch": case.x_padded.shape[0], "kernel": contender.name,
+               "fwd_ms": round(1e3 * forward_times[contender.name], 3),
+               "bwd_ms": round(1e3 * backward_times[contender.name], 3)}
+        row["fwd_x_torch"] = round(forward_times[contender.name] / forward_times["torch"], 2)
+        row["bwd_x_torch"] = round(backward_times[contender.name] / backward_times["torch"], 2)
+        row["fwd_new_old"] = round(forward_times[contender.name] / forward_times["old"], 2)
+        row["bwd_new_old"] = round(backward_times[contender.name] / backward_times["old"], 2)
+        if contender.name == "old":
+            row["peak_MiB"], row["workspace_MiB"] = old_peak / 2**20, old_workspace.nbytes() / 2**20
+        else:
+            chunk_bytes = int(contender.name.split()[1][:-1]) * 1024
+            workspace = new_workspaces[chunk_bytes]
+
+            def new_step(w=workspace):
+                case.new_forward(w)
+                case.new_backward(w)
+            step = with_chunk_bytes(chunk_bytes, new_step)
+            step()
+            row["peak_MiB"], row["workspace_MiB"] = traced_peak(step) / 2**20, workspace.nbytes() / 2**20
+        row["peak_MiB"], row["workspace_MiB"] = round(row["peak_MiB"], 2), round(row["workspace_MiB"], 2)
+        rows.append(row)
+    rows.append({"layer": label, "batch": case.x_padded.shape[0], "kernel": "torch",
+                 "fwd_ms": round(1e3 * forward_times["torch"], 3),
+                 "bwd_ms": round(1e3 * backward_times["torch"], 3)})
+    return rows
+
+
+def markdown(rows):
+    columns = ["layer", "batch", "kernel", "fwd_ms", "bwd_ms", "fwd_x_torch", "bwd_x_torch", "fwd_new_old",
+               "bwd_new_old", "peak_MiB", "workspace_MiB"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(column, "")) for column in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", default="64,128")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--settle", type=float, default=0.1)
+    parser.add_argument("--old-ref", default="main")
+    parser.add_argument("--chunk-bytes", default=str(new.CHUNK_BYTES),
+                        help="comma-separated CHUNK_BYTES settings of the new kernel to time")
+    parser.add_argument("--shapes", default="", help="only the layers whose label contains this")
+    settings = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    print(machine_description(torch), f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}",
+          f"load {os.getloadavg()}", flush=True)
+    old = load_old_kernel(settings.old_ref)
+    chunk_sizes = [int(value) for value in settings.chunk_bytes.split(",")]
+    rng = np.random.default_rng(0)
+    rows = []
+    for batch in (int(value) for value in settings.batches.split(",")):
+        for label, shape in SHAPES.items():
+            if settings.shapes in label:
+                rows += shape_rows(label, Case(shape, batch, rng), old, chunk_sizes, settings)
+                print(markdown(rows[-len(chunk_sizes) - 2:]), flush=True)
+    print(f"\nload {os.getloadavg()}\n")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
