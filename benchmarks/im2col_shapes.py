@@ -3,6 +3,7 @@ torch.nn.Conv2d, side by side in one process (issue #15).
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/im2col_shapes.py                  # batch 64 and 128
     OPENBLAS_NUM_THREADS=1 python benchmarks/im2col_shapes.py --batches 64 --chunk-bytes 262144,1048576
+    OPENBLAS_NUM_THREADS=1 python benchmarks/im2col_shapes.py --sections steps --batches 64
 
 "old" is ``scratchnet/kernels/im2col.py`` as committed on the git branch ``--old-ref`` (default
 main), loaded from ``git show`` into a temporary module: it keeps the whole patch matrix from
@@ -12,6 +13,11 @@ first layer of a network skips the input gradient in training (``backward_params
 rows time the backward without dx, for torch too. Memory: tracemalloc peak of forward then
 backward above the start (the padded input and dy exist before; the workspaces are warm, their
 size is reported beside). Nothing is asserted.
+
+``--sections steps``: whole training steps of zoo networks (``backend="auto"``: Winograd where it
+applies, im2col elsewhere) with main's im2col kernel patched into the Conv2D layers ("old"), with
+this one ("new"), and torch (speed_zoo.py's twin), alternated; plus the step's peak memory
+(speed_zoo.py's tracemalloc and torch.profiler measures).
 """
 
 from __future__ import annotations
@@ -29,11 +35,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
 
+import speed_zoo  # noqa: E402
 import torch  # noqa: E402
 from timing import Contender, alternate, machine_description  # noqa: E402
 
 from scratchnet.kernels import im2col as new  # noqa: E402
 from scratchnet.kernels.workspace import Workspace  # noqa: E402
+from scratchnet.layers import Conv2D  # noqa: E402
 
 # label -> (H, W, C, F, kernel, stride, padding, bias, first layer of its network)
 SHAPES = {
@@ -181,9 +189,60 @@ def shape_rows(label, case, old, chunk_sizes, settings):
     return rows
 
 
+# ------------------------------------------------------------------ whole training steps
+def use_old_kernel(model, old):
+    """Make every im2col convolution of ``model`` run main's kernel (keeps the patch matrix)."""
+    def forward_padded(layer, x_padded):
+        backend = layer.auto_backend(x_padded) if layer.backend == "auto" else layer.backend
+        if backend != "im2col":
+            return Conv2D.forward_padded(layer, x_padded)
+        y, cols = old.conv2d_forward(x_padded, layer.params["W"], layer.params.get("b"), layer.stride,
+                                     layer.dilation, layer.groups)
+        return y, {"backend": "old im2col", "cols": cols}
+
+    def backward_padded(layer, dy, need_dx):
+        if layer.cache["backend"] != "old im2col":
+            return Conv2D.backward_padded(layer, dy, need_dx)
+        dx_padded, dW, db = old.conv2d_backward(layer.cache["cols"], layer.params["W"], dy,
+                                                layer.cache["padded_shape"], layer.stride, layer.dilation,
+                                                need_dx, layer.workspace, layer.groups)
+        layer.grads["W"] = dW
+        if layer.use_bias:
+            layer.grads["b"] = db
+        return dx_padded
+
+    for _, layer in speed_zoo.walk(model.layers):
+        if isinstance(layer, Conv2D):  # instance attributes shadow the methods
+            layer.forward_padded = types.MethodType(forward_padded, layer)
+            layer.backward_padded = types.MethodType(backward_padded, layer)
+    return model
+
+
+def step_rows(label, batch, old, settings, rng):
+    contenders, state = speed_zoo.step_contenders(label, batch, "float32", rng, backends=("auto",))
+    model, x, labels, network, optimizer, loss_function, x_nchw, labels_t = state
+    old_model = use_old_kernel(speed_zoo.build(label, "auto"), old)
+    new_step, torch_step = contenders
+    contenders = [Contender("old", "numpy", lambda: old_model.train_step(x, labels)),
+                  Contender("new", "numpy", new_step.call), torch_step]
+    times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
+    old_peak = speed_zoo.numpy_step_peak(old_model, x, labels)
+    new_peak = speed_zoo.numpy_step_peak(model, x, labels)
+    torch_peak = speed_zoo.torch_step_peak(network, optimizer, loss_function, x_nchw, labels_t)
+    return {"network": label, "batch": batch, "torch_ms": round(1e3 * times["torch"], 2),
+            "old_ms": round(1e3 * times["old"], 2), "new_ms": round(1e3 * times["new"], 2),
+            "new_old": round(times["new"] / times["old"], 2),
+            "old_x_torch": round(times["old"] / times["torch"], 2),
+            "new_x_torch": round(times["new"] / times["torch"], 2),
+            "torch_MiB": round(torch_peak / 2**20, 1), "old_MiB": round(old_peak / 2**20, 1),
+            "new_MiB": round(new_peak / 2**20, 1), "old_mem_x_torch": round(old_peak / torch_peak, 2),
+            "new_mem_x_torch": round(new_peak / torch_peak, 2)}
+
+
 def markdown(rows):
-    columns = ["layer", "batch", "kernel", "fwd_ms", "bwd_ms", "fwd_x_torch", "bwd_x_torch", "fwd_new_old",
-               "bwd_new_old", "peak_MiB", "workspace_MiB"]
+    columns = list(rows[0]) if "network" in rows[0] else [
+        "layer", "batch", "kernel", "fwd_ms", "bwd_ms", "fwd_x_torch", "bwd_x_torch", "fwd_new_old",
+        "bwd_new_old", "peak_MiB", "workspace_MiB"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row.get(column, "")) for column in columns) + " |" for row in rows]
     return "\n".join(lines)
@@ -199,6 +258,8 @@ def main(argv=None):
     parser.add_argument("--chunk-bytes", default=str(new.CHUNK_BYTES),
                         help="comma-separated CHUNK_BYTES settings of the new kernel to time")
     parser.add_argument("--shapes", default="", help="only the layers whose label contains this")
+    parser.add_argument("--sections", default="layers,steps")
+    parser.add_argument("--networks", default="lenet5,resnet8,reference (MNIST),small_cnn_bn,flax_cnn")
     settings = parser.parse_args(argv)
     torch.set_num_threads(1)
     print(machine_description(torch), f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}",
@@ -206,14 +267,21 @@ def main(argv=None):
     old = load_old_kernel(settings.old_ref)
     chunk_sizes = [int(value) for value in settings.chunk_bytes.split(",")]
     rng = np.random.default_rng(0)
-    rows = []
-    for batch in (int(value) for value in settings.batches.split(",")):
-        for label, shape in SHAPES.items():
-            if settings.shapes in label:
-                rows += shape_rows(label, Case(shape, batch, rng), old, chunk_sizes, settings)
-                print(markdown(rows[-len(chunk_sizes) - 2:]), flush=True)
-    print(f"\nload {os.getloadavg()}\n")
-    print(markdown(rows))
+    batches = [int(value) for value in settings.batches.split(",")]
+    if "layers" in settings.sections.split(","):
+        rows = []
+        for batch in batches:
+            for label, shape in SHAPES.items():
+                if settings.shapes in label:
+                    rows += shape_rows(label, Case(shape, batch, rng), old, chunk_sizes, settings)
+                    print(markdown(rows[-len(chunk_sizes) - 2:]), flush=True)
+        print(f"\nload {os.getloadavg()}\n")
+        print(markdown(rows), flush=True)
+    if "steps" in settings.sections.split(","):
+        rows = [step_rows(label, batch, old, settings, rng)
+                for batch in batches for label in settings.networks.split(",")]
+        print(f"\nload {os.getloadavg()}\n")
+        print(markdown(rows))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scratchnet.gradcheck import check_layer
+from scratchnet.kernels import col2im, loops
 from scratchnet.kernels import im2col as im2col_kernels
-from scratchnet.kernels import loops
 from scratchnet.kernels.workspace import Workspace
 from scratchnet.layers import Conv2D
 
@@ -482,9 +482,9 @@ def test_shifted_col2im_equals_strided_col2im(kh, kw, dh, dw, channels, filters,
     W = rng.standard_normal((kh, kw, channels, filters))
     dy = rng.standard_normal((n_samples, extra_h + 1, extra_w + 1, filters))
     padded_shape = (n_samples, height, width, channels)
-    shifted = im2col_kernels.input_gradient_stride1(dy, W, (dh, dw), Workspace(), 1,
-                                                    np.empty(padded_shape), n_samples)
-    strided = im2col_kernels.input_gradient_strided(dy, W, (1, 1), (dh, dw), Workspace(), 1,
-                                                    np.empty(padded_shape), n_samples)
+    shifted = col2im.input_gradient_stride1(dy, W, (dh, dw), Workspace(), 1, np.empty(padded_shape),
+                                            n_samples)
+    strided = col2im.input_gradient_strided(dy, W, (1, 1), (dh, dw), Workspace(), 1, np.empty(padded_shape),
+                                            n_samples)
     assert shifted.shape == padded_shape and shifted.flags.c_contiguous
     np.testing.assert_allclose(shifted, strided, rtol=0, atol=1e-12)

@@ -16,7 +16,8 @@ Then the whole convolution is ONE matrix product, which BLAS runs near the machi
     kernel grad dW2d = cols^T @ dy2d           (K, F)
     bias grad   db = sum over rows of dy2d     (F,)
     input grad  dcols = dy2d @ W2d^T           (M, K), each entry sent back to the input cell
-                                               it was copied from ("col2im", an overlapping add)
+                                               it was copied from ("col2im", an overlapping add:
+                                               kernels/col2im.py)
 
 The bias rides along in the same products ("the bias trick" of CS231n's linear classifier
 notes): give every patch row one more entry, a 1, and the kernel matrix one more row, b:
@@ -63,11 +64,10 @@ OpenBLAS, float32, batch 64, MNIST/CIFAR-sized layers); see ``few_channels``.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .col2im import group_view, grouped_kernel_matrix, input_gradient, offset_slices, scratch
 from .scipy_conv import output_hw  # floor((Hp - d*(k-1) - 1) / s) + 1, one definition for both
 from .workspace import Workspace
 
@@ -90,18 +90,6 @@ def few_channels(channels: int) -> bool:
     better). The input gradient picks its layout by stride instead (see ``input_gradient``).
     """
     return channels <= FEW_CHANNELS
-
-
-def scratch(workspace: Workspace, name: str, shape, dtype, images: int, full_images: int) -> np.ndarray:
-    """A contiguous array of ``shape``, whose size is proportional to a chunk's ``images``, at the
-    start of the workspace array ``name`` sized for a full chunk of ``full_images`` images.
-
-    The smaller last chunk uses the beginning of the same memory (asking the workspace for the
-    smaller shape would replace the array, and the next call would allocate it again).
-    """
-    size = math.prod(shape)
-    buffer = workspace.empty(name, (size // images * full_images,), dtype)
-    return buffer[:size].reshape(shape)
 
 
 def patch_view(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1)) -> np.ndarray:
@@ -287,130 +275,7 @@ def pointwise_conv2d_backward(x_padded, W, dy, stride, use_bias, need_input_grad
     return dx_padded, products[:channels].reshape(W.shape), (products[channels] if use_bias else None)
 
 
-def offset_slices(i, j, out_hw, stride, dilation):
-    """Rows and columns of the padded input that kernel offset (i, j) touches, as slices:
-    ``d*i, d*i + s, ..., d*i + s*(OH-1)`` (and the same for the width)."""
-    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
-    return (slice(dh * i, dh * i + sh * (oh - 1) + 1, sh),
-            slice(dw * j, dw * j + sw * (ow - 1) + 1, sw))
-
-
-def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups=1, *, out,
-                   full_images=None) -> np.ndarray:
-    """dx_padded (N, Hp, Wp, C), written into ``out``, from dy (N, OH, OW, F): ONE matrix
-    product, then the col2im scatter, looping only over the kh*kw kernel offsets, never over pixels.
-
-        dcols = dy2d @ W2d^T        (M, F) @ (F, K) -> (M, K): the gradient of every patch entry
-
-    Entry (i, j, c) of a patch row came from input cell (s*oh + d*i, s*ow + d*j, c), so
-    col2im adds column block (i, j) of dcols back onto those cells; overlapping windows add up.
-    Stride 1 has its own, faster layout (``input_gradient_stride1``).
-
-    The temporaries come from ``workspace`` (else new arrays), sized for ``full_images``
-    images (default N) so that a smaller last chunk reuses them. Groups: the product is batched
-    over the group axis, dcols_g = dy2d_g @ W_g^T, and group G's columns go back to its channels
-    G*Cg .. G*Cg + Cg - 1.
-    """
-    workspace = workspace if workspace is not None else Workspace()
-    full_images = full_images or dy.shape[0]
-    if tuple(stride) == (1, 1):
-        return input_gradient_stride1(dy, W, dilation, workspace, groups, out, full_images)
-    return input_gradient_strided(dy, W, stride, dilation, workspace, groups, out, full_images)
-
-
-def input_gradient_strided(dy, W, stride, dilation, workspace, groups, out, full_images) -> np.ndarray:
-    """col2im for any stride, one kernel offset at a time, into dx = ``out`` (N, Hp, Wp, C):
-
-        dx[:, d*i :: s, d*j :: s, :]  +=  dy2d @ W[i, j]^T        (M, F) @ (F, C) -> (N, OH, OW, C)
-
-    One offset's slice touches every cell at most once, so each ``+=`` is exact. Why kh*kw small
-    products instead of one dcols = dy2d @ W2d^T and kh*kw adds of its column blocks: the offset's
-    product lands in a contiguous (M, C) array the add reads at once, where the column blocks of
-    dcols are C-wide strips of a K-wide matrix; measured (one thread, float32, batch 64, one chunk
-    of images at a time) 1.1-1.2x faster for 16 -> 32 channels at 32x32, a tie for 32 -> 64 at
-    16x16, and the scratch array is kh*kw times smaller. With groups the product is batched,
-    (g, M, Fg) @ (g, Fg, Cg), and dx's channels are seen as (g, Cg).
-    """
-    n_samples, height, width, _ = out.shape
-    kh, kw, group_channels, filters = W.shape
-    oh, ow = dy.shape[1:3]
-    dy_groups = group_view(dy.reshape(-1, filters), groups)  # (g, M, Fg)
-    W_grouped = grouped_kernel_matrix(W, groups).reshape(groups, kh, kw, group_channels, -1)  # Fg last
-    dx_offset = scratch(workspace, "dx_offset", (groups, n_samples, oh, ow, group_channels), dy.dtype,
-                        n_samples, full_images)
-    out.fill(0)
-    dx_groups = out.reshape(n_samples, height, width, groups, group_channels)
-    for i in range(kh):
-        for j in range(kw):
-            # (g, M, Fg) @ (g, Fg, Cg) -> (g, M, Cg): the gradient of the patch entries (i, j, :)
-            np.matmul(dy_groups, W_grouped[:, i, j].transpose(0, 2, 1),
-                      out=dx_offset.reshape(groups, -1, group_channels))
-            rows, cols = offset_slices(i, j, (oh, ow), stride, dilation)
-            dx_groups[:, rows, cols] += dx_offset.transpose(1, 2, 3, 0, 4)
-    return out
-
-
-def input_gradient_stride1(dy, W, dilation, workspace, groups, out, full_images) -> np.ndarray:
-    """col2im for stride 1 as kh*kw SHIFTED adds of whole contiguous arrays, into ``out``.
-
-    With stride 1, output pixel (oh, ow) and kernel offset (i, j) touch the input cell
-    (oh + d*i, ow + d*j). Put dy on the padded input's grid (N, Hp, Wp), with zeros in the
-    d*(kh-1) rows and d*(kw-1) columns no output pixel has. In that grid's flat memory, cell
-    (n, a, b) is number (n*Hp + a)*Wp + b, so moving by (d*i, d*j) cells is moving by
-
-        shift = d*i*Wp + d*j      numbers,   and col2im is   dx[c, shift:] += dcols[i, j, c, :L - shift]
-
-    with dx held channels-first, (C, L), L = N*Hp*Wp. A real entry never crosses into the next
-    row or image (oh + d*i <= Hp - 1 and ow + d*j <= Wp - 1); only the grid's zeros do, and
-    they add nothing. Every add runs over long contiguous rows, where the strided form adds
-    C numbers at a time: measured 1.3-2.8x faster for C = 1-64 (3x3 and 5x5, batch 64), the
-    extra zeros in the product included. One transposed copy returns dx channels-last.
-    Groups: the product is batched, (g, Kg, Fg) @ (g, Fg, L), and dx's C rows are seen as (g, Cg).
-    """
-    n_samples, height, width, channels = out.shape
-    kh, kw, group_channels, filters = W.shape
-    oh, ow = dy.shape[1:3]
-    dh, dw = dilation
-    cells = n_samples * height * width  # L
-    dy_grid = scratch(workspace, "dy_grid", (n_samples, height, width, filters), dy.dtype,
-                      n_samples, full_images)
-    dy_grid[:, :oh, :ow, :] = dy
-    dy_grid[:, oh:, :, :] = 0  # the rows and columns no output pixel has
-    dy_grid[:, :oh, ow:, :] = 0
-    # dcols^T = W2d @ dy_grid^T: (K, F) @ (F, L) -> (K, L), row block (i, j) holds C rows
-    # (per group: (Kg, Fg) @ (Fg, L), all g in one batched product)
-    dcols_t = scratch(workspace, "dcols_t", (groups, kh * kw * group_channels, cells), dy.dtype,
-                      n_samples, full_images)
-    dy_groups_t = group_view(dy_grid.reshape(cells, filters), groups).transpose(0, 2, 1)  # (g, Fg, L)
-    np.matmul(grouped_kernel_matrix(W, groups), dy_groups_t, out=dcols_t)
-    dcols_t = dcols_t.reshape(groups, kh, kw, group_channels, cells)
-    dx_channels_first = scratch(workspace, "dx_channels_first", (channels, cells), dy.dtype,
-                                n_samples, full_images)
-    dx_channels_first.fill(0)
-    dx_groups = dx_channels_first.reshape(groups, group_channels, cells)  # channel G*Cg + c
-    for i in range(kh):
-        for j in range(kw):
-            shift = dh * i * width + dw * j
-            dx_groups[:, :, shift:] += dcols_t[:, i, j, :, :cells - shift]
-    out.reshape(cells, channels)[...] = dx_channels_first.T  # one transposed copy, channels-last
-    return out
-
-
 # ----------------------------------------------------------------------------- groups
-def grouped_kernel_matrix(W, groups: int) -> np.ndarray:
-    """W (kh, kw, Cg, F) as (g, Kg, Fg): group G's kernel matrix is filters G*Fg .. G*Fg + Fg - 1."""
-    kh, kw, group_channels, filters = W.shape
-    group_filters = filters // groups
-    W_grouped = W.reshape(kh, kw, group_channels, groups, group_filters).transpose(3, 0, 1, 2, 4)
-    return W_grouped.reshape(groups, kh * kw * group_channels, group_filters)
-
-
-def group_view(array2d, groups: int) -> np.ndarray:
-    """(M, F) -> the (g, M, Fg) view whose slice G holds columns G*Fg .. G*Fg + Fg - 1."""
-    rows, filters = array2d.shape
-    return array2d.reshape(rows, groups, filters // groups).transpose(1, 0, 2)
-
-
 def grouped_patch_matrices(x_padded, kernel_hw, stride, dilation, groups, with_ones) -> np.ndarray:
     """cols (g, M, Kg(+1)), or the (g, Kg(+1), M) view when ``few_channels(Cg)``: group G's patches."""
     n_samples, height, width, channels = x_padded.shape
