@@ -76,34 +76,36 @@ def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups
 
 
 def input_gradient_strided(dy, W, stride, dilation, workspace, groups, out, full_images) -> np.ndarray:
-    """col2im for any stride, one kernel offset at a time, into dx = ``out`` (N, Hp, Wp, C):
+    """col2im for any stride: ONE product dcols = dy2d @ W2d^T, then kh*kw adds into strided
+    slices of dx = ``out`` (N, Hp, Wp, C):
 
-        dx[:, d*i :: s, d*j :: s, :]  +=  dy2d @ W[i, j]^T        (M, F) @ (F, C) -> (N, OH, OW, C)
+        dx[:, d*i :: s, d*j :: s, :]  +=  dcols[:, :, :, i, j, :]      (N, OH, OW, C)
 
-    One offset's slice touches every cell at most once, so each ``+=`` is exact. Why kh*kw small
-    products instead of one dcols = dy2d @ W2d^T and kh*kw adds of its column blocks: the offset's
-    product lands in a contiguous (M, C) array the add reads at once, where the column blocks of
-    dcols are C-wide strips of a K-wide matrix; measured (one thread, float32, batch 64, one chunk
-    of images at a time) 1.1-1.2x faster for 16 -> 32 channels at 32x32, a tie for 32 -> 64 at
-    16x16, and the scratch array is kh*kw times smaller. With groups the product is batched,
-    (g, M, Fg) @ (g, Fg, Cg), and dx's channels are seen as (g, Cg).
+    One offset's slice touches every cell at most once, so each ``+=`` is exact. With groups,
+    dcols is (g, M, Kg) and dx's channels are seen as (g, Cg).
+
+    Why one product and not kh*kw products dy2d @ W[i, j]^T, each added at once: those were
+    measured 1.1-1.2x faster (one thread, float32, batch 64, chunks of 7 images, 16 -> 32
+    channels at 32x32; a tie for 32 -> 64 at 16x16), but they are kh*kw times the BLAS calls, and
+    with two OpenBLAS threads on a busy machine every call can wait a scheduler slice for the
+    second thread (benchmarks/README.md, "Noise").
     """
     n_samples, height, width, _ = out.shape
     kh, kw, group_channels, filters = W.shape
     oh, ow = dy.shape[1:3]
-    dy_groups = group_view(dy.reshape(-1, filters), groups)  # (g, M, Fg)
-    W_grouped = grouped_kernel_matrix(W, groups).reshape(groups, kh, kw, group_channels, -1)  # Fg last
-    dx_offset = scratch(workspace, "dx_offset", (groups, n_samples, oh, ow, group_channels), dy.dtype,
-                        n_samples, full_images)
+    rows = n_samples * oh * ow  # M
+    dcols = scratch(workspace, "dcols", (groups, rows, kh * kw * group_channels), dy.dtype,
+                    n_samples, full_images)
+    # (g, M, Fg) @ (g, Fg, Kg): for g = 1 the single product (M, F) @ (F, K)
+    np.matmul(group_view(dy.reshape(rows, filters), groups),
+              grouped_kernel_matrix(W, groups).transpose(0, 2, 1), out=dcols)
+    dcols = dcols.reshape(groups, n_samples, oh, ow, kh, kw, group_channels)
     out.fill(0)
     dx_groups = out.reshape(n_samples, height, width, groups, group_channels)
     for i in range(kh):
         for j in range(kw):
-            # (g, M, Fg) @ (g, Fg, Cg) -> (g, M, Cg): the gradient of the patch entries (i, j, :)
-            np.matmul(dy_groups, W_grouped[:, i, j].transpose(0, 2, 1),
-                      out=dx_offset.reshape(groups, -1, group_channels))
             rows, cols = offset_slices(i, j, (oh, ow), stride, dilation)
-            dx_groups[:, rows, cols] += dx_offset.transpose(1, 2, 3, 0, 4)
+            dx_groups[:, rows, cols] += dcols[:, :, :, :, i, j, :].transpose(1, 2, 3, 0, 4)
     return out
 
 
