@@ -232,6 +232,7 @@ def step_rows(label, batch, old, settings, rng):
     return {"network": label, "batch": batch, "torch_ms": round(1e3 * times["torch"], 2),
             "old_ms": round(1e3 * times["old"], 2), "new_ms": round(1e3 * times["new"], 2),
             "new_old": round(times["new"] / times["old"], 2),
+            "new_old_best": round(min(contenders[1].samples) / min(contenders[0].samples), 2),
             "old_x_torch": round(times["old"] / times["torch"], 2),
             "new_x_torch": round(times["new"] / times["torch"], 2),
             "torch_MiB": round(torch_peak / 2**20, 1), "old_MiB": round(old_peak / 2**20, 1),
