@@ -469,22 +469,22 @@ def test_bias_trick_ones_and_gradients(channels):
     np.testing.assert_allclose(dW, dW_plain, rtol=1e-12, atol=1e-12)
 
 
-# ------------------------------------------------- the two col2im layouts agree (stride 1)
-@given(kh=st.integers(1, 4), kw=st.integers(1, 4), dh=st.integers(1, 3), dw=st.integers(1, 3),
-       channels=st.integers(1, 10), filters=st.integers(1, 5), extra_h=st.integers(0, 4),
-       extra_w=st.integers(0, 4), n_samples=st.integers(1, 3))
-def test_shifted_col2im_equals_strided_col2im(kh, kw, dh, dw, channels, filters, extra_h,
-                                               extra_w, n_samples):
-    # The flat-shift input gradient (stride 1) against the general strided adds, on non-square
-    # kernels and dilations; extra_h = extra_w = 0 is a 1x1 output (every add shifted to the end).
+# ----------------------------------- col2im by stride phases against the loops (kernels/col2im.py)
+@given(kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       dh=st.integers(1, 3), dw=st.integers(1, 3), channels=st.integers(1, 6), filters=st.integers(1, 4),
+       extra_h=st.integers(0, 5), extra_w=st.integers(0, 5), n_samples=st.integers(1, 3),
+       groups=st.sampled_from([1, 1, 2]))
+def test_phase_col2im_matches_loops(kh, kw, sh, sw, dh, dw, channels, filters, extra_h, extra_w, n_samples,
+                                    groups):
+    # Non-square kernels, strides and dilations; extra = 0 is a 1x1 output (every add shifted to
+    # the end of its phase); strides above the kernel leave phases no window reaches (zeros).
     height, width = dh * (kh - 1) + 1 + extra_h, dw * (kw - 1) + 1 + extra_w
-    rng = np.random.default_rng(kh * 1000 + kw * 100 + channels)
-    W = rng.standard_normal((kh, kw, channels, filters))
-    dy = rng.standard_normal((n_samples, extra_h + 1, extra_w + 1, filters))
-    padded_shape = (n_samples, height, width, channels)
-    shifted = col2im.input_gradient_stride1(dy, W, (dh, dw), Workspace(), 1, np.empty(padded_shape),
-                                            n_samples)
-    strided = col2im.input_gradient_strided(dy, W, (1, 1), (dh, dw), Workspace(), 1, np.empty(padded_shape),
-                                            n_samples)
-    assert shifted.shape == padded_shape and shifted.flags.c_contiguous
-    np.testing.assert_allclose(shifted, strided, rtol=0, atol=1e-12)
+    rng = np.random.default_rng(kh * 1000 + kw * 100 + channels * 10 + sh)
+    x = rng.standard_normal((n_samples, height, width, groups * channels))
+    W = rng.standard_normal((kh, kw, channels, groups * filters))
+    dy = rng.standard_normal(loops.conv2d_forward(x, W, None, (sh, sw), (dh, dw), groups).shape)
+    dx_ref = loops.conv2d_backward(x, W, dy, (sh, sw), (dh, dw), groups)[0]
+    out = np.full(x.shape, np.nan)  # every cell must be written, the ones no window reads with 0
+    dx = col2im.input_gradient(dy, W, (sh, sw), (dh, dw), Workspace(), groups, out=out)
+    assert dx is out
+    np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=1e-12)

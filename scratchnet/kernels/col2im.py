@@ -8,9 +8,9 @@ The forward copied input cell (s*oh + d*i, s*ow + d*j, c) into entry (i, j, c) o
 
 sent back ("col2im") to the cell it was copied from; where windows overlap, the entries add up.
 No loop over pixels: the loops below run over the kh*kw kernel offsets only. (np.add.at with an
-index matrix measured 3-8x slower.) Stride 1 and larger strides have different fast layouts.
+index matrix measured 3-8x slower.)
 
-The functions write into ``out`` (the caller's dx_padded, or one chunk of its images) and take
+``input_gradient`` writes into ``out`` (the caller's dx_padded, or one chunk of its images) and take
 their temporaries from a workspace (kernels/workspace.py), sized for ``full_images`` images so
 that a smaller last chunk reuses the same memory (``scratch``).
 """
@@ -60,78 +60,45 @@ def offset_slices(i, j, out_hw, stride, dilation):
 
 def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups=1, *, out,
                    full_images=None) -> np.ndarray:
-    """dx_padded (N, Hp, Wp, C), written into ``out`` and returned, from dy (N, OH, OW, F).
+    """dx_padded (N, Hp, Wp, C), written into ``out`` and returned, from dy (N, OH, OW, F): col2im
+    as kh*kw SHIFTED adds of whole contiguous rows, one set per stride phase.
 
-    Stride 1: ``input_gradient_stride1`` (shifted adds of whole rows); any other stride:
-    ``input_gradient_strided`` (one small product and one strided add per kernel offset).
-    ``full_images``: the number of images the workspace arrays are sized for (default N).
-    Groups: the products are batched over the group axis, and group G's gradient goes back to its
-    channels G*Cg .. G*Cg + Cg - 1.
-    """
-    workspace = workspace if workspace is not None else Workspace()
-    full_images = full_images or dy.shape[0]
-    if tuple(stride) == (1, 1):
-        return input_gradient_stride1(dy, W, dilation, workspace, groups, out, full_images)
-    return input_gradient_strided(dy, W, stride, dilation, workspace, groups, out, full_images)
-
-
-def input_gradient_strided(dy, W, stride, dilation, workspace, groups, out, full_images) -> np.ndarray:
-    """col2im for any stride: ONE product dcols = dy2d @ W2d^T, then kh*kw adds into strided
-    slices of dx = ``out`` (N, Hp, Wp, C):
-
-        dx[:, d*i :: s, d*j :: s, :]  +=  dcols[:, :, :, i, j, :]      (N, OH, OW, C)
-
-    One offset's slice touches every cell at most once, so each ``+=`` is exact. With groups,
-    dcols is (g, M, Kg) and dx's channels are seen as (g, Cg).
-
-    Why one product and not kh*kw products dy2d @ W[i, j]^T, each added at once: those were
-    measured 1.1-1.2x faster (one thread, float32, batch 64, chunks of 7 images, 16 -> 32
-    channels at 32x32; a tie for 32 -> 64 at 16x16), but they are kh*kw times the BLAS calls, and
-    with two OpenBLAS threads on a busy machine every call can wait a scheduler slice for the
-    second thread (benchmarks/README.md, "Noise").
-    """
-    n_samples, height, width, _ = out.shape
-    kh, kw, group_channels, filters = W.shape
-    oh, ow = dy.shape[1:3]
-    rows = n_samples * oh * ow  # M
-    dcols = scratch(workspace, "dcols", (groups, rows, kh * kw * group_channels), dy.dtype,
-                    n_samples, full_images)
-    # (g, M, Fg) @ (g, Fg, Kg): for g = 1 the single product (M, F) @ (F, K)
-    np.matmul(group_view(dy.reshape(rows, filters), groups),
-              grouped_kernel_matrix(W, groups).transpose(0, 2, 1), out=dcols)
-    dcols = dcols.reshape(groups, n_samples, oh, ow, kh, kw, group_channels)
-    out.fill(0)
-    dx_groups = out.reshape(n_samples, height, width, groups, group_channels)
-    for i in range(kh):
-        for j in range(kw):
-            rows, cols = offset_slices(i, j, (oh, ow), stride, dilation)
-            dx_groups[:, rows, cols] += dcols[:, :, :, :, i, j, :].transpose(1, 2, 3, 0, 4)
-    return out
-
-
-def input_gradient_stride1(dy, W, dilation, workspace, groups, out, full_images) -> np.ndarray:
-    """col2im for stride 1 as kh*kw SHIFTED adds of whole contiguous arrays, into ``out``.
-
-    With stride 1, output pixel (oh, ow) and kernel offset (i, j) touch the input cell
-    (oh + d*i, ow + d*j). Put dy on the padded input's grid (N, Hp, Wp), with zeros in the
-    d*(kh-1) rows and d*(kw-1) columns no output pixel has. In that grid's flat memory, cell
-    (n, a, b) is number (n*Hp + a)*Wp + b, so moving by (d*i, d*j) cells is moving by
+    Stride 1 first. Output pixel (oh, ow) and kernel offset (i, j) touch the input cell
+    (oh + d*i, ow + d*j). Put dy on the padded input's grid (N, Hp, Wp), with zeros in the rows
+    and columns no output pixel has. In that grid's flat memory, cell (n, a, b) is number
+    (n*Hp + a)*Wp + b, so moving by (d*i, d*j) cells is moving by
 
         shift = d*i*Wp + d*j      numbers,   and col2im is   dx[c, shift:] += dcols[i, j, c, :L - shift]
 
-    with dx held channels-first, (C, L), L = N*Hp*Wp. A real entry never crosses into the next
-    row or image (oh + d*i <= Hp - 1 and ow + d*j <= Wp - 1); only the grid's zeros do, and
-    they add nothing. Every add runs over long contiguous rows, where the strided form adds
-    C numbers at a time: measured 1.3-2.8x faster for C = 1-64 (3x3 and 5x5, batch 64), the
-    extra zeros in the product included. One transposed copy returns dx channels-last.
-    Groups: the product is batched, (g, Kg, Fg) @ (g, Fg, L), and dx's C rows are seen as (g, Cg).
+    with dx held channels-first, (C, L), L = N*Hp*Wp, and dcols^T = W2d @ dy_grid^T (K, L) from
+    ONE product. A real entry never crosses into the next row or image (oh + d*i <= Hp - 1 and
+    ow + d*j <= Wp - 1); only the grid's zeros do, and they add nothing.
+
+    Stride s: input row s*oh + d*i is row  oh + (d*i // s)  of the input's rows with the same
+    remainder (d*i % s): its "phase". Each of the s_h*s_w phases of the input is a grid of
+    (ceil(Hp/s_h), ceil(Wp/s_w)) cells on which the offset is again a plain shift, so dy goes on
+    that smaller grid, each offset adds into its phase's buffer at shift (d*i // s_h)*Wph + d*j // s_w,
+    and the phases are copied back into every s-th row and column of dx (channels-last).
+
+    Why: every add runs over long contiguous rows, where adding dcols' (i, j) blocks into strided
+    slices of dx adds C numbers at a time. Measured against those strided adds (one thread,
+    float32): stride 1 1.3-2.8x faster for C = 1-64 (3x3 and 5x5, batch 64); stride 2 (batch 64
+    and 128, chunks of 7-14 images, two runs) 0.52-0.79x the time for 16 -> 32 channels at 32x32,
+    but 1.09-1.26x for 32 -> 64 at 16x16 (its phase grid has 27% more cells than the output, and
+    32-number adds were long enough). Net, resnet8's two stride-2 layers: -0.6 ms per step; and
+    one algorithm for every stride instead of two.
+    The temporaries come from ``workspace``, sized for ``full_images`` images (default N). Groups:
+    the product is batched, (g, Kg, Fg) @ (g, Fg, L), and dx's C rows are seen as (g, Cg).
     """
+    workspace = workspace if workspace is not None else Workspace()
+    full_images = full_images or dy.shape[0]
     n_samples, height, width, channels = out.shape
     kh, kw, group_channels, filters = W.shape
     oh, ow = dy.shape[1:3]
-    dh, dw = dilation
-    cells = n_samples * height * width  # L
-    dy_grid = scratch(workspace, "dy_grid", (n_samples, height, width, filters), dy.dtype,
+    (sh, sw), (dh, dw) = stride, dilation
+    phase_h, phase_w = -(-height // sh), -(-width // sw)  # ceil(Hp / s): one phase's grid
+    cells = n_samples * phase_h * phase_w  # L
+    dy_grid = scratch(workspace, "dy_grid", (n_samples, phase_h, phase_w, filters), dy.dtype,
                       n_samples, full_images)
     dy_grid[:, :oh, :ow, :] = dy
     dy_grid[:, oh:, :, :] = 0  # the rows and columns no output pixel has
@@ -143,13 +110,17 @@ def input_gradient_stride1(dy, W, dilation, workspace, groups, out, full_images)
     dy_groups_t = group_view(dy_grid.reshape(cells, filters), groups).transpose(0, 2, 1)  # (g, Fg, L)
     np.matmul(grouped_kernel_matrix(W, groups), dy_groups_t, out=dcols_t)
     dcols_t = dcols_t.reshape(groups, kh, kw, group_channels, cells)
-    dx_channels_first = scratch(workspace, "dx_channels_first", (channels, cells), dy.dtype,
-                                n_samples, full_images)
-    dx_channels_first.fill(0)
-    dx_groups = dx_channels_first.reshape(groups, group_channels, cells)  # channel G*Cg + c
+    phases = scratch(workspace, "dx_phases", (sh, sw, channels, cells), dy.dtype, n_samples, full_images)
+    phases.fill(0)
+    phase_groups = phases.reshape(sh, sw, groups, group_channels, cells)  # channel G*Cg + c
     for i in range(kh):
         for j in range(kw):
-            shift = dh * i * width + dw * j
-            dx_groups[:, :, shift:] += dcols_t[:, i, j, :, :cells - shift]
-    out.reshape(cells, channels)[...] = dx_channels_first.T  # one transposed copy, channels-last
+            (row_shift, row_phase), (column_shift, column_phase) = divmod(dh * i, sh), divmod(dw * j, sw)
+            shift = row_shift * phase_w + column_shift
+            phase_groups[row_phase, column_phase, :, :, shift:] += dcols_t[:, i, j, :, :cells - shift]
+    for row_phase in range(sh):
+        for column_phase in range(sw):  # one transposed copy per phase, back to channels-last
+            dx_phase = out[:, row_phase::sh, column_phase::sw, :]  # (N, <= phase_h, <= phase_w, C)
+            grid = phases[row_phase, column_phase].reshape(channels, n_samples, phase_h, phase_w)
+            dx_phase[...] = grid[:, :, :dx_phase.shape[1], :dx_phase.shape[2]].transpose(1, 2, 3, 0)
     return out
