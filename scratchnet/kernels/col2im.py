@@ -82,11 +82,12 @@ def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups
 
     Why: every add runs over long contiguous rows, where adding dcols' (i, j) blocks into strided
     slices of dx adds C numbers at a time. Measured against those strided adds (one thread,
-    float32): stride 1 1.3-2.8x faster for C = 1-64 (3x3 and 5x5, batch 64); stride 2 (batch 64
-    and 128, chunks of 7-14 images, two runs) 0.52-0.79x the time for 16 -> 32 channels at 32x32,
-    but 1.09-1.26x for 32 -> 64 at 16x16 (its phase grid has 27% more cells than the output, and
-    32-number adds were long enough). Net, resnet8's two stride-2 layers: -0.6 ms per step; and
-    one algorithm for every stride instead of two.
+    float32): stride 1 1.3-2.8x faster for C = 1-64 (3x3 and 5x5, batch 64). Stride 2 (batch 64
+    and 128, chunks of 7-14 images): the input gradient alone 0.52-0.79x the time for 16 -> 32
+    channels at 32x32, but 1.09-1.26x for 32 -> 64 at 16x16 (its phase grid has 27% more cells
+    than the output, and 32-number adds were long enough); the layer's whole backward 0.86-1.02x
+    and 1.07-1.12x. Net for resnet8's two stride-2 layers a wash (-0.1 to -1 ms of a 60-300 ms
+    step); kept because it makes ONE col2im for every stride instead of two.
     The temporaries come from ``workspace``, sized for ``full_images`` images (default N). Groups:
     the product is batched, (g, Kg, Fg) @ (g, Fg, L), and dx's C rows are seen as (g, Cg).
     """
