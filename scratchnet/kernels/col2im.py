@@ -77,8 +77,10 @@ def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups
     Stride s: input row s*oh + d*i is row  oh + (d*i // s)  of the input's rows with the same
     remainder (d*i % s): its "phase". Each of the s_h*s_w phases of the input is a grid of
     (ceil(Hp/s_h), ceil(Wp/s_w)) cells on which the offset is again a plain shift, so dy goes on
-    that smaller grid, each offset adds into its phase's buffer at shift (d*i // s_h)*Wph + d*j // s_w,
-    and the phases are copied back into every s-th row and column of dx (channels-last).
+    that smaller grid, each offset adds into its phase's buffer at shift (d*i // s_h)*Wph + d*j // s_w
+    (Wph = ceil(Wp/s_w)), and the phases are copied back into every s-th row and column of dx
+    (channels-last). A real entry still stays inside its phase's grid: s*r + phase <= Hp - 1 makes
+    r <= ceil(Hp/s) - 1. Phases no window reaches (stride > kernel span) stay zero.
 
     Why: every add runs over long contiguous rows, where adding dcols' (i, j) blocks into strided
     slices of dx adds C numbers at a time. Measured against those strided adds (one thread,
