@@ -193,7 +193,7 @@ def shape_rows(label, case, old, chunk_sizes, settings):
 def use_old_kernel(model, old):
     """Make every im2col convolution of ``model`` run main's kernel (keeps the patch matrix)."""
     def forward_padded(layer, x_padded):
-        backend = layer.auto_backend(x_padded) if layer.backend == "auto" else layer.backend
+        backend = layer.resolved_backend(x_padded.shape)
         if backend != "im2col":
             return Conv2D.forward_padded(layer, x_padded)
         y, cols = old.conv2d_forward(x_padded, layer.params["W"], layer.params.get("b"), layer.stride,

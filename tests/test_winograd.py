@@ -4,7 +4,7 @@ and float32 error bounds. No timing is asserted (speed: benchmarks/README.md).""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from scratchnet.gradcheck import check_layer
@@ -48,9 +48,9 @@ def loop_reference(x_padded, W, b, dy):
     return (y, *loops.conv2d_backward(x_padded, W, dy))
 
 
-def check_against(reference, x_padded, W, b, dy, m, need_dx=True):
+def check_against(reference, x_padded, W, b, dy, m, need_dx=True, chunk_images=None):
     y_ref, dx_ref, dW_ref, db_ref = reference
-    y, saved = wg.conv2d_forward(x_padded, W, b, m)
+    y, saved = wg.conv2d_forward(x_padded, W, b, m, chunk_images=chunk_images)
     dx, dW, db = wg.conv2d_backward(saved, W, dy, x_padded.shape, need_input_gradient=need_dx)
     tol = TOLERANCE[m]
     assert y.shape == y_ref.shape and y.flags.c_contiguous
@@ -64,18 +64,120 @@ def check_against(reference, x_padded, W, b, dy, m, need_dx=True):
         assert dx is None
 
 
-@settings(max_examples=30, deadline=None)
-@given(m=st.sampled_from([2, 4]), n=st.integers(1, 2), height=st.integers(3, 11), width=st.integers(3, 11),
+@settings(max_examples=40, deadline=None)
+@given(m=st.sampled_from([2, 4]), n=st.integers(1, 5), height=st.integers(3, 11), width=st.integers(3, 11),
        channels=st.integers(1, 4), filters=st.integers(1, 4), use_bias=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_matches_loops_float64(m, n, height, width, channels, filters, use_bias, seed):
-    """Every padded size from 3x3 (one output pixel) up: whole and ragged tiles alike."""
+       chunk_images=st.one_of(st.none(), st.integers(1, 3)), seed=st.integers(0, 2**16))
+def test_matches_loops_float64(m, n, height, width, channels, filters, use_bias, chunk_images, seed):
+    """Every padded size from 3x3 (one output pixel) up: whole and ragged tiles alike; the batch
+    in chunks of 1-3 images (a last chunk shorter than the others, or one chunk of it all)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, height, width, channels))
     W = rng.standard_normal((3, 3, channels, filters))
     b = rng.standard_normal(filters) if use_bias else None
     dy = rng.standard_normal((n, height - 2, width - 2, filters))
-    check_against(loop_reference(x, W, b, dy), x, W, b, dy, m)
+    check_against(loop_reference(x, W, b, dy), x, W, b, dy, m, chunk_images=chunk_images)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("n, chunk_images", [(1, 1), (1, 4), (5, 2), (7, 3), (6, 3), (4, 1), (3, 5)])
+@pytest.mark.parametrize("need_dx", [True, False])
+def test_chunk_boundaries_match_loops_float64(m, n, chunk_images, need_dx):
+    """Chunks that split the batch evenly, unevenly (a shorter last chunk), one image each, or one
+    chunk larger than the batch; odd, ragged image sizes (9x10 padded: 7x8 outputs). dx, dW, db."""
+    rng = np.random.default_rng(n * 10 + chunk_images)
+    x = rng.standard_normal((n, 9, 10, 3))
+    W = rng.standard_normal((3, 3, 3, 2))
+    b = rng.standard_normal(2)
+    dy = rng.standard_normal((n, 7, 8, 2))
+    check_against(loop_reference(x, W, b, dy), x, W, b, dy, m, need_dx, chunk_images)
+
+
+def test_default_chunks_split_the_batch_and_reuse_the_workspace(monkeypatch):
+    """With CHUNK_BYTES small the default chunk is 2 images: 5 images go as 2 + 2 + 1, the short
+    last chunk takes the front of the full chunk's workspace arrays, and a second forward and
+    backward (ragged tiles: 7x8 outputs, padding 1) replace none of them."""
+    m, channels, filters = 4, 3, 2
+    tile_bytes = (m + 2) ** 2 * 4 * channels * 8  # alpha^2 x 2x2 tiles per image x C x float64
+    monkeypatch.setattr(wg, "CHUNK_BYTES", 2 * tile_bytes + 1)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 7, 8, channels))
+    pads = ((1, 1), (1, 1))
+    W = rng.standard_normal((3, 3, channels, filters))
+    dy = rng.standard_normal((5, 7, 8, filters))
+    workspace = wg.Workspace()
+    results = []
+    for _ in range(2):
+        y, saved = wg.conv2d_forward(x, W, None, m, workspace=workspace, pads=pads)
+        results.append((y, *wg.conv2d_backward(saved, W, dy, (5, 9, 10, channels), workspace=workspace)))
+        if len(results) == 1:
+            arrays_after_first_call = dict(workspace.arrays)
+    assert saved["chunk_images"] == 2 and wg.batch_chunks(5, 2) == [(0, 2), (2, 4), (4, 5)]
+    assert workspace.arrays.keys() == arrays_after_first_call.keys()
+    assert all(workspace.arrays[name] is array for name, array in arrays_after_first_call.items())
+    reference = loop_reference(np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), W, None, dy)
+    for result in results:
+        for got, want in zip(result, reference):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+def test_forward_keeps_the_input_not_the_transformed_tiles():
+    """Memory: the backward recomputes V chunk by chunk and the kernel pads each chunk itself, so
+    the forward keeps x (the layer's input) and U (C*F*36 numbers), not V (2.25x the input) nor a
+    padded copy of x; the layer's cache holds no other array."""
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 16))
+    W = np.zeros((3, 3, 16, 8))
+    _, saved = wg.conv2d_forward(x, W, None, pads=((1, 1), (1, 1)))
+    assert saved["x"] is x
+    kept = sum(value.nbytes for value in saved.values() if isinstance(value, np.ndarray))
+    assert kept == x.nbytes + 36 * 16 * 8 * 8
+    layer = built((32, 32, 16), "winograd", filters=8, kernel_size=3, padding="same")
+    layer.forward(x)
+    assert layer.cache["winograd"]["x"] is x and layer.cache["padded_shape"] == (2, 34, 34, 16)
+    arrays = [value for value in layer.cache.values() if isinstance(value, np.ndarray)]
+    assert arrays == []
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.sampled_from([2, 4]), n=st.integers(1, 4), height=st.integers(1, 9), width=st.integers(1, 9),
+       pads=st.tuples(*[st.integers(0, 2)] * 4), chunk_images=st.one_of(st.none(), st.integers(1, 3)),
+       seed=st.integers(0, 2**16))
+def test_padding_inside_the_kernel_matches_loops_float64(m, n, height, width, pads, chunk_images, seed):
+    """x unpadded, the zero padding done by the kernel chunk by chunk (as Conv2D runs it): every
+    padding from 0 to 2 cells per side, whole and ragged tiles, chunks of 1-3 images."""
+    top, bottom, left, right = pads
+    assume(height + top + bottom >= 3 and width + left + right >= 3)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, height, width, 2))
+    x_padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    W = rng.standard_normal((3, 3, 2, 3))
+    b = rng.standard_normal(3)
+    dy = rng.standard_normal((n, x_padded.shape[1] - 2, x_padded.shape[2] - 2, 3))
+    reference = loop_reference(x_padded, W, b, dy)
+    y, saved = wg.conv2d_forward(x, W, b, m, chunk_images=chunk_images, pads=((top, bottom), (left, right)))
+    assert saved["x"] is x
+    results = (y, *wg.conv2d_backward(saved, W, dy, x_padded.shape))
+    for got, want in zip(results, reference):
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[m])
+
+
+@pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((2, 0), (1, 3)), ((0, 0), (0, 2)), ((3, 3), (0, 0))])
+@pytest.mark.parametrize("chunk_images", [None, 2])
+def test_kernel_pads_each_chunk_itself_float64(pads, chunk_images):
+    """x unpadded plus ``pads`` gives the same y, dx_padded, dW, db as x padded beforehand."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 5, 7, 3))
+    (top, bottom), (left, right) = pads
+    x_padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    W = rng.standard_normal((3, 3, 3, 2))
+    b = rng.standard_normal(2)
+    dy = rng.standard_normal((3, x_padded.shape[1] - 2, x_padded.shape[2] - 2, 2))
+    y_ref, dx_ref, dW_ref, db_ref = loop_reference(x_padded, W, b, dy)
+    for m in (2, 4):
+        y, saved = wg.conv2d_forward(x, W, b, m, chunk_images=chunk_images, pads=pads)
+        dx, dW, db = wg.conv2d_backward(saved, W, dy, x_padded.shape)
+        for got, want in ((y, y_ref), (dx, dx_ref), (dW, dW_ref), (db, db_ref)):
+            np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[m])
 
 
 @settings(max_examples=12, deadline=None)

@@ -22,7 +22,22 @@ matrix product over channels, for all tiles and filters at once:
 
 Each transform "B^T d B" is two small matrix products, one per tile axis, applied to every tile
 and channel at once: ``B^T @ d`` over the first grid axis, then ``np.matmul(B^T, .)`` over the
-second (and the same for G and A^T).
+second (and the same for G and A^T). Measured against the alternatives (one thread, 8 images of
+32x32x16): explicit adds using B^T's zeros (22 of 36 entries are nonzero) 1.3-1.5x slower (one
+NumPy pass per term), one einsum 3.5x slower, np.tensordot 1.1x, skipping B^T's one-entry
+first and last columns (a 6x4 product plus two scaled adds) 0.96x: within noise, not adopted.
+
+The batch in chunks. Every intermediate (d, V, M, Y and their gradients) is alpha^2 / m^2 =
+2.25x the size of the input or output: 9.4 MB for 64 images of 32x32x16, against a 1 MiB L2
+cache per core. So the images go through all the stages a chunk at a time (images_per_chunk:
+each temporary within CHUNK_BYTES), and the temporaries, workspace arrays sized for one chunk,
+stay in cache from one stage to the next. Measured (one thread, batch 64, padding 1, fwd / bwd
+time against one chunk of all 64 images; the default chunk marked *; load average ~3):
+
+    32x32x16 -> 16:  4 images 0.68 / 0.72,  8* 0.68 / 0.73,  16 0.70 / 0.78,  32 0.82 / 0.96
+    16x16x32 -> 32:  13* 0.74 / 0.67,  16 0.72 / 0.68,  32 0.80 / 0.84
+    8x8x64 -> 64:    8 0.88 / 0.86,  22* 0.83 / 0.80,  32 0.83 / 0.77
+    (one image per chunk, earlier version: 0.94 / 0.94 at 32x32x16: ~40 NumPy calls per chunk)
 
 Transform matrices (Lavin & Gray; checked by ``tests/test_winograd.py`` against the direct sum):
 
@@ -58,7 +73,14 @@ Backward (the transposes of the forward's linear maps, so exact to the same roun
                                                    added back onto the overlapping input cells
     db = sum of dy over (N, OH, OW)
 
-So dW and dx are Winograd too (no im2col fallback); the forward's V and U are kept for them.
+So dW and dx are Winograd too (no im2col fallback). V is not kept from the forward: the
+backward recomputes it, chunk by chunk, from x, which the forward keeps instead. x is the
+layer's UNPADDED input (the kernel zero-pads each chunk itself, in scratch), alive anyway as the
+previous layer's output; V is 2.25x its size (U, kept too, is only C*F*alpha^2 numbers).
+Measured (one thread, resnet8 training step, batch 64, interleaved): keeping V instead was
+5-7% faster (the tile copy and B^T d B run twice) but the step's peak memory was 119 MiB
+against 94 MiB; one 16 -> 16 layer at 32x32: 17.6 MiB (the old kernel, V kept) -> 4.7 MiB
+(torch.nn.Conv2d: 8.0 MiB). benchmarks/winograd_shapes.py and benchmarks/README.md (#15).
 
 Output sizes that are not multiples of m ("ragged" tiles): the input is padded at the bottom and
 right with zeros to whole tiles, the extra outputs are cropped off, and the extra input cells'
@@ -66,6 +88,8 @@ gradients are dropped (dy is zero there, so nothing else changes).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -82,6 +106,10 @@ TRANSFORMS = {
          [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
         [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
 }
+
+# The largest temporary of one chunk of images (images_per_chunk; the module docstring has the
+# measurements: chunks of 0.5-2 MB per temporary ran fastest, the L2 cache being 1 MiB).
+CHUNK_BYTES = 1 << 20
 
 
 def transforms(m: int, dtype):
@@ -112,118 +140,240 @@ def tile_counts(out_hw, m):
     return tuple(-(-size // m) for size in out_hw)  # ceil(OH / m), ceil(OW / m)
 
 
-def extend_with_zeros(x, full_hw):
-    """``x`` (N, H, W, C) grown to (N, *full_hw, C) with zeros at the bottom and right (``x``
-    itself when it already has that size): ragged tiles read zeros past the edge."""
-    n_samples, height, width, channels = x.shape
-    if full_hw == (height, width):
-        return x
-    extended = np.zeros((n_samples, *full_hw, channels), dtype=x.dtype)
-    extended[:, :height, :width] = x
-    return extended
-
-
-def input_tiles(x_padded, m, workspace):
-    """d (alpha, alpha, P*C): input tile t's cell (i, j), all channels, as one contiguous grid.
-
-    Tile (n, th, tw) starts at row m*th, column m*tw of x (zero-extended to whole tiles).
-    """
-    n_samples, height, width, channels = x_padded.shape
+# ------------------------------------------------------------------ the batch in chunks
+def images_per_chunk(padded_shape, filters, m, itemsize):
+    """How many images one chunk holds: the batch split into as few equal chunks as keep each
+    chunk's largest temporary (V, M or their gradients, alpha^2 * tiles * max(C, F) numbers per
+    image) within CHUNK_BYTES (equal: no short last chunk that costs the per-chunk overhead for
+    little work); at least 1 image."""
+    n_samples, height, width, channels = padded_shape
     tiles_h, tiles_w = tile_counts((height - 2, width - 2), m)
+    bytes_per_image = (m + 2) ** 2 * tiles_h * tiles_w * max(channels, filters) * itemsize
+    n_chunks = -(-n_samples * bytes_per_image // CHUNK_BYTES)  # ceil
+    return max(1, -(-n_samples // n_chunks))
+
+
+def batch_chunks(n_samples, chunk_images):
+    """[(start, stop), ...]: consecutive image ranges of ``chunk_images`` (the last may be shorter)."""
+    return [(start, min(start + chunk_images, n_samples)) for start in range(0, n_samples, chunk_images)]
+
+
+class ChunkScratch:
+    """``empty(name, shape, dtype)`` like a Workspace's, for a chunk of ``images`` images whose
+    arrays are proportional to the image count. The memory is sized for a full chunk of
+    ``chunk_images`` and a shorter last chunk takes the front of it, so the same workspace
+    arrays serve every chunk (asking the workspace for the smaller shape would replace them)."""
+
+    def __init__(self, workspace, images, chunk_images):
+        self.workspace, self.images, self.chunk_images = workspace, images, chunk_images
+
+    def empty(self, name, shape, dtype):
+        size = math.prod(shape)
+        full_chunk_size = size // self.images * self.chunk_images
+        return self.workspace.empty(name, (full_chunk_size,), dtype)[:size].reshape(shape)
+
+
+# ------------------------------------------------------------------ the stages, one chunk each
+NO_PADS = ((0, 0), (0, 0))
+
+
+def framed(x, full_hw, scratch, name, pads=NO_PADS):
+    """``x`` (n, H, W, C) inside a frame of zeros, (n, *full_hw, C): x at rows top..top+H-1 and
+    columns left..left+W-1 (pads = ((top, bottom), (left, right)), the layer's zero padding), zeros
+    around it and on to whole tiles at the bottom and right. ``x`` itself when there is no frame.
+    Done a chunk at a time, in scratch: the layer never makes a padded copy of its whole input."""
+    n_images, height, width, channels = x.shape
+    (top, _), (left, _) = pads
+    if (top, left) == (0, 0) and full_hw == (height, width):
+        return x
+    frame = scratch.empty(name, (n_images, *full_hw, channels), x.dtype)
+    frame[:, :top] = 0
+    frame[:, top + height:] = 0
+    frame[:, top:top + height, :left] = 0
+    frame[:, top:top + height, left + width:] = 0
+    frame[:, top:top + height, left:left + width] = x
+    return frame
+
+
+def padded_hw(x_shape, pads):
+    (top, bottom), (left, right) = pads
+    return x_shape[1] + top + bottom, x_shape[2] + left + right
+
+
+def input_tiles(x, pads, m, scratch):
+    """d (alpha, alpha, p*C): input tile t's cell (i, j), all channels, as one contiguous grid.
+
+    Tile (n, th, tw) starts at row m*th, column m*tw of x zero-padded by ``pads`` (and on to
+    whole tiles).
+    """
+    n_images, channels = x.shape[0], x.shape[3]
+    tiles_h, tiles_w = tile_counts([size - 2 for size in padded_hw(x.shape, pads)], m)
     alpha = m + 2
-    full_h, full_w = tiles_h * m + 2, tiles_w * m + 2
-    x_padded = extend_with_zeros(x_padded, (full_h, full_w))  # ragged: zeros at the bottom and right
+    x_padded = framed(x, (tiles_h * m + 2, tiles_w * m + 2), scratch, "x_framed", pads)
     step_n, step_h, step_w, step_c = x_padded.strides
     view = np.lib.stride_tricks.as_strided(
-        x_padded, shape=(alpha, alpha, n_samples, tiles_h, tiles_w, channels),
+        x_padded, shape=(alpha, alpha, n_images, tiles_h, tiles_w, channels),
         strides=(step_h, step_w, step_n, m * step_h, m * step_w, step_c), writeable=False)
-    tiles = workspace.empty("tiles", (alpha, alpha, n_samples * tiles_h * tiles_w * channels), x_padded.dtype)
+    tiles = scratch.empty("tiles", (alpha, alpha, n_images * tiles_h * tiles_w * channels), x.dtype)
     tiles.reshape(view.shape)[...] = view  # the one copy
     return tiles
 
 
-def conv2d_forward(x_padded, W, b, m=4, workspace=None):
-    """Return ``(y, saved)``: y (N, OH, OW, F) and (V, U) for the backward.
+def transformed_input(x, pads, BT, m, scratch):
+    """V = B^T d B (alpha^2, p, C) for the images of ``x`` (n, H, W, C) padded by ``pads``,
+    p = their tiles."""
+    alpha, channels = m + 2, x.shape[3]
+    V = both_axes(BT, input_tiles(x, pads, m, scratch), scratch, "V")
+    return V.reshape(alpha * alpha, -1, channels)
 
-    Temporaries come from ``workspace`` (reused between calls: fresh large arrays cost a page
-    fault per 4 KiB, see workspace.py); y, V and U are new arrays."""
-    workspace = workspace if workspace is not None else Workspace()
-    n_samples, height, width, channels = x_padded.shape
-    filters = W.shape[3]
-    BT, G, AT = transforms(m, x_padded.dtype)
-    alpha = m + 2
-    out_h, out_w = height - 2, width - 2
+
+def transformed_kernel(W, G):
+    """U = G W G^T (alpha^2, C, F); small (C*F numbers per grid position), a new array."""
+    channels, filters = W.shape[2:]
+    alpha = G.shape[0]
+    U = np.empty((alpha, alpha, channels * filters), dtype=W.dtype)
+    both_axes(G, W.reshape(3, 3, channels * filters), out=U)
+    return U.reshape(alpha * alpha, channels, filters)
+
+
+def write_output(M, AT, b, y, scratch):
+    """y (n, OH, OW, F) = A^T M A (+ b): M (alpha^2, p, F) back from tiles into image order."""
+    n_images, out_h, out_w, filters = y.shape
+    m, alpha = AT.shape
     tiles_h, tiles_w = tile_counts((out_h, out_w), m)
-    tiles = n_samples * tiles_h * tiles_w  # P
-    V = np.empty((alpha, alpha, tiles * channels), dtype=x_padded.dtype)  # kept for the backward
-    both_axes(BT, input_tiles(x_padded, m, workspace), workspace, "V", out=V)  # B^T d B
-    V = V.reshape(alpha * alpha, tiles, channels)
-    U = np.empty((alpha, alpha, channels * filters), dtype=x_padded.dtype)
-    both_axes(G, W.reshape(3, 3, channels * filters), workspace, "U", out=U)  # G W G^T
-    U = U.reshape(alpha * alpha, channels, filters)
-    M = workspace.empty("M", (alpha * alpha, tiles, filters), x_padded.dtype)
-    np.matmul(V, U, out=M)  # (alpha^2, P, F): one product over channels per grid position
-    Y = both_axes(AT, M.reshape(alpha, alpha, tiles * filters), workspace, "Y")  # A^T M A, (m, m, P*F)
-    Y = Y.reshape(m, m, n_samples, tiles_h, tiles_w, filters).transpose(2, 3, 0, 4, 1, 5)
-    y = np.empty((n_samples, tiles_h, m, tiles_w, m, filters), dtype=x_padded.dtype)
+    Y = both_axes(AT, M.reshape(alpha, alpha, -1), scratch, "Y")  # (m, m, p*F)
+    Y = Y.reshape(m, m, n_images, tiles_h, tiles_w, filters).transpose(2, 3, 0, 4, 1, 5)
+    whole_tiles = (tiles_h * m, tiles_w * m) == (out_h, out_w)
+    target = y
+    if not whole_tiles:  # the ragged tiles' extra outputs go to scratch, cropped below
+        target = scratch.empty("y_whole_tiles", (n_images, tiles_h * m, tiles_w * m, filters), y.dtype)
+    target_tiles = target.reshape(n_images, tiles_h, m, tiles_w, m, filters)
     if b is None:
-        y[...] = Y  # the tiles back into image order
+        target_tiles[...] = Y  # the tiles back into image order
     else:
-        np.add(Y, b, out=y)  # ... adding the bias on the way
-    y = y.reshape(n_samples, tiles_h * m, tiles_w * m, filters)
-    if (tiles_h * m, tiles_w * m) != (out_h, out_w):
-        y = y[:, :out_h, :out_w].copy()  # crop the ragged tiles' extra outputs
-    return y, {"V": V, "U": U, "m": m}
+        np.add(Y, b, out=target_tiles)  # ... adding the bias on the way
+    if not whole_tiles:
+        y[...] = target[:, :out_h, :out_w]  # crop the ragged tiles' extra outputs
 
 
-def output_tiles(dy, m, workspace):
-    """dY (m, m, P*F): dy cut into m x m tiles (zeros where ragged tiles pass the edge)."""
-    n_samples, out_h, out_w, filters = dy.shape
+def conv2d_forward(x, W, b, m=4, workspace=None, chunk_images=None, pads=NO_PADS):
+    """Return ``(y, saved)``: y (N, OH, OW, F) and what the backward needs (x, U).
+
+    ``x`` (N, H, W, C) is zero-padded by ``pads`` ((top, bottom), (left, right)) chunk by chunk
+    (default: none, x is already padded), so what the forward keeps is x itself: the layer's
+    input, alive anyway as the previous layer's output. The batch goes through in chunks of
+    ``chunk_images`` images (default: images_per_chunk); temporaries come from ``workspace``
+    (reused between calls: fresh large arrays cost a page fault per 4 KiB, see workspace.py);
+    y and U are new arrays."""
+    workspace = workspace if workspace is not None else Workspace()
+    n_samples, channels = x.shape[0], x.shape[3]
+    height, width = padded_hw(x.shape, pads)
+    filters, dtype = W.shape[3], x.dtype
+    BT, G, AT = transforms(m, dtype)
+    alpha = m + 2
+    padded_shape = (n_samples, height, width, channels)
+    chunk_images = chunk_images or images_per_chunk(padded_shape, filters, m, dtype.itemsize)
+    U = transformed_kernel(W, G)  # (alpha^2, C, F)
+    y = np.empty((n_samples, height - 2, width - 2, filters), dtype=dtype)
+    for start, stop in batch_chunks(n_samples, chunk_images):
+        scratch = ChunkScratch(workspace, stop - start, chunk_images)
+        V = transformed_input(x[start:stop], pads, BT, m, scratch)  # (alpha^2, p, C)
+        M = scratch.empty("M", (alpha * alpha, V.shape[1], filters), dtype)
+        np.matmul(V, U, out=M)  # (alpha^2, p, F): one product over channels per grid position
+        write_output(M, AT, b, y[start:stop], scratch)
+    return y, {"x": x, "pads": pads, "U": U, "m": m, "chunk_images": chunk_images}
+
+
+def output_gradient_tiles(dy, AT, scratch):
+    """dM = A dY A^T (alpha^2, p, F): dy (n, OH, OW, F) cut into m x m tiles dY (zeros where
+    ragged tiles pass the edge), each taken back through the output transform."""
+    n_images, out_h, out_w, filters = dy.shape
+    m, alpha = AT.shape
     tiles_h, tiles_w = tile_counts((out_h, out_w), m)
-    dy = extend_with_zeros(dy, (tiles_h * m, tiles_w * m))
-    grid = dy.reshape(n_samples, tiles_h, m, tiles_w, m, filters).transpose(2, 4, 0, 1, 3, 5)
-    tiles = workspace.empty("dy_tiles", (m, m, n_samples * tiles_h * tiles_w * filters), dy.dtype)
+    dy = framed(dy, (tiles_h * m, tiles_w * m), scratch, "dy_framed")  # zeros on to whole tiles
+    grid = dy.reshape(n_images, tiles_h, m, tiles_w, m, filters).transpose(2, 4, 0, 1, 3, 5)
+    tiles = scratch.empty("dy_tiles", (m, m, n_images * tiles_h * tiles_w * filters), dy.dtype)
     tiles.reshape(grid.shape)[...] = grid  # the one copy
-    return tiles
+    dM = both_axes(AT.T, tiles, scratch, "dM")  # (alpha, alpha, p*F)
+    return dM.reshape(alpha * alpha, -1, filters)
+
+
+def add_tiles(dd, dx, m):
+    """Every input tile's gradient dd (alpha, alpha, p*C) summed onto the cells of ``dx``
+    (n, tiles_h*m + 2, tiles_w*m + 2, C) it was read from; dd is overwritten on the way.
+
+    Tile (th, tw) covers rows m*th .. m*th + m + 1: its last 2 rows are the first 2 rows of tile
+    (th + 1, tw), and the same for columns. So the overlaps are first added in TILE space,
+
+        dd[r, :, tile (th + 1, tw)] += dd[m + r, :, tile (th, tw)]      r = 0, 1   (rows)
+        dd[:, s, tile (th, tw + 1)] += dd[:, m + s, tile (th, tw)]      s = 0, 1   (columns)
+
+    after which each input cell's whole sum sits in ONE tile cell: cells (i < m, j < m) of every
+    tile form the top-left tiles_h*m x tiles_w*m block of dx, and the last tile row / column
+    (and corner) also holds the bottom 2 rows / right 2 columns. Four copies then fill dx.
+    Why: the direct form, one strided ``dx[:, i::m, j::m] += dd[i, j]`` per tile cell, adds C
+    numbers at a time (dx's channels are the only contiguous run) and took 1.9 ms of a 10 ms
+    backward (16 channels, 32x32, batch 64); here the adds run over whole (tiles, C) rows.
+    """
+    n_images, full_h, full_w, channels = dx.shape
+    alpha = m + 2
+    tiles_h, tiles_w = (full_h - 2) // m, (full_w - 2) // m
+    dd = dd.reshape(alpha, alpha, n_images, tiles_h, tiles_w, channels)
+    for r in range(2):  # the overlapping rows onto the tile below
+        dd[r, :, :, 1:] += dd[m + r, :, :, :-1]
+    for s in range(2):  # the overlapping columns onto the tile to the right
+        dd[:, s, :, :, 1:] += dd[:, m + s, :, :, :-1]
+    inner_h, inner_w = tiles_h * m, tiles_w * m
+    blocks = dx[:, :inner_h, :inner_w].reshape(n_images, tiles_h, m, tiles_w, m, channels)
+    blocks[...] = dd[:m, :m].transpose(2, 3, 0, 4, 1, 5)  # cell (i, j) of tile (th, tw)
+    bottom_rows = dx[:, inner_h:, :inner_w].reshape(n_images, 2, tiles_w, m, channels)
+    bottom_rows[...] = dd[m:, :m, :, -1].transpose(2, 0, 3, 1, 4)  # the last tile row's rows m, m+1
+    right_columns = dx[:, :inner_h, inner_w:].reshape(n_images, tiles_h, m, 2, channels)
+    right_columns[...] = dd[:m, m:, :, :, -1].transpose(2, 3, 0, 1, 4)
+    dx[:, inner_h:, inner_w:] = dd[m:, m:, :, -1, -1].transpose(2, 0, 1, 3)  # the corner
+
+
+def bias_gradient(dy, workspace):
+    """db (F,) = the sum of dy (N, OH, OW, F) over its N*OH*OW rows, as ones @ dy: one BLAS
+    matrix-vector product. Why: ``dy.sum(axis=0)`` adds rows of F numbers with short inner loops,
+    1.0 ms against 0.05 ms here (64 x 32 x 32 x 16, float32, one thread)."""
+    rows = dy.reshape(-1, dy.shape[3])
+    ones = workspace.empty("ones", (rows.shape[0],), dy.dtype)
+    ones.fill(1)
+    return ones @ rows
 
 
 def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, workspace=None):
-    """(dx_padded, dW, db) from the forward's V and U (see the module docstring); temporaries
-    from ``workspace``, dx_padded, dW and db are new arrays."""
+    """(dx_padded, dW, db) from the forward's x and U (see the module docstring), chunk
+    by chunk as in the forward (V is recomputed per chunk); temporaries from ``workspace``,
+    dx_padded, dW and db are new arrays."""
     workspace = workspace if workspace is not None else Workspace()
-    V, U, m = saved["V"], saved["U"], saved["m"]
+    x, pads, U, m = saved["x"], saved["pads"], saved["U"], saved["m"]
     n_samples, height, width, channels = padded_shape
-    filters = dy.shape[3]
-    BT, G, AT = transforms(m, dy.dtype)
+    filters, dtype = dy.shape[3], dy.dtype
+    BT, G, AT = transforms(m, dtype)
     alpha = m + 2
-    tiles = V.shape[1]  # P
-    dM = both_axes(AT.T, output_tiles(dy, m, workspace), workspace, "dM")  # A dY A^T, (alpha, alpha, P*F)
-    dM = dM.reshape(alpha * alpha, tiles, filters)
-    dU = np.matmul(V.transpose(0, 2, 1), dM)  # V^T dM per position, (alpha^2, C, F)
-    dW = np.empty((3, 3, channels * filters), dtype=dy.dtype)
-    both_axes(G.T, dU.reshape(alpha, alpha, channels * filters), workspace, "dW", out=dW)  # G^T dU G
-    dW = dW.reshape(3, 3, channels, filters)
-    db = dy.reshape(-1, filters).sum(axis=0)
-    if not need_input_gradient:
-        return None, dW, db
-    dV = workspace.empty("dV", (alpha * alpha, tiles, channels), dy.dtype)
-    np.matmul(dM, U.transpose(0, 2, 1), out=dV)  # (alpha^2, P, C)
-    dd = both_axes(BT.T, dV.reshape(alpha, alpha, tiles * channels), workspace, "dd")  # B dV B^T
-    return add_tiles(dd, (n_samples, height, width, channels), m), dW, db
-
-
-def add_tiles(dd, padded_shape, m):
-    """dx_padded: every input tile's gradient added onto the cells it was read from.
-
-    Tiles overlap by 2 cells, so cell (i, j) of every tile is added with one strided ``+=``
-    (alpha^2 adds; one cell (i, j) of different tiles never lands on the same input cell).
-    """
-    n_samples, height, width, channels = padded_shape
     tiles_h, tiles_w = tile_counts((height - 2, width - 2), m)
-    alpha = m + 2
-    dd = dd.reshape(alpha, alpha, n_samples, tiles_h, tiles_w, channels)
-    dx = np.zeros((n_samples, tiles_h * m + 2, tiles_w * m + 2, channels), dtype=dd.dtype)
-    for i in range(alpha):
-        for j in range(alpha):
-            dx[:, i:i + m * tiles_h:m, j:j + m * tiles_w:m, :] += dd[i, j]
-    return dx[:, :height, :width] if dx.shape[1:3] != (height, width) else dx
+    dU = np.zeros((alpha * alpha, channels, filters), dtype=dtype)  # summed over the chunks
+    dU_chunk = workspace.empty("dU_chunk", dU.shape, dtype)
+    dx = None
+    if need_input_gradient:  # whole tiles; the ragged tiles' extra cells are cropped at the end
+        dx = np.empty((n_samples, tiles_h * m + 2, tiles_w * m + 2, channels), dtype=dtype)
+    chunk_images = saved["chunk_images"]
+    for start, stop in batch_chunks(n_samples, chunk_images):
+        scratch = ChunkScratch(workspace, stop - start, chunk_images)
+        V = transformed_input(x[start:stop], pads, BT, m, scratch)  # (alpha^2, p, C), recomputed
+        dM = output_gradient_tiles(dy[start:stop], AT, scratch)  # (alpha^2, p, F)
+        np.matmul(V.transpose(0, 2, 1), dM, out=dU_chunk)  # V^T dM per position, (alpha^2, C, F)
+        dU += dU_chunk
+        if need_input_gradient:
+            dV = scratch.empty("dV", (alpha * alpha, dM.shape[1], channels), dtype)
+            np.matmul(dM, U.transpose(0, 2, 1), out=dV)  # (alpha^2, p, C)
+            dd = both_axes(BT.T, dV.reshape(alpha, alpha, -1), scratch, "dd")  # B dV B^T
+            add_tiles(dd, dx[start:stop], m)
+    dW = np.empty((3, 3, channels * filters), dtype=dtype)
+    both_axes(G.T, dU.reshape(alpha, alpha, channels * filters), workspace, "dW", out=dW)  # G^T dU G
+    db = bias_gradient(dy, workspace)
+    if dx is not None and dx.shape[1:3] != (height, width):
+        dx = dx[:, :height, :width]
+    return dx, dW.reshape(3, 3, channels, filters), db

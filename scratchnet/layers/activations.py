@@ -18,6 +18,7 @@ import numpy as np
 from scipy.special import erf, expit
 
 from .base import Layer
+from .wide_rows import wide_rows
 
 # Python floats, not NumPy scalars: NumPy 2 promotes float32 / np.float64 to float64, but a
 # Python float takes the array's dtype, so a float32 model stays float32.
@@ -30,11 +31,24 @@ SELU_SCALE = 1.0507009873554804934193349852946
 
 
 def relu(x):
-    return np.maximum(x, 0)
+    # y = max(x, 0), exact for every input: relu(-inf) = 0 and NaN stays NaN. np.maximum against
+    # the scalar 0 runs a slow loop in NumPy 2.4 (0.32 ms on 4 MB of float32); against a row of
+    # zeros on the wide view of wide_rows the same numbers take 0.10 ms. (x * (x > 0) took 0.21 ms
+    # and gives NaN for -inf.)
+    rows = x.reshape(-1, x.shape[-1])
+    wide, (zeros,) = wide_rows(rows, np.zeros(x.shape[-1], dtype=x.dtype))
+    return np.maximum(wide, zeros).reshape(x.shape)
 
 
 def relu_backward(x, y, dy):
-    return dy * (x > 0)  # derivative taken as 0 at x == 0
+    # dx = dy where x > 0, else 0 (the derivative is taken as 0 at x == 0). y = max(x, 0) > 0
+    # exactly where x > 0 (a NaN fails both tests), so the output is enough: the layer need not
+    # keep its input. The 0/1 mask is made a float array first: float * float is a plain SIMD
+    # loop, float * bool makes NumPy cast the bools in small buffers (whole backward on 4 MB of
+    # float32: 0.20 ms against 0.25 ms for dy * (x > 0)).
+    dx = (y > 0).astype(dy.dtype)
+    dx *= dy
+    return dx
 
 
 def leaky_relu(x, slope=0.01):
@@ -140,6 +154,10 @@ def linear_backward(x, y, dy):
     return dy
 
 
+# The activations whose derivative above reads only the output y (and dy), never x: a layer
+# with one of them keeps y only (which the next layer keeps anyway), not its input as well.
+OUTPUT_ONLY_DERIVATIVES = frozenset({"relu", "sigmoid", "tanh", "softmax", "linear"})
+
 ACTIVATIONS = {
     "relu": (relu, relu_backward),
     "leaky_relu": (leaky_relu, leaky_relu_backward),
@@ -171,6 +189,8 @@ class Activation(Layer):
 
     Shapes: x (N, ...) -> y (N, ...), same shape. No parameters.
     Forward:  y = f(x).   Backward: dx = dy * f'(x)  (softmax: Jacobian-vector product).
+    Cached for backward: y, and x only if f' needs it (not for relu, sigmoid, tanh, softmax,
+    linear, whose f' is a function of y).
     """
 
     def __init__(self, activation: str = "relu", name: str | None = None):
@@ -181,7 +201,7 @@ class Activation(Layer):
         x = self.check_input(x)
         function, _ = ACTIVATIONS[self.activation]
         y = function(x).astype(self.dtype, copy=False)
-        self.cache = {"x": x, "y": y}
+        self.cache = {"x": None if self.activation in OUTPUT_ONLY_DERIVATIVES else x, "y": y}
         return y
 
     def backward(self, dy):

@@ -220,19 +220,35 @@ class Conv2D(ConvBase):
                              f"dilation 1 and groups 1, got kernel_size={self.kernel_size}, "
                              f"stride={self.stride}, dilation={self.dilation}, groups={self.groups}")
 
-    def auto_backend(self, x_padded) -> str:
+    def auto_backend(self, padded_shape) -> str:
         """"winograd" where it measured faster than im2col (see AUTO_MIN_CHANNELS), else "im2col"."""
-        _, height, width, channels = x_padded.shape
+        _, height, width, channels = padded_shape
         big_enough = min(channels, self.filters) >= AUTO_MIN_CHANNELS and min(height, width) >= 6
         return "winograd" if self.winograd_applies() and big_enough else "im2col"
 
-    def forward_padded(self, x_padded):
+    def resolved_backend(self, padded_shape) -> str:
+        return self.auto_backend(padded_shape) if self.backend == "auto" else self.backend
+
+    def forward(self, x, training=False):
+        """ConvBase.forward, except for Winograd, which zero-pads x itself a chunk of images at a
+        time (kernels/winograd.py): the layer then keeps x (alive anyway as the previous layer's
+        output) for the backward instead of a padded copy of it (1.13x x at 32x32, padding 1)."""
+        x = self.check_input(x)
+        pads = self.pads_for(x.shape[1:3])
+        padded_shape = (x.shape[0], *winograd_kernels.padded_hw(x.shape, pads), x.shape[3])
+        if self.resolved_backend(padded_shape) != "winograd":
+            return super().forward(x, training)
+        self.check_winograd()
         W, b = self.params["W"], self.params.get("b")
-        backend = self.auto_backend(x_padded) if self.backend == "auto" else self.backend
-        if backend == "winograd":
-            self.check_winograd()
-            y, saved = winograd_kernels.conv2d_forward(x_padded, W, b, workspace=self.workspace)
-            return y, {"backend": "winograd", "winograd": saved}  # the transformed V and U
+        y, saved = winograd_kernels.conv2d_forward(x, W, b, pads=pads, workspace=self.workspace)
+        self.cache = {"backend": "winograd", "pads": pads, "padded_shape": padded_shape,
+                      "y_shape": y.shape, "winograd": saved}  # saved: x, pads and U (V is recomputed)
+        return y
+
+    def forward_padded(self, x_padded):
+        """im2col, scipy, loops (Winograd never gets here: see ``forward``)."""
+        W, b = self.params["W"], self.params.get("b")
+        backend = self.resolved_backend(x_padded.shape)
         if backend == "im2col":  # keeps only the input: the backward rebuilds the patches chunk by chunk
             y = im2col_kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups,
                                               workspace=self.workspace)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..initializers import check_initializer_name, initialize
-from .activations import ACTIVATIONS, check_activation_name
+from .activations import ACTIVATIONS, OUTPUT_ONLY_DERIVATIVES, check_activation_name
 from .base import Layer
 
 
@@ -55,7 +55,8 @@ class Dense(Layer):
             z += self.params["b"]
         activation, _ = ACTIVATIONS[self.activation]
         y = activation(z).astype(self.dtype, copy=False)
-        self.cache = {"x": x, "z": z, "y": y}
+        # z only if the activation's derivative needs it (relu's reads y): one array less kept
+        self.cache = {"x": x, "z": None if self.activation in OUTPUT_ONLY_DERIVATIVES else z, "y": y}
         return y
 
     def backward(self, dy):
