@@ -164,12 +164,50 @@ def kernel_matrix(W, b) -> np.ndarray:
     return W2d if b is None else np.concatenate([W2d, b.reshape(1, filters)])
 
 
-def chunk_size(x_padded, W, stride, dilation, with_ones) -> int:
+NO_PADS = ((0, 0), (0, 0))
+
+
+def padded_chunk(x_chunk, pads, workspace, full_images) -> np.ndarray:
+    """``x_chunk`` (n, H, W, C) zero-padded by ``pads`` = ((top, bottom), (left, right)), built in
+    the workspace array "x_padded" (``x_chunk`` itself without padding). A chunk at a time, so the
+    layer keeps its unpadded input (alive anyway as the previous layer's output), never a padded
+    copy of the whole batch."""
+    (top, bottom), (left, right) = pads
+    if top == bottom == left == right == 0:
+        return x_chunk
+    images, height, width, channels = x_chunk.shape
+    shape = (images, top + height + bottom, left + width + right, channels)
+    framed = scratch(workspace, "x_padded", shape, x_chunk.dtype, images, full_images)
+    framed[:, :top] = 0
+    framed[:, top + height:] = 0
+    framed[:, top:top + height, :left] = 0
+    framed[:, top:top + height, left + width:] = 0
+    framed[:, top:top + height, left:left + width] = x_chunk
+    return framed
+
+
+def padded_shape(x_shape, pads) -> tuple:
+    (top, bottom), (left, right) = pads
+    return (x_shape[0], x_shape[1] + top + bottom, x_shape[2] + left + right, x_shape[3])
+
+
+def pad_whole(x, pads) -> np.ndarray:
+    """The whole batch zero-padded (a new array; ``x`` itself without padding): for the paths
+    that are not chunked (groups, 1x1 kernels, which are not padded in the zoo)."""
+    if pads == NO_PADS:
+        return x
+    padded = np.zeros(padded_shape(x.shape, pads), dtype=x.dtype)
+    (top, _), (left, _) = pads
+    padded[:, top:top + x.shape[1], left:left + x.shape[2]] = x
+    return padded
+
+
+def chunk_size(x_padded_shape, W, stride, dilation, with_ones, itemsize) -> int:
     """Images per chunk: as many as fit in ``CHUNK_BYTES`` of patch matrix, at least one."""
     kh, kw, channels, _ = W.shape
-    oh, ow = output_hw(x_padded.shape[1:3], (kh, kw), stride, dilation)
-    patch_bytes_per_image = oh * ow * (kh * kw * channels + with_ones) * x_padded.itemsize
-    return max(1, min(x_padded.shape[0], CHUNK_BYTES // patch_bytes_per_image))
+    oh, ow = output_hw(x_padded_shape[1:3], (kh, kw), stride, dilation)
+    patch_bytes_per_image = oh * ow * (kh * kw * channels + with_ones) * itemsize
+    return max(1, min(x_padded_shape[0], CHUNK_BYTES // patch_bytes_per_image))
 
 
 def chunk_patch_matrix(x_chunk, W, stride, dilation, with_ones, workspace, full_images) -> np.ndarray:
@@ -183,57 +221,64 @@ def chunk_patch_matrix(x_chunk, W, stride, dilation, with_ones, workspace, full_
     return patch_matrix(x_chunk, (kh, kw), stride, dilation, with_ones, out=cols)
 
 
-def conv2d_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1), groups=1, workspace=None) -> np.ndarray:
+def conv2d_forward(x, W, b, stride=(1, 1), dilation=(1, 1), groups=1, workspace=None,
+                   pads=NO_PADS) -> np.ndarray:
     """y (N, OH, OW, F), one chunk of images at a time: y2d_chunk = [cols_chunk, 1] @ [W2d; b].
 
-    The chunk's patch matrix is (M_c, K(+1)), or (K(+1), M_c) when ``few_channels(C)`` (BLAS
-    reads its transpose at no cost). It is scratch: nothing is kept for the backward but the
-    input (``conv2d_backward`` rebuilds the patches).
+    ``x`` is zero-padded by ``pads`` ((top, bottom), (left, right); none by default, for an input
+    padded already) a chunk at a time. The chunk's patch matrix is (M_c, K(+1)), or (K(+1), M_c)
+    when ``few_channels(C)`` (BLAS reads its transpose at no cost). It is scratch: nothing is kept
+    for the backward but the input (``conv2d_backward`` pads and rebuilds the patches again).
     """
     if groups > 1:
-        return grouped_conv2d_forward(x_padded, W, b, stride, dilation, groups)
+        return grouped_conv2d_forward(pad_whole(x, pads), W, b, stride, dilation, groups)
     workspace = workspace if workspace is not None else Workspace()
     if W.shape[:2] == (1, 1):
-        return pointwise_conv2d_forward(x_padded, W, b, stride, workspace)
-    n_samples, filters = x_padded.shape[0], W.shape[3]
-    oh, ow = output_hw(x_padded.shape[1:3], W.shape[:2], stride, dilation)
-    chunk = chunk_size(x_padded, W, stride, dilation, b is not None)
+        return pointwise_conv2d_forward(pad_whole(x, pads), W, b, stride, workspace)
+    n_samples, filters = x.shape[0], W.shape[3]
+    x_padded_shape = padded_shape(x.shape, pads)
+    oh, ow = output_hw(x_padded_shape[1:3], W.shape[:2], stride, dilation)
+    chunk = chunk_size(x_padded_shape, W, stride, dilation, b is not None, x.itemsize)
     W2d = kernel_matrix(W, b)  # (K(+1), F)
-    y = np.empty((n_samples, oh, ow, filters), dtype=x_padded.dtype)
+    y = np.empty((n_samples, oh, ow, filters), dtype=x.dtype)
     for start in range(0, n_samples, chunk):
-        x_chunk = x_padded[start:start + chunk]  # the last chunk may hold fewer images
+        x_chunk = padded_chunk(x[start:start + chunk], pads, workspace, chunk)  # the last may be smaller
         cols = chunk_patch_matrix(x_chunk, W, stride, dilation, b is not None, workspace, chunk)
         y_chunk = y[start:start + chunk].reshape(-1, filters)  # a view: the product lands in y
         np.matmul(cols.T if few_channels(W.shape[2]) else cols, W2d, out=y_chunk)
     return y
 
 
-def conv2d_backward(x_padded, W, dy, stride=(1, 1), dilation=(1, 1), use_bias=True,
-                    need_input_gradient=True, workspace=None, groups=1):
-    """(dx_padded, dW, db) from the forward's padded input, the kernel and dy (N, OH, OW, F).
+def conv2d_backward(x, W, dy, stride=(1, 1), dilation=(1, 1), use_bias=True, need_input_gradient=True,
+                    workspace=None, groups=1, pads=NO_PADS):
+    """(dx_padded, dW, db) from the forward's input ``x`` (padded by ``pads`` as in the forward), the
+    kernel and dy (N, OH, OW, F). dx_padded is the gradient of the padded input (N, Hp, Wp, C).
 
-    One chunk of images at a time (the forward's chunks): rebuild the chunk's patch matrix, add
-    its share of the kernel gradient, [dW2d; db] += [cols_c, 1]^T @ dy2d_c, and write the
-    chunk's input gradient (``input_gradient``) into its images of dx_padded.
+    One chunk of images at a time (the forward's chunks): pad the chunk and rebuild its patch
+    matrix, add its share of the kernel gradient, [dW2d; db] += [cols_c, 1]^T @ dy2d_c, and write
+    the chunk's input gradient (``input_gradient``) into its images of dx_padded.
     db is None when ``use_bias`` is False. With ``need_input_gradient=False`` dx_padded is None
     (not computed: a model's first layer). ``workspace``: the scratch arrays (see workspace.py).
     """
     if groups > 1:
-        return grouped_conv2d_backward(x_padded, W, dy, stride, dilation, use_bias, need_input_gradient,
-                                       workspace, groups)
+        return grouped_conv2d_backward(pad_whole(x, pads), W, dy, stride, dilation, use_bias,
+                                       need_input_gradient, workspace, groups)
     workspace = workspace if workspace is not None else Workspace()
     if W.shape[:2] == (1, 1):
-        return pointwise_conv2d_backward(x_padded, W, dy, stride, use_bias, need_input_gradient, workspace)
-    n_samples, filters = x_padded.shape[0], W.shape[3]
+        return pointwise_conv2d_backward(pad_whole(x, pads), W, dy, stride, use_bias, need_input_gradient,
+                                         workspace)
+    n_samples, filters = x.shape[0], W.shape[3]
     kh, kw, channels, _ = W.shape
-    chunk = chunk_size(x_padded, W, stride, dilation, use_bias)
+    x_padded_shape = padded_shape(x.shape, pads)
+    chunk = chunk_size(x_padded_shape, W, stride, dilation, use_bias, x.itemsize)
     transposed = few_channels(channels)
     products = np.zeros((kh * kw * channels + use_bias, filters), dtype=dy.dtype)  # [dW2d; db]
     product = np.empty_like(products)  # one chunk's share
-    dx_padded = np.empty(x_padded.shape, dtype=dy.dtype) if need_input_gradient else None
+    dx_padded = np.empty(x_padded_shape, dtype=dy.dtype) if need_input_gradient else None
     for start in range(0, n_samples, chunk):
-        x_chunk, dy_chunk = x_padded[start:start + chunk], dy[start:start + chunk]
+        x_chunk = padded_chunk(x[start:start + chunk], pads, workspace, chunk)
         cols = chunk_patch_matrix(x_chunk, W, stride, dilation, use_bias, workspace, chunk)
+        dy_chunk = dy[start:start + chunk]
         dy2d_chunk = dy_chunk.reshape(-1, filters)
         np.matmul(cols if transposed else cols.T, dy2d_chunk, out=product)
         products += product
