@@ -11,8 +11,9 @@ forward to backward. "new" is the working tree's kernel: chunks of the batch, pa
 the backward. Every contender gets its own workspace (as a layer has), warmed by one call. The
 first layer of a network skips the input gradient in training (``backward_params``), so those
 rows time the backward without dx, for torch too. Memory: tracemalloc peak of forward then
-backward above the start (the padded input and dy exist before; the workspaces are warm, their
-size is reported beside). Nothing is asserted.
+backward above the start (the input and dy exist before; the old kernel's forward pads a copy
+of the input as the layer did for it, the new one pads a chunk at a time; the workspaces are
+warm, their size is reported beside). Nothing is asserted.
 
 ``--sections steps``: whole training steps of zoo networks (``backend="auto"``: Winograd where it
 applies, im2col elsewhere) with main's im2col kernel patched into the Conv2D layers ("old"), with
@@ -42,6 +43,8 @@ from timing import Contender, alternate, machine_description  # noqa: E402
 from scratchnet.kernels import im2col as new  # noqa: E402
 from scratchnet.kernels.workspace import Workspace  # noqa: E402
 from scratchnet.layers import Conv2D  # noqa: E402
+from scratchnet.layers.conv import ConvBase  # noqa: E402
+from scratchnet.layers.spatial import pad_spatial  # noqa: E402
 
 # label -> (H, W, C, F, kernel, stride, padding, bias, first layer of its network)
 SHAPES = {
@@ -75,7 +78,8 @@ class Case:
         height, width, channels, filters, kernel, stride, pad, bias, first = shape
         self.stride, self.dilation, self.bias, self.first = (stride, stride), (1, 1), bias, first
         x = rng.standard_normal((batch, height, width, channels)).astype(np.float32)
-        self.x_padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        self.x, self.pads = x, ((pad, pad), (pad, pad))
+        self.padded_shape = (batch, height + 2 * pad, width + 2 * pad, channels)
         self.W = (0.1 * rng.standard_normal((kernel, kernel, channels, filters))).astype(np.float32)
         self.b = rng.standard_normal(filters).astype(np.float32) if bias else None
         self.module = torch.nn.Conv2d(channels, filters, kernel, stride=stride, padding=pad, bias=bias)
@@ -90,19 +94,20 @@ class Case:
 
     # ---- the three kernels' forward and backward (the backward reuses one forward's state)
     def old_forward(self, old, workspace):
-        return old.conv2d_forward(self.x_padded, self.W, self.b, self.stride, self.dilation)
+        x_padded = pad_spatial(self.x, self.pads, fill=0)  # as ConvBase.forward did for it
+        return old.conv2d_forward(x_padded, self.W, self.b, self.stride, self.dilation)
 
     def old_backward(self, old, workspace, cols):
-        return old.conv2d_backward(cols, self.W, self.dy, self.x_padded.shape, self.stride, self.dilation,
+        return old.conv2d_backward(cols, self.W, self.dy, self.padded_shape, self.stride, self.dilation,
                                    need_input_gradient=not self.first, workspace=workspace)
 
     def new_forward(self, workspace):
-        return new.conv2d_forward(self.x_padded, self.W, self.b, self.stride, self.dilation,
-                                  workspace=workspace)
+        return new.conv2d_forward(self.x, self.W, self.b, self.stride, self.dilation, workspace=workspace,
+                                  pads=self.pads)
 
     def new_backward(self, workspace):
-        return new.conv2d_backward(self.x_padded, self.W, self.dy, self.stride, self.dilation, self.bias,
-                                   need_input_gradient=not self.first, workspace=workspace)
+        return new.conv2d_backward(self.x, self.W, self.dy, self.stride, self.dilation, self.bias,
+                                   need_input_gradient=not self.first, workspace=workspace, pads=self.pads)
 
     def torch_forward(self):
         with torch.no_grad():
@@ -162,7 +167,7 @@ def shape_rows(label, case, old, chunk_sizes, settings):
     old_peak = traced_peak(old_step)
     rows = []
     for contender in forward[:-1]:
-        row = {"layer": label, "batch": case.x_padded.shape[0], "kernel": contender.name,
+        row = {"layer": label, "batch": case.x.shape[0], "kernel": contender.name,
                "fwd_ms": round(1e3 * forward_times[contender.name], 3),
                "bwd_ms": round(1e3 * backward_times[contender.name], 3)}
         row["fwd_x_torch"] = round(forward_times[contender.name] / forward_times["torch"], 2)
@@ -183,7 +188,7 @@ def shape_rows(label, case, old, chunk_sizes, settings):
             row["peak_MiB"], row["workspace_MiB"] = traced_peak(step) / 2**20, workspace.nbytes() / 2**20
         row["peak_MiB"], row["workspace_MiB"] = round(row["peak_MiB"], 2), round(row["workspace_MiB"], 2)
         rows.append(row)
-    rows.append({"layer": label, "batch": case.x_padded.shape[0], "kernel": "torch",
+    rows.append({"layer": label, "batch": case.x.shape[0], "kernel": "torch",
                  "fwd_ms": round(1e3 * forward_times["torch"], 3),
                  "bwd_ms": round(1e3 * backward_times["torch"], 3)})
     return rows
@@ -211,8 +216,16 @@ def use_old_kernel(model, old):
             layer.grads["b"] = db
         return dx_padded
 
+    def forward(layer, x, training=False):  # im2col through ConvBase: padded copy, forward_padded
+        (top, bottom), (left, right) = layer.pads_for(x.shape[1:3])
+        padded_shape = (x.shape[0], x.shape[1] + top + bottom, x.shape[2] + left + right, x.shape[3])
+        if layer.resolved_backend(padded_shape) == "im2col":
+            return ConvBase.forward(layer, x, training)
+        return Conv2D.forward(layer, x, training)
+
     for _, layer in speed_zoo.walk(model.layers):
         if isinstance(layer, Conv2D):  # instance attributes shadow the methods
+            layer.forward = types.MethodType(forward, layer)
             layer.forward_padded = types.MethodType(forward_padded, layer)
             layer.backward_padded = types.MethodType(backward_padded, layer)
     return model
