@@ -38,14 +38,15 @@ cut into chunks of a few images, each with its own small patch matrix:
 
 The forward builds one chunk's patches in a scratch array, multiplies, and moves on; the backward
 REBUILDS each chunk's patches instead of keeping the whole matrix (9x the input for 3x3 kernels,
-25x for 5x5) from forward to backward. So the layer keeps only the padded input, as PyTorch keeps
-the input. A chunk's patch matrix is sized to fit the L2 cache (``CHUNK_BYTES``), so the product
-reads it from cache, not from memory. Measured against keeping the whole matrix (one thread,
-float32, batch 64 and 128, the zoo's im2col layers; benchmarks/README.md, "The im2col path in
-chunks"): peak memory of a layer's forward + backward 2-11x lower; forward 0.74-1.05x; strided
-backward 0.69-1.03x; where the backward is small or only dW (a first layer), the rebuilt copy
-makes it 1.13-1.7x (+0.1-0.3 ms). Whole steps moved less than their noise (LeNet-5 faster, the
-reference MNIST network ~5-10% slower) while their peak memory fell 10-55%: memory wins.
+25x for 5x5) from forward to backward. The kernel also zero-pads each chunk itself, in scratch
+(``pads``), so the layer keeps only its input x, as PyTorch does. A chunk's patch matrix is
+sized to fit the L2 cache (``CHUNK_BYTES``), so the product reads it from cache, not memory.
+Measured against keeping the whole matrix (one thread, float32, batch 64 and 128, the zoo's
+im2col layers; benchmarks/README.md, "The im2col path in chunks"): peak memory of a layer's
+forward + backward 2-11x lower; forward 0.6-1.2x; strided backward 0.5-1.3x; where the backward
+is small or only dW (a first layer), the rebuilt copy makes it 1.0-1.7x (+0.1-0.3 ms). Whole
+steps moved less than their noise (LeNet-5 faster, the reference MNIST network a few per cent
+slower) while their peak memory fell 10-55%: memory wins.
 
 Every function returns new arrays and keeps the dtype of its inputs (a float32 model computes
 every temporary in float32); workspace arrays are scratch for one call, never returned.
