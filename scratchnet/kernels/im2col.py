@@ -195,10 +195,10 @@ def padded_shape(x_shape, pads) -> tuple:
 def pad_whole(x, pads) -> np.ndarray:
     """The whole batch zero-padded (a new array; ``x`` itself without padding): for the paths
     that are not chunked (groups, 1x1 kernels, which are not padded in the zoo)."""
-    if pads == NO_PADS:
+    (top, bottom), (left, right) = pads
+    if top == bottom == left == right == 0:
         return x
     padded = np.zeros(padded_shape(x.shape, pads), dtype=x.dtype)
-    (top, _), (left, _) = pads
     padded[:, top:top + x.shape[1], left:left + x.shape[2]] = x
     return padded
 
