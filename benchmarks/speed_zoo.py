@@ -35,6 +35,7 @@ from timing import Contender, alternate, machine_description  # noqa: E402
 from scratchnet import Adam  # noqa: E402
 from scratchnet.interop import to_torch  # noqa: E402
 from scratchnet.kernels import im2col, winograd  # noqa: E402
+from scratchnet.kernels.workspace import Workspace  # noqa: E402
 from scratchnet.models import get_model  # noqa: E402
 
 # label -> (scratchnet.models name, input shape, options)
@@ -114,17 +115,17 @@ def conv_rows(settings, rng):
     rows_m, depth = batch * height * width, 9 * channels
     patches = rng.standard_normal((rows_m, depth)).astype(np.float32)
     kernel_matrix = rng.standard_normal((depth, filters)).astype(np.float32)
-    _, cols = im2col.conv2d_forward(x, W, b)
     _, saved = winograd.conv2d_forward(x, W, b)
+    workspace = Workspace()  # im2col's chunk scratch arrays, as a layer keeps them
     module = torch.nn.Conv2d(channels, filters, 3, padding=1)
     x_t = torch.from_numpy(x[:, 1:-1, 1:-1].transpose(0, 3, 1, 2).copy()).requires_grad_(True)
     y_t = module(x_t)
     dy_t = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
     forward = [Contender("gemm", "numpy", lambda: patches @ kernel_matrix),
-               Contender("im2col", "numpy", lambda: im2col.conv2d_forward(x, W, b)),
+               Contender("im2col", "numpy", lambda: im2col.conv2d_forward(x, W, b, workspace=workspace)),
                Contender("winograd", "numpy", lambda: winograd.conv2d_forward(x, W, b)),
                Contender("torch", "torch", lambda: module(x_t))]
-    backward = [Contender("im2col", "numpy", lambda: im2col.conv2d_backward(cols, W, dy, x.shape)),
+    backward = [Contender("im2col", "numpy", lambda: im2col.conv2d_backward(x, W, dy, workspace=workspace)),
                 Contender("winograd", "numpy", lambda: winograd.conv2d_backward(saved, W, dy, x.shape)),
                 Contender("torch", "torch", lambda: torch.autograd.grad(
                     y_t, [x_t, *module.parameters()], dy_t, retain_graph=True))]

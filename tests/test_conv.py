@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scratchnet.gradcheck import check_layer
+from scratchnet.kernels import col2im, loops
 from scratchnet.kernels import im2col as im2col_kernels
-from scratchnet.kernels import loops
+from scratchnet.kernels.workspace import Workspace
 from scratchnet.layers import Conv2D
 
 BACKENDS = ["im2col", "scipy"]
@@ -313,9 +314,9 @@ def test_switching_backend_keeps_weights_and_numbers():
 def test_pickle_after_forward_drops_the_cache():
     layer = built_layer((16, 16, 8), "im2col", filters=4, kernel_size=3, padding="same")
     layer.forward(np.ones((8, 16, 16, 8)))
-    assert layer.cache["cols"].nbytes > 100_000
+    assert layer.cache["x"].nbytes > 100_000
     data = pickle.dumps(layer)
-    assert len(data) < 20_000  # the weights (3*3*8*4 + 4 floats), not the patch matrix
+    assert len(data) < 20_000  # the weights (3*3*8*4 + 4 floats), not the cached input
     copy = pickle.loads(data)
     assert copy.cache == {} and copy.backend == "im2col"
     np.testing.assert_array_equal(copy.params["W"], layer.params["W"])
@@ -435,35 +436,39 @@ def test_bias_trick_ones_and_gradients(channels):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 6, 5, channels))
     W, b = rng.standard_normal((3, 2, channels, 4)), rng.standard_normal(4)
-    y, cols = im2col_kernels.conv2d_forward(x, W, b, (2, 1), (1, 2))
-    y_plain, cols_plain = im2col_kernels.conv2d_forward(x, W, None, (2, 1), (1, 2))
+    cols = im2col_kernels.patch_matrix(x, (3, 2), (2, 1), (1, 2), with_ones=True)
+    cols_plain = im2col_kernels.patch_matrix(x, (3, 2), (2, 1), (1, 2), with_ones=False)
     ones_axis = 0 if im2col_kernels.few_channels(channels) else 1
     assert cols.shape[ones_axis] == cols_plain.shape[ones_axis] + 1
     np.testing.assert_array_equal(np.take(cols, -1, axis=ones_axis), 1)
     np.testing.assert_array_equal(np.delete(cols, -1, axis=ones_axis), cols_plain)
+    y = im2col_kernels.conv2d_forward(x, W, b, (2, 1), (1, 2))
+    y_plain = im2col_kernels.conv2d_forward(x, W, None, (2, 1), (1, 2))
     np.testing.assert_allclose(y, y_plain + b, rtol=0, atol=1e-12)
     dy = rng.standard_normal(y.shape)
-    dW, db = im2col_kernels.parameter_gradients(cols, dy.reshape(-1, 4), W.shape)
-    dW_plain, db_plain = im2col_kernels.parameter_gradients(cols_plain, dy.reshape(-1, 4), W.shape)
+    _, dW, db = im2col_kernels.conv2d_backward(x, W, dy, (2, 1), (1, 2), use_bias=True)
+    _, dW_plain, db_plain = im2col_kernels.conv2d_backward(x, W, dy, (2, 1), (1, 2), use_bias=False)
     assert db_plain is None
     np.testing.assert_allclose(db, dy.sum(axis=(0, 1, 2)), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dW, dW_plain, rtol=1e-12, atol=1e-12)
 
 
-# ------------------------------------------------- the two col2im layouts agree (stride 1)
-@given(kh=st.integers(1, 4), kw=st.integers(1, 4), dh=st.integers(1, 3), dw=st.integers(1, 3),
-       channels=st.integers(1, 10), filters=st.integers(1, 5), extra_h=st.integers(0, 4),
-       extra_w=st.integers(0, 4), n_samples=st.integers(1, 3))
-def test_shifted_col2im_equals_strided_col2im(kh, kw, dh, dw, channels, filters, extra_h,
-                                               extra_w, n_samples):
-    # The flat-shift input gradient (stride 1) against the general strided adds, on non-square
-    # kernels and dilations; extra_h = extra_w = 0 is a 1x1 output (every add shifted to the end).
+# ----------------------------------- col2im by stride phases against the loops (kernels/col2im.py)
+@given(kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       dh=st.integers(1, 3), dw=st.integers(1, 3), channels=st.integers(1, 6), filters=st.integers(1, 4),
+       extra_h=st.integers(0, 5), extra_w=st.integers(0, 5), n_samples=st.integers(1, 3),
+       groups=st.sampled_from([1, 1, 2]))
+def test_phase_col2im_matches_loops(kh, kw, sh, sw, dh, dw, channels, filters, extra_h, extra_w, n_samples,
+                                    groups):
+    # Non-square kernels, strides and dilations; extra = 0 is a 1x1 output (every add shifted to
+    # the end of its phase); strides above the kernel leave phases no window reaches (zeros).
     height, width = dh * (kh - 1) + 1 + extra_h, dw * (kw - 1) + 1 + extra_w
-    rng = np.random.default_rng(kh * 1000 + kw * 100 + channels)
-    W = rng.standard_normal((kh, kw, channels, filters))
-    dy = rng.standard_normal((n_samples, extra_h + 1, extra_w + 1, filters))
-    padded_shape = (n_samples, height, width, channels)
-    shifted = im2col_kernels.input_gradient_stride1(dy, W, padded_shape, (dh, dw))
-    strided = im2col_kernels.input_gradient_strided(dy, W, padded_shape, (1, 1), (dh, dw))
-    assert shifted.shape == padded_shape and shifted.flags.c_contiguous
-    np.testing.assert_allclose(shifted, strided, rtol=0, atol=1e-12)
+    rng = np.random.default_rng(kh * 1000 + kw * 100 + channels * 10 + sh)
+    x = rng.standard_normal((n_samples, height, width, groups * channels))
+    W = rng.standard_normal((kh, kw, channels, groups * filters))
+    dy = rng.standard_normal(loops.conv2d_forward(x, W, None, (sh, sw), (dh, dw), groups).shape)
+    dx_ref = loops.conv2d_backward(x, W, dy, (sh, sw), (dh, dw), groups)[0]
+    out = np.full(x.shape, np.nan)  # every cell must be written, the ones no window reads with 0
+    dx = col2im.input_gradient(dy, W, (sh, sw), (dh, dw), Workspace(), groups, out=out)
+    assert dx is out
+    np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=1e-12)

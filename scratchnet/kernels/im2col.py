@@ -16,7 +16,8 @@ Then the whole convolution is ONE matrix product, which BLAS runs near the machi
     kernel grad dW2d = cols^T @ dy2d           (K, F)
     bias grad   db = sum over rows of dy2d     (F,)
     input grad  dcols = dy2d @ W2d^T           (M, K), each entry sent back to the input cell
-                                               it was copied from ("col2im", an overlapping add)
+                                               it was copied from ("col2im", an overlapping add:
+                                               kernels/col2im.py)
 
 The bias rides along in the same products ("the bias trick" of CS231n's linear classifier
 notes): give every patch row one more entry, a 1, and the kernel matrix one more row, b:
@@ -30,8 +31,25 @@ The patches are read through a strided VIEW of x (no copy, no loop); the one cop
 the 6-D view is reshaped into the 2-D matrix. The kernel offsets (i, j) come before the channel
 c in a row, so for one offset the C channel values are contiguous in both x and cols.
 
-Every function is pure (arrays in, arrays out) and keeps the dtype of its inputs: a float32
-model computes every temporary in float32.
+Chunks of the batch: every sum above is a sum over the rows m = (n, oh, ow), so the batch can be
+cut into chunks of a few images, each with its own small patch matrix:
+
+    y2d[rows of chunk] = cols_chunk @ W2d        dW2d = sum over chunks of cols_chunk^T @ dy2d_chunk
+
+The forward builds one chunk's patches in a scratch array, multiplies, and moves on; the backward
+REBUILDS each chunk's patches instead of keeping the whole matrix (9x the input for 3x3 kernels,
+25x for 5x5) from forward to backward. The kernel also zero-pads each chunk itself, in scratch
+(``pads``), so the layer keeps only its input x, as PyTorch does. A chunk's patch matrix is
+sized to fit the L2 cache (``CHUNK_BYTES``), so the product reads it from cache, not memory.
+Measured against keeping the whole matrix (one thread, float32, batch 64 and 128, the zoo's
+im2col layers; benchmarks/README.md, "The im2col path in chunks"): peak memory of a layer's
+forward + backward 2-11x lower; forward 0.6-1.2x; strided backward 0.5-1.3x; where the backward
+is small or only dW (a first layer), the rebuilt copy makes it 1.0-1.7x (+0.1-0.3 ms). Whole
+steps moved less than their noise (LeNet-5 faster, the reference MNIST network a few per cent
+slower) while their peak memory fell 10-55%: memory wins.
+
+Every function returns new arrays and keeps the dtype of its inputs (a float32 model computes
+every temporary in float32); workspace arrays are scratch for one call, never returned.
 
 Groups (``groups=g``, W (kh, kw, C/g, F), filter f in group f // (F/g)): the same products,
 one per group, run as ONE batched ``np.matmul`` over a leading group axis:
@@ -43,6 +61,8 @@ The input is first copied group-first, (g, N, Hp, Wp, C/g), so each group's patc
 from contiguous memory, exactly as a separate convolution on that group's channels would
 (measured, fastest of repeated calls: building the patches straight from the channels-last input
 with a group axis was 1.2-1.7x slower for 8-32 channels per group, 3x for 1-channel groups).
+The grouped path is not chunked: it builds the whole patch matrix, in the forward and again in
+the backward (see ``grouped_conv2d_forward``).
 
 Which variant runs was chosen by timing on the target machine (2-core Zen 5, NumPy 2.4 with
 OpenBLAS, float32, batch 64, MNIST/CIFAR-sized layers); see ``few_channels``.
@@ -53,11 +73,15 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .col2im import group_view, grouped_kernel_matrix, input_gradient, offset_slices, scratch
 from .scipy_conv import output_hw  # floor((Hp - d*(k-1) - 1) / s) + 1, one definition for both
 from .workspace import Workspace
 
 # At most this many input channels counts as "few" (an image layer: grey or RGB).
 FEW_CHANNELS = 3
+
+# A chunk of images whose patch matrix takes about this many bytes (at least one image).
+CHUNK_BYTES = 1 << 20
 
 
 def few_channels(channels: int) -> bool:
@@ -91,27 +115,29 @@ def patch_view(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1)) -> np.ndarra
                       writeable=False)
 
 
-def im2col(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1), with_ones=False) -> np.ndarray:
+def im2col(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1), with_ones=False, out=None) -> np.ndarray:
     """The patch matrix ``cols`` (N*OH*OW, kh*kw*C): one receptive field per row.
 
-    ``with_ones=True`` appends a column of ones, (M, K + 1), for the bias trick.
+    ``with_ones=True`` appends a column of ones, (M, K + 1), for the bias trick. ``out``: a
+    contiguous array of that shape to fill (else a new one).
     """
     patches = patch_view(x_padded, kernel_hw, stride, dilation)
     n_samples, oh, ow, kh, kw, channels = patches.shape
     rows, width = n_samples * oh * ow, kh * kw * channels
-    if not with_ones:
-        return patches.reshape(rows, width)  # the one copy
-    cols = np.empty((n_samples, oh, ow, width + 1), dtype=x_padded.dtype)
+    cols = np.empty((rows, width + with_ones), x_padded.dtype) if out is None else out
     # split only the last axis of the first K columns: always a view, so the copy lands in cols
-    cols[..., :width].reshape(patches.shape)[...] = patches  # the one copy
-    cols[..., width] = 1
-    return cols.reshape(rows, width + 1)
+    cols.reshape(n_samples, oh, ow, -1)[..., :width].reshape(patches.shape)[...] = patches  # the one copy
+    if with_ones:
+        cols[:, width] = 1
+    return cols
 
 
-def im2col_transposed(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1), with_ones=False) -> np.ndarray:
+def im2col_transposed(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1), with_ones=False,
+                      out=None) -> np.ndarray:
     """``cols.T`` built directly, (kh*kw*C, N*OH*OW): one receptive field per column.
 
-    ``with_ones=True`` appends a row of ones, (K + 1, M), for the bias trick.
+    ``with_ones=True`` appends a row of ones, (K + 1, M), for the bias trick. ``out``: a
+    contiguous array of that shape to fill (else a new one).
     """
     patches = patch_view(x_padded, kernel_hw, stride, dilation)
     n_samples, oh, ow, kh, kw, channels = patches.shape
@@ -119,216 +145,235 @@ def im2col_transposed(x_padded, kernel_hw, stride=(1, 1), dilation=(1, 1), with_
     # when s == 1) instead of along the 9-number patch rows of a 1-channel image
     patches_t = patches.transpose(3, 4, 5, 0, 1, 2)
     height, columns = kh * kw * channels, n_samples * oh * ow
-    if not with_ones:
-        return patches_t.reshape(height, columns)
-    cols_t = np.empty((height + 1, columns), dtype=x_padded.dtype)
+    cols_t = np.empty((height + with_ones, columns), x_padded.dtype) if out is None else out
     cols_t[:height].reshape(patches_t.shape)[...] = patches_t  # leading rows: always a view
-    cols_t[height] = 1
+    if with_ones:
+        cols_t[height] = 1
     return cols_t
 
 
-def grouped_kernel_matrix(W, groups: int) -> np.ndarray:
-    """W (kh, kw, Cg, F) as (g, Kg, Fg): group G's kernel matrix is filters G*Fg .. G*Fg + Fg - 1."""
-    kh, kw, group_channels, filters = W.shape
-    group_filters = filters // groups
-    W_grouped = W.reshape(kh, kw, group_channels, groups, group_filters).transpose(3, 0, 1, 2, 4)
-    return W_grouped.reshape(groups, kh * kw * group_channels, group_filters)
+def patch_matrix(x_padded, kernel_hw, stride, dilation, with_ones, out=None) -> np.ndarray:
+    """``im2col`` (M, K(+1)), or ``im2col_transposed`` (K(+1), M) when ``few_channels(C)``."""
+    build = im2col_transposed if few_channels(x_padded.shape[3]) else im2col
+    return build(x_padded, kernel_hw, stride, dilation, with_ones, out)
 
 
-def group_view(array2d, groups: int) -> np.ndarray:
-    """(M, F) -> the (g, M, Fg) view whose slice G holds columns G*Fg .. G*Fg + Fg - 1."""
-    rows, filters = array2d.shape
-    return array2d.reshape(rows, groups, filters // groups).transpose(1, 0, 2)
+def kernel_matrix(W, b) -> np.ndarray:
+    """W2d (K, F), or [W2d; b] (K + 1, F) for the bias trick when there is a bias."""
+    kh, kw, channels, filters = W.shape
+    W2d = W.reshape(kh * kw * channels, filters)
+    return W2d if b is None else np.concatenate([W2d, b.reshape(1, filters)])
 
 
-def grouped_conv2d_forward(x_padded, W, b, stride, dilation, groups):
-    """``(y, cols)`` for g > 1 groups: cols (g, M, Kg(+1)), or (g, Kg(+1), M) when
-    ``few_channels(Cg)``; y_g = cols_g @ [W_g; b_g] for every group in one batched matmul."""
+NO_PADS = ((0, 0), (0, 0))
+
+
+def padded_chunk(x_chunk, pads, workspace, full_images) -> np.ndarray:
+    """``x_chunk`` (n, H, W, C) zero-padded by ``pads`` = ((top, bottom), (left, right)), built in
+    the workspace array "x_padded" (``x_chunk`` itself without padding). A chunk at a time, so the
+    layer keeps its unpadded input (alive anyway as the previous layer's output), never a padded
+    copy of the whole batch."""
+    (top, bottom), (left, right) = pads
+    if top == bottom == left == right == 0:
+        return x_chunk
+    images, height, width, channels = x_chunk.shape
+    shape = (images, top + height + bottom, left + width + right, channels)
+    framed = scratch(workspace, "x_padded", shape, x_chunk.dtype, images, full_images)
+    framed[:, :top] = 0
+    framed[:, top + height:] = 0
+    framed[:, top:top + height, :left] = 0
+    framed[:, top:top + height, left + width:] = 0
+    framed[:, top:top + height, left:left + width] = x_chunk
+    return framed
+
+
+def padded_shape(x_shape, pads) -> tuple:
+    (top, bottom), (left, right) = pads
+    return (x_shape[0], x_shape[1] + top + bottom, x_shape[2] + left + right, x_shape[3])
+
+
+def pad_whole(x, pads) -> np.ndarray:
+    """The whole batch zero-padded (a new array; ``x`` itself without padding): for the paths
+    that are not chunked (groups, 1x1 kernels, which are not padded in the zoo)."""
+    (top, bottom), (left, right) = pads
+    if top == bottom == left == right == 0:
+        return x
+    padded = np.zeros(padded_shape(x.shape, pads), dtype=x.dtype)
+    padded[:, top:top + x.shape[1], left:left + x.shape[2]] = x
+    return padded
+
+
+def chunk_size(x_padded_shape, W, stride, dilation, with_ones, itemsize) -> int:
+    """Images per chunk: as many as fit in ``CHUNK_BYTES`` of patch matrix, at least one."""
+    kh, kw, channels, _ = W.shape
+    oh, ow = output_hw(x_padded_shape[1:3], (kh, kw), stride, dilation)
+    patch_bytes_per_image = oh * ow * (kh * kw * channels + with_ones) * itemsize
+    return max(1, min(x_padded_shape[0], CHUNK_BYTES // patch_bytes_per_image))
+
+
+def chunk_patch_matrix(x_chunk, W, stride, dilation, with_ones, workspace, full_images) -> np.ndarray:
+    """The patch matrix of a chunk of images, built in the workspace array "cols"."""
+    kh, kw, channels, _ = W.shape
+    oh, ow = output_hw(x_chunk.shape[1:3], (kh, kw), stride, dilation)
+    images = x_chunk.shape[0]
+    rows, row_numbers = images * oh * ow, kh * kw * channels + with_ones
+    shape = (row_numbers, rows) if few_channels(channels) else (rows, row_numbers)
+    cols = scratch(workspace, "cols", shape, x_chunk.dtype, images, full_images)
+    return patch_matrix(x_chunk, (kh, kw), stride, dilation, with_ones, out=cols)
+
+
+def conv2d_forward(x, W, b, stride=(1, 1), dilation=(1, 1), groups=1, workspace=None,
+                   pads=NO_PADS) -> np.ndarray:
+    """y (N, OH, OW, F), one chunk of images at a time: y2d_chunk = [cols_chunk, 1] @ [W2d; b].
+
+    ``x`` is zero-padded by ``pads`` ((top, bottom), (left, right); none by default, for an input
+    padded already) a chunk at a time. The chunk's patch matrix is (M_c, K(+1)), or (K(+1), M_c)
+    when ``few_channels(C)`` (BLAS reads its transpose at no cost). It is scratch: nothing is kept
+    for the backward but the input (``conv2d_backward`` pads and rebuilds the patches again).
+    """
+    if groups > 1:
+        return grouped_conv2d_forward(pad_whole(x, pads), W, b, stride, dilation, groups)
+    workspace = workspace if workspace is not None else Workspace()
+    if W.shape[:2] == (1, 1):
+        return pointwise_conv2d_forward(pad_whole(x, pads), W, b, stride, workspace)
+    n_samples, filters = x.shape[0], W.shape[3]
+    x_padded_shape = padded_shape(x.shape, pads)
+    oh, ow = output_hw(x_padded_shape[1:3], W.shape[:2], stride, dilation)
+    chunk = chunk_size(x_padded_shape, W, stride, dilation, b is not None, x.itemsize)
+    W2d = kernel_matrix(W, b)  # (K(+1), F)
+    y = np.empty((n_samples, oh, ow, filters), dtype=x.dtype)
+    for start in range(0, n_samples, chunk):
+        x_chunk = padded_chunk(x[start:start + chunk], pads, workspace, chunk)  # the last may be smaller
+        cols = chunk_patch_matrix(x_chunk, W, stride, dilation, b is not None, workspace, chunk)
+        y_chunk = y[start:start + chunk].reshape(-1, filters)  # a view: the product lands in y
+        np.matmul(cols.T if few_channels(W.shape[2]) else cols, W2d, out=y_chunk)
+    return y
+
+
+def conv2d_backward(x, W, dy, stride=(1, 1), dilation=(1, 1), use_bias=True, need_input_gradient=True,
+                    workspace=None, groups=1, pads=NO_PADS):
+    """(dx_padded, dW, db) from the forward's input ``x`` (padded by ``pads`` as in the forward), the
+    kernel and dy (N, OH, OW, F). dx_padded is the gradient of the padded input (N, Hp, Wp, C).
+
+    One chunk of images at a time (the forward's chunks): pad the chunk and rebuild its patch
+    matrix, add its share of the kernel gradient, [dW2d; db] += [cols_c, 1]^T @ dy2d_c, and write
+    the chunk's input gradient (``input_gradient``) into its images of dx_padded.
+    db is None when ``use_bias`` is False. With ``need_input_gradient=False`` dx_padded is None
+    (not computed: a model's first layer). ``workspace``: the scratch arrays (see workspace.py).
+    """
+    if groups > 1:
+        return grouped_conv2d_backward(pad_whole(x, pads), W, dy, stride, dilation, use_bias,
+                                       need_input_gradient, workspace, groups)
+    workspace = workspace if workspace is not None else Workspace()
+    if W.shape[:2] == (1, 1):
+        return pointwise_conv2d_backward(pad_whole(x, pads), W, dy, stride, use_bias, need_input_gradient,
+                                         workspace)
+    n_samples, filters = x.shape[0], W.shape[3]
+    kh, kw, channels, _ = W.shape
+    x_padded_shape = padded_shape(x.shape, pads)
+    chunk = chunk_size(x_padded_shape, W, stride, dilation, use_bias, x.itemsize)
+    transposed = few_channels(channels)
+    products = np.zeros((kh * kw * channels + use_bias, filters), dtype=dy.dtype)  # [dW2d; db]
+    product = np.empty_like(products)  # one chunk's share
+    dx_padded = np.empty(x_padded_shape, dtype=dy.dtype) if need_input_gradient else None
+    for start in range(0, n_samples, chunk):
+        x_chunk = padded_chunk(x[start:start + chunk], pads, workspace, chunk)
+        cols = chunk_patch_matrix(x_chunk, W, stride, dilation, use_bias, workspace, chunk)
+        dy_chunk = dy[start:start + chunk]
+        dy2d_chunk = dy_chunk.reshape(-1, filters)
+        np.matmul(cols if transposed else cols.T, dy2d_chunk, out=product)
+        products += product
+        if need_input_gradient:
+            input_gradient(dy_chunk, W, stride, dilation, workspace, out=dx_padded[start:start + chunk],
+                           full_images=chunk)
+    weights = products.shape[0] - use_bias  # K
+    return dx_padded, products[:weights].reshape(W.shape), (products[weights] if use_bias else None)
+
+
+def pointwise_conv2d_forward(x_padded, W, b, stride, workspace) -> np.ndarray:
+    """A 1x1 kernel: the patch of output pixel (oh, ow) is the single input pixel (s*oh, s*ow), so
+    the patch matrix is the strided slice x[:, ::s, ::s, :] as an (M, C) matrix (with the ones
+    column): y2d = [cols, 1] @ [W2d; b]. It is 1/s^2 of the input, so the whole batch goes at once.
+    """
+    n_samples, filters = x_padded.shape[0], W.shape[3]
+    oh, ow = output_hw(x_padded.shape[1:3], (1, 1), stride, (1, 1))
+    cols_shape = (n_samples * oh * ow, W.shape[2] + (b is not None))  # (M, C(+1))
+    cols = workspace.empty("cols", cols_shape, x_padded.dtype)
+    im2col(x_padded, (1, 1), stride, with_ones=b is not None, out=cols)
+    return (cols @ kernel_matrix(W, b)).reshape(n_samples, oh, ow, filters)
+
+
+def pointwise_conv2d_backward(x_padded, W, dy, stride, use_bias, need_input_gradient, workspace):
+    """(dx_padded, dW, db) of a 1x1 kernel: [dW2d; db] = [cols, 1]^T @ dy2d, and dy2d @ W2d^T is
+    written straight into the strided slice dx[:, ::s, ::s, :] (no window overlaps another:
+    no adds; the cells between the slice's are zeros). Measured against the chunked general path
+    (one thread, float32, batch 64 and 128, 1x1 stride 2, 16 -> 32 at 32x32 and 32 -> 64 at
+    16x16, medians of repeated calls): backward 1.15-1.35x faster, forward 1.03-1.07x.
+    """
+    n_samples, channels, filters = x_padded.shape[0], W.shape[2], W.shape[3]
+    oh, ow = dy.shape[1:3]
+    dy2d = dy.reshape(-1, filters)
+    cols = im2col(x_padded, (1, 1), stride, with_ones=use_bias,
+                  out=workspace.empty("cols", (dy2d.shape[0], channels + use_bias), x_padded.dtype))
+    products = cols.T @ dy2d  # [dW2d; db], (C(+1), F)
+    dx_padded = None
+    if need_input_gradient:
+        dx_pixels = workspace.empty("dx_pixels", (dy2d.shape[0], channels), dy.dtype)
+        np.matmul(dy2d, W.reshape(channels, filters).T, out=dx_pixels)  # (M, F) @ (F, C)
+        dx_padded = np.zeros(x_padded.shape, dtype=dy.dtype)
+        rows, columns = offset_slices(0, 0, (oh, ow), stride, (1, 1))  # rows 0, s, 2s, ...
+        dx_padded[:, rows, columns] = dx_pixels.reshape(n_samples, oh, ow, channels)
+    return dx_padded, products[:channels].reshape(W.shape), (products[channels] if use_bias else None)
+
+
+# ----------------------------------------------------------------------------- groups
+def grouped_patch_matrices(x_padded, kernel_hw, stride, dilation, groups, with_ones) -> np.ndarray:
+    """cols (g, M, Kg(+1)), or the (g, Kg(+1), M) view when ``few_channels(Cg)``: group G's patches."""
     n_samples, height, width, channels = x_padded.shape
-    kh, kw, group_channels, filters = W.shape
-    oh, ow = output_hw((height, width), (kh, kw), stride, dilation)
+    oh, ow = output_hw((height, width), kernel_hw, stride, dilation)
     # group-first copy (g, N, Hp, Wp, Cg), seen as g*N images of Cg channels
-    x_groups = x_padded.reshape(n_samples, height, width, groups, group_channels).transpose(3, 0, 1, 2, 4)
-    x_groups = np.ascontiguousarray(x_groups).reshape(groups * n_samples, height, width, group_channels)
-    transposed = few_channels(group_channels)
-    build_cols = im2col_transposed if transposed else im2col
-    cols = build_cols(x_groups, (kh, kw), stride, dilation, b is not None)  # (g*M, Kg(+1)) or its .T
+    x_groups = x_padded.reshape(n_samples, height, width, groups, channels // groups).transpose(3, 0, 1, 2, 4)
+    x_groups = np.ascontiguousarray(x_groups).reshape(groups * n_samples, height, width, channels // groups)
+    cols = patch_matrix(x_groups, kernel_hw, stride, dilation, with_ones)  # (g*M, Kg(+1)) or its .T
     rows = n_samples * oh * ow  # M: the first M rows (columns) are group 0's patches, and so on
-    if transposed:  # (Kg(+1), g*M) -> the (g, Kg(+1), M) view (BLAS reads it with a row step)
-        cols = cols.reshape(-1, groups, rows).transpose(1, 0, 2)
-    else:  # (g*M, Kg(+1)) -> (g, M, Kg(+1))
-        cols = cols.reshape(groups, rows, -1)
+    if few_channels(channels // groups):  # (Kg(+1), g*M) -> the (g, Kg(+1), M) view
+        return cols.reshape(-1, groups, rows).transpose(1, 0, 2)
+    return cols.reshape(groups, rows, -1)
+
+
+def grouped_conv2d_forward(x_padded, W, b, stride, dilation, groups) -> np.ndarray:
+    """y for g > 1 groups: y_g = cols_g @ [W_g; b_g] for every group in one batched matmul.
+
+    Not chunked: the grouped layers of the zoo use the depthwise kernel (kernels/depthwise.py),
+    and the backward builds the whole patch matrix again (``grouped_conv2d_backward``).
+    """
+    n_samples = x_padded.shape[0]
+    kh, kw, group_channels, filters = W.shape
+    oh, ow = output_hw(x_padded.shape[1:3], (kh, kw), stride, dilation)
+    cols = grouped_patch_matrices(x_padded, (kh, kw), stride, dilation, groups, b is not None)
     W_grouped = grouped_kernel_matrix(W, groups)  # (g, Kg, Fg)
     if b is not None:  # the bias trick per group: [W_g; b_g]
         W_grouped = np.concatenate([W_grouped, b.reshape(groups, 1, filters // groups)], axis=1)
-    y = np.empty((rows, groups, filters // groups), dtype=x_padded.dtype)  # (M, g, Fg) = (M, F)
+    y = np.empty((n_samples * oh * ow, groups, filters // groups), dtype=x_padded.dtype)  # (M, F)
     y_groups = y.transpose(1, 0, 2)  # (g, M, Fg), a view: the product lands in y directly
+    transposed = few_channels(group_channels)  # BLAS reads the (g, Kg(+1), M) view with a row step
     np.matmul(cols.transpose(0, 2, 1) if transposed else cols, W_grouped, out=y_groups)
-    return y.reshape(n_samples, oh, ow, filters), cols
+    return y.reshape(n_samples, oh, ow, filters)
 
 
-def conv2d_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1), groups=1):
-    """Return ``(y, cols)``: y (N, OH, OW, F) and the patch matrix to keep for the backward.
-
-    ``cols`` is (M, K), or (K, M) when ``few_channels(C)``; with a bias it has the extra column
-    (row) of ones of the bias trick, and the product adds b. ``conv2d_backward`` knows both
-    from W's channel count and cols' shape. With ``groups > 1`` cols has a leading group axis
-    (``grouped_conv2d_forward``).
-    """
-    if groups > 1:
-        return grouped_conv2d_forward(x_padded, W, b, stride, dilation, groups)
-    kh, kw, channels, filters = W.shape
-    n_samples = x_padded.shape[0]
-    oh, ow = output_hw(x_padded.shape[1:3], (kh, kw), stride, dilation)
-    W2d = W.reshape(kh * kw * channels, filters)
-    with_ones = b is not None
-    if with_ones:
-        W2d = np.concatenate([W2d, b.reshape(1, filters)])  # [W2d; b], (K + 1, F)
-    if few_channels(channels):
-        cols = im2col_transposed(x_padded, (kh, kw), stride, dilation, with_ones)  # (K(+1), M)
-        y2d = cols.T @ W2d  # BLAS reads the transpose directly, no copy
-    else:
-        cols = im2col(x_padded, (kh, kw), stride, dilation, with_ones)  # (M, K(+1))
-        y2d = cols @ W2d
-    return y2d.reshape(n_samples, oh, ow, filters), cols
-
-
-def parameter_gradients(cols, dy2d, kernel_shape):
-    """(dW, db) from one product: cols^T @ dy2d is (K, F), or (K + 1, F) whose last row is db
-    when cols carries the bias trick's ones (then db, else None). Grouped cols (3-D): one
-    product per group, cols_g^T @ dy2d_g, batched."""
-    kh, kw, channels, filters = kernel_shape
-    if cols.ndim == 3:
-        groups = cols.shape[0]
-        dy_groups = group_view(dy2d, groups)  # (g, M, Fg)
-        products = np.matmul(cols if few_channels(channels) else cols.transpose(0, 2, 1), dy_groups)
-        weights = kh * kw * channels  # Kg
-        db = products[:, weights].reshape(filters) if products.shape[1] > weights else None
-        dW = products[:, :weights].reshape(groups, kh, kw, channels, filters // groups)
-        return dW.transpose(1, 2, 3, 0, 4).reshape(kernel_shape), db  # filter G*Fg + k
-    products = cols @ dy2d if few_channels(channels) else cols.T @ dy2d  # (K(+1), F)
-    weights = kh * kw * channels  # K
-    db = products[weights] if products.shape[0] > weights else None
-    return products[:weights].reshape(kernel_shape), db
-
-
-def offset_slices(i, j, out_hw, stride, dilation):
-    """Rows and columns of the padded input that kernel offset (i, j) touches, as slices:
-    ``d*i, d*i + s, ..., d*i + s*(OH-1)`` (and the same for the width)."""
-    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
-    return (slice(dh * i, dh * i + sh * (oh - 1) + 1, sh),
-            slice(dw * j, dw * j + sw * (ow - 1) + 1, sw))
-
-
-def input_gradient(dy, W, padded_shape, stride=(1, 1), dilation=(1, 1), workspace=None,
-                   groups=1) -> np.ndarray:
-    """dx_padded (N, Hp, Wp, C) from dy (N, OH, OW, F): ONE matrix product, then the col2im
-    scatter, looping only over the kh*kw kernel offsets, never over pixels.
-
-        dcols = dy2d @ W2d^T        (M, F) @ (F, K) -> (M, K): the gradient of every patch entry
-
-    Entry (i, j, c) of a patch row came from input cell (s*oh + d*i, s*ow + d*j, c), so
-    col2im adds column block (i, j) of dcols back onto those cells; overlapping windows add up.
-    Stride 1 has its own, faster layout (``input_gradient_stride1``).
-
-    Why ONE product (measured, float32, batch 64, 2 OpenBLAS threads): the alternative,
-    kh*kw products dy2d @ W[i, j]^T of (M, F) @ (F, C) added straight into dx
-    ("offset-GEMM"), writes less memory and is up to 1.5x faster on an idle machine, but each
-    multi-threaded BLAS call has to wake the second BLAS thread; when the other core is busy
-    (a shared machine, or a data loader) that wait is a whole scheduler time slice, ~8 ms per
-    call: 9 products took 72 ms where one took 20 ms (16x16x32 -> 64, 3x3). The single
-    product is never far from the best and never falls off that cliff. (np.add.at with an
-    index matrix measured 3-8x slower than either.)
-
-    The temporaries (dcols and friends) come from ``workspace`` when one is given (the layer's:
-    the same memory every step, see workspace.py), else they are new arrays. dx_padded is
-    always a new array. Groups: the product is batched over the group axis, dcols_g = dy2d_g @ W_g^T,
-    and group G's columns go back to its channels G*Cg .. G*Cg + Cg - 1.
-    """
-    if tuple(stride) == (1, 1):
-        return input_gradient_stride1(dy, W, padded_shape, dilation, workspace, groups)
-    return input_gradient_strided(dy, W, padded_shape, stride, dilation, workspace, groups)
-
-
-def input_gradient_strided(dy, W, padded_shape, stride=(1, 1), dilation=(1, 1), workspace=None,
-                           groups=1) -> np.ndarray:
-    """col2im for any stride: kh*kw adds into strided slices of dx (N, Hp, Wp, C),
-
-        dx[:, d*i :: s, d*j :: s, :]  +=  dcols[:, :, :, i, j, :]      (N, OH, OW, C)
-
-    One offset's slice touches every cell at most once, so each ``+=`` is exact. With groups,
-    dcols is (g, M, Kg) and dx's channels are seen as (g, Cg).
-    """
-    workspace = workspace if workspace is not None else Workspace()
-    n_samples, height, width, _ = padded_shape
+def grouped_conv2d_backward(x_padded, W, dy, stride, dilation, use_bias, need_input_gradient, workspace,
+                            groups):
+    """(dx_padded, dW, db) for g > 1 groups: [dW_g; db_g] = cols_g^T @ dy2d_g, batched over g."""
     kh, kw, group_channels, filters = W.shape
-    oh, ow = dy.shape[1:3]
-    rows = n_samples * oh * ow  # M
-    dcols = workspace.empty("dcols", (groups, rows, kh * kw * group_channels), dy.dtype)
-    # (g, M, Fg) @ (g, Fg, Kg): for g = 1 the single product (M, F) @ (F, K)
-    np.matmul(group_view(dy.reshape(rows, filters), groups),
-              grouped_kernel_matrix(W, groups).transpose(0, 2, 1), out=dcols)
-    dcols = dcols.reshape(groups, n_samples, oh, ow, kh, kw, group_channels)
-    dx_padded = np.zeros(padded_shape, dtype=dy.dtype)
-    dx_groups = dx_padded.reshape(n_samples, height, width, groups, group_channels)
-    for i in range(kh):
-        for j in range(kw):
-            rows, cols = offset_slices(i, j, (oh, ow), stride, dilation)
-            dx_groups[:, rows, cols] += dcols[:, :, :, :, i, j, :].transpose(1, 2, 3, 0, 4)
-    return dx_padded
-
-
-def input_gradient_stride1(dy, W, padded_shape, dilation=(1, 1), workspace=None, groups=1) -> np.ndarray:
-    """col2im for stride 1 as kh*kw SHIFTED adds of whole contiguous arrays.
-
-    With stride 1, output pixel (oh, ow) and kernel offset (i, j) touch the input cell
-    (oh + d*i, ow + d*j). Put dy on the padded input's grid (N, Hp, Wp), with zeros in the
-    d*(kh-1) rows and d*(kw-1) columns no output pixel has. In that grid's flat memory, cell
-    (n, a, b) is number (n*Hp + a)*Wp + b, so moving by (d*i, d*j) cells is moving by
-
-        shift = d*i*Wp + d*j      numbers,   and col2im is   dx[c, shift:] += dcols[i, j, c, :L - shift]
-
-    with dx held channels-first, (C, L), L = N*Hp*Wp. A real entry never crosses into the next
-    row or image (oh + d*i <= Hp - 1 and ow + d*j <= Wp - 1); only the grid's zeros do, and
-    they add nothing. Every add runs over long contiguous rows, where the strided form adds
-    C numbers at a time: measured 1.3-2.8x faster for C = 1-64 (3x3 and 5x5, batch 64), the
-    extra zeros in the product included. One transposed copy returns dx channels-last.
-    Groups: the product is batched, (g, Kg, Fg) @ (g, Fg, L), and dx's C rows are seen as (g, Cg).
-    """
-    workspace = workspace if workspace is not None else Workspace()
-    n_samples, height, width, channels = padded_shape
-    kh, kw, group_channels, filters = W.shape
-    oh, ow = dy.shape[1:3]
-    dh, dw = dilation
-    cells = n_samples * height * width  # L
-    dy_grid = workspace.empty("dy_grid", (n_samples, height, width, filters), dy.dtype)
-    dy_grid[:, :oh, :ow, :] = dy
-    dy_grid[:, oh:, :, :] = 0  # the rows and columns no output pixel has
-    dy_grid[:, :oh, ow:, :] = 0
-    # dcols^T = W2d @ dy_grid^T: (K, F) @ (F, L) -> (K, L), row block (i, j) holds C rows
-    # (per group: (Kg, Fg) @ (Fg, L), all g in one batched product)
-    dcols_t = workspace.empty("dcols_t", (groups, kh * kw * group_channels, cells), dy.dtype)
-    dy_groups_t = group_view(dy_grid.reshape(cells, filters), groups).transpose(0, 2, 1)  # (g, Fg, L)
-    np.matmul(grouped_kernel_matrix(W, groups), dy_groups_t, out=dcols_t)
-    dcols_t = dcols_t.reshape(groups, kh, kw, group_channels, cells)
-    dx_channels_first = workspace.zeros("dx_channels_first", (channels, cells), dy.dtype)
-    dx_groups = dx_channels_first.reshape(groups, group_channels, cells)  # channel G*Cg + c
-    for i in range(kh):
-        for j in range(kw):
-            shift = dh * i * width + dw * j
-            dx_groups[:, :, shift:] += dcols_t[:, i, j, :, :cells - shift]
-    return dx_channels_first.T.copy().reshape(padded_shape)  # a new (L, C) array, channels-last
-
-
-def conv2d_backward(cols, W, dy, padded_shape, stride=(1, 1), dilation=(1, 1), need_input_gradient=True,
-                    workspace=None, groups=1):
-    """(dx_padded, dW, db) from the forward's ``cols``, the kernel and dy (N, OH, OW, F).
-
-    db is None for a layer without bias. With ``need_input_gradient=False`` dx_padded is None
-    (not computed: a model's first layer). ``workspace``: see ``input_gradient``.
-    """
-    filters = W.shape[3]
-    dW, db = parameter_gradients(cols, dy.reshape(-1, filters), W.shape)  # dy2d (M, F)
-    dx_padded = (input_gradient(dy, W, padded_shape, stride, dilation, workspace, groups)
-                 if need_input_gradient else None)
+    cols = grouped_patch_matrices(x_padded, (kh, kw), stride, dilation, groups, use_bias)
+    dy_groups = group_view(dy.reshape(-1, filters), groups)  # (g, M, Fg)
+    products = np.matmul(cols if few_channels(group_channels) else cols.transpose(0, 2, 1), dy_groups)
+    weights = kh * kw * group_channels  # Kg
+    db = products[:, weights].reshape(filters) if use_bias else None
+    dW = products[:, :weights].reshape(groups, kh, kw, group_channels, filters // groups)
+    dW = dW.transpose(1, 2, 3, 0, 4).reshape(W.shape)  # filter G*Fg + k
+    dx_padded = None
+    if need_input_gradient:
+        dx_padded = input_gradient(dy, W, stride, dilation, workspace, groups,
+                                   out=np.empty(x_padded.shape, dtype=dy.dtype))
     return dx_padded, dW, db

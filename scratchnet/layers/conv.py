@@ -230,28 +230,33 @@ class Conv2D(ConvBase):
         return self.auto_backend(padded_shape) if self.backend == "auto" else self.backend
 
     def forward(self, x, training=False):
-        """ConvBase.forward, except for Winograd, which zero-pads x itself a chunk of images at a
-        time (kernels/winograd.py): the layer then keeps x (alive anyway as the previous layer's
-        output) for the backward instead of a padded copy of it (1.13x x at 32x32, padding 1)."""
+        """ConvBase.forward, except for Winograd and im2col, which zero-pad x themselves a chunk of
+        images at a time (kernels/winograd.py, kernels/im2col.py): the layer then keeps x (alive
+        anyway as the previous layer's output) for the backward instead of a padded copy of it
+        (1.13x x at 32x32, padding 1)."""
         x = self.check_input(x)
         pads = self.pads_for(x.shape[1:3])
         padded_shape = (x.shape[0], *winograd_kernels.padded_hw(x.shape, pads), x.shape[3])
-        if self.resolved_backend(padded_shape) != "winograd":
+        backend = self.resolved_backend(padded_shape)
+        if backend not in ("winograd", "im2col"):
             return super().forward(x, training)
-        self.check_winograd()
         W, b = self.params["W"], self.params.get("b")
-        y, saved = winograd_kernels.conv2d_forward(x, W, b, pads=pads, workspace=self.workspace)
-        self.cache = {"backend": "winograd", "pads": pads, "padded_shape": padded_shape,
-                      "y_shape": y.shape, "winograd": saved}  # saved: x, pads and U (V is recomputed)
+        if backend == "im2col":  # keeps x only: the backward pads and rebuilds the patches chunk by chunk
+            y = im2col_kernels.conv2d_forward(x, W, b, self.stride, self.dilation, self.groups,
+                                              self.workspace, pads)
+            saved = {"x": x}
+        else:
+            self.check_winograd()
+            y, winograd_saved = winograd_kernels.conv2d_forward(x, W, b, pads=pads, workspace=self.workspace)
+            saved = {"winograd": winograd_saved}  # x, pads and U (V is recomputed)
+        self.cache = {"backend": backend, "pads": pads, "padded_shape": padded_shape, "y_shape": y.shape,
+                      **saved}
         return y
 
     def forward_padded(self, x_padded):
-        """im2col, scipy, loops (Winograd never gets here: see ``forward``)."""
+        """scipy, loops (Winograd and im2col never get here: see ``forward``)."""
         W, b = self.params["W"], self.params.get("b")
         backend = self.resolved_backend(x_padded.shape)
-        if backend == "im2col":
-            y, cols = im2col_kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups)
-            return y, {"backend": "im2col", "cols": cols}  # the patch matrix, reused by the kernel gradient
         kernels = scipy_conv if backend == "scipy" else loops
         y = kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups)
         return y, {"x_padded": x_padded}
@@ -264,8 +269,8 @@ class Conv2D(ConvBase):
                 cache["winograd"], W, dy, cache["padded_shape"], need_dx, self.workspace)
         elif cache["backend"] == "im2col":
             dx_padded, dW, db = im2col_kernels.conv2d_backward(
-                cache["cols"], W, dy, cache["padded_shape"], self.stride, self.dilation,
-                need_input_gradient=need_dx, workspace=self.workspace, groups=self.groups)
+                cache["x"], W, dy, self.stride, self.dilation, self.use_bias, need_dx, self.workspace,
+                self.groups, cache["pads"])
         else:
             kernels = scipy_conv if cache["backend"] == "scipy" else loops
             dx_padded, dW, db = kernels.conv2d_backward(cache["x_padded"], W, dy, self.stride,

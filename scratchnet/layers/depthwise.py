@@ -34,21 +34,19 @@ def depthwise_forward(backend, x_padded, W, b, stride, dilation):
     if backend == "offsets":
         return offsets_kernels.depthwise_forward(x_padded, W, b, stride, dilation), {"x_padded": x_padded}
     W_grouped, groups = loops.depthwise_as_grouped_kernel(W), W.shape[2]
-    if backend == "im2col":
-        z, cols = im2col_kernels.conv2d_forward(x_padded, W_grouped, b, stride, dilation, groups)
-        return z, {"cols": cols}
-    kernels = scipy_conv if backend == "scipy" else loops
+    kernels = {"im2col": im2col_kernels, "scipy": scipy_conv, "loops": loops}[backend]
     return kernels.conv2d_forward(x_padded, W_grouped, b, stride, dilation, groups), {"x_padded": x_padded}
 
 
-def depthwise_backward(backend, saved, padded_shape, W, dz, stride, dilation, need_dx, workspace):
-    """(dx_padded or None, dW (kh, kw, C, M), db (C*M,)) for dz (N, OH, OW, C*M)."""
+def depthwise_backward(backend, saved, use_bias, W, dz, stride, dilation, need_dx, workspace):
+    """(dx_padded or None, dW (kh, kw, C, M), db (C*M,)) for dz (N, OH, OW, C*M); im2col gives db
+    only ``use_bias``."""
     if backend == "offsets":
         return offsets_kernels.depthwise_backward(saved["x_padded"], W, dz, stride, dilation, need_dx)
     W_grouped, groups = loops.depthwise_as_grouped_kernel(W), W.shape[2]
     if backend == "im2col":
         dx_padded, dW, db = im2col_kernels.conv2d_backward(
-            saved["cols"], W_grouped, dz, padded_shape, stride, dilation, need_dx, workspace, groups)
+            saved["x_padded"], W_grouped, dz, stride, dilation, use_bias, need_dx, workspace, groups)
     else:
         kernels = scipy_conv if backend == "scipy" else loops
         dx_padded, dW, db = kernels.conv2d_backward(saved["x_padded"], W_grouped, dz, stride, dilation,
@@ -122,7 +120,7 @@ class DepthwiseConv2D(ConvBase):
 
     def backward_padded(self, dy, need_dx):
         cache = self.cache
-        dx_padded, dW, db = depthwise_backward(cache["backend"], cache, cache["padded_shape"],
+        dx_padded, dW, db = depthwise_backward(cache["backend"], cache, self.use_bias,
                                                self.params["W"], dy, self.stride, self.dilation,
                                                need_dx, self.workspace)
         self.grads["W"] = dW
@@ -189,13 +187,10 @@ class SeparableConv2D(ConvBase):
         if kernels is None:  # "offsets": a 1x1 convolution IS a matrix product, z2d @ W2d + b, no im2col
             y = pointwise_forward(z, self.params["pointwise_W"], self.params.get("b"))
             saved_pointwise = {"z": z}
-        elif kernels is im2col_kernels:
-            y, cols = im2col_kernels.conv2d_forward(z, self.params["pointwise_W"], self.params.get("b"))
-            saved_pointwise = {"cols": cols}
         else:
             y = kernels.conv2d_forward(z, self.params["pointwise_W"], self.params.get("b"))
             saved_pointwise = {"x_padded": z}
-        return y, {"depthwise": saved_depthwise, "pointwise": saved_pointwise, "z_shape": z.shape}
+        return y, {"depthwise": saved_depthwise, "pointwise": saved_pointwise}
 
     def backward_padded(self, dy, need_dx):
         cache, W_point = self.cache, self.params["pointwise_W"]
@@ -204,11 +199,11 @@ class SeparableConv2D(ConvBase):
             dz, dW_point, db = pointwise_backward(cache["pointwise"]["z"], W_point, dy)
         elif kernels is im2col_kernels:
             dz, dW_point, db = im2col_kernels.conv2d_backward(
-                cache["pointwise"]["cols"], W_point, dy, cache["z_shape"], workspace=self.workspace)
+                cache["pointwise"]["x_padded"], W_point, dy, use_bias=self.use_bias, workspace=self.workspace)
         else:
             dz, dW_point, db = kernels.conv2d_backward(cache["pointwise"]["x_padded"], W_point, dy)
         dx_padded, dW_depth, _ = depthwise_backward(
-            cache["backend"], cache["depthwise"], cache["padded_shape"], self.params["depthwise_W"], dz,
+            cache["backend"], cache["depthwise"], False, self.params["depthwise_W"], dz,  # no depthwise bias
             self.stride, self.dilation, need_dx, self.workspace)
         self.grads["depthwise_W"], self.grads["pointwise_W"] = dW_depth, dW_point
         if self.use_bias:

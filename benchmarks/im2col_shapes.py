@@ -1,0 +1,302 @@
+"""The im2col convolution kernel on the zoo's im2col layer shapes: main's version, this one and
+torch.nn.Conv2d, side by side in one process (issue #15).
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/im2col_shapes.py                  # batch 64 and 128
+    OPENBLAS_NUM_THREADS=1 python benchmarks/im2col_shapes.py --batches 64 --chunk-bytes 262144,1048576
+    OPENBLAS_NUM_THREADS=1 python benchmarks/im2col_shapes.py --sections steps --batches 64
+
+"old" is ``scratchnet/kernels/im2col.py`` as committed on the git branch ``--old-ref`` (default
+main), loaded from ``git show`` into a temporary module: it keeps the whole patch matrix from
+forward to backward. "new" is the working tree's kernel: chunks of the batch, patches rebuilt in
+the backward. Every contender gets its own workspace (as a layer has), warmed by one call. The
+first layer of a network skips the input gradient in training (``backward_params``), so those
+rows time the backward without dx, for torch too. Memory: tracemalloc peak of forward then
+backward above the start (the input and dy exist before; the old kernel's forward pads a copy
+of the input as the layer did for it, the new one pads a chunk at a time; the workspaces are
+warm, their size is reported beside). Nothing is asserted.
+
+``--sections steps``: whole training steps of zoo networks (``backend="auto"``: Winograd where it
+applies, im2col elsewhere) with main's im2col kernel patched into the Conv2D layers ("old"), with
+this one ("new"), and torch (speed_zoo.py's twin), alternated; plus the step's peak memory
+(speed_zoo.py's tracemalloc and torch.profiler measures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tracemalloc
+import types
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
+
+import speed_zoo  # noqa: E402
+import torch  # noqa: E402
+from timing import Contender, alternate, machine_description  # noqa: E402
+
+from scratchnet.kernels import im2col as new  # noqa: E402
+from scratchnet.kernels.workspace import Workspace  # noqa: E402
+from scratchnet.layers import Conv2D  # noqa: E402
+from scratchnet.layers.conv import ConvBase  # noqa: E402
+from scratchnet.layers.spatial import pad_spatial  # noqa: E402
+
+# label -> (H, W, C, F, kernel, stride, padding, bias, first layer of its network)
+SHAPES = {
+    "resnet8 stem 3x3 3->16 @32": (32, 32, 3, 16, 3, 1, 1, False, True),
+    "resnet8 3x3 s2 16->32 @32": (32, 32, 16, 32, 3, 2, 1, False, False),
+    "resnet8 3x3 s2 32->64 @16": (16, 16, 32, 64, 3, 2, 1, False, False),
+    "resnet8 1x1 s2 16->32 @32": (32, 32, 16, 32, 1, 2, 0, False, False),
+    "resnet8 1x1 s2 32->64 @16": (16, 16, 32, 64, 1, 2, 0, False, False),
+    "small_cnn/flax 3x3 3->32 @32": (32, 32, 3, 32, 3, 1, 1, True, True),
+    "lenet5 5x5 1->6 same @28": (28, 28, 1, 6, 5, 1, 2, True, True),
+    "lenet5 5x5 6->16 @14": (14, 14, 6, 16, 5, 1, 0, True, False),
+    "reference 3x3 1->8 @28": (28, 28, 1, 8, 3, 1, 0, True, True),
+    "reference 3x3 8->16 @13": (13, 13, 8, 16, 3, 1, 0, True, False),
+}
+
+
+def load_old_kernel(ref: str) -> types.ModuleType:
+    """``scratchnet/kernels/im2col.py`` at git ``ref``, as a module beside the new one."""
+    source = subprocess.run(["git", "show", f"{ref}:scratchnet/kernels/im2col.py"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout
+    module = types.ModuleType("scratchnet.kernels.im2col_old")
+    module.__package__ = "scratchnet.kernels"  # its relative imports (scipy_conv, workspace)
+    exec(compile(source, f"{ref}:scratchnet/kernels/im2col.py", "exec"), module.__dict__)
+    return module
+
+
+class Case:
+    """One layer shape at one batch size: the arrays and a torch twin with the same weights."""
+
+    def __init__(self, shape, batch, rng):
+        height, width, channels, filters, kernel, stride, pad, bias, first = shape
+        self.stride, self.dilation, self.bias, self.first = (stride, stride), (1, 1), bias, first
+        x = rng.standard_normal((batch, height, width, channels)).astype(np.float32)
+        self.x, self.pads = x, ((pad, pad), (pad, pad))
+        self.padded_shape = (batch, height + 2 * pad, width + 2 * pad, channels)
+        self.W = (0.1 * rng.standard_normal((kernel, kernel, channels, filters))).astype(np.float32)
+        self.b = rng.standard_normal(filters).astype(np.float32) if bias else None
+        self.module = torch.nn.Conv2d(channels, filters, kernel, stride=stride, padding=pad, bias=bias)
+        with torch.no_grad():
+            self.module.weight.copy_(torch.from_numpy(self.W.transpose(3, 2, 0, 1).copy()))
+            if bias:
+                self.module.bias.copy_(torch.from_numpy(self.b))
+        self.x_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(not first)
+        y_t = self.module(self.x_t)
+        self.dy = rng.standard_normal(y_t.shape).astype(np.float32).transpose(0, 2, 3, 1).copy()
+        self.dy_t = torch.from_numpy(self.dy.transpose(0, 3, 1, 2).copy())
+
+    # ---- the three kernels' forward and backward (the backward reuses one forward's state)
+    def old_forward(self, old, workspace):
+        x_padded = pad_spatial(self.x, self.pads, fill=0)  # as ConvBase.forward did for it
+        return old.conv2d_forward(x_padded, self.W, self.b, self.stride, self.dilation)
+
+    def old_backward(self, old, workspace, cols):
+        return old.conv2d_backward(cols, self.W, self.dy, self.padded_shape, self.stride, self.dilation,
+                                   need_input_gradient=not self.first, workspace=workspace)
+
+    def new_forward(self, workspace):
+        return new.conv2d_forward(self.x, self.W, self.b, self.stride, self.dilation, workspace=workspace,
+                                  pads=self.pads)
+
+    def new_backward(self, workspace):
+        return new.conv2d_backward(self.x, self.W, self.dy, self.stride, self.dilation, self.bias,
+                                   need_input_gradient=not self.first, workspace=workspace, pads=self.pads)
+
+    def torch_forward(self):
+        with torch.no_grad():
+            return self.module(self.x_t)
+
+    def torch_backward(self, y_t):
+        inputs = [*self.module.parameters()] + ([] if self.first else [self.x_t])
+        return torch.autograd.grad(y_t, inputs, self.dy_t, retain_graph=True)
+
+
+def with_chunk_bytes(chunk_bytes, function):
+    """Run ``function`` with ``new.CHUNK_BYTES`` set to ``chunk_bytes`` (a contender's setting)."""
+    def call():
+        saved, new.CHUNK_BYTES = new.CHUNK_BYTES, chunk_bytes
+        try:
+            return function()
+        finally:
+            new.CHUNK_BYTES = saved
+    return call
+
+
+def traced_peak(function) -> int:
+    """tracemalloc peak of ``function()`` above the memory traced when it starts (bytes)."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    start = tracemalloc.get_traced_memory()[0]
+    function()
+    peak = tracemalloc.get_traced_memory()[1] - start
+    tracemalloc.stop()
+    return peak
+
+
+def shape_rows(label, case, old, chunk_sizes, settings):
+    old_workspace = Workspace()
+    old_y, old_cols = case.old_forward(old, old_workspace)
+    forward = [Contender("old", "numpy", lambda: case.old_forward(old, old_workspace))]
+    backward = [Contender("old", "numpy", lambda: case.old_backward(old, old_workspace, old_cols))]
+    new_workspaces = {}
+    for chunk_bytes in chunk_sizes:
+        workspace = new_workspaces[chunk_bytes] = Workspace()
+        name = f"new {chunk_bytes // 1024}K"
+        forward.append(Contender(name, "numpy",
+                                 with_chunk_bytes(chunk_bytes, lambda w=workspace: case.new_forward(w))))
+        backward.append(Contender(name, "numpy",
+                                  with_chunk_bytes(chunk_bytes, lambda w=workspace: case.new_backward(w))))
+    y_t = case.module(case.x_t)
+    forward.append(Contender("torch", "torch", case.torch_forward))
+    backward.append(Contender("torch", "torch", lambda: case.torch_backward(y_t)))
+    forward_times = alternate(forward, settings.rounds, settings.calls, settings.settle)
+    backward_times = alternate(backward, settings.rounds, settings.calls, settings.settle)
+
+    def old_step():
+        _, cols = case.old_forward(old, old_workspace)
+        case.old_backward(old, old_workspace, cols)
+
+    old_step()  # warm the workspace before tracing
+    old_peak = traced_peak(old_step)
+    rows = []
+    for contender in forward[:-1]:
+        row = {"layer": label, "batch": case.x.shape[0], "kernel": contender.name,
+               "fwd_ms": round(1e3 * forward_times[contender.name], 3),
+               "bwd_ms": round(1e3 * backward_times[contender.name], 3)}
+        row["fwd_x_torch"] = round(forward_times[contender.name] / forward_times["torch"], 2)
+        row["bwd_x_torch"] = round(backward_times[contender.name] / backward_times["torch"], 2)
+        row["fwd_new_old"] = round(forward_times[contender.name] / forward_times["old"], 2)
+        row["bwd_new_old"] = round(backward_times[contender.name] / backward_times["old"], 2)
+        if contender.name == "old":
+            row["peak_MiB"], row["workspace_MiB"] = old_peak / 2**20, old_workspace.nbytes() / 2**20
+        else:
+            chunk_bytes = int(contender.name.split()[1][:-1]) * 1024
+            workspace = new_workspaces[chunk_bytes]
+
+            def new_step(w=workspace):
+                case.new_forward(w)
+                case.new_backward(w)
+            step = with_chunk_bytes(chunk_bytes, new_step)
+            step()
+            row["peak_MiB"], row["workspace_MiB"] = traced_peak(step) / 2**20, workspace.nbytes() / 2**20
+        row["peak_MiB"], row["workspace_MiB"] = round(row["peak_MiB"], 2), round(row["workspace_MiB"], 2)
+        rows.append(row)
+    rows.append({"layer": label, "batch": case.x.shape[0], "kernel": "torch",
+                 "fwd_ms": round(1e3 * forward_times["torch"], 3),
+                 "bwd_ms": round(1e3 * backward_times["torch"], 3)})
+    return rows
+
+
+# ------------------------------------------------------------------ whole training steps
+def use_old_kernel(model, old):
+    """Make every im2col convolution of ``model`` run main's kernel (keeps the patch matrix)."""
+    def forward_padded(layer, x_padded):
+        backend = layer.resolved_backend(x_padded.shape)
+        if backend != "im2col":
+            return Conv2D.forward_padded(layer, x_padded)
+        y, cols = old.conv2d_forward(x_padded, layer.params["W"], layer.params.get("b"), layer.stride,
+                                     layer.dilation, layer.groups)
+        return y, {"backend": "old im2col", "cols": cols}
+
+    def backward_padded(layer, dy, need_dx):
+        if layer.cache["backend"] != "old im2col":
+            return Conv2D.backward_padded(layer, dy, need_dx)
+        dx_padded, dW, db = old.conv2d_backward(layer.cache["cols"], layer.params["W"], dy,
+                                                layer.cache["padded_shape"], layer.stride, layer.dilation,
+                                                need_dx, layer.workspace, layer.groups)
+        layer.grads["W"] = dW
+        if layer.use_bias:
+            layer.grads["b"] = db
+        return dx_padded
+
+    def forward(layer, x, training=False):  # im2col through ConvBase: padded copy, forward_padded
+        (top, bottom), (left, right) = layer.pads_for(x.shape[1:3])
+        padded_shape = (x.shape[0], x.shape[1] + top + bottom, x.shape[2] + left + right, x.shape[3])
+        if layer.resolved_backend(padded_shape) == "im2col":
+            return ConvBase.forward(layer, x, training)
+        return Conv2D.forward(layer, x, training)
+
+    for _, layer in speed_zoo.walk(model.layers):
+        if isinstance(layer, Conv2D):  # instance attributes shadow the methods
+            layer.forward = types.MethodType(forward, layer)
+            layer.forward_padded = types.MethodType(forward_padded, layer)
+            layer.backward_padded = types.MethodType(backward_padded, layer)
+    return model
+
+
+def step_rows(label, batch, old, settings, rng):
+    contenders, state = speed_zoo.step_contenders(label, batch, "float32", rng, backends=("auto",))
+    model, x, labels, network, optimizer, loss_function, x_nchw, labels_t = state
+    old_model = use_old_kernel(speed_zoo.build(label, "auto"), old)
+    new_step, torch_step = contenders
+    contenders = [Contender("old", "numpy", lambda: old_model.train_step(x, labels)),
+                  Contender("new", "numpy", new_step.call), torch_step]
+    times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
+    old_peak = speed_zoo.numpy_step_peak(old_model, x, labels)
+    new_peak = speed_zoo.numpy_step_peak(model, x, labels)
+    torch_peak = speed_zoo.torch_step_peak(network, optimizer, loss_function, x_nchw, labels_t)
+    return {"network": label, "batch": batch, "torch_ms": round(1e3 * times["torch"], 2),
+            "old_ms": round(1e3 * times["old"], 2), "new_ms": round(1e3 * times["new"], 2),
+            "new_old": round(times["new"] / times["old"], 2),
+            "new_old_best": round(min(contenders[1].samples) / min(contenders[0].samples), 2),
+            "old_x_torch": round(times["old"] / times["torch"], 2),
+            "new_x_torch": round(times["new"] / times["torch"], 2),
+            "torch_MiB": round(torch_peak / 2**20, 1), "old_MiB": round(old_peak / 2**20, 1),
+            "new_MiB": round(new_peak / 2**20, 1), "old_mem_x_torch": round(old_peak / torch_peak, 2),
+            "new_mem_x_torch": round(new_peak / torch_peak, 2)}
+
+
+def markdown(rows):
+    columns = list(rows[0]) if "network" in rows[0] else [
+        "layer", "batch", "kernel", "fwd_ms", "bwd_ms", "fwd_x_torch", "bwd_x_torch", "fwd_new_old",
+        "bwd_new_old", "peak_MiB", "workspace_MiB"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(column, "")) for column in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", default="64,128")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--settle", type=float, default=0.1)
+    parser.add_argument("--old-ref", default="main")
+    parser.add_argument("--chunk-bytes", default=str(new.CHUNK_BYTES),
+                        help="comma-separated CHUNK_BYTES settings of the new kernel to time")
+    parser.add_argument("--shapes", default="", help="only the layers whose label contains this")
+    parser.add_argument("--sections", default="layers,steps")
+    parser.add_argument("--networks", default="lenet5,resnet8,reference (MNIST),small_cnn_bn,flax_cnn")
+    settings = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    print(machine_description(torch), f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}",
+          f"load {os.getloadavg()}", flush=True)
+    old = load_old_kernel(settings.old_ref)
+    chunk_sizes = [int(value) for value in settings.chunk_bytes.split(",")]
+    rng = np.random.default_rng(0)
+    batches = [int(value) for value in settings.batches.split(",")]
+    if "layers" in settings.sections.split(","):
+        rows = []
+        for batch in batches:
+            for label, shape in SHAPES.items():
+                if settings.shapes in label:
+                    rows += shape_rows(label, Case(shape, batch, rng), old, chunk_sizes, settings)
+                    print(markdown(rows[-len(chunk_sizes) - 2:]), flush=True)
+        print(f"\nload {os.getloadavg()}\n")
+        print(markdown(rows), flush=True)
+    if "steps" in settings.sections.split(","):
+        rows = [step_rows(label, batch, old, settings, rng)
+                for batch in batches for label in settings.networks.split(",")]
+        print(f"\nload {os.getloadavg()}\n")
+        print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""col2im: the input gradient of the im2col convolution (kernels/im2col.py; read that first).
+
+Notation as there: x_padded (N, Hp, Wp, C), W (kh, kw, C, F), dy (N, OH, OW, F), M = N*OH*OW.
+The forward copied input cell (s*oh + d*i, s*ow + d*j, c) into entry (i, j, c) of patch row
+(n, oh, ow), so the gradient of the input is the gradient of every patch entry,
+
+    dcols = dy2d @ W2d^T        (M, F) @ (F, K) -> (M, K)
+
+sent back ("col2im") to the cell it was copied from; where windows overlap, the entries add up.
+No loop over pixels: the loops below run over the kh*kw kernel offsets only. (np.add.at with an
+index matrix measured 3-8x slower.)
+
+``input_gradient`` writes into ``out`` (the caller's dx_padded, or one chunk of its images) and take
+their temporaries from a workspace (kernels/workspace.py), sized for ``full_images`` images so
+that a smaller last chunk reuses the same memory (``scratch``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .workspace import Workspace
+
+
+def scratch(workspace: Workspace, name: str, shape, dtype, images: int, full_images: int) -> np.ndarray:
+    """A contiguous array of ``shape``, whose size is proportional to a chunk's ``images``, at the
+    start of the workspace array ``name`` sized for a full chunk of ``full_images`` images.
+
+    The smaller last chunk uses the beginning of the same memory (asking the workspace for the
+    smaller shape would replace the array, and the next call would allocate it again).
+    """
+    size = math.prod(shape)
+    buffer = workspace.empty(name, (size // images * full_images,), dtype)
+    return buffer[:size].reshape(shape)
+
+
+def grouped_kernel_matrix(W, groups: int) -> np.ndarray:
+    """W (kh, kw, Cg, F) as (g, Kg, Fg): group G's kernel matrix is filters G*Fg .. G*Fg + Fg - 1."""
+    kh, kw, group_channels, filters = W.shape
+    group_filters = filters // groups
+    W_grouped = W.reshape(kh, kw, group_channels, groups, group_filters).transpose(3, 0, 1, 2, 4)
+    return W_grouped.reshape(groups, kh * kw * group_channels, group_filters)
+
+
+def group_view(array2d, groups: int) -> np.ndarray:
+    """(M, F) -> the (g, M, Fg) view whose slice G holds columns G*Fg .. G*Fg + Fg - 1."""
+    rows, filters = array2d.shape
+    return array2d.reshape(rows, groups, filters // groups).transpose(1, 0, 2)
+
+
+def offset_slices(i, j, out_hw, stride, dilation):
+    """Rows and columns of the padded input that kernel offset (i, j) touches, as slices:
+    ``d*i, d*i + s, ..., d*i + s*(OH-1)`` (and the same for the width)."""
+    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    return (slice(dh * i, dh * i + sh * (oh - 1) + 1, sh),
+            slice(dw * j, dw * j + sw * (ow - 1) + 1, sw))
+
+
+def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups=1, *, out,
+                   full_images=None) -> np.ndarray:
+    """dx_padded (N, Hp, Wp, C), written into ``out`` and returned, from dy (N, OH, OW, F): col2im
+    as kh*kw SHIFTED adds of whole contiguous rows, one set per stride phase.
+
+    Stride 1 first. Output pixel (oh, ow) and kernel offset (i, j) touch the input cell
+    (oh + d*i, ow + d*j). Put dy on the padded input's grid (N, Hp, Wp), with zeros in the rows
+    and columns no output pixel has. In that grid's flat memory, cell (n, a, b) is number
+    (n*Hp + a)*Wp + b, so moving by (d*i, d*j) cells is moving by
+
+        shift = d*i*Wp + d*j      numbers,   and col2im is   dx[c, shift:] += dcols[i, j, c, :L - shift]
+
+    with dx held channels-first, (C, L), L = N*Hp*Wp, and dcols^T = W2d @ dy_grid^T (K, L) from
+    ONE product. A real entry never crosses into the next row or image (oh + d*i <= Hp - 1 and
+    ow + d*j <= Wp - 1); only the grid's zeros do, and they add nothing.
+
+    Stride s: input row s*oh + d*i is row  oh + (d*i // s)  of the input's rows with the same
+    remainder (d*i % s): its "phase". Each of the s_h*s_w phases of the input is a grid of
+    (ceil(Hp/s_h), ceil(Wp/s_w)) cells on which the offset is again a plain shift, so dy goes on
+    that smaller grid, each offset adds into its phase's buffer at shift (d*i // s_h)*Wph + d*j // s_w
+    (Wph = ceil(Wp/s_w)), and the phases are copied back into every s-th row and column of dx
+    (channels-last). A real entry still stays inside its phase's grid: s*r + phase <= Hp - 1 makes
+    r <= ceil(Hp/s) - 1. Phases no window reaches (stride > kernel span) stay zero.
+
+    Why: every add runs over long contiguous rows, where adding dcols' (i, j) blocks into strided
+    slices of dx adds C numbers at a time. Measured against those strided adds (one thread,
+    float32): stride 1 1.3-2.8x faster for C = 1-64 (3x3 and 5x5, batch 64). Stride 2 (batch 64
+    and 128, chunks of 7-14 images): the input gradient alone 0.52-0.79x the time for 16 -> 32
+    channels at 32x32, but 1.09-1.26x for 32 -> 64 at 16x16 (its phase grid has 27% more cells
+    than the output, and 32-number adds were long enough); the layer's whole backward 0.86-1.02x
+    and 1.07-1.12x. Net for resnet8's two stride-2 layers a wash (-0.1 to -1 ms of a 60-300 ms
+    step); kept because it makes ONE col2im for every stride instead of two.
+    The temporaries come from ``workspace``, sized for ``full_images`` images (default N). Groups:
+    the product is batched, (g, Kg, Fg) @ (g, Fg, L), and dx's C rows are seen as (g, Cg).
+    """
+    workspace = workspace if workspace is not None else Workspace()
+    full_images = full_images or dy.shape[0]
+    n_samples, height, width, channels = out.shape
+    kh, kw, group_channels, filters = W.shape
+    oh, ow = dy.shape[1:3]
+    (sh, sw), (dh, dw) = stride, dilation
+    phase_h, phase_w = -(-height // sh), -(-width // sw)  # ceil(Hp / s): one phase's grid
+    cells = n_samples * phase_h * phase_w  # L
+    dy_grid = scratch(workspace, "dy_grid", (n_samples, phase_h, phase_w, filters), dy.dtype,
+                      n_samples, full_images)
+    dy_grid[:, :oh, :ow, :] = dy
+    dy_grid[:, oh:, :, :] = 0  # the rows and columns no output pixel has
+    dy_grid[:, :oh, ow:, :] = 0
+    # dcols^T = W2d @ dy_grid^T: (K, F) @ (F, L) -> (K, L), row block (i, j) holds C rows
+    # (per group: (Kg, Fg) @ (Fg, L), all g in one batched product)
+    dcols_t = scratch(workspace, "dcols_t", (groups, kh * kw * group_channels, cells), dy.dtype,
+                      n_samples, full_images)
+    dy_groups_t = group_view(dy_grid.reshape(cells, filters), groups).transpose(0, 2, 1)  # (g, Fg, L)
+    np.matmul(grouped_kernel_matrix(W, groups), dy_groups_t, out=dcols_t)
+    dcols_t = dcols_t.reshape(groups, kh, kw, group_channels, cells)
+    phases = scratch(workspace, "dx_phases", (sh, sw, channels, cells), dy.dtype, n_samples, full_images)
+    phases.fill(0)
+    phase_groups = phases.reshape(sh, sw, groups, group_channels, cells)  # channel G*Cg + c
+    for i in range(kh):
+        for j in range(kw):
+            (row_shift, row_phase), (column_shift, column_phase) = divmod(dh * i, sh), divmod(dw * j, sw)
+            shift = row_shift * phase_w + column_shift
+            phase_groups[row_phase, column_phase, :, :, shift:] += dcols_t[:, i, j, :, :cells - shift]
+    for row_phase in range(sh):
+        for column_phase in range(sw):  # one transposed copy per phase, back to channels-last
+            dx_phase = out[:, row_phase::sh, column_phase::sw, :]  # (N, <= phase_h, <= phase_w, C)
+            grid = phases[row_phase, column_phase].reshape(channels, n_samples, phase_h, phase_w)
+            dx_phase[...] = grid[:, :, :dx_phase.shape[1], :dx_phase.shape[2]].transpose(1, 2, 3, 0)
+    return out
