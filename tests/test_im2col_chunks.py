@@ -133,11 +133,11 @@ def test_last_smaller_chunk_reuses_the_full_chunks_scratch_memory():
     with images_per_chunk(x_padded, W, (2, 2), (1, 1), True, 3):
         im2col_kernels.conv2d_forward(x_padded, W, np.zeros(2), (2, 2), workspace=workspace)
         im2col_kernels.conv2d_backward(x_padded, W, dy, (2, 2), workspace=workspace)
-        arrays = dict(workspace.arrays)
-        assert arrays["cols"].size == 3 * 16 * (9 * 4 + 1)  # a full chunk's (M_c, K + 1)
+        buffers = dict(workspace.buffers)  # the grow-only arena: name -> bytes
+        assert buffers["cols"].nbytes == 3 * 16 * (9 * 4 + 1) * 8  # a full chunk's (M_c, K + 1), float64
         im2col_kernels.conv2d_forward(x_padded, W, np.zeros(2), (2, 2), workspace=workspace)
         im2col_kernels.conv2d_backward(x_padded, W, dy, (2, 2), workspace=workspace)
-    assert all(workspace.arrays[name] is array for name, array in arrays.items())
+    assert all(workspace.buffers[name] is buffer for name, buffer in buffers.items())
 
 
 @pytest.mark.parametrize("kernel_size, stride", [(5, 1), (3, 2), (1, 2)])
@@ -161,4 +161,4 @@ def test_one_by_one_input_gradient_is_a_new_array():
     kept = dx.copy()
     im2col_kernels.conv2d_backward(x_padded, W, rng.standard_normal(dy.shape), (2, 2), workspace=workspace)
     np.testing.assert_array_equal(dx, kept)
-    assert not any(np.shares_memory(dx, array) for array in workspace.arrays.values())
+    assert not any(np.shares_memory(dx, array) for array in workspace.buffers.values())
