@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from scratchnet.kernels.workspace import Workspace, shared_workspace
-from scratchnet.layers import Conv2D
+import scratchnet as sn
+from scratchnet.layers import Conv2D, Dense
 
 
 def test_a_request_is_a_view_of_the_named_buffer_shaped_as_asked():
@@ -126,3 +127,19 @@ def test_two_threads_training_at_once_get_their_own_results():
     for thread in threads:
         thread.join()
     assert len(mismatches) == 60 and not any(mismatches)
+
+
+def test_tune_allocator_false_leaves_malloc_alone(monkeypatch):
+    # README "Design notes": a program that wants glibc's defaults switches the tuning off
+    from scratchnet.kernels import workspace as workspace_module
+
+    def no_libc(*args, **kwargs):
+        raise AssertionError("mallopt must not be looked up when TUNE_ALLOCATOR is False")
+
+    monkeypatch.setattr(workspace_module, "_allocator_tuned", False)
+    monkeypatch.setattr(workspace_module, "TUNE_ALLOCATOR", False)
+    monkeypatch.setattr(workspace_module.ctypes, "CDLL", no_libc)
+    assert workspace_module.keep_freed_memory() is False
+    model = sn.Sequential([Dense(3)], input_shape=(4,), seed=0).compile(optimizer=sn.Adam(), loss="mse")
+    loss, _ = model.train_step(np.ones((2, 4), np.float32), np.zeros((2, 3), np.float32))
+    assert np.isfinite(loss)

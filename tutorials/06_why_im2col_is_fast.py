@@ -177,8 +177,12 @@ save(figure, "06_backends_timed.png")
 # * The copy is not free: for a few channels the patch rows are short and copying them can cost
 #   as much as the product (scratchnet builds the transposed matrix for 1-3 channels for that
 #   reason: see `few_channels` in `scratchnet/kernels/im2col.py`).
-# * The memory cost is real: `cols` is $k_h k_w$ times the input. Frameworks use other
-#   algorithms (Winograd, FFT, direct kernels) when that hurts.
+# * The memory cost is real: `cols` is $k_h k_w$ times the input. scratchnet's `im2col` backend
+#   therefore never holds all of it: `conv2d_forward` builds the patches of a few images at a
+#   time (a chunk of about 1 MiB, which stays in the CPU's L2 cache), multiplies, and moves on;
+#   the backward builds each chunk's patches again for $\delta W$. The layer keeps only its
+#   input, as PyTorch does. Frameworks also use other algorithms (Winograd, FFT, direct
+#   kernels): `Conv2D(backend="winograd")` is lesson-worthy too (`scratchnet/kernels/winograd.py`).
 # * Make the layer larger (more channels, more filters) and the im2col advantage grows: the
 #   product's cost grows as $KF$ per row while the copy grows only as $K$.
 

@@ -98,6 +98,7 @@ def shared_workspace() -> Workspace:
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's largest allowed value on 64-bit (HEAP_MAX_SIZE / 2)
 _allocator_tuned = False
+TUNE_ALLOCATOR = True  # False: train_step leaves malloc's settings alone (see keep_freed_memory)
 
 
 def keep_freed_memory() -> bool:
@@ -111,10 +112,12 @@ def keep_freed_memory() -> bool:
     networks (batch 64; 13,500 and +29% time for resnet8 before Winograd worked in chunks).
     Serving blocks up to 32 MiB from the heap and never trimming it brings that to 0-50; the
     price is that the process keeps its peak (as it did when caches were kept between steps).
-    Returns False where the C library is not glibc (nothing is changed).
+    Returns False where the C library is not glibc, or when ``TUNE_ALLOCATOR`` is False: then
+    nothing is changed (a program that wants malloc's defaults sets
+    ``scratchnet.kernels.workspace.TUNE_ALLOCATOR = False`` before training).
     """
     global _allocator_tuned
-    if _allocator_tuned or not sys.platform.startswith("linux"):
+    if _allocator_tuned or not TUNE_ALLOCATOR or not sys.platform.startswith("linux"):
         return _allocator_tuned
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
