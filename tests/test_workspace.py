@@ -6,8 +6,8 @@ import threading
 import numpy as np
 import pytest
 
-from scratchnet.kernels.workspace import Workspace, shared_workspace
 import scratchnet as sn
+from scratchnet.kernels.workspace import Workspace, shared_workspace
 from scratchnet.layers import Conv2D, Dense
 
 
