@@ -59,10 +59,10 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
                        "of up to 10 degrees (no flips)" + FROM_RECIPE)
     train.add_argument("--label-smoothing", type=float, default=None, help="cross-entropy label "
                        "smoothing in [0, 1)" + FROM_RECIPE)
-    train.add_argument("--backend", default="im2col",
-                       choices=("im2col", "auto", "winograd", "scipy", "loops"),
-                       help="convolution algorithm: im2col (matrix products), auto (Winograd for 3x3 "
-                       "stride-1 convolutions with >= 16 channels, im2col elsewhere), winograd (3x3 "
+    train.add_argument("--backend", default="auto",
+                       choices=("auto", "im2col", "winograd", "scipy", "loops"),
+                       help="convolution algorithm: auto (the fastest: Winograd for 3x3 stride-1 "
+                       "convolutions with >= 16 channels, im2col elsewhere), im2col (matrix products), winograd (3x3 "
                        "stride 1 only), scipy (the readable reference), loops (the definition; slow)")
     train.add_argument("--seed", type=int, default=0, help="seeds weights, shuffling and the data split")
     train.add_argument("--dtype", default="float32", choices=("float32", "float64"),

@@ -5,7 +5,8 @@
 
 Every function takes ``input_shape`` (one sample, channels-last), ``n_classes``, ``seed``
 (weight initialisation and shuffling), ``dtype`` and the convolution ``backend``
-("im2col" trains fast, "scipy" is the readable reference). The last layer outputs logits:
+("auto", the default, trains fastest: Winograd for 3x3 stride-1 convolutions with >= 16
+channels, im2col elsewhere; "im2col" alone, "scipy" the readable reference). The last layer outputs logits:
 the cross-entropy loss applies the softmax.
 
     classic.py   lenet5, small_cnn, tiny_cnn, mlp, flax_cnn, small_cnn_bn, deeper_cnn

@@ -17,22 +17,22 @@ from __future__ import annotations
 from .. import layers as L
 
 
-def _conv(filters, kernel_size, stride=1, padding=0, groups=1, bias=True, backend="im2col"):
+def _conv(filters, kernel_size, stride=1, padding=0, groups=1, bias=True, backend="auto"):
     return L.Conv2D(filters, kernel_size, stride=stride, padding=padding, use_bias=bias, groups=groups,
                     kernel_initializer="he_normal", backend=backend)
 
 
-def _depthwise(stride=1, backend="im2col"):
-    """DepthwiseConv2D 3x3, padding 1, no bias (a BatchNorm follows). "im2col" (the models' fast
-    default) maps to the depthwise layer's own fast default, "offsets"."""
-    backend = "offsets" if backend == "im2col" else backend
+def _depthwise(stride=1, backend="auto"):
+    """DepthwiseConv2D 3x3, padding 1, no bias (a BatchNorm follows). "auto" (the models' fast
+    default) and "im2col" map to the depthwise layer's own fast default, "offsets"."""
+    backend = "offsets" if backend in ("auto", "im2col") else backend
     return L.DepthwiseConv2D(3, stride=stride, padding=1, use_bias=False, kernel_initializer="he_normal",
                              backend=backend)
 
 
 # ------------------------------------------------------------------ Inception
 def inception_block(f1: int, f3_reduce: int, f3: int, f5_reduce: int, f5: int, pool_proj: int,
-                    backend: str = "im2col", name: str | None = None):
+                    backend: str = "auto", name: str | None = None):
     """GoogLeNet's Inception module: ``Parallel`` of four branches, concatenated along channels.
 
         branch 1:  1x1 conv f1, ReLU
@@ -58,7 +58,7 @@ def inception_block(f1: int, f3_reduce: int, f3: int, f5_reduce: int, f5: int, p
 
 
 # ------------------------------------------------------------------ DenseNet
-def dense_layer(growth_rate: int, bottleneck: bool = False, backend: str = "im2col"):
+def dense_layer(growth_rate: int, bottleneck: bool = False, backend: str = "auto"):
     """One DenseNet layer: x -> [x | H(x)], H = BN, ReLU, 3x3 conv with ``growth_rate`` filters.
 
     Built as ``Parallel([identity, H], merge="concat")``: the identity branch carries x, the
@@ -75,7 +75,7 @@ def dense_layer(growth_rate: int, bottleneck: bool = False, backend: str = "im2c
     return L.Parallel([identity, new_features], merge="concat", name="dense_layer")
 
 
-def dense_block(n_layers: int, growth_rate: int, bottleneck: bool = False, backend: str = "im2col",
+def dense_block(n_layers: int, growth_rate: int, bottleneck: bool = False, backend: str = "auto",
                 name: str | None = None):
     """DenseNet's dense block: ``n_layers`` dense layers in a ``Chain``, each adding k channels.
 
@@ -91,7 +91,7 @@ def dense_block(n_layers: int, growth_rate: int, bottleneck: bool = False, backe
 
 
 # ------------------------------------------------------------------ MobileNet
-def mobilenet_block(filters: int, stride: int = 1, backend: str = "im2col", name: str | None = None):
+def mobilenet_block(filters: int, stride: int = 1, backend: str = "auto", name: str | None = None):
     """MobileNet v1's depthwise-separable convolution, as a ``Chain``:
 
         DepthwiseConv2D 3x3 stride s (padding 1, no bias), BN, ReLU     (N, H, W, C) -> (N, H/s, W/s, C)
@@ -107,7 +107,7 @@ def mobilenet_block(filters: int, stride: int = 1, backend: str = "im2col", name
 
 
 def inverted_residual(in_channels: int, filters: int, stride: int = 1, expansion: int = 6,
-                      backend: str = "im2col", name: str | None = None):
+                      backend: str = "auto", name: str | None = None):
     """MobileNetV2's inverted residual (linear bottleneck):
 
         1x1 conv C*t (no bias), BN, ReLU          expand:  (N, H, W, C) -> (N, H, W, C*t)  [t = expansion]
@@ -131,7 +131,7 @@ def inverted_residual(in_channels: int, filters: int, stride: int = 1, expansion
 
 # ------------------------------------------------------------------ ShuffleNet
 def shufflenet_unit(in_channels: int, filters: int, groups: int = 2, stride: int = 1,
-                     bottleneck_ratio: float = 0.25, backend: str = "im2col", name: str | None = None):
+                     bottleneck_ratio: float = 0.25, backend: str = "auto", name: str | None = None):
     """ShuffleNet v1's unit, as a ``Chain([unit, ReLU])``:
 
         branch = grouped 1x1 conv m (g groups, no bias), BN, ReLU, ChannelShuffle(g),

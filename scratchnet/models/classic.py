@@ -11,7 +11,7 @@ from ..model import Sequential
 
 
 def lenet5(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, dtype="float32",
-           backend: str = "im2col") -> Sequential:
+           backend: str = "auto") -> Sequential:
     """LeNet-5 (LeCun et al., 1998) in its common modern adaptation for 28x28 MNIST.
 
     ======================  =========================  ==============
@@ -44,7 +44,7 @@ def lenet5(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, d
 
 
 def small_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, dtype="float32",
-              backend: str = "im2col") -> Sequential:
+              backend: str = "auto") -> Sequential:
     """Two 3x3 convolution blocks and a hidden dense layer; a good default for CIFAR-10.
 
     Conv2D 32 3x3 same - ReLU - MaxPool 2 - Conv2D 64 3x3 same - ReLU - MaxPool 2 - Flatten -
@@ -61,7 +61,7 @@ def small_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0
 
 
 def tiny_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, dtype="float32",
-             backend: str = "im2col") -> Sequential:
+             backend: str = "auto") -> Sequential:
     """The smallest useful CNN, for quick lessons: one convolution, pooling, one dense layer.
 
     Conv2D 8 3x3 - ReLU - MaxPool 2 - Flatten - Dense n_classes. Trains in seconds.
@@ -74,7 +74,7 @@ def tiny_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0,
 
 
 def mlp(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, dtype="float32",
-        backend: str = "im2col") -> Sequential:
+        backend: str = "auto") -> Sequential:
     """A convolution-free baseline: Flatten - Dense 128 ReLU - Dense n_classes.
 
     ``backend`` is accepted (and ignored) so every model function has the same signature.
@@ -86,7 +86,7 @@ def mlp(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, dtyp
 
 
 def flax_cnn(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None = 0, dtype="float32",
-             backend: str = "im2col") -> Sequential:
+             backend: str = "auto") -> Sequential:
     """The CNN of the Flax examples (72.7% CIFAR-10 test accuracy in the seed's Flax original).
 
     ======================  =========================  ==============
@@ -115,7 +115,7 @@ def flax_cnn(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None = 0,
     ], input_shape=input_shape, seed=seed, dtype=dtype, name="flax_cnn").build()
 
 
-def conv_bn_relu(filters: int, stride=1, backend: str = "im2col") -> list:
+def conv_bn_relu(filters: int, stride=1, backend: str = "auto") -> list:
     """[Conv2D 3x3 (padding 1, no bias), BatchNorm, ReLU]: the VGG-style unit.
 
     No bias: the BatchNorm right after subtracts the channel mean, which would cancel it (beta
@@ -128,7 +128,7 @@ def conv_bn_relu(filters: int, stride=1, backend: str = "im2col") -> list:
 
 
 def small_cnn_bn(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None = 0, dtype="float32",
-                 backend: str = "im2col", dropout: float = 0.5) -> Sequential:
+                 backend: str = "auto", dropout: float = 0.5) -> Sequential:
     """The PyTorch "SmallCNN" recipe: two conv-BN-ReLU-pool blocks, dense 128, dropout, logits.
 
     ==========================  =========================  ==============
@@ -161,7 +161,7 @@ def small_cnn_bn(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None 
 
 
 def deeper_cnn(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None = 0, dtype="float32",
-               backend: str = "im2col") -> Sequential:
+               backend: str = "auto") -> Sequential:
     """A VGG-style stack: a 64-channel stem, then stages of 64, 128, 256 channels, each halving the size.
 
     ==========================  =========================  ==============

@@ -9,7 +9,7 @@ from .classic import conv_bn_relu
 
 
 def digit_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, dtype="float32",
-              backend: str = "im2col", widths=(16, 32, 64), dropout: float = 0.0) -> Sequential:
+              backend: str = "auto", widths=(16, 32, 64), dropout: float = 0.0) -> Sequential:
     """Three conv-BN-ReLU-pool stages of 16, 32, 64 channels, then one dense layer to the logits.
 
     ==========================  =========================  ==============

@@ -22,7 +22,7 @@ from ..model import Sequential
 from .classic import conv_bn_relu
 
 
-def basic_block(filters: int, stride: int = 1, in_channels: int | None = None, backend: str = "im2col"):
+def basic_block(filters: int, stride: int = 1, in_channels: int | None = None, backend: str = "auto"):
     """One ResNet BasicBlock as ``[Residual(block, shortcut), ReLU]`` (a list of two layers).
 
     block    = Conv2D 3x3 stride s, BN, ReLU, Conv2D 3x3, BN          (N, H, W, C) -> (N, H/s, W/s, F)
@@ -43,7 +43,7 @@ def basic_block(filters: int, stride: int = 1, in_channels: int | None = None, b
 
 
 def resnet(depth: int = 20, width: int = 16, input_shape=(32, 32, 3), n_classes: int = 10,
-           seed: int | None = 0, dtype="float32", backend: str = "im2col") -> Sequential:
+           seed: int | None = 0, dtype="float32", backend: str = "auto") -> Sequential:
     """ResNet-``depth`` for small images: n = (depth - 2) / 6 BasicBlocks per stage.
 
     ==========================  =====================  ==================================
@@ -81,18 +81,18 @@ def resnet(depth: int = 20, width: int = 16, input_shape=(32, 32, 3), n_classes:
 
 
 def resnet8(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None = 0, dtype="float32",
-            backend: str = "im2col", width: int = 16) -> Sequential:
+            backend: str = "auto", width: int = 16) -> Sequential:
     """``resnet(depth=8)``: one BasicBlock per stage, 78,042 parameters."""
     return resnet(8, width, input_shape, n_classes, seed, dtype, backend)
 
 
 def resnet14(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None = 0, dtype="float32",
-             backend: str = "im2col", width: int = 16) -> Sequential:
+             backend: str = "auto", width: int = 16) -> Sequential:
     """``resnet(depth=14)``: two BasicBlocks per stage, 175,258 parameters."""
     return resnet(14, width, input_shape, n_classes, seed, dtype, backend)
 
 
 def resnet20(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None = 0, dtype="float32",
-             backend: str = "im2col", width: int = 16) -> Sequential:
+             backend: str = "auto", width: int = 16) -> Sequential:
     """``resnet(depth=20)``: three BasicBlocks per stage (the paper's smallest), 272,474 parameters."""
     return resnet(20, width, input_shape, n_classes, seed, dtype, backend)
