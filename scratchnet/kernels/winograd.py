@@ -26,14 +26,11 @@ second (and the same for G and A^T). Measured against the alternatives (one thre
 32x32x16): explicit adds using B^T's zeros (22 of 36 entries are nonzero) 1.3-1.5x slower (one
 NumPy pass per term), one einsum 3.5x slower, np.tensordot 1.1x, skipping B^T's one-entry
 first and last columns (a 6x4 product plus two scaled adds) 0.96x: within noise, not adopted.
-These products are slow for their size (OpenBLAS, M = 6, K = 6: ~50 GFLOP/s, 3x a plain copy of
-the same data) but measured no better: one 36 x 36 product (the Kronecker B^T x B^T, both axes
-at once) 1.4x the two, the grid axis last ((6L, 6) @ (6, 6)) 1.6x (B^T padded to 8 rows costs
-1.15x 6: the cost goes with the columns);
-the rows first on the padded image, without tile overlaps (0.7x the work of the first product,
-long-run copies), then the columns: 0.97-1.08x over the three resnet8 shapes (not adopted).
-F(6x6, 3x3) would do no less work on 32x32, 16x16 or 8x8 outputs (ragged tiles) and is
-numerically worse.
+These products are slow for their size (OpenBLAS with M = K = 6: ~50 GFLOP/s, 3x a copy of the
+same data), but no other form measured faster: one 36 x 36 (Kronecker) product for both axes
+1.4x, the grid axis last ((6L, 6) @ (6, 6)) 1.6x, the rows first on the padded image (no tile
+overlaps: 0.7x the first product's work) then the columns 0.97-1.08x. F(6x6, 3x3) would do no
+less work on resnet8's 32x32, 16x16 and 8x8 outputs (ragged tiles) and is numerically worse.
 
 The batch in chunks. Every intermediate (d, V, M, Y and their gradients) is alpha^2 / m^2 =
 2.25x the size of the input or output: 9.4 MB for 64 images of 32x32x16, against a 1 MiB L2
@@ -45,9 +42,9 @@ time against one chunk of all 64 images; the default chunk marked *; load averag
     32x32x16 -> 16:  4 images 0.68 / 0.72,  8* 0.68 / 0.73,  16 0.70 / 0.78,  32 0.82 / 0.96
     16x16x32 -> 32:  13* 0.74 / 0.67,  16 0.72 / 0.68,  32 0.80 / 0.84
     8x8x64 -> 64:    8 0.88 / 0.86,  22* 0.83 / 0.80,  32 0.83 / 0.77
-    (one image per chunk, earlier version: 0.94 / 0.94 at 32x32x16: ~40 NumPy calls per chunk)
-    Again after V was kept (fwd / bwd against 1 MiB; load ~1.2): 256 KiB 1.15 / 1.12, 512 KiB
-    1.04 / 1.04, 2 MiB 1.00 / 1.01 at 32x32x16; the same pattern at 16x16x32 and 8x8x64.
+
+(one image per chunk: 0.94 / 0.94 at 32x32x16, ~40 NumPy calls per chunk). Again with V kept,
+against 1 MiB (load ~1.2): 256 KiB 1.15 / 1.12, 512 KiB 1.04 / 1.04, 2 MiB 1.00 / 1.01.
 
 Transform matrices (Lavin & Gray; checked by ``tests/test_winograd.py`` against the direct sum):
 
