@@ -29,8 +29,10 @@ first and last columns (a 6x4 product plus two scaled adds) 0.96x: within noise,
 These products are slow for their size (OpenBLAS with M = K = 6: ~50 GFLOP/s, 3x a copy of the
 same data), but no other form measured faster: one 36 x 36 (Kronecker) product for both axes
 1.4x, the grid axis last ((6L, 6) @ (6, 6)) 1.6x, the rows first on the padded image (no tile
-overlaps: 0.7x the first product's work) then the columns 0.97-1.08x. F(6x6, 3x3) would do no
-less work on resnet8's 32x32, 16x16 and 8x8 outputs (ragged tiles) and is numerically worse.
+overlaps: 0.7x the first product's work) then the columns 0.97-1.08x, and in the backward the
+columns first, then the rows, overlaps added in between, 0.91-1.0x of B dV B^T + add_tiles
+(~0.5% of a resnet8 step: not adopted). F(6x6, 3x3) would do no less work on resnet8's 32x32,
+16x16 and 8x8 outputs (ragged tiles) and is numerically worse.
 
 The batch in chunks. Every intermediate (d, V, M, Y and their gradients) is alpha^2 / m^2 =
 2.25x the size of the input or output: 9.4 MB for 64 images of 32x32x16, against a 1 MiB L2
