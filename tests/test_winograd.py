@@ -121,19 +121,23 @@ def test_default_chunks_split_the_batch_and_reuse_the_workspace(monkeypatch):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
 
 
-def test_forward_keeps_the_input_not_the_transformed_tiles():
-    """Memory: the backward recomputes V chunk by chunk and the kernel pads each chunk itself, so
-    the forward keeps x (the layer's input) and U (C*F*36 numbers), not V (2.25x the input) nor a
-    padded copy of x; the layer's cache holds no other array."""
+def test_forward_keeps_the_transformed_tiles_in_new_arrays():
+    """The forward keeps V (alpha^2, p, C) per chunk for the backward, in new arrays (never the
+    shared workspace's, which the next layer overwrites), and U (C*F*36 numbers); not x nor a
+    padded copy of it. 2 images of 32x32 padded to 34x34: 8x8 tiles of 6x6 per image."""
     x = np.random.default_rng(0).standard_normal((2, 32, 32, 16))
     W = np.zeros((3, 3, 16, 8))
-    _, saved = wg.conv2d_forward(x, W, None, pads=((1, 1), (1, 1)))
-    assert saved["x"] is x
-    kept = sum(value.nbytes for value in saved.values() if isinstance(value, np.ndarray))
-    assert kept == x.nbytes + 36 * 16 * 8 * 8
+    workspace = wg.Workspace()
+    _, saved = wg.conv2d_forward(x, W, None, pads=((1, 1), (1, 1)), workspace=workspace, chunk_images=1)
+    assert [V.shape for V in saved["V_chunks"]] == [(36, 64, 16)] * 2
+    for V in saved["V_chunks"]:
+        assert not np.shares_memory(V, x)
+        assert not any(np.shares_memory(V, buffer) for buffer in workspace.buffers.values())
+    arrays = [value for value in saved.values() if isinstance(value, np.ndarray)]
+    assert sum(array.nbytes for array in arrays) == 36 * 16 * 8 * 8  # U only, besides V_chunks
     layer = built((32, 32, 16), "winograd", filters=8, kernel_size=3, padding="same")
     layer.forward(x)
-    assert layer.cache["winograd"]["x"] is x and layer.cache["padded_shape"] == (2, 34, 34, 16)
+    assert "x" not in layer.cache["winograd"] and layer.cache["padded_shape"] == (2, 34, 34, 16)
     arrays = [value for value in layer.cache.values() if isinstance(value, np.ndarray)]
     assert arrays == []
 
@@ -155,7 +159,6 @@ def test_padding_inside_the_kernel_matches_loops_float64(m, n, height, width, pa
     dy = rng.standard_normal((n, x_padded.shape[1] - 2, x_padded.shape[2] - 2, 3))
     reference = loop_reference(x_padded, W, b, dy)
     y, saved = wg.conv2d_forward(x, W, b, m, chunk_images=chunk_images, pads=((top, bottom), (left, right)))
-    assert saved["x"] is x
     results = (y, *wg.conv2d_backward(saved, W, dy, x_padded.shape))
     for got, want in zip(results, reference):
         np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[m])
@@ -310,3 +313,27 @@ def _convs(model):
     from scratchnet.layer_tree import iter_layers
 
     return [layer for layer in iter_layers(model.layers) if isinstance(layer, Conv2D)]
+
+
+@pytest.mark.parametrize("layout", ["channels strided", "rows reversed", "images strided"])
+@pytest.mark.parametrize("size", [8, 9])
+def test_non_contiguous_inputs_match_loops_float64(layout, size):
+    """The tiles are copied a run of C (or F) numbers at a time (``channel_runs``); inputs and
+    output gradients that are views with other strides give the same results (size 8: whole
+    tiles, dy used in place; 9: ragged tiles, dy copied into a frame)."""
+    rng = np.random.default_rng(11)
+    x_full = rng.standard_normal((6, size, size, 6))
+    dy_full = rng.standard_normal((6, size, size, 4))
+    views = {"channels strided": lambda a: a[:3, :, :, ::2], "rows reversed": lambda a: a[:3, ::-1],
+             "images strided": lambda a: a[::2, :, :, :3 if a.shape[3] == 6 else 2]}
+    x, dy = views[layout](x_full), views[layout](dy_full)
+    W = rng.standard_normal((3, 3, x.shape[3], dy.shape[3]))
+    b = rng.standard_normal(dy.shape[3])
+    pads = ((1, 1), (1, 1))
+    x_padded = np.pad(x, ((0, 0), *pads, (0, 0)))
+    reference = loop_reference(x_padded, W, b, dy)
+    for m in (2, 4):
+        y, saved = wg.conv2d_forward(x, W, b, m, pads=pads, chunk_images=2)
+        results = (y, *wg.conv2d_backward(saved, W, dy, x_padded.shape))
+        for got, want in zip(results, reference):
+            np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[m])

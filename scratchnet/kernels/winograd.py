@@ -26,6 +26,13 @@ second (and the same for G and A^T). Measured against the alternatives (one thre
 32x32x16): explicit adds using B^T's zeros (22 of 36 entries are nonzero) 1.3-1.5x slower (one
 NumPy pass per term), one einsum 3.5x slower, np.tensordot 1.1x, skipping B^T's one-entry
 first and last columns (a 6x4 product plus two scaled adds) 0.96x: within noise, not adopted.
+These products are slow for their size (OpenBLAS with M = K = 6: ~50 GFLOP/s, 3x a copy of the
+same data), but no other form measured faster: one 36 x 36 (Kronecker) product for both axes
+1.4x, the grid axis last ((6L, 6) @ (6, 6)) 1.6x, the rows first on the padded image (no tile
+overlaps: 0.7x the first product's work) then the columns 0.97-1.08x, and in the backward the
+columns first, then the rows, overlaps added in between, 0.91-1.0x of B dV B^T + add_tiles
+(~0.5% of a resnet8 step: not adopted). F(6x6, 3x3) would do no less work on resnet8's 32x32,
+16x16 and 8x8 outputs (ragged tiles) and is numerically worse.
 
 The batch in chunks. Every intermediate (d, V, M, Y and their gradients) is alpha^2 / m^2 =
 2.25x the size of the input or output: 9.4 MB for 64 images of 32x32x16, against a 1 MiB L2
@@ -37,7 +44,9 @@ time against one chunk of all 64 images; the default chunk marked *; load averag
     32x32x16 -> 16:  4 images 0.68 / 0.72,  8* 0.68 / 0.73,  16 0.70 / 0.78,  32 0.82 / 0.96
     16x16x32 -> 32:  13* 0.74 / 0.67,  16 0.72 / 0.68,  32 0.80 / 0.84
     8x8x64 -> 64:    8 0.88 / 0.86,  22* 0.83 / 0.80,  32 0.83 / 0.77
-    (one image per chunk, earlier version: 0.94 / 0.94 at 32x32x16: ~40 NumPy calls per chunk)
+
+(one image per chunk: 0.94 / 0.94 at 32x32x16, ~40 NumPy calls per chunk). Again with V kept,
+against 1 MiB (load ~1.2): 256 KiB 1.15 / 1.12, 512 KiB 1.04 / 1.04, 2 MiB 1.00 / 1.01.
 
 Transform matrices (Lavin & Gray; checked by ``tests/test_winograd.py`` against the direct sum):
 
@@ -73,14 +82,11 @@ Backward (the transposes of the forward's linear maps, so exact to the same roun
                                                    added back onto the overlapping input cells
     db = sum of dy over (N, OH, OW)
 
-So dW and dx are Winograd too (no im2col fallback). V is not kept from the forward: the
-backward recomputes it, chunk by chunk, from x, which the forward keeps instead. x is the
-layer's UNPADDED input (the kernel zero-pads each chunk itself, in scratch), alive anyway as the
-previous layer's output; V is 2.25x its size (U, kept too, is only C*F*alpha^2 numbers).
-Measured (one thread, resnet8 training step, batch 64, interleaved): keeping V instead was
-5-7% faster (the tile copy and B^T d B run twice) but the step's peak memory was 119 MiB
-against 94 MiB; one 16 -> 16 layer at 32x32: 17.6 MiB (the old kernel, V kept) -> 4.7 MiB
-(torch.nn.Conv2d: 8.0 MiB). benchmarks/winograd_shapes.py and benchmarks/README.md (#15).
+So dW and dx are Winograd too (no im2col fallback). The forward keeps V for the backward, one
+new array per chunk (2.25x the layer's input), and U (C*F*alpha^2 numbers); not x. Measured
+against recomputing V chunk by chunk from x (one thread, resnet8 training step, OPENBLAS_CORETYPE
+=Haswell, load ~1.4): keeping V 0.90x the time; resident peak of a step (fresh process) 74.6 ->
+92.7 MiB at batch 64, 122.5 -> 169.2 MiB at batch 128, still below torch's 126.3 and 201.4 MiB.
 
 Output sizes that are not multiples of m ("ragged" tiles): the input is padded at the bottom and
 right with zeros to whole tiles, the extra outputs are cropped off, and the extra input cells'
@@ -138,6 +144,20 @@ def both_axes(left, grid, workspace=None, name="", out=None):
 
 def tile_counts(out_hw, m):
     return tuple(-(-size // m) for size in out_hw)  # ceil(OH / m), ceil(OW / m)
+
+
+def channel_runs(array):
+    """``array`` (..., K) viewed as (..., 1): each run of K numbers along the last axis as ONE
+    element (a NumPy void of K * itemsize bytes; the bits are untouched).
+
+    Why: cutting tiles out of images (and putting them back) copies runs of K = C or F numbers
+    (16 in resnet8's first stage), and NumPy's copy loop over 16 float32s at a time is slow;
+    copying the same bytes as one 64-byte element per run measured 1.9x faster (8 images of
+    32x32x16 cut into 6x6 tiles, one thread: 75 -> 40 us).
+    """
+    if array.strides[-1] != array.itemsize:  # the runs must be contiguous to be one element
+        array = np.ascontiguousarray(array)
+    return array.view(np.dtype((np.void, array.shape[-1] * array.itemsize)))
 
 
 # ------------------------------------------------------------------ the batch in chunks
@@ -209,21 +229,23 @@ def input_tiles(x, pads, m, scratch):
     n_images, channels = x.shape[0], x.shape[3]
     tiles_h, tiles_w = tile_counts([size - 2 for size in padded_hw(x.shape, pads)], m)
     alpha = m + 2
-    x_padded = framed(x, (tiles_h * m + 2, tiles_w * m + 2), scratch, "x_framed", pads)
+    x_padded = channel_runs(framed(x, (tiles_h * m + 2, tiles_w * m + 2), scratch, "x_framed", pads))
     step_n, step_h, step_w, step_c = x_padded.strides
     view = np.lib.stride_tricks.as_strided(
-        x_padded, shape=(alpha, alpha, n_images, tiles_h, tiles_w, channels),
+        x_padded, shape=(alpha, alpha, n_images, tiles_h, tiles_w, 1),
         strides=(step_h, step_w, step_n, m * step_h, m * step_w, step_c), writeable=False)
     tiles = scratch.empty("tiles", (alpha, alpha, n_images * tiles_h * tiles_w * channels), x.dtype)
-    tiles.reshape(view.shape)[...] = view  # the one copy
+    tile_runs = channel_runs(tiles.reshape(alpha, alpha, n_images, tiles_h, tiles_w, channels))
+    tile_runs[...] = view  # the one copy, a run of C numbers at a time
     return tiles
 
 
 def transformed_input(x, pads, BT, m, scratch):
-    """V = B^T d B (alpha^2, p, C) for the images of ``x`` (n, H, W, C) padded by ``pads``,
-    p = their tiles."""
+    """V = B^T d B (alpha^2, p, C), a new array, for the images of ``x`` (n, H, W, C) padded by
+    ``pads``, p = their tiles."""
     alpha, channels = m + 2, x.shape[3]
-    V = both_axes(BT, input_tiles(x, pads, m, scratch), scratch, "V")
+    tiles = input_tiles(x, pads, m, scratch)
+    V = both_axes(BT, tiles, scratch, "V", out=np.empty(tiles.shape, tiles.dtype))
     return V.reshape(alpha * alpha, -1, channels)
 
 
@@ -236,22 +258,30 @@ def transformed_kernel(W, G):
     return U.reshape(alpha * alpha, channels, filters)
 
 
-def write_output(M, AT, b, y, scratch):
-    """y (n, OH, OW, F) = A^T M A (+ b): M (alpha^2, p, F) back from tiles into image order."""
+def bias_position(AT):
+    """The grid position k * alpha + k of M where adding b adds b to every output of A^T M A:
+    column k of A^T is all ones (k = 1 for both tile sizes), so (A^T e_k)(A^T e_k)^T is the
+    m x m block of ones. Why: the bias added while the tiles are copied back into image order
+    (rows of F numbers) cost 0.3 ms of a 4 ms forward (32x32x16, batch 64); added to M there,
+    it touches 1/alpha^2 of M: 0.05 ms."""
+    alpha = AT.shape[1]
+    k = int(np.flatnonzero((AT == 1).all(axis=0))[0])
+    return k * alpha + k
+
+
+def write_output(M, AT, y, scratch):
+    """y (n, OH, OW, F) = A^T M A: M (alpha^2, p, F) back from tiles into image order."""
     n_images, out_h, out_w, filters = y.shape
     m, alpha = AT.shape
     tiles_h, tiles_w = tile_counts((out_h, out_w), m)
     Y = both_axes(AT, M.reshape(alpha, alpha, -1), scratch, "Y")  # (m, m, p*F)
-    Y = Y.reshape(m, m, n_images, tiles_h, tiles_w, filters).transpose(2, 3, 0, 4, 1, 5)
+    Y = channel_runs(Y.reshape(m, m, n_images, tiles_h, tiles_w, filters)).transpose(2, 3, 0, 4, 1, 5)
     whole_tiles = (tiles_h * m, tiles_w * m) == (out_h, out_w)
     target = y
     if not whole_tiles:  # the ragged tiles' extra outputs go to scratch, cropped below
         target = scratch.empty("y_whole_tiles", (n_images, tiles_h * m, tiles_w * m, filters), y.dtype)
-    target_tiles = target.reshape(n_images, tiles_h, m, tiles_w, m, filters)
-    if b is None:
-        target_tiles[...] = Y  # the tiles back into image order
-    else:
-        np.add(Y, b, out=target_tiles)  # ... adding the bias on the way
+    target_tiles = channel_runs(target.reshape(n_images, tiles_h, m, tiles_w, m, filters))
+    target_tiles[...] = Y  # the tiles back into image order, a run of F numbers at a time
     if not whole_tiles:
         y[...] = target[:, :out_h, :out_w]  # crop the ragged tiles' extra outputs
 
@@ -275,13 +305,18 @@ def conv2d_forward(x, W, b, m=4, workspace=None, chunk_images=None, pads=NO_PADS
     chunk_images = chunk_images or images_per_chunk(padded_shape, filters, m, dtype.itemsize)
     U = transformed_kernel(W, G)  # (alpha^2, C, F)
     y = np.empty((n_samples, height - 2, width - 2, filters), dtype=dtype)
+    bias_at = bias_position(AT)
+    V_chunks = []  # kept for the backward
     for start, stop in batch_chunks(n_samples, chunk_images):
         scratch = ChunkScratch(workspace, stop - start, chunk_images)
         V = transformed_input(x[start:stop], pads, BT, m, scratch)  # (alpha^2, p, C)
+        V_chunks.append(V)
         M = scratch.empty("M", (alpha * alpha, V.shape[1], filters), dtype)
         np.matmul(V, U, out=M)  # (alpha^2, p, F): one product over channels per grid position
-        write_output(M, AT, b, y[start:stop], scratch)
-    return y, {"x": x, "pads": pads, "U": U, "m": m, "chunk_images": chunk_images}
+        if b is not None:
+            M[bias_at] += b  # (p, F): b reaches every output through A^T M A
+        write_output(M, AT, y[start:stop], scratch)
+    return y, {"V_chunks": V_chunks, "U": U, "m": m, "chunk_images": chunk_images}
 
 
 def output_gradient_tiles(dy, AT, scratch):
@@ -291,9 +326,10 @@ def output_gradient_tiles(dy, AT, scratch):
     m, alpha = AT.shape
     tiles_h, tiles_w = tile_counts((out_h, out_w), m)
     dy = framed(dy, (tiles_h * m, tiles_w * m), scratch, "dy_framed")  # zeros on to whole tiles
-    grid = dy.reshape(n_images, tiles_h, m, tiles_w, m, filters).transpose(2, 4, 0, 1, 3, 5)
+    grid = channel_runs(dy).reshape(n_images, tiles_h, m, tiles_w, m, 1).transpose(2, 4, 0, 1, 3, 5)
     tiles = scratch.empty("dy_tiles", (m, m, n_images * tiles_h * tiles_w * filters), dy.dtype)
-    tiles.reshape(grid.shape)[...] = grid  # the one copy
+    tile_runs = channel_runs(tiles.reshape(m, m, n_images, tiles_h, tiles_w, filters))
+    tile_runs[...] = grid  # the one copy, a run of F numbers at a time
     dM = both_axes(AT.T, tiles, scratch, "dM")  # (alpha, alpha, p*F)
     return dM.reshape(alpha * alpha, -1, filters)
 
@@ -324,11 +360,12 @@ def add_tiles(dd, dx, m):
     for s in range(2):  # the overlapping columns onto the tile to the right
         dd[:, s, :, :, 1:] += dd[:, m + s, :, :, :-1]
     inner_h, inner_w = tiles_h * m, tiles_w * m
-    blocks = dx[:, :inner_h, :inner_w].reshape(n_images, tiles_h, m, tiles_w, m, channels)
+    dd, dx = channel_runs(dd), channel_runs(dx)  # copies a run of C numbers at a time (1 below)
+    blocks = dx[:, :inner_h, :inner_w].reshape(n_images, tiles_h, m, tiles_w, m, 1)
     blocks[...] = dd[:m, :m].transpose(2, 3, 0, 4, 1, 5)  # cell (i, j) of tile (th, tw)
-    bottom_rows = dx[:, inner_h:, :inner_w].reshape(n_images, 2, tiles_w, m, channels)
+    bottom_rows = dx[:, inner_h:, :inner_w].reshape(n_images, 2, tiles_w, m, 1)
     bottom_rows[...] = dd[m:, :m, :, -1].transpose(2, 0, 3, 1, 4)  # the last tile row's rows m, m+1
-    right_columns = dx[:, :inner_h, inner_w:].reshape(n_images, tiles_h, m, 2, channels)
+    right_columns = dx[:, :inner_h, inner_w:].reshape(n_images, tiles_h, m, 2, 1)
     right_columns[...] = dd[:m, m:, :, :, -1].transpose(2, 3, 0, 1, 4)
     dx[:, inner_h:, inner_w:] = dd[m:, m:, :, -1, -1].transpose(2, 0, 1, 3)  # the corner
 
@@ -348,7 +385,7 @@ def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, worksp
     by chunk as in the forward (V is recomputed per chunk); temporaries from ``workspace``,
     dx_padded, dW and db are new arrays."""
     workspace = workspace if workspace is not None else Workspace()
-    x, pads, U, m = saved["x"], saved["pads"], saved["U"], saved["m"]
+    U, m = saved["U"], saved["m"]
     n_samples, height, width, channels = padded_shape
     filters, dtype = dy.shape[3], dy.dtype
     BT, G, AT = transforms(m, dtype)
@@ -360,9 +397,9 @@ def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, worksp
     if need_input_gradient:  # whole tiles; the ragged tiles' extra cells are cropped at the end
         dx = np.empty((n_samples, tiles_h * m + 2, tiles_w * m + 2, channels), dtype=dtype)
     chunk_images = saved["chunk_images"]
-    for start, stop in batch_chunks(n_samples, chunk_images):
+    chunks = batch_chunks(n_samples, chunk_images)
+    for (start, stop), V in zip(chunks, saved["V_chunks"]):  # V (alpha^2, p, C) from the forward
         scratch = ChunkScratch(workspace, stop - start, chunk_images)
-        V = transformed_input(x[start:stop], pads, BT, m, scratch)  # (alpha^2, p, C), recomputed
         dM = output_gradient_tiles(dy[start:stop], AT, scratch)  # (alpha^2, p, F)
         np.matmul(V.transpose(0, 2, 1), dM, out=dU_chunk)  # V^T dM per position, (alpha^2, C, F)
         dU += dU_chunk

@@ -231,9 +231,9 @@ class Conv2D(ConvBase):
 
     def forward(self, x, training=False):
         """ConvBase.forward, except for Winograd and im2col, which zero-pad x themselves a chunk of
-        images at a time (kernels/winograd.py, kernels/im2col.py): the layer then keeps x (alive
+        images at a time (kernels/winograd.py, kernels/im2col.py): im2col then keeps x (alive
         anyway as the previous layer's output) for the backward instead of a padded copy of it
-        (1.13x x at 32x32, padding 1)."""
+        (1.13x x at 32x32, padding 1); Winograd keeps its transformed input tiles V instead."""
         x = self.check_input(x)
         pads = self.pads_for(x.shape[1:3])
         padded_shape = (x.shape[0], *winograd_kernels.padded_hw(x.shape, pads), x.shape[3])
@@ -248,7 +248,7 @@ class Conv2D(ConvBase):
         else:
             self.check_winograd()
             y, winograd_saved = winograd_kernels.conv2d_forward(x, W, b, pads=pads, workspace=self.workspace)
-            saved = {"winograd": winograd_saved}  # x, pads and U (V is recomputed)
+            saved = {"winograd": winograd_saved}  # V (per chunk) and U, not x
         self.cache = {"backend": backend, "pads": pads, "padded_shape": padded_shape, "y_shape": y.shape,
                       **saved}
         return y
