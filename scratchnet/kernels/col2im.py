@@ -116,7 +116,9 @@ def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups
     dy_grid[:, :, ow:, :] = 0  # the columns no output pixel has
     # dcols^T = W2d @ dy_grid^T: (K, F) @ (F, L) -> (K, L), row block (i, j) holds C rows
     # (per group: (Kg, Fg) @ (Fg, L), all g in one batched product)
-    dcols_t = scratch(workspace, "dcols_t", (groups, kh * kw * group_channels, cells), dy.dtype,
+    # in the patch matrix's workspace array "cols": the backward is done with a chunk's patches
+    # before its input gradient, and one buffer for both holds the larger, not the sum
+    dcols_t = scratch(workspace, "cols", (groups, kh * kw * group_channels, cells), dy.dtype,
                       n_samples, full_images)
     dy_groups_t = group_view(dy_grid.reshape(cells, filters), groups).transpose(0, 2, 1)  # (g, Fg, L)
     np.matmul(grouped_kernel_matrix(W, groups), dy_groups_t, out=dcols_t)
