@@ -15,8 +15,8 @@ reported beside). Nothing is asserted.
 
 ``--sections steps``: whole training steps of zoo networks (``backend="auto"``: Winograd where it
 applies, im2col elsewhere) with main's im2col kernel swapped into the Conv2D layers ("old"), with
-this one ("new"), and torch (speed_zoo.py's twin), alternated; plus the step's peak memory
-(speed_zoo.py's tracemalloc and torch.profiler measures).
+this one ("new"), and torch (speed_zoo.py's twin), alternated. Memory: speed_zoo.py
+``--sections memory``.
 """
 
 from __future__ import annotations
@@ -220,18 +220,12 @@ def step_rows(label, batch, old, settings, rng):
     contenders = [Contender("old", "numpy", with_kernel(old, lambda: old_model.train_step(x, labels))),
                   Contender("new", "numpy", new_step.call), torch_step]
     times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
-    old_peak = with_kernel(old, lambda: speed_zoo.numpy_step_peak(old_model, x, labels))()
-    new_peak = speed_zoo.numpy_step_peak(model, x, labels)
-    torch_peak = speed_zoo.torch_step_peak(network, optimizer, loss_function, x_nchw, labels_t)
     return {"network": label, "batch": batch, "torch_ms": round(1e3 * times["torch"], 2),
             "old_ms": round(1e3 * times["old"], 2), "new_ms": round(1e3 * times["new"], 2),
             "new_old": round(times["new"] / times["old"], 2),
             "new_old_best": round(min(contenders[1].samples) / min(contenders[0].samples), 2),
             "old_x_torch": round(times["old"] / times["torch"], 2),
-            "new_x_torch": round(times["new"] / times["torch"], 2),
-            "torch_MiB": round(torch_peak / 2**20, 1), "old_MiB": round(old_peak / 2**20, 1),
-            "new_MiB": round(new_peak / 2**20, 1), "old_mem_x_torch": round(old_peak / torch_peak, 2),
-            "new_mem_x_torch": round(new_peak / torch_peak, 2)}
+            "new_x_torch": round(times["new"] / times["torch"], 2)}
 
 
 def markdown(rows):
