@@ -5,20 +5,18 @@ torch.nn.Conv2d, side by side in one process (issue #15).
     OPENBLAS_NUM_THREADS=1 python benchmarks/im2col_shapes.py --batches 64 --chunk-bytes 262144,1048576
     OPENBLAS_NUM_THREADS=1 python benchmarks/im2col_shapes.py --sections steps --batches 64
 
-"old" is ``scratchnet/kernels/im2col.py`` as committed on the git branch ``--old-ref`` (default
-main), loaded from ``git show`` into a temporary module: it keeps the whole patch matrix from
-forward to backward. "new" is the working tree's kernel: chunks of the batch, patches rebuilt in
-the backward. Every contender gets its own workspace (as a layer has), warmed by one call. The
+"old" is ``scratchnet/kernels/im2col.py`` and ``col2im.py`` as committed on the git branch
+``--old-ref`` (default main), loaded from ``git show`` into temporary modules; "new" is the
+working tree's. Every contender gets its own workspace (as a layer has), warmed by one call. The
 first layer of a network skips the input gradient in training (``backward_params``), so those
 rows time the backward without dx, for torch too. Memory: tracemalloc peak of forward then
-backward above the start (the input and dy exist before; the old kernel's forward pads a copy
-of the input as the layer did for it, the new one pads a chunk at a time; the workspaces are
-warm, their size is reported beside). Nothing is asserted.
+backward above the start (the input and dy exist before; the workspaces are warm, their size is
+reported beside). Nothing is asserted.
 
 ``--sections steps``: whole training steps of zoo networks (``backend="auto"``: Winograd where it
-applies, im2col elsewhere) with main's im2col kernel patched into the Conv2D layers ("old"), with
-this one ("new"), and torch (speed_zoo.py's twin), alternated; plus the step's peak memory
-(speed_zoo.py's tracemalloc and torch.profiler measures).
+applies, im2col elsewhere) with main's im2col kernel swapped into the Conv2D layers ("old"), with
+this one ("new"), and torch (speed_zoo.py's twin), alternated. Memory: speed_zoo.py
+``--sections memory``.
 """
 
 from __future__ import annotations
@@ -42,9 +40,7 @@ from timing import Contender, alternate, machine_description  # noqa: E402
 
 from scratchnet.kernels import im2col as new  # noqa: E402
 from scratchnet.kernels.workspace import Workspace  # noqa: E402
-from scratchnet.layers import Conv2D  # noqa: E402
-from scratchnet.layers.conv import ConvBase  # noqa: E402
-from scratchnet.layers.spatial import pad_spatial  # noqa: E402
+from scratchnet.layers import conv as conv_layers  # noqa: E402
 
 # label -> (H, W, C, F, kernel, stride, padding, bias, first layer of its network)
 SHAPES = {
@@ -61,14 +57,25 @@ SHAPES = {
 }
 
 
-def load_old_kernel(ref: str) -> types.ModuleType:
-    """``scratchnet/kernels/im2col.py`` at git ``ref``, as a module beside the new one."""
-    source = subprocess.run(["git", "show", f"{ref}:scratchnet/kernels/im2col.py"], cwd=ROOT,
+def load_old_module(ref: str, name: str) -> types.ModuleType:
+    """``scratchnet/kernels/<name>.py`` at git ``ref``, as a module beside the working tree's."""
+    source = subprocess.run(["git", "show", f"{ref}:scratchnet/kernels/{name}.py"], cwd=ROOT,
                             check=True, capture_output=True, text=True).stdout
-    module = types.ModuleType("scratchnet.kernels.im2col_old")
+    module = types.ModuleType(f"scratchnet.kernels.{name}_old")
     module.__package__ = "scratchnet.kernels"  # its relative imports (scipy_conv, workspace)
-    exec(compile(source, f"{ref}:scratchnet/kernels/im2col.py", "exec"), module.__dict__)
+    exec(compile(source, f"{ref}:scratchnet/kernels/{name}.py", "exec"), module.__dict__)
     return module
+
+
+def load_old_kernel(ref: str) -> types.ModuleType:
+    """``kernels/im2col.py`` at git ``ref``, importing ``kernels/col2im.py`` at the same ``ref``."""
+    old_col2im = load_old_module(ref, "col2im")
+    saved = sys.modules["scratchnet.kernels.col2im"]
+    sys.modules["scratchnet.kernels.col2im"] = old_col2im  # what its ``from .col2im import`` finds
+    try:
+        return load_old_module(ref, "im2col")
+    finally:
+        sys.modules["scratchnet.kernels.col2im"] = saved
 
 
 class Case:
@@ -94,12 +101,12 @@ class Case:
 
     # ---- the three kernels' forward and backward (the backward reuses one forward's state)
     def old_forward(self, old, workspace):
-        x_padded = pad_spatial(self.x, self.pads, fill=0)  # as ConvBase.forward did for it
-        return old.conv2d_forward(x_padded, self.W, self.b, self.stride, self.dilation)
+        return old.conv2d_forward(self.x, self.W, self.b, self.stride, self.dilation, workspace=workspace,
+                                  pads=self.pads)
 
-    def old_backward(self, old, workspace, cols):
-        return old.conv2d_backward(cols, self.W, self.dy, self.padded_shape, self.stride, self.dilation,
-                                   need_input_gradient=not self.first, workspace=workspace)
+    def old_backward(self, old, workspace):
+        return old.conv2d_backward(self.x, self.W, self.dy, self.stride, self.dilation, self.bias,
+                                   need_input_gradient=not self.first, workspace=workspace, pads=self.pads)
 
     def new_forward(self, workspace):
         return new.conv2d_forward(self.x, self.W, self.b, self.stride, self.dilation, workspace=workspace,
@@ -142,9 +149,8 @@ def traced_peak(function) -> int:
 
 def shape_rows(label, case, old, chunk_sizes, settings):
     old_workspace = Workspace()
-    old_y, old_cols = case.old_forward(old, old_workspace)
     forward = [Contender("old", "numpy", lambda: case.old_forward(old, old_workspace))]
-    backward = [Contender("old", "numpy", lambda: case.old_backward(old, old_workspace, old_cols))]
+    backward = [Contender("old", "numpy", lambda: case.old_backward(old, old_workspace))]
     new_workspaces = {}
     for chunk_bytes in chunk_sizes:
         workspace = new_workspaces[chunk_bytes] = Workspace()
@@ -160,8 +166,8 @@ def shape_rows(label, case, old, chunk_sizes, settings):
     backward_times = alternate(backward, settings.rounds, settings.calls, settings.settle)
 
     def old_step():
-        _, cols = case.old_forward(old, old_workspace)
-        case.old_backward(old, old_workspace, cols)
+        case.old_forward(old, old_workspace)
+        case.old_backward(old, old_workspace)
 
     old_step()  # warm the workspace before tracing
     old_peak = traced_peak(old_step)
@@ -195,62 +201,31 @@ def shape_rows(label, case, old, chunk_sizes, settings):
 
 
 # ------------------------------------------------------------------ whole training steps
-def use_old_kernel(model, old):
-    """Make every im2col convolution of ``model`` run main's kernel (keeps the patch matrix)."""
-    def forward_padded(layer, x_padded):
-        backend = layer.resolved_backend(x_padded.shape)
-        if backend != "im2col":
-            return Conv2D.forward_padded(layer, x_padded)
-        y, cols = old.conv2d_forward(x_padded, layer.params["W"], layer.params.get("b"), layer.stride,
-                                     layer.dilation, layer.groups)
-        return y, {"backend": "old im2col", "cols": cols}
-
-    def backward_padded(layer, dy, need_dx):
-        if layer.cache["backend"] != "old im2col":
-            return Conv2D.backward_padded(layer, dy, need_dx)
-        dx_padded, dW, db = old.conv2d_backward(layer.cache["cols"], layer.params["W"], dy,
-                                                layer.cache["padded_shape"], layer.stride, layer.dilation,
-                                                need_dx, layer.workspace, layer.groups)
-        layer.grads["W"] = dW
-        if layer.use_bias:
-            layer.grads["b"] = db
-        return dx_padded
-
-    def forward(layer, x, training=False):  # im2col through ConvBase: padded copy, forward_padded
-        (top, bottom), (left, right) = layer.pads_for(x.shape[1:3])
-        padded_shape = (x.shape[0], x.shape[1] + top + bottom, x.shape[2] + left + right, x.shape[3])
-        if layer.resolved_backend(padded_shape) == "im2col":
-            return ConvBase.forward(layer, x, training)
-        return Conv2D.forward(layer, x, training)
-
-    for _, layer in speed_zoo.walk(model.layers):
-        if isinstance(layer, Conv2D):  # instance attributes shadow the methods
-            layer.forward = types.MethodType(forward, layer)
-            layer.forward_padded = types.MethodType(forward_padded, layer)
-            layer.backward_padded = types.MethodType(backward_padded, layer)
-    return model
+def with_kernel(kernel, function):
+    """Run ``function`` with the Conv2D layers calling ``kernel`` (an im2col module) for im2col."""
+    def call():
+        saved, conv_layers.im2col_kernels = conv_layers.im2col_kernels, kernel
+        try:
+            return function()
+        finally:
+            conv_layers.im2col_kernels = saved
+    return call
 
 
 def step_rows(label, batch, old, settings, rng):
     contenders, state = speed_zoo.step_contenders(label, batch, "float32", rng, backends=("auto",))
     model, x, labels, network, optimizer, loss_function, x_nchw, labels_t = state
-    old_model = use_old_kernel(speed_zoo.build(label, "auto"), old)
+    old_model = speed_zoo.build(label, "auto")
     new_step, torch_step = contenders
-    contenders = [Contender("old", "numpy", lambda: old_model.train_step(x, labels)),
+    contenders = [Contender("old", "numpy", with_kernel(old, lambda: old_model.train_step(x, labels))),
                   Contender("new", "numpy", new_step.call), torch_step]
     times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
-    old_peak = speed_zoo.numpy_step_peak(old_model, x, labels)
-    new_peak = speed_zoo.numpy_step_peak(model, x, labels)
-    torch_peak = speed_zoo.torch_step_peak(network, optimizer, loss_function, x_nchw, labels_t)
     return {"network": label, "batch": batch, "torch_ms": round(1e3 * times["torch"], 2),
             "old_ms": round(1e3 * times["old"], 2), "new_ms": round(1e3 * times["new"], 2),
             "new_old": round(times["new"] / times["old"], 2),
             "new_old_best": round(min(contenders[1].samples) / min(contenders[0].samples), 2),
             "old_x_torch": round(times["old"] / times["torch"], 2),
-            "new_x_torch": round(times["new"] / times["torch"], 2),
-            "torch_MiB": round(torch_peak / 2**20, 1), "old_MiB": round(old_peak / 2**20, 1),
-            "new_MiB": round(new_peak / 2**20, 1), "old_mem_x_torch": round(old_peak / torch_peak, 2),
-            "new_mem_x_torch": round(new_peak / torch_peak, 2)}
+            "new_x_torch": round(times["new"] / times["torch"], 2)}
 
 
 def markdown(rows):

@@ -39,8 +39,8 @@ cut into chunks of a few images, each with its own small patch matrix:
 The forward builds one chunk's patches in a scratch array, multiplies, and moves on; the backward
 REBUILDS each chunk's patches instead of keeping the whole matrix (9x the input for 3x3 kernels,
 25x for 5x5) from forward to backward. The kernel also zero-pads each chunk itself, in scratch
-(``pads``), so the layer keeps only its input x, as PyTorch does. A chunk's patch matrix is
-sized to fit the L2 cache (``CHUNK_BYTES``), so the product reads it from cache, not memory.
+(``pads``), so the layer keeps only its input x, as PyTorch does. A chunk's patch matrix takes
+about ``CHUNK_BYTES`` (2 MiB, about twice the L2 cache: see there why not less).
 Measured against keeping the whole matrix (one thread, float32, batch 64 and 128, the zoo's
 im2col layers; benchmarks/README.md, "The im2col path in chunks"): peak memory of a layer's
 forward + backward 2-11x lower; forward 0.6-1.2x; strided backward 0.5-1.3x; where the backward
@@ -81,7 +81,13 @@ from .workspace import Workspace
 FEW_CHANNELS = 3
 
 # A chunk of images whose patch matrix takes about this many bytes (at least one image).
-CHUNK_BYTES = 1 << 20
+# Why 2 MiB and not 1 (the L2 cache): every chunk costs ~60-100 us of NumPy calls (the backward
+# makes ~kh*kw + 20 of them), 10-20% of a chunk of 1 MiB. Measured against 1 MiB (one thread,
+# float32, alternated, batch 64 and 128): backward 0.77-0.79x for LeNet-5's 5x5 6 -> 16 layer,
+# 0.91-0.94x for resnet8's stride-2 3x3 layers, 0.94-0.95x for the first layers; forward
+# 0.95-0.97x. The input gradient's dcols^T shares the patch matrix's buffer (col2im.py), so the
+# scratch held is about what 1 MiB chunks held before that (3.2 MB for LeNet-5's layer).
+CHUNK_BYTES = 2 << 20
 
 
 def few_channels(channels: int) -> bool:
@@ -283,7 +289,7 @@ def conv2d_backward(x, W, dy, stride=(1, 1), dilation=(1, 1), use_bias=True, nee
         dy2d_chunk = dy_chunk.reshape(-1, filters)
         np.matmul(cols if transposed else cols.T, dy2d_chunk, out=product)
         products += product
-        if need_input_gradient:
+        if need_input_gradient:  # after the product: it reuses the patches' buffer "cols" (col2im.py)
             input_gradient(dy_chunk, W, stride, dilation, workspace, out=dx_padded[start:start + chunk],
                            full_images=chunk)
     weights = products.shape[0] - use_bias  # K
