@@ -63,7 +63,8 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
                        choices=("auto", "im2col", "winograd", "scipy", "loops"),
                        help="convolution algorithm: auto (the fastest: Winograd for 3x3 stride-1 "
                        "convolutions with >= 16 channels, im2col elsewhere), im2col (matrix products), "
-                       "winograd (3x3 stride 1 only), scipy (the readable reference), loops (the definition; slow)")
+                       "winograd (3x3 stride 1 only), scipy (the readable reference), "
+                       "loops (the definition; slow)")
     train.add_argument("--seed", type=int, default=0, help="seeds weights, shuffling and the data split")
     train.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                        help="float32 is fast, float64 exact")
