@@ -184,13 +184,21 @@ def padded_chunk(x_chunk, pads, workspace, full_images) -> np.ndarray:
         return x_chunk
     images, height, width, channels = x_chunk.shape
     shape = (images, top + height + bottom, left + width + right, channels)
-    framed = scratch(workspace, "x_padded", shape, x_chunk.dtype, images, full_images)
-    framed[:, :top] = 0
-    framed[:, top + height:] = 0
-    framed[:, top:top + height, :left] = 0
-    framed[:, top:top + height, left + width:] = 0
-    framed[:, top:top + height, left:left + width] = x_chunk
-    return framed
+    frame = scratch(workspace, "x_padded", shape, x_chunk.dtype, images, full_images)
+    return fill_frame(frame, x_chunk, top, left)
+
+
+def fill_frame(frame, x, top, left) -> np.ndarray:
+    """``frame`` (n, H', W', C) holding ``x`` (n, H, W, C) at rows top..top+H-1 and columns
+    left..left+W-1 and zeros in every other cell: zero padding written into scratch memory
+    (only the border is zeroed, x is copied once). Returns ``frame``."""
+    height, width = x.shape[1:3]
+    frame[:, :top] = 0
+    frame[:, top + height:] = 0
+    frame[:, top:top + height, :left] = 0
+    frame[:, top:top + height, left + width:] = 0
+    frame[:, top:top + height, left:left + width] = x
+    return frame
 
 
 def padded_shape(x_shape, pads) -> tuple:

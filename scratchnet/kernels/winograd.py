@@ -99,6 +99,7 @@ import math
 
 import numpy as np
 
+from .im2col import fill_frame
 from .workspace import Workspace
 
 # (B^T, G, A^T) for F(m x m, 3x3), m = output tile size
@@ -207,12 +208,7 @@ def framed(x, full_hw, scratch, name, pads=NO_PADS):
     if (top, left) == (0, 0) and full_hw == (height, width):
         return x
     frame = scratch.empty(name, (n_images, *full_hw, channels), x.dtype)
-    frame[:, :top] = 0
-    frame[:, top + height:] = 0
-    frame[:, top:top + height, :left] = 0
-    frame[:, top:top + height, left + width:] = 0
-    frame[:, top:top + height, left:left + width] = x
-    return frame
+    return fill_frame(frame, x, top, left)
 
 
 def padded_hw(x_shape, pads):
