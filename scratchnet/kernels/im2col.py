@@ -300,8 +300,10 @@ def conv2d_backward(x, W, dy, stride=(1, 1), dilation=(1, 1), use_bias=True, nee
         if need_input_gradient:  # after the product: it reuses the patches' buffer "cols" (col2im.py)
             input_gradient(dy_chunk, W, stride, dilation, workspace, out=dx_padded[start:start + chunk],
                            full_images=chunk)
-    weights = products.shape[0] - use_bias  # K
-    return dx_padded, products[:weights].reshape(W.shape), (products[weights] if use_bias else None)
+    kernel_rows = products.shape[0] - use_bias  # K: the rows of dW2d (the last row is db with a bias)
+    dW = products[:kernel_rows].reshape(W.shape)
+    db = products[kernel_rows] if use_bias else None
+    return dx_padded, dW, db
 
 
 def pointwise_conv2d_forward(x_padded, W, b, stride, workspace) -> np.ndarray:

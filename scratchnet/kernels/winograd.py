@@ -283,11 +283,12 @@ def write_output(M, AT, y, scratch):
 
 
 def conv2d_forward(x, W, b, m=4, workspace=None, chunk_images=None, pads=NO_PADS):
-    """Return ``(y, saved)``: y (N, OH, OW, F) and what the backward needs (x, U).
+    """Return ``(y, saved)``: y (N, OH, OW, F) and what the backward needs: V (one new array per
+    chunk, ``saved["V_chunks"]``) and U.
 
     ``x`` (N, H, W, C) is zero-padded by ``pads`` ((top, bottom), (left, right)) chunk by chunk
-    (default: none, x is already padded), so what the forward keeps is x itself: the layer's
-    input, alive anyway as the previous layer's output. The batch goes through in chunks of
+    (default: none, x is already padded): no padded copy of the whole batch is made, and x itself
+    is not kept (the backward needs only V and U). The batch goes through in chunks of
     ``chunk_images`` images (default: images_per_chunk); temporaries come from ``workspace``
     (reused between calls: fresh large arrays cost a page fault per 4 KiB, see workspace.py);
     y and U are new arrays."""
@@ -377,9 +378,9 @@ def bias_gradient(dy, workspace):
 
 
 def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, workspace=None):
-    """(dx_padded, dW, db) from the forward's x and U (see the module docstring), chunk
-    by chunk as in the forward (V is recomputed per chunk); temporaries from ``workspace``,
-    dx_padded, dW and db are new arrays."""
+    """(dx_padded, dW, db) from the forward's V chunks and U (see the module docstring), chunk
+    by chunk as in the forward; temporaries from ``workspace``, dx_padded, dW and db are new
+    arrays."""
     workspace = workspace if workspace is not None else Workspace()
     U, m = saved["U"], saved["m"]
     n_samples, height, width, channels = padded_shape

@@ -225,7 +225,7 @@ class Layer:
         return shared_workspace()  # one per thread: its memory is the max over layers, not the sum
 
     def __getstate__(self):
-        # Forward caches (inputs, argmax indices, patch matrices) and scratch arrays are never
+        # Forward caches (inputs, argmax indices, Winograd's tiles) and scratch arrays are never
         # pickled: a saved model is the size of its parameters and optimizer state.
         state = self.__dict__.copy()
         state["cache"] = {}

@@ -188,7 +188,8 @@ class SeparableConv2D(ConvBase):
             y = pointwise_forward(z, self.params["pointwise_W"], self.params.get("b"))
             saved_pointwise = {"z": z}
         else:
-            y = kernels.conv2d_forward(z, self.params["pointwise_W"], self.params.get("b"))
+            options = {"workspace": self.workspace} if kernels is im2col_kernels else {}  # the shared scratch
+            y = kernels.conv2d_forward(z, self.params["pointwise_W"], self.params.get("b"), **options)
             saved_pointwise = {"x_padded": z}
         return y, {"depthwise": saved_depthwise, "pointwise": saved_pointwise}
 

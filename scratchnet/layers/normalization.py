@@ -181,7 +181,8 @@ class BatchNorm(Layer):
         wide_y *= wide_scale                                            # gamma xhat
         wide_y += wide_beta                                             # gamma xhat + beta  (M, C)
         self._update_running_stats(mean, var, count)
-        return centered, {"mode": "batch", "rows": rows, "mean": mean, "inv_std": inv_std}
+        y = centered  # the same memory, which now holds gamma xhat + beta  (M, C)
+        return y, {"mode": "batch", "rows": rows, "mean": mean, "inv_std": inv_std}
 
     def _update_running_stats(self, mean, var, count):
         # In place: the model, the optimizer and get_weights hold these very arrays.
@@ -239,7 +240,8 @@ class BatchNorm(Layer):
         wide_dx += wide_mean_dy                       # - mean(dy)
         wide_dx += d_rows.reshape(wide_dx.shape)      # + dy
         wide_dx *= wide_scale                         # * gamma / sigma
-        return centered
+        dx = centered  # the same memory, which now holds dx  (M, C)
+        return dx
 
     def _backward_running_stats(self, d_rows):
         inv_std = self.cache["inv_std"]
@@ -248,7 +250,8 @@ class BatchNorm(Layer):
         self.grads["gamma"] = column_dots(d_rows, centered) * inv_std  # sum dy xhat
         wide_dy, (wide_scale,) = wide_rows(d_rows, self.params["gamma"] * inv_std)
         np.multiply(wide_dy, wide_scale, out=wide_dx)  # dx = dy gamma / sqrt(running_var + eps)
-        return centered
+        dx = centered  # the same memory, which now holds dx  (M, C)
+        return dx
 
     def get_config(self):
         return {"momentum": self.momentum, "eps": self.eps, **super().get_config()}
