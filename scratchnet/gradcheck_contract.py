@@ -102,12 +102,33 @@ def check_grads(layer) -> list[str]:
     return problems
 
 
+def cached_arrays(cache, path=()):
+    """Every array in ``cache`` as {path: array}, also inside nested dicts, lists and tuples (a
+    kernel may keep a list of arrays, as Winograd's V chunks); path = the keys/indices to it."""
+    if isinstance(cache, np.ndarray):
+        return {path: cache}
+    if isinstance(cache, dict):
+        items = cache.items()
+    elif isinstance(cache, (list, tuple)):
+        items = enumerate(cache)
+    else:
+        return {}
+    found = {}
+    for key, value in items:
+        found.update(cached_arrays(value, (*path, key)))
+    return found
+
+
+def cache_path_text(path) -> str:
+    """('winograd', 'V_chunks', 0) -> "cache['winograd']['V_chunks'][0]"."""
+    return "cache" + "".join(f"[{key!r}]" for key in path)
+
+
 def snapshot(layer):
     """What backward must leave alone: the params dict, its arrays' values, the cache's arrays."""
     return {"params_dict": layer.params,
             "params": {key: np.array(value, copy=True) for key, value in layer.params.items()},
-            "cache": {key: np.array(value, copy=True) for key, value in layer.cache.items()
-                      if isinstance(value, np.ndarray)}}
+            "cache": {path: np.array(value, copy=True) for path, value in cached_arrays(layer.cache).items()}}
 
 
 def check_side_effects(layer, before, dy, dy_copy) -> list[str]:
@@ -125,11 +146,12 @@ def check_side_effects(layer, before, dy, dy_copy) -> list[str]:
             problems.append(f"{name}: backward changed params[{key!r}] (max change {change:.3g}): did "
                             "it take its own update step (W -= lr * dW)? backward must not change "
                             "parameters; fit would update them twice")
-    for key, old in before["cache"].items():
-        new = layer.cache.get(key)
+    cache_now = cached_arrays(layer.cache)
+    for path, old in before["cache"].items():
+        new = cache_now.get(path)
         if isinstance(new, np.ndarray) and new.shape == old.shape and not np.array_equal(new, old):
-            problems.append(f"{name}: backward modified the cached array cache[{key!r}] in place "
-                            "(e.g. x *= mask): a second backward would read the changed value")
+            problems.append(f"{name}: backward modified the cached array {cache_path_text(path)} in "
+                            "place (e.g. x *= mask): a second backward would read the changed value")
     if not np.array_equal(dy, dy_copy):
         problems.append(f"{name}: backward modified dy in place (e.g. dy *= mask or dy[...] = 0): "
                         "the layer below still needs the original; work on a copy")

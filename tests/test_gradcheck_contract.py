@@ -18,6 +18,12 @@ class Bugged(Dense):
     def get_config(self):
         return {**super().get_config(), "bug": self.bug}
 
+    def forward(self, x, training=False):
+        y = super().forward(x, training)
+        if self.bug == "nested cache in place":  # a list of arrays in a dict, as Winograd's V chunks
+            self.cache["saved"] = {"chunks": [x.copy(), x.copy()]}
+        return y
+
     def backward(self, dy):
         bug = self.bug
         if bug == "dy in place":
@@ -44,6 +50,8 @@ class Bugged(Dense):
             self.grads["W"] = self.total
         elif bug == "cache in place":
             self.cache["x"] *= 0.5
+        elif bug == "nested cache in place":
+            self.cache["saved"]["chunks"][1] *= 0.5
         elif bug == "None":
             return None
         elif bug == "extra axis":
@@ -63,6 +71,7 @@ class Bugged(Dense):
     ("float32 grads", ["grads['W'] is float32 but params['W'] is float64"]),
     ("accumulate", ["calling backward (grads of 'W') twice gave different results"]),
     ("cache in place", ["modified the cached array cache['x'] in place"]),
+    ("nested cache in place", ["modified the cached array cache['saved']['chunks'][1] in place"]),
     ("dy in place", ["backward modified dy in place"]),
     ("None", ["backward returned None", "shape (3, 4)"]),
     ("extra axis", ["backward returned dx of shape (3, 1, 4), expected the input's shape (3, 4)",

@@ -35,9 +35,9 @@ def wide_parallel_cnn(seed=0, dtype="float32"):
     a Parallel block whose branches are added, then a stride-2 im2col convolution."""
     branches = Parallel([[Conv2D(16, 3, padding="same", backend="auto"), BatchNorm(), Activation("relu")],
                          [Conv2D(16, 1, backend="auto")]], merge="add")
-    model = sn.Sequential([Conv2D(16, 3, padding="same", backend="auto"), Activation("relu"), branches,
-                           Conv2D(8, 3, stride=2, padding="same", backend="auto"), GlobalAvgPool2D(), Dense(3)],
-                          input_shape=(8, 8, 2), seed=seed, dtype=dtype)
+    layers = [Conv2D(16, 3, padding="same", backend="auto"), Activation("relu"), branches,
+              Conv2D(8, 3, stride=2, padding="same", backend="auto"), GlobalAvgPool2D(), Dense(3)]
+    model = sn.Sequential(layers, input_shape=(8, 8, 2), seed=seed, dtype=dtype)
     return model.compile(sn.Adam(lr=1e-2), "cross_entropy")
 
 
