@@ -10,30 +10,16 @@ sent back ("col2im") to the cell it was copied from; where windows overlap, the 
 No loop over pixels: the loops below run over the kh*kw kernel offsets only. (np.add.at with an
 index matrix measured 3-8x slower.)
 
-``input_gradient`` writes into ``out`` (the caller's dx_padded, or one chunk of its images) and take
-their temporaries from a workspace (kernels/workspace.py), sized for ``full_images`` images so
-that a smaller last chunk reuses the same memory (``scratch``).
+``input_gradient`` writes into ``out`` (the caller's dx_padded, or one chunk of its images) and takes
+its temporaries from a workspace (kernels/workspace.py; its buffers only grow, so a smaller last
+chunk gets the front of the same memory).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .workspace import Workspace
-
-
-def scratch(workspace: Workspace, name: str, shape, dtype, images: int, full_images: int) -> np.ndarray:
-    """A contiguous array of ``shape``, whose size is proportional to a chunk's ``images``, at the
-    start of the workspace array ``name`` sized for a full chunk of ``full_images`` images.
-
-    The smaller last chunk uses the beginning of the same memory (asking the workspace for the
-    smaller shape would replace the array, and the next call would allocate it again).
-    """
-    size = math.prod(shape)
-    buffer = workspace.empty(name, (size // images * full_images,), dtype)
-    return buffer[:size].reshape(shape)
 
 
 def grouped_kernel_matrix(W, groups: int) -> np.ndarray:
@@ -58,8 +44,7 @@ def offset_slices(i, j, out_hw, stride, dilation):
             slice(dw * j, dw * j + sw * (ow - 1) + 1, sw))
 
 
-def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups=1, *, out,
-                   full_images=None) -> np.ndarray:
+def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups=1, *, out) -> np.ndarray:
     """dx_padded (N, Hp, Wp, C), written into ``out`` and returned, from dy (N, OH, OW, F): col2im
     as kh*kw SHIFTED adds of whole contiguous rows, one set per stride phase.
 
@@ -98,11 +83,10 @@ def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups
     than the output, and 32-number adds were long enough); the layer's whole backward 0.86-1.02x
     and 1.07-1.12x. Net for resnet8's two stride-2 layers a wash (-0.1 to -1 ms of a 60-300 ms
     step); kept because it makes ONE col2im for every stride instead of two.
-    The temporaries come from ``workspace``, sized for ``full_images`` images (default N). Groups:
+    The temporaries come from ``workspace``. Groups:
     the product is batched, (g, Kg, Fg) @ (g, Fg, L), and dx's C rows are seen as (g, Cg).
     """
     workspace = workspace if workspace is not None else Workspace()
-    full_images = full_images or dy.shape[0]
     n_samples, height, width, channels = out.shape
     kh, kw, group_channels, filters = W.shape
     oh, ow = dy.shape[1:3]
@@ -110,21 +94,18 @@ def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups
     phase_h, phase_w = -(-height // sh), -(-width // sw)  # ceil(Hp / s): one phase's grid
     # dy on the grid (OH, N, phase_w): image rows interleaved, OH rows only (see the docstring)
     cells, phase_cells = oh * n_samples * phase_w, phase_h * n_samples * phase_w  # L, one phase's size
-    dy_grid = scratch(workspace, "dy_grid", (oh, n_samples, phase_w, filters), dy.dtype,
-                      n_samples, full_images)
+    dy_grid = workspace.empty("dy_grid", (oh, n_samples, phase_w, filters), dy.dtype)
     dy_grid[:, :, :ow, :] = dy.transpose(1, 0, 2, 3)
     dy_grid[:, :, ow:, :] = 0  # the columns no output pixel has
     # dcols^T = W2d @ dy_grid^T: (K, F) @ (F, L) -> (K, L), row block (i, j) holds C rows
     # (per group: (Kg, Fg) @ (Fg, L), all g in one batched product)
     # in the patch matrix's workspace array "cols": the backward is done with a chunk's patches
     # before its input gradient, and one buffer for both holds the larger, not the sum
-    dcols_t = scratch(workspace, "cols", (groups, kh * kw * group_channels, cells), dy.dtype,
-                      n_samples, full_images)
+    dcols_t = workspace.empty("cols", (groups, kh * kw * group_channels, cells), dy.dtype)
     dy_groups_t = group_view(dy_grid.reshape(cells, filters), groups).transpose(0, 2, 1)  # (g, Fg, L)
     np.matmul(grouped_kernel_matrix(W, groups), dy_groups_t, out=dcols_t)
     dcols_t = dcols_t.reshape(groups, kh, kw, group_channels, cells)
-    phases = scratch(workspace, "dx_phases", (sh, sw, channels, phase_cells), dy.dtype,
-                     n_samples, full_images)
+    phases = workspace.empty("dx_phases", (sh, sw, channels, phase_cells), dy.dtype)
     phases.fill(0)
     phase_groups = phases.reshape(sh, sw, groups, group_channels, phase_cells)  # channel G*Cg + c
     for i in range(kh):

@@ -73,7 +73,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .col2im import group_view, grouped_kernel_matrix, input_gradient, offset_slices, scratch
+from .col2im import group_view, grouped_kernel_matrix, input_gradient, offset_slices
 from .scipy_conv import output_hw  # floor((Hp - d*(k-1) - 1) / s) + 1, one definition for both
 from .workspace import Workspace
 
@@ -174,7 +174,7 @@ def kernel_matrix(W, b) -> np.ndarray:
 NO_PADS = ((0, 0), (0, 0))
 
 
-def padded_chunk(x_chunk, pads, workspace, full_images) -> np.ndarray:
+def padded_chunk(x_chunk, pads, workspace) -> np.ndarray:
     """``x_chunk`` (n, H, W, C) zero-padded by ``pads`` = ((top, bottom), (left, right)), built in
     the workspace array "x_padded" (``x_chunk`` itself without padding). A chunk at a time, so the
     layer keeps its unpadded input (alive anyway as the previous layer's output), never a padded
@@ -184,7 +184,7 @@ def padded_chunk(x_chunk, pads, workspace, full_images) -> np.ndarray:
         return x_chunk
     images, height, width, channels = x_chunk.shape
     shape = (images, top + height + bottom, left + width + right, channels)
-    frame = scratch(workspace, "x_padded", shape, x_chunk.dtype, images, full_images)
+    frame = workspace.empty("x_padded", shape, x_chunk.dtype)
     return fill_frame(frame, x_chunk, top, left)
 
 
@@ -225,14 +225,14 @@ def chunk_size(x_padded_shape, W, stride, dilation, with_ones, itemsize) -> int:
     return max(1, min(x_padded_shape[0], CHUNK_BYTES // patch_bytes_per_image))
 
 
-def chunk_patch_matrix(x_chunk, W, stride, dilation, with_ones, workspace, full_images) -> np.ndarray:
+def chunk_patch_matrix(x_chunk, W, stride, dilation, with_ones, workspace) -> np.ndarray:
     """The patch matrix of a chunk of images, built in the workspace array "cols"."""
     kh, kw, channels, _ = W.shape
     oh, ow = output_hw(x_chunk.shape[1:3], (kh, kw), stride, dilation)
     images = x_chunk.shape[0]
     rows, row_numbers = images * oh * ow, kh * kw * channels + with_ones
     shape = (row_numbers, rows) if few_channels(channels) else (rows, row_numbers)
-    cols = scratch(workspace, "cols", shape, x_chunk.dtype, images, full_images)
+    cols = workspace.empty("cols", shape, x_chunk.dtype)
     return patch_matrix(x_chunk, (kh, kw), stride, dilation, with_ones, out=cols)
 
 
@@ -257,8 +257,8 @@ def conv2d_forward(x, W, b, stride=(1, 1), dilation=(1, 1), groups=1, workspace=
     W2d = kernel_matrix(W, b)  # (K(+1), F)
     y = np.empty((n_samples, oh, ow, filters), dtype=x.dtype)
     for start in range(0, n_samples, chunk):
-        x_chunk = padded_chunk(x[start:start + chunk], pads, workspace, chunk)  # the last may be smaller
-        cols = chunk_patch_matrix(x_chunk, W, stride, dilation, b is not None, workspace, chunk)
+        x_chunk = padded_chunk(x[start:start + chunk], pads, workspace)  # the last may be smaller
+        cols = chunk_patch_matrix(x_chunk, W, stride, dilation, b is not None, workspace)
         y_chunk = y[start:start + chunk].reshape(-1, filters)  # a view: the product lands in y
         np.matmul(cols.T if few_channels(W.shape[2]) else cols, W2d, out=y_chunk)
     return y
@@ -291,15 +291,14 @@ def conv2d_backward(x, W, dy, stride=(1, 1), dilation=(1, 1), use_bias=True, nee
     product = np.empty_like(products)  # one chunk's share
     dx_padded = np.empty(x_padded_shape, dtype=dy.dtype) if need_input_gradient else None
     for start in range(0, n_samples, chunk):
-        x_chunk = padded_chunk(x[start:start + chunk], pads, workspace, chunk)
-        cols = chunk_patch_matrix(x_chunk, W, stride, dilation, use_bias, workspace, chunk)
+        x_chunk = padded_chunk(x[start:start + chunk], pads, workspace)
+        cols = chunk_patch_matrix(x_chunk, W, stride, dilation, use_bias, workspace)
         dy_chunk = dy[start:start + chunk]
         dy2d_chunk = dy_chunk.reshape(-1, filters)
         np.matmul(cols if transposed else cols.T, dy2d_chunk, out=product)
         products += product
         if need_input_gradient:  # after the product: it reuses the patches' buffer "cols" (col2im.py)
-            input_gradient(dy_chunk, W, stride, dilation, workspace, out=dx_padded[start:start + chunk],
-                           full_images=chunk)
+            input_gradient(dy_chunk, W, stride, dilation, workspace, out=dx_padded[start:start + chunk])
     kernel_rows = products.shape[0] - use_bias  # K: the rows of dW2d (the last row is db with a bias)
     dW = products[:kernel_rows].reshape(W.shape)
     db = products[kernel_rows] if use_bias else None

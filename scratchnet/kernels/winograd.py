@@ -95,8 +95,6 @@ gradients are dropped (dy is zero there, so nothing else changes).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .im2col import fill_frame
@@ -177,21 +175,6 @@ def images_per_chunk(padded_shape, filters, m, itemsize):
 def batch_chunks(n_samples, chunk_images):
     """[(start, stop), ...]: consecutive image ranges of ``chunk_images`` (the last may be shorter)."""
     return [(start, min(start + chunk_images, n_samples)) for start in range(0, n_samples, chunk_images)]
-
-
-class ChunkScratch:
-    """``empty(name, shape, dtype)`` like a Workspace's, for a chunk of ``images`` images whose
-    arrays are proportional to the image count. The memory is sized for a full chunk of
-    ``chunk_images`` and a shorter last chunk takes the front of it, so the same workspace
-    arrays serve every chunk (asking the workspace for the smaller shape would replace them)."""
-
-    def __init__(self, workspace, images, chunk_images):
-        self.workspace, self.images, self.chunk_images = workspace, images, chunk_images
-
-    def empty(self, name, shape, dtype):
-        size = math.prod(shape)
-        full_chunk_size = size // self.images * self.chunk_images
-        return self.workspace.empty(name, (full_chunk_size,), dtype)[:size].reshape(shape)
 
 
 # ------------------------------------------------------------------ the stages, one chunk each
@@ -305,14 +288,13 @@ def conv2d_forward(x, W, b, m=4, workspace=None, chunk_images=None, pads=NO_PADS
     bias_at = bias_position(AT)
     V_chunks = []  # kept for the backward
     for start, stop in batch_chunks(n_samples, chunk_images):
-        scratch = ChunkScratch(workspace, stop - start, chunk_images)
-        V = transformed_input(x[start:stop], pads, BT, m, scratch)  # (alpha^2, p, C)
+        V = transformed_input(x[start:stop], pads, BT, m, workspace)  # (alpha^2, p, C)
         V_chunks.append(V)
-        M = scratch.empty("M", (alpha * alpha, V.shape[1], filters), dtype)
+        M = workspace.empty("M", (alpha * alpha, V.shape[1], filters), dtype)
         np.matmul(V, U, out=M)  # (alpha^2, p, F): one product over channels per grid position
         if b is not None:
             M[bias_at] += b  # (p, F): b reaches every output through A^T M A
-        write_output(M, AT, y[start:stop], scratch)
+        write_output(M, AT, y[start:stop], workspace)
     return y, {"V_chunks": V_chunks, "U": U, "m": m, "chunk_images": chunk_images}
 
 
@@ -396,14 +378,13 @@ def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, worksp
     chunk_images = saved["chunk_images"]
     chunks = batch_chunks(n_samples, chunk_images)
     for (start, stop), V in zip(chunks, saved["V_chunks"]):  # V (alpha^2, p, C) from the forward
-        scratch = ChunkScratch(workspace, stop - start, chunk_images)
-        dM = output_gradient_tiles(dy[start:stop], AT, scratch)  # (alpha^2, p, F)
+        dM = output_gradient_tiles(dy[start:stop], AT, workspace)  # (alpha^2, p, F)
         np.matmul(V.transpose(0, 2, 1), dM, out=dU_chunk)  # V^T dM per position, (alpha^2, C, F)
         dU += dU_chunk
         if need_input_gradient:
-            dV = scratch.empty("dV", (alpha * alpha, dM.shape[1], channels), dtype)
+            dV = workspace.empty("dV", (alpha * alpha, dM.shape[1], channels), dtype)
             np.matmul(dM, U.transpose(0, 2, 1), out=dV)  # (alpha^2, p, C)
-            dd = both_axes(BT.T, dV.reshape(alpha, alpha, -1), scratch, "dd")  # B dV B^T
+            dd = both_axes(BT.T, dV.reshape(alpha, alpha, -1), workspace, "dd")  # B dV B^T
             add_tiles(dd, dx[start:stop], m)
     dW = np.empty((3, 3, channels * filters), dtype=dtype)
     both_axes(G.T, dU.reshape(alpha, alpha, channels * filters), workspace, "dW", out=dW)  # G^T dU G
