@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 
+from .cli_args import shape
+
 RUNS_CODE = ("This imports FILE with importlib, which RUNS the code in it (that is how your layer "
              "gets checked): only use it on files you trust.")
 
@@ -22,7 +24,7 @@ def add_parsers(commands, gradcheck_parser) -> None:
                                     "diagnosis). " + RUNS_CODE)
     gradcheck_parser.add_argument("target", nargs="?", default=None, metavar="FILE:ClassName",
                                   help="a Python file and the layer class in it, e.g. my_layer.py:MyDense")
-    gradcheck_parser.add_argument("--input-shape", default="5", type=_shape,
+    gradcheck_parser.add_argument("--input-shape", default="5", type=shape,
                                   help="one sample's shape, e.g. 6,6,2 (default 5)")
     gradcheck_parser.add_argument("--config", default="{}", type=_json_object,
                                   help="constructor arguments as JSON, e.g. "
@@ -43,16 +45,6 @@ def add_parsers(commands, gradcheck_parser) -> None:
     check = actions.add_parser("check", help="grade your file (runs its code)", description=RUNS_CODE)
     check.add_argument("file")
     check.add_argument("--name", default=None, help="the exercise (default: from the file's first line)")
-
-
-def _shape(text):
-    try:
-        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 6,6,2, got {text!r}") from None
-    if not shape or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
-    return shape
 
 
 def _json_object(text):
