@@ -88,24 +88,25 @@ def numerical_gradient(f, x: np.ndarray, eps: float = EPS, indices=None) -> np.n
         raise TypeError(f"numerical_gradient needs a float64 array, got {x.dtype}")
     grad = np.zeros_like(x)
     for index in (indices if indices is not None else np.ndindex(x.shape)):
-        original = x[index]
-        x[index] = original + eps
-        f_plus = f(x)
-        x[index] = original - eps
-        f_minus = f(x)
-        x[index] = original
+        f_plus, f_minus = _nudged(f, x, index, eps)
         grad[index] = (f_plus - f_minus) / (2 * eps)
     return grad
 
 
-def _one_sided(f, x, index, eps, f0):
-    """(f(x + eps e_i) - f(x)) / eps and (f(x) - f(x - eps e_i)) / eps."""
+def _nudged(f, x, index, eps):
+    """(f(x + eps e_i), f(x - eps e_i)): x[index] nudged up, then down, then put back."""
     original = x[index]
     x[index] = original + eps
     f_plus = f(x)
     x[index] = original - eps
     f_minus = f(x)
     x[index] = original
+    return f_plus, f_minus
+
+
+def _one_sided(f, x, index, eps, f0):
+    """(f(x + eps e_i) - f(x)) / eps and (f(x) - f(x - eps e_i)) / eps."""
+    f_plus, f_minus = _nudged(f, x, index, eps)
     return (f_plus - f0) / eps, (f0 - f_minus) / eps
 
 
