@@ -25,11 +25,12 @@ def positive_float(text: str) -> float:
     return value
 
 
-def shape(text: str) -> tuple[int, ...]:
+def shape(text: str, example: str = "28,28,1") -> tuple[int, ...]:
+    """Sizes such as "28,28,1" or "28x28x1"; ``example`` is the one the error message shows."""
     try:
         sizes = tuple(int(part) for part in text.replace("x", ",").split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 28,28,1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected sizes like {example}, got {text!r}") from None
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
     return sizes

@@ -13,6 +13,12 @@ import sys
 
 from .cli_args import shape
 
+
+def layer_input_shape(text):
+    """--input-shape of one layer's sample, e.g. 6,6,2."""
+    return shape(text, example="6,6,2")
+
+
 RUNS_CODE = ("This imports FILE with importlib, which RUNS the code in it (that is how your layer "
              "gets checked): only use it on files you trust.")
 
@@ -24,7 +30,7 @@ def add_parsers(commands, gradcheck_parser) -> None:
                                     "diagnosis). " + RUNS_CODE)
     gradcheck_parser.add_argument("target", nargs="?", default=None, metavar="FILE:ClassName",
                                   help="a Python file and the layer class in it, e.g. my_layer.py:MyDense")
-    gradcheck_parser.add_argument("--input-shape", default="5", type=shape,
+    gradcheck_parser.add_argument("--input-shape", default="5", type=layer_input_shape,
                                   help="one sample's shape, e.g. 6,6,2 (default 5)")
     gradcheck_parser.add_argument("--config", default="{}", type=_json_object,
                                   help="constructor arguments as JSON, e.g. "
