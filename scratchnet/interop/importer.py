@@ -85,8 +85,6 @@ class Importer:
             for layer in made:
                 shape = layer.output_shape(shape)
             layers.extend(made)
-        if state["squeezed"]:
-            state["squeezed"] = False  # AdaptiveAvgPool2d at the end: (N, C) instead of (N, C, 1, 1)
         return layers, shape
 
     def module(self, path, module, shape, state):
@@ -206,13 +204,8 @@ class Importer:
         if type(module) is tm.DepthwiseConv2d:
             multiplier = module.out_channels // module.in_channels
             layer = L.DepthwiseConv2D(module.kernel_size, multiplier, **options)
-        elif module.groups != 1:
-            if not hasattr(L, "DepthwiseConv2D"):
-                refuse(path, module, f" with groups={module.groups} (grouped convolutions are not in this "
-                                     "scratchnet yet)")
-            layer = L.Conv2D(module.out_channels, module.kernel_size, groups=module.groups, **options)
         else:
-            layer = L.Conv2D(module.out_channels, module.kernel_size, **options)
+            layer = L.Conv2D(module.out_channels, module.kernel_size, groups=module.groups, **options)
         self.weights(layer, module)
         return layer
 

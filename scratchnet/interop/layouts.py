@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.base import iter_layers
-
 TRACKED = "num_batches_tracked"
 
 
@@ -180,8 +178,3 @@ def load_torch_state_dict(model, state_dict) -> None:
                                  f"scratchnet's layout")
             weights[f"{layer.name}/{name}"] = value
     model.set_weights(weights)
-
-
-def tree_names(model) -> set[str]:
-    """Every layer name in the model (used to tell the two weight-file namings apart)."""
-    return {layer.name for layer in iter_layers(model.layers)}
