@@ -137,9 +137,30 @@ def test_tune_allocator_false_leaves_malloc_alone(monkeypatch):
         raise AssertionError("mallopt must not be looked up when TUNE_ALLOCATOR is False")
 
     monkeypatch.setattr(workspace_module, "_allocator_tuned", False)
+    monkeypatch.setattr(workspace_module, "_allocator_tried", False)
     monkeypatch.setattr(workspace_module, "TUNE_ALLOCATOR", False)
     monkeypatch.setattr(workspace_module.ctypes, "CDLL", no_libc)
     assert workspace_module.keep_freed_memory() is False
     model = sn.Sequential([Dense(3)], input_shape=(4,), seed=0).compile(optimizer=sn.Adam(), loss="mse")
     loss, _ = model.train_step(np.ones((2, 4), np.float32), np.zeros((2, 3), np.float32))
     assert np.isfinite(loss)
+
+
+def test_a_c_library_without_mallopt_is_asked_once_not_every_step(monkeypatch):
+    # train_step calls keep_freed_memory every step; looking up libc costs ~1 ms
+    from scratchnet.kernels import workspace as workspace_module
+
+    lookups = []
+
+    def no_glibc(*args, **kwargs):
+        lookups.append(args)
+        raise OSError("not glibc")
+
+    monkeypatch.setattr(workspace_module, "_allocator_tuned", False)
+    monkeypatch.setattr(workspace_module, "_allocator_tried", False)
+    monkeypatch.setattr(workspace_module.ctypes, "CDLL", no_glibc)
+    if not workspace_module.sys.platform.startswith("linux"):
+        pytest.skip("mallopt is only asked for on Linux")
+    assert workspace_module.keep_freed_memory() is False
+    assert workspace_module.keep_freed_memory() is False
+    assert len(lookups) == 1

@@ -98,6 +98,7 @@ def shared_workspace() -> Workspace:
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's largest allowed value on 64-bit (HEAP_MAX_SIZE / 2)
 _allocator_tuned = False
+_allocator_tried = False  # asked once per process: train_step calls this every step
 TUNE_ALLOCATOR = True  # False: train_step leaves malloc's settings alone (see keep_freed_memory)
 
 
@@ -116,9 +117,10 @@ def keep_freed_memory() -> bool:
     nothing is changed (a program that wants malloc's defaults sets
     ``scratchnet.kernels.workspace.TUNE_ALLOCATOR = False`` before training).
     """
-    global _allocator_tuned
-    if _allocator_tuned or not TUNE_ALLOCATOR or not sys.platform.startswith("linux"):
+    global _allocator_tuned, _allocator_tried
+    if _allocator_tried or not TUNE_ALLOCATOR or not sys.platform.startswith("linux"):
         return _allocator_tuned
+    _allocator_tried = True  # also when it fails below: looking up libc costs ~1 ms, not per step
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
