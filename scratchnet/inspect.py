@@ -166,12 +166,13 @@ def backprop(model, x, target, layer=None, score_layer=None, labels=None, loss=N
             activation = out
     grad = _output_gradient(model, out, target, labels, loss)
     later = model.layers[start + 1:stop + 1]
-    saved = [{key: value.copy() for key, value in current.grads.items()} for current in later]
+    touched = list(iter_layers(later))  # with the layers inside containers, whose grads backward fills
+    saved = [{key: value.copy() for key, value in current.grads.items()} for current in touched]
     try:
         for current in reversed(later):
             grad = current.backward(grad)  # g_{i-1} = layer_i.backward(g_i)
     finally:
-        for current, grads in zip(later, saved):  # backward wrote them; put them back
+        for current, grads in zip(touched, saved):  # backward wrote them; put them back
             for key, value in grads.items():
                 current.grads[key][...] = value
     return np.array(activation, copy=True), grad, out

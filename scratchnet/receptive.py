@@ -181,7 +181,8 @@ def layer_costs(model) -> tuple[list[CostRow], dict]:
         model.build()
     rows, shape = [], tuple(model.input_shape)
     for layer in model.layers:
-        params = sum(inner.count_params() for inner in iter_layers([layer]))
+        # each layer's own arrays, over the tree (a container's count_params already sums its children)
+        params = sum(value.size for inner in iter_layers([layer]) for value in inner.params.values())
         macs = _macs(layer, shape)
         shape = tuple(layer.output_shape(shape))
         rows.append(CostRow(layer.name, type(layer).__name__, shape, params, macs))

@@ -119,6 +119,22 @@ def test_parameters_optimizer_state_and_grads_are_unchanged(rng):
     assert model.dtype == np.float32 and model.layers[0].params["W"].dtype == np.float32
 
 
+def test_grads_inside_a_container_are_unchanged_too(rng):
+    from scratchnet.layers import Residual
+    from scratchnet.layers.base import iter_layers
+
+    layers = [Conv2D(3, 3, padding="same"), Residual([Conv2D(3, 3, padding="same")]), Flatten(), Dense(2)]
+    model = Sequential(layers, input_shape=(5, 5, 2), seed=0, dtype="float64")
+    model.compile("adam", "cross_entropy")
+    x, y = rng.normal(size=(2, 5, 5, 2)), np.array([0, 1])
+    model.train_step(x, y)
+    before = {layer.name: copy.deepcopy(layer.grads) for layer in iter_layers(model.layers)}
+    input_gradient(model, x, "loss", labels=y)
+    for layer in iter_layers(model.layers):
+        for key, value in before[layer.name].items():
+            np.testing.assert_array_equal(layer.grads[key], value, err_msg=f"{layer.name}/{key}")
+
+
 def test_float32_model_computes_in_float32_and_float64_copy_agrees(rng):
     model = conv_model(dtype="float32")
     x = rng.normal(size=(2, 8, 8, 2)).astype(np.float32)

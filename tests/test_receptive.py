@@ -7,7 +7,17 @@ from hypothesis import strategies as st
 
 from scratchnet import Sequential
 from scratchnet.inspect import input_gradient
-from scratchnet.layers import Activation, AvgPool2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, Layer, MaxPool2D
+from scratchnet.layers import (
+    Activation,
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool2D,
+    Layer,
+    MaxPool2D,
+    Residual,
+)
 from scratchnet.models import lenet5
 from scratchnet.receptive import architecture_table, compare_conv_cost, layer_costs, receptive_field
 
@@ -183,6 +193,15 @@ def test_container_costs_sum_their_branches():
     rows, totals = layer_costs(model)
     assert [row.params for row in rows] == [2 * 4 + 4, 2 * (3 * 3 * 4 * 4 + 4), 0]
     assert [row.macs for row in rows] == [25 * 8, 2 * 25 * 144, 0]
+
+
+def test_a_real_residual_is_counted_once():
+    # Residual.count_params sums its children: counting it AND its children counted them twice
+    model = Sequential([Conv2D(4, 3, padding="same"), Residual([Conv2D(4, 3, padding="same")]), Flatten(),
+                        Dense(3)], input_shape=(5, 5, 2), seed=0).build()
+    rows, totals = layer_costs(model)
+    assert [row.params for row in rows] == [3 * 3 * 2 * 4 + 4, 3 * 3 * 4 * 4 + 4, 0, 100 * 3 + 3]
+    assert totals["params"] == model.count_params() == 76 + 148 + 303
 
 
 def test_compare_conv_cost_by_hand():
