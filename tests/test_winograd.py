@@ -337,3 +337,21 @@ def test_non_contiguous_inputs_match_loops_float64(layout, size):
         results = (y, *wg.conv2d_backward(saved, W, dy, x_padded.shape))
         for got, want in zip(results, reference):
             np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[m])
+
+
+def test_a_layer_without_bias_skips_the_bias_sum_and_keeps_its_gradients_right():
+    # use_bias=False: the kernel returns db None (the sum over every output is never computed);
+    # dx and dW stay those of the loop backend
+    rng = np.random.default_rng(5)
+    x, W = rng.standard_normal((3, 8, 8, 4)), rng.standard_normal((3, 3, 4, 5))
+    dy = rng.standard_normal((3, 6, 6, 5))
+    _, saved = wg.conv2d_forward(x, W, None)
+    dx, dW, db = wg.conv2d_backward(saved, W, dy, x.shape, use_bias=False)
+    dx_ref, dW_ref, _ = loops.conv2d_backward(x, W, dy)
+    assert db is None
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(dW, dW_ref, rtol=1e-9, atol=1e-9)
+    layer = Conv2D(5, 3, padding="same", use_bias=False, backend="winograd")
+    layer.build((6, 6, 4), rng=np.random.default_rng(0), dtype="float64")
+    assert check_layer(layer, (6, 6, 4), batch_size=2).passed
+    assert "b" not in layer.grads

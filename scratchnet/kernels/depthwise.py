@@ -178,16 +178,18 @@ def depthwise_backward_shifted(x_padded, W, dy, dilation, need_input_gradient):
     return dx_padded, dW_rows.reshape(kh, kw, width, channels).sum(axis=2)[..., None]
 
 
-def depthwise_backward(x_padded, W, dy, stride=(1, 1), dilation=(1, 1), need_input_gradient=True):
-    """(dx_padded, dW, db) for dy (N, OH, OW, C*M); dx_padded is None without need_input_gradient."""
+def depthwise_backward(x_padded, W, dy, stride=(1, 1), dilation=(1, 1), need_input_gradient=True,
+                       use_bias=True):
+    """(dx_padded, dW, db) for dy (N, OH, OW, C*M); dx_padded is None without need_input_gradient,
+    db None without ``use_bias`` (the sum is not computed)."""
     n_samples, height, width, channels = x_padded.shape
     kh, kw, _, multiplier = W.shape
     out_hw = dy.shape[1:3]
     if tuple(stride) == (1, 1) and multiplier == 1:
         dx_padded, dW = depthwise_backward_shifted(x_padded, W[..., 0], dy, dilation, need_input_gradient)
-        return dx_padded, dW, dy.sum(axis=(0, 1, 2))
+        return dx_padded, dW, dy.sum(axis=(0, 1, 2)) if use_bias else None
     dy5 = dy.reshape(*dy.shape[:3], channels, multiplier)  # (N, OH, OW, C, M)
-    db = dy.sum(axis=(0, 1, 2))
+    db = dy.sum(axis=(0, 1, 2)) if use_bias else None
     dW = np.zeros_like(W)
     dx_padded = np.zeros_like(x_padded) if need_input_gradient else None
     chunks = batch_chunks(n_samples, dy[0].size)

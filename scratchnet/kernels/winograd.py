@@ -359,10 +359,10 @@ def bias_gradient(dy, workspace):
     return ones @ rows
 
 
-def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, workspace=None):
+def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, workspace=None, use_bias=True):
     """(dx_padded, dW, db) from the forward's V chunks and U (see the module docstring), chunk
     by chunk as in the forward; temporaries from ``workspace``, dx_padded, dW and db are new
-    arrays."""
+    arrays (db is None without ``use_bias``: a layer without a bias never asks for the sum)."""
     workspace = workspace if workspace is not None else Workspace()
     U, m = saved["U"], saved["m"]
     n_samples, height, width, channels = padded_shape
@@ -388,7 +388,7 @@ def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, worksp
             add_tiles(dd, dx[start:stop], m)
     dW = np.empty((3, 3, channels * filters), dtype=dtype)
     both_axes(G.T, dU.reshape(alpha, alpha, channels * filters), workspace, "dW", out=dW)  # G^T dU G
-    db = bias_gradient(dy, workspace)
+    db = bias_gradient(dy, workspace) if use_bias else None
     if dx is not None and dx.shape[1:3] != (height, width):
         dx = dx[:, :height, :width]
     return dx, dW.reshape(3, 3, channels, filters), db

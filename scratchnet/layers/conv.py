@@ -266,7 +266,7 @@ class Conv2D(ConvBase):
         W, cache = self.params["W"], self.cache
         if cache["backend"] == "winograd":
             dx_padded, dW, db = winograd_kernels.conv2d_backward(
-                cache["winograd"], W, dy, cache["padded_shape"], need_dx, self.workspace)
+                cache["winograd"], W, dy, cache["padded_shape"], need_dx, self.workspace, self.use_bias)
         elif cache["backend"] == "im2col":
             dx_padded, dW, db = im2col_kernels.conv2d_backward(
                 cache["x"], W, dy, self.stride, self.dilation, self.use_bias, need_dx, self.workspace,

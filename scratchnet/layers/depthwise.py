@@ -39,10 +39,11 @@ def depthwise_forward(backend, x_padded, W, b, stride, dilation):
 
 
 def depthwise_backward(backend, saved, use_bias, W, dz, stride, dilation, need_dx, workspace):
-    """(dx_padded or None, dW (kh, kw, C, M), db (C*M,)) for dz (N, OH, OW, C*M); im2col gives db
-    only ``use_bias``."""
+    """(dx_padded or None, dW (kh, kw, C, M), db (C*M,)) for dz (N, OH, OW, C*M); the offsets and
+    im2col kernels give db only ``use_bias``."""
     if backend == "offsets":
-        return offsets_kernels.depthwise_backward(saved["x_padded"], W, dz, stride, dilation, need_dx)
+        return offsets_kernels.depthwise_backward(saved["x_padded"], W, dz, stride, dilation, need_dx,
+                                                  use_bias)
     W_grouped, groups = loops.depthwise_as_grouped_kernel(W), W.shape[2]
     if backend == "im2col":
         dx_padded, dW, db = im2col_kernels.conv2d_backward(
@@ -62,11 +63,12 @@ def pointwise_forward(z, W, b):
     return y.reshape(*z.shape[:3], W.shape[3])
 
 
-def pointwise_backward(z, W, dy):
-    """(dz, dW, db): dz2d = dy2d @ W2d^T,  dW2d = z2d^T @ dy2d,  db = sum over rows of dy2d."""
+def pointwise_backward(z, W, dy, use_bias=True):
+    """(dz, dW, db): dz2d = dy2d @ W2d^T,  dW2d = z2d^T @ dy2d,  db = sum over rows of dy2d (None
+    without ``use_bias``)."""
     dy2d, z2d = dy.reshape(-1, W.shape[3]), z.reshape(-1, W.shape[2])
     dz = (dy2d @ W[0, 0].T).reshape(z.shape)
-    return dz, (z2d.T @ dy2d).reshape(W.shape), dy2d.sum(axis=0)
+    return dz, (z2d.T @ dy2d).reshape(W.shape), dy2d.sum(axis=0) if use_bias else None
 
 
 def depthwise_init(initializer, kernel_hw, channels, multiplier, rng):
@@ -197,7 +199,7 @@ class SeparableConv2D(ConvBase):
         cache, W_point = self.cache, self.params["pointwise_W"]
         kernels = self._pointwise_kernels(cache["backend"])
         if kernels is None:
-            dz, dW_point, db = pointwise_backward(cache["pointwise"]["z"], W_point, dy)
+            dz, dW_point, db = pointwise_backward(cache["pointwise"]["z"], W_point, dy, self.use_bias)
         elif kernels is im2col_kernels:
             dz, dW_point, db = im2col_kernels.conv2d_backward(
                 cache["pointwise"]["x_padded"], W_point, dy, use_bias=self.use_bias, workspace=self.workspace)
