@@ -215,18 +215,17 @@ class HealthMonitor(Callback):
     def _record_activations(self, entry):
         model = self.model
         out = model._prepare_input(self.probe, check_range=False)
-        first_bad = None
+        any_nonfinite = False
         for layer in model.layers:
             out = layer.forward(out, training=False)
-            entry["activations"][layer.name] = value_stats(out, self.bins)
+            stats = entry["activations"][layer.name] = value_stats(out, self.bins)
             if is_relu(layer):
                 entry["dead"][layer.name] = dead_fraction(out)
-            if first_bad is None and not np.all(np.isfinite(out)):
-                first_bad = layer
+            any_nonfinite = any_nonfinite or not stats["finite"]  # value_stats has looked already
         for path, layer in _named_leaves(model.layers):
             if "/" in path and is_relu(layer) and "y" in layer.cache:  # inside a container
                 entry["dead"][path] = dead_fraction(layer.cache["y"])
-        if first_bad is not None:
+        if any_nonfinite:
             self._warn(("nonfinite-output", None),
                        f"step {entry['step']}: on the probe batch, {diagnose_non_finite(model, self.probe)}")
 

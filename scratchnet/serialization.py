@@ -83,6 +83,7 @@ from .safe_unpickler import (  # noqa: F401  (re-exported: scratchnet.serializat
     allowed_global,
     numpy_global,
 )
+from .weights import weight_arrays
 
 MAGIC = b"SCRATCHNET"
 FORMAT_VERSION = 1
@@ -358,7 +359,7 @@ def save_weights(model, path, naming: str = "scratchnet") -> None:
         from .interop.layouts import torch_state_dict
         arrays = torch_state_dict(model)
     else:
-        arrays = model.get_weights()
+        arrays = weight_arrays(model)  # the live arrays: np.savez copies them into the file once
     buffer = io.BytesIO()  # np.savez on a file object: no ".npz" appended to the user's path
     np.savez(buffer, **arrays)
     atomic_write(path, [buffer.getvalue()])

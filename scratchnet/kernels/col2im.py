@@ -105,8 +105,7 @@ def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups
     dy_groups_t = group_view(dy_grid.reshape(cells, filters), groups).transpose(0, 2, 1)  # (g, Fg, L)
     np.matmul(grouped_kernel_matrix(W, groups), dy_groups_t, out=dcols_t)
     dcols_t = dcols_t.reshape(groups, kh, kw, group_channels, cells)
-    phases = workspace.empty("dx_phases", (sh, sw, channels, phase_cells), dy.dtype)
-    phases.fill(0)
+    phases = workspace.zeros("dx_phases", (sh, sw, channels, phase_cells), dy.dtype)
     phase_groups = phases.reshape(sh, sw, groups, group_channels, phase_cells)  # channel G*Cg + c
     for i in range(kh):
         for j in range(kw):

@@ -99,7 +99,7 @@ def few_channels(channels: int) -> bool:
     and BLAS multiplies by its transpose at no extra cost: the forward is 2-2.5x faster with
     C = 1 and ~1.15x with C = 3. The two tie at C = 4; from C = 5 on, the (M, K) layout wins
     (1.2x at C = 5, 1.5-2x at C = 6-8: its rows are copied in C-long pieces and feed BLAS
-    better). The input gradient picks its layout by stride instead (see ``input_gradient``).
+    better). The input gradient (col2im.py) has one layout for every channel count and stride.
     """
     return channels <= FEW_CHANNELS
 
