@@ -200,7 +200,7 @@ def prepare_run(args) -> Run:
     run.fit = (preprocess(model, x_fit), y_fit)
     run.validation = (preprocess(model, x_train[-n_val:]), y_train[-n_val:]) if n_val else None
     run.test = (preprocess(model, x_test), y_test)
-    run.augment = training_augment(recipe, x_train.shape[1:3], stats, len(run.class_names))
+    run.augment = training_augment(recipe, x_train.shape[1:3], stats)
     run.steps_per_epoch = -(-len(x_fit) // recipe.batch_size)           # optimizer steps per epoch
     model.compile(optimizer=build_optimizer(recipe, run.steps_per_epoch),
                   loss=CrossEntropy(label_smoothing=recipe.label_smoothing))

@@ -121,7 +121,7 @@ def build_optimizer(recipe: Recipe, steps_per_epoch: int):
 
 
 # ---------------------------------------------------------------------- augmentation
-def build_augment(name: str, image_size, n_classes: int = 10):
+def build_augment(name: str, image_size):
     """The pixel-space pipeline named ``name`` for images of ``image_size`` (H, W), or None.
 
     standard: RandomCrop(size, padding=4), RandomFlip()                (the CIFAR classic)
@@ -195,9 +195,9 @@ def preprocess(model, x) -> np.ndarray:
     return standardize(np.asarray(x, dtype=model.dtype), info["mean"], info["std"])
 
 
-def training_augment(recipe: Recipe, image_size, stats: dict | None, n_classes: int = 10):
+def training_augment(recipe: Recipe, image_size, stats: dict | None):
     """The augment for ``fit``: the recipe's pipeline, wrapped in PixelSpace if input is standardised."""
-    pipeline = build_augment(recipe.augment, image_size, n_classes)
+    pipeline = build_augment(recipe.augment, image_size)
     if pipeline is None or stats is None:
         return pipeline
     return PixelSpace(pipeline, stats["mean"], stats["std"])

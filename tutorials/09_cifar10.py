@@ -160,7 +160,7 @@ model.summary()
 history = model.fit(recipes.preprocess(model, x_fit), y_fit, epochs=recipe.epochs,
                     batch_size=recipe.batch_size,
                     validation_data=(recipes.preprocess(model, x_val), y_val),
-                    augment=recipes.training_augment(recipe, x_train.shape[1:3], stats, n_classes),
+                    augment=recipes.training_augment(recipe, x_train.shape[1:3], stats),
                     verbose=0 if QUICK else 1)
 print(f"validation accuracy after {recipe.epochs} epoch(s): {history['val_accuracy'][-1]:.3f}")
 save(viz.plot_history(history, title="ResNet-8 on CIFAR-10"), "09_curves.png")
