@@ -16,10 +16,9 @@ from pathlib import Path
 
 from . import __version__
 from .cli_args import positive_float, positive_int
-from .models import MODELS
+from .models import MODEL_NAMES  # every name get_model knows
 from .recipes import AUGMENTS, OPTIMIZERS, RECIPES, SCHEDULES
 
-MODEL_NAMES = tuple(MODELS)  # every name get_model knows
 DATASETS = ("mnist-sample", "mnist", "patterns", "cifar10")
 RECIPE_NAMES = tuple(RECIPES)
 FROM_RECIPE = " (default: from the recipe)"

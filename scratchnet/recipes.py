@@ -80,8 +80,7 @@ DATASET_RECIPES = {"mnist-sample": "mnist", "mnist": "mnist", "patterns": "mnist
 
 def get_recipe(name: str, **overrides) -> Recipe:
     """A named recipe, with fields replaced by ``overrides`` whose value is not None."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    _choice(name, RECIPES, "recipe")
     return replace(RECIPES[name], **{key: value for key, value in overrides.items() if value is not None})
 
 
