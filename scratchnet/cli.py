@@ -18,7 +18,7 @@ import os
 import sys
 
 from . import __version__, cli_evaluate, cli_exercise, cli_train
-from .cli_args import positive_int
+from .cli_args import cli_wording, positive_int
 from .cli_args import shape as _shape
 from .cli_train import DATASETS, MODEL_NAMES, UsageError, load_data, prepare_training, run_training  # noqa: F401
 
@@ -96,7 +96,7 @@ def run_command(parser, args) -> int:
         try:
             return run_training(args)
         except DatasetError as error:
-            print(f"scratchnet train: {_cli_wording(str(error))}", file=sys.stderr)
+            print(f"scratchnet train: {cli_wording(str(error))}", file=sys.stderr)
             return 1
         except UsageError as error:
             print(f"scratchnet train: {error}", file=sys.stderr)
@@ -119,14 +119,6 @@ def run_command(parser, args) -> int:
         return 0
     parser.print_help()
     return 0
-
-
-def _cli_wording(message: str) -> str:
-    """Dataset errors speak of the Python arguments; on the command line they are flags."""
-    for python, flag in (("pass the folder as root", "pass the folder with --data-dir"),
-                         ("download=False", "--no-download"), ("root=", "--data-dir ")):
-        message = message.replace(python, flag)
-    return message
 
 
 # ---------------------------------------------------------------------- gradcheck

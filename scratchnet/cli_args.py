@@ -34,3 +34,11 @@ def shape(text: str, example: str = "28,28,1") -> tuple[int, ...]:
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
     return sizes
+
+
+def cli_wording(message: str) -> str:
+    """Dataset errors speak of the Python arguments; on the command line they are flags."""
+    for python, flag in (("pass the folder as root", "pass the folder with --data-dir"),
+                         ("download=False", "--no-download"), ("root=", "--data-dir ")):
+        message = message.replace(python, flag)
+    return message

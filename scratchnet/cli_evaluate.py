@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_args import positive_int
+from .cli_args import cli_wording, positive_int
 from .cli_train import DATASETS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -189,7 +189,5 @@ def main(command, args) -> int:
         print(f"scratchnet {command}: {error}", file=sys.stderr)
         return 1
     except DatasetError as error:
-        from .cli import _cli_wording
-
-        print(f"scratchnet {command}: {_cli_wording(str(error))}", file=sys.stderr)
+        print(f"scratchnet {command}: {cli_wording(str(error))}", file=sys.stderr)
         return 1
