@@ -319,9 +319,9 @@ def plot_grad_cam(model, images, class_index=None, layer=None, labels=None, weig
     from .viz import _figure, _finish
 
     batch = _batch(model, images)
-    maps = grad_cam(model, batch, class_index, layer, weighting)
     predicted = np.asarray(model.predict(batch)).argmax(axis=-1)
-    classes = _classes(model, batch, class_index)
+    classes = predicted if class_index is None else _classes(model, batch, class_index)  # one predict
+    maps = grad_cam(model, batch, classes, layer, weighting)
     count = min(len(batch), max_images)
     figure = _figure(1.6 * count + 1.0, 3.6)
     panels = figure.subplots(2, count, squeeze=False)
@@ -346,8 +346,9 @@ def plot_saliency(model, images, class_index=None, methods=("vanilla", "smoothgr
     from .viz import _figure, _finish
 
     batch = _batch(model, images)
-    results = {method: saliency(model, batch, class_index, method, samples, noise, rng) for method in methods}
     predicted = np.asarray(model.predict(batch)).argmax(axis=-1)
+    classes = predicted if class_index is None else class_index  # one predict for every method
+    results = {method: saliency(model, batch, classes, method, samples, noise, rng) for method in methods}
     count = min(len(batch), max_images)
     figure = _figure(1.6 * count + 1.0, 1.8 * (1 + len(methods)))
     panels = figure.subplots(1 + len(methods), count, squeeze=False)
