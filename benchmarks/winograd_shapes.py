@@ -40,7 +40,6 @@ import networks  # noqa: E402
 import torch  # noqa: E402
 from timing import Contender, alternate, machine_description  # noqa: E402
 
-from scratchnet.kernels import winograd  # noqa: E402
 from scratchnet.layers import Conv2D  # noqa: E402
 from scratchnet.layers import conv as conv_module  # noqa: E402
 from scratchnet.layers.spatial import pad_spatial  # noqa: E402
@@ -82,9 +81,7 @@ class PaddingFirst:
         return self.kernels.conv2d_forward(pad_spatial(x, pads, fill=0), W, b, workspace=workspace)
 
     def conv2d_backward(self, *args):
-        return self.kernels.conv2d_backward(*args)
-
-    padded_hw = staticmethod(winograd.padded_hw)
+        return self.kernels.conv2d_backward(*args[:6])  # the old kernel had no use_bias (db always)
 
 
 class WithKernels:

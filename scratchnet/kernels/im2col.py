@@ -179,13 +179,20 @@ def padded_chunk(x_chunk, pads, workspace) -> np.ndarray:
     the workspace array "x_padded" (``x_chunk`` itself without padding). A chunk at a time, so the
     layer keeps its unpadded input (alive anyway as the previous layer's output), never a padded
     copy of the whole batch."""
-    (top, bottom), (left, right) = pads
-    if top == bottom == left == right == 0:
-        return x_chunk
-    images, height, width, channels = x_chunk.shape
-    shape = (images, top + height + bottom, left + width + right, channels)
-    frame = workspace.empty("x_padded", shape, x_chunk.dtype)
-    return fill_frame(frame, x_chunk, top, left)
+    return framed(x_chunk, padded_shape(x_chunk.shape, pads)[1:3], workspace, "x_padded", pads)
+
+
+def framed(x, full_hw, scratch, name, pads=NO_PADS):
+    """``x`` (n, H, W, C) inside a frame of zeros, (n, *full_hw, C): x at rows top..top+H-1 and
+    columns left..left+W-1 (pads = ((top, bottom), (left, right)), the layer's zero padding), zeros
+    around it and on to whole tiles at the bottom and right. ``x`` itself when there is no frame.
+    Done a chunk at a time, in scratch: the layer never makes a padded copy of its whole input."""
+    n_images, height, width, channels = x.shape
+    (top, _), (left, _) = pads
+    if (top, left) == (0, 0) and full_hw == (height, width):
+        return x
+    frame = scratch.empty(name, (n_images, *full_hw, channels), x.dtype)
+    return fill_frame(frame, x, top, left)
 
 
 def fill_frame(frame, x, top, left) -> np.ndarray:

@@ -97,7 +97,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .im2col import fill_frame
+from .im2col import NO_PADS, framed, padded_shape
 from .workspace import Workspace
 
 # (B^T, G, A^T) for F(m x m, 3x3), m = output tile size
@@ -178,27 +178,6 @@ def batch_chunks(n_samples, chunk_images):
 
 
 # ------------------------------------------------------------------ the stages, one chunk each
-NO_PADS = ((0, 0), (0, 0))
-
-
-def framed(x, full_hw, scratch, name, pads=NO_PADS):
-    """``x`` (n, H, W, C) inside a frame of zeros, (n, *full_hw, C): x at rows top..top+H-1 and
-    columns left..left+W-1 (pads = ((top, bottom), (left, right)), the layer's zero padding), zeros
-    around it and on to whole tiles at the bottom and right. ``x`` itself when there is no frame.
-    Done a chunk at a time, in scratch: the layer never makes a padded copy of its whole input."""
-    n_images, height, width, channels = x.shape
-    (top, _), (left, _) = pads
-    if (top, left) == (0, 0) and full_hw == (height, width):
-        return x
-    frame = scratch.empty(name, (n_images, *full_hw, channels), x.dtype)
-    return fill_frame(frame, x, top, left)
-
-
-def padded_hw(x_shape, pads):
-    (top, bottom), (left, right) = pads
-    return x_shape[1] + top + bottom, x_shape[2] + left + right
-
-
 def input_tiles(x, pads, m, scratch):
     """d (alpha, alpha, p*C): input tile t's cell (i, j), all channels, as one contiguous grid.
 
@@ -206,7 +185,7 @@ def input_tiles(x, pads, m, scratch):
     whole tiles).
     """
     n_images, channels = x.shape[0], x.shape[3]
-    tiles_h, tiles_w = tile_counts([size - 2 for size in padded_hw(x.shape, pads)], m)
+    tiles_h, tiles_w = tile_counts([size - 2 for size in padded_shape(x.shape, pads)[1:3]], m)
     alpha = m + 2
     x_padded = channel_runs(framed(x, (tiles_h * m + 2, tiles_w * m + 2), scratch, "x_framed", pads))
     step_n, step_h, step_w, step_c = x_padded.strides
@@ -276,13 +255,12 @@ def conv2d_forward(x, W, b, m=4, workspace=None, chunk_images=None, pads=NO_PADS
     (reused between calls: fresh large arrays cost a page fault per 4 KiB, see workspace.py);
     y and U are new arrays."""
     workspace = workspace if workspace is not None else Workspace()
-    n_samples, channels = x.shape[0], x.shape[3]
-    height, width = padded_hw(x.shape, pads)
+    x_padded_shape = padded_shape(x.shape, pads)
+    n_samples, height, width, channels = x_padded_shape
     filters, dtype = W.shape[3], x.dtype
     BT, G, AT = transforms(m, dtype)
     alpha = m + 2
-    padded_shape = (n_samples, height, width, channels)
-    chunk_images = chunk_images or images_per_chunk(padded_shape, filters, m, dtype.itemsize)
+    chunk_images = chunk_images or images_per_chunk(x_padded_shape, filters, m, dtype.itemsize)
     U = transformed_kernel(W, G)  # (alpha^2, C, F)
     y = np.empty((n_samples, height - 2, width - 2, filters), dtype=dtype)
     bias_at = bias_position(AT)

@@ -236,7 +236,7 @@ class Conv2D(ConvBase):
         (1.13x x at 32x32, padding 1); Winograd keeps its transformed input tiles V instead."""
         x = self.check_input(x)
         pads = self.pads_for(x.shape[1:3])
-        padded_shape = (x.shape[0], *winograd_kernels.padded_hw(x.shape, pads), x.shape[3])
+        padded_shape = im2col_kernels.padded_shape(x.shape, pads)
         backend = self.resolved_backend(padded_shape)
         if backend not in ("winograd", "im2col"):
             return super().forward(x, training)
