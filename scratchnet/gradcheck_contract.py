@@ -124,10 +124,15 @@ def cache_path_text(path) -> str:
     return "cache" + "".join(f"[{key!r}]" for key in path)
 
 
+def snapshot_params(layer):
+    """The params dict and copies of its arrays: backward must change neither."""
+    return {"params_dict": layer.params,
+            "params": {key: np.array(value, copy=True) for key, value in layer.params.items()}}
+
+
 def snapshot(layer):
     """What backward must leave alone: the params dict, its arrays' values, the cache's arrays."""
-    return {"params_dict": layer.params,
-            "params": {key: np.array(value, copy=True) for key, value in layer.params.items()},
+    return {**snapshot_params(layer),
             "cache": {path: np.array(value, copy=True) for path, value in cached_arrays(layer.cache).items()}}
 
 
