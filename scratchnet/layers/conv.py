@@ -17,8 +17,6 @@ Three backends compute the same numbers, and read as a progression:
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from ..initializers import check_initializer_name, initialize
@@ -32,6 +30,7 @@ from .spatial import (
     check_padding_option,
     conv_output_hw,
     pad_spatial,
+    positive_int,
     resolve_padding,
 )
 
@@ -40,12 +39,6 @@ BACKENDS = ("im2col", "scipy", "loops")
 # OpenBLAS, benchmarks/README.md "Winograd") from 16 input channels and 16 filters on; with 3
 # input channels im2col was 3-8x faster (the transforms cost more than the product saves).
 AUTO_MIN_CHANNELS = 16
-
-
-def positive_int(value, what: str, layer_name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{layer_name}: {what} must be a positive int, got {value!r}")
-    return int(value)
 
 
 class ConvBase(Layer):

@@ -23,7 +23,8 @@ from ..initializers import check_initializer_name, initialize
 from ..kernels import depthwise as offsets_kernels
 from ..kernels import im2col as im2col_kernels
 from ..kernels import loops, scipy_conv
-from .conv import BACKENDS, ConvBase, positive_int
+from .conv import BACKENDS, ConvBase
+from .spatial import positive_int
 
 DEPTHWISE_BACKENDS = ("offsets", *BACKENDS)  # offsets, im2col, scipy, loops
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from .base import Layer
+from .spatial import positive_int
 
 
 class Flatten(Layer):
@@ -47,9 +48,7 @@ class ChannelShuffle(Layer):
 
     def __init__(self, groups: int, name: str | None = None):
         super().__init__(name=name)
-        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-            raise ValueError(f"{self.name}: groups must be a positive int, got {groups!r}")
-        self.groups = int(groups)
+        self.groups = positive_int(groups, "groups", self.name)
 
     def output_shape(self, input_shape):
         channels = input_shape[-1]

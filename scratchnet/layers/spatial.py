@@ -19,6 +19,12 @@ import numbers
 import numpy as np
 
 
+def positive_int(value, what: str, layer_name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{layer_name}: {what} must be a positive int, got {value!r}")
+    return int(value)
+
+
 def as_pair(value, what: str, layer_name: str) -> tuple[int, int]:
     """An int or an (h, w) pair of ints >= 1, returned as a pair."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
