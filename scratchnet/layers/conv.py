@@ -223,7 +223,7 @@ class Conv2D(ConvBase):
         return self.auto_backend(padded_shape) if self.backend == "auto" else self.backend
 
     def forward(self, x, training=False):
-        """ConvBase.forward, except for Winograd and im2col, which zero-pad x themselves a chunk of
+        """ConvBase.forward's work, but Winograd and im2col zero-pad x themselves a chunk of
         images at a time (kernels/winograd.py, kernels/im2col.py): im2col then keeps x (alive
         anyway as the previous layer's output) for the backward instead of a padded copy of it
         (1.13x x at 32x32, padding 1); Winograd keeps its transformed input tiles V instead."""
@@ -231,10 +231,10 @@ class Conv2D(ConvBase):
         pads = self.pads_for(x.shape[1:3])
         padded_shape = im2col_kernels.padded_shape(x.shape, pads)
         backend = self.resolved_backend(padded_shape)
-        if backend not in ("winograd", "im2col"):
-            return super().forward(x, training)
         W, b = self.params["W"], self.params.get("b")
-        if backend == "im2col":  # keeps x only: the backward pads and rebuilds the patches chunk by chunk
+        if backend in ("scipy", "loops"):  # the readable backends take the padded input, as ConvBase's
+            y, saved = self.forward_padded(pad_spatial(x, pads, fill=0))
+        elif backend == "im2col":  # keeps x only: the backward pads and rebuilds the patches chunk by chunk
             y = im2col_kernels.conv2d_forward(x, W, b, self.stride, self.dilation, self.groups,
                                               self.workspace, pads)
             saved = {"x": x}
@@ -249,8 +249,7 @@ class Conv2D(ConvBase):
     def forward_padded(self, x_padded):
         """scipy, loops (Winograd and im2col never get here: see ``forward``)."""
         W, b = self.params["W"], self.params.get("b")
-        backend = self.resolved_backend(x_padded.shape)
-        kernels = scipy_conv if backend == "scipy" else loops
+        kernels = scipy_conv if self.backend == "scipy" else loops
         y = kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups)
         return y, {"x_padded": x_padded}
 
