@@ -23,20 +23,19 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 def loaded_blas_libraries() -> list[str]:
     """Paths of the BLAS libraries loaded in this process (imports NumPy and SciPy's BLAS)."""
-    return sorted(_blas_pools())
+    return sorted(blas_threads())
 
 
-def _blas_pools() -> dict[str, int]:
+def _load_blas() -> None:
     import numpy  # noqa: F401  (loads NumPy's BLAS)
     import scipy.linalg  # noqa: F401  (loads SciPy's)
 
-    return {info["filepath"]: int(info["num_threads"]) for info in threadpool_info()
-            if info.get("user_api") == "blas"}
-
 
 def blas_threads() -> dict[str, int]:
-    """{library path: its current thread count} for every loaded BLAS."""
-    return _blas_pools()
+    """{library path: its current thread count} for every loaded BLAS (NumPy's and SciPy's loaded first)."""
+    _load_blas()
+    return {info["filepath"]: int(info["num_threads"]) for info in threadpool_info()
+            if info.get("user_api") == "blas"}
 
 
 def set_blas_threads(n: int) -> dict[str, int]:
@@ -46,6 +45,6 @@ def set_blas_threads(n: int) -> dict[str, int]:
     """
     if isinstance(n, bool) or not isinstance(n, (int, float)) or int(n) != n or n < 1:
         raise ValueError(f"set_blas_threads: n must be a whole number >= 1, got {n!r}")
-    blas_threads()  # loads NumPy's and SciPy's BLAS, so both are limited
+    _load_blas()  # NumPy's and SciPy's BLAS, so both are limited
     threadpool_limits(limits=int(n), user_api="blas")  # kept: the limit is not undone
     return blas_threads()
