@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from .inspect import layer_index
+
 
 def _figure(width: float, height: float):
     # Imported here so `import scratchnet` stays fast and never touches matplotlib.
@@ -82,18 +84,10 @@ def plot_history(history, save_path=None, title: str | None = None):
 
 # ---------------------------------------------------------------------- filters
 def _find_layer(model, layer):
-    """A layer of ``model`` by index, name or object; its index and the layer."""
-    if isinstance(layer, int):
-        if not -len(model.layers) <= layer < len(model.layers):
-            raise ValueError(f"{model.name}: layer index {layer} out of range "
-                             f"(the model has {len(model.layers)} layers)")
-        index = layer % len(model.layers)
-        return index, model.layers[index]
-    for index, candidate in enumerate(model.layers):
-        if candidate is layer or candidate.name == layer:
-            return index, candidate
-    names = ", ".join(candidate.name for candidate in model.layers)
-    raise ValueError(f"{model.name}: no layer {layer!r}; layers are: {names}")
+    """A layer of ``model`` by index, name or object; its index and the layer (inspect.layer_index:
+    the same errors for an index out of range, an unknown name, a layer inside a container)."""
+    index = layer_index(model, layer)
+    return index, model.layers[index]
 
 
 def plot_filters(model, layer=None, channel: int | None = None, save_path=None):
