@@ -26,6 +26,8 @@ import copy
 
 import numpy as np
 
+from .gradcheck_report import relative_difference
+
 
 def _variants(config, input_shape):
     """(label, config overrides, input sample shape, input kind) for this layer's options."""
@@ -139,7 +141,7 @@ def float32_case(factory, input_shape, seed):
             problems.append(f"{layer32.name}: built in float32, {name} came back as "
                             f"{getattr(a32, 'dtype', type(a32).__name__)}")
         elif a32.shape == np.shape(a64):
-            error = float(np.max(np.abs(a32 - a64), initial=0) / max(np.max(np.abs(a64), initial=0), 1e-12))
+            error = relative_difference(a32, a64)
             if error > 1e-4:
                 problems.append(f"{layer32.name}: float32 {name} differs from float64 by {error:.1e} "
                                 "(more than float32 round-off)")

@@ -31,6 +31,15 @@ def gradient_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     return float(np.max(np.abs(analytic - numeric)) / scale)
 
 
+def relative_difference(a, b) -> float:
+    """max |a - b| / max(max |b|, 1e-12), in float64 (b is the reference); inf if the shapes differ."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    scale = max(float(np.max(np.abs(b), initial=0)), 1e-12)
+    return float(np.max(np.abs(a - b), initial=0)) / scale
+
+
 @dataclass
 class CheckRow:
     """One array's result. ``mask``: the compared elements (a random sample for large arrays)."""

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .gradcheck_report import relative_difference
+
 
 @dataclass
 class TrainingComparison:
@@ -38,14 +40,6 @@ class TrainingComparison:
                 f"(max relative difference {self.difference:.2e}) - FAILED")
 
     __repr__ = __str__
-
-
-def _relative_difference(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        return float("inf")
-    scale = max(float(np.max(np.abs(b), initial=0)), 1e-12)
-    return float(np.max(np.abs(a - b), initial=0)) / scale
 
 
 def _swap_in(model, layer_name, replacement):
@@ -104,7 +98,7 @@ def compare_training(model, layer_name, replacement, x, y, steps: int = 5, batch
         checks.append(("the inference-mode output (training=False)",
                        student.forward(xb, training=False), reference.forward(xb, training=False)))
         for where, mine, expected in checks:
-            difference = _relative_difference(mine, expected)
+            difference = relative_difference(mine, expected)
             if not difference <= tolerance:
                 return TrainingComparison(steps, True, step, where, difference)
     return TrainingComparison(steps, False)
