@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .augment import resize_boxes
 from .inspect import activations, backprop, input_gradient, layer_index
 from .layers.base import iter_layers
 from .optimizers import Adam
@@ -56,21 +57,16 @@ def _classes(model, batch, class_index):
 
 
 def upsample_bilinear(maps: np.ndarray, size) -> np.ndarray:
-    """(N, h, w) -> (N, H, W) by bilinear interpolation between cell centres.
+    """(N, h, w) -> (N, H, W) by bilinear interpolation between cell centres, in float64.
 
     Output pixel y samples the input at ``(y + 0.5) * h / H - 0.5`` (half-pixel centres, clamped
     to the border): PyTorch's ``align_corners=False``, scipy's ``zoom(order=1, grid_mode=True)``.
+    It is ``augment.resize_boxes`` with every map's box the whole map.
     """
     maps = np.asarray(maps, dtype=float)
-
-    def source(n_in, n_out):
-        position = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-        low = np.floor(position).astype(int)
-        return low, np.minimum(low + 1, n_in - 1), position - low
-
-    (top, bottom, fy), (left, right, fx) = source(maps.shape[1], size[0]), source(maps.shape[2], size[1])
-    rows = maps[:, top, :] * (1 - fy)[:, None] + maps[:, bottom, :] * fy[:, None]  # (N, H, w)
-    return rows[:, :, left] * (1 - fx) + rows[:, :, right] * fx
+    n, height, width = maps.shape
+    corner, heights, widths = np.zeros(n, dtype=np.intp), np.full(n, height), np.full(n, width)
+    return resize_boxes(maps[..., np.newaxis], corner, corner, heights, widths, size)[..., 0]
 
 
 def _scale01(maps: np.ndarray) -> np.ndarray:

@@ -129,6 +129,37 @@ def test_upsampling_matches_scipy_zoom(rng):
         np.testing.assert_allclose(got[i], expected, atol=1e-12)
 
 
+def separable_upsample(maps, size):
+    """The upsampling Grad-CAM used before it called augment.resize_boxes: rows, then columns."""
+    def source(n_in, n_out):
+        position = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        low = np.floor(position).astype(int)
+        return low, np.minimum(low + 1, n_in - 1), position - low
+
+    (top, bottom, fy), (left, right, fx) = source(maps.shape[1], size[0]), source(maps.shape[2], size[1])
+    rows = maps[:, top, :] * (1 - fy)[:, None] + maps[:, bottom, :] * fy[:, None]  # (N, H, w)
+    return rows[:, :, left] * (1 - fx) + rows[:, :, right] * fx
+
+
+def test_upsampling_is_the_former_separable_one_up_to_round_off(rng):
+    """Through resize_boxes (four weighted corners) the numbers differ from the separable formula
+    by round-off only; float32 maps still come back float64; one cell and shrinking work too."""
+    maps = rng.normal(size=(3, 4, 5))
+    for size in ((4, 5), (7, 12), (9, 3), (2, 2), (1, 1), (31, 29)):
+        got = upsample_bilinear(maps, size)
+        assert got.shape == (3, *size) and got.dtype == np.float64
+        np.testing.assert_allclose(got, separable_upsample(maps, size), rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(upsample_bilinear(maps, (4, 5)), maps)       # same size: unchanged
+    single = upsample_bilinear(maps.astype(np.float32), (7, 12))
+    assert single.dtype == np.float64
+    np.testing.assert_allclose(single, separable_upsample(maps.astype(np.float32).astype(float), (7, 12)),
+                               rtol=0, atol=1e-14)
+    # by hand: 2x2 -> 4x4 samples at -0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped to 1)
+    square = np.array([[[0.0, 4.0], [8.0, 12.0]]])
+    np.testing.assert_allclose(upsample_bilinear(square, (4, 4))[0, :, 0], [0, 2, 6, 8], atol=1e-15)
+    np.testing.assert_allclose(upsample_bilinear(square, (4, 4))[0, 1], [2, 3, 5, 6], atol=1e-15)
+
+
 @pytest.mark.torch
 def test_upsampling_matches_pytorch(rng):
     torch = pytest.importorskip("torch")
