@@ -206,12 +206,12 @@ def _pair(values, fmt="{:g}") -> str:
     return "x".join(fmt.format(v) for v in values) if values[0] != values[1] else fmt.format(values[0])
 
 
-def summary_columns(model) -> list[dict[str, str]]:
+def summary_columns(model, rows) -> list[dict[str, str]]:
     """Per top-level layer the extra ``summary()`` cells: RF, jump, start, MACs (as strings).
 
+    rows : the CostRows of ``layer_costs(model)`` (the caller has them: it prints the totals too).
     Without image input (an MLP) the receptive-field cells are "-".
     """
-    rows, _ = layer_costs(model)
     fields = receptive_field(model) if len(model.input_shape) == 3 else [None] * len(rows)
     return [{"RF": _pair(f.size) if f else "-", "Jump": _pair(f.jump) if f else "-",
              "Start": _pair(f.start) if f else "-", "MACs": f"{row.macs:,}"}
@@ -221,7 +221,7 @@ def summary_columns(model) -> list[dict[str, str]]:
 def architecture_table(model) -> str:
     """Layer, output shape, receptive field, jump, start, params and MACs, then the totals."""
     rows, totals = layer_costs(model)
-    columns = summary_columns(model)
+    columns = summary_columns(model, rows)
     body = [(f"{row.name} ({row.kind})", str((None, *row.output_shape)), cells["RF"], cells["Jump"],
              cells["Start"], f"{row.params:,}", cells["MACs"]) for row, cells in zip(rows, columns)]
     table = format_table(("Layer (type)", "Output shape", "RF", "Jump", "Start", "Params", "MACs"), body)

@@ -259,3 +259,22 @@ def test_summary_shows_receptive_fields_and_macs_by_hand():
     assert rows["conv2d_1"][-2:] == ["14", "240,000"]
     assert rows["dense"][-2:] == ["32", "48,000"]
     assert "Multiply-accumulates per sample: 416,520 (FLOPs ~ 833,040)" in text
+
+
+def test_summary_and_architecture_table_count_the_costs_once(monkeypatch):
+    """summary_columns takes the CostRows its callers computed for the totals: one layer_costs each."""
+    import scratchnet.receptive as receptive
+
+    calls, counted = [], receptive.layer_costs
+
+    def counting(model):
+        calls.append(model.name)
+        return counted(model)
+
+    monkeypatch.setattr(receptive, "layer_costs", counting)
+    model = lenet5()
+    plain = counted(model)[1]
+    text, table = model.summary_text(), architecture_table(model)
+    assert calls == [model.name, model.name]
+    assert f"Multiply-accumulates per sample: {plain['macs']:,}" in text
+    assert f"MACs per sample: {plain['macs']:,}" in table and "117,600" in table
