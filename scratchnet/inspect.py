@@ -70,6 +70,12 @@ def layer_index(model, layer) -> int:
     raise ValueError(f"{model.name}: no layer {layer!r}; layers are: {names}")
 
 
+def as_batch(model, images) -> np.ndarray:
+    """(N, *input_shape) from one image (the model's input shape) or a batch, as given."""
+    images = np.asarray(images)
+    return images[np.newaxis] if images.ndim == len(model.input_shape) else images
+
+
 def _model_in(model, dtype):
     """The model itself, or a deep copy of it cast to ``dtype`` (the original is not touched)."""
     if dtype is None or np.dtype(dtype) == model.dtype:

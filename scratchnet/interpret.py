@@ -36,17 +36,11 @@ from __future__ import annotations
 import numpy as np
 
 from .augment import resize_boxes
-from .inspect import activations, backprop, input_gradient, layer_index
+from .inspect import activations, as_batch, backprop, input_gradient, layer_index
 from .layers.base import iter_layers
 from .optimizers import Adam
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _batch(model, images) -> np.ndarray:
-    """(N, *input_shape) from one image or a batch."""
-    images = np.asarray(images)
-    return images[np.newaxis] if images.ndim == len(model.input_shape) else images
 
 
 def _classes(model, batch, class_index):
@@ -122,7 +116,7 @@ def grad_cam(model, images, class_index=None, layer=None, weighting: str = "auto
         module docstring for the measurements
     An all-zero map means no cell had positive evidence for the class.
     """
-    batch = _batch(model, images)
+    batch = as_batch(model, images)
     index = default_cam_layer(model) if layer is None else layer_index(model, layer)
     weighting = cam_weighting(model, index, weighting)
     classes = _classes(model, batch, class_index)
@@ -149,7 +143,7 @@ def saliency(model, images, class_index=None, method: str = "vanilla", samples: 
     """
     if method not in ("vanilla", "smoothgrad"):
         raise ValueError(f"saliency: method must be 'vanilla' or 'smoothgrad', got {method!r}")
-    batch = np.asarray(_batch(model, images), dtype=float)
+    batch = np.asarray(as_batch(model, images), dtype=float)
     classes = _classes(model, batch, class_index)
     if method == "vanilla":
         grad = input_gradient(model, batch, classes)
@@ -210,7 +204,7 @@ def feature_inversion(model, image, layer, steps: int = 200, lr: float = 0.05, t
     """
     _check_steps(steps, "feature_inversion")
     index = layer_index(model, layer)
-    x0 = np.asarray(_batch(model, image), dtype=float)[:1]
+    x0 = np.asarray(as_batch(model, image), dtype=float)[:1]
     phi0 = np.asarray(activations(model, x0, [index])[model.layers[index].name], dtype=float)
     norm = max(float((phi0 ** 2).sum()), 1e-12)
     low, high = bounds if bounds is not None else (x0.min(), x0.max())
@@ -240,7 +234,7 @@ def deep_dream(model, image, layer, steps: int = 20, lr: float = 0.02, channel: 
     """
     _check_steps(steps, "deep_dream")
     index = layer_index(model, layer)
-    x = np.asarray(_batch(model, image), dtype=float)[:1].copy()
+    x = np.asarray(as_batch(model, image), dtype=float)[:1].copy()
     low, high = bounds if bounds is not None else (x.min(), x.max())
     objectives = []
 
@@ -314,7 +308,7 @@ def plot_grad_cam(model, images, class_index=None, layer=None, labels=None, weig
     """
     from .viz import _figure, _finish
 
-    batch = _batch(model, images)
+    batch = as_batch(model, images)
     predicted = np.asarray(model.predict(batch)).argmax(axis=-1)
     classes = predicted if class_index is None else _classes(model, batch, class_index)  # one predict
     maps = grad_cam(model, batch, classes, layer, weighting)
@@ -341,7 +335,7 @@ def plot_saliency(model, images, class_index=None, methods=("vanilla", "smoothgr
     """
     from .viz import _figure, _finish
 
-    batch = _batch(model, images)
+    batch = as_batch(model, images)
     predicted = np.asarray(model.predict(batch)).argmax(axis=-1)
     classes = predicted if class_index is None else class_index  # one predict for every method
     results = {method: saliency(model, batch, classes, method, samples, noise, rng) for method in methods}
@@ -379,7 +373,7 @@ def _before_after(title, before, after, values, value_label, before_title, after
 def plot_feature_inversion(model, image, layer, steps: int = 200, save_path=None, **options):
     """Original, reconstruction and loss curve. Returns ``(reconstruction, losses, figure)``."""
     reconstruction, losses = feature_inversion(model, image, layer, steps, **options)
-    original = _batch(model, image)[0]
+    original = as_batch(model, image)[0]
     correlation = np.corrcoef(original.ravel(), reconstruction.ravel())[0, 1]
     name = model.layers[layer_index(model, layer)].name
     figure = _before_after(f"feature inversion from {name}", original, reconstruction, losses,
@@ -391,7 +385,7 @@ def plot_deep_dream(model, image, layer, steps: int = 20, save_path=None, **opti
     """Original, dreamed image and the objective per step. Returns ``(dreamed, objectives, figure)``."""
     dreamed, objectives = deep_dream(model, image, layer, steps, **options)
     name = model.layers[layer_index(model, layer)].name
-    figure = _before_after(f"deep dream on {name}", _batch(model, image)[0], dreamed, objectives,
+    figure = _before_after(f"deep dream on {name}", as_batch(model, image)[0], dreamed, objectives,
                            "mean(A^2) / 2", "original", "dreamed", save_path)
     return dreamed, objectives, figure
 

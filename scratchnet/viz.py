@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .inspect import activations, layer_index
+from .inspect import activations, as_batch, layer_index
 
 
 def _figure(width: float, height: float):
@@ -138,8 +138,7 @@ def plot_filters(model, layer=None, channel: int | None = None, save_path=None):
 def feature_maps(model, image, layer) -> np.ndarray:
     """The output of ``layer`` (index, name or object) for one image (H, W, C): (h, w, F), a copy."""
     index, chosen = _find_layer(model, layer)
-    batch = np.asarray(image)
-    batch = batch[np.newaxis] if batch.ndim == len(model.input_shape) else batch
+    batch = as_batch(model, image)
     if len(batch) != 1:
         raise ValueError(f"{model.name}: feature maps need one image, got a batch of {len(batch)}")
     return activations(model, batch, [index])[chosen.name][0]
