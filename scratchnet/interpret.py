@@ -38,6 +38,7 @@ import numpy as np
 from .augment import resize_boxes
 from .inspect import activations, as_batch, backprop, input_gradient, layer_index
 from .layers.base import iter_layers
+from .layers.spatial import positive_int
 from .optimizers import Adam
 
 # ---------------------------------------------------------------------- helpers
@@ -148,8 +149,7 @@ def saliency(model, images, class_index=None, method: str = "vanilla", samples: 
     if method == "vanilla":
         grad = input_gradient(model, batch, classes)
     else:
-        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-            raise ValueError(f"saliency: samples must be a positive int, got {samples!r}")
+        positive_int(samples, "samples", "saliency")
         rng = np.random.default_rng(rng)
         sigma = noise * (batch.max(axis=(1, 2, 3)) - batch.min(axis=(1, 2, 3)))  # (N,)
         grad = 0.0
@@ -188,11 +188,6 @@ class PixelAdam:
         return x
 
 
-def _check_steps(steps, what):
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"{what}: steps must be a positive int, got {steps!r}")
-
-
 def feature_inversion(model, image, layer, steps: int = 200, lr: float = 0.05, tv_weight: float = 1e-3,
                       l2_weight: float = 0.0, bounds=None, rng=0):
     """Reconstruct an image (H, W, C) from its features at ``layer``.
@@ -202,7 +197,7 @@ def feature_inversion(model, image, layer, steps: int = 200, lr: float = 0.05, t
     clipping x to ``bounds`` (default the image's own (min, max)).
     Returns ``(reconstruction (H, W, C), losses (steps,))``.
     """
-    _check_steps(steps, "feature_inversion")
+    positive_int(steps, "steps", "feature_inversion")
     index = layer_index(model, layer)
     x0 = np.asarray(as_batch(model, image), dtype=float)[:1]
     phi0 = np.asarray(activations(model, x0, [index])[model.layers[index].name], dtype=float)
@@ -232,7 +227,7 @@ def deep_dream(model, image, layer, steps: int = 20, lr: float = 0.02, channel: 
     x += lr * g / mean|g|, clipped to ``bounds`` (default the image's (min, max)).
     Returns ``(dreamed image (H, W, C), J before each step (steps,))``.
     """
-    _check_steps(steps, "deep_dream")
+    positive_int(steps, "steps", "deep_dream")
     index = layer_index(model, layer)
     x = np.asarray(as_batch(model, image), dtype=float)[:1].copy()
     low, high = bounds if bounds is not None else (x.min(), x.max())
@@ -259,7 +254,7 @@ def class_model(model, class_index: int, steps: int = 200, lr: float = 0.05, l2_
     (around the grey middle of ``bounds``) keeps the pixels from running to the limits.
     Returns ``(image (*input_shape), class scores y^c before each step (steps,))``.
     """
-    _check_steps(steps, "class_model")
+    positive_int(steps, "steps", "class_model")
     n_classes = model.output_shape[-1]
     if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) \
             or not 0 <= class_index < n_classes:

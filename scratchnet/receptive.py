@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .layers.base import iter_layers
-from .layers.spatial import check_padding_option, resolve_padding
+from .layers.spatial import check_padding_option, positive_int, resolve_padding
 
 START = (np.ones(2), np.ones(2), np.zeros(2))  # (r, j, start) of the input, per (h, w) axis
 
@@ -276,8 +276,7 @@ def compare_conv_cost(input_shape, filters: int, kernel_size: int, stride: int =
     except (TypeError, ValueError):
         raise ValueError(f"compare_conv_cost: input_shape must be (H, W, C), got {input_shape!r}") from None
     for what, value in (("filters", filters), ("kernel_size", kernel_size), ("stride", stride)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"compare_conv_cost: {what} must be a positive int, got {value!r}")
+        positive_int(value, what, "compare_conv_cost")
     k, f = kernel_size, filters
     padding = check_padding_option(padding, "compare_conv_cost")
     pads = resolve_padding(padding, (h, w), (k, k), (stride, stride))

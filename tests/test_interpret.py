@@ -1,5 +1,7 @@
 """Grad-CAM, saliency, feature inversion, deep dream, class model: numbers, trained models, figures."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -127,6 +129,21 @@ def test_upsampling_matches_scipy_zoom(rng):
     for i in range(2):
         expected = zoom(maps[i], (7 / 3, 12 / 5), order=1, grid_mode=True, mode="nearest")
         np.testing.assert_allclose(got[i], expected, atol=1e-12)
+
+
+def test_step_and_sample_counts_must_be_positive_ints(rng):
+    model = Sequential([Conv2D(2, 3), Flatten(), Dense(3)], input_shape=(5, 5, 1), seed=0).build()
+    image = rng.random((5, 5, 1))
+    for bad in (0, -2, 2.0, True, "3"):
+        for function, arguments in ((feature_inversion, (model, image, 0)), (deep_dream, (model, image, 0)),
+                                    (class_model, (model, 1))):
+            with pytest.raises(ValueError, match=rf"^{function.__name__}: steps must be a positive int, "
+                                                 rf"got {re.escape(repr(bad))}$"):
+                function(*arguments, steps=bad)
+        with pytest.raises(ValueError, match=rf"^saliency: samples must be a positive int, got "
+                                             rf"{re.escape(repr(bad))}$"):
+            saliency(model, image, method="smoothgrad", samples=bad)
+    assert deep_dream(model, image, 0, steps=np.int64(2))[1].shape == (2,)   # NumPy ints are ints
 
 
 def separable_upsample(maps, size):
