@@ -32,6 +32,8 @@ import json
 import math
 import os
 
+from .input_checks import check_count
+
 
 class Callback:
     """Base class: every hook does nothing. ``self.model`` is set by ``fit``."""
@@ -60,11 +62,6 @@ class Callback:
         state = self.__dict__.copy()
         state.pop("model", None)  # the model is saved on its own
         return state
-
-
-def _check_epoch(owner, epoch):
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f"{owner}: epoch must be an int >= 0, got {epoch!r}")
 
 
 class _Monitor(Callback):
@@ -117,9 +114,7 @@ class EarlyStopping(_Monitor):
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
                  restore_best_weights=False, key="early_stopping"):
         super().__init__(monitor, mode, min_delta, key)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
-        self.patience = patience
+        self.patience = check_count(patience, "patience", "EarlyStopping", 0)
         self.restore_best_weights = bool(restore_best_weights)
         self.stopped_epoch = None
 
@@ -131,7 +126,7 @@ class EarlyStopping(_Monitor):
         self.stopped_epoch = None
 
     def on_epoch_end(self, epoch, logs=None):
-        _check_epoch("EarlyStopping", epoch)
+        check_count(epoch, "epoch", "EarlyStopping", 0)
         state, value = self.state, self.value(logs)
         if self.improved(value):
             state.update(best=value, wait=0, best_epoch=epoch)
@@ -159,7 +154,7 @@ class ModelCheckpoint(_Monitor):
         self.save_best_only = bool(save_best_only)
 
     def on_epoch_end(self, epoch, logs=None):
-        _check_epoch("ModelCheckpoint", epoch)
+        check_count(epoch, "epoch", "ModelCheckpoint", 0)
         if self.save_best_only:
             value = self.value(logs)
             if not self.improved(value):
@@ -180,7 +175,7 @@ class MetricsLogger(Callback):
         self.format = format
 
     def on_epoch_end(self, epoch, logs=None):
-        _check_epoch(type(self).__name__, epoch)
+        check_count(epoch, "epoch", type(self).__name__, 0)
         row = {"epoch": epoch + 1, **{key: float(value) for key, value in (logs or {}).items()}}
         if self.format == "json":
             with open(self.path, "a", encoding="utf-8") as file:

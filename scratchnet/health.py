@@ -59,6 +59,7 @@ import warnings as _warnings
 import numpy as np
 
 from .callbacks import Callback
+from .input_checks import check_count
 from .training import diagnose_non_finite
 
 
@@ -118,10 +119,8 @@ class HealthMonitor(Callback):
     def __init__(self, probe=None, every: int = 10, bins: int = 20, plot_path=None,
                  max_update_ratio: float = 0.2, vanish: float = 1e-7, explode: float = 1e3,
                  dead_fraction: float = 0.5, verbose: bool = True):
-        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
-            raise ValueError(f"HealthMonitor: every must be an int >= 1, got {every!r}")
-        if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
-            raise ValueError(f"HealthMonitor: bins must be an int >= 1, got {bins!r}")
+        check_count(every, "every", "HealthMonitor", 1)
+        check_count(bins, "bins", "HealthMonitor", 1)
         for option, value in (("max_update_ratio", max_update_ratio), ("vanish", vanish),
                               ("explode", explode)):
             if not (isinstance(value, (int, float)) and value > 0):

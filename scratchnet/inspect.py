@@ -70,6 +70,12 @@ def layer_index(model, layer) -> int:
     raise ValueError(f"{model.name}: no layer {layer!r}; layers are: {names}")
 
 
+def as_batch(model, images) -> np.ndarray:
+    """(N, *input_shape) from one image (the model's input shape) or a batch, as given."""
+    images = np.asarray(images)
+    return images[np.newaxis] if images.ndim == len(model.input_shape) else images
+
+
 def _model_in(model, dtype):
     """The model itself, or a deep copy of it cast to ``dtype`` (the original is not touched)."""
     if dtype is None or np.dtype(dtype) == model.dtype:
@@ -88,16 +94,24 @@ def activations(model, x, layers=None, dtype=None) -> dict[str, np.ndarray]:
     """
     model = _model_in(model, dtype)
     chosen = range(len(model.layers)) if layers is None else [layer_index(model, lyr) for lyr in layers]
-    wanted = set(chosen)
+    wanted = sorted(set(chosen))
+    _, outputs = _forward(model, x, wanted[-1] if wanted else -1, wanted)
+    return {model.layers[index].name: outputs[index] for index in wanted}
+
+
+def _forward(model, x, last: int, keep) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Run ``model.layers[0 .. last]`` on x in inference mode (last = -1: only check x).
+
+    Returns the output of layer ``last`` and ``{index: a copy of layer index's output}`` for the
+    indices in ``keep`` (-1 stands for the input x itself).
+    """
     out = model._prepare_input(x)
-    if not wanted:
-        return {}
-    result = {}
-    for index, layer in enumerate(model.layers[:max(wanted) + 1]):
+    outputs = {-1: np.array(out, copy=True)} if -1 in keep else {}
+    for index, layer in enumerate(model.layers[:last + 1]):
         out = layer.forward(out, training=False)
-        if index in wanted:
-            result[layer.name] = np.array(out, copy=True)
-    return result
+        if index in keep:
+            outputs[index] = np.array(out, copy=True)
+    return out, outputs
 
 
 # ---------------------------------------------------------------------- the target
@@ -158,12 +172,7 @@ def backprop(model, x, target, layer=None, score_layer=None, labels=None, loss=N
     if start >= stop:
         raise ValueError(f"{model.name}: layer {model.layers[start].name!r} must come before the "
                          f"score layer {model.layers[stop].name!r}")
-    out = model._prepare_input(x)
-    activation = out
-    for index, current in enumerate(model.layers[:stop + 1]):
-        out = current.forward(out, training=False)
-        if index == start:
-            activation = out
+    out, outputs = _forward(model, x, stop, keep=(start,))
     grad = _output_gradient(model, out, target, labels, loss)
     later = model.layers[start + 1:stop + 1]
     touched = list(iter_layers(later))  # with the layers inside containers, whose grads backward fills
@@ -175,7 +184,7 @@ def backprop(model, x, target, layer=None, score_layer=None, labels=None, loss=N
         for current, grads in zip(touched, saved):  # backward wrote them; put them back
             for key, value in grads.items():
                 current.grads[key][...] = value
-    return np.array(activation, copy=True), grad, out
+    return outputs[start], grad, out
 
 
 def input_gradient(model, x, target, labels=None, loss=None, score_layer=None, dtype=None) -> np.ndarray:

@@ -35,17 +35,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inspect import activations, backprop, input_gradient, layer_index
+from .augment import resize_boxes
+from .inspect import activations, as_batch, backprop, input_gradient, layer_index
 from .layers.base import iter_layers
+from .layers.spatial import positive_int
 from .optimizers import Adam
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _batch(model, images) -> np.ndarray:
-    """(N, *input_shape) from one image or a batch."""
-    images = np.asarray(images)
-    return images[np.newaxis] if images.ndim == len(model.input_shape) else images
 
 
 def _classes(model, batch, class_index):
@@ -56,21 +52,16 @@ def _classes(model, batch, class_index):
 
 
 def upsample_bilinear(maps: np.ndarray, size) -> np.ndarray:
-    """(N, h, w) -> (N, H, W) by bilinear interpolation between cell centres.
+    """(N, h, w) -> (N, H, W) by bilinear interpolation between cell centres, in float64.
 
     Output pixel y samples the input at ``(y + 0.5) * h / H - 0.5`` (half-pixel centres, clamped
     to the border): PyTorch's ``align_corners=False``, scipy's ``zoom(order=1, grid_mode=True)``.
+    It is ``augment.resize_boxes`` with every map's box the whole map.
     """
     maps = np.asarray(maps, dtype=float)
-
-    def source(n_in, n_out):
-        position = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-        low = np.floor(position).astype(int)
-        return low, np.minimum(low + 1, n_in - 1), position - low
-
-    (top, bottom, fy), (left, right, fx) = source(maps.shape[1], size[0]), source(maps.shape[2], size[1])
-    rows = maps[:, top, :] * (1 - fy)[:, None] + maps[:, bottom, :] * fy[:, None]  # (N, H, w)
-    return rows[:, :, left] * (1 - fx) + rows[:, :, right] * fx
+    n, height, width = maps.shape
+    corner, heights, widths = np.zeros(n, dtype=np.intp), np.full(n, height), np.full(n, width)
+    return resize_boxes(maps[..., np.newaxis], corner, corner, heights, widths, size)[..., 0]
 
 
 def _scale01(maps: np.ndarray) -> np.ndarray:
@@ -126,7 +117,7 @@ def grad_cam(model, images, class_index=None, layer=None, weighting: str = "auto
         module docstring for the measurements
     An all-zero map means no cell had positive evidence for the class.
     """
-    batch = _batch(model, images)
+    batch = as_batch(model, images)
     index = default_cam_layer(model) if layer is None else layer_index(model, layer)
     weighting = cam_weighting(model, index, weighting)
     classes = _classes(model, batch, class_index)
@@ -153,13 +144,12 @@ def saliency(model, images, class_index=None, method: str = "vanilla", samples: 
     """
     if method not in ("vanilla", "smoothgrad"):
         raise ValueError(f"saliency: method must be 'vanilla' or 'smoothgrad', got {method!r}")
-    batch = np.asarray(_batch(model, images), dtype=float)
+    batch = np.asarray(as_batch(model, images), dtype=float)
     classes = _classes(model, batch, class_index)
     if method == "vanilla":
         grad = input_gradient(model, batch, classes)
     else:
-        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-            raise ValueError(f"saliency: samples must be a positive int, got {samples!r}")
+        positive_int(samples, "samples", "saliency")
         rng = np.random.default_rng(rng)
         sigma = noise * (batch.max(axis=(1, 2, 3)) - batch.min(axis=(1, 2, 3)))  # (N,)
         grad = 0.0
@@ -198,11 +188,6 @@ class PixelAdam:
         return x
 
 
-def _check_steps(steps, what):
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"{what}: steps must be a positive int, got {steps!r}")
-
-
 def feature_inversion(model, image, layer, steps: int = 200, lr: float = 0.05, tv_weight: float = 1e-3,
                       l2_weight: float = 0.0, bounds=None, rng=0):
     """Reconstruct an image (H, W, C) from its features at ``layer``.
@@ -212,9 +197,9 @@ def feature_inversion(model, image, layer, steps: int = 200, lr: float = 0.05, t
     clipping x to ``bounds`` (default the image's own (min, max)).
     Returns ``(reconstruction (H, W, C), losses (steps,))``.
     """
-    _check_steps(steps, "feature_inversion")
+    positive_int(steps, "steps", "feature_inversion")
     index = layer_index(model, layer)
-    x0 = np.asarray(_batch(model, image), dtype=float)[:1]
+    x0 = np.asarray(as_batch(model, image), dtype=float)[:1]
     phi0 = np.asarray(activations(model, x0, [index])[model.layers[index].name], dtype=float)
     norm = max(float((phi0 ** 2).sum()), 1e-12)
     low, high = bounds if bounds is not None else (x0.min(), x0.max())
@@ -242,9 +227,9 @@ def deep_dream(model, image, layer, steps: int = 20, lr: float = 0.02, channel: 
     x += lr * g / mean|g|, clipped to ``bounds`` (default the image's (min, max)).
     Returns ``(dreamed image (H, W, C), J before each step (steps,))``.
     """
-    _check_steps(steps, "deep_dream")
+    positive_int(steps, "steps", "deep_dream")
     index = layer_index(model, layer)
-    x = np.asarray(_batch(model, image), dtype=float)[:1].copy()
+    x = np.asarray(as_batch(model, image), dtype=float)[:1].copy()
     low, high = bounds if bounds is not None else (x.min(), x.max())
     objectives = []
 
@@ -269,7 +254,7 @@ def class_model(model, class_index: int, steps: int = 200, lr: float = 0.05, l2_
     (around the grey middle of ``bounds``) keeps the pixels from running to the limits.
     Returns ``(image (*input_shape), class scores y^c before each step (steps,))``.
     """
-    _check_steps(steps, "class_model")
+    positive_int(steps, "steps", "class_model")
     n_classes = model.output_shape[-1]
     if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) \
             or not 0 <= class_index < n_classes:
@@ -318,7 +303,7 @@ def plot_grad_cam(model, images, class_index=None, layer=None, labels=None, weig
     """
     from .viz import _figure, _finish
 
-    batch = _batch(model, images)
+    batch = as_batch(model, images)
     predicted = np.asarray(model.predict(batch)).argmax(axis=-1)
     classes = predicted if class_index is None else _classes(model, batch, class_index)  # one predict
     maps = grad_cam(model, batch, classes, layer, weighting)
@@ -345,7 +330,7 @@ def plot_saliency(model, images, class_index=None, methods=("vanilla", "smoothgr
     """
     from .viz import _figure, _finish
 
-    batch = _batch(model, images)
+    batch = as_batch(model, images)
     predicted = np.asarray(model.predict(batch)).argmax(axis=-1)
     classes = predicted if class_index is None else class_index  # one predict for every method
     results = {method: saliency(model, batch, classes, method, samples, noise, rng) for method in methods}
@@ -383,7 +368,7 @@ def _before_after(title, before, after, values, value_label, before_title, after
 def plot_feature_inversion(model, image, layer, steps: int = 200, save_path=None, **options):
     """Original, reconstruction and loss curve. Returns ``(reconstruction, losses, figure)``."""
     reconstruction, losses = feature_inversion(model, image, layer, steps, **options)
-    original = _batch(model, image)[0]
+    original = as_batch(model, image)[0]
     correlation = np.corrcoef(original.ravel(), reconstruction.ravel())[0, 1]
     name = model.layers[layer_index(model, layer)].name
     figure = _before_after(f"feature inversion from {name}", original, reconstruction, losses,
@@ -395,7 +380,7 @@ def plot_deep_dream(model, image, layer, steps: int = 20, save_path=None, **opti
     """Original, dreamed image and the objective per step. Returns ``(dreamed, objectives, figure)``."""
     dreamed, objectives = deep_dream(model, image, layer, steps, **options)
     name = model.layers[layer_index(model, layer)].name
-    figure = _before_after(f"deep dream on {name}", _batch(model, image)[0], dreamed, objectives,
+    figure = _before_after(f"deep dream on {name}", as_batch(model, image)[0], dreamed, objectives,
                            "mean(A^2) / 2", "original", "dreamed", save_path)
     return dreamed, objectives, figure
 

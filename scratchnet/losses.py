@@ -102,13 +102,15 @@ class CrossEntropy(Loss):
             return one_hot
         if y.shape != (n, k):
             raise ValueError(f"{self.name}: expected labels of shape ({n},) or ({n}, {k}), got {y.shape}")
-        row_sums = y.sum(axis=1)
-        if n and not self.__dict__.get("warned_label_rows") and not np.allclose(row_sums, 1, atol=1e-3):
-            self.warned_label_rows = True  # once per loss object, not once per batch
-            bad = int(np.argmax(np.abs(row_sums - 1)))
-            warnings.warn(f"{self.name}: label rows should be probabilities summing to 1, but row {bad} "
-                          f"sums to {row_sums[bad]:.4g}; the loss is then not a cross-entropy (pass "
-                          f"integer labels (N,), or one-hot / soft-label rows)", UserWarning, stacklevel=4)
+        if n and not self.__dict__.get("warned_label_rows"):  # the row sums only until it has warned
+            row_sums = y.sum(axis=1)
+            if not np.allclose(row_sums, 1, atol=1e-3):
+                self.warned_label_rows = True  # once per loss object, not once per batch
+                bad = int(np.argmax(np.abs(row_sums - 1)))
+                warnings.warn(f"{self.name}: label rows should be probabilities summing to 1, but row {bad} "
+                              f"sums to {row_sums[bad]:.4g}; the loss is then not a cross-entropy (pass "
+                              f"integer labels (N,), or one-hot / soft-label rows)",
+                              UserWarning, stacklevel=4)
         return y.astype(logits.dtype, copy=False)
 
     def forward(self, logits, y, weights=None):

@@ -275,22 +275,21 @@ class Sequential:
 
     __call__ = predict
 
+    def _class_scores(self, x, batch_size, who: str) -> np.ndarray:
+        """predict's logits (N, classes); other output shapes raise, naming ``who`` asked."""
+        logits = self.predict(x, batch_size)
+        if logits.ndim != 2:
+            raise ValueError(f"{self.name}: {who} needs outputs of shape (N, classes), got {logits.shape}")
+        return logits
+
     def predict_proba(self, x, batch_size=256) -> np.ndarray:
         """Class probabilities (N, classes): softmax of the logits, rows sum to 1."""
         from .layers.activations import log_softmax
-        logits = self.predict(x, batch_size)
-        if logits.ndim != 2:
-            raise ValueError(f"{self.name}: predict_proba needs outputs of shape (N, classes), "
-                             f"got {logits.shape}")
-        return np.exp(log_softmax(logits))
+        return np.exp(log_softmax(self._class_scores(x, batch_size, "predict_proba")))
 
     def predict_classes(self, x, batch_size=256) -> np.ndarray:
         """The index of the largest logit per sample, (N,) ints."""
-        logits = self.predict(x, batch_size)
-        if logits.ndim != 2:
-            raise ValueError(f"{self.name}: predict_classes needs outputs of shape (N, classes), "
-                             f"got {logits.shape}")
-        return logits.argmax(axis=1)
+        return self._class_scores(x, batch_size, "predict_classes").argmax(axis=1)
 
     # ------------------------------------------------------------------ inspection
     def activations(self, x, layers=None, **options) -> dict:

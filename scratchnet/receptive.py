@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .layers.base import iter_layers
-from .layers.spatial import check_padding_option, resolve_padding
+from .layers.spatial import check_padding_option, positive_int, resolve_padding
 
 START = (np.ones(2), np.ones(2), np.zeros(2))  # (r, j, start) of the input, per (h, w) axis
 
@@ -206,12 +206,12 @@ def _pair(values, fmt="{:g}") -> str:
     return "x".join(fmt.format(v) for v in values) if values[0] != values[1] else fmt.format(values[0])
 
 
-def summary_columns(model) -> list[dict[str, str]]:
+def summary_columns(model, rows) -> list[dict[str, str]]:
     """Per top-level layer the extra ``summary()`` cells: RF, jump, start, MACs (as strings).
 
+    rows : the CostRows of ``layer_costs(model)`` (the caller has them: it prints the totals too).
     Without image input (an MLP) the receptive-field cells are "-".
     """
-    rows, _ = layer_costs(model)
     fields = receptive_field(model) if len(model.input_shape) == 3 else [None] * len(rows)
     return [{"RF": _pair(f.size) if f else "-", "Jump": _pair(f.jump) if f else "-",
              "Start": _pair(f.start) if f else "-", "MACs": f"{row.macs:,}"}
@@ -221,7 +221,7 @@ def summary_columns(model) -> list[dict[str, str]]:
 def architecture_table(model) -> str:
     """Layer, output shape, receptive field, jump, start, params and MACs, then the totals."""
     rows, totals = layer_costs(model)
-    columns = summary_columns(model)
+    columns = summary_columns(model, rows)
     body = [(f"{row.name} ({row.kind})", str((None, *row.output_shape)), cells["RF"], cells["Jump"],
              cells["Start"], f"{row.params:,}", cells["MACs"]) for row, cells in zip(rows, columns)]
     table = format_table(("Layer (type)", "Output shape", "RF", "Jump", "Start", "Params", "MACs"), body)
@@ -276,8 +276,7 @@ def compare_conv_cost(input_shape, filters: int, kernel_size: int, stride: int =
     except (TypeError, ValueError):
         raise ValueError(f"compare_conv_cost: input_shape must be (H, W, C), got {input_shape!r}") from None
     for what, value in (("filters", filters), ("kernel_size", kernel_size), ("stride", stride)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"compare_conv_cost: {what} must be a positive int, got {value!r}")
+        positive_int(value, what, "compare_conv_cost")
     k, f = kernel_size, filters
     padding = check_padding_option(padding, "compare_conv_cost")
     pads = resolve_padding(padding, (h, w), (k, k), (stride, stride))

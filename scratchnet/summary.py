@@ -23,8 +23,8 @@ def _architecture_cells(model) -> tuple[dict, dict]:
     from .receptive import layer_costs, summary_columns
 
     try:
-        columns = summary_columns(model)
-        _, totals = layer_costs(model)
+        rows, totals = layer_costs(model)
+        columns = summary_columns(model, rows)
     except (ValueError, TypeError, AttributeError):  # a student's layer the arithmetic does not know
         return {}, {}
     return {layer.name: (cells["RF"], cells["MACs"]) for layer, cells in zip(model.layers, columns)}, totals

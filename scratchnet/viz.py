@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .inspect import layer_index
+from .inspect import activations, as_batch, layer_index
 
 
 def _figure(width: float, height: float):
@@ -136,16 +136,12 @@ def plot_filters(model, layer=None, channel: int | None = None, save_path=None):
 
 # ---------------------------------------------------------------------- feature maps
 def feature_maps(model, image, layer) -> np.ndarray:
-    """The output of ``layer`` (index, name or object) for one image (H, W, C): (h, w, F)."""
-    index, _ = _find_layer(model, layer)
-    batch = np.asarray(image)
-    batch = batch[np.newaxis] if batch.ndim == len(model.input_shape) else batch
+    """The output of ``layer`` (index, name or object) for one image (H, W, C): (h, w, F), a copy."""
+    index, chosen = _find_layer(model, layer)
+    batch = as_batch(model, image)
     if len(batch) != 1:
         raise ValueError(f"{model.name}: feature maps need one image, got a batch of {len(batch)}")
-    out = model._prepare_input(batch)
-    for current in model.layers[:index + 1]:
-        out = current.forward(out, training=False)
-    return out[0]
+    return activations(model, batch, [index])[chosen.name][0]
 
 
 def plot_feature_maps(model, image, layer=0, max_maps: int = 32, save_path=None, label=None,

@@ -233,6 +233,12 @@ def test_exploding_and_vanishing_thresholds():
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="every must be an int >= 1, got 0"):
         HealthMonitor(every=0)
+    for bad in (2.5, True, -1):
+        with pytest.raises(ValueError, match=rf"^HealthMonitor: every must be an int >= 1, got {bad!r}$"):
+            HealthMonitor(every=bad)
+        with pytest.raises(ValueError, match=rf"^HealthMonitor: bins must be an int >= 1, got {bad!r}$"):
+            HealthMonitor(bins=bad)
+    assert HealthMonitor(every=np.int64(3), bins=np.int32(4)).every == 3
     with pytest.raises(ValueError, match="dead_fraction must be in"):
         HealthMonitor(dead_fraction=1.5)
     with pytest.raises(ValueError, match="probe must be a non-empty batch"):

@@ -43,6 +43,17 @@ def test_activations_equal_a_manual_forward(rng):
     assert np.abs(activations(model, x, [0])["conv2d"]).max() > 0
 
 
+def test_activations_come_in_model_order_and_an_empty_choice_still_checks_x(rng):
+    model = conv_model()
+    x = rng.normal(size=(2, 8, 8, 2))
+    got = activations(model, x, layers=[-1, 3, 0, 3])
+    assert list(got) == ["conv2d", "conv2d_1", "dense"]
+    for index, name in ((0, "conv2d"), (3, "conv2d_1"), (7, "dense")):
+        np.testing.assert_allclose(got[name], forward_to(model, x, index), rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, 8, 8, 2\), got \(2, 5, 5, 2\)"):
+        activations(model, np.zeros((2, 5, 5, 2)), [])
+
+
 def test_input_gradient_of_a_class_score_matches_central_differences(rng):
     model = conv_model()
     x = rng.normal(size=(2, 8, 8, 2))

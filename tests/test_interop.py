@@ -195,6 +195,32 @@ def test_torch_state_dict_keys_layouts_and_load(tmp_path):
     np.testing.assert_allclose(fresh.predict(x), run_twin(twin, x), rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("make", [every_layer_model, grouped_model])
+def test_state_dict_and_twin_hold_copies_and_load_back_bitwise(make):
+    """torch_state_dict copies every array once; to_torch's twin shares memory with neither the
+    model nor that dict; load_torch_state_dict gives the very same numbers back (transposes only)."""
+    model = make(dropout=False)
+    warm_up_statistics(model, batch(model.input_shape))
+    own = [value for layer in sn.layers.base.iter_layers(model.layers)
+           for value in {**layer.params, **layer.buffers}.values()]
+    state, twin = interop.torch_state_dict(model), interop.to_torch(model)
+    twin_arrays = [tensor.numpy() for tensor in twin.state_dict().values()]
+    for key, value in state.items():
+        assert not any(np.shares_memory(value, array) for array in own + twin_arrays), key
+    before = {key: value.copy() for key, value in state.items()}
+    for array in own:
+        array += 1.0                                       # the model changes; the copies do not
+    for (key, value), tensor in zip(state.items(), twin.state_dict().values()):
+        np.testing.assert_array_equal(value, before[key])
+        np.testing.assert_array_equal(tensor.numpy(), before[key])
+    fresh = make(dropout=False, seed=11)
+    interop.load_torch_state_dict(fresh, twin.state_dict())
+    again = interop.torch_state_dict(fresh)
+    assert list(again) == list(before)
+    for key, value in before.items():
+        assert again[key].dtype == value.dtype and np.array_equal(again[key], value), key
+
+
 def test_save_weights_with_torch_names_round_trips(tmp_path):
     model = every_layer_model(dropout=False)
     path = tmp_path / "w.npz"

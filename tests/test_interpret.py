@@ -1,5 +1,7 @@
 """Grad-CAM, saliency, feature inversion, deep dream, class model: numbers, trained models, figures."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -127,6 +129,52 @@ def test_upsampling_matches_scipy_zoom(rng):
     for i in range(2):
         expected = zoom(maps[i], (7 / 3, 12 / 5), order=1, grid_mode=True, mode="nearest")
         np.testing.assert_allclose(got[i], expected, atol=1e-12)
+
+
+def test_step_and_sample_counts_must_be_positive_ints(rng):
+    model = Sequential([Conv2D(2, 3), Flatten(), Dense(3)], input_shape=(5, 5, 1), seed=0).build()
+    image = rng.random((5, 5, 1))
+    for bad in (0, -2, 2.0, True, "3"):
+        for function, arguments in ((feature_inversion, (model, image, 0)), (deep_dream, (model, image, 0)),
+                                    (class_model, (model, 1))):
+            with pytest.raises(ValueError, match=rf"^{function.__name__}: steps must be a positive int, "
+                                                 rf"got {re.escape(repr(bad))}$"):
+                function(*arguments, steps=bad)
+        with pytest.raises(ValueError, match=rf"^saliency: samples must be a positive int, got "
+                                             rf"{re.escape(repr(bad))}$"):
+            saliency(model, image, method="smoothgrad", samples=bad)
+    assert deep_dream(model, image, 0, steps=np.int64(2))[1].shape == (2,)   # NumPy ints are ints
+
+
+def separable_upsample(maps, size):
+    """The upsampling Grad-CAM used before it called augment.resize_boxes: rows, then columns."""
+    def source(n_in, n_out):
+        position = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        low = np.floor(position).astype(int)
+        return low, np.minimum(low + 1, n_in - 1), position - low
+
+    (top, bottom, fy), (left, right, fx) = source(maps.shape[1], size[0]), source(maps.shape[2], size[1])
+    rows = maps[:, top, :] * (1 - fy)[:, None] + maps[:, bottom, :] * fy[:, None]  # (N, H, w)
+    return rows[:, :, left] * (1 - fx) + rows[:, :, right] * fx
+
+
+def test_upsampling_is_the_former_separable_one_up_to_round_off(rng):
+    """Through resize_boxes (four weighted corners) the numbers differ from the separable formula
+    by round-off only; float32 maps still come back float64; one cell and shrinking work too."""
+    maps = rng.normal(size=(3, 4, 5))
+    for size in ((4, 5), (7, 12), (9, 3), (2, 2), (1, 1), (31, 29)):
+        got = upsample_bilinear(maps, size)
+        assert got.shape == (3, *size) and got.dtype == np.float64
+        np.testing.assert_allclose(got, separable_upsample(maps, size), rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(upsample_bilinear(maps, (4, 5)), maps)       # same size: unchanged
+    single = upsample_bilinear(maps.astype(np.float32), (7, 12))
+    assert single.dtype == np.float64
+    np.testing.assert_allclose(single, separable_upsample(maps.astype(np.float32).astype(float), (7, 12)),
+                               rtol=0, atol=1e-14)
+    # by hand: 2x2 -> 4x4 samples at -0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped to 1)
+    square = np.array([[[0.0, 4.0], [8.0, 12.0]]])
+    np.testing.assert_allclose(upsample_bilinear(square, (4, 4))[0, :, 0], [0, 2, 6, 8], atol=1e-15)
+    np.testing.assert_allclose(upsample_bilinear(square, (4, 4))[0, 1], [2, 3, 5, 6], atol=1e-15)
 
 
 @pytest.mark.torch

@@ -92,6 +92,34 @@ def test_label_errors_name_the_loss():
         get_loss("hinge")
 
 
+def test_label_rows_not_summing_to_one_warn_once_at_the_training_step():
+    """The warning names the worst row, comes once per loss object, and points at the caller of
+    the loss (Sequential.train_step), not inside losses.py."""
+    import warnings
+
+    import scratchnet as sn
+    from scratchnet.layers import Dense, Flatten
+
+    loss = CrossEntropy()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loss.forward(np.zeros((3, 2)), np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 3.0]]))
+        loss.forward(np.zeros((3, 2)), np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 3.0]]))
+        CrossEntropy().forward(np.zeros((2, 2)), np.array([[0.25, 0.75], [1.0, 0.0]]))  # fine
+    assert [str(w.message) for w in caught] == [
+        "cross_entropy: label rows should be probabilities summing to 1, but row 2 sums to 3; the loss is "
+        "then not a cross-entropy (pass integer labels (N,), or one-hot / soft-label rows)"]
+    model = sn.Sequential([Flatten(), Dense(2)], input_shape=(2, 2, 1), seed=0)
+    model.compile("sgd", "cross_entropy")
+    x = np.zeros((4, 2, 2, 1), dtype=np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.train_step(x, np.full((4, 2), 2.0))
+        model.train_step(x, np.full((4, 2), 2.0))
+    (warning,) = caught
+    assert warning.filename.endswith("model.py") and "row 0 sums to 4" in str(warning.message)
+
+
 def test_accuracy():
     logits = np.array([[2.0, 1.0], [0.0, 3.0], [5.0, 1.0]])
     assert CrossEntropy().accuracy(logits, np.array([0, 1, 1])) == pytest.approx(2 / 3)

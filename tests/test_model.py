@@ -210,3 +210,19 @@ def test_interrupted_fit_keeps_finished_epochs_in_the_given_history(monkeypatch)
         model.fit(x, y, epochs=5, batch_size=32, verbose=0, history=history)
     assert history.epoch == [1, 2] and len(history["loss"]) == 2
     assert len(history.seconds) == 2 and all(s > 0 for s in history.seconds)
+
+
+def test_predict_proba_and_classes_need_class_scores_and_say_which_was_called():
+    from scipy.special import softmax
+
+    x = np.random.default_rng(3).normal(size=(5, 4, 4, 1))
+    model = sn.Sequential([Flatten(), Dense(3)], input_shape=(4, 4, 1), seed=1, dtype="float64").build()
+    logits = model.predict(x, batch_size=2)
+    np.testing.assert_allclose(model.predict_proba(x, batch_size=2), softmax(logits, axis=1),
+                               rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(model.predict_classes(x, batch_size=2), logits.argmax(axis=1))
+    images = sn.Sequential([Activation("relu")], input_shape=(4, 4, 1)).build()
+    for method in ("predict_proba", "predict_classes"):
+        with pytest.raises(ValueError, match=rf"^sequential(_\d+)?: {method} needs outputs of shape "
+                                             rf"\(N, classes\), got \(5, 4, 4, 1\)$"):
+            getattr(images, method)(x)

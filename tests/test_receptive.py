@@ -220,6 +220,14 @@ def test_compare_conv_cost_by_hand():
     assert "input 32x32x64 -> output 32x32x128" in text and "75,497,472" in text and "0.1189" in text
     with pytest.raises(ValueError, match="compare_conv_cost: filters must be a positive int, got 0"):
         compare_conv_cost((8, 8, 3), 0, 3)
+    for bad, shown in ((2.0, "2.0"), (True, "True"), (-1, "-1")):
+        for options, what in (({"filters": bad}, "filters"), ({"kernel_size": bad}, "kernel_size"),
+                              ({"stride": bad}, "stride")):
+            arguments = {"filters": 2, "kernel_size": 3, **options}
+            with pytest.raises(ValueError, match=rf"^compare_conv_cost: {what} must be a positive int, "
+                                                 rf"got {shown}$"):
+                compare_conv_cost((8, 8, 3), **arguments)
+    assert compare_conv_cost((8, 8, 3), np.int64(2), np.int32(3)).standard_params == 3 * 3 * 3 * 2 + 2
     with pytest.raises(ValueError, match="a 9x9 kernel does not fit in 4x4"):
         compare_conv_cost((4, 4, 3), 2, 9, padding="valid")
 
@@ -259,3 +267,22 @@ def test_summary_shows_receptive_fields_and_macs_by_hand():
     assert rows["conv2d_1"][-2:] == ["14", "240,000"]
     assert rows["dense"][-2:] == ["32", "48,000"]
     assert "Multiply-accumulates per sample: 416,520 (FLOPs ~ 833,040)" in text
+
+
+def test_summary_and_architecture_table_count_the_costs_once(monkeypatch):
+    """summary_columns takes the CostRows its callers computed for the totals: one layer_costs each."""
+    import scratchnet.receptive as receptive
+
+    calls, counted = [], receptive.layer_costs
+
+    def counting(model):
+        calls.append(model.name)
+        return counted(model)
+
+    monkeypatch.setattr(receptive, "layer_costs", counting)
+    model = lenet5()
+    plain = counted(model)[1]
+    text, table = model.summary_text(), architecture_table(model)
+    assert calls == [model.name, model.name]
+    assert f"Multiply-accumulates per sample: {plain['macs']:,}" in text
+    assert f"MACs per sample: {plain['macs']:,}" in table and "117,600" in table

@@ -133,6 +133,11 @@ def test_resnet_refuses_depths_that_are_not_6n_plus_2(depth):
 def test_resnet_refuses_a_bad_width():
     with pytest.raises(ValueError, match="resnet: width must be a positive int, got 0"):
         resnet(8, width=0)
+    with pytest.raises(ValueError, match=r"^resnet: width must be a positive int, got 4.0$"):
+        resnet(8, width=4.0)
+    narrow = resnet(8, width=np.int64(4))  # a NumPy int passes now (layers.spatial.positive_int)
+    assert narrow.count_params() == resnet(8, width=4).count_params()
+    assert type(narrow.layers[0].filters) is int
 
 
 # ====================================================================== blocks
@@ -172,6 +177,9 @@ def test_dense_block_keeps_its_input_as_the_first_channels(rng):
 def test_dense_block_refuses_zero_layers():
     with pytest.raises(ValueError, match="dense_block: n_layers must be a positive int, got 0"):
         dense_block(0, 4)
+    with pytest.raises(ValueError, match=r"^dense_block: n_layers must be a positive int, got True$"):
+        dense_block(True, 4)
+    assert len(dense_block(np.int64(3), 4).children) == 3
 
 
 # ====================================================================== gradient checks (float64)

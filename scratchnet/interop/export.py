@@ -184,7 +184,8 @@ def to_torch(model, channels_first: bool = False):
     modules = [convert(layer, torch, tm, factory) for layer in model.layers]
     twin = tm.ScratchnetSequential(*modules, channels_last=not channels_first,
                                    input_shape=tuple(model.input_shape))
-    state = {key: torch.from_numpy(value.copy()) for key, value in torch_state_dict(model).items()}
+    # torch_state_dict's arrays are already copies: wrap them, load_state_dict copies into the twin
+    state = {key: torch.from_numpy(value) for key, value in torch_state_dict(model).items()}
     twin.load_state_dict(state, strict=True)  # also proves layouts.py names every tensor of the twin
     twin.scratchnet_name = model.name
     twin.eval()

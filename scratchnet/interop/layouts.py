@@ -159,17 +159,18 @@ def load_torch_state_dict(model, state_dict) -> None:
         model.build()
     given = {key: _as_numpy(value) for key, value in dict(state_dict).items()
              if not key.endswith("." + TRACKED)}
-    expected = {key for key in torch_state_dict(model) if not key.endswith("." + TRACKED)}
+    owners = []  # (key prefix, layer, its own arrays, its torch suffixes "weight", "running_mean", ...)
+    for prefix, layer in twin_prefixes(model):
+        own = {**layer.params, **layer.buffers}
+        if own:
+            owners.append((prefix, layer, own, list(to_torch_arrays(layer, own))))
+    expected = {f"{prefix}.{suffix}" for prefix, _, _, suffixes in owners for suffix in suffixes}
     missing, unexpected = sorted(expected - set(given)), sorted(set(given) - expected)
     if missing or unexpected:
         raise ValueError(f"{model.name}: the state_dict does not match the model's PyTorch twin "
                          f"(to_torch(model).state_dict() keys): missing {missing}, unexpected {unexpected}")
     weights = {}
-    for prefix, layer in twin_prefixes(model):
-        own = {**layer.params, **layer.buffers}
-        if not own:
-            continue
-        suffixes = to_torch_arrays(layer, own)  # the keys this layer owns: "weight", "running_mean", ...
+    for prefix, layer, own, suffixes in owners:
         theirs = {suffix: given[f"{prefix}.{suffix}"] for suffix in suffixes}
         for name, value in from_torch_arrays(layer, theirs).items():
             if value.shape != own[name].shape:

@@ -22,11 +22,11 @@ import copy
 import numpy as np
 
 from ..layers.base import iter_layers
-from .layouts import to_torch_arrays, twin_prefixes
+from .layouts import _as_numpy, to_torch_arrays, twin_prefixes
 
 
 def _nhwc(tensor) -> np.ndarray:
-    array = tensor.detach().cpu().numpy()
+    array = _as_numpy(tensor)
     return array.transpose(0, 2, 3, 1) if array.ndim == 4 else array
 
 

@@ -15,6 +15,7 @@ channel count (a residual connection only when the shapes match) take it as ``in
 from __future__ import annotations
 
 from .. import layers as L
+from ..layers.spatial import positive_int
 
 
 def _conv(filters, kernel_size, stride=1, padding=0, groups=1, bias=True, backend="auto"):
@@ -84,8 +85,7 @@ def dense_block(n_layers: int, growth_rate: int, bottleneck: bool = False, backe
     (N, H, W, C) -> (N, H, W, C + n_layers * growth_rate). Parameters without bottleneck:
     sum over l = 0..n-1 of  2*(C + l*k) (BatchNorm)  +  9*(C + l*k)*k  (conv, no bias).
     """
-    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-        raise ValueError(f"dense_block: n_layers must be a positive int, got {n_layers!r}")
+    n_layers = positive_int(n_layers, "n_layers", "dense_block")
     return L.Chain([dense_layer(growth_rate, bottleneck, backend) for _ in range(n_layers)],
                    name=name or "dense_block")
 

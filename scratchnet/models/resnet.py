@@ -18,6 +18,7 @@ weights). The ReLU comes after the addition, so it is a separate layer after the
 from __future__ import annotations
 
 from .. import layers as L
+from ..layers.spatial import positive_int
 from ..model import Sequential
 from .classic import conv_bn_relu
 
@@ -65,8 +66,7 @@ def resnet(depth: int = 20, width: int = 16, input_shape=(32, 32, 3), n_classes:
     """
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
         raise ValueError(f"resnet: depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...), got {depth!r}")
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"resnet: width must be a positive int, got {width!r}")
+    width = positive_int(width, "width", "resnet")
     n = (depth - 2) // 6
     layers = conv_bn_relu(width, backend=backend)                     # the stem
     channels = width
