@@ -37,7 +37,7 @@ import numpy as np
 
 from .inspect import activations, backprop, input_gradient, layer_index
 from .layers.base import iter_layers
-from .optimizers import Adam
+from .pixel_descent import PixelAdam, check_steps, descend_pixels, total_variation  # noqa: F401 (PixelAdam: was public here)
 
 # ---------------------------------------------------------------------- helpers
 
@@ -80,24 +80,34 @@ def _scale01(maps: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- Grad-CAM
-def default_cam_layer(model) -> int:
-    """The last layer with weights and a 4-D output (the last convolution, or a normalisation after
-    it), moved past the shape-keeping layers that follow it (its activation), as in Keras models
-    whose convolution includes its ReLU. Pooling is not passed: it coarsens the map."""
+def feature_map_layers(model) -> list[int]:
+    """Indices of the layers with weights and an (h, w, C) output (convolutions, normalisations),
+    each moved past the shape-keeping layers without weights that follow it (its activation), as in
+    Keras models whose convolution includes its ReLU. Pooling is not passed: it coarsens the map."""
     shape, shapes = model.input_shape, []
     for layer in model.layers:
         shape = layer.output_shape(shape)
         shapes.append(shape)
-    weighted = [i for i, layer in enumerate(model.layers)
-                if len(shapes[i]) == 3 and any(lyr.params for lyr in iter_layers([layer]))]
-    if not weighted:
+    chosen = []
+    for index, layer in enumerate(model.layers):
+        if len(shapes[index]) != 3 or not any(lyr.params for lyr in iter_layers([layer])):
+            continue
+        while index + 1 < len(model.layers) and shapes[index + 1] == shapes[index] \
+                and not model.layers[index + 1].params:
+            index += 1
+        if index not in chosen:
+            chosen.append(index)
+    return chosen
+
+
+def default_cam_layer(model) -> int:
+    """The last of ``feature_map_layers``: the last convolution (or a normalisation after it), past
+    its activation."""
+    chosen = feature_map_layers(model)
+    if not chosen:
         raise ValueError(f"{model.name}: no layer with weights and an (H, W, C) output for Grad-CAM; "
                          "pass layer=")
-    index = weighted[-1]
-    while index + 1 < len(model.layers) and shapes[index + 1] == shapes[index] \
-            and not model.layers[index + 1].params:
-        index += 1
-    return index
+    return chosen[-1]
 
 
 def cam_weighting(model, index: int, weighting: str = "auto") -> str:
@@ -170,39 +180,7 @@ def saliency(model, images, class_index=None, method: str = "vanilla", samples: 
 
 
 # ---------------------------------------------------------------------- optimising pixels
-def total_variation(x: np.ndarray):
-    """Squared total variation of images (N, H, W, C) and its gradient.
-
-    TV = sum (x[h+1, w] - x[h, w])^2 + (x[h, w+1] - x[h, w])^2 ; dTV/dx has x's shape.
-    """
-    down, right = np.diff(x, axis=1), np.diff(x, axis=2)
-    grad = np.zeros_like(x)
-    grad[:, 1:] += 2 * down   # each difference pulls its lower cell up ...
-    grad[:, :-1] -= 2 * down  # ... and its upper cell down
-    grad[:, :, 1:] += 2 * right
-    grad[:, :, :-1] -= 2 * right
-    return float((down ** 2).sum() + (right ** 2).sum()), grad
-
-
-class PixelAdam:
-    """Adam on an array of pixels, by ``optimizers.Adam.update``: m = b1 m + (1-b1) g;
-    v = b2 v + (1-b2) g^2;  x -= lr * m_hat / (sqrt(v_hat) + eps) with the bias-corrected
-    m_hat, v_hat. ``step`` returns the moved copy of x."""
-
-    def __init__(self, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.lr, self.adam, self.state = lr, Adam(lr, beta1, beta2, eps), {}
-
-    def step(self, x, grad):
-        x = np.array(x, dtype=np.float64)
-        self.adam.update(x, grad, self.state, self.lr)
-        return x
-
-
-def _check_steps(steps, what):
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"{what}: steps must be a positive int, got {steps!r}")
-
-
+# (the loop, Adam on pixels and total variation are in pixel_descent.py)
 def feature_inversion(model, image, layer, steps: int = 200, lr: float = 0.05, tv_weight: float = 1e-3,
                       l2_weight: float = 0.0, bounds=None, rng=0):
     """Reconstruct an image (H, W, C) from its features at ``layer``.
@@ -212,7 +190,7 @@ def feature_inversion(model, image, layer, steps: int = 200, lr: float = 0.05, t
     clipping x to ``bounds`` (default the image's own (min, max)).
     Returns ``(reconstruction (H, W, C), losses (steps,))``.
     """
-    _check_steps(steps, "feature_inversion")
+    check_steps(steps, "feature_inversion")
     index = layer_index(model, layer)
     x0 = np.asarray(_batch(model, image), dtype=float)[:1]
     phi0 = np.asarray(activations(model, x0, [index])[model.layers[index].name], dtype=float)
@@ -220,18 +198,20 @@ def feature_inversion(model, image, layer, steps: int = 200, lr: float = 0.05, t
     low, high = bounds if bounds is not None else (x0.min(), x0.max())
     rng = np.random.default_rng(rng)
     x = np.full_like(x0, (low + high) / 2) + 0.01 * (high - low) * rng.standard_normal(x0.shape)
-    adam, losses, feature_loss = PixelAdam(lr), [], []
+    feature_loss = []
 
     def d_feature_loss(phi):  # d/dphi of ||phi - phi0||^2 / ||phi0||^2
         feature_loss.append(float(((phi - phi0) ** 2).sum()) / norm)
         return 2 * (phi - phi0) / norm
 
-    for _ in range(steps):
+    def loss_and_gradient(x):
         grad = backprop(model, x, d_feature_loss, score_layer=index)[1].astype(float)
         tv, tv_grad = total_variation(x)
-        losses.append(feature_loss[-1] + tv_weight * tv + l2_weight * float((x ** 2).sum()))
-        x = np.clip(adam.step(x, grad + tv_weight * tv_grad + 2 * l2_weight * x), low, high)
-    return x[0], np.array(losses)
+        loss = feature_loss[-1] + tv_weight * tv + l2_weight * float((x ** 2).sum())
+        return loss, grad + tv_weight * tv_grad + 2 * l2_weight * x
+
+    x, losses = descend_pixels(x, loss_and_gradient, steps, lr, (low, high))
+    return x[0], losses
 
 
 def deep_dream(model, image, layer, steps: int = 20, lr: float = 0.02, channel: int | None = None,
@@ -242,7 +222,7 @@ def deep_dream(model, image, layer, steps: int = 20, lr: float = 0.02, channel: 
     x += lr * g / mean|g|, clipped to ``bounds`` (default the image's (min, max)).
     Returns ``(dreamed image (H, W, C), J before each step (steps,))``.
     """
-    _check_steps(steps, "deep_dream")
+    check_steps(steps, "deep_dream")
     index = layer_index(model, layer)
     x = np.asarray(_batch(model, image), dtype=float)[:1].copy()
     low, high = bounds if bounds is not None else (x.min(), x.max())
@@ -269,7 +249,7 @@ def class_model(model, class_index: int, steps: int = 200, lr: float = 0.05, l2_
     (around the grey middle of ``bounds``) keeps the pixels from running to the limits.
     Returns ``(image (*input_shape), class scores y^c before each step (steps,))``.
     """
-    _check_steps(steps, "class_model")
+    check_steps(steps, "class_model")
     n_classes = model.output_shape[-1]
     if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) \
             or not 0 <= class_index < n_classes:
@@ -279,17 +259,19 @@ def class_model(model, class_index: int, steps: int = 200, lr: float = 0.05, l2_
     middle = (low + high) / 2
     rng = np.random.default_rng(rng)
     x = middle + 0.01 * (high - low) * rng.standard_normal((1, *model.input_shape))
-    adam, scores = PixelAdam(lr), []
+    scores = []
 
     def d_score(out):  # d y^c / d out, recording y^c
         scores.append(float(out[0, class_index]))
         return np.eye(out.shape[-1], dtype=out.dtype)[[class_index]]
 
-    for _ in range(steps):
+    def score_and_descent(x):
         grad = backprop(model, x, d_score)[1].astype(float)
         ascent = grad - 2 * l2_weight * (x - middle)  # d/dx of y^c - l2 ||x - middle||^2
-        x = np.clip(adam.step(x, -ascent), low, high)  # Adam minimises: step on the negative
-    return x[0], np.array(scores)
+        return scores[-1], -ascent  # Adam minimises: step on the negative
+
+    x, scores_per_step = descend_pixels(x, score_and_descent, steps, lr, bounds)
+    return x[0], scores_per_step
 
 
 # ---------------------------------------------------------------------- figures
