@@ -346,18 +346,19 @@ def plot_saliency(model, images, class_index=None, methods=("vanilla", "smoothgr
     return results, _finish(figure, save_path)
 
 
-def _before_after(title, before, after, values, value_label, before_title, after_title, save_path):
-    """Three panels: before, after, and the curve of the optimised quantity per step."""
+def pictures_and_curve(title, pictures, values, value_label, save_path):
+    """One panel per ``(image (H, W, C), panel title)`` in ``pictures``, then the curve of the
+    optimised quantity per step (``values``). Returns the figure."""
     from .viz import _figure, _finish
 
-    figure = _figure(9, 3.2)
-    panels = figure.subplots(1, 3)
-    _show(panels[0], before, before_title)
-    _show(panels[1], after, after_title)
-    panels[2].plot(np.arange(1, len(values) + 1), values)
-    panels[2].set_xlabel("step")
-    panels[2].set_ylabel(value_label)
-    panels[2].grid(alpha=0.3)
+    figure = _figure(3 * (len(pictures) + 1), 3.2)
+    panels = figure.subplots(1, len(pictures) + 1)
+    for axes, (picture, picture_title) in zip(panels, pictures):
+        _show(axes, picture, picture_title)
+    panels[-1].plot(np.arange(1, len(values) + 1), values)
+    panels[-1].set_xlabel("step")
+    panels[-1].set_ylabel(value_label)
+    panels[-1].grid(alpha=0.3)
     figure.suptitle(title)
     return _finish(figure, save_path)
 
@@ -368,8 +369,8 @@ def plot_feature_inversion(model, image, layer, steps: int = 200, save_path=None
     original = _batch(model, image)[0]
     correlation = np.corrcoef(original.ravel(), reconstruction.ravel())[0, 1]
     name = model.layers[layer_index(model, layer)].name
-    figure = _before_after(f"feature inversion from {name}", original, reconstruction, losses,
-                           "loss", "original", f"reconstruction (r = {correlation:.2f})", save_path)
+    pictures = [(original, "original"), (reconstruction, f"reconstruction (r = {correlation:.2f})")]
+    figure = pictures_and_curve(f"feature inversion from {name}", pictures, losses, "loss", save_path)
     return reconstruction, losses, figure
 
 
@@ -377,8 +378,8 @@ def plot_deep_dream(model, image, layer, steps: int = 20, save_path=None, **opti
     """Original, dreamed image and the objective per step. Returns ``(dreamed, objectives, figure)``."""
     dreamed, objectives = deep_dream(model, image, layer, steps, **options)
     name = model.layers[layer_index(model, layer)].name
-    figure = _before_after(f"deep dream on {name}", _batch(model, image)[0], dreamed, objectives,
-                           "mean(A^2) / 2", "original", "dreamed", save_path)
+    pictures = [(_batch(model, image)[0], "original"), (dreamed, "dreamed")]
+    figure = pictures_and_curve(f"deep dream on {name}", pictures, objectives, "mean(A^2) / 2", save_path)
     return dreamed, objectives, figure
 
 
@@ -387,6 +388,7 @@ def plot_class_model(model, class_index: int, steps: int = 200, save_path=None, 
     image, scores = class_model(model, class_index, steps, **options)
     low, high = options.get("bounds", (0.0, 1.0))
     start = np.full(model.input_shape, (low + high) / 2)
-    figure = _before_after(f"class model for class {class_index}", start, image, scores,
-                           f"score of class {class_index}", "start (grey)", f"class {class_index}", save_path)
+    pictures = [(start, "start (grey)"), (image, f"class {class_index}")]
+    figure = pictures_and_curve(f"class model for class {class_index}", pictures, scores,
+                                f"score of class {class_index}", save_path)
     return image, scores, figure
