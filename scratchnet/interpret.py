@@ -25,6 +25,7 @@ Every method is one of the gradients of ``inspect.py`` put to work:
   the image's, by Adam on the pixels: ``||phi(x) - phi(x0)||^2 / ||phi(x0)||^2 + tv * TV(x) + l2 * ||x||^2``.
 * Deep dream: gradient ascent on ``mean(A^2) / 2`` (a layer, or one channel of it).
 * Class model (Simonyan et al. 2014): Adam ascent on ``y^c(x) - l2 * ||x||^2`` from a grey image.
+* Style transfer (Gatys et al. 2016), with the same pixel-descent loop: ``style_transfer.py``.
 
 Each ``name(...)`` returns arrays; each ``plot_name(...)`` takes the same arguments, computes
 them, and returns ``(arrays..., figure)``: a matplotlib Figure made headless like viz.py's.

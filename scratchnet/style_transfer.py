@@ -115,7 +115,7 @@ def style_transfer_loss(model, x, targets: StyleTargets, content_weight=1.0, sty
 
 
 def style_transfer(model, content, style, content_layer=None, style_layers=None, steps: int = 100,
-                   lr: float = 0.02, content_weight: float = 1.0, style_weight: float = 100.0,
+                   lr: float = 0.02, content_weight: float = 1.0, style_weight: float = 10.0,
                    tv_weight: float = 0.0, bounds=None):
     """The content image redrawn with the style image's Gram matrices (module docstring).
 
