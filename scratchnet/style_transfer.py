@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .inspect import activations, input_gradient, layer_index
+from .interpret import feature_map_layers, pictures_and_curve
 from .pixel_descent import check_steps, descend_pixels, total_variation
 
 
@@ -86,7 +87,7 @@ def style_targets(model, content, style, content_layer, style_layers) -> StyleTa
     return StyleTargets(content_index, content_features, style_grams)
 
 
-def style_transfer_loss(model, x, targets: StyleTargets, content_weight=1.0, style_weight=1.0,
+def style_transfer_loss(model, x, targets: StyleTargets, content_weight=1.0, style_weight=10.0,
                         tv_weight=0.0):
     """``(losses, dL/dx)``: losses = {"content", "style", "tv", "total"} (floats) for the image
     x (1, H, W, C), and the gradient of the total with respect to the pixels (x's shape)."""
@@ -126,8 +127,6 @@ def style_transfer(model, content, style, content_layer=None, style_layers=None,
     bounds : (low, high) for the pixels; default the min and max of both images
     Returns ``(image (H, W, C), total loss before each step (steps,))``.
     """
-    from .interpret import feature_map_layers
-
     check_steps(steps, "style_transfer")
     for name, weight in (("content_weight", content_weight), ("style_weight", style_weight),
                          ("tv_weight", tv_weight)):
@@ -155,8 +154,6 @@ def style_transfer(model, content, style, content_layer=None, style_layers=None,
 
 def plot_style_transfer(model, content, style, steps: int = 100, save_path=None, **options):
     """Content, style, result and the total loss per step. Returns ``(image, losses, figure)``."""
-    from .interpret import pictures_and_curve
-
     image, losses = style_transfer(model, content, style, steps=steps, **options)
     pictures = [(_one_image(model, content, "content")[0], "content"),
                 (_one_image(model, style, "style")[0], "style"), (image, "result")]
