@@ -25,6 +25,7 @@ Every method is one of the gradients of ``inspect.py`` put to work:
   the image's, by Adam on the pixels: ``||phi(x) - phi(x0)||^2 / ||phi(x0)||^2 + tv * TV(x) + l2 * ||x||^2``.
 * Deep dream: gradient ascent on ``mean(A^2) / 2`` (a layer, or one channel of it).
 * Class model (Simonyan et al. 2014): Adam ascent on ``y^c(x) - l2 * ||x||^2`` from a grey image.
+* Style transfer (Gatys et al. 2016), with the same pixel-descent loop: ``style_transfer.py``.
 
 Each ``name(...)`` returns arrays; each ``plot_name(...)`` takes the same arguments, computes
 them, and returns ``(arrays..., figure)``: a matplotlib Figure made headless like viz.py's.
@@ -39,7 +40,7 @@ from .augment import resize_boxes
 from .inspect import activations, as_batch, backprop, input_gradient, layer_index
 from .layers.base import iter_layers
 from .layers.spatial import positive_int
-from .optimizers import Adam
+from .pixel_descent import PixelAdam, descend_pixels, total_variation  # noqa: F401 (PixelAdam: was public here)
 
 # ---------------------------------------------------------------------- helpers
 
@@ -71,24 +72,34 @@ def _scale01(maps: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- Grad-CAM
-def default_cam_layer(model) -> int:
-    """The last layer with weights and a 4-D output (the last convolution, or a normalisation after
-    it), moved past the shape-keeping layers that follow it (its activation), as in Keras models
-    whose convolution includes its ReLU. Pooling is not passed: it coarsens the map."""
+def feature_map_layers(model) -> list[int]:
+    """Indices of the layers with weights and an (h, w, C) output (convolutions, normalisations),
+    each moved past the shape-keeping layers without weights that follow it (its activation), as in
+    Keras models whose convolution includes its ReLU. Pooling is not passed: it coarsens the map."""
     shape, shapes = model.input_shape, []
     for layer in model.layers:
         shape = layer.output_shape(shape)
         shapes.append(shape)
-    weighted = [i for i, layer in enumerate(model.layers)
-                if len(shapes[i]) == 3 and any(lyr.params for lyr in iter_layers([layer]))]
-    if not weighted:
+    chosen = []
+    for index, layer in enumerate(model.layers):
+        if len(shapes[index]) != 3 or not any(lyr.params for lyr in iter_layers([layer])):
+            continue
+        while index + 1 < len(model.layers) and shapes[index + 1] == shapes[index] \
+                and not model.layers[index + 1].params:
+            index += 1
+        if index not in chosen:
+            chosen.append(index)
+    return chosen
+
+
+def default_cam_layer(model) -> int:
+    """The last of ``feature_map_layers``: the last convolution (or a normalisation after it), past
+    its activation."""
+    chosen = feature_map_layers(model)
+    if not chosen:
         raise ValueError(f"{model.name}: no layer with weights and an (H, W, C) output for Grad-CAM; "
                          "pass layer=")
-    index = weighted[-1]
-    while index + 1 < len(model.layers) and shapes[index + 1] == shapes[index] \
-            and not model.layers[index + 1].params:
-        index += 1
-    return index
+    return chosen[-1]
 
 
 def cam_weighting(model, index: int, weighting: str = "auto") -> str:
@@ -160,34 +171,7 @@ def saliency(model, images, class_index=None, method: str = "vanilla", samples: 
 
 
 # ---------------------------------------------------------------------- optimising pixels
-def total_variation(x: np.ndarray):
-    """Squared total variation of images (N, H, W, C) and its gradient.
-
-    TV = sum (x[h+1, w] - x[h, w])^2 + (x[h, w+1] - x[h, w])^2 ; dTV/dx has x's shape.
-    """
-    down, right = np.diff(x, axis=1), np.diff(x, axis=2)
-    grad = np.zeros_like(x)
-    grad[:, 1:] += 2 * down   # each difference pulls its lower cell up ...
-    grad[:, :-1] -= 2 * down  # ... and its upper cell down
-    grad[:, :, 1:] += 2 * right
-    grad[:, :, :-1] -= 2 * right
-    return float((down ** 2).sum() + (right ** 2).sum()), grad
-
-
-class PixelAdam:
-    """Adam on an array of pixels, by ``optimizers.Adam.update``: m = b1 m + (1-b1) g;
-    v = b2 v + (1-b2) g^2;  x -= lr * m_hat / (sqrt(v_hat) + eps) with the bias-corrected
-    m_hat, v_hat. ``step`` returns the moved copy of x."""
-
-    def __init__(self, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.lr, self.adam, self.state = lr, Adam(lr, beta1, beta2, eps), {}
-
-    def step(self, x, grad):
-        x = np.array(x, dtype=np.float64)
-        self.adam.update(x, grad, self.state, self.lr)
-        return x
-
-
+# (the loop, Adam on pixels and total variation are in pixel_descent.py)
 def feature_inversion(model, image, layer, steps: int = 200, lr: float = 0.05, tv_weight: float = 1e-3,
                       l2_weight: float = 0.0, bounds=None, rng=0):
     """Reconstruct an image (H, W, C) from its features at ``layer``.
@@ -205,18 +189,20 @@ def feature_inversion(model, image, layer, steps: int = 200, lr: float = 0.05, t
     low, high = bounds if bounds is not None else (x0.min(), x0.max())
     rng = np.random.default_rng(rng)
     x = np.full_like(x0, (low + high) / 2) + 0.01 * (high - low) * rng.standard_normal(x0.shape)
-    adam, losses, feature_loss = PixelAdam(lr), [], []
+    feature_loss = []
 
     def d_feature_loss(phi):  # d/dphi of ||phi - phi0||^2 / ||phi0||^2
         feature_loss.append(float(((phi - phi0) ** 2).sum()) / norm)
         return 2 * (phi - phi0) / norm
 
-    for _ in range(steps):
+    def loss_and_gradient(x):
         grad = backprop(model, x, d_feature_loss, score_layer=index)[1].astype(float)
         tv, tv_grad = total_variation(x)
-        losses.append(feature_loss[-1] + tv_weight * tv + l2_weight * float((x ** 2).sum()))
-        x = np.clip(adam.step(x, grad + tv_weight * tv_grad + 2 * l2_weight * x), low, high)
-    return x[0], np.array(losses)
+        loss = feature_loss[-1] + tv_weight * tv + l2_weight * float((x ** 2).sum())
+        return loss, grad + tv_weight * tv_grad + 2 * l2_weight * x
+
+    x, losses = descend_pixels(x, loss_and_gradient, steps, lr, (low, high))
+    return x[0], losses
 
 
 def deep_dream(model, image, layer, steps: int = 20, lr: float = 0.02, channel: int | None = None,
@@ -264,17 +250,19 @@ def class_model(model, class_index: int, steps: int = 200, lr: float = 0.05, l2_
     middle = (low + high) / 2
     rng = np.random.default_rng(rng)
     x = middle + 0.01 * (high - low) * rng.standard_normal((1, *model.input_shape))
-    adam, scores = PixelAdam(lr), []
+    scores = []
 
     def d_score(out):  # d y^c / d out, recording y^c
         scores.append(float(out[0, class_index]))
         return np.eye(out.shape[-1], dtype=out.dtype)[[class_index]]
 
-    for _ in range(steps):
+    def score_and_descent(x):
         grad = backprop(model, x, d_score)[1].astype(float)
         ascent = grad - 2 * l2_weight * (x - middle)  # d/dx of y^c - l2 ||x - middle||^2
-        x = np.clip(adam.step(x, -ascent), low, high)  # Adam minimises: step on the negative
-    return x[0], np.array(scores)
+        return scores[-1], -ascent  # Adam minimises: step on the negative
+
+    x, scores_per_step = descend_pixels(x, score_and_descent, steps, lr, bounds)
+    return x[0], scores_per_step
 
 
 # ---------------------------------------------------------------------- figures
@@ -349,18 +337,19 @@ def plot_saliency(model, images, class_index=None, methods=("vanilla", "smoothgr
     return results, _finish(figure, save_path)
 
 
-def _before_after(title, before, after, values, value_label, before_title, after_title, save_path):
-    """Three panels: before, after, and the curve of the optimised quantity per step."""
+def pictures_and_curve(title, pictures, values, value_label, save_path):
+    """One panel per ``(image (H, W, C), panel title)`` in ``pictures``, then the curve of the
+    optimised quantity per step (``values``). Returns the figure."""
     from .viz import _figure, _finish
 
-    figure = _figure(9, 3.2)
-    panels = figure.subplots(1, 3)
-    _show(panels[0], before, before_title)
-    _show(panels[1], after, after_title)
-    panels[2].plot(np.arange(1, len(values) + 1), values)
-    panels[2].set_xlabel("step")
-    panels[2].set_ylabel(value_label)
-    panels[2].grid(alpha=0.3)
+    figure = _figure(3 * (len(pictures) + 1), 3.2)
+    panels = figure.subplots(1, len(pictures) + 1)
+    for axes, (picture, picture_title) in zip(panels, pictures):
+        _show(axes, picture, picture_title)
+    panels[-1].plot(np.arange(1, len(values) + 1), values)
+    panels[-1].set_xlabel("step")
+    panels[-1].set_ylabel(value_label)
+    panels[-1].grid(alpha=0.3)
     figure.suptitle(title)
     return _finish(figure, save_path)
 
@@ -371,8 +360,8 @@ def plot_feature_inversion(model, image, layer, steps: int = 200, save_path=None
     original = as_batch(model, image)[0]
     correlation = np.corrcoef(original.ravel(), reconstruction.ravel())[0, 1]
     name = model.layers[layer_index(model, layer)].name
-    figure = _before_after(f"feature inversion from {name}", original, reconstruction, losses,
-                           "loss", "original", f"reconstruction (r = {correlation:.2f})", save_path)
+    pictures = [(original, "original"), (reconstruction, f"reconstruction (r = {correlation:.2f})")]
+    figure = pictures_and_curve(f"feature inversion from {name}", pictures, losses, "loss", save_path)
     return reconstruction, losses, figure
 
 
@@ -380,8 +369,8 @@ def plot_deep_dream(model, image, layer, steps: int = 20, save_path=None, **opti
     """Original, dreamed image and the objective per step. Returns ``(dreamed, objectives, figure)``."""
     dreamed, objectives = deep_dream(model, image, layer, steps, **options)
     name = model.layers[layer_index(model, layer)].name
-    figure = _before_after(f"deep dream on {name}", as_batch(model, image)[0], dreamed, objectives,
-                           "mean(A^2) / 2", "original", "dreamed", save_path)
+    pictures = [(as_batch(model, image)[0], "original"), (dreamed, "dreamed")]
+    figure = pictures_and_curve(f"deep dream on {name}", pictures, objectives, "mean(A^2) / 2", save_path)
     return dreamed, objectives, figure
 
 
@@ -390,6 +379,7 @@ def plot_class_model(model, class_index: int, steps: int = 200, save_path=None, 
     image, scores = class_model(model, class_index, steps, **options)
     low, high = options.get("bounds", (0.0, 1.0))
     start = np.full(model.input_shape, (low + high) / 2)
-    figure = _before_after(f"class model for class {class_index}", start, image, scores,
-                           f"score of class {class_index}", "start (grey)", f"class {class_index}", save_path)
+    pictures = [(start, "start (grey)"), (image, f"class {class_index}")]
+    figure = pictures_and_curve(f"class model for class {class_index}", pictures, scores,
+                                f"score of class {class_index}", save_path)
     return image, scores, figure

@@ -40,7 +40,7 @@ PROMISES = {
     "07": ["HealthMonitor on the broken run:", "HealthMonitor on the good run:", "early stopping"],
     "08": ["BatchNorm backward matches the formula: True", "two 3x3 see 5x5: True"],
     "09": ["per-class accuracy", "test accuracy:"],
-    "10": ["Grad-CAM", "saliency", "feature inversion", "deep dream"],
+    "10": ["Grad-CAM", "saliency", "feature inversion", "deep dream", "style transfer: loss"],
     "11": ["UnsafeModelError", "the marker file exists: False", "resumed bitwise: True"],
     "12": ["compare_training", "LeakyReLU slope learned:",
            "Conv1D matches Conv2D with a (1, k) kernel: True"],

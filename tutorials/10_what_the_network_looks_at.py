@@ -4,8 +4,9 @@
 # **This lesson teaches** four ways to turn a trained CNN's gradients into pictures: Grad-CAM
 # (which region made the class score high), saliency maps (which pixels the score is sensitive
 # to), feature inversion (what a layer remembers of an image) and Deep Dream (what a layer
-# likes to see). Each is backpropagation as in lessons 2-4, only the gradient is taken with
-# respect to the *input* or to a feature map instead of the weights. **Time: about 45 minutes.**
+# likes to see), and a fifth that makes one: style transfer. Each is backpropagation as in
+# lessons 2-4, only the gradient is taken with respect to the *input* or to a feature map instead
+# of the weights. **Time: about 50 minutes.**
 #
 # `SCRATCHNET_QUICK=1` trains on fewer digits and runs fewer optimisation steps (what the tests
 # run). Figures go to `$SCRATCHNET_FIGURES` (or a fresh temporary folder), never into the repository.
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import scratchnet as sn
 from scratchnet import interpret, metrics
-from scratchnet.datasets import load_mnist_sample
+from scratchnet.datasets import load_mnist_sample, make_patterns
 from scratchnet.layers import Activation, Conv2D, Dense, Flatten, MaxPool2D
+from scratchnet.style_transfer import plot_style_transfer
 
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run: fewer digits and steps
 FIGURES = Path(os.environ.get("SCRATCHNET_FIGURES") or tempfile.mkdtemp(prefix="scratchnet-lesson10-"))
@@ -134,6 +136,31 @@ dreamed, objectives, figure = interpret.plot_deep_dream(model, examples[1], laye
                                                         steps=5 if QUICK else 40)
 save(figure, "10_deep_dream.png")
 print(f"deep dream: objective {objectives[0]:.3f} -> {objectives[-1]:.3f}")
+
+# %% [markdown]
+# ## 6. Style transfer
+#
+# Feature inversion matched a layer's features cell by cell. Match only *which channels fire
+# together*, wherever in the image, and you keep a texture but lose its layout. With a layer's
+# features as a matrix $F$ ($hw$ cells by $C$ channels), the Gram matrix $G = F^\top F / (hwC)$
+# holds those co-activations (Gatys et al. 2016). Start from a digit and descend on
+#
+# $$ \frac{\lVert F_c(x) - F_c(\text{digit}) \rVert^2}{\text{size}}
+#    + \beta \sum_{l} \lVert G_l(x) - G_l(\text{stripes}) \rVert^2 $$
+#
+# (content at the last ReLU, style at both ReLUs): the digit keeps its shape and takes on the
+# stripes. The gradient of each term reaches the pixels through the same backward passes as above.
+# The style weight $\beta$ sets the balance: at 3 the digit stays readable, at 30 the stripes
+# cover it (try it).
+
+# %%
+patterns, pattern_classes = make_patterns(20, image_size=28, seed=0)
+stripes = patterns[list(pattern_classes).index(1)]   # class 1: vertical stripes
+styled, style_losses, figure = plot_style_transfer(model, examples[0], stripes, style_weight=3.0,
+                                                   steps=10 if QUICK else 100)
+save(figure, "10_style_transfer.png")
+print(f"style transfer: loss {style_losses[0]:.3f} -> {style_losses[-1]:.3f}")
+assert style_losses[-1] < style_losses[0]
 
 # %% [markdown]
 # ## Exercise (graded): the ReLU's backward, the gate every saliency map passes through

@@ -1,0 +1,162 @@
+"""Style transfer (Gatys, Ecker & Bethge 2016): one image's content drawn in another's style.
+
+A layer's features F (1, h, w, C) are read as a matrix with M = h*w rows (cells) and C columns
+(channels, channels-last). With x the image being optimised:
+
+* content loss at one layer:  L_c = ||F(x) - F(content)||^2 / F.size   (mean squared distance)
+  dL_c/dF = 2 (F(x) - F(content)) / F.size
+* Gram matrix:  G = F^T F / (M C)   (C, C): which channels fire together, wherever in the image
+* style loss, summed over the style layers:  L_s = sum_l ||G_l(x) - G_l(style)||^2   (Frobenius)
+  dL_s/dF_l = 4 F_l (G_l(x) - G_l(style)) / (M C)   (as G - A is symmetric)
+
+The total L = content_weight L_c + style_weight L_s + tv_weight TV(x) is minimised over the pixels
+by ``pixel_descent.descend_pixels`` (Adam, clipped to ``bounds``), starting from the content image.
+dL/dx is the sum over the chosen layers of ``input_gradient(model, x, dL/dF_l, score_layer=l)``:
+each layer's term walks back to the pixels through the layers' own backward, one walk per layer
+(simple, and cheap for the small networks here). The model's parameters never change.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+
+from .inspect import activations, input_gradient, layer_index
+from .interpret import feature_map_layers, pictures_and_curve
+from .layers.spatial import positive_int
+from .pixel_descent import descend_pixels, total_variation
+
+
+def gram_matrix(features: np.ndarray) -> np.ndarray:
+    """(N, h, w, C) -> (N, C, C): G[n] = F^T F / (h w C), with F = features[n] as (h*w, C)."""
+    n, h, w, c = features.shape
+    flat = features.reshape(n, h * w, c)
+    return flat.transpose(0, 2, 1) @ flat / (h * w * c)
+
+
+def content_loss(features, target):
+    """``(||F - P||^2 / F.size, dL/dF)`` for features F and target P of the same shape."""
+    difference = features - target
+    return float((difference ** 2).sum()) / difference.size, 2 * difference / difference.size
+
+
+def style_loss(features, target_gram):
+    """``(||G(F) - A||^2, dL/dF)`` for features F (N, h, w, C) and a target Gram matrix A (N, C, C),
+    symmetric like every Gram matrix (the gradient's formula uses it)."""
+    n, h, w, c = features.shape
+    difference = gram_matrix(features) - target_gram                       # G - A  (N, C, C)
+    grad = features.reshape(n, h * w, c) @ difference * (4 / (h * w * c))  # 4 F (G - A) / (M C)
+    return float((difference ** 2).sum()), grad.reshape(features.shape)
+
+
+class StyleTargets(NamedTuple):
+    """What the image should match: F(content) at one layer and G(style) at the style layers."""
+    content_layer: int                   # index in model.layers
+    content_features: np.ndarray         # P = F(content) (1, *that layer's output shape)
+    style_grams: dict[int, np.ndarray]   # {layer index: A_l = G_l(style) (1, C_l, C_l)}
+
+
+def _one_image(model, image, what: str) -> np.ndarray:
+    """(H, W, C) or (1, H, W, C) of the model's input shape -> (1, H, W, C) float64."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.shape not in (tuple(model.input_shape), (1, *model.input_shape)):
+        raise ValueError(f"style_transfer: {what} must be one image of the model's input shape "
+                         f"{tuple(model.input_shape)}, got shape {image.shape}")
+    return image.reshape(1, *model.input_shape)
+
+
+def style_targets(model, content, style, content_layer, style_layers) -> StyleTargets:
+    """F(content) at ``content_layer`` and G(style) at each of ``style_layers`` (names/indices;
+    each must give an (h, w, C) output)."""
+    if isinstance(style_layers, (str, numbers.Integral)) or not style_layers:
+        raise ValueError(f"style_transfer: style_layers must be a non-empty list of layer names or "
+                         f"indices, got {style_layers!r}")
+    content_index = layer_index(model, content_layer)
+    style_indices = [layer_index(model, layer) for layer in style_layers]
+    content_features = activations(model, _one_image(model, content, "content"), [content_index])
+    style_features = activations(model, _one_image(model, style, "style"), style_indices)
+    style_grams = {}
+    for index in style_indices:
+        features = np.asarray(style_features[model.layers[index].name], dtype=np.float64)
+        if features.ndim != 4:
+            raise ValueError(f"style_transfer: a style layer needs an (h, w, C) output for its Gram "
+                             f"matrix; {model.layers[index].name!r} gives {features.shape[1:]}")
+        style_grams[index] = gram_matrix(features)
+    content_features = np.asarray(content_features[model.layers[content_index].name], dtype=np.float64)
+    return StyleTargets(content_index, content_features, style_grams)
+
+
+def style_transfer_loss(model, x, targets: StyleTargets, content_weight=1.0, style_weight=10.0,
+                        tv_weight=0.0):
+    """``(losses, dL/dx)``: losses = {"content", "style", "tv", "total"} (floats) for the image
+    x (1, H, W, C), and the gradient of the total with respect to the pixels (x's shape)."""
+    chosen = sorted({targets.content_layer, *targets.style_grams})
+    features = activations(model, x, chosen)  # one forward pass to the deepest chosen layer
+    losses = {"content": 0.0, "style": 0.0}
+    feature_grads = {}                        # {layer index: dL/dF at that layer}
+    for index in chosen:
+        layer_features = np.asarray(features[model.layers[index].name], dtype=np.float64)
+        feature_grads[index] = np.zeros_like(layer_features)
+        if index == targets.content_layer:
+            value, grad = content_loss(layer_features, targets.content_features)
+            losses["content"] += value
+            feature_grads[index] += content_weight * grad
+        if index in targets.style_grams:
+            value, grad = style_loss(layer_features, targets.style_grams[index])
+            losses["style"] += value
+            feature_grads[index] += style_weight * grad
+    losses["tv"], pixel_grad = total_variation(x)
+    pixel_grad = tv_weight * pixel_grad
+    for index, grad in feature_grads.items():  # dL/dx = sum_l (dF_l/dx)^T dL/dF_l
+        pixel_grad = pixel_grad + input_gradient(model, x, grad, score_layer=index)
+    losses["total"] = content_weight * losses["content"] + style_weight * losses["style"] \
+        + tv_weight * losses["tv"]
+    return losses, pixel_grad
+
+
+def style_transfer(model, content, style, content_layer=None, style_layers=None, steps: int = 100,
+                   lr: float = 0.02, content_weight: float = 1.0, style_weight: float = 10.0,
+                   tv_weight: float = 0.0, bounds=None):
+    """The content image redrawn with the style image's Gram matrices (module docstring).
+
+    content, style : images (H, W, C) of the model's input shape
+    content_layer : name / index; default the last of ``interpret.feature_map_layers`` (the last
+        convolution's activation)
+    style_layers : list of names / indices with (h, w, C) outputs; default all of them
+    bounds : (low, high) for the pixels; default the min and max of both images
+    Returns ``(image (H, W, C), total loss before each step (steps,))``.
+    """
+    positive_int(steps, "steps", "style_transfer")
+    for name, weight in (("content_weight", content_weight), ("style_weight", style_weight),
+                         ("tv_weight", tv_weight)):
+        if not isinstance(weight, numbers.Real) or not 0 <= weight < np.inf:
+            raise ValueError(f"style_transfer: {name} must be a number >= 0, got {weight!r}")
+    feature_layers = feature_map_layers(model)
+    if not feature_layers and (content_layer is None or style_layers is None):
+        raise ValueError(f"style_transfer: {model.name} has no layer with weights and an (h, w, C) "
+                         "output to default to; pass content_layer= and style_layers=")
+    content_layer = feature_layers[-1] if content_layer is None else content_layer
+    style_layers = feature_layers if style_layers is None else style_layers
+    targets = style_targets(model, content, style, content_layer, style_layers)
+    x = _one_image(model, content, "content")
+    if bounds is None:
+        both = np.concatenate([x.ravel(), _one_image(model, style, "style").ravel()])
+        bounds = (both.min(), both.max())
+
+    def loss_and_gradient(image):
+        losses, grad = style_transfer_loss(model, image, targets, content_weight, style_weight, tv_weight)
+        return losses["total"], grad
+
+    x, losses = descend_pixels(x, loss_and_gradient, steps, lr, bounds)
+    return x[0], losses
+
+
+def plot_style_transfer(model, content, style, steps: int = 100, save_path=None, **options):
+    """Content, style, result and the total loss per step. Returns ``(image, losses, figure)``."""
+    image, losses = style_transfer(model, content, style, steps=steps, **options)
+    pictures = [(_one_image(model, content, "content")[0], "content"),
+                (_one_image(model, style, "style")[0], "style"), (image, "result")]
+    figure = pictures_and_curve("style transfer", pictures, losses, "total loss", save_path)
+    return image, losses, figure
