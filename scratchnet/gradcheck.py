@@ -221,7 +221,7 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
         else:
             layer.build(x.shape[1:], rng=rng, dtype=np.float64)
     except Exception as error:  # a student's build: report it, naming the layer
-        report.contract.append(describe_exception(layer, "build", error))
+        report.contract.append(describe_exception(layer.name, "build", error))
         return report
     noise_seed = int(rng.integers(2**31))
 
@@ -239,7 +239,7 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
                                    "generator reset to one seed: draw random numbers from "
                                    "self.random_generator(), never from np.random")
     except Exception as error:
-        report.contract.append(describe_exception(layer, "forward", error))
+        report.contract.append(describe_exception(layer.name, "forward", error))
         return report
     if not isinstance(y, np.ndarray):
         report.contract.append(f"{layer.name}: forward returned {type(y).__name__}, expected an array")
@@ -291,7 +291,7 @@ def _backward_with_contract(layer, x, projection, report):
                   for leaf in leaves for key, value in leaf.grads.items()}
         _restore(leaves, before)
     except Exception as error:
-        report.contract.append(describe_exception(layer, "backward", error))
+        report.contract.append(describe_exception(layer.name, "backward", error))
         return None, None
     repeat = compare_repeat(layer, dx, dx_again, "backward (dx)")
     for name, value in first.items():
@@ -340,15 +340,14 @@ def check_loss(loss, logits, y, eps: float = EPS, tolerance: float = TOLERANCE) 
     """Check ``loss.backward()`` (dL/dlogits) against central differences, in float64."""
     loss = copy.deepcopy(loss)
     logits = np.array(logits, dtype=np.float64)
-    report = GradientCheckReport(f"check_loss: {getattr(loss, 'name', type(loss).__name__)}, "
-                                 f"logits {logits.shape}", tolerance, batch_size=logits.shape[0])
     name = getattr(loss, "name", type(loss).__name__)
+    report = GradientCheckReport(f"check_loss: {name}, logits {logits.shape}", tolerance,
+                                 batch_size=logits.shape[0])
     try:
         value = loss.forward(logits, y)
         analytic = loss.backward()
     except Exception as error:
-        report.contract.append(describe_exception(loss, "forward/backward", error)
-                               if hasattr(loss, "name") else f"{name}: {error}")
+        report.contract.append(describe_exception(name, "forward/backward", error))
         return report
     if not np.isscalar(value) and np.shape(value) != ():
         report.contract.append(f"{name}: forward returned shape {np.shape(value)}, expected a scalar loss")

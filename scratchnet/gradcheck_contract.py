@@ -21,12 +21,15 @@ import numpy as np
 from .layers.base import Layer
 
 
-def describe_exception(layer, where: str, error: BaseException) -> str:
-    """'conv2d: backward raised KeyError: 'W' (student.py line 12, in backward)'."""
+def describe_exception(name: str, where: str, error: BaseException) -> str:
+    """'conv2d: backward raised KeyError: 'W' (student.py line 12, in backward)'.
+
+    ``name``: who raised it, a layer's name or a file's (the grader's "importing the file").
+    """
     frames = traceback.extract_tb(error.__traceback__)
     place = f" ({frames[-1].filename.rsplit('/', 1)[-1]} line {frames[-1].lineno}, in {frames[-1].name})" \
         if frames else ""
-    return f"{layer.name}: {where} raised {type(error).__name__}: {error}{place}"
+    return f"{name}: {where} raised {type(error).__name__}: {error}{place}"
 
 
 def check_before_build(layer) -> list[str]:

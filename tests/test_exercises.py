@@ -69,6 +69,13 @@ def test_check_refuses_a_file_without_the_exercise_line(tmp_path):
                         "keep the starter's class name)"]
 
 
+def test_check_names_the_file_and_line_when_importing_it_raises(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text("# scratchnet exercise: relu\nraise ValueError('boom')\n")
+    assert check(path).problems == ["mine.py: importing the file raised ValueError: boom "
+                                    "(mine.py line 2, in <module>)"]
+
+
 STUDENT_LAYER = '''
 import numpy as np
 from scratchnet.layers import Layer

@@ -227,7 +227,7 @@ def grade_case(exercise, cls, case, seed=0) -> CaseResult:
             if exercise.reference == "dropout" and not messages:
                 messages += dropout_checks(cls, case, x)
     except Exception as error:  # the student's code raised: report where
-        messages.append(describe_exception(_Named(exercise.class_name), "your code", error))
+        messages.append(describe_exception(exercise.class_name, "your code", error))
     return CaseResult(f"{case.label}: input {x.shape}", not messages, messages, case.config)
 
 
@@ -252,11 +252,6 @@ def dropout_checks(cls, case, x) -> list[str]:
         return [f"training: a kept unit of 1.0 came out as {kept.flat[0]:.4g}, expected 1 / (1 - rate) = "
                 f"{1 / (1 - rate):.4g} (inverted dropout scales at training time)"]
     return []
-
-
-class _Named:
-    def __init__(self, name):
-        self.name = name
 
 
 def _grade_loss_case(exercise, cls, case, x, seed):
@@ -292,7 +287,7 @@ def grade_file(path, name=None) -> GradeReport:
     try:
         module = load_module(path)
     except Exception as error:
-        report.problems.append(describe_exception(_Named(Path(path).name), "importing the file", error))
+        report.problems.append(describe_exception(Path(path).name, "importing the file", error))
         return report
     cls = getattr(module, exercise.class_name, None)
     if cls is None:
