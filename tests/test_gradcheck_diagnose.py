@@ -110,6 +110,22 @@ def test_tiny_errors_suggest_float32_round_off():
     assert "looks like float32 round-off" in text and "float64" in text
 
 
+@pytest.mark.parametrize("layer, input_shape", [
+    (RoundOff(3), (4,)), (Scaled(3, factor=2.0), (4,)),
+    (BorderBug(2, 3, padding="same"), (5, 5, 1)),
+])
+def test_the_report_diagnoses_as_diagnose_does_on_its_own(layer, input_shape):
+    # report.add hands diagnose the error and the wrong mask it computed: the same notes result
+    report = check_layer(layer, input_shape, batch_size=2)
+    failing = report.failing()
+    assert failing and all(row.diagnosis for row in failing)
+    for row in failing:
+        coverage = window_coverage(layer, input_shape[:2]) if row.name == "input" and len(input_shape) == 3 \
+            else None
+        assert row.diagnosis == diagnose(row.name, row.analytic, row.numeric, row.mask, report.tolerance,
+                                         report.batch_size, coverage)
+
+
 def test_kinks_are_inconclusive_not_failures():
     # ReLU at exactly 0: the one-sided slopes are 0 and 1 at any step size
     x = np.array([[0.0, 1.0, -1.0, 0.0]])
