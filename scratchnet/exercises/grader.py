@@ -24,7 +24,8 @@ import numpy as np
 
 from ..gradcheck import check_layer, check_loss
 from ..gradcheck_contract import describe_exception
-from ..gradcheck_diagnose import diagnose, disagreeing, window_coverage
+from ..gradcheck_diagnose import window_coverage
+from ..gradcheck_report import GradientCheckReport
 from .registry import EXERCISES
 
 COMPARE_TOLERANCE = 1e-8   # relative, float64, scratchnet's layer vs the student's
@@ -136,7 +137,7 @@ class GradeReport:
 
 
 def compare_arrays(what, mine, expected, batch_size, coverage=None) -> list[str]:
-    """'' if the student's array equals scratchnet's (1e-8 relative), else a paragraph."""
+    """[] if the student's array equals scratchnet's (1e-8 relative), else one paragraph in a list."""
     if not isinstance(mine, np.ndarray):
         return [f"{what}: got {type(mine).__name__}, expected an array of shape {np.shape(expected)}"]
     if mine.shape != expected.shape:
@@ -145,16 +146,16 @@ def compare_arrays(what, mine, expected, batch_size, coverage=None) -> list[str]
     if not np.all(np.isfinite(mine)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(mine))[0])
         return [f"{what}: not finite at {list(bad)} ({mine[bad]}): overflow? (use the max shift)"]
-    mask = np.ones(mine.shape, dtype=bool)
-    wrong = disagreeing(mine, expected, mask, COMPARE_TOLERANCE)
-    if not wrong.any():
-        return []
-    worst = np.unravel_index(int(np.argmax(np.abs(mine - expected))), mine.shape)
-    lines = [f"{what} differs from scratchnet's in {int(wrong.sum())} of {mine.size} elements; worst at "
-             f"[{', '.join(map(str, worst))}]: yours {mine[worst]:.6g}, expected {expected[worst]:.6g}"]
+    # the gradient check's comparison, with scratchnet's array in the place of the numeric one
     name = "input" if what.startswith(("dx", "output")) else what
-    notes = diagnose(name, mine, expected, mask, COMPARE_TOLERANCE, batch_size, coverage)
-    lines += [f"  diagnosis: {note}" for note in notes]
+    report = GradientCheckReport(what, COMPARE_TOLERANCE, batch_size=batch_size)
+    row = report.add(name, mine, expected, coverage=coverage)
+    if row.passed:
+        return []
+    lines = [f"{what} differs from scratchnet's in {row.n_wrong} of {mine.size} elements; worst at "
+             f"[{', '.join(map(str, row.worst_index))}]: yours {row.worst_analytic:.6g}, "
+             f"expected {row.worst_numeric:.6g}"]
+    lines += [f"  diagnosis: {note}" for note in row.diagnosis]
     return ["\n".join(lines)]
 
 
