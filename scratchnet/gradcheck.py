@@ -262,9 +262,22 @@ def central_difference_noise(terms_size: float, eps: float) -> float:
     return 4 * float(np.finfo(np.float64).eps) * float(terms_size) / eps
 
 
-def _param_name(layer, leaf, key):
-    """'W' for the checked layer's own parameter, 'block.dense/W' for one inside a container."""
-    return key if leaf is layer else f"{leaf.name}/{key}"
+def _param_name(root, leaf, key):
+    """'W' for the checked layer's own parameter, 'block.dense/W' for one inside a container
+    (and for every parameter of a model: ``root`` is then the model, never a leaf)."""
+    return key if leaf is root else f"{leaf.name}/{key}"
+
+
+def gradient_copies(root, leaves):
+    """{report name: a copy of the gradient} for every array in the leaves' grads."""
+    return {_param_name(root, leaf, key): np.array(value, copy=True) for leaf in leaves
+            for key, value in dict(leaf.grads).items() if isinstance(value, np.ndarray)}
+
+
+def arrays_to_compare(root, leaves, x, dx, analytic):
+    """[("input", x, dx), (name, parameter, its gradient from ``analytic`` or None), ...]."""
+    named = [(_param_name(root, leaf, key), param) for leaf in leaves for key, param in leaf.params.items()]
+    return [("input", x, dx)] + [(name, param, analytic.get(name)) for name, param in named]
 
 
 def _backward_with_contract(layer, x, projection, report):
@@ -278,8 +291,7 @@ def _backward_with_contract(layer, x, projection, report):
     dy = projection.copy()
     try:
         dx = layer.backward(dy)
-        first = {_param_name(layer, leaf, key): np.array(value, copy=True) for leaf in leaves
-                 for key, value in dict(leaf.grads).items() if isinstance(value, np.ndarray)}
+        first = gradient_copies(layer, leaves)
         for leaf, saved in zip(leaves, before):
             own_dy = dy if leaf is layer else projection  # dy is the checked layer's input only
             report.contract += check_side_effects(leaf, saved, own_dy, projection)
@@ -313,11 +325,23 @@ def _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, 
     def scalar_output(_):
         return float(np.sum(run_forward() * projection))
 
-    params = [(_param_name(layer, leaf, key), param) for leaf in iter_layers([layer])
-              for key, param in leaf.params.items()]
     floor = central_difference_noise(np.abs(run_forward() * projection).sum(), eps)
-    arrays = [("input", x, dx)] + [(name, param, analytic.get(name)) for name, param in params]
+    arrays = arrays_to_compare(layer, list(iter_layers([layer])), x, dx, analytic)
+    coverage = window_coverage(layer, x.shape[1:3]) if x.ndim == 4 else None
     ticker = Progress(layer.name, progress)
+    compare_gradients(report, scalar_output, arrays, rng, eps, max_elements, ticker, floor, coverage)
+    ticker.close()
+
+
+def compare_gradients(report, f, arrays, rng, eps=EPS, max_elements=SAMPLE_SIZE, ticker=None,
+                      noise_floor=0.0, input_coverage=None):
+    """Add a row to ``report`` for each (name, array, analytic gradient) in ``arrays``.
+
+    The numeric gradient is the kink-aware central difference of the scalar ``f`` as each
+    (float64) array is nudged in place, on a random sample of ``max_elements`` entries of a
+    larger array. A gradient that is not an array of the array's shape is not compared (its
+    contract problem is in the report). ``input_coverage``: ``window_coverage`` of the "input".
+    """
     for name, array, grad in arrays:
         if not isinstance(grad, np.ndarray) or grad.shape != array.shape:
             report.add_unchecked(name, array.shape)
@@ -326,14 +350,14 @@ def _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, 
         if not mask.all():
             report.notes.append(f"{name}: {len(indices)} of {array.size} elements checked (a random sample; "
                                 "max_elements=None checks all)")
-        numeric, kinks = kink_aware_gradient(scalar_output, array, eps, indices, ticker, name)
-        coverage = window_coverage(layer, x.shape[1:3]) if name == "input" and x.ndim == 4 else None
+        numeric, kinks = kink_aware_gradient(f, array, eps, indices, ticker, name)
+        coverage = input_coverage if name == "input" else None
         hint = grad.dtype if grad.dtype != np.float64 else None
-        report.add(name, grad, numeric, mask, kinks, coverage=coverage, dtype_hint=hint, noise_floor=floor)
+        report.add(name, grad, numeric, mask, kinks, coverage=coverage, dtype_hint=hint,
+                   noise_floor=noise_floor)
         if kinks.any():
             report.notes.append(f"{name}: {int(kinks.sum())} element(s) sit on a kink (ReLU/max tie) even "
                                 f"at step {eps * KINK_STEP_FACTOR:.0e}: inconclusive, not counted")
-    ticker.close()
 
 
 def check_loss(loss, logits, y, eps: float = EPS, tolerance: float = TOLERANCE) -> GradientCheckReport:

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from scratchnet import gradcheck
-from scratchnet.gradcheck import check_layer, kink_aware_gradient
+from scratchnet.gradcheck import check_layer, check_model, kink_aware_gradient
 from scratchnet.gradcheck_diagnose import diagnose, mismatch_grid, window_coverage
 from scratchnet.layers import Activation, Conv2D, Dense, MaxPool2D
+from scratchnet.model import Sequential
 
 
 class Scaled(Dense):
@@ -151,6 +152,22 @@ def test_large_arrays_are_sampled_and_the_sample_size_is_printed():
     assert rows["input"].checked == gradcheck.SAMPLE_SIZE and rows["input"].shape == (3, 28, 28, 3)
     assert rows["W"].checked == 432  # under the sample size: every element
     assert f"input: {gradcheck.SAMPLE_SIZE} of 7056 elements checked" in str(report)
+
+
+def test_check_model_notes_its_samples_and_kinks_as_check_layer_does():
+    # one comparison loop serves both checks (gradcheck.compare_gradients): check_model's report
+    # now says which arrays were sampled and which elements sat on a kink, as check_layer's does
+    model = Sequential([Activation("relu"), Dense(3)], input_shape=(4,), seed=0)
+    model.compile(optimizer="sgd", loss="cross_entropy")
+    x = np.array([[0.0, 1.0, -1.0, 0.0], [2.0, 0.0, -3.0, 1.0]])  # ReLU(0): 3 kinks
+    report = check_model(model, x, np.array([0, 2]), max_elements=None)
+    assert report.passed and report.rows[0].inconclusive == 3 and report.rows[0].checked == 5
+    assert report.notes == ["input: 3 element(s) sit on a kink (ReLU/max tie) even at step 1e-09: "
+                            "inconclusive, not counted"]
+    report = check_model(model, x, np.array([0, 2]), max_elements=5)
+    assert [row.checked + row.inconclusive for row in report.rows] == [5, 5, 3]
+    assert "input: 5 of 8 elements checked (a random sample; max_elements=None checks all)" in report.notes
+    assert "dense/W: 5 of 12 elements checked (a random sample; max_elements=None checks all)" in report.notes
 
 
 def test_a_long_check_prints_a_progress_line(capsys, monkeypatch):
