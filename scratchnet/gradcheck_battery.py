@@ -53,6 +53,18 @@ def _variants(config, input_shape):
     return cases
 
 
+def case_input(batch, shape, kind, seed):
+    """An input (batch, *shape) drawn from ``seed``: standard normal; for ``kind`` "ties" integers
+    0, 1, 2 instead (the max of a window is not unique), for "large" normal x 1000 (overflow?)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, *shape))
+    if kind == "ties":
+        x = rng.integers(0, 3, size=x.shape).astype(np.float64)
+    elif kind == "large":
+        x = 1000 * x
+    return x
+
+
 def is_strided(config) -> bool:
     stride = config.get("stride", 1)
     return stride is not None and any(s > 1 for s in np.atleast_1d(stride))
@@ -181,11 +193,7 @@ def check_battery(layer, x_or_input_shape, configs="battery", seed=0, training=F
             report.cases.append((label, None, f"not applicable: {error}", overrides))
             continue
         case_config = {**(config or {}), **overrides}
-        rng = np.random.default_rng(seed)
-        batch = 1 if kind == "batch1" else 2
-        x = rng.standard_normal((batch, *shape))
-        if kind == "ties":
-            x = rng.integers(0, 3, size=x.shape).astype(np.float64)
+        x = case_input(1 if kind == "batch1" else 2, shape, kind, seed)
         try:
             result = check_layer(case_layer, x, seed=seed, training=training, max_elements=max_elements,
                                  tolerance=tolerance, progress=False)

@@ -209,3 +209,14 @@ def test_compare_arrays_names_the_count_the_worst_element_and_the_pattern():
         "the batch (summed where a mean (1/N) was needed)"]
     assert compare_arrays("dx (backward)", mine.astype(np.float32), expected, 3)[0].startswith(
         "dx (backward) differs from scratchnet's in 2 of 6 elements; worst at [1, 2]: yours 6.5")
+
+
+def test_the_grader_and_the_battery_draw_their_inputs_alike():
+    from scratchnet.gradcheck_battery import case_input
+
+    normal = np.random.default_rng(3).standard_normal((2, 4, 4, 1))
+    np.testing.assert_array_equal(case_input(2, (4, 4, 1), "normal", 3), normal)
+    np.testing.assert_array_equal(case_input(2, (4, 4, 1), "large", 3), 1000 * normal)
+    ties = case_input(2, (4, 4, 1), "ties", 3)
+    assert ties.shape == (2, 4, 4, 1) and ties.dtype == np.float64
+    assert set(np.unique(ties).tolist()) == {0.0, 1.0, 2.0}  # every window of 2x2 of 3 values: ties

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..gradcheck import check_layer, check_loss
+from ..gradcheck_battery import case_input
 from ..gradcheck_contract import describe_exception
 from ..gradcheck_diagnose import window_coverage
 from ..gradcheck_report import GradientCheckReport
@@ -168,16 +169,6 @@ def _bias_hint(mine, expected):
     return []
 
 
-def _make_input(case, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((case.batch, *case.input_shape))
-    if case.input_kind == "ties":
-        x = rng.integers(0, 3, size=x.shape).astype(np.float64)
-    elif case.input_kind == "large":
-        x = 1000 * x
-    return x
-
-
 def compare_layers(student, reference, x, batch_size, seed=0, training=False) -> list[str]:
     """Build both from one seed, share scratchnet's weights, compare forward, dx and grads."""
     for layer in (reference, student):
@@ -212,7 +203,7 @@ def _gradcheck_messages(report) -> list[str]:
 
 
 def grade_case(exercise, cls, case, seed=0) -> CaseResult:
-    x = _make_input(case, seed)
+    x = case_input(case.batch, case.input_shape, case.input_kind, seed)
     messages = []
     try:
         if exercise.kind == "loss":
