@@ -83,14 +83,20 @@ def numerical_gradient(f, x: np.ndarray, eps: float = EPS, indices=None) -> np.n
     ``f`` may also read ``x`` through a reference (a layer's parameter, say).
     ``indices``: optional list of index tuples to check; other entries are left at 0.
     """
-    x = np.asarray(x)
-    if x.dtype != np.float64:
-        raise TypeError(f"numerical_gradient needs a float64 array, got {x.dtype}")
+    x = _float64_array(x, "numerical_gradient")
     grad = np.zeros_like(x)
     for index in (indices if indices is not None else np.ndindex(x.shape)):
         f_plus, f_minus = _nudged(f, x, index, eps)
         grad[index] = (f_plus - f_minus) / (2 * eps)
     return grad
+
+
+def _float64_array(x, who):
+    """``x`` as an array, refused unless float64: it is nudged by eps in place (float32 rounds it)."""
+    x = np.asarray(x)
+    if x.dtype != np.float64:
+        raise TypeError(f"{who} needs a float64 array, got {x.dtype}")
+    return x
 
 
 def _nudged(f, x, index, eps):
@@ -141,9 +147,7 @@ def kink_aware_gradient(f, x, eps=EPS, indices=None, progress=None, name=""):
     Where the two one-sided slopes differ (a ReLU/max kink within eps of x) the element is
     re-checked with eps * 1e-3; if they still differ it is marked inconclusive.
     """
-    x = np.asarray(x)
-    if x.dtype != np.float64:
-        raise TypeError(f"kink_aware_gradient needs a float64 array, got {x.dtype}")
+    x = _float64_array(x, "kink_aware_gradient")
     grad, kinks = np.zeros_like(x), np.zeros(x.shape, dtype=bool)
     indices = list(np.ndindex(x.shape)) if indices is None else indices
     f0 = f(x)
