@@ -339,13 +339,9 @@ def _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, 
 
 def compare_gradients(report, f, arrays, rng, eps=EPS, max_elements=SAMPLE_SIZE, ticker=None,
                       noise_floor=0.0, input_coverage=None):
-    """Add a row to ``report`` for each (name, array, analytic gradient) in ``arrays``.
-
-    The numeric gradient is the kink-aware central difference of the scalar ``f`` as each
-    (float64) array is nudged in place, on a random sample of ``max_elements`` entries of a
-    larger array. A gradient that is not an array of the array's shape is not compared (its
-    contract problem is in the report). ``input_coverage``: ``window_coverage`` of the "input".
-    """
+    """A row in ``report`` for each (name, float64 array, analytic gradient) of ``arrays``: the
+    gradient against kink-aware central differences of the scalar ``f`` (a gradient of the wrong
+    shape or type is not compared). ``input_coverage``: ``window_coverage`` of the "input"."""
     for name, array, grad in arrays:
         if not isinstance(grad, np.ndarray) or grad.shape != array.shape:
             report.add_unchecked(name, array.shape)

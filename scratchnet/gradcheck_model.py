@@ -40,7 +40,6 @@ def check_model(model, x, y, seed: int = 0, eps: float = EPS, tolerance: float =
     leaves = list(iter_layers(model.layers))
     before = {id(layer): snapshot_params(layer) for layer in leaves}  # the caches are not compared here
     analytic_dx = model.backward(model.loss.backward())
-    analytic = gradient_copies(model, leaves)
     report = GradientCheckReport(f"check_model: {model.name}, input {x.shape}, "
                                  f"loss {model.loss.name}", tolerance, batch_size=x.shape[0])
     for layer in leaves:
@@ -50,6 +49,6 @@ def check_model(model, x, y, seed: int = 0, eps: float = EPS, tolerance: float =
                 for key, value in before[id(layer)]["params"].items() if key in layer.params):
             report.contract.append(f"{layer.name}: backward changed its parameters; only the optimizer "
                                    "may (fit would update them twice)")
-    arrays = arrays_to_compare(model, leaves, x, analytic_dx, analytic)  # names "dense/W", ...
+    arrays = arrays_to_compare(model, leaves, x, analytic_dx, gradient_copies(model, leaves))  # "dense/W"
     compare_gradients(report, loss_value, arrays, rng, eps, max_elements)
     return report
