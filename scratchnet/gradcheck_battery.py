@@ -71,7 +71,7 @@ def is_strided(config) -> bool:
 
 
 class BatteryReport:
-    """One verdict per case: (label, passed or None if not applicable, report or reason)."""
+    """One verdict per case: (label, passed or None if not applicable, report or str why, config)."""
 
     def __init__(self, title):
         self.title = title
@@ -121,16 +121,6 @@ class BatteryReport:
     __repr__ = __str__
 
 
-class _Text:
-    """A failing case without a gradient report (float32 comparison, a refused build)."""
-
-    def __init__(self, text):
-        self.text = text
-
-    def __str__(self):
-        return self.text
-
-
 def float32_case(factory, input_shape, seed):
     """Build the layer twice from one seed, in float32 and float64; compare forward and backward."""
     rng = np.random.default_rng(seed)
@@ -157,7 +147,7 @@ def float32_case(factory, input_shape, seed):
             if error > 1e-4:
                 problems.append(f"{layer32.name}: float32 {name} differs from float64 by {error:.1e} "
                                 "(more than float32 round-off)")
-    return (not problems), (_Text("\n".join(problems)) if problems else None)
+    return (not problems), ("\n".join(problems) if problems else None)
 
 
 def check_battery(layer, x_or_input_shape, configs="battery", seed=0, training=False,
@@ -198,7 +188,7 @@ def check_battery(layer, x_or_input_shape, configs="battery", seed=0, training=F
             result = check_layer(case_layer, x, seed=seed, training=training, max_elements=max_elements,
                                  tolerance=tolerance, progress=False)
         except Exception as error:
-            result = _Text(f"{type(error).__name__}: {error}")
+            result = f"{type(error).__name__}: {error}"
             report.cases.append((label, False, result, case_config))
             continue
         report.cases.append((label, result.passed, result, case_config))
@@ -206,6 +196,6 @@ def check_battery(layer, x_or_input_shape, configs="battery", seed=0, training=F
         try:
             passed, detail = float32_case(factory, input_shape, seed)
         except Exception as error:
-            passed, detail = False, _Text(f"{type(error).__name__}: {error}")
+            passed, detail = False, f"{type(error).__name__}: {error}"
         report.cases.append(("float32 (forward, dx, grads stay float32)", passed, detail, config))
     return report
