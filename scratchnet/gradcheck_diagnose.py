@@ -178,15 +178,16 @@ def grid_axes(name, ndim):
     return ()
 
 
+def collapse_to_grid(array, axes, reduce):
+    """``array`` reduced over ``axes`` (``reduce``: np.any, np.max), as 2-D rows x columns."""
+    array = reduce(array, axis=axes) if axes else array
+    return array[None, :] if array.ndim == 1 else array.reshape(array.shape[0], -1)
+
+
 def mismatch_grid(name, wrong, mask, inconclusive):
     """2-D character codes: 'X' wrong, '?' inconclusive, '.' agrees, ' ' not compared."""
     axes = grid_axes(name, wrong.ndim)
-
-    def collapse(a):
-        a = a.any(axis=axes) if axes else a
-        return a[None, :] if a.ndim == 1 else a.reshape(a.shape[0], -1)
-
-    w, m, q = collapse(wrong), collapse(mask), collapse(inconclusive)
+    w, m, q = (collapse_to_grid(a, axes, np.any) for a in (wrong, mask, inconclusive))
     grid = np.full(w.shape, " ")
     grid[m] = "."
     grid[q] = "?"
@@ -220,8 +221,7 @@ def mismatch_figure(row, path=None):
 
     difference = np.where(row.mask, np.abs(row.analytic - row.numeric), 0.0)
     axes_over = grid_axes(row.name, difference.ndim)
-    image = difference.max(axis=axes_over) if axes_over else difference
-    image = image[None, :] if image.ndim == 1 else image.reshape(image.shape[0], -1)
+    image = collapse_to_grid(difference, axes_over, np.max)
     figure = Figure(figsize=(5, 4))
     ax = figure.add_subplot(1, 1, 1)
     shown = ax.imshow(image, cmap="magma", interpolation="nearest")

@@ -189,6 +189,14 @@ def test_figure_shows_the_mismatch(tmp_path):
     assert (tmp_path / "w.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_figure_of_a_kernel_shows_the_largest_mismatch_over_channels_and_filters():
+    report = check_layer(StrideBug(2, 3, stride=2), (6, 6, 2), batch_size=2)
+    row = {row.name: row for row in report.rows}["W"]
+    image = report.figure("W").axes[0].images[0].get_array()
+    assert image.shape == (3, 3)  # kernel h x w
+    np.testing.assert_allclose(image, np.abs(row.analytic - row.numeric).max(axis=(2, 3)))
+
+
 class StrideBug(Conv2D):
     """dW is wrong only when the stride is > 1 (a scatter that forgets the stride)."""
 
