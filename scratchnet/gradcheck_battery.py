@@ -187,11 +187,10 @@ def check_battery(layer, x_or_input_shape, configs="battery", seed=0, training=F
         try:
             result = check_layer(case_layer, x, seed=seed, training=training, max_elements=max_elements,
                                  tolerance=tolerance, progress=False)
+            passed = result.passed
         except Exception as error:
-            result = f"{type(error).__name__}: {error}"
-            report.cases.append((label, False, result, case_config))
-            continue
-        report.cases.append((label, result.passed, result, case_config))
+            passed, result = False, f"{type(error).__name__}: {error}"
+        report.cases.append((label, passed, result, case_config))
     if config is not None and not isinstance(x_or_input_shape, np.ndarray):
         try:
             passed, detail = float32_case(factory, input_shape, seed)
