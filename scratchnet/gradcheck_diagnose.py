@@ -210,17 +210,14 @@ def mismatch_figure(row, path=None):
     """A matplotlib figure of one report row: |analytic - numeric| per cell, wrong cells marked.
 
     2-D arrays are drawn as they are; 4-D ones collapsed like the text map (max over the other
-    axes). Returns the figure; saves it as PNG if ``path`` is given. Headless (Agg backend).
+    axes). Returns the figure; saves it as PNG if ``path`` is given. Headless (viz._figure).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from .viz import _figure
 
     difference = np.where(row.mask, np.abs(row.analytic - row.numeric), 0.0)
     axes_over = grid_axes(row.name, difference.ndim)
     image = collapse_to_grid(difference, axes_over, np.max)
-    figure = Figure(figsize=(5, 4))
+    figure = _figure(5, 4)
     ax = figure.add_subplot(1, 1, 1)
     shown = ax.imshow(image, cmap="magma", interpolation="nearest")
     figure.colorbar(shown, ax=ax, label="|analytic - numeric|")
