@@ -60,8 +60,8 @@ from .gradcheck_contract import (
     describe_exception,
     snapshot,
 )
-from .gradcheck_diagnose import window_coverage
-from .gradcheck_report import CheckRow, GradientCheckReport, format_table, gradient_error
+from .gradcheck_diagnose import gradient_error, window_coverage
+from .gradcheck_report import CheckRow, GradientCheckReport, format_table
 from .layers.base import iter_layers
 from .layers.containers import rename_duplicates
 
