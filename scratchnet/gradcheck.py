@@ -60,8 +60,8 @@ from .gradcheck_contract import (
     describe_exception,
     snapshot,
 )
-from .gradcheck_diagnose import window_coverage
-from .gradcheck_report import CheckRow, GradientCheckReport, format_table, gradient_error
+from .gradcheck_diagnose import gradient_error, window_coverage
+from .gradcheck_report import CheckRow, GradientCheckReport, format_table
 from .layers.base import iter_layers
 from .layers.containers import rename_duplicates
 
@@ -83,14 +83,20 @@ def numerical_gradient(f, x: np.ndarray, eps: float = EPS, indices=None) -> np.n
     ``f`` may also read ``x`` through a reference (a layer's parameter, say).
     ``indices``: optional list of index tuples to check; other entries are left at 0.
     """
-    x = np.asarray(x)
-    if x.dtype != np.float64:
-        raise TypeError(f"numerical_gradient needs a float64 array, got {x.dtype}")
+    x = _float64_array(x, "numerical_gradient")
     grad = np.zeros_like(x)
     for index in (indices if indices is not None else np.ndindex(x.shape)):
         f_plus, f_minus = _nudged(f, x, index, eps)
         grad[index] = (f_plus - f_minus) / (2 * eps)
     return grad
+
+
+def _float64_array(x, who):
+    """``x`` as an array, refused unless float64: it is nudged by eps in place (float32 rounds it)."""
+    x = np.asarray(x)
+    if x.dtype != np.float64:
+        raise TypeError(f"{who} needs a float64 array, got {x.dtype}")
+    return x
 
 
 def _nudged(f, x, index, eps):
@@ -141,9 +147,7 @@ def kink_aware_gradient(f, x, eps=EPS, indices=None, progress=None, name=""):
     Where the two one-sided slopes differ (a ReLU/max kink within eps of x) the element is
     re-checked with eps * 1e-3; if they still differ it is marked inconclusive.
     """
-    x = np.asarray(x)
-    if x.dtype != np.float64:
-        raise TypeError(f"kink_aware_gradient needs a float64 array, got {x.dtype}")
+    x = _float64_array(x, "kink_aware_gradient")
     grad, kinks = np.zeros_like(x), np.zeros(x.shape, dtype=bool)
     indices = list(np.ndindex(x.shape)) if indices is None else indices
     f0 = f(x)
@@ -221,7 +225,7 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
         else:
             layer.build(x.shape[1:], rng=rng, dtype=np.float64)
     except Exception as error:  # a student's build: report it, naming the layer
-        report.contract.append(describe_exception(layer, "build", error))
+        report.contract.append(describe_exception(layer.name, "build", error))
         return report
     noise_seed = int(rng.integers(2**31))
 
@@ -239,7 +243,7 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
                                    "generator reset to one seed: draw random numbers from "
                                    "self.random_generator(), never from np.random")
     except Exception as error:
-        report.contract.append(describe_exception(layer, "forward", error))
+        report.contract.append(describe_exception(layer.name, "forward", error))
         return report
     if not isinstance(y, np.ndarray):
         report.contract.append(f"{layer.name}: forward returned {type(y).__name__}, expected an array")
@@ -262,9 +266,22 @@ def central_difference_noise(terms_size: float, eps: float) -> float:
     return 4 * float(np.finfo(np.float64).eps) * float(terms_size) / eps
 
 
-def _param_name(layer, leaf, key):
-    """'W' for the checked layer's own parameter, 'block.dense/W' for one inside a container."""
-    return key if leaf is layer else f"{leaf.name}/{key}"
+def _param_name(root, leaf, key):
+    """'W' for the checked layer's own parameter, 'block.dense/W' for one inside a container
+    (and for every parameter of a model: ``root`` is then the model, never a leaf)."""
+    return key if leaf is root else f"{leaf.name}/{key}"
+
+
+def gradient_copies(root, leaves):
+    """{report name: a copy of the gradient} for every array in the leaves' grads."""
+    return {_param_name(root, leaf, key): np.array(value, copy=True) for leaf in leaves
+            for key, value in dict(leaf.grads).items() if isinstance(value, np.ndarray)}
+
+
+def arrays_to_compare(root, leaves, x, dx, analytic):
+    """[("input", x, dx), (name, parameter, its gradient from ``analytic`` or None), ...]."""
+    named = [(_param_name(root, leaf, key), param) for leaf in leaves for key, param in leaf.params.items()]
+    return [("input", x, dx)] + [(name, param, analytic.get(name)) for name, param in named]
 
 
 def _backward_with_contract(layer, x, projection, report):
@@ -278,8 +295,7 @@ def _backward_with_contract(layer, x, projection, report):
     dy = projection.copy()
     try:
         dx = layer.backward(dy)
-        first = {_param_name(layer, leaf, key): np.array(value, copy=True) for leaf in leaves
-                 for key, value in dict(leaf.grads).items() if isinstance(value, np.ndarray)}
+        first = gradient_copies(layer, leaves)
         for leaf, saved in zip(leaves, before):
             own_dy = dy if leaf is layer else projection  # dy is the checked layer's input only
             report.contract += check_side_effects(leaf, saved, own_dy, projection)
@@ -291,7 +307,7 @@ def _backward_with_contract(layer, x, projection, report):
                   for leaf in leaves for key, value in leaf.grads.items()}
         _restore(leaves, before)
     except Exception as error:
-        report.contract.append(describe_exception(layer, "backward", error))
+        report.contract.append(describe_exception(layer.name, "backward", error))
         return None, None
     repeat = compare_repeat(layer, dx, dx_again, "backward (dx)")
     for name, value in first.items():
@@ -313,11 +329,19 @@ def _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, 
     def scalar_output(_):
         return float(np.sum(run_forward() * projection))
 
-    params = [(_param_name(layer, leaf, key), param) for leaf in iter_layers([layer])
-              for key, param in leaf.params.items()]
     floor = central_difference_noise(np.abs(run_forward() * projection).sum(), eps)
-    arrays = [("input", x, dx)] + [(name, param, analytic.get(name)) for name, param in params]
+    arrays = arrays_to_compare(layer, list(iter_layers([layer])), x, dx, analytic)
+    coverage = window_coverage(layer, x.shape[1:3]) if x.ndim == 4 else None
     ticker = Progress(layer.name, progress)
+    compare_gradients(report, scalar_output, arrays, rng, eps, max_elements, ticker, floor, coverage)
+    ticker.close()
+
+
+def compare_gradients(report, f, arrays, rng, eps=EPS, max_elements=SAMPLE_SIZE, ticker=None,
+                      noise_floor=0.0, input_coverage=None):
+    """A row in ``report`` for each (name, float64 array, analytic gradient) of ``arrays``: the
+    gradient against kink-aware central differences of the scalar ``f`` (a gradient of the wrong
+    shape or type is not compared). ``input_coverage``: ``window_coverage`` of the "input"."""
     for name, array, grad in arrays:
         if not isinstance(grad, np.ndarray) or grad.shape != array.shape:
             report.add_unchecked(name, array.shape)
@@ -326,29 +350,28 @@ def _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, 
         if not mask.all():
             report.notes.append(f"{name}: {len(indices)} of {array.size} elements checked (a random sample; "
                                 "max_elements=None checks all)")
-        numeric, kinks = kink_aware_gradient(scalar_output, array, eps, indices, ticker, name)
-        coverage = window_coverage(layer, x.shape[1:3]) if name == "input" and x.ndim == 4 else None
+        numeric, kinks = kink_aware_gradient(f, array, eps, indices, ticker, name)
+        coverage = input_coverage if name == "input" else None
         hint = grad.dtype if grad.dtype != np.float64 else None
-        report.add(name, grad, numeric, mask, kinks, coverage=coverage, dtype_hint=hint, noise_floor=floor)
+        report.add(name, grad, numeric, mask, kinks, coverage=coverage, dtype_hint=hint,
+                   noise_floor=noise_floor)
         if kinks.any():
             report.notes.append(f"{name}: {int(kinks.sum())} element(s) sit on a kink (ReLU/max tie) even "
                                 f"at step {eps * KINK_STEP_FACTOR:.0e}: inconclusive, not counted")
-    ticker.close()
 
 
 def check_loss(loss, logits, y, eps: float = EPS, tolerance: float = TOLERANCE) -> GradientCheckReport:
     """Check ``loss.backward()`` (dL/dlogits) against central differences, in float64."""
     loss = copy.deepcopy(loss)
     logits = np.array(logits, dtype=np.float64)
-    report = GradientCheckReport(f"check_loss: {getattr(loss, 'name', type(loss).__name__)}, "
-                                 f"logits {logits.shape}", tolerance, batch_size=logits.shape[0])
     name = getattr(loss, "name", type(loss).__name__)
+    report = GradientCheckReport(f"check_loss: {name}, logits {logits.shape}", tolerance,
+                                 batch_size=logits.shape[0])
     try:
         value = loss.forward(logits, y)
         analytic = loss.backward()
     except Exception as error:
-        report.contract.append(describe_exception(loss, "forward/backward", error)
-                               if hasattr(loss, "name") else f"{name}: {error}")
+        report.contract.append(describe_exception(name, "forward/backward", error))
         return report
     if not np.isscalar(value) and np.shape(value) != ():
         report.contract.append(f"{name}: forward returned shape {np.shape(value)}, expected a scalar loss")

@@ -53,13 +53,25 @@ def _variants(config, input_shape):
     return cases
 
 
+def case_input(batch, shape, kind, seed):
+    """An input (batch, *shape) drawn from ``seed``: standard normal; for ``kind`` "ties" integers
+    0, 1, 2 instead (the max of a window is not unique), for "large" normal x 1000 (overflow?)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, *shape))
+    if kind == "ties":
+        x = rng.integers(0, 3, size=x.shape).astype(np.float64)
+    elif kind == "large":
+        x = 1000 * x
+    return x
+
+
 def is_strided(config) -> bool:
     stride = config.get("stride", 1)
     return stride is not None and any(s > 1 for s in np.atleast_1d(stride))
 
 
 class BatteryReport:
-    """One verdict per case: (label, passed or None if not applicable, report or reason)."""
+    """One verdict per case: (label, passed or None if not applicable, report or str why, config)."""
 
     def __init__(self, title):
         self.title = title
@@ -109,16 +121,6 @@ class BatteryReport:
     __repr__ = __str__
 
 
-class _Text:
-    """A failing case without a gradient report (float32 comparison, a refused build)."""
-
-    def __init__(self, text):
-        self.text = text
-
-    def __str__(self):
-        return self.text
-
-
 def float32_case(factory, input_shape, seed):
     """Build the layer twice from one seed, in float32 and float64; compare forward and backward."""
     rng = np.random.default_rng(seed)
@@ -145,7 +147,7 @@ def float32_case(factory, input_shape, seed):
             if error > 1e-4:
                 problems.append(f"{layer32.name}: float32 {name} differs from float64 by {error:.1e} "
                                 "(more than float32 round-off)")
-    return (not problems), (_Text("\n".join(problems)) if problems else None)
+    return (not problems), ("\n".join(problems) if problems else None)
 
 
 def check_battery(layer, x_or_input_shape, configs="battery", seed=0, training=False,
@@ -181,23 +183,18 @@ def check_battery(layer, x_or_input_shape, configs="battery", seed=0, training=F
             report.cases.append((label, None, f"not applicable: {error}", overrides))
             continue
         case_config = {**(config or {}), **overrides}
-        rng = np.random.default_rng(seed)
-        batch = 1 if kind == "batch1" else 2
-        x = rng.standard_normal((batch, *shape))
-        if kind == "ties":
-            x = rng.integers(0, 3, size=x.shape).astype(np.float64)
+        x = case_input(1 if kind == "batch1" else 2, shape, kind, seed)
         try:
             result = check_layer(case_layer, x, seed=seed, training=training, max_elements=max_elements,
                                  tolerance=tolerance, progress=False)
+            passed = result.passed
         except Exception as error:
-            result = _Text(f"{type(error).__name__}: {error}")
-            report.cases.append((label, False, result, case_config))
-            continue
-        report.cases.append((label, result.passed, result, case_config))
+            passed, result = False, f"{type(error).__name__}: {error}"
+        report.cases.append((label, passed, result, case_config))
     if config is not None and not isinstance(x_or_input_shape, np.ndarray):
         try:
             passed, detail = float32_case(factory, input_shape, seed)
         except Exception as error:
-            passed, detail = False, _Text(f"{type(error).__name__}: {error}")
+            passed, detail = False, f"{type(error).__name__}: {error}"
         report.cases.append(("float32 (forward, dx, grads stay float32)", passed, detail, config))
     return report

@@ -21,12 +21,15 @@ import numpy as np
 from .layers.base import Layer
 
 
-def describe_exception(layer, where: str, error: BaseException) -> str:
-    """'conv2d: backward raised KeyError: 'W' (student.py line 12, in backward)'."""
+def describe_exception(name: str, where: str, error: BaseException) -> str:
+    """'conv2d: backward raised KeyError: 'W' (student.py line 12, in backward)'.
+
+    ``name``: who raised it, a layer's name or a file's (the grader's "importing the file").
+    """
     frames = traceback.extract_tb(error.__traceback__)
     place = f" ({frames[-1].filename.rsplit('/', 1)[-1]} line {frames[-1].lineno}, in {frames[-1].name})" \
         if frames else ""
-    return f"{layer.name}: {where} raised {type(error).__name__}: {error}{place}"
+    return f"{name}: {where} raised {type(error).__name__}: {error}{place}"
 
 
 def check_before_build(layer) -> list[str]:
@@ -40,6 +43,11 @@ def check_before_build(layer) -> list[str]:
                 "not overridden (it returns {}): create the parameters in init_params and return "
                 "them as a dict (build then casts them to the layer's dtype)"]
     return []
+
+
+def same_but_for_ones(shape, other) -> bool:
+    """(1, 3) and (3,), (4, 1, 2) and (4, 2): equal but for axes of size 1 (keepdims, a reshape)."""
+    return tuple(s for s in shape if s != 1) == tuple(s for s in other if s != 1)
 
 
 def check_dx(layer, dx, x) -> list[str]:
@@ -56,8 +64,7 @@ def check_dx(layer, dx, x) -> list[str]:
             f"{name}: backward returned dx of dtype {dx.dtype}, the input is {x.dtype}: compute "
             "in self.dtype (the check runs in float64)"]
     hint = ""
-    squeezed = tuple(s for s in dx.shape if s != 1)
-    if dx.size == x.size and squeezed == tuple(s for s in x.shape if s != 1):
+    if same_but_for_ones(dx.shape, x.shape):
         hint = " (an extra or missing axis of size 1: check keepdims / reshape)"
     elif sorted(dx.shape) == sorted(x.shape):
         hint = " (the axes are in the wrong order: a transposed product?)"
@@ -88,8 +95,7 @@ def check_grads(layer) -> list[str]:
                             f"shape {param.shape}")
         elif grad.shape != param.shape:
             hint = ""
-            if grad.size == param.size and tuple(s for s in grad.shape if s != 1) == \
-                    tuple(s for s in param.shape if s != 1):
+            if same_but_for_ones(grad.shape, param.shape):
                 hint = (" (an extra axis of size 1: sum with axis=0 and no keepdims; the optimizer "
                         "would broadcast the update into the wrong shape)")
             elif grad.shape == param.shape[::-1]:

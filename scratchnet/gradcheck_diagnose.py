@@ -13,8 +13,8 @@ say which elements disagree and which known mistake, if any, explains the patter
     overlapping windows only cells in >1 window are wrong   -> `=` where `+=` is needed
     float32 round-off   error ~1e-3..1e-8                   -> compute in float64
 
-An element "disagrees" when |a - n| > tolerance * scale, scale = max(max|a|, max|n|) (the same
-scale as the error of ``gradient_error``).
+The error of an array is ``gradient_error``: max |a - n| / scale, scale = max(max|a|, max|n|)
+(``gradient_scale``); an element "disagrees" when |a - n| > tolerance * scale.
 """
 
 from __future__ import annotations
@@ -22,14 +22,24 @@ from __future__ import annotations
 import numpy as np
 
 
+def gradient_scale(analytic, numeric) -> float:
+    """max(max |a|, max |n|, 1e-12): the size of a gradient, which its errors are relative to."""
+    return max(np.max(np.abs(analytic), initial=0), np.max(np.abs(numeric), initial=0), 1e-12)
+
+
+def gradient_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
+    """max |a - n| / max(max |a|, max |n|, 1e-12), 0 for no elements: gradcheck's docstring explains why."""
+    return float(np.max(np.abs(analytic - numeric), initial=0) / gradient_scale(analytic, numeric))
+
+
 def disagreeing(analytic, numeric, mask, tolerance):
     """Boolean array: the compared elements where |a - n| > tolerance * scale."""
-    scale = max(np.max(np.abs(analytic[mask]), initial=0), np.max(np.abs(numeric[mask]), initial=0), 1e-12)
+    scale = gradient_scale(analytic[mask], numeric[mask])
     return mask & (np.abs(analytic - numeric) > tolerance * scale)
 
 
 def _close(a, b, mask, tolerance):
-    scale = max(np.max(np.abs(a[mask]), initial=0), np.max(np.abs(b[mask]), initial=0), 1e-12)
+    scale = gradient_scale(a[mask], b[mask])
     return bool(np.all(np.abs(a[mask] - b[mask]) <= max(tolerance, 1e-6) * scale * 10))
 
 
@@ -69,15 +79,19 @@ def border_mask(shape, depth=1):
     return mask
 
 
-def diagnose(name, analytic, numeric, mask, tolerance, batch_size=0, coverage=None, dtype_hint=None):
+def diagnose(name, analytic, numeric, mask, tolerance, batch_size=0, coverage=None, dtype_hint=None,
+             wrong=None, error=None):
     """A list of sentences that explain the mismatch (empty if no pattern fits).
 
     ``coverage``: for an input gradient of a windowed layer, how many windows contain each
     input cell, shape (H, W) (``window_coverage``); enables the overlapping-windows diagnosis.
     ``dtype_hint``: the dtype the layer's backward returned, if it was not float64.
+    ``wrong``, ``error``: ``disagreeing(...)`` and ``gradient_error`` of the masked elements,
+    if the caller has them already (``GradientCheckReport.add`` has); computed when None.
     """
     analytic = np.asarray(analytic, dtype=np.float64)
-    wrong = disagreeing(analytic, numeric, mask, tolerance)
+    wrong = disagreeing(analytic, numeric, mask, tolerance) if wrong is None else wrong
+    error = gradient_error(analytic[mask], numeric[mask]) if error is None else error
     notes = []
     if np.all(analytic[mask] == 0) and np.any(numeric[mask] != 0):
         return [f"all zeros: the analytic gradient of {name} is 0 everywhere; it was never filled "
@@ -109,9 +123,6 @@ def diagnose(name, analytic, numeric, mask, tolerance, batch_size=0, coverage=No
             if shared.any() and not np.any(wrong & ~shared) and np.any(mask & ~shared & ~wrong):
                 notes.append("only elements under overlapping windows are wrong (cells inside more "
                              "than one window): the contributions must be added (+=), not assigned (=)")
-    error = float(np.max(np.abs(analytic - numeric)[mask], initial=0)
-                  / max(np.max(np.abs(analytic[mask]), initial=0), np.max(np.abs(numeric[mask]), initial=0),
-                        1e-12))
     if dtype_hint is not None and np.dtype(dtype_hint) != np.float64:
         notes.append(f"backward returned {np.dtype(dtype_hint)} although the check runs in float64: "
                      "compute in self.dtype (no float32 constants or astype); float32 round-off "
@@ -165,15 +176,16 @@ def grid_axes(name, ndim):
     return ()
 
 
+def collapse_to_grid(array, axes, reduce):
+    """``array`` reduced over ``axes`` (``reduce``: np.any, np.max), as 2-D rows x columns."""
+    array = reduce(array, axis=axes) if axes else array
+    return array[None, :] if array.ndim == 1 else array.reshape(array.shape[0], -1)
+
+
 def mismatch_grid(name, wrong, mask, inconclusive):
     """2-D character codes: 'X' wrong, '?' inconclusive, '.' agrees, ' ' not compared."""
     axes = grid_axes(name, wrong.ndim)
-
-    def collapse(a):
-        a = a.any(axis=axes) if axes else a
-        return a[None, :] if a.ndim == 1 else a.reshape(a.shape[0], -1)
-
-    w, m, q = collapse(wrong), collapse(mask), collapse(inconclusive)
+    w, m, q = (collapse_to_grid(a, axes, np.any) for a in (wrong, mask, inconclusive))
     grid = np.full(w.shape, " ")
     grid[m] = "."
     grid[q] = "?"
@@ -198,18 +210,14 @@ def mismatch_figure(row, path=None):
     """A matplotlib figure of one report row: |analytic - numeric| per cell, wrong cells marked.
 
     2-D arrays are drawn as they are; 4-D ones collapsed like the text map (max over the other
-    axes). Returns the figure; saves it as PNG if ``path`` is given. Headless (Agg backend).
+    axes). Returns the figure; saves it as PNG if ``path`` is given. Headless (viz._figure).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from .viz import _figure
 
     difference = np.where(row.mask, np.abs(row.analytic - row.numeric), 0.0)
     axes_over = grid_axes(row.name, difference.ndim)
-    image = difference.max(axis=axes_over) if axes_over else difference
-    image = image[None, :] if image.ndim == 1 else image.reshape(image.shape[0], -1)
-    figure = Figure(figsize=(5, 4))
+    image = collapse_to_grid(difference, axes_over, np.max)
+    figure = _figure(5, 4)
     ax = figure.add_subplot(1, 1, 1)
     shown = ax.imshow(image, cmap="magma", interpolation="nearest")
     figure.colorbar(shown, ax=ax, label="|analytic - numeric|")

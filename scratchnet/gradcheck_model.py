@@ -6,7 +6,7 @@ import copy
 
 import numpy as np
 
-from .gradcheck import EPS, TOLERANCE, kink_aware_gradient, sample_indices
+from .gradcheck import EPS, TOLERANCE, arrays_to_compare, compare_gradients, gradient_copies
 from .gradcheck_contract import check_grads, snapshot_params
 from .gradcheck_report import GradientCheckReport
 from .layers.base import iter_layers
@@ -49,17 +49,6 @@ def check_model(model, x, y, seed: int = 0, eps: float = EPS, tolerance: float =
                 for key, value in before[id(layer)]["params"].items() if key in layer.params):
             report.contract.append(f"{layer.name}: backward changed its parameters; only the optimizer "
                                    "may (fit would update them twice)")
-    indices, mask = sample_indices(x.shape, max_elements, rng)
-    numeric, kinks = kink_aware_gradient(loss_value, x, eps, indices)
-    report.add("input", analytic_dx, numeric, mask, kinks)
-    for layer in leaves:
-        for key, param in layer.params.items():
-            grad = layer.grads.get(key)
-            if not isinstance(grad, np.ndarray) or grad.shape != param.shape:
-                report.add_unchecked(f"{layer.name}/{key}", param.shape)
-                continue
-            analytic = np.array(grad, copy=True)
-            indices, mask = sample_indices(param.shape, max_elements, rng)
-            numeric, kinks = kink_aware_gradient(loss_value, param, eps, indices)
-            report.add(f"{layer.name}/{key}", analytic, numeric, mask, kinks)
+    arrays = arrays_to_compare(model, leaves, x, analytic_dx, gradient_copies(model, leaves))  # "dense/W"
+    compare_gradients(report, loss_value, arrays, rng, eps, max_elements)
     return report

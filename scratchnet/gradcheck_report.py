@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .gradcheck_diagnose import diagnose, disagreeing, mismatch_map
+from .gradcheck_diagnose import diagnose, disagreeing, gradient_error, mismatch_map
 
 
 def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], rule: bool = False) -> str:
@@ -21,14 +21,6 @@ def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], rule: boo
     lines = [header, tuple("-" * width for width in widths)] if rule else [header]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
                      for row in [*lines, *rows])
-
-
-def gradient_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
-    """max |a - n| / max(max |a|, max |n|, 1e-12): gradcheck's docstring explains why."""
-    if analytic.size == 0:
-        return 0.0
-    scale = max(np.max(np.abs(analytic)), np.max(np.abs(numeric)), 1e-12)
-    return float(np.max(np.abs(analytic - numeric)) / scale)
 
 
 def relative_difference(a, b) -> float:
@@ -113,8 +105,8 @@ class GradientCheckReport:
             worst = np.unravel_index(int(np.argmax(difference)), analytic.shape)
             row.n_wrong, row.worst_index = int(wrong.sum()), tuple(int(i) for i in worst)
             row.worst_analytic, row.worst_numeric = float(analytic[worst]), float(numeric[worst])
-            row.diagnosis = diagnose(name, analytic, numeric, compared, self.tolerance,
-                                     self.batch_size, coverage, dtype_hint)
+            row.diagnosis = diagnose(name, analytic, numeric, compared, self.tolerance, self.batch_size,
+                                     coverage, dtype_hint, wrong=wrong, error=error)
             row.map = mismatch_map(name, wrong, compared, kinks)
         self.rows.append(row)
         return row

@@ -152,6 +152,7 @@ class HealthMonitor(Callback):
         self._snapshot_if_next_is_recorded()
 
     def on_train_end(self, logs=None):
+        """Drop the weight copy; write the plot to ``plot_path`` if set (also after an error)."""
         self._previous = None
         if self.plot_path is not None and self.records:
             self.plot(self.plot_path)
@@ -159,9 +160,7 @@ class HealthMonitor(Callback):
     def report_error(self, error) -> None:
         """Record a ``NonFiniteLossError`` that ended ``fit`` (its message names the layer)."""
         self._warn(("nonfinite-loss", None), f"the loss became NaN/inf, training stopped: {error}")
-        self._previous = None
-        if self.plot_path is not None and self.records:
-            self.plot(self.plot_path)
+        self.on_train_end()
 
     def __getstate__(self):
         state = super().__getstate__()  # without the model (saved on its own)
@@ -293,12 +292,10 @@ class HealthMonitor(Callback):
         names = list(dict.fromkeys(name for entry in self.records for name in entry["layers"]))
         relus = list(dict.fromkeys(name for entry in self.records for name in entry["dead"]))
         for name in names:
-            steps, ratios = self.series("update_ratio", name)
-            keep = np.isfinite(ratios) & (ratios > 0)  # a log axis shows no 0 and no NaN
-            panels[0].plot(steps[keep], ratios[keep], ".-", label=name)
-            steps, norms = self.series("grad_norm", name)
-            keep = np.isfinite(norms) & (norms > 0)
-            panels[2].plot(steps[keep], norms[keep], ".-", label=name)
+            for axes, quantity in ((panels[0], "update_ratio"), (panels[2], "grad_norm")):
+                steps, values = self.series(quantity, name)
+                keep = np.isfinite(values) & (values > 0)  # a log axis shows no 0 and no NaN
+                axes.plot(steps[keep], values[keep], ".-", label=name)
         for name in relus:
             panels[1].plot(*self.series("dead", name), ".-", label=name)
         panels[0].axhline(1e-3, color="black", linestyle="--", linewidth=1, label="1e-3 rule of thumb")

@@ -69,6 +69,13 @@ def test_check_refuses_a_file_without_the_exercise_line(tmp_path):
                         "keep the starter's class name)"]
 
 
+def test_check_names_the_file_and_line_when_importing_it_raises(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text("# scratchnet exercise: relu\nraise ValueError('boom')\n")
+    assert check(path).problems == ["mine.py: importing the file raised ValueError: boom "
+                                    "(mine.py line 2, in <module>)"]
+
+
 STUDENT_LAYER = '''
 import numpy as np
 from scratchnet.layers import Layer
@@ -185,3 +192,31 @@ def test_batch_norm_exercise_is_compared_with_scratchnets_batchnorm():
     exercise = EXERCISES["batch_norm_backward"]
     assert isinstance(reference_for(exercise, exercise.cases[0].config), layers.BatchNorm)
     assert check(SOLUTIONS / "batch_norm_backward.py").passed
+
+
+def test_compare_arrays_names_the_count_the_worst_element_and_the_pattern():
+    from scratchnet.exercises.grader import compare_arrays
+
+    expected = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert compare_arrays("grads['W']", expected * (1 + 1e-9), expected, 3) == []  # within 1e-8
+    mine = expected.copy()
+    mine[0, 0], mine[1, 2] = 1.1, 6.5
+    assert compare_arrays("grads['W']", mine, expected, 3) == [
+        "grads['W'] differs from scratchnet's in 2 of 6 elements; worst at [1, 2]: yours 6.5, expected 6"]
+    assert compare_arrays("grads['W']", 3 * expected, expected, 3) == [
+        "grads['W'] differs from scratchnet's in 6 of 6 elements; worst at [1, 2]: yours 18, expected 6\n"
+        "  diagnosis: constant factor: analytic = 3 x numeric = N (batch size N = 3): mean vs sum over "
+        "the batch (summed where a mean (1/N) was needed)"]
+    assert compare_arrays("dx (backward)", mine.astype(np.float32), expected, 3)[0].startswith(
+        "dx (backward) differs from scratchnet's in 2 of 6 elements; worst at [1, 2]: yours 6.5")
+
+
+def test_the_grader_and_the_battery_draw_their_inputs_alike():
+    from scratchnet.gradcheck_battery import case_input
+
+    normal = np.random.default_rng(3).standard_normal((2, 4, 4, 1))
+    np.testing.assert_array_equal(case_input(2, (4, 4, 1), "normal", 3), normal)
+    np.testing.assert_array_equal(case_input(2, (4, 4, 1), "large", 3), 1000 * normal)
+    ties = case_input(2, (4, 4, 1), "ties", 3)
+    assert ties.shape == (2, 4, 4, 1) and ties.dtype == np.float64
+    assert set(np.unique(ties).tolist()) == {0.0, 1.0, 2.0}  # every window of 2x2 of 3 values: ties

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from scratchnet.gradcheck import TOLERANCE, check_layer, gradient_error, numerical_gradient
+from scratchnet.gradcheck import (
+    TOLERANCE,
+    check_layer,
+    gradient_error,
+    kink_aware_gradient,
+    numerical_gradient,
+)
 from scratchnet.layers import Dense, Layer
 
 
@@ -23,6 +29,10 @@ def test_numerical_gradient_restores_its_input(rng):
 def test_numerical_gradient_wants_float64():
     with pytest.raises(TypeError, match="float64"):
         numerical_gradient(lambda v: 0.0, np.zeros(3, dtype=np.float32))
+    with pytest.raises(TypeError, match="^numerical_gradient needs a float64 array, got int64$"):
+        numerical_gradient(lambda v: 0.0, np.zeros(3, dtype=np.int64))
+    with pytest.raises(TypeError, match="^kink_aware_gradient needs a float64 array, got float32$"):
+        kink_aware_gradient(lambda v: 0.0, np.zeros(3, dtype=np.float32))
 
 
 def test_gradient_error_is_relative_to_the_array_scale():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scratchnet.gradcheck import check_layer, check_model
+from scratchnet.gradcheck import check_layer, check_loss, check_model
 from scratchnet.layers import Dense, Layer
 from scratchnet.model import Sequential
 
@@ -152,6 +152,24 @@ def test_an_exception_in_the_students_code_is_reported_with_layer_and_line():
     text = str(report)
     assert "raises_in_forward: forward raised KeyError: 'W'" in text
     assert "test_gradcheck_contract.py line" in text
+
+
+class NamelessLoss:
+    """A student's loss without a ``name``: the report names its class."""
+
+    def forward(self, logits, labels):
+        return float(np.sum(logits)) / self.missing
+
+    def backward(self):
+        return None
+
+
+def test_an_exception_in_a_nameless_loss_is_reported_with_class_and_line():
+    report = check_loss(NamelessLoss(), np.zeros((2, 3)), np.array([0, 1]))
+    assert report.title.startswith("check_loss: NamelessLoss, logits (2, 3)")
+    assert len(report.contract) == 1
+    assert report.contract[0].startswith("NamelessLoss: forward/backward raised AttributeError: ")
+    assert "test_gradcheck_contract.py line" in report.contract[0]
 
 
 class TwoDense(Layer):

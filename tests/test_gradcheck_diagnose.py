@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from scratchnet import gradcheck
-from scratchnet.gradcheck import check_layer, kink_aware_gradient
+from scratchnet.gradcheck import check_layer, check_model, kink_aware_gradient
 from scratchnet.gradcheck_diagnose import diagnose, mismatch_grid, window_coverage
 from scratchnet.layers import Activation, Conv2D, Dense, MaxPool2D
+from scratchnet.model import Sequential
 
 
 class Scaled(Dense):
@@ -110,6 +111,22 @@ def test_tiny_errors_suggest_float32_round_off():
     assert "looks like float32 round-off" in text and "float64" in text
 
 
+@pytest.mark.parametrize("layer, input_shape", [
+    (RoundOff(3), (4,)), (Scaled(3, factor=2.0), (4,)),
+    (BorderBug(2, 3, padding="same"), (5, 5, 1)),
+])
+def test_the_report_diagnoses_as_diagnose_does_on_its_own(layer, input_shape):
+    # report.add hands diagnose the error and the wrong mask it computed: the same notes result
+    report = check_layer(layer, input_shape, batch_size=2)
+    failing = report.failing()
+    assert failing and all(row.diagnosis for row in failing)
+    for row in failing:
+        coverage = window_coverage(layer, input_shape[:2]) if row.name == "input" and len(input_shape) == 3 \
+            else None
+        assert row.diagnosis == diagnose(row.name, row.analytic, row.numeric, row.mask, report.tolerance,
+                                         report.batch_size, coverage)
+
+
 def test_kinks_are_inconclusive_not_failures():
     # ReLU at exactly 0: the one-sided slopes are 0 and 1 at any step size
     x = np.array([[0.0, 1.0, -1.0, 0.0]])
@@ -137,6 +154,22 @@ def test_large_arrays_are_sampled_and_the_sample_size_is_printed():
     assert f"input: {gradcheck.SAMPLE_SIZE} of 7056 elements checked" in str(report)
 
 
+def test_check_model_notes_its_samples_and_kinks_as_check_layer_does():
+    # one comparison loop serves both checks (gradcheck.compare_gradients): check_model's report
+    # now says which arrays were sampled and which elements sat on a kink, as check_layer's does
+    model = Sequential([Activation("relu"), Dense(3)], input_shape=(4,), seed=0)
+    model.compile(optimizer="sgd", loss="cross_entropy")
+    x = np.array([[0.0, 1.0, -1.0, 0.0], [2.0, 0.0, -3.0, 1.0]])  # ReLU(0): 3 kinks
+    report = check_model(model, x, np.array([0, 2]), max_elements=None)
+    assert report.passed and report.rows[0].inconclusive == 3 and report.rows[0].checked == 5
+    assert report.notes == ["input: 3 element(s) sit on a kink (ReLU/max tie) even at step 1e-09: "
+                            "inconclusive, not counted"]
+    report = check_model(model, x, np.array([0, 2]), max_elements=5)
+    assert [row.checked + row.inconclusive for row in report.rows] == [5, 5, 3]
+    assert "input: 5 of 8 elements checked (a random sample; max_elements=None checks all)" in report.notes
+    assert "dense/W: 5 of 12 elements checked (a random sample; max_elements=None checks all)" in report.notes
+
+
 def test_a_long_check_prints_a_progress_line(capsys, monkeypatch):
     monkeypatch.setattr(gradcheck, "PROGRESS_AFTER", 0.0)
     ticks = iter(range(0, 10**6))
@@ -154,6 +187,14 @@ def test_figure_shows_the_mismatch(tmp_path):
     np.testing.assert_allclose(image, np.abs(row.analytic - row.numeric))
     assert "W (4, 3): 12 wrong" in figure.axes[0].get_title()
     assert (tmp_path / "w.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_figure_of_a_kernel_shows_the_largest_mismatch_over_channels_and_filters():
+    report = check_layer(StrideBug(2, 3, stride=2), (6, 6, 2), batch_size=2)
+    row = {row.name: row for row in report.rows}["W"]
+    image = report.figure("W").axes[0].images[0].get_array()
+    assert image.shape == (3, 3)  # kernel h x w
+    np.testing.assert_allclose(image, np.abs(row.analytic - row.numeric).max(axis=(2, 3)))
 
 
 class StrideBug(Conv2D):

@@ -230,6 +230,20 @@ def test_exploding_and_vanishing_thresholds():
     assert len(monitor.warnings) == count
 
 
+def test_report_error_writes_the_plot(digits, tmp_path):
+    x, y = digits
+    model = mlp()
+    model.compile(SGD(lr=0.01), "cross_entropy")
+    model.layers[2].params["W"][...] = 1e38  # the loss is inf at the first step
+    monitor = HealthMonitor(probe=x[:32], every=1, verbose=False, plot_path=tmp_path / "health.png")
+    with pytest.raises(NonFiniteLossError) as info:
+        model.fit(x[:64], y[:64], epochs=1, batch_size=32, verbose=0, callbacks=[monitor])
+    monitor.record(1)
+    monitor._previous = {}
+    monitor.report_error(info.value)
+    assert monitor._previous is None and (tmp_path / "health.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="every must be an int >= 1, got 0"):
         HealthMonitor(every=0)

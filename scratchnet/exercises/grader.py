@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from ..gradcheck import check_layer, check_loss
+from ..gradcheck_battery import case_input, is_strided
 from ..gradcheck_contract import describe_exception
-from ..gradcheck_diagnose import diagnose, disagreeing, window_coverage
+from ..gradcheck_diagnose import window_coverage
+from ..gradcheck_report import GradientCheckReport
 from .registry import EXERCISES
 
 COMPARE_TOLERANCE = 1e-8   # relative, float64, scratchnet's layer vs the student's
@@ -102,9 +104,8 @@ class GradeReport:
             return []
         notes = []
 
-        def strided(case):
-            stride = case.config.get("stride", case.config.get("pool_size", 1))
-            return any(s > 1 for s in np.atleast_1d(stride))
+        def strided(case):  # a pooling layer's stride defaults to its pool size
+            return is_strided({"stride": case.config.get("stride", case.config.get("pool_size", 1))})
 
         if all(strided(case) for case in failing) and not any(strided(case) for case in passing):
             notes.append("only the cases with stride > 1 fail: the window of output (oh, ow) starts at "
@@ -136,7 +137,7 @@ class GradeReport:
 
 
 def compare_arrays(what, mine, expected, batch_size, coverage=None) -> list[str]:
-    """'' if the student's array equals scratchnet's (1e-8 relative), else a paragraph."""
+    """[] if the student's array equals scratchnet's (1e-8 relative), else one paragraph in a list."""
     if not isinstance(mine, np.ndarray):
         return [f"{what}: got {type(mine).__name__}, expected an array of shape {np.shape(expected)}"]
     if mine.shape != expected.shape:
@@ -145,16 +146,16 @@ def compare_arrays(what, mine, expected, batch_size, coverage=None) -> list[str]
     if not np.all(np.isfinite(mine)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(mine))[0])
         return [f"{what}: not finite at {list(bad)} ({mine[bad]}): overflow? (use the max shift)"]
-    mask = np.ones(mine.shape, dtype=bool)
-    wrong = disagreeing(mine, expected, mask, COMPARE_TOLERANCE)
-    if not wrong.any():
-        return []
-    worst = np.unravel_index(int(np.argmax(np.abs(mine - expected))), mine.shape)
-    lines = [f"{what} differs from scratchnet's in {int(wrong.sum())} of {mine.size} elements; worst at "
-             f"[{', '.join(map(str, worst))}]: yours {mine[worst]:.6g}, expected {expected[worst]:.6g}"]
+    # the gradient check's comparison, with scratchnet's array in the place of the numeric one
     name = "input" if what.startswith(("dx", "output")) else what
-    notes = diagnose(name, mine, expected, mask, COMPARE_TOLERANCE, batch_size, coverage)
-    lines += [f"  diagnosis: {note}" for note in notes]
+    report = GradientCheckReport(what, COMPARE_TOLERANCE, batch_size=batch_size)
+    row = report.add(name, mine, expected, coverage=coverage)
+    if row.passed:
+        return []
+    lines = [f"{what} differs from scratchnet's in {row.n_wrong} of {mine.size} elements; worst at "
+             f"[{', '.join(map(str, row.worst_index))}]: yours {row.worst_analytic:.6g}, "
+             f"expected {row.worst_numeric:.6g}"]
+    lines += [f"  diagnosis: {note}" for note in row.diagnosis]
     return ["\n".join(lines)]
 
 
@@ -165,16 +166,6 @@ def _bias_hint(mine, expected):
         return ["  diagnosis: the output differs by one constant per output channel: the bias is "
                 "missing, added twice, or the wrong one"]
     return []
-
-
-def _make_input(case, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((case.batch, *case.input_shape))
-    if case.input_kind == "ties":
-        x = rng.integers(0, 3, size=x.shape).astype(np.float64)
-    elif case.input_kind == "large":
-        x = 1000 * x
-    return x
 
 
 def compare_layers(student, reference, x, batch_size, seed=0, training=False) -> list[str]:
@@ -211,7 +202,7 @@ def _gradcheck_messages(report) -> list[str]:
 
 
 def grade_case(exercise, cls, case, seed=0) -> CaseResult:
-    x = _make_input(case, seed)
+    x = case_input(case.batch, case.input_shape, case.input_kind, seed)
     messages = []
     try:
         if exercise.kind == "loss":
@@ -227,7 +218,7 @@ def grade_case(exercise, cls, case, seed=0) -> CaseResult:
             if exercise.reference == "dropout" and not messages:
                 messages += dropout_checks(cls, case, x)
     except Exception as error:  # the student's code raised: report where
-        messages.append(describe_exception(_Named(exercise.class_name), "your code", error))
+        messages.append(describe_exception(exercise.class_name, "your code", error))
     return CaseResult(f"{case.label}: input {x.shape}", not messages, messages, case.config)
 
 
@@ -252,11 +243,6 @@ def dropout_checks(cls, case, x) -> list[str]:
         return [f"training: a kept unit of 1.0 came out as {kept.flat[0]:.4g}, expected 1 / (1 - rate) = "
                 f"{1 / (1 - rate):.4g} (inverted dropout scales at training time)"]
     return []
-
-
-class _Named:
-    def __init__(self, name):
-        self.name = name
 
 
 def _grade_loss_case(exercise, cls, case, x, seed):
@@ -292,7 +278,7 @@ def grade_file(path, name=None) -> GradeReport:
     try:
         module = load_module(path)
     except Exception as error:
-        report.problems.append(describe_exception(_Named(Path(path).name), "importing the file", error))
+        report.problems.append(describe_exception(Path(path).name, "importing the file", error))
         return report
     cls = getattr(module, exercise.class_name, None)
     if cls is None:
