@@ -10,7 +10,7 @@ Every layer runs forward (training mode) and backward on the shapes of the zoo's
 (batch 64); PyTorch runs the same numbers in NCHW (``torch.nn.BatchNorm2d``, ``ReLU``,
 ``MaxPool2d``, ``+``), forward with autograd recording and backward via ``torch.autograd.grad``.
 ``--baseline REV`` also loads the layer modules as they were at git revision REV (``git show``
-into a temporary file, imported inside ``scratchnet.layers``) and times them in the same rounds,
+as a module inside ``scratchnet.layers``: timing.py ``module_at_revision``) and times them in the same rounds,
 so "new / old" is measured side by side; ``--steps`` times whole training steps of the zoo
 networks, the old model being the same network with those layers switched to their old classes.
 One thread each (torch.set_num_threads(1); set
@@ -21,11 +21,8 @@ medians are reported. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
 
-from timing import Contender, alternate, machine_description  # noqa: E402
+from timing import Contender, alternate, machine_description, module_at_revision  # noqa: E402
 
 from scratchnet import layers as current_layers  # noqa: E402
 
@@ -56,18 +53,7 @@ CASES = {
 
 def load_baseline(module_name: str, revision: str):
     """``scratchnet.layers.<module_name>`` as it was at git ``revision``, as a separate module."""
-    source = subprocess.run(["git", "show", f"{revision}:scratchnet/layers/{module_name}.py"], cwd=ROOT,
-                            check=True, capture_output=True, text=True).stdout
-    directory = Path(tempfile.mkdtemp(prefix="scratchnet_baseline_"))
-    path = directory / f"{module_name}.py"
-    path.write_text(source)
-    # a name inside the package, so that the module's relative imports (from .base ...) resolve
-    name = f"scratchnet.layers._baseline_{module_name}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return module_at_revision(f"scratchnet/layers/{module_name}.py", revision)
 
 
 def make_layer(layer_class, key, sample_shape):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tracemalloc
 import types
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
 
 import speed_zoo  # noqa: E402
 import torch  # noqa: E402
-from timing import Contender, alternate, machine_description  # noqa: E402
+from timing import Contender, alternate, machine_description, module_at_revision  # noqa: E402
 
 from scratchnet.kernels import im2col as new  # noqa: E402
 from scratchnet.kernels.workspace import Workspace  # noqa: E402
@@ -57,23 +56,13 @@ SHAPES = {
 }
 
 
-def load_old_module(ref: str, name: str) -> types.ModuleType:
-    """``scratchnet/kernels/<name>.py`` at git ``ref``, as a module beside the working tree's."""
-    source = subprocess.run(["git", "show", f"{ref}:scratchnet/kernels/{name}.py"], cwd=ROOT,
-                            check=True, capture_output=True, text=True).stdout
-    module = types.ModuleType(f"scratchnet.kernels.{name}_old")
-    module.__package__ = "scratchnet.kernels"  # its relative imports (scipy_conv, workspace)
-    exec(compile(source, f"{ref}:scratchnet/kernels/{name}.py", "exec"), module.__dict__)
-    return module
-
-
 def load_old_kernel(ref: str) -> types.ModuleType:
     """``kernels/im2col.py`` at git ``ref``, importing ``kernels/col2im.py`` at the same ``ref``."""
-    old_col2im = load_old_module(ref, "col2im")
+    old_col2im = module_at_revision("scratchnet/kernels/col2im.py", ref)
     saved = sys.modules["scratchnet.kernels.col2im"]
     sys.modules["scratchnet.kernels.col2im"] = old_col2im  # what its ``from .col2im import`` finds
     try:
-        return load_old_module(ref, "im2col")
+        return module_at_revision("scratchnet/kernels/im2col.py", ref)
     finally:
         sys.modules["scratchnet.kernels.col2im"] = saved
 

@@ -23,11 +23,8 @@ peak. Medians of alternated rounds (timing.py); nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import subprocess
 import sys
-import tempfile
 import tracemalloc
 from pathlib import Path
 
@@ -38,7 +35,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
 
 import networks  # noqa: E402
 import torch  # noqa: E402
-from timing import Contender, alternate, machine_description  # noqa: E402
+from timing import Contender, alternate, machine_description, module_at_revision  # noqa: E402
 
 from scratchnet.layers import Conv2D  # noqa: E402
 from scratchnet.layers import conv as conv_module  # noqa: E402
@@ -58,16 +55,8 @@ SHAPES = [
 
 
 def old_winograd_module(ref):
-    """scratchnet/kernels/winograd.py at git commit ``ref``, imported as a temporary module."""
-    source = subprocess.run(["git", "show", f"{ref}:scratchnet/kernels/winograd.py"], cwd=ROOT,
-                            check=True, capture_output=True, text=True).stdout
-    source = source.replace("from .workspace import", "from scratchnet.kernels.workspace import")
-    path = Path(tempfile.mkdtemp()) / "winograd_old.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("winograd_old", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return PaddingFirst(module)
+    """scratchnet/kernels/winograd.py at git commit ``ref``, behind the adapter below."""
+    return PaddingFirst(module_at_revision("scratchnet/kernels/winograd.py", ref))
 
 
 class PaddingFirst:
