@@ -30,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
 
+from run import markdown, ms, ratio  # noqa: E402
 from timing import Contender, alternate, machine_description, module_at_revision  # noqa: E402
 
 from scratchnet import layers as current_layers  # noqa: E402
@@ -129,13 +130,13 @@ def layer_rows(key, settings, baseline_revision, rng):
         for direction, contenders in (("forward", forward), ("backward", backward)):
             times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
             row = {"layer": key, "shape": "x".join(map(str, shape)), "pass": direction,
-                   "new_ms": round(times["new"] * 1e3, 3)}
+                   "new_ms": ms(times["new"])}
             if "old" in times:
-                row["old_ms"] = round(times["old"] * 1e3, 3)
-                row["new_x_old"] = round(times["new"] / times["old"], 2)
+                row["old_ms"] = ms(times["old"])
+                row["new_x_old"] = ratio(times["new"], times["old"])
             if "torch" in times:
-                row["torch_ms"] = round(times["torch"] * 1e3, 3)
-                row["new_x_torch"] = round(times["new"] / times["torch"], 2)
+                row["torch_ms"] = ms(times["torch"])
+                row["new_x_torch"] = ratio(times["new"], times["torch"])
             row["load"] = round(os.getloadavg()[0], 2)
             rows.append(row)
             print(f"  {row}", file=sys.stderr, flush=True)
@@ -181,22 +182,15 @@ def step_rows(settings, baseline_revision, rng):
         row = {"network": label, "new_ms": round(times["new"] * 1e3, 2)}
         if "old" in times:
             row["old_ms"] = round(times["old"] * 1e3, 2)
-            row["new_x_old"] = round(times["new"] / times["old"], 2)
+            row["new_x_old"] = ratio(times["new"], times["old"])
         row["torch_ms"] = round(times["torch"] * 1e3, 2)
-        row["new_x_torch"] = round(times["new"] / times["torch"], 2)
+        row["new_x_torch"] = ratio(times["new"], times["torch"])
         if "old" in times:
-            row["old_x_torch"] = round(times["old"] / times["torch"], 2)
+            row["old_x_torch"] = ratio(times["old"], times["torch"])
         row["load"] = round(os.getloadavg()[0], 2)
         rows.append(row)
         print(f"  {row}", file=sys.stderr, flush=True)
     return rows
-
-
-def markdown(rows) -> str:
-    columns = list(dict.fromkeys(column for row in rows for column in row))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row.get(column, "")) for column in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:

@@ -187,7 +187,7 @@ def main(argv=None):
                        "backward = torch.autograd.grad for input, weight (and bias).",
                        "backward for scratchnet: layer.backward (dx, dW, db).",
                        "ms: medians; best_ms: the fastest timed call (least disturbed by other processes)."]}
-    print(machine_markdown(machine, settings) + "\n" + markdown(table))
+    print(machine_markdown(machine, settings) + "\n" + markdown(**table))
     path = Path(__file__).with_name("results_grouped.json")
     path.write_text(json.dumps({"machine": machine, "seconds": round(time.perf_counter() - started, 1),
                                 "table": table}, indent=2) + "\n")

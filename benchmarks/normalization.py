@@ -78,7 +78,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(2)
     machine = machine_description(torch)
     table = batchnorm_table(settings, np.random.default_rng(0))
-    print(machine_markdown(machine, settings) + "\n" + markdown(table))
+    print(machine_markdown(machine, settings) + "\n" + markdown(**table))
 
 
 if __name__ == "__main__":

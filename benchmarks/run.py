@@ -55,7 +55,7 @@ BATCH_SIZE = 64
 
 
 def ms(seconds: float) -> float:
-    return round(seconds * 1e3, 3)
+    return round(float(seconds) * 1e3, 3)
 
 
 def ratio(value: float, reference: float | None):
@@ -229,17 +229,23 @@ def train_step_row(name, model, torch_builder, settings, rng):
 
 
 # ------------------------------------------------------------------ output
-def markdown(table) -> str:
+def markdown(rows, title=None, notes=(), columns=None, heading="###") -> str:
+    """Rows (dicts) as a markdown table, under ``heading title`` if given, the notes as a list below.
+
+    columns: default every key of the rows, in the order first seen; a missing or None cell is
+    blank, a float is written with ``:g``. run.py's tables are dicts of these: ``markdown(**table)``.
+    """
     def cell(value):
         if value is None:
             return ""
         return f"{value:g}" if isinstance(value, float) else str(value)
 
-    lines = [f"### {table['title']}", "", "| " + " | ".join(table["columns"]) + " |",
-             "|" + "|".join("---" for _ in table["columns"]) + "|"]
-    lines += ["| " + " | ".join(cell(row.get(column)) for column in table["columns"]) + " |"
-              for row in table["rows"]]
-    lines += [""] + [f"- {note}" for note in table.get("notes", [])]
+    columns = columns or list(dict.fromkeys(column for row in rows for column in row))
+    lines = [f"{heading} {title}", ""] if title else []
+    lines += ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(row.get(column)) for column in columns) + " |" for row in rows]
+    if notes:
+        lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
 
 
@@ -284,7 +290,7 @@ def main(argv=None) -> None:
         tables.append(zoo_step_table(settings, rng))
     if "memory" in sections:
         tables.append(memory.memory_table(rng, BATCH_SIZE))
-    output = machine_markdown(machine, settings) + "\n" + "\n".join(markdown(table) for table in tables)
+    output = machine_markdown(machine, settings) + "\n" + "\n".join(markdown(**table) for table in tables)
     print(output)
     results = {"machine": machine, "mode": "quick" if settings.quick else "full", "rounds": settings.rounds,
                "calls_per_round": settings.calls, "seconds": round(time.perf_counter() - started, 1),
