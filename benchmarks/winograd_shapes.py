@@ -17,7 +17,8 @@ peak of one forward + backward above its start (the layer's previous cache dropp
 what the forward keeps for the backward is in), and torch.profiler's peak for torch
 (memory.py ``torch_profiled_peak``). ``--steps``: whole training steps of zoo networks with
 ``backend="auto"`` (speed_zoo.py's models and torch twins), with the old kernel and the new,
-time and peak (memory.py ``traced_step_peak``; torch: speed_zoo.py's running sum). Medians of alternated rounds (timing.py); nothing is asserted.
+time and peak (memory.py ``traced_step_peak``; torch: speed_zoo.py's running sum). Medians of
+alternated rounds (timing.py); nothing is asserted.
 """
 
 from __future__ import annotations
