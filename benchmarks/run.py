@@ -90,7 +90,7 @@ def conv_contenders(shape, settings, rng):
         backward.append(Contender("scipy", "numpy", lambda: layers["scipy"].backward(dy),
                                   rounds=settings.scipy_rounds))
     if torch is not None:
-        module = networks.torch_conv(torch, layers["im2col"])
+        module = networks.torch_conv(layers["im2col"])
         x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
         dy_nchw = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
         y_nchw = module(x_nchw)
@@ -172,7 +172,7 @@ def pool_table(settings, rng):
 
 # ------------------------------------------------------------------ training step
 def train_step_table(settings, rng):
-    rows = [train_step_row(name, networks.scratchnet_network(name), networks.torch_network, settings, rng)
+    rows = [train_step_row(name, networks.scratchnet_network(name), settings, rng)
             for name in networks.NETWORKS]
     return {"title": "Full training step: forward, cross-entropy, backward, Adam (float32, batch 64)",
             "columns": STEP_COLUMNS, "rows": rows,
@@ -180,15 +180,15 @@ def train_step_table(settings, rng):
                       "dense 128 relu, dense 10, on 28x28x1.",
                       "small CNN: conv 32 3x3 same relu maxpool2, conv 64 3x3 same relu maxpool2, flatten, "
                       "dense 128 relu, dense 10, on 32x32x3.",
-                      "scratchnet uses the im2col backend; torch.nn with torch.optim.Adam, NCHW input.",
+                      "scratchnet uses the im2col backend; torch: the same network built by "
+                      "scratchnet.interop.to_torch, torch.optim.Adam, NCHW input.",
                       "_ms columns: medians; _best_ms: the fastest of all timed calls (least disturbed by "
                       "other processes on the shared machine)."]}
 
 
 def zoo_step_table(settings, rng):
     """Training steps of model-zoo networks (BatchNorm, dropout, residual blocks) beside torch.nn."""
-    rows = [train_step_row(name, networks.zoo_network(name), networks.torch_zoo_network, settings, rng)
-            for name in networks.ZOO_NETWORKS]
+    rows = [train_step_row(name, networks.zoo_network(name), settings, rng) for name in networks.ZOO_NETWORKS]
     return {"title": "Model zoo training step: forward, cross-entropy, backward, Adam (float32, batch 64)",
             "columns": STEP_COLUMNS, "rows": rows,
             "notes": ["small_cnn_bn: scratchnet.models.small_cnn_bn (conv-BN-ReLU-maxpool x2, dense 128, "
@@ -203,12 +203,12 @@ STEP_COLUMNS = ["network", "batch", "torch_ms", "scratchnet_ms", "scratchnet_x_t
                 "torch_best_ms", "scratchnet_best_ms", "best_x_torch"]
 
 
-def train_step_row(name, model, torch_builder, settings, rng):
+def train_step_row(name, model, settings, rng):
     """One row: scratchnet's train_step against the same network's step in torch, alternated."""
     x, labels = networks.random_batch(name, BATCH_SIZE, rng)
     contenders = [Contender("scratchnet", "numpy", lambda: model.train_step(x, labels))]
     if torch is not None:
-        net = torch_builder(torch, model)
+        net = networks.torch_network(model)
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
         loss_function = torch.nn.CrossEntropyLoss()
         x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())  # permuted once, untimed

@@ -34,7 +34,6 @@ from run import markdown, ms, ratio  # noqa: E402
 from timing import Contender, alternate, machine_description  # noqa: E402
 
 from scratchnet import Adam  # noqa: E402
-from scratchnet.interop import to_torch  # noqa: E402
 from scratchnet.kernels import im2col, winograd  # noqa: E402
 from scratchnet.kernels.workspace import Workspace  # noqa: E402
 from scratchnet.models import get_model  # noqa: E402
@@ -67,7 +66,7 @@ def step_contenders(label, batch, dtype, rng, backends=("im2col", "auto")):
     for backend in backends:
         model = build(label, backend, dtype)
         contenders.append(Contender(backend, "numpy", lambda m=model: m.train_step(x, labels)))
-    network = to_torch(model, channels_first=True).train()  # in the model's dtype
+    network = networks.torch_network(model)  # in the model's dtype
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     loss_function = torch.nn.CrossEntropyLoss()
     x_nchw, labels_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(labels)
