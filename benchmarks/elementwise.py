@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
 
 from run import markdown, ms, ratio  # noqa: E402
-from timing import Contender, alternate, machine_description, module_at_revision  # noqa: E402
+from timing import Contender, alternate, layer_contenders, machine_description, module_at_revision  # noqa: E402
 
 from scratchnet import layers as current_layers  # noqa: E402
 
@@ -61,12 +61,6 @@ def make_layer(layer_class, key, sample_shape):
     layer = layer_class("relu") if key == "relu" else layer_class()
     layer.build([sample_shape, sample_shape] if key == "add" else sample_shape, dtype="float32")
     return layer
-
-
-def scratchnet_contenders(name, layer, x, dy):
-    layer.forward(x, training=True)
-    return (Contender(name, "numpy", lambda: layer.forward(x, training=True)),
-            Contender(name, "numpy", lambda: layer.backward(dy)))
 
 
 def torch_contenders(key, x, dy):
@@ -118,7 +112,7 @@ def layer_rows(key, settings, baseline_revision, rng):
         dy = rng.standard_normal(out_shape).astype(np.float32)
         forward, backward = [], []
         for name, layer_class in classes.items():
-            pair = scratchnet_contenders(name, make_layer(layer_class, key, shape[1:]), x, dy)
+            pair = layer_contenders(name, make_layer(layer_class, key, shape[1:]), x, dy)
             forward.append(pair[0])
             backward.append(pair[1])
         if torch is not None:

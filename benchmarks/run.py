@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import memory  # noqa: E402  (benchmarks/memory.py)
 import networks  # noqa: E402
-from timing import Contender, alternate, machine_description  # noqa: E402
+from timing import Contender, alternate, machine_description, torch_contenders  # noqa: E402
 
 from scratchnet.layers import Conv2D, MaxPool2D  # noqa: E402
 
@@ -90,14 +90,9 @@ def conv_contenders(shape, settings, rng):
         backward.append(Contender("scipy", "numpy", lambda: layers["scipy"].backward(dy),
                                   rounds=settings.scipy_rounds))
     if torch is not None:
-        module = networks.torch_conv(layers["im2col"])
-        x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
-        dy_nchw = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
-        y_nchw = module(x_nchw)
-        wanted = [x_nchw, *module.parameters()]  # dx, dW, db: the same three scratchnet computes
-        forward.append(Contender("torch", "torch", lambda: module(x_nchw)))
-        backward.append(Contender("torch", "torch", lambda: torch.autograd.grad(
-            y_nchw, wanted, dy_nchw, retain_graph=True)))
+        torch_forward, torch_backward = torch_contenders(networks.torch_conv(layers["im2col"]), x, dy)
+        forward.append(torch_forward)
+        backward.append(torch_backward)
     flops = 2.0 * rows * depth * filters  # multiply-adds of the forward product, x2
     return forward, backward, flops, skip_scipy
 

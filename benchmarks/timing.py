@@ -63,6 +63,29 @@ def alternate(contenders: list[Contender], rounds: int, calls_per_round: int = 3
     return {contender.name: contender.median for contender in contenders}
 
 
+def layer_contenders(name: str, layer, x, dy) -> tuple[Contender, Contender]:
+    """(forward, backward) of a built scratchnet layer on x and dy (NHWC), forward in training
+    mode; one untimed forward first, so that the first backward has its cache."""
+    layer.forward(x, training=True)
+    return (Contender(name, "numpy", lambda: layer.forward(x, training=True)),
+            Contender(name, "numpy", lambda: layer.backward(dy)))
+
+
+def torch_contenders(module, x, dy) -> tuple[Contender, Contender]:
+    """(forward, backward) of a torch module on the same numbers as x and dy, permuted once to
+    NCHW: the forward records autograd; the backward is ``torch.autograd.grad`` of one recorded
+    output for the input and every parameter (dx, dW, db: what a scratchnet backward computes)."""
+    import torch
+
+    x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+    dy_nchw = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
+    y_nchw = module(x_nchw)
+    wanted = [x_nchw, *module.parameters()]
+    return (Contender("torch", "torch", lambda: module(x_nchw)),
+            Contender("torch", "torch",
+                      lambda: torch.autograd.grad(y_nchw, wanted, dy_nchw, retain_graph=True)))
+
+
 def module_at_revision(path: str, revision: str) -> types.ModuleType:
     """The file ``path`` (e.g. "scratchnet/kernels/winograd.py") as it was at git ``revision``,
     imported as a separate module inside the same package.
