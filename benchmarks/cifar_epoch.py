@@ -7,7 +7,7 @@ wall-clock time, and float32/float64 agreement of training on the real CIFAR sub
 
 time      one training step (forward, cross-entropy, backward, optimizer; batch 128, float32) of
           flax_cnn, small_cnn_bn and resnet8 in scratchnet and in their torch.nn twins
-          (``scratchnet.interop.to_torch``: same weights; torch.optim with the same settings);
+          (``scratchnet.interop.to_torch``: same weights; ``to_torch_optimizer``: the same optimizer);
           one CIFAR-10 epoch = ceil(50,000 / 128) = 391 steps x the median step
 augment   each recipe's augmentation on a batch of 128 (in pixel space, PixelSpace), as a share of
           its model's training step (target: under 10%)
@@ -62,19 +62,14 @@ def scratchnet_model(name, dtype="float32", epochs=1, steps=STEPS_PER_EPOCH, no_
     return model, recipe
 
 
-def torch_twin(torch, model, recipe):
-    """The model's twin (same weights) and a torch.optim optimizer with the recipe's settings."""
-    try:
-        from scratchnet.interop import to_torch
-    except ImportError:
-        raise SystemExit("cifar_epoch.py needs scratchnet.interop.to_torch (the PyTorch bridge)") from None
+def torch_twin(model):
+    """The model's twin (same weights, training mode) and its optimizer in torch.optim
+    (``to_torch_optimizer``: the same kind, Adam / AdamW / SGD, with the same settings)."""
+    from scratchnet.interop import to_torch, to_torch_optimizer
+
     twin = to_torch(model)
     twin.train()
-    if recipe.optimizer == "sgd":
-        optimizer = torch.optim.SGD(twin.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                    weight_decay=recipe.weight_decay)
-    else:
-        optimizer = torch.optim.Adam(twin.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    optimizer, _ = to_torch_optimizer(model.optimizer, twin)  # torch_step sets each step's lr
     return twin, optimizer
 
 
@@ -115,7 +110,7 @@ def section_time(torch, x, y, repeats):
     xb, yb = x[:BATCH], y[:BATCH]
     for name in MODELS:
         model, recipe = scratchnet_model(name)
-        twin, optimizer = torch_twin(torch, model, recipe)
+        twin, optimizer = torch_twin(model)
         tx, ty = torch.from_numpy(xb), torch.from_numpy(yb)
         contenders = [  # alternated, a 0.1 s pause and one untimed warm-up call before each
             Contender("scratchnet", "numpy", partial(model.train_step, xb, yb)),
@@ -166,8 +161,8 @@ def section_project(steps, costs):
 def train_both(torch, name, x, y, dtype, epochs, batch, steps=None, seed=0):
     """Train scratchnet and its twin on the same batches; returns (model, twin, losses, torch losses)."""
     steps_per_epoch = math.ceil(len(x) / batch)
-    model, recipe = scratchnet_model(name, dtype, epochs, steps_per_epoch, no_dropout=True, seed=seed)
-    twin, optimizer = torch_twin(torch, model, recipe)
+    model, _ = scratchnet_model(name, dtype, epochs, steps_per_epoch, no_dropout=True, seed=seed)
+    twin, optimizer = torch_twin(model)
     x, order_rng = x.astype(dtype), np.random.default_rng(seed)
     ours, theirs, step = [], [], 0
     for _ in range(epochs):

@@ -10,7 +10,7 @@ Every layer runs forward (training mode) and backward on the shapes of the zoo's
 (batch 64); PyTorch runs the same numbers in NCHW (``torch.nn.BatchNorm2d``, ``ReLU``,
 ``MaxPool2d``, ``+``), forward with autograd recording and backward via ``torch.autograd.grad``.
 ``--baseline REV`` also loads the layer modules as they were at git revision REV (``git show``
-into a temporary file, imported inside ``scratchnet.layers``) and times them in the same rounds,
+as a module inside ``scratchnet.layers``: timing.py ``module_at_revision``) and times them in the same rounds,
 so "new / old" is measured side by side; ``--steps`` times whole training steps of the zoo
 networks, the old model being the same network with those layers switched to their old classes.
 One thread each (torch.set_num_threads(1); set
@@ -21,11 +21,8 @@ medians are reported. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
 
-from timing import Contender, alternate, machine_description  # noqa: E402
+from run import markdown, ms, ratio  # noqa: E402
+from timing import Contender, alternate, layer_contenders, machine_description, module_at_revision  # noqa: E402
 
 from scratchnet import layers as current_layers  # noqa: E402
 
@@ -56,30 +54,13 @@ CASES = {
 
 def load_baseline(module_name: str, revision: str):
     """``scratchnet.layers.<module_name>`` as it was at git ``revision``, as a separate module."""
-    source = subprocess.run(["git", "show", f"{revision}:scratchnet/layers/{module_name}.py"], cwd=ROOT,
-                            check=True, capture_output=True, text=True).stdout
-    directory = Path(tempfile.mkdtemp(prefix="scratchnet_baseline_"))
-    path = directory / f"{module_name}.py"
-    path.write_text(source)
-    # a name inside the package, so that the module's relative imports (from .base ...) resolve
-    name = f"scratchnet.layers._baseline_{module_name}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return module_at_revision(f"scratchnet/layers/{module_name}.py", revision)
 
 
 def make_layer(layer_class, key, sample_shape):
     layer = layer_class("relu") if key == "relu" else layer_class()
     layer.build([sample_shape, sample_shape] if key == "add" else sample_shape, dtype="float32")
     return layer
-
-
-def scratchnet_contenders(name, layer, x, dy):
-    layer.forward(x, training=True)
-    return (Contender(name, "numpy", lambda: layer.forward(x, training=True)),
-            Contender(name, "numpy", lambda: layer.backward(dy)))
 
 
 def torch_contenders(key, x, dy):
@@ -131,7 +112,7 @@ def layer_rows(key, settings, baseline_revision, rng):
         dy = rng.standard_normal(out_shape).astype(np.float32)
         forward, backward = [], []
         for name, layer_class in classes.items():
-            pair = scratchnet_contenders(name, make_layer(layer_class, key, shape[1:]), x, dy)
+            pair = layer_contenders(name, make_layer(layer_class, key, shape[1:]), x, dy)
             forward.append(pair[0])
             backward.append(pair[1])
         if torch is not None:
@@ -143,13 +124,13 @@ def layer_rows(key, settings, baseline_revision, rng):
         for direction, contenders in (("forward", forward), ("backward", backward)):
             times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
             row = {"layer": key, "shape": "x".join(map(str, shape)), "pass": direction,
-                   "new_ms": round(times["new"] * 1e3, 3)}
+                   "new_ms": ms(times["new"])}
             if "old" in times:
-                row["old_ms"] = round(times["old"] * 1e3, 3)
-                row["new_x_old"] = round(times["new"] / times["old"], 2)
+                row["old_ms"] = ms(times["old"])
+                row["new_x_old"] = ratio(times["new"], times["old"])
             if "torch" in times:
-                row["torch_ms"] = round(times["torch"] * 1e3, 3)
-                row["new_x_torch"] = round(times["new"] / times["torch"], 2)
+                row["torch_ms"] = ms(times["torch"])
+                row["new_x_torch"] = ratio(times["new"], times["torch"])
             row["load"] = round(os.getloadavg()[0], 2)
             rows.append(row)
             print(f"  {row}", file=sys.stderr, flush=True)
@@ -195,22 +176,15 @@ def step_rows(settings, baseline_revision, rng):
         row = {"network": label, "new_ms": round(times["new"] * 1e3, 2)}
         if "old" in times:
             row["old_ms"] = round(times["old"] * 1e3, 2)
-            row["new_x_old"] = round(times["new"] / times["old"], 2)
+            row["new_x_old"] = ratio(times["new"], times["old"])
         row["torch_ms"] = round(times["torch"] * 1e3, 2)
-        row["new_x_torch"] = round(times["new"] / times["torch"], 2)
+        row["new_x_torch"] = ratio(times["new"], times["torch"])
         if "old" in times:
-            row["old_x_torch"] = round(times["old"] / times["torch"], 2)
+            row["old_x_torch"] = ratio(times["old"], times["torch"])
         row["load"] = round(os.getloadavg()[0], 2)
         rows.append(row)
         print(f"  {row}", file=sys.stderr, flush=True)
     return rows
-
-
-def markdown(rows) -> str:
-    columns = list(dict.fromkeys(column for row in rows for column in row))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row.get(column, "")) for column in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from run import machine_markdown, markdown, ms, parse_args, ratio  # noqa: E402
-from timing import Contender, alternate, machine_description  # noqa: E402
+from timing import alternate, layer_contenders, machine_description, torch_contenders  # noqa: E402
 
 from scratchnet.interop.layouts import to_torch_arrays  # noqa: E402
 from scratchnet.layers import Conv2D, DepthwiseConv2D, SeparableConv2D  # noqa: E402
@@ -56,22 +56,6 @@ def torch_module(in_channels, out_channels, kernel, groups, W_torch, bias):
         if bias is not None:
             module.bias.copy_(torch.from_numpy(bias))
     return module
-
-
-def layer_contenders(name, layer, x, dy):
-    layer.forward(x, training=True)
-    return (Contender(name, "numpy", lambda: layer.forward(x, training=True)),
-            Contender(name, "numpy", lambda: layer.backward(dy)))
-
-
-def torch_contenders(module, x, dy):
-    x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
-    dy_nchw = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
-    y_nchw = module(x_nchw)
-    wanted = [x_nchw, *module.parameters()]
-    return (Contender("torch", "torch", lambda: module(x_nchw)),
-            Contender("torch", "torch",
-                      lambda: torch.autograd.grad(y_nchw, wanted, dy_nchw, retain_graph=True)))
 
 
 class SeparateGroups:
@@ -187,7 +171,7 @@ def main(argv=None):
                        "backward = torch.autograd.grad for input, weight (and bias).",
                        "backward for scratchnet: layer.backward (dx, dW, db).",
                        "ms: medians; best_ms: the fastest timed call (least disturbed by other processes)."]}
-    print(machine_markdown(machine, settings) + "\n" + markdown(table))
+    print(machine_markdown(machine, settings) + "\n" + markdown(**table))
     path = Path(__file__).with_name("results_grouped.json")
     path.write_text(json.dumps({"machine": machine, "seconds": round(time.perf_counter() - started, 1),
                                 "table": table}, indent=2) + "\n")

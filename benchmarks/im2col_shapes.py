@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import tracemalloc
 import types
 from pathlib import Path
 
@@ -36,7 +34,9 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
 
 import speed_zoo  # noqa: E402
 import torch  # noqa: E402
-from timing import Contender, alternate, machine_description  # noqa: E402
+from memory import traced  # noqa: E402
+from run import markdown, ms, ratio  # noqa: E402
+from timing import Contender, alternate, machine_description, module_at_revision  # noqa: E402
 
 from scratchnet.kernels import im2col as new  # noqa: E402
 from scratchnet.kernels.workspace import Workspace  # noqa: E402
@@ -57,23 +57,13 @@ SHAPES = {
 }
 
 
-def load_old_module(ref: str, name: str) -> types.ModuleType:
-    """``scratchnet/kernels/<name>.py`` at git ``ref``, as a module beside the working tree's."""
-    source = subprocess.run(["git", "show", f"{ref}:scratchnet/kernels/{name}.py"], cwd=ROOT,
-                            check=True, capture_output=True, text=True).stdout
-    module = types.ModuleType(f"scratchnet.kernels.{name}_old")
-    module.__package__ = "scratchnet.kernels"  # its relative imports (scipy_conv, workspace)
-    exec(compile(source, f"{ref}:scratchnet/kernels/{name}.py", "exec"), module.__dict__)
-    return module
-
-
 def load_old_kernel(ref: str) -> types.ModuleType:
     """``kernels/im2col.py`` at git ``ref``, importing ``kernels/col2im.py`` at the same ``ref``."""
-    old_col2im = load_old_module(ref, "col2im")
+    old_col2im = module_at_revision("scratchnet/kernels/col2im.py", ref)
     saved = sys.modules["scratchnet.kernels.col2im"]
     sys.modules["scratchnet.kernels.col2im"] = old_col2im  # what its ``from .col2im import`` finds
     try:
-        return load_old_module(ref, "im2col")
+        return module_at_revision("scratchnet/kernels/im2col.py", ref)
     finally:
         sys.modules["scratchnet.kernels.col2im"] = saved
 
@@ -136,17 +126,6 @@ def with_chunk_bytes(chunk_bytes, function):
     return call
 
 
-def traced_peak(function) -> int:
-    """tracemalloc peak of ``function()`` above the memory traced when it starts (bytes)."""
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    start = tracemalloc.get_traced_memory()[0]
-    function()
-    peak = tracemalloc.get_traced_memory()[1] - start
-    tracemalloc.stop()
-    return peak
-
-
 def shape_rows(label, case, old, chunk_sizes, settings):
     old_workspace = Workspace()
     forward = [Contender("old", "numpy", lambda: case.old_forward(old, old_workspace))]
@@ -170,16 +149,15 @@ def shape_rows(label, case, old, chunk_sizes, settings):
         case.old_backward(old, old_workspace)
 
     old_step()  # warm the workspace before tracing
-    old_peak = traced_peak(old_step)
+    old_peak = traced(old_step)[1]
     rows = []
     for contender in forward[:-1]:
         row = {"layer": label, "batch": case.x.shape[0], "kernel": contender.name,
-               "fwd_ms": round(1e3 * forward_times[contender.name], 3),
-               "bwd_ms": round(1e3 * backward_times[contender.name], 3)}
-        row["fwd_x_torch"] = round(forward_times[contender.name] / forward_times["torch"], 2)
-        row["bwd_x_torch"] = round(backward_times[contender.name] / backward_times["torch"], 2)
-        row["fwd_new_old"] = round(forward_times[contender.name] / forward_times["old"], 2)
-        row["bwd_new_old"] = round(backward_times[contender.name] / backward_times["old"], 2)
+               "fwd_ms": ms(forward_times[contender.name]), "bwd_ms": ms(backward_times[contender.name])}
+        row["fwd_x_torch"] = ratio(forward_times[contender.name], forward_times["torch"])
+        row["bwd_x_torch"] = ratio(backward_times[contender.name], backward_times["torch"])
+        row["fwd_new_old"] = ratio(forward_times[contender.name], forward_times["old"])
+        row["bwd_new_old"] = ratio(backward_times[contender.name], backward_times["old"])
         if contender.name == "old":
             row["peak_MiB"], row["workspace_MiB"] = old_peak / 2**20, old_workspace.nbytes() / 2**20
         else:
@@ -191,12 +169,11 @@ def shape_rows(label, case, old, chunk_sizes, settings):
                 case.new_backward(w)
             step = with_chunk_bytes(chunk_bytes, new_step)
             step()
-            row["peak_MiB"], row["workspace_MiB"] = traced_peak(step) / 2**20, workspace.nbytes() / 2**20
+            row["peak_MiB"], row["workspace_MiB"] = traced(step)[1] / 2**20, workspace.nbytes() / 2**20
         row["peak_MiB"], row["workspace_MiB"] = round(row["peak_MiB"], 2), round(row["workspace_MiB"], 2)
         rows.append(row)
     rows.append({"layer": label, "batch": case.x.shape[0], "kernel": "torch",
-                 "fwd_ms": round(1e3 * forward_times["torch"], 3),
-                 "bwd_ms": round(1e3 * backward_times["torch"], 3)})
+                 "fwd_ms": ms(forward_times["torch"]), "bwd_ms": ms(backward_times["torch"])})
     return rows
 
 
@@ -222,19 +199,10 @@ def step_rows(label, batch, old, settings, rng):
     times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
     return {"network": label, "batch": batch, "torch_ms": round(1e3 * times["torch"], 2),
             "old_ms": round(1e3 * times["old"], 2), "new_ms": round(1e3 * times["new"], 2),
-            "new_old": round(times["new"] / times["old"], 2),
-            "new_old_best": round(min(contenders[1].samples) / min(contenders[0].samples), 2),
-            "old_x_torch": round(times["old"] / times["torch"], 2),
-            "new_x_torch": round(times["new"] / times["torch"], 2)}
-
-
-def markdown(rows):
-    columns = list(rows[0]) if "network" in rows[0] else [
-        "layer", "batch", "kernel", "fwd_ms", "bwd_ms", "fwd_x_torch", "bwd_x_torch", "fwd_new_old",
-        "bwd_new_old", "peak_MiB", "workspace_MiB"]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row.get(column, "")) for column in columns) + " |" for row in rows]
-    return "\n".join(lines)
+            "new_old": ratio(times["new"], times["old"]),
+            "new_old_best": ratio(min(contenders[1].samples), min(contenders[0].samples)),
+            "old_x_torch": ratio(times["old"], times["torch"]),
+            "new_x_torch": ratio(times["new"], times["torch"])}
 
 
 def main(argv=None):

@@ -9,9 +9,9 @@ allocates. ``memory_table`` (run.py) reports
 * the phase (one layer's forward or backward, the loss, the optimizer) whose own peak above its
   starting point is largest: its size bounds the largest temporary of the step from above.
 
-``traced_step_peak`` (speed_zoo.py, beside PyTorch) counts the scratch arena too, and
-``resident_peak`` measures what the operating system sees: the peak resident memory of a
-fresh process running a few steps.
+``traced_step_peak`` (speed_zoo.py, beside PyTorch) counts the scratch arena too,
+``torch_profiled_peak`` is PyTorch's side (torch.profiler), and ``resident_peak`` measures what
+the operating system sees: the peak resident memory of a fresh process running a few steps.
 """
 
 from __future__ import annotations
@@ -26,12 +26,23 @@ from scratchnet.kernels.workspace import shared_workspace
 from scratchnet.layers.base import iter_layers
 
 
-def _traced(function):
-    """(result, peak bytes above the allocation level at the start) of ``function()``."""
-    tracemalloc.reset_peak()
-    before = tracemalloc.get_traced_memory()[0]
-    result = function()
-    return result, tracemalloc.get_traced_memory()[1] - before
+def traced(function):
+    """(result, peak bytes traced during ``function()`` above the level at its start).
+
+    Inside a running tracemalloc this measures one call; otherwise tracemalloc is started for the
+    call and stopped after it (then only what the call allocates counts).
+    """
+    started_here = not tracemalloc.is_tracing()
+    if started_here:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        result = function()
+        return result, tracemalloc.get_traced_memory()[1] - before
+    finally:
+        if started_here:
+            tracemalloc.stop()
 
 
 def step_phases(model, x, labels):
@@ -39,16 +50,16 @@ def step_phases(model, x, labels):
     phases = []
     out = model._prepare_input(x)
     for layer in model.layers:
-        out, peak = _traced(lambda layer=layer, out=out: layer.forward(out, training=True))
+        out, peak = traced(lambda layer=layer, out=out: layer.forward(out, training=True))
         phases.append((f"{layer.name} forward", peak))
-    loss_value, peak = _traced(lambda: model.loss.forward(out, labels))
+    loss_value, peak = traced(lambda: model.loss.forward(out, labels))
     phases.append(("loss forward", peak))
-    grad, peak = _traced(model.loss.backward)
+    grad, peak = traced(model.loss.backward)
     phases.append(("loss backward", peak))
     for layer in reversed(model.layers):
-        grad, peak = _traced(lambda layer=layer, grad=grad: layer.backward(grad))
+        grad, peak = traced(lambda layer=layer, grad=grad: layer.backward(grad))
         phases.append((f"{layer.name} backward", peak))
-    _, peak = _traced(lambda: model.optimizer.step(model.layers))
+    _, peak = traced(lambda: model.optimizer.step(model.layers))
     phases.append(("optimizer step", peak))
     return phases
 
@@ -62,7 +73,7 @@ def memory_table(rng, batch_size):
         workspace = model.layers[0].workspace.nbytes()  # the thread's arena, shared by every layer
         tracemalloc.start()
         try:
-            _, step_peak = _traced(lambda: model.train_step(x, labels))  # noqa: B023
+            _, step_peak = traced(lambda: model.train_step(x, labels))  # noqa: B023
             phases = step_phases(model, x, labels)
         finally:
             tracemalloc.stop()
@@ -99,13 +110,28 @@ def traced_step_peak(model, x, labels) -> int:
     model.loss.cache = {}
     shared_workspace().clear()
     gc.collect()
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        model.train_step(x, labels)
-        return tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    return traced(lambda: model.train_step(x, labels))[1]
+
+
+# ------------------------------------------------------------------ torch's peak
+def torch_profiled_peak(torch, function, **options) -> tuple:
+    """(profiler, peak bytes) of ``function()`` run under ``torch.profiler`` with memory profiling.
+
+    The peak is that of the running sum of every operation's self CPU memory (allocations minus
+    frees) in start order; a parent operation's frees count at its start, so it reads a little
+    low. ``options`` go to ``torch.profiler.profile`` (e.g. record_shapes, with_stack, which
+    ``profiler.export_memory_timeline`` needs).
+    """
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities, profile_memory=True, **options) as profiler:
+        function()
+    events = sorted((event for event in profiler.events() if event.self_cpu_memory_usage),
+                    key=lambda event: event.time_range.start)
+    running, peak = 0, 0
+    for event in events:
+        running += event.self_cpu_memory_usage
+        peak = max(peak, running)
+    return profiler, peak
 
 
 # ------------------------------------------------------------------ resident memory

@@ -1,8 +1,8 @@
 """The networks and layers the benchmark times, built identically in scratchnet and PyTorch.
 
 scratchnet is channels-last (N, H, W, C); PyTorch is channels-first (N, C, H, W). The input is
-permuted ONCE, outside the timing, and the PyTorch weights are copied from scratchnet's, so
-both contenders compute the same function (up to the order of the flattened features).
+permuted ONCE, outside the timing, and the PyTorch network is ``scratchnet.interop.to_torch``'s
+twin, with scratchnet's weights, so both contenders compute the same function.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import numpy as np
 
 from scratchnet import Adam, Sequential
 from scratchnet.interop import to_torch
-from scratchnet.interop.layouts import to_torch_arrays
 from scratchnet.layers import Activation, Conv2D, Dense, Flatten, MaxPool2D
 from scratchnet.models import get_model
 
@@ -49,55 +48,19 @@ def zoo_network(name: str, seed: int = 0) -> Sequential:
     return model.compile(optimizer=Adam(lr=1e-3), loss="cross_entropy")
 
 
-def torch_zoo_network(torch, model: Sequential):
-    """The same network in torch.nn (the model's float32, training mode, NCHW in and out), built by
-    ``scratchnet.interop.to_torch``: BatchNorm2d for BatchNorm, nn.Dropout for Dropout, the
-    scratchnet weights copied in."""
+def torch_network(model: Sequential):
+    """The same network in torch.nn, built by ``scratchnet.interop.to_torch``: NCHW in and out, the
+    model's dtype, training mode (BatchNorm2d and Dropout as in a training step), the scratchnet
+    weights copied in, Flatten reading the features in scratchnet's (h, w, c) order."""
     return to_torch(model, channels_first=True).train()
 
 
-def torch_conv(torch, conv: Conv2D):
-    """A torch.nn.Conv2d holding the same weights as a built scratchnet Conv2D."""
-    kh, kw, channels, filters = conv.params["W"].shape
-    (top, bottom), (left, right) = conv.pads_for(conv.input_shape[:2])
-    if top != bottom or left != right:
-        raise ValueError("torch.nn.Conv2d needs symmetric padding")
-    module = torch.nn.Conv2d(channels, filters, (kh, kw), stride=conv.stride, padding=(top, left),
-                             dilation=conv.dilation, bias=conv.use_bias)
-    arrays = to_torch_arrays(conv, conv.params)  # weight (kh, kw, C, F) -> (F, C, kh, kw), bias
-    with torch.no_grad():
-        module.weight.copy_(torch.from_numpy(arrays["weight"]))
-        if conv.use_bias:
-            module.bias.copy_(torch.from_numpy(arrays["bias"]))
-    return module
-
-
-def torch_network(torch, model: Sequential):
-    """The same architecture as ``model`` in torch.nn (float32), with its conv/dense weights."""
-    nn = torch.nn
-    modules = []
-    for layer in model.layers:
-        if isinstance(layer, Conv2D):
-            modules.append(torch_conv(torch, layer))
-        elif isinstance(layer, Activation):
-            modules.append(nn.ReLU())
-        elif isinstance(layer, MaxPool2D):
-            modules.append(nn.MaxPool2d(layer.pool_size))
-        elif isinstance(layer, Flatten):
-            modules.append(nn.Flatten())
-        elif isinstance(layer, Dense):
-            fan_in, units = layer.params["W"].shape
-            linear = nn.Linear(fan_in, units)
-            arrays = to_torch_arrays(layer, layer.params)  # weight W.T (units, fan_in), bias
-            with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(arrays["weight"]))
-                linear.bias.copy_(torch.from_numpy(arrays["bias"]))
-            modules.append(linear)
-            if layer.activation == "relu":
-                modules.append(nn.ReLU())
-        else:
-            raise TypeError(f"no torch equivalent for {type(layer).__name__}")
-    return nn.Sequential(*modules).float()
+def torch_conv(conv: Conv2D):
+    """The torch.nn.Conv2d twin of a built Conv2D (NCHW, the same weights), as ``to_torch`` makes it
+    for a model whose one layer is ``conv``."""
+    model = Sequential([conv], input_shape=conv.input_shape, dtype=str(conv.dtype))
+    model.built = True  # the layer is built: building the model would draw new weights
+    return to_torch(model, channels_first=True)[0]
 
 
 def torch_train_step(torch, network, optimizer, loss_function, x_nchw, labels):

@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: import scratchnet
 
 from run import machine_markdown, markdown, ms, parse_args, ratio, torch  # noqa: E402
-from timing import Contender, alternate, machine_description  # noqa: E402
+from timing import alternate, layer_contenders, machine_description, torch_contenders  # noqa: E402
 
 from scratchnet.layers import BatchNorm  # noqa: E402
 
@@ -37,18 +37,12 @@ def batchnorm_table(settings, rng):
         dy = rng.standard_normal(x.shape).astype(np.float32)
         layer = BatchNorm()
         layer.build((height, width, channels), dtype="float32")
-        layer.forward(x, training=True)
-        forward = [Contender("scratchnet", "numpy", lambda: layer.forward(x, training=True))]  # noqa: B023
-        backward = [Contender("scratchnet", "numpy", lambda: layer.backward(dy))]  # noqa: B023
-        if torch is not None:
-            module = torch.nn.BatchNorm2d(channels).train()
-            x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
-            dy_nchw = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
-            y_nchw = module(x_nchw)
-            wanted = [x_nchw, *module.parameters()]  # dx, dgamma, dbeta: what scratchnet computes
-            forward.append(Contender("torch", "torch", lambda: module(x_nchw)))  # noqa: B023
-            backward.append(Contender("torch", "torch", lambda: torch.autograd.grad(  # noqa: B023
-                y_nchw, wanted, dy_nchw, retain_graph=True)))  # noqa: B023
+        forward_call, backward_call = layer_contenders("scratchnet", layer, x, dy)
+        forward, backward = [forward_call], [backward_call]
+        if torch is not None:  # backward: dx, dgamma, dbeta, what scratchnet computes
+            forward_call, backward_call = torch_contenders(torch.nn.BatchNorm2d(channels).train(), x, dy)
+            forward.append(forward_call)
+            backward.append(backward_call)
         for direction, contenders in (("forward", forward), ("backward", backward)):
             times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
             torch_time = times.get("torch")
@@ -78,7 +72,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(2)
     machine = machine_description(torch)
     table = batchnorm_table(settings, np.random.default_rng(0))
-    print(machine_markdown(machine, settings) + "\n" + markdown(table))
+    print(machine_markdown(machine, settings) + "\n" + markdown(**table))
 
 
 if __name__ == "__main__":

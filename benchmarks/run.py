@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import memory  # noqa: E402  (benchmarks/memory.py)
 import networks  # noqa: E402
-from timing import Contender, alternate, machine_description  # noqa: E402
+from timing import Contender, alternate, machine_description, torch_contenders  # noqa: E402
 
 from scratchnet.layers import Conv2D, MaxPool2D  # noqa: E402
 
@@ -55,7 +55,7 @@ BATCH_SIZE = 64
 
 
 def ms(seconds: float) -> float:
-    return round(seconds * 1e3, 3)
+    return round(float(seconds) * 1e3, 3)
 
 
 def ratio(value: float, reference: float | None):
@@ -90,14 +90,9 @@ def conv_contenders(shape, settings, rng):
         backward.append(Contender("scipy", "numpy", lambda: layers["scipy"].backward(dy),
                                   rounds=settings.scipy_rounds))
     if torch is not None:
-        module = networks.torch_conv(torch, layers["im2col"])
-        x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
-        dy_nchw = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
-        y_nchw = module(x_nchw)
-        wanted = [x_nchw, *module.parameters()]  # dx, dW, db: the same three scratchnet computes
-        forward.append(Contender("torch", "torch", lambda: module(x_nchw)))
-        backward.append(Contender("torch", "torch", lambda: torch.autograd.grad(
-            y_nchw, wanted, dy_nchw, retain_graph=True)))
+        torch_forward, torch_backward = torch_contenders(networks.torch_conv(layers["im2col"]), x, dy)
+        forward.append(torch_forward)
+        backward.append(torch_backward)
     flops = 2.0 * rows * depth * filters  # multiply-adds of the forward product, x2
     return forward, backward, flops, skip_scipy
 
@@ -172,7 +167,7 @@ def pool_table(settings, rng):
 
 # ------------------------------------------------------------------ training step
 def train_step_table(settings, rng):
-    rows = [train_step_row(name, networks.scratchnet_network(name), networks.torch_network, settings, rng)
+    rows = [train_step_row(name, networks.scratchnet_network(name), settings, rng)
             for name in networks.NETWORKS]
     return {"title": "Full training step: forward, cross-entropy, backward, Adam (float32, batch 64)",
             "columns": STEP_COLUMNS, "rows": rows,
@@ -180,15 +175,15 @@ def train_step_table(settings, rng):
                       "dense 128 relu, dense 10, on 28x28x1.",
                       "small CNN: conv 32 3x3 same relu maxpool2, conv 64 3x3 same relu maxpool2, flatten, "
                       "dense 128 relu, dense 10, on 32x32x3.",
-                      "scratchnet uses the im2col backend; torch.nn with torch.optim.Adam, NCHW input.",
+                      "scratchnet uses the im2col backend; torch: the same network built by "
+                      "scratchnet.interop.to_torch, torch.optim.Adam, NCHW input.",
                       "_ms columns: medians; _best_ms: the fastest of all timed calls (least disturbed by "
                       "other processes on the shared machine)."]}
 
 
 def zoo_step_table(settings, rng):
     """Training steps of model-zoo networks (BatchNorm, dropout, residual blocks) beside torch.nn."""
-    rows = [train_step_row(name, networks.zoo_network(name), networks.torch_zoo_network, settings, rng)
-            for name in networks.ZOO_NETWORKS]
+    rows = [train_step_row(name, networks.zoo_network(name), settings, rng) for name in networks.ZOO_NETWORKS]
     return {"title": "Model zoo training step: forward, cross-entropy, backward, Adam (float32, batch 64)",
             "columns": STEP_COLUMNS, "rows": rows,
             "notes": ["small_cnn_bn: scratchnet.models.small_cnn_bn (conv-BN-ReLU-maxpool x2, dense 128, "
@@ -203,12 +198,12 @@ STEP_COLUMNS = ["network", "batch", "torch_ms", "scratchnet_ms", "scratchnet_x_t
                 "torch_best_ms", "scratchnet_best_ms", "best_x_torch"]
 
 
-def train_step_row(name, model, torch_builder, settings, rng):
+def train_step_row(name, model, settings, rng):
     """One row: scratchnet's train_step against the same network's step in torch, alternated."""
     x, labels = networks.random_batch(name, BATCH_SIZE, rng)
     contenders = [Contender("scratchnet", "numpy", lambda: model.train_step(x, labels))]
     if torch is not None:
-        net = torch_builder(torch, model)
+        net = networks.torch_network(model)
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
         loss_function = torch.nn.CrossEntropyLoss()
         x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())  # permuted once, untimed
@@ -229,17 +224,23 @@ def train_step_row(name, model, torch_builder, settings, rng):
 
 
 # ------------------------------------------------------------------ output
-def markdown(table) -> str:
+def markdown(rows, title=None, notes=(), columns=None, heading="###") -> str:
+    """Rows (dicts) as a markdown table, under ``heading title`` if given, the notes as a list below.
+
+    columns: default every key of the rows, in the order first seen; a missing or None cell is
+    blank, a float is written with ``:g``. run.py's tables are dicts of these: ``markdown(**table)``.
+    """
     def cell(value):
         if value is None:
             return ""
         return f"{value:g}" if isinstance(value, float) else str(value)
 
-    lines = [f"### {table['title']}", "", "| " + " | ".join(table["columns"]) + " |",
-             "|" + "|".join("---" for _ in table["columns"]) + "|"]
-    lines += ["| " + " | ".join(cell(row.get(column)) for column in table["columns"]) + " |"
-              for row in table["rows"]]
-    lines += [""] + [f"- {note}" for note in table.get("notes", [])]
+    columns = columns or list(dict.fromkeys(column for row in rows for column in row))
+    lines = [f"{heading} {title}", ""] if title else []
+    lines += ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(row.get(column)) for column in columns) + " |" for row in rows]
+    if notes:
+        lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
 
 
@@ -284,7 +285,7 @@ def main(argv=None) -> None:
         tables.append(zoo_step_table(settings, rng))
     if "memory" in sections:
         tables.append(memory.memory_table(rng, BATCH_SIZE))
-    output = machine_markdown(machine, settings) + "\n" + "\n".join(markdown(table) for table in tables)
+    output = machine_markdown(machine, settings) + "\n" + "\n".join(markdown(**table) for table in tables)
     print(output)
     results = {"machine": machine, "mode": "quick" if settings.quick else "full", "rounds": settings.rounds,
                "calls_per_round": settings.calls, "seconds": round(time.perf_counter() - started, 1),

@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import memory  # noqa: E402
 import networks  # noqa: E402
 import torch  # noqa: E402
+from run import markdown, ms, ratio  # noqa: E402
 from timing import Contender, alternate, machine_description  # noqa: E402
 
 from scratchnet import Adam  # noqa: E402
-from scratchnet.interop import to_torch  # noqa: E402
 from scratchnet.kernels import im2col, winograd  # noqa: E402
 from scratchnet.kernels.workspace import Workspace  # noqa: E402
 from scratchnet.models import get_model  # noqa: E402
@@ -66,7 +66,7 @@ def step_contenders(label, batch, dtype, rng, backends=("im2col", "auto")):
     for backend in backends:
         model = build(label, backend, dtype)
         contenders.append(Contender(backend, "numpy", lambda m=model: m.train_step(x, labels)))
-    network = to_torch(model, channels_first=True).train()  # in the model's dtype
+    network = networks.torch_network(model)  # in the model's dtype
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     loss_function = torch.nn.CrossEntropyLoss()
     x_nchw, labels_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(labels)
@@ -85,8 +85,8 @@ def step_table(settings, rng, dtype="float32", labels_=None, batches=None):
             row = {"network": label, "batch": batch, "dtype": dtype, "torch_ms": ms(times["torch"])}
             for backend in ("im2col", "auto"):
                 row[f"{backend}_ms"] = ms(times[backend])
-                row[f"{backend}_x_torch"] = round(times[backend] / times["torch"], 2)
-            row["auto_best_x_torch"] = round(best["auto"] / best["torch"], 2)
+                row[f"{backend}_x_torch"] = ratio(times[backend], times["torch"])
+            row["auto_best_x_torch"] = ratio(best["auto"], best["torch"])
             rows.append(row)
             print(f"  {label} batch {batch} {dtype}: {row}", file=sys.stderr, flush=True)
     return rows
@@ -140,7 +140,7 @@ def conv_rows(settings, rng):
         for name in ("im2col", "winograd", "torch"):
             gflops = work / times[name] / 1e9  # direct-method-equivalent GFLOP/s
             rows.append({"pass": direction, "contender": name, "ms": ms(times[name]),
-                         "x_torch": round(times[name] / times["torch"], 2), "equiv_gflops": round(gflops, 1),
+                         "x_torch": ratio(times[name], times["torch"]), "equiv_gflops": round(gflops, 1),
                          "pct_of_numpy_gemm": round(100 * gflops / gemm),
                          "pct_of_avx512_peak": round(100 * gflops / peak["peak_avx512_gflops"], 1),
                          "pct_of_avx2_peak": round(100 * gflops / peak["peak_avx2_gflops"], 1)})
@@ -151,25 +151,17 @@ def conv_rows(settings, rng):
 def torch_step_memory(network, optimizer, loss_function, x, labels):
     """Three views of one torch step's memory after a warm-up (bytes):
 
-    running_sum: peak of the running sum of torch.profiler's self CPU memory per operation
-        (allocations minus frees) in start order; a parent operation's frees count at its
-        start, so this reads a little low;
+    running_sum: memory.torch_profiled_peak (the running sum of torch.profiler's self CPU
+        memory per operation in start order; reads a little low);
     timeline: peak of torch's own memory timeline (export_memory_timeline: every allocation
         and free at its time) above its start;
     saved: the distinct storages autograd saves for the backward (saved_tensors_hooks), the
         activations torch must hold at the end of the forward: a floor for the peak.
     """
-    networks.torch_train_step(torch, network, optimizer, loss_function, x, labels)  # Adam's state
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    with torch.profiler.profile(activities=activities, profile_memory=True, record_shapes=True,
-                                with_stack=True) as profiler:
+    def step():
         networks.torch_train_step(torch, network, optimizer, loss_function, x, labels)
-    events = sorted((e for e in profiler.events() if e.self_cpu_memory_usage),
-                    key=lambda e: e.time_range.start)
-    running, running_peak = 0, 0
-    for event in events:
-        running += event.self_cpu_memory_usage
-        running_peak = max(running_peak, running)
+    step()  # Adam's state
+    profiler, running_peak = memory.torch_profiled_peak(torch, step, record_shapes=True, with_stack=True)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "timeline.json"
         profiler.export_memory_timeline(str(path), device="cpu")
@@ -285,17 +277,6 @@ def walk(layers, depth=0):
         yield from walk(layer.sublayers(), depth + 1)
 
 
-def ms(seconds):
-    return round(float(seconds) * 1e3, 3)
-
-
-def markdown(title, rows, notes=()):
-    columns = list(rows[0])
-    lines = [f"#### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines + [""] + [f"- {note}" for note in notes]) + "\n"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", default="step,conv,memory,float64,profile")
@@ -327,34 +308,37 @@ def main(argv=None):
     print(out[0], flush=True)
     if "step" in sections:
         results["step"] = step_table(settings, rng)
-        out.append(markdown("Training step (float32): forward, cross-entropy, backward, Adam",
-                            results["step"], ["_ms: medians of alternated rounds; best: fastest calls."]))
+        title = "Training step (float32): forward, cross-entropy, backward, Adam"
+        notes = ["_ms: medians of alternated rounds; best: fastest calls."]
+        out.append(markdown(results["step"], title, notes, heading="####"))
         save(settings, out, results)
     if "float64" in sections:
         zoo = ["flax_cnn", "small_cnn_bn", "resnet8"]
         results["float64"] = step_table(settings, rng, "float64", zoo, [64])
-        out.append(markdown("Training step (float64, batch 64)", results["float64"]))
+        out.append(markdown(results["float64"], "Training step (float64, batch 64)", heading="####"))
         save(settings, out, results)
     if "conv" in sections:
         rows, extra = conv_rows(settings, rng)
         results["conv"], results["conv_machine"] = rows, extra
-        out.append(markdown("Heavy conv 16x16x64 -> 128, 3x3 same, batch 32 (float32)", rows,
-                            [f"{k}: {v}" for k, v in extra.items()]))
+        out.append(markdown(rows, "Heavy conv 16x16x64 -> 128, 3x3 same, batch 32 (float32)",
+                            [f"{k}: {v}" for k, v in extra.items()], heading="####"))
         save(settings, out, results)
     if "memory" in sections:
         results["memory"] = memory_rows(settings, rng)
-        out.append(markdown("Peak memory of one training step (float32)", results["memory"],
+        out.append(markdown(results["memory"], "Peak memory of one training step (float32)",
                             ["traced: tracemalloc peak of one step above the lasting state (params, "
                              "grads, buffers, Adam moments; caches and scratch arena dropped before)",
                              "torch running_sum / timeline / saved: see torch_step_memory",
                              "rss: peak resident memory (VmHWM) of 3 steps above the resident size "
-                             "before them, each contender in a fresh process; rss_held: after them"]))
+                             "before them, each contender in a fresh process; rss_held: after them"],
+                            heading="####"))
         save(settings, out, results)
     if "profile" in sections:
         for label in ("small_cnn_bn", "resnet8"):
             rows, step = layer_profile(label, 64, "auto", rng)
             results[f"profile {label}"] = rows
-            out.append(markdown(f"Per-layer profile: {label}, batch 64, auto (step {step} ms)", rows))
+            out.append(markdown(rows, f"Per-layer profile: {label}, batch 64, auto (step {step} ms)",
+                                heading="####"))
             save(settings, out, results)
 
 

@@ -35,6 +35,7 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from dataclasses import asdict, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: import scratchnet
@@ -45,56 +46,37 @@ from scratchnet.datasets import load_mnist_sample  # noqa: E402
 from scratchnet.losses import CrossEntropy  # noqa: E402
 from scratchnet.model import History  # noqa: E402
 from scratchnet.models import get_model  # noqa: E402
-from scratchnet.optimizers import Adam, AdamW  # noqa: E402
-from scratchnet.schedules import CosineDecay, OneCycle  # noqa: E402
+from scratchnet.recipes import Recipe, build_augment, build_optimizer  # noqa: E402
 
 VAL_FRACTION = 0.1
 
-# name -> recipe. model options go to get_model; augment: None, "shift" (RandomShift(2)),
-# "shift+rot" (RandomShift(2) then RandomRotation(10)). "command" candidates are built by the
-# `scratchnet train` code itself (its recipe, scratchnet.recipes) with the options given.
+# name -> scratchnet.recipes.Recipe, built by recipes.build_optimizer and build_augment (one more
+# augmentation here: "shift", RandomShift(2) alone; "digits" is RandomShift(2) then
+# RandomRotation(10)). "command" candidates are built by the `scratchnet train` code itself (its
+# recipe, scratchnet.recipes) with the options given.
+DIGIT_CNN = Recipe("digit_cnn_onecycle", "digit_cnn", optimizer="adamw", lr=5e-3, weight_decay=1e-2,
+                   schedule="onecycle", augment="shift", batch_size=64, epochs=12, label_smoothing=0.1)
 CANDIDATES = {
     "default": dict(command=[]),
     "lenet5_default_recipe": dict(command=["--model", "lenet5"]),
-    "lenet5_today": dict(model="lenet5", optimizer="adam", lr=3e-3, schedule="cosine", epochs=8,
-                         batch_size=64, augment=None, label_smoothing=0.0),
-    "digit_cnn_onecycle": dict(model="digit_cnn", optimizer="adamw", lr=5e-3, weight_decay=1e-2,
-                               schedule="onecycle", epochs=12, batch_size=64, augment="shift",
-                               label_smoothing=0.1),
-    "digit_cnn_cosine": dict(model="digit_cnn", optimizer="adamw", lr=3e-3, weight_decay=1e-2,
-                             schedule="cosine", epochs=12, batch_size=64, augment="shift",
-                             label_smoothing=0.1),
-    "digit_cnn_rot": dict(model="digit_cnn", optimizer="adamw", lr=5e-3, weight_decay=1e-2,
-                          schedule="onecycle", epochs=12, batch_size=64, augment="shift+rot",
-                          label_smoothing=0.1),
-    "digit_cnn_noaug": dict(model="digit_cnn", optimizer="adamw", lr=5e-3, weight_decay=1e-2,
-                            schedule="onecycle", epochs=12, batch_size=64, augment=None,
-                            label_smoothing=0.1),
-    "small_cnn_bn_onecycle": dict(model="small_cnn_bn", optimizer="adamw", lr=3e-3, weight_decay=1e-2,
-                                  schedule="onecycle", epochs=8, batch_size=64, augment="shift",
-                                  label_smoothing=0.1),
-    "resnet8w8_onecycle": dict(model="resnet", model_options={"depth": 8, "width": 8}, optimizer="adamw",
-                               lr=5e-3, weight_decay=1e-2, schedule="onecycle", epochs=8, batch_size=64,
-                               augment="shift", label_smoothing=0.1),
+    "lenet5_today": Recipe("lenet5_today", "lenet5", optimizer="adam", lr=3e-3, schedule="cosine",
+                           batch_size=64, epochs=8),
+    "digit_cnn_onecycle": DIGIT_CNN,
+    "digit_cnn_cosine": replace(DIGIT_CNN, name="digit_cnn_cosine", lr=3e-3, schedule="cosine"),
+    "digit_cnn_rot": replace(DIGIT_CNN, name="digit_cnn_rot", augment="digits"),
+    "digit_cnn_noaug": replace(DIGIT_CNN, name="digit_cnn_noaug", augment="none"),
+    "small_cnn_bn_onecycle": replace(DIGIT_CNN, name="small_cnn_bn_onecycle", model="small_cnn_bn",
+                                     lr=3e-3, epochs=8),
+    "resnet8w8_onecycle": replace(DIGIT_CNN, name="resnet8w8_onecycle", model="resnet", epochs=8),
 }
+MODEL_OPTIONS = {"resnet8w8_onecycle": {"depth": 8, "width": 8}}  # get_model's options
 
 
-def build_augment(name):
-    if name is None:
-        return None
-    steps = [A.RandomShift(2)]
-    if name == "shift+rot":
-        steps.append(A.RandomRotation(10))
-    return A.Compose(steps)
-
-
-def build_optimizer(recipe, steps):
-    total = recipe["epochs"] * steps
-    lr = (OneCycle(recipe["lr"], total_steps=total) if recipe["schedule"] == "onecycle"
-          else CosineDecay(recipe["lr"], total))
-    if recipe["optimizer"] == "adamw":
-        return AdamW(lr=lr, weight_decay=recipe["weight_decay"])
-    return Adam(lr=lr)
+def recipe_augment(recipe, image_size):
+    """The recipe's augmentation (recipes.build_augment), or RandomShift(2) alone for "shift"."""
+    if recipe.augment == "shift":
+        return A.Compose([A.RandomShift(2)])
+    return build_augment(recipe.augment, image_size)
 
 
 def split(seed_independent_data):
@@ -104,32 +86,31 @@ def split(seed_independent_data):
 
 
 def command_run(options, seed, epochs=None):
-    """(model, augment, recipe as a dict, data) as `scratchnet train OPTIONS --seed SEED` builds them."""
-    from dataclasses import asdict
-
+    """(model, augment, recipe, data) as `scratchnet train OPTIONS --seed SEED` builds them."""
     from scratchnet import cli, cli_train
 
     argv = ["train", *options, "--seed", str(seed), *(["--epochs", str(epochs)] if epochs else [])]
     run = cli_train.prepare_run(cli.build_parser().parse_args(argv))
-    recipe = asdict(run.recipe)
-    recipe["augment"] = None if recipe["augment"] == "none" else recipe["augment"]
-    return run.model, run.augment, recipe, (run.fit, run.validation, run.test)
+    return run.model, run.augment, run.recipe, (run.fit, run.validation, run.test)
 
 
-def train_and_test(name, recipe, seed, data, epochs=None):
-    if "command" in recipe:
-        model, augment, recipe, data = command_run(recipe["command"], seed, epochs)
+def train_and_test(name, candidate, seed, data, epochs=None, model_options=None):
+    """Train the candidate (a Recipe or a command line) on data = (fit, validation, test); one row."""
+    if isinstance(candidate, dict):
+        model, augment, recipe, data = command_run(candidate["command"], seed, epochs)
     else:
-        recipe = dict(recipe, **({"epochs": epochs} if epochs else {}))
-        augment = build_augment(recipe["augment"])
-        model = get_model(recipe["model"], input_shape=data[0][0].shape[1:], n_classes=10, seed=seed,
-                          **recipe.get("model_options", {}))
-        steps = -(-len(data[0][0]) // recipe["batch_size"])
-        model.compile(optimizer=build_optimizer(recipe, steps),
-                      loss=CrossEntropy(label_smoothing=recipe["label_smoothing"]))
-    result = fit_and_test(model, data, recipe["epochs"], recipe["batch_size"], augment)
-    return {**recipe, "candidate": name, "seed": seed, "params": model.count_params(),
-            "seconds": round(result["seconds"], 2), "cpu_seconds": round(result["cpu_seconds"], 2),
+        recipe = replace(candidate, epochs=epochs or candidate.epochs)
+        image_shape = data[0][0].shape[1:]
+        augment = recipe_augment(recipe, image_shape[:2])
+        model = get_model(recipe.model, input_shape=image_shape, n_classes=10, seed=seed,
+                          **(model_options or {}))
+        steps_per_epoch = -(-len(data[0][0]) // recipe.batch_size)
+        model.compile(optimizer=build_optimizer(recipe, steps_per_epoch),
+                      loss=CrossEntropy(label_smoothing=recipe.label_smoothing))
+    result = fit_and_test(model, data, recipe.epochs, recipe.batch_size, augment)
+    return {**asdict(recipe), "model_options": model_options or {}, "candidate": name, "seed": seed,
+            "params": model.count_params(), "seconds": round(result["seconds"], 2),
+            "cpu_seconds": round(result["cpu_seconds"], 2),
             "test_accuracy": result["test_accuracy"], "load": [round(load, 2) for load in result["load"]],
             "val_accuracy": result["val_accuracy"],
             "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
@@ -155,10 +136,11 @@ def fit_and_test(model, data, epochs, batch_size, augment):
             "val_accuracy": [round(v, 4) for v in history.history.get("val_accuracy", [])]}
 
 
-def describe(recipe) -> str:
-    extra = f", wd {recipe['weight_decay']:g}" if recipe.get("weight_decay") else ""
+def describe(recipe: dict) -> str:
+    """One line for a row (or asdict of a Recipe): optimizer, lr, schedule, batch, epochs, ..."""
+    extra = f", wd {recipe['weight_decay']:g}" if recipe["weight_decay"] else ""
     return (f"{recipe['optimizer']} {recipe['lr']:g} {recipe['schedule']}{extra}, "
-            f"batch {recipe['batch_size']}, {recipe['epochs']} ep, aug {recipe['augment'] or 'none'}, "
+            f"batch {recipe['batch_size']}, {recipe['epochs']} ep, aug {recipe['augment']}, "
             f"ls {recipe['label_smoothing']:g}")
 
 
@@ -183,17 +165,16 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="print the candidates and stop")
     args = parser.parse_args()
     if args.list:
-        for name, recipe in CANDIDATES.items():
-            if "command" in recipe:
-                recipe = command_run(recipe["command"], 0)[2]
-            print(f"{name}: {recipe['model']}, {describe(recipe)}")
+        for name, candidate in CANDIDATES.items():
+            recipe = command_run(candidate["command"], 0)[2] if isinstance(candidate, dict) else candidate
+            print(f"{name}: {recipe.model}, {describe(asdict(recipe))}")
         return
 
     data = split(load_mnist_sample())
     rows = []
     for name in args.candidates:
         for seed in args.seeds:
-            row = train_and_test(name, CANDIDATES[name], seed, data, args.epochs)
+            row = train_and_test(name, CANDIDATES[name], seed, data, args.epochs, MODEL_OPTIONS.get(name))
             rows.append(row)
             with open(args.json, "a") as out:
                 out.write(json.dumps(row) + "\n")

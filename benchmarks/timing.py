@@ -8,6 +8,9 @@ of many samples ignores the bursts.
 Why settle when switching library: NumPy's OpenBLAS threads and PyTorch's OpenMP threads keep
 spinning for ~0.1 s after a call, each slowing the other down. When the next contender uses a
 different library we sleep briefly and make one untimed call before timing.
+
+``module_at_revision`` loads a source file as it was at a git revision, so that old and new
+code can be timed side by side in the same rounds.
 """
 
 from __future__ import annotations
@@ -15,9 +18,15 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
+import types
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout whose git history is read
 
 
 @dataclass
@@ -52,6 +61,49 @@ def alternate(contenders: list[Contender], rounds: int, calls_per_round: int = 3
                 contender.call()
                 contender.samples.append(time.perf_counter() - start)
     return {contender.name: contender.median for contender in contenders}
+
+
+def layer_contenders(name: str, layer, x, dy) -> tuple[Contender, Contender]:
+    """(forward, backward) of a built scratchnet layer on x and dy (NHWC), forward in training
+    mode; one untimed forward first, so that the first backward has its cache."""
+    layer.forward(x, training=True)
+    return (Contender(name, "numpy", lambda: layer.forward(x, training=True)),
+            Contender(name, "numpy", lambda: layer.backward(dy)))
+
+
+def torch_contenders(module, x, dy) -> tuple[Contender, Contender]:
+    """(forward, backward) of a torch module on the same numbers as x and dy, permuted once to
+    NCHW: the forward records autograd; the backward is ``torch.autograd.grad`` of one recorded
+    output for the input and every parameter (dx, dW, db: what a scratchnet backward computes)."""
+    import torch
+
+    x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+    dy_nchw = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
+    y_nchw = module(x_nchw)
+    wanted = [x_nchw, *module.parameters()]
+    return (Contender("torch", "torch", lambda: module(x_nchw)),
+            Contender("torch", "torch",
+                      lambda: torch.autograd.grad(y_nchw, wanted, dy_nchw, retain_graph=True)))
+
+
+def module_at_revision(path: str, revision: str) -> types.ModuleType:
+    """The file ``path`` (e.g. "scratchnet/kernels/winograd.py") as it was at git ``revision``,
+    imported as a separate module inside the same package.
+
+    ``git show REVISION:PATH`` gives the old source; it runs in a new module named
+    ``<package>._<stem>_at_<revision>`` whose ``__package__`` is the file's own package, so its
+    relative imports (``from .workspace import ...``) find this checkout's modules beside it.
+    The module is registered in ``sys.modules`` (dataclasses and pickling look classes up there).
+    """
+    source = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    package = str(Path(path).parent).replace("/", ".")  # "scratchnet/kernels" -> "scratchnet.kernels"
+    module = types.ModuleType(f"{package}._{Path(path).stem}_at_{revision}")
+    module.__package__ = package
+    module.__file__ = f"{revision}:{path}"
+    sys.modules[module.__name__] = module
+    exec(compile(source, module.__file__, "exec", dont_inherit=True), module.__dict__)
+    return module
 
 
 def _cpu_model() -> str:

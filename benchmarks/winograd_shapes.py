@@ -14,21 +14,18 @@ loads ``scratchnet/kernels/winograd.py`` as it was at that git commit into a tem
 and runs the same layer with it (the layer calls ``conv.winograd_kernels``; swapped for the
 duration of each call; the input padded first, as the layer did for it). Memory: tracemalloc
 peak of one forward + backward above its start (the layer's previous cache dropped first, so
-what the forward keeps for the backward is in), and torch.profiler's peak for torch (as in
-speed_zoo.py). ``--steps``: whole training steps of zoo networks with ``backend="auto"``
-(speed_zoo.py's models and torch twins), with the old kernel and the new, time and tracemalloc
-peak. Medians of alternated rounds (timing.py); nothing is asserted.
+what the forward keeps for the backward is in), and torch.profiler's peak for torch
+(memory.py ``torch_profiled_peak``). ``--steps``: whole training steps of zoo networks with
+``backend="auto"`` (speed_zoo.py's models and torch twins), with the old kernel and the new,
+time and peak (memory.py ``traced_step_peak``; torch: speed_zoo.py's running sum). Medians of
+alternated rounds (timing.py); nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import subprocess
 import sys
-import tempfile
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +35,9 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
 
 import networks  # noqa: E402
 import torch  # noqa: E402
-from timing import Contender, alternate, machine_description  # noqa: E402
+from memory import torch_profiled_peak, traced, traced_step_peak  # noqa: E402
+from run import markdown, ms, ratio  # noqa: E402
+from timing import Contender, alternate, machine_description, module_at_revision  # noqa: E402
 
 from scratchnet.layers import Conv2D  # noqa: E402
 from scratchnet.layers import conv as conv_module  # noqa: E402
@@ -58,16 +57,8 @@ SHAPES = [
 
 
 def old_winograd_module(ref):
-    """scratchnet/kernels/winograd.py at git commit ``ref``, imported as a temporary module."""
-    source = subprocess.run(["git", "show", f"{ref}:scratchnet/kernels/winograd.py"], cwd=ROOT,
-                            check=True, capture_output=True, text=True).stdout
-    source = source.replace("from .workspace import", "from scratchnet.kernels.workspace import")
-    path = Path(tempfile.mkdtemp()) / "winograd_old.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("winograd_old", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return PaddingFirst(module)
+    """scratchnet/kernels/winograd.py at git commit ``ref``, behind the adapter below."""
+    return PaddingFirst(module_at_revision("scratchnet/kernels/winograd.py", ref))
 
 
 class PaddingFirst:
@@ -137,31 +128,13 @@ def with_tile_size(layer, tile_size):
 
 
 def numpy_peak(run, layer, x, dy, forward):
-    run(forward, x)
-    run(layer.backward, dy)  # warm-up: the workspace exists
+    """tracemalloc peak of one forward + backward, the workspace warm and the layer's cache dropped."""
+    def forward_backward():
+        run(forward, x)
+        run(layer.backward, dy)
+    forward_backward()  # warm-up: the workspace exists
     layer.cache = {}
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
-    run(forward, x)
-    run(layer.backward, dy)
-    peak = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    return peak
-
-
-def torch_peak(module, x_t, dy_t):
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    with torch.profiler.profile(activities=activities, profile_memory=True) as profiler:
-        y_t = module(x_t)
-        torch.autograd.grad(y_t, [x_t, *module.parameters()], dy_t)
-    events = sorted((e for e in profiler.events() if e.self_cpu_memory_usage),
-                    key=lambda e: e.time_range.start)
-    running, peak = 0, 0
-    for event in events:
-        running += event.self_cpu_memory_usage
-        peak = max(peak, running)
-    return peak
+    return traced(forward_backward)[1]
 
 
 def shape_rows(label, height, channels, filters, batch, kernel_modules, settings, rng):
@@ -174,14 +147,15 @@ def shape_rows(label, height, channels, filters, batch, kernel_modules, settings
         forward.append(Contender(name, "numpy", lambda f=forward_call, r=run: r(f, x)))
         backward.append(Contender(name, "numpy", lambda lay=layer, r=run: r(lay.backward, dy)))
         memory[name] = numpy_peak(run, layer, x, dy, forward_call)
-    module = networks.torch_conv(torch, layers["im2col"][0])
+    module = networks.torch_conv(layers["im2col"][0])
     x_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
     dy_t = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
     y_t = module(x_t)
     forward.append(Contender("torch", "torch", lambda: module(x_t)))
     backward.append(Contender("torch", "torch", lambda: torch.autograd.grad(
         y_t, [x_t, *module.parameters()], dy_t, retain_graph=True)))
-    memory["torch"] = torch_peak(module, x_t, dy_t)
+    memory["torch"] = torch_profiled_peak(torch, lambda: torch.autograd.grad(
+        module(x_t), [x_t, *module.parameters()], dy_t))[1]
     # backward first: each layer's cache then holds the forward that the timed backwards reuse
     for layer, run, tile_size in layers.values():
         run(with_tile_size(layer, tile_size), x)
@@ -211,13 +185,13 @@ def step_rows(label, batch, kernel_modules, settings, rng):
 
     contenders, state = speed_zoo.step_contenders(label, batch, "float32", rng, backends=("im2col",))
     model, x, labels = state[:3]
-    peaks = {"im2col": speed_zoo.numpy_step_peak(model, x, labels)}
+    peaks = {"im2col": traced_step_peak(model, x, labels)}
     for name, kernels in kernel_modules.items():
         model = speed_zoo.build(label, "auto")
         run = WithKernels(kernels)
         contenders.insert(0, Contender(name, "numpy", lambda r=run, m=model: r(m.train_step, x, labels)))
-        peaks[name] = run(speed_zoo.numpy_step_peak, model, x, labels)
-    peaks["torch"] = speed_zoo.torch_step_peak(*state[3:])
+        peaks[name] = run(traced_step_peak, model, x, labels)
+    peaks["torch"] = speed_zoo.torch_step_memory(*state[3:])["running_sum"]
     times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
     rows = []
     for name, seconds in times.items():
@@ -227,23 +201,6 @@ def step_rows(label, batch, kernel_modules, settings, rng):
         if "old" in times:
             rows[-1]["x_old"] = ratio(seconds, times["old"])
     return rows
-
-
-def ms(seconds):
-    return round(seconds * 1e3, 3)
-
-
-def ratio(a, b):
-    return round(a / b, 2)
-
-
-def markdown(rows):
-    columns = list(rows[0])
-    for row in rows:
-        columns += [key for key in row if key not in columns]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row.get(key, "")) for key in columns) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def main(argv=None):

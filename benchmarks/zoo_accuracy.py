@@ -32,32 +32,21 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads OpenBLA
 import argparse  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: import scratchnet
 
-from time_to_accuracy import fit_and_test  # noqa: E402  (benchmarks/time_to_accuracy.py)
+from time_to_accuracy import train_and_test  # noqa: E402  (benchmarks/time_to_accuracy.py)
 
-from scratchnet.augment import RandomShift  # noqa: E402
 from scratchnet.datasets import load_mnist_sample  # noqa: E402
-from scratchnet.models import get_model  # noqa: E402
-from scratchnet.optimizers import AdamW  # noqa: E402
-from scratchnet.schedules import CosineDecay  # noqa: E402
+from scratchnet.recipes import Recipe  # noqa: E402
 
-# model name -> (epochs, peak learning rate, weight decay)
-RECIPES = {"small_cnn_bn": (12, 3e-3, 1e-2), "resnet8": (4, 3e-3, 1e-2)}
 BATCH_SIZE, VALIDATION = 64, 1000
-
-
-def train_and_test(name, epochs, lr, weight_decay, seed, data):
-    x_fit = data[0][0]
-    model = get_model(name, input_shape=x_fit.shape[1:], n_classes=10, seed=seed)
-    total_steps = epochs * -(-len(x_fit) // BATCH_SIZE)
-    model.compile(optimizer=AdamW(lr=CosineDecay(lr, total_steps), weight_decay=weight_decay),
-                  loss="cross_entropy")
-    result = fit_and_test(model, data, epochs, BATCH_SIZE, RandomShift(2))
-    return {"model": name, "params": model.count_params(), "epochs": epochs, "lr": lr,
-            "weight_decay": weight_decay, **result}
+# model name -> its recipe (time_to_accuracy.py builds it: recipes.build_optimizer, RandomShift(2))
+RECIPES = {name: Recipe(name, name, optimizer="adamw", lr=3e-3, weight_decay=1e-2, schedule="cosine",
+                        augment="shift", batch_size=BATCH_SIZE, epochs=epochs)
+           for name, epochs in (("small_cnn_bn", 12), ("resnet8", 4))}
 
 
 def main() -> None:
@@ -73,8 +62,8 @@ def main() -> None:
             (x_test, y_test))
     rows = []
     for name in args.models:
-        epochs, lr, weight_decay = RECIPES[name]
-        row = train_and_test(name, args.epochs or epochs, args.lr or lr, weight_decay, args.seed, data)
+        recipe = replace(RECIPES[name], lr=args.lr or RECIPES[name].lr)
+        row = train_and_test(name, recipe, args.seed, data, args.epochs)
         rows.append(row)
         print(f"  {name}: {row['test_accuracy']:.4f} in {row['seconds']:.1f} s", file=sys.stderr)
 

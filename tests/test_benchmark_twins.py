@@ -1,0 +1,53 @@
+"""benchmarks/networks.py: the torch twins the speed benchmarks time compute what the scratchnet side
+computes (same weights, same function), so that a ratio compares the same work.
+
+float32 (the benchmarks' dtype): tolerances of a few float32 roundings of the outputs' size.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import networks  # noqa: E402  (benchmarks/networks.py)
+
+from scratchnet.layers import Conv2D  # noqa: E402
+
+
+def nchw_tensor(x):
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+@pytest.mark.parametrize("name", [*networks.NETWORKS, *networks.ZOO_NETWORKS])
+def test_torch_network_computes_the_scratchnet_networks_logits(name):
+    model = networks.scratchnet_network(name) if name in networks.NETWORKS else networks.zoo_network(name)
+    x, _ = networks.random_batch(name, 3, np.random.default_rng(0))
+    twin = networks.torch_network(model).eval()  # eval: BatchNorm's running statistics, no dropout
+    with torch.no_grad():
+        twin_logits = twin(nchw_tensor(x)).numpy()
+    np.testing.assert_allclose(twin_logits, model.predict(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("padding, kernel, stride", [("valid", 5, 1), ("same", 3, 1), (1, 3, 2)])
+def test_torch_conv_gives_the_layers_output_and_gradients(padding, kernel, stride):
+    rng = np.random.default_rng(0)
+    layer = Conv2D(8, kernel, stride=stride, padding=padding, backend="im2col")
+    layer.build((12, 12, 3), rng=np.random.default_rng(0), dtype="float32")
+    weights = layer.params["W"].copy()
+    module = networks.torch_conv(layer)
+    np.testing.assert_array_equal(layer.params["W"], weights)  # the layer keeps its weights
+    x = rng.standard_normal((2, 12, 12, 3)).astype(np.float32)
+    y = layer.forward(x, training=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+
+    x_t = nchw_tensor(x).requires_grad_(True)
+    y_t = module(x_t)
+    dx_t, dW_t, db_t = torch.autograd.grad(y_t, [x_t, module.weight, module.bias], nchw_tensor(dy))
+    np.testing.assert_allclose(y_t.detach().numpy().transpose(0, 2, 3, 1), y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx_t.numpy().transpose(0, 2, 3, 1), dx, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dW_t.numpy().transpose(2, 3, 1, 0), layer.grads["W"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(db_t.numpy(), layer.grads["b"], rtol=1e-5, atol=1e-4)
