@@ -27,6 +27,7 @@ from ..kernels import winograd as winograd_kernels
 from .base import Layer
 from .spatial import (
     as_pair,
+    check_backend,
     check_image_shape,
     check_padding_option,
     conv_output_hw,
@@ -72,10 +73,7 @@ class ConvBase(Layer):
     def backend(self, value: str) -> None:
         """Switch the algorithm; the weights stay as they are."""
         value = self.backend_aliases.get(value, value)
-        if value not in self.backends:
-            raise ValueError(f"{self.name}: unknown backend {value!r}; expected one of "
-                             f"{', '.join(map(repr, self.backends))}")
-        self._backend = value
+        self._backend = check_backend(value, self.backends, self.name)
 
     def pads_for(self, input_hw) -> tuple[tuple[int, int], tuple[int, int]]:
         """((top, bottom), (left, right)) zero padding for an input of size input_hw."""
