@@ -119,23 +119,32 @@ def elu(x, alpha=1.0):
     # changes nothing: the numbers of np.where(x > 0, x, ...) without its slow loop (``choose``).
     # (Bit for bit for alpha > 1/2, as 1 and SELU's; with alpha <= 1/2, a negative x so tiny that
     # alpha * x rounds to -0 gives +0.) expm1 of min(x, 0) never overflows and is exact near 0.
-    return np.maximum(x, 0) + alpha * np.expm1(np.minimum(x, 0))
+    y = np.expm1(np.minimum(x, 0))  # e^x - 1 for x <= 0, 0 for x > 0
+    y *= alpha
+    y += np.maximum(x, 0)  # in place: fewer new arrays of the input's size
+    return y
 
 
 def elu_backward(x, y, dy, alpha=1.0):
     # d/dx = 1 for x > 0, alpha e^x = y + alpha otherwise. min(y, 0) is y where x <= 0 (y <= 0
     # there) and 0 where x > 0, which keeps the branch not taken finite for x = inf (``choose``).
-    return dy * choose(x > 0, 1.0, np.minimum(y, 0) + alpha, y.dtype)
+    negative_slope = np.minimum(y, 0)
+    negative_slope += alpha
+    return dy * choose(x > 0, 1.0, negative_slope, y.dtype)
 
 
 def selu(x):
     # scale * elu(x, alpha) with the fixed SELU constants
-    return SELU_SCALE * elu(x, SELU_ALPHA)
+    y = elu(x, SELU_ALPHA)
+    y *= SELU_SCALE
+    return y
 
 
 def selu_backward(x, y, dy):
     # d/dx = scale for x > 0, scale alpha e^x = y + scale alpha otherwise (min(y, 0) as in elu's)
-    return dy * choose(x > 0, SELU_SCALE, np.minimum(y, 0) + SELU_SCALE * SELU_ALPHA, y.dtype)
+    negative_slope = np.minimum(y, 0)
+    negative_slope += SELU_SCALE * SELU_ALPHA
+    return dy * choose(x > 0, SELU_SCALE, negative_slope, y.dtype)
 
 
 def silu(x):
