@@ -128,9 +128,9 @@ def elu(x, alpha=1.0):
 def elu_backward(x, y, dy, alpha=1.0):
     # d/dx = 1 for x > 0, alpha e^x = y + alpha otherwise. min(y, 0) is y where x <= 0 (y <= 0
     # there) and 0 where x > 0, which keeps the branch not taken finite for x = inf (``choose``).
-    negative_slope = np.minimum(y, 0)
-    negative_slope += alpha
-    return dy * choose(x > 0, 1.0, negative_slope, y.dtype)
+    derivative_at_negatives = np.minimum(y, 0)
+    derivative_at_negatives += alpha
+    return dy * choose(x > 0, 1.0, derivative_at_negatives, y.dtype)
 
 
 def selu(x):
@@ -142,9 +142,9 @@ def selu(x):
 
 def selu_backward(x, y, dy):
     # d/dx = scale for x > 0, scale alpha e^x = y + scale alpha otherwise (min(y, 0) as in elu's)
-    negative_slope = np.minimum(y, 0)
-    negative_slope += SELU_SCALE * SELU_ALPHA
-    return dy * choose(x > 0, SELU_SCALE, negative_slope, y.dtype)
+    derivative_at_negatives = np.minimum(y, 0)
+    derivative_at_negatives += SELU_SCALE * SELU_ALPHA
+    return dy * choose(x > 0, SELU_SCALE, derivative_at_negatives, y.dtype)
 
 
 def silu(x):
