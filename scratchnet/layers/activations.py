@@ -62,8 +62,8 @@ def choose(condition, if_true, if_false, dtype):
     loop branches on every element, and on the random signs of a layer's inputs it took 5 ms on
     4 MB of float32 here (load 1), ~35x a multiply; these four dense passes take ~0.4 ms.
     Measured side by side (benchmarks/README.md, "leaky_relu, ELU, SELU without np.where"; one
-    thread, load ~7.5): the backward passes of leaky_relu, elu and selu 0.06-0.20x the np.where
-    forms' time (5-17x faster).
+    thread): the backward passes of leaky_relu, elu and selu 0.08-0.42x the np.where forms' time
+    at load ~2.4 (0.06-0.20x at load ~7.5).
     """
     mask = condition.astype(dtype)
     chosen = 1 - mask
@@ -77,7 +77,7 @@ def leaky_relu(x, slope=0.01):
     # x for x > 0, slope * x otherwise. With 0 < slope <= 1 that is the larger of the two (for
     # x > 0, slope * x <= x; for x < 0, slope * x >= x): the numbers of the definition below for
     # every input, inf, NaN and -0 included, without np.where's slow branching loop (``choose``):
-    # measured 0.01-0.05x the np.where form's time (one thread, load ~7.5; ~0.1x at load 1).
+    # measured 0.03-0.05x the np.where form's time (one thread, load ~2.4; 0.01-0.05x at ~7.5).
     if 0 < slope <= 1:
         return np.maximum(x, slope * x)
     return np.where(x > 0, x, slope * x)  # any other slope (0 * inf would be NaN in the max)
@@ -123,7 +123,7 @@ def elu(x, alpha=1.0):
     # changes nothing: the numbers of np.where(x > 0, x, ...) without its slow loop (``choose``).
     # (Bit for bit for alpha > 1/2, as 1 and SELU's; with alpha <= 1/2, a negative x so tiny that
     # alpha * x rounds to -0 gives +0.) expm1 of min(x, 0) never overflows and is exact near 0.
-    # Measured 0.10-0.19x the np.where form's time for elu and selu (one thread, load ~7.5).
+    # Measured 0.21-0.30x the np.where form's time for elu and selu (one thread, load ~2.4).
     y = np.expm1(np.minimum(x, 0))  # e^x - 1 for x <= 0, 0 for x > 0
     y *= alpha
     y += np.maximum(x, 0)  # in place: fewer new arrays of the input's size
