@@ -1,14 +1,16 @@
-"""Issue #15: the element-wise layers (BatchNorm, ReLU, MaxPool2D 2x2, Add) beside PyTorch, and
+"""Issue #15: the element-wise layers (BatchNorm, activations, MaxPool2D 2x2, Add) beside PyTorch, and
 beside an older version of the same layers.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/elementwise.py                     # ~1 minute
     OPENBLAS_NUM_THREADS=1 python benchmarks/elementwise.py --baseline main     # + the old code
     OPENBLAS_NUM_THREADS=1 python benchmarks/elementwise.py --steps --baseline main   # whole steps
     python benchmarks/elementwise.py --layers batchnorm,relu --rounds 5
+    OPENBLAS_NUM_THREADS=1 python benchmarks/elementwise.py --layers leaky_relu,elu,selu --baseline main
 
 Every layer runs forward (training mode) and backward on the shapes of the zoo's training steps
 (batch 64); PyTorch runs the same numbers in NCHW (``torch.nn.BatchNorm2d``, ``ReLU``,
-``MaxPool2d``, ``+``), forward with autograd recording and backward via ``torch.autograd.grad``.
+``LeakyReLU``, ``ELU``, ``SELU``, ``MaxPool2d``, ``+``), forward with autograd recording and
+backward via ``torch.autograd.grad``.
 ``--baseline REV`` also loads the layer modules as they were at git revision REV (``git show``
 as a module inside ``scratchnet.layers``: timing.py ``module_at_revision``) and times them in the same rounds,
 so "new / old" is measured side by side; ``--steps`` times whole training steps of the zoo
@@ -46,6 +48,10 @@ CASES = {
                                                  (64, 8, 8, 64)]),
     "relu": ("activations", "Activation", [(64, 32, 32, 16), (64, 32, 32, 32), (64, 28, 28, 6),
                                            (64, 8, 8, 64)]),
+    # the activations that were np.where: 4 MB of float32 (resnet8's first stage) and a small one
+    "leaky_relu": ("activations", "Activation", [(64, 32, 32, 16), (64, 8, 8, 64)]),
+    "elu": ("activations", "Activation", [(64, 32, 32, 16), (64, 8, 8, 64)]),
+    "selu": ("activations", "Activation", [(64, 32, 32, 16), (64, 8, 8, 64)]),
     "maxpool": ("pooling", "MaxPool2D", [(64, 32, 32, 32), (64, 28, 28, 6), (64, 16, 16, 64),
                                          (64, 10, 10, 16)]),
     "add": ("merge", "Add", [(64, 32, 32, 16), (64, 8, 8, 64)]),
@@ -57,8 +63,11 @@ def load_baseline(module_name: str, revision: str):
     return module_at_revision(f"scratchnet/layers/{module_name}.py", revision)
 
 
+ACTIVATION_KEYS = ("relu", "leaky_relu", "elu", "selu")  # the key is the activation's name
+
+
 def make_layer(layer_class, key, sample_shape):
-    layer = layer_class("relu") if key == "relu" else layer_class()
+    layer = layer_class(key) if key in ACTIVATION_KEYS else layer_class()
     layer.build([sample_shape, sample_shape] if key == "add" else sample_shape, dtype="float32")
     return layer
 
@@ -73,7 +82,8 @@ def torch_contenders(key, x, dy):
     else:
         inputs = [nchw(x).requires_grad_(True)]
         module = {"batchnorm": lambda: torch.nn.BatchNorm2d(x.shape[-1]).train(),
-                  "relu": torch.nn.ReLU, "maxpool": lambda: torch.nn.MaxPool2d(2)}[key]()
+                  "relu": torch.nn.ReLU, "leaky_relu": lambda: torch.nn.LeakyReLU(0.01),
+                  "elu": torch.nn.ELU, "selu": torch.nn.SELU, "maxpool": lambda: torch.nn.MaxPool2d(2)}[key]()
     wanted = inputs + (list(module.parameters()) if module is not None else [])
 
     def forward():

@@ -6,7 +6,7 @@
 Same harness as run.py (timing.py: contenders interleaved round by round, medians). Rows:
 
 * DepthwiseConv2D, batch 64, 32x32x32, 3x3 same, multiplier 1: the "offsets" kernel (default),
-  the grouped im2col kernel (groups = C) and torch.nn.Conv2d(groups=C).
+  the grouped im2col kernel (groups = C, kernels/grouped.py) and torch.nn.Conv2d(groups=C).
 * SeparableConv2D 32x32x32 -> 64 (depthwise 3x3 then 1x1) against torch's two convolutions.
 * Grouped Conv2D (im2col, one batched matmul over groups) against the same convolution run as
   g separate Conv2D layers on the channel slices (concatenated), and torch's groups=g.

@@ -38,14 +38,18 @@ both on this 2-core machine): see benchmarks/README.md, "Depthwise and grouped c
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from .im2col import offset_slices
+from .col2im import offset_slices
 from .scipy_conv import output_hw
 
 
-def offset_view(x_padded, i, j, out_hw, stride, dilation) -> np.ndarray:
-    """V_ij = x[:, d*i :: s, d*j :: s, :] cut to (N, OH, OW, C): a view, no copy."""
+def offset_view(x_padded, i, j, out_hw, stride, dilation=(1, 1)) -> np.ndarray:
+    """V_ij = x[:, d*i :: s, d*j :: s, :] cut to (N, OH, OW, C): the cell at kernel (or pooling
+    window) offset (i, j) of every window. Basic slicing, so no data is copied and writing into
+    the view writes into ``x_padded`` (the backward passes add into views of dx this way)."""
     rows, cols = offset_slices(i, j, out_hw, stride, dilation)
     return x_padded[:, rows, cols, :]
 
@@ -89,6 +93,31 @@ def depthwise_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1)) -> np.ndar
     return y.reshape(n_samples, *out_hw, channels * multiplier)
 
 
+class ShiftedLayout(NamedTuple):
+    """The flat-memory bookkeeping both shifted passes share (one padded input shape, kernel and
+    dilation)."""
+
+    row: int  # Wp*C: the numbers in one padded image row
+    w_rows: np.ndarray  # (kh, kw, Wp*C): W[i, j] repeated Wp times, the weights along one row
+    shifts: list  # shifts[i][j] = (d*i*Wp + d*j)*C: kernel offset (i, j) as a move in flat memory
+    max_shift: int  # shifts[kh-1][kw-1], the largest
+    chunks: list  # batch_chunks of the input (by input numbers per image)
+    numbers: int  # the numbers in the first (largest) chunk of the input
+
+
+def shifted_layout(x_padded_shape, W, dilation) -> ShiftedLayout:
+    """``ShiftedLayout`` for x_padded (N, Hp, Wp, C) and W (kh, kw, C)."""
+    n_samples, height, width, channels = x_padded_shape
+    kh, kw, _ = W.shape
+    dh, dw = dilation
+    row = width * channels
+    w_rows = np.broadcast_to(W[:, :, None, :], (kh, kw, width, channels)).reshape(kh, kw, row)
+    shifts = [[(dh * i * width + dw * j) * channels for j in range(kw)] for i in range(kh)]
+    chunks = batch_chunks(n_samples, height * width * channels)
+    numbers = len(range(n_samples)[chunks[0]]) * height * width * channels
+    return ShiftedLayout(row, w_rows, shifts, shifts[-1][-1], chunks, numbers)
+
+
 def depthwise_forward_shifted(x_padded, W, out_hw, dilation) -> np.ndarray:
     """y (N, OH, OW, C) for stride 1 and one filter per channel, W (kh, kw, C): shifted flat adds.
 
@@ -104,13 +133,9 @@ def depthwise_forward_shifted(x_padded, W, out_hw, dilation) -> np.ndarray:
     """
     n_samples, height, width, channels = x_padded.shape
     kh, kw, _ = W.shape
-    (oh, ow), (dh, dw) = out_hw, dilation
-    row = width * channels  # numbers in one padded image row
-    w_rows = np.broadcast_to(W[:, :, None, :], (kh, kw, width, channels)).reshape(kh, kw, row)
-    max_shift = (dh * (kh - 1) * width + dw * (kw - 1)) * channels
+    oh, ow = out_hw
+    row, w_rows, shifts, max_shift, chunks, numbers = shifted_layout(x_padded.shape, W, dilation)
     y = np.empty((n_samples, oh, ow, channels), dtype=x_padded.dtype)
-    chunks = batch_chunks(n_samples, height * width * channels)
-    numbers = len(range(n_samples)[chunks[0]]) * height * width * channels
     # the chunk, then max_shift numbers more for the last shifted slices to read; those numbers only
     # reach grid cells that are dropped (past the last output row), so any finite values do
     source = np.zeros(numbers + max_shift, dtype=x_padded.dtype)
@@ -122,7 +147,7 @@ def depthwise_forward_shifted(x_padded, W, out_hw, dilation) -> np.ndarray:
         grid_rows, product_rows = grid[:size].reshape(-1, row), product[:size].reshape(-1, row)
         for i in range(kh):
             for j in range(kw):
-                shift = (dh * i * width + dw * j) * channels
+                shift = shifts[i][j]
                 shifted = source[shift:shift + size].reshape(-1, row)
                 if i == 0 and j == 0:
                     np.multiply(shifted, w_rows[0, 0], out=grid_rows)
@@ -143,14 +168,10 @@ def depthwise_backward_shifted(x_padded, W, dy, dilation, need_input_gradient):
     A real dy cell sends to (a + d*i, b + d*j), inside its own image; the zeros send nothing, so
     the numbers read or written past the chunk's end (max_shift of them) never matter.
     """
-    n_samples, height, width, channels = x_padded.shape
+    _, height, width, channels = x_padded.shape
     kh, kw, _ = W.shape
-    (oh, ow), (dh, dw) = dy.shape[1:3], dilation
-    row = width * channels
-    w_rows = np.broadcast_to(W[:, :, None, :], (kh, kw, width, channels)).reshape(kh, kw, row)
-    max_shift = (dh * (kh - 1) * width + dw * (kw - 1)) * channels
-    chunks = batch_chunks(n_samples, height * width * channels)
-    numbers = len(range(n_samples)[chunks[0]]) * height * width * channels
+    oh, ow = dy.shape[1:3]
+    row, w_rows, shifts, max_shift, chunks, numbers = shifted_layout(x_padded.shape, W, dilation)
     dtype = x_padded.dtype
     source, dx_extended = np.zeros(numbers + max_shift, dtype), np.zeros(numbers + max_shift, dtype)
     dy_grid, product = np.zeros(numbers, dtype), np.empty(numbers, dtype)
@@ -167,7 +188,7 @@ def depthwise_backward_shifted(x_padded, W, dy, dilation, need_input_gradient):
             dx_extended.fill(0)
         for i in range(kh):
             for j in range(kw):
-                shift = (dh * i * width + dw * j) * channels
+                shift = shifts[i][j]
                 np.multiply(grid_rows, source[shift:shift + size].reshape(-1, row), out=product_rows)
                 dW_rows[i, j] += product_rows.sum(axis=0)
                 if need_input_gradient:

@@ -51,12 +51,41 @@ def relu_backward(x, y, dy):
     return dx
 
 
+def choose(condition, if_true, if_false, dtype):
+    """``np.where(condition, if_true, if_false)`` in ``dtype``, for FINITE numbers, as arithmetic
+    on the condition as a 0/1 mask:
+
+        chosen = if_true * mask + if_false * (1 - mask)
+
+    The same numbers as np.where: a product by 1 or 0 is exact, and v + 0 = v. (An inf or a NaN
+    times 0 would give NaN, hence finite numbers only; a -0 comes back as +0.) Why: np.where's
+    loop branches on every element, and on the random signs of a layer's inputs it took 5 ms on
+    4 MB of float32 here (load 1), ~35x a multiply; these four dense passes take ~0.4 ms.
+    Measured side by side (benchmarks/README.md, "leaky_relu, ELU, SELU without np.where"; one
+    thread): the backward passes of leaky_relu, elu and selu 0.08-0.42x the np.where forms' time
+    at load ~2.4 (0.06-0.20x at load ~7.5).
+    """
+    mask = condition.astype(dtype)
+    chosen = 1 - mask
+    chosen *= if_false
+    mask *= if_true
+    chosen += mask
+    return chosen
+
+
 def leaky_relu(x, slope=0.01):
-    return np.where(x > 0, x, slope * x)
+    # x for x > 0, slope * x otherwise. With 0 < slope <= 1 that is the larger of the two (for
+    # x > 0, slope * x <= x; for x < 0, slope * x >= x): the numbers of the definition below for
+    # every input, inf, NaN and -0 included, without np.where's slow branching loop (``choose``):
+    # measured 0.03-0.05x the np.where form's time (one thread, load ~2.4; 0.01-0.05x at ~7.5).
+    if 0 < slope <= 1:
+        return np.maximum(x, slope * x)
+    return np.where(x > 0, x, slope * x)  # any other slope (0 * inf would be NaN in the max)
 
 
 def leaky_relu_backward(x, y, dy, slope=0.01):
-    return dy * np.where(x > 0, 1, slope).astype(dy.dtype)
+    # dx = dy for x > 0, slope * dy otherwise (x = 0 and NaN count as not positive)
+    return dy * choose(x > 0, 1.0, slope, dy.dtype)
 
 
 def sigmoid(x):
@@ -88,23 +117,39 @@ def gelu_backward(x, y, dy):
 
 
 def elu(x, alpha=1.0):
-    # x for x > 0, alpha (e^x - 1) otherwise; expm1 of min(x, 0) never overflows and is exact near 0
-    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+    # x for x > 0, alpha (e^x - 1) otherwise, as the sum of a positive and a negative part:
+    #     elu(x) = max(x, 0) + alpha * expm1(min(x, 0))
+    # for x > 0 the second term is alpha * expm1(0) = 0, for x <= 0 the first is 0, and adding 0
+    # changes nothing: the numbers of np.where(x > 0, x, ...) without its slow loop (``choose``).
+    # (Bit for bit for alpha > 1/2, as 1 and SELU's; with alpha <= 1/2, a negative x so tiny that
+    # alpha * x rounds to -0 gives +0.) expm1 of min(x, 0) never overflows and is exact near 0.
+    # Measured 0.21-0.30x the np.where form's time for elu and selu (one thread, load ~2.4).
+    y = np.expm1(np.minimum(x, 0))  # e^x - 1 for x <= 0, 0 for x > 0
+    y *= alpha
+    y += np.maximum(x, 0)  # in place: fewer new arrays of the input's size
+    return y
 
 
 def elu_backward(x, y, dy, alpha=1.0):
-    # d/dx = 1 for x > 0, alpha e^x = y + alpha otherwise
-    return dy * np.where(x > 0, 1.0, y + alpha)
+    # d/dx = 1 for x > 0, alpha e^x = y + alpha otherwise. min(y, 0) is y where x <= 0 (y <= 0
+    # there) and 0 where x > 0, which keeps the branch not taken finite for x = inf (``choose``).
+    derivative_at_negatives = np.minimum(y, 0)
+    derivative_at_negatives += alpha
+    return dy * choose(x > 0, 1.0, derivative_at_negatives, y.dtype)
 
 
 def selu(x):
     # scale * elu(x, alpha) with the fixed SELU constants
-    return SELU_SCALE * elu(x, SELU_ALPHA)
+    y = elu(x, SELU_ALPHA)
+    y *= SELU_SCALE
+    return y
 
 
 def selu_backward(x, y, dy):
-    # d/dx = scale for x > 0, scale alpha e^x = y + scale alpha otherwise
-    return dy * np.where(x > 0, SELU_SCALE, y + SELU_SCALE * SELU_ALPHA)
+    # d/dx = scale for x > 0, scale alpha e^x = y + scale alpha otherwise (min(y, 0) as in elu's)
+    derivative_at_negatives = np.minimum(y, 0)
+    derivative_at_negatives += SELU_SCALE * SELU_ALPHA
+    return dy * choose(x > 0, SELU_SCALE, derivative_at_negatives, y.dtype)
 
 
 def silu(x):

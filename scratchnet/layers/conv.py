@@ -8,7 +8,8 @@ Three backends compute the same numbers, and read as a progression:
 * ``"scipy"``  (kernels/scipy_conv.py): the same sums, one 2-D ``scipy.signal`` correlation per
   (input channel, filter) slice; stride and dilation become zeros inserted into the arrays.
 * ``"im2col"`` (kernels/im2col.py): every receptive field copied into a row of a patch matrix,
-  so the whole convolution is a few large matrix products (batched over groups). The fast one.
+  so the whole convolution is a few large matrix products (batched over groups: kernels/grouped.py).
+  The fast one.
 * ``"winograd"`` (kernels/winograd.py, Conv2D only): 3x3 kernels, stride 1, dilation 1, groups 1:
   Winograd's F(4x4, 3x3), 36 instead of 144 multiplications per 4x4 output tile.
 * ``"auto"`` (Conv2D only): winograd where it measured faster than im2col (``auto_backend``),
@@ -26,6 +27,7 @@ from ..kernels import winograd as winograd_kernels
 from .base import Layer
 from .spatial import (
     as_pair,
+    check_backend,
     check_image_shape,
     check_padding_option,
     conv_output_hw,
@@ -71,10 +73,7 @@ class ConvBase(Layer):
     def backend(self, value: str) -> None:
         """Switch the algorithm; the weights stay as they are."""
         value = self.backend_aliases.get(value, value)
-        if value not in self.backends:
-            raise ValueError(f"{self.name}: unknown backend {value!r}; expected one of "
-                             f"{', '.join(map(repr, self.backends))}")
-        self._backend = value
+        self._backend = check_backend(value, self.backends, self.name)
 
     def pads_for(self, input_hw) -> tuple[tuple[int, int], tuple[int, int]]:
         """((top, bottom), (left, right)) zero padding for an input of size input_hw."""

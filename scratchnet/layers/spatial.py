@@ -1,4 +1,5 @@
-"""Shape arithmetic shared by convolution and pooling layers (channels-last, (N, H, W, C)).
+"""Shape arithmetic and option checks shared by convolution and pooling layers (channels-last,
+(N, H, W, C)).
 
 Along one spatial axis, with input size ``in``, total padding ``p`` (before + after), kernel
 size ``k``, stride ``s`` and dilation ``d``, the kernel covers ``d*(k-1) + 1`` input cells and
@@ -17,6 +18,14 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+
+
+def check_backend(backend, backends, layer_name: str) -> str:
+    """``backend`` if it is one of ``backends`` (the layer's algorithms), else a ValueError."""
+    if backend not in backends:
+        raise ValueError(f"{layer_name}: unknown backend {backend!r}; expected one of "
+                         f"{', '.join(map(repr, backends))}")
+    return backend
 
 
 def positive_int(value, what: str, layer_name: str) -> int:
