@@ -133,8 +133,8 @@ def test_bad_rate_is_refused(rate):
 
 
 def test_spatial_dropout_needs_images():
-    with pytest.raises(ValueError, match=r"spatial_dropout2d: expected image samples of shape \(H, W, C\), "
-                                         r"got \(6,\)"):
+    with pytest.raises(ValueError, match=r"spatial_dropout2d: expected samples of shape \(H, W, C\) "
+                                         r"\(batch shape \(N, H, W, C\)\), got \(6,\)"):
         SpatialDropout2D(0.5).build((6,))
     model = sn.Sequential([Flatten(), SpatialDropout2D(0.1)], input_shape=(2, 2, 1))
     with pytest.raises(ValueError, match="spatial_dropout2d"):

@@ -203,7 +203,8 @@ def test_zero_padding_bad_options(padding):
 @pytest.mark.parametrize("layer", [ZeroPadding2D(1), UpSampling2D(2)], ids=["pad", "upsample"])
 def test_image_layers_refuse_flat_samples(layer):
     with pytest.raises(ValueError,
-                       match=rf"{layer.name}: expected image samples of shape \(H, W, C\), got \(7,\)"):
+                       match=rf"{layer.name}: expected samples of shape \(H, W, C\) "
+                             r"\(batch shape \(N, H, W, C\)\), got \(7,\)"):
         layer.build((7,))
 
 

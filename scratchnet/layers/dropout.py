@@ -25,6 +25,7 @@ import numbers
 import numpy as np
 
 from .base import Layer
+from .spatial import check_image_shape
 
 
 class Dropout(Layer):
@@ -76,9 +77,7 @@ class SpatialDropout2D(Dropout):
     """
 
     def output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: expected image samples of shape (H, W, C), "
-                             f"got {tuple(input_shape)}")
+        check_image_shape(input_shape, self.name)
         return tuple(input_shape)
 
     def mask_shape(self, x_shape):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import Layer
-from .spatial import crop_spatial, explicit_pads, pad_spatial
+from .spatial import check_image_shape, crop_spatial, explicit_pads, pad_spatial
 
 
 class ZeroPadding2D(Layer):
@@ -25,9 +25,7 @@ class ZeroPadding2D(Layer):
                              f"((top, bottom), (left, right)), got {padding!r}")
 
     def output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: expected image samples of shape (H, W, C), "
-                             f"got {tuple(input_shape)}")
+        check_image_shape(input_shape, self.name)
         (top, bottom), (left, right) = self.padding
         height, width, channels = input_shape
         return (top + height + bottom, left + width + right, channels)

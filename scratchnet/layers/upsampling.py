@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Layer
-from .spatial import as_pair
+from .spatial import as_pair, check_image_shape
 
 
 class UpSampling2D(Layer):
@@ -23,9 +23,7 @@ class UpSampling2D(Layer):
         self.size = as_pair(size, "size", self.name)
 
     def output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: expected image samples of shape (H, W, C), "
-                             f"got {tuple(input_shape)}")
+        check_image_shape(input_shape, self.name)
         height, width, channels = input_shape
         return (height * self.size[0], width * self.size[1], channels)
 
