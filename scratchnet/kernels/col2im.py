@@ -44,9 +44,13 @@ def offset_slices(i, j, out_hw, stride, dilation):
             slice(dw * j, dw * j + sw * (ow - 1) + 1, sw))
 
 
-def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups=1, *, out) -> np.ndarray:
+def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups=1, *, out,
+                   pads=((0, 0), (0, 0))) -> np.ndarray:
     """dx_padded (N, Hp, Wp, C), written into ``out`` and returned, from dy (N, OH, OW, F): col2im
-    as kh*kw SHIFTED adds of whole contiguous rows, one set per stride phase.
+    as kh*kw SHIFTED adds of whole contiguous rows, one set per stride phase. With ``pads`` =
+    ((top, bottom), (left, right)), ``out`` is the gradient of the UNPADDED input, (N, H, W, C):
+    only those cells are copied out of the phases (``unpadded_phase``), and the layer gets a
+    contiguous dx instead of a cropped view of dx_padded.
 
     Stride 1 first. Output pixel (oh, ow) and kernel offset (i, j) touch the input cell
     (oh + d*i, ow + d*j). Hold dx channels-first with the images' rows interleaved, (C, Hp, N, Wp):
@@ -87,7 +91,9 @@ def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups
     the product is batched, (g, Kg, Fg) @ (g, Fg, L), and dx's C rows are seen as (g, Cg).
     """
     workspace = workspace if workspace is not None else Workspace()
+    (top, bottom), (left, right) = pads
     n_samples, height, width, channels = out.shape
+    height, width = height + top + bottom, width + left + right  # Hp, Wp: the padded input's
     kh, kw, group_channels, filters = W.shape
     oh, ow = dy.shape[1:3]
     (sh, sw), (dh, dw) = stride, dilation
@@ -121,13 +127,25 @@ def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups
                 started.add((row_phase, column_phase))
     for row_phase in range(sh):
         for column_phase in range(sw):  # one transposed copy per phase, back to channels-last
-            dx_phase = out[:, row_phase::sh, column_phase::sw, :]  # (N, <= phase_h, <= phase_w, C)
+            (skip_rows, first_row), (skip_columns, first_column) = (
+                unpadded_phase(row_phase, top, sh), unpadded_phase(column_phase, left, sw))
+            dx_phase = out[:, first_row::sh, first_column::sw, :]  # (N, <= phase_h, <= phase_w, C)
             if (row_phase, column_phase) not in started:  # no window reaches it (stride > kernel span)
                 dx_phase[...] = 0
                 continue
             grid = phases[row_phase, column_phase].reshape(channels, phase_h, n_samples, phase_w)
-            dx_phase[...] = grid[:, :dx_phase.shape[1], :, :dx_phase.shape[2]].transpose(2, 1, 3, 0)
+            rows, columns = dx_phase.shape[1:3]
+            inside = grid[:, skip_rows:skip_rows + rows, :, skip_columns:skip_columns + columns]
+            dx_phase[...] = inside.transpose(2, 1, 3, 0)
     return out
+
+
+def unpadded_phase(phase, pad, stride):
+    """A phase's rows (or columns) in the unpadded input: (how many of its first rows lie in the
+    padding, the unpadded row of its first one that does not). Padded row phase + s*k is unpadded
+    row phase + s*k - pad, inside from k = ceil((pad - phase) / s) on."""
+    skip = max(0, -(-(pad - phase) // stride))
+    return skip, phase + stride * skip - pad
 
 
 def start_phase(phase, block, shift) -> None:

@@ -287,22 +287,25 @@ def conv2d_forward(x, W, b, stride=(1, 1), dilation=(1, 1), groups=1, workspace=
 
 def conv2d_backward(x, W, dy, stride=(1, 1), dilation=(1, 1), use_bias=True, need_input_gradient=True,
                     workspace=None, groups=1, pads=NO_PADS):
-    """(dx_padded, dW, db) from the forward's input ``x`` (padded by ``pads`` as in the forward), the
-    kernel and dy (N, OH, OW, F). dx_padded is the gradient of the padded input (N, Hp, Wp, C).
+    """(dx, dW, db) from the forward's input ``x`` (padded by ``pads`` as in the forward), the
+    kernel and dy (N, OH, OW, F). dx is the gradient of ``x`` as given, (N, H, W, C): of the
+    unpadded input when the kernel pads it (``pads``), of the padded input when it came padded.
 
     One chunk of images at a time (the forward's chunks): pad the chunk and rebuild its patch
     matrix, add its share of the kernel gradient, [dW2d; db] += [cols_c, 1]^T @ dy2d_c, and write
-    the chunk's input gradient (``input_gradient``) into its images of dx_padded.
-    db is None when ``use_bias`` is False. With ``need_input_gradient=False`` dx_padded is None
+    the chunk's input gradient (``input_gradient``) into its images of dx.
+    db is None when ``use_bias`` is False. With ``need_input_gradient=False`` dx is None
     (not computed: a model's first layer). ``workspace``: the scratch arrays (see workspace.py).
     """
     if groups > 1:
-        return grouped_conv2d_backward(pad_whole(x, pads), W, dy, stride, dilation, use_bias,
-                                       need_input_gradient, workspace, groups)
+        dx_padded, dW, db = grouped_conv2d_backward(pad_whole(x, pads), W, dy, stride, dilation, use_bias,
+                                                    need_input_gradient, workspace, groups)
+        return unpadded(dx_padded, pads), dW, db
     workspace = workspace if workspace is not None else Workspace()
     if W.shape[:2] == (1, 1):
-        return pointwise_conv2d_backward(pad_whole(x, pads), W, dy, stride, use_bias, need_input_gradient,
-                                         workspace)
+        dx_padded, dW, db = pointwise_conv2d_backward(pad_whole(x, pads), W, dy, stride, use_bias,
+                                                      need_input_gradient, workspace)
+        return unpadded(dx_padded, pads), dW, db
     n_samples, filters = x.shape[0], W.shape[3]
     kh, kw, channels, _ = W.shape
     x_padded_shape = padded_shape(x.shape, pads)
@@ -310,7 +313,7 @@ def conv2d_backward(x, W, dy, stride=(1, 1), dilation=(1, 1), use_bias=True, nee
     transposed = few_channels(channels)
     products = np.zeros((kh * kw * channels + use_bias, filters), dtype=dy.dtype)  # [dW2d; db]
     product = np.empty_like(products)  # one chunk's share
-    dx_padded = np.empty(x_padded_shape, dtype=dy.dtype) if need_input_gradient else None
+    dx = np.empty(x.shape, dtype=dy.dtype) if need_input_gradient else None
     for start in range(0, n_samples, chunk):
         x_chunk = padded_chunk(x[start:start + chunk], pads, workspace)
         cols = chunk_patch_matrix(x_chunk, W, stride, dilation, use_bias, workspace)
@@ -319,11 +322,21 @@ def conv2d_backward(x, W, dy, stride=(1, 1), dilation=(1, 1), use_bias=True, nee
         np.matmul(cols if transposed else cols.T, dy2d_chunk, out=product)
         products += product
         if need_input_gradient:  # after the product: it reuses the patches' buffer "cols" (col2im.py)
-            input_gradient(dy_chunk, W, stride, dilation, workspace, out=dx_padded[start:start + chunk])
+            input_gradient(dy_chunk, W, stride, dilation, workspace, out=dx[start:start + chunk], pads=pads)
     kernel_rows = products.shape[0] - use_bias  # K: the rows of dW2d (the last row is db with a bias)
     dW = products[:kernel_rows].reshape(W.shape)
     db = products[kernel_rows] if use_bias else None
-    return dx_padded, dW, db
+    return dx, dW, db
+
+
+def unpadded(dx_padded, pads):
+    """The unpadded input's cells of ``dx_padded`` (a view; None stays None): for the paths that
+    pad the whole batch (groups, 1x1 kernels), which are not padded in the zoo."""
+    if dx_padded is None:
+        return None
+    (top, bottom), (left, right) = pads
+    _, height, width, _ = dx_padded.shape
+    return dx_padded[:, top:height - bottom, left:width - right]
 
 
 def pointwise_conv2d_forward(x_padded, W, b, stride, workspace) -> np.ndarray:
