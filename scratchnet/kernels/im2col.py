@@ -74,8 +74,12 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .col2im import group_view, grouped_kernel_matrix, input_gradient, offset_slices
+from .padding import NO_PADS, fill_frame, framed, pad_whole, padded_shape, unpadded
 from .scipy_conv import output_hw  # floor((Hp - d*(k-1) - 1) / s) + 1, one definition for both
 from .workspace import Workspace
+
+# The padding helpers live in padding.py; layers/conv.py and winograd.py import framed, NO_PADS
+# and padded_shape from this module, as before they moved.
 
 # At most this many input channels counts as "few" (an image layer: grey or RGB).
 FEW_CHANNELS = 3
@@ -171,9 +175,6 @@ def kernel_matrix(W, b) -> np.ndarray:
     return W2d if b is None else np.concatenate([W2d, b.reshape(1, filters)])
 
 
-NO_PADS = ((0, 0), (0, 0))
-
-
 def padded_chunk(x_chunk, pads, workspace) -> np.ndarray:
     """``x_chunk`` (n, H, W, C) zero-padded by ``pads`` = ((top, bottom), (left, right)), built in
     the workspace array "x_padded" (``x_chunk`` itself without padding). A chunk at a time, so the
@@ -194,48 +195,6 @@ def padded_chunk(x_chunk, pads, workspace) -> np.ndarray:
     frame = workspace.empty("x_padded", (channels, n_images, height, width), x_chunk.dtype)
     (top, _), (left, _) = pads
     return fill_frame(frame.transpose(1, 2, 3, 0), x_chunk, top, left)  # (n, Hp, Wp, C) view
-
-
-def framed(x, full_hw, scratch, name, pads=NO_PADS):
-    """``x`` (n, H, W, C) inside a frame of zeros, (n, *full_hw, C): x at rows top..top+H-1 and
-    columns left..left+W-1 (pads = ((top, bottom), (left, right)), the layer's zero padding), zeros
-    around it and on to whole tiles at the bottom and right. ``x`` itself when there is no frame.
-    Done a chunk at a time, in scratch: the layer never makes a padded copy of its whole input."""
-    n_images, height, width, channels = x.shape
-    (top, _), (left, _) = pads
-    if (top, left) == (0, 0) and full_hw == (height, width):
-        return x
-    frame = scratch.empty(name, (n_images, *full_hw, channels), x.dtype)
-    return fill_frame(frame, x, top, left)
-
-
-def fill_frame(frame, x, top, left) -> np.ndarray:
-    """``frame`` (n, H', W', C) holding ``x`` (n, H, W, C) at rows top..top+H-1 and columns
-    left..left+W-1 and zeros in every other cell: zero padding written into scratch memory
-    (only the border is zeroed, x is copied once). Returns ``frame``."""
-    height, width = x.shape[1:3]
-    frame[:, :top] = 0
-    frame[:, top + height:] = 0
-    frame[:, top:top + height, :left] = 0
-    frame[:, top:top + height, left + width:] = 0
-    frame[:, top:top + height, left:left + width] = x
-    return frame
-
-
-def padded_shape(x_shape, pads) -> tuple:
-    (top, bottom), (left, right) = pads
-    return (x_shape[0], x_shape[1] + top + bottom, x_shape[2] + left + right, x_shape[3])
-
-
-def pad_whole(x, pads) -> np.ndarray:
-    """The whole batch zero-padded (a new array; ``x`` itself without padding): for the paths
-    that are not chunked (groups, 1x1 kernels, which are not padded in the zoo)."""
-    (top, bottom), (left, right) = pads
-    if top == bottom == left == right == 0:
-        return x
-    padded = np.zeros(padded_shape(x.shape, pads), dtype=x.dtype)
-    padded[:, top:top + x.shape[1], left:left + x.shape[2]] = x
-    return padded
 
 
 def chunk_size(x_padded_shape, W, stride, dilation, with_ones, itemsize) -> int:
@@ -327,16 +286,6 @@ def conv2d_backward(x, W, dy, stride=(1, 1), dilation=(1, 1), use_bias=True, nee
     dW = products[:kernel_rows].reshape(W.shape)
     db = products[kernel_rows] if use_bias else None
     return dx, dW, db
-
-
-def unpadded(dx_padded, pads):
-    """The unpadded input's cells of ``dx_padded`` (a view; None stays None): for the paths that
-    pad the whole batch (groups, 1x1 kernels), which are not padded in the zoo."""
-    if dx_padded is None:
-        return None
-    (top, bottom), (left, right) = pads
-    _, height, width, _ = dx_padded.shape
-    return dx_padded[:, top:height - bottom, left:width - right]
 
 
 def pointwise_conv2d_forward(x_padded, W, b, stride, workspace) -> np.ndarray:
