@@ -5,7 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from scratchnet.gradcheck import check_layer
@@ -472,3 +472,37 @@ def test_phase_col2im_matches_loops(kh, kw, sh, sw, dh, dw, channels, filters, e
     dx = col2im.input_gradient(dy, W, (sh, sw), (dh, dw), Workspace(), groups, out=out)
     assert dx is out
     np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=1e-12)
+
+
+@given(kh=st.integers(1, 4), kw=st.integers(1, 3), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       dh=st.integers(1, 2), extra_h=st.integers(0, 5), extra_w=st.integers(0, 5),
+       top=st.integers(0, 3), bottom=st.integers(0, 3), left=st.integers(0, 3), right=st.integers(0, 3))
+def test_phase_col2im_with_pads_writes_only_the_unpadded_cells(kh, kw, sh, sw, dh, extra_h, extra_w,
+                                                               top, bottom, left, right):
+    # ``pads``: out is the gradient of the unpadded input, the interior of the loops' dx_padded;
+    # pads of 0-3 against strides of 1-3 cover a phase whose first rows all lie in the padding.
+    height, width = dh * (kh - 1) + 1 + extra_h, kw + extra_w  # padded sizes
+    inner_h, inner_w = height - top - bottom, width - left - right
+    assume(inner_h >= 1 and inner_w >= 1)
+    rng = np.random.default_rng(kh * 1000 + kw * 100 + top * 10 + sh)
+    x_padded = rng.standard_normal((2, height, width, 3))
+    W = rng.standard_normal((kh, kw, 3, 2))
+    dy = rng.standard_normal(loops.conv2d_forward(x_padded, W, None, (sh, sw), (dh, 1)).shape)
+    dx_ref = loops.conv2d_backward(x_padded, W, dy, (sh, sw), (dh, 1))[0]
+    out = np.full((2, inner_h, inner_w, 3), np.nan)  # every cell must be written
+    dx = col2im.input_gradient(dy, W, (sh, sw), (dh, 1), Workspace(), out=out,
+                               pads=((top, bottom), (left, right)))
+    assert dx is out
+    np.testing.assert_allclose(dx, dx_ref[:, top:top + inner_h, left:left + inner_w], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_im2col_layer_input_gradient_is_contiguous(stride):
+    # The kernel pads x itself and returns the unpadded x's gradient: a C-contiguous array, not a
+    # cropped view (the next layer's element-wise backward is slower on a view).
+    layer = Conv2D(4, 3, stride=stride, padding="same", backend="im2col")
+    layer.build((8, 8, 3), rng=np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((2, 8, 8, 3))
+    y = layer.forward(x, training=True)
+    dx = layer.backward(np.ones_like(y))
+    assert dx.shape == x.shape and dx.flags.c_contiguous

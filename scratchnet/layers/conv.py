@@ -252,8 +252,17 @@ class Conv2D(ConvBase):
         y = kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups)
         return y, {"x_padded": x_padded}
 
+    def backward(self, dy):
+        """dx (N, H, W, C). The im2col kernel padded x itself and returns the gradient of the
+        unpadded x, a contiguous array (the next layer's element-wise backward runs 1.6-2x slower
+        on a cropped view, measured on 64x32x32x16 float32); the other backends crop dx_padded."""
+        if self.cache and self.cache["backend"] == "im2col":
+            return self._backward(dy, need_dx=True)
+        return super().backward(dy)
+
     def backward_padded(self, dy, need_dx):
-        """Fill grads["W"], grads["b"]; return dx_padded (None if not need_dx and im2col)."""
+        """Fill grads["W"], grads["b"]; return dx_padded (None if not need_dx and im2col; im2col: dx
+        of the unpadded input, see ``backward``)."""
         W, cache = self.params["W"], self.cache
         if cache["backend"] == "winograd":
             dx_padded, dW, db = winograd_kernels.conv2d_backward(
