@@ -43,9 +43,15 @@ def test_unknown_tile_size_is_rejected():
         wg.transforms(3, np.float64)
 
 
-def loop_reference(x_padded, W, b, dy):
+def loop_reference(x_padded, W, b, dy, pads=((0, 0), (0, 0))):
+    """(y, dx, dW, db) of the loop backend on ``x_padded``. With ``pads`` (x_padded is x padded by
+    them, as the kernel pads it itself) dx is cropped to x's own cells: the kernel's dx is the
+    gradient of the x it was given."""
     y = loops.conv2d_forward(x_padded, W, b)
-    return (y, *loops.conv2d_backward(x_padded, W, dy))
+    dx_padded, dW, db = loops.conv2d_backward(x_padded, W, dy)
+    (top, bottom), (left, right) = pads
+    height, width = x_padded.shape[1:3]
+    return y, dx_padded[:, top:height - bottom, left:width - right], dW, db
 
 
 def check_against(reference, x_padded, W, b, dy, m, need_dx=True, chunk_images=None):
@@ -115,7 +121,7 @@ def test_default_chunks_split_the_batch_and_reuse_the_workspace(monkeypatch):
     assert saved["chunk_images"] == 2 and wg.batch_chunks(5, 2) == [(0, 2), (2, 4), (4, 5)]
     assert workspace.buffers.keys() == arrays_after_first_call.keys()
     assert all(workspace.buffers[name] is array for name, array in arrays_after_first_call.items())
-    reference = loop_reference(np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), W, None, dy)
+    reference = loop_reference(np.pad(x, ((0, 0), *pads, (0, 0))), W, None, dy, pads)
     for result in results:
         for got, want in zip(result, reference):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
@@ -157,7 +163,7 @@ def test_padding_inside_the_kernel_matches_loops_float64(m, n, height, width, pa
     W = rng.standard_normal((3, 3, 2, 3))
     b = rng.standard_normal(3)
     dy = rng.standard_normal((n, x_padded.shape[1] - 2, x_padded.shape[2] - 2, 3))
-    reference = loop_reference(x_padded, W, b, dy)
+    reference = loop_reference(x_padded, W, b, dy, ((top, bottom), (left, right)))
     y, saved = wg.conv2d_forward(x, W, b, m, chunk_images=chunk_images, pads=((top, bottom), (left, right)))
     results = (y, *wg.conv2d_backward(saved, W, dy, x_padded.shape))
     for got, want in zip(results, reference):
@@ -167,7 +173,8 @@ def test_padding_inside_the_kernel_matches_loops_float64(m, n, height, width, pa
 @pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((2, 0), (1, 3)), ((0, 0), (0, 2)), ((3, 3), (0, 0))])
 @pytest.mark.parametrize("chunk_images", [None, 2])
 def test_kernel_pads_each_chunk_itself_float64(pads, chunk_images):
-    """x unpadded plus ``pads`` gives the same y, dx_padded, dW, db as x padded beforehand."""
+    """x unpadded plus ``pads`` gives the same y, dW, db as x padded beforehand, and dx is the
+    gradient of the unpadded x: the interior of the padded input's gradient, a contiguous array."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, 5, 7, 3))
     (top, bottom), (left, right) = pads
@@ -175,10 +182,11 @@ def test_kernel_pads_each_chunk_itself_float64(pads, chunk_images):
     W = rng.standard_normal((3, 3, 3, 2))
     b = rng.standard_normal(2)
     dy = rng.standard_normal((3, x_padded.shape[1] - 2, x_padded.shape[2] - 2, 2))
-    y_ref, dx_ref, dW_ref, db_ref = loop_reference(x_padded, W, b, dy)
+    y_ref, dx_ref, dW_ref, db_ref = loop_reference(x_padded, W, b, dy, pads)
     for m in (2, 4):
         y, saved = wg.conv2d_forward(x, W, b, m, chunk_images=chunk_images, pads=pads)
         dx, dW, db = wg.conv2d_backward(saved, W, dy, x_padded.shape)
+        assert dx.shape == x.shape and dx.flags.c_contiguous
         for got, want in ((y, y_ref), (dx, dx_ref), (dW, dW_ref), (db, db_ref)):
             np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[m])
 
@@ -331,7 +339,7 @@ def test_non_contiguous_inputs_match_loops_float64(layout, size):
     b = rng.standard_normal(dy.shape[3])
     pads = ((1, 1), (1, 1))
     x_padded = np.pad(x, ((0, 0), *pads, (0, 0)))
-    reference = loop_reference(x_padded, W, b, dy)
+    reference = loop_reference(x_padded, W, b, dy, pads)
     for m in (2, 4):
         y, saved = wg.conv2d_forward(x, W, b, m, pads=pads, chunk_images=2)
         results = (y, *wg.conv2d_backward(saved, W, dy, x_padded.shape))

@@ -115,6 +115,8 @@ class ConvBase(Layer):
 
     def backward(self, dy):
         dx_padded = self._backward(dy, need_dx=True)
+        if self.cache.get("kernel_pads"):  # the kernel padded x itself: dx is x's own gradient
+            return dx_padded
         (top, bottom), (left, right) = self.cache["pads"]
         _, height, width, _ = self.cache["padded_shape"]
         return dx_padded[:, top:height - bottom, left:width - right, :]  # crop the padding off
@@ -241,8 +243,12 @@ class Conv2D(ConvBase):
             self.check_winograd()
             y, winograd_saved = winograd_kernels.conv2d_forward(x, W, b, pads=pads, workspace=self.workspace)
             saved = {"winograd": winograd_saved}  # V (per chunk) and U, not x
+        # im2col and Winograd padded x themselves and return the gradient of x itself, a contiguous
+        # array (the next layer's element-wise backward ran 1.6-2x slower on a cropped view of a
+        # padded dx, 64x32x32x16 float32); the readable backends' dx_padded is cropped in backward
+        kernel_pads = backend in ("im2col", "winograd")
         self.cache = {"backend": backend, "pads": pads, "padded_shape": padded_shape, "y_shape": y.shape,
-                      **saved}
+                      "kernel_pads": kernel_pads, **saved}
         return y
 
     def forward_padded(self, x_padded):
@@ -252,17 +258,9 @@ class Conv2D(ConvBase):
         y = kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups)
         return y, {"x_padded": x_padded}
 
-    def backward(self, dy):
-        """dx (N, H, W, C). The im2col kernel padded x itself and returns the gradient of the
-        unpadded x, a contiguous array (the next layer's element-wise backward runs 1.6-2x slower
-        on a cropped view, measured on 64x32x32x16 float32); the other backends crop dx_padded."""
-        if self.cache and self.cache["backend"] == "im2col":
-            return self._backward(dy, need_dx=True)
-        return super().backward(dy)
-
     def backward_padded(self, dy, need_dx):
-        """Fill grads["W"], grads["b"]; return dx_padded (None if not need_dx and im2col; im2col: dx
-        of the unpadded input, see ``backward``)."""
+        """Fill grads["W"], grads["b"]; return dx_padded (None if not need_dx and im2col), or for
+        im2col and Winograd dx of the unpadded input (``cache["kernel_pads"]``, see ``forward``)."""
         W, cache = self.params["W"], self.cache
         if cache["backend"] == "winograd":
             dx_padded, dW, db = winograd_kernels.conv2d_backward(
