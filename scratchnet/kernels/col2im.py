@@ -44,6 +44,14 @@ def offset_slices(i, j, out_hw, stride, dilation):
             slice(dw * j, dw * j + sw * (ow - 1) + 1, sw))
 
 
+def offset_view(x_padded, i, j, out_hw, stride, dilation=(1, 1)) -> np.ndarray:
+    """V_ij = x[:, d*i :: s, d*j :: s, :] cut to (N, OH, OW, C): the cell at kernel (or pooling
+    window) offset (i, j) of every window. Basic slicing, so no data is copied and writing into
+    the view writes into ``x_padded`` (the backward passes add into views of dx this way)."""
+    rows, cols = offset_slices(i, j, out_hw, stride, dilation)
+    return x_padded[:, rows, cols, :]
+
+
 def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups=1, *, out,
                    pads=((0, 0), (0, 0))) -> np.ndarray:
     """dx_padded (N, Hp, Wp, C), written into ``out`` and returned, from dy (N, OH, OW, F): col2im

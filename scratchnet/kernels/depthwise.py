@@ -42,17 +42,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .col2im import offset_slices
+from .col2im import offset_view
 from .scipy_conv import output_hw
-
-
-def offset_view(x_padded, i, j, out_hw, stride, dilation=(1, 1)) -> np.ndarray:
-    """V_ij = x[:, d*i :: s, d*j :: s, :] cut to (N, OH, OW, C): the cell at kernel (or pooling
-    window) offset (i, j) of every window. Basic slicing, so no data is copied and writing into
-    the view writes into ``x_padded`` (the backward passes add into views of dx this way)."""
-    rows, cols = offset_slices(i, j, out_hw, stride, dilation)
-    return x_padded[:, rows, cols, :]
-
 
 # Batch chunks whose output is about this many numbers (512 KB of float32): the kh*kw passes
 # over a chunk's output then stay in the CPU cache instead of streaming the whole batch's output
