@@ -123,8 +123,7 @@ class BatteryReport:
 
 def float32_case(factory, input_shape, seed):
     """Build the layer twice from one seed, in float32 and float64; compare forward and backward."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((2, *input_shape))
+    x = case_input(2, input_shape, "normal", seed)
     layers = {}
     for dtype in ("float32", "float64"):
         layer = factory()

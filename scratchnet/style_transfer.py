@@ -133,12 +133,13 @@ def style_transfer(model, content, style, content_layer=None, style_layers=None,
                          ("tv_weight", tv_weight)):
         if not isinstance(weight, numbers.Real) or not 0 <= weight < np.inf:
             raise ValueError(f"style_transfer: {name} must be a number >= 0, got {weight!r}")
-    feature_layers = feature_map_layers(model)
-    if not feature_layers and (content_layer is None or style_layers is None):
-        raise ValueError(f"style_transfer: {model.name} has no layer with weights and an (h, w, C) "
-                         "output to default to; pass content_layer= and style_layers=")
-    content_layer = feature_layers[-1] if content_layer is None else content_layer
-    style_layers = feature_layers if style_layers is None else style_layers
+    if content_layer is None or style_layers is None:  # the defaults
+        feature_layers = feature_map_layers(model)
+        if not feature_layers:
+            raise ValueError(f"style_transfer: {model.name} has no layer with weights and an (h, w, C) "
+                             "output to default to; pass content_layer= and style_layers=")
+        content_layer = feature_layers[-1] if content_layer is None else content_layer
+        style_layers = feature_layers if style_layers is None else style_layers
     targets = style_targets(model, content, style, content_layer, style_layers)
     x = _one_image(model, content, "content")
     if bounds is None:

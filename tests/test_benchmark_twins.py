@@ -13,12 +13,9 @@ import pytest
 torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import networks  # noqa: E402  (benchmarks/networks.py)
+from torch_twin import nchw_tensor  # noqa: E402
 
 from scratchnet.layers import Conv2D  # noqa: E402
-
-
-def nchw_tensor(x):
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
 
 @pytest.mark.parametrize("name", [*networks.NETWORKS, *networks.ZOO_NETWORKS])
@@ -27,7 +24,7 @@ def test_torch_network_computes_the_scratchnet_networks_logits(name):
     x, _ = networks.random_batch(name, 3, np.random.default_rng(0))
     twin = networks.torch_network(model).eval()  # eval: BatchNorm's running statistics, no dropout
     with torch.no_grad():
-        twin_logits = twin(nchw_tensor(x)).numpy()
+        twin_logits = twin(nchw_tensor(torch, x)).numpy()
     np.testing.assert_allclose(twin_logits, model.predict(x), rtol=1e-5, atol=1e-5)
 
 
@@ -44,9 +41,9 @@ def test_torch_conv_gives_the_layers_output_and_gradients(padding, kernel, strid
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx = layer.backward(dy)
 
-    x_t = nchw_tensor(x).requires_grad_(True)
+    x_t = nchw_tensor(torch, x).requires_grad_(True)
     y_t = module(x_t)
-    dx_t, dW_t, db_t = torch.autograd.grad(y_t, [x_t, module.weight, module.bias], nchw_tensor(dy))
+    dx_t, dW_t, db_t = torch.autograd.grad(y_t, [x_t, module.weight, module.bias], nchw_tensor(torch, dy))
     np.testing.assert_allclose(y_t.detach().numpy().transpose(0, 2, 3, 1), y, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dx_t.numpy().transpose(0, 2, 3, 1), dx, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dW_t.numpy().transpose(2, 3, 1, 0), layer.grads["W"], rtol=1e-5, atol=1e-4)

@@ -3,6 +3,7 @@ a short run that lowers the loss, clear errors, and the figure."""
 
 import numpy as np
 import pytest
+from torch_twin import nchw_tensor
 
 from scratchnet import Sequential
 from scratchnet.gradcheck import gradient_error, numerical_gradient
@@ -110,12 +111,9 @@ def test_style_loss_and_pixel_gradient_match_torch_autograd(one_torch_thread):
             seen[index] = out
         return seen
 
-    def channels_first(image):
-        return torch.from_numpy(image.transpose(0, 3, 1, 2).copy())
-
-    style_features = features_at(channels_first(style[np.newaxis]))
-    content_features = features_at(channels_first(content[np.newaxis]))[content_layer].detach()
-    pixels = channels_first(x).requires_grad_(True)
+    style_features = features_at(nchw_tensor(torch, style[np.newaxis]))
+    content_features = features_at(nchw_tensor(torch, content[np.newaxis]))[content_layer].detach()
+    pixels = nchw_tensor(torch, x).requires_grad_(True)
     seen = features_at(pixels)
     style_value = sum(((gram(seen[i]) - gram(style_features[i]).detach()) ** 2).sum() for i in style_layers)
     content_value = ((seen[content_layer] - content_features) ** 2).mean()

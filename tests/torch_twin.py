@@ -192,6 +192,11 @@ def nchw(array):
     return array.transpose(0, 3, 1, 2) if array.ndim == 4 else array
 
 
+def nchw_tensor(torch, array):
+    """A new contiguous torch tensor holding ``nchw(array)``."""
+    return torch.from_numpy(np.ascontiguousarray(nchw(array)))
+
+
 def nhwc(array):
     """NCHW -> NHWC for 4-D arrays; anything else unchanged."""
     return array.transpose(0, 2, 3, 1) if array.ndim == 4 else array

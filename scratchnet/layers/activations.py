@@ -85,7 +85,9 @@ def leaky_relu(x, slope=0.01):
 
 def leaky_relu_backward(x, y, dy, slope=0.01):
     # dx = dy for x > 0, slope * dy otherwise (x = 0 and NaN count as not positive)
-    return dy * choose(x > 0, 1.0, slope, dy.dtype)
+    dx = choose(x > 0, 1.0, slope, dy.dtype)
+    dx *= dy  # in place: choose's result is a new array already
+    return dx
 
 
 def sigmoid(x):
@@ -126,7 +128,7 @@ def elu(x, alpha=1.0):
     # Measured 0.21-0.30x the np.where form's time for elu and selu (one thread, load ~2.4).
     y = np.expm1(np.minimum(x, 0))  # e^x - 1 for x <= 0, 0 for x > 0
     y *= alpha
-    y += np.maximum(x, 0)  # in place: fewer new arrays of the input's size
+    y += relu(x)  # in place: fewer new arrays of the input's size; relu's fast max(x, 0)
     return y
 
 
@@ -135,7 +137,9 @@ def elu_backward(x, y, dy, alpha=1.0):
     # there) and 0 where x > 0, which keeps the branch not taken finite for x = inf (``choose``).
     derivative_at_negatives = np.minimum(y, 0)
     derivative_at_negatives += alpha
-    return dy * choose(x > 0, 1.0, derivative_at_negatives, y.dtype)
+    dx = choose(x > 0, 1.0, derivative_at_negatives, y.dtype)
+    dx *= dy  # in place: choose's result is a new array already
+    return dx
 
 
 def selu(x):
@@ -149,7 +153,9 @@ def selu_backward(x, y, dy):
     # d/dx = scale for x > 0, scale alpha e^x = y + scale alpha otherwise (min(y, 0) as in elu's)
     derivative_at_negatives = np.minimum(y, 0)
     derivative_at_negatives += SELU_SCALE * SELU_ALPHA
-    return dy * choose(x > 0, SELU_SCALE, derivative_at_negatives, y.dtype)
+    dx = choose(x > 0, SELU_SCALE, derivative_at_negatives, y.dtype)
+    dx *= dy  # in place: choose's result is a new array already
+    return dx
 
 
 def silu(x):
