@@ -90,7 +90,7 @@ def conv_contenders(shape, settings, rng):
         backward.append(Contender("scipy", "numpy", lambda: layers["scipy"].backward(dy),
                                   rounds=settings.scipy_rounds))
     if torch is not None:
-        torch_forward, torch_backward = torch_contenders(networks.torch_conv(layers["im2col"]), x, dy)
+        torch_forward, torch_backward = torch_contenders(networks.torch_layer(layers["im2col"]), x, dy)
         forward.append(torch_forward)
         backward.append(torch_backward)
     flops = 2.0 * rows * depth * filters  # multiply-adds of the forward product, x2
@@ -176,7 +176,8 @@ def train_step_table(settings, rng):
                       "small CNN: conv 32 3x3 same relu maxpool2, conv 64 3x3 same relu maxpool2, flatten, "
                       "dense 128 relu, dense 10, on 32x32x3.",
                       "scratchnet uses the im2col backend; torch: the same network built by "
-                      "scratchnet.interop.to_torch, torch.optim.Adam, NCHW input.",
+                      "scratchnet.interop.to_torch, its Flatten a plain nn.Flatten (the next Linear's "
+                      "columns reordered once), torch.optim.Adam, NCHW input.",
                       "_ms columns: medians; _best_ms: the fastest of all timed calls (least disturbed by "
                       "other processes on the shared machine)."]}
 
@@ -190,7 +191,8 @@ def zoo_step_table(settings, rng):
                       "dropout 0.5, dense 10); resnet8: scratchnet.models.resnet8 (He et al.'s CIFAR ResNet, "
                       "one BasicBlock per stage, projection shortcuts); both on 32x32x3.",
                       "torch: the same layers built by scratchnet.interop.to_torch (BatchNorm2d and Dropout "
-                      "in training mode, the scratchnet weights copied in), torch.optim.Adam, NCHW input.",
+                      "in training mode, the scratchnet weights copied in, a plain nn.Flatten), "
+                      "torch.optim.Adam, NCHW input.",
                       "_ms columns: medians; _best_ms: the fastest of all timed calls."]}
 
 

@@ -147,7 +147,7 @@ def shape_rows(label, height, channels, filters, batch, kernel_modules, settings
         forward.append(Contender(name, "numpy", lambda f=forward_call, r=run: r(f, x)))
         backward.append(Contender(name, "numpy", lambda lay=layer, r=run: r(lay.backward, dy)))
         memory[name] = numpy_peak(run, layer, x, dy, forward_call)
-    module = networks.torch_conv(layers["im2col"][0])
+    module = networks.torch_layer(layers["im2col"][0])
     x_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
     dy_t = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
     y_t = module(x_t)
