@@ -86,3 +86,23 @@ def test_torch_layer_gives_the_layers_training_output_and_gradients(make_layer):
     assert len(parameters) == len(scratchnet_grads)
     for torch_grad, grad in zip(gradients[1:], scratchnet_grads):
         np.testing.assert_allclose(torch_grad.numpy(), grad, rtol=1e-5, atol=1e-4)
+
+
+def test_torch_layer_of_a_grouped_conv_is_a_plain_grouped_conv2d_with_the_layers_numbers():
+    """grouped.py times it: nn.Conv2d(groups=g) with the padding built in (no F.pad copy)."""
+    rng = np.random.default_rng(0)
+    layer = Conv2D(8, 3, padding="same", groups=4, use_bias=False)
+    layer.build((6, 6, 8), rng=np.random.default_rng(0), dtype="float32")
+    module = networks.torch_layer(layer)
+    assert type(module) is torch.nn.Conv2d and module.groups == 4 and module.padding == (1, 1)
+    x = rng.standard_normal((2, 6, 6, 8)).astype(np.float32)
+    y = layer.forward(x, training=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+
+    x_t = nchw_tensor(torch, x).requires_grad_(True)
+    y_t = module(x_t)
+    dx_t, dW_t = torch.autograd.grad(y_t, [x_t, module.weight], nchw_tensor(torch, dy))
+    np.testing.assert_allclose(y_t.detach().numpy().transpose(0, 2, 3, 1), y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx_t.numpy().transpose(0, 2, 3, 1), dx, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dW_t.numpy().transpose(2, 3, 1, 0), layer.grads["W"], rtol=1e-5, atol=1e-4)
