@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import memory  # noqa: E402  (benchmarks/memory.py)
 import networks  # noqa: E402
-from timing import Contender, alternate, machine_description, torch_contenders  # noqa: E402
+from timing import Contender, alternate, layer_contenders, machine_description, torch_contenders  # noqa: E402
 
 from scratchnet.layers import Conv2D, MaxPool2D  # noqa: E402
 
@@ -143,8 +143,8 @@ def pool_table(settings, rng):
         layer = MaxPool2D(2)
         layer.build((height, width, channels), dtype="float32")
         dy = rng.standard_normal(layer.forward(x, training=True).shape).astype(np.float32)
-        forward = [Contender("scratchnet", "numpy", lambda: layer.forward(x, training=True))]  # noqa: B023
-        backward = [Contender("scratchnet", "numpy", lambda: layer.backward(dy))]  # noqa: B023
+        forward_call, backward_call = layer_contenders("scratchnet", layer, x, dy)
+        forward, backward = [forward_call], [backward_call]
         if torch is not None:
             x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
             dy_nchw = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
