@@ -36,6 +36,23 @@ def test_torch_network_flattens_natively(name):
     assert [type(module) for module in twin if isinstance(module, torch.nn.Flatten)] == [torch.nn.Flatten]
 
 
+def assert_conv_twin_matches(layer, module, x, rng):
+    """module(x) and its gradients for (x, weight[, bias]) equal the Conv2D layer's (NCHW <-> NHWC)."""
+    y = layer.forward(x, training=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+
+    x_t = nchw_tensor(torch, x).requires_grad_(True)
+    y_t = module(x_t)
+    wanted = [x_t, module.weight] + ([module.bias] if layer.use_bias else [])
+    dx_t, dW_t, *db_t = torch.autograd.grad(y_t, wanted, nchw_tensor(torch, dy))
+    np.testing.assert_allclose(y_t.detach().numpy().transpose(0, 2, 3, 1), y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx_t.numpy().transpose(0, 2, 3, 1), dx, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dW_t.numpy().transpose(2, 3, 1, 0), layer.grads["W"], rtol=1e-5, atol=1e-4)
+    if layer.use_bias:
+        np.testing.assert_allclose(db_t[0].numpy(), layer.grads["b"], rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("padding, kernel, stride", [("valid", 5, 1), ("same", 3, 1), (1, 3, 2)])
 def test_torch_layer_of_a_conv_gives_the_layers_output_and_gradients(padding, kernel, stride):
     rng = np.random.default_rng(0)
@@ -44,18 +61,17 @@ def test_torch_layer_of_a_conv_gives_the_layers_output_and_gradients(padding, ke
     weights = layer.params["W"].copy()
     module = networks.torch_layer(layer)
     np.testing.assert_array_equal(layer.params["W"], weights)  # the layer keeps its weights
-    x = rng.standard_normal((2, 12, 12, 3)).astype(np.float32)
-    y = layer.forward(x, training=True)
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    dx = layer.backward(dy)
+    assert_conv_twin_matches(layer, module, rng.standard_normal((2, 12, 12, 3)).astype(np.float32), rng)
 
-    x_t = nchw_tensor(torch, x).requires_grad_(True)
-    y_t = module(x_t)
-    dx_t, dW_t, db_t = torch.autograd.grad(y_t, [x_t, module.weight, module.bias], nchw_tensor(torch, dy))
-    np.testing.assert_allclose(y_t.detach().numpy().transpose(0, 2, 3, 1), y, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dx_t.numpy().transpose(0, 2, 3, 1), dx, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dW_t.numpy().transpose(2, 3, 1, 0), layer.grads["W"], rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(db_t.numpy(), layer.grads["b"], rtol=1e-5, atol=1e-4)
+
+def test_torch_layer_of_a_grouped_conv_is_a_plain_grouped_conv2d_with_the_layers_numbers():
+    """grouped.py times it: nn.Conv2d(groups=g) with the padding built in (no F.pad copy)."""
+    rng = np.random.default_rng(0)
+    layer = Conv2D(8, 3, padding="same", groups=4, use_bias=False)
+    layer.build((6, 6, 8), rng=np.random.default_rng(0), dtype="float32")
+    module = networks.torch_layer(layer)
+    assert type(module) is torch.nn.Conv2d and module.groups == 4 and module.padding == (1, 1)
+    assert_conv_twin_matches(layer, module, rng.standard_normal((2, 6, 6, 8)).astype(np.float32), rng)
 
 
 @pytest.mark.parametrize("make_layer", [lambda: BatchNorm(), lambda: Activation("relu"),
@@ -86,23 +102,3 @@ def test_torch_layer_gives_the_layers_training_output_and_gradients(make_layer):
     assert len(parameters) == len(scratchnet_grads)
     for torch_grad, grad in zip(gradients[1:], scratchnet_grads):
         np.testing.assert_allclose(torch_grad.numpy(), grad, rtol=1e-5, atol=1e-4)
-
-
-def test_torch_layer_of_a_grouped_conv_is_a_plain_grouped_conv2d_with_the_layers_numbers():
-    """grouped.py times it: nn.Conv2d(groups=g) with the padding built in (no F.pad copy)."""
-    rng = np.random.default_rng(0)
-    layer = Conv2D(8, 3, padding="same", groups=4, use_bias=False)
-    layer.build((6, 6, 8), rng=np.random.default_rng(0), dtype="float32")
-    module = networks.torch_layer(layer)
-    assert type(module) is torch.nn.Conv2d and module.groups == 4 and module.padding == (1, 1)
-    x = rng.standard_normal((2, 6, 6, 8)).astype(np.float32)
-    y = layer.forward(x, training=True)
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    dx = layer.backward(dy)
-
-    x_t = nchw_tensor(torch, x).requires_grad_(True)
-    y_t = module(x_t)
-    dx_t, dW_t = torch.autograd.grad(y_t, [x_t, module.weight], nchw_tensor(torch, dy))
-    np.testing.assert_allclose(y_t.detach().numpy().transpose(0, 2, 3, 1), y, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dx_t.numpy().transpose(0, 2, 3, 1), dx, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dW_t.numpy().transpose(2, 3, 1, 0), layer.grads["W"], rtol=1e-5, atol=1e-4)
