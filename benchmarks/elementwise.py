@@ -8,9 +8,10 @@ beside an older version of the same layers.
     OPENBLAS_NUM_THREADS=1 python benchmarks/elementwise.py --layers leaky_relu,elu,selu --baseline main
 
 Every layer runs forward (training mode) and backward on the shapes of the zoo's training steps
-(batch 64); PyTorch runs the same numbers in NCHW (``torch.nn.BatchNorm2d``, ``ReLU``,
-``LeakyReLU``, ``ELU``, ``SELU``, ``MaxPool2d``, ``+``), forward with autograd recording and
-backward via ``torch.autograd.grad``.
+(batch 64); PyTorch runs the same numbers in NCHW (the layer's ``networks.torch_layer`` twin:
+``torch.nn.BatchNorm2d`` in training mode with the layer's eps and momentum, ``ReLU``,
+``LeakyReLU``, ``ELU``, ``SELU``, ``MaxPool2d``; ``+`` for Add), forward with autograd recording
+and backward via ``torch.autograd.grad`` (timing.py ``torch_contenders``).
 ``--baseline REV`` also loads the layer modules as they were at git revision REV (``git show``
 as a module inside ``scratchnet.layers``: timing.py ``module_at_revision``) and times them in the same rounds,
 so "new / old" is measured side by side; ``--steps`` times whole training steps of the zoo
@@ -32,8 +33,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
 
+import networks  # noqa: E402
 from run import markdown, ms, ratio  # noqa: E402
-from timing import Contender, alternate, layer_contenders, machine_description, module_at_revision  # noqa: E402
+from timing import (  # noqa: E402
+    Contender,
+    alternate,
+    layer_contenders,
+    machine_description,
+    module_at_revision,
+    torch_contenders,
+)
 
 from scratchnet import layers as current_layers  # noqa: E402
 
@@ -63,7 +72,8 @@ def load_baseline(module_name: str, revision: str):
     return module_at_revision(f"scratchnet/layers/{module_name}.py", revision)
 
 
-ACTIVATION_KEYS = ("relu", "leaky_relu", "elu", "selu")  # the key is the activation's name
+# the keys that are an activation's name (the layer is Activation(key))
+ACTIVATION_KEYS = tuple(key for key, (_, class_name, _) in CASES.items() if class_name == "Activation")
 
 
 def make_layer(layer_class, key, sample_shape):
@@ -72,26 +82,19 @@ def make_layer(layer_class, key, sample_shape):
     return layer
 
 
-def torch_contenders(key, x, dy):
-    """forward and backward of the torch twin on the same numbers in NCHW."""
-    def nchw(array):
-        return torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
-    if key == "add":
-        inputs = [nchw(part).requires_grad_(True) for part in x]
-        module = None
-    else:
-        inputs = [nchw(x).requires_grad_(True)]
-        module = {"batchnorm": lambda: torch.nn.BatchNorm2d(x.shape[-1]).train(),
-                  "relu": torch.nn.ReLU, "leaky_relu": lambda: torch.nn.LeakyReLU(0.01),
-                  "elu": torch.nn.ELU, "selu": torch.nn.SELU, "maxpool": lambda: torch.nn.MaxPool2d(2)}[key]()
-    wanted = inputs + (list(module.parameters()) if module is not None else [])
-
-    def forward():
-        return inputs[0] + inputs[1] if module is None else module(inputs[0])
-    y = forward()
-    dy_nchw = nchw(dy)
-    return (Contender("torch", "torch", forward),
-            Contender("torch", "torch", lambda: torch.autograd.grad(y, wanted, dy_nchw, retain_graph=True)))
+def torch_pair(key, x, dy):
+    """forward and backward of the torch twin on the same numbers in NCHW: the layer's
+    ``networks.torch_layer`` twin (training mode) through timing.py's ``torch_contenders``, or,
+    for "add" (two inputs, no module), ``+`` with torch.autograd.grad for both inputs."""
+    if key != "add":
+        layer = make_layer(getattr(current_layers, CASES[key][1]), key, x.shape[1:])
+        return torch_contenders(networks.torch_layer(layer), x, dy)
+    first, second = (torch.from_numpy(part.transpose(0, 3, 1, 2).copy()).requires_grad_(True) for part in x)
+    dy_nchw = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
+    y = first + second
+    return (Contender("torch", "torch", lambda: first + second),
+            Contender("torch", "torch", lambda: torch.autograd.grad(y, [first, second], dy_nchw,
+                                                                    retain_graph=True)))
 
 
 def warm_up(contender):
@@ -126,7 +129,7 @@ def layer_rows(key, settings, baseline_revision, rng):
             forward.append(pair[0])
             backward.append(pair[1])
         if torch is not None:
-            pair = torch_contenders(key, x, dy)
+            pair = torch_pair(key, x, dy)
             forward.append(pair[0])
             backward.append(pair[1])
         for contenders in (forward, backward):

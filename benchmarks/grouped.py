@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import networks  # noqa: E402
 from run import machine_markdown, markdown, ms, parse_args, ratio  # noqa: E402
 from timing import alternate, layer_contenders, machine_description, torch_contenders  # noqa: E402
 
@@ -49,6 +50,8 @@ def built(layer, input_shape):
 
 
 def torch_module(in_channels, out_channels, kernel, groups, W_torch, bias):
+    """A depthwise (groups = C) or 1x1 ``nn.Conv2d``, padding kernel // 2 built in: not to_torch's
+    depthwise twin, which pads with an explicit F.pad first (a copy this benchmark would time)."""
     module = torch.nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, groups=groups,
                              bias=bias is not None)
     with torch.no_grad():
@@ -145,10 +148,8 @@ def grouped_rows(settings, rng):
             f, b = layer_contenders(name, layer, x, dy)
             forward.append(f)
             backward.append(b)
-        if torch is not None:
-            W_torch = to_torch_arrays(grouped, grouped.params)["weight"]  # (F, C/g, kh, kw)
-            module = torch_module(shape[2], filters, 3, groups, W_torch, None)
-            f, b = torch_contenders(module, x, dy)
+        if torch is not None:  # to_torch's nn.Conv2d(groups=g, padding=1), weight (F, C/g, kh, kw)
+            f, b = torch_contenders(networks.torch_layer(grouped), x, dy)
             forward.append(f)
             backward.append(b)
         rows += time_rows(f"Conv2D {label}", batch, forward, backward, settings,

@@ -2,7 +2,10 @@
 
 scratchnet is channels-last (N, H, W, C); PyTorch is channels-first (N, C, H, W). The input is
 permuted ONCE, outside the timing, and the PyTorch network is ``scratchnet.interop.to_torch``'s
-twin, with scratchnet's weights, so both contenders compute the same function.
+twin, with scratchnet's weights, so both contenders compute the same function. The one change:
+to_torch's Flatten permutes (and copies) every step to read scratchnet's (h, w, c) order; the
+timed twin flattens natively in (c, h, w) order and the next Linear's columns are reordered
+once instead, as a PyTorch user's own network would do no permute.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import numpy as np
 
 from scratchnet import Adam, Sequential
 from scratchnet.interop import to_torch
+from scratchnet.interop.importer import nchw_to_nhwc_order
 from scratchnet.layers import Activation, Conv2D, Dense, Flatten, MaxPool2D
 from scratchnet.models import get_model
 
@@ -51,16 +55,43 @@ def zoo_network(name: str, seed: int = 0) -> Sequential:
 def torch_network(model: Sequential):
     """The same network in torch.nn, built by ``scratchnet.interop.to_torch``: NCHW in and out, the
     model's dtype, training mode (BatchNorm2d and Dropout as in a training step), the scratchnet
-    weights copied in, Flatten reading the features in scratchnet's (h, w, c) order."""
-    return to_torch(model, channels_first=True).train()
+    weights copied in; every image Flatten is a plain ``nn.Flatten`` (see ``flatten_natively``)."""
+    network = to_torch(model, channels_first=True).train()
+    flatten_natively(network, model)
+    return network
 
 
-def torch_conv(conv: Conv2D):
-    """The torch.nn.Conv2d twin of a built Conv2D (NCHW, the same weights), as ``to_torch`` makes it
-    for a model whose one layer is ``conv``."""
-    model = Sequential([conv], input_shape=conv.input_shape, dtype=str(conv.dtype))
+def flatten_natively(network, model: Sequential) -> None:
+    """Swap each top-level image Flatten of ``network`` (to_torch's ``FlattenChannelsLast``, which
+    permutes NCHW to NHWC, a copy, every call) for ``nn.Flatten`` and reorder the columns of the
+    next ``nn.Linear`` once, in place, so the network still computes the same function.
+
+    scratchnet: y = W_t @ f_hwc, and f_hwc[k] = f_chw[perm[k]] (perm = ``nchw_to_nhwc_order``).
+    So y = sum_k W_t[:, k] f_chw[perm[k]]: the column for chw feature perm[k] is W_t[:, k], i.e.
+    the new weight is W_t[:, inverse], inverse = argsort(perm) (the hwc index of each chw feature).
+    """
+    import torch
+
+    for index, layer in enumerate(model.layers):
+        if type(layer).__name__ != "Flatten" or len(layer.input_shape) != 3:
+            continue
+        linear = network[index + 1]
+        if not isinstance(linear, torch.nn.Linear):
+            raise TypeError(f"flatten_natively: {layer.name!r} is followed by {type(linear).__name__}, "
+                            "not a Linear whose columns could be reordered")
+        network[index] = torch.nn.Flatten()
+        inverse = np.argsort(nchw_to_nhwc_order(layer.input_shape))  # (H*W*C,) chw -> hwc index
+        with torch.no_grad():
+            linear.weight.copy_(linear.weight[:, torch.from_numpy(inverse)])
+
+
+def torch_layer(layer):
+    """The torch.nn twin of one built scratchnet layer (NCHW, the same weights and buffers), as
+    ``to_torch`` makes it for a model whose one layer is ``layer``; training mode, so a BatchNorm
+    normalizes with the batch's statistics as the layer's ``forward(x, training=True)`` does."""
+    model = Sequential([layer], input_shape=layer.input_shape, dtype=str(layer.dtype))
     model.built = True  # the layer is built: building the model would draw new weights
-    return to_torch(model, channels_first=True)[0]
+    return to_torch(model, channels_first=True)[0].train()
 
 
 def torch_train_step(torch, network, optimizer, loss_function, x_nchw, labels):

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import memory  # noqa: E402  (benchmarks/memory.py)
 import networks  # noqa: E402
-from timing import Contender, alternate, machine_description, torch_contenders  # noqa: E402
+from timing import Contender, alternate, layer_contenders, machine_description, torch_contenders  # noqa: E402
 
 from scratchnet.layers import Conv2D, MaxPool2D  # noqa: E402
 
@@ -90,7 +90,7 @@ def conv_contenders(shape, settings, rng):
         backward.append(Contender("scipy", "numpy", lambda: layers["scipy"].backward(dy),
                                   rounds=settings.scipy_rounds))
     if torch is not None:
-        torch_forward, torch_backward = torch_contenders(networks.torch_conv(layers["im2col"]), x, dy)
+        torch_forward, torch_backward = torch_contenders(networks.torch_layer(layers["im2col"]), x, dy)
         forward.append(torch_forward)
         backward.append(torch_backward)
     flops = 2.0 * rows * depth * filters  # multiply-adds of the forward product, x2
@@ -143,8 +143,8 @@ def pool_table(settings, rng):
         layer = MaxPool2D(2)
         layer.build((height, width, channels), dtype="float32")
         dy = rng.standard_normal(layer.forward(x, training=True).shape).astype(np.float32)
-        forward = [Contender("scratchnet", "numpy", lambda: layer.forward(x, training=True))]  # noqa: B023
-        backward = [Contender("scratchnet", "numpy", lambda: layer.backward(dy))]  # noqa: B023
+        forward_call, backward_call = layer_contenders("scratchnet", layer, x, dy)
+        forward, backward = [forward_call], [backward_call]
         if torch is not None:
             x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
             dy_nchw = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
@@ -176,7 +176,8 @@ def train_step_table(settings, rng):
                       "small CNN: conv 32 3x3 same relu maxpool2, conv 64 3x3 same relu maxpool2, flatten, "
                       "dense 128 relu, dense 10, on 32x32x3.",
                       "scratchnet uses the im2col backend; torch: the same network built by "
-                      "scratchnet.interop.to_torch, torch.optim.Adam, NCHW input.",
+                      "scratchnet.interop.to_torch, its Flatten a plain nn.Flatten (the next Linear's "
+                      "columns reordered once), torch.optim.Adam, NCHW input.",
                       "_ms columns: medians; _best_ms: the fastest of all timed calls (least disturbed by "
                       "other processes on the shared machine)."]}
 
@@ -190,7 +191,8 @@ def zoo_step_table(settings, rng):
                       "dropout 0.5, dense 10); resnet8: scratchnet.models.resnet8 (He et al.'s CIFAR ResNet, "
                       "one BasicBlock per stage, projection shortcuts); both on 32x32x3.",
                       "torch: the same layers built by scratchnet.interop.to_torch (BatchNorm2d and Dropout "
-                      "in training mode, the scratchnet weights copied in), torch.optim.Adam, NCHW input.",
+                      "in training mode, the scratchnet weights copied in, a plain nn.Flatten), "
+                      "torch.optim.Adam, NCHW input.",
                       "_ms columns: medians; _best_ms: the fastest of all timed calls."]}
 
 

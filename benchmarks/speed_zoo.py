@@ -31,7 +31,7 @@ import memory  # noqa: E402
 import networks  # noqa: E402
 import torch  # noqa: E402
 from run import markdown, ms, ratio  # noqa: E402
-from timing import Contender, alternate, machine_description  # noqa: E402
+from timing import Contender, alternate, machine_description, torch_contenders  # noqa: E402
 
 from scratchnet import Adam  # noqa: E402
 from scratchnet.kernels import im2col, winograd  # noqa: E402
@@ -117,18 +117,16 @@ def conv_rows(settings, rng):
     kernel_matrix = rng.standard_normal((depth, filters)).astype(np.float32)
     _, saved = winograd.conv2d_forward(x, W, b)
     workspace = Workspace()  # im2col's chunk scratch arrays, as a layer keeps them
-    module = torch.nn.Conv2d(channels, filters, 3, padding=1)
-    x_t = torch.from_numpy(x[:, 1:-1, 1:-1].transpose(0, 3, 1, 2).copy()).requires_grad_(True)
-    y_t = module(x_t)
-    dy_t = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
+    # torch pads inside the convolution: its input is x without the padding ring
+    torch_forward, torch_backward = torch_contenders(torch.nn.Conv2d(channels, filters, 3, padding=1),
+                                                     x[:, 1:-1, 1:-1], dy)
     forward = [Contender("gemm", "numpy", lambda: patches @ kernel_matrix),
                Contender("im2col", "numpy", lambda: im2col.conv2d_forward(x, W, b, workspace=workspace)),
                Contender("winograd", "numpy", lambda: winograd.conv2d_forward(x, W, b)),
-               Contender("torch", "torch", lambda: module(x_t))]
+               torch_forward]
     backward = [Contender("im2col", "numpy", lambda: im2col.conv2d_backward(x, W, dy, workspace=workspace)),
                 Contender("winograd", "numpy", lambda: winograd.conv2d_backward(saved, W, dy, x.shape)),
-                Contender("torch", "torch", lambda: torch.autograd.grad(
-                    y_t, [x_t, *module.parameters()], dy_t, retain_graph=True))]
+                torch_backward]
     flops = 2.0 * rows_m * depth * filters  # the direct method's multiply-adds x 2
     peak = peak_gflops()
     forward_times = alternate(forward, settings.rounds, settings.calls, settings.settle)

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
 
 import speed_zoo  # noqa: E402
 import torch  # noqa: E402
+from run import ms  # noqa: E402
 from timing import Contender, alternate, machine_description  # noqa: E402
 
 from scratchnet import Adam  # noqa: E402
@@ -102,10 +103,6 @@ def layer_row(base, label, batch, name, settings, rng):
             "new_ms": ms(times["new"]), "new_base": round(times["new"] / times["base"], 3),
             "new_base_best": round(min(contenders[1].samples) / min(contenders[0].samples), 3),
             "load": f"{load:.1f} -> {os.getloadavg()[0]:.1f}"}
-
-
-def ms(seconds):
-    return round(1e3 * seconds, 2)
 
 
 def main(argv=None):

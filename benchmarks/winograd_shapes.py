@@ -17,8 +17,9 @@ peak of one forward + backward above its start (the layer's previous cache dropp
 what the forward keeps for the backward is in), and torch.profiler's peak for torch
 (memory.py ``torch_profiled_peak``). ``--steps``: whole training steps of zoo networks with
 ``backend="auto"`` (speed_zoo.py's models and torch twins), with the old kernel and the new,
-time and peak (memory.py ``traced_step_peak``; torch: speed_zoo.py's running sum). Medians of
-alternated rounds (timing.py); nothing is asserted.
+time and peak (memory.py ``traced_step_peak``; torch: memory.py ``torch_profiled_peak`` of
+``networks.torch_train_step`` after a warm-up step). Medians of alternated rounds (timing.py);
+nothing is asserted.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import networks  # noqa: E402
 import torch  # noqa: E402
 from memory import torch_profiled_peak, traced, traced_step_peak  # noqa: E402
 from run import markdown, ms, ratio  # noqa: E402
-from timing import Contender, alternate, machine_description, module_at_revision  # noqa: E402
+from timing import Contender, alternate, machine_description, module_at_revision, torch_contenders  # noqa: E402
 
 from scratchnet.layers import Conv2D  # noqa: E402
 from scratchnet.layers import conv as conv_module  # noqa: E402
@@ -92,8 +93,8 @@ class WithKernels:
             conv_module.winograd_kernels = saved
 
 
-def layer_contenders(height, channels, filters, kernel_modules, tile_sizes):
-    """name -> (layer, WithKernels) for every numpy contender, built with the same weights."""
+def numpy_layers(height, channels, filters, kernel_modules, tile_sizes):
+    """name -> (layer, WithKernels, tile size) for every numpy contender, built with the same weights."""
     layers = {}
     for tile_size in tile_sizes:
         for label, kernels in kernel_modules.items():
@@ -140,20 +141,19 @@ def numpy_peak(run, layer, x, dy, forward):
 def shape_rows(label, height, channels, filters, batch, kernel_modules, settings, rng):
     x = rng.standard_normal((batch, height, height, channels)).astype(np.float32)
     dy = rng.standard_normal((batch, height, height, filters)).astype(np.float32)
-    layers = layer_contenders(height, channels, filters, kernel_modules, settings.tile_sizes)
+    layers = numpy_layers(height, channels, filters, kernel_modules, settings.tile_sizes)
     forward, backward, memory = [], [], {}
     for name, (layer, run, tile_size) in layers.items():
         forward_call = with_tile_size(layer, tile_size)
         forward.append(Contender(name, "numpy", lambda f=forward_call, r=run: r(f, x)))
         backward.append(Contender(name, "numpy", lambda lay=layer, r=run: r(lay.backward, dy)))
         memory[name] = numpy_peak(run, layer, x, dy, forward_call)
-    module = networks.torch_conv(layers["im2col"][0])
-    x_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+    module = networks.torch_layer(layers["im2col"][0])
+    torch_forward, torch_backward = torch_contenders(module, x, dy)
+    forward.append(torch_forward)
+    backward.append(torch_backward)
+    x_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)  # for the memory peak
     dy_t = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
-    y_t = module(x_t)
-    forward.append(Contender("torch", "torch", lambda: module(x_t)))
-    backward.append(Contender("torch", "torch", lambda: torch.autograd.grad(
-        y_t, [x_t, *module.parameters()], dy_t, retain_graph=True)))
     memory["torch"] = torch_profiled_peak(torch, lambda: torch.autograd.grad(
         module(x_t), [x_t, *module.parameters()], dy_t))[1]
     # backward first: each layer's cache then holds the forward that the timed backwards reuse
@@ -191,7 +191,7 @@ def step_rows(label, batch, kernel_modules, settings, rng):
         run = WithKernels(kernels)
         contenders.insert(0, Contender(name, "numpy", lambda r=run, m=model: r(m.train_step, x, labels)))
         peaks[name] = run(traced_step_peak, model, x, labels)
-    peaks["torch"] = speed_zoo.torch_step_memory(*state[3:])["running_sum"]
+    peaks["torch"] = torch_step_peak(*state[3:])
     times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
     rows = []
     for name, seconds in times.items():
@@ -201,6 +201,21 @@ def step_rows(label, batch, kernel_modules, settings, rng):
         if "old" in times:
             rows[-1]["x_old"] = ratio(seconds, times["old"])
     return rows
+
+
+def torch_step_peak(network, optimizer, loss_function, x_nchw, labels) -> int:
+    """memory.py ``torch_profiled_peak`` (bytes) of one torch training step after a warm-up step
+    (Adam's state then exists, as in ``traced_step_peak``).
+
+    with_stack=True, as the figures in benchmarks/README.md were measured (speed_zoo.py's
+    ``torch_step_memory``, which needs stacks for its timeline): the Python frames become parent
+    events whose frees count at their start, so the running sum reads lower than without them
+    (measured: 2.4% on resnet8, batch 16).
+    """
+    def step():
+        networks.torch_train_step(torch, network, optimizer, loss_function, x_nchw, labels)
+    step()
+    return torch_profiled_peak(torch, step, with_stack=True)[1]
 
 
 def main(argv=None):

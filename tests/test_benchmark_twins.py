@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import networks  # noqa: E402  (benchmarks/networks.py)
 from torch_twin import nchw_tensor  # noqa: E402
 
-from scratchnet.layers import Conv2D  # noqa: E402
+from scratchnet.layers import Activation, BatchNorm, Conv2D, MaxPool2D  # noqa: E402
 
 
 @pytest.mark.parametrize("name", [*networks.NETWORKS, *networks.ZOO_NETWORKS])
@@ -28,23 +28,77 @@ def test_torch_network_computes_the_scratchnet_networks_logits(name):
     np.testing.assert_allclose(twin_logits, model.predict(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("padding, kernel, stride", [("valid", 5, 1), ("same", 3, 1), (1, 3, 2)])
-def test_torch_conv_gives_the_layers_output_and_gradients(padding, kernel, stride):
-    rng = np.random.default_rng(0)
-    layer = Conv2D(8, kernel, stride=stride, padding=padding, backend="im2col")
-    layer.build((12, 12, 3), rng=np.random.default_rng(0), dtype="float32")
-    weights = layer.params["W"].copy()
-    module = networks.torch_conv(layer)
-    np.testing.assert_array_equal(layer.params["W"], weights)  # the layer keeps its weights
-    x = rng.standard_normal((2, 12, 12, 3)).astype(np.float32)
+@pytest.mark.parametrize("name", [*networks.NETWORKS, "small_cnn_bn (CIFAR)"])
+def test_torch_network_flattens_natively(name):
+    """No permute per step: every image Flatten of the timed twin is a plain nn.Flatten."""
+    model = networks.scratchnet_network(name) if name in networks.NETWORKS else networks.zoo_network(name)
+    twin = networks.torch_network(model)
+    assert [type(module) for module in twin if isinstance(module, torch.nn.Flatten)] == [torch.nn.Flatten]
+
+
+def assert_conv_twin_matches(layer, module, x, rng):
+    """module(x) and its gradients for (x, weight[, bias]) equal the Conv2D layer's (NCHW <-> NHWC)."""
     y = layer.forward(x, training=True)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx = layer.backward(dy)
 
     x_t = nchw_tensor(torch, x).requires_grad_(True)
     y_t = module(x_t)
-    dx_t, dW_t, db_t = torch.autograd.grad(y_t, [x_t, module.weight, module.bias], nchw_tensor(torch, dy))
+    wanted = [x_t, module.weight] + ([module.bias] if layer.use_bias else [])
+    dx_t, dW_t, *db_t = torch.autograd.grad(y_t, wanted, nchw_tensor(torch, dy))
     np.testing.assert_allclose(y_t.detach().numpy().transpose(0, 2, 3, 1), y, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dx_t.numpy().transpose(0, 2, 3, 1), dx, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dW_t.numpy().transpose(2, 3, 1, 0), layer.grads["W"], rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(db_t.numpy(), layer.grads["b"], rtol=1e-5, atol=1e-4)
+    if layer.use_bias:
+        np.testing.assert_allclose(db_t[0].numpy(), layer.grads["b"], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("padding, kernel, stride", [("valid", 5, 1), ("same", 3, 1), (1, 3, 2)])
+def test_torch_layer_of_a_conv_gives_the_layers_output_and_gradients(padding, kernel, stride):
+    rng = np.random.default_rng(0)
+    layer = Conv2D(8, kernel, stride=stride, padding=padding, backend="im2col")
+    layer.build((12, 12, 3), rng=np.random.default_rng(0), dtype="float32")
+    weights = layer.params["W"].copy()
+    module = networks.torch_layer(layer)
+    np.testing.assert_array_equal(layer.params["W"], weights)  # the layer keeps its weights
+    assert_conv_twin_matches(layer, module, rng.standard_normal((2, 12, 12, 3)).astype(np.float32), rng)
+
+
+def test_torch_layer_of_a_grouped_conv_is_a_plain_grouped_conv2d_with_the_layers_numbers():
+    """grouped.py times it: nn.Conv2d(groups=g) with the padding built in (no F.pad copy)."""
+    rng = np.random.default_rng(0)
+    layer = Conv2D(8, 3, padding="same", groups=4, use_bias=False)
+    layer.build((6, 6, 8), rng=np.random.default_rng(0), dtype="float32")
+    module = networks.torch_layer(layer)
+    assert type(module) is torch.nn.Conv2d and module.groups == 4 and module.padding == (1, 1)
+    assert_conv_twin_matches(layer, module, rng.standard_normal((2, 6, 6, 8)).astype(np.float32), rng)
+
+
+@pytest.mark.parametrize("make_layer", [lambda: BatchNorm(), lambda: Activation("relu"),
+                                        lambda: Activation("leaky_relu"), lambda: Activation("elu"),
+                                        lambda: Activation("selu"), lambda: MaxPool2D(2)],
+                         ids=["batchnorm", "relu", "leaky_relu", "elu", "selu", "maxpool"])
+def test_torch_layer_gives_the_layers_training_output_and_gradients(make_layer):
+    """elementwise.py's torch contenders: forward in training mode (BatchNorm: the batch's
+    statistics), dx and the parameters' gradients."""
+    rng = np.random.default_rng(0)
+    layer = make_layer()
+    layer.build((6, 6, 4), rng=np.random.default_rng(0), dtype="float32")
+    for key in layer.params:  # BatchNorm: gamma, beta away from 1, 0, so a swap would show
+        layer.params[key][...] = rng.standard_normal(layer.params[key].shape)
+    module = networks.torch_layer(layer)
+    x = rng.standard_normal((3, 6, 6, 4)).astype(np.float32)
+    y = layer.forward(x, training=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+
+    x_t = nchw_tensor(torch, x).requires_grad_(True)
+    y_t = module(x_t)
+    parameters = list(module.parameters())
+    gradients = torch.autograd.grad(y_t, [x_t, *parameters], nchw_tensor(torch, dy))
+    np.testing.assert_allclose(y_t.detach().numpy().transpose(0, 2, 3, 1), y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gradients[0].numpy().transpose(0, 2, 3, 1), dx, rtol=1e-5, atol=1e-5)
+    scratchnet_grads = [layer.grads[key] for key in ("gamma", "beta") if key in layer.grads]
+    assert len(parameters) == len(scratchnet_grads)
+    for torch_grad, grad in zip(gradients[1:], scratchnet_grads):
+        np.testing.assert_allclose(torch_grad.numpy(), grad, rtol=1e-5, atol=1e-4)
