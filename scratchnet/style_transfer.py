@@ -11,9 +11,11 @@ A layer's features F (1, h, w, C) are read as a matrix with M = h*w rows (cells)
 
 The total L = content_weight L_c + style_weight L_s + tv_weight TV(x) is minimised over the pixels
 by ``pixel_descent.descend_pixels`` (Adam, clipped to ``bounds``), starting from the content image.
-dL/dx is the sum over the chosen layers of ``input_gradient(model, x, dL/dF_l, score_layer=l)``:
-each layer's term walks back to the pixels through the layers' own backward, one walk per layer
-(simple, and cheap for the small networks here). The model's parameters never change.
+dL/dx is the sum over the chosen layers of ``input_gradient(model, x, d_loss, score_layer=l)``,
+where the target ``d_loss`` is a callable F_l -> dL/dF_l: input_gradient's own forward pass gives
+F_l, the callable computes layer l's loss terms from it, and the walk back to the pixels goes
+through the layers' own backward, one walk per layer (simple, and cheap for the small networks
+here). The model's parameters never change.
 """
 
 from __future__ import annotations
@@ -92,25 +94,30 @@ def style_transfer_loss(model, x, targets: StyleTargets, content_weight=1.0, sty
                         tv_weight=0.0):
     """``(losses, dL/dx)``: losses = {"content", "style", "tv", "total"} (floats) for the image
     x (1, H, W, C), and the gradient of the total with respect to the pixels (x's shape)."""
-    chosen = sorted({targets.content_layer, *targets.style_grams})
-    features = activations(model, x, chosen)  # one forward pass to the deepest chosen layer
     losses = {"content": 0.0, "style": 0.0}
-    feature_grads = {}                        # {layer index: dL/dF at that layer}
-    for index in chosen:
-        layer_features = np.asarray(features[model.layers[index].name], dtype=np.float64)
-        feature_grads[index] = np.zeros_like(layer_features)
-        if index == targets.content_layer:
-            value, grad = content_loss(layer_features, targets.content_features)
-            losses["content"] += value
-            feature_grads[index] += content_weight * grad
-        if index in targets.style_grams:
-            value, grad = style_loss(layer_features, targets.style_grams[index])
-            losses["style"] += value
-            feature_grads[index] += style_weight * grad
+
+    def d_loss_at(index):
+        """The target for layer ``index``: its output F_l -> dL/dF_l, adding the layer's content
+        and style terms to ``losses`` on the way (as feature_inversion's d_feature_loss does)."""
+        def d_loss(layer_output):
+            features = np.asarray(layer_output, dtype=np.float64)
+            feature_grad = np.zeros_like(features)
+            if index == targets.content_layer:
+                value, grad = content_loss(features, targets.content_features)
+                losses["content"] += value
+                feature_grad += content_weight * grad
+            if index in targets.style_grams:
+                value, grad = style_loss(features, targets.style_grams[index])
+                losses["style"] += value
+                feature_grad += style_weight * grad
+            return feature_grad
+        return d_loss
+
     losses["tv"], pixel_grad = total_variation(x)
     pixel_grad = tv_weight * pixel_grad
-    for index, grad in feature_grads.items():  # dL/dx = sum_l (dF_l/dx)^T dL/dF_l
-        pixel_grad = pixel_grad + input_gradient(model, x, grad, score_layer=index)
+    for index in sorted({targets.content_layer, *targets.style_grams}):
+        # dL/dx = sum_l (dF_l/dx)^T dL/dF_l, F_l read off the forward pass input_gradient makes
+        pixel_grad = pixel_grad + input_gradient(model, x, d_loss_at(index), score_layer=index)
     losses["total"] = content_weight * losses["content"] + style_weight * losses["style"] \
         + tv_weight * losses["tv"]
     return losses, pixel_grad
