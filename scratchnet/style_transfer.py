@@ -76,13 +76,23 @@ def _one_image(model, image, what: str) -> np.ndarray:
 def style_targets(model, content, style, content_layer, style_layers) -> StyleTargets:
     """F(content) at ``content_layer`` and G(style) at each of ``style_layers`` (names/indices;
     each must give an (h, w, C) output)."""
+    content_index, style_indices = _chosen_layers(model, content_layer, style_layers)
+    return _targets_of_images(model, _one_image(model, content, "content"),
+                              _one_image(model, style, "style"), content_index, style_indices)
+
+
+def _chosen_layers(model, content_layer, style_layers) -> tuple[int, list[int]]:
+    """(content layer's index, [style layers' indices]), checked."""
     if isinstance(style_layers, (str, numbers.Integral)) or not style_layers:
         raise ValueError(f"style_transfer: style_layers must be a non-empty list of layer names or "
                          f"indices, got {style_layers!r}")
-    content_index = layer_index(model, content_layer)
-    style_indices = [layer_index(model, layer) for layer in style_layers]
-    content_features = activations(model, _one_image(model, content, "content"), [content_index])
-    style_features = activations(model, _one_image(model, style, "style"), style_indices)
+    return layer_index(model, content_layer), [layer_index(model, layer) for layer in style_layers]
+
+
+def _targets_of_images(model, content_image, style_image, content_index, style_indices) -> StyleTargets:
+    """``style_targets`` for images already checked by ``_one_image`` (1, H, W, C) float64."""
+    content_features = activations(model, content_image, [content_index])
+    style_features = activations(model, style_image, style_indices)
     style_grams = {}
     for index in style_indices:
         features = np.asarray(style_features[model.layers[index].name], dtype=np.float64)
@@ -151,10 +161,11 @@ def style_transfer(model, content, style, content_layer=None, style_layers=None,
                              "output to default to; pass content_layer= and style_layers=")
         content_layer = feature_layers[-1] if content_layer is None else content_layer
         style_layers = feature_layers if style_layers is None else style_layers
-    targets = style_targets(model, content, style, content_layer, style_layers)
-    x = _one_image(model, content, "content")
+    content_index, style_indices = _chosen_layers(model, content_layer, style_layers)
+    x, style_image = _one_image(model, content, "content"), _one_image(model, style, "style")
+    targets = _targets_of_images(model, x, style_image, content_index, style_indices)
     if bounds is None:
-        both = np.concatenate([x.ravel(), _one_image(model, style, "style").ravel()])
+        both = np.concatenate([x.ravel(), style_image.ravel()])
         bounds = (both.min(), both.max())
 
     def loss_and_gradient(image):
@@ -167,8 +178,8 @@ def style_transfer(model, content, style, content_layer=None, style_layers=None,
 
 def plot_style_transfer(model, content, style, steps: int = 100, save_path=None, **options):
     """Content, style, result and the total loss per step. Returns ``(image, losses, figure)``."""
-    image, losses = style_transfer(model, content, style, steps=steps, **options)
-    pictures = [(_one_image(model, content, "content")[0], "content"),
-                (_one_image(model, style, "style")[0], "style"), (image, "result")]
+    content, style = _one_image(model, content, "content"), _one_image(model, style, "style")
+    image, losses = style_transfer(model, content, style, steps=steps, **options)  # checks, no copies
+    pictures = [(content[0], "content"), (style[0], "style"), (image, "result")]
     figure = pictures_and_curve("style transfer", pictures, losses, "total loss", save_path)
     return image, losses, figure
