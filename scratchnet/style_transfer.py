@@ -17,9 +17,9 @@ target, a callable F_l -> dL/dF_l, computes that layer's loss terms from its out
 back to the pixels through the layers' own backward, adding dL/dF_l as it passes layer l. (One
 ``input_gradient`` per layer gives the same sum up to round-off, with a forward pass and a walk
 per layer. Tutorial 10's model, float32, content at the last ReLU, style at both: a loss and
-gradient takes 0.76x the time of one input_gradient per layer (2 forward passes, 2 walks) and
+gradient takes 0.76-0.77x the time of one input_gradient per layer (2 forward passes, 2 walks) and
 0.61x that of activations() plus one input_gradient per layer (3 forward passes, 2 walks); one
-thread, side by side, load 3.4, OPENBLAS_CORETYPE=Haswell.) The model's parameters never change.
+thread, side by side, load 2.4-3.4, OPENBLAS_CORETYPE=Haswell.) The model's parameters never change.
 """
 
 from __future__ import annotations
