@@ -13,6 +13,9 @@ last one), the chain rule is a walk back from ``m``::
     g_k     = d score / d a_k                       -> gradient_at(model, x, k, target)
     g_{-1}  = d score / d x   (walk down to i = 0)  -> input_gradient(model, x, target)
 
+Scores read off several layers (style transfer) add up: ``input_gradient_of_sum`` makes one walk,
+adding each layer's d score / d a_l to g_l as it passes.
+
 The target, i.e. ``d score / d a_m`` (shape (N, *out) of the score layer's output ``out``):
 
 * an int ``c``: ``score = sum_n out[n, ..., c]``, the class-``c`` logit of every sample
@@ -173,18 +176,34 @@ def backprop(model, x, target, layer=None, score_layer=None, labels=None, loss=N
         raise ValueError(f"{model.name}: layer {model.layers[start].name!r} must come before the "
                          f"score layer {model.layers[stop].name!r}")
     out, outputs = _forward(model, x, stop, keep=(start,))
-    grad = _output_gradient(model, out, target, labels, loss)
+    grad = _walk_back(model, start, {stop: _output_gradient(model, out, target, labels, loss)})
+    return outputs[start], grad, out
+
+
+def _walk_back(model, start: int, added: dict[int, np.ndarray]) -> np.ndarray:
+    """d score / d a_start (start = -1: the input), after a forward pass to the deepest key of
+    ``added`` = {layer index i: d score / d a_i from the scores read off layer i}::
+
+        g_stop  = added[stop]                                 (stop = the deepest key)
+        g_{i-1} = layer_i.backward(g_i) + added.get(i - 1, 0)  for i = stop, ..., start + 1
+
+    backward writes the grads of the layers it passes: they are saved before and restored after.
+    """
+    stop = max(added)
     later = model.layers[start + 1:stop + 1]
     touched = list(iter_layers(later))  # with the layers inside containers, whose grads backward fills
     saved = [{key: value.copy() for key, value in current.grads.items()} for current in touched]
+    grad = added[stop]
     try:
-        for current in reversed(later):
-            grad = current.backward(grad)  # g_{i-1} = layer_i.backward(g_i)
+        for index in range(stop, start, -1):
+            grad = model.layers[index].backward(grad)  # g_{i-1} = layer_i.backward(g_i)
+            if index - 1 in added:
+                grad = grad + added[index - 1]  # + d score / d a_{i-1} of the scores read there
     finally:
         for current, grads in zip(touched, saved):  # backward wrote them; put them back
             for key, value in grads.items():
                 current.grads[key][...] = value
-    return outputs[start], grad, out
+    return grad
 
 
 def input_gradient(model, x, target, labels=None, loss=None, score_layer=None, dtype=None) -> np.ndarray:
@@ -194,6 +213,27 @@ def input_gradient(model, x, target, labels=None, loss=None, score_layer=None, d
     >>> grad = input_gradient(model, images, "loss", labels=y)    # d mean loss / d pixels
     """
     return backprop(model, x, target, None, score_layer, labels, loss, dtype)[1]
+
+
+def input_gradient_of_sum(model, x, targets: dict, labels=None, loss=None, dtype=None) -> np.ndarray:
+    """d (score_1 + score_2 + ...) / d x, shape of x, for scores read off several layers.
+
+    targets : {layer (index / name / Layer): target} (the target forms of the module docstring),
+        e.g. ``{1: d_loss_1, 4: d_loss_4}``; their callables are called in model order.
+    Equals ``sum(input_gradient(model, x, target, score_layer=layer) for layer, target in ...)``
+    but makes one forward pass to the deepest layer and ONE walk back: d/dx is linear, so the
+    walk adds d score_l / d a_l to the running gradient as it passes layer l (``_walk_back``).
+    """
+    model = _model_in(model, dtype)
+    indices = [layer_index(model, layer) for layer in targets]
+    if not indices:
+        raise ValueError(f"{model.name}: input_gradient_of_sum needs at least one {{layer: target}}")
+    _, outputs = _forward(model, x, max(indices), keep=indices)
+    added = {}  # {layer index: d score / d a_i summed over the targets at layer i}
+    for index, target in sorted(zip(indices, targets.values()), key=lambda pair: pair[0]):
+        dy = _output_gradient(model, outputs[index], target, labels, loss)
+        added[index] = dy if index not in added else added[index] + dy
+    return _walk_back(model, -1, added)
 
 
 def gradient_at(model, x, layer, target, labels=None, loss=None, score_layer=None, dtype=None,

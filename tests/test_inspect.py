@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from scratchnet import Sequential
 from scratchnet.gradcheck import gradient_error, numerical_gradient
-from scratchnet.inspect import activations, backprop, gradient_at, input_gradient
+from scratchnet.inspect import activations, backprop, gradient_at, input_gradient, input_gradient_of_sum
 from scratchnet.layers import Activation, AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D
 from scratchnet.losses import CrossEntropy
 
@@ -209,6 +209,50 @@ def test_the_walk_back_splits_at_any_layer(split, n, seed):
     at_k = gradient_at(model, x, split, dy)
     through_k = input_gradient(model, x, at_k, score_layer=split)
     np.testing.assert_allclose(through_k, input_gradient(model, x, dy), rtol=1e-12, atol=1e-14)
+
+
+@given(chosen=st.sets(st.integers(0, 7), min_size=1, max_size=4), n=st.integers(1, 3),
+       seed=st.integers(0, 2**16))
+def test_one_walk_for_several_layers_is_the_sum_of_single_layer_walks(chosen, n, seed):
+    """d (sum_l sum(a_l * dy_l)) / dx in one walk = sum over l of input_gradient(.., dy_l, score_layer=l)."""
+    data = np.random.default_rng(seed)
+    model = conv_model(seed=seed % 7)
+    x = data.normal(size=(n, 8, 8, 2))
+    shapes = {index: out.shape for index, out in enumerate(activations(model, x).values())}
+    targets = {index: data.normal(size=shapes[index]) for index in sorted(chosen, reverse=True)}
+    expected = sum(input_gradient(model, x, dy, score_layer=index) for index, dy in targets.items())
+    got = input_gradient_of_sum(model, x, targets)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+
+
+def test_one_walk_takes_every_target_form_in_model_order_and_leaves_grads_alone(rng):
+    """A callable (sees its layer's output), a float array, a class index, and two keys naming
+    the same layer (their scores add); float32 in, float32 out; the layers' grads untouched."""
+    model = conv_model(dtype="float32").compile("adam", "cross_entropy")
+    x, y = rng.normal(size=(2, 8, 8, 2)).astype(np.float32), np.array([0, 3])
+    model.train_step(x, y)
+    grads_before = copy.deepcopy([layer.grads for layer in model.layers])
+    dy_conv = rng.normal(size=(2, 2, 2, 4)).astype(np.float32)  # conv2d_1's output: 3x3 valid on 4x4
+    seen = []
+
+    def half_square(out):  # score = sum(out^2) / 2, d score / d out = out
+        seen.append(out.shape)
+        return out
+
+    targets = {7: 2, "conv2d_1": dy_conv, 1: half_square, "activation": half_square}
+    got = input_gradient_of_sum(model, x, targets)
+    assert seen == [(2, 8, 8, 3), (2, 8, 8, 3)] and got.dtype == np.float32
+    expected = (input_gradient(model, x, 2, dtype="float64")
+                + input_gradient(model, x, dy_conv.astype(np.float64), score_layer=3, dtype="float64")
+                + 2 * input_gradient(model, x, half_square, score_layer=1, dtype="float64"))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+    for layer, grads in zip(model.layers, grads_before):
+        for key, value in grads.items():
+            np.testing.assert_array_equal(layer.grads[key], value)
+    with pytest.raises(ValueError, match="input_gradient_of_sum needs at least one \\{layer: target\\}"):
+        input_gradient_of_sum(model, x, {})
+    with pytest.raises(ValueError, match="no layer 'nope'"):
+        input_gradient_of_sum(model, x, {"nope": 0})
 
 
 def test_model_methods_call_the_inspect_functions():

@@ -200,11 +200,43 @@ def test_style_transfer_figure_content(tmp_path):
     assert len(figure.axes) == 4
     assert [axes.get_title() for axes in image_axes] == ["content", "style", "result"]
     assert all(axes.images[0].get_array().shape == (12, 12) for axes in image_axes)
+    for axes, picture in zip(image_axes, (content, style)):  # shown rescaled to [0, 1]
+        expected = (picture - picture.min()) / (picture.max() - picture.min())
+        np.testing.assert_allclose(axes.images[0].get_array(), expected[:, :, 0], rtol=0, atol=1e-15)
     curve = figure.axes[3]
     assert curve.get_xlabel() == "step" and curve.get_ylabel() == "total loss"
     np.testing.assert_allclose(curve.lines[0].get_ydata(), losses)
     assert figure.get_suptitle() == "style transfer"
     assert (tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_each_image_is_converted_once(monkeypatch):
+    """style_transfer converts content and style once (the targets, the start and the bounds reuse
+    them); plot_style_transfer converts them once and hands style_transfer float64 batches of one,
+    which it only checks (np.asarray returns them as they are). A wrong image is named as before."""
+    from scratchnet import style_transfer as module
+
+    model = Sequential([Conv2D(2, 3, padding="same"), Activation("tanh"), Flatten(), Dense(2)],
+                       input_shape=(6, 6, 1), dtype="float64", seed=0).build()  # 1 channel: plottable
+    content, style = np.random.default_rng(0).uniform(size=(2, 6, 6, 1))
+    seen = []
+
+    def counting_one_image(model, image, what):
+        seen.append((what, np.shape(image), np.asarray(image).dtype))
+        return one_image(model, image, what)
+
+    one_image = module._one_image
+    monkeypatch.setattr(module, "_one_image", counting_one_image)
+    style_transfer(model, content, style, steps=1)
+    assert seen == [("content", (6, 6, 1), np.float64), ("style", (6, 6, 1), np.float64)]
+    pytest.importorskip("matplotlib")
+    seen.clear()
+    plot_style_transfer(model, content.tolist(), style, steps=1)
+    assert [what for what, _, _ in seen] == ["content", "style", "content", "style"]
+    assert seen[2:] == [("content", (1, 6, 6, 1), np.float64), ("style", (1, 6, 6, 1), np.float64)]
+    with pytest.raises(ValueError, match=r"style must be one image of the model's input shape \(6, 6, 1\), "
+                                         r"got shape \(6, 6, 3\)"):
+        plot_style_transfer(model, content, np.zeros((6, 6, 3)), steps=1)
 
 
 def test_activations_read_by_the_losses_are_the_model_outputs():
