@@ -1,4 +1,4 @@
-"""kernels/chunk_workers.py: Winograd's chunks on 2 threads give the serial results bit for bit
+"""kernels/chunk_workers.py: Winograd's and im2col's chunks on 2 threads give the serial results bit for bit
 (float64), a model trained with 2 workers equals one trained with 1, and it still pickles.
 No timing is asserted (speed: benchmarks/README.md #15)."""
 
@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from scratchnet import blas_threads as bt
 from scratchnet.kernels import chunk_workers
+from scratchnet.kernels import im2col as im2col_kernels
 from scratchnet.kernels import winograd as wg
 from scratchnet.layers import Activation, Conv2D, Dense, Flatten
 from scratchnet.model import Sequential
@@ -52,6 +53,43 @@ def test_threaded_winograd_equals_serial_bitwise(serial_afterwards, m, n, height
     serial = winograd_results(x, W, b, dy, pads, m, chunk_images, workers=1)
     threaded = winograd_results(x, W, b, dy, pads, m, chunk_images, workers=workers)
     assert serial.keys() == threaded.keys()
+    for name, value in serial.items():
+        if value is None:
+            assert threaded[name] is None
+        else:
+            np.testing.assert_array_equal(threaded[name], value, err_msg=name)
+
+
+def im2col_results(x, W, b, dy, stride, pads, workers):
+    chunk_workers.set_kernel_workers(workers)
+    y = im2col_kernels.conv2d_forward(x, W, b, stride, pads=pads)
+    dx, dW, db = im2col_kernels.conv2d_backward(x, W, dy, stride, use_bias=b is not None, pads=pads)
+    return {"y": y, "dx": dx, "dW": dW, "db": db}
+
+
+# the fixture only restores the settings at the end; each example sets its worker count itself
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 9), size=st.integers(3, 9), channels=st.sampled_from([1, 3, 5]),
+       filters=st.integers(1, 4), kernel=st.sampled_from([2, 3]), stride=st.sampled_from([1, 2]),
+       use_bias=st.booleans(), images_per_chunk=st.integers(1, 4), workers=st.integers(2, 3),
+       seed=st.integers(0, 2**16))
+def test_threaded_im2col_equals_serial_bitwise(serial_afterwards, n, size, channels, filters, kernel, stride,
+                                               use_bias, images_per_chunk, workers, seed):
+    """1 to 9 chunks, both patch layouts (1-3 channels transposed, 5 not), strides 1 and 2: y, dx,
+    dW and db on 2 or 3 threads are the serial ones exactly."""
+    rng = np.random.default_rng(seed)
+    pads = ((1, 1), (0, 1))
+    x = rng.standard_normal((n, size, size, channels))
+    W = rng.standard_normal((kernel, kernel, channels, filters))
+    b = rng.standard_normal(filters) if use_bias else None
+    oh = (size + 2 - kernel) // stride + 1
+    ow = (size + 1 - kernel) // stride + 1
+    dy = rng.standard_normal((n, oh, ow, filters))
+    patch_bytes = oh * ow * (kernel * kernel * channels + use_bias) * 8
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(im2col_kernels, "CHUNK_BYTES", images_per_chunk * patch_bytes)
+        serial = im2col_results(x, W, b, dy, (stride, stride), pads, workers=1)
+        threaded = im2col_results(x, W, b, dy, (stride, stride), pads, workers=workers)
     for name, value in serial.items():
         if value is None:
             assert threaded[name] is None
