@@ -266,7 +266,7 @@ def conv2d_forward(x, W, b, m=4, workspace=None, chunk_images=None, pads=NO_PADS
     y = np.empty((n_samples, height - 2, width - 2, filters), dtype=dtype)
     bias_at = bias_position(AT)
 
-    def one_chunk(chunk, scratch):  # writes y[start:stop], returns V (kept for the backward)
+    def one_chunk(chunk, scratch):  # writes y[start:stop], returns V (kept); chunk_workers.py
         start, stop = chunk
         V = transformed_input(x[start:stop], pads, BT, m, scratch)  # (alpha^2, p, C)
         M = scratch.empty("M", (alpha * alpha, V.shape[1], filters), dtype)
