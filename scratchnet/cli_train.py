@@ -81,6 +81,11 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
                        "or OPENBLAS_NUM_THREADS if set; 0: the BLAS's own choice. One thread never waits "
                        "for a busy core: on loaded 2-core machines a digit_cnn step was 2-40x faster "
                        "with it (benchmarks/README.md, scratchnet.blas_threads)")
+    train.add_argument("--kernel-workers", type=int, default=1,
+                       help="threads that run the Winograd and im2col convolutions' chunks of images "
+                       "(default 1: none); > 1 also sets the BLAS to 1 thread each, overriding --threads. "
+                       "2 took 8-20%% off a resnet8 step on a quiet 2-core machine; a busy second core "
+                       "makes it wait (benchmarks/README.md #15, scratchnet.kernels.chunk_workers)")
     train.add_argument("--monitor", action="store_true",
                        help="watch training health about 10 times per epoch (update/weight ratios, dead "
                        "ReLUs, gradient norms), print plain-word warnings and write health.png")
@@ -119,6 +124,16 @@ def apply_threads(threads) -> str:
         return f"{max(counts.values())} (the BLAS's default)" if counts else "the BLAS's default"
     counts = set_blas_threads(1 if threads is None else threads)
     return str(max(counts.values())) if counts else "unchanged (no BLAS found)"
+
+
+def apply_kernel_workers(workers) -> str:
+    """Run the kernels' chunks on ``--kernel-workers`` threads (see its help); returns it in words."""
+    from .kernels.chunk_workers import set_kernel_workers
+
+    if workers < 1:
+        raise UsageError(f"--kernel-workers must be >= 1, got {workers}")
+    set_kernel_workers(workers)
+    return "" if workers == 1 else f", kernel workers: {workers} (BLAS 1 thread each)"
 
 
 def load_data(args):
@@ -224,7 +239,7 @@ def run_training(args) -> int:
     if not 0 <= args.val_fraction < 1:
         print("scratchnet train: --val-fraction must be in [0, 1)", file=sys.stderr)
         return 2
-    threads = apply_threads(args.threads)
+    threads = apply_threads(args.threads) + apply_kernel_workers(args.kernel_workers)
     run = prepare_run(args)
     model, recipe, (x_fit, y_fit) = run.model, run.recipe, run.fit
     n_val = 0 if run.validation is None else len(run.validation[0])

@@ -63,6 +63,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .chunk_workers import map_chunks
 from .col2im import input_gradient, offset_slices
 from .padding import NO_PADS, fill_frame, framed, pad_whole, padded_shape, unpadded
 from .scipy_conv import output_hw  # floor((Hp - d*(k-1) - 1) / s) + 1, one definition for both
@@ -226,11 +227,14 @@ def conv2d_forward(x, W, b, stride=(1, 1), dilation=(1, 1), groups=1, workspace=
     chunk = chunk_size(x_padded_shape, W, stride, dilation, b is not None, x.itemsize)
     W2d = kernel_matrix(W, b)  # (K(+1), F)
     y = np.empty((n_samples, oh, ow, filters), dtype=x.dtype)
-    for start in range(0, n_samples, chunk):
-        x_chunk = padded_chunk(x[start:start + chunk], pads, workspace)  # the last may be smaller
-        cols = chunk_patch_matrix(x_chunk, W, stride, dilation, b is not None, workspace)
+
+    def one_chunk(start, scratch):  # writes y[start:start + chunk] (chunk_workers.py)
+        x_chunk = padded_chunk(x[start:start + chunk], pads, scratch)  # the last may be smaller
+        cols = chunk_patch_matrix(x_chunk, W, stride, dilation, b is not None, scratch)
         y_chunk = y[start:start + chunk].reshape(-1, filters)  # a view: the product lands in y
         np.matmul(cols.T if few_channels(W.shape[2]) else cols, W2d, out=y_chunk)
+
+    map_chunks(one_chunk, range(0, n_samples, chunk), workspace)
     return y
 
 
@@ -260,18 +264,25 @@ def conv2d_backward(x, W, dy, stride=(1, 1), dilation=(1, 1), use_bias=True, nee
     x_padded_shape = padded_shape(x.shape, pads)
     chunk = chunk_size(x_padded_shape, W, stride, dilation, use_bias, x.itemsize)
     transposed = few_channels(channels)
-    products = np.zeros((kh * kw * channels + use_bias, filters), dtype=dy.dtype)  # [dW2d; db]
-    product = np.empty_like(products)  # one chunk's share
+    starts = range(0, n_samples, chunk)
+    share_shape = (len(starts), kh * kw * channels + use_bias, filters)  # one [dW2d; db] share per chunk
+    shares = workspace.empty("products_chunks", share_shape, dy.dtype)
     dx = np.empty(x.shape, dtype=dy.dtype) if need_input_gradient else None
-    for start in range(0, n_samples, chunk):
-        x_chunk = padded_chunk(x[start:start + chunk], pads, workspace)
-        cols = chunk_patch_matrix(x_chunk, W, stride, dilation, use_bias, workspace)
+
+    def one_chunk(index, scratch):  # fills shares[index] (the chunk's share) and dx[start:start + chunk]
+        start = starts[index]
+        x_chunk = padded_chunk(x[start:start + chunk], pads, scratch)
+        cols = chunk_patch_matrix(x_chunk, W, stride, dilation, use_bias, scratch)
         dy_chunk = dy[start:start + chunk]
         dy2d_chunk = dy_chunk.reshape(-1, filters)
-        np.matmul(cols if transposed else cols.T, dy2d_chunk, out=product)
-        products += product
+        np.matmul(cols if transposed else cols.T, dy2d_chunk, out=shares[index])
         if need_input_gradient:  # after the product: it reuses the patches' buffer "cols" (col2im.py)
-            input_gradient(dy_chunk, W, stride, dilation, workspace, out=dx[start:start + chunk], pads=pads)
+            input_gradient(dy_chunk, W, stride, dilation, scratch, out=dx[start:start + chunk], pads=pads)
+
+    map_chunks(one_chunk, range(len(starts)), workspace)
+    products = np.zeros(shares.shape[1:], dtype=dy.dtype)  # [dW2d; db]
+    for share in shares:  # summed in chunk order, as one thread would: the same rounding
+        products += share
     kernel_rows = products.shape[0] - use_bias  # K: the rows of dW2d (the last row is db with a bias)
     dW = products[:kernel_rows].reshape(W.shape)
     db = products[kernel_rows] if use_bias else None

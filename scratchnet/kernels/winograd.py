@@ -97,6 +97,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .chunk_workers import map_chunks
 from .im2col import NO_PADS, framed, padded_shape
 from .workspace import Workspace
 
@@ -264,15 +265,18 @@ def conv2d_forward(x, W, b, m=4, workspace=None, chunk_images=None, pads=NO_PADS
     U = transformed_kernel(W, G)  # (alpha^2, C, F)
     y = np.empty((n_samples, height - 2, width - 2, filters), dtype=dtype)
     bias_at = bias_position(AT)
-    V_chunks = []  # kept for the backward
-    for start, stop in batch_chunks(n_samples, chunk_images):
-        V = transformed_input(x[start:stop], pads, BT, m, workspace)  # (alpha^2, p, C)
-        V_chunks.append(V)
-        M = workspace.empty("M", (alpha * alpha, V.shape[1], filters), dtype)
+
+    def one_chunk(chunk, scratch):  # writes y[start:stop], returns V (kept); chunk_workers.py
+        start, stop = chunk
+        V = transformed_input(x[start:stop], pads, BT, m, scratch)  # (alpha^2, p, C)
+        M = scratch.empty("M", (alpha * alpha, V.shape[1], filters), dtype)
         np.matmul(V, U, out=M)  # (alpha^2, p, F): one product over channels per grid position
         if b is not None:
             M[bias_at] += b  # (p, F): b reaches every output through A^T M A
-        write_output(M, AT, y[start:stop], workspace)
+        write_output(M, AT, y[start:stop], scratch)
+        return V
+
+    V_chunks = map_chunks(one_chunk, batch_chunks(n_samples, chunk_images), workspace)
     return y, {"V_chunks": V_chunks, "U": U, "m": m, "chunk_images": chunk_images, "pads": pads}
 
 
@@ -357,28 +361,32 @@ def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, worksp
     BT, G, AT = transforms(m, dtype)
     alpha = m + 2
     tiles_h, tiles_w = tile_counts((height - 2, width - 2), m)
-    dU = np.zeros((alpha * alpha, channels, filters), dtype=dtype)  # summed over the chunks
-    dU_chunk = workspace.empty("dU_chunk", dU.shape, dtype)
     (top, bottom), (left, right) = saved["pads"]
     x_hw = (height - top - bottom, width - left - right)  # the unpadded input's size
     dx = None
     if need_input_gradient:
         dx = np.empty((n_samples, *x_hw, channels), dtype=dtype)
-    chunk_images = saved["chunk_images"]
-    chunks = batch_chunks(n_samples, chunk_images)
-    for (start, stop), V in zip(chunks, saved["V_chunks"]):  # V (alpha^2, p, C) from the forward
-        dM = output_gradient_tiles(dy[start:stop], AT, workspace)  # (alpha^2, p, F)
-        np.matmul(V.transpose(0, 2, 1), dM, out=dU_chunk)  # V^T dM per position, (alpha^2, C, F)
-        dU += dU_chunk
+    chunks = batch_chunks(n_samples, saved["chunk_images"])
+    dU_chunks = workspace.empty("dU_chunks", (len(chunks), alpha * alpha, channels, filters), dtype)
+
+    def one_chunk(index, scratch):  # fills dU_chunks[index] and dx[start:stop]
+        (start, stop), V = chunks[index], saved["V_chunks"][index]  # V (alpha^2, p, C) from the forward
+        dM = output_gradient_tiles(dy[start:stop], AT, scratch)  # (alpha^2, p, F)
+        np.matmul(V.transpose(0, 2, 1), dM, out=dU_chunks[index])  # V^T dM per position, (alpha^2, C, F)
         if need_input_gradient:
-            dV = workspace.empty("dV", (alpha * alpha, dM.shape[1], channels), dtype)
+            dV = scratch.empty("dV", (alpha * alpha, dM.shape[1], channels), dtype)
             np.matmul(dM, U.transpose(0, 2, 1), out=dV)  # (alpha^2, p, C)
-            dd = both_axes(BT.T, dV.reshape(alpha, alpha, -1), workspace, "dd")  # B dV B^T
+            dd = both_axes(BT.T, dV.reshape(alpha, alpha, -1), scratch, "dd")  # B dV B^T
             # whole tiles, padding included, in scratch; then only the cells of x itself
             tiles_shape = (stop - start, tiles_h * m + 2, tiles_w * m + 2, channels)
-            dx_tiles = workspace.empty("dx_tiles", tiles_shape, dtype)
+            dx_tiles = scratch.empty("dx_tiles", tiles_shape, dtype)
             add_tiles(dd, dx_tiles, m)
             dx[start:stop] = dx_tiles[:, top:top + x_hw[0], left:left + x_hw[1]]
+
+    map_chunks(one_chunk, range(len(chunks)), workspace)
+    dU = np.zeros((alpha * alpha, channels, filters), dtype=dtype)
+    for dU_chunk in dU_chunks:  # summed in chunk order, as one thread would: the same rounding
+        dU += dU_chunk
     dW = np.empty((3, 3, channels * filters), dtype=dtype)
     both_axes(G.T, dU.reshape(alpha, alpha, channels * filters), workspace, "dW", out=dW)  # G^T dU G
     db = bias_gradient(dy, workspace) if use_bias else None

@@ -1,0 +1,129 @@
+"""Issue #15, fifth session: the kernels' chunks on 2 threads (kernels/chunk_workers.py).
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/chunk_workers.py --sections layers,step --rounds 7
+
+layers: Winograd forward and backward of resnet8's three shapes, 1 worker against 2 (BLAS one
+        thread), with ``keep_freed_memory()`` applied as ``train_step`` does; minor page faults.
+step:   the resnet8 training step (``auto``; ``--networks`` for others): 1 worker + BLAS 1
+        thread (w1b1), 2 workers + BLAS 1 (w2b1), 1 worker + BLAS 2 threads (w1b2, what
+        ``--threads 2`` does), torch on 2 threads.
+Every contender alternated round by round in this one process; medians; results in
+benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scratchnet.blas_threads import set_blas_threads  # noqa: E402
+from scratchnet.kernels import chunk_workers  # noqa: E402
+from scratchnet.kernels import winograd as wg  # noqa: E402
+from scratchnet.kernels.workspace import keep_freed_memory, shared_workspace  # noqa: E402
+
+# (batch, height = width, channels in, filters): resnet8's Winograd layers
+LAYER_SHAPES = [(64, 32, 16, 16), (64, 16, 32, 32), (64, 8, 64, 64), (128, 32, 16, 16)]
+STEP_MODES = {"w1b1": (1, 1), "w2b1": (2, 1), "w1b2": (1, 2), "torch2": (1, 1)}  # (workers, BLAS threads)
+
+
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_layer(batch, size, channels, filters, rounds, rng):
+    x = rng.standard_normal((batch, size, size, channels)).astype(np.float32)
+    dy = rng.standard_normal((batch, size, size, filters)).astype(np.float32)
+    W = rng.standard_normal((3, 3, channels, filters)).astype(np.float32)
+    b = rng.standard_normal(filters).astype(np.float32)
+    pads, padded = ((1, 1), (1, 1)), (batch, size + 2, size + 2, channels)
+    saved = {}
+
+    def forward():
+        saved["winograd"] = wg.conv2d_forward(x, W, b, pads=pads, workspace=shared_workspace())[1]
+
+    def backward():
+        wg.conv2d_backward(saved["winograd"], W, dy, padded, workspace=shared_workspace())
+
+    times, faults = {}, {}
+    for _ in range(rounds):
+        for workers in (1, 2):
+            chunk_workers.set_kernel_workers(workers)
+            forward()
+            backward()  # untimed: warms this mode's scratch
+            for _ in range(3):
+                for name, call in (("forward", forward), ("backward", backward)):
+                    faults_before, start = minor_faults(), time.perf_counter()
+                    call()
+                    times.setdefault((name, workers), []).append(time.perf_counter() - start)
+                    faults.setdefault((name, workers), []).append(minor_faults() - faults_before)
+    chunk_workers.set_kernel_workers(1)
+    medians = {key: np.median(samples) * 1e3 for key, samples in times.items()}
+    cells = [f"{name} {medians[(name, 1)]:.2f} -> {medians[(name, 2)]:.2f} ms "
+             f"({medians[(name, 2)] / medians[(name, 1)]:.2f}x, faults "
+             f"{np.median(faults[(name, 1)]):.0f} / {np.median(faults[(name, 2)]):.0f})"
+             for name in ("forward", "backward")]
+    print(f"{batch}x{size}x{size}x{channels} -> {filters}:", "; ".join(cells),
+          f"load {os.getloadavg()[0]:.2f}", flush=True)
+
+
+def time_layers(rounds, rng):
+    set_blas_threads(1)
+    keep_freed_memory()
+    for batch, size, channels, filters in LAYER_SHAPES:
+        time_layer(batch, size, channels, filters, rounds, rng)
+
+
+def time_steps(rounds, batches, networks, rng):
+    import speed_zoo
+    import torch
+
+    torch.set_num_threads(2)
+    for batch, network in ((batch, network) for batch in batches for network in networks):
+        contenders, _ = speed_zoo.step_contenders(network, batch, "float32", rng, backends=("auto",))
+        calls = {contender.name: contender.call for contender in contenders}
+        times = {mode: [] for mode in STEP_MODES}
+        for _ in range(rounds):
+            for mode, (workers, blas) in STEP_MODES.items():
+                chunk_workers.set_kernel_workers(workers)
+                set_blas_threads(blas)
+                time.sleep(0.2)  # the other library's threads stop spinning
+                call = calls["torch" if mode == "torch2" else "auto"]
+                call()  # untimed
+                for _ in range(3):
+                    start = time.perf_counter()
+                    call()
+                    times[mode].append(time.perf_counter() - start)
+        chunk_workers.set_kernel_workers(1)
+        ms = {mode: np.median(samples) * 1e3 for mode, samples in times.items()}
+        print(f"{network} batch {batch}:", ", ".join(f"{mode} {value:.1f} ms" for mode, value in ms.items()),
+              f"| w2b1/w1b1 {ms['w2b1'] / ms['w1b1']:.3f}, w1b2/w1b1 {ms['w1b2'] / ms['w1b1']:.3f}, "
+              f"w2b1/torch2 {ms['w2b1'] / ms['torch2']:.3f} | load {os.getloadavg()[0]:.2f}", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default="layers,step")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--batches", default="64,128")
+    parser.add_argument("--networks", default="resnet8", help="speed_zoo network labels, comma-separated")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print("OPENBLAS_CORETYPE", os.environ.get("OPENBLAS_CORETYPE"), "| load", os.getloadavg())
+    sections = args.sections.split(",")
+    if "layers" in sections:
+        time_layers(args.rounds, rng)
+    if "step" in sections:
+        batches = [int(batch) for batch in args.batches.split(",")]
+        time_steps(args.rounds, batches, args.networks.split(","), rng)
+
+
+if __name__ == "__main__":
+    main()

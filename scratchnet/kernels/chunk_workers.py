@@ -1,0 +1,75 @@
+"""Run the independent chunks of a kernel on a few threads (an experiment: off by default).
+
+The fast kernels (winograd.py, im2col.py) cut the batch into chunks of a few images, each small
+enough to stay in the cache from one stage to the next. The chunks do not depend on each other:
+chunk k reads images k and writes its own slice of the output. NumPy and BLAS release the GIL
+(Python's one-thread-at-a-time lock) inside their calls, so two threads can work on two chunks at
+once, one per core, each with BLAS on ONE thread (a multi-threaded BLAS gains nothing on products
+this small: benchmarks/README.md #15).
+
+    set_kernel_workers(2)        # from now on, chunks run on 2 threads (BLAS set to 1 thread each)
+    set_kernel_workers(1)        # the default: every chunk in the calling thread, in order
+
+Rules that keep the results equal to the serial ones, bit for bit:
+* each job writes only its own chunk's slice of an output array, and returns its other results
+  (a kernel-gradient share); the caller sums those IN CHUNK ORDER, as the serial loop does;
+* each job takes its scratch from the workspace it is given: the caller's with one worker, the
+  worker thread's own ``shared_workspace()`` otherwise (two threads never share scratch).
+
+The pool lives in this module, never on a model or layer (models must pickle), and is made the
+first time it is needed.
+
+Measured (benchmarks/README.md #15, 2-core VM, float32, alternated, quiet machine): resnet8
+training steps 0.80-0.92x the serial time (Winograd layers 0.65-0.90x, far from 0.5x: two
+independent forwards on two threads already take 0.72-0.80x of one after the other), lenet5
+1.07x; each worker's scratch arena adds to the resident peak (resnet8 batch 64: +27 MiB). A
+layer of few chunks can lose (3 chunks split 2 + 1 over two workers: 0.86-1.2x), and timing it
+beside a 2-thread BLAS in the same rounds made it lose everywhere (OpenBLAS's second thread).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from .workspace import shared_workspace
+
+_workers = 1
+_pool: ThreadPoolExecutor | None = None
+
+
+def kernel_workers() -> int:
+    """How many threads run a kernel's chunks (1: the calling thread only)."""
+    return _workers
+
+
+def set_kernel_workers(n: int) -> int:
+    """Run kernel chunks on ``n`` threads from now on (1: serial, the default); returns ``n``.
+
+    With n > 1 the BLAS is set to one thread (blas_threads.set_blas_threads(1)): each worker
+    thread then multiplies on its own core instead of the BLAS splitting every small product.
+    """
+    global _workers, _pool
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_kernel_workers: n must be a whole number >= 1, got {n!r}")
+    if n > 1:
+        from ..blas_threads import set_blas_threads
+        set_blas_threads(1)
+    if _pool is not None and n != _workers:
+        _pool.shutdown(wait=True)
+        _pool = None
+    _workers = n
+    return n
+
+
+def map_chunks(job, chunks, workspace) -> list:
+    """``[job(chunk, scratch) for chunk in chunks]``, the results in chunk order.
+
+    One worker: in the calling thread with ``workspace``. More: on the pool, each job with its
+    worker thread's ``shared_workspace()``.
+    """
+    global _pool
+    if _workers == 1 or len(chunks) == 1:
+        return [job(chunk, workspace) for chunk in chunks]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_workers, thread_name_prefix="scratchnet-chunks")
+    return list(_pool.map(lambda chunk: job(chunk, shared_workspace()), chunks))

@@ -1,0 +1,143 @@
+"""kernels/chunk_workers.py: Winograd's and im2col's chunks on 2 threads give the serial results bit for bit
+(float64), a model trained with 2 workers equals one trained with 1, and it still pickles.
+No timing is asserted (speed: benchmarks/README.md #15)."""
+
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scratchnet import blas_threads as bt
+from scratchnet.kernels import chunk_workers
+from scratchnet.kernels import im2col as im2col_kernels
+from scratchnet.kernels import winograd as wg
+from scratchnet.layers import Activation, Conv2D, Dense, Flatten
+from scratchnet.model import Sequential
+
+
+@pytest.fixture
+def serial_afterwards():
+    """Every test leaves the kernels serial, and the BLAS at its thread count from before."""
+    before = bt.blas_threads()
+    yield
+    chunk_workers.set_kernel_workers(1)
+    for count in set(before.values()):
+        bt.set_blas_threads(count)
+
+
+def winograd_results(x, W, b, dy, pads, m, chunk_images, workers):
+    chunk_workers.set_kernel_workers(workers)
+    y, saved = wg.conv2d_forward(x, W, b, m=m, pads=pads, chunk_images=chunk_images)
+    padded = (x.shape[0], x.shape[1] + sum(pads[0]), x.shape[2] + sum(pads[1]), x.shape[3])
+    dx, dW, db = wg.conv2d_backward(saved, W, dy, padded, use_bias=b is not None)
+    return {"y": y, "dx": dx, "dW": dW, "db": db, **{f"V{k}": V for k, V in enumerate(saved["V_chunks"])}}
+
+
+# the fixture only restores the settings at the end; each example sets its worker count itself
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(m=st.sampled_from([2, 4]), n=st.integers(1, 9), height=st.integers(1, 9), width=st.integers(1, 9),
+       channels=st.integers(1, 4), filters=st.integers(1, 4), use_bias=st.booleans(),
+       chunk_images=st.integers(1, 4), workers=st.integers(2, 3), seed=st.integers(0, 2**16))
+def test_threaded_winograd_equals_serial_bitwise(serial_afterwards, m, n, height, width, channels, filters,
+                                                 use_bias, chunk_images, workers, seed):
+    """1 to 9 chunks (of 1-4 images, a shorter last one), on 2 or 3 threads: y, the kept V
+    chunks, dx, dW and db are the serial ones exactly (dW's chunk shares are summed in order)."""
+    rng = np.random.default_rng(seed)
+    pads = ((1, 1), (1, 1))
+    x = rng.standard_normal((n, height, width, channels))
+    W = rng.standard_normal((3, 3, channels, filters))
+    b = rng.standard_normal(filters) if use_bias else None
+    dy = rng.standard_normal((n, height, width, filters))
+    serial = winograd_results(x, W, b, dy, pads, m, chunk_images, workers=1)
+    threaded = winograd_results(x, W, b, dy, pads, m, chunk_images, workers=workers)
+    assert serial.keys() == threaded.keys()
+    for name, value in serial.items():
+        if value is None:
+            assert threaded[name] is None
+        else:
+            np.testing.assert_array_equal(threaded[name], value, err_msg=name)
+
+
+def im2col_results(x, W, b, dy, stride, pads, workers):
+    chunk_workers.set_kernel_workers(workers)
+    y = im2col_kernels.conv2d_forward(x, W, b, stride, pads=pads)
+    dx, dW, db = im2col_kernels.conv2d_backward(x, W, dy, stride, use_bias=b is not None, pads=pads)
+    return {"y": y, "dx": dx, "dW": dW, "db": db}
+
+
+# the fixture only restores the settings at the end; each example sets its worker count itself
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 9), size=st.integers(3, 9), channels=st.sampled_from([1, 3, 5]),
+       filters=st.integers(1, 4), kernel=st.sampled_from([2, 3]), stride=st.sampled_from([1, 2]),
+       use_bias=st.booleans(), images_per_chunk=st.integers(1, 4), workers=st.integers(2, 3),
+       seed=st.integers(0, 2**16))
+def test_threaded_im2col_equals_serial_bitwise(serial_afterwards, n, size, channels, filters, kernel, stride,
+                                               use_bias, images_per_chunk, workers, seed):
+    """1 to 9 chunks, both patch layouts (1-3 channels transposed, 5 not), strides 1 and 2: y, dx,
+    dW and db on 2 or 3 threads are the serial ones exactly."""
+    rng = np.random.default_rng(seed)
+    pads = ((1, 1), (0, 1))
+    x = rng.standard_normal((n, size, size, channels))
+    W = rng.standard_normal((kernel, kernel, channels, filters))
+    b = rng.standard_normal(filters) if use_bias else None
+    oh = (size + 2 - kernel) // stride + 1
+    ow = (size + 1 - kernel) // stride + 1
+    dy = rng.standard_normal((n, oh, ow, filters))
+    patch_bytes = oh * ow * (kernel * kernel * channels + use_bias) * 8
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(im2col_kernels, "CHUNK_BYTES", images_per_chunk * patch_bytes)
+        serial = im2col_results(x, W, b, dy, (stride, stride), pads, workers=1)
+        threaded = im2col_results(x, W, b, dy, (stride, stride), pads, workers=workers)
+    for name, value in serial.items():
+        if value is None:
+            assert threaded[name] is None
+        else:
+            np.testing.assert_array_equal(threaded[name], value, err_msg=name)
+
+
+def small_winograd_model(seed=3):
+    model = Sequential([Conv2D(8, 3, padding="same", backend="winograd"), Activation("relu"),
+                        Conv2D(8, 3, padding="same", backend="winograd"), Activation("relu"),
+                        Flatten(), Dense(4)], input_shape=(8, 8, 3), seed=seed, dtype="float64")
+    return model.compile("sgd")
+
+
+def trained_weights(workers, x, labels, monkeypatch):
+    monkeypatch.setattr(wg, "CHUNK_BYTES", 1)  # one image per chunk: 6 chunks per forward
+    chunk_workers.set_kernel_workers(workers)
+    model = small_winograd_model()
+    losses = [model.train_step(x, labels)[0] for _ in range(3)]
+    return model, losses
+
+
+def test_model_trained_with_two_workers_equals_one_and_pickles(serial_afterwards, monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 8, 8, 3))
+    labels = rng.integers(0, 4, size=6)
+    serial_model, serial_losses = trained_weights(1, x, labels, monkeypatch)
+    threaded_model, threaded_losses = trained_weights(2, x, labels, monkeypatch)
+    assert threaded_losses == serial_losses
+    for serial_layer, threaded_layer in zip(serial_model.layers, threaded_model.layers):
+        for name, value in serial_layer.params.items():
+            np.testing.assert_array_equal(threaded_layer.params[name], value)
+    loaded = pickle.loads(pickle.dumps(threaded_model))  # the pool is the module's, not the model's
+    np.testing.assert_array_equal(loaded.predict(x), threaded_model.predict(x))
+
+
+def test_set_kernel_workers_sets_blas_to_one_thread(serial_afterwards):
+    if not bt.blas_threads():
+        pytest.skip("no OpenBLAS found")
+    bt.set_blas_threads(2)
+    assert chunk_workers.set_kernel_workers(2) == 2 and chunk_workers.kernel_workers() == 2
+    assert set(bt.blas_threads().values()) == {1}
+    chunk_workers.set_kernel_workers(1)
+    assert chunk_workers.kernel_workers() == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_set_kernel_workers_refuses_a_bad_count(bad):
+    with pytest.raises(ValueError, match="set_kernel_workers: n must be a whole number >= 1"):
+        chunk_workers.set_kernel_workers(bad)
+    assert chunk_workers.kernel_workers() == 1
