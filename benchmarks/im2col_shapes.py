@@ -115,15 +115,22 @@ class Case:
         return torch.autograd.grad(y_t, inputs, self.dy_t, retain_graph=True)
 
 
-def with_chunk_bytes(chunk_bytes, function):
-    """Run ``function`` with ``new.CHUNK_BYTES`` set to ``chunk_bytes`` (a contender's setting)."""
+def with_attribute(owner, name, value, function):
+    """Run ``function`` with ``owner.name`` set to ``value`` for the call, then restored (a
+    contender's setting: a chunk size, or the kernel module the Conv2D layers call)."""
     def call():
-        saved, new.CHUNK_BYTES = new.CHUNK_BYTES, chunk_bytes
+        saved = getattr(owner, name)
+        setattr(owner, name, value)
         try:
             return function()
         finally:
-            new.CHUNK_BYTES = saved
+            setattr(owner, name, saved)
     return call
+
+
+def with_chunk_bytes(chunk_bytes, function):
+    """Run ``function`` with ``new.CHUNK_BYTES`` set to ``chunk_bytes``."""
+    return with_attribute(new, "CHUNK_BYTES", chunk_bytes, function)
 
 
 def shape_rows(label, case, old, chunk_sizes, settings):
@@ -180,13 +187,7 @@ def shape_rows(label, case, old, chunk_sizes, settings):
 # ------------------------------------------------------------------ whole training steps
 def with_kernel(kernel, function):
     """Run ``function`` with the Conv2D layers calling ``kernel`` (an im2col module) for im2col."""
-    def call():
-        saved, conv_layers.im2col_kernels = conv_layers.im2col_kernels, kernel
-        try:
-            return function()
-        finally:
-            conv_layers.im2col_kernels = saved
-    return call
+    return with_attribute(conv_layers, "im2col_kernels", kernel, function)
 
 
 def step_rows(label, batch, old, settings, rng):
