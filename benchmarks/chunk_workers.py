@@ -24,6 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import Contender, alternate  # noqa: E402
+
 from scratchnet.blas_threads import set_blas_threads  # noqa: E402
 from scratchnet.kernels import chunk_workers  # noqa: E402
 from scratchnet.kernels import winograd as wg  # noqa: E402
@@ -81,31 +83,34 @@ def time_layers(rounds, rng):
         time_layer(batch, size, channels, filters, rounds, rng)
 
 
-def time_steps(rounds, batches, networks, rng):
+def time_steps(rounds, batches, networks, modes, rng):
+    """Whole steps in each of ``modes`` (keys of STEP_MODES), alternated by ``timing.alternate``:
+    each mode is its own "library", so every switch runs its setup (kernel workers, BLAS threads),
+    pauses 0.2 s and makes one untimed call."""
     import speed_zoo
     import torch
 
     torch.set_num_threads(2)
     for batch, network in ((batch, network) for batch in batches for network in networks):
-        contenders, _ = speed_zoo.step_contenders(network, batch, "float32", rng, backends=("auto",))
-        calls = {contender.name: contender.call for contender in contenders}
-        times = {mode: [] for mode in STEP_MODES}
-        for _ in range(rounds):
-            for mode, (workers, blas) in STEP_MODES.items():
+        step_contenders, _ = speed_zoo.step_contenders(network, batch, "float32", rng, backends=("auto",))
+        calls = {contender.name: contender.call for contender in step_contenders}
+        contenders = []
+        for mode in modes:
+            workers, blas = STEP_MODES[mode]
+
+            def setup(workers=workers, blas=blas):
                 chunk_workers.set_kernel_workers(workers)
                 set_blas_threads(blas)
-                time.sleep(0.2)  # the other library's threads stop spinning
-                call = calls["torch" if mode == "torch2" else "auto"]
-                call()  # untimed
-                for _ in range(3):
-                    start = time.perf_counter()
-                    call()
-                    times[mode].append(time.perf_counter() - start)
+            contenders.append(Contender(mode, mode, calls["torch" if mode == "torch2" else "auto"],
+                                        setup=setup))
+        ms = {mode: value * 1e3 for mode, value in alternate(contenders, rounds, 3, 0.2).items()}
         chunk_workers.set_kernel_workers(1)
-        ms = {mode: np.median(samples) * 1e3 for mode, samples in times.items()}
+        ratios = [f"{mode}/w1b1 {ms[mode] / ms['w1b1']:.3f}" for mode in ms
+                  if mode != "w1b1" and "w1b1" in ms]
+        if "w2b1" in ms and "torch2" in ms:
+            ratios.append(f"w2b1/torch2 {ms['w2b1'] / ms['torch2']:.3f}")
         print(f"{network} batch {batch}:", ", ".join(f"{mode} {value:.1f} ms" for mode, value in ms.items()),
-              f"| w2b1/w1b1 {ms['w2b1'] / ms['w1b1']:.3f}, w1b2/w1b1 {ms['w1b2'] / ms['w1b1']:.3f}, "
-              f"w2b1/torch2 {ms['w2b1'] / ms['torch2']:.3f} | load {os.getloadavg()[0]:.2f}", flush=True)
+              "|", ", ".join(ratios), f"| load {os.getloadavg()[0]:.2f}", flush=True)
 
 
 def main():
@@ -114,6 +119,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batches", default="64,128")
     parser.add_argument("--networks", default="resnet8", help="speed_zoo network labels, comma-separated")
+    parser.add_argument("--modes", default=",".join(STEP_MODES),
+                        help="step modes to alternate (w<workers>b<BLAS threads>, torch2); leave out w1b2 "
+                        "to keep the BLAS thread count fixed within the rounds")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print("OPENBLAS_CORETYPE", os.environ.get("OPENBLAS_CORETYPE"), "| load", os.getloadavg())
@@ -122,7 +130,7 @@ def main():
         time_layers(args.rounds, rng)
     if "step" in sections:
         batches = [int(batch) for batch in args.batches.split(",")]
-        time_steps(args.rounds, batches, args.networks.split(","), rng)
+        time_steps(args.rounds, batches, args.networks.split(","), args.modes.split(","), rng)
 
 
 if __name__ == "__main__":

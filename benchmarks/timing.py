@@ -38,6 +38,7 @@ class Contender:
     call: Callable[[], object]
     rounds: int | None = None  # at most this many rounds (the slow scipy reference gets fewer)
     samples: list[float] = field(default_factory=list)
+    setup: Callable[[], object] | None = None  # run before the settle pause when the library changes
 
     @property
     def median(self) -> float:
@@ -53,6 +54,8 @@ def alternate(contenders: list[Contender], rounds: int, calls_per_round: int = 3
             if contender.rounds is not None and round_number >= contender.rounds:
                 continue
             if contender.library != previous_library:
+                if contender.setup is not None:
+                    contender.setup()  # e.g. a thread setting of this contender's own
                 time.sleep(settle_seconds)  # let the other library's threads stop spinning
                 contender.call()  # untimed: wakes this library's threads, warms the caches
                 previous_library = contender.library

@@ -84,7 +84,7 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--kernel-workers", type=int, default=1,
                        help="threads that run the Winograd and im2col convolutions' chunks of images "
                        "(default 1: none); > 1 also sets the BLAS to 1 thread each, overriding --threads. "
-                       "2 took 8-20%% off a resnet8 step on a quiet 2-core machine; a busy second core "
+                       "2 took 3-20%% off a resnet8 step on a quiet 2-core machine; a busy second core "
                        "makes it wait (benchmarks/README.md #15, scratchnet.kernels.chunk_workers)")
     train.add_argument("--monitor", action="store_true",
                        help="watch training health about 10 times per epoch (update/weight ratios, dead "

@@ -20,7 +20,7 @@ The pool lives in this module, never on a model or layer (models must pickle), a
 first time it is needed.
 
 Measured (benchmarks/README.md #15, 2-core VM, float32, alternated, quiet machine): resnet8
-training steps 0.80-0.92x the serial time (Winograd layers 0.65-0.90x, far from 0.5x: two
+training steps 0.80-0.97x the serial time (Winograd layers 0.65-0.90x, far from 0.5x: two
 independent forwards on two threads already take 0.72-0.80x of one after the other), lenet5
 1.07x; each worker's scratch arena adds to the resident peak (resnet8 batch 64: +27 MiB). A
 layer of few chunks can lose (3 chunks split 2 + 1 over two workers: 0.86-1.2x), and timing it
