@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from .workspace import shared_workspace
 
 _workers = 1
@@ -47,6 +49,7 @@ def set_kernel_workers(n: int) -> int:
 
     With n > 1 the BLAS is set to one thread (blas_threads.set_blas_threads(1)): each worker
     thread then multiplies on its own core instead of the BLAS splitting every small product.
+    Going back to 1 worker leaves the BLAS at that one thread (``set_blas_threads`` sets it).
     """
     global _workers, _pool
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -59,6 +62,15 @@ def set_kernel_workers(n: int) -> int:
         _pool = None
     _workers = n
     return n
+
+
+def sum_in_chunk_order(shares) -> np.ndarray:
+    """``shares`` (n_chunks, ...) summed one after the other from zeros, in chunk order: what the
+    serial loop added up, in the same order, so the same rounding however many workers ran."""
+    total = np.zeros(shares.shape[1:], dtype=shares.dtype)
+    for share in shares:
+        total += share
+    return total
 
 
 def map_chunks(job, chunks, workspace) -> list:

@@ -63,7 +63,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .chunk_workers import map_chunks
+from .chunk_workers import map_chunks, sum_in_chunk_order
 from .col2im import input_gradient, offset_slices
 from .padding import NO_PADS, fill_frame, framed, pad_whole, padded_shape, unpadded
 from .scipy_conv import output_hw  # floor((Hp - d*(k-1) - 1) / s) + 1, one definition for both
@@ -280,9 +280,7 @@ def conv2d_backward(x, W, dy, stride=(1, 1), dilation=(1, 1), use_bias=True, nee
             input_gradient(dy_chunk, W, stride, dilation, scratch, out=dx[start:start + chunk], pads=pads)
 
     map_chunks(one_chunk, range(len(starts)), workspace)
-    products = np.zeros(shares.shape[1:], dtype=dy.dtype)  # [dW2d; db]
-    for share in shares:  # summed in chunk order, as one thread would: the same rounding
-        products += share
+    products = sum_in_chunk_order(shares)  # [dW2d; db]
     kernel_rows = products.shape[0] - use_bias  # K: the rows of dW2d (the last row is db with a bias)
     dW = products[:kernel_rows].reshape(W.shape)
     db = products[kernel_rows] if use_bias else None

@@ -97,7 +97,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .chunk_workers import map_chunks
+from .chunk_workers import map_chunks, sum_in_chunk_order
 from .im2col import NO_PADS, framed, padded_shape
 from .workspace import Workspace
 
@@ -384,9 +384,7 @@ def conv2d_backward(saved, W, dy, padded_shape, need_input_gradient=True, worksp
             dx[start:stop] = dx_tiles[:, top:top + x_hw[0], left:left + x_hw[1]]
 
     map_chunks(one_chunk, range(len(chunks)), workspace)
-    dU = np.zeros((alpha * alpha, channels, filters), dtype=dtype)
-    for dU_chunk in dU_chunks:  # summed in chunk order, as one thread would: the same rounding
-        dU += dU_chunk
+    dU = sum_in_chunk_order(dU_chunks)  # (alpha^2, C, F)
     dW = np.empty((3, 3, channels * filters), dtype=dtype)
     both_axes(G.T, dU.reshape(alpha, alpha, channels * filters), workspace, "dW", out=dW)  # G^T dU G
     db = bias_gradient(dy, workspace) if use_bias else None
