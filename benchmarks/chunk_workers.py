@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from timing import Contender, alternate  # noqa: E402
+from timing import Contender, alternate, machine_description  # noqa: E402
 
 from scratchnet.blas_threads import set_blas_threads  # noqa: E402
 from scratchnet.kernels import chunk_workers  # noqa: E402
@@ -124,7 +124,7 @@ def main():
                         "to keep the BLAS thread count fixed within the rounds")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    print("OPENBLAS_CORETYPE", os.environ.get("OPENBLAS_CORETYPE"), "| load", os.getloadavg())
+    print(machine_description())  # OPENBLAS_CORETYPE and the load among the rest
     sections = args.sections.split(",")
     if "layers" in sections:
         time_layers(args.rounds, rng)

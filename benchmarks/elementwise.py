@@ -82,12 +82,12 @@ def make_layer(layer_class, key, sample_shape):
     return layer
 
 
-def torch_pair(key, x, dy):
-    """forward and backward of the torch twin on the same numbers in NCHW: the layer's
-    ``networks.torch_layer`` twin (training mode) through timing.py's ``torch_contenders``, or,
-    for "add" (two inputs, no module), ``+`` with torch.autograd.grad for both inputs."""
+def torch_pair(key, layer, x, dy):
+    """forward and backward of the torch twin on the same numbers in NCHW: ``layer``'s (the built
+    "new" one) ``networks.torch_layer`` twin (training mode) through timing.py's
+    ``torch_contenders``, or, for "add" (two inputs, no module), ``+`` with torch.autograd.grad for
+    both inputs."""
     if key != "add":
-        layer = make_layer(getattr(current_layers, CASES[key][1]), key, x.shape[1:])
         return torch_contenders(networks.torch_layer(layer), x, dy)
     first, second = (torch.from_numpy(part.transpose(0, 3, 1, 2).copy()).requires_grad_(True) for part in x)
     dy_nchw = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
@@ -124,12 +124,13 @@ def layer_rows(key, settings, baseline_revision, rng):
             out_shape = shape
         dy = rng.standard_normal(out_shape).astype(np.float32)
         forward, backward = [], []
-        for name, layer_class in classes.items():
-            pair = layer_contenders(name, make_layer(layer_class, key, shape[1:]), x, dy)
+        layers = {name: make_layer(layer_class, key, shape[1:]) for name, layer_class in classes.items()}
+        for name, layer in layers.items():
+            pair = layer_contenders(name, layer, x, dy)
             forward.append(pair[0])
             backward.append(pair[1])
         if torch is not None:
-            pair = torch_pair(key, x, dy)
+            pair = torch_pair(key, layers["new"], x, dy)
             forward.append(pair[0])
             backward.append(pair[1])
         for contenders in (forward, backward):

@@ -73,7 +73,7 @@ def flatten_natively(network, model: Sequential) -> None:
     import torch
 
     for index, layer in enumerate(model.layers):
-        if type(layer).__name__ != "Flatten" or len(layer.input_shape) != 3:
+        if type(layer) is not Flatten or len(layer.input_shape) != 3:
             continue
         linear = network[index + 1]
         if not isinstance(linear, torch.nn.Linear):
