@@ -36,9 +36,6 @@ import torch  # noqa: E402
 from run import ms  # noqa: E402
 from timing import Contender, alternate, machine_description  # noqa: E402
 
-from scratchnet import Adam  # noqa: E402
-from scratchnet.models import get_model  # noqa: E402
-
 
 def import_base(ref: str, folder: str):
     """The package ``scratchnet`` at git ``ref``, imported as ``scratchnet_base``."""
@@ -53,7 +50,8 @@ def import_base(ref: str, folder: str):
     return scratchnet_base
 
 
-def base_model(base, label, batch):
+def base_model(base, label):
+    """speed_zoo.build(label, "auto") with the base package (zoo networks only)."""
     name, input_shape, options = speed_zoo.NETWORKS[label]
     model = base.models.get_model(name, input_shape=input_shape, dtype="float32", backend="auto", **options)
     return model.compile(optimizer=base.Adam(lr=1e-3), loss="cross_entropy")
@@ -62,7 +60,7 @@ def base_model(base, label, batch):
 def step_row(base, label, batch, settings, rng):
     contenders, state = speed_zoo.step_contenders(label, batch, "float32", rng, backends=("auto",))
     _, x, labels = state[:3]
-    old = base_model(base, label, batch)
+    old = base_model(base, label)
     new_step, torch_step = contenders
     contenders = [Contender("base", "numpy", lambda: old.train_step(x, labels)),
                   Contender("new", "numpy", new_step.call), torch_step]
@@ -91,12 +89,10 @@ def layer_call(model, name, x):
 
 
 def layer_row(base, label, batch, name, settings, rng):
-    model_name, input_shape, options = speed_zoo.NETWORKS[label]
+    input_shape = speed_zoo.NETWORKS[label][1]
     x = rng.standard_normal((batch, *input_shape)).astype(np.float32)
-    new = get_model(model_name, input_shape=input_shape, dtype="float32", backend="auto", **options)
-    contenders = [Contender("base", "numpy", layer_call(base_model(base, label, batch), name, x)),
-                  Contender("new", "numpy", layer_call(new.compile(optimizer=Adam(), loss="cross_entropy"),
-                                                       name, x))]
+    contenders = [Contender("base", "numpy", layer_call(base_model(base, label), name, x)),
+                  Contender("new", "numpy", layer_call(speed_zoo.build(label, "auto"), name, x))]
     load = os.getloadavg()[0]
     times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
     return {"network": label, "batch": batch, "layer": name, "base_ms": ms(times["base"]),
@@ -116,8 +112,8 @@ def main(argv=None):
     parser.add_argument("--settle", type=float, default=0.1)
     settings = parser.parse_args(argv)
     torch.set_num_threads(1)
-    print(machine_description(torch), f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}",
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}", flush=True)
+    print(machine_description(torch), f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}",
+          flush=True)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         base = import_base(settings.base, folder)
