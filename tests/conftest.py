@@ -37,3 +37,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def serial_afterwards():
+    """The test leaves the kernels serial (kernels/chunk_workers.py), and the BLAS at its thread
+    count from before (set_kernel_workers(2) sets it to one thread)."""
+    from scratchnet import blas_threads
+    from scratchnet.kernels import chunk_workers
+
+    before = blas_threads.blas_threads()
+    yield
+    chunk_workers.set_kernel_workers(1)
+    for count in set(before.values()):
+        blas_threads.set_blas_threads(count)

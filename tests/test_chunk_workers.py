@@ -17,14 +17,14 @@ from scratchnet.layers import Activation, Conv2D, Dense, Flatten
 from scratchnet.model import Sequential
 
 
-@pytest.fixture
-def serial_afterwards():
-    """Every test leaves the kernels serial, and the BLAS at its thread count from before."""
-    before = bt.blas_threads()
-    yield
-    chunk_workers.set_kernel_workers(1)
-    for count in set(before.values()):
-        bt.set_blas_threads(count)
+def assert_results_equal(serial, threaded):
+    """The same names, and each array bitwise equal (None stays None)."""
+    assert serial.keys() == threaded.keys()
+    for name, value in serial.items():
+        if value is None:
+            assert threaded[name] is None
+        else:
+            np.testing.assert_array_equal(threaded[name], value, err_msg=name)
 
 
 def winograd_results(x, W, b, dy, pads, m, chunk_images, workers):
@@ -52,12 +52,7 @@ def test_threaded_winograd_equals_serial_bitwise(serial_afterwards, m, n, height
     dy = rng.standard_normal((n, height, width, filters))
     serial = winograd_results(x, W, b, dy, pads, m, chunk_images, workers=1)
     threaded = winograd_results(x, W, b, dy, pads, m, chunk_images, workers=workers)
-    assert serial.keys() == threaded.keys()
-    for name, value in serial.items():
-        if value is None:
-            assert threaded[name] is None
-        else:
-            np.testing.assert_array_equal(threaded[name], value, err_msg=name)
+    assert_results_equal(serial, threaded)
 
 
 def im2col_results(x, W, b, dy, stride, pads, workers):
@@ -90,11 +85,7 @@ def test_threaded_im2col_equals_serial_bitwise(serial_afterwards, n, size, chann
         patch.setattr(im2col_kernels, "CHUNK_BYTES", images_per_chunk * patch_bytes)
         serial = im2col_results(x, W, b, dy, (stride, stride), pads, workers=1)
         threaded = im2col_results(x, W, b, dy, (stride, stride), pads, workers=workers)
-    for name, value in serial.items():
-        if value is None:
-            assert threaded[name] is None
-        else:
-            np.testing.assert_array_equal(threaded[name], value, err_msg=name)
+    assert_results_equal(serial, threaded)
 
 
 def small_winograd_model(seed=3):

@@ -329,20 +329,16 @@ def test_threads_option_sets_the_blas_threads(monkeypatch, capsys, tmp_path):
     assert capsys.readouterr().err == "scratchnet train: --threads must be >= 0, got -1\n"
 
 
-def test_kernel_workers_option_sets_the_chunk_pool(capsys, tmp_path):
+def test_kernel_workers_option_sets_the_chunk_pool(capsys, tmp_path, serial_afterwards):
     from scratchnet import blas_threads, cli_train
     from scratchnet.kernels import chunk_workers
 
     before = blas_threads.blas_threads()
-    try:
-        assert cli_train.apply_kernel_workers(1) == "" and chunk_workers.kernel_workers() == 1
-        assert cli_train.apply_kernel_workers(2) == ", kernel workers: 2 (BLAS 1 thread each)"
-        assert chunk_workers.kernel_workers() == 2
-        assert not before or set(blas_threads.blas_threads().values()) == {1}
-    finally:
-        chunk_workers.set_kernel_workers(1)
-        for count in set(before.values()):
-            blas_threads.set_blas_threads(count)
+    assert cli_train.apply_kernel_workers(1) == "" and chunk_workers.kernel_workers() == 1
+    assert cli_train.apply_kernel_workers(2) == ", kernel workers: 2 (BLAS 1 thread each)"
+    assert chunk_workers.kernel_workers() == 2
+    assert not before or set(blas_threads.blas_threads().values()) == {1}
+    chunk_workers.set_kernel_workers(1)
     assert cli.main(["train", "--kernel-workers", "0", "--limit", "50", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == "scratchnet train: --kernel-workers must be >= 1, got 0\n"
     assert chunk_workers.kernel_workers() == 1
