@@ -75,13 +75,17 @@ def layer_contenders(name: str, layer, x, dy) -> tuple[Contender, Contender]:
 
 
 def torch_contenders(module, x, dy) -> tuple[Contender, Contender]:
-    """(forward, backward) of a torch module on the same numbers as x and dy, permuted once to
-    NCHW: the forward records autograd; the backward is ``torch.autograd.grad`` of one recorded
-    output for the input and every parameter (dx, dW, db: what a scratchnet backward computes)."""
+    """(forward, backward) of a torch module on the same numbers as x and dy, images (4-D)
+    permuted once to NCHW: the forward records autograd; the backward is ``torch.autograd.grad``
+    of one recorded output for the input and every parameter (dx, dW, db: what a scratchnet
+    backward computes)."""
     import torch
 
-    x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
-    dy_nchw = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
+    def to_torch_layout(array):  # (N, H, W, C) -> (N, C, H, W); (N, D) as it is
+        return torch.from_numpy(array.transpose(0, 3, 1, 2).copy() if array.ndim == 4 else array.copy())
+
+    x_nchw = to_torch_layout(x).requires_grad_(True)
+    dy_nchw = to_torch_layout(dy)
     y_nchw = module(x_nchw)
     wanted = [x_nchw, *module.parameters()]
     return (Contender("torch", "torch", lambda: module(x_nchw)),

@@ -3,6 +3,8 @@
 No timing is asserted (speed: benchmarks/README.md #15)."""
 
 import pickle
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -132,3 +134,52 @@ def test_set_kernel_workers_refuses_a_bad_count(bad):
     with pytest.raises(ValueError, match="set_kernel_workers: n must be a whole number >= 1"):
         chunk_workers.set_kernel_workers(bad)
     assert chunk_workers.kernel_workers() == 1
+
+
+def test_set_kernel_workers_takes_a_numpy_integer(serial_afterwards):
+    assert chunk_workers.set_kernel_workers(np.int64(2)) == 2
+    assert type(chunk_workers.kernel_workers()) is int
+
+
+def test_a_failed_chunk_raises_only_after_every_chunk_has_finished(serial_afterwards):
+    """The error of chunk 0 must not reach the caller while chunk 1 still runs: the caller would
+    go on (free or reuse the arrays the job writes into) under a running job."""
+    finished = []
+
+    def job(chunk, scratch):
+        if chunk == 0:
+            raise RuntimeError("chunk 0 failed")
+        time.sleep(0.3)  # chunk 1 is still running when chunk 0 fails
+        finished.append(chunk)
+        return chunk
+
+    chunk_workers.set_kernel_workers(2)
+    with pytest.raises(RuntimeError, match="chunk 0 failed"):
+        chunk_workers.map_chunks(job, [0, 1], workspace=None)
+    assert finished == [1]
+
+
+def test_two_threads_starting_kernels_at_once_make_one_pool(serial_afterwards, monkeypatch):
+    made = []
+
+    class SlowToMakePool(chunk_workers.ThreadPoolExecutor):  # widens the window a race needs
+        def __init__(self, *args, **kwargs):
+            time.sleep(0.2)
+            made.append(self)
+            super().__init__(*args, **kwargs)
+
+    chunk_workers.set_kernel_workers(2)
+    monkeypatch.setattr(chunk_workers, "_pool", None)
+    monkeypatch.setattr(chunk_workers, "ThreadPoolExecutor", SlowToMakePool)
+    results = []
+    callers = [threading.Thread(target=lambda: results.append(
+        chunk_workers.map_chunks(lambda chunk, scratch: chunk * 10, [1, 2, 3], workspace=None)))
+        for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    for pool in made:
+        pool.shutdown()
+    assert results == [[10, 20, 30], [10, 20, 30]]
+    assert len(made) == 1

@@ -130,6 +130,13 @@ def test_resnet_refuses_depths_that_are_not_6n_plus_2(depth):
         resnet(depth)
 
 
+def test_resnet_takes_a_numpy_integer_depth():
+    model = resnet(np.int64(14), width=4)  # e.g. a depth read from an array of a sweep
+    assert model.name == "resnet14" and model.count_params() == resnet_count(2, 4)
+    with pytest.raises(ValueError, match=r"resnet: depth must be 6n \+ 2"):
+        resnet(np.int64(9))
+
+
 def test_resnet_refuses_a_bad_width():
     with pytest.raises(ValueError, match="resnet: width must be a positive int, got 0"):
         resnet(8, width=0)

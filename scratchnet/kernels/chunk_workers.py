@@ -29,7 +29,9 @@ beside a 2-thread BLAS in the same rounds made it lose everywhere (OpenBLAS's se
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import numbers
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -37,6 +39,7 @@ from .workspace import shared_workspace
 
 _workers = 1
 _pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()  # two threads' first kernels must not make two pools
 
 
 def kernel_workers() -> int:
@@ -52,16 +55,17 @@ def set_kernel_workers(n: int) -> int:
     Going back to 1 worker leaves the BLAS at that one thread (``set_blas_threads`` sets it).
     """
     global _workers, _pool
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"set_kernel_workers: n must be a whole number >= 1, got {n!r}")
     if n > 1:
         from ..blas_threads import set_blas_threads
         set_blas_threads(1)
-    if _pool is not None and n != _workers:
-        _pool.shutdown(wait=True)
-        _pool = None
-    _workers = n
-    return n
+    with _pool_lock:
+        if _pool is not None and n != _workers:
+            _pool.shutdown(wait=True)
+            _pool = None
+        _workers = int(n)
+    return _workers
 
 
 def sum_in_chunk_order(shares) -> np.ndarray:
@@ -77,11 +81,28 @@ def map_chunks(job, chunks, workspace) -> list:
     """``[job(chunk, scratch) for chunk in chunks]``, the results in chunk order.
 
     One worker: in the calling thread with ``workspace``. More: on the pool, each job with its
-    worker thread's ``shared_workspace()``.
+    worker thread's ``shared_workspace()``. Every job has finished before this returns or raises
+    (a failed chunk raises its error, the first in chunk order, only then): no job still writes
+    into the kernel's arrays or a worker's scratch after the caller has moved on.
     """
-    global _pool
     if _workers == 1 or len(chunks) == 1:
         return [job(chunk, workspace) for chunk in chunks]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(_workers, thread_name_prefix="scratchnet-chunks")
-    return list(_pool.map(lambda chunk: job(chunk, shared_workspace()), chunks))
+    pool = _the_pool()
+    futures = [pool.submit(_with_own_scratch, job, chunk) for chunk in chunks]
+    wait(futures)
+    return [future.result() for future in futures]
+
+
+def _the_pool() -> ThreadPoolExecutor:
+    """The pool of ``kernel_workers()`` threads, made on first use (under a lock: two threads
+    running kernels at once must share one pool)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_workers, thread_name_prefix="scratchnet-chunks")
+        return _pool
+
+
+def _with_own_scratch(job, chunk):
+    """``job(chunk, scratch)`` in a worker thread, with that thread's own scratch arena."""
+    return job(chunk, shared_workspace())
