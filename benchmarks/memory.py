@@ -10,7 +10,8 @@ allocates. ``memory_table`` (run.py) reports
   starting point is largest: its size bounds the largest temporary of the step from above.
 
 ``traced_step_peak`` (speed_zoo.py, beside PyTorch) counts the scratch arena too,
-``torch_profiled_peak`` is PyTorch's side (torch.profiler), and ``resident_peak`` measures what
+``torch_profiled_peak`` is PyTorch's side (torch.profiler; ``torch_step_peak`` of one training
+step after a warm-up), and ``resident_peak`` measures what
 the operating system sees: the peak resident memory of a fresh process running a few steps.
 """
 
@@ -132,6 +133,18 @@ def torch_profiled_peak(torch, function, **options) -> tuple:
         running += event.self_cpu_memory_usage
         peak = max(peak, running)
     return profiler, peak
+
+
+def torch_step_peak(torch, network, optimizer, loss_function, x_nchw, labels, **options) -> tuple:
+    """(profiler, peak bytes): ``torch_profiled_peak`` of one ``networks.torch_train_step`` after
+    one untimed warm-up step (the optimizer's state, e.g. Adam's moments, then exists, as in
+    ``traced_step_peak``). ``options`` go to ``torch.profiler.profile``: speed_zoo.py passes
+    record_shapes and with_stack (its memory timeline needs them), winograd_shapes.py with_stack.
+    """
+    def step():
+        networks.torch_train_step(torch, network, optimizer, loss_function, x_nchw, labels)
+    step()
+    return torch_profiled_peak(torch, step, **options)
 
 
 # ------------------------------------------------------------------ resident memory

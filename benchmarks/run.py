@@ -145,14 +145,10 @@ def pool_table(settings, rng):
         dy = rng.standard_normal(layer.forward(x, training=True).shape).astype(np.float32)
         forward_call, backward_call = layer_contenders("scratchnet", layer, x, dy)
         forward, backward = [forward_call], [backward_call]
-        if torch is not None:
-            x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
-            dy_nchw = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
-            pool = torch.nn.functional.max_pool2d
-            y_nchw = pool(x_nchw, 2)
-            forward.append(Contender("torch", "torch", lambda: pool(x_nchw, 2)))  # noqa: B023
-            backward.append(Contender("torch", "torch", lambda: torch.autograd.grad(  # noqa: B023
-                y_nchw, x_nchw, dy_nchw, retain_graph=True)))  # noqa: B023
+        if torch is not None:  # nn.MaxPool2d(2) (to_torch's twin); x and dy permuted once, untimed
+            torch_forward, torch_backward = torch_contenders(networks.torch_layer(layer), x, dy)
+            forward.append(torch_forward)
+            backward.append(torch_backward)
         for direction, contenders in (("forward", forward), ("backward", backward)):
             times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
             torch_time = times.get("torch")
@@ -162,7 +158,8 @@ def pool_table(settings, rng):
                          "scratchnet_x_torch": ratio(times["scratchnet"], torch_time)})
     return {"title": "Max-pool 2x2, stride 2 (float32)",
             "columns": ["shape", "pass", "batch", "torch_ms", "scratchnet_ms", "scratchnet_x_torch"],
-            "rows": rows, "notes": ["torch: max_pool2d on NCHW; backward via torch.autograd.grad."]}
+            "rows": rows, "notes": ["torch: nn.MaxPool2d(2) on NCHW (timing.torch_contenders); backward via "
+                                     "torch.autograd.grad."]}
 
 
 # ------------------------------------------------------------------ training step

@@ -156,10 +156,8 @@ def torch_step_memory(network, optimizer, loss_function, x, labels):
     saved: the distinct storages autograd saves for the backward (saved_tensors_hooks), the
         activations torch must hold at the end of the forward: a floor for the peak.
     """
-    def step():
-        networks.torch_train_step(torch, network, optimizer, loss_function, x, labels)
-    step()  # Adam's state
-    profiler, running_peak = memory.torch_profiled_peak(torch, step, record_shapes=True, with_stack=True)
+    profiler, running_peak = memory.torch_step_peak(torch, network, optimizer, loss_function, x, labels,
+                                                    record_shapes=True, with_stack=True)  # after a warm-up
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "timeline.json"
         profiler.export_memory_timeline(str(path), device="cpu")

@@ -17,9 +17,9 @@ peak of one forward + backward above its start (the layer's previous cache dropp
 what the forward keeps for the backward is in), and torch.profiler's peak for torch
 (memory.py ``torch_profiled_peak``). ``--steps``: whole training steps of zoo networks with
 ``backend="auto"`` (speed_zoo.py's models and torch twins), with the old kernel and the new,
-time and peak (memory.py ``traced_step_peak``; torch: memory.py ``torch_profiled_peak`` of
-``networks.torch_train_step`` after a warm-up step). Medians of alternated rounds (timing.py);
-nothing is asserted.
+time and peak (memory.py ``traced_step_peak``; torch: memory.py ``torch_step_peak``, the
+``torch_profiled_peak`` of ``networks.torch_train_step`` after a warm-up step). Medians of
+alternated rounds (timing.py); nothing is asserted.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: import scratchnet
 
 import networks  # noqa: E402
 import torch  # noqa: E402
-from memory import torch_profiled_peak, traced, traced_step_peak  # noqa: E402
+from memory import torch_profiled_peak, torch_step_peak, traced, traced_step_peak  # noqa: E402
 from run import markdown, ms, ratio  # noqa: E402
 from timing import Contender, alternate, machine_description, module_at_revision, torch_contenders  # noqa: E402
 
@@ -191,7 +191,11 @@ def step_rows(label, batch, kernel_modules, settings, rng):
         run = WithKernels(kernels)
         contenders.insert(0, Contender(name, "numpy", lambda r=run, m=model: r(m.train_step, x, labels)))
         peaks[name] = run(traced_step_peak, model, x, labels)
-    peaks["torch"] = torch_step_peak(*state[3:])
+    # with_stack=True, as the figures in benchmarks/README.md were measured (speed_zoo.py's
+    # torch_step_memory needs stacks for its timeline): the Python frames become parent events
+    # whose frees count at their start, so the running sum reads lower than without them
+    # (measured: 2.4% on resnet8, batch 16). memory.py torch_step_peak warms the step up once.
+    peaks["torch"] = torch_step_peak(torch, *state[3:], with_stack=True)[1]
     times = alternate(contenders, settings.rounds, settings.calls, settings.settle)
     rows = []
     for name, seconds in times.items():
@@ -201,21 +205,6 @@ def step_rows(label, batch, kernel_modules, settings, rng):
         if "old" in times:
             rows[-1]["x_old"] = ratio(seconds, times["old"])
     return rows
-
-
-def torch_step_peak(network, optimizer, loss_function, x_nchw, labels) -> int:
-    """memory.py ``torch_profiled_peak`` (bytes) of one torch training step after a warm-up step
-    (Adam's state then exists, as in ``traced_step_peak``).
-
-    with_stack=True, as the figures in benchmarks/README.md were measured (speed_zoo.py's
-    ``torch_step_memory``, which needs stacks for its timeline): the Python frames become parent
-    events whose frees count at their start, so the running sum reads lower than without them
-    (measured: 2.4% on resnet8, batch 16).
-    """
-    def step():
-        networks.torch_train_step(torch, network, optimizer, loss_function, x_nchw, labels)
-    step()
-    return torch_profiled_peak(torch, step, with_stack=True)[1]
 
 
 def main(argv=None):

@@ -1,5 +1,5 @@
-"""benchmarks/networks.py: the torch twins the speed benchmarks time compute what the scratchnet side
-computes (same weights, same function), so that a ratio compares the same work.
+"""benchmarks/networks.py and cifar_epoch.py: the torch twins the speed benchmarks time compute what
+the scratchnet side computes (same weights, same function), so that a ratio compares the same work.
 
 float32 (the benchmarks' dtype): tolerances of a few float32 roundings of the outputs' size.
 """
@@ -12,6 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import cifar_epoch  # noqa: E402  (benchmarks/cifar_epoch.py)
 import networks  # noqa: E402  (benchmarks/networks.py)
 from torch_twin import nchw_tensor  # noqa: E402
 
@@ -102,3 +103,37 @@ def test_torch_layer_gives_the_layers_training_output_and_gradients(make_layer):
     assert len(parameters) == len(scratchnet_grads)
     for torch_grad, grad in zip(gradients[1:], scratchnet_grads):
         np.testing.assert_allclose(torch_grad.numpy(), grad, rtol=1e-5, atol=1e-4)
+
+
+# ------------------------------------------------------------------ cifar_epoch.py's twins
+@pytest.mark.parametrize("name", cifar_epoch.MODELS)
+def test_cifar_epoch_twin_takes_nchw_and_its_first_step_loss_is_scratchnets(name):
+    """The twin cifar_epoch.py times is channels-first with a plain nn.Flatten (no permute per
+    step), and one training step on the NCHW copy of a batch has scratchnet's loss."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 32, 32, 3)).astype(np.float32)
+    labels = rng.integers(0, 10, size=6)
+    model, recipe = cifar_epoch.scratchnet_model(name, no_dropout=True)
+    twin, optimizer = cifar_epoch.torch_twin(torch, model, x, labels)  # checks the eval-mode loss
+    assert not any(type(module).__name__ == "FlattenChannelsLast" for module in twin.modules())
+    x_nchw = cifar_epoch.nchw(x)
+    assert x_nchw.shape == (6, 3, 32, 32) and x_nchw.flags.c_contiguous
+    np.testing.assert_array_equal(x_nchw[2, 1], x[2, :, :, 1])
+    ours = float(model.train_step(x, labels)[0])
+    theirs = cifar_epoch.torch_step(torch, twin, optimizer, torch.from_numpy(x_nchw),
+                                    torch.from_numpy(labels), recipe.lr)
+    assert abs(ours - theirs) <= 1e-5 * max(1.0, abs(ours))
+
+
+def test_cifar_epoch_check_same_loss_raises_for_a_twin_computing_something_else():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 32, 32, 3)).astype(np.float32)
+    labels = rng.integers(0, 10, size=4)
+    model, _ = cifar_epoch.scratchnet_model("flax_cnn")
+    twin = networks.torch_network(model)
+    cifar_epoch.check_same_loss(torch, model, twin, x, labels)  # the same function: passes
+    assert twin.training  # the check leaves the twin in training mode
+    with torch.no_grad():
+        twin[-1].bias[0] += 0.01  # one logit moved: the loss moves by about 0.01 / 10
+    with pytest.raises(RuntimeError, match="not scratchnet's"):
+        cifar_epoch.check_same_loss(torch, model, twin, x, labels)
