@@ -14,7 +14,12 @@ as inside a step. Not in the table: what a step adds around the layers (the loss
 optimizer, a container's own add), which speed_zoo.py's per-layer profile shows is ~0.25 ms.
 
 Read it as: the sum of the rows against the step ratio in speed_zoo.py; the rows above 1.0 are
-where the remaining time goes. Nothing is asserted.
+where the remaining time goes. Two differences from a step, both sides alike: the first layer's
+backward here computes the input gradient, which a step skips (scratchnet's ``backward_params``,
+torch's input without ``requires_grad``), and every layer is a separate call (torch's per-call
+overhead of its autograd and dispatcher counts once per row). So the sum matches the step where
+the first layer is cheap (resnet8: rows 1.10x, step 1.09-1.18x) and not where it dominates
+(LeNet-5: rows 0.74x, step ~0.98x). Nothing is asserted.
 """
 
 from __future__ import annotations
