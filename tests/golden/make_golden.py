@@ -205,13 +205,8 @@ def golden_paths(folder: Path, tag: str) -> dict[str, Path]:
             "expected": folder / f"expected_{tag}.npz"}
 
 
-def write_golden(folder: Path, rev: str, dtype: str) -> dict[str, Path]:
+def write_golden(paths: dict[str, Path], rev: str, dtype: str) -> None:
     """Train, save the model and its weights, then record what a loaded copy must reproduce."""
-    tag = f"v{sn.__version__}_{rev}_{dtype}"
-    paths = golden_paths(folder, tag)
-    existing = [str(path) for path in paths.values() if path.exists()]
-    if existing:
-        raise FileExistsError(f"golden files are never overwritten; these exist already: {existing}")
     batches = fixed_batches(dtype)
     model = build_model(dtype)
     train_briefly(model, batches)
@@ -238,7 +233,6 @@ def write_golden(folder: Path, rev: str, dtype: str) -> dict[str, Path]:
                      "meta_json": np.array(json.dumps(meta, sort_keys=True))})
     with open(paths["expected"], "xb") as file:  # "x": never overwrite
         np.savez_compressed(file, **expected)  # the npy headers compress; random floats do not
-    return paths
 
 
 def main(argv=None) -> int:
@@ -252,9 +246,16 @@ def main(argv=None) -> int:
               "file names is the code that wrote the files (or pass --out DIR for a trial run)")
         return 1
     rev = git_short_rev()
-    for dtype in ("float64", "float32"):
-        paths = write_golden(folder, rev, dtype)
-        for path in paths.values():
+    paths = {dtype: golden_paths(folder, f"v{sn.__version__}_{rev}_{dtype}")
+             for dtype in ("float64", "float32")}
+    existing = [path.name for files in paths.values() for path in files.values() if path.exists()]
+    if existing:  # checked before anything is written
+        print(f"golden files are never overwritten, and these exist already in {folder}: "
+              f"{', '.join(existing)}. Commit your change first: a new commit writes new files.")
+        return 1
+    for dtype, files in paths.items():
+        write_golden(files, rev, dtype)
+        for path in files.values():
             print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0
 
