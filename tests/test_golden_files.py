@@ -3,8 +3,9 @@
 Every ``tests/golden/model_*.sn`` was written by ``tests/golden/make_golden.py`` at the commit
 its name gives, beside ``weights_*.npz``, ``weights_torch_*.npz`` and ``expected_*.npz`` (what a
 loaded copy must reproduce). The files are never regenerated or deleted: a test failing here
-means today's code breaks a user's old file. Fix the code, or add a migration to the loader
-(README.md, "Saving and loading"); never replace the file.
+means today's code breaks a user's old file. Fix the code, or add a migration (README.md,
+"Saving and loading": a class-level default, a ``__setstate__``, ``_MOVED_CLASSES``); never
+replace the file.
 
 Exact or close, and why:
 * What the file HOLDS comes back bitwise: parameters, buffers, optimizer moments and step
@@ -128,9 +129,10 @@ def test_loading_gives_back_everything_the_file_holds_bitwise(model_path):
 
 
 @golden
-def test_predictions_are_the_stored_ones(model_path):
+@pytest.mark.parametrize("trusted", [False, True], ids=["safe_loader", "plain_pickle"])
+def test_predictions_are_the_stored_ones(model_path, trusted):
     meta, expected = read_expected(model_path)
-    predictions = loaded(model_path).predict(expected["x_predict"])
+    predictions = sn.load(model_path, trusted=trusted).predict(expected["x_predict"])
     assert predictions.dtype == np.dtype(meta["dtype"])
     assert_close(predictions, expected["predictions"], meta["dtype"], "predictions")
 
@@ -205,7 +207,7 @@ def test_make_golden_still_writes_files_that_pass_these_tests(tmp_path):
     make_golden.write_golden(paths, "test", "float64")
     assert paths["model"].name == "model_vtest_float64.sn" and all(path.exists() for path in paths.values())
     test_loading_gives_back_everything_the_file_holds_bitwise(paths["model"])
-    test_predictions_are_the_stored_ones(paths["model"])
+    test_predictions_are_the_stored_ones(paths["model"], trusted=False)
     test_one_more_train_step_gives_the_stored_loss_and_parameters(paths["model"])
     meta, _ = read_expected(paths["model"])
     assert set(meta["layer_classes"]) == set(layers_module.__all__) - {"Layer"}, \

@@ -15,8 +15,9 @@ the commit that wrote them, so that commit must BE the code that wrote them):
 When to run it: when tests/test_golden_files.py says a layer class has no golden file (a new
 public layer), or when a change adds state a model file holds (a new option, buffer, optimizer
 or schedule) and you want files with it. The rule: golden files are never regenerated, edited or
-deleted. A change that breaks an old file needs a migration in the loader (see README.md,
-"Saving and loading"), not a new file in its place.
+deleted. A change that breaks an old file needs a migration (README.md, "Saving and loading":
+a class-level default, a ``__setstate__`` on the class, or the old name in ``_MOVED_CLASSES``),
+not a new file in its place.
 
 For each dtype (float64, float32) it writes, with <tag> = v<scratchnet version>_<git short
 rev>_<dtype>, and refuses to overwrite any file that exists:
