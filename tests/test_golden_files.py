@@ -38,9 +38,8 @@ from scratchnet.layers.containers import layer_config, layer_from_config
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 MODEL_FILES = sorted(GOLDEN_DIR.glob("model_*.sn"))
 TOLERANCE = {"float64": {"rtol": 1e-12, "atol": 1e-13}, "float32": {"rtol": 1e-5, "atol": 1e-6}}
-HOW_TO_ADD = ("run `python3 tests/golden/make_golden.py` (it adds the class to its model if you "
-              "add it to build_model) and commit the new files in tests/golden/; never regenerate, "
-              "edit or delete the old ones")
+HOW_TO_ADD = ("commit your change, run `python3 tests/golden/make_golden.py` and commit the new "
+              "files in tests/golden/; never regenerate, edit or delete the old ones")
 
 golden = pytest.mark.parametrize("model_path", MODEL_FILES, ids=[path.name for path in MODEL_FILES])
 
@@ -194,8 +193,8 @@ def test_every_public_layer_class_is_in_a_golden_file():
         in_files |= {type(layer).__name__ for layer in iter_layers(loaded(model_path).layers)}
     public = set(layers_module.__all__) - {"Layer"}  # Layer: the base class every one of them is
     missing = sorted(public - in_files)
-    assert not missing, (f"no golden file holds a {', '.join(missing)}: add it to build_model in "
-                         f"tests/golden/make_golden.py, then {HOW_TO_ADD}")
+    assert not missing, (f"no golden file holds these public layer classes: {', '.join(missing)}. "
+                         f"Add them to build_model in tests/golden/make_golden.py, then {HOW_TO_ADD}")
 
 
 def test_make_golden_still_writes_files_that_pass_these_tests(tmp_path):
@@ -211,4 +210,4 @@ def test_make_golden_still_writes_files_that_pass_these_tests(tmp_path):
     test_one_more_train_step_gives_the_stored_loss_and_parameters(paths["model"])
     meta, _ = read_expected(paths["model"])
     assert set(meta["layer_classes"]) == set(layers_module.__all__) - {"Layer"}, \
-        "make_golden.build_model no longer holds every public layer class: add the new one"
+        "make_golden.build_model does not hold every public layer class: add the new one"
