@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from .input_checks import check_count, check_not_empty
+from .input_checks import check_callbacks, check_count, check_not_empty, refuse_class
 from .kernels.workspace import keep_freed_memory
 from .layers.base import iter_layers
 from .progress import ProgressBar
@@ -218,9 +218,10 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
         weights = weights[:len(x)]
     if validation_data is not None:
         check_not_empty(np.asarray(validation_data[0]), model.name, "validation_data: x_val")
+    refuse_class(augment, "augment", model.name)
     if augment is not None and not callable(augment):
         raise TypeError(f"{model.name}: augment must be callable as augment(x, y, rng), got {augment!r}")
-    callbacks = list(callbacks or [])
+    callbacks = check_callbacks(callbacks, model.name)
     for callback in callbacks:
         if hasattr(callback, "set_model"):
             callback.set_model(model)

@@ -1,0 +1,132 @@
+"""A careless student's first week, continued from test_careless_input.py: each wrong input ends
+in an error naming the model / layer / function, what it expected and, where the cause is
+usually the same, what to write instead. Valid input behaves as before."""
+
+import numpy as np
+import pytest
+
+import scratchnet as sn
+from scratchnet import augment, callbacks, models
+from scratchnet.layers import Chain, Conv2D, Dense, Flatten
+
+
+def data(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 8, 8, 1)).astype("float32"), rng.integers(0, 3, size=n)
+
+
+def small_cnn(compiled=True, **options):
+    model = sn.Sequential([Conv2D(2, 3, name="c1"), Flatten(), Dense(3)], seed=0, **options)
+    return model.compile("adam", "cross_entropy") if compiled else model
+
+
+# ----------------------------------------------------------------- building the model
+def test_one_layer_or_a_class_instead_of_a_list_of_layers():
+    with pytest.raises(TypeError, match=r"^sequential: layers must be a list of layers, got one Dense; "
+                                        r"put it in a list: Sequential\(\[Dense\(...\)\]\)$"):
+        sn.Sequential(Dense(3))
+    with pytest.raises(TypeError, match=r"^sequential: layers must be a list of layers, got one int$"):
+        sn.Sequential(3)
+    with pytest.raises(TypeError, match=r"^sequential: add\(\): the layer must be an object, got the "
+                                        r"class Dense itself; create one: Dense\(\)$"):
+        sn.Sequential([Flatten(), Dense])
+    with pytest.raises(TypeError, match=r"add\(\) expects a Layer, got Sequential; to use a stack of "
+                                        r"layers as one layer, wrap them in scratchnet.layers.Chain"):
+        sn.Sequential([sn.Sequential([Dense(2)])])
+    assert len(sn.Sequential((layer for layer in [Dense(2), Dense(3)])).layers) == 2  # any iterable
+    assert sn.Sequential([Chain([Dense(2)]), Dense(3)], input_shape=(4,)).build().output_shape == (3,)
+
+
+def test_input_shape_with_the_batch_axis_or_channels_first_gets_a_hint():
+    with pytest.raises(ValueError, match=r"^conv2d: expected samples of shape \(H, W, C\) .*got "
+                                         r"\(5, 28, 28, 1\); input_shape is the shape of ONE sample, "
+                                         r"without the batch axis: did you mean "
+                                         r"input_shape=\(28, 28, 1\)\?$"):
+        models.lenet5(input_shape=(5, 28, 28, 1))
+    with pytest.raises(ValueError, match=r"^max_pool2d: window of 2 cells .* \(1 \+ 0 \+ 0 = 1\); "
+                                         r"input_shape \(1, 28, 28\) looks channels-first \(C, H, W\), "
+                                         r"but scratchnet is channels-last \(H, W, C\): "
+                                         r"input_shape=\(28, 28, 1\)$"):
+        models.lenet5(input_shape=(1, 28, 28))
+    with pytest.raises(ValueError, match=r"^conv2d: window of 5 cells along height .*\(4 \+ 0 \+ 0 = 4\)$"):
+        sn.Sequential([Conv2D(2, 5)], input_shape=(4, 4, 1)).build()            # no hint: none fits
+    assert models.lenet5(input_shape=(28, 28, 1)).output_shape == (10,)
+
+
+def test_one_image_given_to_a_model_without_input_shape():
+    x, _ = data()
+    model = small_cnn(compiled=False)
+    with pytest.raises(ValueError, match=r"^c1: expected samples of shape \(H, W, C\) .*got \(8, 1\) "
+                                         r"\(the model has no input_shape, so it took x.shape\[1:\] = "
+                                         r"\(8, 1\) of the input \(8, 8, 1\) as one sample's shape; if x "
+                                         r"is ONE sample, add the batch axis: x\[None\]\)$"):
+        model.predict(x[0])
+    assert not model.built and model.input_shape is None                     # as before the call
+    assert model.predict(x[:1]).shape == (1, 3) and model.input_shape == (8, 8, 1)
+
+
+def test_grayscale_images_without_the_channel_axis():
+    x, _ = data()
+    model = small_cnn(input_shape=(8, 8, 1))
+    with pytest.raises(ValueError, match=r"^sequential: expected input of shape \(N, 8, 8, 1\), got "
+                                         r"\(12, 8, 8\); the channel axis is missing: pass x\[..., None\]"):
+        model.predict(x[..., 0])
+    with pytest.raises(ValueError, match=r"got \(8, 8\); this looks like ONE image without the batch and "
+                                         r"channel axes: pass x\[None, ..., None\] "
+                                         r"\(shape \(1, 8, 8, 1\)\)$"):
+        model.predict(x[0, :, :, 0])
+    np.testing.assert_array_equal(model.predict(x[..., 0][..., None]), model.predict(x))
+
+
+# ----------------------------------------------------------------- compile and fit
+def test_a_class_where_an_object_is_expected():
+    x, y = data()
+    with pytest.raises(TypeError, match=r"^sequential: compile: loss must be an object, got the class "
+                                        r"CrossEntropy itself; create one: CrossEntropy\(\)$"):
+        small_cnn(compiled=False).compile("adam", sn.losses.CrossEntropy)
+    with pytest.raises(TypeError, match=r"^sequential: compile: optimizer must be an object, got the "
+                                        r"class Adam itself; create one: Adam\(\)$"):
+        small_cnn(compiled=False).compile(sn.Adam, "cross_entropy")
+    with pytest.raises(TypeError, match=r"^sequential: augment must be an object, got the class "
+                                        r"RandomFlip itself; create one: RandomFlip\(\)$"):
+        small_cnn().fit(x, y, augment=augment.RandomFlip, verbose=0)
+    with pytest.raises(TypeError, match=r"^sequential: every callback must be an object, got the class "
+                                        r"EarlyStopping itself; create one: EarlyStopping\(\)$"):
+        small_cnn().fit(x, y, callbacks=[callbacks.EarlyStopping], verbose=0)
+
+
+def test_callbacks_must_be_a_list_of_callback_objects():
+    x, y = data()
+    model = small_cnn()
+    with pytest.raises(TypeError, match=r"^sequential: callbacks must be a list of callback objects, got "
+                                        r"one EarlyStopping; put it in a list: callbacks=\[...\]$"):
+        model.fit(x, y, callbacks=callbacks.EarlyStopping(monitor="loss"), verbose=0)
+
+    class OnlyEpochEnd:
+        def on_epoch_end(self, epoch, logs):
+            pass
+
+    with pytest.raises(TypeError, match=r"^sequential: callback <.*OnlyEpochEnd object .*> has no "
+                                        r"on_train_begin, on_epoch_begin, on_batch_end, on_train_end; "
+                                        r"subclass scratchnet.callbacks.Callback"):
+        model.fit(x, y, callbacks=[OnlyEpochEnd()], verbose=0)
+    assert model.optimizer.iterations == 0                                    # refused before training
+    seen = []
+
+    class Recorder(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(epoch)
+
+    model.fit(x, y, epochs=2, callbacks=(Recorder(),), verbose=0)             # a tuple is a list too
+    model.fit(x, y, epochs=1, callbacks=None, verbose=0)
+    assert seen == [0, 1] and model.epochs_trained == 3
+
+
+def test_targets_missing_or_not_one_per_sample():
+    x, y = data()
+    with pytest.raises(TypeError, match=r"^sequential: y is None; pass the targets, one per sample: "
+                                        r"labels \(N,\) or rows \(N, classes\), here N = 12$"):
+        small_cnn().fit(x, None, verbose=0)
+    with pytest.raises(ValueError, match=r"^sequential: got 12 inputs but \(\) targets; y needs one target "
+                                         r"per sample: labels \(12,\) or rows \(12, classes\)$"):
+        small_cnn().evaluate(x, 1)
