@@ -48,6 +48,9 @@ def test_input_shape_with_the_batch_axis_or_channels_first_gets_a_hint():
                                          r"but scratchnet is channels-last \(H, W, C\): "
                                          r"input_shape=\(28, 28, 1\)$"):
         models.lenet5(input_shape=(1, 28, 28))
+    with pytest.raises(ValueError, match=r"input_shape \(3, 32, 28\) looks channels-first .*: "
+                                         r"input_shape=\(32, 28, 3\)$"):
+        models.lenet5(input_shape=(3, 32, 28))
     with pytest.raises(ValueError, match=r"^conv2d: window of 5 cells along height .*\(4 \+ 0 \+ 0 = 4\)$"):
         sn.Sequential([Conv2D(2, 5)], input_shape=(4, 4, 1)).build()            # no hint: none fits
     assert models.lenet5(input_shape=(28, 28, 1)).output_shape == (10,)
