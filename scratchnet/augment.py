@@ -104,6 +104,9 @@ class Compose:
     """Apply transforms in order: x, y = t_k(... t_1(x, y, rng) ..., rng)."""
 
     def __init__(self, transforms):
+        if callable(transforms) or not hasattr(transforms, "__iter__"):
+            raise TypeError(f"Compose: transforms must be a list of transforms, got one "
+                            f"{type(transforms).__name__}; write Compose([...])")
         self.transforms = list(transforms)
         for transform in self.transforms:
             if not callable(transform):

@@ -133,3 +133,95 @@ def test_targets_missing_or_not_one_per_sample():
     with pytest.raises(ValueError, match=r"^sequential: got 12 inputs but \(\) targets; y needs one target "
                                          r"per sample: labels \(12,\) or rows \(12, classes\)$"):
         small_cnn().evaluate(x, 1)
+
+
+# ----------------------------------------------------------------- optimizers, zoo, augment, callbacks
+def test_optimizer_options_name_the_optimizer():
+    with pytest.raises(ValueError, match=r"^Adam: learning rate must be > 0, got -1$"):
+        sn.Adam(lr=-1)
+    with pytest.raises(TypeError, match=r"^SGD: lr must be a positive number or a schedule object, got 'x'$"):
+        sn.SGD(lr="x")
+    with pytest.raises(TypeError, match=r"^AdamW: lr must be .*got the class StepDecay itself; create one: "
+                                        r"StepDecay\(...\)$"):
+        sn.AdamW(lr=sn.schedules.StepDecay)
+    optimizer = sn.Adam()
+    with pytest.raises(ValueError, match=r"^Adam.lr: learning rate must be > 0, got 0$"):
+        optimizer.lr = 0
+    with pytest.raises(ValueError, match=r"^AdamW: betas must be a pair \(beta1, beta2\), got 0.9$"):
+        sn.AdamW(betas=0.9)
+    assert (sn.AdamW(betas=np.array([0.8, 0.99])).beta1, sn.AdamW(betas=[0.8, 0.99]).beta2) == (0.8, 0.99)
+
+
+def test_get_model_lists_the_options_of_the_model():
+    with pytest.raises(TypeError, match=r"^get_model\('LeNet5'\): unknown option\(s\) num_classes, hidden; "
+                                        r"lenet5 takes input_shape, n_classes, seed, dtype, backend$"):
+        models.get_model("LeNet5", num_classes=3, hidden=4, seed=1)
+    model = models.get_model("resnet", depth=8, width=4, n_classes=3, input_shape=(8, 8, 1))
+    assert model.name == "resnet8" and model.output_shape == (3,)
+
+
+def test_compose_and_logger_paths():
+    with pytest.raises(TypeError, match=r"^Compose: transforms must be a list of transforms, got one "
+                                        r"RandomFlip; write Compose\(\[...\]\)$"):
+        augment.Compose(augment.RandomFlip())
+    assert len(augment.Compose((augment.RandomFlip(), augment.RandomShift(1))).transforms) == 2
+    with pytest.raises(TypeError, match=r"^ModelCheckpoint: path must be a file name "
+                                        r"\(str or pathlib.Path\), got None$"):
+        callbacks.ModelCheckpoint(None)
+    with pytest.raises(TypeError, match=r"^CSVLogger: path must be a file name .*got 3$"):
+        callbacks.CSVLogger(3)
+
+
+# ----------------------------------------------------------------- interpret and viz
+def cam_model(**options):
+    return sn.Sequential([Conv2D(4, 3, name="c1", padding="same"), Flatten(), Dense(3)], seed=0, **options)
+
+
+def test_grad_cam_class_index_must_be_one_int_per_image():
+    from scratchnet import interpret
+
+    x, _ = data(2)
+    model = cam_model(input_shape=(8, 8, 1))
+    with pytest.raises(ValueError, match=r"^grad_cam: class_index must be an int or one int per image "
+                                         r"\(2,\), got \[0, 1, 2\]$"):
+        interpret.grad_cam(model, x, class_index=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"^saliency: class_index must be .*got 1.5$"):
+        interpret.saliency(model, x, class_index=1.5)
+    with pytest.raises(ValueError, match=r"^sequential: class indices must be in \[0, 2\], got values from "
+                                         r"3 to 3$"):                       # as before: the range check
+        interpret.grad_cam(model, x, class_index=3)
+    np.testing.assert_array_equal(interpret.grad_cam(model, x, class_index=np.array([1.0, 2.0])),
+                                  interpret.grad_cam(model, x, class_index=[1, 2]))
+
+
+def test_grad_cam_on_an_unbuilt_model():
+    from scratchnet import interpret
+
+    x, _ = data(2)
+    unbuilt = cam_model(input_shape=(8, 8, 1))                               # built on first use
+    maps = interpret.grad_cam(unbuilt, x, class_index=1)
+    assert unbuilt.built and maps.shape == (2, 8, 8)
+    np.testing.assert_array_equal(maps, interpret.grad_cam(cam_model(input_shape=(8, 8, 1)).build(), x, 1))
+    with pytest.raises(ValueError, match=r"^sequential: the model is not built and has no input_shape; give "
+                                         r"Sequential\(input_shape=...\), call model.build\(input_shape\)"):
+        interpret.grad_cam(cam_model(), x)
+
+
+def test_channel_and_label_counts_in_pictures():
+    import matplotlib
+    matplotlib.use("Agg")
+    from scratchnet import interpret, viz
+
+    x, y = data(3)
+    model = cam_model(input_shape=(8, 8, 1)).build()
+    with pytest.raises(ValueError, match=r"^deep_dream: layer 'c1' has 4 channels \(0 to 3\), "
+                                         r"got channel=4$"):
+        interpret.deep_dream(model, x[0], "c1", steps=1, channel=4)
+    last, _ = interpret.deep_dream(model, x[0], "c1", steps=1, channel=-1)   # from the end, as before
+    np.testing.assert_array_equal(last, interpret.deep_dream(model, x[0], "c1", steps=1, channel=3)[0])
+    with pytest.raises(ValueError, match=r"^plot_filters: layer 'c1' has 1 input channel\(s\) \(0 to 0\), "
+                                         r"got channel=1$"):
+        viz.plot_filters(model, "c1", channel=1)
+    with pytest.raises(ValueError, match=r"^plot_images: predicted has 2 entries for 3 images$"):
+        viz.plot_images(x, labels=y, predicted=y[:2])
+    viz.plot_images(x, labels=y, predicted=y)
