@@ -104,7 +104,7 @@ class Compose:
     """Apply transforms in order: x, y = t_k(... t_1(x, y, rng) ..., rng)."""
 
     def __init__(self, transforms):
-        if callable(transforms) or not hasattr(transforms, "__iter__"):
+        if not hasattr(transforms, "__iter__"):  # one transform, not a list of them
             raise TypeError(f"Compose: transforms must be a list of transforms, got one "
                             f"{type(transforms).__name__}; write Compose([...])")
         self.transforms = list(transforms)
