@@ -26,6 +26,16 @@ from scipy.special import expit
 from .layers.activations import log_softmax
 
 
+def target_shape_hint(logits_shape, y) -> str:
+    """A hint for targets whose shape differs from the logits' ('' if no common cause)."""
+    if y.shape == logits_shape[:1] and logits_shape[1:] == (1,):
+        return "; for one output per sample pass y.reshape(-1, 1)"
+    if y.ndim == 1 and len(logits_shape) == 2 and y.dtype.kind in "iu":
+        return (f"; integer class labels need loss='cross_entropy' (or one-hot rows: "
+                f"np.eye({logits_shape[1]})[y])")
+    return ""
+
+
 class Loss:
     name = "loss"
     has_accuracy = False
@@ -95,8 +105,10 @@ class CrossEntropy(Loss):
                 raise ValueError(f"{self.name}: integer class labels expected, got dtype {y.dtype}")
             labels = y.astype(np.int64)
             if labels.size and (labels.min() < 0 or labels.max() >= k):
+                hint = ("; one output with 0/1 labels is a binary problem: use loss='binary_cross_entropy', "
+                        "or Dense(2) for two classes" if k == 1 else "")
                 raise ValueError(f"{self.name}: labels must be in [0, {k - 1}] for {k} logits, "
-                                 f"got values from {labels.min()} to {labels.max()}")
+                                 f"got values from {labels.min()} to {labels.max()}{hint}")
             one_hot = np.zeros((n, k), dtype=logits.dtype)
             one_hot[np.arange(n), labels] = 1
             return one_hot
@@ -153,7 +165,8 @@ class MeanSquaredError(Loss):
         logits = self._check_logits(logits)
         t = np.asarray(y, dtype=logits.dtype)
         if t.shape != logits.shape:
-            raise ValueError(f"{self.name}: expected targets of shape {logits.shape}, got {t.shape}")
+            raise ValueError(f"{self.name}: expected targets of shape {logits.shape}, got {t.shape}"
+                             f"{target_shape_hint(logits.shape, np.asarray(y))}")
         diff = logits - t
         w = self._sample_weights(weights, logits)
         self.cache = {"diff": diff, "w": w}
@@ -185,6 +198,10 @@ class BinaryCrossEntropy(Loss):
     def forward(self, logits, y, weights=None):
         logits = self._check_logits(logits)
         t = self._targets(logits, y)
+        if t.size and (t.min() < 0 or t.max() > 1):  # e.g. class labels 0..K-1 given to a binary loss
+            raise ValueError(f"{self.name}: targets must be in [0, 1] (0/1 labels or probabilities), got "
+                             f"values from {t.min():g} to {t.max():g}; for labels of more than two "
+                             f"classes use loss='cross_entropy' with one output per class")
         w = self._sample_weights(weights, logits)
         # log(1 + exp(-|z|)) never overflows; max(z, 0) - z t completes the stable form
         elementwise = np.maximum(logits, 0) - logits * t + np.log1p(np.exp(-np.abs(logits)))
