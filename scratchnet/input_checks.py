@@ -38,6 +38,14 @@ def check_model_dtype(dtype, owner: str) -> np.dtype:
     return dtype
 
 
+def seeded_generator(seed, owner: str) -> np.random.Generator:
+    """``np.random.default_rng(seed)``; a seed it cannot use (a string, a float) names the model."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as error:  # ValueError: a negative int
+        raise type(error)(f"{owner}: seed must be an int >= 0 or None, got {seed!r}") from None
+
+
 def check_input_shape(input_shape, owner: str):
     """``Sequential(input_shape=...)``: a tuple of sizes of ONE sample; an int means ``(int,)``."""
     if input_shape is None:

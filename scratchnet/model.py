@@ -60,7 +60,7 @@ class Sequential:
         self.seed = seed
         self.dtype = checks.check_model_dtype(dtype, name)
         self.check_numerics = bool(check_numerics)
-        self.rng = np.random.default_rng(seed)
+        self.rng = checks.seeded_generator(seed, name)
         self.optimizer = None
         self.loss = None
         self.built = False

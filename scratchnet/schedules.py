@@ -36,7 +36,10 @@ def check_step(step, who: str) -> int:
 
 
 def _positive(value, what: str, who: str, allow_zero: bool = False) -> float:
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{who}: {what} must be a number, got {value!r}") from None
     if not (value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
         raise ValueError(f"{who}: {what} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
     return value

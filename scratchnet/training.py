@@ -26,6 +26,7 @@ This module never imports model.py (model -> training, one way).
 from __future__ import annotations
 
 import math
+import numbers
 import time
 
 import numpy as np
@@ -164,6 +165,10 @@ def _sample_weights(model, y, sample_weight, class_weight):
         if not isinstance(class_weight, dict):
             raise TypeError(f"{model.name}: class_weight must be a dict {{class: weight}}, got "
                             f"{type(class_weight).__name__}")
+        not_classes = [key for key in class_weight if not isinstance(key, numbers.Real)]
+        if not_classes:  # {"0": 2.0} would match no label and weigh nothing
+            raise TypeError(f"{model.name}: class_weight keys must be class indices (ints), got "
+                            f"{not_classes[0]!r}")
         labels = y if y.ndim == 1 else y.argmax(axis=1)
         factor = np.array([class_weight.get(int(label), 1.0) for label in labels], dtype=np.float64)
         weights = weights * factor

@@ -225,3 +225,89 @@ def test_channel_and_label_counts_in_pictures():
     with pytest.raises(ValueError, match=r"^plot_images: predicted has 2 entries for 3 images$"):
         viz.plot_images(x, labels=y, predicted=y[:2])
     viz.plot_images(x, labels=y, predicted=y)
+
+
+# ----------------------------------------------------------------- labels that do not fit the loss
+def one_output(loss):
+    return sn.Sequential([Flatten(), Dense(1)], input_shape=(8, 8, 1), seed=0).compile("adam", loss)
+
+
+def test_binary_cross_entropy_refuses_class_labels_beyond_one():
+    x, y = data()                                                             # labels 0, 1, 2
+    model = one_output("binary_cross_entropy")
+    with pytest.raises(ValueError, match=r"^binary_cross_entropy: targets must be in \[0, 1\] \(0/1 labels "
+                                         r"or probabilities\), got values from 0 to 2; for labels of more "
+                                         r"than two classes use loss='cross_entropy'"):
+        model.fit(x, y, verbose=0)
+    assert model.optimizer.iterations == 0                                    # nothing trained on them
+    with pytest.raises(ValueError, match=r"got values from -1 to 0"):
+        sn.losses.BinaryCrossEntropy().forward(np.zeros((2, 1)), np.array([-1.0, 0.0]))
+    loss = sn.losses.BinaryCrossEntropy().forward(np.array([[0.0], [2.0]]), np.array([1.0, 0.25]))
+    expected = np.mean([np.log(2.0), np.log1p(np.exp(2.0)) - 2.0 * 0.25])    # max(z,0) - z t + log(1+e^-|z|)
+    assert loss == pytest.approx(expected, rel=1e-12)
+
+
+def test_targets_of_the_wrong_shape_for_the_loss_get_a_hint():
+    x, y = data()
+    with pytest.raises(ValueError, match=r"^mse: expected targets of shape \(12, 1\), got \(12,\); for one "
+                                         r"output per sample pass y.reshape\(-1, 1\)$"):
+        one_output("mse").fit(x, y.astype(float), verbose=0)
+    with pytest.raises(ValueError, match=r"^mse: expected targets of shape \(12, 3\), got \(12,\); integer "
+                                         r"class labels need loss='cross_entropy' \(or one-hot rows: "
+                                         r"np.eye\(3\)\[y\]\)$"):
+        small_cnn(input_shape=(8, 8, 1)).compile("adam", "mse").evaluate(x, y)
+    with pytest.raises(ValueError, match=r"^mse: expected targets of shape \(12, 3\), got \(12, 2\)$"):
+        small_cnn(input_shape=(8, 8, 1)).compile("adam", "mse").evaluate(x, np.zeros((12, 2)))
+    with pytest.raises(ValueError, match=r"^cross_entropy: labels must be in \[0, 0\] for 1 logits, got "
+                                         r"values from 0 to 1; one output with 0/1 labels is a binary "
+                                         r"problem: use loss='binary_cross_entropy', or Dense\(2\)"):
+        one_output("cross_entropy").fit(x, y % 2, verbose=0)
+    with pytest.raises(ValueError, match=r"^cross_entropy: labels must be in \[0, 2\] for 3 logits, got "
+                                         r"values from 3 to 5$"):
+        small_cnn(input_shape=(8, 8, 1)).fit(x, y + 3, verbose=0)
+
+
+def test_metrics_name_the_function():
+    from scratchnet import metrics
+
+    scores = np.array([[0.1, 0.9], [0.8, 0.2]])
+    with pytest.raises(ValueError, match=r"^accuracy: y_pred must be a 1-D array of non-negative integer "
+                                         r"class labels, got shape \(2, 2\) and dtype float64; for scores "
+                                         r"\(N, n_classes\) pass metrics.predictions\(scores\)"):
+        metrics.accuracy([1, 0], scores)
+    assert metrics.accuracy([1, 1], metrics.predictions(scores)) == 0.5
+    with pytest.raises(ValueError, match=r"^confusion_matrix: y_true has 3 labels but y_pred has 2$"):
+        metrics.confusion_matrix([0, 1, 1], [0, 1])
+    with pytest.raises(ValueError, match=r"^confusion_matrix: label 5 is out of range for n_classes=3$"):
+        metrics.confusion_matrix([0, 5], [0, 1], n_classes=3)
+    with pytest.raises(ValueError, match=r"^top_k_accuracy: k must be between 1 and 2, got 3$"):
+        metrics.top_k_accuracy([0, 1], scores, k=3)
+    with pytest.raises(ValueError, match=r"^predictions: logits must have shape \(N, n_classes\)"):
+        metrics.predictions([1, 2])
+
+
+# ----------------------------------------------------------------- smaller slips
+def test_seed_get_layer_class_weight_and_schedule_numbers():
+    x, y = data()
+    with pytest.raises(TypeError, match=r"^sequential: seed must be an int >= 0 or None, got 'abc'$"):
+        sn.Sequential([Dense(2)], seed="abc")
+    with pytest.raises(ValueError, match=r"^sequential: seed must be an int >= 0 or None, got -1$"):
+        sn.Sequential([Dense(2)], seed=-1)
+    same = [sn.Sequential([Dense(2)], input_shape=(3,), seed=seed).build().get_weights()["dense/W"]
+            for seed in (7, np.int64(7), np.random.SeedSequence(7))]
+    np.testing.assert_array_equal(same[0], same[1])
+    np.testing.assert_array_equal(same[0], same[2])
+    model = small_cnn(input_shape=(8, 8, 1)).build()
+    with pytest.raises(KeyError, match=r"no layer named 0; the layers are: c1, flatten, dense; to choose by "
+                                       r"position write get_layer\(index=0\)"):
+        model.get_layer(0)
+    assert model.get_layer(index=0) is model.get_layer("c1")
+    with pytest.raises(TypeError, match=r"^sequential: class_weight keys must be class indices \(ints\), "
+                                        r"got '0'$"):
+        model.fit(x, y, class_weight={"0": 2.0, 1: 1.0}, verbose=0)
+    by_class = small_cnn(input_shape=(8, 8, 1)).fit(x, y, class_weight={0: 2.0, np.int64(1): 0.5}, verbose=0)
+    by_sample = small_cnn(input_shape=(8, 8, 1)).fit(x, y, sample_weight=np.choose(y, [2.0, 0.5, 1.0]),
+                                                     verbose=0)
+    assert by_class["loss"] == by_sample["loss"]                              # the int64 key counts
+    with pytest.raises(TypeError, match=r"^StepDecay: initial must be a number, got None$"):
+        sn.schedules.StepDecay(None)
