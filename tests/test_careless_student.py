@@ -256,6 +256,8 @@ def test_targets_of_the_wrong_shape_for_the_loss_get_a_hint():
                                          r"class labels need loss='cross_entropy' \(or one-hot rows: "
                                          r"np.eye\(3\)\[y\]\)$"):
         small_cnn(input_shape=(8, 8, 1)).compile("adam", "mse").evaluate(x, y)
+    with pytest.raises(ValueError, match=r"^mse: expected targets of shape \(12, 3\), got \(12,\)$"):
+        small_cnn(input_shape=(8, 8, 1)).compile("adam", "mse").evaluate(x, y * 0.5)   # floats: no hint
     with pytest.raises(ValueError, match=r"^mse: expected targets of shape \(12, 3\), got \(12, 2\)$"):
         small_cnn(input_shape=(8, 8, 1)).compile("adam", "mse").evaluate(x, np.zeros((12, 2)))
     with pytest.raises(ValueError, match=r"^cross_entropy: labels must be in \[0, 0\] for 1 logits, got "
