@@ -150,6 +150,32 @@ def _validation(model, x, y, validation_data, validation_split):
     return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
 
 
+def check_targets_for_loss(model, y, chunk: int = 1024) -> None:
+    """Run the loss on zero logits, ``chunk`` samples at a time: labels out of range, of the wrong
+    shape or kind fail before training starts, not in a late batch."""
+    logits = np.zeros((min(chunk, len(y)), *model.output_shape), dtype=model.dtype)
+    try:
+        for start in range(0, len(y), chunk):
+            targets = y[start:start + chunk]
+            model.loss.forward(logits[:len(targets)], targets)
+    finally:
+        model.loss.cache = {}
+
+
+def _checked_validation(model, x_val, y_val):
+    """validation_data checked before the first epoch (evaluate would only fail after it); an
+    error says it came from the validation data."""
+    try:
+        x_val = model._prepare_input(x_val, check_range=False)
+        y_val = model._check_targets(x_val, y_val)
+        check_targets_for_loss(model, y_val)
+    except (ValueError, TypeError) as error:
+        if type(error) not in (ValueError, TypeError):
+            raise
+        raise type(error)(f"{error} (in validation_data)") from None
+    return x_val, y_val
+
+
 def _sample_weights(model, y, sample_weight, class_weight):
     """Per-sample loss weights (N,) from sample_weight and class_weight, or None."""
     if sample_weight is None and class_weight is None:
@@ -223,6 +249,9 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
         weights = weights[:len(x)]
     if validation_data is not None:
         check_not_empty(np.asarray(validation_data[0]), model.name, "validation_data: x_val")
+        validation_data = _checked_validation(model, *validation_data)
+    if augment is None:  # augment may change y (Mixup: int labels -> rows) before the loss sees it
+        check_targets_for_loss(model, y)
     refuse_class(augment, "augment", model.name)
     if augment is not None and not callable(augment):
         raise TypeError(f"{model.name}: augment must be callable as augment(x, y, rng), got {augment!r}")

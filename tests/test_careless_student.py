@@ -313,3 +313,42 @@ def test_seed_get_layer_class_weight_and_schedule_numbers():
     assert by_class["loss"] == by_sample["loss"]                              # the int64 key counts
     with pytest.raises(TypeError, match=r"^StepDecay: initial must be a number, got None$"):
         sn.schedules.StepDecay(None)
+
+
+# ----------------------------------------------------------------- checked before the first step
+def test_validation_data_is_checked_before_the_first_epoch():
+    x, y = data()
+    cases = [((x[:, :4], y), ValueError, r"^sequential: expected input of shape \(N, 8, 8, 1\), got "
+                                         r"\(12, 4, 8, 1\) \(in validation_data\)$"),
+             ((x, y[:5]), ValueError, r"^sequential: got 12 inputs but \(5,\) targets; .* "
+                                      r"\(in validation_data\)$"),
+             ((x, y + 5), ValueError, r"^cross_entropy: labels must be in \[0, 2\] for 3 logits, got values "
+                                      r"from 5 to 7 \(in validation_data\)$"),
+             ((x, y.astype(str)), TypeError, r"^cross_entropy: expected integer class labels .* "
+                                             r"\(in validation_data\)$")]
+    for validation_data, error, message in cases:
+        model = small_cnn(input_shape=(8, 8, 1))
+        with pytest.raises(error, match=message):
+            model.fit(x, y, epochs=2, validation_data=validation_data, verbose=0)
+        assert model.optimizer.iterations == 0 and model.epochs_trained == 0  # no epoch wasted
+    history = small_cnn(input_shape=(8, 8, 1)).fit(x, y, validation_data=(x.tolist(), list(y)), verbose=0)
+    expected = small_cnn(input_shape=(8, 8, 1)).fit(x, y, validation_data=(x, y), verbose=0)
+    assert history["val_loss"] == expected["val_loss"]                         # lists still accepted
+
+
+def test_a_bad_label_in_a_late_batch_fails_before_training():
+    from scratchnet.training import check_targets_for_loss
+
+    x, y = data()
+    y[-1] = 3                                                                 # 3 classes: 0, 1, 2
+    model = small_cnn(input_shape=(8, 8, 1))
+    with pytest.raises(ValueError, match=r"^cross_entropy: labels must be in \[0, 2\] for 3 logits, got "
+                                         r"values from 0 to 3$"):
+        model.fit(x, y, batch_size=4, shuffle=False, verbose=0)
+    assert model.optimizer.iterations == 0                                    # batches 1 and 2 not run
+    with pytest.raises(ValueError, match=r"got values from 3 to 3$"):         # the chunk of sample 11 alone
+        check_targets_for_loss(model, y, chunk=11)  # chunks 0-10 and 11
+    assert model.loss.cache == {}
+    mixed = small_cnn(input_shape=(8, 8, 1)).compile("adam", "mse")           # Mixup turns labels into rows
+    history = mixed.fit(x, y % 3, augment=augment.Mixup(0.2, num_classes=3), verbose=0)
+    assert np.isfinite(history["loss"][0])
