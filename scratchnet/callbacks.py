@@ -32,14 +32,7 @@ import json
 import math
 import os
 
-from .input_checks import check_count
-
-
-def check_path(path, owner: str):
-    """A file path (str or os.PathLike), else a TypeError naming the callback."""
-    if not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"{owner}: path must be a file name (str or pathlib.Path), got {path!r}")
-    return path
+from .input_checks import check_count, check_path
 
 
 class Callback:

@@ -15,6 +15,7 @@ was given and, where the cause is usually the same, what to do about it:
 
 from __future__ import annotations
 
+import os
 import warnings
 from contextlib import contextmanager
 
@@ -44,6 +45,13 @@ def seeded_generator(seed, owner: str) -> np.random.Generator:
         return np.random.default_rng(seed)
     except (TypeError, ValueError) as error:  # ValueError: a negative int
         raise type(error)(f"{owner}: seed must be an int >= 0 or None, got {seed!r}") from None
+
+
+def check_path(path, owner: str):
+    """A file path: str, bytes or os.PathLike (pathlib.Path); anything else is a TypeError."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{owner}: path must be a file name (str or pathlib.Path), got {path!r}")
+    return path
 
 
 def check_input_shape(input_shape, owner: str):
@@ -130,6 +138,8 @@ def build_from_batch(model, x_shape) -> None:
         model.build(x_shape[1:])
     except ValueError as error:
         model.input_shape = None  # unbuilt, as before the call
+        if not model.layers:
+            raise
         raise ValueError(f"{error} (the model has no input_shape, so it took x.shape[1:] = "
                          f"{tuple(x_shape[1:])} of the input {tuple(x_shape)} as one sample's "
                          f"shape; if x is ONE sample, add the batch axis: x[None])") from None
@@ -179,6 +189,20 @@ def warn_integer_images(x, owner: str) -> None:
         warnings.warn(
             f"{owner}: got integer input (dtype {x.dtype}, values up to {x.max()}); the model computes "
             f"in floats and usually expects values scaled to [0, 1]: pass x.astype('float32') / 255",
+            UserWarning, stacklevel=4)
+
+
+def warn_unscaled_images(x, owner: str) -> None:
+    """Float images of whole numbers 0-255 (``astype("float32")`` without ``/ 255``): warn as for
+    uint8. Only the first 64 images are looked at (fit calls this once, on the whole array)."""
+    first = x[:64]
+    if x.ndim != 4 or x.dtype.kind != "f" or not first.size:
+        return
+    low, high = float(first.min()), float(first.max())
+    if low >= 0 and 2 < high <= 255 and np.all(np.mod(first, 1) == 0):
+        warnings.warn(
+            f"{owner}: got float images holding whole numbers from {low:g} to {high:g} (pixel values "
+            f"0-255?); the model usually expects values scaled to [0, 1]: pass x / 255",
             UserWarning, stacklevel=4)
 
 

@@ -156,6 +156,8 @@ class Sequential:
             raise ValueError(f"{self.name}: input contains NaN or inf "
                              f"({int(np.sum(~np.isfinite(x)))} values)")
         checks.warn_integer_images(x, self.name)
+        if record_range:  # fit: once per call
+            checks.warn_unscaled_images(x, self.name)
         x_range = checks.finite_range(x) if check_range or record_range else None
         if check_range:
             checks.warn_out_of_range(x_range, self.input_range, self.name)

@@ -107,6 +107,7 @@ def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
     prepared = (isinstance(x, np.ndarray) and model.built and x.dtype == model.dtype
                 and x.shape[1:] == model.input_shape and not model.check_numerics)
     x = x if prepared else model._prepare_input(x)  # fit checks its whole array once
+    y = model._check_targets(x, y)  # one per sample (cheap: no copy of an array)
     saved = [(layer.buffers, {name: value.copy() for name, value in layer.buffers.items()})
              for layer in iter_layers(model.layers) if layer.buffers]  # e.g. running means, a few KB
     logits = model._run_layers(x, training=True)

@@ -352,3 +352,42 @@ def test_a_bad_label_in_a_late_batch_fails_before_training():
     mixed = small_cnn(input_shape=(8, 8, 1)).compile("adam", "mse")           # Mixup turns labels into rows
     history = mixed.fit(x, y % 3, augment=augment.Mixup(0.2, num_classes=3), verbose=0)
     assert np.isfinite(history["loss"][0])
+
+
+def test_float_images_of_pixel_values_warn_like_uint8():
+    import warnings
+
+    x, y = data()
+    pixels = np.round(x * 255)                                                # float32, 0..255, whole
+    with pytest.warns(UserWarning, match=r"^sequential: got float images holding whole numbers from \d+ "
+                                         r"to \d+ \(pixel values 0-255\?\); .*scaled to \[0, 1\]: "
+                                         r"pass x / 255$"):
+        small_cnn(input_shape=(8, 8, 1)).fit(pixels, y, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small_cnn(input_shape=(8, 8, 1)).fit(pixels / 255, y, verbose=0)      # scaled: quiet
+        small_cnn(input_shape=(8, 8, 1)).fit(x * 255, y, verbose=0)           # not whole numbers: quiet
+        small_cnn(input_shape=(8, 8, 1)).fit(np.round(x), y, verbose=0)       # 0/1 masks: quiet
+        flat = sn.Sequential([Dense(3)], input_shape=(4,), seed=0).compile()
+        flat.fit(np.arange(48.0).reshape(12, 4), y, verbose=0)                # not images: quiet
+
+
+def test_paths_and_targets_of_direct_calls():
+    x, y = data()
+    model = small_cnn(input_shape=(8, 8, 1)).build()
+    with pytest.raises(TypeError, match=r"^save: path must be a file name \(str or pathlib.Path\), "
+                                        r"got None$"):
+        model.save(None)
+    with pytest.raises(TypeError, match=r"^save: path must be a file name .*got None$"):
+        model.save_weights(None)
+    with pytest.raises(TypeError, match=r"^scratchnet.load: path must be a file name .*got None$"):
+        sn.load(None)
+    with pytest.raises(TypeError, match=r"^load_weights: path must be a file name .*got 3$"):
+        model.load_weights(3)
+    with pytest.raises(TypeError, match=r"^sequential: y is None; pass the targets"):
+        model.train_step(x, None)
+    with pytest.raises(ValueError, match=r"^sequential: got 12 inputs but \(3,\) targets"):
+        model.train_step(x, y[:3])
+    assert model.optimizer.iterations == 0
+    with pytest.raises(ValueError, match=r"^sequential: the model has no layers$"):   # no hint about x
+        sn.Sequential([]).predict(np.zeros((2, 3)))
