@@ -391,3 +391,32 @@ def test_paths_and_targets_of_direct_calls():
     assert model.optimizer.iterations == 0
     with pytest.raises(ValueError, match=r"^sequential: the model has no layers$"):   # no hint about x
         sn.Sequential([]).predict(np.zeros((2, 3)))
+
+
+# ----------------------------------------------------------------- data loaders and augmentation options
+def test_loader_options_are_checked_before_reading():
+    from scratchnet import datasets
+
+    with pytest.raises(TypeError, match=r"^load_mnist_sample: standardize must be True or False, got 'no'$"):
+        datasets.load_mnist_sample(standardize="no")                         # "no" was truthy: standardised
+    with pytest.raises(TypeError, match=r"^load_mnist: dtype must be a floating type such as 'float32', "
+                                        r"got 'int32' \(the images are scaled to \[0, 1\]\)$"):
+        datasets.load_mnist(root="/no/such/folder", download=False, dtype="int32")  # before the search
+    with pytest.raises(TypeError, match=r"^load_cifar10: dtype must be a floating type .*got 'pixels'"):
+        datasets.load_cifar10(root="/no/such/folder", download=False, dtype="pixels")
+    (x, y), _ = datasets.load_mnist_sample(standardize=np.bool_(False), dtype=np.float64)
+    assert x.dtype == np.float64 and 0 <= x.min() and x.max() <= 1 and len(x) == len(y) == 8000
+
+
+def test_augment_sizes_and_class_counts():
+    with pytest.raises(ValueError, match=r"^RandomCrop: size must be a positive int or \(height, width\), "
+                                         r"got \(4, 4, 4\)$"):
+        augment.RandomCrop((4, 4, 4))
+    with pytest.raises(ValueError, match=r"^RandomResizedCrop: size must be .*got 'big'$"):
+        augment.RandomResizedCrop("big")
+    assert augment.RandomCrop((4, 5.0)).size == (4, 5) and augment.RandomCrop(np.int64(3)).size == (3, 3)
+    with pytest.raises(ValueError, match=r"^Mixup: num_classes must be a positive int, got 0$"):
+        augment.Mixup(num_classes=0)
+    with pytest.raises(ValueError, match=r"^CutMix: num_classes must be a positive int, got 2.5$"):
+        augment.CutMix(num_classes=2.5)
+    assert augment.Mixup(num_classes=np.int64(3)).num_classes == 3
