@@ -420,3 +420,13 @@ def test_augment_sizes_and_class_counts():
     with pytest.raises(ValueError, match=r"^CutMix: num_classes must be a positive int, got 2.5$"):
         augment.CutMix(num_classes=2.5)
     assert augment.Mixup(num_classes=np.int64(3)).num_classes == 3
+
+
+def test_decay_factors_must_be_positive():
+    with pytest.raises(ValueError, match=r"^ExponentialDecay: rate must be > 0, got -0.5$"):
+        sn.schedules.ExponentialDecay(0.1, rate=-0.5)                       # was a complex lr, cast silently
+    with pytest.raises(ValueError, match=r"^StepDecay: factor must be > 0, got 0.0$"):
+        sn.schedules.StepDecay(0.1, factor=0)                               # was lr 0 after `every` steps
+    assert sn.schedules.StepDecay(0.1, factor=0.5, every=2)(5) == pytest.approx(0.1 * 0.5 ** 2, rel=1e-15)
+    assert sn.schedules.ExponentialDecay(0.1, rate=0.5, decay_steps=2)(3) == pytest.approx(0.1 * 0.5 ** 1.5,
+                                                                                         rel=1e-15)
