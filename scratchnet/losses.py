@@ -36,6 +36,28 @@ def target_shape_hint(logits_shape, y) -> str:
     return ""
 
 
+def class_count_hint(n_logits, labels) -> str:
+    """A hint for integer labels out of [0, n_logits - 1] ('' for negative labels)."""
+    if n_logits == 1:
+        return ("; one output with 0/1 labels is a binary problem: use loss='binary_cross_entropy', "
+                "or Dense(2) for two classes")
+    if labels.min() >= 0:
+        classes = int(labels.max()) + 1
+        return (f"; for {classes} classes the last layer needs {classes} outputs (e.g. Dense({classes})), "
+                f"one per class")
+    return ""
+
+
+def label_rows_hint(n_samples, n_logits, y_shape) -> str:
+    """A hint for 2-D labels whose shape is not (N, n_logits) ('' if no common cause)."""
+    if len(y_shape) != 2 or y_shape[0] != n_samples:
+        return ""
+    if y_shape[1] == 1:
+        return "; for labels of shape (N, 1) pass y.ravel()"
+    return (f"; the rows hold {y_shape[1]} classes but the model has {n_logits} outputs: the last layer "
+            f"needs one output per class (e.g. Dense({y_shape[1]}))")
+
+
 class Loss:
     name = "loss"
     has_accuracy = False
@@ -105,15 +127,14 @@ class CrossEntropy(Loss):
                 raise ValueError(f"{self.name}: integer class labels expected, got dtype {y.dtype}")
             labels = y.astype(np.int64)
             if labels.size and (labels.min() < 0 or labels.max() >= k):
-                hint = ("; one output with 0/1 labels is a binary problem: use loss='binary_cross_entropy', "
-                        "or Dense(2) for two classes" if k == 1 else "")
-                raise ValueError(f"{self.name}: labels must be in [0, {k - 1}] for {k} logits, "
-                                 f"got values from {labels.min()} to {labels.max()}{hint}")
+                raise ValueError(f"{self.name}: labels must be in [0, {k - 1}] for {k} logits, got values "
+                                 f"from {labels.min()} to {labels.max()}{class_count_hint(k, labels)}")
             one_hot = np.zeros((n, k), dtype=logits.dtype)
             one_hot[np.arange(n), labels] = 1
             return one_hot
         if y.shape != (n, k):
-            raise ValueError(f"{self.name}: expected labels of shape ({n},) or ({n}, {k}), got {y.shape}")
+            raise ValueError(f"{self.name}: expected labels of shape ({n},) or ({n}, {k}), got {y.shape}"
+                             f"{label_rows_hint(n, k, y.shape)}")
         if n and not self.__dict__.get("warned_label_rows"):  # the row sums only until it has warned
             row_sums = y.sum(axis=1)
             if not np.allclose(row_sums, 1, atol=1e-3):

@@ -265,8 +265,23 @@ def test_targets_of_the_wrong_shape_for_the_loss_get_a_hint():
                                          r"problem: use loss='binary_cross_entropy', or Dense\(2\)"):
         one_output("cross_entropy").fit(x, y % 2, verbose=0)
     with pytest.raises(ValueError, match=r"^cross_entropy: labels must be in \[0, 2\] for 3 logits, got "
-                                         r"values from 3 to 5$"):
+                                         r"values from 3 to 5; for 6 classes the last layer needs 6 outputs "
+                                         r"\(e.g. Dense\(6\)\), one per class$"):
         small_cnn(input_shape=(8, 8, 1)).fit(x, y + 3, verbose=0)
+    with pytest.raises(ValueError, match=r"^cross_entropy: labels must be in \[0, 2\] for 3 logits, got "
+                                         r"values from -1 to 1$"):              # negative: no hint
+        small_cnn(input_shape=(8, 8, 1)).fit(x, y - 1, verbose=0)
+    with pytest.raises(ValueError, match=r"^cross_entropy: expected labels of shape \(12,\) or \(12, 3\), "
+                                         r"got \(12, 1\); for labels of shape \(N, 1\) pass y.ravel\(\)$"):
+        small_cnn(input_shape=(8, 8, 1)).fit(x, y[:, None], verbose=0)
+    with pytest.raises(ValueError, match=r"^cross_entropy: expected labels of shape \(12,\) or \(12, 3\), "
+                                         r"got \(12, 10\); the rows hold 10 classes but the model has 3 "
+                                         r"outputs: the last layer needs one output per class "
+                                         r"\(e.g. Dense\(10\)\)$"):
+        small_cnn(input_shape=(8, 8, 1)).fit(x, np.eye(10)[y], verbose=0)
+    with pytest.raises(ValueError, match=r"^cross_entropy: expected labels of shape \(4,\) or \(4, 3\), "
+                                         r"got \(5, 3\)$"):                     # not one row per sample
+        sn.losses.CrossEntropy().forward(np.zeros((4, 3)), np.eye(3)[[0, 1, 2, 0, 1]])
 
 
 def test_metrics_name_the_function():
@@ -323,7 +338,7 @@ def test_validation_data_is_checked_before_the_first_epoch():
              ((x, y[:5]), ValueError, r"^sequential: got 12 inputs but \(5,\) targets; .* "
                                       r"\(in validation_data\)$"),
              ((x, y + 5), ValueError, r"^cross_entropy: labels must be in \[0, 2\] for 3 logits, got values "
-                                      r"from 5 to 7 \(in validation_data\)$"),
+                                      r"from 5 to 7; for 8 classes .*\(in validation_data\)$"),
              ((x, y.astype(str)), TypeError, r"^cross_entropy: expected integer class labels .* "
                                              r"\(in validation_data\)$")]
     for validation_data, error, message in cases:
@@ -343,10 +358,10 @@ def test_a_bad_label_in_a_late_batch_fails_before_training():
     y[-1] = 3                                                                 # 3 classes: 0, 1, 2
     model = small_cnn(input_shape=(8, 8, 1))
     with pytest.raises(ValueError, match=r"^cross_entropy: labels must be in \[0, 2\] for 3 logits, got "
-                                         r"values from 0 to 3$"):
+                                         r"values from 0 to 3; for 4 classes"):
         model.fit(x, y, batch_size=4, shuffle=False, verbose=0)
     assert model.optimizer.iterations == 0                                    # batches 1 and 2 not run
-    with pytest.raises(ValueError, match=r"got values from 3 to 3$"):         # the chunk of sample 11 alone
+    with pytest.raises(ValueError, match=r"got values from 3 to 3; "):         # the chunk of sample 11 alone
         check_targets_for_loss(model, y, chunk=11)  # chunks 0-10 and 11
     assert model.loss.cache == {}
     mixed = small_cnn(input_shape=(8, 8, 1)).compile("adam", "mse")           # Mixup turns labels into rows
