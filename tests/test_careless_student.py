@@ -445,3 +445,15 @@ def test_decay_factors_must_be_positive():
     assert sn.schedules.StepDecay(0.1, factor=0.5, every=2)(5) == pytest.approx(0.1 * 0.5 ** 2, rel=1e-15)
     assert sn.schedules.ExponentialDecay(0.1, rate=0.5, decay_steps=2)(3) == pytest.approx(0.1 * 0.5 ** 1.5,
                                                                                          rel=1e-15)
+
+
+def test_zoo_n_classes_names_the_model():
+    with pytest.raises(ValueError, match=r"^lenet5: n_classes must be a positive int, got 0$"):
+        models.lenet5(n_classes=0)                                           # was "dense: units must be ..."
+    with pytest.raises(ValueError, match=r"^resnet: n_classes must be a positive int, got 2.0$"):
+        models.resnet8(n_classes=2.0)
+    with pytest.raises(ValueError, match=r"^digit_cnn: n_classes must be a positive int, got '10'$"):
+        models.get_model("digit_cnn", n_classes="10")
+    for name in models.MODELS:
+        model = models.get_model(name, n_classes=np.int64(4), input_shape=(32, 32, 3))
+        assert model.output_shape == (4,) and type(model.layers[-1]).__name__ == "Dense"
