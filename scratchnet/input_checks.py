@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .layers.base import iter_layers
+from .layers.base import iter_layers, require_initialised
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -246,11 +246,19 @@ def check_layer_list(layers, owner: str) -> list:
 def check_is_layer(layer, layer_class, owner: str) -> None:
     """``model.add(layer)``: a Layer object; a class, or a model inside a model, get a hint."""
     if isinstance(layer, layer_class):
+        require_initialised(layer, owner)
         return
     refuse_class(layer, "add(): the layer", owner)
     hint = ("; to use a stack of layers as one layer, wrap them in scratchnet.layers.Chain([...])"
             if hasattr(layer, "layers") else "")
     raise TypeError(f"{owner}: add() expects a Layer, got {type(layer).__name__}{hint}")
+
+
+def require_gradient(dx, layer, owner: str) -> None:
+    """``layer.backward`` must return dL/dx; None (a forgotten ``return``) is a TypeError."""
+    if dx is None:
+        raise TypeError(f"{owner}: {layer.name} ({type(layer).__name__}).backward returned None; it must "
+                        f"return dL/dx, the gradient for its input (did it forget `return`?)")
 
 
 def check_targets(x, y, owner: str) -> np.ndarray:

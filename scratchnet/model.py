@@ -204,6 +204,7 @@ class Sequential:
         last = 0 if input_gradient else 1
         for layer in reversed(self.layers[last:]):
             dout = layer.backward(dout)
+            checks.require_gradient(dout, layer, self.name)  # your own layer may forget to return dx
             if release_caches:
                 drop_caches(layer)
         if input_gradient:

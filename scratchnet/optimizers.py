@@ -62,6 +62,19 @@ def _as_schedule(lr, owner: str):
     raise TypeError(f"{owner}: lr must be a positive number or a schedule object, got {lr!r}")
 
 
+def check_gradient_shapes(layers) -> None:
+    """Every ``layer.grads[name]`` has the shape of ``layer.params[name]`` (a layer of your own may
+    forget to sum over the batch axis)."""
+    for layer in layers:
+        for name, param in layer.params.items():
+            grad = layer.grads.get(name)
+            if grad is None or np.shape(grad) != param.shape:
+                got = "nothing" if grad is None else f"shape {np.shape(grad)}"
+                raise ValueError(f"{layer.name}: grads[{name!r}] must have the shape of params[{name!r}], "
+                                 f"{param.shape}, got {got}; backward fills every gradient (summed over "
+                                 f"the batch axis)")
+
+
 # ------------------------------------------------------------------ optimizers
 class Optimizer:
     """Base: ``step(layers)`` applies one update to every parameter of every layer."""
@@ -104,6 +117,7 @@ class Optimizer:
         lr = self.lr
         # frozen layers are skipped: their parameters and optimizer state stay exactly as they are
         trainable = [layer for layer in iter_layers(layers) if layer.trainable]
+        check_gradient_shapes(trainable)  # before any update: a wrong one would stop a step half done
         scale = self.clip_scale([g for layer in trainable for g in layer.grads.values()])
         for layer in trainable:
             for name, param in layer.params.items():

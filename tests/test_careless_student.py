@@ -457,3 +457,69 @@ def test_zoo_n_classes_names_the_model():
     for name in models.MODELS:
         model = models.get_model(name, n_classes=np.int64(4), input_shape=(32, 32, 3))
         assert model.output_shape == (4,) and type(model.layers[-1]).__name__ == "Dense"
+
+
+# ----------------------------------------------------------------- a layer of your own
+class Doubler(sn.layers.Layer):
+    """y = 2x, dx = 2 dy: a correct layer of one's own, the reference for the broken ones below."""
+
+    def forward(self, x, training=False):
+        self.cache = {"x": x}
+        return 2 * self.check_input(x)
+
+    def backward(self, dy):
+        return 2 * dy
+
+
+def test_a_layer_of_your_own_that_forgot_super_init_or_return():
+    class NoSuperInit(Doubler):
+        def __init__(self, factor=2):
+            self.factor = factor
+
+    class NoReturn(Doubler):
+        def backward(self, dy):
+            dx = 2 * dy  # noqa: F841 (the forgotten return is the point)
+
+    with pytest.raises(TypeError, match=r"^sequential: the NoSuperInit object was not set up as a layer: its "
+                                        r"__init__ must call super\(\).__init__\(\) first"):
+        sn.Sequential([NoSuperInit(), Dense(3)])
+    with pytest.raises(TypeError, match=r"^residual: the NoSuperInit object was not set up as a layer"):
+        sn.layers.Residual(NoSuperInit())
+    x, y = np.random.default_rng(0).random((6, 4)), np.arange(6) % 3
+    model = sn.Sequential([Dense(4), NoReturn(), Dense(3)], input_shape=(4,), seed=0).compile()
+    with pytest.raises(TypeError, match=r"^sequential: no_return \(NoReturn\).backward returned None; it "
+                                        r"must return dL/dx, the gradient for its input"):
+        model.fit(x, y, verbose=0)                                           # was blamed on the Dense below
+    assert model.optimizer.iterations == 0
+    good = sn.Sequential([Dense(4), Doubler(), Dense(3)], input_shape=(4,), seed=0).compile()
+    good.forward(x)
+    dx = good.backward(np.ones((6, 3)))
+    first, last = good.layers[0].params["W"], good.layers[2].params["W"]   # dx = dy (2 W1 W3)^T
+    np.testing.assert_allclose(dx, np.ones((6, 3)) @ (2 * first @ last).T, rtol=1e-5)
+
+
+def test_gradients_of_the_wrong_shape_stop_the_step_before_any_update():
+    class PerSampleScale(sn.layers.Layer):
+        def init_params(self, input_shape, rng):
+            return {"s": np.ones(input_shape)}
+
+        def forward(self, x, training=False):
+            self.cache = {"x": self.check_input(x)}
+            return x * self.params["s"]
+
+        def backward(self, dy):
+            self.grads["s"] = dy * self.cache["x"]                           # forgot .sum(axis=0)
+            return dy * self.params["s"]
+
+    x, y = np.random.default_rng(0).random((6, 4)), np.arange(6) % 3
+    model = sn.Sequential([Dense(4), PerSampleScale(), Dense(3)], input_shape=(4,), seed=0).compile()
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"^per_sample_scale: grads\['s'\] must have the shape of "
+                                         r"params\['s'\], \(4,\), got shape \(6, 4\); backward fills every "
+                                         r"gradient \(summed over the batch axis\)$"):
+        model.train_step(x, y)
+    after = model.get_weights()
+    assert all(np.array_equal(before[key], after[key]) for key in before)   # no parameter moved
+    del model.layers[1].grads["s"]
+    with pytest.raises(ValueError, match=r"grads\['s'\] must have the shape .*, got nothing;"):
+        model.optimizer.step(model.layers)
