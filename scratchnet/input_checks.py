@@ -15,6 +15,7 @@ was given and, where the cause is usually the same, what to do about it:
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from contextlib import contextmanager
@@ -105,7 +106,24 @@ def shape_hint(x_shape, input_shape) -> str:
         if x_shape == input_shape[:2]:             # one (H, W) image
             return (f"; this looks like ONE image without the batch and channel axes: pass "
                     f"x[None, ..., None] (shape {(1, *input_shape)})")
-    return ""
+    return reshape_hint(x_shape, input_shape)
+
+
+def reshape_hint(x_shape, input_shape) -> str:
+    """Samples of the right size in another shape that a reshape mends: flattened (N, 784) for
+    (28, 28, 1) or the reverse, or axes of size 1 added or dropped. (A reshape keeps the order of
+    the values; another order of the axes would need a transpose, so it gets no hint.)"""
+    if len(x_shape) < 2 or math.prod(x_shape[1:]) != math.prod(input_shape):
+        return ""
+    flat = len(x_shape) == 2 or len(input_shape) == 1
+
+    def without_ones(shape):
+        return [size for size in shape if size != 1]
+
+    if not (flat or without_ones(x_shape[1:]) == without_ones(input_shape)):
+        return ""
+    shape = ", ".join(map(str, input_shape))
+    return f"; each sample has the right number of values in another shape: pass x.reshape(-1, {shape})"
 
 
 def input_shape_hint(input_shape) -> str:

@@ -81,6 +81,23 @@ def test_grayscale_images_without_the_channel_axis():
     np.testing.assert_array_equal(model.predict(x[..., 0][..., None]), model.predict(x))
 
 
+def test_flattened_samples_get_the_reshape_that_mends_them():
+    x, _ = data()
+    model = small_cnn(input_shape=(8, 8, 1))
+    with pytest.raises(ValueError, match=r"^sequential: expected input of shape \(N, 8, 8, 1\), got "
+                                         r"\(12, 64\); each sample has the right number of values in "
+                                         r"another shape: pass x.reshape\(-1, 8, 8, 1\)$"):
+        model.predict(x.reshape(12, 64))
+    np.testing.assert_array_equal(model.predict(x.reshape(12, 64).reshape(-1, 8, 8, 1)), model.predict(x))
+    flat = sn.Sequential([Dense(3)], input_shape=(64,), seed=0)
+    with pytest.raises(ValueError, match=r"got \(12, 8, 8, 1\); each sample .*pass x.reshape\(-1, 64\)$"):
+        flat.predict(x)
+    wide = sn.Sequential([Conv2D(2, 3), Flatten(), Dense(3)], input_shape=(8, 10, 1), seed=0)
+    with pytest.raises(ValueError, match=r"^sequential: expected input of shape \(N, 8, 10, 1\), got "
+                                         r"\(2, 10, 8, 1\)$"):                # transposed: no reshape hint
+        wide.predict(np.zeros((2, 10, 8, 1)))
+
+
 # ----------------------------------------------------------------- compile and fit
 def test_a_class_where_an_object_is_expected():
     x, y = data()
