@@ -89,6 +89,8 @@ def test_flattened_samples_get_the_reshape_that_mends_them():
                                          r"another shape: pass x.reshape\(-1, 8, 8, 1\)$"):
         model.predict(x.reshape(12, 64))
     np.testing.assert_array_equal(model.predict(x.reshape(12, 64).reshape(-1, 8, 8, 1)), model.predict(x))
+    with pytest.raises(ValueError, match=r"got \(2, 65\)$"):                   # 65 values: no reshape fits
+        model.predict(np.zeros((2, 65)))
     flat = sn.Sequential([Dense(3)], input_shape=(64,), seed=0)
     with pytest.raises(ValueError, match=r"got \(12, 8, 8, 1\); each sample .*pass x.reshape\(-1, 64\)$"):
         flat.predict(x)
