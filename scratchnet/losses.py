@@ -244,9 +244,31 @@ LOSSES = {"cross_entropy": CrossEntropy, "mse": MeanSquaredError,
           "binary_cross_entropy": BinaryCrossEntropy}
 
 
+# Keras' names for the same losses: (the name here, how it differs from Keras' default)
+KERAS_NAMES = {
+    "sparse_categorical_crossentropy": ("cross_entropy",
+                                        "it takes logits (no softmax layer) and integer labels"),
+    "categorical_crossentropy": ("cross_entropy", "it takes logits (no softmax layer) and one-hot rows"),
+    "binary_crossentropy": ("binary_cross_entropy", "it takes logits (no sigmoid layer) and 0/1 targets"),
+    "mean_squared_error": ("mse", "the mean of (output - target)^2"),
+}
+
+
 def get_loss(loss) -> Loss:
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str) and loss in LOSSES:
         return LOSSES[loss]()
-    raise ValueError(f"unknown loss {loss!r}; expected a Loss or one of {', '.join(LOSSES)}")
+    raise ValueError(f"unknown loss {loss!r}; expected a Loss or one of {', '.join(LOSSES)}"
+                     f"{loss_name_hint(loss)}")
+
+
+def loss_name_hint(name) -> str:
+    """'' or a hint for a loss name in another spelling ('MSE') or Keras' name for it."""
+    if not isinstance(name, str):
+        return ""
+    lowered = name.lower()
+    if lowered in KERAS_NAMES:
+        ours, note = KERAS_NAMES[lowered]
+        return f" (Keras' {name!r} is {ours!r} here: {note})"
+    return f" (did you mean {lowered!r}? names are lower case)" if lowered in LOSSES else ""

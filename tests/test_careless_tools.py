@@ -176,3 +176,26 @@ def test_zoo_n_classes_names_the_model():
     for name in models.MODELS:
         model = models.get_model(name, n_classes=np.int64(4), input_shape=(32, 32, 3))
         assert model.output_shape == (4,) and type(model.layers[-1]).__name__ == "Dense"
+
+
+# ----------------------------------------------------------------- names from Keras, capitals
+def test_keras_and_capitalised_names_get_the_name_here():
+    model = sn.Sequential([Dense(3)], input_shape=(4,))
+    with pytest.raises(ValueError, match=r"^unknown loss 'sparse_categorical_crossentropy'; expected a Loss "
+                                         r"or one of cross_entropy, mse, binary_cross_entropy \(Keras' "
+                                         r"'sparse_categorical_crossentropy' is 'cross_entropy' here: it "
+                                         r"takes logits \(no softmax layer\) and integer labels\)$"):
+        model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"\(Keras' 'binary_crossentropy' is 'binary_cross_entropy' here: "
+                                         r"it takes logits \(no sigmoid layer\) and 0/1 targets\)$"):
+        model.compile("adam", "binary_crossentropy")
+    with pytest.raises(ValueError, match=r"^unknown loss 'MSE'; .* \(did you mean 'mse'\? names are lower "
+                                         r"case\)$"):
+        model.compile("adam", "MSE")
+    with pytest.raises(ValueError, match=r"^unknown loss 'hinge'; expected a Loss or one of cross_entropy, "
+                                         r"mse, binary_cross_entropy$"):
+        model.compile("adam", "hinge")
+    with pytest.raises(ValueError, match=r"^dense: unknown activation 'ReLU'; expected one of relu, .*linear "
+                                         r"\(did you mean 'relu'\? names are lower case\)$"):
+        Dense(3, activation="ReLU")
+    assert model.compile("adam", "mse").loss.name == "mse"
