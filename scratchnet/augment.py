@@ -24,6 +24,7 @@ mixing (``Mixup``, ``CutMix``) in ``augment_color.py`` and ``augment_mix.py``, r
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -43,10 +44,12 @@ def check_batch(x, y, rng, who: str):
 
 
 def _pair(size, who: str) -> tuple[int, int]:
-    h, w = (size, size) if np.isscalar(size) else tuple(size)
-    if int(h) != h or int(w) != w or h < 1 or w < 1:
+    """An int or a (height, width) pair of whole numbers >= 1, as a pair of ints."""
+    pair = (size, size) if np.isscalar(size) else tuple(size) if np.ndim(size) == 1 else ()
+    whole = [isinstance(v, numbers.Real) and float(v).is_integer() and v >= 1 for v in pair]
+    if len(pair) != 2 or not all(whole):
         raise ValueError(f"{who}: size must be a positive int or (height, width), got {size!r}")
-    return int(h), int(w)
+    return int(pair[0]), int(pair[1])
 
 
 def _probability(p, who: str) -> float:
@@ -104,6 +107,9 @@ class Compose:
     """Apply transforms in order: x, y = t_k(... t_1(x, y, rng) ..., rng)."""
 
     def __init__(self, transforms):
+        if not hasattr(transforms, "__iter__"):  # one transform, not a list of them
+            raise TypeError(f"Compose: transforms must be a list of transforms, got one "
+                            f"{type(transforms).__name__}; write Compose([...])")
         self.transforms = list(transforms)
         for transform in self.transforms:
             if not callable(transform):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .augment import check_batch
+from .layers.spatial import positive_int
 
 
 def soft_labels(y, num_classes, dtype, who: str) -> np.ndarray:
@@ -39,6 +40,11 @@ def soft_labels(y, num_classes, dtype, who: str) -> np.ndarray:
     return np.eye(num_classes, dtype=dtype)[y]
 
 
+def _num_classes(num_classes, who):
+    """None (labels come as rows) or a positive int."""
+    return None if num_classes is None else positive_int(num_classes, "num_classes", who)
+
+
 def _alpha(alpha, who):
     if not alpha > 0:
         raise ValueError(f"{who}: alpha must be > 0, got {alpha}")
@@ -49,7 +55,7 @@ class Mixup:
     """Blend each image and its label with another image of the batch (see the module docstring)."""
 
     def __init__(self, alpha: float = 0.2, num_classes: int | None = None):
-        self.alpha, self.num_classes = _alpha(alpha, "Mixup"), num_classes
+        self.alpha, self.num_classes = _alpha(alpha, "Mixup"), _num_classes(num_classes, "Mixup")
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "Mixup")
@@ -67,7 +73,7 @@ class CutMix:
     """Paste a random box from another image of the batch; labels mixed by area (module docstring)."""
 
     def __init__(self, alpha: float = 1.0, num_classes: int | None = None):
-        self.alpha, self.num_classes = _alpha(alpha, "CutMix"), num_classes
+        self.alpha, self.num_classes = _alpha(alpha, "CutMix"), _num_classes(num_classes, "CutMix")
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "CutMix")

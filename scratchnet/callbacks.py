@@ -32,7 +32,7 @@ import json
 import math
 import os
 
-from .input_checks import check_count
+from .input_checks import check_count, check_path
 
 
 class Callback:
@@ -150,7 +150,7 @@ class ModelCheckpoint(_Monitor):
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto",
                  key="model_checkpoint"):
         super().__init__(monitor, mode, 0.0, key)
-        self.path = os.fspath(path)
+        self.path = os.fspath(check_path(path, "ModelCheckpoint"))
         self.save_best_only = bool(save_best_only)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -171,7 +171,7 @@ class MetricsLogger(Callback):
     def __init__(self, path, format="csv"):
         if format not in ("csv", "json"):
             raise ValueError(f"MetricsLogger: format must be 'csv' or 'json', got {format!r}")
-        self.path = os.path.expanduser(os.fspath(path))
+        self.path = os.path.expanduser(os.fspath(check_path(path, type(self).__name__)))
         self.format = format
 
     def on_epoch_end(self, epoch, logs=None):

@@ -8,16 +8,21 @@ was given and, where the cause is usually the same, what to do about it:
 * integer images (uint8 0-255) where the model computes in floats on scaled values;
 * values far outside the range the model saw in training (forgot ``x / 255``?);
 * strings, objects, complex numbers, empty arrays;
-* one layer object used twice; a softmax last layer before the cross-entropy loss.
+* one layer object used twice; a softmax last layer before the cross-entropy loss;
+* a class where an object is expected (``loss=CrossEntropy`` for ``CrossEntropy()``), one
+  callback where a list is expected.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 
-from .layers.base import iter_layers
+from .layers.base import iter_layers, require_initialised
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -33,6 +38,21 @@ def check_model_dtype(dtype, owner: str) -> np.dtype:
                   "Adam's eps=1e-8 rounds to 0)" if dtype == np.dtype("float16") else "")
         raise TypeError(f"{owner}: dtype must be 'float32' or 'float64', got {dtype}{reason}")
     return dtype
+
+
+def seeded_generator(seed, owner: str) -> np.random.Generator:
+    """``np.random.default_rng(seed)``; a seed it cannot use (a string, a float) names the model."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as error:  # ValueError: a negative int
+        raise type(error)(f"{owner}: seed must be an int >= 0 or None, got {seed!r}") from None
+
+
+def check_path(path, owner: str):
+    """A file path: str, bytes or os.PathLike (pathlib.Path); anything else is a TypeError."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{owner}: path must be a file name (str or pathlib.Path), got {path!r}")
+    return path
 
 
 def check_input_shape(input_shape, owner: str):
@@ -80,7 +100,93 @@ def shape_hint(x_shape, input_shape) -> str:
                 "(N, H, W, C): pass x.transpose(0, 2, 3, 1)")
     if len(x_shape) == len(input_shape) + 2 and x_shape[1] == 1 and x_shape[2:] == input_shape:
         return "; there is an extra axis of size 1: pass x[:, 0] or x.squeeze(1)"
+    if len(input_shape) == 3 and input_shape[2] == 1:
+        if x_shape[1:] == input_shape[:2]:         # (N, H, W) grayscale images
+            return "; the channel axis is missing: pass x[..., None] (shape (N, H, W, 1))"
+        if x_shape == input_shape[:2]:             # one (H, W) image
+            return (f"; this looks like ONE image without the batch and channel axes: pass "
+                    f"x[None, ..., None] (shape {(1, *input_shape)})")
+    return reshape_hint(x_shape, input_shape)
+
+
+def reshape_hint(x_shape, input_shape) -> str:
+    """Samples of the right size in another shape that a reshape mends: flattened (N, 784) for
+    (28, 28, 1) or the reverse, or axes of size 1 added or dropped. (A reshape keeps the order of
+    the values; another order of the axes would need a transpose, so it gets no hint.)"""
+    if len(x_shape) < 2 or math.prod(x_shape[1:]) != math.prod(input_shape):
+        return ""
+    flat = len(x_shape) == 2 or len(input_shape) == 1
+
+    def without_ones(shape):
+        return [size for size in shape if size != 1]
+
+    if not (flat or without_ones(x_shape[1:]) == without_ones(input_shape)):
+        return ""
+    shape = ", ".join(map(str, input_shape))
+    return f"; each sample has the right number of values in another shape: pass x.reshape(-1, {shape})"
+
+
+def input_shape_hint(input_shape) -> str:
+    """A hint for an ``input_shape`` the layers could not build from ('' if no common cause)."""
+    shape = tuple(input_shape)
+    if len(shape) == 4:
+        return (f"; input_shape is the shape of ONE sample, without the batch axis: did you mean "
+                f"input_shape={shape[1:]}?")
+    if len(shape) == 3 and shape[0] in (1, 3) and shape[2] not in (1, 3):
+        return (f"; input_shape {shape} looks channels-first (C, H, W), but scratchnet is "
+                f"channels-last (H, W, C): input_shape={(shape[1], shape[2], shape[0])}")
     return ""
+
+
+@contextmanager
+def input_shape_hints(input_shape):
+    """Around building layers from ``input_shape``: a plain ValueError gets ``input_shape_hint``."""
+    try:
+        yield
+    except ValueError as error:
+        hint = input_shape_hint(input_shape)
+        if not hint or type(error) is not ValueError:
+            raise
+        raise ValueError(f"{error}{hint}") from None
+
+
+def build_from_batch(model, x_shape) -> None:
+    """A model without input_shape builds from its first batch, taking x.shape[1:] as ONE sample."""
+    try:
+        model.build(x_shape[1:])
+    except ValueError as error:
+        model.input_shape = None  # unbuilt, as before the call
+        if not model.layers:
+            raise
+        raise ValueError(f"{error} (the model has no input_shape, so it took x.shape[1:] = "
+                         f"{tuple(x_shape[1:])} of the input {tuple(x_shape)} as one sample's "
+                         f"shape; if x is ONE sample, add the batch axis: x[None])") from None
+
+
+def refuse_class(value, what: str, owner: str) -> None:
+    """A class given where an object of it is expected (``Adam`` for ``Adam()``): TypeError."""
+    if isinstance(value, type):
+        raise TypeError(f"{owner}: {what} must be an object, got the class {value.__name__} itself; "
+                        f"create one: {value.__name__}()")
+
+
+def check_callbacks(callbacks, owner: str) -> list:
+    """fit's ``callbacks``: a list (any iterable) of callback objects, each with every hook."""
+    if callbacks is None:
+        return []
+    if hasattr(callbacks, "on_epoch_end") or not hasattr(callbacks, "__iter__") or isinstance(callbacks, str):
+        hint = "; put it in a list: callbacks=[...]" if hasattr(callbacks, "on_epoch_end") else ""
+        raise TypeError(f"{owner}: callbacks must be a list of callback objects, got one "
+                        f"{type(callbacks).__name__}{hint}")
+    callbacks = list(callbacks)
+    hooks = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+    for callback in callbacks:
+        refuse_class(callback, "every callback", owner)
+        missing = [hook for hook in hooks if not callable(getattr(callback, hook, None))]
+        if missing:
+            raise TypeError(f"{owner}: callback {callback!r} has no {', '.join(missing)}; subclass "
+                            f"scratchnet.callbacks.Callback, whose hooks do nothing by default")
+    return callbacks
 
 
 def check_count(value, option: str, owner: str, least: int) -> int:
@@ -101,6 +207,20 @@ def warn_integer_images(x, owner: str) -> None:
         warnings.warn(
             f"{owner}: got integer input (dtype {x.dtype}, values up to {x.max()}); the model computes "
             f"in floats and usually expects values scaled to [0, 1]: pass x.astype('float32') / 255",
+            UserWarning, stacklevel=4)
+
+
+def warn_unscaled_images(x, owner: str) -> None:
+    """Float images of whole numbers 0-255 (``astype("float32")`` without ``/ 255``): warn as for
+    uint8. Only the first 64 images are looked at (fit calls this once, on the whole array)."""
+    first = x[:64]
+    if x.ndim != 4 or x.dtype.kind != "f" or not first.size:
+        return
+    low, high = float(first.min()), float(first.max())
+    if low >= 0 and 2 < high <= 255 and np.all(np.mod(first, 1) == 0):
+        warnings.warn(
+            f"{owner}: got float images holding whole numbers from {low:g} to {high:g} (pixel values "
+            f"0-255?); the model usually expects values scaled to [0, 1]: pass x / 255",
             UserWarning, stacklevel=4)
 
 
@@ -128,6 +248,47 @@ def warn_out_of_range(x_range, trained_range, owner: str) -> None:
             f"{owner}: inputs range from {x_range[0]:.4g} to {x_range[1]:.4g}, but the model was "
             f"trained on values from {lo:.4g} to {hi:.4g}; scale or standardise them the same way "
             f"as the training data (e.g. x / 255)", UserWarning, stacklevel=4)
+
+
+def check_layer_list(layers, owner: str) -> list:
+    """``Sequential(layers)``: a list (any iterable) of layers; one layer alone is refused."""
+    if layers is None:
+        return []
+    if not hasattr(layers, "__iter__") or isinstance(layers, str):
+        hint = (f"; put it in a list: Sequential([{type(layers).__name__}(...)])"
+                if hasattr(layers, "forward") else "")
+        raise TypeError(f"{owner}: layers must be a list of layers, got one {type(layers).__name__}{hint}")
+    return list(layers)
+
+
+def check_is_layer(layer, layer_class, owner: str) -> None:
+    """``model.add(layer)``: a Layer object; a class, or a model inside a model, get a hint."""
+    if isinstance(layer, layer_class):
+        require_initialised(layer, owner)
+        return
+    refuse_class(layer, "add(): the layer", owner)
+    hint = ("; to use a stack of layers as one layer, wrap them in scratchnet.layers.Chain([...])"
+            if hasattr(layer, "layers") else "")
+    raise TypeError(f"{owner}: add() expects a Layer, got {type(layer).__name__}{hint}")
+
+
+def require_gradient(dx, layer, owner: str) -> None:
+    """``layer.backward`` must return dL/dx; None (a forgotten ``return``) is a TypeError."""
+    if dx is None:
+        raise TypeError(f"{owner}: {layer.name} ({type(layer).__name__}).backward returned None; it must "
+                        f"return dL/dx, the gradient for its input (did it forget `return`?)")
+
+
+def check_targets(x, y, owner: str) -> np.ndarray:
+    """Targets ``y`` for the inputs ``x``: one per sample (labels (N,) or rows (N, ...))."""
+    if y is None:
+        raise TypeError(f"{owner}: y is None; pass the targets, one per sample: labels (N,) or rows "
+                        f"(N, classes), here N = {len(x)}")
+    y = np.asarray(y)
+    if y.ndim == 0 or len(y) != len(x):
+        raise ValueError(f"{owner}: got {len(x)} inputs but {y.shape} targets; y needs one target "
+                         f"per sample: labels ({len(x)},) or rows ({len(x)}, classes)")
+    return y
 
 
 def refuse_reused_layer(present_layers, layer, owner: str) -> None:

@@ -74,7 +74,14 @@ def layer_index(model, layer) -> int:
 
 
 def as_batch(model, images) -> np.ndarray:
-    """(N, *input_shape) from one image (the model's input shape) or a batch, as given."""
+    """(N, *input_shape) from one image (the model's input shape) or a batch, as given.
+
+    An unbuilt model with an input_shape is built (as predict would); without one it is an error.
+    """
+    if model.input_shape is None:
+        raise ValueError(f"{model.name}: the model is not built and has no input_shape; give "
+                         f"Sequential(input_shape=...), call model.build(input_shape), or train it first")
+    model.build()
     images = np.asarray(images)
     return images[np.newaxis] if images.ndim == len(model.input_shape) else images
 

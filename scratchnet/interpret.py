@@ -45,11 +45,17 @@ from .pixel_descent import PixelAdam, descend_pixels, total_variation  # noqa: F
 # ---------------------------------------------------------------------- helpers
 
 
-def _classes(model, batch, class_index):
-    """class_index as an (N,) int array; None means the predicted classes."""
+def _classes(model, batch, class_index, who: str):
+    """class_index (an int, or one per image) as an (N,) int array; None means the predicted
+    classes. ``who`` (grad_cam, saliency) names the caller in the error."""
     if class_index is None:
         return np.asarray(model.predict(batch)).argmax(axis=-1)
-    return np.broadcast_to(np.asarray(class_index, dtype=np.int64), (len(batch),))
+    classes = np.asarray(class_index)
+    whole = classes.dtype.kind in "iu" or (classes.dtype.kind == "f" and np.all(np.mod(classes, 1) == 0))
+    if not whole or classes.ndim > 1 or (classes.ndim == 1 and len(classes) != len(batch)):
+        raise ValueError(f"{who}: class_index must be an int or one int per image ({len(batch)},), "
+                         f"got {class_index!r}")
+    return np.broadcast_to(classes.astype(np.int64), (len(batch),))
 
 
 def upsample_bilinear(maps: np.ndarray, size) -> np.ndarray:
@@ -131,7 +137,7 @@ def grad_cam(model, images, class_index=None, layer=None, weighting: str = "auto
     batch = as_batch(model, images)
     index = default_cam_layer(model) if layer is None else layer_index(model, layer)
     weighting = cam_weighting(model, index, weighting)
-    classes = _classes(model, batch, class_index)
+    classes = _classes(model, batch, class_index, "grad_cam")
     feature, grad, _ = backprop(model, batch, classes, layer=index)  # A, dy^c/dA: (N, h, w, K)
     if feature.ndim != 4:
         raise ValueError(f"{model.layers[index].name}: Grad-CAM needs a layer with an (h, w, K) "
@@ -156,7 +162,7 @@ def saliency(model, images, class_index=None, method: str = "vanilla", samples: 
     if method not in ("vanilla", "smoothgrad"):
         raise ValueError(f"saliency: method must be 'vanilla' or 'smoothgrad', got {method!r}")
     batch = np.asarray(as_batch(model, images), dtype=float)
-    classes = _classes(model, batch, class_index)
+    classes = _classes(model, batch, class_index, "saliency")
     if method == "vanilla":
         grad = input_gradient(model, batch, classes)
     else:
@@ -216,6 +222,10 @@ def deep_dream(model, image, layer, steps: int = 20, lr: float = 0.02, channel: 
     positive_int(steps, "steps", "deep_dream")
     index = layer_index(model, layer)
     x = np.asarray(as_batch(model, image), dtype=float)[:1].copy()
+    n_channels = model.layers[index].output_shape(model.layers[index].input_shape)[-1]
+    if channel is not None and not -n_channels <= channel < n_channels:
+        raise ValueError(f"deep_dream: layer {model.layers[index].name!r} has {n_channels} channels "
+                         f"(0 to {n_channels - 1}), got channel={channel!r}")
     low, high = bounds if bounds is not None else (x.min(), x.max())
     objectives = []
 
@@ -293,7 +303,8 @@ def plot_grad_cam(model, images, class_index=None, layer=None, labels=None, weig
 
     batch = as_batch(model, images)
     predicted = np.asarray(model.predict(batch)).argmax(axis=-1)
-    classes = predicted if class_index is None else _classes(model, batch, class_index)  # one predict
+    # one predict: the predicted classes are the default class_index too
+    classes = predicted if class_index is None else _classes(model, batch, class_index, "plot_grad_cam")
     maps = grad_cam(model, batch, classes, layer, weighting)
     count = min(len(batch), max_images)
     figure = _figure(1.6 * count + 1.0, 3.6)

@@ -24,7 +24,9 @@ def get_layer(model, name: str | None = None, *, index: int | None = None) -> La
         if layer.name == name:
             return layer
     names = ", ".join(layer.name for layer in iter_layers(model.layers))
-    raise KeyError(f"{model.name}: no layer named {name!r}; the layers are: {names}")
+    by_position = isinstance(name, (int, np.integer)) and not isinstance(name, bool)
+    hint = f"; to choose by position write get_layer(index={name})" if by_position else ""
+    raise KeyError(f"{model.name}: no layer named {name!r}; the layers are: {names}{hint}")
 
 
 def freeze(model, up_to: str | int | None = None):

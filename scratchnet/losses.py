@@ -26,6 +26,38 @@ from scipy.special import expit
 from .layers.activations import log_softmax
 
 
+def target_shape_hint(logits_shape, y) -> str:
+    """A hint for targets whose shape differs from the logits' ('' if no common cause)."""
+    if y.shape == logits_shape[:1] and logits_shape[1:] == (1,):
+        return "; for one output per sample pass y.reshape(-1, 1)"
+    if y.ndim == 1 and len(logits_shape) == 2 and y.dtype.kind in "iu":
+        return (f"; integer class labels need loss='cross_entropy' (or one-hot rows: "
+                f"np.eye({logits_shape[1]})[y])")
+    return ""
+
+
+def class_count_hint(n_logits, labels) -> str:
+    """A hint for integer labels out of [0, n_logits - 1] ('' for negative labels)."""
+    if n_logits == 1:
+        return ("; one output with 0/1 labels is a binary problem: use loss='binary_cross_entropy', "
+                "or Dense(2) for two classes")
+    if labels.min() >= 0:
+        classes = int(labels.max()) + 1
+        return (f"; for {classes} classes the last layer needs {classes} outputs (e.g. Dense({classes})), "
+                f"one per class")
+    return ""
+
+
+def label_rows_hint(n_samples, n_logits, y_shape) -> str:
+    """A hint for 2-D labels whose shape is not (N, n_logits) ('' if no common cause)."""
+    if len(y_shape) != 2 or y_shape[0] != n_samples:
+        return ""
+    if y_shape[1] == 1:
+        return "; for labels of shape (N, 1) pass y.ravel()"
+    return (f"; the rows hold {y_shape[1]} classes but the model has {n_logits} outputs: the last layer "
+            f"needs one output per class (e.g. Dense({y_shape[1]}))")
+
+
 class Loss:
     name = "loss"
     has_accuracy = False
@@ -95,13 +127,14 @@ class CrossEntropy(Loss):
                 raise ValueError(f"{self.name}: integer class labels expected, got dtype {y.dtype}")
             labels = y.astype(np.int64)
             if labels.size and (labels.min() < 0 or labels.max() >= k):
-                raise ValueError(f"{self.name}: labels must be in [0, {k - 1}] for {k} logits, "
-                                 f"got values from {labels.min()} to {labels.max()}")
+                raise ValueError(f"{self.name}: labels must be in [0, {k - 1}] for {k} logits, got values "
+                                 f"from {labels.min()} to {labels.max()}{class_count_hint(k, labels)}")
             one_hot = np.zeros((n, k), dtype=logits.dtype)
             one_hot[np.arange(n), labels] = 1
             return one_hot
         if y.shape != (n, k):
-            raise ValueError(f"{self.name}: expected labels of shape ({n},) or ({n}, {k}), got {y.shape}")
+            raise ValueError(f"{self.name}: expected labels of shape ({n},) or ({n}, {k}), got {y.shape}"
+                             f"{label_rows_hint(n, k, y.shape)}")
         if n and not self.__dict__.get("warned_label_rows"):  # the row sums only until it has warned
             row_sums = y.sum(axis=1)
             if not np.allclose(row_sums, 1, atol=1e-3):
@@ -153,7 +186,8 @@ class MeanSquaredError(Loss):
         logits = self._check_logits(logits)
         t = np.asarray(y, dtype=logits.dtype)
         if t.shape != logits.shape:
-            raise ValueError(f"{self.name}: expected targets of shape {logits.shape}, got {t.shape}")
+            raise ValueError(f"{self.name}: expected targets of shape {logits.shape}, got {t.shape}"
+                             f"{target_shape_hint(logits.shape, np.asarray(y))}")
         diff = logits - t
         w = self._sample_weights(weights, logits)
         self.cache = {"diff": diff, "w": w}
@@ -185,6 +219,10 @@ class BinaryCrossEntropy(Loss):
     def forward(self, logits, y, weights=None):
         logits = self._check_logits(logits)
         t = self._targets(logits, y)
+        if t.size and (t.min() < 0 or t.max() > 1):  # e.g. class labels 0..K-1 given to a binary loss
+            raise ValueError(f"{self.name}: targets must be in [0, 1] (0/1 labels or probabilities), got "
+                             f"values from {t.min():g} to {t.max():g}; for labels of more than two "
+                             f"classes use loss='cross_entropy' with one output per class")
         w = self._sample_weights(weights, logits)
         # log(1 + exp(-|z|)) never overflows; max(z, 0) - z t completes the stable form
         elementwise = np.maximum(logits, 0) - logits * t + np.log1p(np.exp(-np.abs(logits)))
@@ -206,9 +244,31 @@ LOSSES = {"cross_entropy": CrossEntropy, "mse": MeanSquaredError,
           "binary_cross_entropy": BinaryCrossEntropy}
 
 
+# Keras' names for the same losses: (the name here, how it differs from Keras' default)
+KERAS_NAMES = {
+    "sparse_categorical_crossentropy": ("cross_entropy",
+                                        "it takes logits (no softmax layer) and integer labels"),
+    "categorical_crossentropy": ("cross_entropy", "it takes logits (no softmax layer) and one-hot rows"),
+    "binary_crossentropy": ("binary_cross_entropy", "it takes logits (no sigmoid layer) and 0/1 targets"),
+    "mean_squared_error": ("mse", "the mean of (output - target)^2"),
+}
+
+
 def get_loss(loss) -> Loss:
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str) and loss in LOSSES:
         return LOSSES[loss]()
-    raise ValueError(f"unknown loss {loss!r}; expected a Loss or one of {', '.join(LOSSES)}")
+    raise ValueError(f"unknown loss {loss!r}; expected a Loss or one of {', '.join(LOSSES)}"
+                     f"{loss_name_hint(loss)}")
+
+
+def loss_name_hint(name) -> str:
+    """'' or a hint for a loss name in another spelling ('MSE') or Keras' name for it."""
+    if not isinstance(name, str):
+        return ""
+    lowered = name.lower()
+    if lowered in KERAS_NAMES:
+        ours, note = KERAS_NAMES[lowered]
+        return f" (Keras' {name!r} is {ours!r} here: {note})"
+    return f" (did you mean {lowered!r}? names are lower case)" if lowered in LOSSES else ""

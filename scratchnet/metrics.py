@@ -14,11 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def _labels(values, name: str) -> np.ndarray:
+def _labels(values, name: str, who: str) -> np.ndarray:
+    """1-D non-negative int labels; ``who`` (the metric) and ``name`` (the argument) in the error."""
     values = np.asarray(values)
     if values.ndim != 1 or values.dtype.kind not in "iu" or (values.size and values.min() < 0):
-        raise ValueError(f"{name} must be a 1-D array of non-negative integer class labels, "
-                         f"got shape {values.shape} and dtype {values.dtype}")
+        hint = ("; for scores (N, n_classes) pass metrics.predictions(scores), the argmax of each row"
+                if values.ndim == 2 else "")
+        raise ValueError(f"{who}: {name} must be a 1-D array of non-negative integer class labels, "
+                         f"got shape {values.shape} and dtype {values.dtype}{hint}")
     return values.astype(np.int64)
 
 
@@ -26,25 +29,26 @@ def predictions(logits) -> np.ndarray:
     """Class with the largest score per row: logits (N, n_classes) -> labels (N,)."""
     logits = np.asarray(logits)
     if logits.ndim != 2:
-        raise ValueError(f"logits must have shape (N, n_classes), got {logits.shape}")
+        raise ValueError(f"predictions: logits must have shape (N, n_classes), got {logits.shape}")
     return np.argmax(logits, axis=1)
 
 
 def accuracy(y_true, y_pred) -> float:
     """Fraction of samples whose predicted label equals the true label."""
-    y_true, y_pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    y_true, y_pred = _labels(y_true, "y_true", "accuracy"), _labels(y_pred, "y_pred", "accuracy")
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has {len(y_true)} labels but y_pred has {len(y_pred)}")
+        raise ValueError(f"accuracy: y_true has {len(y_true)} labels but y_pred has {len(y_pred)}")
     return float(np.mean(y_true == y_pred)) if len(y_true) else 0.0
 
 
 def top_k_accuracy(y_true, logits, k: int = 5) -> float:
     """Fraction of samples whose true class is among the k largest logits."""
-    y_true, logits = _labels(y_true, "y_true"), np.asarray(logits)
+    y_true, logits = _labels(y_true, "y_true", "top_k_accuracy"), np.asarray(logits)
     if logits.ndim != 2 or len(logits) != len(y_true):
-        raise ValueError(f"logits must have shape ({len(y_true)}, n_classes), got {logits.shape}")
+        raise ValueError(f"top_k_accuracy: logits must have shape ({len(y_true)}, n_classes), "
+                         f"got {logits.shape}")
     if not 1 <= k <= logits.shape[1]:
-        raise ValueError(f"k must be between 1 and {logits.shape[1]}, got {k}")
+        raise ValueError(f"top_k_accuracy: k must be between 1 and {logits.shape[1]}, got {k}")
     top_k = np.argpartition(-logits, k - 1, axis=1)[:, :k]
     return float(np.mean(np.any(top_k == y_true[:, None], axis=1))) if len(y_true) else 0.0
 
@@ -54,14 +58,15 @@ def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray
 
     ``n_classes`` defaults to 1 + the largest label seen in either array.
     """
-    y_true, y_pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    y_true = _labels(y_true, "y_true", "confusion_matrix")
+    y_pred = _labels(y_pred, "y_pred", "confusion_matrix")
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has {len(y_true)} labels but y_pred has {len(y_pred)}")
+        raise ValueError(f"confusion_matrix: y_true has {len(y_true)} labels but y_pred has {len(y_pred)}")
     largest = int(max(y_true.max(initial=-1), y_pred.max(initial=-1)))
     if n_classes is None:
         n_classes = largest + 1
     elif largest >= n_classes:
-        raise ValueError(f"label {largest} is out of range for n_classes={n_classes}")
+        raise ValueError(f"confusion_matrix: label {largest} is out of range for n_classes={n_classes}")
     # Each (true, predicted) pair is one cell of a flattened n x n table; bincount counts them
     # all in one pass instead of a Python loop over samples.
     counts = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)

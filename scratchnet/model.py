@@ -60,18 +60,17 @@ class Sequential:
         self.seed = seed
         self.dtype = checks.check_model_dtype(dtype, name)
         self.check_numerics = bool(check_numerics)
-        self.rng = np.random.default_rng(seed)
+        self.rng = checks.seeded_generator(seed, name)
         self.optimizer = None
         self.loss = None
         self.built = False
         self.epochs_trained = 0
-        for layer in layers or []:
+        for layer in checks.check_layer_list(layers, name):
             self.add(layer)
 
     # ------------------------------------------------------------------ building
     def add(self, layer: Layer) -> None:
-        if not isinstance(layer, Layer):
-            raise TypeError(f"{self.name}: add() expects a Layer, got {type(layer).__name__}")
+        checks.check_is_layer(layer, Layer, self.name)
         checks.refuse_reused_layer(self.layers, layer, self.name)
         # names are unique over the whole tree (layers inside containers too): weights are saved by name
         rename_duplicates([layer], used={existing.name for existing in iter_layers(self.layers)})
@@ -106,9 +105,10 @@ class Sequential:
         if not self.layers:
             raise ValueError(f"{self.name}: the model has no layers")
         shape = self.input_shape
-        for layer in self.layers:
-            shape = layer.build(shape, rng=self.rng, dtype=self.dtype)
-            layer.set_rng(self.rng)
+        with checks.input_shape_hints(self.input_shape):  # a batch axis, channels first, ...
+            for layer in self.layers:
+                shape = layer.build(shape, rng=self.rng, dtype=self.dtype)
+                layer.set_rng(self.rng)
         self.built = True
         return self
 
@@ -120,6 +120,8 @@ class Sequential:
         return shape
 
     def compile(self, optimizer="adam", loss="cross_entropy") -> "Sequential":
+        checks.refuse_class(optimizer, "compile: optimizer", self.name)
+        checks.refuse_class(loss, "compile: loss", self.name)
         self.optimizer = get_optimizer(optimizer)
         self.loss = get_loss(loss)
         checks.warn_softmax_before_cross_entropy(self.layers, self.loss, self.name)
@@ -143,7 +145,9 @@ class Sequential:
                     f"{self.name}: input of shape {x.shape} looks channels-first (N, C, H, W), but "
                     f"scratchnet is channels-last (N, H, W, C): pass x.transpose(0, 2, 3, 1), or give "
                     f"Sequential(input_shape={x.shape[1:]}) if the shape is meant as it is")
-            self.build(x.shape[1:] if self.input_shape is None else None)
+            if self.input_shape is None:
+                checks.build_from_batch(self, x.shape)
+            self.build()
         if x.ndim != 1 + len(self.input_shape) or x.shape[1:] != self.input_shape:
             expected = ", ".join(["N", *map(str, self.input_shape)])
             hint = checks.shape_hint(x.shape, self.input_shape)
@@ -152,6 +156,8 @@ class Sequential:
             raise ValueError(f"{self.name}: input contains NaN or inf "
                              f"({int(np.sum(~np.isfinite(x)))} values)")
         checks.warn_integer_images(x, self.name)
+        if record_range:  # fit: once per call
+            checks.warn_unscaled_images(x, self.name)
         x_range = checks.finite_range(x) if check_range or record_range else None
         if check_range:
             checks.warn_out_of_range(x_range, self.input_range, self.name)
@@ -162,10 +168,7 @@ class Sequential:
         return x.astype(self.dtype, copy=False)
 
     def _check_targets(self, x, y) -> np.ndarray:
-        y = np.asarray(y)
-        if y.ndim == 0 or len(y) != len(x):
-            raise ValueError(f"{self.name}: got {len(x)} inputs but {y.shape} targets")
-        return y
+        return checks.check_targets(x, y, self.name)
 
     def _require_compiled(self):
         if self.loss is None or self.optimizer is None:
@@ -201,6 +204,7 @@ class Sequential:
         last = 0 if input_gradient else 1
         for layer in reversed(self.layers[last:]):
             dout = layer.backward(dout)
+            checks.require_gradient(dout, layer, self.name)  # your own layer may forget to return dx
             if release_caches:
                 drop_caches(layer)
         if input_gradient:

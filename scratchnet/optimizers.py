@@ -47,14 +47,32 @@ from .schedules import (  # noqa: F401
 )
 
 
-def _as_schedule(lr):
+def _as_schedule(lr, owner: str):
+    """A number lr > 0 becomes ConstantLR(lr); a schedule object is kept; ``owner`` names the
+    optimizer in the errors."""
     if isinstance(lr, (int, float, np.floating)) and not isinstance(lr, bool):
         if lr <= 0:
-            raise ValueError(f"learning rate must be > 0, got {lr}")
+            raise ValueError(f"{owner}: learning rate must be > 0, got {lr}")
         return ConstantLR(lr)
+    if isinstance(lr, type):
+        raise TypeError(f"{owner}: lr must be a positive number or a schedule object, got the class "
+                        f"{lr.__name__} itself; create one: {lr.__name__}(...)")
     if callable(lr) and hasattr(lr, "__dict__"):
         return lr  # a schedule object (schedules.py, or your own picklable class)
-    raise TypeError(f"lr must be a positive number or a schedule object, got {lr!r}")
+    raise TypeError(f"{owner}: lr must be a positive number or a schedule object, got {lr!r}")
+
+
+def check_gradient_shapes(layers) -> None:
+    """Every ``layer.grads[name]`` has the shape of ``layer.params[name]`` (a layer of your own may
+    forget to sum over the batch axis)."""
+    for layer in layers:
+        for name, param in layer.params.items():
+            grad = layer.grads.get(name)
+            if grad is None or np.shape(grad) != param.shape:
+                got = "nothing" if grad is None else f"shape {np.shape(grad)}"
+                raise ValueError(f"{layer.name}: grads[{name!r}] must have the shape of params[{name!r}], "
+                                 f"{param.shape}, got {got}; backward fills every gradient (summed over "
+                                 f"the batch axis)")
 
 
 # ------------------------------------------------------------------ optimizers
@@ -64,7 +82,7 @@ class Optimizer:
     decoupled_weight_decay = False  # AdamW: decay applied to p directly, not added to the gradient
 
     def __init__(self, lr, weight_decay: float = 0.0, clipnorm: float | None = None):
-        self.schedule = _as_schedule(lr)
+        self.schedule = _as_schedule(lr, type(self).__name__)
         if weight_decay < 0:
             raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {weight_decay}")
         if clipnorm is not None and not clipnorm > 0:
@@ -84,7 +102,7 @@ class Optimizer:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
             raise TypeError(f"{type(self).__name__}.lr: expected a positive number, got {value!r} "
                             "(to install a schedule, assign optimizer.schedule)")
-        self.schedule = _as_schedule(value)
+        self.schedule = _as_schedule(value, f"{type(self).__name__}.lr")
 
     def clip_scale(self, grads) -> float:
         """min(1, clipnorm / (global norm + 1e-6)), the factor clip_grad_norm_ applies to every grad."""
@@ -99,6 +117,7 @@ class Optimizer:
         lr = self.lr
         # frozen layers are skipped: their parameters and optimizer state stay exactly as they are
         trainable = [layer for layer in iter_layers(layers) if layer.trainable]
+        check_gradient_shapes(trainable)  # before any update: a wrong one would stop a step half done
         scale = self.clip_scale([g for layer in trainable for g in layer.grads.values()])
         for layer in trainable:
             for name, param in layer.params.items():
@@ -160,7 +179,7 @@ class AdamW(Adam):
     decoupled_weight_decay = True
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, clipnorm=None):
-        if len(betas) != 2:
+        if np.ndim(betas) != 1 or len(betas) != 2:  # a pair (tuple, list or array), not one number
             raise ValueError(f"AdamW: betas must be a pair (beta1, beta2), got {betas!r}")
         super().__init__(lr, betas[0], betas[1], eps, weight_decay, clipnorm)
 

@@ -36,7 +36,10 @@ def check_step(step, who: str) -> int:
 
 
 def _positive(value, what: str, who: str, allow_zero: bool = False) -> float:
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{who}: {what} must be a number, got {value!r}") from None
     if not (value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
         raise ValueError(f"{who}: {what} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
     return value
@@ -66,7 +69,8 @@ class StepDecay:
     """lr = initial * factor ** (step // every)."""
 
     def __init__(self, initial: float, factor: float = 0.5, every: int = 1000):
-        self.initial, self.factor = _positive(initial, "initial", "StepDecay"), float(factor)
+        self.initial = _positive(initial, "initial", "StepDecay")
+        self.factor = _positive(factor, "factor", "StepDecay")  # 0: lr 0 after `every` steps
         self.every = _count(every, "every", "StepDecay")
 
     def __call__(self, step):
@@ -80,7 +84,8 @@ class ExponentialDecay:
     """lr = initial * rate ** (step / decay_steps)."""
 
     def __init__(self, initial: float, rate: float = 0.96, decay_steps: int = 1000):
-        self.initial, self.rate = _positive(initial, "initial", "ExponentialDecay"), float(rate)
+        self.initial = _positive(initial, "initial", "ExponentialDecay")
+        self.rate = _positive(rate, "rate", "ExponentialDecay")  # 0: lr 0 after one step; < 0: complex
         self.decay_steps = _count(decay_steps, "decay_steps", "ExponentialDecay")
 
     def __call__(self, step):

@@ -76,6 +76,7 @@ import stat
 
 import numpy as np
 
+from .input_checks import check_path
 from .safe_unpickler import (  # noqa: F401  (re-exported: scratchnet.serialization.X keeps working)
     RestrictedUnpickler,
     UnsafeModelError,
@@ -115,7 +116,7 @@ def atomic_write(path, chunks) -> None:
     new file gets (the umask applies; ``tempfile.mkstemp`` would make it private, 0600), or the
     permissions of the file it replaces.
     """
-    user_path = os.fspath(path)
+    user_path = os.fspath(check_path(path, "save"))
     path = os.path.realpath(os.path.expanduser(user_path))  # through a symlink: replace its target
     folder, base = os.path.split(path)
     if os.path.isdir(path):
@@ -305,6 +306,7 @@ def load_model(path, trusted: bool = False, allowed_classes=()):
             raise TypeError(f"allowed_classes takes Layer subclasses, got {cls!r}")
         if any("__new__" in vars(k) or "__del__" in vars(k) for k in cls.__mro__[:-1]):
             raise TypeError(f"{cls.__qualname__} defines __new__ or __del__: load it with trusted=True")
+    check_path(path, "scratchnet.load")
     with open(os.path.expanduser(os.fspath(path)), "rb") as file:  # FileNotFoundError as it is
         data = file.read()
     _, payload = _parse_header(data, path)
@@ -372,7 +374,7 @@ def load_weights(model, path) -> None:
     A file written with ``naming="torch"`` (keys without "/", e.g. "0.weight") is read as a PyTorch
     state_dict (``scratchnet.interop.load_torch_state_dict``).
     """
-    real = os.path.expanduser(os.fspath(path))
+    real = os.path.expanduser(os.fspath(check_path(path, "load_weights")))
     with open(real, "rb") as file:  # FileNotFoundError as it is
         start = file.read(len(MAGIC))
     if start == MAGIC:

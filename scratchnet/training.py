@@ -26,11 +26,12 @@ This module never imports model.py (model -> training, one way).
 from __future__ import annotations
 
 import math
+import numbers
 import time
 
 import numpy as np
 
-from .input_checks import check_count, check_not_empty
+from .input_checks import check_callbacks, check_count, check_not_empty, refuse_class
 from .kernels.workspace import keep_freed_memory
 from .layers.base import iter_layers
 from .progress import ProgressBar
@@ -106,6 +107,7 @@ def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
     prepared = (isinstance(x, np.ndarray) and model.built and x.dtype == model.dtype
                 and x.shape[1:] == model.input_shape and not model.check_numerics)
     x = x if prepared else model._prepare_input(x)  # fit checks its whole array once
+    y = model._check_targets(x, y)  # one per sample (cheap: no copy of an array)
     saved = [(layer.buffers, {name: value.copy() for name, value in layer.buffers.items()})
              for layer in iter_layers(model.layers) if layer.buffers]  # e.g. running means, a few KB
     logits = model._run_layers(x, training=True)
@@ -149,6 +151,32 @@ def _validation(model, x, y, validation_data, validation_split):
     return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
 
 
+def check_targets_for_loss(model, y, chunk: int = 1024) -> None:
+    """Run the loss on zero logits, ``chunk`` samples at a time: labels out of range, of the wrong
+    shape or kind fail before training starts, not in a late batch."""
+    logits = np.zeros((min(chunk, len(y)), *model.output_shape), dtype=model.dtype)
+    try:
+        for start in range(0, len(y), chunk):
+            targets = y[start:start + chunk]
+            model.loss.forward(logits[:len(targets)], targets)
+    finally:
+        model.loss.cache = {}
+
+
+def _checked_validation(model, x_val, y_val):
+    """validation_data checked before the first epoch (evaluate would only fail after it); an
+    error says it came from the validation data."""
+    try:
+        x_val = model._prepare_input(x_val, check_range=False)
+        y_val = model._check_targets(x_val, y_val)
+        check_targets_for_loss(model, y_val)
+    except (ValueError, TypeError) as error:
+        if type(error) not in (ValueError, TypeError):
+            raise
+        raise type(error)(f"{error} (in validation_data)") from None
+    return x_val, y_val
+
+
 def _sample_weights(model, y, sample_weight, class_weight):
     """Per-sample loss weights (N,) from sample_weight and class_weight, or None."""
     if sample_weight is None and class_weight is None:
@@ -164,6 +192,10 @@ def _sample_weights(model, y, sample_weight, class_weight):
         if not isinstance(class_weight, dict):
             raise TypeError(f"{model.name}: class_weight must be a dict {{class: weight}}, got "
                             f"{type(class_weight).__name__}")
+        not_classes = [key for key in class_weight if not isinstance(key, numbers.Real)]
+        if not_classes:  # {"0": 2.0} would match no label and weigh nothing
+            raise TypeError(f"{model.name}: class_weight keys must be class indices (ints), got "
+                            f"{not_classes[0]!r}")
         labels = y if y.ndim == 1 else y.argmax(axis=1)
         factor = np.array([class_weight.get(int(label), 1.0) for label in labels], dtype=np.float64)
         weights = weights * factor
@@ -218,9 +250,13 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
         weights = weights[:len(x)]
     if validation_data is not None:
         check_not_empty(np.asarray(validation_data[0]), model.name, "validation_data: x_val")
+        validation_data = _checked_validation(model, *validation_data)
+    if augment is None:  # augment may change y (Mixup: int labels -> rows) before the loss sees it
+        check_targets_for_loss(model, y)
+    refuse_class(augment, "augment", model.name)
     if augment is not None and not callable(augment):
         raise TypeError(f"{model.name}: augment must be callable as augment(x, y, rng), got {augment!r}")
-    callbacks = list(callbacks or [])
+    callbacks = check_callbacks(callbacks, model.name)
     for callback in callbacks:
         if hasattr(callback, "set_model"):
             callback.set_model(model)

@@ -112,6 +112,9 @@ def plot_filters(model, layer=None, channel: int | None = None, save_path=None):
     if weights.ndim != 4:
         raise ValueError(f"{conv.name}: has no 4-D kernel W (kh, kw, C, filters) to show")
     kh, kw, channels, filters = weights.shape
+    if channel is not None and not 0 <= channel < channels:
+        raise ValueError(f"plot_filters: layer {conv.name!r} has {channels} input channel(s) (0 to "
+                         f"{channels - 1}), got channel={channel!r}")
     if channels != 3 or channel is not None:
         weights = weights[:, :, (channel or 0):(channel or 0) + 1, :]
     rows, columns = _grid(filters)
@@ -222,6 +225,9 @@ def plot_images(images, labels=None, predicted=None, class_names=None, n: int = 
     images = np.asarray(images)[:n]
     if images.ndim != 4:
         raise ValueError(f"images must have shape (N, H, W, C), got {images.shape}")
+    for values, what in ((labels, "labels"), (predicted, "predicted")):
+        if values is not None and len(values) < len(images):
+            raise ValueError(f"plot_images: {what} has {len(values)} entries for {len(images)} images")
     rows, columns = _grid(len(images), max_columns=int(math.ceil(math.sqrt(len(images)))))
     figure = _figure(1.4 * columns + 0.3, 1.5 * rows + 0.3)
     for index, axes in enumerate(figure.subplots(rows, columns, squeeze=False).ravel()):

@@ -430,7 +430,11 @@ def test_the_readme_errors_section_shows_messages_the_code_produces():
     model = sn.Sequential([Conv2D(8, 3), MaxPool2D(2), Flatten(), Dense(10)], input_shape=(28, 28, 1), seed=0)
     with pytest.raises(sn.NonFiniteLossError) as nan_pixel:
         model.compile("adam", "cross_entropy").fit(x, y, batch_size=64, shuffle=False, verbose=0)
-    assert shown == [f"ValueError: {channels_first.value}", f"NonFiniteLossError: {nan_pixel.value}"]
+    three_outputs = sn.Sequential([Flatten(), Dense(3)], input_shape=(28, 28, 1), seed=0).compile()
+    with pytest.raises(ValueError) as too_few_outputs:
+        three_outputs.fit(np.nan_to_num(x), y, verbose=0)                  # labels 0..9
+    assert shown == [f"ValueError: {channels_first.value}", f"NonFiniteLossError: {nan_pixel.value}",
+                     f"ValueError: {too_few_outputs.value}"]
     assert "DESIGN.md" not in text
 
 

@@ -42,6 +42,7 @@ from .archive import safe_extract
 from .common import (
     CorruptDataError,
     DataNotFoundError,
+    check_loader_options,
     checksum_problem,
     download_dir,
     download_verified,
@@ -197,6 +198,7 @@ def load_cifar10(root=None, split: str = "train", standardize: bool = False, dty
     """
     if split not in ("train", "test"):
         raise ValueError(f"load_cifar10: split must be 'train' or 'test', got {split!r}")
+    check_loader_options(standardize, dtype, "load_cifar10")
     folder = find_cifar10(root, download, url, md5, sha256)
     parts = [read_batch(folder / name) for name in (TRAIN_BATCHES if split == "train" else TEST_BATCHES)]
     images = np.concatenate([images for images, _ in parts])

@@ -126,6 +126,20 @@ def _content_length(response) -> int | None:
     return int(value) if value is not None and str(value).isdigit() else None
 
 
+def check_loader_options(standardize, dtype, who: str) -> None:
+    """A loader's ``standardize`` (True or False: a string like "no" would count as True) and
+    ``dtype`` (a floating type), checked before any file is read."""
+    if not isinstance(standardize, (bool, np.bool_)):
+        raise TypeError(f"{who}: standardize must be True or False, got {standardize!r}")
+    try:
+        kind = np.dtype(dtype).kind
+    except TypeError:
+        kind = None
+    if kind != "f":
+        raise TypeError(f"{who}: dtype must be a floating type such as 'float32', got {dtype!r} (the "
+                        f"images are scaled to [0, 1])")
+
+
 def scale_images(raw: np.ndarray, standardize: bool, mean, std, dtype="float32") -> np.ndarray:
     """uint8 images (N, H, W, C) -> floats in [0, 1], or ``(x - mean) / std`` per channel.
 

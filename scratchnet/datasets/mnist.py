@@ -35,6 +35,7 @@ import numpy as np
 from .common import (
     CorruptDataError,
     DataNotFoundError,
+    check_loader_options,
     download_dir,
     download_verified,
     file_digest,
@@ -200,6 +201,7 @@ def load_mnist(split: str = "train", root=None, download: bool = True, standardi
     """
     if split not in FILES:
         raise ValueError(f"load_mnist: split must be 'train' or 'test', got {split!r}")
+    check_loader_options(standardize, dtype, "load_mnist")
     folders = search_dirs(root, "mnist")
     paths = []
     for stem in FILES[split]:
@@ -238,6 +240,7 @@ def load_mnist_sample(standardize: bool = False, dtype="float32"):
     Returns ``(x_train, y_train), (x_test, y_test)`` with x of shape (N, 28, 28, 1) as in
     ``load_mnist``: 8,000 and 2,000 samples.
     """
+    check_loader_options(standardize, dtype, "load_mnist_sample")
     images_path = BUNDLED_DIR / "t10k-images-idx3-ubyte.gz"
     labels_path = BUNDLED_DIR / "t10k-labels-idx1-ubyte.gz"
     x, y = _to_dataset(read_images(images_path), read_labels(labels_path), images_path,

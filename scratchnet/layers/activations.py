@@ -229,8 +229,10 @@ def check_activation_name(name, layer_name: str) -> str:
     if name is None:
         return "linear"
     if not isinstance(name, str) or name not in ACTIVATIONS:
+        lowered = name.lower() if isinstance(name, str) else None
+        hint = f" (did you mean {lowered!r}? names are lower case)" if lowered in ACTIVATIONS else ""
         raise ValueError(
-            f"{layer_name}: unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}"
+            f"{layer_name}: unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}{hint}"
         )
     return name
 

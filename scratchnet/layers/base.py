@@ -238,6 +238,14 @@ class Layer:
         return f"{type(self).__name__}({config})"
 
 
+def require_initialised(layer, owner: str) -> None:
+    """A Layer subclass whose ``__init__`` forgot ``super().__init__()`` has no name, params, ..."""
+    if not (hasattr(layer, "name") and hasattr(layer, "params")):
+        raise TypeError(f"{owner}: the {type(layer).__name__} object was not set up as a layer: its "
+                        f"__init__ must call super().__init__() first (it gives the layer its name, "
+                        f"params, grads, ...)")
+
+
 def iter_layers(layers):
     """Every layer in ``layers`` and inside them, depth-first, each container before its children.
 

@@ -20,7 +20,7 @@ changed on its own afterwards, e.g. ``residual.block.trainable = True``.
 
 from __future__ import annotations
 
-from .base import Layer, iter_layers
+from .base import Layer, iter_layers, require_initialised
 from .merge import Add, Concatenate, Merge
 
 
@@ -44,6 +44,7 @@ def layer_from_config(spec: dict, owner: str) -> Layer:
 def as_layer(value, owner: str, argument: str, chain_name: str) -> Layer:
     """A Layer as it is; a list of layers as a ``Chain`` named ``chain_name``; a config dict rebuilt."""
     if isinstance(value, Layer):
+        require_initialised(value, owner)
         return value
     if isinstance(value, (list, tuple)):
         return Chain(value, name=chain_name)

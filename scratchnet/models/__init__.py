@@ -20,6 +20,8 @@ the cross-entropy loss applies the softmax.
 
 from __future__ import annotations
 
+import inspect
+
 from ..model import Sequential
 from .blocks import (
     dense_block,
@@ -45,6 +47,11 @@ def get_model(name: str, **options) -> Sequential:
     key = str(name).lower().replace("-", "_")
     if key not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    accepted = inspect.signature(MODELS[key]).parameters
+    unknown = [option for option in options if option not in accepted]
+    if unknown:
+        raise TypeError(f"get_model({name!r}): unknown option(s) {', '.join(unknown)}; {key} takes "
+                        f"{', '.join(accepted)}")
     return MODELS[key](**options)
 
 

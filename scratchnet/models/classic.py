@@ -7,7 +7,13 @@ example); small_cnn_bn and deeper_cnn (conv-BatchNorm-ReLU stacks, VGG style).
 from __future__ import annotations
 
 from .. import layers as L
+from ..layers.spatial import positive_int
 from ..model import Sequential
+
+
+def logits_layer(n_classes, model_name: str) -> L.Dense:
+    """The last layer of every model here: one logit per class, ``Dense(n_classes)``."""
+    return L.Dense(positive_int(n_classes, "n_classes", model_name))
 
 
 def lenet5(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, dtype="float32",
@@ -39,7 +45,7 @@ def lenet5(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, d
         L.Flatten(),
         L.Dense(120, activation="relu"),
         L.Dense(84, activation="relu"),
-        L.Dense(n_classes),
+        logits_layer(n_classes, "lenet5"),
     ], input_shape=input_shape, seed=seed, dtype=dtype, name="lenet5").build()
 
 
@@ -56,7 +62,7 @@ def small_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0
         L.Conv2D(64, 3, padding="same", backend=backend), L.Activation("relu"), L.MaxPool2D(2),
         L.Flatten(),
         L.Dense(128, activation="relu"),
-        L.Dense(n_classes),
+        logits_layer(n_classes, "small_cnn"),
     ], input_shape=input_shape, seed=seed, dtype=dtype, name="small_cnn").build()
 
 
@@ -69,7 +75,7 @@ def tiny_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0,
     return Sequential([
         L.Conv2D(8, 3, backend=backend), L.Activation("relu"), L.MaxPool2D(2),
         L.Flatten(),
-        L.Dense(n_classes),
+        logits_layer(n_classes, "tiny_cnn"),
     ], input_shape=input_shape, seed=seed, dtype=dtype, name="tiny_cnn").build()
 
 
@@ -80,7 +86,7 @@ def mlp(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, dtyp
     ``backend`` is accepted (and ignored) so every model function has the same signature.
     """
     return Sequential([
-        L.Flatten(), L.Dense(128, activation="relu"), L.Dense(n_classes),
+        L.Flatten(), L.Dense(128, activation="relu"), logits_layer(n_classes, "mlp"),
     ], input_shape=input_shape, seed=seed, dtype=dtype, name="mlp").build()
 
 
@@ -111,7 +117,7 @@ def flax_cnn(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None = 0,
         L.Conv2D(64, 3, padding="same", backend=backend), L.Activation("relu"), L.AvgPool2D(2),
         L.Flatten(),
         L.Dense(256, activation="relu"),
-        L.Dense(n_classes),
+        logits_layer(n_classes, "flax_cnn"),
     ], input_shape=input_shape, seed=seed, dtype=dtype, name="flax_cnn").build()
 
 
@@ -156,7 +162,7 @@ def small_cnn_bn(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None 
         L.Flatten(),
         L.Dense(128, activation="relu", kernel_initializer="he_normal"),
         L.Dropout(dropout),
-        L.Dense(n_classes),
+        logits_layer(n_classes, "small_cnn_bn"),
     ], input_shape=input_shape, seed=seed, dtype=dtype, name="small_cnn_bn").build()
 
 
@@ -189,5 +195,5 @@ def deeper_cnn(input_shape=(32, 32, 3), n_classes: int = 10, seed: int | None = 
     layers = conv_bn_relu(64, backend=backend)                      # the stem
     for filters in (64, 128, 256):                                  # the three stages
         layers += [*conv_bn_relu(filters, backend=backend), L.MaxPool2D(2)]
-    layers += [L.GlobalAvgPool2D(), L.Dense(n_classes)]
+    layers += [L.GlobalAvgPool2D(), logits_layer(n_classes, "deeper_cnn")]
     return Sequential(layers, input_shape=input_shape, seed=seed, dtype=dtype, name="deeper_cnn").build()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import layers as L
 from ..model import Sequential
-from .classic import conv_bn_relu
+from .classic import conv_bn_relu, logits_layer
 
 
 def digit_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0, dtype="float32",
@@ -40,5 +40,5 @@ def digit_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0
     layers.append(L.Flatten())
     if dropout:
         layers.append(L.Dropout(dropout))
-    layers.append(L.Dense(n_classes))
+    layers.append(logits_layer(n_classes, "digit_cnn"))
     return Sequential(layers, input_shape=input_shape, seed=seed, dtype=dtype, name="digit_cnn").build()

@@ -22,7 +22,7 @@ import numbers
 from .. import layers as L
 from ..layers.spatial import positive_int
 from ..model import Sequential
-from .classic import conv_bn_relu
+from .classic import conv_bn_relu, logits_layer
 
 
 def basic_block(filters: int, stride: int = 1, in_channels: int | None = None, backend: str = "auto"):
@@ -78,7 +78,7 @@ def resnet(depth: int = 20, width: int = 16, input_shape=(32, 32, 3), n_classes:
             stride = 2 if stage > 0 and k == 0 else 1                  # halve the size at a stage start
             layers += basic_block(filters, stride, in_channels=channels, backend=backend)
             channels = filters
-    layers += [L.GlobalAvgPool2D(), L.Dense(n_classes)]
+    layers += [L.GlobalAvgPool2D(), logits_layer(n_classes, "resnet")]
     return Sequential(layers, input_shape=input_shape, seed=seed, dtype=dtype,
                       name=f"resnet{depth}").build()
 
