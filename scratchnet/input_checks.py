@@ -311,3 +311,15 @@ def warn_softmax_before_cross_entropy(layers, loss, owner: str) -> None:
             f"{owner}: the last layer {last.name!r} applies softmax and the loss 'cross_entropy' "
             f"applies softmax again (it expects raw logits); remove activation='softmax' from the last "
             f"layer and use predict_proba() for probabilities", UserWarning, stacklevel=3)
+
+
+def refuse_rebuilding(layer, input_shape, owner: str) -> None:
+    """A built layer may join a model as it is only if it was built for this input shape;
+    building it again would replace its (maybe trained) weights with new random ones."""
+    if tuple(layer.input_shape) == tuple(input_shape):
+        return
+    raise ValueError(
+        f"{owner}: layer {layer.name!r} ({type(layer).__name__}) is built already, for input shape "
+        f"{tuple(layer.input_shape)}, but here it gets {tuple(input_shape)}; building it again would "
+        f"replace its weights with new random ones. Use a new layer here, or build(..., reset=True) "
+        f"to draw new weights for every layer on purpose")

@@ -1,12 +1,13 @@
-"""Finding and freezing layers in a model's tree of layers (containers included).
+"""Finding, freezing and building layers in a model's tree of layers (containers included).
 
-``Sequential.get_layer``, ``freeze`` and ``unfreeze`` call these.
+``Sequential.get_layer``, ``freeze``, ``unfreeze``, ``build`` and ``add`` call these.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .input_checks import refuse_rebuilding
 from .layers.base import Layer, iter_layers
 
 
@@ -65,3 +66,20 @@ def unfreeze(model):
     for layer in iter_layers(model.layers):
         layer.trainable = True
     return model
+
+
+def build_in_model(model, layer: Layer, input_shape, reset: bool) -> tuple:
+    """Build ``layer`` for ``input_shape`` with the model's generator and dtype; returns its output
+    shape. A layer built already (say trained in another model: ``Sequential(base.layers[:-1] +
+    [Dense(5)])``) keeps its weights, cast to the model's dtype, as in Keras (the models then
+    share it); built for another input shape it is an error unless ``reset`` (building would draw
+    new random weights over its own)."""
+    if layer.built and not reset:
+        refuse_rebuilding(layer, input_shape, model.name)
+        if layer.dtype != model.dtype:
+            layer.astype(model.dtype)
+        layer.set_rng(model.rng)
+        return layer.output_shape(input_shape)
+    output_shape = layer.build(input_shape, rng=model.rng, dtype=model.dtype)
+    layer.set_rng(model.rng)
+    return output_shape

@@ -75,8 +75,7 @@ class Sequential:
         # names are unique over the whole tree (layers inside containers too): weights are saved by name
         rename_duplicates([layer], used={existing.name for existing in iter_layers(self.layers)})
         if self.built:
-            layer.build(self.output_shape, rng=self.rng, dtype=self.dtype)
-            layer.set_rng(self.rng)
+            layer_tree.build_in_model(self, layer, self.output_shape, reset=False)
         self.layers.append(layer)
 
     def build(self, input_shape=None, reset: bool = False) -> "Sequential":
@@ -84,7 +83,8 @@ class Sequential:
 
         On a built model, ``build()`` (or the same shape) does nothing; a different shape is an
         error, because building draws new weights. ``reset=True`` rebuilds on purpose: new
-        weights, optimizer state, ``epochs_trained = 0``.
+        weights, optimizer state, ``epochs_trained = 0``. Layers built already (from another
+        model) keep their weights: ``layer_tree.build_in_model``.
         """
         input_shape = checks.check_input_shape(input_shape, self.name)
         if self.built and not reset:
@@ -107,8 +107,7 @@ class Sequential:
         shape = self.input_shape
         with checks.input_shape_hints(self.input_shape):  # a batch axis, channels first, ...
             for layer in self.layers:
-                shape = layer.build(shape, rng=self.rng, dtype=self.dtype)
-                layer.set_rng(self.rng)
+                shape = layer_tree.build_in_model(self, layer, shape, reset)
         self.built = True
         return self
 
