@@ -254,6 +254,8 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     if augment is None:  # augment may change y (Mixup: int labels -> rows) before the loss sees it
         check_targets_for_loss(model, y)
     refuse_class(augment, "augment", model.name)
+    if not isinstance(shuffle, (bool, np.bool_)):  # "no" or "False" would count as True
+        raise TypeError(f"{model.name}: shuffle must be True or False, got {shuffle!r}")
     if augment is not None and not callable(augment):
         raise TypeError(f"{model.name}: augment must be callable as augment(x, y, rng), got {augment!r}")
     callbacks = check_callbacks(callbacks, model.name)

@@ -199,3 +199,35 @@ def test_keras_and_capitalised_names_get_the_name_here():
                                          r"\(did you mean 'relu'\? names are lower case\)$"):
         Dense(3, activation="ReLU")
     assert model.compile("adam", "mse").loss.name == "mse"
+
+
+def test_fit_shuffle_must_be_a_bool():
+    model = sn.Sequential([Dense(2)], input_shape=(3,), dtype="float64").compile()
+    x, y = np.zeros((4, 3)), np.array([0, 1, 0, 1])
+    with pytest.raises(TypeError, match=r"sequential: shuffle must be True or False, got 'no'"):
+        model.fit(x, y, shuffle="no", verbose=0)
+
+
+@pytest.mark.parametrize("name", [5, "", ("a",)])
+def test_a_layer_name_must_be_a_non_empty_string(name):
+    with pytest.raises(TypeError, match=r"^Dense: name must be a non-empty string, got "):
+        Dense(3, name=name)
+
+
+@pytest.mark.parametrize("option", ["n", "image_size", "n_classes"])
+def test_make_patterns_counts_must_be_whole_numbers(option):
+    from scratchnet.datasets import make_patterns
+
+    with pytest.raises(TypeError, match=rf"make_patterns: {option} must be a whole number, got 2.5"):
+        make_patterns(**{"n": 10, option: 2.5})
+    assert make_patterns(np.int64(4), image_size=np.int64(8))[0].shape == (4, 8, 8, 1)
+
+
+def test_loaders_refuse_a_root_that_is_not_a_folder_name():
+    from scratchnet.datasets import load_mnist
+    from scratchnet.datasets.cifar import find_cifar10
+
+    with pytest.raises(TypeError, match=r"load_mnist: root must be a folder \(a str or a Path\), got 5"):
+        load_mnist(root=5)
+    with pytest.raises(TypeError, match=r"find_cifar10: root must be a folder"):
+        find_cifar10(root=5)

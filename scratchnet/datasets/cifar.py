@@ -129,7 +129,7 @@ def find_cifar10(root=None, download: bool = False, url: str = URL, md5: str | N
     download over it.
     """
     names = TRAIN_BATCHES + TEST_BATCHES
-    folders = search_dirs(root, FOLDER)
+    folders = search_dirs(root, FOLDER, who="find_cifar10")
     for folder in folders:
         present = [name for name in names if (folder / name).is_file()]
         if len(present) == len(names):

@@ -41,10 +41,13 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "scratchnet"
 
 
-def search_dirs(root=None, subdir: str | None = None) -> list[Path]:
-    """Folders to look in, in order; each also with ``subdir`` appended (e.g. ``"mnist"``)."""
+def search_dirs(root=None, subdir: str | None = None, who: str = "search_dirs") -> list[Path]:
+    """Folders to look in, in order; each also with ``subdir`` appended (e.g. ``"mnist"``).
+    ``who``: the loader, named in the error for a ``root`` that is not a folder name."""
     bases = []
     if root is not None:
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"{who}: root must be a folder (a str or a Path), got {root!r}")
         bases.append(Path(root).expanduser())
     if os.environ.get("SCRATCHNET_DATA"):
         bases.append(Path(os.environ["SCRATCHNET_DATA"]).expanduser())

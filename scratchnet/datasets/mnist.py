@@ -202,7 +202,7 @@ def load_mnist(split: str = "train", root=None, download: bool = True, standardi
     if split not in FILES:
         raise ValueError(f"load_mnist: split must be 'train' or 'test', got {split!r}")
     check_loader_options(standardize, dtype, "load_mnist")
-    folders = search_dirs(root, "mnist")
+    folders = search_dirs(root, "mnist", who="load_mnist")
     paths = []
     for stem in FILES[split]:
         path = find_file(stem, folders)

@@ -18,6 +18,8 @@ separate these well; a small CNN learns them in a few epochs.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 PATTERN_NAMES = ("horizontal stripes", "vertical stripes", "checkerboard", "disc", "bright spots")
@@ -87,6 +89,9 @@ def make_patterns(n: int, image_size: int = 32, n_classes: int = 5, seed: int = 
     x : float array (n, image_size, image_size, 1) in [0, 1]
     y : int64 array (n,) in 0 .. n_classes - 1
     """
+    for option, value in (("n", n), ("image_size", image_size), ("n_classes", n_classes)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"make_patterns: {option} must be a whole number, got {value!r}")
     if not 2 <= n_classes <= len(_DRAW):
         raise ValueError(f"make_patterns: n_classes must be 2..{len(_DRAW)}, got {n_classes}")
     if image_size < 8:

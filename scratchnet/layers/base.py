@@ -71,6 +71,9 @@ class Layer:
     rng = None
 
     def __init__(self, name: str | None = None):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"{type(self).__name__}: name must be a non-empty string, got {name!r} (names "
+                            f"find layers with get_layer and key their weights in saved files)")
         self.name = name if name is not None else _snake_case(type(self).__name__)
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
