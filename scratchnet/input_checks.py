@@ -217,7 +217,8 @@ def warn_unscaled_images(x, owner: str) -> None:
     if x.ndim != 4 or x.dtype.kind != "f" or not first.size:
         return
     low, high = float(first.min()), float(first.max())
-    if low >= 0 and 2 < high <= 255 and np.all(np.mod(first, 1) == 0):
+    # above 100: 8-bit pixels nearly always reach it; whole numbers up to 16 (say) are another scale
+    if low >= 0 and 100 < high <= 255 and np.all(np.mod(first, 1) == 0):
         warnings.warn(
             f"{owner}: got float images holding whole numbers from {low:g} to {high:g} (pixel values "
             f"0-255?); the model usually expects values scaled to [0, 1]: pass x / 255",
@@ -313,13 +314,17 @@ def warn_softmax_before_cross_entropy(layers, loss, owner: str) -> None:
             f"layer and use predict_proba() for probabilities", UserWarning, stacklevel=3)
 
 
-def refuse_rebuilding(layer, input_shape, owner: str) -> None:
-    """A built layer may join a model as it is only if it was built for this input shape;
-    building it again would replace its (maybe trained) weights with new random ones."""
-    if tuple(layer.input_shape) == tuple(input_shape):
-        return
-    raise ValueError(
-        f"{owner}: layer {layer.name!r} ({type(layer).__name__}) is built already, for input shape "
-        f"{tuple(layer.input_shape)}, but here it gets {tuple(input_shape)}; building it again would "
-        f"replace its weights with new random ones. Use a new layer here, or build(..., reset=True) "
-        f"to draw new weights for every layer on purpose")
+def refuse_rebuilding(layer, input_shape, dtype, owner: str, remedy: str) -> None:
+    """A built layer may join a model as it is only if it was built for this input shape and
+    dtype; building it again would replace its (maybe trained) weights with new random ones."""
+    if tuple(layer.input_shape) != tuple(input_shape):
+        raise ValueError(
+            f"{owner}: layer {layer.name!r} ({type(layer).__name__}) is built already, for input shape "
+            f"{tuple(layer.input_shape)}, but here it gets {tuple(input_shape)}; building it again "
+            f"would replace its weights with new random ones: {remedy}")
+    if layer.dtype != np.dtype(dtype):
+        raise ValueError(
+            f"{owner}: layer {layer.name!r} ({type(layer).__name__}) is built already, in {layer.dtype}, "
+            f"but the model computes in {np.dtype(dtype)}; give the model dtype={str(layer.dtype)!r}, "
+            f"or call layer.astype({str(np.dtype(dtype))!r}) first (it changes the layer for every "
+            f"model that holds it)")

@@ -68,16 +68,33 @@ def unfreeze(model):
     return model
 
 
-def build_in_model(model, layer: Layer, input_shape, reset: bool) -> tuple:
+def build_all(model, reset: bool) -> None:
+    """Build the model's layers in order (``build_in_model``). If one fails (a wrong input shape,
+    say), the layers this call built are marked unbuilt again, so that building with the right
+    shape works: they were never trained, and "built already" must not refuse them."""
+    built_before = {id(layer) for layer in iter_layers(model.layers) if layer.built}
+    shape = model.input_shape
+    try:
+        for layer in model.layers:
+            shape = build_in_model(model, layer, shape, reset)
+    except Exception:
+        for layer in iter_layers(model.layers):
+            if id(layer) not in built_before or reset:
+                layer.built = False
+        raise
+
+
+def build_in_model(model, layer: Layer, input_shape, reset: bool,
+                   remedy: str = "use a new layer here, or build(..., reset=True) to draw new "
+                                 "weights for every layer on purpose") -> tuple:
     """Build ``layer`` for ``input_shape`` with the model's generator and dtype; returns its output
     shape. A layer built already (say trained in another model: ``Sequential(base.layers[:-1] +
-    [Dense(5)])``) keeps its weights, cast to the model's dtype, as in Keras (the models then
-    share it); built for another input shape it is an error unless ``reset`` (building would draw
-    new random weights over its own)."""
+    [Dense(5)])``) keeps its weights, as in Keras: the models then share it (its generator becomes
+    this model's). Built for another input shape or dtype it is an error unless ``reset``
+    (building would draw new random weights over its own; casting would change it in the other
+    model too)."""
     if layer.built and not reset:
-        refuse_rebuilding(layer, input_shape, model.name)
-        if layer.dtype != model.dtype:
-            layer.astype(model.dtype)
+        refuse_rebuilding(layer, input_shape, model.dtype, model.name, remedy)
         layer.set_rng(model.rng)
         return layer.output_shape(input_shape)
     output_shape = layer.build(input_shape, rng=model.rng, dtype=model.dtype)

@@ -41,6 +41,8 @@ def class_count_hint(n_logits, labels) -> str:
     if n_logits == 1:
         return ("; one output with 0/1 labels is a binary problem: use loss='binary_cross_entropy', "
                 "or Dense(2) for two classes")
+    if labels.min() == 1 and labels.max() == n_logits:
+        return f"; the labels run from 1 to {n_logits}: count classes from 0, pass y - 1"
     if labels.min() >= 0:
         classes = int(labels.max()) + 1
         return (f"; for {classes} classes the last layer needs {classes} outputs (e.g. Dense({classes})), "

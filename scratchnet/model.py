@@ -72,10 +72,10 @@ class Sequential:
     def add(self, layer: Layer) -> None:
         checks.check_is_layer(layer, Layer, self.name)
         checks.refuse_reused_layer(self.layers, layer, self.name)
+        if self.built:  # before renaming: a layer refused here stays as it was
+            layer_tree.build_in_model(self, layer, self.output_shape, reset=False, remedy="use a new layer")
         # names are unique over the whole tree (layers inside containers too): weights are saved by name
         rename_duplicates([layer], used={existing.name for existing in iter_layers(self.layers)})
-        if self.built:
-            layer_tree.build_in_model(self, layer, self.output_shape, reset=False)
         self.layers.append(layer)
 
     def build(self, input_shape=None, reset: bool = False) -> "Sequential":
@@ -104,10 +104,8 @@ class Sequential:
             raise ValueError(f"{self.name}: no input_shape; pass Sequential(input_shape=...) or build(shape)")
         if not self.layers:
             raise ValueError(f"{self.name}: the model has no layers")
-        shape = self.input_shape
         with checks.input_shape_hints(self.input_shape):  # a batch axis, channels first, ...
-            for layer in self.layers:
-                shape = layer_tree.build_in_model(self, layer, shape, reset)
+            layer_tree.build_all(self, reset)
         self.built = True
         return self
 

@@ -109,14 +109,14 @@ def _fsync_folder(folder: str) -> None:
         pass
 
 
-def atomic_write(path, chunks) -> None:
+def atomic_write(path, chunks, who: str = "save") -> None:
     """Write the byte strings ``chunks`` to ``path`` so that ``path`` is either old or complete.
 
     The temporary file is created with ``os.open(..., 0o666)`` so it gets the permissions any
     new file gets (the umask applies; ``tempfile.mkstemp`` would make it private, 0600), or the
     permissions of the file it replaces.
     """
-    user_path = os.fspath(check_path(path, "save"))
+    user_path = os.fspath(check_path(path, who))
     path = os.path.realpath(os.path.expanduser(user_path))  # through a symlink: replace its target
     folder, base = os.path.split(path)
     if os.path.isdir(path):
@@ -364,7 +364,7 @@ def save_weights(model, path, naming: str = "scratchnet") -> None:
         arrays = weight_arrays(model)  # the live arrays: np.savez copies them into the file once
     buffer = io.BytesIO()  # np.savez on a file object: no ".npz" appended to the user's path
     np.savez(buffer, **arrays)
-    atomic_write(path, [buffer.getvalue()])
+    atomic_write(path, [buffer.getvalue()], who="save_weights")
 
 
 def load_weights(model, path) -> None:

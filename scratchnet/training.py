@@ -154,6 +154,8 @@ def _validation(model, x, y, validation_data, validation_split):
 def check_targets_for_loss(model, y, chunk: int = 1024) -> None:
     """Run the loss on zero logits, ``chunk`` samples at a time: labels out of range, of the wrong
     shape or kind fail before training starts, not in a late batch."""
+    per_sample = int(np.prod(model.output_shape))  # large outputs (an image per sample): fewer at once
+    chunk = max(1, min(chunk, (1 << 22) // per_sample))
     logits = np.zeros((min(chunk, len(y)), *model.output_shape), dtype=model.dtype)
     try:
         for start in range(0, len(y), chunk):
@@ -254,7 +256,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     if augment is None:  # augment may change y (Mixup: int labels -> rows) before the loss sees it
         check_targets_for_loss(model, y)
     refuse_class(augment, "augment", model.name)
-    if not isinstance(shuffle, (bool, np.bool_)):  # "no" or "False" would count as True
+    if isinstance(shuffle, str) or shuffle not in (True, False):  # "no" would count as True; 0/1 pass
         raise TypeError(f"{model.name}: shuffle must be True or False, got {shuffle!r}")
     if augment is not None and not callable(augment):
         raise TypeError(f"{model.name}: augment must be callable as augment(x, y, rng), got {augment!r}")

@@ -302,7 +302,7 @@ def test_paths_and_targets_of_direct_calls():
     with pytest.raises(TypeError, match=r"^save: path must be a file name \(str or pathlib.Path\), "
                                         r"got None$"):
         model.save(None)
-    with pytest.raises(TypeError, match=r"^save: path must be a file name .*got None$"):
+    with pytest.raises(TypeError, match=r"^save_weights: path must be a file name .*got None$"):
         model.save_weights(None)
     with pytest.raises(TypeError, match=r"^scratchnet.load: path must be a file name .*got None$"):
         sn.load(None)

@@ -3,6 +3,8 @@ zoo, augmentation, data loaders, callbacks, metrics, Grad-CAM and pictures): eac
 in an error naming the function or class, what it expected and, where the cause is usually the
 same, what to write instead. Valid input behaves as before. (The model itself: test_careless_student.py.)"""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -231,3 +233,49 @@ def test_loaders_refuse_a_root_that_is_not_a_folder_name():
         load_mnist(root=5)
     with pytest.raises(TypeError, match=r"find_cifar10: root must be a folder"):
         find_cifar10(root=5)
+
+
+def test_review_mends_valid_input_passes_and_hints_fit_the_case(tmp_path):
+    """What the review of the careless-input work found: valid input refused, hints that misled."""
+    from scratchnet.datasets import load_mnist_sample
+    from scratchnet.models import MODELS, get_model
+
+    model = sn.Sequential([Dense(10)], input_shape=(3,), dtype="float64", seed=0).compile()
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    model.fit(x, np.array([0, 1, 2, 3]), shuffle=0, verbose=0)  # 0 / 1 are fine as shuffle
+    with pytest.raises(ValueError, match=r"the labels run from 1 to 10: count classes from 0, pass y - 1"):
+        model.fit(x, np.array([1, 10, 3, 4]), verbose=0)
+    with pytest.raises(TypeError, match=r"^save_weights: path must be a file name"):
+        model.save_weights(5)
+    with warnings.catch_warnings():  # whole numbers up to 16 (another scale than 0-255): no warning
+        warnings.simplefilter("error")
+        images = sn.Sequential([Flatten(), Dense(2)], input_shape=(2, 2, 1), dtype="float64").compile()
+        images.fit(np.arange(16.0).reshape(4, 2, 2, 1), np.array([0, 1, 0, 1]), verbose=0)
+    digits_a, digits_b = load_mnist_sample(standardize=1), load_mnist_sample(standardize=True)
+    np.testing.assert_array_equal(digits_a[0][0], digits_b[0][0])
+
+    def mine(**options):  # a model function of one's own that takes any option
+        return sn.Sequential([Dense(options.get("n_classes", 2))], input_shape=(3,))
+
+    MODELS["mine_for_test"] = mine
+    try:
+        assert get_model("mine_for_test", n_classes=3).build().output_shape == (3,)
+    finally:
+        del MODELS["mine_for_test"]
+
+
+def test_the_label_check_before_fit_takes_large_outputs_a_few_at_a_time(monkeypatch):
+    from scratchnet import training
+
+    shapes = []
+    model = sn.Sequential([Flatten(), Dense(64 * 64 * 3)], input_shape=(2, 2, 1), dtype="float64")
+    model.compile(loss="mse").build()
+    original = model.loss.forward
+
+    def recording(logits, y, *rest):
+        shapes.append(logits.shape)
+        return original(logits, y, *rest)
+    monkeypatch.setattr(model.loss, "forward", recording)
+    training.check_targets_for_loss(model, np.zeros((1000, 64 * 64 * 3)))  # 1000 x 49 KB
+    assert shapes[0][0] == (1 << 22) // (64 * 64 * 3) == 341  # 16 MB of logits, not 50
+    assert sum(shape[0] for shape in shapes) == 1000

@@ -41,7 +41,8 @@ def check_everything(layer, input_shape, seed=0, training=False):
     """
     report = check_layer(layer, input_shape, seed=seed, batch_size=2, training=training)
     assert report.passed, str(report)
-    model = sn.Sequential([layer], input_shape=input_shape, dtype="float64", seed=seed).build()
+    # reset: the layer was built before (check_layer, or the test itself): new float64 weights
+    model = sn.Sequential([layer], input_shape=input_shape, dtype="float64", seed=seed).build(reset=True)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((2, *input_shape))
     projection = rng.standard_normal((2, *model.output_shape))
@@ -321,7 +322,7 @@ def test_projection_with_batchnorm_if_available(training, tmp_path):
     block = Residual([Conv2D(3, 3, stride=2, padding=1, use_bias=False), BatchNorm(), Activation("tanh")],
                      shortcut=[Conv2D(3, 1, stride=2, use_bias=False), BatchNorm()])
     check_everything(block, (5, 5, 2), seed=3, training=training)
-    model = sn.Sequential([block, Flatten(), Dense(2)], input_shape=(5, 5, 2), seed=0).build()
+    model = sn.Sequential([block, Flatten(), Dense(2)], input_shape=(5, 5, 2), seed=0).build(reset=True)
     buffers = {f"{leaf.name}/{key}" for leaf in iter_layers(model.layers) for key in leaf.buffers}
     assert buffers and buffers <= set(model.get_weights())  # nested buffers are saved by name
     assert "Buffers (saved, never trained" in model.summary_text()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import scratchnet as sn
-from scratchnet.layers import BatchNorm, Conv2D, Dense, Flatten, Residual
+from scratchnet.layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool2D, Residual
 
 
 def trained_base(seed=0):
@@ -59,13 +59,46 @@ def test_adding_a_built_layer_to_a_built_model_keeps_its_weights():
     assert model.output_shape == (8,)
 
 
-def test_a_float32_layer_in_a_float64_model_keeps_its_weights_cast():
+def test_a_float32_layer_in_a_float64_model_is_refused_until_cast_on_purpose():
     layer = Dense(3)
     layer.build((4,), rng=np.random.default_rng(0), dtype="float32")
     weights = layer.params["W"].copy()
-    sn.Sequential([layer], input_shape=(4,), dtype="float64").build()
-    assert layer.params["W"].dtype == np.float64
+    with pytest.raises(ValueError, match=r"sequential: layer 'dense' \(Dense\) is built already, in float32, "
+                                         r"but the model computes in float64; give the model "
+                                         r"dtype='float32', or call layer.astype\('float64'\) first"):
+        sn.Sequential([layer], input_shape=(4,), dtype="float64").build()
+    assert layer.params["W"].dtype == np.float32  # unchanged: another model may hold it
+    sn.Sequential([layer.astype("float64")], input_shape=(4,), dtype="float64").build()
     np.testing.assert_array_equal(layer.params["W"], weights.astype(np.float64))
+
+
+def test_a_failed_build_leaves_no_layer_built_so_the_corrected_build_works():
+    model = sn.Sequential([Conv2D(4, 3, padding="same"), MaxPool2D(2), Flatten(), Dense(3)],
+                          input_shape=(1, 6, 6))
+    with pytest.raises(ValueError):
+        model.build()  # channels first by mistake: the Conv2D builds, the 2x2 pool on 1 row fails
+    assert model.layers[0].built is False
+    model.build((6, 6, 1))  # the student's fix: without the rollback "conv2d is built already"
+    assert model.output_shape == (3,) and model.layers[0].input_shape == (6, 6, 1)
+    trained, _ = trained_base()
+    kept = trained.layers[0]
+    weights = kept.params["W"].copy()
+    model = sn.Sequential([kept, Conv2D(2, 9)], input_shape=(6, 6, 2), dtype="float64")
+    with pytest.raises(ValueError):
+        model.build()  # a 9x9 kernel does not fit 6x6: fails after the kept layer
+    assert kept.built  # built before this call (trained): it stays built, its weights untouched
+    np.testing.assert_array_equal(kept.params["W"], weights)
+
+
+def test_add_refuses_a_layer_built_for_another_shape_and_leaves_its_name():
+    base, _ = trained_base()
+    dense = base.layers[3]  # built for 108 features
+    model = sn.Sequential([Dense(5)], input_shape=(7,), dtype="float64").build()
+    model.layers[0].name = "dense"
+    with pytest.raises(ValueError, match=r"is built already, for input shape \(108,\), but here it gets "
+                                         r"\(5,\); .*: use a new layer$"):
+        model.add(dense)
+    assert dense.name == "dense" and len(model.layers) == 1
 
 
 def test_a_built_layer_for_another_input_shape_is_refused_and_keeps_its_weights():

@@ -132,7 +132,7 @@ def _content_length(response) -> int | None:
 def check_loader_options(standardize, dtype, who: str) -> None:
     """A loader's ``standardize`` (True or False: a string like "no" would count as True) and
     ``dtype`` (a floating type), checked before any file is read."""
-    if not isinstance(standardize, (bool, np.bool_)):
+    if isinstance(standardize, str) or standardize not in (True, False):  # 0/1 and np.bool_ pass
         raise TypeError(f"{who}: standardize must be True or False, got {standardize!r}")
     try:
         kind = np.dtype(dtype).kind

@@ -48,7 +48,8 @@ def get_model(name: str, **options) -> Sequential:
     if key not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     accepted = inspect.signature(MODELS[key]).parameters
-    unknown = [option for option in options if option not in accepted]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())  # **options
+    unknown = [] if takes_any else [option for option in options if option not in accepted]
     if unknown:
         raise TypeError(f"get_model({name!r}): unknown option(s) {', '.join(unknown)}; {key} takes "
                         f"{', '.join(accepted)}")
