@@ -214,7 +214,10 @@ def prepare_run(args) -> Run:
     run.fit = (preprocess(model, x_fit), y_fit)
     run.validation = (preprocess(model, x_train[-n_val:]), y_train[-n_val:]) if n_val else None
     run.test = (preprocess(model, x_test), y_test)
-    run.augment = training_augment(recipe, x_train.shape[1:3], stats)
+    try:
+        run.augment = training_augment(recipe, x_train.shape[1:], stats)
+    except ValueError as error:  # 'strong' on grey images
+        raise UsageError(f"--augment {recipe.augment}: {error}") from None
     run.steps_per_epoch = -(-len(x_fit) // recipe.batch_size)           # optimizer steps per epoch
     model.compile(optimizer=build_optimizer(recipe, run.steps_per_epoch),
                   loss=CrossEntropy(label_smoothing=recipe.label_smoothing))
@@ -325,7 +328,7 @@ def write_results(model, run, history, record, out, monitor) -> list[str]:
     if run.augment is not None:
         from .recipes import build_augment
 
-        viz.plot_augmented_grid(run.raw_fit[:6], build_augment(run.recipe.augment, run.raw_fit.shape[1:3]),
+        viz.plot_augmented_grid(run.raw_fit[:6], build_augment(run.recipe.augment, run.raw_fit.shape[1:]),
                                 labels=run.fit[1][:6], class_names=run.class_names,
                                 save_path=out / "augmented.png")
         written.append("augmented.png")

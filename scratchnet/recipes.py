@@ -121,7 +121,8 @@ def build_optimizer(recipe: Recipe, steps_per_epoch: int):
 
 # ---------------------------------------------------------------------- augmentation
 def build_augment(name: str, image_size):
-    """The pixel-space pipeline named ``name`` for images of ``image_size`` (H, W), or None.
+    """The pixel-space pipeline named ``name`` for images of ``image_size`` (H, W) or (H, W, C),
+    or None; "strong" jitters colour, so with C given it must be 3 (RGB).
 
     standard: RandomCrop(size, padding=4), RandomFlip()                (the CIFAR classic)
     flax:     RandomFlip(), RandomResizedCrop(size, scale=(0.8, 1), ratio=(0.9, 1.1))
@@ -138,6 +139,9 @@ def build_augment(name: str, image_size):
         return A.Compose([A.RandomFlip(), A.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1))])
     steps = [A.RandomCrop(size, padding=4), A.RandomFlip()]
     if kind == "strong":
+        if len(image_size) > 2 and int(image_size[2]) != 3:  # else ColorJitter fails at the first batch
+            raise ValueError(f"augmentation 'strong' jitters colour and needs RGB images (3 channels), "
+                             f"got {int(image_size[2])}; use 'standard' (crop and flip) instead")
         steps += [A.ColorJitter(0.2, 0.2, 0.2), A.Cutout(max(1, min(size) // 4))]
     return A.Compose(steps)
 
@@ -195,7 +199,8 @@ def preprocess(model, x) -> np.ndarray:
 
 
 def training_augment(recipe: Recipe, image_size, stats: dict | None):
-    """The augment for ``fit``: the recipe's pipeline, wrapped in PixelSpace if input is standardised."""
+    """The augment for ``fit``: the recipe's pipeline, wrapped in PixelSpace if input is standardised.
+    ``image_size``: (H, W) or (H, W, C), as for ``build_augment``."""
     pipeline = build_augment(recipe.augment, image_size)
     if pipeline is None or stats is None:
         return pipeline

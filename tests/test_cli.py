@@ -353,13 +353,16 @@ def test_options_override_the_recipe():
     run = cli_train.prepare_run(train_args(
         "--dataset", "patterns", "--model", "tiny_cnn", "--limit", "100", "--recipe", "torch_small_cnn",
         "--optimizer", "adamw", "--weight-decay", "0.02", "--lr", "0.003", "--schedule", "onecycle",
-        "--label-smoothing", "0.1", "--epochs", "2", "--batch-size", "30", "--augment", "strong"))
+        "--label-smoothing", "0.1", "--epochs", "2", "--batch-size", "30", "--augment", "flax"))
     optimizer = run.model.optimizer
     assert type(optimizer) is AdamW and optimizer.weight_decay == 0.02
     assert type(optimizer.schedule) is OneCycle
     assert (optimizer.schedule.max_lr, optimizer.schedule.total_steps) == (0.003, 2 * 3)   # 90 / 30
     assert run.model.loss.label_smoothing == 0.1
-    assert type(run.augment) is PixelSpace and len(run.augment.transform.transforms) == 4
+    # the recipe's "standard" (crop, flip) overridden: flax's flip and resized crop ("strong" jitters
+    # colour, which these grey patterns refuse)
+    flip, resized_crop = run.augment.transform.transforms
+    assert type(run.augment) is PixelSpace and type(resized_crop).__name__ == "RandomResizedCrop"
     x_fit = run.raw_fit                       # standardised with the 90 fitted images' statistics
     np.testing.assert_allclose(run.model.preprocessing["mean"], x_fit.mean(axis=(0, 1, 2)), atol=1e-6)
     np.testing.assert_allclose(run.fit[0].mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
@@ -373,6 +376,15 @@ def test_options_override_the_recipe():
 def test_bad_recipe_values_exit_2_naming_the_flag(capsys, argv, message, tmp_path):
     assert cli.main(["train", "--limit", "50", "--out", str(tmp_path), *argv]) == 2
     assert capsys.readouterr().err == f"scratchnet train: {message}\n"
+
+
+def test_strong_augmentation_on_grey_images_exits_2_naming_the_flag(capsys, tmp_path):
+    """'strong' jitters colour: on 1-channel images it crashed in the first batch with a traceback."""
+    argv = ["train", "--dataset", "patterns", "--augment", "strong", "--limit", "50", "--out", str(tmp_path)]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == ("scratchnet train: --augment strong: augmentation 'strong' jitters "
+                                       "colour and needs RGB images (3 channels), got 1; use 'standard' "
+                                       "(crop and flip) instead\n")
 
 
 def test_help_lists_the_recipe_options(capsys):

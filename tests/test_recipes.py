@@ -85,6 +85,7 @@ def test_strong_augmentation_adds_colour_jitter_and_cutout():
 @pytest.mark.parametrize("call, message", [
     (lambda: get_recipe("keras"), "unknown recipe 'keras'; choose one of mnist, torch_small_cnn, flax"),
     (lambda: build_augment("heavy", (32, 32)), "unknown augmentation 'heavy'"),
+    (lambda: build_augment("strong", (28, 28, 1)), "augmentation 'strong' jitters colour and needs RGB"),
     (lambda: build_optimizer(get_recipe("mnist", optimizer="rmsprop"), 3), "unknown optimizer 'rmsprop'"),
     (lambda: build_optimizer(get_recipe("mnist", schedule="step"), 3), "unknown schedule 'step'"),
 ])
