@@ -183,6 +183,9 @@ def check_callbacks(callbacks, owner: str) -> list:
     for callback in callbacks:
         refuse_class(callback, "every callback", owner)
         missing = [hook for hook in hooks if not callable(getattr(callback, hook, None))]
+        if missing and type(callback).__name__ == "History":  # Keras' habit: fit's own record
+            raise TypeError(f"{owner}: a History is not a callback: fit returns one; to add this "
+                            f"run's epochs to an earlier History pass fit(..., history=that_history)")
         if missing:
             raise TypeError(f"{owner}: callback {callback!r} has no {', '.join(missing)}; subclass "
                             f"scratchnet.callbacks.Callback, whose hooks do nothing by default")
@@ -208,6 +211,12 @@ def warn_integer_images(x, owner: str) -> None:
             f"{owner}: got integer input (dtype {x.dtype}, values up to {x.max()}); the model computes "
             f"in floats and usually expects values scaled to [0, 1]: pass x.astype('float32') / 255",
             UserWarning, stacklevel=4)
+
+
+def lower_case_hint(name, known) -> str:
+    """' (did you mean 'relu'? names are lower case)' for 'ReLU' when 'relu' is in ``known``."""
+    lowered = name.lower() if isinstance(name, str) else None
+    return f" (did you mean {lowered!r}? names are lower case)" if lowered in known else ""
 
 
 def warn_unscaled_images(x, owner: str) -> None:

@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 from scipy.special import expit
 
+from .input_checks import lower_case_hint
 from .layers.activations import log_softmax
 
 
@@ -273,4 +274,4 @@ def loss_name_hint(name) -> str:
     if lowered in KERAS_NAMES:
         ours, note = KERAS_NAMES[lowered]
         return f" (Keras' {name!r} is {ours!r} here: {note})"
-    return f" (did you mean {lowered!r}? names are lower case)" if lowered in LOSSES else ""
+    return lower_case_hint(name, LOSSES)

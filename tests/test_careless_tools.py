@@ -97,8 +97,8 @@ def test_channel_and_label_counts_in_pictures():
 
     x, y = data(3)
     model = cam_model(input_shape=(8, 8, 1)).build()
-    with pytest.raises(ValueError, match=r"^deep_dream: layer 'c1' has 4 channels \(0 to 3\), "
-                                         r"got channel=4$"):
+    with pytest.raises(ValueError, match=r"^deep_dream: layer 'c1' has 4 channels \(0 to 3, or -1 to -4 "
+                                         r"from the end\), got channel=4$"):
         interpret.deep_dream(model, x[0], "c1", steps=1, channel=4)
     last, _ = interpret.deep_dream(model, x[0], "c1", steps=1, channel=-1)   # from the end, as before
     np.testing.assert_array_equal(last, interpret.deep_dream(model, x[0], "c1", steps=1, channel=3)[0])
@@ -279,3 +279,14 @@ def test_the_label_check_before_fit_takes_large_outputs_a_few_at_a_time(monkeypa
     training.check_targets_for_loss(model, np.zeros((1000, 64 * 64 * 3)))  # 1000 x 49 KB
     assert shapes[0][0] == (1 << 22) // (64 * 64 * 3) == 341  # 16 MB of logits, not 50
     assert sum(shape[0] for shape in shapes) == 1000
+
+
+def test_a_history_given_as_a_callback_points_to_fit_s_history_argument():
+    model = sn.Sequential([Dense(2)], input_shape=(3,), dtype="float64").compile()
+    x, y = np.zeros((4, 3)), np.array([0, 1, 0, 1])
+    history = model.fit(x, y, verbose=0)
+    with pytest.raises(TypeError, match=r"^sequential: a History is not a callback: fit returns one; to "
+                                        r"add this run's epochs to an earlier History pass "
+                                        r"fit\(\.\.\., history=that_history\)$"):
+        model.fit(x, y, callbacks=[history], verbose=0)
+    assert len(model.fit(x, y, history=history, verbose=0).history["loss"]) == 2

@@ -17,6 +17,7 @@ import math
 import numpy as np
 from scipy.special import erf, expit
 
+from ..input_checks import lower_case_hint
 from .base import Layer
 from .wide_rows import wide_rows
 
@@ -229,11 +230,8 @@ def check_activation_name(name, layer_name: str) -> str:
     if name is None:
         return "linear"
     if not isinstance(name, str) or name not in ACTIVATIONS:
-        lowered = name.lower() if isinstance(name, str) else None
-        hint = f" (did you mean {lowered!r}? names are lower case)" if lowered in ACTIVATIONS else ""
-        raise ValueError(
-            f"{layer_name}: unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}{hint}"
-        )
+        raise ValueError(f"{layer_name}: unknown activation {name!r}; expected one of "
+                         f"{', '.join(ACTIVATIONS)}{lower_case_hint(name, ACTIVATIONS)}")
     return name
 
 
