@@ -222,11 +222,12 @@ def deep_dream(model, image, layer, steps: int = 20, lr: float = 0.02, channel: 
     positive_int(steps, "steps", "deep_dream")
     index = layer_index(model, layer)
     x = np.asarray(as_batch(model, image), dtype=float)[:1].copy()
-    n_channels = model.layers[index].output_shape(model.layers[index].input_shape)[-1]
-    if channel is not None and not -n_channels <= channel < n_channels:
-        raise ValueError(f"deep_dream: layer {model.layers[index].name!r} has {n_channels} channels "
-                         f"(0 to {n_channels - 1}, or -1 to -{n_channels} from the end), "
-                         f"got channel={channel!r}")
+    if channel is not None:  # the channel count is needed only to check a chosen channel
+        n_channels = model.layers[index].output_shape(model.layers[index].input_shape)[-1]
+        if not -n_channels <= channel < n_channels:
+            raise ValueError(f"deep_dream: layer {model.layers[index].name!r} has {n_channels} channels "
+                             f"(0 to {n_channels - 1}, or -1 to -{n_channels} from the end), "
+                             f"got channel={channel!r}")
     low, high = bounds if bounds is not None else (x.min(), x.max())
     objectives = []
 
