@@ -163,11 +163,14 @@ def build_from_batch(model, x_shape) -> None:
                          f"shape; if x is ONE sample, add the batch axis: x[None])") from None
 
 
-def refuse_class(value, what: str, owner: str) -> None:
-    """A class given where an object of it is expected (``Adam`` for ``Adam()``): TypeError."""
+def refuse_class(value, what: str, owner: str, expected: str = "an object", arguments: str = "") -> None:
+    """A class given where an object of it is expected (``Adam`` for ``Adam()``): TypeError.
+
+    ``expected`` says what ``what`` must be; ``arguments`` go in the remedy's parentheses
+    (``"..."`` for a class that needs some, as ``StepDecay(...)``)."""
     if isinstance(value, type):
-        raise TypeError(f"{owner}: {what} must be an object, got the class {value.__name__} itself; "
-                        f"create one: {value.__name__}()")
+        raise TypeError(f"{owner}: {what} must be {expected}, got the class {value.__name__} itself; "
+                        f"create one: {value.__name__}({arguments})")
 
 
 def check_callbacks(callbacks, owner: str) -> list:

@@ -1,0 +1,117 @@
+"""What a careless student gets wrong when training: optimizer hyperparameters, a layer of one's
+own that never fills its gradients, unscaled images, NaN in the data.
+
+Every error or warning names who raised it (the optimizer, the model, the layer) and what was
+expected.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import scratchnet as sn
+from scratchnet.layers import BatchNorm, Dense, Flatten
+from scratchnet.optimizers import SGD, Adam, AdamW
+
+
+def data(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 4, 4, 1)).astype("float32"), rng.integers(0, 2, size=n)
+
+
+def mlp(*first, optimizer="adam", **options):
+    layers = [*first, Flatten(), Dense(3, activation="relu"), Dense(2)]
+    return sn.Sequential(layers, input_shape=(4, 4, 1), seed=0, **options).compile(optimizer).build()
+
+
+# ----------------------------------------------------------------- optimizer hyperparameters
+@pytest.mark.parametrize("make", [
+    lambda lr, mu: SGD(lr=lr, momentum=mu, nesterov=True),
+    lambda lr, mu: Adam(lr=lr, beta1=mu),
+    lambda lr, mu: AdamW(lr=lr, betas=(mu, np.float32(0.99))),
+])
+def test_numpy_numbers_are_hyperparameters_like_python_ones(make):
+    """np.int64(1) and np.float64(0.5) give bitwise the steps of 1 and 0.5."""
+    grads = np.random.default_rng(0).normal(size=(2, 3, 4))
+    params = {}
+    for kind, (lr, mu) in {"python": (1, 0.5), "numpy": (np.int64(1), np.float64(0.5))}.items():
+        layer = Dense(4)
+        layer.build((3,), np.random.default_rng(1), dtype="float64")
+        optimizer = make(lr, mu)
+        for grad in grads:
+            layer.grads["W"][...] = grad
+            optimizer.step([layer])
+        params[kind] = layer.params["W"]
+    np.testing.assert_array_equal(params["numpy"], params["python"])
+    assert optimizer.lr == 1.0
+
+
+def test_sgd_with_numpy_numbers_takes_the_hand_worked_steps():
+    """p = 1, g = 1 twice, lr = 1, mu = 0.5: buf = 1 then 1.5, p = 0 then -1.5."""
+    layer = Dense(1, use_bias=False)
+    layer.build((1,), dtype="float64")
+    layer.params["W"][...] = 1.0
+    optimizer = SGD(lr=np.int64(1), momentum=np.float32(0.5))
+    for expected in (0.0, -1.5):
+        layer.grads["W"][...] = 1.0
+        optimizer.step([layer])
+        assert layer.params["W"][0, 0] == expected
+    optimizer.lr = np.int32(2)
+    assert optimizer.lr == 2.0 and type(optimizer.lr) is float
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: SGD(momentum=1.5), ValueError, r"^SGD: momentum must be in \[0, 1\), got 1.5 \(.*diverges\)$"),
+    (lambda: SGD(momentum=1), ValueError, r"^SGD: momentum must be in \[0, 1\), got 1 "),
+    (lambda: SGD(momentum=-0.1), ValueError, r"^SGD: momentum must be in \[0, 1\), got -0.1 "),
+    (lambda: SGD(momentum=True), TypeError, r"^SGD: momentum must be a number, got True$"),
+    (lambda: SGD(momentum="0.9"), TypeError, r"^SGD: momentum must be a number, got '0.9'$"),
+    (lambda: SGD(momentum=0.9, nesterov="no"), TypeError, r"^SGD: nesterov must be True or False, got 'no'$"),
+    (lambda: Adam(eps=0), ValueError, r"^Adam: eps must be > 0, got 0 \(.*0 / 0 = NaN\)$"),
+    (lambda: AdamW(eps=-1e-8), ValueError, r"^AdamW: eps must be > 0, got -1e-08 "),
+    (lambda: Adam(eps=None), TypeError, r"^Adam: eps must be a number, got None$"),
+    (lambda: Adam(beta2=1.0), ValueError, r"^Adam: betas must be in \[0, 1\), got 0.9, 1.0 \(.*is 0\)$"),
+    (lambda: AdamW(betas=(-0.1, 0.9)), ValueError, r"^AdamW: betas must be in \[0, 1\), got -0.1, 0.9 "),
+    (lambda: AdamW(betas=("0.9", 0.99)), TypeError, r"^AdamW: beta1 must be a number, got '0.9'$"),
+    (lambda: Adam(beta1=np.bool_(True)), TypeError, r"^Adam: beta1 must be a number, got np.True_$"),
+    (lambda: SGD(weight_decay=-1e-4), ValueError, r"^SGD: weight_decay must be >= 0, got -0.0001$"),
+    (lambda: AdamW(weight_decay="0.01"), TypeError, r"^AdamW: weight_decay must be a number, got '0.01'$"),
+    (lambda: Adam(clipnorm=-1.0), ValueError, r"^Adam: clipnorm must be > 0 or None, got -1.0$"),
+    (lambda: Adam(clipnorm=True), TypeError, r"^Adam: clipnorm must be a number, got True$"),
+    (lambda: SGD(lr=True), TypeError, r"^SGD: lr must be a positive number or a schedule object, got True$"),
+    (lambda: SGD(lr=np.float64("nan")), ValueError, r"^SGD: learning rate must be > 0, got nan$"),
+    (lambda: SGD(lr=float("inf")), ValueError, r"^SGD: lr must be a finite number, got inf$"),
+    (lambda: Adam(weight_decay=float("nan")), ValueError, r"^Adam: weight_decay must be a finite number, "
+                                                          r"got nan$"),
+])
+def test_bad_hyperparameters_name_the_optimizer_and_what_it_expected(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_a_schedule_class_for_lr_is_refused_with_the_remedy():
+    with pytest.raises(TypeError, match=r"^SGD: lr must be a positive number or a schedule object, got "
+                                        r"the class ConstantLR itself; create one: ConstantLR\(\.\.\.\)$"):
+        SGD(lr=sn.schedules.ConstantLR)
+
+
+# ----------------------------------------------------------------- gradients at the step
+def test_the_step_gives_the_hint_of_check_layer_for_a_gradient_of_the_wrong_shape():
+    layer = Dense(3, name="head")
+    layer.build((4,))
+    layer.grads["W"] = np.zeros((3, 4), "float32")                          # dW = dz.T @ x
+    with pytest.raises(ValueError, match=r"^head: grads\['W'\] must have the shape of params\['W'\], "
+                                         r"\(4, 3\), got shape \(3, 4\) \(transposed: dW = x.T @ dz has the "
+                                         r"shape of W\); backward fills every gradient"):
+        SGD().step([layer])
+    layer.grads["W"] = np.zeros((4, 3), "float32")
+    layer.grads["b"] = np.zeros((1, 3), "float32")                          # keepdims=True
+    with pytest.raises(ValueError, match=r"^head: grads\['b'\] .* got shape \(1, 3\) \(an extra axis of "
+                                         r"size 1: sum with axis=0 and no keepdims"):
+        SGD().step([layer])
+    del layer.grads["b"]
+    with pytest.raises(ValueError, match=r"^head: grads\['b'\] must have the shape of params\['b'\], \(3,\), "
+                                         r"got nothing; .*the layer contract, grads\[name\] for every "
+                                         r"params\[name\]; scratchnet.gradcheck.check_layer\(layer\)"):
+        SGD().step([layer])
