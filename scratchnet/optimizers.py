@@ -165,12 +165,11 @@ class Adam(Optimizer):
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, clipnorm=None):
         super().__init__(lr, weight_decay, clipnorm)
         owner = type(self).__name__
-        in_range = [0 <= check_number(beta, option, owner) < 1 for beta, option in ((beta1, "beta1"),
-                                                                                     (beta2, "beta2"))]
-        if not all(in_range):
-            raise ValueError(f"{owner}: betas must be in [0, 1), got {beta1}, {beta2} (with a beta of 1 "
-                             f"the moment never takes in a gradient and its bias correction 1 - beta^t "
-                             f"is 0)")
+        for beta, option in ((beta1, "beta1"), (beta2, "beta2")):
+            if not 0 <= check_number(beta, option, owner) < 1:
+                raise ValueError(f"{owner}: betas must be in [0, 1), got {beta1}, {beta2} (with a beta of "
+                                 f"1 the moment never takes in a gradient and its bias correction "
+                                 f"1 - beta^t is 0)")
         if not check_number(eps, "eps", owner) > 0:
             raise ValueError(f"{owner}: eps must be > 0, got {eps} (it keeps m / (sqrt(v) + eps) finite "
                              f"where a gradient is exactly 0: with eps = 0 that is 0 / 0 = NaN)")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+import warnings
 
 import numpy as np
 
@@ -89,6 +90,48 @@ def diagnose_non_finite(model, x) -> str:
             "the targets, and try a smaller learning rate)")
 
 
+def layers_without_gradient(layers) -> list:
+    """The trainable layers with params whose every gradient is exactly 0 (one pass over each;
+    a layer with a MISSING gradient is left to the optimizer step's error)."""
+    silent = []
+    for layer in iter_layers(layers):
+        grads = [layer.grads.get(name) for name in layer.params]
+        if not layer.trainable or not grads or any(grad is None for grad in grads):
+            continue
+        if not any(np.any(grad) for grad in grads):
+            silent.append(layer)
+    return silent
+
+
+def warn_unfilled_gradients(layers, owner: str) -> None:
+    """After the FIRST backward of training: warn, once, about trainable layers whose every
+    gradient is exactly 0 (their parameters would never move).
+
+    ``build`` creates the gradients as zeros, so a layer of your own whose backward never fills
+    ``self.grads`` (or fills zeros) trains silently: the warning points at the layer contract.
+    A scratchnet layer fills its gradients, so there the cause is that none reaches it (dead
+    ReLUs, zero weights after it). A warning, not an error: a layer can be dead on purpose.
+    Frozen layers and layers without params are never looked at.
+    """
+    silent = layers_without_gradient(layers)
+    own = [layer for layer in silent if not type(layer).__module__.startswith("scratchnet.")]
+    ours = [layer for layer in silent if layer not in own]
+    if own:
+        _warn_silent(own, owner, "does the layer's backward fill self.grads[name] for every "
+                     "params[name] (the layer contract)? scratchnet.gradcheck.check_layer(layer) tells. "
+                     "(If no gradient can reach the layer, e.g. the layers after it start with zero "
+                     "weights, this is expected.)")
+    if ours:
+        _warn_silent(ours, owner, "no gradient reaches them: ReLU units that are all off (a bias far "
+                     "below 0?), or zero weights in the layers after them")
+
+
+def _warn_silent(layers, owner: str, cause: str) -> None:
+    names = ", ".join(f"{layer.name!r} ({type(layer).__name__})" for layer in layers)
+    warnings.warn(f"{owner}: after the first backward, every gradient of layer(s) {names} is exactly 0, "
+                  f"so training will not change them: {cause}", UserWarning, stacklevel=5)
+
+
 def drop_caches(layer) -> None:
     """Forget the forward caches of ``layer`` and of every layer inside it (after its backward)."""
     layer.cache = {}
@@ -125,6 +168,8 @@ def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
     model.loss.cache = {}
     # dL/dx of the data is never used; each layer's cache goes as soon as its backward has run
     model.backward(dlogits, input_gradient=False, release_caches=True)
+    if model.optimizer.iterations == 0:  # the first step only (a loaded model has trained already)
+        warn_unfilled_gradients(model.layers, model.name)
     model.optimizer.step(model.layers)
     return loss, logits
 

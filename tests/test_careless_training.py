@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import scratchnet as sn
-from scratchnet.layers import BatchNorm, Dense, Flatten
+from scratchnet.layers import Dense, Flatten
 from scratchnet.optimizers import SGD, Adam, AdamW
 
 
@@ -115,3 +115,93 @@ def test_the_step_gives_the_hint_of_check_layer_for_a_gradient_of_the_wrong_shap
                                          r"got nothing; .*the layer contract, grads\[name\] for every "
                                          r"params\[name\]; scratchnet.gradcheck.check_layer\(layer\)"):
         SGD().step([layer])
+
+
+# ----------------------------------------------------------------- a backward that never fills grads
+class Scale(sn.layers.Layer):
+    """y = x * s per feature; dL/ds = sum_n dy x, dL/dx = dy s. ``bug`` leaves grads alone."""
+
+    def __init__(self, bug=None, **options):
+        super().__init__(**options)
+        self.bug = bug
+
+    def init_params(self, input_shape, rng):
+        return {"s": np.ones(input_shape)}
+
+    def forward(self, x, training=False):
+        self.cache = {"x": self.check_input(x)}
+        return self.cache["x"] * self.params["s"]
+
+    def backward(self, dy):
+        if self.bug == "zeros":
+            self.grads["s"] = np.zeros_like(self.params["s"])
+        elif self.bug is None:
+            self.grads["s"] = (dy * self.cache["x"]).sum(axis=0)
+        return dy * self.params["s"]
+
+
+def scaled(bug, **options):
+    layers = [Flatten(), Scale(bug, name="scale"), Dense(3, activation="relu"), Dense(2)]
+    return sn.Sequential(layers, input_shape=(4, 4, 1), seed=0, **options).compile("sgd")
+
+
+@pytest.mark.parametrize("bug", ["never", "zeros"])
+def test_a_layer_whose_backward_never_fills_its_grads_warns_once_at_the_first_step(bug):
+    x, y = data()
+    model = scaled(bug)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=2, batch_size=4, verbose=0)                 # 6 steps
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and model.optimizer.iterations == 6
+    assert messages[0].startswith("sequential: after the first backward, every gradient of layer(s) "
+                                  "'scale' (Scale) is exactly 0, so training will not change them: does "
+                                  "the layer's backward fill self.grads[name] for every params[name] (the "
+                                  "layer contract)? scratchnet.gradcheck.check_layer(layer) tells.")
+    np.testing.assert_array_equal(model.get_layer("scale").params["s"], np.ones(16))  # it never moved
+
+
+def test_no_warning_for_a_working_layer_a_frozen_one_or_later_steps():
+    x, y = data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        working = scaled(None)
+        working.fit(x, y, batch_size=4, verbose=0)
+        assert not np.array_equal(working.get_layer("scale").params["s"], np.ones(16))
+        frozen = scaled("never")
+        frozen.get_layer("scale").trainable = False                        # no params to train
+        frozen.fit(x, y, batch_size=4, verbose=0)
+        resumed = scaled(None)
+        resumed.train_step(x, y)
+        resumed.get_layer("scale").bug = "never"                          # goes wrong after step 1
+        resumed.train_step(x, y)                                           # not looked at again
+
+
+def test_a_missing_gradient_stops_the_first_step_naming_the_layer_and_the_contract():
+    class Forgetful(Scale):
+        def backward(self, dy):
+            self.grads = {}                                                # replaced, not filled
+            return dy * self.params["s"]
+
+    x, y = data()
+    model = sn.Sequential([Flatten(), Forgetful(name="forgetful"), Dense(2)], input_shape=(4, 4, 1),
+                          seed=0).compile("sgd")
+    before = model.get_weights()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                     # the error alone, no warning
+        with pytest.raises(ValueError, match=r"^forgetful: grads\['s'\] must have the shape of "
+                                             r"params\['s'\], \(16,\), got nothing; .*the layer contract"):
+            model.train_step(x, y)
+    assert all(np.array_equal(value, model.get_weights()[key]) for key, value in before.items())
+
+
+def test_a_dead_scratchnet_layer_warns_that_no_gradient_reaches_it():
+    x, y = data()
+    layers = [Flatten(), Dense(3, activation="relu", name="dead"), Dense(2)]
+    model = sn.Sequential(layers, input_shape=(4, 4, 1), seed=0).compile("sgd").build()
+    model.get_layer("dead").params["b"][...] = -100.0                      # every ReLU off
+    with pytest.warns(UserWarning, match=r"^sequential: after the first backward, every gradient of "
+                                         r"layer\(s\) 'dead' \(Dense\) is exactly 0, so training will not "
+                                         r"change them: no gradient reaches them: ReLU units that are all "
+                                         r"off \(a bias far below 0\?\)"):
+        model.train_step(x, y)
