@@ -152,9 +152,8 @@ class Sequential:
         if self.check_numerics and not np.all(np.isfinite(x)):
             raise ValueError(f"{self.name}: input contains NaN or inf "
                              f"({int(np.sum(~np.isfinite(x)))} values)")
-        checks.warn_integer_images(x, self.name)
-        if record_range:  # fit: once per call
-            checks.warn_unscaled_images(x, self.name)
+        first_layer = self.layers[0] if self.layers else None
+        checks.warn_unscaled_images(x, self.name, first_layer, whole_floats=record_range)  # fit: once
         x_range = checks.finite_range(x) if check_range or record_range else None
         if check_range:
             checks.warn_out_of_range(x_range, self.input_range, self.name)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import scratchnet as sn
-from scratchnet.layers import Dense, Flatten
+from scratchnet.layers import BatchNorm, Dense, Flatten
 from scratchnet.optimizers import SGD, Adam, AdamW
 
 
@@ -205,3 +205,25 @@ def test_a_dead_scratchnet_layer_warns_that_no_gradient_reaches_it():
                                          r"change them: no gradient reaches them: ReLU units that are all "
                                          r"off \(a bias far below 0\?\)"):
         model.train_step(x, y)
+
+
+# ----------------------------------------------------------------- unscaled images
+def test_unscaled_images_warn_unless_the_first_layer_normalises_its_input():
+    x, y = data()
+    pixels = np.round(x * 255)                                                # float, whole, 0..255
+    with pytest.warns(UserWarning, match=r"^sequential: got float images holding whole numbers from \d+ "
+                                         r"to \d+ \(pixel values 0-255\?\)"):
+        mlp().fit(pixels, y, verbose=0)
+    with pytest.warns(UserWarning, match=r"^sequential: got integer input \(dtype uint8, values up to 25\d\)"):
+        mlp().predict(pixels.astype(np.uint8))
+
+    class MyBatchNorm(BatchNorm):
+        pass
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for first in (BatchNorm(), MyBatchNorm()):
+            model = mlp(first)
+            model.fit(pixels, y, verbose=0)                                   # the layer rescales them
+            model.fit(pixels.astype(np.uint8), y, verbose=0)
+            model.predict(pixels.astype(np.uint8))
