@@ -73,21 +73,38 @@ class History:
         return f"History({self.to_dict()})"
 
 
+# Inputs whose largest magnitude is above this are far from the scale the initialisations assume
+# (values of order 1): 8-bit pixels (255) and raw sensor readings (1e6) are, standardised data is not.
+LARGE_INPUT = 100.0
+
+
+def remedy_for_overflow(x) -> str:
+    """What to try when a finite batch ``x`` led to a NaN/inf: scale it if its values are large
+    (then a smaller learning rate would only hide the cause), else a smaller learning rate."""
+    largest = float(np.max(np.abs(x), initial=0.0))
+    if largest > LARGE_INPUT:
+        return (f"input values up to {largest:.3g}: scale your images or features to about [0, 1] "
+                f"(x / 255) or standardise them")
+    return "try a smaller learning rate"
+
+
 def diagnose_non_finite(model, x) -> str:
-    """Which went non-finite first on batch ``x``: the input, or the output of which layer."""
+    """Which went non-finite first on batch ``x``: the input, or the output of which layer; and
+    the remedy (clean the data, scale it, or a smaller learning rate)."""
     bad = ~np.isfinite(x)
     if bad.any():
         samples = np.unique(np.nonzero(bad.reshape(len(x), -1))[0])
         return (f"the input batch contains {int(bad.sum())} NaN/inf value(s) (in batch sample(s) "
                 f"{samples[:5].tolist()}); clean the data, e.g. np.nan_to_num(x) or drop those rows")
+    remedy = remedy_for_overflow(x)
     out = x
     for layer in model.layers:  # inference mode: no running statistic is touched
         out = layer.forward(out, training=False)
         if not np.all(np.isfinite(out)):
             return (f"the input is finite; the output of layer {layer.name!r} ({type(layer).__name__}) "
-                    f"is the first to contain NaN/inf (try a smaller learning rate)")
-    return ("the input and every layer's output are finite, so the loss itself overflowed (check "
-            "the targets, and try a smaller learning rate)")
+                    f"is the first to contain NaN/inf ({remedy})")
+    return (f"the input and every layer's output are finite, so the loss itself overflowed (check "
+            f"the targets, and {remedy})")
 
 
 def layers_without_gradient(layers) -> list:

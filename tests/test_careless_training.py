@@ -214,7 +214,8 @@ def test_unscaled_images_warn_unless_the_first_layer_normalises_its_input():
     with pytest.warns(UserWarning, match=r"^sequential: got float images holding whole numbers from \d+ "
                                          r"to \d+ \(pixel values 0-255\?\)"):
         mlp().fit(pixels, y, verbose=0)
-    with pytest.warns(UserWarning, match=r"^sequential: got integer input \(dtype uint8, values up to 25\d\)"):
+    with pytest.warns(UserWarning, match=r"^sequential: got integer input \(dtype uint8, values up to "
+                                         r"25\d\)"):
         mlp().predict(pixels.astype(np.uint8))
 
     class MyBatchNorm(BatchNorm):
@@ -227,3 +228,30 @@ def test_unscaled_images_warn_unless_the_first_layer_normalises_its_input():
             model.fit(pixels, y, verbose=0)                                   # the layer rescales them
             model.fit(pixels.astype(np.uint8), y, verbose=0)
             model.predict(pixels.astype(np.uint8))
+
+
+# ----------------------------------------------------------------- a NaN/inf loss
+def test_a_non_finite_loss_from_huge_inputs_says_scale_them_not_lower_the_learning_rate():
+    x, y = data()
+    x[:, 0, 0, 0] = 1.0                                                     # each batch's largest value
+    model = mlp(optimizer=SGD(lr=0.5))
+    with np.errstate(all="ignore"), pytest.raises(
+            sn.NonFiniteLossError, match=r"^epoch 1, batch \d+ of 3: sequential: the loss is (nan|inf); the "
+                                         r"input is finite; the output of layer '\w+' \(Dense\) is the first "
+                                         r"to contain NaN/inf \(input values up to 1e\+20: scale your images "
+                                         r"or features to about \[0, 1\] \(x / 255\) or standardise them\); "
+                                         r"the weights are those from before this step$"):
+        model.fit(x * 1e20, y, batch_size=4, shuffle=False, verbose=0)
+    small = mlp(optimizer=SGD(lr=1e36))                                    # inputs in [0, 1]: the rate
+    with np.errstate(all="ignore"), pytest.raises(sn.NonFiniteLossError, match=r"\(try a smaller learning "
+                                                                               r"rate\); the weights"):
+        small.fit(x, y, epochs=3, batch_size=4, verbose=0)
+
+
+def test_a_non_finite_loss_from_a_nan_pixel_says_the_input_batch_holds_it():
+    x, y = data()
+    x[5, 0, 0, 0] = np.inf
+    message = (r"^epoch 1, batch 2 of 3: sequential: the loss is nan; the input batch contains 1 NaN/inf "
+               r"value\(s\) \(in batch sample\(s\) \[1\]\); clean the data")
+    with np.errstate(all="ignore"), pytest.raises(sn.NonFiniteLossError, match=message):
+        mlp().fit(x, y, batch_size=4, shuffle=False, verbose=0)
