@@ -257,6 +257,21 @@ def warn_unscaled_images(x, owner: str, first_layer=None, whole_floats: bool = F
             UserWarning, stacklevel=4)
 
 
+def warn_non_finite(x, owner: str, in_fit: bool = False) -> None:
+    """Warn (once per call) when the batch ``x`` (N, ...) holds NaN or inf: how many samples and
+    the first one's index, and what will happen (predict/evaluate: NaN outputs; ``in_fit``: fit
+    stops at that batch). One pass over x (``np.isfinite(x).all()``); more only when it fails."""
+    if np.isfinite(x).all():
+        return
+    bad_samples = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+    consequence = ("fit will stop with NonFiniteLossError at the first batch holding one" if in_fit
+                   else "their outputs will be NaN")
+    warnings.warn(
+        f"{owner}: the input holds NaN or inf in {len(bad_samples)} sample(s) of {len(x)}, the first at "
+        f"index {bad_samples[0]}; {consequence}. Clean the data (np.nan_to_num(x), or drop those rows), "
+        f"or give Sequential(check_numerics=True) to make this an error", UserWarning, stacklevel=4)
+
+
 def finite_range(x) -> tuple[float, float] | None:
     """(min, max) of the finite values of x, or None if there are none."""
     if x.size == 0:

@@ -139,8 +139,8 @@ def warn_unfilled_gradients(layers, owner: str) -> None:
                      "(If no gradient can reach the layer, e.g. the layers after it start with zero "
                      "weights, this is expected.)")
     if ours:
-        _warn_silent(ours, owner, "no gradient reaches them: ReLU units that are all off (a bias far "
-                     "below 0?), or zero weights in the layers after them")
+        _warn_silent(ours, owner, "no gradient reaches them (are their ReLU units all off, a bias far "
+                     "below 0? are the weights after them, or the data, all zeros?)")
 
 
 def _warn_silent(layers, owner: str, cause: str) -> None:

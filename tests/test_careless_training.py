@@ -5,6 +5,7 @@ Every error or warning names who raised it (the optimizer, the model, the layer)
 expected.
 """
 
+import re
 import warnings
 
 import numpy as np
@@ -202,8 +203,8 @@ def test_a_dead_scratchnet_layer_warns_that_no_gradient_reaches_it():
     model.get_layer("dead").params["b"][...] = -100.0                      # every ReLU off
     with pytest.warns(UserWarning, match=r"^sequential: after the first backward, every gradient of "
                                          r"layer\(s\) 'dead' \(Dense\) is exactly 0, so training will not "
-                                         r"change them: no gradient reaches them: ReLU units that are all "
-                                         r"off \(a bias far below 0\?\)"):
+                                         r"change them: no gradient reaches them \(are their ReLU units "
+                                         r"all off, a bias far below 0\?"):
         model.train_step(x, y)
 
 
@@ -253,5 +254,48 @@ def test_a_non_finite_loss_from_a_nan_pixel_says_the_input_batch_holds_it():
     x[5, 0, 0, 0] = np.inf
     message = (r"^epoch 1, batch 2 of 3: sequential: the loss is nan; the input batch contains 1 NaN/inf "
                r"value\(s\) \(in batch sample\(s\) \[1\]\); clean the data")
-    with np.errstate(all="ignore"), pytest.raises(sn.NonFiniteLossError, match=message):
+    with np.errstate(all="ignore"), pytest.raises(sn.NonFiniteLossError, match=message), \
+            pytest.warns(UserWarning, match="the input holds NaN or inf in 1 sample"):
         mlp().fit(x, y, batch_size=4, shuffle=False, verbose=0)
+
+
+# ----------------------------------------------------------------- NaN in predict, evaluate and fit
+def test_nan_or_inf_input_warns_once_per_call_naming_the_samples():
+    x, y = data(n=40)
+    model = mlp()
+    x[[7, 30], 1, 1, 0] = np.nan
+    x[30, 2, 2, 0] = -np.inf                                                 # sample 30 twice: counted once
+    expected = (r"^sequential: the input holds NaN or inf in 2 sample\(s\) of 40, the first at index 7; "
+                r"{}\. Clean the data \(np.nan_to_num\(x\), or drop those rows\), or give "
+                r"Sequential\(check_numerics=True\) to make this an error$")
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+        warnings.simplefilter("always")
+        outputs = model.predict(x, batch_size=8)                            # 5 batches, one warning
+        results = model.evaluate(x, y, batch_size=8)
+    assert len(caught) == 2                                                  # predict's, evaluate's
+    for warning in caught:
+        assert warning.category is UserWarning
+        assert re.match(expected.format("their outputs will be NaN"), str(warning.message))
+    assert np.isnan(outputs[[7, 30]]).all() and np.isfinite(np.delete(outputs, [7, 30], axis=0)).all()
+    assert np.isnan(results["loss"])
+    with pytest.warns(UserWarning, match=expected.format("fit will stop with NonFiniteLossError at the first "
+                                                         "batch holding one")), \
+            np.errstate(all="ignore"), pytest.raises(sn.NonFiniteLossError, match="batch 1 of 5"):
+        model.fit(x, y, batch_size=8, shuffle=False, verbose=0)
+
+
+def test_nan_input_is_an_error_with_check_numerics_and_finite_input_is_quiet():
+    x, y = data()
+    checked = mlp(check_numerics=True)
+    x_nan = x.copy()
+    x_nan[3, 0, 0, 0] = np.nan
+    for call in (lambda: checked.predict(x_nan), lambda: checked.evaluate(x_nan, y),
+                 lambda: checked.fit(x_nan, y, verbose=0)):
+        with pytest.raises(ValueError, match=r"^sequential: input contains NaN or inf \(1 values\)$"):
+            call()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = mlp()
+        model.fit(x, y, verbose=0)
+        model.predict(x), model.evaluate(x, y)
+        model.forward(x_nan)                                                 # forward: no check (gradcheck)
