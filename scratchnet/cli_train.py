@@ -100,6 +100,8 @@ def resolve_recipe(args):
     for flag, value in (("--momentum", args.momentum), ("--weight-decay", args.weight_decay)):
         if value is not None and value < 0:
             raise UsageError(f"{flag} must be >= 0, got {value}")
+    if args.momentum is not None and args.momentum >= 1:  # SGD refuses it too (optimizers.py)
+        raise UsageError(f"--momentum must be < 1, got {args.momentum} (SGD diverges with momentum >= 1)")
     return get_recipe(args.recipe or DATASET_RECIPES[args.dataset], model=args.model, epochs=args.epochs,
                       batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                       momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,

@@ -50,6 +50,17 @@ def same_but_for_ones(shape, other) -> bool:
     return tuple(s for s in shape if s != 1) == tuple(s for s in other if s != 1)
 
 
+def grad_shape_hint(grad_shape, param_shape) -> str:
+    """The usual cause of a gradient whose shape is not its parameter's ('' if none is known);
+    also used by the optimizer's step (optimizers.check_gradient_shapes)."""
+    if same_but_for_ones(grad_shape, param_shape):
+        return (" (an extra axis of size 1: sum with axis=0 and no keepdims; the optimizer "
+                "would broadcast the update into the wrong shape)")
+    if tuple(grad_shape) == tuple(param_shape)[::-1]:
+        return " (transposed: dW = x.T @ dz has the shape of W)"
+    return ""
+
+
 def check_dx(layer, dx, x) -> list[str]:
     """dx must be an array of x's shape."""
     name = layer.name
@@ -94,14 +105,8 @@ def check_grads(layer) -> list[str]:
             problems.append(f"{name}: grads[{key!r}] is a {type(grad).__name__}, expected an array of "
                             f"shape {param.shape}")
         elif grad.shape != param.shape:
-            hint = ""
-            if same_but_for_ones(grad.shape, param.shape):
-                hint = (" (an extra axis of size 1: sum with axis=0 and no keepdims; the optimizer "
-                        "would broadcast the update into the wrong shape)")
-            elif grad.shape == param.shape[::-1]:
-                hint = " (transposed: dW = x.T @ dz has the shape of W)"
             problems.append(f"{name}: grads[{key!r}] has shape {grad.shape} but params[{key!r}] has "
-                            f"shape {param.shape}{hint}")
+                            f"shape {param.shape}{grad_shape_hint(grad.shape, param.shape)}")
         elif grad.dtype != param.dtype:
             problems.append(f"{name}: grads[{key!r}] is {grad.dtype} but params[{key!r}] is "
                             f"{param.dtype}: compute in the parameter's dtype")

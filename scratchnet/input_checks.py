@@ -163,11 +163,14 @@ def build_from_batch(model, x_shape) -> None:
                          f"shape; if x is ONE sample, add the batch axis: x[None])") from None
 
 
-def refuse_class(value, what: str, owner: str) -> None:
-    """A class given where an object of it is expected (``Adam`` for ``Adam()``): TypeError."""
+def refuse_class(value, what: str, owner: str, expected: str = "an object", arguments: str = "") -> None:
+    """A class given where an object of it is expected (``Adam`` for ``Adam()``): TypeError.
+
+    ``expected`` says what ``what`` must be; ``arguments`` go in the remedy's parentheses
+    (``"..."`` for a class that needs some, as ``StepDecay(...)``)."""
     if isinstance(value, type):
-        raise TypeError(f"{owner}: {what} must be an object, got the class {value.__name__} itself; "
-                        f"create one: {value.__name__}()")
+        raise TypeError(f"{owner}: {what} must be {expected}, got the class {value.__name__} itself; "
+                        f"create one: {value.__name__}({arguments})")
 
 
 def check_callbacks(callbacks, owner: str) -> list:
@@ -204,26 +207,46 @@ def check_not_empty(x, owner: str, what: str = "data") -> None:
         raise ValueError(f"{owner}: {what} has no samples (shape {x.shape}); nothing to compute on")
 
 
-def warn_integer_images(x, owner: str) -> None:
-    """uint8 images 0-255 reach a float model unscaled: the loss is ~15x too large."""
-    if x.dtype.kind in "iu" and x.size and x.max() > 1:
-        warnings.warn(
-            f"{owner}: got integer input (dtype {x.dtype}, values up to {x.max()}); the model computes "
-            f"in floats and usually expects values scaled to [0, 1]: pass x.astype('float32') / 255",
-            UserWarning, stacklevel=4)
-
-
 def lower_case_hint(name, known) -> str:
     """' (did you mean 'relu'? names are lower case)' for 'ReLU' when 'relu' is in ``known``."""
     lowered = name.lower() if isinstance(name, str) else None
     return f" (did you mean {lowered!r}? names are lower case)" if lowered in known else ""
 
 
-def warn_unscaled_images(x, owner: str) -> None:
-    """Float images of whole numbers 0-255 (``astype("float32")`` without ``/ 255``): warn as for
-    uint8. Only the first 64 images are looked at (fit calls this once, on the whole array)."""
+# A first layer of one of these kinds normalises its input itself (per channel, from batch or
+# fitted statistics), so the scale of the pixels does not matter to it. Matched by class name, so
+# that a LayerNorm or Normalization layer of your own counts too.
+INPUT_NORMALISING_LAYERS = ("BatchNorm", "LayerNorm", "Rescaling", "Normalization")
+
+
+def normalises_its_input(layer) -> bool:
+    """True if ``layer`` (a model's first layer, or None) is of a kind that rescales its input."""
+    kinds = type(layer).__mro__ if layer is not None else ()   # its class and the classes above it
+    return any(kind.__name__ in INPUT_NORMALISING_LAYERS for kind in kinds)
+
+
+def warn_unscaled_images(x, owner: str, first_layer=None, whole_floats: bool = False) -> None:
+    """Pixel values 0-255 reach a model that computes on values scaled to [0, 1]: the loss is
+    ~15x too large. Two kinds are recognised:
+
+    * integer images (uint8, values above 1): always looked at;
+    * with ``whole_floats`` (fit, once on the whole array), float images (N, H, W, C) of whole
+      numbers from 0 to above 100 (``astype("float32")`` without ``/ 255``); only the first 64
+      images are looked at.
+
+    Quiet when ``first_layer`` normalises its input (BatchNorm, ...): the scale does not matter.
+    """
+    if normalises_its_input(first_layer):
+        return
+    if x.dtype.kind in "iu":
+        if x.size and x.max() > 1:
+            warnings.warn(
+                f"{owner}: got integer input (dtype {x.dtype}, values up to {x.max()}); the model computes "
+                f"in floats and usually expects values scaled to [0, 1]: pass x.astype('float32') / 255",
+                UserWarning, stacklevel=4)
+        return
     first = x[:64]
-    if x.ndim != 4 or x.dtype.kind != "f" or not first.size:
+    if not whole_floats or x.ndim != 4 or x.dtype.kind != "f" or not first.size:
         return
     low, high = float(first.min()), float(first.max())
     # above 100: 8-bit pixels nearly always reach it; whole numbers up to 16 (say) are another scale
@@ -232,6 +255,21 @@ def warn_unscaled_images(x, owner: str) -> None:
             f"{owner}: got float images holding whole numbers from {low:g} to {high:g} (pixel values "
             f"0-255?); the model usually expects values scaled to [0, 1]: pass x / 255",
             UserWarning, stacklevel=4)
+
+
+def warn_non_finite(x, owner: str, in_fit: bool = False) -> None:
+    """Warn (once per call) when the batch ``x`` (N, ...) holds NaN or inf: how many samples and
+    the first one's index, and what will happen (predict/evaluate: NaN outputs; ``in_fit``: fit
+    stops at that batch). One pass over x (``np.isfinite(x).all()``); more only when it fails."""
+    if np.isfinite(x).all():
+        return
+    bad_samples = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+    consequence = ("fit will stop with NonFiniteLossError at the first batch holding one" if in_fit
+                   else "their outputs will be NaN")
+    warnings.warn(
+        f"{owner}: the input holds NaN or inf in {len(bad_samples)} sample(s) of {len(x)}, the first at "
+        f"index {bad_samples[0]}; {consequence}. Clean the data (np.nan_to_num(x), or drop those rows), "
+        f"or give Sequential(check_numerics=True) to make this an error", UserWarning, stacklevel=4)
 
 
 def finite_range(x) -> tuple[float, float] | None:

@@ -128,9 +128,9 @@ class Sequential:
     def _prepare_input(self, x, record_range: bool = False, check_range: bool = True) -> np.ndarray:
         """Check a batch (kind, shape, values) and return it in the model's dtype.
 
-        Builds an unbuilt model from it. Warns (once per call) about integer images and about
-        values far outside the range seen in training (``check_range``; ``forward`` skips it, as
-        gradient checks feed random inputs on purpose); ``record_range`` (fit) records the range.
+        Builds an unbuilt model from it. Warns (once per call) about unscaled images and, with
+        ``check_range`` or ``record_range`` (not ``forward``: gradient checks feed random inputs),
+        about NaN/inf and values far outside the training range; ``record_range`` (fit) records it.
         """
         x = checks.check_array_kind(x, self.name)
         if x.ndim < 2 and self.input_shape is None:
@@ -152,9 +152,10 @@ class Sequential:
         if self.check_numerics and not np.all(np.isfinite(x)):
             raise ValueError(f"{self.name}: input contains NaN or inf "
                              f"({int(np.sum(~np.isfinite(x)))} values)")
-        checks.warn_integer_images(x, self.name)
-        if record_range:  # fit: once per call
-            checks.warn_unscaled_images(x, self.name)
+        if not self.check_numerics and (check_range or record_range):  # predict, evaluate, fit
+            checks.warn_non_finite(x, self.name, in_fit=record_range)
+        first_layer = self.layers[0] if self.layers else None
+        checks.warn_unscaled_images(x, self.name, first_layer, whole_floats=record_range)  # fit: once
         x_range = checks.finite_range(x) if check_range or record_range else None
         if check_range:
             checks.warn_out_of_range(x_range, self.input_range, self.name)

@@ -21,6 +21,14 @@ SGD with momentum mu (as torch.optim.SGD); g = grad + weight_decay * p:
     step = g + mu buf  (Nesterov)   or   step = buf
     p = p - lr * step
 
+Hyperparameters are numbers, Python's or NumPy's (``SGD(lr=np.float32(0.1))``); bools and strings
+are refused. scratchnet also refuses values torch accepts, because each one is a mistake a
+student makes rather than a setting anyone wants: momentum >= 1 (the buffer never forgets a
+gradient and the steps grow without bound), a beta of 1 (Adam's bias correction divides by
+1 - 1^t = 0), eps <= 0 (where a gradient is exactly 0, m / (sqrt(v) + eps) is 0/0 = NaN),
+a negative weight_decay (it pushes the weights away from 0) and clipnorm <= 0 (every gradient
+would be scaled to nothing). Each error names the optimizer and what it expected.
+
 The learning rate: ``optimizer.lr`` is the rate the next step will use (``schedule(iterations)``).
 Setting it, ``model.optimizer.lr = 1e-4`` (after compile or ``scratchnet.load``), replaces the
 schedule with that constant rate; to change the schedule, assign ``optimizer.schedule``.
@@ -29,9 +37,12 @@ schedule with that constant rate; to change the schedule, assign ``optimizer.sch
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
+from .gradcheck_contract import grad_shape_hint
+from .input_checks import refuse_class
 from .layers.base import iter_layers
 
 # Re-exported: schedules used to live here (``from scratchnet.optimizers import StepDecay``).
@@ -47,16 +58,25 @@ from .schedules import (  # noqa: F401
 )
 
 
+def check_number(value, option: str, owner: str) -> float:
+    """A hyperparameter as a float: a real number, Python's or NumPy's (``np.int64(1)``,
+    ``np.float32(0.9)``); a bool, a string or None is a TypeError, NaN or inf a ValueError, each
+    naming ``owner`` (the optimizer) and ``option``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {option} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}: {option} must be a finite number, got {value}")
+    return float(value)
+
+
 def _as_schedule(lr, owner: str):
     """A number lr > 0 becomes ConstantLR(lr); a schedule object is kept; ``owner`` names the
     optimizer in the errors."""
-    if isinstance(lr, (int, float, np.floating)) and not isinstance(lr, bool):
-        if lr <= 0:
+    if isinstance(lr, numbers.Real) and not isinstance(lr, (bool, np.bool_)):
+        if not lr > 0:  # NaN too
             raise ValueError(f"{owner}: learning rate must be > 0, got {lr}")
-        return ConstantLR(lr)
-    if isinstance(lr, type):
-        raise TypeError(f"{owner}: lr must be a positive number or a schedule object, got the class "
-                        f"{lr.__name__} itself; create one: {lr.__name__}(...)")
+        return ConstantLR(check_number(lr, "lr", owner))
+    refuse_class(lr, "lr", owner, expected="a positive number or a schedule object", arguments="...")
     if callable(lr) and hasattr(lr, "__dict__"):
         return lr  # a schedule object (schedules.py, or your own picklable class)
     raise TypeError(f"{owner}: lr must be a positive number or a schedule object, got {lr!r}")
@@ -64,15 +84,21 @@ def _as_schedule(lr, owner: str):
 
 def check_gradient_shapes(layers) -> None:
     """Every ``layer.grads[name]`` has the shape of ``layer.params[name]`` (a layer of your own may
-    forget to sum over the batch axis)."""
+    forget to sum over the batch axis, or never fill a gradient). Runs at every step: it compares
+    shapes only, no pass over an array; the hint is ``check_layer``'s (gradcheck_contract)."""
     for layer in layers:
         for name, param in layer.params.items():
             grad = layer.grads.get(name)
-            if grad is None or np.shape(grad) != param.shape:
-                got = "nothing" if grad is None else f"shape {np.shape(grad)}"
+            if grad is None:
                 raise ValueError(f"{layer.name}: grads[{name!r}] must have the shape of params[{name!r}], "
-                                 f"{param.shape}, got {got}; backward fills every gradient (summed over "
-                                 f"the batch axis)")
+                                 f"{param.shape}, got nothing; backward fills every gradient (summed "
+                                 f"over the batch axis): the layer contract, grads[name] for every "
+                                 f"params[name]; scratchnet.gradcheck.check_layer(layer) checks it")
+            if np.shape(grad) != param.shape:
+                hint = grad_shape_hint(np.shape(grad), param.shape)
+                raise ValueError(f"{layer.name}: grads[{name!r}] must have the shape of params[{name!r}], "
+                                 f"{param.shape}, got shape {np.shape(grad)}{hint}; backward fills every "
+                                 f"gradient (summed over the batch axis)")
 
 
 # ------------------------------------------------------------------ optimizers
@@ -82,11 +108,12 @@ class Optimizer:
     decoupled_weight_decay = False  # AdamW: decay applied to p directly, not added to the gradient
 
     def __init__(self, lr, weight_decay: float = 0.0, clipnorm: float | None = None):
-        self.schedule = _as_schedule(lr, type(self).__name__)
-        if weight_decay < 0:
-            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {weight_decay}")
-        if clipnorm is not None and not clipnorm > 0:
-            raise ValueError(f"{type(self).__name__}: clipnorm must be > 0 or None, got {clipnorm}")
+        owner = type(self).__name__
+        self.schedule = _as_schedule(lr, owner)
+        if check_number(weight_decay, "weight_decay", owner) < 0:  # a negative decay grows the weights
+            raise ValueError(f"{owner}: weight_decay must be >= 0, got {weight_decay}")
+        if clipnorm is not None and not check_number(clipnorm, "clipnorm", owner) > 0:
+            raise ValueError(f"{owner}: clipnorm must be > 0 or None, got {clipnorm}")
         self.weight_decay = float(weight_decay)
         self.clipnorm = None if clipnorm is None else float(clipnorm)
         self.iterations = 0  # steps taken, used by learning-rate schedules
@@ -99,7 +126,7 @@ class Optimizer:
     @lr.setter
     def lr(self, value) -> None:
         """``optimizer.lr = 1e-4`` replaces the schedule by that constant rate (from the next step)."""
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise TypeError(f"{type(self).__name__}.lr: expected a positive number, got {value!r} "
                             "(to install a schedule, assign optimizer.schedule)")
         self.schedule = _as_schedule(value, f"{type(self).__name__}.lr")
@@ -137,8 +164,15 @@ class Optimizer:
 class Adam(Optimizer):
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, clipnorm=None):
         super().__init__(lr, weight_decay, clipnorm)
-        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
-            raise ValueError(f"Adam: betas must be in [0, 1), got {beta1}, {beta2}")
+        owner = type(self).__name__
+        for beta, option in ((beta1, "beta1"), (beta2, "beta2")):
+            if not 0 <= check_number(beta, option, owner) < 1:
+                raise ValueError(f"{owner}: betas must be in [0, 1), got {beta1}, {beta2} (with a beta of "
+                                 f"1 the moment never takes in a gradient and its bias correction "
+                                 f"1 - beta^t is 0)")
+        if not check_number(eps, "eps", owner) > 0:
+            raise ValueError(f"{owner}: eps must be > 0, got {eps} (it keeps m / (sqrt(v) + eps) finite "
+                             f"where a gradient is exactly 0: with eps = 0 that is 0 / 0 = NaN)")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def update(self, param, grad, state, lr):
@@ -196,8 +230,12 @@ class AdamW(Adam):
 class SGD(Optimizer):
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clipnorm=None):
         super().__init__(lr, weight_decay, clipnorm)
-        if momentum < 0:
-            raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
+        if not 0 <= check_number(momentum, "momentum", "SGD") < 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum} (with momentum >= 1 the "
+                             f"buffer buf = mu buf + g never forgets a gradient: the steps grow without "
+                             f"bound and training diverges)")
+        if isinstance(nesterov, str) or nesterov not in (True, False):  # "no" would count as True
+            raise TypeError(f"SGD: nesterov must be True or False, got {nesterov!r}")
         if nesterov and momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)

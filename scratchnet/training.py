@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+import warnings
 
 import numpy as np
 
@@ -72,21 +73,80 @@ class History:
         return f"History({self.to_dict()})"
 
 
+# Inputs whose largest magnitude is above this are far from the scale the initialisations assume
+# (values of order 1): 8-bit pixels (255) and raw sensor readings (1e6) are, standardised data is not.
+LARGE_INPUT = 100.0
+
+
+def remedy_for_overflow(x) -> str:
+    """What to try when a finite batch ``x`` led to a NaN/inf: scale it if its values are large
+    (then a smaller learning rate would only hide the cause), else a smaller learning rate."""
+    largest = float(np.max(np.abs(x), initial=0.0))
+    if largest > LARGE_INPUT:
+        return (f"input values up to {largest:.3g}: scale your images or features to about [0, 1] "
+                f"(x / 255) or standardise them")
+    return "try a smaller learning rate"
+
+
 def diagnose_non_finite(model, x) -> str:
-    """Which went non-finite first on batch ``x``: the input, or the output of which layer."""
+    """Which went non-finite first on batch ``x``: the input, or the output of which layer; and
+    the remedy (clean the data, scale it, or a smaller learning rate)."""
     bad = ~np.isfinite(x)
     if bad.any():
         samples = np.unique(np.nonzero(bad.reshape(len(x), -1))[0])
         return (f"the input batch contains {int(bad.sum())} NaN/inf value(s) (in batch sample(s) "
                 f"{samples[:5].tolist()}); clean the data, e.g. np.nan_to_num(x) or drop those rows")
+    remedy = remedy_for_overflow(x)
     out = x
     for layer in model.layers:  # inference mode: no running statistic is touched
         out = layer.forward(out, training=False)
         if not np.all(np.isfinite(out)):
             return (f"the input is finite; the output of layer {layer.name!r} ({type(layer).__name__}) "
-                    f"is the first to contain NaN/inf (try a smaller learning rate)")
-    return ("the input and every layer's output are finite, so the loss itself overflowed (check "
-            "the targets, and try a smaller learning rate)")
+                    f"is the first to contain NaN/inf ({remedy})")
+    return (f"the input and every layer's output are finite, so the loss itself overflowed (check "
+            f"the targets, and {remedy})")
+
+
+def layers_without_gradient(layers) -> list:
+    """The trainable layers with params whose every gradient is exactly 0 (one pass over each;
+    a layer with a MISSING gradient is left to the optimizer step's error)."""
+    silent = []
+    for layer in iter_layers(layers):
+        grads = [layer.grads.get(name) for name in layer.params]
+        if not layer.trainable or not grads or any(grad is None for grad in grads):
+            continue
+        if not any(np.any(grad) for grad in grads):
+            silent.append(layer)
+    return silent
+
+
+def warn_unfilled_gradients(layers, owner: str) -> None:
+    """After the FIRST backward of training: warn, once, about trainable layers whose every
+    gradient is exactly 0 (their parameters would never move).
+
+    ``build`` creates the gradients as zeros, so a layer of your own whose backward never fills
+    ``self.grads`` (or fills zeros) trains silently: the warning points at the layer contract.
+    A scratchnet layer fills its gradients, so there the cause is that none reaches it (dead
+    ReLUs, zero weights after it). A warning, not an error: a layer can be dead on purpose.
+    Frozen layers and layers without params are never looked at.
+    """
+    silent = layers_without_gradient(layers)
+    own = [layer for layer in silent if not type(layer).__module__.startswith("scratchnet.")]
+    ours = [layer for layer in silent if layer not in own]
+    if own:
+        _warn_silent(own, owner, "does the layer's backward fill self.grads[name] for every "
+                     "params[name] (the layer contract)? scratchnet.gradcheck.check_layer(layer) tells. "
+                     "(If no gradient can reach the layer, e.g. the layers after it start with zero "
+                     "weights, this is expected.)")
+    if ours:
+        _warn_silent(ours, owner, "no gradient reaches them (are their ReLU units all off, a bias far "
+                     "below 0? are the weights after them, or the data, all zeros?)")
+
+
+def _warn_silent(layers, owner: str, cause: str) -> None:
+    names = ", ".join(f"{layer.name!r} ({type(layer).__name__})" for layer in layers)
+    warnings.warn(f"{owner}: after the first backward, every gradient of layer(s) {names} is exactly 0, "
+                  f"so training will not change them: {cause}", UserWarning, stacklevel=5)
 
 
 def drop_caches(layer) -> None:
@@ -125,6 +185,8 @@ def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
     model.loss.cache = {}
     # dL/dx of the data is never used; each layer's cache goes as soon as its backward has run
     model.backward(dlogits, input_gradient=False, release_caches=True)
+    if model.optimizer.iterations == 0:  # the first step only (a loaded model has trained already)
+        warn_unfilled_gradients(model.layers, model.name)
     model.optimizer.step(model.layers)
     return loss, logits
 

@@ -371,6 +371,7 @@ def test_options_override_the_recipe():
 @pytest.mark.parametrize("argv, message", [
     (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1), got 1.5"),
     (["--momentum", "-0.5"], "--momentum must be >= 0, got -0.5"),
+    (["--momentum", "1"], "--momentum must be < 1, got 1.0 (SGD diverges with momentum >= 1)"),
     (["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
 ])
 def test_bad_recipe_values_exit_2_naming_the_flag(capsys, argv, message, tmp_path):
