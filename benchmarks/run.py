@@ -10,7 +10,8 @@ contenders interleaved round by round (see timing.py): the machine is shared, so
 are noisy and only medians of alternated repeats are reported. Nothing here is asserted.
 
 Sections: convolution shapes (forward, backward, GFLOP/s against NumPy's own GEMM of the same
-size), max-pool, full training steps of two networks, and the memory of one training step.
+size), max-pool, full training steps of two networks and of the model zoo's (`--sections zoo`),
+and the memory of one training step.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ run C matrix products of (M, kh*kw) @ (kh*kw, M_mult): tiny, badly shaped produc
 a patch copy kh*kw times the size of the input. The work is only 2*kh*kw*M multiply-adds per
 output value, so the cost is memory traffic; this kernel reads the input kh*kw times through
 views and never materialises the patches. Measured (float32, batch 64, 32x32x32, 3x3, M = 1,
-both on this 2-core machine): see benchmarks/README.md, "Depthwise and grouped convolution".
+both on this 2-core machine): see benchmarks/README.md, "Depthwise, separable and grouped
+convolution".
 """
 
 from __future__ import annotations
