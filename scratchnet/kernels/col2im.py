@@ -65,12 +65,13 @@ def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups
     cell (a, n, b) is number (a*N + n)*Wp + b of a channel's row, so moving by (d*i, d*j) cells
     is moving by
 
-        shift = d*i*N*Wp + d*j     numbers,   and col2im is   dx[c, shift:] += dcols[i, j, c, :L - shift]
+        shift = d*i*N*Wp + d*j     numbers,   and col2im is   dx[c, shift:shift + L] += dcols[i, j, c, :]
 
     where dcols^T = W2d @ dy_grid^T (K, L) comes from ONE product, with dy put on the first OH
     rows of that grid, (OH, N, Wp), zeros in the columns no output pixel has: L = OH*N*Wp. A real
     entry never crosses into the next row (ow + d*j <= Wp - 1) nor past the last (oh + d*i <=
-    Hp - 1); only the grid's zeros do, and they add nothing (the tail past dx's end is cut off).
+    Hp - 1); only the grid's zeros do, and they add nothing: the end of the add that would run
+    past dx (Hp*N*Wp numbers a channel) holds zeros only and is cut off (``span`` below).
     Why rows interleaved: with images first, (N, Hp, Wp), dy's grid needs all Hp rows of each
     image for the shift to be one flat add, and the product then computes the kh - 1 rows of zeros
     below each image too: 1.96x the output pixels for LeNet-5's 14 -> 10 layer (1.4x with OH rows,
