@@ -50,7 +50,8 @@ class ConvBase(Layer):
 
     A subclass sets ``backends`` and implements ``channels_out(C)``, ``forward_padded(x_padded)``
     (returns y and what backward needs) and ``backward_padded(dy, need_dx)`` (fills grads,
-    returns dx_padded or None).
+    returns dx_padded or None). ``backward_unpadded`` turns that into the gradient of x by
+    cropping the padding off; a subclass whose kernels pad x themselves overrides it (Conv2D).
     """
 
     backends = BACKENDS
@@ -115,12 +116,7 @@ class ConvBase(Layer):
         return y
 
     def backward(self, dy):
-        dx_padded = self._backward(dy, need_dx=True)
-        if self.cache.get("kernel_pads"):  # the kernel padded x itself: dx is x's own gradient
-            return dx_padded
-        (top, bottom), (left, right) = self.cache["pads"]
-        _, height, width, _ = self.cache["padded_shape"]
-        return dx_padded[:, top:height - bottom, left:width - right, :]  # crop the padding off
+        return self._backward(dy, need_dx=True)
 
     def backward_params(self, dy) -> None:
         """dW and db only: the fast backends skip the input gradient (as costly as dW)."""
@@ -129,7 +125,24 @@ class ConvBase(Layer):
     def _backward(self, dy, need_dx: bool):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
         # the backend that ran the forward (and filled the cache) also runs the backward
-        return self.backward_padded(dy, need_dx)
+        return self.backward_unpadded(dy, need_dx)
+
+    def backward_unpadded(self, dy, need_dx: bool):
+        """Fill grads; return dx (N, H, W, C), the gradient of the input x itself (None if not
+        need_dx and the backend skipped it): ``backward_padded``'s dx_padded (N, Hp, Wp, C) with
+        the padding cropped off (a view, no copy)."""
+        dx_padded = self.backward_padded(dy, need_dx)
+        if dx_padded is None:
+            return None
+        (top, bottom), (left, right) = self.cache["pads"]
+        _, height, width, _ = self.cache["padded_shape"]
+        return dx_padded[:, top:height - bottom, left:width - right, :]
+
+    def store_grads(self, dW, db) -> None:
+        """grads["W"] = dW, and grads["b"] = db if the layer has a bias."""
+        self.grads["W"] = dW
+        if self.use_bias:
+            self.grads["b"] = db
 
     def get_config(self):
         return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
@@ -229,7 +242,8 @@ class Conv2D(ConvBase):
         """ConvBase.forward's work, but Winograd and im2col zero-pad x themselves a chunk of
         images at a time (kernels/winograd.py, kernels/im2col.py): im2col then keeps x (alive
         anyway as the previous layer's output) for the backward instead of a padded copy of it
-        (1.13x x at 32x32, padding 1); Winograd keeps its transformed input tiles V instead."""
+        (1.13x x at 32x32, padding 1); Winograd keeps its transformed input tiles V instead. Both
+        then return the gradient of x itself, not of a padded x (``backward_unpadded``)."""
         x = self.check_input(x)
         pads = self.pads_for(x.shape[1:3])
         padded_shape = im2col_kernels.padded_shape(x.shape, pads)
@@ -245,12 +259,8 @@ class Conv2D(ConvBase):
             self.check_winograd()
             y, winograd_saved = winograd_kernels.conv2d_forward(x, W, b, pads=pads, workspace=self.workspace)
             saved = {"winograd": winograd_saved}  # V (per chunk) and U, not x
-        # im2col and Winograd padded x themselves and return the gradient of x itself, a contiguous
-        # array (the next layer's element-wise backward ran 1.6-2x slower on a cropped view of a
-        # padded dx, 64x32x32x16 float32); the readable backends' dx_padded is cropped in backward
-        kernel_pads = backend in ("im2col", "winograd")
         self.cache = {"backend": backend, "pads": pads, "padded_shape": padded_shape, "y_shape": y.shape,
-                      "kernel_pads": kernel_pads, **saved}
+                      **saved}
         return y
 
     def forward_padded(self, x_padded):
@@ -260,25 +270,32 @@ class Conv2D(ConvBase):
         y = kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups)
         return y, {"x_padded": x_padded}
 
-    def backward_padded(self, dy, need_dx):
-        """Fill grads["W"], grads["b"]; return dx_padded (None if not need_dx and im2col or
-        Winograd), or for im2col and Winograd dx of the unpadded input (``cache["kernel_pads"]``,
-        see ``forward``)."""
+    def backward_unpadded(self, dy, need_dx):
+        """Fill grads["W"], grads["b"]; return dx (N, H, W, C), the gradient of x itself (None if
+        not need_dx). im2col and Winograd padded x themselves (see ``forward``) and return x's own
+        gradient, a contiguous array (the next layer's element-wise backward ran 1.6-2x slower on
+        a cropped view of a padded dx, 64x32x32x16 float32); scipy and loops return dx_padded
+        (``backward_padded``), which ConvBase crops."""
         W, cache = self.params["W"], self.cache
         if cache["backend"] == "winograd":
-            dx_padded, dW, db = winograd_kernels.conv2d_backward(
+            dx, dW, db = winograd_kernels.conv2d_backward(
                 cache["winograd"], W, dy, cache["padded_shape"], need_dx, self.workspace, self.use_bias)
         elif cache["backend"] == "im2col":
-            dx_padded, dW, db = im2col_kernels.conv2d_backward(
+            dx, dW, db = im2col_kernels.conv2d_backward(
                 cache["x"], W, dy, self.stride, self.dilation, self.use_bias, need_dx, self.workspace,
                 self.groups, cache["pads"])
         else:
-            kernels = scipy_conv if cache["backend"] == "scipy" else loops
-            dx_padded, dW, db = kernels.conv2d_backward(cache["x_padded"], W, dy, self.stride,
-                                                        self.dilation, self.groups)
-        self.grads["W"] = dW
-        if self.use_bias:
-            self.grads["b"] = db
+            return super().backward_unpadded(dy, need_dx)
+        self.store_grads(dW, db)
+        return dx
+
+    def backward_padded(self, dy, need_dx):
+        """scipy, loops (Winograd and im2col never get here: see ``backward_unpadded``): fill
+        grads["W"], grads["b"]; return dx_padded (N, Hp, Wp, C), computed even if not need_dx."""
+        kernels = scipy_conv if self.cache["backend"] == "scipy" else loops
+        dx_padded, dW, db = kernels.conv2d_backward(self.cache["x_padded"], self.params["W"], dy,
+                                                    self.stride, self.dilation, self.groups)
+        self.store_grads(dW, db)
         return dx_padded
 
     def get_config(self):

@@ -126,9 +126,7 @@ class DepthwiseConv2D(ConvBase):
         dx_padded, dW, db = depthwise_backward(cache["backend"], cache, self.use_bias,
                                                self.params["W"], dy, self.stride, self.dilation,
                                                need_dx, self.workspace)
-        self.grads["W"] = dW
-        if self.use_bias:
-            self.grads["b"] = db
+        self.store_grads(dW, db)
         return dx_padded
 
     def get_config(self):
