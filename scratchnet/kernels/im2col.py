@@ -69,9 +69,6 @@ from .padding import NO_PADS, fill_frame, framed, pad_whole, padded_shape, unpad
 from .scipy_conv import output_hw  # floor((Hp - d*(k-1) - 1) / s) + 1, one definition for both
 from .workspace import Workspace
 
-# The padding helpers live in padding.py; layers/conv.py and winograd.py import framed, NO_PADS
-# and padded_shape from this module, as before they moved.
-
 # At most this many input channels counts as "few" (an image layer: grey or RGB).
 FEW_CHANNELS = 3
 

@@ -99,7 +99,7 @@ from __future__ import annotations
 import numpy as np
 
 from .chunk_workers import map_chunks, sum_in_chunk_order
-from .im2col import NO_PADS, framed, padded_shape
+from .padding import NO_PADS, framed, padded_shape
 from .workspace import Workspace
 
 # (B^T, G, A^T) for F(m x m, 3x3), m = output tile size

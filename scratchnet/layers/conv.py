@@ -24,6 +24,7 @@ import numpy as np
 from ..initializers import check_initializer_name, initialize
 from ..kernels import im2col as im2col_kernels
 from ..kernels import loops, scipy_conv
+from ..kernels import padding as padding_kernels
 from ..kernels import winograd as winograd_kernels
 from .base import Layer
 from .spatial import (
@@ -246,7 +247,7 @@ class Conv2D(ConvBase):
         then return the gradient of x itself, not of a padded x (``backward_unpadded``)."""
         x = self.check_input(x)
         pads = self.pads_for(x.shape[1:3])
-        padded_shape = im2col_kernels.padded_shape(x.shape, pads)
+        padded_shape = padding_kernels.padded_shape(x.shape, pads)
         backend = self.resolved_backend(padded_shape)
         W, b = self.params["W"], self.params.get("b")
         if backend in ("scipy", "loops"):  # the readable backends take the padded input, as ConvBase's
