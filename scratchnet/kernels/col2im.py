@@ -36,22 +36,6 @@ def group_view(array2d, groups: int) -> np.ndarray:
     return array2d.reshape(rows, groups, filters // groups).transpose(1, 0, 2)
 
 
-def offset_slices(i, j, out_hw, stride, dilation):
-    """Rows and columns of the padded input that kernel offset (i, j) touches, as slices:
-    ``d*i, d*i + s, ..., d*i + s*(OH-1)`` (and the same for the width)."""
-    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
-    return (slice(dh * i, dh * i + sh * (oh - 1) + 1, sh),
-            slice(dw * j, dw * j + sw * (ow - 1) + 1, sw))
-
-
-def offset_view(x_padded, i, j, out_hw, stride, dilation=(1, 1)) -> np.ndarray:
-    """V_ij = x[:, d*i :: s, d*j :: s, :] cut to (N, OH, OW, C): the cell at kernel (or pooling
-    window) offset (i, j) of every window. Basic slicing, so no data is copied and writing into
-    the view writes into ``x_padded`` (the backward passes add into views of dx this way)."""
-    rows, cols = offset_slices(i, j, out_hw, stride, dilation)
-    return x_padded[:, rows, cols, :]
-
-
 def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups=1, *, out,
                    pads=((0, 0), (0, 0))) -> np.ndarray:
     """dx_padded (N, Hp, Wp, C), written into ``out`` and returned, from dy (N, OH, OW, F): col2im

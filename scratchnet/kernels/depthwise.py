@@ -43,8 +43,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .col2im import offset_view
 from .scipy_conv import output_hw
+from .views import offset_view
 
 # Batch chunks whose output is about this many numbers (512 KB of float32): the kh*kw passes
 # over a chunk's output then stay in the CPU cache instead of streaming the whole batch's output

@@ -64,9 +64,10 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .chunk_workers import map_chunks, sum_in_chunk_order
-from .col2im import input_gradient, offset_slices
+from .col2im import input_gradient
 from .padding import NO_PADS, fill_frame, framed, pad_whole, padded_shape, unpadded
 from .scipy_conv import output_hw  # floor((Hp - d*(k-1) - 1) / s) + 1, one definition for both
+from .views import offset_slices
 from .workspace import Workspace
 
 # At most this many input channels counts as "few" (an image layer: grey or RGB).
