@@ -199,8 +199,8 @@ def chunk_patch_matrix(x_chunk, W, stride, dilation, with_ones, workspace) -> np
     kh, kw, channels, _ = W.shape
     oh, ow = output_hw(x_chunk.shape[1:3], (kh, kw), stride, dilation)
     images = x_chunk.shape[0]
-    rows, row_numbers = images * oh * ow, kh * kw * channels + with_ones
-    shape = (row_numbers, rows) if few_channels(channels) else (rows, row_numbers)
+    rows, patch_length = images * oh * ow, kh * kw * channels + with_ones
+    shape = (patch_length, rows) if few_channels(channels) else (rows, patch_length)
     cols = workspace.empty("cols", shape, x_chunk.dtype)
     return patch_matrix(x_chunk, (kh, kw), stride, dilation, with_ones, out=cols)
 

@@ -167,7 +167,7 @@ class Conv2D(ConvBase):
     Backward, given dy = dL/dy:
         db[f]          = sum_{n, oh, ow} dy[n, oh, ow, f]
         dW[i, j, c, f] = sum_{n, oh, ow} xp[n, s*oh + d*i, s*ow + d*j, G(f)*Cg + c] * dy[n, oh, ow, f]
-        dxp[n, a, b, G(f)*Cg + c] = sum over (oh, ow, i, j) with s*oh + d*i = a, s*ow + d*j = b
+        dxp[n, row, col, G(f)*Cg + c] = sum over (oh, ow, i, j) with s*oh + d*i = row, s*ow + d*j = col
                           of sum_{f in the group} dy[n, oh, ow, f] * W[i, j, c, f]
         dx = dxp with the padded border cropped off.
 
