@@ -18,6 +18,7 @@ class_weight) multiply each sample's term before the mean, and its gradient row 
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import numpy as np
@@ -62,16 +63,31 @@ def label_rows_hint(n_samples, n_logits, y_shape) -> str:
 
 
 class Loss:
+    """The base class: a loss of your own subclasses it and writes ``forward`` and ``backward``
+    (and sets ``name``; ``has_accuracy`` and ``accuracy`` for a classification loss)."""
+
     name = "loss"
     has_accuracy = False
 
     def __init__(self):
         self.cache: dict = {}
 
-    def forward(self, logits: np.ndarray, y: np.ndarray) -> float:
+    def forward(self, logits: np.ndarray, y: np.ndarray, weights=None) -> float:
+        """The loss of logits (N, ...) against targets y, a float (the mean over the batch);
+        caches what ``backward`` needs.
+
+        weights: per-sample weights (N,) or None. fit passes ``weights=`` only when it is given
+        sample_weight or class_weight (evaluate: sample_weight); a loss whose forward has no
+        ``weights`` argument trains without them, and with them fails with a TypeError naming its
+        forward (``check_takes_weights`` says so in words). To support them, multiply sample n's
+        term and its gradient row by w_n, as the losses below do: ``self._sample_weights(weights,
+        logits)`` checks the shape and returns w shaped to broadcast over a sample's axes (None
+        for None).
+        """
         raise NotImplementedError
 
     def backward(self) -> np.ndarray:
+        """dL/dlogits, with the shape of the logits of the last ``forward``."""
         raise NotImplementedError
 
     def accuracy(self, logits: np.ndarray, y: np.ndarray) -> float | None:
@@ -255,6 +271,17 @@ KERAS_NAMES = {
     "binary_crossentropy": ("binary_cross_entropy", "it takes logits (no sigmoid layer) and 0/1 targets"),
     "mean_squared_error": ("mse", "the mean of (output - target)^2"),
 }
+
+
+def check_takes_weights(loss) -> None:
+    """Raise a TypeError naming ``loss`` if its forward has no ``weights`` argument: sample_weight
+    and class_weight reach a loss as ``forward(logits, y, weights=w)`` (see ``Loss.forward``)."""
+    parameters = inspect.signature(loss.forward).parameters
+    takes_any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    if "weights" not in parameters and not takes_any_keyword:
+        raise TypeError(f"{loss.name}: {type(loss).__name__}.forward{inspect.signature(loss.forward)} "
+                        f"takes no weights, so sample_weight and class_weight cannot weight its "
+                        f"samples; give it a weights=None argument (see scratchnet.losses.Loss.forward)")
 
 
 def get_loss(loss) -> Loss:

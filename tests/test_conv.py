@@ -12,7 +12,7 @@ from scratchnet.gradcheck import check_layer
 from scratchnet.kernels import col2im, loops
 from scratchnet.kernels import im2col as im2col_kernels
 from scratchnet.kernels.workspace import Workspace
-from scratchnet.layers import Conv2D
+from scratchnet.layers import Conv2D, DepthwiseConv2D, SeparableConv2D
 
 BACKENDS = ["im2col", "scipy"]
 
@@ -506,3 +506,28 @@ def test_im2col_layer_input_gradient_is_contiguous(stride):
     y = layer.forward(x, training=True)
     dx = layer.backward(np.ones_like(y))
     assert dx.shape == x.shape and dx.flags.c_contiguous
+
+
+LAYER_BACKENDS = [(Conv2D, dict(filters=3), backend) for backend in ("im2col", "winograd", "scipy")] + [
+    (layer_class, options, backend) for layer_class, options in ((DepthwiseConv2D, dict(depth_multiplier=2)),
+                                                                 (SeparableConv2D, dict(filters=3)))
+    for backend in ("offsets", "im2col", "scipy")]
+
+
+@pytest.mark.parametrize("layer_class, options, backend", LAYER_BACKENDS,
+                         ids=[f"{cls.__name__}-{backend}" for cls, _, backend in LAYER_BACKENDS])
+def test_backward_unpadded_is_the_gradient_of_x_for_every_backend(layer_class, options, backend):
+    # ConvBase's one hook: whether the kernel padded x itself (Conv2D's im2col, Winograd: x's own
+    # array, no cropped view) or ConvBase cropped a padded gradient, it is dL/dx for x (N, H, W, C).
+    x = np.random.default_rng(1).standard_normal((2, 7, 6, 4))
+    layer = layer_class(kernel_size=3, padding=((2, 0), (1, 1)), backend=backend, **options)
+    reference = layer_class(kernel_size=3, padding=((2, 0), (1, 1)), backend="loops", **options)
+    for built in (layer, reference):
+        built.build(x.shape[1:], rng=np.random.default_rng(0), dtype="float64")
+    dy = np.random.default_rng(2).standard_normal(layer.forward(x).shape)
+    reference.forward(x)
+    dx, dx_ref = layer.backward_unpadded(dy, need_dx=True), reference.backward_unpadded(dy, need_dx=True)
+    assert dx.shape == x.shape
+    np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=1e-12)
+    if backend in ("im2col", "winograd") and layer_class is Conv2D:
+        assert dx.base is None and dx.flags.c_contiguous

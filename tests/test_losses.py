@@ -7,8 +7,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scratchnet import Sequential
 from scratchnet.gradcheck import check_loss
-from scratchnet.losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError, get_loss
+from scratchnet.layers import Dense
+from scratchnet.losses import (
+    BinaryCrossEntropy,
+    CrossEntropy,
+    Loss,
+    MeanSquaredError,
+    check_takes_weights,
+    get_loss,
+)
+from scratchnet.optimizers import SGD
 
 
 def test_cross_entropy_hand_worked():
@@ -145,3 +155,63 @@ def test_losses_match_torch(rng):
         value.backward()
         assert loss.forward(logits, y) == pytest.approx(value.item(), rel=1e-13)
         np.testing.assert_allclose(loss.backward(), z.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+class SquaredErrorOfMyOwn(Loss):
+    """A student's loss written to the base signature: mean_n w_n (z_n - t_n)^2, one output."""
+
+    name = "my_squared_error"
+
+    def forward(self, logits, y, weights=None):
+        diff = logits - y
+        w = self._sample_weights(weights, logits)  # (N, 1) or None
+        w = 1.0 if w is None else w
+        self.cache = {"diff": diff, "w": w}
+        return float(np.mean(w * diff * diff))
+
+    def backward(self):
+        diff = self.cache["diff"]
+        return 2 * self.cache["w"] * diff / diff.size
+
+
+class SquaredErrorWithoutWeights(SquaredErrorOfMyOwn):
+    """The same loss written before forward had ``weights``: (logits, y) only."""
+
+    name = "unweighted_squared_error"
+
+    def forward(self, logits, y):
+        return super().forward(logits, y)
+
+
+def one_output_model(loss):
+    model = Sequential([Dense(1)], input_shape=(3,), dtype="float64", seed=0).build()
+    return model.compile(optimizer=SGD(lr=0.1), loss=loss)
+
+
+def test_a_loss_of_my_own_trains_with_sample_weight(rng):
+    x, t = rng.normal(size=(5, 3)), rng.normal(size=(5, 1))
+    w = np.array([0.0, 1.0, 2.0, 0.5, 3.0])
+    model = one_output_model(SquaredErrorOfMyOwn())
+    dense = model.layers[0]
+    W0, b0 = dense.params["W"].copy(), dense.params["b"].copy()
+    model.fit(x, t, epochs=1, batch_size=5, shuffle=False, verbose=0, sample_weight=w)
+    # by hand: z = x W0 + b0, dz_n = 2 w_n (z_n - t_n) / N, one SGD step on dW = x^T dz, db = sum_n dz_n
+    dz = 2 * w[:, None] * (x @ W0 + b0 - t) / 5
+    np.testing.assert_allclose(dense.params["W"], W0 - 0.1 * x.T @ dz, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(dense.params["b"], b0 - 0.1 * dz.sum(axis=0), rtol=1e-13, atol=1e-15)
+    check_takes_weights(model.loss)  # no error: its forward takes weights
+
+
+def test_a_loss_without_weights_trains_and_refuses_sample_weight_by_name(rng):
+    x, t = rng.normal(size=(5, 3)), rng.normal(size=(5, 1))
+    model = one_output_model(SquaredErrorWithoutWeights())
+    W0 = model.layers[0].params["W"].copy()
+    model.fit(x, t, epochs=1, batch_size=5, verbose=0)  # no weights: fit never passes weights=
+    assert not np.allclose(model.layers[0].params["W"], W0)
+    with pytest.raises(TypeError, match=r"SquaredErrorWithoutWeights.*weights"):
+        model.fit(x, t, epochs=1, batch_size=5, verbose=0, sample_weight=np.ones(5))
+    with pytest.raises(TypeError, match=r"unweighted_squared_error: SquaredErrorWithoutWeights\.forward"
+                                        r"\(logits, y\) takes no weights.*weights=None"):
+        check_takes_weights(model.loss)
+    for loss in (CrossEntropy(), MeanSquaredError(), BinaryCrossEntropy()):
+        check_takes_weights(loss)

@@ -36,22 +36,6 @@ def group_view(array2d, groups: int) -> np.ndarray:
     return array2d.reshape(rows, groups, filters // groups).transpose(1, 0, 2)
 
 
-def offset_slices(i, j, out_hw, stride, dilation):
-    """Rows and columns of the padded input that kernel offset (i, j) touches, as slices:
-    ``d*i, d*i + s, ..., d*i + s*(OH-1)`` (and the same for the width)."""
-    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
-    return (slice(dh * i, dh * i + sh * (oh - 1) + 1, sh),
-            slice(dw * j, dw * j + sw * (ow - 1) + 1, sw))
-
-
-def offset_view(x_padded, i, j, out_hw, stride, dilation=(1, 1)) -> np.ndarray:
-    """V_ij = x[:, d*i :: s, d*j :: s, :] cut to (N, OH, OW, C): the cell at kernel (or pooling
-    window) offset (i, j) of every window. Basic slicing, so no data is copied and writing into
-    the view writes into ``x_padded`` (the backward passes add into views of dx this way)."""
-    rows, cols = offset_slices(i, j, out_hw, stride, dilation)
-    return x_padded[:, rows, cols, :]
-
-
 def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups=1, *, out,
                    pads=((0, 0), (0, 0))) -> np.ndarray:
     """dx_padded (N, Hp, Wp, C), written into ``out`` and returned, from dy (N, OH, OW, F): col2im
@@ -65,12 +49,14 @@ def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups
     cell (a, n, b) is number (a*N + n)*Wp + b of a channel's row, so moving by (d*i, d*j) cells
     is moving by
 
-        shift = d*i*N*Wp + d*j     numbers,   and col2im is   dx[c, shift:] += dcols[i, j, c, :L - shift]
+        shift = d*i*N*Wp + d*j     numbers,   and col2im is   dx[c, shift:shift + L] += dcols[i, j, c, :]
 
     where dcols^T = W2d @ dy_grid^T (K, L) comes from ONE product, with dy put on the first OH
     rows of that grid, (OH, N, Wp), zeros in the columns no output pixel has: L = OH*N*Wp. A real
     entry never crosses into the next row (ow + d*j <= Wp - 1) nor past the last (oh + d*i <=
-    Hp - 1); only the grid's zeros do, and they add nothing (the tail past dx's end is cut off).
+    Hp - 1); only the grid's zeros do, and they add nothing: the end of the add that would run
+    past dx (Hp*N*Wp numbers a channel) holds zeros only and is cut off
+    (``span`` in ``add_offsets_into_phases``).
     Why rows interleaved: with images first, (N, Hp, Wp), dy's grid needs all Hp rows of each
     image for the shift to be one flat add, and the product then computes the kh - 1 rows of zeros
     below each image too: 1.96x the output pixels for LeNet-5's 14 -> 10 layer (1.4x with OH rows,
@@ -97,29 +83,53 @@ def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups
     step); kept because it makes ONE col2im for every stride instead of two.
     The temporaries come from ``workspace``. Groups:
     the product is batched, (g, Kg, Fg) @ (g, Fg, L), and dx's C rows are seen as (g, Cg).
+
+    Three steps: ``patch_gradients_on_grid`` (dy on the grid, the one product),
+    ``add_offsets_into_phases`` (the kh*kw shifted adds) and ``copy_phases_out`` (the phases
+    back into ``out``, channels-last).
     """
     workspace = workspace if workspace is not None else Workspace()
     (top, bottom), (left, right) = pads
     n_samples, height, width, channels = out.shape
     height, width = height + top + bottom, width + left + right  # Hp, Wp: the padded input's
+    sh, sw = stride
+    phase_hw = (-(-height // sh), -(-width // sw))  # ceil(Hp / s), ceil(Wp / s): one phase's grid
+    dcols_t = patch_gradients_on_grid(dy, W, groups, phase_hw[1], workspace)
+    phases, started = add_offsets_into_phases(dcols_t, n_samples, phase_hw, stride, dilation, workspace)
+    copy_phases_out(phases, started, phase_hw, pads, stride, out)
+    return out
+
+
+def patch_gradients_on_grid(dy, W, groups, grid_width, workspace) -> np.ndarray:
+    """Step 1: dcols^T = W2d @ dy_grid^T, (K, F) @ (F, L) -> (K, L), returned as (g, kh, kw, Cg, L).
+
+    dy (N, OH, OW, F) goes on the grid (OH, N, grid_width): image rows interleaved, OH rows only,
+    zeros in the columns no output pixel has (see ``input_gradient``); L = OH*N*grid_width. Per
+    group the product is (Kg, Fg) @ (Fg, L), all g in one batched product.
+    """
     kh, kw, group_channels, filters = W.shape
-    oh, ow = dy.shape[1:3]
-    (sh, sw), (dh, dw) = stride, dilation
-    phase_h, phase_w = -(-height // sh), -(-width // sw)  # ceil(Hp / s): one phase's grid
-    # dy on the grid (OH, N, phase_w): image rows interleaved, OH rows only (see the docstring)
-    cells, phase_cells = oh * n_samples * phase_w, phase_h * n_samples * phase_w  # L, one phase's size
-    dy_grid = workspace.empty("dy_grid", (oh, n_samples, phase_w, filters), dy.dtype)
+    n_samples, oh, ow, _ = dy.shape
+    cells = oh * n_samples * grid_width  # L
+    dy_grid = workspace.empty("dy_grid", (oh, n_samples, grid_width, filters), dy.dtype)
     dy_grid[:, :, :ow, :] = dy.transpose(1, 0, 2, 3)
     dy_grid[:, :, ow:, :] = 0  # the columns no output pixel has
-    # dcols^T = W2d @ dy_grid^T: (K, F) @ (F, L) -> (K, L), row block (i, j) holds C rows
-    # (per group: (Kg, Fg) @ (Fg, L), all g in one batched product)
     # in the patch matrix's workspace array "cols": the backward is done with a chunk's patches
     # before its input gradient, and one buffer for both holds the larger, not the sum
     dcols_t = workspace.empty("cols", (groups, kh * kw * group_channels, cells), dy.dtype)
     dy_groups_t = group_view(dy_grid.reshape(cells, filters), groups).transpose(0, 2, 1)  # (g, Fg, L)
     np.matmul(grouped_kernel_matrix(W, groups), dy_groups_t, out=dcols_t)
-    dcols_t = dcols_t.reshape(groups, kh, kw, group_channels, cells)
-    phases = workspace.empty("dx_phases", (sh, sw, channels, phase_cells), dy.dtype)
+    return dcols_t.reshape(groups, kh, kw, group_channels, cells)  # row block (i, j): Cg rows per group
+
+
+def add_offsets_into_phases(dcols_t, n_samples, phase_hw, stride, dilation, workspace):
+    """Step 2, col2im proper: each kernel offset's block dcols_t[:, i, j] (g, Cg, L) added into
+    its stride phase's buffer at its shift. Returns (phases (sh, sw, C, cells of one phase), the
+    set of the phases an offset wrote)."""
+    groups, kh, kw, group_channels, cells = dcols_t.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    phase_h, phase_w = phase_hw
+    phase_cells = phase_h * n_samples * phase_w  # one phase's size
+    phases = workspace.empty("dx_phases", (sh, sw, groups * group_channels, phase_cells), dcols_t.dtype)
     phase_groups = phases.reshape(sh, sw, groups, group_channels, phase_cells)  # channel G*Cg + c
     started = set()  # the phases an offset has written so far
     for i in range(kh):
@@ -133,19 +143,29 @@ def input_gradient(dy, W, stride=(1, 1), dilation=(1, 1), workspace=None, groups
             else:
                 start_phase(phase, dcols_t[:, i, j, :, :span], shift)
                 started.add((row_phase, column_phase))
+    return phases, started
+
+
+def copy_phases_out(phases, started, phase_hw, pads, stride, out) -> None:
+    """Step 3: each phase's cells that lie inside the unpadded input copied (transposed back to
+    channels-last) into its every s-th row and column of ``out`` (N, H, W, C); a phase no window
+    reaches (stride > kernel span) gives zeros."""
+    (top, _), (left, _) = pads
+    sh, sw = stride
+    phase_h, phase_w = phase_hw
+    n_samples, channels = out.shape[0], out.shape[3]
     for row_phase in range(sh):
-        for column_phase in range(sw):  # one transposed copy per phase, back to channels-last
+        for column_phase in range(sw):  # one transposed copy per phase
             (skip_rows, first_row), (skip_columns, first_column) = (
                 unpadded_phase(row_phase, top, sh), unpadded_phase(column_phase, left, sw))
             dx_phase = out[:, first_row::sh, first_column::sw, :]  # (N, <= phase_h, <= phase_w, C)
-            if (row_phase, column_phase) not in started:  # no window reaches it (stride > kernel span)
+            if (row_phase, column_phase) not in started:  # no window reaches it
                 dx_phase[...] = 0
                 continue
             grid = phases[row_phase, column_phase].reshape(channels, phase_h, n_samples, phase_w)
             rows, columns = dx_phase.shape[1:3]
             inside = grid[:, skip_rows:skip_rows + rows, :, skip_columns:skip_columns + columns]
             dx_phase[...] = inside.transpose(2, 1, 3, 0)
-    return out
 
 
 def unpadded_phase(phase, pad, stride):

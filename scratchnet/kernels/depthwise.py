@@ -30,11 +30,11 @@ an offset is a constant shift in flat memory, so each pass runs over whole conti
 Why not im2col: a depthwise convolution is a grouped convolution with one channel per group
 (``Conv2D(groups=C)``), and im2col would then build C patch matrices of only kh*kw columns and
 run C matrix products of (M, kh*kw) @ (kh*kw, M_mult): tiny, badly shaped products for BLAS, and
-a patch copy kh*kw times the size of the input. The work is only 2*kh*kw*M multiply-adds per
-output value, so the cost is memory traffic; this kernel reads the input kh*kw times through
-views and never materialises the patches. Measured (float32, batch 64, 32x32x32, 3x3, M = 1,
-both on this 2-core machine): see benchmarks/README.md, "Depthwise, separable and grouped
-convolution".
+a patch copy kh*kw times the size of the input. The work is only kh*kw multiply-adds per
+output value (kh*kw*M per input value at stride 1), so the cost is memory traffic; this kernel
+reads the input kh*kw times through views and never materialises the patches. Measured
+(float32, batch 64, 32x32x32, 3x3, M = 1, both on this 2-core machine): see
+benchmarks/README.md, "Depthwise, separable and grouped convolution".
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .col2im import offset_view
 from .scipy_conv import output_hw
+from .views import offset_view
 
 # Batch chunks whose output is about this many numbers (512 KB of float32): the kh*kw passes
 # over a chunk's output then stay in the CPU cache instead of streaming the whole batch's output

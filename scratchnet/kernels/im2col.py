@@ -64,13 +64,11 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .chunk_workers import map_chunks, sum_in_chunk_order
-from .col2im import input_gradient, offset_slices
+from .col2im import input_gradient
 from .padding import NO_PADS, fill_frame, framed, pad_whole, padded_shape, unpadded
 from .scipy_conv import output_hw  # floor((Hp - d*(k-1) - 1) / s) + 1, one definition for both
+from .views import offset_slices
 from .workspace import Workspace
-
-# The padding helpers live in padding.py; layers/conv.py and winograd.py import framed, NO_PADS
-# and padded_shape from this module, as before they moved.
 
 # At most this many input channels counts as "few" (an image layer: grey or RGB).
 FEW_CHANNELS = 3
@@ -201,8 +199,8 @@ def chunk_patch_matrix(x_chunk, W, stride, dilation, with_ones, workspace) -> np
     kh, kw, channels, _ = W.shape
     oh, ow = output_hw(x_chunk.shape[1:3], (kh, kw), stride, dilation)
     images = x_chunk.shape[0]
-    rows, row_numbers = images * oh * ow, kh * kw * channels + with_ones
-    shape = (row_numbers, rows) if few_channels(channels) else (rows, row_numbers)
+    rows, patch_length = images * oh * ow, kh * kw * channels + with_ones
+    shape = (patch_length, rows) if few_channels(channels) else (rows, patch_length)
     cols = workspace.empty("cols", shape, x_chunk.dtype)
     return patch_matrix(x_chunk, (kh, kw), stride, dilation, with_ones, out=cols)
 

@@ -24,8 +24,8 @@ to that weight:
 
     db[f]          = sum_{n, oh, ow} dy[n, oh, ow, f]
     dW[i, j, c, f] = sum_{n, oh, ow} x[n, s*oh + d*i, s*ow + d*j, G(f)*Cg + c] * dy[n, oh, ow, f]
-    dx[n, a, b, G(f)*Cg + c] += dy[n, oh, ow, f] * W[i, j, c, f]   for every (n, oh, ow, f, i, j, c)
-                                                   with a = s*oh + d*i, b = s*ow + d*j
+    dx[n, row, col, G(f)*Cg + c] += dy[n, oh, ow, f] * W[i, j, c, f]   for every (n, oh, ow, f, i, j, c)
+                                                       with row = s*oh + d*i, col = s*ow + d*j
 
 Pooling windows (no kernel, one channel at a time; stride s, pool size kh x kw):
 
@@ -61,9 +61,9 @@ def conv2d_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1), groups=1) -> 
                     for i in range(kh):
                         for j in range(kw):
                             for c in range(group_channels):
-                                a, b_ = sh * oh + dh * i, sw * ow + dw * j
+                                row, col = sh * oh + dh * i, sw * ow + dw * j
                                 channel = group * group_channels + c
-                                total += x_padded[n, a, b_, channel] * W[i, j, c, f]
+                                total += x_padded[n, row, col, channel] * W[i, j, c, f]
                     y[n, oh, ow, f] = total
     return y
 
@@ -86,10 +86,10 @@ def conv2d_backward(x_padded, W, dy, stride=(1, 1), dilation=(1, 1), groups=1):
                     for i in range(kh):
                         for j in range(kw):
                             for c in range(group_channels):
-                                a, b = sh * oh + dh * i, sw * ow + dw * j
+                                row, col = sh * oh + dh * i, sw * ow + dw * j
                                 channel = group * group_channels + c
-                                dx_padded[n, a, b, channel] += dy[n, oh, ow, f] * W[i, j, c, f]
-                                dW[i, j, c, f] += dy[n, oh, ow, f] * x_padded[n, a, b, channel]
+                                dx_padded[n, row, col, channel] += dy[n, oh, ow, f] * W[i, j, c, f]
+                                dW[i, j, c, f] += dy[n, oh, ow, f] * x_padded[n, row, col, channel]
     return dx_padded, dW, db
 
 

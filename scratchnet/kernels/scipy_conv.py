@@ -87,9 +87,9 @@ def conv2d_forward(x_padded, W, b, stride=(1, 1), dilation=(1, 1), groups=1) -> 
             for c in range(channels):
                 source = group_channel(f, c, channels, filters // groups)
                 # stride-1 valid correlation, then keep every s-th row and column
-                full_stride_1 = signal.correlate2d(x_padded[n, :, :, source], W_dilated[:, :, c, f],
+                stride_1_output = signal.correlate2d(x_padded[n, :, :, source], W_dilated[:, :, c, f],
                                                    mode="valid")
-                y[n, :, :, f] += full_stride_1[::sh, ::sw]
+                y[n, :, :, f] += stride_1_output[::sh, ::sw]
     if b is not None:
         y += b
     return y

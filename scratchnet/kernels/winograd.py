@@ -68,11 +68,12 @@ errors are amplified by the transforms' magnitudes: a first-order bound is
     |y_winograd - y| <~ (9C + 2 alpha) u * (||A^T|| ||G|| ||B^T||)^2 * max|x| * max|W|
 
 (infinity norms, largest absolute row sums): (3 * 1.5 * 2)^2 = 81 for F(2x2, 3x3) and
-(19 * 0.5 * 10)^2 ~ 9000 for F(4x4, 3x3); F(2x2, 3x3)'s matrices hold only 0, +-1, +-1/2 (exact in
-binary), so it is nearly as exact as the direct sum. Measured against the loop backend (float64,
-C and F up to 64, inputs and weights ~N(0, 1), |y| up to ~40): F(2x2, 3x3) within 1e-13,
-F(4x4, 3x3) within 1e-12 (the tests use 1e-10 and 1e-9). In float32, relative to max|y| (C = F =
-64): ~4e-7 for F(2x2, 3x3), ~4e-6 for F(4x4, 3x3) (im2col: ~5e-7).
+(19 * 1 * 10)^2 ~ 36,000 for F(4x4, 3x3) (G's largest row sum is its last row, [0, 0, 1]);
+F(2x2, 3x3)'s matrices hold only 0, +-1, +-1/2 (exact in binary), so it is nearly as exact as
+the direct sum. Measured against the loop backend (float64, C and F up to 64, inputs and
+weights ~N(0, 1), |y| up to ~40): F(2x2, 3x3) within 1e-13, F(4x4, 3x3) within 1e-12 (the
+tests use 1e-10 and 1e-9). In float32, relative to max|y| (C = F = 64): ~4e-7 for F(2x2, 3x3),
+~4e-6 for F(4x4, 3x3) (im2col: ~5e-7).
 
 Backward (the transposes of the forward's linear maps, so exact to the same rounding):
 
@@ -98,7 +99,7 @@ from __future__ import annotations
 import numpy as np
 
 from .chunk_workers import map_chunks, sum_in_chunk_order
-from .im2col import NO_PADS, framed, padded_shape
+from .padding import NO_PADS, framed, padded_shape
 from .workspace import Workspace
 
 # (B^T, G, A^T) for F(m x m, 3x3), m = output tile size

@@ -3,7 +3,9 @@
 Each activation has a forward  y = f(x)  and a backward  dx = dy * f'(x)  (element-wise),
 except softmax, whose backward is the full Jacobian-vector product over the last axis:
 
-    y = softmax(x),   dx_i = sum_j dy_j * dy_j/dx_i = y_i * (dy_i - sum_j dy_j * y_j)
+    y = softmax(x),   dx_i = sum_j dy_j * (d y_j / d x_i) = y_i * (dy_i - sum_j dy_j * y_j)
+
+(dy_j is the incoming gradient dL/dy_j; the Jacobian entry is d y_j / d x_i = y_j * (delta_ij - y_i).)
 
 For training a classifier, put no softmax at the end and use the fused
 ``loss="cross_entropy"``: it is faster and numerically safer. This layer is here so that the

@@ -1,7 +1,8 @@
 """2-D convolution layers (channels-last): Conv2D here, DepthwiseConv2D and SeparableConv2D in
 depthwise.py. All share ``ConvBase`` (options, padding, input checks, cropping dx).
 
-Three backends compute the same numbers, and read as a progression:
+Four backends compute the same numbers, and read as a progression (a fifth name, ``"auto"``,
+picks one of the fast two):
 
 * ``"loops"``  (kernels/loops.py): the DEFINITION, one Python loop per index. Very slow; the
   oracle every test compares against. Read it first.
@@ -23,6 +24,7 @@ import numpy as np
 from ..initializers import check_initializer_name, initialize
 from ..kernels import im2col as im2col_kernels
 from ..kernels import loops, scipy_conv
+from ..kernels import padding as padding_kernels
 from ..kernels import winograd as winograd_kernels
 from .base import Layer
 from .spatial import (
@@ -49,7 +51,8 @@ class ConvBase(Layer):
 
     A subclass sets ``backends`` and implements ``channels_out(C)``, ``forward_padded(x_padded)``
     (returns y and what backward needs) and ``backward_padded(dy, need_dx)`` (fills grads,
-    returns dx_padded or None).
+    returns dx_padded or None). ``backward_unpadded`` turns that into the gradient of x by
+    cropping the padding off; a subclass whose kernels pad x themselves overrides it (Conv2D).
     """
 
     backends = BACKENDS
@@ -114,12 +117,7 @@ class ConvBase(Layer):
         return y
 
     def backward(self, dy):
-        dx_padded = self._backward(dy, need_dx=True)
-        if self.cache.get("kernel_pads"):  # the kernel padded x itself: dx is x's own gradient
-            return dx_padded
-        (top, bottom), (left, right) = self.cache["pads"]
-        _, height, width, _ = self.cache["padded_shape"]
-        return dx_padded[:, top:height - bottom, left:width - right, :]  # crop the padding off
+        return self._backward(dy, need_dx=True)
 
     def backward_params(self, dy) -> None:
         """dW and db only: the fast backends skip the input gradient (as costly as dW)."""
@@ -128,7 +126,24 @@ class ConvBase(Layer):
     def _backward(self, dy, need_dx: bool):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
         # the backend that ran the forward (and filled the cache) also runs the backward
-        return self.backward_padded(dy, need_dx)
+        return self.backward_unpadded(dy, need_dx)
+
+    def backward_unpadded(self, dy, need_dx: bool):
+        """Fill grads; return dx (N, H, W, C), the gradient of the input x itself (None if not
+        need_dx and the backend skipped it): ``backward_padded``'s dx_padded (N, Hp, Wp, C) with
+        the padding cropped off (a view, no copy)."""
+        dx_padded = self.backward_padded(dy, need_dx)
+        if dx_padded is None:
+            return None
+        (top, bottom), (left, right) = self.cache["pads"]
+        _, height, width, _ = self.cache["padded_shape"]
+        return dx_padded[:, top:height - bottom, left:width - right, :]
+
+    def store_grads(self, dW, db) -> None:
+        """grads["W"] = dW, and grads["b"] = db if the layer has a bias."""
+        self.grads["W"] = dW
+        if self.use_bias:
+            self.grads["b"] = db
 
     def get_config(self):
         return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
@@ -152,7 +167,7 @@ class Conv2D(ConvBase):
     Backward, given dy = dL/dy:
         db[f]          = sum_{n, oh, ow} dy[n, oh, ow, f]
         dW[i, j, c, f] = sum_{n, oh, ow} xp[n, s*oh + d*i, s*ow + d*j, G(f)*Cg + c] * dy[n, oh, ow, f]
-        dxp[n, a, b, G(f)*Cg + c] = sum over (oh, ow, i, j) with s*oh + d*i = a, s*ow + d*j = b
+        dxp[n, row, col, G(f)*Cg + c] = sum over (oh, ow, i, j) with s*oh + d*i = row, s*ow + d*j = col
                           of sum_{f in the group} dy[n, oh, ow, f] * W[i, j, c, f]
         dx = dxp with the padded border cropped off.
 
@@ -166,8 +181,9 @@ class Conv2D(ConvBase):
         convolution; ``DepthwiseConv2D`` has a faster kernel for that case).
     backend : "im2col" (fast), "scipy" (readable), "loops" (the definition), "winograd" (3x3,
         stride 1, dilation 1, groups 1 only) or "auto" (winograd where it is faster, else
-        im2col), see the module docstring. All give the same numbers (winograd to ~1e-11 in
-        float64, ~3e-6 of max|y| in float32); switch on a built layer with ``layer.backend = ...``.
+        im2col), see the module docstring. All give the same numbers (winograd to ~1e-12 in
+        float64, ~4e-6 of max|y| in float32, measured in kernels/winograd.py); switch on a built
+        layer with ``layer.backend = ...``.
 
     The layer is built for a channel count C; it accepts any height and width in which the
     (dilated) kernel fits (a Sequential model still fixes the input shape).
@@ -227,10 +243,11 @@ class Conv2D(ConvBase):
         """ConvBase.forward's work, but Winograd and im2col zero-pad x themselves a chunk of
         images at a time (kernels/winograd.py, kernels/im2col.py): im2col then keeps x (alive
         anyway as the previous layer's output) for the backward instead of a padded copy of it
-        (1.13x x at 32x32, padding 1); Winograd keeps its transformed input tiles V instead."""
+        (1.13x x at 32x32, padding 1); Winograd keeps its transformed input tiles V instead. Both
+        then return the gradient of x itself, not of a padded x (``backward_unpadded``)."""
         x = self.check_input(x)
         pads = self.pads_for(x.shape[1:3])
-        padded_shape = im2col_kernels.padded_shape(x.shape, pads)
+        padded_shape = padding_kernels.padded_shape(x.shape, pads)
         backend = self.resolved_backend(padded_shape)
         W, b = self.params["W"], self.params.get("b")
         if backend in ("scipy", "loops"):  # the readable backends take the padded input, as ConvBase's
@@ -243,12 +260,8 @@ class Conv2D(ConvBase):
             self.check_winograd()
             y, winograd_saved = winograd_kernels.conv2d_forward(x, W, b, pads=pads, workspace=self.workspace)
             saved = {"winograd": winograd_saved}  # V (per chunk) and U, not x
-        # im2col and Winograd padded x themselves and return the gradient of x itself, a contiguous
-        # array (the next layer's element-wise backward ran 1.6-2x slower on a cropped view of a
-        # padded dx, 64x32x32x16 float32); the readable backends' dx_padded is cropped in backward
-        kernel_pads = backend in ("im2col", "winograd")
         self.cache = {"backend": backend, "pads": pads, "padded_shape": padded_shape, "y_shape": y.shape,
-                      "kernel_pads": kernel_pads, **saved}
+                      **saved}
         return y
 
     def forward_padded(self, x_padded):
@@ -258,24 +271,32 @@ class Conv2D(ConvBase):
         y = kernels.conv2d_forward(x_padded, W, b, self.stride, self.dilation, self.groups)
         return y, {"x_padded": x_padded}
 
-    def backward_padded(self, dy, need_dx):
-        """Fill grads["W"], grads["b"]; return dx_padded (None if not need_dx and im2col), or for
-        im2col and Winograd dx of the unpadded input (``cache["kernel_pads"]``, see ``forward``)."""
+    def backward_unpadded(self, dy, need_dx):
+        """Fill grads["W"], grads["b"]; return dx (N, H, W, C), the gradient of x itself (None if
+        not need_dx). im2col and Winograd padded x themselves (see ``forward``) and return x's own
+        gradient, a contiguous array (the next layer's element-wise backward ran 1.6-2x slower on
+        a cropped view of a padded dx, 64x32x32x16 float32); scipy and loops return dx_padded
+        (``backward_padded``), which ConvBase crops."""
         W, cache = self.params["W"], self.cache
         if cache["backend"] == "winograd":
-            dx_padded, dW, db = winograd_kernels.conv2d_backward(
+            dx, dW, db = winograd_kernels.conv2d_backward(
                 cache["winograd"], W, dy, cache["padded_shape"], need_dx, self.workspace, self.use_bias)
         elif cache["backend"] == "im2col":
-            dx_padded, dW, db = im2col_kernels.conv2d_backward(
+            dx, dW, db = im2col_kernels.conv2d_backward(
                 cache["x"], W, dy, self.stride, self.dilation, self.use_bias, need_dx, self.workspace,
                 self.groups, cache["pads"])
         else:
-            kernels = scipy_conv if cache["backend"] == "scipy" else loops
-            dx_padded, dW, db = kernels.conv2d_backward(cache["x_padded"], W, dy, self.stride,
-                                                        self.dilation, self.groups)
-        self.grads["W"] = dW
-        if self.use_bias:
-            self.grads["b"] = db
+            return super().backward_unpadded(dy, need_dx)
+        self.store_grads(dW, db)
+        return dx
+
+    def backward_padded(self, dy, need_dx):
+        """scipy, loops (Winograd and im2col never get here: see ``backward_unpadded``): fill
+        grads["W"], grads["b"]; return dx_padded (N, Hp, Wp, C), computed even if not need_dx."""
+        kernels = scipy_conv if self.cache["backend"] == "scipy" else loops
+        dx_padded, dW, db = kernels.conv2d_backward(self.cache["x_padded"], self.params["W"], dy,
+                                                    self.stride, self.dilation, self.groups)
+        self.store_grads(dW, db)
         return dx_padded
 
     def get_config(self):

@@ -17,7 +17,7 @@ class Dense(Layer):
     x  (N, D_in)       W  (D_in, units)       b  (units,)
     z  (N, units)      y  (N, units)          f  the activation ("linear" if None)
 
-    Backward, with dz = dy * f'(z):
+    Backward, with dz = dy * f'(z) (softmax: its Jacobian-vector product, see activations.py):
         dW = x^T @ dz          (D_in, units)
         db = sum_n dz[n]       (units,)
         dx = dz @ W^T          (N, D_in)

@@ -89,7 +89,7 @@ class DepthwiseConv2D(ConvBase):
     Backward, given dy (N, OH, OW, C*M), dy_cm = dy[..., c*M + m]:
         db[c*M + m]    = sum_{n, oh, ow} dy_cm[n, oh, ow]
         dW[i, j, c, m] = sum_{n, oh, ow} xp[n, s*oh + d*i, s*ow + d*j, c] * dy_cm[n, oh, ow]
-        dxp[n, a, b, c] = sum_m sum over (oh, ow, i, j) with s*oh + d*i = a, s*ow + d*j = b
+        dxp[n, row, col, c] = sum_m sum over (oh, ow, i, j) with s*oh + d*i = row, s*ow + d*j = col
                           of dy_cm[n, oh, ow] * W[i, j, c, m];  dx = dxp cropped.
 
     backend: "offsets" (default, fast: kernels/depthwise.py) or "im2col", "scipy", "loops"
@@ -126,9 +126,7 @@ class DepthwiseConv2D(ConvBase):
         dx_padded, dW, db = depthwise_backward(cache["backend"], cache, self.use_bias,
                                                self.params["W"], dy, self.stride, self.dilation,
                                                need_dx, self.workspace)
-        self.grads["W"] = dW
-        if self.use_bias:
-            self.grads["b"] = db
+        self.store_grads(dW, db)
         return dx_padded
 
     def get_config(self):

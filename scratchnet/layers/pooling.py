@@ -12,7 +12,7 @@ How it is vectorised
 --------------------
 For one window offset ``(i, j)``, the cells that offset picks from EVERY window form a regular
 grid of the (padded) input: ``x_padded[:, i::sh, j::sw, :]`` cut to ``(N, Ho, Wo, C)``. That is a
-strided *view* (basic slicing: no copy; ``offset_view`` in kernels/col2im.py; the kernels/depthwise.py
+strided *view* (basic slicing: no copy; ``offset_view`` in kernels/views.py; the kernels/depthwise.py
 depthwise convolution loops over the same views). So a pooling layer is a short Python loop over the
 ``kh*kw`` window offsets, each step a whole-array NumPy operation; there is no loop over pixels.
 The backward pass writes into the same views of the input gradient. For one offset the view
@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import loops
-from ..kernels.col2im import offset_view  # the (N, Ho, Wo, C) view of one window offset
+from ..kernels.views import offset_view  # the (N, Ho, Wo, C) view of one window offset
 from .base import Layer
 from .spatial import (
     as_pair,
