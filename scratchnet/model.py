@@ -19,7 +19,7 @@ from . import layer_tree
 from . import weights as weights_module
 from .layers.base import Layer, iter_layers
 from .layers.containers import rename_duplicates
-from .losses import get_loss
+from .losses import check_takes_weights, get_loss
 from .optimizers import get_optimizer
 from .training import History, NonFiniteLossError, drop_caches
 from .training import fit as _fit
@@ -248,6 +248,8 @@ class Sequential:
         x = self._prepare_input(x)
         checks.check_not_empty(x, self.name, "evaluate: x")
         y = self._check_targets(x, y)
+        if sample_weight is not None:
+            check_takes_weights(self.loss)
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         loss_sum, correct_sum = 0.0, 0.0
         for start in range(0, len(x), batch_size):

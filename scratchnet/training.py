@@ -35,6 +35,7 @@ import numpy as np
 from .input_checks import check_callbacks, check_count, check_not_empty, refuse_class
 from .kernels.workspace import keep_freed_memory
 from .layers.base import iter_layers
+from .losses import check_takes_weights
 from .progress import ProgressBar
 
 
@@ -245,6 +246,7 @@ def _sample_weights(model, y, sample_weight, class_weight):
     """Per-sample loss weights (N,) from sample_weight and class_weight, or None."""
     if sample_weight is None and class_weight is None:
         return None
+    check_takes_weights(model.loss)  # a loss of one's own without weights=: say so before training
     weights = np.ones(len(y))
     if sample_weight is not None:
         sample_weight = np.asarray(sample_weight, dtype=np.float64)

@@ -208,8 +208,15 @@ def test_a_loss_without_weights_trains_and_refuses_sample_weight_by_name(rng):
     W0 = model.layers[0].params["W"].copy()
     model.fit(x, t, epochs=1, batch_size=5, verbose=0)  # no weights: fit never passes weights=
     assert not np.allclose(model.layers[0].params["W"], W0)
-    with pytest.raises(TypeError, match=r"SquaredErrorWithoutWeights.*weights"):
+    W_trained = model.layers[0].params["W"].copy()
+    takes_no_weights = r"SquaredErrorWithoutWeights\.forward\(logits, y\) takes no weights"
+    with pytest.raises(TypeError, match=takes_no_weights):  # before the first step, not inside it
         model.fit(x, t, epochs=1, batch_size=5, verbose=0, sample_weight=np.ones(5))
+    with pytest.raises(TypeError, match=takes_no_weights):
+        model.fit(x, t, epochs=1, batch_size=5, verbose=0, class_weight={0: 1.0})
+    with pytest.raises(TypeError, match=takes_no_weights):
+        model.evaluate(x, t, sample_weight=np.ones(5))
+    np.testing.assert_array_equal(model.layers[0].params["W"], W_trained)  # refused: nothing trained
     with pytest.raises(TypeError, match=r"unweighted_squared_error: SquaredErrorWithoutWeights\.forward"
                                         r"\(logits, y\) takes no weights.*weights=None"):
         check_takes_weights(model.loss)

@@ -40,8 +40,9 @@ from .spatial import (
 
 BACKENDS = ("im2col", "scipy", "loops")
 # Winograd F(4x4, 3x3) beat im2col (forward and backward, float32, batch 32-64, 2-core Zen 5 with
-# OpenBLAS, benchmarks/README.md "Winograd") from 16 input channels and 16 filters on; with 3
-# input channels im2col was 3-8x faster (the transforms cost more than the product saves).
+# OpenBLAS, benchmarks/README.md "Winograd in chunks") from 16 input channels and 16 filters on;
+# with 3 input channels im2col was 1.2-2.3x faster (the transforms cost more than the product
+# saves).
 AUTO_MIN_CHANNELS = 16
 
 
