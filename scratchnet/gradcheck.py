@@ -53,11 +53,13 @@ import numpy as np
 
 from .gradcheck_contract import (
     check_before_build,
+    check_cache_type,
     check_dx,
     check_grads,
     check_side_effects,
     compare_repeat,
     describe_exception,
+    restore,
     snapshot,
 )
 from .gradcheck_diagnose import gradient_error, window_coverage
@@ -248,6 +250,7 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
     if not isinstance(y, np.ndarray):
         report.contract.append(f"{layer.name}: forward returned {type(y).__name__}, expected an array")
         return report
+    report.contract += [problem for leaf in iter_layers([layer]) for problem in check_cache_type(leaf)]
     projection = rng.standard_normal(y.shape)
     dx, analytic = _backward_with_contract(layer, x, projection, report)
     if analytic is None:
@@ -301,11 +304,11 @@ def _backward_with_contract(layer, x, projection, report):
             report.contract += check_side_effects(leaf, saved, own_dy, projection)
             report.contract += check_grads(leaf)
         report.contract += check_dx(layer, dx, x)
-        _restore(leaves, before)  # undo what a bad backward changed, so the numbers measure gradients
+        restore(leaves, before)  # undo what a bad backward changed, so the numbers measure gradients
         dx_again = layer.backward(projection.copy())
         second = {_param_name(layer, leaf, key): value
                   for leaf in leaves for key, value in leaf.grads.items()}
-        _restore(leaves, before)
+        restore(leaves, before)
     except Exception as error:
         report.contract.append(describe_exception(layer.name, "backward", error))
         return None, None
@@ -314,14 +317,6 @@ def _backward_with_contract(layer, x, projection, report):
         repeat += compare_repeat(layer, value, second.get(name), f"backward (grads of {name!r})")
     report.contract += repeat[:1]
     return dx, first
-
-
-def _restore(leaves, before):
-    for layer, saved in zip(leaves, before):
-        layer.params = saved["params_dict"]
-        for key, value in saved["params"].items():
-            layer.params[key] = value.copy()
-        layer.cache.update({key: value.copy() for key, value in saved["cache"].items()})
 
 
 def _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, max_elements, progress):

@@ -220,3 +220,68 @@ def test_the_grader_and_the_battery_draw_their_inputs_alike():
     ties = case_input(2, (4, 4, 1), "ties", 3)
     assert ties.shape == (2, 4, 4, 1) and ties.dtype == np.float64
     assert set(np.unique(ties).tolist()) == {0.0, 1.0, 2.0}  # every window of 2x2 of 3 values: ties
+
+
+def wrong_solution(tmp_path, name, *replacements):
+    """The solution of exercise ``name`` with (old, new) text replacements: a student's mistake."""
+    text = (SOLUTIONS / f"{name}.py").read_text()
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("stored, read", [("x", "x"), ("(winner, x_shape)", "winner, x_shape")])
+def test_a_cache_that_is_not_a_dict_is_named_not_blamed_on_the_grader(tmp_path, stored, read):
+    # /tmp/student m1.py, m3.py: self.cache = x (or a tuple) crashed the grader's restore step
+    path = wrong_solution(tmp_path, "max_pool",
+                          ('self.cache = {"winner": winner, "x_shape": x.shape}',
+                           f"x_shape = x.shape\n        self.cache = {stored}"),
+                          ('winner, x_shape = self.cache["winner"], self.cache["x_shape"]',
+                           f"{read} = self.cache" if read != "x" else
+                           "x = self.cache\n        x_shape, winner = x.shape, _winners(x, k, s, dy.shape)"))
+    if read == "x":
+        with path.open("a") as file:
+            file.write(WINNERS)
+    report = check(path)
+    text = str(report)
+    assert not report.passed and "update" not in text and "gradcheck.py" not in text
+    kind = "ndarray" if read == "x" else "tuple"
+    expected = (f"contract: max_pool2d: self.cache is of type {kind} after forward; self.cache must be a "
+                'dict, e.g. self.cache = {"x": x}')
+    assert text.count(expected) == len(EXERCISES["max_pool"].cases)
+    assert "disagree" not in text  # the backward itself is right: the numbers agree
+
+
+WINNERS = '''
+
+def _winners(x, k, s, out_shape):
+    """The argmax of each window, as the solution's forward stores it (for a cache of x alone)."""
+    n_batch, out_h, out_w, channels = out_shape
+    winner = np.zeros(out_shape, dtype=int)
+    for oh in range(out_h):
+        for ow in range(out_w):
+            window = x[:, s * oh:s * oh + k, s * ow:s * ow + k, :].reshape(n_batch, k * k, channels)
+            winner[:, oh, ow, :] = window.argmax(axis=1)
+    return winner
+'''
+
+
+def test_an_error_inside_numpy_is_located_in_the_students_file(tmp_path):
+    # np.pad raises deep inside numpy's own Python code: the student needs their own line
+    padded = "return np.pad(dy * (x > 0), ((1, 1),) * 5)"
+    path = wrong_solution(tmp_path, "relu", ("return dy * (x > 0)", padded))
+    line = path.read_text().splitlines().index(f"        {padded}") + 1
+    text = str(check(path))
+    assert f"(relu.py line {line}, in backward)" in text
+    assert "_arraypad" not in text and "stride_tricks" not in text
+
+
+def test_a_syntax_error_names_the_students_file_and_line(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text("# scratchnet exercise: relu\nimport numpy as np\n\ndef backward(dy:\n    pass\n")
+    problems = check(path).problems
+    assert len(problems) == 1 and problems[0].startswith("mine.py: importing the file raised SyntaxError: ")
+    assert problems[0].endswith("(mine.py line 4)") and "frozen" not in problems[0]
