@@ -285,3 +285,50 @@ def test_a_syntax_error_names_the_students_file_and_line(tmp_path):
     problems = check(path).problems
     assert len(problems) == 1 and problems[0].startswith("mine.py: importing the file raised SyntaxError: ")
     assert problems[0].endswith("(mine.py line 4)") and "frozen" not in problems[0]
+
+
+def test_a_wrong_forward_is_reported_as_the_forward_before_the_gradient_check(tmp_path):
+    # /tmp/student f1.py: conv_forward_loops without the bias; the backward is given, not the student's
+    path = wrong_solution(tmp_path, "conv_forward_loops", ("b[f] + np.sum(window", "np.sum(window"))
+    report = check(path)
+    assert not any(case.passed for case in report.cases)
+    for case in report.cases:
+        assert case.messages[0].startswith("your forward differs from Conv2D's in ")
+        assert "(max |diff| " in case.messages[0] and "the bias is missing" in case.messages[0]
+        assert case.messages[1] == "gradient check of the given backward against your forward:"
+    assert "your backward" not in str(report)
+
+
+def test_a_wrong_pooling_forward_is_named_first(tmp_path):
+    path = wrong_solution(tmp_path, "max_pool", ("y[:, oh, ow, :] = window.max(axis=1)",
+                                                 "y[:, oh, ow, :] = window.min(axis=1)"))
+    first = check(path).cases[0].messages[0]
+    assert first.startswith("your forward differs from MaxPool2D's in 24 of 24 elements (max |diff| ")
+    assert "gradient check of your backward against your forward:" in str(check(path))
+
+
+def test_the_wrong_forward_message_names_the_worst_element():
+    from scratchnet.exercises.grader import compare_forward
+
+    expected = np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert compare_forward(expected * (1 + 1e-9), expected, "Dense") == []
+    mine = expected.copy()
+    mine[1, 0] = 3.5
+    assert compare_forward(mine, expected, "Dense") == [
+        "your forward differs from Dense's in 1 of 4 elements (max |diff| 0.5, at [1, 0]: yours 3.5, "
+        "Dense's 3)"]
+    assert compare_forward(mine[:1], expected, "Dense") == [
+        "your forward returned shape (1, 2), Dense's is (2, 2)"]
+    mine[0, 1] = np.nan
+    assert compare_forward(mine, expected, "Dense")[0].startswith(
+        "your forward differs from Dense's in 2 of 4 elements (max |diff| inf, at [0, 1]: yours nan")
+
+
+def test_a_wrong_loss_value_is_reported_before_the_gradient_check(tmp_path):
+    path = wrong_solution(tmp_path, "softmax_cross_entropy",
+                          ("return float(-log_p[np.arange(n), labels].sum() / n)",
+                           "return float(-log_p[np.arange(n), labels].sum())"))
+    case = check(path).cases[0]
+    assert case.messages[0].startswith("forward: your loss ") and "(a factor N: divide by the batch size)" \
+        in case.messages[0]
+    assert case.messages[1] == "gradient check of your backward against your forward:"

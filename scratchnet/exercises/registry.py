@@ -31,6 +31,15 @@ class Exercise:
     reference: str                  # how to build scratchnet's own version, see grader.reference_for
     cases: list = field(default_factory=list)
     kind: str = "layer"             # "layer" or "loss"
+    writes: str = "backward"        # what the student writes: "backward", "forward" or "both"
+
+    @property
+    def writes_forward(self) -> bool:
+        return self.writes in ("forward", "both")
+
+    @property
+    def writes_backward(self) -> bool:
+        return self.writes in ("backward", "both")
 
 
 def _conv_cases():
@@ -73,20 +82,22 @@ EXERCISES = {exercise.name: exercise for exercise in [
              [Case("logits (4, 5)", {}, (5,), batch=4), Case("batch of one, 3 classes", {}, (3,), batch=1),
               Case("logits of size 1000 (overflow?)", {}, (6,), batch=3, input_kind="large",
                    gradcheck=False)],
-             kind="loss"),
+             kind="loss", writes="both"),
     Exercise("conv_forward_loops", "Conv2D forward with loops (backward given)", "Conv2D", "conv",
-             _conv_cases()),
+             _conv_cases(), writes="forward"),
     Exercise("conv_backward_loops", "Conv2D backward with loops", "Conv2D", "conv", _conv_cases()),
     Exercise("conv_backward_im2col", "Conv2D backward as matrix products: col2im and dW, db, dx",
              "Conv2D", "conv", _conv_cases()),
     Exercise("max_pool", "MaxPool2D forward and backward (overlapping windows, ties)", "MaxPool2D",
-             "max_pool", _pool_cases(True)),
-    Exercise("avg_pool", "AvgPool2D forward and backward", "AvgPool2D", "avg_pool", _pool_cases(False)),
+             "max_pool", _pool_cases(True), writes="both"),
+    Exercise("avg_pool", "AvgPool2D forward and backward", "AvgPool2D", "avg_pool", _pool_cases(False),
+             writes="both"),
     Exercise("dropout", "inverted dropout, forward and backward (the layer's generator, no np.random)",
              "Dropout", "dropout",
              [Case("rate 0.5, vectors", {"rate": 0.5}, (20,), batch=5, training=True),
               Case("rate 0.25, images", {"rate": 0.25}, (4, 4, 3), training=True),
-              Case("inference: y = x", {"rate": 0.5}, (10,), batch=3, gradcheck=False)]),
+              Case("inference: y = x", {"rate": 0.5}, (10,), batch=3, gradcheck=False)],
+             writes="both"),
     Exercise("batch_norm_backward", "BatchNorm backward in training mode (the mean terms)", "BatchNorm",
              "batch_norm",
              [Case("vectors (N, 5)", {"momentum": 0.9, "eps": 1e-5}, (5,), batch=4, training=True),
