@@ -328,15 +328,17 @@ def _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, 
     arrays = arrays_to_compare(layer, list(iter_layers([layer])), x, dx, analytic)
     coverage = window_coverage(layer, x.shape[1:3]) if x.ndim == 4 else None
     ticker = Progress(layer.name, progress)
-    compare_gradients(report, scalar_output, arrays, rng, eps, max_elements, ticker, floor, coverage)
+    compare_gradients(report, scalar_output, arrays, rng, eps, max_elements, ticker, floor, coverage,
+                      output_grad=projection)
     ticker.close()
 
 
 def compare_gradients(report, f, arrays, rng, eps=EPS, max_elements=SAMPLE_SIZE, ticker=None,
-                      noise_floor=0.0, input_coverage=None):
+                      noise_floor=0.0, input_coverage=None, output_grad=None):
     """A row in ``report`` for each (name, float64 array, analytic gradient) of ``arrays``: the
     gradient against kink-aware central differences of the scalar ``f`` (a gradient of the wrong
-    shape or type is not compared). ``input_coverage``: ``window_coverage`` of the "input"."""
+    shape or type is not compared). ``input_coverage``: ``window_coverage`` of the "input";
+    ``output_grad``: the dy its backward was given (the projection), for the diagnosis."""
     for name, array, grad in arrays:
         if not isinstance(grad, np.ndarray) or grad.shape != array.shape:
             report.add_unchecked(name, array.shape)
@@ -349,7 +351,7 @@ def compare_gradients(report, f, arrays, rng, eps=EPS, max_elements=SAMPLE_SIZE,
         coverage = input_coverage if name == "input" else None
         hint = grad.dtype if grad.dtype != np.float64 else None
         report.add(name, grad, numeric, mask, kinks, coverage=coverage, dtype_hint=hint,
-                   noise_floor=noise_floor)
+                   noise_floor=noise_floor, output_grad=output_grad if name == "input" else None)
         if kinks.any():
             report.notes.append(f"{name}: {int(kinks.sum())} element(s) sit on a kink (ReLU/max tie) even "
                                 f"at step {eps * KINK_STEP_FACTOR:.0e}: inconclusive, not counted")

@@ -80,13 +80,14 @@ class GradientCheckReport:
         self.notes: list[str] = []      # sample sizes and other information
 
     def add(self, name, analytic, numeric, mask=None, inconclusive=None, coverage=None, dtype_hint=None,
-            noise_floor=0.0):
+            noise_floor=0.0, output_grad=None):
         """Compare one array; ``mask`` selects the compared elements, ``inconclusive`` (kinks) are
         excluded from the error.
 
         ``noise_floor``: the round-off of a central difference, ~ machine eps * sum|f terms| / step.
         An array whose largest difference is below it passes even when its relative error does
         not: a gradient of 1e-3 next to a function of size 20 cannot be measured closer.
+        ``output_grad``: the dy backward was given, for the diagnosis of an input gradient.
         """
         analytic = np.asarray(analytic, dtype=np.float64)
         numeric = np.asarray(numeric, dtype=np.float64)
@@ -106,7 +107,7 @@ class GradientCheckReport:
             row.n_wrong, row.worst_index = int(wrong.sum()), tuple(int(i) for i in worst)
             row.worst_analytic, row.worst_numeric = float(analytic[worst]), float(numeric[worst])
             row.diagnosis = diagnose(name, analytic, numeric, compared, self.tolerance, self.batch_size,
-                                     coverage, dtype_hint, wrong=wrong, error=error)
+                                     coverage, dtype_hint, wrong=wrong, error=error, output_grad=output_grad)
             row.map = mismatch_map(name, wrong, compared, kinks)
         self.rows.append(row)
         return row

@@ -268,10 +268,31 @@ def _grade_layer_case(exercise, cls, case, x, seed) -> list[str]:
         report = check_layer(cls(**case.config), x, seed=seed, max_elements=300, progress=False,
                              training=case.training)
         messages += _gradcheck_messages(report, exercise)
+    if messages and exercise.mistakes:
+        messages += known_mistakes(exercise, cls, case, x, seed)
     if case.compare and not messages and reference is not None:
         messages += compare_layers(cls(**case.config), reference_for(exercise, case.config), x, case.batch,
                                    seed, case.training)
     return messages
+
+
+def known_mistakes(exercise, cls, case, x, seed) -> list[str]:
+    """'diagnosis: ...' for each of the exercise's known wrong answers the student's dx equals."""
+    try:
+        student = cls(**case.config)
+        student.build(x.shape[1:], rng=np.random.default_rng(seed), dtype=np.float64)
+        y = student.forward(x.copy(), training=case.training)
+        dy = np.random.default_rng(seed + 1).standard_normal(np.shape(y))
+        dx = student.backward(dy.copy())
+    except Exception:  # the gradient check has reported it
+        return []
+    notes = []
+    for mistake in exercise.mistakes:
+        wrong = mistake.dx(x, dy, student.params, case.config)
+        if isinstance(dx, np.ndarray) and dx.shape == wrong.shape and \
+                np.max(np.abs(dx - wrong)) <= 1e-6 * max(np.max(np.abs(wrong)), 1e-12):
+            notes.append(f"diagnosis: {mistake.message}")
+    return notes
 
 
 def dropout_checks(cls, case, x) -> list[str]:

@@ -9,6 +9,9 @@ batch of one).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
 
 
 @dataclass
@@ -24,6 +27,14 @@ class Case:
 
 
 @dataclass
+class KnownMistake:
+    """A wrong answer students often give: ``dx(x, dy, params, config)`` computes it; when the
+    student's dx equals it, the grader prints ``message`` as the diagnosis."""
+    message: str
+    dx: Callable
+
+
+@dataclass
 class Exercise:
     name: str
     title: str
@@ -32,6 +43,7 @@ class Exercise:
     cases: list = field(default_factory=list)
     kind: str = "layer"             # "layer" or "loss"
     writes: str = "backward"        # what the student writes: "backward", "forward" or "both"
+    mistakes: list = field(default_factory=list)   # KnownMistake's, checked when a case fails
 
     @property
     def writes_forward(self) -> bool:
@@ -66,6 +78,34 @@ def _pool_cases(max_pool):
 def _activation_cases():
     return [Case("vectors (N, 5)", {}, (5,), batch=3), Case("images (N, 3, 4, 2)", {}, (3, 4, 2)),
             Case("batch of one", {}, (6,), batch=1)]
+
+
+def _batch_norm_parts(x, dy, params, config):
+    """(dxhat, xhat, std) of a training-mode batch norm: statistics over every axis but the last."""
+    axes = tuple(range(x.ndim - 1))
+    std = np.sqrt(x.var(axis=axes) + config["eps"])
+    return dy * params["gamma"], (x - x.mean(axis=axes)) / std, std
+
+
+def _batch_norm_without_mean_terms(x, dy, params, config):
+    """dx = dy * gamma / std: mu and var held constant."""
+    dxhat, _, std = _batch_norm_parts(x, dy, params, config)
+    return dxhat / std
+
+
+def _batch_norm_without_variance_term(x, dy, params, config):
+    """dx = (dxhat - mean(dxhat)) / std: var held constant."""
+    dxhat, _, std = _batch_norm_parts(x, dy, params, config)
+    return (dxhat - dxhat.mean(axis=tuple(range(x.ndim - 1)))) / std
+
+
+BATCH_NORM_MISTAKES = [
+    KnownMistake("mu and var treated as constants: their gradient terms are missing (your dx is "
+                 "dy * gamma / std; mu and var depend on every x_m, which adds the two mean terms)",
+                 _batch_norm_without_mean_terms),
+    KnownMistake("var treated as a constant: its gradient term - xhat * mean(dxhat * xhat) is missing",
+                 _batch_norm_without_variance_term),
+]
 
 
 EXERCISES = {exercise.name: exercise for exercise in [
@@ -103,7 +143,8 @@ EXERCISES = {exercise.name: exercise for exercise in [
              [Case("vectors (N, 5)", {"momentum": 0.9, "eps": 1e-5}, (5,), batch=4, training=True),
               Case("images (N, 3, 3, 2)", {"momentum": 0.9, "eps": 1e-5}, (3, 3, 2), training=True),
               Case("batch of three, input x 1000", {"momentum": 0.9, "eps": 1e-5}, (3,), batch=3,
-                   training=True, input_kind="large")]),
+                   training=True, input_kind="large")],
+             mistakes=BATCH_NORM_MISTAKES),
     Exercise("residual_block", "a residual block y = x + relu(x W1 + b1) W2 + b2: backward", "ResidualBlock",
              "residual",
              [Case("D = 4", {}, (4,), batch=3), Case("D = 6, batch of one", {}, (6,), batch=1),
