@@ -268,11 +268,11 @@ def _grade_layer_case(exercise, cls, case, x, seed) -> list[str]:
         report = check_layer(cls(**case.config), x, seed=seed, max_elements=300, progress=False,
                              training=case.training)
         messages += _gradcheck_messages(report, exercise)
-    if messages and exercise.mistakes:
-        messages += known_mistakes(exercise, cls, case, x, seed)
     if case.compare and not messages and reference is not None:
         messages += compare_layers(cls(**case.config), reference_for(exercise, case.config), x, case.batch,
                                    seed, case.training)
+    if messages and exercise.mistakes:
+        messages += known_mistakes(exercise, cls, case, x, seed)
     return messages
 
 
@@ -289,7 +289,7 @@ def known_mistakes(exercise, cls, case, x, seed) -> list[str]:
     notes = []
     for mistake in exercise.mistakes:
         wrong = mistake.dx(x, dy, student.params, case.config)
-        if isinstance(dx, np.ndarray) and dx.shape == wrong.shape and \
+        if wrong is not None and isinstance(dx, np.ndarray) and dx.shape == wrong.shape and \
                 np.max(np.abs(dx - wrong)) <= 1e-6 * max(np.max(np.abs(wrong)), 1e-12):
             notes.append(f"diagnosis: {mistake.message}")
     return notes

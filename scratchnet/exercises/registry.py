@@ -21,15 +21,15 @@ class Case:
     input_shape: tuple
     batch: int = 2
     input_kind: str = "normal"      # "normal", "ties" (integer values) or "large" (x 1000)
-    compare: bool = True            # compare with scratchnet's layer (not on max-pool ties)
+    compare: bool = True            # compare with scratchnet's layer
     gradcheck: bool = True
     training: bool = False          # forward in training mode (dropout, batch norm)
 
 
 @dataclass
 class KnownMistake:
-    """A wrong answer students often give: ``dx(x, dy, params, config)`` computes it; when the
-    student's dx equals it, the grader prints ``message`` as the diagnosis."""
+    """A wrong answer students often give: ``dx(x, dy, params, config)`` computes it (None where
+    the mistake would not show); when the student's dx equals it, the grader prints ``message``."""
     message: str
     dx: Callable
 
@@ -65,13 +65,12 @@ def _conv_cases():
                  batch=1)]
 
 
-def _pool_cases(max_pool):
+def _pool_cases():
     return [Case("2x2, stride 2", {"pool_size": 2}, (4, 6, 2)),
             Case("overlapping windows: 3x3, stride 2", {"pool_size": 3, "stride": 2}, (7, 7, 2)),
             Case("overlapping windows: 2x2, stride 1", {"pool_size": 2, "stride": 1}, (5, 4, 1)),
             Case("ragged: 2x2, stride 2 on 5x7", {"pool_size": 2}, (5, 7, 1)),
-            Case("ties (integer-valued input)", {"pool_size": 2}, (4, 4, 2), input_kind="ties",
-                 compare=not max_pool),
+            Case("ties (integer-valued input)", {"pool_size": 2}, (4, 4, 2), input_kind="ties"),
             Case("3x3, stride 1, batch of one", {"pool_size": 3, "stride": 1}, (5, 5, 1), batch=1)]
 
 
@@ -108,6 +107,30 @@ BATCH_NORM_MISTAKES = [
 ]
 
 
+def _max_pool_to_every_tie(x, dy, params, config):
+    """dx with dy sent to EVERY maximum of a window (None if no window has a tie).
+
+    dx[window] += dy * (window == max(window)) for each window of x (N, H, W, C).
+    """
+    k = config["pool_size"]
+    s = config.get("stride") or k
+    dx, ties = np.zeros_like(x), False
+    for oh in range(dy.shape[1]):
+        for ow in range(dy.shape[2]):
+            window = x[:, s * oh:s * oh + k, s * ow:s * ow + k, :]
+            winners = window == window.max(axis=(1, 2), keepdims=True)
+            ties = ties or bool(np.any(winners.sum(axis=(1, 2)) > 1))
+            dx[:, s * oh:s * oh + k, s * ow:s * ow + k, :] += winners * dy[:, oh:oh + 1, ow:ow + 1, :]
+    return dx if ties else None
+
+
+MAX_POOL_MISTAKES = [
+    KnownMistake("dy sent to every tied maximum of a window: on a tie give it to ONE cell (the first "
+                 "in row-major order, as the starter says), so that each window's dx sums to its dy",
+                 _max_pool_to_every_tie),
+]
+
+
 EXERCISES = {exercise.name: exercise for exercise in [
     Exercise("dense_backward", "Dense: dW, db and dx of y = x @ W + b", "Dense", "dense",
              [Case("Dense(3) on (4,)", {"units": 3}, (4,), batch=3),
@@ -129,8 +152,9 @@ EXERCISES = {exercise.name: exercise for exercise in [
     Exercise("conv_backward_im2col", "Conv2D backward as matrix products: col2im and dW, db, dx",
              "Conv2D", "conv", _conv_cases()),
     Exercise("max_pool", "MaxPool2D forward and backward (overlapping windows, ties)", "MaxPool2D",
-             "max_pool", _pool_cases(True), writes="both"),
-    Exercise("avg_pool", "AvgPool2D forward and backward", "AvgPool2D", "avg_pool", _pool_cases(False),
+             "max_pool", _pool_cases(), writes="both",
+             mistakes=MAX_POOL_MISTAKES),
+    Exercise("avg_pool", "AvgPool2D forward and backward", "AvgPool2D", "avg_pool", _pool_cases(),
              writes="both"),
     Exercise("dropout", "inverted dropout, forward and backward (the layer's generator, no np.random)",
              "Dropout", "dropout",
