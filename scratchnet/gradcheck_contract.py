@@ -86,7 +86,10 @@ def check_dx(layer, dx, x) -> list[str]:
             f"{name}: backward returned dx of dtype {dx.dtype}, the input is {x.dtype}: compute "
             "in self.dtype (the check runs in float64)"]
     hint = ""
-    if same_but_for_ones(dx.shape, x.shape):
+    if 0 in dx.shape and 0 not in x.shape:
+        hint = (" (an empty axis: a slice like dxp[:, p:-p] is empty when p = 0, as -0 is 0; "
+                "crop with [p:p+H])")
+    elif same_but_for_ones(dx.shape, x.shape):
         hint = " (an extra or missing axis of size 1: check keepdims / reshape)"
     elif sorted(dx.shape) == sorted(x.shape):
         hint = " (the axes are in the wrong order: a transposed product?)"

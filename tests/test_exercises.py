@@ -362,3 +362,16 @@ def test_max_pool_ties_are_graded_one_cell_per_window(tmp_path):
                                  "each window's dx sums to its dy")
     assert verdicts["2x2, stride 2"].passed  # no ties in a normal input: right there
     assert check(SOLUTIONS / "max_pool.py").passed
+
+
+def test_a_crop_that_is_empty_without_padding_is_explained(tmp_path):
+    # /tmp/student k1.py: dxp[:, p:-p, p:-p] is empty when p = 0
+    crop = "return dxp[:, p:xp.shape[1] - p, p:xp.shape[2] - p, :]"
+    path = wrong_solution(tmp_path, "conv_backward_loops", (crop, "return dxp[:, p:-p, p:-p, :]"))
+    report = check(path)
+    assert [case.passed for case in report.cases] == [False, True, False, True, False]
+    assert ("backward returned dx of shape (2, 0, 0, 2), expected the input's shape (2, 5, 5, 2) (an "
+            "empty axis: a slice like dxp[:, p:-p] is empty when p = 0, as -0 is 0; crop with [p:p+H])"
+            ) in str(report)
+    assert report.diagnosis() == ["only the cases without padding fail: x[p:-p] is empty when p = 0 "
+                                  "(-0 is 0); crop with [p:p+H]"]

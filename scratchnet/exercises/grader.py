@@ -115,6 +115,10 @@ class GradeReport:
         if all(case.config.get("padding", 0) for case in failing) and \
                 not any(case.config.get("padding", 0) for case in passing):
             notes.append("only the cases with padding fail: check the padding offsets and the crop of dx")
+        if not any(case.config.get("padding", 0) for case in failing) and \
+                all(case.config.get("padding", 0) for case in passing):
+            notes.append("only the cases without padding fail: x[p:-p] is empty when p = 0 (-0 is 0); "
+                         "crop with [p:p+H]")
         return notes
 
     def text(self) -> str:
