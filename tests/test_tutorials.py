@@ -109,6 +109,7 @@ def test_lesson_form(lesson):
     assert "$$" in text, "the math is written out in markdown formulas"
     assert re.search(r"## Exercise", text) and re.search(r"scratchnet exercise|check_layer", text)
     assert "SCRATCHNET_FIGURES" in text and "SCRATCHNET_QUICK" in text
+    assert "exercise_solutions" not in text, "a lesson grades scratchnet's own layers, never the answer"
     assert "savefig(" in text or "save_path=" in text or "save(" in text
 
 
