@@ -375,3 +375,25 @@ def test_a_crop_that_is_empty_without_padding_is_explained(tmp_path):
             ) in str(report)
     assert report.diagnosis() == ["only the cases without padding fail: x[p:-p] is empty when p = 0 "
                                   "(-0 is 0); crop with [p:p+H]"]
+
+
+def test_the_command_line_says_its_own_way_to_overwrite_and_name_the_exercise(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["exercise", "start", "relu"]) == 0
+    capsys.readouterr()
+    assert cli.main(["exercise", "start", "relu"]) == 2
+    assert capsys.readouterr().err == ("scratchnet exercise start: relu.py exists already; write another "
+                                       "file with --out FILE (or replace it with --overwrite)\n")
+    (tmp_path / "relu.py").write_text("# mine\n")
+    assert cli.main(["exercise", "start", "relu", "--overwrite"]) == 0
+    assert (tmp_path / "relu.py").read_text() == starter_text("relu")
+    with pytest.raises(FileExistsError, match=r"\(or overwrite=True\)"):  # the Python API keeps its way
+        start("relu", tmp_path / "relu.py")
+    headless = tmp_path / "mine.py"
+    headless.write_text((SOLUTIONS / "relu.py").read_text().split("\n", 1)[1])
+    assert cli.main(["exercise", "check", str(headless)]) == 1
+    out = capsys.readouterr().out
+    assert "which exercise is this? the file has no first line '# scratchnet exercise: NAME'" in out
+    assert "give the name (scratchnet exercise check FILE --name NAME; check(FILE, name) in Python)" in out
+    assert "got None" not in out
+    assert cli.main(["exercise", "check", str(headless), "--name", "relu"]) == 0

@@ -357,6 +357,11 @@ def grade_file(path, name=None) -> GradeReport:
     name = name or exercise_name_of(path)
     exercise = EXERCISES.get(name) if name else None
     report = GradeReport(exercise, path)
+    if exercise is None and name is None:
+        report.problems.append(f"which exercise is this? the file has no first line '# scratchnet exercise: "
+                               f"NAME' (NAME one of {', '.join(EXERCISES)}): add it, or give the name "
+                               "(scratchnet exercise check FILE --name NAME; check(FILE, name) in Python)")
+        return report
     if exercise is None:
         report.problems.append(f"which exercise is this? the first line should read '# scratchnet "
                                f"exercise: NAME' (one of {', '.join(EXERCISES)}), got {name!r}")
