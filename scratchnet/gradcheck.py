@@ -345,8 +345,7 @@ def compare_gradients(report, f, arrays, rng, eps=EPS, max_elements=SAMPLE_SIZE,
             continue
         indices, mask = sample_indices(array.shape, max_elements, rng)
         if not mask.all():
-            report.notes.append(f"{name}: {len(indices)} of {array.size} elements checked (a random sample; "
-                                "max_elements=None checks all)")
+            report.note_sample(name, len(indices), array.size)
         numeric, kinks = kink_aware_gradient(f, array, eps, indices, ticker, name)
         coverage = input_coverage if name == "input" else None
         hint = grad.dtype if grad.dtype != np.float64 else None

@@ -78,6 +78,7 @@ class GradientCheckReport:
         self.rows: list[CheckRow] = []
         self.contract: list[str] = []   # broken layer-contract rules, one sentence each
         self.notes: list[str] = []      # sample sizes and other information
+        self.sample_notes: list[str] = []   # the notes of the sampled arrays (one line when many)
 
     def add(self, name, analytic, numeric, mask=None, inconclusive=None, coverage=None, dtype_hint=None,
             noise_floor=0.0, output_grad=None):
@@ -111,6 +112,22 @@ class GradientCheckReport:
             row.map = mismatch_map(name, wrong, compared, kinks)
         self.rows.append(row)
         return row
+
+    def note_sample(self, name, checked, size):
+        """Record that only ``checked`` of ``size`` elements of array ``name`` were compared."""
+        note = f"{name}: {checked} of {size} elements checked (a random sample; max_elements=None checks all)"
+        self.notes.append(note)
+        self.sample_notes.append(note)
+
+    def printed_notes(self) -> list[str]:
+        """The notes, with those of several sampled arrays collapsed into one line (the table's
+        'elements checked' column has each array's count)."""
+        if len(self.sample_notes) < 2:
+            return self.notes
+        collapsed = (f"{len(self.sample_notes)} arrays were checked on a random sample of their elements "
+                     "(the 'elements checked' column; max_elements=None checks all)")
+        others = [note for note in self.notes if note not in self.sample_notes]
+        return [collapsed, *others]
 
     def add_unchecked(self, name, shape):
         """An array that could not be compared (its contract failed)."""
@@ -154,7 +171,7 @@ class GradientCheckReport:
         header = ("array", "shape", "rel. error", "result", "elements checked")
         lines = [f"{self.title}  (float64, pass if rel. error <= {self.tolerance:.0e})",
                  format_table(header, self.table_rows())]
-        lines += [f"note: {note}" for note in self.notes]
+        lines += [f"note: {note}" for note in self.printed_notes()]
         if self.contract:
             lines.append("contract problems (fix these first):")
             lines += [f"  - {problem}" for problem in self.contract]

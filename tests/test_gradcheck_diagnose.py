@@ -192,6 +192,11 @@ def test_check_model_notes_its_samples_and_kinks_as_check_layer_does():
     assert [row.checked + row.inconclusive for row in report.rows] == [5, 5, 3]
     assert "input: 5 of 8 elements checked (a random sample; max_elements=None checks all)" in report.notes
     assert "dense/W: 5 of 12 elements checked (a random sample; max_elements=None checks all)" in report.notes
+    # printed: the two sample notes as ONE line (lesson 05 printed nine), the kink note as it is
+    printed = [line for line in str(report).splitlines() if line.startswith("note: ")]
+    assert printed[0] == ("note: 2 arrays were checked on a random sample of their elements (the 'elements "
+                          "checked' column; max_elements=None checks all)")
+    assert len(printed) == 1 + len(report.notes) - 2
 
 
 def test_a_long_check_prints_a_progress_line(capsys, monkeypatch):
