@@ -263,16 +263,16 @@ def _grade_layer_case(exercise, cls, case, x, seed) -> list[str]:
     """The student's forward first (if they wrote it), then the gradient check, then the comparison
     of dx and grads with scratchnet's layer: a wrong forward is reported as a wrong forward."""
     messages = []
-    reference = reference_for(exercise, case.config)
-    if exercise.writes_forward and reference is not None:
-        messages += forward_first(cls, case, reference, x, seed)
+    has_reference = reference_for(exercise, case.config) is not None  # dropout, residual: none
+    if exercise.writes_forward and has_reference:
+        messages += forward_first(cls, case, reference_for(exercise, case.config), x, seed)
     if exercise.reference == "dropout":
         messages += dropout_checks(cls, case, x)
     if case.gradcheck:
         report = check_layer(cls(**case.config), x, seed=seed, max_elements=300, progress=False,
                              training=case.training)
         messages += _gradcheck_messages(report, exercise)
-    if case.compare and not messages and reference is not None:
+    if case.compare and not messages and has_reference:
         messages += compare_layers(cls(**case.config), reference_for(exercise, case.config), x, case.batch,
                                    seed, case.training)
     if messages and exercise.mistakes:
