@@ -116,8 +116,28 @@ def run_evaluate(args) -> int:
 
 
 # ---------------------------------------------------------------------- predict
-def read_images(path, expected) -> "np.ndarray":  # noqa: F821
-    """One file -> float images (N, H, W, C) in [0, 1]; ``expected`` is the model's (H, W, C)."""
+GREY_WEIGHTS = (0.299, 0.587, 0.114)   # ITU-R BT.601 luma: grey = 0.299 R + 0.587 G + 0.114 B
+
+
+def to_grey(rgb, path, dataset=None) -> "np.ndarray":  # noqa: F821
+    """An RGB image (H, W, 3) as grey (H, W, 1) in [0, 1] for a 1-channel model, with a printed note.
+
+    grey = 0.299 R + 0.587 G + 0.114 B (uint8 pixels are divided by 255 first)."""
+    import numpy as np
+
+    pixels = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
+    note = f"note: {path} is RGB; converted to grey (0.299 R + 0.587 G + 0.114 B) for the 1-channel model"
+    if dataset is not None and str(dataset).startswith("mnist"):
+        note += "; the digit model expects a white digit on black, 28x28, as in MNIST"
+    print(note)
+    return (pixels @ np.asarray(GREY_WEIGHTS, dtype=np.float32))[:, :, np.newaxis]
+
+
+def read_images(path, expected, dataset=None) -> "np.ndarray":  # noqa: F821
+    """One file -> float images (N, H, W, C) in [0, 1]; ``expected`` is the model's (H, W, C).
+
+    An RGB(A) picture for a 1-channel model is converted to grey (``to_grey``); ``dataset`` (the
+    model's, if known) adds what a digit should look like."""
     import numpy as np
 
     path = Path(path)
@@ -137,6 +157,8 @@ def read_images(path, expected) -> "np.ndarray":  # noqa: F821
             raise CommandError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
         if images.ndim == 3 and images.shape[2] == 4:
             images = images[:, :, :3]                                  # drop the alpha channel
+        if images.ndim == 3 and images.shape[2] == 3 and tuple(expected)[-1] == 1:
+            images = to_grey(images, path, dataset)                    # RGB -> grey (H, W, 1)
         if images.ndim == 2:
             images = images[:, :, np.newaxis]                          # grey (H, W) -> (H, W, 1)
     else:
@@ -170,8 +192,9 @@ def run_predict(args) -> int:
                            f"got outputs {model.output_shape}")
     names = class_names_of(model, model.output_shape[0])
     top = min(args.top, len(names))
+    dataset = (getattr(model, "preprocessing", None) or {}).get("dataset")
     for path in args.images:
-        images = read_images(path, model.input_shape)
+        images = read_images(path, model.input_shape, dataset)
         probabilities = model.predict_proba(preprocess(model, images))
         for index, row in enumerate(probabilities):
             label = f"{path}[{index}]" if len(images) > 1 else str(path)

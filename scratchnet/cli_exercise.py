@@ -48,6 +48,7 @@ def add_parsers(commands, gradcheck_parser) -> None:
     start = actions.add_parser("start", help="write the starter file of an exercise")
     start.add_argument("name")
     start.add_argument("--out", default=None, help="file to write (default ./NAME.py)")
+    start.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
     check = actions.add_parser("check", help="grade your file (runs its code)", description=RUNS_CODE)
     check.add_argument("file")
     check.add_argument("--name", default=None, help="the exercise (default: from the file's first line)")
@@ -76,9 +77,13 @@ def run_exercise(args) -> int:
         return 0
     if args.action == "start":
         try:
-            path = exercises.start(args.name, args.out)
-        except (ValueError, FileExistsError) as error:
+            path = exercises.start(args.name, args.out, overwrite=args.overwrite)
+        except ValueError as error:
             print(f"scratchnet exercise start: {error}", file=sys.stderr)
+            return 2
+        except FileExistsError:  # the API's message says overwrite=True: say the command's way
+            print(f"scratchnet exercise start: {args.out or args.name + '.py'} exists already; write "
+                  "another file with --out FILE (or replace it with --overwrite)", file=sys.stderr)
             return 2
         print(f"wrote {path}: fill in the parts marked '---- your code', then run\n"
               f"  scratchnet exercise check {path}")

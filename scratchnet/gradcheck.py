@@ -53,11 +53,13 @@ import numpy as np
 
 from .gradcheck_contract import (
     check_before_build,
+    check_cache_type,
     check_dx,
     check_grads,
     check_side_effects,
     compare_repeat,
     describe_exception,
+    restore,
     snapshot,
 )
 from .gradcheck_diagnose import gradient_error, window_coverage
@@ -248,6 +250,7 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
     if not isinstance(y, np.ndarray):
         report.contract.append(f"{layer.name}: forward returned {type(y).__name__}, expected an array")
         return report
+    report.contract += [problem for leaf in iter_layers([layer]) for problem in check_cache_type(leaf)]
     projection = rng.standard_normal(y.shape)
     dx, analytic = _backward_with_contract(layer, x, projection, report)
     if analytic is None:
@@ -301,11 +304,11 @@ def _backward_with_contract(layer, x, projection, report):
             report.contract += check_side_effects(leaf, saved, own_dy, projection)
             report.contract += check_grads(leaf)
         report.contract += check_dx(layer, dx, x)
-        _restore(leaves, before)  # undo what a bad backward changed, so the numbers measure gradients
+        restore(leaves, before)  # undo what a bad backward changed, so the numbers measure gradients
         dx_again = layer.backward(projection.copy())
         second = {_param_name(layer, leaf, key): value
                   for leaf in leaves for key, value in leaf.grads.items()}
-        _restore(leaves, before)
+        restore(leaves, before)
     except Exception as error:
         report.contract.append(describe_exception(layer.name, "backward", error))
         return None, None
@@ -314,14 +317,6 @@ def _backward_with_contract(layer, x, projection, report):
         repeat += compare_repeat(layer, value, second.get(name), f"backward (grads of {name!r})")
     report.contract += repeat[:1]
     return dx, first
-
-
-def _restore(leaves, before):
-    for layer, saved in zip(leaves, before):
-        layer.params = saved["params_dict"]
-        for key, value in saved["params"].items():
-            layer.params[key] = value.copy()
-        layer.cache.update({key: value.copy() for key, value in saved["cache"].items()})
 
 
 def _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, max_elements, progress):
@@ -333,28 +328,29 @@ def _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, 
     arrays = arrays_to_compare(layer, list(iter_layers([layer])), x, dx, analytic)
     coverage = window_coverage(layer, x.shape[1:3]) if x.ndim == 4 else None
     ticker = Progress(layer.name, progress)
-    compare_gradients(report, scalar_output, arrays, rng, eps, max_elements, ticker, floor, coverage)
+    compare_gradients(report, scalar_output, arrays, rng, eps, max_elements, ticker, floor, coverage,
+                      output_grad=projection)
     ticker.close()
 
 
 def compare_gradients(report, f, arrays, rng, eps=EPS, max_elements=SAMPLE_SIZE, ticker=None,
-                      noise_floor=0.0, input_coverage=None):
+                      noise_floor=0.0, input_coverage=None, output_grad=None):
     """A row in ``report`` for each (name, float64 array, analytic gradient) of ``arrays``: the
     gradient against kink-aware central differences of the scalar ``f`` (a gradient of the wrong
-    shape or type is not compared). ``input_coverage``: ``window_coverage`` of the "input"."""
+    shape or type is not compared). ``input_coverage``: ``window_coverage`` of the "input";
+    ``output_grad``: the dy its backward was given (the projection), for the diagnosis."""
     for name, array, grad in arrays:
         if not isinstance(grad, np.ndarray) or grad.shape != array.shape:
             report.add_unchecked(name, array.shape)
             continue
         indices, mask = sample_indices(array.shape, max_elements, rng)
         if not mask.all():
-            report.notes.append(f"{name}: {len(indices)} of {array.size} elements checked (a random sample; "
-                                "max_elements=None checks all)")
+            report.note_sample(name, len(indices), array.size)
         numeric, kinks = kink_aware_gradient(f, array, eps, indices, ticker, name)
         coverage = input_coverage if name == "input" else None
         hint = grad.dtype if grad.dtype != np.float64 else None
         report.add(name, grad, numeric, mask, kinks, coverage=coverage, dtype_hint=hint,
-                   noise_floor=noise_floor)
+                   noise_floor=noise_floor, output_grad=output_grad if name == "input" else None)
         if kinks.any():
             report.notes.append(f"{name}: {int(kinks.sum())} element(s) sit on a kink (ReLU/max tie) even "
                                 f"at step {eps * KINK_STEP_FACTOR:.0e}: inconclusive, not counted")

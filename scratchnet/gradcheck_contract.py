@@ -14,6 +14,8 @@ layer and the array; an empty list means the contract holds.
 
 from __future__ import annotations
 
+import os
+import sysconfig
 import traceback
 
 import numpy as np
@@ -25,11 +27,31 @@ def describe_exception(name: str, where: str, error: BaseException) -> str:
     """'conv2d: backward raised KeyError: 'W' (student.py line 12, in backward)'.
 
     ``name``: who raised it, a layer's name or a file's (the grader's "importing the file").
+    The place named is the last frame in the STUDENT's code (not in numpy, the standard library
+    or scratchnet, where the error may surface); a SyntaxError names its own file and line.
     """
+    if isinstance(error, SyntaxError) and error.filename:
+        place = f" ({error.filename.rsplit('/', 1)[-1]} line {error.lineno})"
+        return f"{name}: {where} raised {type(error).__name__}: {error.msg}{place}"
     frames = traceback.extract_tb(error.__traceback__)
-    place = f" ({frames[-1].filename.rsplit('/', 1)[-1]} line {frames[-1].lineno}, in {frames[-1].name})" \
-        if frames else ""
+    students = [frame for frame in frames if not _is_library_file(frame.filename)]
+    frame = (students or frames or [None])[-1]
+    place = f" ({frame.filename.rsplit('/', 1)[-1]} line {frame.lineno}, in {frame.name})" if frame else ""
     return f"{name}: {where} raised {type(error).__name__}: {error}{place}"
+
+
+def _is_library_file(filename: str) -> bool:
+    """True for scratchnet's own files, numpy's, the standard library's and "<frozen ...>" ones."""
+    if filename.startswith("<frozen"):
+        return True
+    path = os.path.realpath(filename)
+    return any(path.startswith(root + os.sep) for root in _library_roots())
+
+
+def _library_roots():
+    roots = {os.path.dirname(os.path.realpath(__file__))}   # scratchnet/
+    roots |= {os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "purelib", "platlib")}
+    return roots
 
 
 def check_before_build(layer) -> list[str]:
@@ -75,7 +97,10 @@ def check_dx(layer, dx, x) -> list[str]:
             f"{name}: backward returned dx of dtype {dx.dtype}, the input is {x.dtype}: compute "
             "in self.dtype (the check runs in float64)"]
     hint = ""
-    if same_but_for_ones(dx.shape, x.shape):
+    if 0 in dx.shape and 0 not in x.shape:
+        hint = (" (an empty axis: a slice like dxp[:, p:-p] is empty when p = 0, as -0 is 0; "
+                "crop with [p:p+H])")
+    elif same_but_for_ones(dx.shape, x.shape):
         hint = " (an extra or missing axis of size 1: check keepdims / reshape)"
     elif sorted(dx.shape) == sorted(x.shape):
         hint = " (the axes are in the wrong order: a transposed product?)"
@@ -145,6 +170,42 @@ def snapshot(layer):
     """What backward must leave alone: the params dict, its arrays' values, the cache's arrays."""
     return {**snapshot_params(layer),
             "cache": {path: np.array(value, copy=True) for path, value in cached_arrays(layer.cache).items()}}
+
+
+def restore(leaves, snapshots):
+    """Put back what backward changed: each layer's params dict, its arrays, its cached arrays."""
+    for layer, saved in zip(leaves, snapshots):
+        layer.params = saved["params_dict"]
+        for key, value in saved["params"].items():
+            layer.params[key] = value.copy()
+        for path, value in saved["cache"].items():
+            _put_back(layer, path, value)
+
+
+def _put_back(layer, path, saved):
+    """Restore one cached array at ``path`` (keys/indices into layer.cache, as ``snapshot`` took
+    them), whatever the cache is: a dict, or a student's array or tuple (reported already)."""
+    if not path:
+        layer.cache = saved.copy()
+        return
+    try:
+        parent = layer.cache
+        for key in path[:-1]:
+            parent = parent[key]
+        if isinstance(parent, tuple):  # a tuple's slots cannot be reassigned: copy into the array
+            np.copyto(parent[path[-1]], saved)
+        else:
+            parent[path[-1]] = saved.copy()
+    except (KeyError, IndexError, TypeError, ValueError):
+        pass  # backward replaced the cache's structure: check_side_effects has said so
+
+
+def check_cache_type(layer) -> list[str]:
+    """After forward, self.cache must be a dict (backward, pickling and this checker rely on it)."""
+    if isinstance(layer.cache, dict):
+        return []
+    return [f"{layer.name}: self.cache is of type {type(layer.cache).__name__} after forward; "
+            'self.cache must be a dict, e.g. self.cache = {"x": x}']
 
 
 def check_side_effects(layer, before, dy, dy_copy) -> list[str]:

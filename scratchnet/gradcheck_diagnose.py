@@ -9,6 +9,7 @@ say which elements disagree and which known mistake, if any, explains the patter
     opposite sign       a = -n                              -> a sign flipped somewhere
     transpose           a.T = n (2-D)                       -> a transposed product (x.T @ dz vs dz.T @ x)
     kernel flip         a[::-1, ::-1] = n (4-D kernels)     -> convolution vs correlation: a missing flip
+    dy missing          a * dy = n (dx of dy's shape)       -> a local derivative without the chain rule's dy
     border only         only the outer ring of (N, H, W, C) -> padding offsets (off by one)
     overlapping windows only cells in >1 window are wrong   -> `=` where `+=` is needed
     float32 round-off   error ~1e-3..1e-8                   -> compute in float64
@@ -80,7 +81,7 @@ def border_mask(shape, depth=1):
 
 
 def diagnose(name, analytic, numeric, mask, tolerance, batch_size=0, coverage=None, dtype_hint=None,
-             wrong=None, error=None):
+             wrong=None, error=None, output_grad=None):
     """A list of sentences that explain the mismatch (empty if no pattern fits).
 
     ``coverage``: for an input gradient of a windowed layer, how many windows contain each
@@ -88,6 +89,8 @@ def diagnose(name, analytic, numeric, mask, tolerance, batch_size=0, coverage=No
     ``dtype_hint``: the dtype the layer's backward returned, if it was not float64.
     ``wrong``, ``error``: ``disagreeing(...)`` and ``gradient_error`` of the masked elements,
     if the caller has them already (``GradientCheckReport.add`` has); computed when None.
+    ``output_grad``: for an input gradient, the dy that backward was given (the check's random
+    projection): if analytic * dy matches, backward returned the local derivative without dy.
     """
     analytic = np.asarray(analytic, dtype=np.float64)
     wrong = disagreeing(analytic, numeric, mask, tolerance) if wrong is None else wrong
@@ -99,6 +102,10 @@ def diagnose(name, analytic, numeric, mask, tolerance, batch_size=0, coverage=No
     if np.all(numeric[mask] == 0) and np.any(analytic[mask] != 0):
         return [f"the numeric gradient of {name} is 0 everywhere: the forward output does not depend "
                 f"on {name} (is it used in forward? e.g. a bias never added)"]
+    if output_grad is not None and np.shape(output_grad) == analytic.shape \
+            and _close(analytic * output_grad, numeric, mask, tolerance):
+        return ["the chain rule's dy is missing: dx * dy equals the numeric gradient, so backward "
+                "returned the local derivative alone; return dx = dy * (the local derivative)"]
     r = constant_factor(analytic, numeric, mask)
     if r is not None and abs(r - 1) > 1e-6:
         notes.append(_name_factor(r, batch_size))

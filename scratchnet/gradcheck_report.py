@@ -78,15 +78,17 @@ class GradientCheckReport:
         self.rows: list[CheckRow] = []
         self.contract: list[str] = []   # broken layer-contract rules, one sentence each
         self.notes: list[str] = []      # sample sizes and other information
+        self.sample_notes: list[str] = []   # the notes of the sampled arrays (one line when many)
 
     def add(self, name, analytic, numeric, mask=None, inconclusive=None, coverage=None, dtype_hint=None,
-            noise_floor=0.0):
+            noise_floor=0.0, output_grad=None):
         """Compare one array; ``mask`` selects the compared elements, ``inconclusive`` (kinks) are
         excluded from the error.
 
         ``noise_floor``: the round-off of a central difference, ~ machine eps * sum|f terms| / step.
         An array whose largest difference is below it passes even when its relative error does
         not: a gradient of 1e-3 next to a function of size 20 cannot be measured closer.
+        ``output_grad``: the dy backward was given, for the diagnosis of an input gradient.
         """
         analytic = np.asarray(analytic, dtype=np.float64)
         numeric = np.asarray(numeric, dtype=np.float64)
@@ -106,10 +108,26 @@ class GradientCheckReport:
             row.n_wrong, row.worst_index = int(wrong.sum()), tuple(int(i) for i in worst)
             row.worst_analytic, row.worst_numeric = float(analytic[worst]), float(numeric[worst])
             row.diagnosis = diagnose(name, analytic, numeric, compared, self.tolerance, self.batch_size,
-                                     coverage, dtype_hint, wrong=wrong, error=error)
+                                     coverage, dtype_hint, wrong=wrong, error=error, output_grad=output_grad)
             row.map = mismatch_map(name, wrong, compared, kinks)
         self.rows.append(row)
         return row
+
+    def note_sample(self, name, checked, size):
+        """Record that only ``checked`` of ``size`` elements of array ``name`` were compared."""
+        note = f"{name}: {checked} of {size} elements checked (a random sample; max_elements=None checks all)"
+        self.notes.append(note)
+        self.sample_notes.append(note)
+
+    def printed_notes(self) -> list[str]:
+        """The notes, with those of several sampled arrays collapsed into one line (the table's
+        'elements checked' column has each array's count)."""
+        if len(self.sample_notes) < 2:
+            return self.notes
+        collapsed = (f"{len(self.sample_notes)} arrays were checked on a random sample of their elements "
+                     "(the 'elements checked' column; max_elements=None checks all)")
+        others = [note for note in self.notes if note not in self.sample_notes]
+        return [collapsed, *others]
 
     def add_unchecked(self, name, shape):
         """An array that could not be compared (its contract failed)."""
@@ -153,7 +171,7 @@ class GradientCheckReport:
         header = ("array", "shape", "rel. error", "result", "elements checked")
         lines = [f"{self.title}  (float64, pass if rel. error <= {self.tolerance:.0e})",
                  format_table(header, self.table_rows())]
-        lines += [f"note: {note}" for note in self.notes]
+        lines += [f"note: {note}" for note in self.printed_notes()]
         if self.contract:
             lines.append("contract problems (fix these first):")
             lines += [f"  - {problem}" for problem in self.contract]

@@ -15,6 +15,7 @@ from scratchnet.exercises import EXERCISES, check
 
 SOLUTIONS = Path(__file__).parent / "exercise_solutions"
 WORST = "worst at ["
+DY_MISSING = "the chain rule's dy is missing"
 
 # exercise -> [(bug id, old text, new text, phrases the report must contain)]
 BUGS = {
@@ -35,7 +36,7 @@ BUGS = {
         ("no return", "return dy @ W.T", "dy @ W.T", ["backward returned None"]),
     ],
     "relu": [
-        ("forgot dy", "return dy * (x > 0)", "return 1.0 * (x > 0)", [WORST]),
+        ("forgot dy", "return dy * (x > 0)", "return 1.0 * (x > 0)", [WORST, DY_MISSING]),
         ("no mask", "return dy * (x > 0)", "return dy", [WORST]),
         ("mask inverted", "return dy * (x > 0)", "return dy * (x < 0)", [WORST]),
         ("sign", "return dy * (x > 0)", "return -dy * (x > 0)", [WORST, "opposite sign"]),
@@ -45,7 +46,7 @@ BUGS = {
          [WORST, "mean vs sum over the batch"]),
     ],
     "sigmoid": [
-        ("forgot dy", "return dy * y * (1 - y)", "return y * (1 - y)", [WORST]),
+        ("forgot dy", "return dy * y * (1 - y)", "return y * (1 - y)", [WORST, DY_MISSING]),
         ("derivative in x", "return dy * y * (1 - y)", "return dy * x * (1 - x)", [WORST]),
         ("half the derivative", "return dy * y * (1 - y)", "return dy * (1 - y)", [WORST]),
         ("factor 2", "return dy * y * (1 - y)", "return 2 * dy * y * (1 - y)",
@@ -57,7 +58,7 @@ BUGS = {
     "tanh": [
         ("derivative in x", "return dy * (1 - y * y)", "return dy * (1 - x * x)", [WORST]),
         ("forgot the square", "return dy * (1 - y * y)", "return dy * (1 - y)", [WORST]),
-        ("forgot dy", "return dy * (1 - y * y)", "return 1 - y * y", [WORST]),
+        ("forgot dy", "return dy * (1 - y * y)", "return 1 - y * y", [WORST, DY_MISSING]),
         ("plus instead of minus", "return dy * (1 - y * y)", "return dy * (1 + y * y)", [WORST]),
         ("factor 2", "return dy * (1 - y * y)", "return 2 * dy * (1 - y * y)",
          [WORST, "constant factor: analytic = 2 x numeric"]),
@@ -174,8 +175,9 @@ BUGS["dropout"] = [
 BUGS["batch_norm_backward"] = [
     ("backward without the mean terms",
      "return (dxhat - dxhat.mean(axis=axes) - xhat * (dxhat * xhat).mean(axis=axes)) / std",
-     "return dxhat / std", [WORST]),
-    ("the variance term forgotten", " - xhat * (dxhat * xhat).mean(axis=axes)", "", [WORST]),
+     "return dxhat / std", [WORST, "mu and var treated as constants: their gradient terms are missing"]),
+    ("the variance term forgotten", " - xhat * (dxhat * xhat).mean(axis=axes)", "",
+     [WORST, "var treated as a constant: its gradient term - xhat * mean(dxhat * xhat) is missing"]),
     ("dgamma not summed over the batch", 'self.grads["gamma"] = (dy * xhat).sum(axis=axes)',
      'self.grads["gamma"] = dy * xhat', ["grads['gamma'] has shape", "but params['gamma'] has shape (5,)"]),
     ("dbeta a mean over the batch", 'self.grads["beta"] = dy.sum(axis=axes)',

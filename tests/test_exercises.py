@@ -220,3 +220,180 @@ def test_the_grader_and_the_battery_draw_their_inputs_alike():
     ties = case_input(2, (4, 4, 1), "ties", 3)
     assert ties.shape == (2, 4, 4, 1) and ties.dtype == np.float64
     assert set(np.unique(ties).tolist()) == {0.0, 1.0, 2.0}  # every window of 2x2 of 3 values: ties
+
+
+def wrong_solution(tmp_path, name, *replacements):
+    """The solution of exercise ``name`` with (old, new) text replacements: a student's mistake."""
+    text = (SOLUTIONS / f"{name}.py").read_text()
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("stored, read", [("x", "x"), ("(winner, x_shape)", "winner, x_shape")])
+def test_a_cache_that_is_not_a_dict_is_named_not_blamed_on_the_grader(tmp_path, stored, read):
+    # /tmp/student m1.py, m3.py: self.cache = x (or a tuple) crashed the grader's restore step
+    path = wrong_solution(tmp_path, "max_pool",
+                          ('self.cache = {"winner": winner, "x_shape": x.shape}',
+                           f"x_shape = x.shape\n        self.cache = {stored}"),
+                          ('winner, x_shape = self.cache["winner"], self.cache["x_shape"]',
+                           f"{read} = self.cache" if read != "x" else
+                           "x = self.cache\n        x_shape, winner = x.shape, _winners(x, k, s, dy.shape)"))
+    if read == "x":
+        with path.open("a") as file:
+            file.write(WINNERS)
+    report = check(path)
+    text = str(report)
+    assert not report.passed and "update" not in text and "gradcheck.py" not in text
+    kind = "ndarray" if read == "x" else "tuple"
+    expected = (f"contract: max_pool2d: self.cache is of type {kind} after forward; self.cache must be a "
+                'dict, e.g. self.cache = {"x": x}')
+    assert text.count(expected) == len(EXERCISES["max_pool"].cases)
+    assert "disagree" not in text  # the backward itself is right: the numbers agree
+
+
+WINNERS = '''
+
+def _winners(x, k, s, out_shape):
+    """The argmax of each window, as the solution's forward stores it (for a cache of x alone)."""
+    n_batch, out_h, out_w, channels = out_shape
+    winner = np.zeros(out_shape, dtype=int)
+    for oh in range(out_h):
+        for ow in range(out_w):
+            window = x[:, s * oh:s * oh + k, s * ow:s * ow + k, :].reshape(n_batch, k * k, channels)
+            winner[:, oh, ow, :] = window.argmax(axis=1)
+    return winner
+'''
+
+
+def test_an_error_inside_numpy_is_located_in_the_students_file(tmp_path):
+    # np.pad raises deep inside numpy's own Python code: the student needs their own line
+    padded = "return np.pad(dy * (x > 0), ((1, 1),) * 5)"
+    path = wrong_solution(tmp_path, "relu", ("return dy * (x > 0)", padded))
+    line = path.read_text().splitlines().index(f"        {padded}") + 1
+    text = str(check(path))
+    assert f"(relu.py line {line}, in backward)" in text
+    assert "_arraypad" not in text and "stride_tricks" not in text
+
+
+def test_a_syntax_error_names_the_students_file_and_line(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text("# scratchnet exercise: relu\nimport numpy as np\n\ndef backward(dy:\n    pass\n")
+    problems = check(path).problems
+    assert len(problems) == 1 and problems[0].startswith("mine.py: importing the file raised SyntaxError: ")
+    assert problems[0].endswith("(mine.py line 4)") and "frozen" not in problems[0]
+
+
+def test_a_wrong_forward_is_reported_as_the_forward_before_the_gradient_check(tmp_path):
+    # /tmp/student f1.py: conv_forward_loops without the bias; the backward is given, not the student's
+    path = wrong_solution(tmp_path, "conv_forward_loops", ("b[f] + np.sum(window", "np.sum(window"))
+    report = check(path)
+    assert not any(case.passed for case in report.cases)
+    for case in report.cases:
+        assert case.messages[0].startswith("your forward differs from Conv2D's in ")
+        assert "(max |diff| " in case.messages[0] and "the bias is missing" in case.messages[0]
+        assert case.messages[1] == "gradient check of the given backward against your forward:"
+    assert "your backward" not in str(report)
+
+
+def test_a_wrong_pooling_forward_is_named_first(tmp_path):
+    path = wrong_solution(tmp_path, "max_pool", ("y[:, oh, ow, :] = window.max(axis=1)",
+                                                 "y[:, oh, ow, :] = window.min(axis=1)"))
+    first = check(path).cases[0].messages[0]
+    assert first.startswith("your forward differs from MaxPool2D's in 24 of 24 elements (max |diff| ")
+    assert "gradient check of your backward against your forward:" in str(check(path))
+
+
+def test_the_wrong_forward_message_names_the_worst_element():
+    from scratchnet.exercises.grader import compare_forward
+
+    expected = np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert compare_forward(expected * (1 + 1e-9), expected, "Dense") == []
+    mine = expected.copy()
+    mine[1, 0] = 3.5
+    assert compare_forward(mine, expected, "Dense") == [
+        "your forward differs from Dense's in 1 of 4 elements (max |diff| 0.5, at [1, 0]: yours 3.5, "
+        "Dense's 3)"]
+    assert compare_forward(mine[:1], expected, "Dense") == [
+        "your forward returned shape (1, 2), Dense's is (2, 2)"]
+    mine[0, 1] = np.nan
+    assert compare_forward(mine, expected, "Dense")[0].startswith(
+        "your forward differs from Dense's in 2 of 4 elements (max |diff| inf, at [0, 1]: yours nan")
+
+
+def test_a_wrong_loss_value_is_reported_before_the_gradient_check(tmp_path):
+    path = wrong_solution(tmp_path, "softmax_cross_entropy",
+                          ("return float(-log_p[np.arange(n), labels].sum() / n)",
+                           "return float(-log_p[np.arange(n), labels].sum())"))
+    case = check(path).cases[0]
+    assert case.messages[0].startswith("forward: your loss ") and "(a factor N: divide by the batch size)" \
+        in case.messages[0]
+    assert case.messages[1] == "gradient check of your backward against your forward:"
+
+
+EVERY_TIE_BACKWARD = '''
+    def backward(self, dy):  # /tmp/student m2.py: dy to every maximum of the window
+        x, k, s = self.cache["x"], self.pool_size, self.stride
+        dx = np.zeros_like(x)
+        for i in range(dy.shape[1]):
+            for j in range(dy.shape[2]):
+                window = x[:, i * s:i * s + k, j * s:j * s + k, :]
+                winners = window == window.max(axis=(1, 2), keepdims=True)
+                dx[:, i * s:i * s + k, j * s:j * s + k, :] += winners * dy[:, i:i + 1, j:j + 1, :]
+        return dx
+'''
+
+
+def test_max_pool_ties_are_graded_one_cell_per_window(tmp_path):
+    text = (SOLUTIONS / "max_pool.py").read_text()
+    text = text[:text.index("    def backward(self, dy):")] + EVERY_TIE_BACKWARD
+    path = tmp_path / "max_pool.py"
+    cache = 'self.cache = {"winner": winner, "x_shape": x.shape}'
+    path.write_text(text.replace(cache, 'self.cache = {"x": x}'))
+    report = check(path)
+    verdicts = {case.label.split(":")[0]: case for case in report.cases}
+    ties = verdicts["ties (integer-valued input)"]
+    assert not ties.passed and ties.messages[0].startswith("dx (backward) differs from scratchnet's in ")
+    assert ties.messages[-1] == ("diagnosis: dy sent to every tied maximum of a window: on a tie give it to "
+                                 "ONE cell (the first in row-major order, as the starter says), so that "
+                                 "each window's dx sums to its dy")
+    assert verdicts["2x2, stride 2"].passed  # no ties in a normal input: right there
+    assert check(SOLUTIONS / "max_pool.py").passed
+
+
+def test_a_crop_that_is_empty_without_padding_is_explained(tmp_path):
+    # /tmp/student k1.py: dxp[:, p:-p, p:-p] is empty when p = 0
+    crop = "return dxp[:, p:xp.shape[1] - p, p:xp.shape[2] - p, :]"
+    path = wrong_solution(tmp_path, "conv_backward_loops", (crop, "return dxp[:, p:-p, p:-p, :]"))
+    report = check(path)
+    assert [case.passed for case in report.cases] == [False, True, False, True, False]
+    assert ("backward returned dx of shape (2, 0, 0, 2), expected the input's shape (2, 5, 5, 2) (an "
+            "empty axis: a slice like dxp[:, p:-p] is empty when p = 0, as -0 is 0; crop with [p:p+H])"
+            ) in str(report)
+    assert report.diagnosis() == ["only the cases without padding fail: x[p:-p] is empty when p = 0 "
+                                  "(-0 is 0); crop with [p:p+H]"]
+
+
+def test_the_command_line_says_its_own_way_to_overwrite_and_name_the_exercise(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["exercise", "start", "relu"]) == 0
+    capsys.readouterr()
+    assert cli.main(["exercise", "start", "relu"]) == 2
+    assert capsys.readouterr().err == ("scratchnet exercise start: relu.py exists already; write another "
+                                       "file with --out FILE (or replace it with --overwrite)\n")
+    (tmp_path / "relu.py").write_text("# mine\n")
+    assert cli.main(["exercise", "start", "relu", "--overwrite"]) == 0
+    assert (tmp_path / "relu.py").read_text() == starter_text("relu")
+    with pytest.raises(FileExistsError, match=r"\(or overwrite=True\)"):  # the Python API keeps its way
+        start("relu", tmp_path / "relu.py")
+    headless = tmp_path / "mine.py"
+    headless.write_text((SOLUTIONS / "relu.py").read_text().split("\n", 1)[1])
+    assert cli.main(["exercise", "check", str(headless)]) == 1
+    out = capsys.readouterr().out
+    assert "which exercise is this? the file has no first line '# scratchnet exercise: NAME'" in out
+    assert "give the name (scratchnet exercise check FILE --name NAME; check(FILE, name) in Python)" in out
+    assert "got None" not in out
+    assert cli.main(["exercise", "check", str(headless), "--name", "relu"]) == 0

@@ -6,7 +6,7 @@ import pytest
 from scratchnet import gradcheck
 from scratchnet.gradcheck import check_layer, check_model, kink_aware_gradient
 from scratchnet.gradcheck_diagnose import diagnose, mismatch_grid, window_coverage
-from scratchnet.layers import Activation, Conv2D, Dense, MaxPool2D
+from scratchnet.layers import Activation, Conv2D, Dense, Layer, MaxPool2D
 from scratchnet.model import Sequential
 
 
@@ -44,6 +44,30 @@ def test_constant_factors_are_named(factor, phrase):
     assert f"worst at [{row.worst_index[0]}, {row.worst_index[1]}]" in text
     assert f"analytic {row.worst_analytic:.6g}, numeric {row.worst_numeric:.6g}" in text
     assert row.worst_analytic == pytest.approx(factor * row.worst_numeric, rel=1e-6)
+
+
+class LocalDerivativeOnly(Layer):
+    """tanh whose backward returns 1 - y^2 without dy (a student's first try, /tmp/student s2.py)."""
+
+    def forward(self, x, training=False):
+        self.cache = {"y": np.tanh(x)}
+        return self.cache["y"]
+
+    def backward(self, dy):
+        return 1 - self.cache["y"] ** 2
+
+
+def test_a_backward_without_the_chain_rules_dy_is_named():
+    # hand-worked: local derivative a = (1, 2, 3), dy = (2, -1, 0.5): the numeric dL/dx is a * dy
+    local, dy = np.array([[1.0, 2.0, 3.0]]), np.array([[2.0, -1.0, 0.5]])
+    mask = np.ones(local.shape, dtype=bool)
+    missing = "the chain rule's dy is missing: dx * dy equals the numeric gradient"
+    assert missing in diagnose("input", local, local * dy, mask, 1e-6, output_grad=dy)[0]
+    assert not any(missing in note for note in diagnose("input", local, local * dy, mask, 1e-6))
+    assert not any(missing in note for note in diagnose("input", local, 2 * local * dy, mask, 1e-6,
+                                                        output_grad=dy))
+    report = check_layer(LocalDerivativeOnly(), (5,))
+    assert not report.passed and missing in str(report)
 
 
 def test_diagnose_transpose_and_kernel_flip(rng):
@@ -168,6 +192,11 @@ def test_check_model_notes_its_samples_and_kinks_as_check_layer_does():
     assert [row.checked + row.inconclusive for row in report.rows] == [5, 5, 3]
     assert "input: 5 of 8 elements checked (a random sample; max_elements=None checks all)" in report.notes
     assert "dense/W: 5 of 12 elements checked (a random sample; max_elements=None checks all)" in report.notes
+    # printed: the two sample notes as ONE line (lesson 05 printed nine), the kink note as it is
+    printed = [line for line in str(report).splitlines() if line.startswith("note: ")]
+    assert printed[0] == ("note: 2 arrays were checked on a random sample of their elements (the 'elements "
+                          "checked' column; max_elements=None checks all)")
+    assert len(printed) == 1 + len(report.notes) - 2
 
 
 def test_a_long_check_prints_a_progress_line(capsys, monkeypatch):

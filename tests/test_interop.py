@@ -352,7 +352,10 @@ def test_readme_bridge_example_runs(capsys):
     code = re.search(r"<!-- bridge-example -->\n```python\n(.*?)```", text, re.S).group(1)
     namespace = {}
     exec(compile(code, "README bridge example", "exec"), namespace)
-    assert float(capsys.readouterr().out.splitlines()[0]) < 1e-12
+    printed = float(capsys.readouterr().out.splitlines()[0])
+    assert printed < 1e-12
+    said = float(re.search(r"model\.predict\(x\)\)\.max\(\)\)  # ~(\S+)", code).group(1))
+    assert said / 10 < printed < said * 10, f"the README says ~{said:g}, it prints {printed:.2g}"
     assert namespace["report"].passed(1e-10)
     x = namespace["x"]
     np.testing.assert_array_equal(namespace["again"].predict(x), namespace["model"].predict(x))

@@ -35,15 +35,18 @@ PROMISES = {
     "02": ["dx matches: True", "dW matches: True", "db matches: True"],
     "03": ["dW by hand matches Conv2D: True", "dx = full convolution with the flipped kernel: True"],
     "04": ["only elements under overlapping windows are wrong", "global average = mean: True"],
-    "05": ["test accuracy:", "Total params: 61,706"],
+    "05": ["test accuracy:", "Total params: 61,706", "note: 9 arrays were checked on a random sample"],
     "06": ["seconds per forward + backward", "copies per cell = windows covering it: True"],
     "07": ["HealthMonitor on the broken run:", "HealthMonitor on the good run:", "early stopping"],
     "08": ["BatchNorm backward matches the formula: True", "two 3x3 see 5x5: True"],
     "09": ["per-class accuracy", "test accuracy:"],
     "10": ["Grad-CAM", "saliency", "feature inversion", "deep dream", "style transfer: loss"],
-    "11": ["UnsafeModelError", "the marker file exists: False", "resumed bitwise: True"],
+    "11": ["UnsafeModelError", "the marker file exists: False", "resumed bitwise: True",
+           "the classes given in allowed_classes.\n"],              # the error's first sentence, whole
     "12": ["compare_training", "LeakyReLU slope learned:",
-           "Conv1D matches Conv2D with a (1, k) kernel: True"],
+           "Conv1D matches Conv2D with a (1, k) kernel: True", "check_layer LeakyReLU(0.3) on (6, 4): PASSED",
+           "check_layer Conv1D(4, 3, stride=2) on (11, 3): PASSED",
+           "compare_training Conv1D(32, 3, stride=2) in the model: PASSED"],
 }
 
 
@@ -51,10 +54,13 @@ def lesson_id(path):
     return path.stem
 
 
-def lesson_env(figures, script=True):
+def lesson_env(figures, script=True, temporary=None):
+    """``temporary``: a folder for TMPDIR, to see what the lesson leaves behind in it."""
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": pythonpath, "SCRATCHNET_QUICK": "1",
            "SCRATCHNET_FIGURES": str(figures)}
+    if temporary is not None:
+        env["TMPDIR"] = str(temporary)
     env.pop("MPLBACKEND", None)
     if script:
         env["MPLBACKEND"] = "Agg"  # headless; a notebook kernel picks its own (inline) backend
@@ -95,6 +101,9 @@ def test_every_lesson_is_listed_and_promised():
     for lesson in LESSONS:
         assert lesson.name in readme, f"{lesson.name} is missing from tutorials/README.md"
         assert lesson.name[:2] in PROMISES
+        minutes = re.search(r"about (\d+) minutes", lesson.read_text()).group(1)
+        row = next(line for line in readme.splitlines() if f"[`{lesson.name}`]" in line)
+        assert f"| {minutes} min |" in row, f"{lesson.name} says {minutes} minutes, the course table: {row}"
     assert "tutorials/README.md" in (ROOT / "README.md").read_text()
 
 
@@ -109,6 +118,7 @@ def test_lesson_form(lesson):
     assert "$$" in text, "the math is written out in markdown formulas"
     assert re.search(r"## Exercise", text) and re.search(r"scratchnet exercise|check_layer", text)
     assert "SCRATCHNET_FIGURES" in text and "SCRATCHNET_QUICK" in text
+    assert "exercise_solutions" not in text, "a lesson grades scratchnet's own layers, never the answer"
     assert "savefig(" in text or "save_path=" in text or "save(" in text
 
 
@@ -116,15 +126,19 @@ def test_lesson_form(lesson):
 @pytest.mark.parametrize("lesson", LESSONS, ids=lesson_id)
 def test_lesson_runs_as_script(lesson, tmp_path):
     figures = tmp_path / "figures"
-    work = tmp_path / "work"
+    work, temporary = tmp_path / "work", tmp_path / "tmp"
     work.mkdir()
-    result = subprocess.run([sys.executable, str(lesson)], cwd=work, env=lesson_env(figures),
-                            capture_output=True, text=True, timeout=600)
+    temporary.mkdir()
+    result = subprocess.run([sys.executable, str(lesson)], cwd=work,
+                            env=lesson_env(figures, temporary=temporary), capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     check_output(lesson, result.stdout)
     check_figures(figures)
     leftovers = [p.name for p in work.iterdir()]
     assert leftovers == [], f"the lesson wrote into its working folder: {leftovers}"
+    left_in_tmp = [p.name for p in temporary.iterdir()]
+    assert left_in_tmp == [], f"the lesson left temporary folders behind: {left_in_tmp}"
 
 
 # ---------------------------------------------------------------------- as a notebook

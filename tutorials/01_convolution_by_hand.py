@@ -25,6 +25,8 @@ from scratchnet.layers import Conv2D
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run (nothing to shorten here)
 FIGURES = Path(os.environ.get("SCRATCHNET_FIGURES") or tempfile.mkdtemp(prefix="scratchnet-lesson01-"))
 FIGURES.mkdir(parents=True, exist_ok=True)
+if not os.environ.get("SCRATCHNET_FIGURES"):
+    print(f"figures go to {FIGURES}, a new temporary folder: delete it when you are done")
 
 
 def save(figure, name):
@@ -118,8 +120,9 @@ save(figure, "01_kernels_on_a_digit.png")
 # Read the figure: the Sobel-x map is red (positive) where the stroke begins as you go right
 # (dark to bright) and blue where it ends; Sobel-y does the same going down. The blur is the
 # digit with soft edges, sharpening exaggerates every edge. A convolution layer *learns* its
-# kernels instead: lesson 5 shows that a trained LeNet's first-layer filters look much like
-# these. Note the outputs are 26 x 26, not 28 x 28: a 3 x 3 window fits in 26 positions per row.
+# kernels instead: lesson 5 shows the six 5 x 5 filters a LeNet learns in a few epochs, noisier
+# than these; a few of them are bright-dark bands, edge detectors of a kind. Note the outputs
+# are 26 x 26, not 28 x 28: a 3 x 3 window fits in 26 positions per row.
 
 # %% [markdown]
 # ## 3. The output size
@@ -192,7 +195,8 @@ assert np.allclose(library, ours, atol=1e-12)
 # %%
 from scratchnet.exercises import check, start  # noqa: E402
 
-workdir = Path(tempfile.mkdtemp(prefix="scratchnet-exercise-"))
+scratch = tempfile.TemporaryDirectory(prefix="scratchnet-exercise-")  # deleted when Python exits
+workdir = Path(scratch.name)
 starter = start("conv_forward_loops", workdir / "conv_forward_loops.py")
 print(str(check(starter)).splitlines()[-1], "  <- the untouched starter")
 

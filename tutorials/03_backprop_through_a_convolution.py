@@ -26,6 +26,8 @@ from scratchnet.layers import Conv2D
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run (nothing to shorten here)
 FIGURES = Path(os.environ.get("SCRATCHNET_FIGURES") or tempfile.mkdtemp(prefix="scratchnet-lesson03-"))
 FIGURES.mkdir(parents=True, exist_ok=True)
+if not os.environ.get("SCRATCHNET_FIGURES"):
+    print(f"figures go to {FIGURES}, a new temporary folder: delete it when you are done")
 
 
 def save(figure, name):
@@ -191,7 +193,8 @@ assert battery.passed
 # %%
 from scratchnet.exercises import check  # noqa: E402
 
-workdir = Path(tempfile.mkdtemp(prefix="scratchnet-exercise-"))
+scratch = tempfile.TemporaryDirectory(prefix="scratchnet-exercise-")  # deleted when Python exits
+workdir = Path(scratch.name)
 reference = workdir / "scratchnet_own.py"
 reference.write_text("# scratchnet exercise: conv_backward_loops\nfrom scratchnet.layers import Conv2D\n")
 report = check(reference)

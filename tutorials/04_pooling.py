@@ -26,6 +26,8 @@ from scratchnet.layers import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run (nothing to shorten here)
 FIGURES = Path(os.environ.get("SCRATCHNET_FIGURES") or tempfile.mkdtemp(prefix="scratchnet-lesson04-"))
 FIGURES.mkdir(parents=True, exist_ok=True)
+if not os.environ.get("SCRATCHNET_FIGURES"):
+    print(f"figures go to {FIGURES}, a new temporary folder: delete it when you are done")
 
 
 def save(figure, name):
@@ -217,7 +219,8 @@ assert not report.passed
 # %%
 from scratchnet.exercises import check  # noqa: E402
 
-workdir = Path(tempfile.mkdtemp(prefix="scratchnet-exercise-"))
+scratch = tempfile.TemporaryDirectory(prefix="scratchnet-exercise-")  # deleted when Python exits
+workdir = Path(scratch.name)
 reference = workdir / "scratchnet_own.py"
 reference.write_text("# scratchnet exercise: max_pool\nfrom scratchnet.layers import MaxPool2D\n")
 report = check(reference)

@@ -28,6 +28,8 @@ from scratchnet.layers import Activation, Conv2D, Dense, Flatten, MaxPool2D
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run: 2,000 digits, one epoch
 FIGURES = Path(os.environ.get("SCRATCHNET_FIGURES") or tempfile.mkdtemp(prefix="scratchnet-lesson05-"))
 FIGURES.mkdir(parents=True, exist_ok=True)
+if not os.environ.get("SCRATCHNET_FIGURES"):
+    print(f"figures go to {FIGURES}, a new temporary folder: delete it when you are done")
 
 
 def save(figure, name):
@@ -134,7 +136,8 @@ if len(wrong):
 # %% [markdown]
 # ## 6. What did it learn?
 #
-# The first layer's six 5 x 5 filters (compare them with the hand-made edge kernels of lesson 1),
+# The first layer's six 5 x 5 filters (compare them with the hand-made kernels of lesson 1: after
+# a few epochs they are noisy, and only some are clear bright-dark bands, edge detectors of a kind),
 # and the six feature maps one digit produces after the first ReLU: each filter lights up where
 # its pattern occurs.
 
@@ -160,7 +163,8 @@ save(viz.plot_feature_maps(model, x_test[0], layer=1, label=int(y_test[0])), "05
 # %%
 from scratchnet.exercises import check  # noqa: E402
 
-workdir = Path(tempfile.mkdtemp(prefix="scratchnet-exercise-"))
+scratch = tempfile.TemporaryDirectory(prefix="scratchnet-exercise-")  # deleted when Python exits
+workdir = Path(scratch.name)
 reference = workdir / "scratchnet_own.py"
 reference.write_text("# scratchnet exercise: softmax_cross_entropy\n"
                      "from scratchnet.losses import CrossEntropy as SoftmaxCrossEntropy\n")

@@ -28,6 +28,8 @@ from scratchnet.layers import Conv2D
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run: a smaller layer
 FIGURES = Path(os.environ.get("SCRATCHNET_FIGURES") or tempfile.mkdtemp(prefix="scratchnet-lesson06-"))
 FIGURES.mkdir(parents=True, exist_ok=True)
+if not os.environ.get("SCRATCHNET_FIGURES"):
+    print(f"figures go to {FIGURES}, a new temporary folder: delete it when you are done")
 
 
 def save(figure, name):
@@ -164,6 +166,7 @@ left.set_xlabel("seconds per forward + backward (log scale)")
 left.set_title(f"one Conv2D layer, x {x.shape}")
 for index, backend in enumerate(names):
     left.text(times[backend][1], index, f"  {times['loops'][1] / times[backend][1]:.0f}x", va="center")
+left.set_xlim(right=30 * max(times[b][1] for b in names))  # room for the slowest bar's "1x" label
 right.bar(list(parts), list(parts.values()), color="tab:green")
 right.set_ylabel("seconds")
 right.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
@@ -203,7 +206,8 @@ save(figure, "06_backends_timed.png")
 # %%
 from scratchnet.exercises import check  # noqa: E402
 
-workdir = Path(tempfile.mkdtemp(prefix="scratchnet-exercise-"))
+scratch = tempfile.TemporaryDirectory(prefix="scratchnet-exercise-")  # deleted when Python exits
+workdir = Path(scratch.name)
 reference = workdir / "scratchnet_own.py"
 reference.write_text("# scratchnet exercise: conv_backward_im2col\nfrom scratchnet.layers import Conv2D\n")
 report = check(reference)

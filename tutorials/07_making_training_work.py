@@ -29,6 +29,8 @@ from scratchnet.layers import Dense, Flatten
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run: fewer digits and epochs
 FIGURES = Path(os.environ.get("SCRATCHNET_FIGURES") or tempfile.mkdtemp(prefix="scratchnet-lesson07-"))
 FIGURES.mkdir(parents=True, exist_ok=True)
+if not os.environ.get("SCRATCHNET_FIGURES"):
+    print(f"figures go to {FIGURES}, a new temporary folder: delete it when you are done")
 
 
 def save(figure, name):
@@ -266,7 +268,8 @@ print(f"test accuracy of the chosen model: {metrics.accuracy(y_test, model.predi
 # %%
 from scratchnet.exercises import check  # noqa: E402
 
-workdir = Path(tempfile.mkdtemp(prefix="scratchnet-exercise-"))
+scratch = tempfile.TemporaryDirectory(prefix="scratchnet-exercise-")  # deleted when Python exits
+workdir = Path(scratch.name)
 reference = workdir / "scratchnet_own.py"
 reference.write_text("# scratchnet exercise: sigmoid\nfrom scratchnet.layers import Activation\n\n\n"
                      "def Sigmoid():\n    return Activation('sigmoid')\n")

@@ -37,6 +37,8 @@ from scratchnet.receptive import compare_conv_cost, layer_costs, receptive_field
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run (smaller stacks)
 FIGURES = Path(os.environ.get("SCRATCHNET_FIGURES") or tempfile.mkdtemp(prefix="scratchnet-lesson08-"))
 FIGURES.mkdir(parents=True, exist_ok=True)
+if not os.environ.get("SCRATCHNET_FIGURES"):
+    print(f"figures go to {FIGURES}, a new temporary folder: delete it when you are done")
 
 
 def save(figure, name):
@@ -228,7 +230,8 @@ for row in receptive_field(two):
 # %%
 from scratchnet.exercises import check  # noqa: E402
 
-workdir = Path(tempfile.mkdtemp(prefix="scratchnet-exercise-"))
+scratch = tempfile.TemporaryDirectory(prefix="scratchnet-exercise-")  # deleted when Python exits
+workdir = Path(scratch.name)
 reference = workdir / "scratchnet_own.py"
 reference.write_text("# scratchnet exercise: batch_norm_backward\nfrom scratchnet.layers import BatchNorm\n")
 report = check(reference)

@@ -31,6 +31,8 @@ from scratchnet.models import resnet
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run: a subset, one epoch
 FIGURES = Path(os.environ.get("SCRATCHNET_FIGURES") or tempfile.mkdtemp(prefix="scratchnet-lesson09-"))
 FIGURES.mkdir(parents=True, exist_ok=True)
+if not os.environ.get("SCRATCHNET_FIGURES"):
+    print(f"figures go to {FIGURES}, a new temporary folder: delete it when you are done")
 
 
 def save(figure, name):
@@ -140,6 +142,11 @@ for name in ("torch_small_cnn", "flax"):
 # weight decay, cosine schedule, crop + flip) and swap in a small **ResNet**: three stages of
 # residual blocks (lesson 8), widths $w, 2w, 4w$, each stage halving the resolution, then global
 # average pooling and one Dense layer.
+#
+# What test accuracy the full run (15 epochs on 45,000 images) reaches has **not been measured**
+# for this lesson. The nearest measured figure: resnet8 trained 3 epochs on the 4,194-image
+# subset reached 45% on its 466 test images (`benchmarks/README.md`, "Agreement with PyTorch").
+# Chance is 10%.
 
 # %%
 epochs = 1 if QUICK else 15
@@ -195,19 +202,13 @@ save(viz.plot_confusion_matrix(cm, class_names=class_names, title="test confusio
 # ```
 #
 # $y = x + \operatorname{relu}(x W_1 + b_1) W_2 + b_2$: the gradient reaching $x$ is the sum of the
-# two paths (lesson 8). Below, the grader runs on the reference solution kept with the tests
-# when the repository is at hand; else `check_layer` grades the same block made of scratchnet's
-# own layers.
+# two paths (lesson 8). Below, `check_layer` grades the same block made of scratchnet's own
+# layers, as the other lessons do: the answer to the exercise is yours to write.
 
 # %%
-from scratchnet.exercises import check  # noqa: E402
 from scratchnet.gradcheck import check_layer  # noqa: E402
 from scratchnet.layers import Activation, Dense, Residual  # noqa: E402
 
-solution = Path(sn.__file__).resolve().parents[1] / "tests" / "exercise_solutions" / "residual_block.py"
-if solution.exists():
-    report = check(solution)
-else:  # scratchnet installed without its tests: the same block from scratchnet's own layers
-    report = check_layer(Residual([Dense(4), Activation("relu"), Dense(4)]), (4,))
+report = check_layer(Residual([Dense(4), Activation("relu"), Dense(4)]), (4,))
 print(report)
 assert report.passed

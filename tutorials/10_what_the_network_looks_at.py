@@ -26,6 +26,8 @@ from scratchnet.style_transfer import plot_style_transfer
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run: fewer digits and steps
 FIGURES = Path(os.environ.get("SCRATCHNET_FIGURES") or tempfile.mkdtemp(prefix="scratchnet-lesson10-"))
 FIGURES.mkdir(parents=True, exist_ok=True)
+if not os.environ.get("SCRATCHNET_FIGURES"):
+    print(f"figures go to {FIGURES}, a new temporary folder: delete it when you are done")
 
 
 def save(figure, name):
@@ -181,7 +183,8 @@ assert style_losses[-1] < style_losses[0]
 # %%
 from scratchnet.exercises import check  # noqa: E402
 
-workdir = Path(tempfile.mkdtemp(prefix="scratchnet-exercise-"))
+scratch = tempfile.TemporaryDirectory(prefix="scratchnet-exercise-")  # deleted when Python exits
+workdir = Path(scratch.name)
 reference = workdir / "scratchnet_own.py"
 reference.write_text("# scratchnet exercise: relu\nfrom scratchnet.layers import Activation\n\n\n"
                      "def ReLU():\n    return Activation('relu')\n")

@@ -30,7 +30,10 @@ from scratchnet.serialization import frame_payload
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run: fewer digits
 FIGURES = Path(os.environ.get("SCRATCHNET_FIGURES") or tempfile.mkdtemp(prefix="scratchnet-lesson11-"))
 FIGURES.mkdir(parents=True, exist_ok=True)
-FILES = Path(tempfile.mkdtemp(prefix="scratchnet-lesson11-files-"))   # models and weights
+if not os.environ.get("SCRATCHNET_FIGURES"):
+    print(f"figures go to {FIGURES}, a new temporary folder: delete it when you are done")
+SCRATCH = tempfile.TemporaryDirectory(prefix="scratchnet-lesson11-files-")  # deleted at exit
+FILES = Path(SCRATCH.name)                                    # models and weights
 
 
 def save(figure, name):
@@ -159,7 +162,8 @@ evil.write_bytes(frame_payload(pickle.dumps([Announce(), Payload()], protocol=4)
 try:
     sn.load(evil)
 except sn.UnsafeModelError as error:
-    print("scratchnet.load refused it: UnsafeModelError:", str(error)[:300])
+    first_sentence = str(error).split(". ")[0] + "."  # the rest says how to load a file you trust
+    print("scratchnet.load refused it: UnsafeModelError:", first_sentence)
 print("the marker file exists:", marker.exists())
 assert not marker.exists()
 

@@ -29,6 +29,8 @@ from scratchnet.layers import Conv2D, Dense, Flatten, Layer
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run: fewer digits, one epoch
 FIGURES = Path(os.environ.get("SCRATCHNET_FIGURES") or tempfile.mkdtemp(prefix="scratchnet-lesson12-"))
 FIGURES.mkdir(parents=True, exist_ok=True)
+if not os.environ.get("SCRATCHNET_FIGURES"):
+    print(f"figures go to {FIGURES}, a new temporary folder: delete it when you are done")
 
 
 def save(figure, name):
@@ -233,7 +235,8 @@ save(figure, "12_learned_slopes.png")
 # any class it was not told about.
 
 # %%
-path = Path(tempfile.mkdtemp(prefix="scratchnet-lesson12-")) / "rows.sn"
+scratch = tempfile.TemporaryDirectory(prefix="scratchnet-lesson12-")  # deleted when Python exits
+path = Path(scratch.name) / "rows.sn"
 model.save(path)
 again = sn.load(path, allowed_classes=[Conv1D, LeakyReLU])
 print("loaded with allowed_classes, same predictions:",
@@ -293,8 +296,10 @@ assert fast.passed and not stale.passed
 # grades this lesson's two layers the same way, so it runs; run it on yours.
 
 # %%
-graded = [check_layer(LeakyReLU(0.3), (6, 4)), check_layer(Conv1D(4, 3, stride=2), (11, 3)),
-          compare_training(model, model.layers[0].name, Conv1D(32, 3, stride=2), x_small, y_small, steps=3)]
-for result in graded:
-    print(result if not hasattr(result, "rows") else ("PASSED" if result.passed else result))
-assert all(result.passed for result in graded)
+graded = {"check_layer LeakyReLU(0.3) on (6, 4)": check_layer(LeakyReLU(0.3), (6, 4)),
+          "check_layer Conv1D(4, 3, stride=2) on (11, 3)": check_layer(Conv1D(4, 3, stride=2), (11, 3)),
+          "compare_training Conv1D(32, 3, stride=2) in the model": compare_training(
+              model, model.layers[0].name, Conv1D(32, 3, stride=2), x_small, y_small, steps=3)}
+for what, result in graded.items():
+    print(f"{what}:", "PASSED" if result.passed else result)
+assert all(result.passed for result in graded.values())

@@ -2,14 +2,16 @@
 
 For each case of the exercise (registry.py):
 
-1. ``check_layer`` (or ``check_loss``): the layer contract, then the float64 gradient check of
-   the student's backward against central differences of the student's forward;
-2. the comparison with scratchnet's own layer on the SAME weights, input and dy: the forward
-   output, dx and every parameter gradient, each reported with its worst element and the
-   diagnosis of the pattern (gradcheck_diagnose.py).
+1. if the student wrote the forward: its output against scratchnet's own layer (or loss) on the
+   same weights and input, reported first ("your forward differs from Conv2D's ...");
+2. ``check_layer`` (or ``check_loss``): the layer contract, then the float64 gradient check of
+   the backward (the student's, or the given one) against central differences of the forward;
+3. if all that passed: the comparison with scratchnet's own layer on the SAME weights, input and
+   dy: the forward output, dx and every parameter gradient, each reported with its worst element
+   and the diagnosis of the pattern (gradcheck_diagnose.py).
 
-A wrong forward with a backward that matches it passes step 1 and fails step 2; a wrong
-backward fails step 1 (and 2). Loading the file runs the student's code, which is the point.
+A wrong forward with a backward that matches it passes step 2 and fails step 1 (or 3); a wrong
+backward fails step 2 (and 3). Loading the file runs the student's code, which is the point.
 """
 
 from __future__ import annotations
@@ -113,6 +115,10 @@ class GradeReport:
         if all(case.config.get("padding", 0) for case in failing) and \
                 not any(case.config.get("padding", 0) for case in passing):
             notes.append("only the cases with padding fail: check the padding offsets and the crop of dx")
+        if not any(case.config.get("padding", 0) for case in failing) and \
+                all(case.config.get("padding", 0) for case in passing):
+            notes.append("only the cases without padding fail: x[p:-p] is empty when p = 0 (-0 is 0); "
+                         "crop with [p:p+H]")
         return notes
 
     def text(self) -> str:
@@ -168,13 +174,51 @@ def _bias_hint(mine, expected):
     return []
 
 
-def compare_layers(student, reference, x, batch_size, seed=0, training=False) -> list[str]:
-    """Build both from one seed, share scratchnet's weights, compare forward, dx and grads."""
+def build_pair(student, reference, x, seed=0):
+    """Build both layers from one seed and give the student's scratchnet's weights, each nudged by
+    normal noise of 0.5: a bias initialised to 0 would hide a forward that forgets it."""
     for layer in (reference, student):
         layer.build(x.shape[1:], rng=np.random.default_rng(seed), dtype=np.float64)
+    noise = np.random.default_rng(seed + 3)
+    for key, value in reference.params.items():
+        reference.params[key] = value + 0.5 * noise.standard_normal(value.shape)
     for key, value in reference.params.items():
         if key in student.params and np.shape(student.params[key]) == value.shape:
             student.params[key] = value.copy()
+
+
+def compare_forward(mine, expected, reference_name) -> list[str]:
+    """[] if the student's forward output equals the reference's (1e-8 relative), else one paragraph:
+    'your forward differs from Conv2D's in 4 of 36 elements (max |diff| 0.3, at [0, 1, 2, 1]: ...)'."""
+    if not isinstance(mine, np.ndarray):
+        return [f"your forward returned {type(mine).__name__}, expected an array of shape {expected.shape}"]
+    if mine.shape != expected.shape:
+        return [f"your forward returned shape {mine.shape}, {reference_name}'s is {expected.shape}"]
+    difference = np.abs(mine.astype(np.float64) - expected)
+    difference[~np.isfinite(difference)] = np.inf  # a NaN or inf output is as wrong as can be
+    wrong = difference > COMPARE_TOLERANCE * max(float(np.max(np.abs(expected), initial=0)), 1e-12)
+    if not wrong.any():
+        return []
+    worst = np.unravel_index(int(np.argmax(difference)), mine.shape)
+    where = ", ".join(map(str, worst))
+    lines = [f"your forward differs from {reference_name}'s in {int(wrong.sum())} of {mine.size} elements "
+             f"(max |diff| {difference[worst]:.3g}, at [{where}]: yours {mine[worst]:.6g}, "
+             f"{reference_name}'s {expected[worst]:.6g})", *_bias_hint(mine, expected)]
+    return ["\n".join(lines)]
+
+
+def forward_first(cls, case, reference, x, seed) -> list[str]:
+    """The student's forward against scratchnet's on the same weights and input ([] if equal)."""
+    student = cls(**case.config)
+    build_pair(student, reference, x, seed)
+    expected = reference.forward(x, training=case.training)
+    return compare_forward(student.forward(x.copy(), training=case.training), expected,
+                           type(reference).__name__)
+
+
+def compare_layers(student, reference, x, batch_size, seed=0, training=False) -> list[str]:
+    """Build both from one seed, share scratchnet's weights, compare forward, dx and grads."""
+    build_pair(student, reference, x, seed)
     expected = reference.forward(x, training=training)
     mine = student.forward(x.copy(), training=training)
     messages = compare_arrays("output of forward", mine, expected, batch_size)
@@ -192,34 +236,67 @@ def compare_layers(student, reference, x, batch_size, seed=0, training=False) ->
     return messages
 
 
-def _gradcheck_messages(report) -> list[str]:
+def _gradcheck_messages(report, exercise) -> list[str]:
     """A failed check_layer / check_loss report as grading messages ([] if it passed)."""
     if report.passed:
         return []
-    return (["gradient check of your backward against your forward:"]
+    backward = "your backward" if exercise.writes_backward else "the given backward"
+    forward = "your forward" if exercise.writes_forward else "the given forward"
+    return ([f"gradient check of {backward} against {forward}:"]
             + [f"  contract: {problem}" for problem in report.contract]
             + ["  " + line for row in report.failing() for line in row.details().splitlines()])
 
 
 def grade_case(exercise, cls, case, seed=0) -> CaseResult:
     x = case_input(case.batch, case.input_shape, case.input_kind, seed)
-    messages = []
     try:
         if exercise.kind == "loss":
             messages = _grade_loss_case(exercise, cls, case, x, seed)
         else:
-            if case.gradcheck:
-                report = check_layer(cls(**case.config), x, seed=seed, max_elements=300, progress=False,
-                                     training=case.training)
-                messages += _gradcheck_messages(report)
-            reference = reference_for(exercise, case.config)
-            if case.compare and not messages and reference is not None:
-                messages += compare_layers(cls(**case.config), reference, x, case.batch, seed, case.training)
-            if exercise.reference == "dropout" and not messages:
-                messages += dropout_checks(cls, case, x)
+            messages = _grade_layer_case(exercise, cls, case, x, seed)
     except Exception as error:  # the student's code raised: report where
-        messages.append(describe_exception(exercise.class_name, "your code", error))
+        messages = [describe_exception(exercise.class_name, "your code", error)]
     return CaseResult(f"{case.label}: input {x.shape}", not messages, messages, case.config)
+
+
+def _grade_layer_case(exercise, cls, case, x, seed) -> list[str]:
+    """The student's forward first (if they wrote it), then the gradient check, then the comparison
+    of dx and grads with scratchnet's layer: a wrong forward is reported as a wrong forward."""
+    messages = []
+    has_reference = reference_for(exercise, case.config) is not None  # dropout, residual: none
+    if exercise.writes_forward and has_reference:
+        messages += forward_first(cls, case, reference_for(exercise, case.config), x, seed)
+    if exercise.reference == "dropout":
+        messages += dropout_checks(cls, case, x)
+    if case.gradcheck:
+        report = check_layer(cls(**case.config), x, seed=seed, max_elements=300, progress=False,
+                             training=case.training)
+        messages += _gradcheck_messages(report, exercise)
+    if case.compare and not messages and has_reference:
+        messages += compare_layers(cls(**case.config), reference_for(exercise, case.config), x, case.batch,
+                                   seed, case.training)
+    if messages and exercise.mistakes:
+        messages += known_mistakes(exercise, cls, case, x, seed)
+    return messages
+
+
+def known_mistakes(exercise, cls, case, x, seed) -> list[str]:
+    """'diagnosis: ...' for each of the exercise's known wrong answers the student's dx equals."""
+    try:
+        student = cls(**case.config)
+        student.build(x.shape[1:], rng=np.random.default_rng(seed), dtype=np.float64)
+        y = student.forward(x.copy(), training=case.training)
+        dy = np.random.default_rng(seed + 1).standard_normal(np.shape(y))
+        dx = student.backward(dy.copy())
+    except Exception:  # the gradient check has reported it
+        return []
+    notes = []
+    for mistake in exercise.mistakes:
+        wrong = mistake.dx(x, dy, student.params, case.config)
+        if wrong is not None and isinstance(dx, np.ndarray) and dx.shape == wrong.shape and \
+                np.max(np.abs(dx - wrong)) <= 1e-6 * max(np.max(np.abs(wrong)), 1e-12):
+            notes.append(f"diagnosis: {mistake.message}")
+    return notes
 
 
 def dropout_checks(cls, case, x) -> list[str]:
@@ -246,24 +323,33 @@ def dropout_checks(cls, case, x) -> list[str]:
 
 
 def _grade_loss_case(exercise, cls, case, x, seed):
+    """The loss value first, then the gradient check, then dlogits against scratchnet's."""
     labels = np.random.default_rng(seed + 2).integers(0, x.shape[1], size=x.shape[0])
-    messages = []
-    if case.gradcheck:
-        messages += _gradcheck_messages(check_loss(cls(), x, labels))
-    if messages:
-        return messages
     student, reference = cls(), reference_for(exercise, case.config)
     value, expected = student.forward(x.copy(), labels), reference.forward(x, labels)
-    if not np.isfinite(value) or abs(value - expected) > COMPARE_TOLERANCE * max(abs(expected), 1):
-        hint = ""
-        if np.isfinite(value) and abs(value * x.shape[0] - expected) < 1e-8 * abs(expected):
-            hint = " (a factor 1/N: the mean over the batch is missing)"
-        elif np.isfinite(value) and abs(value / x.shape[0] - expected) < 1e-8 * abs(expected):
-            hint = " (a factor N: divide by the batch size)"
-        elif not np.isfinite(value):
-            hint = " (overflow or log(0): subtract the row maximum before exp)"
-        return [f"forward: your loss {value:.10g}, expected {expected:.10g}{hint}"]
+    messages = _loss_value_messages(value, expected, x.shape[0])
+    if case.gradcheck:
+        messages += _gradcheck_messages(check_loss(cls(), x, labels), exercise)
+    if messages:
+        return messages
     return compare_arrays("dlogits (backward)", student.backward(), reference.backward(), x.shape[0])
+
+
+def _loss_value_messages(value, expected, batch_size) -> list[str]:
+    """[] if the student's loss equals scratchnet's; the gradient check's contract reports a value
+    that is not a number (an array, None)."""
+    if np.ndim(value) != 0 or not isinstance(value, (int, float, np.number)):
+        return []
+    if np.isfinite(value) and abs(value - expected) <= COMPARE_TOLERANCE * max(abs(expected), 1):
+        return []
+    hint = ""
+    if np.isfinite(value) and abs(value * batch_size - expected) < 1e-8 * abs(expected):
+        hint = " (a factor 1/N: the mean over the batch is missing)"
+    elif np.isfinite(value) and abs(value / batch_size - expected) < 1e-8 * abs(expected):
+        hint = " (a factor N: divide by the batch size)"
+    elif not np.isfinite(value):
+        hint = " (overflow or log(0): subtract the row maximum before exp)"
+    return [f"forward: your loss {value:.10g}, expected {expected:.10g}{hint}"]
 
 
 def grade_file(path, name=None) -> GradeReport:
@@ -271,6 +357,11 @@ def grade_file(path, name=None) -> GradeReport:
     name = name or exercise_name_of(path)
     exercise = EXERCISES.get(name) if name else None
     report = GradeReport(exercise, path)
+    if exercise is None and name is None:
+        report.problems.append(f"which exercise is this? the file has no first line '# scratchnet exercise: "
+                               f"NAME' (NAME one of {', '.join(EXERCISES)}): add it, or give the name "
+                               "(scratchnet exercise check FILE --name NAME; check(FILE, name) in Python)")
+        return report
     if exercise is None:
         report.problems.append(f"which exercise is this? the first line should read '# scratchnet "
                                f"exercise: NAME' (one of {', '.join(EXERCISES)}), got {name!r}")

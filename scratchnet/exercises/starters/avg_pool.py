@@ -35,7 +35,8 @@ class AvgPool2D(Layer):
 
     def forward(self, x, training=False):
         x = self.check_input(x)
-        # ---- your code: y of shape (N, OH, OW, C) ----
+        # ---- your code: y of shape (N, OH, OW, C); keep what backward needs in self.cache (a dict,
+        # e.g. self.cache = {"x": x}) ----
         raise NotImplementedError("avg_pool: write the forward pass")
 
     def backward(self, dy):

@@ -11,7 +11,7 @@ Training (training=True):
 Inference (training=False):
     y    = x                              (no randomness at all)
 
-Backward (after a training forward): derive dx = ?   (the SAME mask as forward: keep it in self.cache)
+Backward (after a training forward): derive dx = ?   (the SAME mask as forward: keep it in self.cache, a dict)
 
 Grade it with:   scratchnet exercise check dropout.py
 """
@@ -31,7 +31,7 @@ class Dropout(Layer):
 
     def forward(self, x, training=False):
         x = self.check_input(x)
-        # ---- your code: y (and self.cache for backward) ----
+        # ---- your code: y (and self.cache for backward: a dict, e.g. self.cache = {"mask": mask}) ----
         raise NotImplementedError("dropout: write the forward pass")
 
     def backward(self, dy):

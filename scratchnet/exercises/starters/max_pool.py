@@ -37,7 +37,8 @@ class MaxPool2D(Layer):
 
     def forward(self, x, training=False):
         x = self.check_input(x)
-        # ---- your code: y of shape (N, OH, OW, C); save the winners in self.cache ----
+        # ---- your code: y of shape (N, OH, OW, C); save the winners in self.cache (a dict,
+        # e.g. self.cache = {"x": x, "winners": ...}) ----
         raise NotImplementedError("max_pool: write the forward pass")
 
     def backward(self, dy):
