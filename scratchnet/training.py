@@ -108,6 +108,15 @@ def diagnose_non_finite(model, x) -> str:
             f"the targets, and {remedy})")
 
 
+def rows_of_x_with_non_finite(x_batch, batch) -> str:
+    """'' or " (rows [36, ...] of x hold NaN/inf)": the batch's bad samples as rows of the data
+    fit was given (``batch`` holds their row numbers: the batch positions alone, after shuffling,
+    tell the student nothing)."""
+    bad = ~np.isfinite(x_batch.reshape(len(x_batch), -1)).all(axis=1)
+    rows = np.sort(batch[bad])
+    return f" (rows {rows[:5].tolist()} of x hold NaN/inf)" if len(rows) else ""
+
+
 def layers_without_gradient(layers) -> list:
     """The trainable layers with params whose every gradient is exactly 0 (one pass over each;
     a layer with a MISSING gradient is left to the optimizer step's error)."""
@@ -366,7 +375,8 @@ def _run_epoch(model, x, y, weights, epoch, title, n_steps, batch_size, shuffle,
             else:
                 loss, logits = model.train_step(xb, yb, sample_weight=weights[batch])
         except NonFiniteLossError as error:
-            raise NonFiniteLossError(f"epoch {epoch + 1}, batch {step + 1} of {n_steps}: {error}") from None
+            where = f"epoch {epoch + 1}, batch {step + 1} of {n_steps}{rows_of_x_with_non_finite(xb, batch)}"
+            raise NonFiniteLossError(f"{where}: {error}") from None
         loss_sum += loss * len(batch)
         correct_sum += (model.loss.accuracy(logits, yb) or 0.0) * len(batch)
         seen += len(batch)

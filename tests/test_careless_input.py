@@ -109,7 +109,7 @@ def test_first_non_finite_loss_stops_fit_naming_the_batch_and_the_cause():
     x[37, 1, 2, 0] = np.nan
     model = mlp()
     before = model.get_weights()
-    with pytest.raises(sn.NonFiniteLossError, match=r"epoch 1, batch 3 of 4: sequential: the loss is nan; "
+    with pytest.raises(sn.NonFiniteLossError, match=r"epoch 1, batch 3 of 4 \(rows \[37\] of x hold NaN/inf\): sequential: the loss is nan; "
                                                     r"the input batch contains 1 NaN/inf value\(s\) "
                                                     r"\(in batch sample\(s\) \[5\]\).*weights are those "
                                                     r"from before this step"):
@@ -118,6 +118,9 @@ def test_first_non_finite_loss_stops_fit_naming_the_batch_and_the_cause():
     assert all(np.all(np.isfinite(value)) for value in after.values())
     assert model.optimizer.iterations == 2                                 # two good steps, no third
     assert not np.array_equal(after["dense/W"], before["dense/W"])
+    # shuffled: the batch position tells the student nothing, the row of x does
+    with pytest.raises(sn.NonFiniteLossError, match=r"batch \d of 4 \(rows \[37\] of x hold NaN/inf\)"):
+        mlp().fit(x, y, epochs=1, batch_size=16, shuffle=True, verbose=0)
 
 
 def test_non_finite_loss_from_a_layer_names_the_layer():
