@@ -109,7 +109,8 @@ def test_first_non_finite_loss_stops_fit_naming_the_batch_and_the_cause():
     x[37, 1, 2, 0] = np.nan
     model = mlp()
     before = model.get_weights()
-    with pytest.raises(sn.NonFiniteLossError, match=r"epoch 1, batch 3 of 4 \(rows \[37\] of x hold NaN/inf\): sequential: the loss is nan; "
+    with pytest.raises(sn.NonFiniteLossError, match=r"epoch 1, batch 3 of 4 \(rows \[37\] of x hold "
+                                                    r"NaN/inf\): sequential: the loss is nan; "
                                                     r"the input batch contains 1 NaN/inf value\(s\) "
                                                     r"\(in batch sample\(s\) \[5\]\).*weights are those "
                                                     r"from before this step"):

@@ -252,7 +252,8 @@ def test_a_non_finite_loss_from_huge_inputs_says_scale_them_not_lower_the_learni
 def test_a_non_finite_loss_from_a_nan_pixel_says_the_input_batch_holds_it():
     x, y = data()
     x[5, 0, 0, 0] = np.inf
-    message = (r"^epoch 1, batch 2 of 3 \(rows \[5\] of x hold NaN/inf\): sequential: the loss is nan; the input batch contains 1 NaN/inf "
+    message = (r"^epoch 1, batch 2 of 3 \(rows \[5\] of x hold NaN/inf\): sequential: the loss is nan; "
+               r"the input batch contains 1 NaN/inf "
                r"value\(s\) \(in batch sample\(s\) \[1\]\); clean the data")
     with np.errstate(all="ignore"), pytest.raises(sn.NonFiniteLossError, match=message), \
             pytest.warns(UserWarning, match="the input holds NaN or inf in 1 sample"):
