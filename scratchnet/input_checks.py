@@ -71,14 +71,8 @@ def check_input_shape(input_shape, owner: str):
     """``Sequential(input_shape=...)``: a tuple of sizes of ONE sample; an int means ``(int,)``."""
     if input_shape is None:
         return None
-    if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
-        input_shape = (input_shape,)
-    try:
-        shape = tuple(int(size) for size in input_shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"{owner}: input_shape must be a tuple of ints for one sample (no batch "
-                        f"axis), e.g. (28, 28, 1) or 784, got {input_shape!r}") from None
-    if not shape or min(shape) < 1:
+    shape = check_sample_shape((input_shape,) if is_int(input_shape) else input_shape, owner)
+    if not shape:
         raise ValueError(f"{owner}: every size in input_shape must be >= 1, got {shape}")
     return shape
 
@@ -366,3 +360,17 @@ def is_int(value) -> bool:
     """True for an int or a NumPy integer (numbers.Integral), False for a bool: ``True`` is an int
     to Python, but as a count or a size it is always a mistake."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_sample_shape(input_shape, owner: str) -> tuple[int, ...]:
+    """The shape of ONE sample (no batch axis) as a tuple of Python ints, each >= 1: the check of
+    ``Layer.build`` and of ``Sequential(input_shape=...)``. Not a sequence of ints (``is_int``:
+    a float size, a string) -> TypeError; a size below 1 -> ValueError."""
+    is_sequence = hasattr(input_shape, "__iter__") and not isinstance(input_shape, str)
+    if not is_sequence or not all(is_int(size) for size in input_shape):
+        raise TypeError(f"{owner}: input_shape must be a tuple of ints for one sample (no batch axis), "
+                        f"e.g. (28, 28, 1), got {input_shape!r}")
+    shape = tuple(int(size) for size in input_shape)
+    if any(size < 1 for size in shape):
+        raise ValueError(f"{owner}: every size in input_shape must be >= 1, got {shape}")
+    return shape
