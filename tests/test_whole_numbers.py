@@ -112,3 +112,22 @@ def test_check_count_by_hand():
         check_count(False, "n", "f", 0)
     with pytest.raises(TypeError, match=r"^f: n must be an int >= 0, got np.float64\(2.0\)$"):
         check_count(np.float64(2.0), "n", "f", 0)
+
+
+@pytest.mark.parametrize("wrong", [(28.5, 28, 1), ("28", 28, 1), "28", (28, None, 1), (28, True, 1)])
+def test_a_sample_shape_of_other_than_ints_is_a_type_error(wrong):
+    """One shape check for Layer.build and Sequential(input_shape=...): 28.5 was truncated to 28,
+    "28" became (2, 8); now both refuse them with one message naming the layer or model."""
+    message = (r"input_shape must be a tuple of ints for one sample \(no batch axis\), e.g. \(28, 28, 1\), "
+               r"got ")
+    with pytest.raises(TypeError, match=f"^dense: {message}"):
+        L.Dense(2).build(wrong)
+    with pytest.raises(TypeError, match=f"^sequential: {message}"):
+        Sequential([L.Flatten(), L.Dense(2)], input_shape=wrong)
+    with pytest.raises(ValueError, match=r"^sequential: every size in input_shape must be >= 1, "
+                                         r"got \(28, 0, 1\)$"):
+        Sequential([L.Flatten(), L.Dense(2)], input_shape=(28, 0, 1))
+    assert Sequential([L.Dense(2)], input_shape=np.int64(3)).input_shape == (3,)   # an int: one axis
+    assert L.Dense(2).build(np.array([3])) == (2,)
+    with pytest.raises(TypeError, match=f"^dense: {message}3$"):
+        L.Dense(2).build(3)                                      # a layer takes a shape, not an int
