@@ -52,10 +52,12 @@ def freeze(model, up_to: str | int | None = None):
         stop = top.index(up_to)
     elif is_int(up_to) and 0 <= up_to <= len(model.layers):
         stop = int(up_to)
-    else:  # an index out of range is a ValueError; neither a name nor an int (2.0, True) a TypeError
+    else:
         message = (f"{model.name}: up_to must be a top-level layer name or an index in "
                    f"[0, {len(model.layers)}], got {up_to!r}")
-        raise ValueError(message) if is_int(up_to) else TypeError(message)
+        if is_int(up_to):  # an index out of range
+            raise ValueError(message)
+        raise TypeError(message)  # neither a name nor an int (2.0, True)
     for layer in model.layers[:stop]:
         layer.trainable = False  # a container passes it on to every layer inside it
     return model
