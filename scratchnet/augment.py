@@ -24,9 +24,11 @@ mixing (``Mixup``, ``CutMix``) in ``augment_color.py`` and ``augment_mix.py``, r
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
+
+from .input_checks import check_count
+from .layers.spatial import as_pair
 
 
 # ---------------------------------------------------------------------- checks
@@ -44,12 +46,8 @@ def check_batch(x, y, rng, who: str):
 
 
 def _pair(size, who: str) -> tuple[int, int]:
-    """An int or a (height, width) pair of whole numbers >= 1, as a pair of ints."""
-    pair = (size, size) if np.isscalar(size) else tuple(size) if np.ndim(size) == 1 else ()
-    whole = [isinstance(v, numbers.Real) and float(v).is_integer() and v >= 1 for v in pair]
-    if len(pair) != 2 or not all(whole):
-        raise ValueError(f"{who}: size must be a positive int or (height, width), got {size!r}")
-    return int(pair[0]), int(pair[1])
+    """An int or a (height, width) pair of ints >= 1 (a 1-D array too), as a pair of ints."""
+    return as_pair(tuple(size) if isinstance(size, np.ndarray) and size.ndim == 1 else size, "size", who)
 
 
 def _probability(p, who: str) -> float:
@@ -152,9 +150,8 @@ class RandomCrop:
 
     def __init__(self, size, padding: int = 0, fill: float = 0.0):
         self.size = _pair(size, "RandomCrop")
-        if int(padding) != padding or padding < 0:
-            raise ValueError(f"RandomCrop: padding must be an int >= 0, got {padding!r}")
-        self.padding, self.fill = int(padding), float(fill)
+        self.padding = check_count(padding, "padding", "RandomCrop", 0)
+        self.fill = float(fill)
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "RandomCrop")
@@ -176,9 +173,8 @@ class RandomShift:
     RandomCrop((H, W), padding=max_shift)."""
 
     def __init__(self, max_shift: int = 2, fill: float = 0.0):
-        if int(max_shift) != max_shift or max_shift < 0:
-            raise ValueError(f"RandomShift: max_shift must be an int >= 0, got {max_shift!r}")
-        self.max_shift, self.fill = int(max_shift), float(fill)
+        self.max_shift = check_count(max_shift, "max_shift", "RandomShift", 0)
+        self.fill = float(fill)
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "RandomShift")
@@ -289,9 +285,8 @@ class Cutout:
     DeVries & Taylor 2017), in each image with probability p."""
 
     def __init__(self, size: int, fill: float = 0.0, p: float = 1.0):
-        if int(size) != size or size < 1:
-            raise ValueError(f"Cutout: size must be a positive int, got {size!r}")
-        self.size, self.fill, self.p = int(size), float(fill), _probability(p, "Cutout")
+        self.size = check_count(size, "size", "Cutout", 1)
+        self.fill, self.p = float(fill), _probability(p, "Cutout")
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "Cutout")

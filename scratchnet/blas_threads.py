@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from .input_checks import check_count
+
 
 def loaded_blas_libraries() -> list[str]:
     """Paths of the BLAS libraries loaded in this process (imports NumPy and SciPy's BLAS)."""
@@ -43,8 +45,7 @@ def set_blas_threads(n: int) -> dict[str, int]:
 
     An empty dict means no BLAS was found (then nothing changed).
     """
-    if isinstance(n, bool) or not isinstance(n, (int, float)) or int(n) != n or n < 1:
-        raise ValueError(f"set_blas_threads: n must be a whole number >= 1, got {n!r}")
+    n = check_count(n, "n", "set_blas_threads", 1)
     _load_blas()  # NumPy's and SciPy's BLAS, so both are limited
     threadpool_limits(limits=int(n), user_api="blas")  # kept: the limit is not undone
     return blas_threads()

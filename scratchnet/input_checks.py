@@ -11,18 +11,27 @@ was given and, where the cause is usually the same, what to do about it:
 * one layer object used twice; a softmax last layer before the cross-entropy loss;
 * a class where an object is expected (``loss=CrossEntropy`` for ``CrossEntropy()``), one
   callback where a list is expected.
+
+Which exception, by one rule (Python's own: ``range(2.5)`` is a TypeError, ``math.factorial(-1)``
+a ValueError): a value of the wrong TYPE (a float, a string, a bool or None where a whole number
+is expected; a number where a file name is expected) raises ``TypeError``; a value of the right
+type out of range (``batch_size=0``) raises ``ValueError``. Whole numbers are checked in one
+place, ``check_count``: an int or a NumPy integer (``np.int64`` read from an array), never a
+bool (``True`` is an int to Python, but ``epochs=True`` is a mistake) nor a float (``2.0``).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
 from contextlib import contextmanager
 
 import numpy as np
 
-from .layers.base import iter_layers, require_initialised
+# Layers import this module (positive_int, lower_case_hint): the two functions that need
+# layers.base import it when they run, so importing input_checks first never meets a cycle.
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -48,10 +57,13 @@ def seeded_generator(seed, owner: str) -> np.random.Generator:
         raise type(error)(f"{owner}: seed must be an int >= 0 or None, got {seed!r}") from None
 
 
-def check_path(path, owner: str):
-    """A file path: str, bytes or os.PathLike (pathlib.Path); anything else is a TypeError."""
-    if not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"{owner}: path must be a file name (str or pathlib.Path), got {path!r}")
+def check_path(path, owner: str, option: str = "path", what: str = "file name", bytes_allowed: bool = True):
+    """A path: str or os.PathLike (pathlib.Path), and bytes where ``bytes_allowed`` (``open``
+    takes them; ``pathlib.Path``, which a data folder becomes, does not). Anything else is a
+    TypeError naming ``owner``, the ``option`` and ``what`` it must be ("file name", "folder name")."""
+    kinds = (str, bytes, os.PathLike) if bytes_allowed else (str, os.PathLike)
+    if not isinstance(path, kinds):
+        raise TypeError(f"{owner}: {option} must be a {what} (str or pathlib.Path), got {path!r}")
     return path
 
 
@@ -59,14 +71,8 @@ def check_input_shape(input_shape, owner: str):
     """``Sequential(input_shape=...)``: a tuple of sizes of ONE sample; an int means ``(int,)``."""
     if input_shape is None:
         return None
-    if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
-        input_shape = (input_shape,)
-    try:
-        shape = tuple(int(size) for size in input_shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"{owner}: input_shape must be a tuple of ints for one sample (no batch "
-                        f"axis), e.g. (28, 28, 1) or 784, got {input_shape!r}") from None
-    if not shape or min(shape) < 1:
+    shape = check_sample_shape((input_shape,) if is_int(input_shape) else input_shape, owner)
+    if not shape:
         raise ValueError(f"{owner}: every size in input_shape must be >= 1, got {shape}")
     return shape
 
@@ -195,10 +201,17 @@ def check_callbacks(callbacks, owner: str) -> list:
     return callbacks
 
 
-def check_count(value, option: str, owner: str, least: int) -> int:
-    """An int >= ``least`` (batch_size, epochs, initial_epoch); bools and floats are refused."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise ValueError(f"{owner}: {option} must be an int >= {least}, got {value!r}")
+def check_count(value, option: str, owner: str, least: int, most: int | None = None) -> int:
+    """A whole number ``least <= value`` (``<= most`` if given), returned as a Python int: the one
+    check of every whole-number option (batch_size, epochs, filters, steps, n, ...).
+
+    Not an int (``is_int``: a float, a string, None, a bool) -> TypeError; an int out of range ->
+    ValueError. Both messages name ``owner`` and ``option`` and say what was expected."""
+    expected = f"an int >= {least}" if most is None else f"an int from {least} to {most}"
+    if not is_int(value):
+        raise TypeError(f"{owner}: {option} must be {expected}, got {value!r}")
+    if value < least or (most is not None and value > most):
+        raise ValueError(f"{owner}: {option} must be {expected}, got {value!r}")
     return int(value)
 
 
@@ -311,6 +324,8 @@ def check_layer_list(layers, owner: str) -> list:
 
 def check_is_layer(layer, layer_class, owner: str) -> None:
     """``model.add(layer)``: a Layer object; a class, or a model inside a model, get a hint."""
+    from .layers.base import require_initialised
+
     if isinstance(layer, layer_class):
         require_initialised(layer, owner)
         return
@@ -341,6 +356,8 @@ def check_targets(x, y, owner: str) -> np.ndarray:
 
 def refuse_reused_layer(present_layers, layer, owner: str) -> None:
     """One layer object may appear once in a model: twice would share its cache, name and gradients."""
+    from .layers.base import iter_layers
+
     present = {id(existing) for existing in iter_layers(present_layers)}
     for candidate in iter_layers([layer]):
         if id(candidate) in present:
@@ -375,3 +392,23 @@ def refuse_rebuilding(layer, input_shape, dtype, owner: str, remedy: str) -> Non
             f"but the model computes in {np.dtype(dtype)}; give the model dtype={str(layer.dtype)!r}, "
             f"or call layer.astype({str(np.dtype(dtype))!r}) first (it changes the layer for every "
             f"model that holds it)")
+
+
+def is_int(value) -> bool:
+    """True for an int or a NumPy integer (numbers.Integral), False for a bool: ``True`` is an int
+    to Python, but as a count or a size it is always a mistake."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_sample_shape(input_shape, owner: str) -> tuple[int, ...]:
+    """The shape of ONE sample (no batch axis) as a tuple of Python ints, each >= 1: the check of
+    ``Layer.build`` and of ``Sequential(input_shape=...)``. Not a sequence of ints (``is_int``:
+    a float size, a string) -> TypeError; a size below 1 -> ValueError."""
+    is_sequence = hasattr(input_shape, "__iter__") and not isinstance(input_shape, str)
+    if not is_sequence or not all(is_int(size) for size in input_shape):
+        raise TypeError(f"{owner}: input_shape must be a tuple of ints for one sample (no batch axis), "
+                        f"e.g. (28, 28, 1), got {input_shape!r}")
+    shape = tuple(int(size) for size in input_shape)
+    if any(size < 1 for size in shape):
+        raise ValueError(f"{owner}: every size in input_shape must be >= 1, got {shape}")
+    return shape

@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from .augment import resize_boxes
+from .input_checks import check_count
 from .inspect import activations, as_batch, backprop, input_gradient, layer_index
 from .layers.base import iter_layers
 from .layers.spatial import positive_int
@@ -254,10 +255,7 @@ def class_model(model, class_index: int, steps: int = 200, lr: float = 0.05, l2_
     """
     positive_int(steps, "steps", "class_model")
     n_classes = model.output_shape[-1]
-    if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) \
-            or not 0 <= class_index < n_classes:
-        raise ValueError(f"class_model: class_index must be an int in [0, {n_classes - 1}], "
-                         f"got {class_index!r}")
+    check_count(class_index, "class_index", "class_model", 0, most=n_classes - 1)
     low, high = bounds
     middle = (low + high) / 2
     rng = np.random.default_rng(rng)

@@ -5,9 +5,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from .input_checks import refuse_rebuilding
+from .input_checks import is_int, refuse_rebuilding
 from .layers.base import Layer, iter_layers
 
 
@@ -16,16 +14,18 @@ def get_layer(model, name: str | None = None, *, index: int | None = None) -> La
     if (name is None) == (index is None):
         raise TypeError(f"{model.name}: get_layer takes a layer name or index=..., exactly one of them")
     if index is not None:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
-                or not -len(model.layers) <= index < len(model.layers):
-            raise IndexError(f"{model.name}: index must be an int in [{-len(model.layers)}, "
-                             f"{len(model.layers)}) (top-level layers), got {index!r}")
+        message = (f"{model.name}: index must be an int in [{-len(model.layers)}, {len(model.layers)}) "
+                   f"(top-level layers), got {index!r}")
+        if not is_int(index):  # as a list: a float index is a TypeError, one out of range an IndexError
+            raise TypeError(message)
+        if not -len(model.layers) <= index < len(model.layers):
+            raise IndexError(message)
         return model.layers[index]
     for layer in iter_layers(model.layers):
         if layer.name == name:
             return layer
     names = ", ".join(layer.name for layer in iter_layers(model.layers))
-    by_position = isinstance(name, (int, np.integer)) and not isinstance(name, bool)
+    by_position = is_int(name)
     hint = f"; to choose by position write get_layer(index={name})" if by_position else ""
     raise KeyError(f"{model.name}: no layer named {name!r}; the layers are: {names}{hint}")
 
@@ -50,12 +50,14 @@ def freeze(model, up_to: str | int | None = None):
             raise KeyError(f"{model.name}: freeze(up_to=...) takes a top-level layer; no top-level "
                            f"layer named {up_to!r}{hint}; the top-level layers are: {', '.join(top)}")
         stop = top.index(up_to)
-    elif isinstance(up_to, (int, np.integer)) and not isinstance(up_to, bool) \
-            and 0 <= up_to <= len(model.layers):
+    elif is_int(up_to) and 0 <= up_to <= len(model.layers):
         stop = int(up_to)
     else:
-        raise ValueError(f"{model.name}: up_to must be a top-level layer name or an index in "
-                         f"[0, {len(model.layers)}], got {up_to!r}")
+        message = (f"{model.name}: up_to must be a top-level layer name or an index in "
+                   f"[0, {len(model.layers)}], got {up_to!r}")
+        if is_int(up_to):  # an index out of range
+            raise ValueError(message)
+        raise TypeError(message)  # neither a name nor an int (2.0, True)
     for layer in model.layers[:stop]:
         layer.trainable = False  # a container passes it on to every layer inside it
     return model

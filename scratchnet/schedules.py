@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import math
 
+from .input_checks import check_count
+
 
 def check_step(step, who: str) -> int:
-    """A step (or epoch) count must be an integer >= 0."""
-    if isinstance(step, bool) or not float(step).is_integer() or step < 0:
-        raise ValueError(f"{who}: the step/epoch must be an integer >= 0, got {step!r}")
-    return int(step)
+    """A step (or epoch) count: an int >= 0 (``input_checks.check_count``)."""
+    return check_count(step, "the step/epoch", who, 0)
 
 
 def _positive(value, what: str, who: str, allow_zero: bool = False) -> float:
@@ -46,9 +46,8 @@ def _positive(value, what: str, who: str, allow_zero: bool = False) -> float:
 
 
 def _count(value, what: str, who: str) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{who}: {what} must be a positive integer, got {value!r}")
-    return int(value)
+    """An int >= 1 (``input_checks.check_count``)."""
+    return check_count(value, what, who, 1)
 
 
 class ConstantLR:
@@ -229,8 +228,8 @@ class ReduceOnPlateau:
         if mode not in ("min", "max"):
             raise ValueError(f"ReduceOnPlateau: mode must be 'min' or 'max', got {mode!r}")
         self.factor, self.mode, self.monitor = float(factor), mode, str(monitor)
-        self.patience = check_step(patience, "ReduceOnPlateau patience")
-        self.cooldown = check_step(cooldown, "ReduceOnPlateau cooldown")
+        self.patience = check_count(patience, "patience", "ReduceOnPlateau", 0)
+        self.cooldown = check_count(cooldown, "cooldown", "ReduceOnPlateau", 0)
         self.min_lr = _positive(min_lr, "min_lr", "ReduceOnPlateau", allow_zero=True)
         self.threshold = _positive(threshold, "threshold", "ReduceOnPlateau", allow_zero=True)
         self.best = math.inf if mode == "min" else -math.inf

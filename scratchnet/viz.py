@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from .input_checks import check_count
 from .inspect import activations, as_batch, layer_index
 
 
@@ -279,11 +280,11 @@ def plot_augmented_grid(images, augment, labels=None, class_names=None, n_images
     (random numbers from ``numpy.random.default_rng(seed)``, so the figure is reproducible).
     Titles give the (possibly mixed) labels when ``labels`` are given.
     """
+    n_images = check_count(n_images, "n_images", "plot_augmented_grid", 1)
+    n_versions = check_count(n_versions, "n_versions", "plot_augmented_grid", 1)
     images = np.asarray(images)[:n_images]
     if images.ndim != 4:
         raise ValueError(f"plot_augmented_grid: images must have shape (N, H, W, C), got {images.shape}")
-    if n_versions < 1:
-        raise ValueError(f"plot_augmented_grid: n_versions must be >= 1, got {n_versions}")
     labels = None if labels is None else np.asarray(labels)[:n_images]
     rng = np.random.default_rng(seed)
     columns = [(images, labels)] + [augment(images, labels, rng) for _ in range(n_versions)]

@@ -303,3 +303,8 @@ def test_augmented_grid_shows_originals_then_augmented_copies(tmp_path):
     expected = " ".join(f"{'abc'[k]} {first_labels[0, k]:.2f}" for k in np.argsort(first_labels[0])[::-1][:2]
                         if first_labels[0, k] > 0.005)
     assert figure.axes[1].get_title() == expected
+    for wrong, error in ((0, ValueError), (2.5, TypeError)):
+        for option in ("n_images", "n_versions"):
+            with pytest.raises(error, match=rf"^plot_augmented_grid: {option} must be an int >= 1, "
+                                            rf"got {wrong}$"):
+                viz.plot_augmented_grid(x, pipeline, **{option: wrong})

@@ -136,15 +136,16 @@ def test_early_stopping_bad_input():
 
 def test_counts_may_be_numpy_ints_but_not_floats_or_bools():
     """input_checks.check_count: NumPy ints pass (on purpose: before, only Python ints did) and
-    are stored as ints; floats and bools are still refused with the same message."""
+    are stored as ints; floats and bools are still refused with the same message, as a TypeError
+    (the wrong type; a number out of range is a ValueError)."""
     stopper = EarlyStopping(patience=np.int64(2))
     assert stopper.patience == 2 and type(stopper.patience) is int
     for bad in (2.0, True):
-        with pytest.raises(ValueError, match=rf"^EarlyStopping: patience must be an int >= 0, got {bad!r}$"):
+        with pytest.raises(TypeError, match=rf"^EarlyStopping: patience must be an int >= 0, got {bad!r}$"):
             EarlyStopping(patience=bad)
     stopper.set_model(model_for())
     stopper.on_epoch_end(np.int64(0), {"val_loss": 1.0})
-    with pytest.raises(ValueError, match=r"^EarlyStopping: epoch must be an int >= 0, got 1.0$"):
+    with pytest.raises(TypeError, match=r"^EarlyStopping: epoch must be an int >= 0, got 1.0$"):
         stopper.on_epoch_end(1.0, {"val_loss": 1.0})
 
 

@@ -145,15 +145,18 @@ def test_loader_options_are_checked_before_reading():
 
 
 def test_augment_sizes_and_class_counts():
-    with pytest.raises(ValueError, match=r"^RandomCrop: size must be a positive int or \(height, width\), "
-                                         r"got \(4, 4, 4\)$"):
+    with pytest.raises(ValueError, match=r"^RandomCrop: size must be an int >= 1 or an \(h, w\) pair of "
+                                         r"them, got \(4, 4, 4\)$"):
         augment.RandomCrop((4, 4, 4))
-    with pytest.raises(ValueError, match=r"^RandomResizedCrop: size must be .*got 'big'$"):
+    with pytest.raises(TypeError, match=r"^RandomResizedCrop: size must be .*got 'big'$"):
         augment.RandomResizedCrop("big")
-    assert augment.RandomCrop((4, 5.0)).size == (4, 5) and augment.RandomCrop(np.int64(3)).size == (3, 3)
-    with pytest.raises(ValueError, match=r"^Mixup: num_classes must be a positive int, got 0$"):
+    assert augment.RandomCrop(np.int64(3)).size == (3, 3)
+    assert augment.RandomCrop(np.array([4, 5])).size == (4, 5)
+    with pytest.raises(TypeError, match=r"^RandomCrop: size must be .*got \(4, 5.0\)$"):
+        augment.RandomCrop((4, 5.0))                # a float is refused, as everywhere (was (4, 5))
+    with pytest.raises(ValueError, match=r"^Mixup: num_classes must be an int >= 1, got 0$"):
         augment.Mixup(num_classes=0)
-    with pytest.raises(ValueError, match=r"^CutMix: num_classes must be a positive int, got 2.5$"):
+    with pytest.raises(TypeError, match=r"^CutMix: num_classes must be an int >= 1, got 2.5$"):
         augment.CutMix(num_classes=2.5)
     assert augment.Mixup(num_classes=np.int64(3)).num_classes == 3
 
@@ -169,11 +172,11 @@ def test_decay_factors_must_be_positive():
 
 
 def test_zoo_n_classes_names_the_model():
-    with pytest.raises(ValueError, match=r"^lenet5: n_classes must be a positive int, got 0$"):
+    with pytest.raises(ValueError, match=r"^lenet5: n_classes must be an int >= 1, got 0$"):
         models.lenet5(n_classes=0)                                           # was "dense: units must be ..."
-    with pytest.raises(ValueError, match=r"^resnet: n_classes must be a positive int, got 2.0$"):
+    with pytest.raises(TypeError, match=r"^resnet: n_classes must be an int >= 1, got 2.0$"):
         models.resnet8(n_classes=2.0)
-    with pytest.raises(ValueError, match=r"^digit_cnn: n_classes must be a positive int, got '10'$"):
+    with pytest.raises(TypeError, match=r"^digit_cnn: n_classes must be an int >= 1, got '10'$"):
         models.get_model("digit_cnn", n_classes="10")
     for name in models.MODELS:
         model = models.get_model(name, n_classes=np.int64(4), input_shape=(32, 32, 3))
@@ -220,7 +223,7 @@ def test_a_layer_name_must_be_a_non_empty_string(name):
 def test_make_patterns_counts_must_be_whole_numbers(option):
     from scratchnet.datasets import make_patterns
 
-    with pytest.raises(TypeError, match=rf"make_patterns: {option} must be a whole number, got 2.5"):
+    with pytest.raises(TypeError, match=rf"^make_patterns: {option} must be an int (>=|from) \d.*, got 2.5$"):
         make_patterns(**{"n": 10, option: 2.5})
     assert make_patterns(np.int64(4), image_size=np.int64(8))[0].shape == (4, 8, 8, 1)
 
@@ -229,10 +232,13 @@ def test_loaders_refuse_a_root_that_is_not_a_folder_name():
     from scratchnet.datasets import load_mnist
     from scratchnet.datasets.cifar import find_cifar10
 
-    with pytest.raises(TypeError, match=r"load_mnist: root must be a folder \(a str or a Path\), got 5"):
+    with pytest.raises(TypeError, match=r"^load_mnist: root must be a folder name \(str or pathlib.Path\), "
+                                        r"got 5$"):
         load_mnist(root=5)
-    with pytest.raises(TypeError, match=r"find_cifar10: root must be a folder"):
+    with pytest.raises(TypeError, match=r"^find_cifar10: root must be a folder name"):
         find_cifar10(root=5)
+    with pytest.raises(TypeError, match=r"^load_mnist: root must be a folder name .*got b'/tmp'$"):
+        load_mnist(root=b"/tmp")                    # bytes: a file name may be bytes, a folder not
 
 
 def test_review_mends_valid_input_passes_and_hints_fit_the_case(tmp_path):

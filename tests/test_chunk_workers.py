@@ -129,9 +129,10 @@ def test_set_kernel_workers_sets_blas_to_one_thread(serial_afterwards):
     assert chunk_workers.kernel_workers() == 1
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
-def test_set_kernel_workers_refuses_a_bad_count(bad):
-    with pytest.raises(ValueError, match="set_kernel_workers: n must be a whole number >= 1"):
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
+                                        (True, TypeError), ("2", TypeError)])
+def test_set_kernel_workers_refuses_a_bad_count(bad, error):
+    with pytest.raises(error, match=rf"^set_kernel_workers: n must be an int >= 1, got {bad!r}$"):
         chunk_workers.set_kernel_workers(bad)
     assert chunk_workers.kernel_workers() == 1
 

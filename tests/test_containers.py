@@ -275,6 +275,11 @@ def test_get_layer_at_any_depth():
         model.get_layer("conv9")
     with pytest.raises(IndexError, match=r"index must be an int in \[-6, 6\).*got 6"):
         model.get_layer(index=6)
+    for wrong in (1.0, "1", True):  # the wrong type: a TypeError, as for a list (was an IndexError)
+        with pytest.raises(TypeError, match=rf"^sequential: index must be an int in \[-6, 6\).*"
+                                            rf"got {wrong!r}$"):
+            model.get_layer(index=wrong)
+    assert model.get_layer(index=np.int64(0)).name == "stem"
     with pytest.raises(TypeError, match="exactly one"):
         model.get_layer()
 

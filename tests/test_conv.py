@@ -241,22 +241,31 @@ def test_same_padding_extra_row_is_bottom_right_by_hand(backend):
 
 
 # ---------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(filters=0, kernel_size=3), "filters must be a positive int, got 0"),
-    (dict(filters=2.5, kernel_size=3), "filters must be a positive int, got 2.5"),
-    (dict(filters=True, kernel_size=3), "filters must be a positive int"),
-    (dict(filters=2, kernel_size=0), "kernel_size must be >= 1, got 0"),
-    (dict(filters=2, kernel_size=3, stride=0), "stride must be >= 1, got 0"),
-    (dict(filters=2, kernel_size=3, stride=(1, -1)), r"stride must be >= 1, got \(1, -1\)"),
-    (dict(filters=2, kernel_size=3, dilation=0), "dilation must be >= 1, got 0"),
-    (dict(filters=2, kernel_size=3, padding="full"), "padding must be"),
-    (dict(filters=2, kernel_size=3, backend="cuda"), "unknown backend 'cuda'.*'im2col', 'scipy', 'loops'"),
-    (dict(filters=2, kernel_size=3, groups=0), "groups must be a positive int, got 0"),
-    (dict(filters=6, kernel_size=3, groups=4), "groups=4 must divide filters, got filters=6"),
-    (dict(filters=2, kernel_size=3, kernel_initializer="ones"), "unknown initializer 'ones'"),
+PAIR = r"an int >= 1 or an \(h, w\) pair of them"
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(filters=0, kernel_size=3), ValueError, "filters must be an int >= 1, got 0"),
+    (dict(filters=2.5, kernel_size=3), TypeError, "filters must be an int >= 1, got 2.5"),
+    (dict(filters=True, kernel_size=3), TypeError, "filters must be an int >= 1, got True"),
+    (dict(filters=2, kernel_size=0), ValueError, f"kernel_size must be {PAIR}, got 0"),
+    (dict(filters=2, kernel_size=3.0), TypeError, f"kernel_size must be {PAIR}, got 3.0"),
+    (dict(filters=2, kernel_size=3, stride=0), ValueError, f"stride must be {PAIR}, got 0"),
+    (dict(filters=2, kernel_size=3, stride=(1, -1)), ValueError, rf"stride must be {PAIR}, got \(1, -1\)"),
+    (dict(filters=2, kernel_size=3, stride=(1, 1, 1)), ValueError,
+     rf"stride must be {PAIR}, got \(1, 1, 1\)"),
+    (dict(filters=2, kernel_size=3, dilation=0), ValueError, f"dilation must be {PAIR}, got 0"),
+    (dict(filters=2, kernel_size=3, dilation=(1, "2")), TypeError,
+     rf"dilation must be {PAIR}, got \(1, '2'\)"),
+    (dict(filters=2, kernel_size=3, padding="full"), ValueError, "padding must be"),
+    (dict(filters=2, kernel_size=3, backend="cuda"), ValueError,
+     "unknown backend 'cuda'.*'im2col', 'scipy', 'loops'"),
+    (dict(filters=2, kernel_size=3, groups=0), ValueError, "groups must be an int >= 1, got 0"),
+    (dict(filters=6, kernel_size=3, groups=4), ValueError, "groups=4 must divide filters, got filters=6"),
+    (dict(filters=2, kernel_size=3, kernel_initializer="ones"), ValueError, "unknown initializer 'ones'"),
 ])
-def test_constructor_errors_name_the_layer(kwargs, message):
-    with pytest.raises(ValueError, match=f"my_conv: {message}"):
+def test_constructor_errors_name_the_layer(kwargs, error, message):
+    with pytest.raises(error, match=f"^my_conv: {message}"):
         Conv2D(name="my_conv", **kwargs)
 
 

@@ -388,7 +388,11 @@ def test_patterns_stripes_have_the_right_orientation():
 
 
 def test_patterns_reject_bad_arguments():
-    with pytest.raises(ValueError, match="n_classes must be 2..5"):
+    with pytest.raises(ValueError, match="^make_patterns: n_classes must be an int from 2 to 5, got 6$"):
         make_patterns(10, n_classes=6)
-    with pytest.raises(ValueError, match="image_size must be >= 8"):
+    with pytest.raises(ValueError, match="^make_patterns: n_classes must be an int from 2 to 5, got 1$"):
+        make_patterns(10, n_classes=1)
+    with pytest.raises(ValueError, match="^make_patterns: image_size must be an int >= 8, got 4$"):
         make_patterns(10, image_size=4)
+    with pytest.raises(ValueError, match="^make_patterns: n must be an int >= 0, got -1$"):
+        make_patterns(-1)

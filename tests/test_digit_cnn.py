@@ -33,11 +33,14 @@ def test_digit_cnn_widths_dropout_and_other_inputs():
     assert model.count_params() == 27 * 8 + bn(8) + 72 * 8 + bn(8) + 72 * 16 + bn(16) + 256 * 5 + 5
     assert [type(layer).__name__ for layer in model.layers][-3:] == ["Flatten", "Dropout", "Dense"]
     assert model.layers[-2].rate == 0.25
-    message = r"digit_cnn: widths must be three whole numbers >= 1, got \(8, 0, 4\)"
+    message = r"^digit_cnn: widths must be three ints >= 1, got \(8, 0, 4\)$"
     with pytest.raises(ValueError, match=message):
         digit_cnn(widths=(8, 0, 4))
     with pytest.raises(ValueError, match="digit_cnn: widths"):
         digit_cnn(widths=(8, 16))
+    with pytest.raises(TypeError, match=r"^digit_cnn: widths must be three ints >= 1, got \(8, 8.0, 4\)$"):
+        digit_cnn(widths=(8, 8.0, 4))                    # a float is refused, as everywhere (was accepted)
+    assert digit_cnn(widths=np.array([2, 3, 4]), input_shape=(8, 8, 1)).layers[0].filters == 2
 
 
 @pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])

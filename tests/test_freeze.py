@@ -97,8 +97,8 @@ def test_freeze_errors():
         model.freeze(up_to="conv2d")
     with pytest.raises(KeyError, match="no top-level layer named 'nope'; the top-level layers are"):
         model.freeze(up_to="nope")
-    for bad in (7, -1, True, 2.0):
-        with pytest.raises(ValueError, match=r"up_to must be a top-level layer name or an index in \[0, 6\]"):
+    for bad, error in ((7, ValueError), (-1, ValueError), (True, TypeError), (2.0, TypeError)):
+        with pytest.raises(error, match=r"up_to must be a top-level layer name or an index in \[0, 6\]"):
             model.freeze(up_to=bad)
     assert all(leaf.trainable for leaf in iter_layers(model.layers))  # nothing frozen by a failed call
 

@@ -324,25 +324,29 @@ def test_groups_not_dividing_channels_names_the_layer_and_numbers():
         Conv2D(6, 3, groups=3, name="g1").build((8, 8, 4))
     with pytest.raises(ValueError, match=r"g2: groups=2 must divide filters, got filters=3"):
         Conv2D(3, 3, groups=2, name="g2")
-    with pytest.raises(ValueError, match=r"g3: groups must be a positive int, got 1.5"):
+    with pytest.raises(TypeError, match=r"g3: groups must be an int >= 1, got 1.5"):
         Conv2D(3, 3, groups=1.5, name="g3")
 
 
 @pytest.mark.parametrize("make_layer, message", [
     (lambda: DepthwiseConv2D(3, depth_multiplier=0, name="dw"),
-     "dw: depth_multiplier must be a positive int, got 0"),
+     "dw: depth_multiplier must be an int >= 1, got 0"),
     (lambda: DepthwiseConv2D(3, backend="winograd", name="dw"),
      "dw: unknown backend 'winograd'; expected one of 'offsets', 'im2col', 'scipy', 'loops'"),
-    (lambda: DepthwiseConv2D(0, name="dw"), "dw: kernel_size must be >= 1, got 0"),
-    (lambda: SeparableConv2D(0, 3, name="sep"), "sep: filters must be a positive int, got 0"),
-    (lambda: SeparableConv2D(2, 3, depth_multiplier=True, name="sep"),
-     "sep: depth_multiplier must be a positive int"),
+    (lambda: DepthwiseConv2D(0, name="dw"),
+     r"dw: kernel_size must be an int >= 1 or an \(h, w\) pair of them, got 0"),
+    (lambda: SeparableConv2D(0, 3, name="sep"), "sep: filters must be an int >= 1, got 0"),
     (lambda: SeparableConv2D(2, 3, kernel_initializer="ones", name="sep"), "sep: unknown initializer 'ones'"),
     (lambda: Conv2D(2, 3, backend="offsets", name="c"), "c: unknown backend 'offsets'"),
 ])
 def test_constructor_errors_name_the_layer(make_layer, message):
     with pytest.raises(ValueError, match=message):
         make_layer()
+
+
+def test_a_bool_depth_multiplier_is_a_type_error_naming_the_layer():
+    with pytest.raises(TypeError, match="^sep: depth_multiplier must be an int >= 1, got True$"):
+        SeparableConv2D(2, 3, depth_multiplier=True, name="sep")
 
 
 @pytest.mark.parametrize("layer_class", [DepthwiseConv2D, lambda **kw: SeparableConv2D(2, **kw)])

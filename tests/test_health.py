@@ -247,10 +247,10 @@ def test_report_error_writes_the_plot(digits, tmp_path):
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="every must be an int >= 1, got 0"):
         HealthMonitor(every=0)
-    for bad in (2.5, True, -1):
-        with pytest.raises(ValueError, match=rf"^HealthMonitor: every must be an int >= 1, got {bad!r}$"):
+    for bad, error in ((2.5, TypeError), (True, TypeError), (-1, ValueError)):
+        with pytest.raises(error, match=rf"^HealthMonitor: every must be an int >= 1, got {bad!r}$"):
             HealthMonitor(every=bad)
-        with pytest.raises(ValueError, match=rf"^HealthMonitor: bins must be an int >= 1, got {bad!r}$"):
+        with pytest.raises(error, match=rf"^HealthMonitor: bins must be an int >= 1, got {bad!r}$"):
             HealthMonitor(bins=bad)
     assert HealthMonitor(every=np.int64(3), bins=np.int32(4)).every == 3
     with pytest.raises(ValueError, match="dead_fraction must be in"):

@@ -134,14 +134,15 @@ def test_upsampling_matches_scipy_zoom(rng):
 def test_step_and_sample_counts_must_be_positive_ints(rng):
     model = Sequential([Conv2D(2, 3), Flatten(), Dense(3)], input_shape=(5, 5, 1), seed=0).build()
     image = rng.random((5, 5, 1))
-    for bad in (0, -2, 2.0, True, "3"):
+    for bad, error in ((0, ValueError), (-2, ValueError), (2.0, TypeError), (True, TypeError),
+                       ("3", TypeError)):
         for function, arguments in ((feature_inversion, (model, image, 0)), (deep_dream, (model, image, 0)),
                                     (class_model, (model, 1))):
-            with pytest.raises(ValueError, match=rf"^{function.__name__}: steps must be a positive int, "
-                                                 rf"got {re.escape(repr(bad))}$"):
+            with pytest.raises(error, match=rf"^{function.__name__}: steps must be an int >= 1, "
+                                            rf"got {re.escape(repr(bad))}$"):
                 function(*arguments, steps=bad)
-        with pytest.raises(ValueError, match=rf"^saliency: samples must be a positive int, got "
-                                             rf"{re.escape(repr(bad))}$"):
+        with pytest.raises(error, match=rf"^saliency: samples must be an int >= 1, got "
+                                        rf"{re.escape(repr(bad))}$"):
             saliency(model, image, method="smoothgrad", samples=bad)
     assert deep_dream(model, image, 0, steps=np.int64(2))[1].shape == (2,)   # NumPy ints are ints
 
@@ -386,8 +387,10 @@ def test_deep_dream_and_class_model_raise_their_objectives(digit_model):
         image, scores = class_model(model, digit, steps=100)
         assert scores[-1] > scores[0] + 5
         assert model.predict(image[np.newaxis]).argmax() == digit
-    with pytest.raises(ValueError, match="class_index must be an int in \\[0, 9\\], got 10"):
+    with pytest.raises(ValueError, match="^class_model: class_index must be an int from 0 to 9, got 10$"):
         class_model(model, 10)
+    with pytest.raises(TypeError, match="^class_model: class_index must be an int from 0 to 9, got 3.0$"):
+        class_model(model, 3.0)
 
 
 # ---------------------------------------------------------------------- figures

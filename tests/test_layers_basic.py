@@ -169,7 +169,7 @@ def test_unknown_names_are_rejected_at_construction():
         Dense(3, activation="mish")
     with pytest.raises(ValueError, match="unknown initializer 'kaiming'"):
         Dense(3, kernel_initializer="kaiming")
-    with pytest.raises(ValueError, match="units must be a positive int"):
+    with pytest.raises(ValueError, match="^dense: units must be an int >= 1, got 0$"):
         Dense(0)
 
 

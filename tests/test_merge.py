@@ -54,6 +54,10 @@ def test_merge_errors_name_the_layer_and_the_shapes():
         Concatenate().build([(4, 4, 3), (4, 3)])
     with pytest.raises(ValueError, match="axis must be a nonzero int .0 is the batch axis"):
         Concatenate(axis=0)
+    for wrong in ("1", 1.0, True, None):
+        with pytest.raises(TypeError, match=r"^concatenate: axis must be a nonzero int \(0 is the batch "):
+            Concatenate(axis=wrong)
+    assert Concatenate(axis=np.int64(-1)).axis == -1
     with pytest.raises(ValueError, match="axis 5 is out of range for inputs with 4 axes"):
         Concatenate(axis=5).build([(2, 2, 1), (2, 2, 1)])
     with pytest.raises(TypeError, match="add: expected a non-empty list of sample shapes"):

@@ -162,7 +162,7 @@ def test_errors_name_the_model_and_shapes():
         model.fit(x, y[:5], verbose=0)
     with pytest.raises(RuntimeError, match="compile"):
         sn.Sequential([Dense(2)], input_shape=(3,)).fit(np.zeros((2, 3)), [0, 1])
-    with pytest.raises(ValueError, match="epochs must be an int >= 0, got 1.5"):
+    with pytest.raises(TypeError, match="epochs must be an int >= 0, got 1.5"):
         model.fit(x, y, epochs=1.5, verbose=0)
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         model.fit(x, y, batch_size=0, verbose=0)

@@ -218,14 +218,14 @@ def test_compare_conv_cost_by_hand():
     assert (small.standard_macs, small.separable_macs) == (9 * 108, 9 * 39)
     text = cost.table()
     assert "input 32x32x64 -> output 32x32x128" in text and "75,497,472" in text and "0.1189" in text
-    with pytest.raises(ValueError, match="compare_conv_cost: filters must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="compare_conv_cost: filters must be an int >= 1, got 0"):
         compare_conv_cost((8, 8, 3), 0, 3)
-    for bad, shown in ((2.0, "2.0"), (True, "True"), (-1, "-1")):
+    for bad, shown, error in ((2.0, "2.0", TypeError), (True, "True", TypeError), (-1, "-1", ValueError)):
         for options, what in (({"filters": bad}, "filters"), ({"kernel_size": bad}, "kernel_size"),
                               ({"stride": bad}, "stride")):
             arguments = {"filters": 2, "kernel_size": 3, **options}
-            with pytest.raises(ValueError, match=rf"^compare_conv_cost: {what} must be a positive int, "
-                                                 rf"got {shown}$"):
+            with pytest.raises(error, match=rf"^compare_conv_cost: {what} must be an int >= 1, "
+                                            rf"got {shown}$"):
                 compare_conv_cost((8, 8, 3), **arguments)
     assert compare_conv_cost((8, 8, 3), np.int64(2), np.int32(3)).standard_params == 3 * 3 * 3 * 2 + 2
     with pytest.raises(ValueError, match="a 9x9 kernel does not fit in 4x4"):

@@ -119,7 +119,8 @@ def test_reduce_on_plateau_hand_worked_and_errors():
     assert schedule(0) == 0.25  # reduced after epochs 3 and 6 (two non-improving epochs each)
     with pytest.raises(KeyError, match="val_loss.*monitor='loss'"):
         schedule.on_epoch_end(7, {"loss": 1.0})
-    with pytest.raises(ValueError, match="integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="^ReduceOnPlateau.on_epoch_end: the step/epoch must be an int >= 0, "
+                                         "got -1$"):
         schedule.on_epoch_end(-1, {"val_loss": 1.0})
 
 
@@ -128,8 +129,8 @@ def test_reduce_on_plateau_hand_worked_and_errors():
                                       LinearWarmup(0.1, 3), OneCycle(0.1, 10), ReduceOnPlateau(0.1)])
 def test_negative_or_fractional_steps_are_errors_and_pickling_keeps_state(schedule):
     name = type(schedule).__name__
-    for bad in (-1, 2.5):
-        with pytest.raises(ValueError, match=f"{name}: the step/epoch must be an integer >= 0, got {bad}"):
+    for bad, error in ((-1, ValueError), (2.5, TypeError), (2.0, TypeError), (True, TypeError)):
+        with pytest.raises(error, match=f"^{name}: the step/epoch must be an int >= 0, got {bad}$"):
             schedule(bad)
     if isinstance(schedule, ReduceOnPlateau):
         for epoch in range(13):
@@ -140,12 +141,16 @@ def test_negative_or_fractional_steps_are_errors_and_pickling_keeps_state(schedu
 
 
 def test_bad_constructor_arguments():
-    for make, message in [(lambda: CosineAnnealing(0.1, T_max=0), "T_max must be a positive integer"),
+    for make, message in [(lambda: CosineAnnealing(0.1, T_max=0),
+                           "^CosineAnnealing: T_max must be an int >= 1, got 0$"),
                           (lambda: CosineAnnealing(-0.1, T_max=3), "initial must be > 0"),
                           (lambda: OneCycle(0.1, 10, pct_start=1.5), r"pct_start must be in \(0, 1\)"),
-                          (lambda: LinearWarmup(0.1, 0), "warmup_steps must be a positive integer"),
+                          (lambda: LinearWarmup(0.1, 0),
+                           "^LinearWarmup: warmup_steps must be an int >= 1, got 0$"),
                           (lambda: ReduceOnPlateau(0.1, factor=1.0), r"factor must be in \(0, 1\)"),
                           (lambda: ReduceOnPlateau(0.1, mode="up"), "mode must be 'min' or 'max'"),
-                          (lambda: StepDecay(0.1, every=0), "every must be a positive integer")]:
+                          (lambda: ReduceOnPlateau(0.1, patience=-1),
+                           "^ReduceOnPlateau: patience must be an int >= 0"),
+                          (lambda: StepDecay(0.1, every=0), "^StepDecay: every must be an int >= 1, got 0$")]:
         with pytest.raises(ValueError, match=message):
             make()

@@ -133,9 +133,9 @@ def test_channel_shuffle_matches_pytorch(channels, groups):
 
 
 @pytest.mark.parametrize("groups, error, message", [
-    (0, ValueError, "channel_shuffle: groups must be a positive int, got 0"),
-    (2.0, ValueError, "channel_shuffle: groups must be a positive int, got 2.0"),
-    (True, ValueError, "channel_shuffle: groups must be a positive int, got True"),
+    (0, ValueError, "channel_shuffle: groups must be an int >= 1, got 0"),
+    (2.0, TypeError, "channel_shuffle: groups must be an int >= 1, got 2.0"),
+    (True, TypeError, "channel_shuffle: groups must be an int >= 1, got True"),
 ])
 def test_channel_shuffle_bad_groups(groups, error, message):
     with pytest.raises(error) as raised:
@@ -243,9 +243,10 @@ def test_upsampling_matches_pytorch(shape, size, seed):
     np.testing.assert_allclose(dx, x_t.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-13, atol=1e-13)
 
 
-@pytest.mark.parametrize("size", [0, (2, 0), 1.5, "2", (1, 2, 3)])
-def test_upsampling_bad_size(size):
-    with pytest.raises(ValueError, match=r"up_sampling2d: size must be"):
+@pytest.mark.parametrize("size, error", [(0, ValueError), ((2, 0), ValueError), (1.5, TypeError),
+                                         ("2", TypeError), ((1, 2, 3), ValueError)])
+def test_upsampling_bad_size(size, error):
+    with pytest.raises(error, match=r"^up_sampling2d: size must be an int >= 1 or an \(h, w\) pair of them"):
         UpSampling2D(size)
 
 

@@ -179,7 +179,7 @@ def test_clear_errors_for_wrong_shapes_layers_and_options():
             style_transfer(model, content, style, style_layers=wrong)
     with pytest.raises(ValueError, match="style_weight must be a number >= 0, got -1.0"):
         style_transfer(model, content, style, style_weight=-1.0)
-    with pytest.raises(ValueError, match="style_transfer: steps must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="style_transfer: steps must be an int >= 1, got 0"):
         style_transfer(model, content, style, steps=0)
     dense_only = Sequential([Flatten(), Dense(2)], input_shape=(6, 6, 2), dtype="float64").build()
     with pytest.raises(ValueError, match="has no layer with weights and an \\(h, w, C\\) output to default "

@@ -124,9 +124,10 @@ def test_resnet8_shapes_shortcuts_and_mnist_input():
     assert mnist.predict(np.zeros((2, 28, 28, 1))).shape == (2, 10)
 
 
-@pytest.mark.parametrize("depth", [0, 7, 9, 21, "8", True])
-def test_resnet_refuses_depths_that_are_not_6n_plus_2(depth):
-    with pytest.raises(ValueError, match=r"resnet: depth must be 6n \+ 2"):
+@pytest.mark.parametrize("depth, error", [(0, ValueError), (7, ValueError), (9, ValueError), (21, ValueError),
+                                          ("8", TypeError), (True, TypeError), (8.0, TypeError)])
+def test_resnet_refuses_depths_that_are_not_6n_plus_2(depth, error):
+    with pytest.raises(error, match=r"^resnet: depth must be 6n \+ 2"):
         resnet(depth)
 
 
@@ -138,9 +139,9 @@ def test_resnet_takes_a_numpy_integer_depth():
 
 
 def test_resnet_refuses_a_bad_width():
-    with pytest.raises(ValueError, match="resnet: width must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="resnet: width must be an int >= 1, got 0"):
         resnet(8, width=0)
-    with pytest.raises(ValueError, match=r"^resnet: width must be a positive int, got 4.0$"):
+    with pytest.raises(TypeError, match=r"^resnet: width must be an int >= 1, got 4.0$"):
         resnet(8, width=4.0)
     narrow = resnet(8, width=np.int64(4))  # a NumPy int passes now (layers.spatial.positive_int)
     assert narrow.count_params() == resnet(8, width=4).count_params()
@@ -182,9 +183,9 @@ def test_dense_block_keeps_its_input_as_the_first_channels(rng):
 
 
 def test_dense_block_refuses_zero_layers():
-    with pytest.raises(ValueError, match="dense_block: n_layers must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="dense_block: n_layers must be an int >= 1, got 0"):
         dense_block(0, 4)
-    with pytest.raises(ValueError, match=r"^dense_block: n_layers must be a positive int, got True$"):
+    with pytest.raises(TypeError, match=r"^dense_block: n_layers must be an int >= 1, got True$"):
         dense_block(True, 4)
     assert len(dense_block(np.int64(3), 4).children) == 3
 

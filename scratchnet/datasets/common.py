@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..input_checks import check_path
+
 
 class DatasetError(Exception):
     """Base class of every dataset problem."""
@@ -46,8 +48,7 @@ def search_dirs(root=None, subdir: str | None = None, who: str = "search_dirs") 
     ``who``: the loader, named in the error for a ``root`` that is not a folder name."""
     bases = []
     if root is not None:
-        if not isinstance(root, (str, os.PathLike)):
-            raise TypeError(f"{who}: root must be a folder (a str or a Path), got {root!r}")
+        check_path(root, who, option="root", what="folder name", bytes_allowed=False)
         bases.append(Path(root).expanduser())
     if os.environ.get("SCRATCHNET_DATA"):
         bases.append(Path(os.environ["SCRATCHNET_DATA"]).expanduser())

@@ -18,9 +18,9 @@ separate these well; a small CNN learns them in a few epochs.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from ..input_checks import check_count
 
 PATTERN_NAMES = ("horizontal stripes", "vertical stripes", "checkerboard", "disc", "bright spots")
 
@@ -89,15 +89,9 @@ def make_patterns(n: int, image_size: int = 32, n_classes: int = 5, seed: int = 
     x : float array (n, image_size, image_size, 1) in [0, 1]
     y : int64 array (n,) in 0 .. n_classes - 1
     """
-    for option, value in (("n", n), ("image_size", image_size), ("n_classes", n_classes)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"make_patterns: {option} must be a whole number, got {value!r}")
-    if not 2 <= n_classes <= len(_DRAW):
-        raise ValueError(f"make_patterns: n_classes must be 2..{len(_DRAW)}, got {n_classes}")
-    if image_size < 8:
-        raise ValueError(f"make_patterns: image_size must be >= 8, got {image_size}")
-    if n < 0:
-        raise ValueError(f"make_patterns: n must be >= 0, got {n}")
+    n = check_count(n, "n", "make_patterns", 0)
+    image_size = check_count(image_size, "image_size", "make_patterns", 8)
+    n_classes = check_count(n_classes, "n_classes", "make_patterns", 2, most=len(_DRAW))
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % n_classes).astype(np.int64)
     rows, cols = np.mgrid[0:image_size, 0:image_size].astype(float)

@@ -29,12 +29,12 @@ beside a 2-thread BLAS in the same rounds made it lose everywhere (OpenBLAS's se
 
 from __future__ import annotations
 
-import numbers
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
+from ..input_checks import check_count
 from .workspace import shared_workspace
 
 _workers = 1
@@ -55,8 +55,7 @@ def set_kernel_workers(n: int) -> int:
     Going back to 1 worker leaves the BLAS at that one thread (``set_blas_threads`` sets it).
     """
     global _workers, _pool
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"set_kernel_workers: n must be a whole number >= 1, got {n!r}")
+    check_count(n, "n", "set_kernel_workers", 1)
     if n > 1:
         from ..blas_threads import set_blas_threads
         set_blas_threads(1)

@@ -23,6 +23,7 @@ import re
 
 import numpy as np
 
+from ..input_checks import check_sample_shape
 from ..kernels.workspace import Workspace, shared_workspace
 
 
@@ -135,16 +136,7 @@ class Layer:
 
     # ------------------------------------------------------------------ checks
     def _validate_shape(self, input_shape) -> tuple[int, ...]:
-        try:
-            shape = tuple(int(size) for size in input_shape)
-        except TypeError:
-            raise TypeError(
-                f"{self.name}: input_shape must be a tuple of ints for one sample "
-                f"(no batch axis), got {input_shape!r}"
-            ) from None
-        if any(size < 1 for size in shape):
-            raise ValueError(f"{self.name}: every size in input_shape must be >= 1, got {shape}")
-        return shape
+        return check_sample_shape(input_shape, self.name)
 
     def check_input(self, x) -> np.ndarray:
         """Validate a batch against the built input shape; return it in the layer's dtype.

@@ -7,6 +7,7 @@ import numpy as np
 from ..initializers import check_initializer_name, initialize
 from .activations import ACTIVATIONS, OUTPUT_ONLY_DERIVATIVES, check_activation_name
 from .base import Layer
+from .spatial import positive_int
 
 
 class Dense(Layer):
@@ -26,9 +27,7 @@ class Dense(Layer):
     def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
                  kernel_initializer: str = "glorot_uniform", name: str | None = None):
         super().__init__(name=name)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"{self.name}: units must be a positive int, got {units!r}")
-        self.units = int(units)
+        self.units = positive_int(units, "units", self.name)
         self.activation = check_activation_name(activation, self.name)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = check_initializer_name(kernel_initializer, self.name)

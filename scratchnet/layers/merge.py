@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..input_checks import is_int
 from .base import Layer
 
 
@@ -91,8 +92,11 @@ class Concatenate(Merge):
 
     def __init__(self, axis: int = -1, name: str | None = None):
         super().__init__(name=name)
-        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or axis == 0:
-            raise ValueError(f"{self.name}: axis must be a nonzero int (0 is the batch axis), got {axis!r}")
+        message = f"{self.name}: axis must be a nonzero int (0 is the batch axis), got {axis!r}"
+        if not is_int(axis):
+            raise TypeError(message)
+        if axis == 0:
+            raise ValueError(message)
         self.axis = int(axis)
 
     def sample_axis(self, rank: int) -> int:

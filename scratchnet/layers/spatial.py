@@ -15,9 +15,9 @@ size ``k``, stride ``s`` and dilation ``d``, the kernel covers ``d*(k-1) + 1`` i
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from ..input_checks import check_count, is_int
 
 
 def check_backend(backend, backends, layer_name: str) -> str:
@@ -29,30 +29,33 @@ def check_backend(backend, backends, layer_name: str) -> str:
 
 
 def positive_int(value, what: str, layer_name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{layer_name}: {what} must be a positive int, got {value!r}")
-    return int(value)
+    """An int >= 1 (``input_checks.check_count``: TypeError for a float, a string, None or a
+    bool; ValueError for 0 or less)."""
+    return check_count(value, what, layer_name, 1)
 
 
 def as_pair(value, what: str, layer_name: str) -> tuple[int, int]:
-    """An int or an (h, w) pair of ints >= 1, returned as a pair."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        pair = (int(value), int(value))
-    elif (isinstance(value, (tuple, list)) and len(value) == 2
-          and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)):
-        pair = (int(value[0]), int(value[1]))
+    """An int or an (h, w) pair of ints, each >= 1, returned as a pair of Python ints.
+
+    Not ints (a float, a string, None, a bool) -> TypeError; a pair of another length or a
+    size below 1 -> ValueError; one message for both."""
+    message = f"{layer_name}: {what} must be an int >= 1 or an (h, w) pair of them, got {value!r}"
+    if is_int(value):
+        pair = (value, value)
+    elif isinstance(value, (tuple, list)) and all(is_int(v) for v in value):
+        pair = tuple(value)
     else:
-        raise ValueError(f"{layer_name}: {what} must be an int or an (h, w) pair of ints, got {value!r}")
-    if min(pair) < 1:
-        raise ValueError(f"{layer_name}: {what} must be >= 1, got {value!r}")
-    return pair
+        raise TypeError(message)
+    if len(pair) != 2 or min(pair) < 1:
+        raise ValueError(message)
+    return int(pair[0]), int(pair[1])
 
 
 def explicit_pads(padding):
     """An int p, an (ph, pw) pair or ((top, bottom), (left, right)) of sizes >= 0, returned in
     the last form; None if ``padding`` is none of these."""
     def is_size(v):
-        return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
+        return is_int(v) and v >= 0
 
     if is_size(padding):
         return ((int(padding), int(padding)), (int(padding), int(padding)))

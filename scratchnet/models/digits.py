@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from .. import layers as L
+from ..input_checks import is_int
 from ..model import Sequential
 from .classic import conv_bn_relu, logits_layer
 
@@ -32,10 +33,14 @@ def digit_cnn(input_shape=(28, 28, 1), n_classes: int = 10, seed: int | None = 0
     layer before the logits. Convolutions as in ``conv_bn_relu`` (3x3, padding 1, no bias,
     He-normal).
     """
-    if len(widths) != 3 or any(int(w) != w or w < 1 for w in widths):
-        raise ValueError(f"digit_cnn: widths must be three whole numbers >= 1, got {widths!r}")
+    widths_message = f"digit_cnn: widths must be three ints >= 1, got {widths!r}"
+    values = list(widths) if hasattr(widths, "__iter__") else [widths]
+    if not all(is_int(width) for width in values):
+        raise TypeError(widths_message)
+    if len(values) != 3 or min(values) < 1:
+        raise ValueError(widths_message)
     layers = []
-    for filters in widths:
+    for filters in values:
         layers += [*conv_bn_relu(int(filters), backend=backend), L.MaxPool2D(2)]
     layers.append(L.Flatten())
     if dropout:

@@ -17,9 +17,8 @@ weights). The ReLU comes after the addition, so it is a separate layer after the
 
 from __future__ import annotations
 
-import numbers
-
 from .. import layers as L
+from ..input_checks import is_int
 from ..layers.spatial import positive_int
 from ..model import Sequential
 from .classic import conv_bn_relu, logits_layer
@@ -66,8 +65,11 @@ def resnet(depth: int = 20, width: int = 16, input_shape=(32, 32, 3), n_classes:
     classes, 3 input channels). 28x28x1 MNIST digits work too (sizes 28 -> 14 -> 7; the stem
     has 9*1*w weights). Every 3x3 convolution pads 1 (stride 2 maps 32 -> 16 as in PyTorch).
     """
-    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"resnet: depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...), got {depth!r}")
+    depth_message = f"resnet: depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...), got {depth!r}"
+    if not is_int(depth):
+        raise TypeError(depth_message)
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(depth_message)
     depth = int(depth)  # a NumPy integer too (a depth read from an array or a sweep)
     width = positive_int(width, "width", "resnet")
     n = (depth - 2) // 6
