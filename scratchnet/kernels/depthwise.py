@@ -29,7 +29,7 @@ an offset is a constant shift in flat memory, so each pass runs over whole conti
 
 Why not im2col: a depthwise convolution is a grouped convolution with one channel per group
 (``Conv2D(groups=C)``), and im2col would then build C patch matrices of only kh*kw columns and
-run C matrix products of (M, kh*kw) @ (kh*kw, M_mult): tiny, badly shaped products for BLAS, and
+run C matrix products of (N*OH*OW, kh*kw) @ (kh*kw, M): narrow, badly shaped products for BLAS, and
 a patch copy kh*kw times the size of the input. The work is only kh*kw multiply-adds per
 output value (kh*kw*M per input value at stride 1), so the cost is memory traffic; this kernel
 reads the input kh*kw times through views and never materialises the patches. Measured
