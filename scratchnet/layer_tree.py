@@ -98,7 +98,7 @@ def build_in_model(model, layer: Layer, input_shape, reset: bool,
     if layer.built and not reset:
         refuse_rebuilding(layer, input_shape, model.dtype, model.name, remedy)
         layer.set_rng(model.rng)
-        return layer.output_shape(input_shape)
+        return layer.checked_output_shape(input_shape)
     output_shape = layer.build(input_shape, rng=model.rng, dtype=model.dtype)
     layer.set_rng(model.rng)
     return output_shape

@@ -381,3 +381,25 @@ def test_gradients_of_the_wrong_shape_stop_the_step_before_any_update():
     del model.layers[1].grads["s"]
     with pytest.raises(ValueError, match=r"grads\['s'\] must have the shape .*, got nothing;"):
         model.optimizer.step(model.layers)
+
+
+def test_an_output_shape_with_float_sizes_is_refused_naming_that_layer():
+    class Halve(sn.layers.Layer):                        # a student's 2x2 subsampling layer
+        def output_shape(self, input_shape):
+            height, width, channels = input_shape
+            return (height / 2, width / 2, channels)    # "/" where "//" was meant: (4.0, 4.0, 4)
+
+        def forward(self, x, training=False):
+            return x[:, ::2, ::2]
+
+        def backward(self, dy):
+            raise NotImplementedError
+
+    layers = [Conv2D(4, 3, padding="same"), Halve(), Flatten(), Dense(3)]
+    with pytest.raises(TypeError, match=r"^halve \(Halve\): output_shape returned \(4\.0, 4\.0, 4\); sizes "
+                                        r"must be ints: use // "):
+        sn.Sequential(layers, input_shape=(8, 8, 1)).build()   # not flatten's "input_shape must be ..."
+    built = layers[1]
+    built.built, built.input_shape = True, (8, 8, 4)           # built already (in another model)
+    with pytest.raises(TypeError, match=r"^halve \(Halve\): output_shape returned"):
+        sn.Sequential([built, Flatten()], input_shape=(8, 8, 4)).build()

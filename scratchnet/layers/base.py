@@ -19,11 +19,12 @@ To write your own layer, subclass :class:`Layer` and implement ``forward``, ``ba
 
 from __future__ import annotations
 
+import numbers
 import re
 
 import numpy as np
 
-from ..input_checks import check_sample_shape
+from ..input_checks import check_sample_shape, is_int
 from ..kernels.workspace import Workspace, shared_workspace
 
 
@@ -97,7 +98,7 @@ class Layer:
         self.dtype = np.dtype(dtype)
         if self.dtype.kind != "f":
             raise TypeError(f"{self.name}: dtype must be a floating type, got {self.dtype}")
-        output_shape = self.output_shape(input_shape)  # raises early on impossible shapes
+        output_shape = self.checked_output_shape(input_shape)  # raises early on impossible shapes
         rng = rng if rng is not None else np.random.default_rng()
         self.input_shape = input_shape
         new_params = self.init_params(input_shape, rng)
@@ -137,6 +138,18 @@ class Layer:
     # ------------------------------------------------------------------ checks
     def _validate_shape(self, input_shape) -> tuple[int, ...]:
         return check_sample_shape(input_shape, self.name)
+
+    def checked_output_shape(self, input_shape) -> tuple:
+        """``output_shape(input_shape)``, refused with this layer's name if a size is a float: a
+        layer of one's own computing ``h / 2`` would otherwise fail in the NEXT layer's build,
+        whose message names the wrong layer."""
+        shape = self.output_shape(input_shape)
+        sizes = shape if isinstance(shape, (tuple, list)) else ()
+        not_whole = [size for size in sizes if isinstance(size, numbers.Real) and not is_int(size)]
+        if not_whole:
+            raise TypeError(f"{self.name} ({type(self).__name__}): output_shape returned {tuple(shape)!r}; "
+                            f"sizes must be ints: use // (or int(np.ceil(...))) in output_shape")
+        return shape
 
     def check_input(self, x) -> np.ndarray:
         """Validate a batch against the built input shape; return it in the layer's dtype.
