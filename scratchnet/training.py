@@ -131,13 +131,15 @@ def layers_without_gradient(layers) -> list:
 
 
 def warn_unfilled_gradients(layers, owner: str) -> None:
-    """After the FIRST backward of training: warn, once, about trainable layers whose every
-    gradient is exactly 0 (their parameters would never move).
+    """At the SECOND step of training: warn, once, about trainable layers whose every gradient
+    is exactly 0 (their parameters do not move).
 
     ``build`` creates the gradients as zeros, so a layer of your own whose backward never fills
     ``self.grads`` (or fills zeros) trains silently: the warning points at the layer contract.
     A scratchnet layer fills its gradients, so there the cause is that none reaches it (dead
-    ReLUs, zero weights after it). A warning, not an error: a layer can be dead on purpose.
+    ReLUs, zero data). Why the second step and not the first: a layer initialised with zero
+    weights (``kernel_initializer="zeros"``) passes no gradient back at the first step, but does
+    once the first update has moved it. A warning, not an error: a layer can be dead on purpose.
     Frozen layers and layers without params are never looked at.
     """
     silent = layers_without_gradient(layers)
@@ -146,17 +148,18 @@ def warn_unfilled_gradients(layers, owner: str) -> None:
     if own:
         _warn_silent(own, owner, "does the layer's backward fill self.grads[name] for every "
                      "params[name] (the layer contract)? scratchnet.gradcheck.check_layer(layer) tells. "
-                     "(If no gradient can reach the layer, e.g. the layers after it start with zero "
-                     "weights, this is expected.)")
+                     "(If no gradient can reach the layer, e.g. the ReLUs after it are all off, this "
+                     "is expected.)")
     if ours:
         _warn_silent(ours, owner, "no gradient reaches them (are their ReLU units all off, a bias far "
-                     "below 0? are the weights after them, or the data, all zeros?)")
+                     "below 0? are the weights after them, or the data, all zeros? are the samples of "
+                     "the batch weighted 0?)")
 
 
 def _warn_silent(layers, owner: str, cause: str) -> None:
     names = ", ".join(f"{layer.name!r} ({type(layer).__name__})" for layer in layers)
-    warnings.warn(f"{owner}: after the first backward, every gradient of layer(s) {names} is exactly 0, "
-                  f"so training will not change them: {cause}", UserWarning, stacklevel=5)
+    warnings.warn(f"{owner}: at the second training step, every gradient of layer(s) {names} is exactly "
+                  f"0, so the step does not change them: {cause}", UserWarning, stacklevel=5)
 
 
 def drop_caches(layer) -> None:
@@ -195,7 +198,7 @@ def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
     model.loss.cache = {}
     # dL/dx of the data is never used; each layer's cache goes as soon as its backward has run
     model.backward(dlogits, input_gradient=False, release_caches=True)
-    if model.optimizer.iterations == 0:  # the first step only (a loaded model has trained already)
+    if model.optimizer.iterations == 1:  # the second step only (see warn_unfilled_gradients)
         warn_unfilled_gradients(model.layers, model.name)
     model.optimizer.step(model.layers)
     return loss, logits

@@ -147,7 +147,7 @@ def scaled(bug, **options):
 
 
 @pytest.mark.parametrize("bug", ["never", "zeros"])
-def test_a_layer_whose_backward_never_fills_its_grads_warns_once_at_the_first_step(bug):
+def test_a_layer_whose_backward_never_fills_its_grads_warns_once_at_the_second_step(bug):
     x, y = data()
     model = scaled(bug)
     with warnings.catch_warnings(record=True) as caught:
@@ -155,8 +155,8 @@ def test_a_layer_whose_backward_never_fills_its_grads_warns_once_at_the_first_st
         model.fit(x, y, epochs=2, batch_size=4, verbose=0)                 # 6 steps
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and model.optimizer.iterations == 6
-    assert messages[0].startswith("sequential: after the first backward, every gradient of layer(s) "
-                                  "'scale' (Scale) is exactly 0, so training will not change them: does "
+    assert messages[0].startswith("sequential: at the second training step, every gradient of layer(s) "
+                                  "'scale' (Scale) is exactly 0, so the step does not change them: does "
                                   "the layer's backward fill self.grads[name] for every params[name] (the "
                                   "layer contract)? scratchnet.gradcheck.check_layer(layer) tells.")
     np.testing.assert_array_equal(model.get_layer("scale").params["s"], np.ones(16))  # it never moved
@@ -174,8 +174,18 @@ def test_no_warning_for_a_working_layer_a_frozen_one_or_later_steps():
         frozen.fit(x, y, batch_size=4, verbose=0)
         resumed = scaled(None)
         resumed.train_step(x, y)
-        resumed.get_layer("scale").bug = "never"                          # goes wrong after step 1
+        resumed.train_step(x, y)
+        resumed.get_layer("scale").bug = "never"                          # goes wrong after step 2
         resumed.train_step(x, y)                                           # not looked at again
+        # a later layer initialised with zeros passes no gradient back at the FIRST step only
+        zero_init = sn.Sequential([Flatten(), Dense(16, activation="relu", name="first"),
+                                   Dense(3, kernel_initializer="zeros")], input_shape=(4, 4, 1),
+                                  seed=0).compile("sgd").build()
+        W_first = zero_init.get_layer("first").params["W"].copy()
+        zero_init.train_step(x, y)
+        np.testing.assert_array_equal(zero_init.get_layer("first").params["W"], W_first)  # step 1: 0
+        zero_init.fit(x, y, batch_size=4, verbose=0)                       # no warning at step 2
+        assert not np.array_equal(zero_init.get_layer("first").params["W"], W_first)
 
 
 def test_a_missing_gradient_stops_the_first_step_naming_the_layer_and_the_contract():
@@ -201,8 +211,9 @@ def test_a_dead_scratchnet_layer_warns_that_no_gradient_reaches_it():
     layers = [Flatten(), Dense(3, activation="relu", name="dead"), Dense(2)]
     model = sn.Sequential(layers, input_shape=(4, 4, 1), seed=0).compile("sgd").build()
     model.get_layer("dead").params["b"][...] = -100.0                      # every ReLU off
-    with pytest.warns(UserWarning, match=r"^sequential: after the first backward, every gradient of "
-                                         r"layer\(s\) 'dead' \(Dense\) is exactly 0, so training will not "
+    model.train_step(x, y)                                                 # step 1: not looked at
+    with pytest.warns(UserWarning, match=r"^sequential: at the second training step, every gradient of "
+                                         r"layer\(s\) 'dead' \(Dense\) is exactly 0, so the step does not "
                                          r"change them: no gradient reaches them \(are their ReLU units "
                                          r"all off, a bias far below 0\?"):
         model.train_step(x, y)
