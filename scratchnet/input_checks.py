@@ -233,7 +233,11 @@ INPUT_NORMALISING_LAYERS = ("BatchNorm", "LayerNorm", "Rescaling", "Normalizatio
 
 
 def normalises_its_input(layer) -> bool:
-    """True if ``layer`` (a model's first layer, or None) is of a kind that rescales its input."""
+    """True if ``layer`` (a model's first layer, or None) is of a kind that rescales its input,
+    or is a Chain whose first layer is (a Residual or Parallel is not: its other path sees the
+    raw input)."""
+    while type(layer).__name__ == "Chain" and layer.layers:
+        layer = layer.layers[0]
     kinds = type(layer).__mro__ if layer is not None else ()   # its class and the classes above it
     return any(kind.__name__ in INPUT_NORMALISING_LAYERS for kind in kinds)
 
@@ -277,7 +281,8 @@ def warn_non_finite(x, owner: str, in_fit: bool = False) -> None:
     if np.isfinite(x).all():
         return
     bad_samples = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
-    consequence = ("fit will stop with NonFiniteLossError at the first batch holding one" if in_fit
+    consequence = ("fit will stop with NonFiniteLossError at the first training batch holding one "
+                   "(one in the validation part makes val_loss NaN)" if in_fit
                    else "their outputs will be NaN")
     warnings.warn(
         f"{owner}: the input holds NaN or inf in {len(bad_samples)} sample(s) of {len(x)}, the first at "

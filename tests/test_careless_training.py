@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import scratchnet as sn
-from scratchnet.layers import BatchNorm, Dense, Flatten
+from scratchnet.layers import Activation, BatchNorm, Chain, Dense, Flatten, Residual
 from scratchnet.optimizers import SGD, Adam, AdamW
 
 
@@ -235,11 +235,13 @@ def test_unscaled_images_warn_unless_the_first_layer_normalises_its_input():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for first in (BatchNorm(), MyBatchNorm()):
+        for first in (BatchNorm(), MyBatchNorm(), Chain([BatchNorm(), Activation("relu")])):
             model = mlp(first)
             model.fit(pixels, y, verbose=0)                                   # the layer rescales them
             model.fit(pixels.astype(np.uint8), y, verbose=0)
             model.predict(pixels.astype(np.uint8))
+    with pytest.warns(UserWarning, match="holding whole numbers"):          # its skip path sees raw pixels
+        mlp(Residual(Chain([BatchNorm(), Activation("relu")]))).fit(pixels, y, verbose=0)
 
 
 # ----------------------------------------------------------------- a NaN/inf loss
@@ -290,10 +292,16 @@ def test_nan_or_inf_input_warns_once_per_call_naming_the_samples():
         assert re.match(expected.format("their outputs will be NaN"), str(warning.message))
     assert np.isnan(outputs[[7, 30]]).all() and np.isfinite(np.delete(outputs, [7, 30], axis=0)).all()
     assert np.isnan(results["loss"])
-    with pytest.warns(UserWarning, match=expected.format("fit will stop with NonFiniteLossError at the first "
-                                                         "batch holding one")), \
+    in_fit = (r"fit will stop with NonFiniteLossError at the first training batch holding one \(one in "
+              r"the validation part makes val_loss NaN\)")
+    with pytest.warns(UserWarning, match=expected.format(in_fit)), \
             np.errstate(all="ignore"), pytest.raises(sn.NonFiniteLossError, match="batch 1 of 5"):
         model.fit(x, y, batch_size=8, shuffle=False, verbose=0)
+    x_last = data(n=40)[0]
+    x_last[-1, 0, 0, 0] = np.nan                                             # falls into the validation part
+    with pytest.warns(UserWarning, match="val_loss NaN"), np.errstate(all="ignore"):
+        history = mlp().fit(x_last, y, epochs=2, batch_size=8, verbose=0, validation_split=0.25)
+    assert np.isnan(history["val_loss"]).all() and np.isfinite(history["loss"]).all()  # said, happened
 
 
 def test_nan_input_is_an_error_with_check_numerics_and_finite_input_is_quiet():
