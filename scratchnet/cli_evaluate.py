@@ -129,7 +129,7 @@ def to_grey(rgb, path, dataset=None) -> "np.ndarray":  # noqa: F821
     note = f"note: {path} is RGB; converted to grey (0.299 R + 0.587 G + 0.114 B) for the 1-channel model"
     if dataset is not None and str(dataset).startswith("mnist"):
         note += "; the digit model expects a white digit on black, 28x28, as in MNIST"
-    print(note)
+    print(note, file=sys.stderr)  # stdout holds only the "path: class (p)" lines
     return (pixels @ np.asarray(GREY_WEIGHTS, dtype=np.float32))[:, :, np.newaxis]
 
 

@@ -232,6 +232,11 @@ def lower_case_hint(name, known) -> str:
 INPUT_NORMALISING_LAYERS = ("BatchNorm", "LayerNorm", "Rescaling", "Normalization")
 
 
+# Inputs whose largest magnitude is above this are far from the scale the initialisations assume
+# (values of order 1): 8-bit pixels (255) and raw sensor readings (1e6) are, standardised data is not.
+LARGE_INPUT = 100.0
+
+
 def normalises_its_input(layer) -> bool:
     """True if ``layer`` (a model's first layer, or None) is of a kind that rescales its input,
     or is a Chain whose first layer is (a Residual or Parallel is not: its other path sees the
@@ -267,11 +272,16 @@ def warn_unscaled_images(x, owner: str, first_layer=None, whole_floats: bool = F
         return
     low, high = float(first.min()), float(first.max())
     # above 100: 8-bit pixels nearly always reach it; whole numbers up to 16 (say) are another scale
-    if low >= 0 and 100 < high <= 255 and np.all(np.mod(first, 1) == 0):
+    if low >= 0 and LARGE_INPUT < high <= 255 and np.all(np.mod(first, 1) == 0):
         warnings.warn(
             f"{owner}: got float images holding whole numbers from {low:g} to {high:g} (pixel values "
             f"0-255?); the model usually expects values scaled to [0, 1]: pass x / 255",
             UserWarning, stacklevel=4)
+
+
+def non_finite_rows(x) -> np.ndarray:
+    """The indices of the samples (rows along axis 0) of ``x`` holding any NaN or inf."""
+    return np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
 
 
 def warn_non_finite(x, owner: str, in_fit: bool = False) -> None:
@@ -280,7 +290,7 @@ def warn_non_finite(x, owner: str, in_fit: bool = False) -> None:
     stops at that batch). One pass over x (``np.isfinite(x).all()``); more only when it fails."""
     if np.isfinite(x).all():
         return
-    bad_samples = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+    bad_samples = non_finite_rows(x)
     consequence = ("fit will stop with NonFiniteLossError at the first training batch holding one "
                    "(one in the validation part makes val_loss NaN)" if in_fit
                    else "their outputs will be NaN")

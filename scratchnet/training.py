@@ -32,7 +32,14 @@ import warnings
 
 import numpy as np
 
-from .input_checks import check_callbacks, check_count, check_not_empty, refuse_class
+from .input_checks import (
+    LARGE_INPUT,
+    check_callbacks,
+    check_count,
+    check_not_empty,
+    non_finite_rows,
+    refuse_class,
+)
 from .kernels.workspace import keep_freed_memory
 from .layers.base import iter_layers
 from .losses import check_takes_weights
@@ -74,11 +81,6 @@ class History:
         return f"History({self.to_dict()})"
 
 
-# Inputs whose largest magnitude is above this are far from the scale the initialisations assume
-# (values of order 1): 8-bit pixels (255) and raw sensor readings (1e6) are, standardised data is not.
-LARGE_INPUT = 100.0
-
-
 def remedy_for_overflow(x) -> str:
     """What to try when a finite batch ``x`` led to a NaN/inf: scale it if its values are large
     (then a smaller learning rate would only hide the cause), else a smaller learning rate."""
@@ -94,7 +96,7 @@ def diagnose_non_finite(model, x) -> str:
     the remedy (clean the data, scale it, or a smaller learning rate)."""
     bad = ~np.isfinite(x)
     if bad.any():
-        samples = np.unique(np.nonzero(bad.reshape(len(x), -1))[0])
+        samples = non_finite_rows(x)
         return (f"the input batch contains {int(bad.sum())} NaN/inf value(s) (in batch sample(s) "
                 f"{samples[:5].tolist()}); clean the data, e.g. np.nan_to_num(x) or drop those rows")
     remedy = remedy_for_overflow(x)
@@ -112,8 +114,7 @@ def rows_of_x_with_non_finite(x_batch, batch) -> str:
     """'' or " (rows [36, ...] of x hold NaN/inf)": the batch's bad samples as rows of the data
     fit was given (``batch`` holds their row numbers: the batch positions alone, after shuffling,
     tell the student nothing)."""
-    bad = ~np.isfinite(x_batch.reshape(len(x_batch), -1)).all(axis=1)
-    rows = np.sort(batch[bad])
+    rows = np.sort(batch[non_finite_rows(x_batch)])
     return f" (rows {rows[:5].tolist()} of x hold NaN/inf)" if len(rows) else ""
 
 

@@ -23,7 +23,8 @@ def test_predict_reads_an_ordinary_rgba_png_for_a_grey_model(tmp_path, capsys):
     rgba = matplotlib.image.imread(tmp_path / "one.png")
     assert rgba.shape == (28, 28, 4)                                    # what the student had
     assert cli.main(["predict", str(tmp_path / "digits.sn"), str(tmp_path / "one.png")]) == 0
-    note, line = capsys.readouterr().out.splitlines()
+    printed = capsys.readouterr()
+    (line,), note = printed.out.splitlines(), printed.err.strip()         # stdout: predictions only
     assert note == (f"note: {tmp_path / 'one.png'} is RGB; converted to grey (0.299 R + 0.587 G + "
                     "0.114 B) for the 1-channel model; the digit model expects a white digit on black, "
                     "28x28, as in MNIST")
@@ -40,5 +41,5 @@ def test_rgb_to_grey_weights_each_channel_by_its_luma(capsys):
     grey = to_grey(pixels, "x.png")            # hand-worked: 0.299 R + 0.587 G + 0.114 B
     np.testing.assert_allclose(grey[0, :, 0], [0.299, 0.587, 0.114, 0.299 * 0.2 + 0.587 * 0.4 + 0.114 * 0.8],
                                rtol=1e-6)
-    assert capsys.readouterr().out == ("note: x.png is RGB; converted to grey (0.299 R + 0.587 G + 0.114 B) "
+    assert capsys.readouterr().err == ("note: x.png is RGB; converted to grey (0.299 R + 0.587 G + 0.114 B) "
                                        "for the 1-channel model\n")
