@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from .input_checks import check_count
+from .input_checks import check_count, check_real
 from .layers.spatial import as_pair
 
 
@@ -51,9 +51,8 @@ def _pair(size, who: str) -> tuple[int, int]:
 
 
 def _probability(p, who: str) -> float:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{who}: p must be in [0, 1], got {p}")
-    return float(p)
+    """A probability p in [0, 1] (``check_real``)."""
+    return check_real(p, "p", who, least=0, most=1)
 
 
 # ---------------------------------------------------------------------- sampling
@@ -151,7 +150,7 @@ class RandomCrop:
     def __init__(self, size, padding: int = 0, fill: float = 0.0):
         self.size = _pair(size, "RandomCrop")
         self.padding = check_count(padding, "padding", "RandomCrop", 0)
-        self.fill = float(fill)
+        self.fill = check_real(fill, "fill", "RandomCrop")
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "RandomCrop")
@@ -174,7 +173,7 @@ class RandomShift:
 
     def __init__(self, max_shift: int = 2, fill: float = 0.0):
         self.max_shift = check_count(max_shift, "max_shift", "RandomShift", 0)
-        self.fill = float(fill)
+        self.fill = check_real(fill, "fill", "RandomShift")
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "RandomShift")
@@ -193,9 +192,8 @@ class RandomRotation:
     """
 
     def __init__(self, degrees: float = 10.0, fill: float = 0.0):
-        if not 0 <= degrees <= 180:
-            raise ValueError(f"RandomRotation: degrees must be in [0, 180], got {degrees}")
-        self.degrees, self.fill = float(degrees), float(fill)
+        self.degrees = check_real(degrees, "degrees", "RandomRotation", least=0, most=180)
+        self.fill = check_real(fill, "fill", "RandomRotation")
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "RandomRotation")
@@ -286,7 +284,7 @@ class Cutout:
 
     def __init__(self, size: int, fill: float = 0.0, p: float = 1.0):
         self.size = check_count(size, "size", "Cutout", 1)
-        self.fill, self.p = float(fill), _probability(p, "Cutout")
+        self.fill, self.p = check_real(fill, "fill", "Cutout"), _probability(p, "Cutout")
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "Cutout")
