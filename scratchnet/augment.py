@@ -55,6 +55,14 @@ def _probability(p, who: str) -> float:
     return check_real(p, "p", who, least=0, most=1)
 
 
+def _min_max(pair, option: str, who: str, most=None) -> tuple[float, float]:
+    """A pair (min, max) of numbers with 0 < min <= max (<= most if given), as two floats."""
+    if np.ndim(pair) != 1 or len(pair) != 2:
+        raise TypeError(f"{who}: {option} must be a pair (min, max), got {pair!r}")
+    low = check_real(pair[0], f"{option}[0]", who, above=0, most=most)
+    return low, check_real(pair[1], f"{option}[1]", who, least=low, most=most)
+
+
 # ---------------------------------------------------------------------- sampling
 def bilinear_sample(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill: float | None = None):
     """Sample images at fractional pixel coordinates (pixel centres at integers).
@@ -230,11 +238,8 @@ class RandomResizedCrop:
 
     def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
         self.size = _pair(size, "RandomResizedCrop")
-        if not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"RandomResizedCrop: scale must satisfy 0 < min <= max <= 1, got {scale}")
-        if not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"RandomResizedCrop: ratio must satisfy 0 < min <= max, got {ratio}")
-        self.scale, self.ratio = (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
+        self.scale = _min_max(scale, "scale", "RandomResizedCrop", most=1)   # 0 < min <= max <= 1
+        self.ratio = _min_max(ratio, "ratio", "RandomResizedCrop")           # 0 < min <= max
 
     def boxes(self, n: int, height: int, width: int, rng) -> tuple[np.ndarray, ...]:
         """(top, left, h, w), each (n,) ints: the crop box of every image."""
