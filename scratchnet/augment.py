@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from .input_checks import check_count
+from .input_checks import check_count, check_real
 from .layers.spatial import as_pair
 
 
@@ -51,9 +51,16 @@ def _pair(size, who: str) -> tuple[int, int]:
 
 
 def _probability(p, who: str) -> float:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{who}: p must be in [0, 1], got {p}")
-    return float(p)
+    """A probability p in [0, 1] (``check_real``)."""
+    return check_real(p, "p", who, least=0, most=1)
+
+
+def _min_max(pair, option: str, who: str, most=None) -> tuple[float, float]:
+    """A pair (min, max) of numbers with 0 < min <= max (<= most if given), as two floats."""
+    if np.ndim(pair) != 1 or len(pair) != 2:
+        raise TypeError(f"{who}: {option} must be a pair (min, max), got {pair!r}")
+    low = check_real(pair[0], f"{option}[0]", who, above=0, most=most)
+    return low, check_real(pair[1], f"{option}[1]", who, least=low, most=most)
 
 
 # ---------------------------------------------------------------------- sampling
@@ -151,7 +158,7 @@ class RandomCrop:
     def __init__(self, size, padding: int = 0, fill: float = 0.0):
         self.size = _pair(size, "RandomCrop")
         self.padding = check_count(padding, "padding", "RandomCrop", 0)
-        self.fill = float(fill)
+        self.fill = check_real(fill, "fill", "RandomCrop")
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "RandomCrop")
@@ -174,7 +181,7 @@ class RandomShift:
 
     def __init__(self, max_shift: int = 2, fill: float = 0.0):
         self.max_shift = check_count(max_shift, "max_shift", "RandomShift", 0)
-        self.fill = float(fill)
+        self.fill = check_real(fill, "fill", "RandomShift")
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "RandomShift")
@@ -193,9 +200,8 @@ class RandomRotation:
     """
 
     def __init__(self, degrees: float = 10.0, fill: float = 0.0):
-        if not 0 <= degrees <= 180:
-            raise ValueError(f"RandomRotation: degrees must be in [0, 180], got {degrees}")
-        self.degrees, self.fill = float(degrees), float(fill)
+        self.degrees = check_real(degrees, "degrees", "RandomRotation", least=0, most=180)
+        self.fill = check_real(fill, "fill", "RandomRotation")
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "RandomRotation")
@@ -232,11 +238,8 @@ class RandomResizedCrop:
 
     def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
         self.size = _pair(size, "RandomResizedCrop")
-        if not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"RandomResizedCrop: scale must satisfy 0 < min <= max <= 1, got {scale}")
-        if not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"RandomResizedCrop: ratio must satisfy 0 < min <= max, got {ratio}")
-        self.scale, self.ratio = (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
+        self.scale = _min_max(scale, "scale", "RandomResizedCrop", most=1)   # 0 < min <= max <= 1
+        self.ratio = _min_max(ratio, "ratio", "RandomResizedCrop")           # 0 < min <= max
 
     def boxes(self, n: int, height: int, width: int, rng) -> tuple[np.ndarray, ...]:
         """(top, left, h, w), each (n,) ints: the crop box of every image."""
@@ -286,7 +289,7 @@ class Cutout:
 
     def __init__(self, size: int, fill: float = 0.0, p: float = 1.0):
         self.size = check_count(size, "size", "Cutout", 1)
-        self.fill, self.p = float(fill), _probability(p, "Cutout")
+        self.fill, self.p = check_real(fill, "fill", "Cutout"), _probability(p, "Cutout")
 
     def __call__(self, x, y, rng):
         x = check_batch(x, y, rng, "Cutout")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .augment import _probability, check_batch
+from .input_checks import check_real
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
@@ -63,13 +64,10 @@ class ColorJitter:
 
     def __init__(self, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0,
                  hue: float = 0.0, value_range=(0.0, 1.0)):
-        for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
-            if value < 0:
-                raise ValueError(f"ColorJitter: {name} must be >= 0, got {value}")
-        if not 0 <= hue <= 0.5:
-            raise ValueError(f"ColorJitter: hue must be in [0, 0.5], got {hue}")
-        self.brightness, self.contrast = float(brightness), float(contrast)
-        self.saturation, self.hue = float(saturation), float(hue)
+        self.brightness = check_real(brightness, "brightness", "ColorJitter", least=0)
+        self.contrast = check_real(contrast, "contrast", "ColorJitter", least=0)
+        self.saturation = check_real(saturation, "saturation", "ColorJitter", least=0)
+        self.hue = check_real(hue, "hue", "ColorJitter", least=0, most=0.5)
         self.value_range = None if value_range is None else (float(value_range[0]), float(value_range[1]))
 
     def _clip(self, x):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .augment import check_batch
+from .input_checks import check_real
 from .layers.spatial import positive_int
 
 
@@ -46,9 +47,8 @@ def _num_classes(num_classes, who):
 
 
 def _alpha(alpha, who):
-    if not alpha > 0:
-        raise ValueError(f"{who}: alpha must be > 0, got {alpha}")
-    return float(alpha)
+    """The Beta(alpha, alpha) parameter: a number > 0 (``check_real``)."""
+    return check_real(alpha, "alpha", who, above=0)
 
 
 class Mixup:

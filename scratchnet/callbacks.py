@@ -32,7 +32,7 @@ import json
 import math
 import os
 
-from .input_checks import check_count, check_path
+from .input_checks import check_count, check_path, check_real
 
 
 class Callback:
@@ -74,11 +74,9 @@ class _Monitor(Callback):
     def __init__(self, monitor, mode, min_delta, key):
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
-        if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
-            raise ValueError(f"{type(self).__name__}: min_delta must be a number >= 0, got {min_delta!r}")
         self.monitor = monitor
         self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
-        self.min_delta = float(min_delta)
+        self.min_delta = check_real(min_delta, "min_delta", type(self).__name__, least=0)
         self.key = key
 
     @property

@@ -59,7 +59,7 @@ import warnings as _warnings
 import numpy as np
 
 from .callbacks import Callback
-from .input_checks import check_count
+from .input_checks import check_count, check_real
 from .training import diagnose_non_finite
 
 
@@ -121,20 +121,16 @@ class HealthMonitor(Callback):
                  dead_fraction: float = 0.5, verbose: bool = True):
         check_count(every, "every", "HealthMonitor", 1)
         check_count(bins, "bins", "HealthMonitor", 1)
-        for option, value in (("max_update_ratio", max_update_ratio), ("vanish", vanish),
-                              ("explode", explode)):
-            if not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(f"HealthMonitor: {option} must be a number > 0, got {value!r}")
-        if not (isinstance(dead_fraction, (int, float)) and 0 <= dead_fraction < 1):
-            raise ValueError(f"HealthMonitor: dead_fraction must be in [0, 1), got {dead_fraction!r}")
         self.probe = None if probe is None else np.asarray(probe)
         if self.probe is not None and (self.probe.ndim < 2 or len(self.probe) == 0):
             raise ValueError(f"HealthMonitor: probe must be a non-empty batch (N, ...), got shape "
                              f"{self.probe.shape}")
         self.every, self.bins = int(every), int(bins)
         self.plot_path = plot_path
-        self.max_update_ratio, self.vanish, self.explode = float(max_update_ratio), vanish, explode
-        self.dead_threshold = float(dead_fraction)
+        self.max_update_ratio = check_real(max_update_ratio, "max_update_ratio", "HealthMonitor", above=0)
+        self.vanish = check_real(vanish, "vanish", "HealthMonitor", above=0)
+        self.explode = check_real(explode, "explode", "HealthMonitor", above=0)
+        self.dead_threshold = check_real(dead_fraction, "dead_fraction", "HealthMonitor", least=0, below=1)
         self.verbose = bool(verbose)
         self.records: list[dict] = []   # one per recorded step, see record()
         self.warnings: list[str] = []

@@ -18,6 +18,9 @@ is expected; a number where a file name is expected) raises ``TypeError``; a val
 type out of range (``batch_size=0``) raises ``ValueError``. Whole numbers are checked in one
 place, ``check_count``: an int or a NumPy integer (``np.int64`` read from an array), never a
 bool (``True`` is an int to Python, but ``epochs=True`` is a mistake) nor a float (``2.0``).
+Real numbers (lr, rate, p, momentum, a threshold) by the same rule in ``check_real``: an int, a
+float or a NumPy number, never a bool, a string or None (TypeError); NaN, inf or a number outside
+the option's bounds is a ValueError, with one message: ``Dropout: rate must be a number in [0, 1)``.
 """
 
 from __future__ import annotations
@@ -213,6 +216,39 @@ def check_count(value, option: str, owner: str, least: int, most: int | None = N
     if value < least or (most is not None and value > most):
         raise ValueError(f"{owner}: {option} must be {expected}, got {value!r}")
     return int(value)
+
+
+def check_real(value, option: str, owner: str, least=None, most=None, above=None, below=None,
+               why: str = "") -> float:
+    """A real number as a Python float: the one check of every real-valued option (lr, rate, p,
+    momentum, eps, thresholds, weights, ...), by ``check_count``'s rule. Optional bounds:
+    ``least <= value <= most``, ``above < value < below``; ``least=0, below=1`` is [0, 1).
+
+    Not a real number (``is_real``: a string, None, a bool) -> TypeError; NaN, inf or a number out
+    of the bounds -> ValueError, followed by `` (why)`` if given. Both messages name ``owner`` and
+    ``option`` and say what was expected: ``SGD: momentum must be a number in [0, 1), got 1.5``."""
+    expected = real_bounds_text(least, most, above, below)
+    if not is_real(value):
+        raise TypeError(f"{owner}: {option} must be {expected}, got {value!r}")
+    too_low = (least is not None and not value >= least) or (above is not None and not value > above)
+    too_high = (most is not None and not value <= most) or (below is not None and not value < below)
+    if too_low or too_high or not math.isfinite(value):
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"{owner}: {option} must be {expected}, got {value}{reason}")
+    return float(value)
+
+
+def real_bounds_text(least=None, most=None, above=None, below=None) -> str:
+    """What ``check_real`` expects, in words: 'a number in [0, 1)', 'a finite number > 0', ..."""
+    low_bracket, low = ("[", least) if least is not None else ("(", above)
+    high, high_bracket = (most, "]") if most is not None else (below, ")")
+    if low is not None and high is not None:
+        return f"a number in {low_bracket}{low}, {high}{high_bracket}"
+    if low is not None:
+        return f"a finite number {'>=' if least is not None else '>'} {low}"
+    if high is not None:
+        return f"a finite number {'<=' if most is not None else '<'} {high}"
+    return "a finite number"
 
 
 def check_not_empty(x, owner: str, what: str = "data") -> None:
@@ -413,6 +449,12 @@ def is_int(value) -> bool:
     """True for an int or a NumPy integer (numbers.Integral), False for a bool: ``True`` is an int
     to Python, but as a count or a size it is always a mistake."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    """True for a real number, Python's or NumPy's (numbers.Real: np.float32, np.int64), False for
+    a bool (``True`` is 1 to Python, but as a rate or a weight it is always a mistake)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def check_sample_shape(input_shape, owner: str) -> tuple[int, ...]:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from .augment import resize_boxes
-from .input_checks import check_count
+from .input_checks import check_count, check_real
 from .inspect import activations, as_batch, backprop, input_gradient, layer_index
 from .layers.base import iter_layers
 from .layers.spatial import positive_int
@@ -168,6 +168,7 @@ def saliency(model, images, class_index=None, method: str = "vanilla", samples: 
         grad = input_gradient(model, batch, classes)
     else:
         positive_int(samples, "samples", "saliency")
+        check_real(noise, "noise", "saliency", least=0)
         rng = np.random.default_rng(rng)
         sigma = noise * (batch.max(axis=(1, 2, 3)) - batch.min(axis=(1, 2, 3)))  # (N,)
         grad = 0.0
@@ -189,6 +190,9 @@ def feature_inversion(model, image, layer, steps: int = 200, lr: float = 0.05, t
     Returns ``(reconstruction (H, W, C), losses (steps,))``.
     """
     positive_int(steps, "steps", "feature_inversion")
+    check_real(lr, "lr", "feature_inversion", above=0)
+    check_real(tv_weight, "tv_weight", "feature_inversion", least=0)
+    check_real(l2_weight, "l2_weight", "feature_inversion", least=0)
     index = layer_index(model, layer)
     x0 = np.asarray(as_batch(model, image), dtype=float)[:1]
     phi0 = np.asarray(activations(model, x0, [index])[model.layers[index].name], dtype=float)
@@ -221,6 +225,7 @@ def deep_dream(model, image, layer, steps: int = 20, lr: float = 0.02, channel: 
     Returns ``(dreamed image (H, W, C), J before each step (steps,))``.
     """
     positive_int(steps, "steps", "deep_dream")
+    check_real(lr, "lr", "deep_dream", above=0)
     index = layer_index(model, layer)
     x = np.asarray(as_batch(model, image), dtype=float)[:1].copy()
     if channel is not None:  # the channel count is needed only to check a chosen channel
@@ -254,6 +259,8 @@ def class_model(model, class_index: int, steps: int = 200, lr: float = 0.05, l2_
     Returns ``(image (*input_shape), class scores y^c before each step (steps,))``.
     """
     positive_int(steps, "steps", "class_model")
+    check_real(lr, "lr", "class_model", above=0)
+    check_real(l2_weight, "l2_weight", "class_model", least=0)
     n_classes = model.output_shape[-1]
     check_count(class_index, "class_index", "class_model", 0, most=n_classes - 1)
     low, high = bounds

@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 from scipy.special import expit
 
-from .input_checks import lower_case_hint
+from .input_checks import check_real, lower_case_hint
 from .layers.activations import log_softmax
 
 
@@ -128,9 +128,7 @@ class CrossEntropy(Loss):
 
     def __init__(self, label_smoothing: float = 0.0):
         super().__init__()
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"{self.name}: label_smoothing must be in [0, 1], got {label_smoothing}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = check_real(label_smoothing, "label_smoothing", self.name, least=0, most=1)
 
     def targets(self, logits: np.ndarray, y) -> np.ndarray:
         """Return targets as a (N, K) probability matrix in the logits' dtype."""

@@ -37,12 +37,11 @@ schedule with that constant rate; to change the schedule, assign ``optimizer.sch
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from .gradcheck_contract import grad_shape_hint
-from .input_checks import refuse_class
+from .input_checks import check_real, is_real, refuse_class
 from .layers.base import iter_layers
 
 # Re-exported: schedules used to live here (``from scratchnet.optimizers import StepDecay``).
@@ -58,24 +57,11 @@ from .schedules import (  # noqa: F401
 )
 
 
-def check_number(value, option: str, owner: str) -> float:
-    """A hyperparameter as a float: a real number, Python's or NumPy's (``np.int64(1)``,
-    ``np.float32(0.9)``); a bool, a string or None is a TypeError, NaN or inf a ValueError, each
-    naming ``owner`` (the optimizer) and ``option``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {option} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{owner}: {option} must be a finite number, got {value}")
-    return float(value)
-
-
 def _as_schedule(lr, owner: str):
     """A number lr > 0 becomes ConstantLR(lr); a schedule object is kept; ``owner`` names the
     optimizer in the errors."""
-    if isinstance(lr, numbers.Real) and not isinstance(lr, (bool, np.bool_)):
-        if not lr > 0:  # NaN too
-            raise ValueError(f"{owner}: learning rate must be > 0, got {lr}")
-        return ConstantLR(check_number(lr, "lr", owner))
+    if is_real(lr):
+        return ConstantLR(check_real(lr, "lr", owner, above=0))
     refuse_class(lr, "lr", owner, expected="a positive number or a schedule object", arguments="...")
     if callable(lr) and hasattr(lr, "__dict__"):
         return lr  # a schedule object (schedules.py, or your own picklable class)
@@ -110,12 +96,8 @@ class Optimizer:
     def __init__(self, lr, weight_decay: float = 0.0, clipnorm: float | None = None):
         owner = type(self).__name__
         self.schedule = _as_schedule(lr, owner)
-        if check_number(weight_decay, "weight_decay", owner) < 0:  # a negative decay grows the weights
-            raise ValueError(f"{owner}: weight_decay must be >= 0, got {weight_decay}")
-        if clipnorm is not None and not check_number(clipnorm, "clipnorm", owner) > 0:
-            raise ValueError(f"{owner}: clipnorm must be > 0 or None, got {clipnorm}")
-        self.weight_decay = float(weight_decay)
-        self.clipnorm = None if clipnorm is None else float(clipnorm)
+        self.weight_decay = check_real(weight_decay, "weight_decay", owner, least=0)  # < 0 grows the weights
+        self.clipnorm = None if clipnorm is None else check_real(clipnorm, "clipnorm", owner, above=0)
         self.iterations = 0  # steps taken, used by learning-rate schedules
 
     @property
@@ -126,7 +108,7 @@ class Optimizer:
     @lr.setter
     def lr(self, value) -> None:
         """``optimizer.lr = 1e-4`` replaces the schedule by that constant rate (from the next step)."""
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        if not is_real(value):
             raise TypeError(f"{type(self).__name__}.lr: expected a positive number, got {value!r} "
                             "(to install a schedule, assign optimizer.schedule)")
         self.schedule = _as_schedule(value, f"{type(self).__name__}.lr")
@@ -165,15 +147,12 @@ class Adam(Optimizer):
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, clipnorm=None):
         super().__init__(lr, weight_decay, clipnorm)
         owner = type(self).__name__
-        for beta, option in ((beta1, "beta1"), (beta2, "beta2")):
-            if not 0 <= check_number(beta, option, owner) < 1:
-                raise ValueError(f"{owner}: betas must be in [0, 1), got {beta1}, {beta2} (with a beta of "
-                                 f"1 the moment never takes in a gradient and its bias correction "
-                                 f"1 - beta^t is 0)")
-        if not check_number(eps, "eps", owner) > 0:
-            raise ValueError(f"{owner}: eps must be > 0, got {eps} (it keeps m / (sqrt(v) + eps) finite "
-                             f"where a gradient is exactly 0: with eps = 0 that is 0 / 0 = NaN)")
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        beta_reason = ("with a beta of 1 the moment never takes in a gradient and its bias correction "
+                       "1 - beta^t is 0")
+        self.beta1 = check_real(beta1, "beta1", owner, least=0, below=1, why=beta_reason)
+        self.beta2 = check_real(beta2, "beta2", owner, least=0, below=1, why=beta_reason)
+        self.eps = check_real(eps, "eps", owner, above=0, why="it keeps m / (sqrt(v) + eps) finite where a "
+                              "gradient is exactly 0: with eps = 0 that is 0 / 0 = NaN")
 
     def update(self, param, grad, state, lr):
         if not state:
@@ -230,15 +209,14 @@ class AdamW(Adam):
 class SGD(Optimizer):
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clipnorm=None):
         super().__init__(lr, weight_decay, clipnorm)
-        if not 0 <= check_number(momentum, "momentum", "SGD") < 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum} (with momentum >= 1 the "
-                             f"buffer buf = mu buf + g never forgets a gradient: the steps grow without "
-                             f"bound and training diverges)")
+        self.momentum = check_real(momentum, "momentum", "SGD", least=0, below=1, why=(
+            "with momentum >= 1 the buffer buf = mu buf + g never forgets a gradient: the steps grow "
+            "without bound and training diverges"))
         if isinstance(nesterov, str) or nesterov not in (True, False):  # "no" would count as True
             raise TypeError(f"SGD: nesterov must be True or False, got {nesterov!r}")
         if nesterov and momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.nesterov = bool(nesterov)
 
     def update(self, param, grad, state, lr):
         if self.momentum:

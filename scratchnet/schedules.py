@@ -27,22 +27,12 @@ from __future__ import annotations
 
 import math
 
-from .input_checks import check_count
+from .input_checks import check_count, check_real
 
 
 def check_step(step, who: str) -> int:
     """A step (or epoch) count: an int >= 0 (``input_checks.check_count``)."""
     return check_count(step, "the step/epoch", who, 0)
-
-
-def _positive(value, what: str, who: str, allow_zero: bool = False) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{who}: {what} must be a number, got {value!r}") from None
-    if not (value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
-        raise ValueError(f"{who}: {what} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return value
 
 
 def _count(value, what: str, who: str) -> int:
@@ -54,7 +44,7 @@ class ConstantLR:
     """lr (what a plain number becomes, and what ``optimizer.lr = value`` installs)."""
 
     def __init__(self, lr: float):
-        self.lr = _positive(lr, "the learning rate", "ConstantLR")
+        self.lr = check_real(lr, "lr", "ConstantLR", above=0)
 
     def __call__(self, step: int) -> float:
         check_step(step, "ConstantLR")
@@ -68,8 +58,8 @@ class StepDecay:
     """lr = initial * factor ** (step // every)."""
 
     def __init__(self, initial: float, factor: float = 0.5, every: int = 1000):
-        self.initial = _positive(initial, "initial", "StepDecay")
-        self.factor = _positive(factor, "factor", "StepDecay")  # 0: lr 0 after `every` steps
+        self.initial = check_real(initial, "initial", "StepDecay", above=0)
+        self.factor = check_real(factor, "factor", "StepDecay", above=0)  # 0: lr 0 after `every` steps
         self.every = _count(every, "every", "StepDecay")
 
     def __call__(self, step):
@@ -83,8 +73,9 @@ class ExponentialDecay:
     """lr = initial * rate ** (step / decay_steps)."""
 
     def __init__(self, initial: float, rate: float = 0.96, decay_steps: int = 1000):
-        self.initial = _positive(initial, "initial", "ExponentialDecay")
-        self.rate = _positive(rate, "rate", "ExponentialDecay")  # 0: lr 0 after one step; < 0: complex
+        self.initial = check_real(initial, "initial", "ExponentialDecay", above=0)
+        # rate 0: lr 0 after one step; rate < 0: complex learning rates
+        self.rate = check_real(rate, "rate", "ExponentialDecay", above=0)
         self.decay_steps = _count(decay_steps, "decay_steps", "ExponentialDecay")
 
     def __call__(self, step):
@@ -98,9 +89,9 @@ class CosineDecay:
     """lr = final + (initial - final) * (1 + cos(pi * min(step, total) / total)) / 2 (then flat)."""
 
     def __init__(self, initial: float, total_steps: int, final: float = 0.0):
-        self.initial = _positive(initial, "initial", "CosineDecay")
+        self.initial = check_real(initial, "initial", "CosineDecay", above=0)
         self.total_steps = _count(total_steps, "total_steps", "CosineDecay")
-        self.final = _positive(final, "final", "CosineDecay", allow_zero=True)
+        self.final = check_real(final, "final", "CosineDecay", least=0)
 
     def __call__(self, step):
         progress = min(check_step(step, "CosineDecay"), self.total_steps) / self.total_steps
@@ -121,9 +112,9 @@ class CosineAnnealing:
     """
 
     def __init__(self, initial: float, T_max: int, eta_min: float = 0.0, steps_per_epoch: int | None = None):
-        self.initial = _positive(initial, "initial", "CosineAnnealing")
+        self.initial = check_real(initial, "initial", "CosineAnnealing", above=0)
         self.T_max = _count(T_max, "T_max", "CosineAnnealing")
-        self.eta_min = _positive(eta_min, "eta_min", "CosineAnnealing", allow_zero=True)
+        self.eta_min = check_real(eta_min, "eta_min", "CosineAnnealing", least=0)
         self.steps_per_epoch = None if steps_per_epoch is None else _count(
             steps_per_epoch, "steps_per_epoch", "CosineAnnealing")
 
@@ -151,9 +142,7 @@ class LinearWarmup:
     def __init__(self, after, warmup_steps: int, start_factor: float = 0.0):
         self.after = after if callable(after) else ConstantLR(after)
         self.warmup_steps = _count(warmup_steps, "warmup_steps", "LinearWarmup")
-        if not 0 <= start_factor <= 1:
-            raise ValueError(f"LinearWarmup: start_factor must be in [0, 1], got {start_factor}")
-        self.start_factor = float(start_factor)
+        self.start_factor = check_real(start_factor, "start_factor", "LinearWarmup", least=0, most=1)
 
     def __call__(self, step):
         step = check_step(step, "LinearWarmup")
@@ -180,13 +169,11 @@ class OneCycle:
 
     def __init__(self, max_lr: float, total_steps: int, pct_start: float = 0.3,
                  div_factor: float = 25.0, final_div_factor: float = 1e4):
-        self.max_lr = _positive(max_lr, "max_lr", "OneCycle")
+        self.max_lr = check_real(max_lr, "max_lr", "OneCycle", above=0)
         self.total_steps = _count(total_steps, "total_steps", "OneCycle")
-        if not 0 < pct_start < 1:
-            raise ValueError(f"OneCycle: pct_start must be in (0, 1), got {pct_start}")
-        self.pct_start = float(pct_start)
-        self.div_factor = _positive(div_factor, "div_factor", "OneCycle")
-        self.final_div_factor = _positive(final_div_factor, "final_div_factor", "OneCycle")
+        self.pct_start = check_real(pct_start, "pct_start", "OneCycle", above=0, below=1)
+        self.div_factor = check_real(div_factor, "div_factor", "OneCycle", above=0)
+        self.final_div_factor = check_real(final_div_factor, "final_div_factor", "OneCycle", above=0)
 
     @staticmethod
     def _anneal(start, end, fraction):
@@ -222,16 +209,15 @@ class ReduceOnPlateau:
 
     def __init__(self, initial: float, factor: float = 0.1, patience: int = 10, min_lr: float = 0.0,
                  monitor: str = "val_loss", mode: str = "min", threshold: float = 1e-4, cooldown: int = 0):
-        self.lr = _positive(initial, "initial", "ReduceOnPlateau")
-        if not 0 < factor < 1:
-            raise ValueError(f"ReduceOnPlateau: factor must be in (0, 1), got {factor}")
+        self.lr = check_real(initial, "initial", "ReduceOnPlateau", above=0)
+        self.factor = check_real(factor, "factor", "ReduceOnPlateau", above=0, below=1)
         if mode not in ("min", "max"):
             raise ValueError(f"ReduceOnPlateau: mode must be 'min' or 'max', got {mode!r}")
-        self.factor, self.mode, self.monitor = float(factor), mode, str(monitor)
+        self.mode, self.monitor = mode, str(monitor)
         self.patience = check_count(patience, "patience", "ReduceOnPlateau", 0)
         self.cooldown = check_count(cooldown, "cooldown", "ReduceOnPlateau", 0)
-        self.min_lr = _positive(min_lr, "min_lr", "ReduceOnPlateau", allow_zero=True)
-        self.threshold = _positive(threshold, "threshold", "ReduceOnPlateau", allow_zero=True)
+        self.min_lr = check_real(min_lr, "min_lr", "ReduceOnPlateau", least=0)
+        self.threshold = check_real(threshold, "threshold", "ReduceOnPlateau", least=0)
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0

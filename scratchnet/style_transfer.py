@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .input_checks import check_real
 from .inspect import activations, input_gradient_of_sum, layer_index
 from .interpret import feature_map_layers, pictures_and_curve
 from .layers.spatial import positive_int
@@ -150,10 +151,10 @@ def style_transfer(model, content, style, content_layer=None, style_layers=None,
     Returns ``(image (H, W, C), total loss before each step (steps,))``.
     """
     positive_int(steps, "steps", "style_transfer")
+    check_real(lr, "lr", "style_transfer", above=0)
     for name, weight in (("content_weight", content_weight), ("style_weight", style_weight),
                          ("tv_weight", tv_weight)):
-        if not isinstance(weight, numbers.Real) or not 0 <= weight < np.inf:
-            raise ValueError(f"style_transfer: {name} must be a number >= 0, got {weight!r}")
+        check_real(weight, name, "style_transfer", least=0)
     if content_layer is None or style_layers is None:  # the defaults
         feature_layers = feature_map_layers(model)
         if not feature_layers:

@@ -37,6 +37,7 @@ from .input_checks import (
     check_callbacks,
     check_count,
     check_not_empty,
+    check_real,
     non_finite_rows,
     refuse_class,
 )
@@ -215,9 +216,7 @@ def _validation(model, x, y, validation_data, validation_split):
         if validation_split:
             raise ValueError(f"{model.name}: give validation_data or validation_split, not both")
         return x, y, validation_data
-    if not (isinstance(validation_split, (int, float)) and 0 <= validation_split < 1):
-        raise ValueError(f"{model.name}: validation_split must be a fraction in [0, 1), "
-                         f"got {validation_split!r}")
+    check_real(validation_split, "validation_split", model.name, least=0, below=1)
     n_val = int(round(len(x) * validation_split))
     if not n_val:
         return x, y, None

@@ -122,7 +122,7 @@ def test_early_stopping_bad_input():
         EarlyStopping(patience=-1)
     with pytest.raises(ValueError, match="mode must be 'auto', 'min' or 'max', got 'up'"):
         EarlyStopping(mode="up")
-    with pytest.raises(ValueError, match="min_delta must be a number >= 0"):
+    with pytest.raises(ValueError, match="^EarlyStopping: min_delta must be a finite number >= 0, got -0.1$"):
         EarlyStopping(min_delta=-0.1)
     stopper = EarlyStopping()
     stopper.set_model(model_for())

@@ -235,7 +235,7 @@ def test_seed_get_layer_class_weight_and_schedule_numbers():
     by_sample = small_cnn(input_shape=(8, 8, 1)).fit(x, y, sample_weight=np.choose(y, [2.0, 0.5, 1.0]),
                                                      verbose=0)
     assert by_class["loss"] == by_sample["loss"]                              # the int64 key counts
-    with pytest.raises(TypeError, match=r"^StepDecay: initial must be a number, got None$"):
+    with pytest.raises(TypeError, match=r"^StepDecay: initial must be a finite number > 0, got None$"):
         sn.schedules.StepDecay(None)
 
 

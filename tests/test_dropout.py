@@ -125,9 +125,11 @@ def test_pickling_drops_the_generator():
     assert copy.rate == 0.3 and copy.forward(np.ones((2, 5)), training=True).shape == (2, 5)
 
 
-@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, "0.5", True, None])
-def test_bad_rate_is_refused(rate):
-    with pytest.raises(ValueError, match=r"dropout: rate \(the probability of dropping a value\) must be "
+@pytest.mark.parametrize("rate, error", [(-0.1, ValueError), (1.0, ValueError), (1.5, ValueError),
+                                         ("0.5", TypeError), (True, TypeError), (None, TypeError)])
+def test_bad_rate_is_refused(rate, error):
+    """A number out of [0, 1) is a ValueError; a string, a bool or None a TypeError (check_real)."""
+    with pytest.raises(error, match=r"dropout: rate \(the probability of dropping a value\) must be "
                                          r"a number in \[0, 1\), got " + repr(rate).replace(".", r"\.")):
         Dropout(rate)
 

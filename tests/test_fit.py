@@ -39,7 +39,8 @@ def test_validation_split_holds_out_the_last_samples_before_shuffling():
     assert history["val_loss"][0] == pytest.approx(model.evaluate(x[80:], y[80:])["loss"], abs=1e-12)
     with pytest.raises(ValueError, match="give validation_data or validation_split, not both"):
         model.fit(x, y, validation_split=0.1, validation_data=(x, y), verbose=0)
-    with pytest.raises(ValueError, match=r"validation_split must be a fraction in \[0, 1\), got 1.5"):
+    with pytest.raises(ValueError, match=r"^sequential: validation_split must be a number in \[0, 1\), "
+                                         r"got 1.5$"):
         model.fit(x, y, validation_split=1.5, verbose=0)
 
 

@@ -253,7 +253,8 @@ def test_bad_options_are_refused():
         with pytest.raises(error, match=rf"^HealthMonitor: bins must be an int >= 1, got {bad!r}$"):
             HealthMonitor(bins=bad)
     assert HealthMonitor(every=np.int64(3), bins=np.int32(4)).every == 3
-    with pytest.raises(ValueError, match="dead_fraction must be in"):
+    with pytest.raises(ValueError, match=r"^HealthMonitor: dead_fraction must be a number in \[0, 1\), "
+                                         r"got 1.5$"):
         HealthMonitor(dead_fraction=1.5)
     with pytest.raises(ValueError, match="probe must be a non-empty batch"):
         HealthMonitor(probe=np.zeros((0, 3)))

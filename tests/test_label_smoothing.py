@@ -47,7 +47,8 @@ def test_matches_torch(soft, rng):
 
 
 def test_option_checked_named_and_default_unchanged():
-    with pytest.raises(ValueError, match="cross_entropy: label_smoothing must be in"):
+    with pytest.raises(ValueError, match=r"^cross_entropy: label_smoothing must be a number "
+                                         r"in \[0, 1\], got 1.5$"):
         CrossEntropy(label_smoothing=1.5)
     assert get_loss("cross_entropy").label_smoothing == 0.0
     assert repr(CrossEntropy(label_smoothing=0.1)) == "CrossEntropy(label_smoothing=0.1)"

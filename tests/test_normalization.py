@@ -159,11 +159,11 @@ def test_keras_momentum_is_one_minus_momentum():
 
 @pytest.mark.parametrize("options, message", [
     ({"momentum": 0.1, "keras_momentum": 0.9}, "not both"),
-    ({"momentum": 1.5}, "momentum must be in [0, 1], got 1.5"),
-    ({"momentum": -0.1}, "momentum must be in [0, 1]"),
-    ({"keras_momentum": 2.0}, "keras_momentum must be in [0, 1], got 2.0"),
-    ({"eps": 0.0}, "eps must be a number > 0, got 0.0"),
-    ({"eps": -1e-5}, "eps must be a number > 0"),
+    ({"momentum": 1.5}, "momentum must be a number in [0, 1], got 1.5"),
+    ({"momentum": -0.1}, "momentum must be a number in [0, 1], got -0.1"),
+    ({"keras_momentum": 2.0}, "keras_momentum must be a number in [0, 1], got 2.0"),
+    ({"eps": 0.0}, "eps must be a finite number > 0, got 0.0"),
+    ({"eps": -1e-5}, "eps must be a finite number > 0, got -1e-05"),
 ])
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ValueError, match="batch_norm: ") as error:
@@ -172,7 +172,7 @@ def test_bad_options_are_refused(options, message):
 
 
 def test_momentum_must_be_a_number():
-    with pytest.raises(TypeError, match="bn: momentum must be a number, got '0.1'"):
+    with pytest.raises(TypeError, match=r"^bn: momentum must be a number in \[0, 1\], got '0.1'$"):
         BatchNorm(momentum="0.1", name="bn")
 
 

@@ -177,7 +177,8 @@ def test_clear_errors_for_wrong_shapes_layers_and_options():
     for wrong in ([], "activation", 1):
         with pytest.raises(ValueError, match="style_layers must be a non-empty list of layer names or "):
             style_transfer(model, content, style, style_layers=wrong)
-    with pytest.raises(ValueError, match="style_weight must be a number >= 0, got -1.0"):
+    with pytest.raises(ValueError, match=r"^style_transfer: style_weight must be a finite number >= 0, "
+                                         r"got -1.0$"):
         style_transfer(model, content, style, style_weight=-1.0)
     with pytest.raises(ValueError, match="style_transfer: steps must be an int >= 1, got 0"):
         style_transfer(model, content, style, steps=0)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..input_checks import check_count
+from ..input_checks import check_count, check_real
 
 PATTERN_NAMES = ("horizontal stripes", "vertical stripes", "checkerboard", "disc", "bright spots")
 
@@ -92,6 +92,7 @@ def make_patterns(n: int, image_size: int = 32, n_classes: int = 5, seed: int = 
     n = check_count(n, "n", "make_patterns", 0)
     image_size = check_count(image_size, "image_size", "make_patterns", 8)
     n_classes = check_count(n_classes, "n_classes", "make_patterns", 2, most=len(_DRAW))
+    noise = check_real(noise, "noise", "make_patterns", least=0)
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % n_classes).astype(np.int64)
     rows, cols = np.mgrid[0:image_size, 0:image_size].astype(float)

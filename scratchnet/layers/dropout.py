@@ -20,10 +20,9 @@ model resumes with the masks it would have drawn.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from ..input_checks import check_real
 from .base import Layer
 from .spatial import check_image_shape
 
@@ -38,10 +37,8 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, name: str | None = None):
         super().__init__(name=name)
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
-            raise ValueError(f"{self.name}: rate (the probability of dropping a value) must be a "
-                             f"number in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        self.rate = check_real(rate, "rate (the probability of dropping a value)", self.name,
+                               least=0, below=1)
 
     def mask_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
         """One random draw per value (SpatialDropout2D overrides: one per feature map)."""

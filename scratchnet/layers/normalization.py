@@ -41,22 +41,12 @@ on the "wide" view of ``wide_rows`` (see there why).
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
+from ..input_checks import check_real
 from .base import Layer
 from .wide_rows import wide_rows
-
-
-def _check_fraction(value, what: str, layer_name: str) -> float:
-    """``value`` as a float in [0, 1], or an error naming the layer and the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{layer_name}: {what} must be a number, got {value!r}")
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{layer_name}: {what} must be in [0, 1], got {value!r}")
-    return value
 
 
 def column_sums(rows: np.ndarray) -> np.ndarray:
@@ -138,11 +128,10 @@ class BatchNorm(Layer):
                              f"keras_momentum (= 1 - momentum), not both; got momentum={momentum!r} "
                              f"and keras_momentum={keras_momentum!r}")
         if keras_momentum is not None:
-            momentum = 1.0 - _check_fraction(keras_momentum, "keras_momentum", self.name)
-        self.momentum = _check_fraction(0.1 if momentum is None else momentum, "momentum", self.name)
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-            raise ValueError(f"{self.name}: eps must be a number > 0, got {eps!r}")
-        self.eps = float(eps)
+            momentum = 1.0 - check_real(keras_momentum, "keras_momentum", self.name, least=0, most=1)
+        momentum = 0.1 if momentum is None else momentum
+        self.momentum = check_real(momentum, "momentum", self.name, least=0, most=1)
+        self.eps = check_real(eps, "eps", self.name, above=0)
 
     def init_params(self, input_shape, rng):
         channels = input_shape[-1]
