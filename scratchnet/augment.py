@@ -27,8 +27,8 @@ import math
 
 import numpy as np
 
-from .input_checks import check_count, check_real
 from .layers.spatial import as_pair
+from .option_checks import check_count, check_real
 
 
 # ---------------------------------------------------------------------- checks

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .augment import _probability, check_batch
-from .input_checks import check_real
+from .option_checks import check_real
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from .augment import check_batch
-from .input_checks import check_real
 from .layers.spatial import positive_int
+from .option_checks import check_real
 
 
 def soft_labels(y, num_classes, dtype, who: str) -> np.ndarray:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from .input_checks import check_count
+from .option_checks import check_count
 
 
 def loaded_blas_libraries() -> list[str]:

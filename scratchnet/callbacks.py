@@ -32,7 +32,7 @@ import json
 import math
 import os
 
-from .input_checks import check_count, check_path, check_real
+from .option_checks import check_count, check_path, check_real
 
 
 class Callback:

@@ -59,7 +59,7 @@ import warnings as _warnings
 import numpy as np
 
 from .callbacks import Callback
-from .input_checks import check_count, check_real
+from .option_checks import check_count, check_real
 from .training import diagnose_non_finite
 
 

@@ -9,65 +9,26 @@ was given and, where the cause is usually the same, what to do about it:
 * values far outside the range the model saw in training (forgot ``x / 255``?);
 * strings, objects, complex numbers, empty arrays;
 * one layer object used twice; a softmax last layer before the cross-entropy loss;
-* a class where an object is expected (``loss=CrossEntropy`` for ``CrossEntropy()``), one
-  callback where a list is expected.
+* one callback where a list is expected, a History given as a callback.
 
-Which exception, by one rule (Python's own: ``range(2.5)`` is a TypeError, ``math.factorial(-1)``
-a ValueError): a value of the wrong TYPE (a float, a string, a bool or None where a whole number
-is expected; a number where a file name is expected) raises ``TypeError``; a value of the right
-type out of range (``batch_size=0``) raises ``ValueError``. Whole numbers are checked in one
-place, ``check_count``: an int or a NumPy integer (``np.int64`` read from an array), never a
-bool (``True`` is an int to Python, but ``epochs=True`` is a mistake) nor a float (``2.0``).
-Real numbers (lr, rate, p, momentum, a threshold) by the same rule in ``check_real``: an int, a
-float or a NumPy number, never a bool, a string or None (TypeError); NaN, inf or a number outside
-the option's bounds is a ValueError, with one message: ``Dropout: rate must be a number in [0, 1)``.
+The checks of a function's or layer's OPTIONS (whole and real numbers, paths, dtypes, seeds)
+are in ``option_checks.py``, with the rule for which exception they raise.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-import os
 import warnings
 from contextlib import contextmanager
 
 import numpy as np
 
-# Layers import this module (positive_int, lower_case_hint): the two functions that need
+from .option_checks import is_int, refuse_class, whole_float_hint
+
+# Layers import this module (check_sample_shape): the two functions that need
 # layers.base import it when they run, so importing input_checks first never meets a cycle.
 
 FLOAT_DTYPES = ("float32", "float64")
-
-
-def check_model_dtype(dtype, owner: str) -> np.dtype:
-    """float32 or float64; anything else (float16 included: Adam's eps=1e-8 underflows) is refused."""
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"{owner}: dtype must be 'float32' or 'float64', got {dtype!r}") from None
-    if dtype not in (np.dtype("float32"), np.dtype("float64")):
-        reason = (" (float16 is not supported: its smallest step is too coarse for the optimizer, "
-                  "Adam's eps=1e-8 rounds to 0)" if dtype == np.dtype("float16") else "")
-        raise TypeError(f"{owner}: dtype must be 'float32' or 'float64', got {dtype}{reason}")
-    return dtype
-
-
-def seeded_generator(seed, owner: str) -> np.random.Generator:
-    """``np.random.default_rng(seed)``; a seed it cannot use (a string, a float) names the model."""
-    try:
-        return np.random.default_rng(seed)
-    except (TypeError, ValueError) as error:  # ValueError: a negative int
-        raise type(error)(f"{owner}: seed must be an int >= 0 or None, got {seed!r}") from None
-
-
-def check_path(path, owner: str, option: str = "path", what: str = "file name", bytes_allowed: bool = True):
-    """A path: str or os.PathLike (pathlib.Path), and bytes where ``bytes_allowed`` (``open``
-    takes them; ``pathlib.Path``, which a data folder becomes, does not). Anything else is a
-    TypeError naming ``owner``, the ``option`` and ``what`` it must be ("file name", "folder name")."""
-    kinds = (str, bytes, os.PathLike) if bytes_allowed else (str, os.PathLike)
-    if not isinstance(path, kinds):
-        raise TypeError(f"{owner}: {option} must be a {what} (str or pathlib.Path), got {path!r}")
-    return path
 
 
 def check_input_shape(input_shape, owner: str):
@@ -172,16 +133,6 @@ def build_from_batch(model, x_shape) -> None:
                          f"shape; if x is ONE sample, add the batch axis: x[None])") from None
 
 
-def refuse_class(value, what: str, owner: str, expected: str = "an object", arguments: str = "") -> None:
-    """A class given where an object of it is expected (``Adam`` for ``Adam()``): TypeError.
-
-    ``expected`` says what ``what`` must be; ``arguments`` go in the remedy's parentheses
-    (``"..."`` for a class that needs some, as ``StepDecay(...)``)."""
-    if isinstance(value, type):
-        raise TypeError(f"{owner}: {what} must be {expected}, got the class {value.__name__} itself; "
-                        f"create one: {value.__name__}({arguments})")
-
-
 def check_callbacks(callbacks, owner: str) -> list:
     """fit's ``callbacks``: a list (any iterable) of callback objects, each with every hook."""
     if callbacks is None:
@@ -204,62 +155,9 @@ def check_callbacks(callbacks, owner: str) -> list:
     return callbacks
 
 
-def check_count(value, option: str, owner: str, least: int, most: int | None = None) -> int:
-    """A whole number ``least <= value`` (``<= most`` if given), returned as a Python int: the one
-    check of every whole-number option (batch_size, epochs, filters, steps, n, ...).
-
-    Not an int (``is_int``: a float, a string, None, a bool) -> TypeError; an int out of range ->
-    ValueError. Both messages name ``owner`` and ``option`` and say what was expected."""
-    expected = f"an int >= {least}" if most is None else f"an int from {least} to {most}"
-    if not is_int(value):
-        raise TypeError(f"{owner}: {option} must be {expected}, got {value!r}")
-    if value < least or (most is not None and value > most):
-        raise ValueError(f"{owner}: {option} must be {expected}, got {value!r}")
-    return int(value)
-
-
-def check_real(value, option: str, owner: str, least=None, most=None, above=None, below=None,
-               why: str = "") -> float:
-    """A real number as a Python float: the one check of every real-valued option (lr, rate, p,
-    momentum, eps, thresholds, weights, ...), by ``check_count``'s rule. Optional bounds:
-    ``least <= value <= most``, ``above < value < below``; ``least=0, below=1`` is [0, 1).
-
-    Not a real number (``is_real``: a string, None, a bool) -> TypeError; NaN, inf or a number out
-    of the bounds -> ValueError, followed by `` (why)`` if given. Both messages name ``owner`` and
-    ``option`` and say what was expected: ``SGD: momentum must be a number in [0, 1), got 1.5``."""
-    expected = real_bounds_text(least, most, above, below)
-    if not is_real(value):
-        raise TypeError(f"{owner}: {option} must be {expected}, got {value!r}")
-    too_low = (least is not None and not value >= least) or (above is not None and not value > above)
-    too_high = (most is not None and not value <= most) or (below is not None and not value < below)
-    if too_low or too_high or not math.isfinite(value):
-        reason = f" ({why})" if why else ""
-        raise ValueError(f"{owner}: {option} must be {expected}, got {value}{reason}")
-    return float(value)
-
-
-def real_bounds_text(least=None, most=None, above=None, below=None) -> str:
-    """What ``check_real`` expects, in words: 'a number in [0, 1)', 'a finite number > 0', ..."""
-    low_bracket, low = ("[", least) if least is not None else ("(", above)
-    high, high_bracket = (most, "]") if most is not None else (below, ")")
-    if low is not None and high is not None:
-        return f"a number in {low_bracket}{low}, {high}{high_bracket}"
-    if low is not None:
-        return f"a finite number {'>=' if least is not None else '>'} {low}"
-    if high is not None:
-        return f"a finite number {'<=' if most is not None else '<'} {high}"
-    return "a finite number"
-
-
 def check_not_empty(x, owner: str, what: str = "data") -> None:
     if len(x) == 0:
         raise ValueError(f"{owner}: {what} has no samples (shape {x.shape}); nothing to compute on")
-
-
-def lower_case_hint(name, known) -> str:
-    """' (did you mean 'relu'? names are lower case)' for 'ReLU' when 'relu' is in ``known``."""
-    lowered = name.lower() if isinstance(name, str) else None
-    return f" (did you mean {lowered!r}? names are lower case)" if lowered in known else ""
 
 
 # A first layer of one of these kinds normalises its input itself (per channel, from batch or
@@ -445,26 +343,15 @@ def refuse_rebuilding(layer, input_shape, dtype, owner: str, remedy: str) -> Non
             f"model that holds it)")
 
 
-def is_int(value) -> bool:
-    """True for an int or a NumPy integer (numbers.Integral), False for a bool: ``True`` is an int
-    to Python, but as a count or a size it is always a mistake."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def is_real(value) -> bool:
-    """True for a real number, Python's or NumPy's (numbers.Real: np.float32, np.int64), False for
-    a bool (``True`` is 1 to Python, but as a rate or a weight it is always a mistake)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
 def check_sample_shape(input_shape, owner: str) -> tuple[int, ...]:
     """The shape of ONE sample (no batch axis) as a tuple of Python ints, each >= 1: the check of
     ``Layer.build`` and of ``Sequential(input_shape=...)``. Not a sequence of ints (``is_int``:
     a float size, a string) -> TypeError; a size below 1 -> ValueError."""
     is_sequence = hasattr(input_shape, "__iter__") and not isinstance(input_shape, str)
     if not is_sequence or not all(is_int(size) for size in input_shape):
+        hint = whole_float_hint(*input_shape) if is_sequence else ""
         raise TypeError(f"{owner}: input_shape must be a tuple of ints for one sample (no batch axis), "
-                        f"e.g. (28, 28, 1), got {input_shape!r}")
+                        f"e.g. (28, 28, 1), got {input_shape!r}{hint}")
     shape = tuple(int(size) for size in input_shape)
     if any(size < 1 for size in shape):
         raise ValueError(f"{owner}: every size in input_shape must be >= 1, got {shape}")

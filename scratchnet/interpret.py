@@ -37,10 +37,10 @@ from __future__ import annotations
 import numpy as np
 
 from .augment import resize_boxes
-from .input_checks import check_count, check_real
 from .inspect import activations, as_batch, backprop, input_gradient, layer_index
 from .layers.base import iter_layers
 from .layers.spatial import positive_int
+from .option_checks import check_count, check_real
 from .pixel_descent import PixelAdam, descend_pixels, total_variation  # noqa: F401 (PixelAdam: was public here)
 
 # ---------------------------------------------------------------------- helpers

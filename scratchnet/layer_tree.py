@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-from .input_checks import is_int, refuse_rebuilding
+from .input_checks import refuse_rebuilding
 from .layers.base import Layer, iter_layers
+from .option_checks import is_int
 
 
 def get_layer(model, name: str | None = None, *, index: int | None = None) -> Layer:

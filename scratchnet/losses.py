@@ -24,8 +24,8 @@ import warnings
 import numpy as np
 from scipy.special import expit
 
-from .input_checks import check_real, lower_case_hint
 from .layers.activations import log_softmax
+from .option_checks import check_real, lower_case_hint
 
 
 def target_shape_hint(logits_shape, y) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import input_checks as checks
 from . import inspect as _inspect
-from . import layer_tree
+from . import layer_tree, option_checks
 from . import weights as weights_module
 from .layers.base import Layer, iter_layers
 from .layers.containers import rename_duplicates
@@ -58,9 +58,9 @@ class Sequential:
         self.layers: list[Layer] = []
         self.input_shape = checks.check_input_shape(input_shape, name)
         self.seed = seed
-        self.dtype = checks.check_model_dtype(dtype, name)
+        self.dtype = option_checks.check_model_dtype(dtype, name)
         self.check_numerics = bool(check_numerics)
-        self.rng = checks.seeded_generator(seed, name)
+        self.rng = option_checks.seeded_generator(seed, name)
         self.optimizer = None
         self.loss = None
         self.built = False
@@ -117,8 +117,8 @@ class Sequential:
         return shape
 
     def compile(self, optimizer="adam", loss="cross_entropy") -> "Sequential":
-        checks.refuse_class(optimizer, "compile: optimizer", self.name)
-        checks.refuse_class(loss, "compile: loss", self.name)
+        option_checks.refuse_class(optimizer, "compile: optimizer", self.name)
+        option_checks.refuse_class(loss, "compile: loss", self.name)
         self.optimizer = get_optimizer(optimizer)
         self.loss = get_loss(loss)
         checks.warn_softmax_before_cross_entropy(self.layers, self.loss, self.name)
@@ -244,7 +244,7 @@ class Sequential:
         """
         if self.loss is None:
             raise RuntimeError(f"{self.name}: call compile(optimizer, loss) before evaluate")
-        batch_size = checks.check_count(batch_size, "batch_size", self.name, 1)
+        batch_size = option_checks.check_count(batch_size, "batch_size", self.name, 1)
         x = self._prepare_input(x)
         checks.check_not_empty(x, self.name, "evaluate: x")
         y = self._check_targets(x, y)
@@ -270,7 +270,7 @@ class Sequential:
 
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Output of the last layer (logits if the model ends without softmax)."""
-        batch_size = checks.check_count(batch_size, "batch_size", self.name, 1)
+        batch_size = option_checks.check_count(batch_size, "batch_size", self.name, 1)
         x = self._prepare_input(x)
         outputs = [self._run_layers(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
         if not outputs:
@@ -342,7 +342,7 @@ class Sequential:
 
     def astype(self, dtype) -> "Sequential":
         """Cast every layer (params, grads, optimizer moments) to ``dtype`` in place."""
-        self.dtype = checks.check_model_dtype(dtype, self.name)
+        self.dtype = option_checks.check_model_dtype(dtype, self.name)
         for layer in self.layers:
             layer.astype(self.dtype)
         return self

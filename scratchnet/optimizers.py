@@ -41,8 +41,8 @@ import math
 import numpy as np
 
 from .gradcheck_contract import grad_shape_hint
-from .input_checks import check_real, is_real, refuse_class
 from .layers.base import iter_layers
+from .option_checks import check_real, is_real, refuse_class
 
 # Re-exported: schedules used to live here (``from scratchnet.optimizers import StepDecay``).
 from .schedules import (  # noqa: F401

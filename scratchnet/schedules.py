@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import math
 
-from .input_checks import check_count, check_real
+from .option_checks import check_count, check_real
 
 
 def check_step(step, who: str) -> int:
-    """A step (or epoch) count: an int >= 0 (``input_checks.check_count``)."""
+    """A step (or epoch) count: an int >= 0 (``option_checks.check_count``)."""
     return check_count(step, "the step/epoch", who, 0)
 
 
 def _count(value, what: str, who: str) -> int:
-    """An int >= 1 (``input_checks.check_count``)."""
+    """An int >= 1 (``option_checks.check_count``)."""
     return check_count(value, what, who, 1)
 
 

@@ -76,7 +76,7 @@ import stat
 
 import numpy as np
 
-from .input_checks import check_path
+from .option_checks import check_path
 from .safe_unpickler import (  # noqa: F401  (re-exported: scratchnet.serialization.X keeps working)
     RestrictedUnpickler,
     UnsafeModelError,

@@ -29,10 +29,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .input_checks import check_real
 from .inspect import activations, input_gradient_of_sum, layer_index
 from .interpret import feature_map_layers, pictures_and_curve
 from .layers.spatial import positive_int
+from .option_checks import check_real
 from .pixel_descent import descend_pixels, total_variation
 
 

@@ -32,18 +32,11 @@ import warnings
 
 import numpy as np
 
-from .input_checks import (
-    LARGE_INPUT,
-    check_callbacks,
-    check_count,
-    check_not_empty,
-    check_real,
-    non_finite_rows,
-    refuse_class,
-)
+from .input_checks import LARGE_INPUT, check_callbacks, check_not_empty, non_finite_rows
 from .kernels.workspace import keep_freed_memory
 from .layers.base import iter_layers
 from .losses import check_takes_weights
+from .option_checks import check_count, check_real, refuse_class
 from .progress import ProgressBar
 
 

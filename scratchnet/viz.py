@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from .input_checks import check_count
 from .inspect import activations, as_batch, layer_index
+from .option_checks import check_count
 
 
 def _figure(width: float, height: float):

@@ -37,5 +37,6 @@ def test_set_blas_threads_changes_every_library(restore_threads, n):
 @pytest.mark.parametrize("bad, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
                                         (True, TypeError), ("2", TypeError), (2.0, TypeError)])
 def test_set_blas_threads_refuses_a_bad_count(bad, error):
-    with pytest.raises(error, match=rf"^set_blas_threads: n must be an int >= 1, got {bad!r}$"):
+    hint = r" \(a float: pass int\(\.\.\.\), or compute it with //\)" if bad == 2.0 else ""  # whole float
+    with pytest.raises(error, match=rf"^set_blas_threads: n must be an int >= 1, got {bad!r}{hint}$"):
         bt.set_blas_threads(bad)

@@ -19,6 +19,8 @@ from scratchnet.callbacks import (
 )
 from scratchnet.layers import Dense, Flatten
 
+FLOAT_HINT = r" \(a float: pass int\(\.\.\.\), or compute it with //\)$"  # after a whole-valued float
+
 
 def blobs(n=80, seed=0):
     rng = np.random.default_rng(seed)
@@ -135,17 +137,18 @@ def test_early_stopping_bad_input():
 
 
 def test_counts_may_be_numpy_ints_but_not_floats_or_bools():
-    """input_checks.check_count: NumPy ints pass (on purpose: before, only Python ints did) and
+    """option_checks.check_count: NumPy ints pass (on purpose: before, only Python ints did) and
     are stored as ints; floats and bools are still refused with the same message, as a TypeError
     (the wrong type; a number out of range is a ValueError)."""
     stopper = EarlyStopping(patience=np.int64(2))
     assert stopper.patience == 2 and type(stopper.patience) is int
-    for bad in (2.0, True):
-        with pytest.raises(TypeError, match=rf"^EarlyStopping: patience must be an int >= 0, got {bad!r}$"):
+    for bad, hint in ((2.0, FLOAT_HINT), (True, "$")):
+        with pytest.raises(TypeError, match=rf"^EarlyStopping: patience must be an int >= 0, "
+                                            rf"got {bad!r}{hint}"):
             EarlyStopping(patience=bad)
     stopper.set_model(model_for())
     stopper.on_epoch_end(np.int64(0), {"val_loss": 1.0})
-    with pytest.raises(TypeError, match=r"^EarlyStopping: epoch must be an int >= 0, got 1.0$"):
+    with pytest.raises(TypeError, match=r"^EarlyStopping: epoch must be an int >= 0, got 1.0" + FLOAT_HINT):
         stopper.on_epoch_end(1.0, {"val_loss": 1.0})
 
 

@@ -1,4 +1,4 @@
-"""One rule for every real-valued option (input_checks.check_real), as test_whole_numbers.py's for
+"""One rule for every real-valued option (option_checks.check_real), as test_whole_numbers.py's for
 whole numbers: a value of the wrong TYPE (a string, None, a bool) is a TypeError; NaN, inf or a
 number out of the option's range a ValueError; both with one message naming the owner and the
 option; NumPy numbers (np.float32, np.int64) pass."""
@@ -14,10 +14,10 @@ from scratchnet import layers as L
 from scratchnet.callbacks import EarlyStopping, ModelCheckpoint
 from scratchnet.datasets import make_patterns
 from scratchnet.health import HealthMonitor
-from scratchnet.input_checks import check_real, real_bounds_text
 from scratchnet.interpret import class_model, deep_dream, feature_inversion, saliency
 from scratchnet.losses import CrossEntropy
 from scratchnet.optimizers import SGD, Adam, AdamW
+from scratchnet.option_checks import check_real, real_bounds_text
 from scratchnet.style_transfer import style_transfer
 
 

@@ -220,7 +220,9 @@ def test_compare_conv_cost_by_hand():
     assert "input 32x32x64 -> output 32x32x128" in text and "75,497,472" in text and "0.1189" in text
     with pytest.raises(ValueError, match="compare_conv_cost: filters must be an int >= 1, got 0"):
         compare_conv_cost((8, 8, 3), 0, 3)
-    for bad, shown, error in ((2.0, "2.0", TypeError), (True, "True", TypeError), (-1, "-1", ValueError)):
+    whole_float = r"2\.0 \(a float: pass int\(\.\.\.\), or compute it with //\)"
+    for bad, shown, error in ((2.0, whole_float, TypeError), (True, "True", TypeError),
+                              (-1, "-1", ValueError)):
         for options, what in (({"filters": bad}, "filters"), ({"kernel_size": bad}, "kernel_size"),
                               ({"stride": bad}, "stride")):
             arguments = {"filters": 2, "kernel_size": 3, **options}

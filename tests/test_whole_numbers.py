@@ -1,4 +1,4 @@
-"""One rule for every whole-number option (input_checks.check_count, layers.spatial.as_pair):
+"""One rule for every whole-number option (option_checks.check_count, layers.spatial.as_pair):
 a value of the wrong TYPE (a float, a string, None, a bool) is a TypeError, a whole number out of
 range a ValueError, both with one message naming the owner and the option; NumPy integers pass."""
 
@@ -13,11 +13,14 @@ from scratchnet.blas_threads import blas_threads, set_blas_threads
 from scratchnet.callbacks import EarlyStopping
 from scratchnet.datasets import make_patterns
 from scratchnet.health import HealthMonitor
-from scratchnet.input_checks import check_count
 from scratchnet.kernels.chunk_workers import kernel_workers, set_kernel_workers
 from scratchnet.models import lenet5, resnet
 from scratchnet.models.blocks import dense_block
+from scratchnet.option_checks import check_count
 from scratchnet.receptive import compare_conv_cost
+
+# what a whole-valued float (2.0) gets after the message: how to make it an int
+FLOAT_HINT = r" \(a float: pass int\(\.\.\.\), or compute it with //\)$"
 
 
 def fit_tiny(**options):
@@ -106,11 +109,11 @@ def test_check_count_by_hand():
     assert check_count(5, "k", "f", 2, most=5) == 5
     with pytest.raises(ValueError, match=r"^f: k must be an int from 2 to 5, got 6$"):
         check_count(6, "k", "f", 2, most=5)
-    with pytest.raises(TypeError, match=r"^f: n must be an int >= 0, got 1.0$"):
+    with pytest.raises(TypeError, match=r"^f: n must be an int >= 0, got 1.0" + FLOAT_HINT):
         check_count(1.0, "n", "f", 0)
     with pytest.raises(TypeError, match=r"^f: n must be an int >= 0, got False$"):
         check_count(False, "n", "f", 0)
-    with pytest.raises(TypeError, match=r"^f: n must be an int >= 0, got np.float64\(2.0\)$"):
+    with pytest.raises(TypeError, match=r"^f: n must be an int >= 0, got np.float64\(2.0\)" + FLOAT_HINT):
         check_count(np.float64(2.0), "n", "f", 0)
 
 
@@ -131,3 +134,20 @@ def test_a_sample_shape_of_other_than_ints_is_a_type_error(wrong):
     assert L.Dense(2).build(np.array([3])) == (2,)
     with pytest.raises(TypeError, match=f"^dense: {message}3$"):
         L.Dense(2).build(3)                                      # a layer takes a shape, not an int
+
+
+def test_a_whole_valued_float_is_refused_with_how_to_make_it_an_int():
+    """2.0 and np.float64(3) (a size computed with / or read as a float) are refused like 2.5, with
+    a hint; a float that is not whole gets no hint."""
+    hint = FLOAT_HINT
+    with pytest.raises(TypeError, match=r"^sequential: batch_size must be an int >= 1, got 64\.0" + hint):
+        check_count(64.0, "batch_size", "sequential", 1)
+    with pytest.raises(TypeError, match=r"got np\.float64\(3\.0\)" + hint):
+        check_count(np.float64(3.0), "n", "make_patterns", 0)
+    with pytest.raises(TypeError, match=r"got 2\.5$"):
+        check_count(2.5, "n", "make_patterns", 0)
+    with pytest.raises(TypeError, match=r"^conv2d: kernel_size must be .*, got \(3, 3\.0\)" + hint):
+        L.Conv2D(4, (3, 3.0), name="conv2d")
+    with pytest.raises(TypeError, match=r"input_shape must be a tuple of ints .* got \(28\.0, 28, 1\)"
+                                        + FLOAT_HINT):
+        Sequential([L.Flatten()], input_shape=(28.0, 28, 1))

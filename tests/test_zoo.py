@@ -141,7 +141,7 @@ def test_resnet_takes_a_numpy_integer_depth():
 def test_resnet_refuses_a_bad_width():
     with pytest.raises(ValueError, match="resnet: width must be an int >= 1, got 0"):
         resnet(8, width=0)
-    with pytest.raises(TypeError, match=r"^resnet: width must be an int >= 1, got 4.0$"):
+    with pytest.raises(TypeError, match=r"^resnet: width must be an int >= 1, got 4.0 \(a float: pass int"):
         resnet(8, width=4.0)
     narrow = resnet(8, width=np.int64(4))  # a NumPy int passes now (layers.spatial.positive_int)
     assert narrow.count_params() == resnet(8, width=4).count_params()

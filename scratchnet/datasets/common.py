@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..input_checks import check_path
+from ..option_checks import check_path
 
 
 class DatasetError(Exception):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..input_checks import check_count, check_real
+from ..option_checks import check_count, check_real
 
 PATTERN_NAMES = ("horizontal stripes", "vertical stripes", "checkerboard", "disc", "bright spots")
 

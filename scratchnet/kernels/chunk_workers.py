@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
-from ..input_checks import check_count
+from ..option_checks import check_count
 from .workspace import shared_workspace
 
 _workers = 1

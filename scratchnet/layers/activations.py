@@ -19,7 +19,7 @@ import math
 import numpy as np
 from scipy.special import erf, expit
 
-from ..input_checks import lower_case_hint
+from ..option_checks import lower_case_hint
 from .base import Layer
 from .wide_rows import wide_rows
 

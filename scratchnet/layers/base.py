@@ -24,8 +24,9 @@ import re
 
 import numpy as np
 
-from ..input_checks import check_sample_shape, is_int
+from ..input_checks import check_sample_shape
 from ..kernels.workspace import Workspace, shared_workspace
+from ..option_checks import is_int
 
 
 def _snake_case(class_name: str) -> str:

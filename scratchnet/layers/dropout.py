@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..input_checks import check_real
+from ..option_checks import check_real
 from .base import Layer
 from .spatial import check_image_shape
 

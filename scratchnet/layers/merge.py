@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..input_checks import is_int
+from ..option_checks import is_int
 from .base import Layer
 
 

@@ -44,7 +44,7 @@ import math
 
 import numpy as np
 
-from ..input_checks import check_real
+from ..option_checks import check_real
 from .base import Layer
 from .wide_rows import wide_rows
 

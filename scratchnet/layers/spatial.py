@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..input_checks import check_count, is_int
+from ..option_checks import check_count, is_int, whole_float_hint
 
 
 def check_backend(backend, backends, layer_name: str) -> str:
@@ -29,7 +29,7 @@ def check_backend(backend, backends, layer_name: str) -> str:
 
 
 def positive_int(value, what: str, layer_name: str) -> int:
-    """An int >= 1 (``input_checks.check_count``: TypeError for a float, a string, None or a
+    """An int >= 1 (``option_checks.check_count``: TypeError for a float, a string, None or a
     bool; ValueError for 0 or less)."""
     return check_count(value, what, layer_name, 1)
 
@@ -45,7 +45,8 @@ def as_pair(value, what: str, layer_name: str) -> tuple[int, int]:
     elif isinstance(value, (tuple, list)) and all(is_int(v) for v in value):
         pair = tuple(value)
     else:
-        raise TypeError(message)
+        sizes = value if isinstance(value, (tuple, list)) else (value,)
+        raise TypeError(message + whole_float_hint(*sizes))
     if len(pair) != 2 or min(pair) < 1:
         raise ValueError(message)
     return int(pair[0]), int(pair[1])

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from .. import layers as L
-from ..input_checks import is_int
 from ..model import Sequential
+from ..option_checks import is_int
 from .classic import conv_bn_relu, logits_layer
 
 

@@ -18,9 +18,9 @@ weights). The ReLU comes after the addition, so it is a separate layer after the
 from __future__ import annotations
 
 from .. import layers as L
-from ..input_checks import is_int
 from ..layers.spatial import positive_int
 from ..model import Sequential
+from ..option_checks import is_int
 from .classic import conv_bn_relu, logits_layer
 
 
