@@ -127,9 +127,11 @@ class HealthMonitor(Callback):
                              f"{self.probe.shape}")
         self.every, self.bins = int(every), int(bins)
         self.plot_path = plot_path
-        self.max_update_ratio = check_real(max_update_ratio, "max_update_ratio", "HealthMonitor", above=0)
+        # inf switches the update-ratio and exploding-gradient checks off (nothing is above it)
+        self.max_update_ratio = check_real(max_update_ratio, "max_update_ratio", "HealthMonitor", above=0,
+                                           allow_inf=True)
         self.vanish = check_real(vanish, "vanish", "HealthMonitor", above=0)
-        self.explode = check_real(explode, "explode", "HealthMonitor", above=0)
+        self.explode = check_real(explode, "explode", "HealthMonitor", above=0, allow_inf=True)
         self.dead_threshold = check_real(dead_fraction, "dead_fraction", "HealthMonitor", least=0, below=1)
         self.verbose = bool(verbose)
         self.records: list[dict] = []   # one per recorded step, see record()

@@ -175,7 +175,7 @@ def normalises_its_input(layer) -> bool:
     """True if ``layer`` (a model's first layer, or None) is of a kind that rescales its input,
     or is a Chain whose first layer is (a Residual or Parallel is not: its other path sees the
     raw input)."""
-    while type(layer).__name__ == "Chain" and layer.layers:
+    while any(kind.__name__ == "Chain" for kind in type(layer).__mro__) and layer.layers:
         layer = layer.layers[0]
     kinds = type(layer).__mro__ if layer is not None else ()   # its class and the classes above it
     return any(kind.__name__ in INPUT_NORMALISING_LAYERS for kind in kinds)
@@ -218,20 +218,20 @@ def non_finite_rows(x) -> np.ndarray:
     return np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
 
 
-def warn_non_finite(x, owner: str, in_fit: bool = False) -> None:
-    """Warn (once per call) when the batch ``x`` (N, ...) holds NaN or inf: how many samples and
-    the first one's index, and what will happen (predict/evaluate: NaN outputs; ``in_fit``: fit
-    stops at that batch). One pass over x (``np.isfinite(x).all()``); more only when it fails."""
+def warn_non_finite(x, owner: str, consequence: str = "their outputs will be NaN", what: str = "the input",
+                    first_row: int = 0, stacklevel: int = 4) -> None:
+    """Warn (once per call) when ``x`` (N, ...) holds NaN or inf: how many samples, the first one's
+    index (counted from ``first_row``: a validation split's rows are the last rows of fit's x) and
+    what will happen (``consequence``). One pass over x (``np.isfinite(x).all()``); more only
+    when it fails."""
     if np.isfinite(x).all():
         return
     bad_samples = non_finite_rows(x)
-    consequence = ("fit will stop with NonFiniteLossError at the first training batch holding one "
-                   "(one in the validation part makes val_loss NaN)" if in_fit
-                   else "their outputs will be NaN")
     warnings.warn(
-        f"{owner}: the input holds NaN or inf in {len(bad_samples)} sample(s) of {len(x)}, the first at "
-        f"index {bad_samples[0]}; {consequence}. Clean the data (np.nan_to_num(x), or drop those rows), "
-        f"or give Sequential(check_numerics=True) to make this an error", UserWarning, stacklevel=4)
+        f"{owner}: {what} holds NaN or inf in {len(bad_samples)} sample(s) of {len(x)}, the first at "
+        f"index {first_row + bad_samples[0]}; {consequence}. Clean the data (np.nan_to_num(x), or drop "
+        f"those rows), or give Sequential(check_numerics=True) to make this an error",
+        UserWarning, stacklevel=stacklevel)
 
 
 def finite_range(x) -> tuple[float, float] | None:

@@ -152,8 +152,8 @@ class Sequential:
         if self.check_numerics and not np.all(np.isfinite(x)):
             raise ValueError(f"{self.name}: input contains NaN or inf "
                              f"({int(np.sum(~np.isfinite(x)))} values)")
-        if not self.check_numerics and (check_range or record_range):  # predict, evaluate, fit
-            checks.warn_non_finite(x, self.name, in_fit=record_range)
+        if not self.check_numerics and check_range and not record_range:  # predict, evaluate (fit: after
+            checks.warn_non_finite(x, self.name)                           # its validation split)
         first_layer = self.layers[0] if self.layers else None
         checks.warn_unscaled_images(x, self.name, first_layer, whole_floats=record_range)  # fit: once
         x_range = checks.finite_range(x) if check_range or record_range else None

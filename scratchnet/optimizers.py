@@ -149,10 +149,11 @@ class Adam(Optimizer):
         owner = type(self).__name__
         beta_reason = ("with a beta of 1 the moment never takes in a gradient and its bias correction "
                        "1 - beta^t is 0")
-        self.beta1 = check_real(beta1, "beta1", owner, least=0, below=1, why=beta_reason)
-        self.beta2 = check_real(beta2, "beta2", owner, least=0, below=1, why=beta_reason)
-        self.eps = check_real(eps, "eps", owner, above=0, why="it keeps m / (sqrt(v) + eps) finite where a "
-                              "gradient is exactly 0: with eps = 0 that is 0 / 0 = NaN")
+        self.beta1 = check_real(beta1, "beta1", owner, least=0, below=1, why_high=beta_reason)
+        self.beta2 = check_real(beta2, "beta2", owner, least=0, below=1, why_high=beta_reason)
+        self.eps = check_real(eps, "eps", owner, above=0, why_low=(
+            "it keeps m / (sqrt(v) + eps) finite where a gradient is exactly 0: with eps = 0 that is "
+            "0 / 0 = NaN"))
 
     def update(self, param, grad, state, lr):
         if not state:
@@ -209,7 +210,7 @@ class AdamW(Adam):
 class SGD(Optimizer):
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clipnorm=None):
         super().__init__(lr, weight_decay, clipnorm)
-        self.momentum = check_real(momentum, "momentum", "SGD", least=0, below=1, why=(
+        self.momentum = check_real(momentum, "momentum", "SGD", least=0, below=1, why_high=(
             "with momentum >= 1 the buffer buf = mu buf + g never forgets a gradient: the steps grow "
             "without bound and training diverges"))
         if isinstance(nesterov, str) or nesterov not in (True, False):  # "no" would count as True

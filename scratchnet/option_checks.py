@@ -77,20 +77,25 @@ def check_count(value, option: str, owner: str, least: int, most: int | None = N
 
 
 def check_real(value, option: str, owner: str, least=None, most=None, above=None, below=None,
-               why: str = "") -> float:
+               why_low: str = "", why_high: str = "", allow_inf: bool = False) -> float:
     """A real number as a Python float: the one check of every real-valued option (lr, rate, p,
     momentum, eps, thresholds, weights, ...), by ``check_count``'s rule. Optional bounds:
     ``least <= value <= most``, ``above < value < below``; ``least=0, below=1`` is [0, 1).
 
     Not a real number (``is_real``: a string, None, a bool) -> TypeError; NaN, inf or a number out
-    of the bounds -> ValueError, followed by `` (why)`` if given. Both messages name ``owner`` and
-    ``option`` and say what was expected: ``SGD: momentum must be a number in [0, 1), got 1.5``."""
+    of the bounds -> ValueError, followed by `` (why_low)`` or `` (why_high)`` (why that bound)
+    when the number is below or above its bounds. Both messages name ``owner`` and
+    ``option`` and say what was expected: ``SGD: momentum must be a number in [0, 1), got 1.5``.
+    ``allow_inf``: inf passes (within the bounds): a threshold set to inf switches its check off."""
     expected = real_bounds_text(least, most, above, below)
+    if allow_inf:  # 'a finite number > 0' -> 'a number > 0 or inf'
+        expected = expected.replace("a finite number", "a number") + " or inf"
     if not is_real(value):
         raise TypeError(f"{owner}: {option} must be {expected}, got {value!r}")
     too_low = (least is not None and not value >= least) or (above is not None and not value > above)
     too_high = (most is not None and not value <= most) or (below is not None and not value < below)
-    if too_low or too_high or not math.isfinite(value):
+    if too_low or too_high or math.isnan(value) or (math.isinf(value) and not allow_inf):
+        why = why_low if too_low else why_high if too_high else ""
         reason = f" ({why})" if why else ""
         raise ValueError(f"{owner}: {option} must be {expected}, got {value}{reason}")
     return float(value)

@@ -140,7 +140,9 @@ class LinearWarmup:
     """
 
     def __init__(self, after, warmup_steps: int, start_factor: float = 0.0):
-        self.after = after if callable(after) else ConstantLR(after)
+        if not callable(after):  # a constant rate after the ramp, checked under its own name here
+            after = ConstantLR(check_real(after, "after", "LinearWarmup", above=0))
+        self.after = after
         self.warmup_steps = _count(warmup_steps, "warmup_steps", "LinearWarmup")
         self.start_factor = check_real(start_factor, "start_factor", "LinearWarmup", least=0, most=1)
 

@@ -32,7 +32,7 @@ import warnings
 
 import numpy as np
 
-from .input_checks import LARGE_INPUT, check_callbacks, check_not_empty, non_finite_rows
+from .input_checks import LARGE_INPUT, check_callbacks, check_not_empty, non_finite_rows, warn_non_finite
 from .kernels.workspace import keep_freed_memory
 from .layers.base import iter_layers
 from .losses import check_takes_weights
@@ -233,6 +233,18 @@ def check_targets_for_loss(model, y, chunk: int = 1024) -> None:
         model.loss.cache = {}
 
 
+def _warn_non_finite_in_fit(model, x, validation_data, from_split: bool) -> None:
+    """One warning for NaN/inf in the training rows (fit stops at the first batch holding one)
+    and one for the validation rows (val_loss becomes NaN), each with indices the user can find:
+    a validation split's rows are the last rows of fit's x."""
+    warn_non_finite(x, model.name, "fit will stop with NonFiniteLossError at the first batch holding one",
+                    stacklevel=5)
+    if validation_data is not None:
+        what = "the validation split (the last rows of x)" if from_split else "validation_data"
+        warn_non_finite(np.asarray(validation_data[0]), model.name, "val_loss will be NaN", what,
+                        first_row=len(x) if from_split else 0, stacklevel=5)
+
+
 def _checked_validation(model, x_val, y_val):
     """validation_data checked before the first epoch (evaluate would only fail after it); an
     error says it came from the validation data."""
@@ -317,6 +329,8 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     y = model._check_targets(x, y)
     weights = _sample_weights(model, y, sample_weight, class_weight)
     x, y, validation_data = _validation(model, x, y, validation_data, validation_split)
+    if not model.check_numerics:
+        _warn_non_finite_in_fit(model, x, validation_data, from_split=validation_split > 0)
     if weights is not None:
         weights = weights[:len(x)]
     if validation_data is not None:
@@ -383,7 +397,9 @@ def _run_epoch(model, x, y, weights, epoch, title, n_steps, batch_size, shuffle,
         if bar:
             bar.update(step + 1, logs)
     if validation_data is not None:
-        val = model.evaluate(*validation_data)
+        with warnings.catch_warnings():  # said once, before the first epoch, in row numbers of x
+            warnings.filterwarnings("ignore", message=r".* holds NaN or inf in ", category=UserWarning)
+            val = model.evaluate(*validation_data)
         logs.update({f"val_{key}": value for key, value in val.items()})
     model.epochs_trained += 1
     schedule = getattr(model.optimizer, "schedule", None)

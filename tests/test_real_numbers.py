@@ -67,7 +67,7 @@ OPTIONS = {
                                 "CosineAnnealing: eta_min must be", 0, -1),
     "LinearWarmup start_factor": (lambda v: schedules.LinearWarmup(0.1, 5, start_factor=v),
                                   "LinearWarmup: start_factor must be", 1, 1.5),
-    "LinearWarmup after": (lambda v: schedules.LinearWarmup(v, 5), "ConstantLR: lr must be", 1, 0),
+    "LinearWarmup after": (lambda v: schedules.LinearWarmup(v, 5), "LinearWarmup: after must be", 1, 0),
     "OneCycle max_lr": (lambda v: schedules.OneCycle(v, 10), "OneCycle: max_lr must be", 1, 0),
     "OneCycle pct_start": (lambda v: schedules.OneCycle(0.1, 10, pct_start=v), "OneCycle: pct_start must be",
                            0.5, 1),
@@ -173,12 +173,16 @@ def test_check_real_by_hand():
         check_real(1, "rate", "f", least=0, below=1)                  # the open end is refused
     with pytest.raises(ValueError, match=r"^f: x must be a number in \(0, 1\], got 0$"):
         check_real(0, "x", "f", above=0, most=1)
-    with pytest.raises(ValueError, match=r"^f: lr must be a finite number > 0, got inf \(why not\)$"):
-        check_real(math.inf, "lr", "f", above=0, why="why not")
+    with pytest.raises(ValueError, match=r"^f: lr must be a finite number > 0, got 0 \(too low\)$"):
+        check_real(0, "lr", "f", above=0, why_low="too low", why_high="too high")
+    with pytest.raises(ValueError, match=r"^f: lr must be a finite number > 0, got inf$"):  # not 'too low'
+        check_real(math.inf, "lr", "f", above=0, why_low="too low")
+    with pytest.raises(ValueError, match=r"^f: momentum must be a number in \[0, 1\), got -0.1$"):
+        check_real(-0.1, "momentum", "f", least=0, below=1, why_high="it diverges at 1")   # the low end
     with pytest.raises(ValueError, match=r"^f: x must be a finite number, got -inf$"):
         check_real(-math.inf, "x", "f")
     with pytest.raises(TypeError, match=r"^f: eps must be a finite number > 0, got '1e-8'$"):
-        check_real("1e-8", "eps", "f", above=0, why="not for a wrong type")
+        check_real("1e-8", "eps", "f", above=0, why_low="not for a wrong type")
     with pytest.raises(TypeError, match=r"^f: x must be a finite number, got np.True_$"):
         check_real(np.bool_(True), "x", "f")
     with pytest.raises(TypeError, match=r"^f: x must be a finite number, got array\(0.5\)$"):
@@ -198,3 +202,17 @@ def test_the_checked_value_is_kept_as_a_python_float():
     assert augment.RandomResizedCrop(4, scale=(np.float32(0.5), 1)).scale == (0.5, 1.0)
     with pytest.raises(TypeError, match=r"^RandomResizedCrop: scale must be a pair \(min, max\), got 0.5$"):
         augment.RandomResizedCrop(4, scale=0.5)
+
+
+def test_inf_switches_a_health_check_off_and_is_refused_elsewhere():
+    """HealthMonitor's max_update_ratio and explode are thresholds: inf (nothing is above it) turns
+    that warning off, as before check_real; a rate or an lr of inf stays an error."""
+    monitor = HealthMonitor(max_update_ratio=np.inf, explode=math.inf)
+    assert monitor.max_update_ratio == monitor.explode == math.inf
+    with pytest.raises(ValueError, match=r"^HealthMonitor: explode must be a number > 0 or inf, got nan$"):
+        HealthMonitor(explode=math.nan)
+    with pytest.raises(ValueError, match=r"^HealthMonitor: vanish must be a finite number > 0, got inf$"):
+        HealthMonitor(vanish=math.inf)
+    with pytest.raises(ValueError, match=r"^f: t must be a number > 0 or inf, got -inf$"):
+        check_real(-math.inf, "t", "f", above=0, allow_inf=True)
+    assert check_real(math.inf, "t", "f", above=0, allow_inf=True) == math.inf

@@ -145,7 +145,7 @@ class Layer:
         layer of one's own computing ``h / 2`` would otherwise fail in the NEXT layer's build,
         whose message names the wrong layer."""
         shape = self.output_shape(input_shape)
-        sizes = shape if isinstance(shape, (tuple, list)) else ()
+        sizes = tuple(shape) if isinstance(shape, (tuple, list, np.ndarray)) else ()
         not_whole = [size for size in sizes if isinstance(size, numbers.Real) and not is_int(size)]
         if not_whole:
             raise TypeError(f"{self.name} ({type(self).__name__}): output_shape returned {tuple(shape)!r}; "
