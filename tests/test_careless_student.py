@@ -399,6 +399,12 @@ def test_an_output_shape_with_float_sizes_is_refused_naming_that_layer():
     with pytest.raises(TypeError, match=r"^halve \(Halve\): output_shape returned \(4\.0, 4\.0, 4\); sizes "
                                         r"must be ints: use // "):
         sn.Sequential(layers, input_shape=(8, 8, 1)).build()   # not flatten's "input_shape must be ..."
+    class HalveToArray(Halve):
+        def output_shape(self, input_shape):
+            return np.array(super().output_shape(input_shape))          # an array of floats
+
+    with pytest.raises(TypeError, match=r"^halve_to_array \(HalveToArray\): output_shape returned"):
+        sn.Sequential([HalveToArray(), Flatten()], input_shape=(8, 8, 4)).build()
     built = layers[1]
     built.built, built.input_shape = True, (8, 8, 4)           # built already (in another model)
     with pytest.raises(TypeError, match=r"^halve \(Halve\): output_shape returned"):

@@ -238,9 +238,13 @@ def test_unscaled_images_warn_unless_the_first_layer_normalises_its_input():
     class MyBatchNorm(BatchNorm):
         pass
 
+    class Block(Chain):
+        pass
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for first in (BatchNorm(), MyBatchNorm(), Chain([BatchNorm(), Activation("relu")])):
+        for first in (BatchNorm(), MyBatchNorm(), Chain([BatchNorm(), Activation("relu")]),
+                      Block([BatchNorm(), Activation("relu")])):
             model = mlp(first)
             model.fit(pixels, y, verbose=0)                                   # the layer rescales them
             model.fit(pixels.astype(np.uint8), y, verbose=0)
