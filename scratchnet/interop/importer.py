@@ -27,10 +27,11 @@ from .verify import check_same_outputs
 
 SUPPORTED_MODULES = ("Sequential", "Linear", "Conv2d (zeros padding, groups)", "BatchNorm1d", "BatchNorm2d",
                      "ReLU", "LeakyReLU(0.01)", "Sigmoid", "Tanh", "GELU", "ELU(1)", "SELU", "SiLU",
-                     "Softplus(beta=1)", "Softmax(dim=1)", "Identity", "Flatten", "MaxPool2d", "AvgPool2d",
+                     "Softplus(beta=1)", "Softmax(dim=1 or None)", "Identity", "Flatten", "MaxPool2d",
+                     "AvgPool2d",
                      "AdaptiveAvgPool2d(1) + Flatten", "Dropout", "Dropout2d", "ChannelShuffle", "ZeroPad2d",
                      "Upsample(nearest, integer factors)",
-                     "torchvision-style ResNet (BasicBlock, Bottleneck)",
+                     "torchvision-style ResNet (classes ResNet, BasicBlock, Bottleneck)",
                      "the modules of a to_torch twin")
 
 ELEMENTWISE = ("ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "ELU", "SELU", "SiLU", "Softplus", "Identity",
