@@ -207,3 +207,12 @@ def test_softmax_without_dim_is_over_dim_1_for_2d_and_4d(make, shape):
     with pytest.warns(UserWarning, match="Implicit dimension"):
         expected, got = outputs_both(seeded(make), shape)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-15)
+
+
+def test_a_known_module_where_a_flatten_or_linear_must_come_is_blamed_on_what_is_pending():
+    squeeze_excite = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Conv2d(4, 2, 1))
+    with pytest.raises(UnsupportedLayerError, match=r"after an AdaptiveAvgPool2d\(1\) that is not"):
+        interop.from_torch(squeeze_excite, input_shape=(8, 8, 3))
+    conv_after_flatten = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Conv2d(4, 2, 1))
+    with pytest.raises(UnsupportedLayerError, match="between an nn.Flatten of an image and the next"):
+        interop.from_torch(conv_after_flatten, input_shape=(8, 8, 3))

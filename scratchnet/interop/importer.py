@@ -123,11 +123,15 @@ class Importer:
             if is_resnet(module):
                 return convert_resnet(self, module, shape, path)
             return [convert_block(self, module, shape, path)]
-        layer = self.leaf(path, module, shape, state)
-        if layer is None:
-            refuse(path, module)  # first: an unknown module is refused as unknown, wherever it stands
         waits_for_linear = pending is not None and cls not in (nn.Linear, nn.BatchNorm1d, tm.DenseAct) \
             and cls.__name__ not in ELEMENTWISE
+        try:
+            layer = self.leaf(path, module, shape, state)
+        except ValueError:  # a shape error of a module standing where nn.Flatten / nn.Linear must come
+            check_nothing_pending(path, module, squeezed, waits_for_linear)
+            raise
+        if layer is None:
+            refuse(path, module)  # first: an unknown module is refused as unknown, wherever it stands
         check_nothing_pending(path, module, squeezed, waits_for_linear)
         layer.name = path if self.path_names and path else self.name(module, layer.name)
         restore_options(layer, getattr(module, "scratchnet_options", {}), shape)
