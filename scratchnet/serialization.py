@@ -367,6 +367,15 @@ def save_weights(model, path, naming: str = "scratchnet") -> None:
     atomic_write(path, [buffer.getvalue()], who="save_weights")
 
 
+def is_torch_save_file(path) -> bool:
+    """True for a file written by torch.save: a zip archive holding "<name>/data.pkl" (an .npz has none)."""
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("data.pkl") for name in archive.namelist())
+
+
 def load_weights(model, path) -> None:
     """Read a ``.npz`` written by ``save_weights`` (``allow_pickle=False``) into ``model``.
 
@@ -381,6 +390,11 @@ def load_weights(model, path) -> None:
         raise SerializationError(
             f"{path}: not a readable weights file: it is a model file (written by model.save); load it with "
             f"scratchnet.load({os.fspath(path)!r}); load_weights reads files written by model.save_weights")
+    if is_torch_save_file(real):
+        raise SerializationError(
+            f"{path}: not a readable weights file: it is a torch.save file (a zip holding data.pkl), which "
+            f"load_weights does not unpickle; with PyTorch: scratchnet.interop.load_torch_state_dict(model, "
+            f"torch.load({os.fspath(path)!r}))")
     try:
         with np.load(real, allow_pickle=False) as archive:
             weights = {key: archive[key] for key in archive.files}

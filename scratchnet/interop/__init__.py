@@ -16,7 +16,8 @@ from .layouts import load_torch_state_dict, torch_state_dict
 from .optim import to_torch_optimizer
 from .parity import ParityReport, parity_report
 from .transfer import replace_head
+from .verify import ImportMismatchError
 
 __all__ = ["to_torch", "from_torch", "torch_state_dict", "load_torch_state_dict", "UnsupportedLayerError",
-           "parity_report", "ParityReport", "to_torch_optimizer", "replace_head",
+           "ImportMismatchError", "parity_report", "ParityReport", "to_torch_optimizer", "replace_head",
            "SUPPORTED_LAYERS", "SUPPORTED_MODULES"]

@@ -188,5 +188,6 @@ def to_torch(model, channels_first: bool = False):
     state = {key: torch.from_numpy(value) for key, value in torch_state_dict(model).items()}
     twin.load_state_dict(state, strict=True)  # also proves layouts.py names every tensor of the twin
     twin.scratchnet_name = model.name
+    twin.scratchnet_dtype = str(model.dtype)  # from_torch reads it when the twin holds no tensors
     twin.eval()
     return twin

@@ -6,25 +6,32 @@ and a torchvision-style ResNet (``resnet.py``). Modules are matched by their EXA
 subclass may compute something else in its ``forward``, so it is refused like any unknown
 module, with a message naming it and listing what is supported.
 
+Nothing computing something else comes back: a module whose ``forward`` differs from what its
+class and attributes say cannot be seen here, so ``from_torch`` ends by running both on one
+random batch (``verify.py``) and raises if they disagree.
+
 Flatten order: PyTorch's ``nn.Flatten`` reads (c, h, w), scratchnet's Flatten (h, w, c). After
 an ``nn.Flatten`` of an image, the columns of the next ``nn.Linear`` (and the features of a
-BatchNorm1d or element-wise module in between) are permuted so the numbers line up.
+BatchNorm1d or element-wise module in between) are permuted so the numbers line up. A nested
+nn.Sequential shares this pending permutation with its parent (``features`` ending in Flatten,
+``classifier`` starting with Linear); a module ending with the Flatten of an image is refused.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import layers as L
 from .export import UnsupportedLayerError
+from .flatten_order import check_end, nchw_to_nhwc_order, new_state, permute_features  # noqa: F401
 from .layouts import _as_numpy, from_torch_arrays
+from .verify import check_same_outputs
 
 SUPPORTED_MODULES = ("Sequential", "Linear", "Conv2d (zeros padding, groups)", "BatchNorm1d", "BatchNorm2d",
                      "ReLU", "LeakyReLU(0.01)", "Sigmoid", "Tanh", "GELU", "ELU(1)", "SELU", "SiLU",
-                     "Softplus(beta=1)", "Softmax(dim=1)", "Identity", "Flatten", "MaxPool2d", "AvgPool2d",
+                     "Softplus(beta=1)", "Softmax(dim=1 or None)", "Identity", "Flatten", "MaxPool2d",
+                     "AvgPool2d",
                      "AdaptiveAvgPool2d(1) + Flatten", "Dropout", "Dropout2d", "ChannelShuffle", "ZeroPad2d",
                      "Upsample(nearest, integer factors)",
-                     "torchvision-style ResNet (BasicBlock, Bottleneck)",
+                     "torchvision-style ResNet (classes ResNet, BasicBlock, Bottleneck)",
                      "the modules of a to_torch twin")
 
 ELEMENTWISE = ("ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "ELU", "SELU", "SiLU", "Softplus", "Identity",
@@ -72,14 +79,23 @@ class Importer:
             refuse(path, module, f" with negative_slope={module.negative_slope} (scratchnet's is 0.01)")
         if name == "softplus" and module.beta != 1.0:
             refuse(path, module, f" with beta={module.beta} (scratchnet's softplus has beta 1)")
-        if name == "softmax" and module.dim not in (1, -1 if len(shape) == 1 else 1):
+        # dim=None: PyTorch's implicit dim, 1 for 2-D and 4-D inputs (samples of 1 or 3 axes here)
+        implicit = (None,) if len(shape) in (1, 3) else ()
+        if name == "softmax" and module.dim not in (1, -1 if len(shape) == 1 else 1, *implicit):
             refuse(path, module, f" over dim={module.dim} (scratchnet's softmax is over the channels, dim 1)")
         return name and getattr(module, "scratchnet_activation", name)
 
     # -------------------------------------------------------------- walking
-    def sequence(self, modules, shape, path):
-        """Layers for the (path, module) pairs applied in order to samples of ``shape`` (channels-last)."""
-        layers, state = [], {"permutation": None, "squeezed": False}
+    def sequence(self, modules, shape, path, state=None):
+        """Layers for the (path, module) pairs applied in order to samples of ``shape`` (channels-last).
+
+        state : what a module leaves pending for the next ones: "permutation" (an nn.Flatten of an
+            image waits for its Linear) and "squeezed" (an AdaptiveAvgPool2d(1) waits for its
+            nn.Flatten). A nested nn.Sequential shares its parent's state: the Flatten at the end of
+            ``features`` and the Linear at the start of ``classifier`` belong together.
+        """
+        state = new_state() if state is None else state
+        layers = []
         for child_path, module in modules:
             made = self.module(child_path, module, shape, state)
             for layer in made:
@@ -90,24 +106,33 @@ class Importer:
     def module(self, path, module, shape, state):
         """The scratchnet layers for one module (usually one; [] for an absorbed nn.Flatten)."""
         nn, tm, cls = self.nn, self.tm, type(module)
-        if state["squeezed"]:
+        if cls is tm.ScratchnetSequential:
+            raise UnsupportedLayerError(
+                f"from_torch: module {path!r} is a to_torch twin inside another module, which from_torch "
+                "cannot import (the twin takes channels-last images, the modules around it do not): import "
+                "the twin alone, model = from_torch(twin), then add the other layers in scratchnet")
+        nested = cls is nn.Sequential  # its children check what is pending themselves
+        squeezed, pending = (False, None) if nested else (state["squeezed"], state["permutation"])
+        if squeezed:
             state["squeezed"] = False
             if cls is nn.Flatten:
                 return []  # AdaptiveAvgPool2d(1) + Flatten = GlobalAvgPool2D
-            refuse(path, module, " after an AdaptiveAvgPool2d(1) that is not followed by nn.Flatten")
-        permutation = state["permutation"]
-        if permutation is not None and cls.__name__ not in ELEMENTWISE and cls not in (
-                nn.Linear, nn.BatchNorm1d, tm.DenseAct):
-            refuse(path, module, " between an nn.Flatten of an image and the next nn.Linear")
         from .resnet import convert_block, convert_resnet, is_block, is_resnet
-        if is_resnet(module):
-            return convert_resnet(self, module, shape, path)
-        if is_block(module):
-            block = convert_block(self, module, shape, path)
-            return [block]
-        layer = self.leaf(path, module, shape, state)
+        if is_resnet(module) or is_block(module):
+            check_nothing_pending(path, module, squeezed, pending is not None)
+            if is_resnet(module):
+                return convert_resnet(self, module, shape, path)
+            return [convert_block(self, module, shape, path)]
+        waits_for_linear = pending is not None and cls not in (nn.Linear, nn.BatchNorm1d, tm.DenseAct) \
+            and cls.__name__ not in ELEMENTWISE
+        try:
+            layer = self.leaf(path, module, shape, state)
+        except ValueError:  # a shape error of a module standing where nn.Flatten / nn.Linear must come
+            check_nothing_pending(path, module, squeezed, waits_for_linear)
+            raise
         if layer is None:
-            refuse(path, module)
+            refuse(path, module)  # first: an unknown module is refused as unknown, wherever it stands
+        check_nothing_pending(path, module, squeezed, waits_for_linear)
         layer.name = path if self.path_names and path else self.name(module, layer.name)
         restore_options(layer, getattr(module, "scratchnet_options", {}), shape)
         return [layer]
@@ -161,7 +186,7 @@ class Importer:
             return self.upsample(path, module)
         if cls is nn.Sequential:
             children, _ = self.sequence(
-                [(f"{path}.{key}", child) for key, child in module.named_children()], shape, path)
+                [(f"{path}.{key}", child) for key, child in module.named_children()], shape, path, state)
             return L.Chain(children) if children else refuse(path, module, " that is empty")
         if cls is tm.ResidualBlock:
             block = self.sub(f"{path}.block", module.block, shape)
@@ -268,6 +293,14 @@ class Importer:
                 store[name][...] = value
 
 
+def check_nothing_pending(path, module, squeezed: bool, waits_for_linear: bool) -> None:
+    """Refuse a module that stands where an nn.Flatten (or an nn.Linear) must come."""
+    if squeezed:
+        refuse(path, module, " after an AdaptiveAvgPool2d(1) that is not followed by nn.Flatten")
+    if waits_for_linear:
+        refuse(path, module, " between an nn.Flatten of an image and the next nn.Linear")
+
+
 def restore_options(layer, options: dict, shape) -> None:
     """Put back the options a to_torch twin remembers, where they mean the same as what was imported.
 
@@ -289,19 +322,6 @@ def pair(value):
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
-def nchw_to_nhwc_order(shape) -> np.ndarray:
-    """perm with nhwc_flat[k] = nchw_flat[perm[k]] for one (H, W, C) sample."""
-    height, width, channels = shape
-    return np.arange(height * width * channels).reshape(channels, height, width).transpose(1, 2, 0).ravel()
-
-
-def permute_features(arrays: dict, permutation) -> dict:
-    """Re-order the input features of a Linear (columns) or of a BatchNorm1d (every array)."""
-    if "running_mean" in arrays:
-        return {key: value[permutation] for key, value in arrays.items()}
-    return {**arrays, "weight": arrays["weight"][:, permutation]}
-
-
 def from_torch(module, input_shape=None, dtype=None, seed=0, name="from_torch"):
     """A built scratchnet ``Sequential`` equal to the PyTorch ``module`` (inference and training).
 
@@ -310,6 +330,9 @@ def from_torch(module, input_shape=None, dtype=None, seed=0, name="from_torch"):
     dtype : "float32"/"float64"; default: the module's parameter dtype.
     Frozen parameters (``requires_grad=False``) give frozen layers. Unsupported modules raise
     ``UnsupportedLayerError`` naming the module and listing the supported ones.
+    Safety net: the built model and the module are run on one small seeded random batch
+    (``verify.check_same_outputs``, float64 copies, inference mode); if they disagree,
+    ``ImportMismatchError`` names the largest difference instead of returning the model.
     """
     import torch
 
@@ -321,15 +344,32 @@ def from_torch(module, input_shape=None, dtype=None, seed=0, name="from_torch"):
             raise ValueError("from_torch: give input_shape, ONE sample channels-last, e.g. (32, 32, 3)")
     input_shape = tuple(int(size) for size in input_shape)
     if dtype is None:
-        dtypes = {p.dtype for p in module.parameters()}
-        dtype = "float64" if dtypes == {torch.float64} else "float32"
+        dtype = module_dtype(module)
     importer = Importer(torch)
     plain = type(module) in (torch.nn.Sequential, importer.tm.ScratchnetSequential)
     children = list(module.named_children()) if plain else [("", module)]
-    layers, _ = importer.sequence(children, input_shape, "")
+    state = new_state()
+    layers, _ = importer.sequence(children, input_shape, "", state)
+    check_end(state)
     model = Sequential(layers, input_shape=input_shape, seed=seed, dtype=dtype,
                        name=getattr(module, "scratchnet_name", name))
     model.build()
     importer.copy_weights()
+    check_same_outputs(module, model)
     return model
+
+
+def module_dtype(module) -> str:
+    """"float64" if the module's floating tensors are all float64, else "float32".
+
+    Its parameters; without any, its floating buffers; without those, the ``scratchnet_dtype``
+    a to_torch twin remembers (a MaxPool2D + Flatten model has no tensors at all).
+    """
+    import torch
+    dtypes = {p.dtype for p in module.parameters()}
+    if not dtypes:
+        dtypes = {b.dtype for b in module.buffers() if b.is_floating_point()}
+    if not dtypes:
+        return getattr(module, "scratchnet_dtype", "float32")
+    return "float64" if dtypes == {torch.float64} else "float32"
 

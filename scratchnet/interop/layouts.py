@@ -167,8 +167,13 @@ def load_torch_state_dict(model, state_dict) -> None:
     expected = {f"{prefix}.{suffix}" for prefix, _, _, suffixes in owners for suffix in suffixes}
     missing, unexpected = sorted(expected - set(given)), sorted(set(given) - expected)
     if missing or unexpected:
+        prefixed = unexpected and all(key.startswith("module.") for key in unexpected)
+        hint = ("; every unexpected key starts with 'module.' (saved from nn.DataParallel or "
+                "DistributedDataParallel): strip it, {key.removeprefix('module.'): value for key, value in "
+                "state_dict.items()}" if prefixed else "")
         raise ValueError(f"{model.name}: the state_dict does not match the model's PyTorch twin "
-                         f"(to_torch(model).state_dict() keys): missing {missing}, unexpected {unexpected}")
+                         f"(to_torch(model).state_dict() keys): missing {missing}, "
+                         f"unexpected {unexpected}{hint}")
     weights = {}
     for prefix, layer, own, suffixes in owners:
         theirs = {suffix: given[f"{prefix}.{suffix}"] for suffix in suffixes}

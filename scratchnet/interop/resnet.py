@@ -1,7 +1,7 @@
 """Importing a torchvision-style ResNet (He et al., 2016) with ``from_torch``.
 
-Recognised by its attribute names (torchvision's, so ``torchvision.models.resnet18()`` and a
-hand-written copy both work):
+Recognised by its class names (ResNet, BasicBlock, Bottleneck) AND torchvision's attribute
+names, so ``torchvision.models.resnet18()`` and a hand-written copy both work:
 
     ResNet:      conv1 (7x7, stride 2, padding 3), bn1, relu, maxpool (3, stride 2, padding 1),
                  layer1 .. layer4 (nn.Sequential of blocks), avgpool (AdaptiveAvgPool2d(1)), fc
@@ -9,7 +9,9 @@ hand-written copy both work):
     Bottleneck:  out = relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x))
                  shortcut = downsample (conv 1x1 + BatchNorm) or the identity
 
-The forward is assumed to be torchvision's (the attributes cannot tell a different one apart).
+The forward is assumed to be torchvision's (names cannot tell a different one apart): a block
+with these names and another forward (a pre-activation block) is caught by from_torch's check
+of one random batch (verify.py), which raises instead of returning the model.
 The scratchnet model keeps PyTorch's names: top-level layers conv1, bn1, relu, maxpool,
 layer1 .. layer4, avgpool, fc, so ``model.freeze(up_to="fc")`` freezes everything but the
 head. Each block is a ``Chain`` named like the PyTorch module ("layer2.0"): a ``Residual``
@@ -31,12 +33,15 @@ RESNET_PARTS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",
 
 
 def is_resnet(module) -> bool:
-    return all(hasattr(module, part) for part in RESNET_PARTS)
+    """A class named ResNet with torchvision's attribute names."""
+    return type(module).__name__ == "ResNet" and all(hasattr(module, part) for part in RESNET_PARTS)
 
 
 def is_block(module) -> bool:
-    return all(hasattr(module, part) for part in ("conv1", "bn1", "conv2", "bn2", "relu", "downsample")) \
-        and not is_resnet(module)
+    """A class named BasicBlock or Bottleneck with torchvision's attribute names."""
+    parts = ("conv1", "bn1", "conv2", "bn2", "relu", "downsample")
+    named = type(module).__name__ in ("BasicBlock", "Bottleneck")
+    return named and all(hasattr(module, part) for part in parts)
 
 
 def convert_resnet(importer, net, shape, path):

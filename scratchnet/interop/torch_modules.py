@@ -29,12 +29,38 @@ class ScratchnetSequential(nn.Sequential):
         self.scratchnet_input_shape = input_shape  # one sample, channels-last (from_torch reads it)
 
     def forward(self, x):
+        self.check_input(x)
         if self.channels_last and x.dim() == 4:
             x = x.permute(0, 3, 1, 2)
         y = super().forward(x)
         if self.channels_last and y.dim() == 4:
             y = y.permute(0, 2, 3, 1)
         return y
+
+
+    def check_input(self, x) -> None:
+        """Name the fix when x is not a tensor of (N, *sample shape) in the layout the twin takes.
+
+        sample shape: the model's input shape (H, W, C), or (C, H, W) for ``channels_first=True``.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"the to_torch twin takes a torch tensor, not a {type(x).__name__}: "
+                            "twin(torch.from_numpy(x))")
+        if self.scratchnet_input_shape is None:
+            return
+        expected = tuple(self.scratchnet_input_shape)
+        layout = "channels-last (N, H, W, C)"
+        if len(expected) == 3 and not self.channels_last:
+            expected, layout = (expected[2], expected[0], expected[1]), "channels-first (N, C, H, W)"
+        if tuple(x.shape[1:]) == expected:
+            return
+        hint = "a batch of samples of the model's input shape"
+        if len(expected) == 3 and sorted(x.shape[1:]) == sorted(expected):
+            hint = ("x.permute(0, 2, 3, 1) for a channels-first batch" if self.channels_last else
+                    "x.permute(0, 3, 1, 2) for a channels-last batch")
+            hint += f", or a twin made with to_torch(model, channels_first={self.channels_last})"
+        raise ValueError(f"the to_torch twin takes {layout} batches of samples of shape {expected}, "
+                         f"got a batch of shape {tuple(x.shape)}: give it {hint}")
 
 
 class FlattenChannelsLast(nn.Flatten):
