@@ -14,7 +14,7 @@ import numpy as np
 
 from scratchnet import Adam, Sequential
 from scratchnet.interop import to_torch
-from scratchnet.interop.importer import nchw_to_nhwc_order
+from scratchnet.interop.flatten_order import nchw_to_nhwc_order
 from scratchnet.layers import Activation, Conv2D, Dense, Flatten, MaxPool2D
 from scratchnet.models import get_model
 

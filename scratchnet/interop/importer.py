@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from .. import layers as L
 from .export import UnsupportedLayerError
-from .flatten_order import check_end, nchw_to_nhwc_order, new_state, permute_features  # noqa: F401
+from .flatten_order import check_end, nchw_to_nhwc_order, new_state, permute_features
 from .layouts import _as_numpy, from_torch_arrays
 from .verify import check_same_outputs
 
