@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def positive_int(text: str) -> int:
@@ -22,6 +23,19 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    if not math.isfinite(value):  # float("inf") parses; a learning rate of inf gives NaN weights
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """A whole number >= 0, such as a random seed."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -38,7 +52,8 @@ def shape(text: str, example: str = "28,28,1") -> tuple[int, ...]:
 
 def cli_wording(message: str) -> str:
     """Dataset errors speak of the Python arguments; on the command line they are flags."""
-    for python, flag in (("pass the folder as root", "pass the folder with --data-dir"),
+    for python, flag in (("given as root= / `scratchnet train --data-dir FOLDER`", "given with --data-dir"),
+                         ("pass the folder as root", "pass the folder with --data-dir"),
                          ("download=False", "--no-download"), ("root=", "--data-dir ")):
         message = message.replace(python, flag)
     return message
