@@ -317,8 +317,8 @@ def run_training(args) -> int:
     try:
         written = write_results(model, run, history, record, out, monitor)
     except KeyboardInterrupt:
-        print("\nStopped again: skipped the report and figures; model.sn and history.json saved "
-              f"in {out}", file=sys.stderr)
+        print(f"\nStopped{' again' if interrupted else ''}: skipped the report and figures; model.sn "
+              f"and history.json saved in {out}", file=sys.stderr)
         return 130
     print(f"Saved {', '.join(written)} in {out}  (load with scratchnet.load('{out / 'model.sn'}'))")
     return 130 if interrupted else 1 if failure else 0

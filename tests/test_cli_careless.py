@@ -134,7 +134,7 @@ def test_ctrl_c_during_the_report_keeps_model_and_history(tmp_path, capsys, monk
     monkeypatch.setattr(cli_train, "write_results", interrupted)
     out = tmp_path / "run"
     err = exits_with([*TINY_RUN, "--optimizer", "sgd", "--out", str(out)], 130, capsys)
-    assert err == (f"\nStopped again: skipped the report and figures; model.sn and history.json saved in "
+    assert err == (f"\nStopped: skipped the report and figures; model.sn and history.json saved in "
                    f"{out}\n")
     record = json.loads((out / "history.json").read_text())
     assert record["epochs_completed"] == 1 and record["test_accuracy"] is None
@@ -276,3 +276,19 @@ def test_no_command_is_a_usage_mistake(capsys):
     assert "usage: scratchnet" in exits_with([], 2, capsys)
     err = exits_with(["exercise"], 2, capsys)
     assert err == "usage: scratchnet exercise {list, start NAME, check FILE}\n"
+
+
+def test_ctrl_c_in_fit_then_again_in_the_report_says_again(tmp_path, capsys, monkeypatch):
+    from scratchnet.model import Sequential
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Sequential, "train_step", interrupted)     # the first Ctrl-C, in fit
+    monkeypatch.setattr(cli_train, "write_results", interrupted)   # the second, in the report
+    out = tmp_path / "run"
+    err = exits_with([*TINY_RUN, "--out", str(out)], 130, capsys)
+    assert err.endswith(f"\nStopped again: skipped the report and figures; model.sn and history.json saved "
+                        f"in {out}\n")
+    record = json.loads((out / "history.json").read_text())
+    assert record["interrupted"] is True and record["epochs_completed"] == 0
