@@ -40,8 +40,8 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
                        "patterns data, torch_small_cnn for cifar10. The options below override it.")
     train.add_argument("--model", default=None, choices=MODEL_NAMES, help="network to train" + FROM_RECIPE)
     train.add_argument("--epochs", type=positive_int, default=None,
-                       help="passes over the training images; default: the recipe's (mnist: 10, "
-                       "for MNIST and patterns; torch_small_cnn: 30 and flax: 10, for cifar10)")
+                       help="passes over the training images, from the recipe: the mnist recipe's "
+                       "(default: 10) for MNIST and patterns; torch_small_cnn's 30 or flax's 10 for cifar10")
     train.add_argument("--batch-size", type=positive_int, default=None,
                        help="images per optimizer step" + FROM_RECIPE)
     train.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
