@@ -42,7 +42,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
     """Keeps the examples' line breaks and shows every option's default (unless it is None/False)."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False) or "default" in (action.help or ""):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_exercise.add_parsers(commands, gradcheck)  # gradcheck FILE:ClassName and `exercise`
 
     summary = commands.add_parser("summary", help="print a model's layers and parameter counts",
-                                  formatter_class=_HelpFormatter)
+                                  formatter_class=_HelpFormatter,
+                                  description="Print a built-in network's layers, output shapes and "
+                                  "parameter counts for one input shape (nothing is trained or loaded).")
     summary.add_argument("--model", default="lenet5", choices=MODEL_NAMES, help="network to show")
     summary.add_argument("--input-shape", type=_shape, default="28,28,1",
                          help="one sample, e.g. 32,32,3")
@@ -86,21 +88,64 @@ def main(argv=None) -> int:
         # Point stdout at /dev/null so Python's flush at exit does not raise a second time.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, the shell's code for a command whose pipe closed
+    except KeyboardInterrupt:  # Ctrl-C outside the places that save work (train's fit and report)
+        print("\nscratchnet: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT
+
+
+class PipeSafeStdout:
+    """Stands in for sys.stdout during `scratchnet train`: when the reader of a pipe leaves
+    (`scratchnet train | head -2`), the rest of the printing goes to /dev/null and the training
+    and saving go on (a run is worth more than its log)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.pipe_closed = False
+
+    def _closed(self):
+        self.pipe_closed = True
+        if self.stream is sys.__stdout__:  # so Python's own flush at exit does not raise again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+        self.stream = open(os.devnull, "w")
+
+    def write(self, text):
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._closed()
+            return len(text)
+
+    def flush(self):
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._closed()
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, ...: the wrapped stream's
+        return getattr(self.stream, name)
+
+
+def train_command(args) -> int:
+    """``scratchnet train`` with its errors as messages and a closed stdout pipe ignored."""
+    from .datasets import DatasetError
+
+    real_stdout, sys.stdout = sys.stdout, PipeSafeStdout(sys.stdout)
+    try:
+        return run_training(args)
+    except DatasetError as error:
+        print(f"scratchnet train: {cli_wording(str(error))}", file=sys.stderr)
+        return 1
+    except UsageError as error:
+        print(f"scratchnet train: {error}", file=sys.stderr)
+        return 2
+    finally:
+        sys.stdout = real_stdout
 
 
 def run_command(parser, args) -> int:
     """Dispatch one parsed command; returns the exit code."""
     if args.command == "train":
-        from .datasets import DatasetError
-
-        try:
-            return run_training(args)
-        except DatasetError as error:
-            print(f"scratchnet train: {cli_wording(str(error))}", file=sys.stderr)
-            return 1
-        except UsageError as error:
-            print(f"scratchnet train: {error}", file=sys.stderr)
-            return 2
+        return train_command(args)
     if args.command in ("evaluate", "predict"):
         return cli_evaluate.main(args.command, args)
     if args.command == "gradcheck":
@@ -117,8 +162,8 @@ def run_command(parser, args) -> int:
             return 2
         model.summary()
         return 0
-    parser.print_help()
-    return 0
+    parser.print_help(sys.stderr)  # no command: a usage mistake, as a bare `scratchnet exercise`
+    return 2
 
 
 # ---------------------------------------------------------------------- gradcheck

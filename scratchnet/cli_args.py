@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
-def positive_int(text: str) -> int:
+def whole_number(text: str, minimum: int) -> int:
+    """``text`` as an int >= ``minimum``, else an error argparse prints beside the option's name."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return whole_number(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """A whole number >= 0, such as a random seed."""
+    return whole_number(text, 0)
 
 
 def positive_float(text: str) -> float:
@@ -22,6 +33,8 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    if not math.isfinite(value):  # float("inf") parses; a learning rate of inf gives NaN weights
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
     return value
 
 
@@ -38,7 +51,8 @@ def shape(text: str, example: str = "28,28,1") -> tuple[int, ...]:
 
 def cli_wording(message: str) -> str:
     """Dataset errors speak of the Python arguments; on the command line they are flags."""
-    for python, flag in (("pass the folder as root", "pass the folder with --data-dir"),
+    for python, flag in (("given as root= / `scratchnet train --data-dir FOLDER`", "given with --data-dir"),
+                         ("pass the folder as root", "pass the folder with --data-dir"),
                          ("download=False", "--no-download"), ("root=", "--data-dir ")):
         message = message.replace(python, flag)
     return message

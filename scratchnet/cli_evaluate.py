@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_args import cli_wording, positive_int
+from .cli_args import cli_wording, nonnegative_int, positive_int
 from .cli_train import DATASETS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -38,14 +38,16 @@ def add_parsers(commands, formatter_class) -> None:
     evaluate.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass")
     evaluate.add_argument("--data-dir", default=None, help="folder with dataset files")
     evaluate.add_argument("--no-download", action="store_true", help="never use the network")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the patterns dataset")
+    evaluate.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the patterns dataset")
     evaluate.add_argument("--out", default=None, help="folder for confusion.png and predictions.png")
 
     predict = commands.add_parser("predict", help="class and probability for each image",
                                   formatter_class=formatter_class,
                                   description="Classify images with a saved model. IMAGES: .npy "
                                   "arrays (N, H, W, C) or (H, W, C) (uint8 0-255 or floats 0-1), or "
-                                  ".png/.jpg files (read with matplotlib.image.imread; alpha dropped).")
+                                  ".png/.jpg files (read with matplotlib.image.imread; alpha dropped). "
+                                  "Images are not resized: they must have the model's height and width. "
+                                  "RGB pictures are converted to grey for a 1-channel model.")
     predict.add_argument("model", metavar="MODEL", help="a saved model file (.sn)")
     predict.add_argument("images", metavar="IMAGES", nargs="+", help=".npy, .png or .jpg files")
     predict.add_argument("--top", type=positive_int, default=1, help="show the K most likely classes")
@@ -58,6 +60,10 @@ def load_model(path):
         return scratchnet.load(path)
     except FileNotFoundError:
         raise CommandError(f"{path}: no such model file") from None
+    except IsADirectoryError:
+        inside = Path(path) / "model.sn"
+        hint = f"; did you mean {inside}?" if inside.is_file() else "; give the model file (.sn) in it"
+        raise CommandError(f"{path}: is a folder{hint}") from None
     except (scratchnet.SerializationError, scratchnet.UnsafeModelError, OSError) as error:
         raise CommandError(f"{path}: cannot load the model ({error})") from None
 
@@ -84,6 +90,7 @@ def run_evaluate(args) -> int:
     from .cli_train import load_data, output_dir
     from .recipes import preprocess
 
+    out = output_dir(args.out) if args.out else None  # before the evaluation, not after it
     model = load_model(args.model)
     info = getattr(model, "preprocessing", None) or {}
     dataset = args.dataset or info.get("dataset")
@@ -107,8 +114,7 @@ def run_evaluate(args) -> int:
     print(f"{args.model}: {dataset} {args.split} split, {len(x)} images, {scaled}")
     predicted, cm = report_test(model, preprocess(model, x), y, class_names, what=args.split.capitalize(),
                                 batch_size=args.batch_size)
-    if args.out:
-        out = output_dir(args.out)
+    if out is not None:
         viz.plot_confusion_matrix(cm, class_names, save_path=out / "confusion.png")
         viz.plot_images(x[:25], y[:25], predicted[:25], class_names, save_path=out / "predictions.png")
         print(f"Saved confusion.png, predictions.png in {out}")
@@ -141,6 +147,8 @@ def read_images(path, expected, dataset=None) -> "np.ndarray":  # noqa: F821
     import numpy as np
 
     path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"{path}: is a folder; give its files ({path}/*.png)")
     if not path.is_file():
         raise CommandError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
@@ -157,7 +165,8 @@ def read_images(path, expected, dataset=None) -> "np.ndarray":  # noqa: F821
             raise CommandError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
         if images.ndim == 3 and images.shape[2] == 4:
             images = images[:, :, :3]                                  # drop the alpha channel
-        if images.ndim == 3 and images.shape[2] == 3 and tuple(expected)[-1] == 1:
+        if (images.ndim == 3 and images.shape[2] == 3 and tuple(expected)[-1] == 1
+                and images.shape[:2] == tuple(expected)[:2]):  # a wrong size is refused below, no note
             images = to_grey(images, path, dataset)                    # RGB -> grey (H, W, 1)
         if images.ndim == 2:
             images = images[:, :, np.newaxis]                          # grey (H, W) -> (H, W, 1)
@@ -171,10 +180,16 @@ def read_images(path, expected, dataset=None) -> "np.ndarray":  # noqa: F821
                            f"(height, width, channels), got {images.shape}"
                            + (" (channels-first? use x.transpose(0, 2, 3, 1))" if images.ndim == 4
                               and images.shape[1] == expected[-1] else ""))
+    if len(images) == 0:
+        raise CommandError(f"{path}: holds no images (shape {images.shape})")
     if images.dtype == np.uint8:
         return images.astype(np.float32) / 255.0                       # 0..255 -> [0, 1]
     if images.dtype.kind != "f":
         raise CommandError(f"{path}: expected uint8 (0-255) or float (0-1) pixels, got dtype {images.dtype}")
+    if not np.isfinite(images).all():
+        bad = int(np.count_nonzero(~np.isfinite(images)))
+        raise CommandError(f"{path}: {bad} pixel value(s) are NaN or infinite; pixels must be numbers "
+                           "in [0, 1]")
     if images.size and (images.min() < -1e-6 or images.max() > 1 + 1e-6):
         raise CommandError(f"{path}: float pixels must be in [0, 1] (scaled as in training), got values "
                            f"from {images.min():.3g} to {images.max():.3g}")
@@ -204,6 +219,7 @@ def run_predict(args) -> int:
 
 
 def main(command, args) -> int:
+    from .cli_train import UsageError
     from .datasets import DatasetError
 
     try:
@@ -214,3 +230,6 @@ def main(command, args) -> int:
     except DatasetError as error:
         print(f"scratchnet {command}: {cli_wording(str(error))}", file=sys.stderr)
         return 1
+    except UsageError as error:  # --out not a usable folder
+        print(f"scratchnet {command}: {error}", file=sys.stderr)
+        return 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .cli_args import shape
 
@@ -45,13 +46,16 @@ def add_parsers(commands, gradcheck_parser) -> None:
                                    description="Graded backprop exercises. 'check' " + RUNS_CODE[5:])
     actions = exercise.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", help="the exercises, in course order")
+    from .exercises.registry import EXERCISES
+
     start = actions.add_parser("start", help="write the starter file of an exercise")
-    start.add_argument("name")
+    start.add_argument("name", help="the exercise, as `scratchnet exercise list` shows it")
     start.add_argument("--out", default=None, help="file to write (default ./NAME.py)")
     start.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
     check = actions.add_parser("check", help="grade your file (runs its code)", description=RUNS_CODE)
-    check.add_argument("file")
-    check.add_argument("--name", default=None, help="the exercise (default: from the file's first line)")
+    check.add_argument("file", help="your exercise file (.py), as written by `exercise start`")
+    check.add_argument("--name", default=None, choices=tuple(EXERCISES),
+                       help="the exercise (default: from the file's first line)")
 
 
 def _json_object(text):
@@ -85,29 +89,52 @@ def run_exercise(args) -> int:
             print(f"scratchnet exercise start: {args.out or args.name + '.py'} exists already; write "
                   "another file with --out FILE (or replace it with --overwrite)", file=sys.stderr)
             return 2
+        except OSError as error:  # --out in a missing folder, a folder, no permission
+            print(f"scratchnet exercise start: {args.out or args.name + '.py'}: cannot write "
+                  f"({error.strerror or error})", file=sys.stderr)
+            return 1
         print(f"wrote {path}: fill in the parts marked '---- your code', then run\n"
               f"  scratchnet exercise check {path}")
         return 0
     if args.action == "check":
         try:
+            if Path(args.file).is_dir():  # the grader would call it a missing file
+                raise IsADirectoryError(21, "Is a directory", args.file)
             report = exercises.check(args.file, args.name)
         except FileNotFoundError as error:
             print(f"scratchnet exercise check: {error}", file=sys.stderr)
             return 2
+        except (OSError, UnicodeDecodeError) as error:  # a folder, a binary file, no permission
+            reason = getattr(error, "strerror", None) or f"not a text file: {error.reason}"
+            print(f"scratchnet exercise check: {args.file}: cannot read ({reason})", file=sys.stderr)
+            return 1
         print(report)
         return 0 if report.passed else 1
     print("usage: scratchnet exercise {list, start NAME, check FILE}", file=sys.stderr)
     return 2
 
 
+class ImportFailed(Exception):
+    """The file given to ``gradcheck FILE:ClassName`` raised while being imported (exit code 1)."""
+
+
 def load_class(target: str):
     """'path/to/file.py:ClassName' -> the class (imports the file, running its code)."""
-    from .exercises.grader import load_module
+    from .exercises.grader import NotAPythonFile, load_module
 
     path, separator, class_name = target.rpartition(":")
     if not separator or not path or not class_name:
         raise ValueError(f"expected FILE:ClassName, e.g. my_layer.py:MyDense, got {target!r}")
-    module = load_module(path)
+    try:
+        module = load_module(path)
+    except (KeyboardInterrupt, NotAPythonFile):
+        raise
+    except BaseException as error:  # a SyntaxError, an import failing, sys.exit() in the file
+        if isinstance(error, FileNotFoundError) and not Path(path).is_file():
+            raise  # no such file (load_module's own message)
+        from .gradcheck_contract import describe_exception
+
+        raise ImportFailed(describe_exception(path, "importing the file", error)) from None
     if not hasattr(module, class_name):
         classes = sorted(name for name, value in vars(module).items() if isinstance(value, type))
         raise ValueError(f"{path} has no {class_name!r}; classes in it: {', '.join(classes) or 'none'}")
@@ -124,6 +151,9 @@ def run_gradcheck_file(args) -> int:
     except (ValueError, FileNotFoundError, TypeError) as error:
         print(f"scratchnet gradcheck: {error}", file=sys.stderr)
         return 2
+    except ImportFailed as error:
+        print(f"scratchnet gradcheck: {error}", file=sys.stderr)
+        return 1
     report = check_layer(layer, args.input_shape, training=args.training,
                          configs="battery" if args.battery else None)
     print(report)

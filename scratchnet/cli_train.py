@@ -10,12 +10,13 @@ flip, standardised input).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 
 from . import __version__
-from .cli_args import positive_float, positive_int
+from .cli_args import nonnegative_int, positive_float, positive_int
 from .models import MODEL_NAMES  # every name get_model knows
 from .recipes import AUGMENTS, OPTIMIZERS, RECIPES, SCHEDULES
 
@@ -39,8 +40,9 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
                        "patterns data, torch_small_cnn for cifar10. The options below override it.")
     train.add_argument("--model", default=None, choices=MODEL_NAMES, help="network to train" + FROM_RECIPE)
     train.add_argument("--epochs", type=positive_int, default=None,
-                       help="passes over the training images (default: 10) on MNIST and patterns; on "
-                       "cifar10 the recipe's (torch_small_cnn: 30, flax: 10)")
+                       help="passes over the training images, from the recipe (mnist's for MNIST and "
+                       "patterns): (default: 10) on MNIST and patterns; on cifar10 the recipe's "
+                       "(torch_small_cnn: 30, flax: 10)")
     train.add_argument("--batch-size", type=positive_int, default=None,
                        help="images per optimizer step" + FROM_RECIPE)
     train.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
@@ -64,7 +66,9 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
                        "convolutions with >= 16 channels, im2col elsewhere), im2col (matrix products), "
                        "winograd (3x3 stride 1 only), scipy (the readable reference), "
                        "loops (the definition; slow)")
-    train.add_argument("--seed", type=int, default=0, help="seeds weights, shuffling and the data split")
+    train.add_argument("--seed", type=nonnegative_int, default=0,
+                       help="seeds the weights, the shuffling, the augmentation and the patterns data; "
+                       "the validation split is fixed (the last training images)")
     train.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                        help="float32 is fast, float64 exact")
     train.add_argument("--val-fraction", type=float, default=0.1,
@@ -98,14 +102,20 @@ def resolve_recipe(args):
     if args.label_smoothing is not None and not 0 <= args.label_smoothing < 1:
         raise UsageError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
     for flag, value in (("--momentum", args.momentum), ("--weight-decay", args.weight_decay)):
+        if value is not None and not math.isfinite(value):  # nan passes both bounds below
+            raise UsageError(f"{flag} must be a finite number, got {value}")
         if value is not None and value < 0:
             raise UsageError(f"{flag} must be >= 0, got {value}")
     if args.momentum is not None and args.momentum >= 1:  # SGD refuses it too (optimizers.py)
         raise UsageError(f"--momentum must be < 1, got {args.momentum} (SGD diverges with momentum >= 1)")
-    return get_recipe(args.recipe or DATASET_RECIPES[args.dataset], model=args.model, epochs=args.epochs,
+    recipe = get_recipe(args.recipe or DATASET_RECIPES[args.dataset], model=args.model, epochs=args.epochs,
                       batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                       momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
                       augment=args.augment, label_smoothing=args.label_smoothing)
+    if args.momentum is not None and recipe.optimizer != "sgd":  # Adam's betas play its part
+        raise UsageError(f"--momentum is for --optimizer sgd; {recipe.optimizer} has no momentum "
+                         "(leave --momentum out, or add --optimizer sgd)")
+    return recipe
 
 
 def apply_threads(threads) -> str:
@@ -163,7 +173,13 @@ def output_dir(out):
     import time
 
     if out is not None:
-        folder = Path(out).expanduser()
+        if not out.strip():
+            raise UsageError("--out is empty; give a folder for the results, e.g. --out runs/first")
+        try:
+            folder = Path(out).expanduser()
+        except RuntimeError as error:  # '~nouser/x': no such user's home
+            raise UsageError(f"--out {out}: cannot find the home folder of "
+                             f"{out.split('/')[0]!r} ({error})") from None
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"--out {out}: is a file, not a folder; give a folder for the results")
     else:
@@ -219,10 +235,17 @@ def prepare_run(args) -> Run:
     try:
         run.augment = training_augment(recipe, x_train.shape[1:], stats)
     except ValueError as error:  # 'strong' on grey images
-        raise UsageError(f"--augment {recipe.augment}: {error}") from None
+        message = str(error)
+        if args.dataset.startswith("mnist"):  # 'standard' flips, and a flipped digit is no digit
+            message = message.replace("use 'standard' (crop and flip)",
+                                      "use 'digits' (shifts and small rotations, no flips)")
+        raise UsageError(f"--augment {recipe.augment}: {message}") from None
     run.steps_per_epoch = -(-len(x_fit) // recipe.batch_size)           # optimizer steps per epoch
-    model.compile(optimizer=build_optimizer(recipe, run.steps_per_epoch),
-                  loss=CrossEntropy(label_smoothing=recipe.label_smoothing))
+    try:
+        optimizer = build_optimizer(recipe, run.steps_per_epoch)
+    except ValueError as error:  # e.g. a schedule or optimizer refusing the recipe's values
+        raise UsageError(str(error)) from None
+    model.compile(optimizer=optimizer, loss=CrossEntropy(label_smoothing=recipe.label_smoothing))
     run.model = model
     return run
 
@@ -249,12 +272,14 @@ def run_training(args) -> int:
     model, recipe, (x_fit, y_fit) = run.model, run.recipe, run.fit
     n_val = 0 if run.validation is None else len(run.validation[0])
     out = output_dir(args.out)
+    clear_earlier_run(out)
     print(f"{recipe.model} on {args.dataset}: {len(x_fit)} training, {n_val} validation, "
           f"{len(run.test[0])} test images {x_fit.shape[1:]}; {model.count_params():,} parameters; "
           f"output in {out}")
+    momentum = f", momentum {recipe.momentum:g}" if recipe.optimizer == "sgd" else ""
     print(f"recipe {recipe.name}: {recipe.optimizer} lr {recipe.lr:g} ({recipe.schedule}), batch "
           f"{recipe.batch_size}, {recipe.epochs} epochs, augment {recipe.augment}, weight decay "
-          f"{recipe.weight_decay:g}, label smoothing {recipe.label_smoothing:g}"
+          f"{recipe.weight_decay:g}{momentum}, label smoothing {recipe.label_smoothing:g}"
           + (", standardised input" if recipe.standardize else "") + f"; BLAS threads: {threads}")
 
     history, interrupted, failure = History(), False, None  # fit appends each epoch as it finishes
@@ -287,10 +312,40 @@ def run_training(args) -> int:
               "preprocessing": model.preprocessing,
               "train_images": len(x_fit), "validation_images": n_val, "test_images": len(run.test[0]),
               "epochs_completed": len(history.epoch), "interrupted": interrupted, "error": failure,
-              "train_seconds": train_seconds, "history": history.to_dict()}
-    written = write_results(model, run, history, record, out, monitor)
+              "train_seconds": train_seconds, "history": history.to_dict(),
+              "test_accuracy": None, "per_class_accuracy": None}   # filled in by write_results
+    write_history(record, out)  # saved before the report, which a second Ctrl-C may stop
+    try:
+        written = write_results(model, run, history, record, out, monitor)
+    except KeyboardInterrupt:
+        print(f"\nStopped{' again' if interrupted else ''}: skipped the report and figures; model.sn "
+              f"and history.json saved in {out}", file=sys.stderr)
+        return 130
     print(f"Saved {', '.join(written)} in {out}  (load with scratchnet.load('{out / 'model.sn'}'))")
     return 130 if interrupted else 1 if failure else 0
+
+
+RESULT_FIGURES = ("curves.png", "confusion.png", "predictions.png", "augmented.png", "filters.png",
+                  "feature_maps.png", "grad_cam.png", "health.png")
+
+
+def clear_earlier_run(out: Path) -> None:
+    """Training again into the same folder: remove the earlier run's figures (this run may not
+    write all of them, e.g. no health.png without --monitor), so the folder holds one run only.
+    model.sn and history.json are replaced."""
+    if not (out / "model.sn").exists():
+        return
+    removed = [name for name in RESULT_FIGURES if (out / name).is_file()]
+    for name in removed:
+        (out / name).unlink()
+    print(f"note: {out} holds an earlier run: its model.sn and history.json will be replaced"
+          + (f" and its figures removed ({', '.join(removed)})" if removed else ""))
+
+
+def write_history(record: dict, out: Path) -> None:
+    import json
+
+    (out / "history.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def feature_map_layer(model, conv: int) -> int:
@@ -301,8 +356,6 @@ def feature_map_layer(model, conv: int) -> int:
 
 def write_results(model, run, history, record, out, monitor) -> list[str]:
     """Test accuracy (overall and per class), history.json and every figure; the names written."""
-    import json
-
     import numpy as np
 
     from . import interpret, metrics, viz
@@ -314,7 +367,7 @@ def write_results(model, run, history, record, out, monitor) -> list[str]:
     record["test_accuracy"] = float(np.trace(cm) / max(1, cm.sum()))
     record["per_class_accuracy"] = {name: None if np.isnan(value) else float(value) for name, value
                                     in zip(run.class_names, metrics.per_class_accuracy(cm))}
-    (out / "history.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_history(record, out)
     written = ["model.sn", "history.json"]
     title = f"{record['model']} on {record['dataset']}"
     if history.epoch:

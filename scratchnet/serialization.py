@@ -73,6 +73,7 @@ import pickle
 import re
 import secrets
 import stat
+import zipfile
 
 import numpy as np
 
@@ -210,13 +211,25 @@ def save_model(model, path) -> None:
     atomic_write(path, [data])
 
 
+def _zip_hint(data: bytes) -> str:
+    """What a zip file given to load probably is: torch.save writes a zip holding NAME/data.pkl."""
+    try:
+        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        names = []
+    if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+        return (" (it is a PyTorch checkpoint (torch.save): see scratchnet.interop.from_torch / "
+                "load_torch_state_dict)")
+    return " (it looks like a .npz weights file: use model.load_weights)"
+
+
 def _parse_header(data: bytes, path) -> tuple[dict, bytes]:
     if not data:
         raise SerializationError(f"{path}: file is empty")
     if not data.startswith(MAGIC):
         if MAGIC.startswith(data):
             raise SerializationError(f"{path}: truncated file (it ends inside the magic string)")
-        hint = " (it looks like a .npz weights file: use model.load_weights)" if data[:2] == b"PK" else ""
+        hint = _zip_hint(data) if data[:2] == b"PK" else ""
         raise SerializationError(f"{path}: not a scratchnet model file (wrong magic){hint}")
     end = data.find(b"\n", len(MAGIC), len(MAGIC) + MAX_HEADER_BYTES)
     if end < 0:

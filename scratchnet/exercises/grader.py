@@ -34,6 +34,10 @@ from .registry import EXERCISES
 COMPARE_TOLERANCE = 1e-8   # relative, float64, scratchnet's layer vs the student's
 
 
+class NotAPythonFile(ValueError):
+    """load_module was given a file importlib cannot import (not .py)."""
+
+
 def load_module(path):
     """Import a Python file from its path (this RUNS the file's code)."""
     path = Path(path).resolve()
@@ -41,6 +45,8 @@ def load_module(path):
         raise FileNotFoundError(f"no such file: {path}")
     module_name = f"scratchnet_student_{re.sub(r'[^0-9a-zA-Z_]', '_', path.stem)}_{abs(hash(path)) % 10**8}"
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None:  # importlib only knows how to load .py (and compiled) files
+        raise NotAPythonFile(f"{path}: not a Python .py file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look modules up here
     try:
@@ -368,7 +374,7 @@ def grade_file(path, name=None) -> GradeReport:
         return report
     try:
         module = load_module(path)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # SystemExit: the file calls sys.exit() when imported
         report.problems.append(describe_exception(Path(path).name, "importing the file", error))
         return report
     cls = getattr(module, exercise.class_name, None)
