@@ -370,11 +370,11 @@ class Sequential:
     def save_weights(self, path, naming: str = "scratchnet") -> None:
         """Save only the weights, as a pickle-free .npz file; ``naming="torch"`` writes PyTorch
         state_dict keys and layouts (``load_weights`` reads either)."""
-        from .serialization import save_weights
+        from .weights_file import save_weights
         save_weights(self, path, naming=naming)
 
     def load_weights(self, path) -> None:
-        from .serialization import load_weights
+        from .weights_file import load_weights
         load_weights(self, path)
 
     def __getstate__(self):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import scratchnet as sn
 from scratchnet import layers as L
-from scratchnet.serialization import load_weights, save_weights
+from scratchnet.weights_file import load_weights, save_weights
 
 torch = pytest.importorskip("torch")
 interop = pytest.importorskip("scratchnet.interop")

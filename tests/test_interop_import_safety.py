@@ -11,7 +11,8 @@ import pytest
 
 import scratchnet as sn
 from scratchnet import layers as L
-from scratchnet.serialization import SerializationError, load_weights
+from scratchnet.serialization import SerializationError
+from scratchnet.weights_file import load_weights
 
 torch = pytest.importorskip("torch")
 interop = pytest.importorskip("scratchnet.interop")
