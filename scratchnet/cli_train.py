@@ -40,9 +40,8 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
                        "patterns data, torch_small_cnn for cifar10. The options below override it.")
     train.add_argument("--model", default=None, choices=MODEL_NAMES, help="network to train" + FROM_RECIPE)
     train.add_argument("--epochs", type=positive_int, default=None,
-                       help="passes over the training images, from the recipe (mnist's for MNIST and "
-                       "patterns): (default: 10) on MNIST and patterns; on cifar10 the recipe's "
-                       "(torch_small_cnn: 30, flax: 10)")
+                       help="passes over the training images, from the recipe: (default: 10) on MNIST and "
+                       "patterns (the mnist recipe), on cifar10 the recipe's (torch_small_cnn: 30, flax: 10)")
     train.add_argument("--batch-size", type=positive_int, default=None,
                        help="images per optimizer step" + FROM_RECIPE)
     train.add_argument("--optimizer", default=None, choices=OPTIMIZERS,

@@ -265,7 +265,7 @@ def help_of(argv, capsys) -> str:
 def test_help_shows_the_seed_default_and_describes_every_command(capsys):
     train_help = help_of(["train"], capsys)
     assert "the validation split is fixed (the last training images) (default: 0)" in train_help
-    assert "from the recipe (mnist's for MNIST and patterns): (default: 10) on MNIST" in train_help
+    assert "from the recipe: (default: 10) on MNIST and patterns (the mnist recipe)" in train_help
     assert "parameter counts for one input shape" in help_of(["summary"], capsys)
     assert "as `scratchnet exercise list` shows it" in help_of(["exercise", "start"], capsys)
     assert "your exercise file (.py)" in help_of(["exercise", "check"], capsys)
