@@ -28,8 +28,6 @@ from .option_checks import is_int, refuse_class, whole_float_hint
 # Layers import this module (check_sample_shape): the two functions that need
 # layers.base import it when they run, so importing input_checks first never meets a cycle.
 
-FLOAT_DTYPES = ("float32", "float64")
-
 
 def check_input_shape(input_shape, owner: str):
     """``Sequential(input_shape=...)``: a tuple of sizes of ONE sample; an int means ``(int,)``."""
