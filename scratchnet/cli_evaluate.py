@@ -122,7 +122,10 @@ def run_evaluate(args) -> int:
 
 
 # ---------------------------------------------------------------------- predict
-GREY_WEIGHTS = (0.299, 0.587, 0.114)   # ITU-R BT.601 luma: grey = 0.299 R + 0.587 G + 0.114 B
+# ITU-R BT.601 luma: grey = 0.299 R + 0.587 G + 0.114 B. Not augment_color.GRAY_WEIGHTS (0.2989, ...:
+# torchvision's, which the augmentation matches): those sum to 0.9999, and a grey picture given
+# to `predict` should reach the model as exactly its grey values.
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def to_grey(rgb, path, dataset=None) -> "np.ndarray":  # noqa: F821

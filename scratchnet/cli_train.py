@@ -151,6 +151,10 @@ def load_data(args):
     """(x_train, y_train), (x_test, y_test), class names for ``--dataset``."""
     from . import datasets
 
+    if args.data_dir is not None and args.dataset in ("mnist-sample", "patterns"):
+        where = "is bundled with scratchnet" if args.dataset == "mnist-sample" else "is generated"
+        raise UsageError(f"--data-dir {args.data_dir}: --dataset {args.dataset} {where} and reads no "
+                         "folder; --data-dir is for --dataset mnist or cifar10")
     if args.dataset == "mnist-sample":
         train, test = datasets.load_mnist_sample()
     elif args.dataset == "mnist":

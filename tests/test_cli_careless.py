@@ -66,6 +66,10 @@ def test_train_option_types_refuse_inf_and_negative_seeds(argv, message, capsys)
     (["--out", ""], "--out is empty; give a folder for the results, e.g. --out runs/first"),
     (["--augment", "strong"], "--augment strong: augmentation 'strong' jitters colour and needs RGB images "
      "(3 channels), got 1; use 'digits' (shifts and small rotations, no flips) instead"),
+    (["--data-dir", "data/mnist"], "--data-dir data/mnist: --dataset mnist-sample is bundled with "
+     "scratchnet and reads no folder; --data-dir is for --dataset mnist or cifar10"),
+    (["--dataset", "patterns", "--data-dir", "x"], "--data-dir x: --dataset patterns is generated and reads "
+     "no folder; --data-dir is for --dataset mnist or cifar10"),
 ])
 def test_train_values_that_cannot_work_exit_2(argv, message, tmp_path, capsys):
     argv = [*TINY_RUN, "--out", str(tmp_path), *argv] if "--out" not in argv else [*TINY_RUN, *argv]
