@@ -68,7 +68,18 @@ class ColorJitter:
         self.contrast = check_real(contrast, "contrast", "ColorJitter", least=0)
         self.saturation = check_real(saturation, "saturation", "ColorJitter", least=0)
         self.hue = check_real(hue, "hue", "ColorJitter", least=0, most=0.5)
-        self.value_range = None if value_range is None else (float(value_range[0]), float(value_range[1]))
+        self.value_range = None if value_range is None else self._checked_range(value_range)
+
+    @staticmethod
+    def _checked_range(value_range) -> tuple:
+        """(low, high) as floats, low < high: the range the jittered pixels are clipped to."""
+        is_pair = not isinstance(value_range, (str, bytes)) and hasattr(value_range, "__len__")
+        if not is_pair or len(value_range) != 2:
+            raise TypeError(f"ColorJitter: value_range must be a pair (low, high) or None, "
+                            f"got {value_range!r}")
+        low = check_real(value_range[0], "value_range[0]", "ColorJitter")
+        high = check_real(value_range[1], "value_range[1]", "ColorJitter", above=low)
+        return low, high
 
     def _clip(self, x):
         return x if self.value_range is None else np.clip(x, *self.value_range)

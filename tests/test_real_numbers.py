@@ -125,6 +125,10 @@ OPTIONS = {
     "ColorJitter saturation": (lambda v: augment.ColorJitter(saturation=v), "ColorJitter: saturation must be",
                                2, -1),
     "ColorJitter hue": (lambda v: augment.ColorJitter(hue=v), "ColorJitter: hue must be", 0, 0.6),
+    "ColorJitter value_range low": (lambda v: augment.ColorJitter(value_range=(v, 1)),
+                                    "ColorJitter: value_range[0] must be", -1, math.inf),
+    "ColorJitter value_range high": (lambda v: augment.ColorJitter(value_range=(0, v)),
+                                     "ColorJitter: value_range[1] must be", 255, 0),   # not above the low end
     "Mixup alpha": (lambda v: augment.Mixup(alpha=v), "Mixup: alpha must be", 1, 0),
     "CutMix alpha": (lambda v: augment.CutMix(alpha=v), "CutMix: alpha must be", 2, -1),
     "make_patterns noise": (lambda v: make_patterns(2, image_size=8, noise=v), "make_patterns: noise must be",
@@ -162,6 +166,14 @@ def test_wrong_types_are_type_errors_and_nan_or_out_of_range_value_errors(name):
     call(np.float32(valid))   # a NumPy number (read from an array, a sweep) is a number
     if float(valid).is_integer():
         call(np.int64(valid))
+
+
+def test_color_jitter_value_range_is_a_pair_or_none():
+    assert augment.ColorJitter(value_range=[0, 255]).value_range == (0.0, 255.0)
+    assert augment.ColorJitter(value_range=None).value_range is None
+    for not_a_pair in ((0,), (0, 1, 2), "01", 1.0):
+        with pytest.raises(TypeError, match=r"^ColorJitter: value_range must be a pair \(low, high\) or"):
+            augment.ColorJitter(value_range=not_a_pair)
 
 
 def test_check_real_by_hand():
