@@ -358,7 +358,8 @@ class Sequential:
     def set_weights(self, weights) -> None:
         """Copy arrays in, by name (a dict as get_weights returns) or in order (a list).
 
-        Every name, shape and dtype is checked before anything changes.
+        Every name and shape is checked before anything changes; values must be real numbers and
+        are converted to the model's dtype (float64 weights load into a float32 model).
         """
         weights_module.set_weights(self, weights)
 
