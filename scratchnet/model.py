@@ -92,8 +92,8 @@ class Sequential:
                 return self
             raise ValueError(
                 f"{self.name}: the model is already built for input shape {self.input_shape}, got "
-                f"{input_shape}; building again would replace every trained weight. Pass "
-                f"build({input_shape}, reset=True) to start over with new weights")
+                f"{input_shape}; building again would replace every trained weight. Call "
+                f"model.build({input_shape}, reset=True) to start over with new weights")
         if input_shape is not None:
             self.input_shape = input_shape
         if reset:
