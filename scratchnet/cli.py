@@ -7,8 +7,9 @@
     scratchnet gradcheck              numerical gradient check of every built-in layer
     scratchnet summary --model lenet5
 
-Heavy modules (the layers, matplotlib) are imported inside the commands, so
-``scratchnet --version`` and ``--help`` answer at once.
+Every command, ``--version`` and ``--help`` included, imports the package (its ``__init__``
+imports the layers, NumPy and SciPy: about two seconds on a busy machine, most of it
+scipy.signal). Only matplotlib (``scratchnet.viz``) is imported inside the commands that draw.
 """
 
 from __future__ import annotations

@@ -383,11 +383,28 @@ def check_loss(loss, logits, y, eps: float = EPS, tolerance: float = TOLERANCE) 
     return report
 
 
-def compare_training(*args, **kwargs):
-    """Train a copy with a student's layer swapped in beside the original (gradcheck_training.py)."""
+def compare_training(model, layer_name, replacement, x, y, steps: int = 5, batch_size: int | None = None,
+                     tolerance: float = 1e-9):
+    """Train a copy of ``model`` with a student's layer swapped in beside the original.
+
+    model        a compiled model; deep-copied and cast to float64 (the original is never touched)
+    layer_name   the name of the top-level layer to replace, e.g. ``model.layers[1].name``
+    replacement  the student's layer (unbuilt or built), with the original's parameter keys and
+                 shapes; it gets the original layer's weights
+    x, y         training samples (N, ...) and labels; step k trains on the next ``batch_size``
+                 samples, cycling
+    steps        how many training steps both copies take (default 5)
+    batch_size   samples per step (default None: min(len(x), 8))
+    tolerance    largest relative difference allowed, after every step, in the loss, the
+                 training-mode output, every parameter and the inference-mode output (default 1e-9)
+
+    Returns a ``TrainingComparison``: ``passed``, and where the runs part (step, array, difference).
+    The work is in gradcheck_training.py, imported only when called.
+    """
     from .gradcheck_training import compare_training as run
 
-    return run(*args, **kwargs)
+    return run(model, layer_name, replacement, x, y, steps=steps, batch_size=batch_size,
+               tolerance=tolerance)
 
 
 # check_model lives in gradcheck_model.py (it imports the helpers above, hence at the end)

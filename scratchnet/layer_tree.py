@@ -88,8 +88,8 @@ def build_all(model, reset: bool) -> None:
 
 
 def build_in_model(model, layer: Layer, input_shape, reset: bool,
-                   remedy: str = "use a new layer here, or build(..., reset=True) to draw new "
-                                 "weights for every layer on purpose") -> tuple:
+                   remedy: str = "use a new layer here, or model.build(input_shape, reset=True) to "
+                                 "draw new weights for every layer on purpose") -> tuple:
     """Build ``layer`` for ``input_shape`` with the model's generator and dtype; returns its output
     shape. A layer built already (say trained in another model: ``Sequential(base.layers[:-1] +
     [Dense(5)])``) keeps its weights, as in Keras: the models then share it (its generator becomes

@@ -92,8 +92,8 @@ class Sequential:
                 return self
             raise ValueError(
                 f"{self.name}: the model is already built for input shape {self.input_shape}, got "
-                f"{input_shape}; building again would replace every trained weight. Pass "
-                f"build({input_shape}, reset=True) to start over with new weights")
+                f"{input_shape}; building again would replace every trained weight. Call "
+                f"model.build({input_shape}, reset=True) to start over with new weights")
         if input_shape is not None:
             self.input_shape = input_shape
         if reset:
@@ -358,7 +358,8 @@ class Sequential:
     def set_weights(self, weights) -> None:
         """Copy arrays in, by name (a dict as get_weights returns) or in order (a list).
 
-        Every name, shape and dtype is checked before anything changes.
+        Every name and shape is checked before anything changes; values must be real numbers and
+        are converted to the model's dtype (float64 weights load into a float32 model).
         """
         weights_module.set_weights(self, weights)
 

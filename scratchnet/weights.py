@@ -32,7 +32,9 @@ def get_weights(model) -> dict[str, np.ndarray]:
 def set_weights(model, weights) -> None:
     """Copy arrays in, by name (a dict as get_weights returns) or in order (a list).
 
-    Every name, shape and dtype is checked before anything changes.
+    Every name and shape is checked before anything changes; values must be real numbers (bool,
+    integer or float) and are converted to the model's dtype (float64 weights load into a float32
+    model).
     """
     if not model.built:
         model.build()

@@ -51,7 +51,8 @@ def is_torch_save_file(path) -> bool:
 def load_weights(model, path) -> None:
     """Read a ``.npz`` written by ``save_weights`` (``allow_pickle=False``) into ``model``.
 
-    Every name, shape and dtype is checked before any parameter changes (``set_weights``).
+    Every name and shape is checked before any parameter changes (``set_weights``); values must be
+    real numbers and are converted to the model's dtype (float64 weights load into a float32 model).
     A file written with ``naming="torch"`` (keys without "/", e.g. "0.weight") is read as a PyTorch
     state_dict (``scratchnet.interop.load_torch_state_dict``).
     """

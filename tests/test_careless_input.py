@@ -95,7 +95,7 @@ def test_build_on_a_built_model_keeps_the_training():
     assert model.build() is model and model.build((4, 4, 1)) is model     # no-op, same shape
     assert all(np.array_equal(model.get_weights()[k], trained[k]) for k in trained)
     with pytest.raises(ValueError, match=r"already built for input shape \(4, 4, 1\), got \(16,\);.*"
-                                         r"reset=True"):
+                                         r"Call model\.build\(\(16,\), reset=True\)"):
         model.build((16,))
     model.build((4, 4, 1), reset=True)
     assert model.epochs_trained == 0 and model.optimizer.iterations == 0

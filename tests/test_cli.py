@@ -21,6 +21,11 @@ def test_version_and_help():
     result = subprocess.run([sys.executable, "-m", "scratchnet", "--version"], capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip() == f"scratchnet {scratchnet.__version__}"
+    # What cli.py's docstring says is deferred: matplotlib, until a command draws.
+    code = ("import sys\nfrom scratchnet import cli\n"
+            "try:\n    cli.main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "assert 'matplotlib' not in sys.modules, 'scratchnet --version imported matplotlib'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     with pytest.raises(SystemExit) as info:
         cli.main(["train", "--help"])
     assert info.value.code == 0

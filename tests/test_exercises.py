@@ -139,6 +139,16 @@ class TrainOnlyScale(Dense):
         return y if training else 0.5 * y
 
 
+class BatchSizeRecorder(Dense):
+    """Notes the batch size of every forward in a class attribute (the layer itself is deep-copied)."""
+
+    seen: list[int] = []
+
+    def forward(self, x, training=False):
+        BatchSizeRecorder.seen.append(len(x))
+        return super().forward(x, training)
+
+
 def small_model():
     model = Sequential([Dense(5, activation="tanh", name="hidden"), Dense(3, name="head")], input_shape=(4,),
                        seed=0)
@@ -171,6 +181,31 @@ def test_compare_training_finds_a_train_eval_mismatch():
 def test_compare_training_names_unknown_layers():
     with pytest.raises(ValueError, match="no top-level layer 'nope'; its layers are hidden, head"):
         compare_training(small_model(), "nope", Dense(3), *data())
+
+
+def test_compare_training_shows_its_real_signature_and_forwards_every_option():
+    """help(compare_training) names the parameters and defaults, not (*args, **kwargs)."""
+    import inspect
+
+    from scratchnet import gradcheck_training
+
+    signature = inspect.signature(compare_training)
+    assert list(signature.parameters) == ["model", "layer_name", "replacement", "x", "y", "steps",
+                                          "batch_size", "tolerance"]
+    assert {name: p.default for name, p in signature.parameters.items() if p.default is not p.empty} == {
+        "steps": 5, "batch_size": None, "tolerance": 1e-9}
+    assert signature.parameters == inspect.signature(gradcheck_training.compare_training).parameters
+    for name in signature.parameters:
+        assert name in compare_training.__doc__, f"the docstring does not explain {name}"
+    # Every option reaches the work: steps, batch_size, tolerance.
+    same = Dense(5, activation="tanh")
+    assert "agree for all 2 steps" in str(compare_training(small_model(), "hidden", same, *data(), steps=2))
+    BatchSizeRecorder.seen = []
+    recorder = BatchSizeRecorder(5, activation="tanh")
+    assert compare_training(small_model(), "hidden", recorder, *data(), steps=2, batch_size=16).passed
+    assert set(BatchSizeRecorder.seen) == {16}, BatchSizeRecorder.seen  # not the default 8
+    strict = compare_training(small_model(), "hidden", Dense(5, activation="tanh"), *data(), tolerance=-1.0)
+    assert (strict.step, strict.where) == (0, "the loss")
 
 
 def test_the_readme_failing_report_is_what_the_code_prints(capsys):

@@ -3,7 +3,7 @@
 Before, building the new model built every layer again and drew new random weights over the
 trained ones, silently, in BOTH models (they hold the same layer objects). Now a built layer keeps
 its weights (cast to the new model's dtype), as in Keras; one built for another input shape is an
-error that names it, and ``build(..., reset=True)`` still draws new weights on purpose.
+error that names it, and ``model.build(input_shape, reset=True)`` still draws new weights on purpose.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def test_a_built_layer_for_another_input_shape_is_refused_and_keeps_its_weights(
     before = snapshot([block.block.layers[0]])
     with pytest.raises(ValueError, match=r"sequential: layer 'residual' \(Residual\) is built already, "
                                          r"for input shape \(6, 6, 2\), but here it gets \(8, 8, 2\); .*"
-                                         r"reset=True"):
+                                         r"model\.build\(input_shape, reset=True\)"):
         sn.Sequential([block], input_shape=(8, 8, 2), dtype="float64").build()
     assert_same(before, [block.block.layers[0]])
     dense = base.layers[3]

@@ -723,6 +723,22 @@ def test_shape_mismatch_names_layer_and_both_shapes_and_changes_nothing(tmp_path
         np.testing.assert_array_equal(value, before[key])
 
 
+def test_float64_weights_load_into_a_float32_model_converted_to_its_dtype(tmp_path):
+    """The docstrings' promise: names and shapes are checked, the dtype is converted."""
+    wide = mlp(seed=1, dtype="float64").build()
+    wide.save_weights(tmp_path / "float64.npz")
+    narrow = mlp(seed=2, dtype="float32").build()
+    narrow.load_weights(tmp_path / "float64.npz")
+    for key, value in wide.get_weights().items():
+        loaded = narrow.get_weights()[key]
+        assert loaded.dtype == np.float32
+        np.testing.assert_array_equal(loaded, value.astype(np.float32))  # rounded once, exactly
+    integers = {key: np.ones(value.shape, dtype=np.int64) for key, value in wide.get_weights().items()}
+    narrow.set_weights(integers)  # whole numbers are real numbers too
+    for value in narrow.get_weights().values():
+        assert value.dtype == np.float32 and np.all(value == 1.0)
+
+
 def test_bad_dtype_or_names_change_nothing():
     model = mlp(seed=1).build()
     before = {key: value.copy() for key, value in model.get_weights().items()}

@@ -32,7 +32,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 # What each lesson must print (besides the graded exercise's "PASSED"), by file-name prefix.
 PROMISES = {
     "01": ["matches scipy.signal.correlate2d: True", "output size formula agrees with Conv2D: True"],
-    "02": ["dx matches: True", "dW matches: True", "db matches: True"],
+    "02": ["dx matches: True", "dW matches: True", "db matches: True",
+           "float64 at the library's step gradcheck.EPS = 1e-06"],
     "03": ["dW by hand matches Conv2D: True", "dx = full convolution with the flipped kernel: True"],
     "04": ["only elements under overlapping windows are wrong", "global average = mean: True"],
     "05": ["test accuracy:", "Total params: 61,706", "note: 9 arrays were checked on a random sample"],

@@ -2,7 +2,7 @@
 # # Lesson 2: backpropagation through a layer
 #
 # **This lesson teaches** the chain rule through one Dense layer, by hand, by the library and by
-# central differences; why the numerical check uses float64 and a step of about 1e-5; and how to
+# central differences; why the numerical check uses float64 and a step of 1e-6; and how to
 # read a gradient-check report that points at a mistake. **Time: about 30 minutes.**
 #
 # Figures go to `$SCRATCHNET_FIGURES` (or a fresh temporary folder), never into the repository.
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from scratchnet.gradcheck import check_layer
+from scratchnet.gradcheck import EPS, check_layer
 from scratchnet.layers import Dense
 
 QUICK = os.environ.get("SCRATCHNET_QUICK") == "1"   # the tests' short run (nothing to shorten here)
@@ -87,8 +87,9 @@ print("db matches:", np.allclose(layer.grads["b"], db_by_hand, rtol=1e-12, atol=
 # + \underbrace{\tfrac{u\,|f|}{\epsilon}}_{\text{round-off}} $$
 #
 # with $u$ the machine precision ($2.2 \times 10^{-16}$ in float64, $1.2 \times 10^{-7}$ in float32).
-# The best step balances the two, $\epsilon \approx u^{1/3}$: about $10^{-5}$ in float64, where the
-# error is about $u^{2/3} \approx 10^{-10}$. In float32 the same balance gives at best about
+# The best step balances the two, $\epsilon \approx u^{1/3}$: a few times $10^{-6}$ in float64, where
+# the error is about $u^{2/3} \approx 10^{-10}$; the library's step, `gradcheck.EPS` (the default of
+# `check_layer`), is $10^{-6}$, at the bottom of that V. In float32 the same balance gives at best about
 # $10^{-5}$, and only for a step chosen just right: too coarse to tell a small bug from noise,
 # which is why every check runs in float64. The figure shows both V-shaped curves. We make $f$ a
 # scalar with a fixed random projection
@@ -121,7 +122,9 @@ errors = {dtype: [relative_error(numeric_dW(eps, dtype), dW_by_hand) for eps in 
 best = steps[int(np.argmin(errors["float64"]))]
 print(f"float64: best step {best:.0e}, relative error {min(errors['float64']):.1e}")
 print(f"float32: best relative error {min(errors['float32']):.1e}")
-assert min(errors["float64"]) < 1e-8
+error_at_eps = relative_error(numeric_dW(EPS, "float64"), dW_by_hand)
+print(f"float64 at the library's step gradcheck.EPS = {EPS:.0e}: relative error {error_at_eps:.1e}")
+assert min(errors["float64"]) < 1e-8 and error_at_eps < 1e-8
 
 # %%
 figure = Figure(figsize=(6, 4), layout="constrained")

@@ -186,8 +186,10 @@ marker.unlink()
 #
 # To hand weights to someone, send arrays, not a program: `model.save_weights("w.npz")` writes
 # every parameter and buffer as a named array (`"conv2d/W"`, ...) in NumPy's zip format, and
-# `load_weights` reads it with `allow_pickle=False`, checking every name, shape and dtype
-# against the model before changing anything. The receiver builds the architecture in code.
+# `load_weights` reads it with `allow_pickle=False`, checking every name and shape against the
+# model before changing anything; the values must be real numbers and are converted to the
+# model's dtype (float64 weights load into a float32 model). The receiver builds the
+# architecture in code.
 
 # %%
 model.save_weights(FILES / "digits_weights.npz")

@@ -287,7 +287,7 @@ assert fast.passed and not stale.passed
 #
 # 1. `check_layer(Conv1D(4, 3, stride=2, padding=1, dilation=2), (11, 3))` (or from a terminal:
 #    `scratchnet gradcheck my_conv1d.py:Conv1D --input-shape 11,3
-#    --config '{"filters": 4, "kernel_size": 3}'`);
+#    --config '{"filters": 4, "kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2}'`);
 # 2. against `Conv2D(4, (1, 3), stride=(1, 2), padding=((0, 0), (1, 1)), dilation=(1, 2))` on $(N, 1, L, C)$;
 # 3. `compare_training` of your new class against this lesson's `Conv1D` in the model above
 #    (with padding 0 and dilation 1 they must train identically).
