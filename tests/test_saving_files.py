@@ -1,0 +1,176 @@
+"""Saving and loading a year later: targets saving must not destroy, files from a newer scratchnet.
+
+The targets: a FIFO or device would be replaced by a regular file, a read-only file silently
+replaced (``os.replace`` needs only the folder to be writable). The newer files: a format or a
+class this scratchnet does not have is reported as such (upgrade), not as corruption or danger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+import scratchnet as sn
+from scratchnet import serialization
+from scratchnet.callbacks import ModelCheckpoint
+from scratchnet.layers import Dense
+from scratchnet.serialization import MAGIC, SerializationError, UnsafeModelError, frame_payload
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="FIFOs and POSIX modes")
+
+
+def small_model():
+    model = sn.Sequential([Dense(3, name="d")], input_shape=(4,), seed=0)
+    return model.compile("adam", "cross_entropy").build()
+
+
+def save_by(way, model, path):
+    """Each public way of writing a file: all go through atomic_file.atomic_write."""
+    if way == "save":
+        model.save(path)
+    elif way == "save_weights":
+        model.save_weights(path)
+    else:  # a checkpoint written at the end of an epoch
+        x = np.random.default_rng(0).random((6, 4)).astype("float32")
+        model.fit(x, np.arange(6) % 3, epochs=1, verbose=0, callbacks=[ModelCheckpoint(path, monitor="loss")])
+
+
+# ------------------------------------------------------------------ targets saving would destroy
+@posix_only
+@pytest.mark.parametrize("way", ["save", "save_weights", "checkpoint"])
+def test_a_fifo_is_refused_and_stays_a_fifo(tmp_path, way):
+    fifo = tmp_path / "pipe.sn"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match=r"pipe\.sn'.*a FIFO \(named pipe\), not a regular file"):
+        save_by(way, small_model(), fifo)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)      # not replaced by a regular file
+    assert os.listdir(tmp_path) == ["pipe.sn"]       # and no temporary file left
+
+
+@posix_only
+def test_dev_null_is_refused_and_left_alone_also_through_a_symlink(tmp_path):
+    (tmp_path / "link.sn").symlink_to("/dev/null")
+    for target in ("/dev/null", tmp_path / "link.sn"):
+        with pytest.raises(OSError, match="a character device, not a regular file"):
+            small_model().save(target)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@posix_only
+@pytest.mark.parametrize("way", ["save", "save_weights", "checkpoint"])
+def test_a_read_only_file_is_refused_by_its_mode_bits_even_for_root(tmp_path, way):
+    # Tests may run as root, who may write any file (os.access says yes): the refusal reads the
+    # mode bits, so it holds for root too.
+    target = tmp_path / "kept.sn"
+    target.write_bytes(b"precious")
+    os.chmod(target, 0o444)
+    with pytest.raises(PermissionError, match=r"kept\.sn'.*read-only \(mode -r--r--r--\).*chmod u\+w"):
+        save_by(way, small_model(), target)
+    assert target.read_bytes() == b"precious" and stat.S_IMODE(os.stat(target).st_mode) == 0o444
+    assert os.listdir(tmp_path) == ["kept.sn"]
+
+
+@posix_only
+def test_a_file_this_user_may_not_write_is_refused(tmp_path, monkeypatch):
+    # Mode 0644 of another owner: os.access says no (as it would for a user who is not root).
+    target = tmp_path / "theirs.sn"
+    target.write_bytes(b"theirs")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(target)
+                        else real_access(path, mode))
+    with pytest.raises(PermissionError, match="read-only"):
+        small_model().save(target)
+    assert target.read_bytes() == b"theirs"
+
+
+@posix_only
+def test_a_writable_file_is_still_replaced_keeping_its_mode(tmp_path):
+    target = tmp_path / "m.sn"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o600)
+    small_model().save(target)
+    assert sn.load(target).count_params() == 15 and stat.S_IMODE(os.stat(target).st_mode) == 0o600
+
+
+# ------------------------------------------------------------------ files from a newer scratchnet
+def file_with_header(tmp_path, **changes):
+    data = serialization.model_bytes(small_model())
+    end = data.index(b"\n")
+    header = json.loads(data[len(MAGIC) + 1:end])
+    header.update(changes)
+    header = {key: value for key, value in header.items() if value is not None}  # None: field dropped
+    path = tmp_path / "newer.sn"
+    path.write_bytes(MAGIC + b" " + json.dumps(header).encode() + data[end:])
+    return path
+
+
+@pytest.mark.parametrize("changes", [
+    {"format": 2, "scratchnet": "0.9.0"},
+    {"format": 2, "scratchnet": "0.9.0", "sha256": None},          # a newer format dropped a field
+    {"format": 2, "scratchnet": "0.9.0", "payload_bytes": 5},      # or frames the payload otherwise
+    {"format": 2, "scratchnet": "0.9.0", "sha256": "blake3:abc"},  # or changed a field's meaning
+])
+def test_a_newer_format_is_reported_before_any_other_header_field(tmp_path, changes):
+    with pytest.raises(SerializationError) as error:
+        sn.load(file_with_header(tmp_path, **changes))
+    assert str(error.value).endswith(
+        f"newer.sn: written in format 2 by scratchnet 0.9.0; this scratchnet ({sn.__version__}) reads "
+        f"format 1. Upgrade scratchnet to load it.")
+
+
+def test_a_newer_format_without_a_version_does_not_say_none(tmp_path):
+    with pytest.raises(SerializationError, match="by a scratchnet that did not record its version;") as error:
+        sn.load(file_with_header(tmp_path, format=2, scratchnet=None))
+    assert "None" not in str(error.value)
+
+
+@pytest.mark.parametrize("format_value", ["2", 1.0, None, 0])
+def test_a_format_that_is_no_version_is_a_corrupted_header(tmp_path, format_value):
+    with pytest.raises(SerializationError, match="corrupted header"):
+        sn.load(file_with_header(tmp_path, format=format_value))
+
+
+def file_naming(tmp_path, old: bytes, new: bytes, version="0.9.0"):
+    """A model file as a newer scratchnet could write it: a class renamed or moved (the pickle's
+    SHORT_BINUNICODE strings rewritten with their new lengths), a valid header of ``version``."""
+    data = serialization.model_bytes(small_model())
+    payload = data[data.index(b"\n") + 1:]
+    assert bytes([0x8C, len(old)]) + old in payload
+    payload = payload.replace(bytes([0x8C, len(old)]) + old, bytes([0x8C, len(new)]) + new)
+    path = tmp_path / "newer.sn"
+    path.write_bytes(frame_payload(payload, version))
+    return path
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+@pytest.mark.parametrize("old, new, needs", [
+    (b"Dense", b"Dense2", "class scratchnet.layers.dense.Dense2"),
+    (b"scratchnet.layers.dense", b"scratchnet.layers.linear", None),
+])
+def test_a_class_from_a_newer_scratchnet_says_upgrade_not_unsafe(tmp_path, trusted, old, new, needs):
+    if needs is None:  # the restricted loader knows the class; plain pickle only the module
+        needs = "module scratchnet.layers.linear" if trusted else "class scratchnet.layers.linear.Dense"
+    with pytest.raises(SerializationError) as error:
+        sn.load(file_naming(tmp_path, old, new), trusted=trusted)
+    assert not isinstance(error.value, UnsafeModelError)
+    assert str(error.value).endswith(
+        f"newer.sn: the file needs scratchnet {needs}, which this scratchnet (version "
+        f"{sn.__version__}) does not have; the file was written by scratchnet 0.9.0: upgrade "
+        f"scratchnet to load it.")
+
+
+def test_an_unknown_class_in_a_file_of_this_version_points_at_a_changed_copy(tmp_path):
+    with pytest.raises(SerializationError, match="the same version number as this one, so it came "
+                       "from a changed copy of scratchnet"):
+        sn.load(file_naming(tmp_path, b"Dense", b"Dense2", version=sn.__version__))
+
+
+def test_names_that_exist_or_are_no_class_names_stay_unsafe(tmp_path):
+    # a function that exists, a lowercase name: refused as before, with the trusted=True advice
+    for old, new in ((b"Dense", b"initialize"), (b"Dense", b"dense")):
+        with pytest.raises(UnsafeModelError, match="trusted=True"):
+            sn.load(file_naming(tmp_path, old, new))
