@@ -7,7 +7,7 @@ Model files: ``model.save(path)`` / ``scratchnet.load(path)``
     b"SCRATCHNET"     magic, 10 bytes
     b" "
     header            one line of JSON, then b"\\n", at most 4096 bytes, e.g.
-                      {"format": 1, "scratchnet": "0.1.0", "numpy": "2.4.6", "pickle_protocol": 5,
+                      {"format": 1, "scratchnet": "0.2.0", "numpy": "2.4.6", "pickle_protocol": 5,
                        "payload_bytes": 123456, "sha256": "<64 hex digits of the payload's SHA-256>"}
     payload           a pickle (protocol 5) of the Sequential model
 

@@ -182,3 +182,57 @@ def test_names_that_exist_or_are_no_class_names_stay_unsafe(tmp_path):
     for old, new in ((b"Dense", b"initialize"), (b"Dense", b"dense")):
         with pytest.raises(UnsafeModelError, match="trusted=True"):
             sn.load(file_naming(tmp_path, old, new))
+
+
+# ------------------------------------------------------------------ ModelCheckpoint checked early
+def fit_with(callback, epochs=2, **options):
+    model = sn.Sequential([Dense(3, name="d")], input_shape=(4,), seed=0).compile("adam", "cross_entropy")
+    x = np.random.default_rng(0).random((10, 4)).astype("float32")
+    model.fit(x, np.arange(10) % 3, epochs=epochs, verbose=0, callbacks=[callback], **options)
+    return model
+
+
+def test_checkpoint_refuses_a_missing_folder_when_made(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"^\[Errno 2\] ModelCheckpoint: the folder '.*nodir' of "
+                       r"'.*nodir/ck\.sn' does not exist \(create it first"):
+        ModelCheckpoint(tmp_path / "nodir" / "ck.sn")
+    ModelCheckpoint(tmp_path / "{epoch}" / "ck.sn")  # a folder named by a field is made by the user later
+
+
+@pytest.mark.parametrize("template, problem", [
+    ("ck-{epoch.sn", r"is not a valid template \(expected '}' before end of string\)"),
+    ("ck-{}.sn", r"has the field \{\}"),
+    ("ck-{0}.sn", r"has the field \{0\}"),
+    ("ck-{epoch.real}.sn", r"has the field \{epoch\.real\}"),
+    ("ck-{loss:d}.sn", r"cannot be filled in \(Unknown format code 'd' for object of type 'float'\)"),
+])
+def test_checkpoint_refuses_a_bad_template_when_made(tmp_path, template, problem):
+    with pytest.raises(ValueError, match=f"^ModelCheckpoint: path '.*{problem}; fields are \\{{epoch\\}}"):
+        ModelCheckpoint(str(tmp_path / template))
+
+
+def test_a_field_not_logged_names_checkpoint_field_and_logged_values_before_saving(tmp_path):
+    checkpoint = ModelCheckpoint(str(tmp_path / "ck-{val_loss:.3f}.sn"), monitor="loss")
+    with pytest.raises(KeyError, match=r"ModelCheckpoint: path '.*ck-\{val_loss:\.3f\}\.sn' uses "
+                       r"\{val_loss\}, which is not among the logged values \['accuracy', 'loss'\] "
+                       r"\(or epoch\); validation values need validation_data"):
+        fit_with(checkpoint)
+    assert os.listdir(tmp_path) == []
+    fit_with(checkpoint, validation_split=0.2)  # with validation the same template works
+    assert len(os.listdir(tmp_path)) == 2 and all(name.startswith("ck-") for name in os.listdir(tmp_path))
+
+
+def test_the_best_value_is_put_back_when_its_checkpoint_cannot_be_saved(tmp_path, monkeypatch):
+    checkpoint = ModelCheckpoint(tmp_path / "best.sn", monitor="loss", save_best_only=True)
+    model = fit_with(checkpoint, epochs=1)
+    best_after_one = model.callback_state["model_checkpoint"]["best"]
+
+    def disk_full(model, path):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(serialization, "save_model", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        model.fit(np.random.default_rng(0).random((10, 4)).astype("float32"), np.arange(10) % 3,
+                  epochs=1, verbose=0, callbacks=[checkpoint])
+    # the loss improved, but the improvement was never saved: the old best stays the one to beat
+    assert model.callback_state["model_checkpoint"]["best"] == best_after_one
+    assert sn.load(tmp_path / "best.sn").callback_state["model_checkpoint"]["best"] == best_after_one
