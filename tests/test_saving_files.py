@@ -236,3 +236,38 @@ def test_the_best_value_is_put_back_when_its_checkpoint_cannot_be_saved(tmp_path
     # the loss improved, but the improvement was never saved: the old best stays the one to beat
     assert model.callback_state["model_checkpoint"]["best"] == best_after_one
     assert sn.load(tmp_path / "best.sn").callback_state["model_checkpoint"]["best"] == best_after_one
+
+
+# ------------------------------------------------------------------ weights whose layer names differ
+def two_dense(names):
+    layers = [Dense(4, name=names[0]), Dense(3, name=names[1])]
+    return sn.Sequential(layers, input_shape=(5,), seed=0).build()
+
+
+def test_weights_differing_only_in_layer_names_get_a_hint_that_works(tmp_path):
+    saved = two_dense(("dense_3", "dense_4"))
+    saved.save_weights(tmp_path / "w.npz")
+    model = two_dense(("a", "b"))
+    with pytest.raises(ValueError, match=r"; only the layer names differ \(the same arrays in the same "
+                       r"order; the weights' 'dense_3/W' is the model's 'a/W'\): build the model with the "
+                       r"weights' layer names \(name=\.\.\. on each layer\), or give set_weights the arrays "
+                       r"as a list, which it matches by position: model.set_weights\(list\(weights.values"):
+        model.load_weights(tmp_path / "w.npz")
+    with np.load(tmp_path / "w.npz") as archive:  # the hint, followed
+        model.set_weights(list(archive.values()))
+    x = np.random.default_rng(0).random((2, 5)).astype("float32")
+    np.testing.assert_array_equal(model.predict(x), saved.predict(x))
+
+
+@pytest.mark.parametrize("other", [
+    sn.Sequential([Dense(4, name="a"), Dense(2, name="b")], input_shape=(5,)),   # a shape differs
+    sn.Sequential([Dense(4, name="a")], input_shape=(5,)),                       # a layer fewer
+    sn.Sequential([Dense(4, name="a", use_bias=False), Dense(3, name="b"), Dense(1, name="c",
+                                                                               use_bias=False)],
+                  input_shape=(5,)),                                             # the same count, other params
+])
+def test_no_names_hint_when_the_arrays_would_not_fit_by_position(tmp_path, other):
+    two_dense(("dense_3", "dense_4")).save_weights(tmp_path / "w.npz")
+    with pytest.raises(ValueError, match="weights do not match the model") as error:
+        other.load_weights(tmp_path / "w.npz")
+    assert "only the layer names differ" not in str(error.value)
