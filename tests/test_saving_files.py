@@ -262,9 +262,8 @@ def test_weights_differing_only_in_layer_names_get_a_hint_that_works(tmp_path):
 @pytest.mark.parametrize("other", [
     sn.Sequential([Dense(4, name="a"), Dense(2, name="b")], input_shape=(5,)),   # a shape differs
     sn.Sequential([Dense(4, name="a")], input_shape=(5,)),                       # a layer fewer
-    sn.Sequential([Dense(4, name="a", use_bias=False), Dense(3, name="b"), Dense(1, name="c",
-                                                                               use_bias=False)],
-                  input_shape=(5,)),                                             # the same count, other params
+    sn.Sequential([Dense(4, name="a", use_bias=False), Dense(3, name="b"),       # the same count,
+                   Dense(1, name="c", use_bias=False)], input_shape=(5,)),       # other params
 ])
 def test_no_names_hint_when_the_arrays_would_not_fit_by_position(tmp_path, other):
     two_dense(("dense_3", "dense_4")).save_weights(tmp_path / "w.npz")
