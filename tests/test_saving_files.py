@@ -7,6 +7,7 @@ class this scratchnet does not have is reported as such (upgrade), not as corrup
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 import scratchnet as sn
-from scratchnet import serialization
+from scratchnet import cli, serialization
 from scratchnet.callbacks import ModelCheckpoint
 from scratchnet.layers import Dense
 from scratchnet.serialization import MAGIC, SerializationError, UnsafeModelError, frame_payload
@@ -270,3 +271,54 @@ def test_no_names_hint_when_the_arrays_would_not_fit_by_position(tmp_path, other
     with pytest.raises(ValueError, match="weights do not match the model") as error:
         other.load_weights(tmp_path / "w.npz")
     assert "only the layer names differ" not in str(error.value)
+
+
+# ------------------------------------------------------------------ scratchnet train on a full disk
+TINY_RUN = ["train", "--model", "tiny_cnn", "--epochs", "1", "--limit", "100"]
+
+
+def disk_full_for(monkeypatch, *names):
+    """Writing any of ``names`` fails with ENOSPC, as on a full disk; other files are written."""
+    from scratchnet import atomic_file
+
+    real_write = atomic_file._write_replace
+
+    def write(path, folder, base, chunks):
+        if base in names:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, folder, base, chunks)
+    monkeypatch.setattr(atomic_file, "_write_replace", write)
+
+
+def test_train_says_the_model_could_not_be_saved_and_still_writes_history(tmp_path, capsys, monkeypatch):
+    disk_full_for(monkeypatch, "model.sn")
+    out = tmp_path / "run"
+    assert cli.main([*TINY_RUN, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    reason = f"cannot save to '{out / 'model.sn'}': No space left on device"
+    assert err == (f"scratchnet train: the trained model could not be saved ({reason}); history.json keeps "
+                   f"the training history. Make room (or choose another --out) and train again.\n"
+                   f"Skipped the report and figures: model.sn was not saved; history.json is in {out}\n")
+    record = json.loads((out / "history.json").read_text())
+    assert record["model_save_error"] == reason and record["epochs_completed"] == 1
+    assert len(record["history"]["loss"]) == 1 and os.listdir(out) == ["history.json"]
+
+
+def test_train_says_when_history_cannot_be_written_either(tmp_path, capsys, monkeypatch):
+    disk_full_for(monkeypatch, "model.sn", "history.json")
+    out = tmp_path / "run"
+    assert cli.main([*TINY_RUN, "--out", str(out)]) == 1
+    assert capsys.readouterr().err.endswith(
+        f"scratchnet train: history.json could not be written (cannot save to "
+        f"'{out / 'history.json'}': No space left on device)\n")
+    assert os.listdir(out) == []
+
+
+def test_history_json_is_written_atomically(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert cli.main([*TINY_RUN, "--out", str(out)]) == 0
+    before = (out / "history.json").read_bytes()
+    disk_full_for(monkeypatch, "history.json")  # the second run's history fails: the first's stays whole
+    assert cli.main([*TINY_RUN, "--seed", "1", "--out", str(out)]) == 1
+    assert (out / "history.json").read_bytes() == before
+    assert sn.load(out / "model.sn").seed == 1  # the model of the second run was saved
