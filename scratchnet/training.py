@@ -21,8 +21,8 @@ it: weights, optimizer state, the generator that shuffles and augments, ``epochs
 value). Pass the same callbacks, augment and options again after ``scratchnet.load``.
 That holds between epochs. A model saved in the middle of one (from ``on_batch_end``, or by
 ``scratchnet train`` after Ctrl-C) records it in ``model.epoch_in_progress``; fitting it again
-warns that the interrupted epoch starts again from its first batch, with a new shuffle, so the
-result differs from a run never interrupted. A Ctrl-C during the optimizer step waits for the
+warns that the interrupted epoch starts again from its first batch (the generator has moved
+on), so the result differs from a run never interrupted. A Ctrl-C during the optimizer step waits for the
 step to finish (``_finish_step_before_ctrl_c``): no model is left with half its layers updated.
 
 This module never imports model.py (model -> training, one way).
@@ -328,9 +328,9 @@ def _warn_interrupted_epoch(model) -> None:
     after = (f", after batch {batches_done} of {stopped['batches']}"  # (unknown with a new optimizer)
              if 0 <= batches_done <= stopped["batches"] else "")
     warnings.warn(f"{model.name} stopped in the middle of epoch {stopped['epoch'] + 1}{after}; fit "
-                  f"starts that epoch again from its first batch, with a new shuffle (the batches "
-                  f"already trained stay in the weights and the optimizer state), so the result "
-                  f"differs from a run never interrupted", UserWarning, stacklevel=4)
+                  f"starts that epoch again from its first batch (the batches already trained stay in "
+                  f"the weights and the optimizer state, and the shuffling generator has moved on), so "
+                  f"the result differs from a run never interrupted", UserWarning, stacklevel=4)
 
 
 def _run_epoch(model, x, y, weights, epoch, title, n_steps, batch_size, shuffle, verbose, augment,

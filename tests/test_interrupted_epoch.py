@@ -2,7 +2,8 @@
 
 Resuming is exact between epochs (tests/test_serialization.py). A model saved from
 ``on_batch_end``, or by ``scratchnet train`` after Ctrl-C, is not at an epoch's end: fitting it
-again starts that epoch over with a new shuffle, and fit warns once that it does.
+again starts that epoch over (the shuffling generator has moved on), and fit warns once
+that it does.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def test_a_model_saved_mid_epoch_warns_once_that_the_epoch_starts_again(tmp_path
     assert loaded.epoch_in_progress == {"epoch": 1, "batches": 5, "iterations_at_start": 5}
     assert fit_recording(loaded, epochs=1) == [
         "net stopped in the middle of epoch 2, after batch 3 of 5; fit starts that epoch again from its "
-        "first batch, with a new shuffle (the batches already trained stay in the weights and the "
-        "optimizer state), so the result differs from a run never interrupted"]
+        "first batch (the batches already trained stay in the weights and the optimizer state, and the "
+        "shuffling generator has moved on), so the result differs from a run never interrupted"]
     assert loaded.epochs_trained == 2 and loaded.epoch_in_progress is None  # a whole epoch again
     assert fit_recording(loaded, epochs=1) == []                            # said once
 
@@ -84,8 +85,8 @@ def test_ctrl_c_inside_an_epoch_leaves_the_mark_that_the_cli_saves(tmp_path):
     model.save(tmp_path / "stopped.sn")  # what scratchnet train does after Ctrl-C
     assert fit_recording(sn.load(tmp_path / "stopped.sn"), epochs=1) == [
         "net stopped in the middle of epoch 1, after batch 2 of 5; fit starts that epoch again from its "
-        "first batch, with a new shuffle (the batches already trained stay in the weights and the "
-        "optimizer state), so the result differs from a run never interrupted"]
+        "first batch (the batches already trained stay in the weights and the optimizer state, and the "
+        "shuffling generator has moved on), so the result differs from a run never interrupted"]
 
 
 def test_ctrl_c_during_the_optimizer_step_waits_for_the_step_to_finish(monkeypatch):
