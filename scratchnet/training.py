@@ -22,8 +22,9 @@ value). Pass the same callbacks, augment and options again after ``scratchnet.lo
 That holds between epochs. A model saved in the middle of one (from ``on_batch_end``, or by
 ``scratchnet train`` after Ctrl-C) records it in ``model.epoch_in_progress``; fitting it again
 warns that the interrupted epoch starts again from its first batch (the generator has moved
-on), so the result differs from a run never interrupted. A Ctrl-C during the optimizer step waits for the
-step to finish (``_finish_step_before_ctrl_c``): no model is left with half its layers updated.
+on), so the result differs from a run never interrupted. A Ctrl-C during the optimizer step
+waits for the step to finish (``_finish_step_before_ctrl_c``): no model is left with half its
+layers updated.
 
 This module never imports model.py (model -> training, one way).
 """
