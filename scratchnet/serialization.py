@@ -320,10 +320,9 @@ def _missing_message(path, header: dict, module: str, name) -> str:
                   "load it with that copy")
         return (f"{path}: the file needs scratchnet {what}, which this scratchnet (version "
                 f"{__version__}) does not have; the file was written by {writer}: {advice}.")
-    if not name:
-        return (f"{path}: the file needs {what}, which cannot be imported here: install or import "
-                f"it before loading (and pass its layer classes: scratchnet.load(path, "
-                f"allowed_classes=[...])).")
+    if not name:  # (trusted=True only: the restricted loader never imports)
+        return (f"{path}: the file needs {what}, which cannot be imported here: install it or put "
+                f"it on sys.path before loading.")
     where = "a script run as __main__" if module == "__main__" else f"module {module}"
     return (f"{path}: the file needs {what}, which does not exist here (it was saved from {where}). "
             f"Import or define {name} before loading, and pass it: "

@@ -178,6 +178,14 @@ def test_an_unknown_class_in_a_file_of_this_version_points_at_a_changed_copy(tmp
         sn.load(file_naming(tmp_path, b"Dense", b"Dense2", version=sn.__version__))
 
 
+def test_a_missing_module_of_ones_own_is_named_without_a_question_mark(tmp_path):
+    path = file_naming(tmp_path, b"scratchnet.layers.dense", b"my_missing_layers")
+    with pytest.raises(SerializationError) as error:
+        sn.load(path, trusted=True)
+    assert str(error.value).endswith("newer.sn: the file needs module my_missing_layers, which cannot be "
+                                     "imported here: install it or put it on sys.path before loading.")
+
+
 def test_names_that_exist_or_are_no_class_names_stay_unsafe(tmp_path):
     # a function that exists, a lowercase name: refused as before, with the trusted=True advice
     for old, new in ((b"Dense", b"initialize"), (b"Dense", b"dense")):
