@@ -1,6 +1,6 @@
 """scratchnet: a convolutional-network framework written from scratch in NumPy and SciPy."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from . import (  # noqa: E402
     augment,

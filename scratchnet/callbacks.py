@@ -28,9 +28,11 @@ Rules that keep training resumable and models saveable:
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
+import string
 
 from .option_checks import check_count, check_path, check_real
 
@@ -143,22 +145,73 @@ class EarlyStopping(_Monitor):
 class ModelCheckpoint(_Monitor):
     """Save the model (atomically, ``model.save``) after each epoch, or only when ``monitor``
     improves (``save_best_only=True``). ``path`` may contain ``{epoch}`` (1-based) and any
-    logged name, e.g. ``"ckpt-{epoch:03d}-{val_loss:.3f}.sn"``."""
+    logged name, e.g. ``"ckpt-{epoch:03d}-{val_loss:.3f}.sn"``.
+
+    Checked when it is made, not after an epoch of work: the folder exists and the template
+    parses; each field is checked against the logged values at every epoch's end, before saving.
+    """
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto",
                  key="model_checkpoint"):
         super().__init__(monitor, mode, 0.0, key)
         self.path = os.fspath(check_path(path, "ModelCheckpoint"))
         self.save_best_only = bool(save_best_only)
+        self.fields = _template_fields(self.path)
+        _check_folder(self.path)
 
     def on_epoch_end(self, epoch, logs=None):
         check_count(epoch, "epoch", "ModelCheckpoint", 0)
-        if self.save_best_only:
-            value = self.value(logs)
-            if not self.improved(value):
-                return
-            self.state["best"] = value
-        self.model.save(self.path.format(epoch=epoch + 1, **logs))
+        logs = logs or {}
+        missing = [field for field in self.fields if field != "epoch" and field not in logs]
+        if missing:
+            raise KeyError(f"ModelCheckpoint: path {self.path!r} uses {{{missing[0]}}}, which is not "
+                           f"among the logged values {sorted(logs)} (or epoch); validation values "
+                           f"need validation_data or validation_split")
+        path = self.path.format(epoch=epoch + 1, **logs)
+        if not self.save_best_only:
+            self.model.save(path)
+            return
+        value = self.value(logs)
+        if not self.improved(value):
+            return
+        previous_best = self.state["best"]
+        self.state["best"] = value  # before saving, so the file holds this epoch's state
+        try:
+            self.model.save(path)
+        except BaseException:
+            self.state["best"] = previous_best  # not saved: a later epoch must still beat the old best
+            raise
+
+
+_TEMPLATE_HELP = ("fields are {epoch} (1-based) and the logged values, e.g. "
+                  "'ckpt-{epoch:03d}-{val_loss:.3f}.sn'; write {{ and }} for a literal brace")
+
+
+def _template_fields(path: str) -> list[str]:
+    """The field names of ``path`` as a ``str.format`` template, checked by formatting it once
+    with stand-in values (epoch 1, every logged value 0.0)."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(path) if name is not None]
+    except ValueError as error:  # "ck-{epoch.sn": expected '}' before end of string
+        raise ValueError(f"ModelCheckpoint: path {path!r} is not a valid template ({error}); "
+                         f"{_TEMPLATE_HELP}") from None
+    for name in fields:
+        if not name.isidentifier():  # {}, {0}, {epoch.real}, {loss[0]}
+            raise ValueError(f"ModelCheckpoint: path {path!r} has the field {{{name}}}; {_TEMPLATE_HELP}")
+    try:
+        path.format(**{name: 1 if name == "epoch" else 0.0 for name in fields})
+    except (ValueError, TypeError) as error:  # a format spec that does not fit: {loss:d}
+        raise ValueError(f"ModelCheckpoint: path {path!r} cannot be filled in ({error}); "
+                         f"{_TEMPLATE_HELP}") from None
+    return fields
+
+
+def _check_folder(path: str) -> None:
+    """The folder a checkpoint goes into must exist now (unless its name holds a field)."""
+    folder = os.path.dirname(os.path.expanduser(path))
+    if folder and "{" not in folder and not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, f"ModelCheckpoint: the folder {folder!r} of {path!r} does not "
+                                f"exist (create it first, e.g. os.makedirs)")
 
 
 class MetricsLogger(Callback):

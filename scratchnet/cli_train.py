@@ -17,6 +17,14 @@ from pathlib import Path
 
 from . import __version__
 from .cli_args import nonnegative_int, positive_float, positive_int
+from .cli_results import (  # noqa: F401  (feature_map_layer, RESULT_FIGURES: cli_train.X keeps working)
+    RESULT_FIGURES,
+    clear_earlier_run,
+    feature_map_layer,
+    save_model_file,
+    write_history,
+    write_results,
+)
 from .models import MODEL_NAMES  # every name get_model knows
 from .recipes import AUGMENTS, OPTIMIZERS, RECIPES, SCHEDULES
 
@@ -308,16 +316,25 @@ def run_training(args) -> int:
         lines = [f"  - {message}" for message in monitor.warnings] or [
             "  no warnings: update/weight ratios, dead ReLUs and gradients look normal"]
         print("\n".join([f"Training health ({len(monitor.records)} checks):", *lines]))
-    model.save(out / "model.sn")
+    model_error = save_model_file(model, out)  # None, or why model.sn could not be written
     record = {"scratchnet": __version__, "model": recipe.model, "dataset": args.dataset,
               "options": {key: value for key, value in vars(args).items() if key != "command"},
               "recipe": dataclasses.asdict(recipe),
               "preprocessing": model.preprocessing,
               "train_images": len(x_fit), "validation_images": n_val, "test_images": len(run.test[0]),
               "epochs_completed": len(history.epoch), "interrupted": interrupted, "error": failure,
-              "train_seconds": train_seconds, "history": history.to_dict(),
+              "model_save_error": model_error, "train_seconds": train_seconds, "history": history.to_dict(),
               "test_accuracy": None, "per_class_accuracy": None}   # filled in by write_results
-    write_history(record, out)  # saved before the report, which a second Ctrl-C may stop
+    try:
+        write_history(record, out)  # saved before the report, which a second Ctrl-C may stop
+    except OSError as error:
+        print(f"scratchnet train: history.json could not be written ({error.strerror or error})",
+              file=sys.stderr)
+        return 1
+    if model_error is not None:
+        print(f"Skipped the report and figures: model.sn was not saved; history.json is in {out}",
+              file=sys.stderr)
+        return 1
     try:
         written = write_results(model, run, history, record, out, monitor)
     except KeyboardInterrupt:
@@ -326,79 +343,3 @@ def run_training(args) -> int:
         return 130
     print(f"Saved {', '.join(written)} in {out}  (load with scratchnet.load('{out / 'model.sn'}'))")
     return 130 if interrupted else 1 if failure else 0
-
-
-RESULT_FIGURES = ("curves.png", "confusion.png", "predictions.png", "augmented.png", "filters.png",
-                  "feature_maps.png", "grad_cam.png", "health.png")
-
-
-def clear_earlier_run(out: Path) -> None:
-    """Training again into the same folder: remove the earlier run's figures (this run may not
-    write all of them, e.g. no health.png without --monitor), so the folder holds one run only.
-    model.sn and history.json are replaced."""
-    if not (out / "model.sn").exists():
-        return
-    removed = [name for name in RESULT_FIGURES if (out / name).is_file()]
-    for name in removed:
-        (out / name).unlink()
-    print(f"note: {out} holds an earlier run: its model.sn and history.json will be replaced"
-          + (f" and its figures removed ({', '.join(removed)})" if removed else ""))
-
-
-def write_history(record: dict, out: Path) -> None:
-    import json
-
-    (out / "history.json").write_text(json.dumps(record, indent=2) + "\n")
-
-
-def feature_map_layer(model, conv: int) -> int:
-    """Index of the first Activation after layer ``conv`` (past a BatchNorm), else the layer after it."""
-    after = [i for i in range(conv + 1, len(model.layers)) if type(model.layers[i]).__name__ == "Activation"]
-    return after[0] if after else min(conv + 1, len(model.layers) - 1)
-
-
-def write_results(model, run, history, record, out, monitor) -> list[str]:
-    """Test accuracy (overall and per class), history.json and every figure; the names written."""
-    import numpy as np
-
-    from . import interpret, metrics, viz
-    from .cli_evaluate import report_test
-
-    x_test, y_test = run.test
-    predicted, cm = report_test(model, x_test, y_test, run.class_names)
-    print(f"(training took {record['train_seconds']:.1f} s)")
-    record["test_accuracy"] = float(np.trace(cm) / max(1, cm.sum()))
-    record["per_class_accuracy"] = {name: None if np.isnan(value) else float(value) for name, value
-                                    in zip(run.class_names, metrics.per_class_accuracy(cm))}
-    write_history(record, out)
-    written = ["model.sn", "history.json"]
-    title = f"{record['model']} on {record['dataset']}"
-    if history.epoch:
-        viz.plot_history(history, save_path=out / "curves.png", title=title)
-        written.append("curves.png")
-    else:  # stopped inside the first epoch: no curve to draw, so no empty figure
-        print("No epoch finished: curves.png is not written.")
-    viz.plot_confusion_matrix(cm, run.class_names, save_path=out / "confusion.png")
-    # the pictures show the images as they are (pixels in [0, 1]), not as the model sees them
-    viz.plot_images(run.raw_test[:25], y_test[:25], predicted[:25], run.class_names,
-                    save_path=out / "predictions.png")
-    written += ["confusion.png", "predictions.png"]
-    if run.augment is not None:
-        from .recipes import build_augment
-
-        viz.plot_augmented_grid(run.raw_fit[:6], build_augment(run.recipe.augment, run.raw_fit.shape[1:]),
-                                labels=run.fit[1][:6], class_names=run.class_names,
-                                save_path=out / "augmented.png")
-        written.append("augmented.png")
-    convs = [i for i, layer in enumerate(model.layers) if np.ndim(layer.params.get("W")) == 4]
-    if convs:  # the first convolution's filters, its maps after the activation, Grad-CAM
-        viz.plot_filters(model, layer=convs[0], save_path=out / "filters.png")
-        viz.plot_feature_maps(model, x_test[0], layer=feature_map_layer(model, convs[0]),
-                              label=y_test[0], class_names=run.class_names,
-                              save_path=out / "feature_maps.png")
-        interpret.plot_grad_cam(model, x_test[:8], labels=y_test[:8], save_path=out / "grad_cam.png")
-        written += ["filters.png", "feature_maps.png", "grad_cam.png"]
-    if monitor and monitor.records:
-        monitor.plot(out / "health.png")
-        written.append("health.png")
-    return written

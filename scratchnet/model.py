@@ -51,6 +51,7 @@ class Sequential:
     # Class-level defaults, so models saved before these attributes existed still load.
     input_range = None       # (min, max) of the training inputs, recorded by fit
     callback_state = None    # state callbacks keep on the model so that it is saved (callbacks.py)
+    epoch_in_progress = None  # while fit runs an epoch: {"epoch", "batches", "iterations_at_start"}
 
     def __init__(self, layers=None, input_shape=None, seed=None, dtype="float32",
                  check_numerics=False, name="sequential"):

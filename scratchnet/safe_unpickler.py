@@ -24,6 +24,18 @@ class UnsafeModelError(pickle.UnpicklingError):
     """The file names or calls something the restricted loader does not allow."""
 
 
+class MissingScratchnetClass(UnsafeModelError):
+    """The file names a scratchnet class this scratchnet does not have (a newer one wrote it).
+
+    Refused like any unknown global, but ``serialization.load_model`` turns it into a
+    ``SerializationError`` that names both versions: the cure is an upgrade, not trust."""
+
+    def __init__(self, module: str, name: str):
+        super().__init__(f"refused to load global {module}.{name}: this scratchnet has no such class "
+                         f"(a newer scratchnet may have written the file)")
+        self.module, self.name = module, name
+
+
 # ====================================================================== allow-list
 _BUILTIN_TYPES = {name: getattr(builtins, name) for name in (
     "dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool", "str",
@@ -88,6 +100,22 @@ def _scratchnet_class(module: str, name: str):
     return cls
 
 
+def _missing_from_scratchnet(module: str, name: str) -> bool:
+    """True if ``module.name`` is a scratchnet class name (``Dense``, a capital first letter) that
+    this scratchnet does not have at all: no such module imported, or no such name in it. A name
+    that exists but is refused (a function, a class imported from elsewhere, an excluded module)
+    or is no class name (``math``, ``Sequential.__init__``) is unsafe, not missing."""
+    module = _MOVED_CLASSES.get((module, name), module)
+    if module != "scratchnet" and not module.startswith("scratchnet."):
+        return False
+    if not (name.isidentifier() and name[:1].isupper()):
+        return False
+    if any(module == excluded or module.startswith(excluded + ".") for excluded in _EXCLUDED_MODULES):
+        return False
+    namespace = sys.modules.get(module)
+    return namespace is None or name not in vars(namespace)
+
+
 def _is_scratchnet_class(cls) -> bool:
     return (isinstance(cls, type) and isinstance(getattr(cls, "__module__", None), str)
             and _scratchnet_class(cls.__module__, cls.__qualname__) is cls)
@@ -140,6 +168,8 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     def find_class(self, module, name):
         found = self._user_class(module, name) or allowed_global(module, name)
+        if found is None and _missing_from_scratchnet(module, name):
+            raise MissingScratchnetClass(module, name)
         if found is None:
             mine = name[:1].isupper() and module.split(".")[0] not in ("numpy", "builtins", "scratchnet")
             hint = (f" If {name} is a layer class of your own, import it and pass it: "

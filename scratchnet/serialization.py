@@ -7,7 +7,7 @@ Model files: ``model.save(path)`` / ``scratchnet.load(path)``
     b"SCRATCHNET"     magic, 10 bytes
     b" "
     header            one line of JSON, then b"\\n", at most 4096 bytes, e.g.
-                      {"format": 1, "scratchnet": "0.1.0", "numpy": "2.4.6", "pickle_protocol": 5,
+                      {"format": 1, "scratchnet": "0.2.0", "numpy": "2.4.6", "pickle_protocol": 5,
                        "payload_bytes": 123456, "sha256": "<64 hex digits of the payload's SHA-256>"}
     payload           a pickle (protocol 5) of the Sequential model
 
@@ -59,26 +59,27 @@ Saving never destroys the previous file
 ---------------------------------------
 The bytes are made in memory first (a pickling error touches no file), written to a new
 temporary file beside the target, flushed, fsynced and ``os.replace``d over it (atomic). On any
-failure the temporary file is removed and the previous file is left byte-identical.
+failure the temporary file is removed and the previous file is left byte-identical. A target
+that is not a regular file (``/dev/null``, a FIFO) or is read-only is refused: replacing it would
+destroy it. (``scratchnet/atomic_file.py``, also used by ``save_weights`` and ``ModelCheckpoint``.)
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
 import os
 import pickle
 import re
-import secrets
-import stat
 import zipfile
 
 import numpy as np
 
+from .atomic_file import atomic_write  # noqa: F401  (re-exported)
 from .option_checks import check_path
 from .safe_unpickler import (  # noqa: F401  (re-exported: scratchnet.serialization.X keeps working)
+    MissingScratchnetClass,
     RestrictedUnpickler,
     UnsafeModelError,
     _numpy_rebuilders,
@@ -94,73 +95,6 @@ MAX_HEADER_BYTES = 4096
 
 class SerializationError(Exception):
     """A model or weights file is missing parts, corrupted, or from a newer format."""
-
-
-# ====================================================================== atomic write
-def _fsync_folder(folder: str) -> None:
-    """Make the rename itself durable (POSIX). Best effort: not every system allows it."""
-    try:
-        handle = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-    except OSError:
-        pass
-
-
-def atomic_write(path, chunks, who: str = "save") -> None:
-    """Write the byte strings ``chunks`` to ``path`` so that ``path`` is either old or complete.
-
-    The temporary file is created with ``os.open(..., 0o666)`` so it gets the permissions any
-    new file gets (the umask applies; ``tempfile.mkstemp`` would make it private, 0600), or the
-    permissions of the file it replaces.
-    """
-    user_path = os.fspath(check_path(path, who))
-    path = os.path.realpath(os.path.expanduser(user_path))  # through a symlink: replace its target
-    folder, base = os.path.split(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, f"cannot save to {user_path!r}: it is a folder; give a "
-                                f"file name, e.g. {os.path.join(user_path, 'model.sn')!r}")
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(errno.ENOENT, f"cannot save to {user_path!r}: the folder {folder!r} "
-                                f"does not exist (create it first, e.g. os.makedirs)")
-    try:
-        _write_replace(path, folder, base, chunks)
-    except OSError as error:
-        if error.errno is None:
-            raise
-        raise type(error)(error.errno, f"cannot save to {user_path!r}: "
-                          f"{error.strerror or error}") from None
-
-
-def _write_replace(path, folder, base, chunks) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp_path = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
-        try:
-            handle = os.open(tmp_path, flags, 0o666)
-            break
-        except FileExistsError:  # pragma: no cover - a 48-bit random name collided
-            continue
-    try:
-        with os.fdopen(handle, "wb") as file:
-            for chunk in chunks:
-                file.write(chunk)
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            os.chmod(tmp_path, stat.S_IMODE(os.stat(path).st_mode))
-        except OSError:
-            pass  # no previous file (or a system without modes): keep the default
-        os.replace(tmp_path, path)
-    except BaseException:  # also KeyboardInterrupt: never leave a temporary file behind
-        try:
-            os.unlink(tmp_path)
-        except OSError:
-            pass
-        raise
-    _fsync_folder(folder)
 
 
 # ====================================================================== model files
@@ -240,18 +174,18 @@ def _parse_header(data: bytes, path) -> tuple[dict, bytes]:
         header = json.loads(data[len(MAGIC) + 1:end].decode("ascii"))
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
-        version, size, digest = header["format"], header["payload_bytes"], header["sha256"]
-        if not all(type(value) is int and value >= 0 for value in (version, size)) \
-                or not isinstance(digest, str) or len(digest) != 64:
-            raise ValueError("bad field types")
+        version = header["format"]
+        if type(version) is not int:
+            raise ValueError(f"format {version!r} is not a whole number")
     except (ValueError, KeyError, UnicodeDecodeError, RecursionError) as error:
         raise SerializationError(f"{path}: corrupted header ({error})") from None
-    if version < 1:
-        raise SerializationError(f"{path}: corrupted header (unknown format {version})")
-    if version > FORMAT_VERSION:
-        raise SerializationError(
-            f"{path}: written in format {version} by scratchnet {header.get('scratchnet')}; this "
-            f"scratchnet reads format {FORMAT_VERSION} and older. Upgrade scratchnet to load it.")
+    _check_format(version, header, path)  # first: a newer format may have other fields
+    try:
+        size, digest = header["payload_bytes"], header["sha256"]
+        if not (type(size) is int and size >= 0) or not isinstance(digest, str) or len(digest) != 64:
+            raise ValueError("bad field types")
+    except (ValueError, KeyError) as error:
+        raise SerializationError(f"{path}: corrupted header ({error})") from None
     payload = data[end + 1:]
     if len(payload) != size:
         what = "truncated" if len(payload) < size else "has extra bytes"
@@ -259,6 +193,26 @@ def _parse_header(data: bytes, path) -> tuple[dict, bytes]:
     if hashlib.sha256(payload).hexdigest() != digest:
         raise SerializationError(f"{path}: corrupted: the payload's SHA-256 does not match the header")
     return header, payload
+
+
+def written_by(header: dict) -> str:
+    """Who wrote a file, from its header: "scratchnet 0.2.0", or words saying it is not recorded."""
+    version = header.get("scratchnet")
+    if isinstance(version, str) and version:
+        return f"scratchnet {version}"
+    return "a scratchnet that did not record its version"
+
+
+def _check_format(version: int, header: dict, path) -> None:
+    """Format 1 is the only one this scratchnet reads; a newer one is from a newer scratchnet."""
+    from . import __version__
+
+    if version < 1:
+        raise SerializationError(f"{path}: corrupted header (unknown format {version})")
+    if version > FORMAT_VERSION:
+        raise SerializationError(
+            f"{path}: written in format {version} by {written_by(header)}; this scratchnet "
+            f"({__version__}) reads format {FORMAT_VERSION}. Upgrade scratchnet to load it.")
 
 
 def _require(condition: bool, problem: str) -> None:
@@ -321,12 +275,14 @@ def load_model(path, trusted: bool = False, allowed_classes=()):
     check_path(path, "scratchnet.load")
     with open(os.path.expanduser(os.fspath(path)), "rb") as file:  # FileNotFoundError as it is
         data = file.read()
-    _, payload = _parse_header(data, path)
+    header, payload = _parse_header(data, path)
     try:
         if trusted:
             model = pickle.loads(payload)
         else:
             model = RestrictedUnpickler(io.BytesIO(payload), len(payload), allowed_classes).load()
+    except MissingScratchnetClass as error:
+        raise SerializationError(_missing_message(path, header, error.module, error.name)) from None
     except UnsafeModelError as error:
         raise UnsafeModelError(f"{path}: {error}") from None
     except (AttributeError, ImportError) as error:
@@ -334,23 +290,40 @@ def load_model(path, trusted: bool = False, allowed_classes=()):
         if missing is None:
             raise SerializationError(f"{path}: corrupted model data ({type(error).__name__}: {error})") \
                 from error
-        module, name = missing
-        where = "a script run as __main__" if module == "__main__" else f"module {module}"
-        raise SerializationError(
-            f"{path}: the file needs class {module}.{name}, which does not exist here (it was saved "
-            f"from {where}). Import or define {name} before loading, and pass it: "
-            f"scratchnet.load(path, allowed_classes=[{name}]).") from None
+        raise SerializationError(_missing_message(path, header, *missing)) from None
     except Exception as error:
         raise SerializationError(f"{path}: corrupted model data ({type(error).__name__}: {error})") from error
     return _check_and_finish(model, path)
 
 
 def _missing_class(error):
-    """(module, name) of the class plain pickle could not find, from its error, or None."""
+    """(module, name) of the class plain pickle could not find, from its error, or None (name None:
+    the whole module is missing, and pickle's error does not say which class was wanted)."""
     text = str(error)
     found = re.search(r"Can't get attribute '([\w.]+)' on <module '([\w.]+)'", text)
     if found:  # "python -m tool" runs the script as __main__ under the name "tool.__main__"
         module = "__main__" if found.group(2).endswith("__main__") else found.group(2)
         return module, found.group(1)
     found = re.search(r"No module named '([\w.]+)'", text)
-    return (found.group(1), "?") if found else None
+    return (found.group(1), None) if found else None
+
+
+def _missing_message(path, header: dict, module: str, name) -> str:
+    """Why a file's class is not here: a newer scratchnet's, or the user's own."""
+    from . import __version__
+
+    what = f"class {module}.{name}" if name else f"module {module}"
+    if module == "scratchnet" or module.startswith("scratchnet."):
+        writer = written_by(header)
+        advice = ("upgrade scratchnet to load it" if writer != f"scratchnet {__version__}" else
+                  "the same version number as this one, so it came from a changed copy of scratchnet: "
+                  "load it with that copy")
+        return (f"{path}: the file needs scratchnet {what}, which this scratchnet (version "
+                f"{__version__}) does not have; the file was written by {writer}: {advice}.")
+    if not name:  # (trusted=True only: the restricted loader never imports)
+        return (f"{path}: the file needs {what}, which cannot be imported here: install it or put "
+                f"it on sys.path before loading.")
+    where = "a script run as __main__" if module == "__main__" else f"module {module}"
+    return (f"{path}: the file needs {what}, which does not exist here (it was saved from {where}). "
+            f"Import or define {name} before loading, and pass it: "
+            f"scratchnet.load(path, allowed_classes=[{name}]).")

@@ -19,14 +19,23 @@ Resuming bitwise: everything that decides the next epoch lives on the model and 
 it: weights, optimizer state, the generator that shuffles and augments, ``epochs_trained`` and
 ``model.callback_state`` (EarlyStopping's best value and patience count, ModelCheckpoint's best
 value). Pass the same callbacks, augment and options again after ``scratchnet.load``.
+That holds between epochs. A model saved in the middle of one (from ``on_batch_end``, or by
+``scratchnet train`` after Ctrl-C) records it in ``model.epoch_in_progress``; fitting it again
+warns that the interrupted epoch starts again from its first batch (the generator has moved
+on), so the result differs from a run never interrupted. A Ctrl-C during the optimizer step
+waits for the step to finish (``_finish_step_before_ctrl_c``): no model is left with half its
+layers updated.
 
 This module never imports model.py (model -> training, one way).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import signal
+import threading
 import time
 import warnings
 
@@ -114,8 +123,32 @@ def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
     model.backward(dlogits, input_gradient=False, release_caches=True)
     if model.optimizer.iterations == 1:  # the second step only (see warn_unfilled_gradients)
         warn_unfilled_gradients(model.layers, model.name)
-    model.optimizer.step(model.layers)
+    with _finish_step_before_ctrl_c():
+        model.optimizer.step(model.layers)
     return loss, logits
+
+
+@contextlib.contextmanager
+def _finish_step_before_ctrl_c():
+    """Hold back a Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt.
+
+    An optimizer step updates the layers one after another: interrupted half way, the model
+    would hold updated and old layers (and Adam step counts that disagree) and be saved so.
+    Only where Python's own handler is in place, in the main thread (signal handlers can only be
+    set there); elsewhere, e.g. under a handler of the user's, the block runs as it is.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    pressed = []
+    signal.signal(signal.SIGINT, lambda number, frame: pressed.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 def _validation(model, x, y, validation_data, validation_split):
@@ -267,6 +300,8 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
         if hasattr(callback, "set_model"):
             callback.set_model(model)
     history = history if history is not None else History()
+    if first < last:
+        _warn_interrupted_epoch(model)
     model.stop_training = False
     n_steps = math.ceil(len(x) / batch_size)
     logs = {}
@@ -285,11 +320,29 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     return history
 
 
+def _warn_interrupted_epoch(model) -> None:
+    """Say that an epoch stopped in the middle (a save from on_batch_end, Ctrl-C) starts again."""
+    stopped = model.epoch_in_progress
+    if not isinstance(stopped, dict):
+        return
+    batches_done = model.optimizer.iterations - stopped["iterations_at_start"]
+    after = (f", after batch {batches_done} of {stopped['batches']}"  # (unknown with a new optimizer)
+             if 0 <= batches_done <= stopped["batches"] else "")
+    warnings.warn(f"{model.name} stopped in the middle of epoch {stopped['epoch'] + 1}{after}; fit "
+                  f"starts that epoch again from its first batch (the batches already trained stay in "
+                  f"the weights and the optimizer state, and the shuffling generator has moved on), so "
+                  f"the result differs from a run never interrupted", UserWarning, stacklevel=4)
+
+
 def _run_epoch(model, x, y, weights, epoch, title, n_steps, batch_size, shuffle, verbose, augment,
                callbacks, validation_data, history) -> dict:
     start = time.perf_counter()
     _call(callbacks, "on_epoch_begin", epoch, {})
     order = model.rng.permutation(len(x)) if shuffle else np.arange(len(x))
+    # from here until the epoch ends, the model is in the middle of it (the generator has moved):
+    # batches done so far = optimizer.iterations - iterations_at_start, exact wherever it stops
+    model.epoch_in_progress = {"epoch": epoch, "batches": n_steps,
+                               "iterations_at_start": model.optimizer.iterations}
     bar = ProgressBar(n_steps, title) if verbose else None
     loss_sum, correct_sum, seen = 0.0, 0.0, 0
     for step in range(n_steps):
@@ -321,6 +374,7 @@ def _run_epoch(model, x, y, weights, epoch, title, n_steps, batch_size, shuffle,
             val = model.evaluate(*validation_data)
         logs.update({f"val_{key}": value for key, value in val.items()})
     model.epochs_trained += 1
+    model.epoch_in_progress = None  # a whole epoch again: resuming from here is exact
     schedule = getattr(model.optimizer, "schedule", None)
     if hasattr(schedule, "on_epoch_end"):  # e.g. reduce-on-plateau reads val_loss
         schedule.on_epoch_end(epoch, dict(logs))

@@ -51,7 +51,7 @@ def set_weights(model, weights) -> None:
     unexpected = sorted(set(weights) - set(own))
     if missing or unexpected:
         raise ValueError(f"{model.name}: weights do not match the model: missing {missing}, "
-                         f"unexpected {unexpected}")
+                         f"unexpected {unexpected}{_only_names_differ(own, weights)}")
     converted = {}
     for key, value in weights.items():
         value = np.asarray(value)
@@ -65,3 +65,21 @@ def set_weights(model, weights) -> None:
         converted[key] = value.astype(own[key].dtype)  # converted now: the copy below cannot fail
     for key, value in converted.items():
         own[key][...] = value  # in place: the arrays the layers and optimizer hold
+
+
+def _only_names_differ(own: dict, weights: dict) -> str:
+    """A hint when the weights would fit by position: the same count, the same parameter names
+    ("W", "b") and shapes in order, only the layer names differ (e.g. "dense_3/W" for "dense/W",
+    from a model whose layers were named automatically after others). Else "".
+    """
+    if len(weights) != len(own):
+        return ""
+    for (their_key, their_value), (our_key, our_value) in zip(weights.items(), own.items()):
+        same_param = isinstance(their_key, str) and their_key.rsplit("/", 1)[-1] == our_key.rsplit("/", 1)[-1]
+        if not same_param or np.shape(their_value) != our_value.shape:
+            return ""
+    pairs = [(theirs, ours) for theirs, ours in zip(weights, own) if theirs != ours]
+    return (f"; only the layer names differ (the same arrays in the same order; the weights' "
+            f"{pairs[0][0]!r} is the model's {pairs[0][1]!r}): build the model with the weights' layer "
+            f"names (name=... on each layer), or give set_weights the arrays as a list, which it "
+            f"matches by position: model.set_weights(list(weights.values()))")
