@@ -198,12 +198,35 @@ def _sample_weights(model, y, sample_weight, class_weight):
         if not_classes:  # {"0": 2.0} would match no label and weigh nothing
             raise TypeError(f"{model.name}: class_weight keys must be class indices (ints), got "
                             f"{not_classes[0]!r}")
-        labels = y if y.ndim == 1 else y.argmax(axis=1)
+        labels = _labels_for_class_weight(model, y)
         factor = np.array([class_weight.get(int(label), 1.0) for label in labels], dtype=np.float64)
         weights = weights * factor
     if not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise ValueError(f"{model.name}: sample and class weights must be finite and >= 0")
     return weights
+
+
+def _labels_for_class_weight(model, y) -> np.ndarray:
+    """The class of each sample that class_weight looks up, (N,):
+
+    * labels (N,), or one column (N, 1) (Dense(1) + binary_cross_entropy): the labels themselves;
+    * one-hot or probability rows (N, classes) for cross_entropy: the largest entry of each row.
+
+    Refused: rows of several 0/1 targets for binary_cross_entropy (multi-label: a sample may be
+    in several classes or none) and targets that are not whole numbers (no class to look up)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2 and model.loss.name != "binary_cross_entropy":
+        return y.argmax(axis=1)
+    if y.ndim != 1:
+        raise ValueError(f"{model.name}: fit's class_weight needs one class per sample, labels (N,) or "
+                         f"(N, 1), but the targets have shape {y.shape} for loss {model.loss.name!r}; "
+                         f"give the weight of each sample as sample_weight (N,) instead")
+    if y.dtype.kind not in "biu" and not np.all(np.mod(y, 1) == 0):
+        raise ValueError(f"{model.name}: fit's class_weight needs whole-number class labels, but the "
+                         f"targets hold values such as {y[np.mod(y, 1) != 0][0]:g}; give the weight of "
+                         f"each sample as sample_weight (N,) instead")
+    return y
 
 
 def _call(callbacks, hook, *args):
