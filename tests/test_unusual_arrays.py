@@ -48,3 +48,24 @@ def test_class_weight_refuses_multi_label_and_fractional_targets():
         binary_model().fit(x, [[0.0], [0.25], [1.0], [1.0], [0.0], [0.5]], verbose=0, class_weight={1: 2.0})
     one_hot = sn.Sequential([Dense(2)], input_shape=(3,), seed=0).compile("sgd", "cross_entropy")
     one_hot.fit(x, np.eye(2)[[0, 1, 1, 0, 1, 0]], verbose=0, class_weight={1: 2.0})  # rows: argmax, as before
+
+
+# ---------------------------------------------------------------- one output: predict_classes / proba
+def test_one_output_predicts_class_1_where_the_logit_is_positive():
+    model = binary_model().build()
+    model.layers[0].params["W"][...] = [[1.0], [0.0], [0.0]]  # the logit is the first feature
+    model.layers[0].params["b"][...] = 0.0
+    x = np.array([[-2.0, 5, 5], [0.0, 1, 1], [0.5, -3, 3], [3.0, 0, 0]])
+    np.testing.assert_array_equal(model.predict_classes(x), [0, 0, 1, 1])  # z > 0 (z = 0: class 0)
+    sigmoid = [1 / (1 + np.exp(2.0)), 0.5, 1 / (1 + np.exp(-0.5)), 1 / (1 + np.exp(-3.0))]
+    np.testing.assert_allclose(model.predict_proba(x), np.array(sigmoid)[:, None], rtol=1e-15)
+    np.testing.assert_array_equal(sn.metrics.predictions([[-1e-3], [2e-3]]), [0, 1])
+    np.testing.assert_allclose(sn.metrics.probabilities([[-800.0], [800.0]]), [[0.0], [1.0]])  # no overflow
+
+
+def test_several_outputs_still_take_softmax_and_argmax():
+    logits = np.array([[1.0, 2.0, 0.0], [0.0, 0.0, np.log(2)]])
+    np.testing.assert_allclose(sn.metrics.probabilities(logits)[1], [0.25, 0.25, 0.5], rtol=1e-15)
+    e = np.exp([1.0, 2.0, 0.0])
+    np.testing.assert_allclose(sn.metrics.probabilities(logits)[0], e / e.sum(), rtol=1e-15)
+    np.testing.assert_array_equal(sn.metrics.predictions(logits), [1, 2])
