@@ -69,3 +69,75 @@ def test_several_outputs_still_take_softmax_and_argmax():
     e = np.exp([1.0, 2.0, 0.0])
     np.testing.assert_allclose(sn.metrics.probabilities(logits)[0], e / e.sum(), rtol=1e-15)
     np.testing.assert_array_equal(sn.metrics.predictions(logits), [1, 2])
+
+
+# ---------------------------------------------------------------- images and labels in figures
+def shown_arrays(figure):
+    """The arrays handed to imshow, one per image panel, in panel order."""
+    return [np.asarray(axes.images[0].get_array()) for axes in figure.axes if axes.images]
+
+
+def rgb_gradient():
+    """Two 4x4 RGB images of pixels: red rises down, green across, blue constant; the first spans
+    0-255, the second 40-167 (there x / 255 and a min-max stretch differ)."""
+    rows, columns = np.meshgrid(np.arange(4) * 85, np.arange(4) * 85, indexing="ij")
+    image = np.stack([rows, columns, np.full((4, 4), 60)], axis=-1)
+    return np.stack([image, image // 2 + 40]).astype(np.uint8)
+
+
+def test_plot_images_shows_uint8_rgb_as_x_over_255_and_standardised_rgb_min_max_scaled():
+    pytest.importorskip("matplotlib")
+    from scratchnet import viz
+
+    pixels = rgb_gradient()
+    for shown, image in zip(shown_arrays(viz.plot_images(pixels)), pixels):
+        np.testing.assert_allclose(shown, image / 255.0, rtol=1e-15)  # was np.clip(image, 0, 1): 0 or 1
+    standardised = (pixels / 255.0 - 0.5) / 0.2                        # values from -2.5 to 2.5
+    for shown, image in zip(shown_arrays(viz.plot_images(standardised)), standardised):
+        low, high = image.min(), image.max()
+        np.testing.assert_allclose(shown, (image - low) / (high - low), rtol=1e-13)
+    assert shown_arrays(viz.plot_images(pixels))[0][3, 0].tolist() == pytest.approx([1.0, 0.0, 60 / 255])
+
+
+def test_plot_feature_maps_input_panel_shows_uint8_and_standardised_rgb_faithfully():
+    pytest.importorskip("matplotlib")
+    from scratchnet import viz
+    from scratchnet.layers import Conv2D
+
+    model = sn.Sequential([Conv2D(2, 3, padding="same")], input_shape=(4, 4, 3), seed=0)
+    pixels = rgb_gradient()[1]
+    with pytest.warns(UserWarning, match="integer input"):
+        figure = viz.plot_feature_maps(model, pixels)
+    np.testing.assert_allclose(shown_arrays(figure)[0], pixels / 255.0, rtol=1e-15)
+    standardised = (pixels / 255.0 - 0.5) / 0.2
+    shown = shown_arrays(viz.plot_feature_maps(model, standardised))[0]
+    low, high = standardised.min(), standardised.max()
+    np.testing.assert_allclose(shown, (standardised - low) / (high - low), rtol=1e-13)
+
+
+@pytest.mark.parametrize("labels", [np.array([2, 0]), np.array([[2], [0]]), np.eye(3)[[2, 0]],
+                                    [2.0, 0.0], [[2], [0]]])
+def test_plot_images_titles_labels_given_as_ints_columns_or_one_hot_rows(labels):
+    pytest.importorskip("matplotlib")
+    from scratchnet import viz
+
+    figure = viz.plot_images(rgb_gradient(), labels=labels, predicted=[2, 1], class_names=["a", "b", "c"])
+    titles = [axes.title for axes in figure.axes if axes.images]
+    weight = " 1.00" if np.ndim(labels) == 2 and np.shape(labels)[1] == 3 else ""  # one-hot: the weight too
+    assert [title.get_text() for title in titles] == [f"true c{weight} / pred c", f"true a{weight} / pred b"]
+    assert [title.get_color() for title in titles] == ["black", "red"]
+
+
+@pytest.mark.parametrize("labels", [[[1], [0]], np.eye(3)[[1, 0]]])
+def test_plot_grad_cam_titles_labels_given_as_a_column_or_one_hot_rows(labels):
+    pytest.importorskip("matplotlib")
+    from scratchnet.interpret import plot_grad_cam
+    from scratchnet.models import tiny_cnn
+
+    model = tiny_cnn(input_shape=(8, 8, 1), n_classes=3, dtype="float64")
+    x = np.random.default_rng(0).uniform(size=(2, 8, 8, 1))
+    figure = plot_grad_cam(model, x, labels=labels)[1]
+    predicted = model.predict(x).argmax(axis=1)
+    true = ["1", "0"] if np.shape(labels)[1] == 1 else ["1 1.00", "0 1.00"]
+    assert [axes.get_title() for axes in figure.axes[:2]] == [f"true {t} / pred {p}"
+                                                             for t, p in zip(true, predicted)]
