@@ -2,6 +2,8 @@
 binary_cross_entropy), one-hot label rows, uint8 and standardised images, nested lists, a last
 batch of one sample. Each test holds numbers worked by hand or an exact message."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -141,3 +143,15 @@ def test_plot_grad_cam_titles_labels_given_as_a_column_or_one_hot_rows(labels):
     true = ["1", "0"] if np.shape(labels)[1] == 1 else ["1 1.00", "0 1.00"]
     assert [axes.get_title() for axes in figure.axes[:2]] == [f"true {t} / pred {p}"
                                                              for t, p in zip(true, predicted)]
+
+
+# ---------------------------------------------------------------- make_patterns(dtype=...)
+@pytest.mark.parametrize("dtype", ["uint8", "int64", bool, "not a dtype"])
+def test_make_patterns_refuses_a_dtype_that_cannot_hold_values_in_0_1(dtype):
+    from scratchnet.datasets import make_patterns
+
+    with pytest.raises(TypeError, match=rf"^make_patterns: dtype must be a floating type such as 'float32', "
+                                        rf"got {re.escape(repr(dtype))} \(the images are scaled to \[0, 1\]\)$"):
+        make_patterns(10, dtype=dtype)
+    x, _ = make_patterns(10, dtype="float64")
+    assert x.dtype == np.float64 and 0 < x.mean() < 1
