@@ -150,8 +150,9 @@ def test_plot_grad_cam_titles_labels_given_as_a_column_or_one_hot_rows(labels):
 def test_make_patterns_refuses_a_dtype_that_cannot_hold_values_in_0_1(dtype):
     from scratchnet.datasets import make_patterns
 
-    with pytest.raises(TypeError, match=rf"^make_patterns: dtype must be a floating type such as 'float32', "
-                                        rf"got {re.escape(repr(dtype))} \(the images are scaled to \[0, 1\]\)$"):
+    expected = (f"make_patterns: dtype must be a floating type such as 'float32', got {dtype!r} (the images "
+                f"are scaled to [0, 1])")
+    with pytest.raises(TypeError, match=f"^{re.escape(expected)}$"):
         make_patterns(10, dtype=dtype)
     x, _ = make_patterns(10, dtype="float64")
     assert x.dtype == np.float64 and 0 < x.mean() < 1
