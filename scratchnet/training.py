@@ -229,6 +229,31 @@ def _labels_for_class_weight(model, y) -> np.ndarray:
     return y
 
 
+def _refuse_batches_of_one_for_batch_norm(model, n_train: int, batch_size: int) -> None:
+    """A batch of ONE sample gives a BatchNorm on (N, D) inputs one value per channel: no batch
+    variance, so the layer refuses it in training mode (as PyTorch does). Said before training
+    starts, naming the remainder that makes the batch, not at the end of every epoch's batches."""
+    from .layers.normalization import BatchNorm
+
+    last_batch = n_train % batch_size or batch_size  # samples in the last batch (n_train >= 1)
+    if last_batch != 1:
+        return
+    for layer in iter_layers(model.layers):
+        if isinstance(layer, BatchNorm) and layer.trainable and math.prod(layer.input_shape[:-1]) == 1:
+            break
+    else:
+        return
+    why = ("batch_size=1 makes every batch ONE sample" if batch_size == 1 else
+           f"{n_train} training samples in batches of {batch_size} leave a last batch of ONE sample "
+           f"({n_train} % {batch_size} = 1)")
+    other = next((size for size in range(batch_size + 1, n_train + 1) if n_train % size != 1), None)
+    drop = " or drop one training sample" if batch_size > 1 else ""
+    fix = f"pass another batch_size (e.g. {other}){drop}" if other else "give it at least 2 training samples"
+    raise ValueError(f"{model.name}: {why}, and BatchNorm layer {layer.name!r} on inputs of shape "
+                     f"{tuple(layer.input_shape)} cannot compute a batch variance from one value per "
+                     f"channel; {fix}")
+
+
 def _call(callbacks, hook, *args):
     for callback in callbacks:
         getattr(callback, hook)(*args)
@@ -271,6 +296,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     y = model._check_targets(x, y)
     weights = _sample_weights(model, y, sample_weight, class_weight)
     x, y, validation_data = _validation(model, x, y, validation_data, validation_split)
+    _refuse_batches_of_one_for_batch_norm(model, len(x), batch_size)
     if not model.check_numerics:
         _warn_non_finite_in_fit(model, x, validation_data, from_split=validation_split > 0)
     if weights is not None:

@@ -156,3 +156,38 @@ def test_make_patterns_refuses_a_dtype_that_cannot_hold_values_in_0_1(dtype):
         make_patterns(10, dtype=dtype)
     x, _ = make_patterns(10, dtype="float64")
     assert x.dtype == np.float64 and 0 < x.mean() < 1
+
+
+# ---------------------------------------------------------------- BatchNorm and a last batch of one
+def batch_norm_model(sample_shape=(5,)):
+    from scratchnet.layers import BatchNorm, Flatten
+
+    layers = [Dense(4), BatchNorm(name="bn"), Dense(3)] if len(sample_shape) == 1 else \
+        [BatchNorm(name="bn"), Flatten(), Dense(3)]
+    model = sn.Sequential(layers, input_shape=sample_shape, seed=0)
+    return model.compile("sgd", "cross_entropy")
+
+
+def test_fit_refuses_a_last_batch_of_one_sample_for_batch_norm_before_training():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((21, 5)), rng.integers(0, 3, 21)
+    model = batch_norm_model()
+    with pytest.raises(ValueError, match=r"^sequential: 21 training samples in batches of 10 leave a last "
+                                         r"batch of ONE sample \(21 % 10 = 1\), and BatchNorm layer 'bn' on "
+                                         r"inputs of shape \(4,\) cannot compute a batch variance from one "
+                                         r"value per channel; pass another batch_size \(e\.g\. 11\) or drop "
+                                         r"one training sample$"):
+        model.fit(x, y, epochs=1, batch_size=10, verbose=0)
+    assert model.optimizer.iterations == 0  # refused before the first step, not at the third
+    with pytest.raises(ValueError, match=r"^sequential: 16 training samples in batches of 5 leave"):
+        model.fit(x[:20], y[:20], batch_size=5, validation_split=0.2, verbose=0)  # 20 - 4 = 16
+    with pytest.raises(ValueError, match=r"^sequential: batch_size=1 makes every batch ONE sample, .*"
+                                         r"pass another batch_size \(e\.g\. 3\)$"):  # 21 % 2 = 1
+        model.fit(x, y, batch_size=1, verbose=0)
+    with pytest.raises(ValueError, match="give it at least 2 training samples$"):
+        model.fit(x[:1], y[:1], batch_size=10, verbose=0)
+    model.fit(x[:20], y[:20], batch_size=10, verbose=0)  # 20 % 10 = 0: two full batches
+    model.layers[1].trainable = False                    # frozen: running statistics, any batch
+    model.fit(x, y, batch_size=10, verbose=0)
+    images = batch_norm_model((2, 2, 3))                 # one image: 4 values per channel
+    images.fit(rng.random((21, 2, 2, 3)), y, batch_size=10, verbose=0)
