@@ -164,9 +164,10 @@ def _warn_non_finite_in_fit(model, x, validation_data, from_split: bool) -> None
                         first_row=len(x) if from_split else 0, stacklevel=5)
 
 
-def _checked_validation(model, x_val, y_val):
+def _checked_validation(model, x_val, y_val, where: str = "validation_data"):
     """validation_data checked before the first epoch (evaluate would only fail after it); an
-    error says it came from the validation data."""
+    error says it came from the validation data (``where``: validation_data, or the rows a
+    validation_split took off the end of x and y)."""
     try:
         x_val = model._prepare_input(x_val, check_range=False)
         y_val = model._check_targets(x_val, y_val)
@@ -174,7 +175,7 @@ def _checked_validation(model, x_val, y_val):
     except (ValueError, TypeError) as error:
         if type(error) not in (ValueError, TypeError):
             raise
-        raise type(error)(f"{error} (in validation_data)") from None
+        raise type(error)(f"{error} (in {where})") from None
     return x_val, y_val
 
 
@@ -301,11 +302,14 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
         _warn_non_finite_in_fit(model, x, validation_data, from_split=validation_split > 0)
     if weights is not None:
         weights = weights[:len(x)]
+    if augment is None:  # augment may change y (Mixup: int labels -> rows) before the loss sees it
+        check_targets_for_loss(model, y)  # the training rows first: a split's error is in the user's y
     if validation_data is not None:
         check_not_empty(np.asarray(validation_data[0]), model.name, "validation_data: x_val")
-        validation_data = _checked_validation(model, *validation_data)
-    if augment is None:  # augment may change y (Mixup: int labels -> rows) before the loss sees it
-        check_targets_for_loss(model, y)
+        n_val = len(validation_data[0])
+        where = (f"the validation split, the last {n_val} rows of x and y" if validation_split
+                 else "validation_data")
+        validation_data = _checked_validation(model, *validation_data, where)
     refuse_class(augment, "augment", model.name)
     if isinstance(shuffle, str) or shuffle not in (True, False):  # "no" would count as True; 0/1 pass
         raise TypeError(f"{model.name}: shuffle must be True or False, got {shuffle!r}")

@@ -191,3 +191,24 @@ def test_fit_refuses_a_last_batch_of_one_sample_for_batch_norm_before_training()
     model.fit(x, y, batch_size=10, verbose=0)
     images = batch_norm_model((2, 2, 3))                 # one image: 4 values per channel
     images.fit(rng.random((21, 2, 2, 3)), y, batch_size=10, verbose=0)
+
+
+# ---------------------------------------------------------------- errors in y with validation_split
+def test_a_bad_label_in_y_is_reported_in_the_training_rows_or_the_split_rows():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((10, 3)), rng.integers(0, 3, 10)
+    model = sn.Sequential([Dense(3)], input_shape=(3,), seed=0).compile("sgd", "cross_entropy")
+    in_training = y.copy()
+    in_training[[1, 9]] = 7          # row 9 is in the split, row 1 is not: the training rows say so
+    with pytest.raises(ValueError, match=r"^cross_entropy: labels must be in \[0, 2\] for 3 logits, got "
+                                         r"values from 0 to 7; for 8 classes .*one per class$"):  # no (in ...)
+        model.fit(x, in_training, validation_split=0.2, verbose=0)
+    in_split = y.copy()
+    in_split[9] = 5
+    with pytest.raises(ValueError, match=r"^cross_entropy: labels must be in \[0, 2\] for 3 logits, got "
+                                         r"values from .* to 5; .* \(in the validation split, the last 2 "
+                                         r"rows of x and y\)$"):
+        model.fit(x, in_split, validation_split=0.2, verbose=0)
+    with pytest.raises(ValueError, match=r"\(in validation_data\)$"):
+        model.fit(x, y, validation_data=(x, in_split), verbose=0)
+    assert model.optimizer.iterations == 0
