@@ -201,7 +201,7 @@ def test_a_bad_label_in_y_is_reported_in_the_training_rows_or_the_split_rows():
     in_training = y.copy()
     in_training[[1, 9]] = 7          # row 9 is in the split, row 1 is not: the training rows say so
     with pytest.raises(ValueError, match=r"^cross_entropy: labels must be in \[0, 2\] for 3 logits, got "
-                                         r"values from 0 to 7; for 8 classes .*one per class$"):  # no (in ...)
+                                         r"values from 0 to 7; for 8 classes .*one per class$"):  # no "(in"
         model.fit(x, in_training, validation_split=0.2, verbose=0)
     in_split = y.copy()
     in_split[9] = 5
