@@ -21,11 +21,23 @@ def _labels(values, name: str, who: str) -> np.ndarray:
     """1-D non-negative int labels; ``who`` (the metric) and ``name`` (the argument) in the error."""
     values = np.asarray(values)
     if values.ndim != 1 or values.dtype.kind not in "iu" or (values.size and values.min() < 0):
-        hint = ("; for scores (N, n_classes) pass metrics.predictions(scores), the argmax of each row"
-                if values.ndim == 2 else "")
         raise ValueError(f"{who}: {name} must be a 1-D array of non-negative integer class labels, "
-                         f"got shape {values.shape} and dtype {values.dtype}{hint}")
+                         f"got shape {values.shape} and dtype {values.dtype}{_labels_hint(values, name)}")
     return values.astype(np.int64)
+
+
+def _labels_hint(values, name: str) -> str:
+    """A hint for labels of another shape or kind ('' if no common cause): a column (N, 1) of
+    labels, scores (N, n_classes), whole numbers stored as floats."""
+    is_whole = values.dtype.kind in "biuf" and values.size and np.all(np.mod(values, 1) == 0)
+    if values.ndim == 2 and values.shape[1] == 1 and is_whole:
+        return f"; for labels of shape (N, 1) pass {name}.ravel()"
+    if values.ndim == 2:
+        return ("; for scores (N, n_classes) pass metrics.predictions(scores), the argmax of each row "
+                "(for one column of logits: 1 where the logit is > 0)")
+    if values.ndim == 1 and values.dtype.kind == "f" and is_whole and values.min() >= 0:
+        return f"; the labels are whole numbers stored as floats: pass {name}.astype(int)"
+    return ""
 
 
 def predictions(logits) -> np.ndarray:

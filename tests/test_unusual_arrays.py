@@ -212,3 +212,26 @@ def test_a_bad_label_in_y_is_reported_in_the_training_rows_or_the_split_rows():
     with pytest.raises(ValueError, match=r"\(in validation_data\)$"):
         model.fit(x, y, validation_data=(x, in_split), verbose=0)
     assert model.optimizer.iterations == 0
+
+
+# ---------------------------------------------------------------- metrics: hints for labels
+def test_metrics_hint_ravel_for_a_column_of_labels_and_astype_for_whole_floats():
+    from scratchnet import metrics
+
+    column, predicted = np.array([[2], [0], [1]]), np.array([2, 1, 1])
+    refused = "y_true must be a 1-D array of non-negative integer class labels, got shape"
+    for who, call in (("accuracy", metrics.accuracy), ("confusion_matrix", metrics.confusion_matrix),
+                      ("top_k_accuracy", lambda labels, _: metrics.top_k_accuracy(labels, np.eye(3), k=1))):
+        with pytest.raises(ValueError, match=rf"^{who}: {refused} \(3, 1\) and dtype int64; for labels of "
+                                             rf"shape \(N, 1\) pass y_true\.ravel\(\)$"):
+            call(column, predicted)
+        with pytest.raises(ValueError, match=rf"^{who}: {refused} \(3,\) and dtype float64; the labels are "
+                                             rf"whole numbers stored as floats: pass y_true\.astype\(int\)$"):
+            call(column.ravel().astype(float), predicted)
+    assert metrics.accuracy(column.ravel(), predicted) == pytest.approx(2 / 3)  # the hint's fix
+    logits = np.array([[0.3], [-2.0], [1.5]])                                  # one column of logits
+    with pytest.raises(ValueError, match=r"; for scores \(N, n_classes\) pass metrics\.predictions\(scores\)"):
+        metrics.accuracy([1, 0, 0], logits)
+    assert metrics.accuracy([1, 0, 0], metrics.predictions(logits)) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match=r"dtype float64$"):                   # fractions: no hint
+        metrics.accuracy([0.5, 1.0, 2.0], predicted)
