@@ -235,3 +235,23 @@ def test_metrics_hint_ravel_for_a_column_of_labels_and_astype_for_whole_floats()
     assert metrics.accuracy([1, 0, 0], metrics.predictions(logits)) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match=r"dtype float64$"):                   # fractions: no hint
         metrics.accuracy([0.5, 1.0, 2.0], predicted)
+
+
+# ---------------------------------------------------------------- binary_cross_entropy's target shapes
+def test_binary_cross_entropy_reshapes_only_a_vector_for_one_output():
+    from scratchnet.losses import BinaryCrossEntropy
+
+    loss = BinaryCrossEntropy()
+    logits = np.array([[0.0, 2.0], [-1.0, 0.0], [3.0, 1.0]])
+    targets = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    with pytest.raises(ValueError, match=r"^binary_cross_entropy: expected targets of shape \(3, 2\), "
+                                         r"got \(2, 3\)$"):
+        loss.forward(logits, targets.T)              # 6 values, not in the same places: refused
+    with pytest.raises(ValueError, match=r"got \(6,\)$"):
+        loss.forward(logits, targets.ravel())
+    with pytest.raises(ValueError, match=r"got \(1, 3\); for one output per sample pass y\.reshape"):
+        loss.forward(logits[:, :1], targets[None, :, 0])
+    column = logits[:, :1]                           # z = 0, -1, 3 with t = 1, 0, 1
+    hand_worked = np.mean([np.log(2), np.log1p(np.exp(-1.0)), np.log1p(np.exp(-3.0))])
+    assert loss.forward(column, targets[:, 0]) == pytest.approx(hand_worked, rel=1e-15)  # (N,) -> (N, 1)
+    assert loss.forward(column, targets[:, :1]) == pytest.approx(hand_worked, rel=1e-15)
