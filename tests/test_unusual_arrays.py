@@ -255,3 +255,21 @@ def test_binary_cross_entropy_reshapes_only_a_vector_for_one_output():
     hand_worked = np.mean([np.log(2), np.log1p(np.exp(-1.0)), np.log1p(np.exp(-3.0))])
     assert loss.forward(column, targets[:, 0]) == pytest.approx(hand_worked, rel=1e-15)  # (N,) -> (N, 1)
     assert loss.forward(column, targets[:, :1]) == pytest.approx(hand_worked, rel=1e-15)
+
+
+# ---------------------------------------------------------------- check_layer's input
+def test_check_layer_takes_a_nested_list_as_a_batch_and_refuses_what_is_neither():
+    from scratchnet.gradcheck import check_layer
+
+    batch = [[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]]
+    from_list = check_layer(Dense(2, activation="tanh"), batch, progress=False)
+    from_array = check_layer(Dense(2, activation="tanh"), np.array(batch), progress=False)
+    assert from_list.passed and str(from_list) == str(from_array)   # the same batch (2, 3)
+    assert "input (2, 3)" in str(from_list)
+    assert "input (3, 3)" in str(check_layer(Dense(2), [3], progress=False))  # a list of ints: a shape
+    expected = ("check_layer: x_or_input_shape must be an input batch (an array (N, ...) or nested lists) or "
+                "the shape of ONE sample (a tuple of ints such as (28, 28, 1)), got (3.0,) (a float: pass ")
+    with pytest.raises(TypeError, match=f"^{re.escape(expected)}"):
+        check_layer(Dense(2), (3.0,), progress=False)
+    with pytest.raises(TypeError, match=r"got 'abc'$"):
+        check_layer(Dense(2), "abc", progress=False)
