@@ -273,3 +273,22 @@ def test_check_layer_takes_a_nested_list_as_a_batch_and_refuses_what_is_neither(
         check_layer(Dense(2), (3.0,), progress=False)
     with pytest.raises(TypeError, match=r"got 'abc'$"):
         check_layer(Dense(2), "abc", progress=False)
+
+
+# ---------------------------------------------------------------- Mixup / CutMix labels
+@pytest.mark.parametrize("kind", ["Mixup", "CutMix"])
+def test_mixup_and_cutmix_hint_ravel_for_a_column_and_ask_for_labels(kind):
+    from scratchnet import augment
+
+    transform = getattr(augment, kind)(num_classes=3)
+    x, y = np.random.default_rng(0).random((4, 6, 6, 1)), np.array([2, 0, 1, 1])
+    column = f"{kind}: expected integer labels (N,) or soft labels (N, K), got shape (4, 1); for labels of " \
+             f"shape (N, 1) pass y.ravel()"
+    with pytest.raises(ValueError, match=f"^{re.escape(column)}$"):
+        transform(x, y[:, None], np.random.default_rng(1))
+    no_labels = f"{kind}: mixes labels as well as images, so it needs them: call it as transform(x, y, rng) " \
+                f"with integer labels (N,) or soft labels (N, K), got y=None"
+    with pytest.raises(TypeError, match=f"^{re.escape(no_labels)}$"):
+        transform(x, None, np.random.default_rng(1))
+    mixed, labels = transform(x, y.ravel(), np.random.default_rng(1))          # the hint's fix works
+    np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-12)
