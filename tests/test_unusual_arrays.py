@@ -286,8 +286,8 @@ def test_mixup_and_cutmix_hint_ravel_for_a_column_and_ask_for_labels(kind):
              f"shape (N, 1) pass y.ravel()"
     with pytest.raises(ValueError, match=f"^{re.escape(column)}$"):
         transform(x, y[:, None], np.random.default_rng(1))
-    no_labels = f"{kind}: mixes labels as well as images, so it needs them: call it as transform(x, y, rng) " \
-                f"with integer labels (N,) or soft labels (N, K), got y=None"
+    no_labels = f"{kind}: mixes labels as well as images, so it needs them: call it as " \
+                f"transform(x, y, rng) with integer labels (N,) or soft labels (N, K), got y=None"
     with pytest.raises(TypeError, match=f"^{re.escape(no_labels)}$"):
         transform(x, None, np.random.default_rng(1))
     mixed, labels = transform(x, y.ravel(), np.random.default_rng(1))          # the hint's fix works
