@@ -292,3 +292,22 @@ def test_mixup_and_cutmix_hint_ravel_for_a_column_and_ask_for_labels(kind):
         transform(x, None, np.random.default_rng(1))
     mixed, labels = transform(x, y.ravel(), np.random.default_rng(1))          # the hint's fix works
     np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- Gram matrix, total variation of uint8
+def test_gram_matrix_and_total_variation_of_uint8_images_do_not_wrap_around():
+    from scratchnet.pixel_descent import total_variation
+    from scratchnet.style_transfer import gram_matrix
+
+    pixels = np.array([[[[3], [200]], [[5], [0]]]], dtype=np.uint8)  # one 2x2 grey image
+    # down: 5 - 3 = 2, 0 - 200 = -200; right: 200 - 3 = 197, 0 - 5 = -5
+    tv, grad = total_variation(pixels)
+    assert tv == 2 ** 2 + 200 ** 2 + 197 ** 2 + 5 ** 2
+    # dTV/dx[h, w] = 2 (x - up) + 2 (x - left) - 2 (down - x) - 2 (right - x), missing neighbours dropped
+    top = [2 * (3 - 5) + 2 * (3 - 200), 2 * (200 - 0) + 2 * (200 - 3)]
+    bottom = [2 * (5 - 3) + 2 * (5 - 0), 2 * (0 - 200) + 2 * (0 - 5)]
+    np.testing.assert_array_equal(grad[0, :, :, 0], [top, bottom])
+    gram = gram_matrix(pixels)
+    np.testing.assert_allclose(gram, [[[(3 ** 2 + 200 ** 2 + 5 ** 2) / 4]]], rtol=1e-15)  # F^T F / (h w C)
+    tv_float, grad_float = total_variation(pixels.astype(np.float32))
+    assert tv_float == tv and grad_float.dtype == np.float32               # floats keep their dtype
