@@ -223,7 +223,7 @@ def _labels_for_class_weight(model, y) -> np.ndarray:
         raise ValueError(f"{model.name}: fit's class_weight needs one class per sample, labels (N,) or "
                          f"(N, 1), but the targets have shape {y.shape} for loss {model.loss.name!r}; "
                          f"give the weight of each sample as sample_weight (N,) instead")
-    if y.dtype.kind not in "biu" and not np.all(np.mod(y, 1) == 0):
+    if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
         raise ValueError(f"{model.name}: fit's class_weight needs whole-number class labels, but the "
                          f"targets hold values such as {y[np.mod(y, 1) != 0][0]:g}; give the weight of "
                          f"each sample as sample_weight (N,) instead")
@@ -240,7 +240,8 @@ def _refuse_batches_of_one_for_batch_norm(model, n_train: int, batch_size: int) 
     if last_batch != 1:
         return
     for layer in iter_layers(model.layers):
-        if isinstance(layer, BatchNorm) and layer.trainable and math.prod(layer.input_shape[:-1]) == 1:
+        if isinstance(layer, BatchNorm) and layer.trainable and layer.input_shape is not None \
+                and math.prod(layer.input_shape[:-1]) == 1:
             break
     else:
         return
