@@ -25,7 +25,13 @@ from .option_checks import check_real
 
 def soft_labels(y, num_classes, dtype, who: str) -> np.ndarray:
     """Integer labels (N,) -> one-hot (N, K) with K = num_classes; rows (N, K) pass through."""
+    if y is None:
+        raise TypeError(f"{who}: mixes labels as well as images, so it needs them: call it as "
+                        f"transform(x, y, rng) with integer labels (N,) or soft labels (N, K), got y=None")
     y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:  # one column is no set of class weights
+        raise ValueError(f"{who}: expected integer labels (N,) or soft labels (N, K), got shape {y.shape}; "
+                         f"for labels of shape (N, 1) pass y.ravel()")
     if y.ndim == 2:
         if num_classes is not None and y.shape[1] != num_classes:
             raise ValueError(f"{who}: soft labels have {y.shape[1]} columns but num_classes={num_classes}")

@@ -64,8 +64,10 @@ from .gradcheck_contract import (
 )
 from .gradcheck_diagnose import gradient_error, window_coverage
 from .gradcheck_report import CheckRow, GradientCheckReport, format_table
+from .input_checks import check_sample_shape
 from .layers.base import iter_layers
 from .layers.containers import rename_duplicates
+from .option_checks import is_int, whole_float_hint
 
 __all__ = ["EPS", "TOLERANCE", "SAMPLE_SIZE", "numerical_gradient", "kink_aware_gradient",
            "gradient_error", "format_table", "CheckRow", "GradientCheckReport", "check_layer",
@@ -177,9 +179,17 @@ def sample_indices(shape, max_elements, rng):
 
 
 def _make_input(layer, x_or_input_shape, batch_size, rng):
-    if isinstance(x_or_input_shape, np.ndarray):
-        return np.array(x_or_input_shape, dtype=np.float64)
-    return rng.standard_normal((batch_size, *tuple(x_or_input_shape)))
+    """check_layer's input batch in float64: the batch given (an array or nested lists), or
+    ``batch_size`` random normal samples of ONE sample's shape given (a tuple of ints)."""
+    given = x_or_input_shape
+    is_sequence = hasattr(given, "__iter__") and not isinstance(given, (str, bytes, dict))
+    if isinstance(given, np.ndarray) or (is_sequence and any(np.ndim(entry) for entry in given)):
+        return np.array(given, dtype=np.float64)  # an entry that is itself a sequence: rows of data
+    if not is_sequence or not all(is_int(size) for size in given):
+        raise TypeError(f"check_layer: x_or_input_shape must be an input batch (an array (N, ...) or "
+                        f"nested lists) or the shape of ONE sample (a tuple of ints such as (28, 28, 1)), "
+                        f"got {given!r}{whole_float_hint(*given) if is_sequence else ''}")
+    return rng.standard_normal((batch_size, *check_sample_shape(given, "check_layer")))
 
 
 def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,

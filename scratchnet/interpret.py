@@ -295,7 +295,8 @@ def _show(axes, picture, title=None):
 
 
 def _label(index, labels, predicted):
-    parts = [] if labels is None else [f"true {int(labels[index])}"]
+    from .viz import _label_text, _labels_per_image  # labels (N,), (N, 1) or one-hot rows
+    parts = [] if labels is None else [f"true {_label_text(_labels_per_image(labels)[index], None)}"]
     return " / ".join(parts + [f"pred {int(predicted[index])}"])
 
 

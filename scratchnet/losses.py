@@ -219,7 +219,8 @@ class MeanSquaredError(Loss):
 class BinaryCrossEntropy(Loss):
     """Sigmoid cross-entropy on logits; targets in [0, 1] with the shape of the logits.
 
-    A (N,) target vector for (N, 1) logits is accepted.
+    A (N,) target vector for (N, 1) logits is accepted (as the column (N, 1)); no other shape
+    is reshaped: targets (2, 3) for logits (3, 2) hold as many values, but not in the same places.
     """
 
     name = "binary_cross_entropy"
@@ -227,10 +228,12 @@ class BinaryCrossEntropy(Loss):
 
     def _targets(self, logits, y):
         t = np.asarray(y, dtype=logits.dtype)
-        if t.shape != logits.shape and t.reshape(-1).shape == logits.reshape(-1).shape and logits.ndim == 2:
-            t = t.reshape(logits.shape)
+        if t.ndim == 1 and logits.shape == (len(t), 1):
+            t = t[:, None]  # (N,) -> (N, 1)
         if t.shape != logits.shape:
-            raise ValueError(f"{self.name}: expected targets of shape {logits.shape}, got {t.shape}")
+            hint = ("; for one output per sample pass y.reshape(-1, 1)"
+                    if logits.shape[1:] == (1,) and t.size == len(logits) else "")
+            raise ValueError(f"{self.name}: expected targets of shape {logits.shape}, got {t.shape}{hint}")
         return t
 
     def forward(self, logits, y, weights=None):

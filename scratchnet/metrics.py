@@ -12,25 +12,62 @@ predicted as j, so the diagonal holds the correct predictions.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
+
+from .layers.activations import log_softmax
 
 
 def _labels(values, name: str, who: str) -> np.ndarray:
     """1-D non-negative int labels; ``who`` (the metric) and ``name`` (the argument) in the error."""
     values = np.asarray(values)
     if values.ndim != 1 or values.dtype.kind not in "iu" or (values.size and values.min() < 0):
-        hint = ("; for scores (N, n_classes) pass metrics.predictions(scores), the argmax of each row"
-                if values.ndim == 2 else "")
         raise ValueError(f"{who}: {name} must be a 1-D array of non-negative integer class labels, "
-                         f"got shape {values.shape} and dtype {values.dtype}{hint}")
+                         f"got shape {values.shape} and dtype {values.dtype}{_labels_hint(values, name)}")
     return values.astype(np.int64)
 
 
+def _labels_hint(values, name: str) -> str:
+    """A hint for labels of another shape or kind ('' if no common cause): a column (N, 1) of
+    labels, scores (N, n_classes), whole numbers stored as floats."""
+    is_whole = values.dtype.kind in "biuf" and values.size and np.all(np.mod(values, 1) == 0)
+    if values.ndim == 2 and values.shape[1] == 1 and is_whole:
+        return f"; for labels of shape (N, 1) pass {name}.ravel()"
+    if values.ndim == 2:
+        return ("; for scores (N, n_classes) pass metrics.predictions(scores), the argmax of each row "
+                "(for one column of logits: 1 where the logit is > 0)")
+    if values.ndim == 1 and values.dtype.kind == "f" and is_whole and values.min() >= 0:
+        return f"; the labels are whole numbers stored as floats: pass {name}.astype(int)"
+    return ""
+
+
 def predictions(logits) -> np.ndarray:
-    """Class with the largest score per row: logits (N, n_classes) -> labels (N,)."""
+    """Predicted class per row, logits (N, n_classes) -> labels (N,) ints: the largest score's index.
+
+    One column (N, 1) (Dense(1) trained with binary_cross_entropy) holds the logit z of class 1:
+    the label is 1 where z > 0 (sigmoid(z) > 0.5) else 0, as Keras' predict_classes gave for one
+    sigmoid output (the argmax of one column would be 0 for every sample).
+    """
     logits = np.asarray(logits)
     if logits.ndim != 2:
         raise ValueError(f"predictions: logits must have shape (N, n_classes), got {logits.shape}")
+    if logits.shape[1] == 1:
+        return (logits[:, 0] > 0).astype(np.int64)
     return np.argmax(logits, axis=1)
+
+
+def probabilities(logits) -> np.ndarray:
+    """Class probabilities from logits (N, n_classes): the softmax of each row (rows sum to 1).
+
+    One column (N, 1) holds the logit z of class 1 (binary_cross_entropy): sigmoid(z), the
+    probability of class 1, kept as (N, 1) like Keras' predict on a sigmoid output (a softmax over
+    one column would be 1 for every sample).
+    """
+    logits = np.asarray(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"probabilities: logits must have shape (N, n_classes), got {logits.shape}")
+    if logits.shape[1] == 1:
+        return expit(logits)            # 1 / (1 + exp(-z)), without overflow
+    return np.exp(log_softmax(logits))  # exp(z - logsumexp(z)): no overflow
 
 
 def accuracy(y_true, y_pred) -> float:

@@ -288,13 +288,16 @@ class Sequential:
         return logits
 
     def predict_proba(self, x, batch_size=256) -> np.ndarray:
-        """Class probabilities (N, classes): softmax of the logits, rows sum to 1."""
-        from .layers.activations import log_softmax
-        return np.exp(log_softmax(self._class_scores(x, batch_size, "predict_proba")))
+        """Class probabilities (N, classes): softmax of the logits, rows sum to 1; for ONE output
+        (Dense(1) + binary_cross_entropy) sigmoid(z) (N, 1), as Keras (``metrics.probabilities``)."""
+        from .metrics import probabilities
+        return probabilities(self._class_scores(x, batch_size, "predict_proba"))
 
     def predict_classes(self, x, batch_size=256) -> np.ndarray:
-        """The index of the largest logit per sample, (N,) ints."""
-        return self._class_scores(x, batch_size, "predict_classes").argmax(axis=1)
+        """The index of the largest logit per sample, (N,) ints; for ONE output 1 where the logit
+        is > 0 else 0, as Keras (``metrics.predictions``)."""
+        from .metrics import predictions
+        return predictions(self._class_scores(x, batch_size, "predict_classes"))
 
     # ------------------------------------------------------------------ inspection
     def activations(self, x, layers=None, **options) -> dict:

@@ -13,11 +13,20 @@ import numpy as np
 from .optimizers import Adam
 
 
+def as_float(x) -> np.ndarray:
+    """An array in floats: integer or bool arrays (uint8 pixels) as float64, where differences
+    and products cannot wrap around (in uint8, 3 - 5 = 254 and 16 * 16 = 0); floats as they are."""
+    x = np.asarray(x)
+    return x.astype(np.float64) if x.dtype.kind in "biu" else x
+
+
 def total_variation(x: np.ndarray):
     """Squared total variation of images (N, H, W, C) and its gradient.
 
     TV = sum (x[h+1, w] - x[h, w])^2 + (x[h, w+1] - x[h, w])^2 ; dTV/dx has x's shape.
+    Integer images (uint8) are computed in float64 (``as_float``).
     """
+    x = as_float(x)
     down, right = np.diff(x, axis=1), np.diff(x, axis=2)
     grad = np.zeros_like(x)
     grad[:, 1:] += 2 * down   # each difference pulls its lower cell up ...

@@ -33,11 +33,13 @@ from .inspect import activations, input_gradient_of_sum, layer_index
 from .interpret import feature_map_layers, pictures_and_curve
 from .layers.spatial import positive_int
 from .option_checks import check_real
-from .pixel_descent import descend_pixels, total_variation
+from .pixel_descent import as_float, descend_pixels, total_variation
 
 
 def gram_matrix(features: np.ndarray) -> np.ndarray:
-    """(N, h, w, C) -> (N, C, C): G[n] = F^T F / (h w C), with F = features[n] as (h*w, C)."""
+    """(N, h, w, C) -> (N, C, C): G[n] = F^T F / (h w C), with F = features[n] as (h*w, C).
+    Integer features (uint8 images) are computed in float64 (``as_float``)."""
+    features = as_float(features)
     n, h, w, c = features.shape
     flat = features.reshape(n, h * w, c)
     return flat.transpose(0, 2, 1) @ flat / (h * w * c)

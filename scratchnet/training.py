@@ -197,9 +197,10 @@ def _warn_non_finite_in_fit(model, x, validation_data, from_split: bool) -> None
                         first_row=len(x) if from_split else 0, stacklevel=5)
 
 
-def _checked_validation(model, x_val, y_val):
+def _checked_validation(model, x_val, y_val, where: str = "validation_data"):
     """validation_data checked before the first epoch (evaluate would only fail after it); an
-    error says it came from the validation data."""
+    error says it came from the validation data (``where``: validation_data, or the rows a
+    validation_split took off the end of x and y)."""
     try:
         x_val = model._prepare_input(x_val, check_range=False)
         y_val = model._check_targets(x_val, y_val)
@@ -207,7 +208,7 @@ def _checked_validation(model, x_val, y_val):
     except (ValueError, TypeError) as error:
         if type(error) not in (ValueError, TypeError):
             raise
-        raise type(error)(f"{error} (in validation_data)") from None
+        raise type(error)(f"{error} (in {where})") from None
     return x_val, y_val
 
 
@@ -231,12 +232,61 @@ def _sample_weights(model, y, sample_weight, class_weight):
         if not_classes:  # {"0": 2.0} would match no label and weigh nothing
             raise TypeError(f"{model.name}: class_weight keys must be class indices (ints), got "
                             f"{not_classes[0]!r}")
-        labels = y if y.ndim == 1 else y.argmax(axis=1)
+        labels = _labels_for_class_weight(model, y)
         factor = np.array([class_weight.get(int(label), 1.0) for label in labels], dtype=np.float64)
         weights = weights * factor
     if not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise ValueError(f"{model.name}: sample and class weights must be finite and >= 0")
     return weights
+
+
+def _labels_for_class_weight(model, y) -> np.ndarray:
+    """The class of each sample that class_weight looks up, (N,):
+
+    * labels (N,), or one column (N, 1) (Dense(1) + binary_cross_entropy): the labels themselves;
+    * one-hot or probability rows (N, classes) for cross_entropy: the largest entry of each row.
+
+    Refused: rows of several 0/1 targets for binary_cross_entropy (multi-label: a sample may be
+    in several classes or none) and targets that are not whole numbers (no class to look up)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2 and model.loss.name != "binary_cross_entropy":
+        return y.argmax(axis=1)
+    if y.ndim != 1:
+        raise ValueError(f"{model.name}: fit's class_weight needs one class per sample, labels (N,) or "
+                         f"(N, 1), but the targets have shape {y.shape} for loss {model.loss.name!r}; "
+                         f"give the weight of each sample as sample_weight (N,) instead")
+    if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
+        raise ValueError(f"{model.name}: fit's class_weight needs whole-number class labels, but the "
+                         f"targets hold values such as {y[np.mod(y, 1) != 0][0]:g}; give the weight of "
+                         f"each sample as sample_weight (N,) instead")
+    return y
+
+
+def _refuse_batches_of_one_for_batch_norm(model, n_train: int, batch_size: int) -> None:
+    """A batch of ONE sample gives a BatchNorm on (N, D) inputs one value per channel: no batch
+    variance, so the layer refuses it in training mode (as PyTorch does). Said before training
+    starts, naming the remainder that makes the batch, not at the end of every epoch's batches."""
+    from .layers.normalization import BatchNorm
+
+    last_batch = n_train % batch_size or batch_size  # samples in the last batch (n_train >= 1)
+    if last_batch != 1:
+        return
+    for layer in iter_layers(model.layers):
+        if isinstance(layer, BatchNorm) and layer.trainable and layer.input_shape is not None \
+                and math.prod(layer.input_shape[:-1]) == 1:
+            break
+    else:
+        return
+    why = ("batch_size=1 makes every batch ONE sample" if batch_size == 1 else
+           f"{n_train} training samples in batches of {batch_size} leave a last batch of ONE sample "
+           f"({n_train} % {batch_size} = 1)")
+    other = next((size for size in range(batch_size + 1, n_train + 1) if n_train % size != 1), None)
+    drop = " or drop one training sample" if batch_size > 1 else ""
+    fix = f"pass another batch_size (e.g. {other}){drop}" if other else "give it at least 2 training samples"
+    raise ValueError(f"{model.name}: {why}, and BatchNorm layer {layer.name!r} on inputs of shape "
+                     f"{tuple(layer.input_shape)} cannot compute a batch variance from one value per "
+                     f"channel; {fix}")
 
 
 def _call(callbacks, hook, *args):
@@ -281,15 +331,19 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     y = model._check_targets(x, y)
     weights = _sample_weights(model, y, sample_weight, class_weight)
     x, y, validation_data = _validation(model, x, y, validation_data, validation_split)
+    _refuse_batches_of_one_for_batch_norm(model, len(x), batch_size)
     if not model.check_numerics:
         _warn_non_finite_in_fit(model, x, validation_data, from_split=validation_split > 0)
     if weights is not None:
         weights = weights[:len(x)]
+    if augment is None:  # augment may change y (Mixup: int labels -> rows) before the loss sees it
+        check_targets_for_loss(model, y)  # the training rows first: a split's error is in the user's y
     if validation_data is not None:
         check_not_empty(np.asarray(validation_data[0]), model.name, "validation_data: x_val")
-        validation_data = _checked_validation(model, *validation_data)
-    if augment is None:  # augment may change y (Mixup: int labels -> rows) before the loss sees it
-        check_targets_for_loss(model, y)
+        n_val = len(validation_data[0])
+        where = (f"the validation split, the last {n_val} rows of x and y" if validation_split
+                 else "validation_data")
+        validation_data = _checked_validation(model, *validation_data, where)
     refuse_class(augment, "augment", model.name)
     if isinstance(shuffle, str) or shuffle not in (True, False):  # "no" would count as True; 0/1 pass
         raise TypeError(f"{model.name}: shuffle must be True or False, got {shuffle!r}")

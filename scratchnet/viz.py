@@ -165,7 +165,7 @@ def plot_feature_maps(model, image, layer=0, max_maps: int = 32, save_path=None,
     figure = _figure(1.3 * columns + 0.5, 1.3 * rows + 0.6)
     panels = figure.subplots(rows, columns, squeeze=False).ravel()
     picture = np.asarray(image).reshape(model.input_shape)
-    panels[0].imshow(picture[:, :, 0] if picture.shape[2] == 1 else np.clip(picture, 0, 1), cmap="gray")
+    panels[0].imshow(_displayable(picture), cmap="gray")
     output = np.asarray(model.predict(picture[np.newaxis]))
     predicted = int(output[0].argmax()) if output.ndim == 2 else None  # class scores only
     parts = [f"{word} {class_names[int(value)] if class_names is not None else int(value)}"
@@ -226,6 +226,7 @@ def plot_images(images, labels=None, predicted=None, class_names=None, n: int = 
     images = np.asarray(images)[:n]
     if images.ndim != 4:
         raise ValueError(f"images must have shape (N, H, W, C), got {images.shape}")
+    labels, predicted = _labels_per_image(labels), _labels_per_image(predicted)
     for values, what in ((labels, "labels"), (predicted, "predicted")):
         if values is not None and len(values) < len(images):
             raise ValueError(f"plot_images: {what} has {len(values)} entries for {len(images)} images")
@@ -236,27 +237,45 @@ def plot_images(images, labels=None, predicted=None, class_names=None, n: int = 
         if index >= len(images):
             continue
         picture = images[index]
-        axes.imshow(picture[:, :, 0] if picture.shape[2] == 1 else np.clip(picture, 0, 1), cmap="gray")
+        axes.imshow(_displayable(picture), cmap="gray")
         parts = []
         true_word = "true " if predicted is not None else ""  # labels alone: just the class
         for values, word in ((labels, true_word), (predicted, "pred ")):
             if values is not None:
-                value = int(values[index])
-                parts.append(word + (str(class_names[value]) if class_names is not None else str(value)))
-        wrong = len(parts) == 2 and int(labels[index]) != int(predicted[index])
+                parts.append(word + _label_text(values[index], class_names))
+        wrong = len(parts) == 2 and _label_class(labels[index]) != _label_class(predicted[index])
         axes.set_title(" / ".join(parts), fontsize=8, color="red" if wrong else "black")
     return _finish(figure, save_path)
 
 
 # ---------------------------------------------------------------------- augmentation
 def _displayable(picture):
-    """An image for imshow: [0, 1] images clipped; others (e.g. standardised) min-max scaled."""
+    """An image (H, W, C) for imshow, in floats: integer pixels 0-255 (uint8) as x / 255; [0, 1]
+    images clipped; others (e.g. standardised) min-max scaled. Grey (C = 1) comes back (H, W)."""
+    picture = np.asarray(picture)
+    is_pixels = picture.dtype.kind in "iu" and picture.size and 0 <= picture.min() and picture.max() <= 255
+    picture = picture / 255 if is_pixels else picture.astype(np.float64)
     low, high = float(picture.min()), float(picture.max())
     if low >= -1e-6 and high <= 1 + 1e-6:
         picture = np.clip(picture, 0, 1)
     else:
         picture = (picture - low) / (high - low if high > low else 1.0)
     return picture[:, :, 0] if picture.shape[2] == 1 else picture
+
+
+def _labels_per_image(values):
+    """Labels given to a plot, one entry per image: ints (N,) as they are, a column (N, 1) as (N,),
+    one-hot or soft rows (N, classes) as rows (``_label_text`` names their largest entries)."""
+    if values is None:
+        return None
+    values = np.asarray(values)
+    return values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
+
+
+def _label_class(label) -> int:
+    """The class of one label: the label itself, or a row's largest entry."""
+    label = np.asarray(label)
+    return int(label) if label.ndim == 0 else int(label.argmax())
 
 
 def _label_text(label, class_names) -> str:

@@ -135,6 +135,11 @@ def check_loader_options(standardize, dtype, who: str) -> None:
     ``dtype`` (a floating type), checked before any file is read."""
     if isinstance(standardize, str) or standardize not in (True, False):  # 0/1 and np.bool_ pass
         raise TypeError(f"{who}: standardize must be True or False, got {standardize!r}")
+    check_image_dtype(dtype, who)
+
+
+def check_image_dtype(dtype, who: str) -> None:
+    """The ``dtype`` of images scaled to [0, 1]: a floating type (uint8 would hold only 0 and 1)."""
     try:
         kind = np.dtype(dtype).kind
     except TypeError:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..option_checks import check_count, check_real
+from .common import check_image_dtype
 
 PATTERN_NAMES = ("horizontal stripes", "vertical stripes", "checkerboard", "disc", "bright spots")
 
@@ -83,6 +84,7 @@ def make_patterns(n: int, image_size: int = 32, n_classes: int = 5, seed: int = 
     n_classes : use the first ``n_classes`` (2 to 5) of ``PATTERN_NAMES``
     seed : same seed, same images
     noise : standard deviation of the Gaussian pixel noise
+    dtype : a floating type of the images (float32, float64)
 
     Returns
     -------
@@ -93,6 +95,7 @@ def make_patterns(n: int, image_size: int = 32, n_classes: int = 5, seed: int = 
     image_size = check_count(image_size, "image_size", "make_patterns", 8)
     n_classes = check_count(n_classes, "n_classes", "make_patterns", 2, most=len(_DRAW))
     noise = check_real(noise, "noise", "make_patterns", least=0)
+    check_image_dtype(dtype, "make_patterns")  # values in [0, 1]: uint8 would round them to 0 and 1
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % n_classes).astype(np.int64)
     rows, cols = np.mgrid[0:image_size, 0:image_size].astype(float)
