@@ -1,9 +1,12 @@
 """Finding, freezing and building layers in a model's tree of layers (containers included).
 
-``Sequential.get_layer``, ``freeze``, ``unfreeze``, ``build`` and ``add`` call these.
+``Sequential.get_layer``, ``freeze``, ``unfreeze``, ``build`` and ``add`` call these; the
+inference passes (predict, evaluate, scratchnet.inspect) run inside ``caches_kept``.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 from .input_checks import refuse_rebuilding
 from .layers.base import Layer, iter_layers
@@ -103,3 +106,23 @@ def build_in_model(model, layer: Layer, input_shape, reset: bool,
     output_shape = layer.build(input_shape, rng=model.rng, dtype=model.dtype)
     layer.set_rng(model.rng)
     return output_shape
+
+
+@contextmanager
+def caches_kept(layers):
+    """Run an inference pass without touching the forward caches of ``layers`` (containers' inner
+    layers too): each layer's cache dict is put aside, the pass gets empty ones, and the old
+    ones come back afterwards, even if the pass raises.
+
+    A manual loop ``forward(x, training=True)`` -> ``predict(x)`` (to log the accuracy) ->
+    ``backward(d)`` then gets the gradient of ITS forward (dropout mask, BatchNorm's batch
+    statistics), as in PyTorch, where inference records nothing for backward.
+    """
+    saved = [(layer, layer.cache) for layer in iter_layers(layers)]
+    for layer, _ in saved:
+        layer.cache = {}
+    try:
+        yield
+    finally:
+        for layer, cache in saved:
+            layer.cache = cache

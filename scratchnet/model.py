@@ -181,7 +181,9 @@ class Sequential:
 
         ``keep_caches=False`` (evaluate: no backward follows) drops each layer's cache as soon as
         it has run: a resnet8 otherwise keeps 244 MiB of caches after evaluating batches of 256
-        (fit's validation, between epochs). predict keeps them: ``model.backward`` may follow it.
+        (fit's validation, between epochs). predict and evaluate run inside
+        ``layer_tree.caches_kept``: the caches a ``forward(x, training=True)`` left are still
+        there for its ``backward`` afterwards.
         """
         for layer in self.layers:
             out = layer.forward(out, training=training)
@@ -252,15 +254,16 @@ class Sequential:
             check_takes_weights(self.loss)
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         loss_sum, correct_sum = 0.0, 0.0
-        for start in range(0, len(x), batch_size):
-            logits = self._run_layers(x[start:start + batch_size], keep_caches=False)
-            targets = y[start:start + batch_size]
-            if weights is None:
-                loss_sum += self.loss.forward(logits, targets) * len(logits)
-            else:
-                loss_sum += self.loss.forward(logits, targets, weights=weights[start:start + batch_size]) \
-                    * len(logits)
-            correct_sum += (self.loss.accuracy(logits, targets) or 0.0) * len(logits)
+        with layer_tree.caches_kept(self.layers):  # a training forward's caches stay for its backward
+            for start in range(0, len(x), batch_size):
+                logits = self._run_layers(x[start:start + batch_size], keep_caches=False)
+                targets = y[start:start + batch_size]
+                batch_weights = None if weights is None else weights[start:start + batch_size]
+                if weights is None:
+                    loss_sum += self.loss.forward(logits, targets) * len(logits)
+                else:
+                    loss_sum += self.loss.forward(logits, targets, weights=batch_weights) * len(logits)
+                correct_sum += (self.loss.accuracy(logits, targets) or 0.0) * len(logits)
         results = {"loss": loss_sum / len(x)}
         if self.loss.has_accuracy:
             results["accuracy"] = correct_sum / len(x)
@@ -269,10 +272,17 @@ class Sequential:
         return results
 
     def predict(self, x, batch_size=256) -> np.ndarray:
-        """Output of the last layer (logits if the model ends without softmax)."""
+        """Output of the last layer (logits if the model ends without softmax), in inference mode.
+
+        The layers' forward caches are left as predict found them (``layer_tree.caches_kept``):
+        ``forward(x, training=True)``, then ``predict`` to log the accuracy, then ``backward``
+        gives the training forward's gradient. For a backward of your own, call ``forward``.
+        """
         batch_size = option_checks.check_count(batch_size, "batch_size", self.name, 1)
         x = self._prepare_input(x)
-        outputs = [self._run_layers(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+        with layer_tree.caches_kept(self.layers):
+            outputs = [self._run_layers(x[start:start + batch_size], keep_caches=False)
+                       for start in range(0, len(x), batch_size)]
         if not outputs:
             return np.zeros((0, *self.output_shape), dtype=self.dtype)
         return np.concatenate(outputs)
