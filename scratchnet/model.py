@@ -117,10 +117,24 @@ class Sequential:
         return shape
 
     def compile(self, optimizer="adam", loss="cross_entropy") -> "Sequential":
+        """Choose the optimizer and the loss for training.
+
+        A different optimizer object than the model has (a name makes a new one) starts from
+        fresh per-layer state: every layer's ``opt_state`` (moments, step counts) is cleared, as
+        a new ``torch.optim`` object starts empty. Compiling the SAME object again keeps it
+        (resuming a loaded model). An optimizer already compiled into another live model is
+        refused: give each model its own.
+        """
         option_checks.refuse_class(optimizer, "compile: optimizer", self.name)
         option_checks.refuse_class(loss, "compile: loss", self.name)
-        self.optimizer = get_optimizer(optimizer)
-        self.loss = get_loss(loss)
+        new_optimizer = get_optimizer(optimizer)
+        new_loss = get_loss(loss)
+        new_optimizer.claim(self)
+        if new_optimizer is not self.optimizer:
+            for layer in iter_layers(self.layers):  # the old optimizer's moments are not the new one's
+                layer.opt_state = {}
+        self.optimizer = new_optimizer
+        self.loss = new_loss
         checks.warn_softmax_before_cross_entropy(self.layers, self.loss, self.name)
         return self
 
@@ -404,6 +418,8 @@ class Sequential:
         self.rng.bit_generator.state = rng_state
         for layer in self.layers:
             layer.set_rng(self.rng)  # layers never pickle a generator: they share the model's
+        if getattr(self.optimizer, "claim", None) is not None:
+            self.optimizer.claim(self)  # a loaded (or deep-copied) model's optimizer is its own
 
     def __repr__(self):
         return f"Sequential({len(self.layers)} layers, input_shape={self.input_shape}, dtype={self.dtype})"

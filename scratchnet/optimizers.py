@@ -37,6 +37,7 @@ schedule with that constant rate; to change the schedule, assign ``optimizer.sch
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -141,6 +142,34 @@ class Optimizer:
 
     def update(self, param, grad, state, lr) -> None:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ owner
+    def claim(self, model) -> None:
+        """Record ``model`` as the one model this optimizer trains (``Sequential.compile``).
+
+        An optimizer compiled into a second live model is refused: its step count
+        (``iterations``, what a schedule reads) would count both models' steps. The model is
+        held through a weak reference, never pickled, so a saved, loaded or deep-copied model's
+        optimizer belongs to that copy alone.
+        """
+        owner = self.owner()
+        if owner is not None and owner is not model and owner.optimizer is self:
+            raise ValueError(
+                f"{model.name}: this {type(self).__name__} is already compiled into the model "
+                f"{owner.name!r}; its step count (iterations, which the learning-rate schedule reads) "
+                f"would count both models' steps: give each model its own optimizer, e.g. "
+                f"compile(optimizer={type(self).__name__}(...))")
+        self._owner = weakref.ref(model)
+
+    def owner(self):
+        """The model this optimizer was last compiled into, if it is still alive (else None)."""
+        reference = self.__dict__.get("_owner")
+        return None if reference is None else reference()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_owner", None)  # a weak reference does not pickle; the loading model claims it
+        return state
 
 
 class Adam(Optimizer):

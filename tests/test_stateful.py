@@ -80,3 +80,112 @@ def test_the_training_gradient_is_the_numerical_one_of_the_training_forward():
         step[index] = 1e-6
         numeric[index] = (loss_at(weights + step) - loss_at(weights - step)) / 2e-6
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+
+
+# ---------------------------------------------------------------------- a new optimizer
+def block_mlp(seed=0):
+    """Dense, a Residual holding a Dense (an inner layer with optimizer state), relu, Dense."""
+    model = sn.Sequential([Dense(6), Residual([Dense(6)]), Activation("relu"), Dense(2)],
+                          input_shape=(4,), seed=seed, dtype="float64")
+    return model.build()
+
+
+def train_steps(model):
+    """Three train_steps on three fixed batches (the same three at every call)."""
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        x = rng.normal(size=(8, 4))
+        model.train_step(x, (x[:, 0] > 0).astype(int))
+
+
+def twin_trained_with(model, optimizer):
+    """A freshly built model with ``model``'s weights, trained by ``optimizer`` from there."""
+    twin = block_mlp(seed=1)
+    twin.set_weights(model.get_weights())
+    twin.compile(optimizer, "cross_entropy")
+    train_steps(twin)
+    return twin
+
+
+@pytest.mark.parametrize("first", [sn.optimizers.SGD(0.1, momentum=0.9), sn.optimizers.Adam(1e-2)],
+                         ids=["SGD(momentum) then Adam", "Adam then a new Adam"])
+def test_compiling_a_new_optimizer_starts_from_fresh_state(first):
+    model = block_mlp().compile(first, "cross_entropy")
+    train_steps(model)
+    twin = twin_trained_with(model, sn.optimizers.Adam(1e-2))
+    model.compile(sn.optimizers.Adam(1e-2), "cross_entropy")   # was a KeyError 't' after SGD
+    train_steps(model)
+    for name, value in twin.get_weights().items():
+        np.testing.assert_array_equal(model.get_weights()[name], value, err_msg=name)
+    assert model.get_layer("dense_1").opt_state["W"]["t"] == 3     # inside the Residual too
+
+
+def test_compiling_the_same_optimizer_again_keeps_its_state(tmp_path):
+    straight = block_mlp().compile(sn.optimizers.Adam(1e-2), "cross_entropy")
+    train_steps(straight)
+    train_steps(straight)                               # the same three batches again
+    model = block_mlp().compile(sn.optimizers.Adam(1e-2), "cross_entropy")
+    train_steps(model)
+    model.save(tmp_path / "half.sn")
+    loaded = sn.load(tmp_path / "half.sn")
+    loaded.compile(loaded.optimizer, "cross_entropy")   # resuming after load
+    model.compile(model.optimizer, "cross_entropy")
+    for resumed in (model, loaded):
+        train_steps(resumed)
+        for name, value in straight.get_weights().items():
+            np.testing.assert_array_equal(resumed.get_weights()[name], value, err_msg=name)
+
+
+def test_replace_head_then_a_new_optimizer_trains():
+    # the library's own transfer flow: SGD(momentum), replace_head, freeze, compile(Adam), unfreeze
+    from scratchnet.interop.transfer import replace_head
+    x = np.random.default_rng(1).normal(size=(64, 4))
+    y = (x[:, 0] > 0).astype(int)
+    model = sn.Sequential([Dense(8), Activation("relu"), Dense(2)], input_shape=(4,), seed=0)
+    model.compile(sn.optimizers.SGD(0.1, momentum=0.9), "cross_entropy").fit(x, y, verbose=0)
+    replace_head(model, Dense(3, name="fc"))
+    model.freeze(up_to="fc")
+    model.compile(optimizer=sn.optimizers.Adam(1e-3), loss="cross_entropy")
+    model.fit(x, y, verbose=0)
+    model.unfreeze()
+    model.fit(x, y, verbose=0)
+    assert model.layers[0].opt_state["W"]["t"] == 2    # Adam's steps of the unfrozen fit (2 batches)
+
+
+# ---------------------------------------------------------------------- one optimizer, two models
+def test_one_optimizer_in_two_models_is_refused():
+    optimizer = sn.optimizers.Adam(1e-2)
+    first = block_mlp().compile(optimizer, "cross_entropy")
+    second = block_mlp()
+    with pytest.raises(ValueError, match="give each model its own optimizer"):
+        second.compile(optimizer, "cross_entropy")
+    assert second.optimizer is None
+    first.compile("sgd", "cross_entropy")              # the first model lets go of it
+    second.compile(optimizer, "cross_entropy")
+    assert second.optimizer is optimizer
+
+
+def test_an_optimizer_of_a_deleted_model_can_be_compiled_again():
+    import gc
+    optimizer = sn.optimizers.Adam(1e-2)
+    first = block_mlp().compile(optimizer, "cross_entropy")
+    del first
+    gc.collect()
+    assert block_mlp().compile(optimizer, "cross_entropy").optimizer is optimizer
+
+
+def test_copies_and_loaded_models_own_their_optimizer(tmp_path):
+    import copy
+    import pickle
+    model = block_mlp().compile(sn.optimizers.Adam(1e-2), "cross_entropy")
+    train_steps(model)
+    model.save(tmp_path / "m.sn")
+    copies = [copy.deepcopy(model), pickle.loads(pickle.dumps(model)), sn.load(tmp_path / "m.sn")]
+    for other in copies:
+        assert other.optimizer is not model.optimizer and other.optimizer.iterations == 3
+        with pytest.raises(ValueError, match="already compiled into the model 'sequential'"):
+            block_mlp().compile(other.optimizer, "cross_entropy")  # the copy's, without compile again
+        other.compile(other.optimizer, "cross_entropy")  # its own: not refused against the original
+        with pytest.raises(ValueError, match="give each model its own optimizer"):
+            other.compile(model.optimizer, "cross_entropy")
+    model.compile(model.optimizer, "cross_entropy")
