@@ -20,7 +20,7 @@ from . import weights as weights_module
 from .layers.base import Layer, iter_layers
 from .layers.containers import rename_duplicates
 from .losses import check_takes_weights, get_loss
-from .optimizers import get_optimizer
+from .optimizers import check_params, get_optimizer
 from .training import History, NonFiniteLossError, drop_caches
 from .training import fit as _fit
 from .training import train_step as _train_step
@@ -199,6 +199,7 @@ class Sequential:
         ``layer_tree.caches_kept``: the caches a ``forward(x, training=True)`` left are still
         there for its ``backward`` afterwards.
         """
+        check_params(iter_layers(self.layers))  # a parameter replaced by assignment (wrong dtype, shape)
         for layer in self.layers:
             out = layer.forward(out, training=training)
             if not keep_caches:

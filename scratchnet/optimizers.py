@@ -69,6 +69,37 @@ def _as_schedule(lr, owner: str):
     raise TypeError(f"{owner}: lr must be a positive number or a schedule object, got {lr!r}")
 
 
+def describe_value(value) -> str:
+    """'a list', 'an array of dtype float64 and shape (4, 8)': what a parameter was replaced by."""
+    if not isinstance(value, np.ndarray):
+        return f"a {type(value).__name__}"
+    return f"an array of dtype {value.dtype} and shape {value.shape}"
+
+
+def check_params(layers) -> None:
+    """Every ``layer.params[name]`` is still what build made: a NumPy array of the layer's dtype
+    and of its built shape (``layer.param_shapes``). Assigning one, ``layer.params["W"] =
+    np.random.randn(4, 8)``, may replace it by a float64 array in a float32 model (trains
+    silently in float64, then the saved file cannot load), a list or a wrong shape (a NumPy error
+    deep in a kernel); copying values in, ``layer.params["W"][...] = value``, cannot. Runs before
+    every forward pass of a model and every optimizer step: it compares types, dtypes and shapes,
+    no pass over an array."""
+    for layer in layers:
+        built_shapes = layer.param_shapes or {}  # None: a layer from a file saved before it existed
+        for name, param in layer.params.items():
+            built_shape = built_shapes.get(name)
+            right_array = isinstance(param, np.ndarray) and param.dtype == layer.dtype
+            if right_array and built_shape in (None, param.shape):
+                continue
+            expected = f"a {layer.dtype} array" + ("" if built_shape is None else f" of shape {built_shape}")
+            error = TypeError if not right_array else ValueError
+            what = describe_value(param)
+            raise error(f"{layer.name} ({type(layer).__name__}): params[{name!r}] is {what}, "
+                        f"but the layer was built with {expected}: was it replaced by assignment "
+                        f"(layer.params[{name!r}] = ...)? Copy the values into the built array instead, "
+                        f"layer.params[{name!r}][...] = value, or use model.set_weights(...)")
+
+
 def check_gradient_shapes(layers) -> None:
     """Every ``layer.grads[name]`` has the shape of ``layer.params[name]`` (a layer of your own may
     forget to sum over the batch axis, or never fill a gradient). Runs at every step: it compares
@@ -127,7 +158,8 @@ class Optimizer:
         lr = self.lr
         # frozen layers are skipped: their parameters and optimizer state stay exactly as they are
         trainable = [layer for layer in iter_layers(layers) if layer.trainable]
-        check_gradient_shapes(trainable)  # before any update: a wrong one would stop a step half done
+        check_params(trainable)           # before any update: a wrong one would stop a step half done
+        check_gradient_shapes(trainable)
         scale = self.clip_scale([g for layer in trainable for g in layer.grads.values()])
         for layer in trainable:
             for name, param in layer.params.items():

@@ -189,3 +189,89 @@ def test_copies_and_loaded_models_own_their_optimizer(tmp_path):
         with pytest.raises(ValueError, match="give each model its own optimizer"):
             other.compile(model.optimizer, "cross_entropy")
     model.compile(model.optimizer, "cross_entropy")
+
+
+# ---------------------------------------------------------------------- a parameter replaced
+def small_float32_model():
+    return sn.Sequential([Dense(8), BatchNorm(), Activation("relu"), Dense(2)], input_shape=(4,),
+                         seed=0).compile("adam", "cross_entropy").build()
+
+
+REPLACEMENTS = {
+    "float64 W": ("W", np.random.default_rng(0).normal(size=(4, 8)), TypeError,
+                  r"an array of dtype float64 and shape \(4, 8\), but the layer was built with a float32 "
+                  r"array of shape \(4, 8\)"),
+    "a list": ("b", [0.0] * 8, TypeError, r"a list, but the layer was built with a float32 array"),
+    "wrong shape W": ("W", np.zeros((5, 8), np.float32), ValueError,
+                      r"dtype float32 and shape \(5, 8\), but the layer was built with a float32 array of "
+                      r"shape \(4, 8\)"),
+    "wrong shape b": ("b", np.zeros((1, 8), np.float32), ValueError, r"shape \(1, 8\), but"),
+}
+
+
+@pytest.mark.parametrize("case", list(REPLACEMENTS))
+@pytest.mark.parametrize("call", ["fit", "predict", "optimizer step"])
+def test_a_parameter_replaced_by_assignment_is_named_before_anything_runs(case, call):
+    name, value, error, detail = REPLACEMENTS[case]
+    model = small_float32_model()
+    x = np.random.default_rng(1).normal(size=(16, 4))
+    y = (x[:, 0] > 0).astype(int)
+    if call == "optimizer step":   # a manual loop: the replacement after the backward
+        model.loss.forward(model.forward(x, training=True), y)
+        model.backward(model.loss.backward())
+    before = {key: value.copy() for key, value in model.get_weights().items()}
+    model.layers[0].params[name] = value
+    run = {"fit": lambda: model.fit(x, y, verbose=0), "predict": lambda: model.predict(x),
+           "optimizer step": lambda: model.optimizer.step(model.layers)}[call]
+    with pytest.raises(error, match=rf"^dense \(Dense\): params\['{name}'\] is .*{detail}.*"
+                                    rf"layer.params\['{name}'\]\[\.\.\.\] = value, or use model.set_weights"):
+        run()
+    assert model.optimizer.iterations == 0
+    for key in ("dense_1/W", "batch_norm/gamma", "batch_norm/mean"):
+        np.testing.assert_array_equal(model.get_weights()[key], before[key])
+
+
+def test_copying_into_a_parameter_trains():
+    model = small_float32_model()
+    model.layers[0].params["W"][...] = np.random.default_rng(0).normal(size=(4, 8))   # cast to float32
+    x = np.random.default_rng(1).normal(size=(16, 4))
+    model.fit(x, (x[:, 0] > 0).astype(int), verbose=0)
+    assert model.layers[0].params["W"].dtype == np.float32
+
+
+def test_save_refuses_a_model_load_would_refuse(tmp_path):
+    path = tmp_path / "m.sn"
+    model = small_float32_model()
+    model.save(path)
+    good = path.read_bytes()
+    model.layers[0].params["W"] = model.layers[0].params["W"].astype(np.float64)
+    with pytest.raises(sn.serialization.SerializationError,
+                       match=r"^sequential: not saved: scratchnet.load would refuse the file \(dense: "
+                             r"params\['W'\] is an array of dtype float64 and shape \(4, 8\), expected a "
+                             r"float32 array\)$"):
+        model.save(path)
+    assert path.read_bytes() == good   # the file that was there is untouched
+    model = small_float32_model()
+    model.dtype = "float32"            # a string, not a numpy dtype
+    with pytest.raises(sn.serialization.SerializationError, match="dtype is 'float32', not a float numpy"):
+        model.save(path)
+
+
+def test_load_names_the_array_it_refuses(tmp_path):
+    import pickle
+
+    from scratchnet.serialization import frame_payload
+    model = small_float32_model()
+    model.layers[1].buffers["mean"] = ["not", "numbers"]
+    model.layers[0].params["b"] = model.layers[0].params["b"].astype(np.float64)
+    path = tmp_path / "odd.sn"
+    path.write_bytes(frame_payload(pickle.dumps(model, protocol=5)))
+    with pytest.raises(sn.serialization.SerializationError,
+                       match=r"odd.sn: the file holds a malformed model \(dense: params\['b'\] is an array "
+                             r"of dtype float64 and shape \(8,\), expected a float32 array\)$"):
+        sn.load(path)
+    model.layers[0].params["b"] = model.layers[0].params["b"].astype(np.float32)
+    path.write_bytes(frame_payload(pickle.dumps(model, protocol=5)))
+    with pytest.raises(sn.serialization.SerializationError,
+                       match=r"\(batch_norm: buffers\['mean'\] is a list, expected a numeric array\)$"):
+        sn.load(path)
