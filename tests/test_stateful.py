@@ -275,3 +275,52 @@ def test_load_names_the_array_it_refuses(tmp_path):
     with pytest.raises(sn.serialization.SerializationError,
                        match=r"\(batch_norm: buffers\['mean'\] is a list, expected a numeric array\)$"):
         sn.load(path)
+
+
+# ---------------------------------------------------------------------- callbacks reused
+def feed(callback, model, values, monitor):
+    """on_train_begin, then on_epoch_end with scripted values, the weights set to the epoch number
+    before each; returns the epoch training stopped at (None: it did not)."""
+    callback.set_model(model)
+    callback.on_train_begin({})
+    for epoch, value in enumerate(values):
+        model.set_weights({k: np.full_like(v, epoch) for k, v in model.get_weights().items()})
+        model.stop_training = False
+        callback.on_epoch_end(epoch, {monitor: value})
+        if model.stop_training:
+            return epoch
+    return None
+
+
+def test_a_new_early_stopping_watching_another_value_starts_fresh():
+    from scratchnet.callbacks import EarlyStopping
+    model = small_float32_model()
+    assert feed(EarlyStopping("val_loss"), model, [1.04, 0.9], "val_loss") is None
+    # val_accuracy 0.5, 0.6, 0.55, 0.58 with patience 1: best 0.6 (epoch 1), stop at epoch 3.
+    # Against the old best val_loss 0.9 (mode max) nothing improved: it stopped at epoch 1.
+    stopper = EarlyStopping("val_accuracy", patience=1, restore_best_weights=True)
+    assert feed(stopper, model, [0.5, 0.6, 0.55, 0.58], "val_accuracy") == 3
+    state = model.callback_state["early_stopping"]
+    watched = (state["best"], state["best_epoch"], state["monitor"], state["mode"])
+    assert watched == (0.6, 1, "val_accuracy", "max")
+    assert all(np.all(value == 1) for value in model.get_weights().values())   # epoch 1's, restored
+
+
+def test_the_same_monitor_in_another_mode_starts_fresh_and_the_same_one_continues():
+    from scratchnet.callbacks import EarlyStopping
+    model = small_float32_model()
+    feed(EarlyStopping("loss", patience=5), model, [3.0, 2.0], "loss")
+    feed(EarlyStopping("loss", patience=5, mode="max"), model, [1.0], "loss")
+    assert model.callback_state["early_stopping"]["best"] == 1.0             # fresh: 1.0 is its first
+    # the same monitor and mode again: continues (best 1.0 kept, 0.5 does not improve, patience 0)
+    assert feed(EarlyStopping("loss", mode="max"), model, [0.5], "loss") == 0
+
+
+def test_restore_best_weights_after_the_model_changed_starts_fresh():
+    from scratchnet.callbacks import EarlyStopping
+    model = small_float32_model()
+    feed(EarlyStopping("loss", restore_best_weights=True), model, [1.0], "loss")
+    model.add(Dense(3))                                   # the saved best weights lack its W and b
+    stopper = EarlyStopping("loss", patience=1, restore_best_weights=True)
+    assert feed(stopper, model, [2.0, 1.5, 1.6, 1.7], "loss") == 3        # best 1.5, not the old 1.0
+    assert all(np.all(value == 1) for value in model.get_weights().values())   # epoch 1's, restored
