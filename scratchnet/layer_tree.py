@@ -74,6 +74,24 @@ def unfreeze(model):
     return model
 
 
+def refuse_renaming_built(model, renames, names_in_model, built_before) -> None:
+    """``renames``: the (layer, new name) pairs ``Sequential.add`` plans (``planned_renames``).
+    A layer among them that was built before ``add`` (``built_before``) and whose name is one of
+    the model's (``names_in_model``) is refused: it may belong to another model (shared, as
+    ``build_in_model`` allows), whose layer would be renamed too, and weights are saved by name.
+    (Duplicates inside the added block itself are renamed: a block that belongs to a model has
+    unique names already.)"""
+    built_ids = {id(layer) for layer in built_before}
+    for layer, new_name in renames:
+        if id(layer) in built_ids and layer.name in names_in_model:
+            raise ValueError(
+                f"{model.name}: the layer {layer.name!r} ({type(layer).__name__}) is built already "
+                f"(perhaps in another model) and its name is taken in this model; renaming it to "
+                f"{new_name!r} would rename it in the other model too. Create the layer of this model "
+                f"called {layer.name!r} with another name (name=...), or rename this one yourself "
+                f"(layer.name = ...) if it belongs to no other model")
+
+
 def build_all(model, reset: bool) -> None:
     """Build the model's layers in order (``build_in_model``). If one fails (a wrong input shape,
     say), the layers this call built are marked unbuilt again, so that building with the right

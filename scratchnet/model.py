@@ -18,7 +18,7 @@ from . import inspect as _inspect
 from . import layer_tree, option_checks
 from . import weights as weights_module
 from .layers.base import Layer, iter_layers
-from .layers.containers import rename_duplicates
+from .layers.containers import planned_renames
 from .losses import check_takes_weights, get_loss
 from .optimizers import check_params, get_optimizer
 from .training import History, NonFiniteLossError, drop_caches
@@ -72,10 +72,16 @@ class Sequential:
     def add(self, layer: Layer) -> None:
         checks.check_is_layer(layer, Layer, self.name)
         checks.refuse_reused_layer(self.layers, layer, self.name)
+        # names are unique over the whole tree (layers inside containers too): weights are saved by
+        # name. A built layer is never renamed: it may belong to another model, renamed there too.
+        names_in_model = {existing.name for existing in iter_layers(self.layers)}
+        renames = planned_renames([layer], used=set(names_in_model))
+        built_before = [inner for inner in iter_layers([layer]) if inner.built]
         if self.built:  # before renaming: a layer refused here stays as it was
             layer_tree.build_in_model(self, layer, self.output_shape, reset=False, remedy="use a new layer")
-        # names are unique over the whole tree (layers inside containers too): weights are saved by name
-        rename_duplicates([layer], used={existing.name for existing in iter_layers(self.layers)})
+        layer_tree.refuse_renaming_built(self, renames, names_in_model, built_before)
+        for renamed, new_name in renames:
+            renamed.name = new_name
         self.layers.append(layer)
 
     def build(self, input_shape=None, reset: bool = False) -> "Sequential":

@@ -324,3 +324,36 @@ def test_restore_best_weights_after_the_model_changed_starts_fresh():
     stopper = EarlyStopping("loss", patience=1, restore_best_weights=True)
     assert feed(stopper, model, [2.0, 1.5, 1.6, 1.7], "loss") == 3        # best 1.5, not the old 1.0
     assert all(np.all(value == 1) for value in model.get_weights().values())   # epoch 1's, restored
+
+
+# ---------------------------------------------------------------------- a layer in two models
+def test_adding_a_built_layer_whose_name_is_taken_renames_nothing():
+    from scratchnet.layers import Flatten
+    first = sn.Sequential([Flatten(), Dense(3, name="x")], input_shape=(6, 6, 2), dtype="float64").build()
+    shared = first.layers[1]
+    with pytest.raises(ValueError, match=r"^second: the layer 'x' \(Dense\) is built already \(perhaps in "
+                                         r"another model\) and its name is taken in this model; renaming it "
+                                         r"to 'x_1' would rename it in the other model too"):
+        sn.Sequential([Dense(2, name="x"), shared], input_shape=(5,), name="second")
+    assert [layer.name for layer in first.layers] == ["flatten", "x"]      # was renamed to 'x_1'
+    assert list(first.get_weights()) == ["x/W", "x/b"]
+
+
+def test_a_refused_layer_keeps_its_name_and_a_new_one_is_renamed():
+    model = sn.Sequential([Dense(3, name="x")], input_shape=(4,), dtype="float64").build()
+    wrong = Dense(2, name="x")
+    wrong.build((7,), dtype="float64")                   # built for another input shape: refused
+    with pytest.raises(ValueError, match="built already"):
+        model.add(wrong)
+    assert wrong.name == "x" and [layer.name for layer in model.layers] == ["x"]
+    model.add(Dense(2, name="x"))                        # a new layer is still renamed
+    assert [layer.name for layer in model.layers] == ["x", "x_1"]
+
+
+def test_duplicate_names_inside_a_built_block_are_still_renamed():
+    from scratchnet.layers import Parallel
+    block = Parallel([Dense(2), Parallel([Dense(2), Dense(2)], merge="add")], merge="add")
+    block.build((4,), dtype="float64")
+    model = sn.Sequential([block], input_shape=(4,), dtype="float64")
+    names = [layer.name for layer in sn.layers.base.iter_layers(model.layers)]
+    assert names == ["parallel", "dense", "parallel_1", "dense_1", "dense_2", "add", "add_1"]
