@@ -357,3 +357,40 @@ def test_duplicate_names_inside_a_built_block_are_still_renamed():
     model = sn.Sequential([block], input_shape=(4,), dtype="float64")
     names = [layer.name for layer in sn.layers.base.iter_layers(model.layers)]
     assert names == ["parallel", "dense", "parallel_1", "dense_1", "dense_2", "add", "add_1"]
+
+
+# ---------------------------------------------------------------------- backward without a cache
+def drop_the_cache(model, how, tmp_path):
+    """``model`` (or its copy) after ``how``, starting from a training forward's caches."""
+    import copy
+    model.forward(X, training=True)
+    if how == "evaluate":
+        model = copy.deepcopy(model)   # no cache, then evaluate: it leaves none of its own
+        model.evaluate(X, Y)
+    elif how == "predict":
+        model = copy.deepcopy(model)
+        model.predict(X)
+    elif how == "train_step":
+        model.train_step(X, Y)
+    elif how == "release_caches":
+        model.backward(np.ones((16, 3)), release_caches=True)
+    elif how == "astype":
+        model.astype("float32")
+    elif how == "deepcopy":
+        model = copy.deepcopy(model)
+    elif how == "save and load":
+        model.save(tmp_path / "m.sn")
+        model = sn.load(tmp_path / "m.sn")
+    return model
+
+
+@pytest.mark.parametrize("how", ["evaluate", "predict", "train_step", "release_caches", "astype", "deepcopy",
+                                 "save and load"])
+def test_backward_without_a_forward_cache_says_what_drops_it(how, tmp_path):
+    model = drop_the_cache(dropout_batchnorm_mlp(), how, tmp_path)
+    with pytest.raises(RuntimeError, match=r"^dense_1: backward found no forward cache; call forward\(x, "
+                                           r"training=\.\.\.\) right before it\. These leave no cache for "
+                                           r"a backward: predict and evaluate .*, fit and train_step, "
+                                           r"backward\(release_caches=True\), copy.deepcopy, pickling and "
+                                           r"save/load, astype$"):
+        model.backward(np.ones((16, 3)))

@@ -89,7 +89,7 @@ def test_model_backward_keeps_the_caches_unless_asked():
     np.testing.assert_array_equal(model.backward(dlogits), first)  # twice: same answer
     model.backward(dlogits, release_caches=True)
     assert not any(layer.cache for layer in iter_layers(model.layers))
-    with pytest.raises(RuntimeError, match="backward called before forward"):
+    with pytest.raises(RuntimeError, match="backward found no forward cache"):
         model.backward(dlogits)
 
 

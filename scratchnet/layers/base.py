@@ -185,7 +185,11 @@ class Layer:
     def check_output_grad(self, dy, expected_shape: tuple[int, ...]) -> np.ndarray:
         """Validate ``dy`` against the shape ``forward`` produced; return it in our dtype."""
         if not self.cache:
-            raise RuntimeError(f"{self.name}: backward called before forward")
+            raise RuntimeError(
+                f"{self.name}: backward found no forward cache; call forward(x, training=...) right "
+                f"before it. These leave no cache for a backward: predict and evaluate (they keep none "
+                f"of their own), fit and train_step, backward(release_caches=True), copy.deepcopy, "
+                f"pickling and save/load, astype")
         dy = np.asarray(dy)
         if dy.shape != tuple(expected_shape):
             raise ValueError(
