@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 from .input_checks import refuse_rebuilding
 from .layers.base import Layer, iter_layers
+from .layers.containers import planned_renames
 from .option_checks import is_int
 
 
@@ -72,6 +73,32 @@ def unfreeze(model):
     for layer in iter_layers(model.layers):
         layer.trainable = True
     return model
+
+
+def build_for(model, who: str) -> None:
+    """Build an unbuilt model from its input_shape before ``who`` (summary(), count_params(),
+    get_weights()) reads its layers; without an input_shape there is nothing to read: an error,
+    not 0 parameters or no weights."""
+    if not model.built:
+        if model.input_shape is None:
+            raise ValueError(f"{model.name}: build the model (give input_shape) before {who}")
+        model.build()
+
+
+def append_layer(model, layer: Layer) -> None:
+    """``Sequential.add`` after its checks: build ``layer`` (in a built model), rename it if its
+    name is taken, append it. Names are unique over the whole tree (layers inside containers too):
+    weights are saved by name. A layer refused here keeps its name, and a layer built before is
+    never renamed (``refuse_renaming_built``)."""
+    names_in_model = {existing.name for existing in iter_layers(model.layers)}
+    renames = planned_renames([layer], used=set(names_in_model))
+    built_before = [inner for inner in iter_layers([layer]) if inner.built]
+    if model.built:
+        build_in_model(model, layer, model.output_shape, reset=False, remedy="use a new layer")
+    refuse_renaming_built(model, renames, names_in_model, built_before)
+    for renamed, new_name in renames:
+        renamed.name = new_name
+    model.layers.append(layer)
 
 
 def refuse_renaming_built(model, renames, names_in_model, built_before) -> None:

@@ -18,7 +18,6 @@ from . import inspect as _inspect
 from . import layer_tree, option_checks
 from . import weights as weights_module
 from .layers.base import Layer, iter_layers
-from .layers.containers import planned_renames
 from .losses import check_takes_weights, get_loss
 from .optimizers import check_params, get_optimizer
 from .training import History, NonFiniteLossError, drop_caches
@@ -72,17 +71,7 @@ class Sequential:
     def add(self, layer: Layer) -> None:
         checks.check_is_layer(layer, Layer, self.name)
         checks.refuse_reused_layer(self.layers, layer, self.name)
-        # names are unique over the whole tree (layers inside containers too): weights are saved by
-        # name. A built layer is never renamed: it may belong to another model, renamed there too.
-        names_in_model = {existing.name for existing in iter_layers(self.layers)}
-        renames = planned_renames([layer], used=set(names_in_model))
-        built_before = [inner for inner in iter_layers([layer]) if inner.built]
-        if self.built:  # before renaming: a layer refused here stays as it was
-            layer_tree.build_in_model(self, layer, self.output_shape, reset=False, remedy="use a new layer")
-        layer_tree.refuse_renaming_built(self, renames, names_in_model, built_before)
-        for renamed, new_name in renames:
-            renamed.name = new_name
-        self.layers.append(layer)
+        layer_tree.append_layer(self, layer)  # builds it (a built model), gives it a unique name
 
     def build(self, input_shape=None, reset: bool = False) -> "Sequential":
         """Build every layer in order from the shape of one sample.
@@ -117,30 +106,22 @@ class Sequential:
 
     @property
     def output_shape(self) -> tuple[int, ...]:
+        if self.input_shape is None:
+            raise ValueError(f"{self.name}: build the model (give input_shape) before output_shape")
         shape = self.input_shape
         for layer in self.layers:
             shape = layer.output_shape(shape)
         return shape
 
     def compile(self, optimizer="adam", loss="cross_entropy") -> "Sequential":
-        """Choose the optimizer and the loss for training.
-
-        A different optimizer object than the model has (a name makes a new one) starts from
-        fresh per-layer state: every layer's ``opt_state`` (moments, step counts) is cleared, as
-        a new ``torch.optim`` object starts empty. Compiling the SAME object again keeps it
-        (resuming a loaded model). An optimizer already compiled into another live model is
-        refused: give each model its own.
-        """
+        """Choose the optimizer and the loss. A new optimizer object starts from fresh per-layer
+        state; the same one again keeps it; one compiled into another live model is refused
+        (``Optimizer.attach``)."""
         option_checks.refuse_class(optimizer, "compile: optimizer", self.name)
         option_checks.refuse_class(loss, "compile: loss", self.name)
-        new_optimizer = get_optimizer(optimizer)
-        new_loss = get_loss(loss)
-        new_optimizer.claim(self)
-        if new_optimizer is not self.optimizer:
-            for layer in iter_layers(self.layers):  # the old optimizer's moments are not the new one's
-                layer.opt_state = {}
-        self.optimizer = new_optimizer
-        self.loss = new_loss
+        new_optimizer, new_loss = get_optimizer(optimizer), get_loss(loss)
+        new_optimizer.attach(self)
+        self.optimizer, self.loss = new_optimizer, new_loss
         checks.warn_softmax_before_cross_entropy(self.layers, self.loss, self.name)
         return self
 
@@ -201,9 +182,7 @@ class Sequential:
 
         ``keep_caches=False`` (evaluate: no backward follows) drops each layer's cache as soon as
         it has run: a resnet8 otherwise keeps 244 MiB of caches after evaluating batches of 256
-        (fit's validation, between epochs). predict and evaluate run inside
-        ``layer_tree.caches_kept``: the caches a ``forward(x, training=True)`` left are still
-        there for its ``backward`` afterwards.
+        (fit's validation, between epochs). predict and evaluate run in ``layer_tree.caches_kept``.
         """
         check_params(iter_layers(self.layers))  # a parameter replaced by assignment (wrong dtype, shape)
         for layer in self.layers:
@@ -279,11 +258,8 @@ class Sequential:
             for start in range(0, len(x), batch_size):
                 logits = self._run_layers(x[start:start + batch_size], keep_caches=False)
                 targets = y[start:start + batch_size]
-                batch_weights = None if weights is None else weights[start:start + batch_size]
-                if weights is None:
-                    loss_sum += self.loss.forward(logits, targets) * len(logits)
-                else:
-                    loss_sum += self.loss.forward(logits, targets, weights=batch_weights) * len(logits)
+                weighted = {} if weights is None else {"weights": weights[start:start + batch_size]}
+                loss_sum += self.loss.forward(logits, targets, **weighted) * len(logits)
                 correct_sum += (self.loss.accuracy(logits, targets) or 0.0) * len(logits)
         results = {"loss": loss_sum / len(x)}
         if self.loss.has_accuracy:
@@ -293,12 +269,8 @@ class Sequential:
         return results
 
     def predict(self, x, batch_size=256) -> np.ndarray:
-        """Output of the last layer (logits if the model ends without softmax), in inference mode.
-
-        The layers' forward caches are left as predict found them (``layer_tree.caches_kept``):
-        ``forward(x, training=True)``, then ``predict`` to log the accuracy, then ``backward``
-        gives the training forward's gradient. For a backward of your own, call ``forward``.
-        """
+        """Output of the last layer (logits if the model ends without softmax). The forward
+        caches stay as predict found them (``layer_tree.caches_kept``): call forward to backward."""
         batch_size = option_checks.check_count(batch_size, "batch_size", self.name, 1)
         x = self._prepare_input(x)
         with layer_tree.caches_kept(self.layers):
@@ -340,6 +312,7 @@ class Sequential:
         return _inspect.gradient_at(self, x, layer, target, labels, **options)
 
     def count_params(self) -> int:
+        layer_tree.build_for(self, "count_params()")
         return sum(layer.count_params() for layer in self.layers)
 
     def summary_text(self) -> str:
@@ -384,6 +357,7 @@ class Sequential:
 
         Copies, so ``best = model.get_weights()`` keeps its values while training goes on.
         """
+        layer_tree.build_for(self, "get_weights()")
         return weights_module.get_weights(self)
 
     def set_weights(self, weights) -> None:
@@ -425,8 +399,8 @@ class Sequential:
         self.rng.bit_generator.state = rng_state
         for layer in self.layers:
             layer.set_rng(self.rng)  # layers never pickle a generator: they share the model's
-        if getattr(self.optimizer, "claim", None) is not None:
-            self.optimizer.claim(self)  # a loaded (or deep-copied) model's optimizer is its own
+        if hasattr(self.optimizer, "attach"):
+            self.optimizer.attach(self)  # a loaded (or deep-copied) model's optimizer is its own
 
     def __repr__(self):
         return f"Sequential({len(self.layers)} layers, input_shape={self.input_shape}, dtype={self.dtype})"

@@ -176,13 +176,17 @@ class Optimizer:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ owner
-    def claim(self, model) -> None:
-        """Record ``model`` as the one model this optimizer trains (``Sequential.compile``).
+    def attach(self, model) -> None:
+        """Become ``model``'s optimizer (``Sequential.compile``; a loaded model's, on load).
 
-        An optimizer compiled into a second live model is refused: its step count
-        (``iterations``, what a schedule reads) would count both models' steps. The model is
-        held through a weak reference, never pickled, so a saved, loaded or deep-copied model's
-        optimizer belongs to that copy alone.
+        * An optimizer compiled into a second live model is refused: its step count
+          (``iterations``, what a schedule reads) would count both models' steps. The model is
+          held through a weak reference, never pickled, so a saved, loaded or deep-copied
+          model's optimizer belongs to that copy alone.
+        * Replacing the model's optimizer clears every layer's ``opt_state`` (containers' inner
+          layers too): the old optimizer's moments and step counts are not this one's (SGD's
+          buffer has no Adam ``t``), as a new ``torch.optim`` object starts empty. The same
+          object again keeps them (compile after load resumes exactly).
         """
         owner = self.owner()
         if owner is not None and owner is not model and owner.optimizer is self:
@@ -191,16 +195,19 @@ class Optimizer:
                 f"{owner.name!r}; its step count (iterations, which the learning-rate schedule reads) "
                 f"would count both models' steps: give each model its own optimizer, e.g. "
                 f"compile(optimizer={type(self).__name__}(...))")
+        if model.optimizer is not self:
+            for layer in iter_layers(model.layers):
+                layer.opt_state = {}
         self._owner = weakref.ref(model)
 
     def owner(self):
-        """The model this optimizer was last compiled into, if it is still alive (else None)."""
+        """The model this optimizer was last attached to, if it is still alive (else None)."""
         reference = self.__dict__.get("_owner")
         return None if reference is None else reference()
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.pop("_owner", None)  # a weak reference does not pickle; the loading model claims it
+        state.pop("_owner", None)  # a weak reference does not pickle; the loading model attaches it
         return state
 
 

@@ -394,3 +394,22 @@ def test_backward_without_a_forward_cache_says_what_drops_it(how, tmp_path):
                                            r"backward\(release_caches=True\), copy.deepcopy, pickling and "
                                            r"save/load, astype$"):
         model.backward(np.ones((16, 3)))
+
+
+# ---------------------------------------------------------------------- an unbuilt model
+@pytest.mark.parametrize("who", ["output_shape", "count_params()", "get_weights()", "summary()"])
+def test_an_unbuilt_model_without_input_shape_asks_to_be_built(who):
+    from scratchnet.layers import Conv2D, Flatten
+    model = sn.Sequential([Conv2D(4, 3), Flatten(), Dense(3)])
+    read = {"output_shape": lambda: model.output_shape, "count_params()": model.count_params,
+            "get_weights()": model.get_weights, "summary()": model.summary}[who]
+    with pytest.raises(ValueError, match=rf"^sequential: build the model \(give input_shape\) before "
+                                         rf"{who.replace('(', '[(]').replace(')', '[)]')}$"):
+        read()
+
+
+def test_an_unbuilt_model_with_input_shape_is_built_to_count_its_params():
+    model = sn.Sequential([Dense(3)], input_shape=(4,))
+    assert model.output_shape == (3,) and not model.built        # arithmetic only
+    assert model.count_params() == 4 * 3 + 3                     # was 0
+    assert list(model.get_weights()) == ["dense/W", "dense/b"]   # was {}
