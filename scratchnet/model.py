@@ -79,7 +79,8 @@ class Sequential:
         On a built model, ``build()`` (or the same shape) does nothing; a different shape is an
         error, because building draws new weights. ``reset=True`` rebuilds on purpose: new
         weights, optimizer state, ``epochs_trained = 0``. Layers built already (from another
-        model) keep their weights: ``layer_tree.build_in_model``.
+        model) keep their weights: ``layer_tree.build_in_model``; but ``reset=True`` redraws
+        them too, in the other model as well.
         """
         input_shape = checks.check_input_shape(input_shape, self.name)
         if self.built and not reset:

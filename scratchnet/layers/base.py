@@ -236,6 +236,9 @@ class Layer:
         return {"name": self.name}
 
     def zero_grads(self) -> None:
+        """Set every gradient to 0. Training never needs it: ``backward`` REPLACES ``grads``
+        (PyTorch accumulates into ``.grad``). To accumulate over micro-batches, sum the grads of
+        each backward yourself (``total[name] += layer.grads[name]``) before the step."""
         for value in self.grads.values():
             value.fill(0)
 
