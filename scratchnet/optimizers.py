@@ -72,7 +72,8 @@ def _as_schedule(lr, owner: str):
 def describe_value(value) -> str:
     """'a list', 'an array of dtype float64 and shape (4, 8)': what a parameter was replaced by."""
     if not isinstance(value, np.ndarray):
-        return f"a {type(value).__name__}"
+        kind = type(value).__name__
+        return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"  # a list, an int
     return f"an array of dtype {value.dtype} and shape {value.shape}"
 
 
