@@ -17,7 +17,10 @@ Rules that keep training resumable and models saveable:
 * State that decides what happens next (EarlyStopping's best value and patience count,
   ModelCheckpoint's best value) lives on the model, in ``model.callback_state[callback.key]``,
   so ``model.save`` keeps it and ``scratchnet.load`` + ``fit(..., callbacks=[same callbacks])``
-  continues exactly. Two callbacks of one kind on one model need different ``key``s. Put
+  continues exactly. The state records what it watches (``monitor`` and ``mode``): a callback
+  watching something else under the same key starts fresh, and so does an EarlyStopping whose
+  saved best weights are not the model's any more (a layer added or replaced since). Two
+  callbacks of one kind on one model need different ``key``s. Put
   ModelCheckpoint after EarlyStopping in the list, so a checkpoint holds that epoch's
   early-stopping state; with ``restore_best_weights`` the best weights are part of that state
   (and of every saved file).
@@ -35,6 +38,7 @@ import os
 import string
 
 from .option_checks import check_count, check_path, check_real
+from .weights import weight_arrays
 
 
 class Callback:
@@ -83,10 +87,26 @@ class _Monitor(Callback):
 
     @property
     def state(self) -> dict:
-        """This callback's saved state on the model (created on first use)."""
+        """This callback's saved state on the model (created on first use).
+
+        A state that watched another value or in another mode (a fresh
+        ``EarlyStopping("val_accuracy")`` after one on val_loss) is replaced by a fresh one:
+        a best val_loss of 1.04 is no best accuracy. States saved before ``monitor`` and
+        ``mode`` were recorded are taken as this callback's.
+        """
         if self.model.callback_state is None:
             self.model.callback_state = {}
-        return self.model.callback_state.setdefault(self.key, {"best": None})
+        watched = {"monitor": self.monitor, "mode": self.mode}
+        state = self.model.callback_state.get(self.key)
+        if state is None or any(state.get(name, value) != value for name, value in watched.items()):
+            state = self.model.callback_state[self.key] = {"best": None}
+        state.update(watched)
+        return state
+
+    def start_fresh(self) -> dict:
+        """Forget this callback's saved state (best value, patience count, best weights)."""
+        self.model.callback_state[self.key] = {"best": None, "monitor": self.monitor, "mode": self.mode}
+        return self.model.callback_state[self.key]
 
     def value(self, logs) -> float:
         if self.monitor not in logs:
@@ -120,6 +140,9 @@ class EarlyStopping(_Monitor):
 
     def on_train_begin(self, logs=None):
         state = self.state
+        best_weights = state.get("best_weights")
+        if best_weights is not None and not same_weight_shapes(best_weights, weight_arrays(self.model)):
+            state = self.start_fresh()  # the model changed (model.add, replace_head): another model's best
         state.setdefault("wait", 0)
         if state.get("stopped"):
             state.update(wait=0, stopped=False)
@@ -140,6 +163,12 @@ class EarlyStopping(_Monitor):
             self.model.stop_training = True
             if self.restore_best_weights and state.get("best_weights") is not None:
                 self.model.set_weights(state["best_weights"])
+
+
+def same_weight_shapes(saved: dict, current: dict) -> bool:
+    """True if ``saved`` and ``current`` ({"layer/param": array}) have the same names and shapes."""
+    return saved.keys() == current.keys() and all(
+        getattr(saved[name], "shape", None) == current[name].shape for name in current)
 
 
 class ModelCheckpoint(_Monitor):

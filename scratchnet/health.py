@@ -59,6 +59,7 @@ import warnings as _warnings
 import numpy as np
 
 from .callbacks import Callback
+from .layer_tree import caches_kept
 from .option_checks import check_count, check_real
 from .training import diagnose_non_finite
 
@@ -212,15 +213,16 @@ class HealthMonitor(Callback):
         model = self.model
         out = model._prepare_input(self.probe, check_range=False)
         any_nonfinite = False
-        for layer in model.layers:
-            out = layer.forward(out, training=False)
-            stats = entry["activations"][layer.name] = value_stats(out, self.bins)
-            if is_relu(layer):
-                entry["dead"][layer.name] = dead_fraction(out)
-            any_nonfinite = any_nonfinite or not stats["finite"]  # value_stats has looked already
-        for path, layer in _named_leaves(model.layers):
-            if "/" in path and is_relu(layer) and "y" in layer.cache:  # inside a container
-                entry["dead"][path] = dead_fraction(layer.cache["y"])
+        with caches_kept(model.layers):  # the probe's caches go; a training forward's stay
+            for layer in model.layers:
+                out = layer.forward(out, training=False)
+                stats = entry["activations"][layer.name] = value_stats(out, self.bins)
+                if is_relu(layer):
+                    entry["dead"][layer.name] = dead_fraction(out)
+                any_nonfinite = any_nonfinite or not stats["finite"]  # value_stats has looked already
+            for path, layer in _named_leaves(model.layers):
+                if "/" in path and is_relu(layer) and "y" in layer.cache:  # inside a container
+                    entry["dead"][path] = dead_fraction(layer.cache["y"])
         if any_nonfinite:
             self._warn(("nonfinite-output", None),
                        f"step {entry['step']}: on the probe batch, {diagnose_non_finite(model, self.probe)}")

@@ -31,7 +31,8 @@ Everything runs in inference mode (``training=False``) in the model's dtype; ``d
 runs on a float64 copy of the model instead (the model itself is not touched). The calls never
 change parameters, buffers or optimizer state. ``backward`` writes every later layer's
 ``grads``: those buffers are saved before and restored after, so a call has no effect on a
-training step either; only the layers' forward caches are overwritten.
+training step either; and the layers' forward caches are put back as they were
+(``layer_tree.caches_kept``), so a call between a training forward and its backward changes nothing.
 
 Only top-level layers (``model.layers``) can be named. A layer inside a container (Residual,
 Parallel) is reached through the container: name the container.
@@ -44,6 +45,7 @@ import numbers
 
 import numpy as np
 
+from .layer_tree import caches_kept
 from .layers.base import Layer, iter_layers
 from .losses import get_loss
 
@@ -105,7 +107,8 @@ def activations(model, x, layers=None, dtype=None) -> dict[str, np.ndarray]:
     model = _model_in(model, dtype)
     chosen = range(len(model.layers)) if layers is None else [layer_index(model, lyr) for lyr in layers]
     wanted = sorted(set(chosen))
-    _, outputs = _forward(model, x, wanted[-1] if wanted else -1, wanted)
+    with caches_kept(model.layers):
+        _, outputs = _forward(model, x, wanted[-1] if wanted else -1, wanted)
     return {model.layers[index].name: outputs[index] for index in wanted}
 
 
@@ -182,8 +185,9 @@ def backprop(model, x, target, layer=None, score_layer=None, labels=None, loss=N
     if start >= stop:
         raise ValueError(f"{model.name}: layer {model.layers[start].name!r} must come before the "
                          f"score layer {model.layers[stop].name!r}")
-    out, outputs = _forward(model, x, stop, keep=(start,))
-    grad = _walk_back(model, start, {stop: _output_gradient(model, out, target, labels, loss)})
+    with caches_kept(model.layers):
+        out, outputs = _forward(model, x, stop, keep=(start,))
+        grad = _walk_back(model, start, {stop: _output_gradient(model, out, target, labels, loss)})
     return outputs[start], grad, out
 
 
@@ -235,12 +239,13 @@ def input_gradient_of_sum(model, x, targets: dict, labels=None, loss=None, dtype
     indices = [layer_index(model, layer) for layer in targets]
     if not indices:
         raise ValueError(f"{model.name}: input_gradient_of_sum needs at least one {{layer: target}}")
-    _, outputs = _forward(model, x, max(indices), keep=indices)
-    added = {}  # {layer index: d score / d a_i summed over the targets at layer i}
-    for index, target in sorted(zip(indices, targets.values()), key=lambda pair: pair[0]):
-        dy = _output_gradient(model, outputs[index], target, labels, loss)
-        added[index] = dy if index not in added else added[index] + dy
-    return _walk_back(model, -1, added)
+    with caches_kept(model.layers):
+        _, outputs = _forward(model, x, max(indices), keep=indices)
+        added = {}  # {layer index: d score / d a_i summed over the targets at layer i}
+        for index, target in sorted(zip(indices, targets.values()), key=lambda pair: pair[0]):
+            dy = _output_gradient(model, outputs[index], target, labels, loss)
+            added[index] = dy if index not in added else added[index] + dy
+        return _walk_back(model, -1, added)
 
 
 def gradient_at(model, x, layer, target, labels=None, loss=None, score_layer=None, dtype=None,

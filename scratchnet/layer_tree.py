@@ -1,12 +1,16 @@
 """Finding, freezing and building layers in a model's tree of layers (containers included).
 
-``Sequential.get_layer``, ``freeze``, ``unfreeze``, ``build`` and ``add`` call these.
+``Sequential.get_layer``, ``freeze``, ``unfreeze``, ``build`` and ``add`` call these; the
+inference passes (predict, evaluate, scratchnet.inspect) run inside ``caches_kept``.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from .input_checks import refuse_rebuilding
 from .layers.base import Layer, iter_layers
+from .layers.containers import planned_renames
 from .option_checks import is_int
 
 
@@ -71,6 +75,50 @@ def unfreeze(model):
     return model
 
 
+def build_for(model, who: str) -> None:
+    """Build an unbuilt model from its input_shape before ``who`` (summary(), count_params(),
+    get_weights()) reads its layers; without an input_shape there is nothing to read: an error,
+    not 0 parameters or no weights."""
+    if not model.built:
+        if model.input_shape is None:
+            raise ValueError(f"{model.name}: build the model (give input_shape) before {who}")
+        model.build()
+
+
+def append_layer(model, layer: Layer) -> None:
+    """``Sequential.add`` after its checks: build ``layer`` (in a built model), rename it if its
+    name is taken, append it. Names are unique over the whole tree (layers inside containers too):
+    weights are saved by name. A layer refused here keeps its name, and a layer built before is
+    never renamed (``refuse_renaming_built``)."""
+    names_in_model = {existing.name for existing in iter_layers(model.layers)}
+    renames = planned_renames([layer], used=set(names_in_model))
+    built_before = [inner for inner in iter_layers([layer]) if inner.built]
+    if model.built:
+        build_in_model(model, layer, model.output_shape, reset=False, remedy="use a new layer")
+    refuse_renaming_built(model, renames, names_in_model, built_before)
+    for renamed, new_name in renames:
+        renamed.name = new_name
+    model.layers.append(layer)
+
+
+def refuse_renaming_built(model, renames, names_in_model, built_before) -> None:
+    """``renames``: the (layer, new name) pairs ``Sequential.add`` plans (``planned_renames``).
+    A layer among them that was built before ``add`` (``built_before``) and whose name is one of
+    the model's (``names_in_model``) is refused: it may belong to another model (shared, as
+    ``build_in_model`` allows), whose layer would be renamed too, and weights are saved by name.
+    (Duplicates inside the added block itself are renamed: a block that belongs to a model has
+    unique names already.)"""
+    built_ids = {id(layer) for layer in built_before}
+    for layer, new_name in renames:
+        if id(layer) in built_ids and layer.name in names_in_model:
+            raise ValueError(
+                f"{model.name}: the layer {layer.name!r} ({type(layer).__name__}) is built already "
+                f"(perhaps in another model) and its name is taken in this model; renaming it to "
+                f"{new_name!r} would rename it in the other model too. Create the layer of this model "
+                f"called {layer.name!r} with another name (name=...), or rename this one yourself "
+                f"(layer.name = ...) if it belongs to no other model")
+
+
 def build_all(model, reset: bool) -> None:
     """Build the model's layers in order (``build_in_model``). If one fails (a wrong input shape,
     say), the layers this call built are marked unbuilt again, so that building with the right
@@ -103,3 +151,23 @@ def build_in_model(model, layer: Layer, input_shape, reset: bool,
     output_shape = layer.build(input_shape, rng=model.rng, dtype=model.dtype)
     layer.set_rng(model.rng)
     return output_shape
+
+
+@contextmanager
+def caches_kept(layers):
+    """Run an inference pass without touching the forward caches of ``layers`` (containers' inner
+    layers too): each layer's cache dict is put aside, the pass gets empty ones, and the old
+    ones come back afterwards, even if the pass raises.
+
+    A manual loop ``forward(x, training=True)`` -> ``predict(x)`` (to log the accuracy) ->
+    ``backward(d)`` then gets the gradient of ITS forward (dropout mask, BatchNorm's batch
+    statistics), as in PyTorch, where inference records nothing for backward.
+    """
+    saved = [(layer, layer.cache) for layer in iter_layers(layers)]
+    for layer, _ in saved:
+        layer.cache = {}
+    try:
+        yield
+    finally:
+        for layer, cache in saved:
+            layer.cache = cache

@@ -18,9 +18,8 @@ from . import inspect as _inspect
 from . import layer_tree, option_checks
 from . import weights as weights_module
 from .layers.base import Layer, iter_layers
-from .layers.containers import rename_duplicates
 from .losses import check_takes_weights, get_loss
-from .optimizers import get_optimizer
+from .optimizers import check_params, get_optimizer
 from .training import History, NonFiniteLossError, drop_caches
 from .training import fit as _fit
 from .training import train_step as _train_step
@@ -73,11 +72,7 @@ class Sequential:
     def add(self, layer: Layer) -> None:
         checks.check_is_layer(layer, Layer, self.name)
         checks.refuse_reused_layer(self.layers, layer, self.name)
-        if self.built:  # before renaming: a layer refused here stays as it was
-            layer_tree.build_in_model(self, layer, self.output_shape, reset=False, remedy="use a new layer")
-        # names are unique over the whole tree (layers inside containers too): weights are saved by name
-        rename_duplicates([layer], used={existing.name for existing in iter_layers(self.layers)})
-        self.layers.append(layer)
+        layer_tree.append_layer(self, layer)  # builds it (a built model), gives it a unique name
 
     def build(self, input_shape=None, reset: bool = False) -> "Sequential":
         """Build every layer in order from the shape of one sample.
@@ -85,7 +80,8 @@ class Sequential:
         On a built model, ``build()`` (or the same shape) does nothing; a different shape is an
         error, because building draws new weights. ``reset=True`` rebuilds on purpose: new
         weights, optimizer state, ``epochs_trained = 0``. Layers built already (from another
-        model) keep their weights: ``layer_tree.build_in_model``.
+        model) keep their weights: ``layer_tree.build_in_model``; but ``reset=True`` redraws
+        them too, in the other model as well.
         """
         input_shape = checks.check_input_shape(input_shape, self.name)
         if self.built and not reset:
@@ -112,16 +108,22 @@ class Sequential:
 
     @property
     def output_shape(self) -> tuple[int, ...]:
+        if self.input_shape is None:
+            raise ValueError(f"{self.name}: build the model (give input_shape) before output_shape")
         shape = self.input_shape
         for layer in self.layers:
             shape = layer.output_shape(shape)
         return shape
 
     def compile(self, optimizer="adam", loss="cross_entropy") -> "Sequential":
+        """Choose the optimizer and the loss. A new optimizer object starts from fresh per-layer
+        state; the same one again keeps it; one compiled into another live model is refused
+        (``Optimizer.attach``)."""
         option_checks.refuse_class(optimizer, "compile: optimizer", self.name)
         option_checks.refuse_class(loss, "compile: loss", self.name)
-        self.optimizer = get_optimizer(optimizer)
-        self.loss = get_loss(loss)
+        new_optimizer, new_loss = get_optimizer(optimizer), get_loss(loss)
+        new_optimizer.attach(self)
+        self.optimizer, self.loss = new_optimizer, new_loss
         checks.warn_softmax_before_cross_entropy(self.layers, self.loss, self.name)
         return self
 
@@ -182,8 +184,9 @@ class Sequential:
 
         ``keep_caches=False`` (evaluate: no backward follows) drops each layer's cache as soon as
         it has run: a resnet8 otherwise keeps 244 MiB of caches after evaluating batches of 256
-        (fit's validation, between epochs). predict keeps them: ``model.backward`` may follow it.
+        (fit's validation, between epochs). predict and evaluate run in ``layer_tree.caches_kept``.
         """
+        check_params(iter_layers(self.layers))  # a parameter replaced by assignment (wrong dtype, shape)
         for layer in self.layers:
             out = layer.forward(out, training=training)
             if not keep_caches:
@@ -253,15 +256,13 @@ class Sequential:
             check_takes_weights(self.loss)
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         loss_sum, correct_sum = 0.0, 0.0
-        for start in range(0, len(x), batch_size):
-            logits = self._run_layers(x[start:start + batch_size], keep_caches=False)
-            targets = y[start:start + batch_size]
-            if weights is None:
-                loss_sum += self.loss.forward(logits, targets) * len(logits)
-            else:
-                loss_sum += self.loss.forward(logits, targets, weights=weights[start:start + batch_size]) \
-                    * len(logits)
-            correct_sum += (self.loss.accuracy(logits, targets) or 0.0) * len(logits)
+        with layer_tree.caches_kept(self.layers):  # a training forward's caches stay for its backward
+            for start in range(0, len(x), batch_size):
+                logits = self._run_layers(x[start:start + batch_size], keep_caches=False)
+                targets = y[start:start + batch_size]
+                weighted = {} if weights is None else {"weights": weights[start:start + batch_size]}
+                loss_sum += self.loss.forward(logits, targets, **weighted) * len(logits)
+                correct_sum += (self.loss.accuracy(logits, targets) or 0.0) * len(logits)
         results = {"loss": loss_sum / len(x)}
         if self.loss.has_accuracy:
             results["accuracy"] = correct_sum / len(x)
@@ -270,10 +271,13 @@ class Sequential:
         return results
 
     def predict(self, x, batch_size=256) -> np.ndarray:
-        """Output of the last layer (logits if the model ends without softmax)."""
+        """Output of the last layer (logits if the model ends without softmax). The forward
+        caches stay as predict found them (``layer_tree.caches_kept``): call forward to backward."""
         batch_size = option_checks.check_count(batch_size, "batch_size", self.name, 1)
         x = self._prepare_input(x)
-        outputs = [self._run_layers(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+        with layer_tree.caches_kept(self.layers):
+            outputs = [self._run_layers(x[start:start + batch_size], keep_caches=False)
+                       for start in range(0, len(x), batch_size)]
         if not outputs:
             return np.zeros((0, *self.output_shape), dtype=self.dtype)
         return np.concatenate(outputs)
@@ -313,6 +317,7 @@ class Sequential:
         return _inspect.gradient_at(self, x, layer, target, labels, **options)
 
     def count_params(self) -> int:
+        layer_tree.build_for(self, "count_params()")
         return sum(layer.count_params() for layer in self.layers)
 
     def summary_text(self) -> str:
@@ -357,6 +362,7 @@ class Sequential:
 
         Copies, so ``best = model.get_weights()`` keeps its values while training goes on.
         """
+        layer_tree.build_for(self, "get_weights()")
         return weights_module.get_weights(self)
 
     def set_weights(self, weights) -> None:
@@ -399,6 +405,8 @@ class Sequential:
         self.rng.bit_generator.state = rng_state
         for layer in self.layers:
             layer.set_rng(self.rng)  # layers never pickle a generator: they share the model's
+        if hasattr(self.optimizer, "attach"):
+            self.optimizer.attach(self)  # a loaded (or deep-copied) model's optimizer is its own
 
     def __repr__(self):
         return f"Sequential({len(self.layers)} layers, input_shape={self.input_shape}, dtype={self.dtype})"

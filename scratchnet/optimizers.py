@@ -37,6 +37,7 @@ schedule with that constant rate; to change the schedule, assign ``optimizer.sch
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -66,6 +67,38 @@ def _as_schedule(lr, owner: str):
     if callable(lr) and hasattr(lr, "__dict__"):
         return lr  # a schedule object (schedules.py, or your own picklable class)
     raise TypeError(f"{owner}: lr must be a positive number or a schedule object, got {lr!r}")
+
+
+def describe_value(value) -> str:
+    """'a list', 'an array of dtype float64 and shape (4, 8)': what a parameter was replaced by."""
+    if not isinstance(value, np.ndarray):
+        kind = type(value).__name__
+        return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"  # a list, an int
+    return f"an array of dtype {value.dtype} and shape {value.shape}"
+
+
+def check_params(layers) -> None:
+    """Every ``layer.params[name]`` is still what build made: a NumPy array of the layer's dtype
+    and of its built shape (``layer.param_shapes``). Assigning one, ``layer.params["W"] =
+    np.random.randn(4, 8)``, may replace it by a float64 array in a float32 model (trains
+    silently in float64, then the saved file cannot load), a list or a wrong shape (a NumPy error
+    deep in a kernel); copying values in, ``layer.params["W"][...] = value``, cannot. Runs before
+    every forward pass of a model and every optimizer step: it compares types, dtypes and shapes,
+    no pass over an array."""
+    for layer in layers:
+        built_shapes = layer.param_shapes or {}  # None: a layer from a file saved before it existed
+        for name, param in layer.params.items():
+            built_shape = built_shapes.get(name)
+            right_array = isinstance(param, np.ndarray) and param.dtype == layer.dtype
+            if right_array and built_shape in (None, param.shape):
+                continue
+            expected = f"a {layer.dtype} array" + ("" if built_shape is None else f" of shape {built_shape}")
+            error = TypeError if not right_array else ValueError
+            what = describe_value(param)
+            raise error(f"{layer.name} ({type(layer).__name__}): params[{name!r}] is {what}, "
+                        f"but the layer was built with {expected}: was it replaced by assignment "
+                        f"(layer.params[{name!r}] = ...)? Copy the values into the built array instead, "
+                        f"layer.params[{name!r}][...] = value, or use model.set_weights(...)")
 
 
 def check_gradient_shapes(layers) -> None:
@@ -126,7 +159,8 @@ class Optimizer:
         lr = self.lr
         # frozen layers are skipped: their parameters and optimizer state stay exactly as they are
         trainable = [layer for layer in iter_layers(layers) if layer.trainable]
-        check_gradient_shapes(trainable)  # before any update: a wrong one would stop a step half done
+        check_params(trainable)           # before any update: a wrong one would stop a step half done
+        check_gradient_shapes(trainable)
         scale = self.clip_scale([g for layer in trainable for g in layer.grads.values()])
         for layer in trainable:
             for name, param in layer.params.items():
@@ -141,6 +175,41 @@ class Optimizer:
 
     def update(self, param, grad, state, lr) -> None:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ owner
+    def attach(self, model) -> None:
+        """Become ``model``'s optimizer (``Sequential.compile``; a loaded model's, on load).
+
+        * An optimizer compiled into a second live model is refused: its step count
+          (``iterations``, what a schedule reads) would count both models' steps. The model is
+          held through a weak reference, never pickled, so a saved, loaded or deep-copied
+          model's optimizer belongs to that copy alone.
+        * Replacing the model's optimizer clears every layer's ``opt_state`` (containers' inner
+          layers too): the old optimizer's moments and step counts are not this one's (SGD's
+          buffer has no Adam ``t``), as a new ``torch.optim`` object starts empty. The same
+          object again keeps them (compile after load resumes exactly).
+        """
+        owner = self.owner()
+        if owner is not None and owner is not model and owner.optimizer is self:
+            raise ValueError(
+                f"{model.name}: this {type(self).__name__} is already compiled into the model "
+                f"{owner.name!r}; its step count (iterations, which the learning-rate schedule reads) "
+                f"would count both models' steps: give each model its own optimizer, e.g. "
+                f"compile(optimizer={type(self).__name__}(...))")
+        if model.optimizer is not self:
+            for layer in iter_layers(model.layers):
+                layer.opt_state = {}
+        self._owner = weakref.ref(model)
+
+    def owner(self):
+        """The model this optimizer was last attached to, if it is still alive (else None)."""
+        reference = self.__dict__.get("_owner")
+        return None if reference is None else reference()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_owner", None)  # a weak reference does not pickle; the loading model attaches it
+        return state
 
 
 class Adam(Optimizer):

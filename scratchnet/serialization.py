@@ -139,7 +139,13 @@ def frame_payload(payload: bytes, scratchnet_version: str = "",
 
 
 def save_model(model, path) -> None:
-    """Pickle ``model`` in memory, then write it atomically to ``path``."""
+    """Check that ``load`` would accept ``model``, pickle it in memory, then write it atomically
+    to ``path``: a file that cannot load is never written."""
+    try:
+        check_structure(model)
+    except (SerializationError, AttributeError, TypeError, RecursionError) as error:
+        raise SerializationError(f"{getattr(model, 'name', 'model')}: not saved: scratchnet.load would "
+                                 f"refuse the file ({error})") from None
     data = model_bytes(model)  # fails before any file is touched
     atomic_write(path, [data])
 
@@ -222,39 +228,53 @@ def _require(condition: bool, problem: str) -> None:
 
 def _check_and_finish(model, path):
     """Reject anything that is not a consistent Sequential; rebuild the (unsaved) gradients."""
-    from .layers.base import Layer, iter_layers
-    from .losses import Loss
+    from .layers.base import iter_layers
     from .model import Sequential
-    from .optimizers import Optimizer
 
     _require(isinstance(model, Sequential),
              f"{path}: file holds a {type(model).__name__}, not a Sequential model")
     try:
-        _require(isinstance(model.layers, list) and all(isinstance(layer, Layer) for layer in model.layers),
-                 "layers is not a list of Layer objects")
-        _require(isinstance(model.dtype, np.dtype) and model.dtype.kind == "f", "dtype is not a float dtype")
-        _require(isinstance(model.rng, np.random.Generator), "no random generator")
-        _require(model.optimizer is None or isinstance(model.optimizer, Optimizer), "bad optimizer")
-        _require(model.loss is None or isinstance(model.loss, Loss), "bad loss")
-        input_range = model.input_range
-        _require(input_range is None or (isinstance(input_range, tuple) and len(input_range) == 2
-                 and all(type(v) is float for v in input_range)), "bad input_range")
-        _require(model.callback_state is None or isinstance(model.callback_state, dict), "bad callback_state")
-        for layer in iter_layers(model.layers):  # and every layer inside a container
-            _require(isinstance(layer, Layer), "a container holds something that is not a Layer")
-            _require(isinstance(layer.name, str) and isinstance(layer.opt_state, dict),
-                     "a layer has no name or optimizer state")
-            for store, kinds in ((layer.params, "f"), (layer.buffers, "biuf")):
-                _require(isinstance(store, dict) and all(
-                    isinstance(key, str) and type(value) is np.ndarray and value.dtype.kind in kinds
-                    and (kinds == "biuf" or value.dtype == layer.dtype) for key, value in store.items()),
-                    f"{layer.name}: arrays of the wrong type or dtype")
-            _require(layer.built or not layer.params, f"{layer.name}: parameters in an unbuilt layer")
+        check_structure(model)
+        for layer in iter_layers(model.layers):
             layer.grads = {key: np.zeros_like(value) for key, value in layer.params.items()}
             layer.cache = {}
     except (SerializationError, AttributeError, TypeError, RecursionError) as error:  # (a cycle)
         raise SerializationError(f"{path}: the file holds a malformed model ({error})") from None
     return model
+
+
+def check_structure(model) -> None:
+    """What ``load`` requires of a Sequential (``save`` checks it first), else SerializationError
+    naming the problem (a layer's array: its name, and what it holds instead)."""
+    from .layers.base import Layer, iter_layers
+    from .losses import Loss
+    from .optimizers import Optimizer, describe_value
+
+    _require(isinstance(model.layers, list) and all(isinstance(layer, Layer) for layer in model.layers),
+             "layers is not a list of Layer objects")
+    _require(isinstance(model.dtype, np.dtype) and model.dtype.kind == "f",
+             f"dtype is {model.dtype!r}, not a float numpy.dtype (set it with model.astype(...))")
+    _require(isinstance(model.rng, np.random.Generator), "no random generator")
+    _require(model.optimizer is None or isinstance(model.optimizer, Optimizer), "bad optimizer")
+    _require(model.loss is None or isinstance(model.loss, Loss), "bad loss")
+    input_range = model.input_range
+    _require(input_range is None or (isinstance(input_range, tuple) and len(input_range) == 2
+             and all(type(v) is float for v in input_range)), "bad input_range")
+    _require(model.callback_state is None or isinstance(model.callback_state, dict), "bad callback_state")
+    for layer in iter_layers(model.layers):  # and every layer inside a container
+        _require(isinstance(layer, Layer), "a container holds something that is not a Layer")
+        _require(isinstance(layer.name, str) and isinstance(layer.opt_state, dict),
+                 "a layer has no name or optimizer state")
+        for store_name, store, kinds in (("params", layer.params, "f"), ("buffers", layer.buffers, "biuf")):
+            _require(isinstance(store, dict) and all(isinstance(key, str) for key in store),
+                     f"{layer.name}: {store_name} is not a dict of named arrays")
+            for key, value in store.items():
+                expected = f"a {layer.dtype} array" if kinds == "f" else "a numeric array"
+                what = describe_value(value)
+                _require(type(value) is np.ndarray and value.dtype.kind in kinds
+                         and (kinds == "biuf" or value.dtype == layer.dtype),
+                         f"{layer.name}: {store_name}[{key!r}] is {what}, expected {expected}")
+        _require(layer.built or not layer.params, f"{layer.name}: parameters in an unbuilt layer")
 
 
 def load_model(path, trusted: bool = False, allowed_classes=()):

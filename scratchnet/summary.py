@@ -8,6 +8,7 @@ per sample (MACs), from ``scratchnet.receptive`` where the formulas are written 
 
 from __future__ import annotations
 
+from .layer_tree import build_for
 from .layers.base import iter_layers
 
 
@@ -32,10 +33,7 @@ def _architecture_cells(model) -> tuple[dict, dict]:
 
 def summary_text(model) -> str:
     """The table (see the module docstring); builds the model first if it has an input_shape."""
-    if not model.built:
-        if model.input_shape is None:
-            raise ValueError(f"{model.name}: build the model (give input_shape) before summary()")
-        model.build()
+    build_for(model, "summary()")
     cells, totals = _architecture_cells(model)
     rows = [("Layer (type)", "Output shape", "Params", "RF", "MACs")]
     for layer, depth in _layer_rows(model.layers):

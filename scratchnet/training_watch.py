@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 
 from .input_checks import LARGE_INPUT, non_finite_rows
+from .layer_tree import caches_kept
 from .layers.base import iter_layers
 
 
@@ -37,11 +38,12 @@ def diagnose_non_finite(model, x) -> str:
                 f"{samples[:5].tolist()}); clean the data, e.g. np.nan_to_num(x) or drop those rows")
     remedy = remedy_for_overflow(x)
     out = x
-    for layer in model.layers:  # inference mode: no running statistic is touched
-        out = layer.forward(out, training=False)
-        if not np.all(np.isfinite(out)):
-            return (f"the input is finite; the output of layer {layer.name!r} ({type(layer).__name__}) "
-                    f"is the first to contain NaN/inf ({remedy})")
+    with caches_kept(model.layers):  # inference mode: no running statistic, no cache is touched
+        for layer in model.layers:
+            out = layer.forward(out, training=False)
+            if not np.all(np.isfinite(out)):
+                return (f"the input is finite; the output of layer {layer.name!r} ({type(layer).__name__}) "
+                        f"is the first to contain NaN/inf ({remedy})")
     return (f"the input and every layer's output are finite, so the loss itself overflowed (check "
             f"the targets, and {remedy})")
 

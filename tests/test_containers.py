@@ -195,7 +195,7 @@ def test_container_input_and_backward_errors():
     residual.build((3,))
     with pytest.raises(ValueError, match=r"residual: expected input of shape \(N, 3\), got \(2, 4\)"):
         residual.forward(np.zeros((2, 4)))
-    with pytest.raises(RuntimeError, match="residual: backward called before forward"):
+    with pytest.raises(RuntimeError, match="residual: backward found no forward cache"):
         residual.backward(np.zeros((2, 3)))
     residual.forward(np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"residual: backward expected dy of shape \(2, 3\).*got \(2, 5\)"):

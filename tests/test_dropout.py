@@ -144,7 +144,7 @@ def test_spatial_dropout_needs_images():
 
 
 def test_backward_before_forward_is_an_error():
-    with pytest.raises(RuntimeError, match="dropout: backward called before forward"):
+    with pytest.raises(RuntimeError, match="dropout: backward found no forward cache"):
         built(Dropout(0.5), (3,)).backward(np.ones((1, 3)))
 
 

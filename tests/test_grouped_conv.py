@@ -357,7 +357,7 @@ def test_input_errors_name_the_layer(layer_class):
         layer.forward(np.zeros((1, 6, 6, 2)))
     with pytest.raises(ValueError, match=r"d1: window of 3 cells along height .* \(2 \+ 0 \+ 0 = 2\)"):
         layer.forward(np.zeros((1, 2, 6, 3)))
-    with pytest.raises(RuntimeError, match="d1: backward called before forward"):
+    with pytest.raises(RuntimeError, match="d1: backward found no forward cache"):
         layer.backward(np.zeros((1, 4, 4, 2)))
     layer.forward(np.zeros((1, 6, 6, 3)))
     with pytest.raises(ValueError, match="d1: backward expected dy of shape"):

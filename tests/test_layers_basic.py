@@ -178,7 +178,7 @@ def test_unbuilt_layer_and_backward_before_forward():
         Dense(3).forward(np.zeros((1, 2)))
     layer = Dense(3)
     layer.build((2,))
-    with pytest.raises(RuntimeError, match="backward called before forward"):
+    with pytest.raises(RuntimeError, match="backward found no forward cache"):
         layer.backward(np.zeros((1, 3)))
     layer.forward(np.zeros((4, 2)))
     with pytest.raises(ValueError, match=r"expected dy of shape \(4, 3\).*got \(4, 2\)"):

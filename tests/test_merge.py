@@ -73,5 +73,5 @@ def test_merge_errors_name_the_layer_and_the_shapes():
         add.forward([np.zeros((2, 3)), np.zeros((5, 3))])
     with pytest.raises(TypeError, match="add: expected a list of 2 arrays, got ndarray"):
         add.forward(np.zeros((2, 3)))
-    with pytest.raises(RuntimeError, match="add: backward called before forward"):
+    with pytest.raises(RuntimeError, match="add: backward found no forward cache"):
         add.backward(np.zeros((2, 3)))

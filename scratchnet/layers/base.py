@@ -58,6 +58,10 @@ class Layer:
         scratch for one call only. Not an attribute of the layer: never saved.
     input_shape : tuple[int, ...] | None
         Shape of one input sample, set by ``build``.
+    param_shapes : dict[str, tuple] | None
+        The shape of every parameter as ``build`` made it: a parameter replaced by assignment
+        (``layer.params["W"] = ...``) is checked against it before each forward pass of a model
+        and each optimizer step (``optimizers.check_params``). None for files saved before it.
     dtype : numpy.dtype
         Dtype of the parameters and of every array the layer computes.
     trainable : bool
@@ -72,6 +76,7 @@ class Layer:
     # Class-level defaults, so layers from files saved before these attributes existed load.
     trainable = True
     rng = None
+    param_shapes = None
 
     def __init__(self, name: str | None = None):
         if name is not None and (not isinstance(name, str) or not name):
@@ -105,6 +110,7 @@ class Layer:
         new_params = self.init_params(input_shape, rng)
         self.params = {key: np.asarray(value, dtype=self.dtype) for key, value in new_params.items()}
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self.param_shapes = {key: value.shape for key, value in self.params.items()}
         self.buffers = {key: np.asarray(value, dtype=self.dtype) for key, value in self.buffers.items()}
         self.opt_state = {}
         self.cache = {}
@@ -179,7 +185,11 @@ class Layer:
     def check_output_grad(self, dy, expected_shape: tuple[int, ...]) -> np.ndarray:
         """Validate ``dy`` against the shape ``forward`` produced; return it in our dtype."""
         if not self.cache:
-            raise RuntimeError(f"{self.name}: backward called before forward")
+            raise RuntimeError(
+                f"{self.name}: backward found no forward cache; call forward(x, training=...) right "
+                f"before it. These leave no cache for a backward: predict and evaluate (they keep none "
+                f"of their own), fit and train_step, backward(release_caches=True), copy.deepcopy, "
+                f"pickling and save/load, astype")
         dy = np.asarray(dy)
         if dy.shape != tuple(expected_shape):
             raise ValueError(
@@ -226,6 +236,9 @@ class Layer:
         return {"name": self.name}
 
     def zero_grads(self) -> None:
+        """Set every gradient to 0. Training never needs it: ``backward`` REPLACES ``grads``
+        (PyTorch accumulates into ``.grad``). To accumulate over micro-batches, sum the grads of
+        each backward yourself (``total[name] += layer.grads[name]``) before the step."""
         for value in self.grads.values():
             value.fill(0)
 

@@ -53,18 +53,30 @@ def as_layer(value, owner: str, argument: str, chain_name: str) -> Layer:
     raise TypeError(f"{owner}: {argument} must be a Layer or a list of layers, got {type(value).__name__}")
 
 
+def planned_renames(layers, used: set[str]) -> list[tuple[Layer, str]]:
+    """(layer, new name) for every layer in the tree of ``layers`` whose name is in ``used`` or
+    taken by an earlier layer of the tree: 'conv2d' -> 'conv2d_1'. Renames nothing; ``used``
+    grows with every name the tree will have."""
+    renames = []
+    for layer in iter_layers(layers):
+        name = layer.name
+        if name in used:
+            k = 1
+            while f"{name}_{k}" in used:
+                k += 1
+            name = f"{name}_{k}"
+            renames.append((layer, name))
+        used.add(name)
+    return renames
+
+
 def rename_duplicates(layers, used: set[str]) -> None:
     """Give every layer in the tree of ``layers`` a name not in ``used``: 'conv2d' -> 'conv2d_1'.
 
-    ``used`` grows with the names given; ``Sequential.add`` calls this with the model's names.
+    ``used`` grows with the names given (``planned_renames``).
     """
-    for layer in iter_layers(layers):
-        if layer.name in used:
-            base, k = layer.name, 1
-            while f"{base}_{k}" in used:
-                k += 1
-            layer.name = f"{base}_{k}"
-        used.add(layer.name)
+    for layer, name in planned_renames(layers, used):
+        layer.name = name
 
 
 def _describe(spec) -> str:

@@ -188,6 +188,10 @@ class Conv2D(ConvBase):
 
     The layer is built for a channel count C; it accepts any height and width in which the
     (dilated) kernel fits (a Sequential model still fixes the input shape).
+
+    Do not change ``params`` between a forward and its backward (an optimizer step, set_weights):
+    the winograd backend keeps the transformed kernel U from the forward, the others read W
+    again, so the input gradients would differ by backend.
     """
 
     groups = 1  # class default: a Conv2D saved before groups existed loads as an ungrouped one
