@@ -432,3 +432,24 @@ def test_the_command_line_says_its_own_way_to_overwrite_and_name_the_exercise(tm
     assert "give the name (scratchnet exercise check FILE --name NAME; check(FILE, name) in Python)" in out
     assert "got None" not in out
     assert cli.main(["exercise", "check", str(headless), "--name", "relu"]) == 0
+
+
+def test_an_infinite_loss_is_log_of_zero_and_a_nan_loss_is_exp_overflow(tmp_path):
+    """/tmp/numerics/naive_logp.py: the row maximum subtracted, then np.log(softmax): inf, not NaN."""
+    log_of_softmax = wrong_solution(tmp_path, "softmax_cross_entropy",
+                                    ("log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))",
+                                     "log_p = np.log(np.exp(shifted) / np.exp(shifted).sum(axis=1, "
+                                     "keepdims=True))"))
+    with np.errstate(divide="ignore"):
+        case = check(log_of_softmax).cases[2]
+    assert case.messages[0].startswith("forward: your loss inf, expected ")
+    assert case.messages[0].endswith("(log(0): a probability underflowed to 0; compute log p = z - max(z) - "
+                                      "log(sum exp(z - max(z))) directly, not log(softmax(z)))")
+    no_shift = wrong_solution(tmp_path, "softmax_cross_entropy",  # exp(1000) / exp(1000) = inf / inf
+                              ("shifted = logits - logits.max(axis=1, keepdims=True)", "shifted = logits"),
+                              ("log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))",
+                               "log_p = np.log(np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True))"))
+    with np.errstate(all="ignore"):
+        case = check(no_shift).cases[2]
+    assert case.messages[0].startswith("forward: your loss nan, expected ")
+    assert case.messages[0].endswith("(exp overflowed: subtract the row maximum before exp)")
