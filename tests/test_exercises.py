@@ -448,7 +448,8 @@ def test_an_infinite_loss_is_log_of_zero_and_a_nan_loss_is_exp_overflow(tmp_path
     no_shift = wrong_solution(tmp_path, "softmax_cross_entropy",  # exp(1000) / exp(1000) = inf / inf
                               ("shifted = logits - logits.max(axis=1, keepdims=True)", "shifted = logits"),
                               ("log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))",
-                               "log_p = np.log(np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True))"))
+                               "log_p = np.log(np.exp(shifted) / np.exp(shifted).sum(axis=1, "
+                               "keepdims=True))"))
     with np.errstate(all="ignore"):
         case = check(no_shift).cases[2]
     assert case.messages[0].startswith("forward: your loss nan, expected ")

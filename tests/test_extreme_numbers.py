@@ -1,0 +1,86 @@
+"""Numbers at the extremes: infinite and near-overflow logits, gradients and scores, against torch
+(the numerics reviewer's /tmp/numerics scripts) and hand-worked limits."""
+
+import math
+
+import numpy as np
+import pytest
+
+from scratchnet.losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError
+
+EXTREME_LOGITS = [[1e4, -1e4, 0], [88.0, -88.0, 0.0], [1e30, -1e30, 0.0], [3e38, -3e38, 0.0],
+                  [0.0, -np.inf, 1.0], [-1e30, -1e30, -1e30]]
+
+
+def torch_cross_entropy(torch, logits, labels, smoothing):
+    """torch's mean cross-entropy and its gradient for (N, K) logits, (N,) labels."""
+    z = torch.tensor(logits, requires_grad=True)
+    value = torch.nn.functional.cross_entropy(z, torch.tensor(labels), label_smoothing=smoothing)
+    value.backward()
+    return value.item(), z.grad.numpy()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("logits", EXTREME_LOGITS)
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_with_infinite_log_probs_matches_torch(dtype, logits, smoothing):
+    """A class whose target is 0 adds 0 even where its log p is -inf (0 * -inf was NaN): a -inf
+    logit, or float32's 0 - 3e38 - 3e38 = -inf. Loss and gradient as torch's, for every label."""
+    torch = pytest.importorskip("torch")
+    z = np.array([logits], dtype)
+    for label in range(3):
+        expected_value, expected_grad = torch_cross_entropy(torch, z, np.array([label]), smoothing)
+        for y in (np.array([label]), np.eye(3, dtype=dtype)[[label]]):  # integer labels and one-hot
+            loss = CrossEntropy(label_smoothing=smoothing)
+            with np.errstate(all="ignore"):
+                value = loss.forward(z, y)
+            assert value == pytest.approx(expected_value, rel=1e-6), (label, value, expected_value)
+            np.testing.assert_allclose(loss.backward(), expected_grad, rtol=1e-6, atol=1e-7)
+
+
+def test_cross_entropy_zero_weight_class_at_minus_infinity_hand_worked():
+    # z = [0, -inf, 1], label 0: L = log(e^0 + e^1) - 0 = log(1 + e)
+    value = CrossEntropy().forward(np.array([[0.0, -np.inf, 1.0]]), np.array([0]))
+    assert value == pytest.approx(math.log(1 + math.e), rel=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_perfect_cross_entropy_is_plus_zero(dtype):
+    """-(sum of 1 * 0.0) is -0.0, printed "-0.0000": the loss returns +0.0."""
+    for weights in (None, np.array([2.0])):
+        value = CrossEntropy().forward(np.array([[1e4, 0.0, 0.0]], dtype), np.array([0]), weights=weights)
+        assert value == 0.0 and math.copysign(1.0, value) == 1.0
+        assert f"{value:.4f}" == "0.0000"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_cross_entropy_at_infinite_logits(dtype):
+    """-t log s(z) - (1 - t) log(1 - s(z)): z = +inf, t = 0 is inf (torch: inf; was NaN from inf * 0);
+    z = -inf, t = 0 is 0 (the limit; torch gives NaN); z = -inf, t = 1 is inf."""
+    logits = np.array([[np.inf], [-np.inf], [-np.inf]], dtype)
+    targets = np.array([[0.0], [0.0], [1.0]], dtype)
+    per_sample = []
+    for z, t in zip(logits, targets):
+        with np.errstate(all="ignore"):
+            per_sample.append(BinaryCrossEntropy().forward(z[None], t[None]))
+    assert per_sample == [math.inf, 0.0, math.inf]
+    loss = BinaryCrossEntropy()
+    loss.forward(logits, targets)
+    np.testing.assert_array_equal(loss.backward(), (np.array([[1.0], [0.0], [-1.0]]) / 3).astype(dtype))
+
+
+@pytest.mark.torch
+def test_mse_gradient_of_huge_differences_is_finite_as_torch():
+    """2 * diff / size overflowed for diff = 2e38 in float32 (inf); diff * (2 / size) is torch's 3.33e37."""
+    torch = pytest.importorskip("torch")
+    logits, targets = np.full((4, 3), 1e38, np.float32), np.full((4, 3), -1e38, np.float32)
+    for weights in (None, np.ones(4)):
+        loss = MeanSquaredError()
+        with np.errstate(over="ignore"):
+            loss.forward(logits, targets, weights=weights)
+        z = torch.tensor(logits, requires_grad=True)
+        torch.nn.functional.mse_loss(z, torch.tensor(targets)).backward()
+        grad = loss.backward()
+        assert np.all(np.isfinite(grad))
+        np.testing.assert_allclose(grad, z.grad.numpy(), rtol=1e-7)
