@@ -6,7 +6,9 @@ import math
 import numpy as np
 import pytest
 
+from scratchnet.layers import Dense
 from scratchnet.losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError
+from scratchnet.optimizers import Adam, AdamW
 
 EXTREME_LOGITS = [[1e4, -1e4, 0], [88.0, -88.0, 0.0], [1e30, -1e30, 0.0], [3e38, -3e38, 0.0],
                   [0.0, -np.inf, 1.0], [-1e30, -1e30, -1e30]]
@@ -84,3 +86,34 @@ def test_mse_gradient_of_huge_differences_is_finite_as_torch():
         grad = loss.backward()
         assert np.all(np.isfinite(grad))
         np.testing.assert_allclose(grad, z.grad.numpy(), rtol=1e-7)
+
+
+def adam_steps(optimizer, start, gradients):
+    """The float32 weights (4,) of a Dense(4) on one input after one optimizer step per gradient."""
+    layer = Dense(4)
+    layer.build((1,), dtype="float32")
+    layer.params["W"][...] = start.reshape(1, 4)
+    for gradient in gradients:
+        layer.grads = {"W": gradient.reshape(1, 4), "b": np.zeros(4, np.float32)}
+        optimizer.step([layer])
+    return layer.params["W"].ravel()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("size", [1e20, 5e20])
+@pytest.mark.parametrize("make_pair", [
+    lambda torch, p: (Adam(), torch.optim.Adam(p)),
+    lambda torch, p: (AdamW(), torch.optim.AdamW(p))])
+def test_adam_second_moment_of_huge_float32_gradients_as_torch(make_pair, size):
+    """v += (1 - b2) g g in torch's order: g * g first overflowed float32 from 1.8e19 (v = inf, step 0)."""
+    torch = pytest.importorskip("torch")
+    start = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
+    gradients = [np.full(4, size, np.float32), np.full(4, -size / 2, np.float32)]
+    param = torch.nn.Parameter(torch.tensor(start))
+    ours, theirs = make_pair(torch, [param])
+    for gradient in gradients:
+        param.grad = torch.tensor(gradient)
+        theirs.step()
+    mine = adam_steps(ours, start, gradients)
+    assert np.all(mine != start)  # the step moved every weight (it was silently 0)
+    np.testing.assert_allclose(mine, param.detach().numpy(), rtol=2e-6)
