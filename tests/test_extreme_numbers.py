@@ -117,3 +117,35 @@ def test_adam_second_moment_of_huge_float32_gradients_as_torch(make_pair, size):
     mine = adam_steps(ours, start, gradients)
     assert np.all(mine != start)  # the step moved every weight (it was silently 0)
     np.testing.assert_allclose(mine, param.detach().numpy(), rtol=2e-6)
+
+
+def test_top_k_ranks_nan_scores_as_argmax_does():
+    """NaN counts as the largest score (np.argmax, accuracy, torch.topk); argpartition took it for the
+    smallest, so a NaN row's top-k held the finite scores and could score a hit."""
+    from scratchnet import metrics
+    scores = np.array([[np.nan, 5.0, 1.0, 0.0],    # NaN largest: top-2 = {0, 1}
+                       [1.0, np.nan, 3.0, np.nan],  # NaNs first, by index: top-2 = {1, 3}
+                       [np.nan] * 4,               # all NaN: top-1 = {0}, as argmax
+                       [2.0, 2.0, 1.0, np.inf]])   # top-2 = {3, 0}: a tie goes to the first index
+    assert metrics.top_k_accuracy([0, 1, 0, 0], scores, k=1) == 0.75  # row 3's argmax is 3
+    assert metrics.top_k_accuracy([1, 3, 0, 0], scores, k=2) == 1.0
+    assert metrics.top_k_accuracy([2, 2, 2, 1], scores, k=2) == 0.0
+    labels = np.array([1, 0, 3, 2])
+    assert metrics.top_k_accuracy(labels, scores, k=1) == metrics.accuracy(labels, np.argmax(scores, axis=1))
+
+
+@pytest.mark.torch
+def test_top_k_matches_torch_topk_with_a_nan_column():
+    torch = pytest.importorskip("torch")
+    from scratchnet import metrics
+    rng = np.random.default_rng(0)
+    scores = np.where(np.arange(10) == 3, np.nan, rng.standard_normal((200, 10))).astype(np.float32)
+    labels = rng.integers(0, 10, 200)
+    for k in (1, 2, 5):
+        hits = (torch.tensor(scores).topk(k, dim=1).indices == torch.tensor(labels)[:, None]).any(dim=1)
+        assert metrics.top_k_accuracy(labels, scores, k) == pytest.approx(hits.double().mean().item(), abs=0)
+
+
+def test_top_k_of_unsigned_integer_scores():
+    from scratchnet import metrics
+    assert metrics.top_k_accuracy([0, 2], np.array([[200, 10, 0], [0, 1, 255]], np.uint8), k=1) == 1.0
