@@ -149,3 +149,22 @@ def test_top_k_matches_torch_topk_with_a_nan_column():
 def test_top_k_of_unsigned_integer_scores():
     from scratchnet import metrics
     assert metrics.top_k_accuracy([0, 2], np.array([[200, 10, 0], [0, 1, 255]], np.uint8), k=1) == 1.0
+
+
+def test_one_cycle_without_a_warm_up_step_is_refused_when_made():
+    """pct_start * total_steps = 1: phase 1 ends at step 0 and step 0 computed 0 / 0 (a bare
+    ZeroDivisionError at the first step, as torch's OneCycleLR)."""
+    from scratchnet.schedules import OneCycle
+    with pytest.raises(ValueError, match=r"^OneCycle: pct_start \* total_steps = 0.25 \* 4 = 1 gives the "
+                                         r"warm-up phase no length .* make pct_start larger than "
+                                         r"1 / total_steps = 0.25, or total_steps larger$"):
+        OneCycle(0.1, total_steps=4, pct_start=0.25)
+    for total, pct in ((4, 0.3), (4, 0.2), (1, 0.5), (10, 0.11)):  # either side of 1: every step a number
+        schedule = OneCycle(0.1, total_steps=total, pct_start=pct)
+        assert all(math.isfinite(schedule(step)) for step in range(total + 1))
+
+
+def test_linear_warmup_default_first_step_is_zero_and_says_so():
+    from scratchnet.schedules import LinearWarmup
+    assert LinearWarmup(0.1, 5)(0) == 0.0 and LinearWarmup(0.1, 5)(1) == pytest.approx(0.02, rel=1e-15)
+    assert "refuses start_factor=0" in LinearWarmup.__doc__
