@@ -18,6 +18,7 @@ are in ``option_checks.py``, with the rule for which exception they raise.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from contextlib import contextmanager
 
@@ -216,13 +217,30 @@ def non_finite_rows(x) -> np.ndarray:
     return np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
 
 
+_this_thread = threading.local()  # .non_finite_said: inside non_finite_already_said() in this thread
+
+
+@contextmanager
+def non_finite_already_said():
+    """Around fit's evaluate of its validation data: ``warn_non_finite`` stays quiet in this thread
+    (fit warned once, before the first epoch, in row numbers of x). A flag of this thread only,
+    not a ``warnings`` filter: ``warnings.catch_warnings`` swaps the filters of the whole process,
+    and two fits in two threads restoring them out of order left an "ignore" behind for good."""
+    said_before = getattr(_this_thread, "non_finite_said", False)
+    _this_thread.non_finite_said = True
+    try:
+        yield
+    finally:
+        _this_thread.non_finite_said = said_before
+
+
 def warn_non_finite(x, owner: str, consequence: str = "their outputs will be NaN", what: str = "the input",
                     first_row: int = 0, stacklevel: int = 4) -> None:
     """Warn (once per call) when ``x`` (N, ...) holds NaN or inf: how many samples, the first one's
     index (counted from ``first_row``: a validation split's rows are the last rows of fit's x) and
     what will happen (``consequence``). One pass over x (``np.isfinite(x).all()``); more only
-    when it fails."""
-    if np.isfinite(x).all():
+    when it fails. Nothing inside ``non_finite_already_said()``."""
+    if getattr(_this_thread, "non_finite_said", False) or np.isfinite(x).all():
         return
     bad_samples = non_finite_rows(x)
     warnings.warn(

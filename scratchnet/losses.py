@@ -174,9 +174,10 @@ class CrossEntropy(Loss):
             t = (1 - smoothing) * t + smoothing / logits.shape[1]   # t = (1 - e) t + e / K
         log_probs = log_softmax(logits)  # z - logsumexp(z), shifted by max(z): no overflow, no log(0)
         self.cache = {"log_probs": log_probs, "t": t, "w": w}
+        per_class = _target_times(t, log_probs)  # t * log p
         if w is not None:
-            return float(-(w * t * log_probs).sum() / logits.shape[0])  # mean_n w_n L_n
-        return float(-(t * log_probs).sum() / logits.shape[0])
+            return float(-(w * per_class).sum() / logits.shape[0]) + 0.0  # mean_n w_n L_n
+        return float(-per_class.sum() / logits.shape[0]) + 0.0  # + 0.0: a perfect fit is 0.0, not -0.0
 
     def backward(self):
         log_probs, t = self.cache["log_probs"], self.cache["t"]
@@ -192,6 +193,14 @@ class CrossEntropy(Loss):
     def __repr__(self):
         smoothing = getattr(self, "label_smoothing", 0.0)
         return f"CrossEntropy(label_smoothing={smoothing:g})" if smoothing else "CrossEntropy()"
+
+
+def _target_times(t, values):
+    """t * values (same shape), counted only where t > 0: a target of 0 adds exactly 0 even where
+    the value is infinite, where 0 * inf would be NaN. In the cross-entropy, a class the target gives
+    no weight has log p = -inf for a -inf logit (or a float32 shift z - max(z) that overflowed); in
+    the binary cross-entropy z * t has z = +inf. torch's losses give the finite (or inf) loss too."""
+    return np.multiply(t, values, out=np.zeros_like(values), where=t > 0)
 
 
 class MeanSquaredError(Loss):
@@ -213,7 +222,8 @@ class MeanSquaredError(Loss):
     def backward(self):
         diff = self.cache["diff"]
         w = self.cache.get("w")
-        return 2 * diff / diff.size if w is None else 2 * w * diff / diff.size
+        scale = 2 / diff.size  # 2 / size first: 2 * diff overflows for |diff| > 1.7e38 (float32)
+        return diff * scale if w is None else w * diff * scale
 
 
 class BinaryCrossEntropy(Loss):
@@ -245,7 +255,7 @@ class BinaryCrossEntropy(Loss):
                              f"classes use loss='cross_entropy' with one output per class")
         w = self._sample_weights(weights, logits)
         # log(1 + exp(-|z|)) never overflows; max(z, 0) - z t completes the stable form
-        elementwise = np.maximum(logits, 0) - logits * t + np.log1p(np.exp(-np.abs(logits)))
+        elementwise = np.maximum(logits, 0) - _target_times(t, logits) + np.log1p(np.exp(-np.abs(logits)))
         self.cache = {"logits": logits, "t": t, "w": w}
         return float(np.mean(elementwise if w is None else w * elementwise))
 

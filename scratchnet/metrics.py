@@ -79,15 +79,30 @@ def accuracy(y_true, y_pred) -> float:
 
 
 def top_k_accuracy(y_true, logits, k: int = 5) -> float:
-    """Fraction of samples whose true class is among the k largest logits."""
+    """Fraction of samples whose true class is among the k largest logits (N, K).
+
+    Ranked as ``argmax`` ranks them, so that k = 1 is exactly ``accuracy(y_true, argmax)``: a NaN
+    score counts as the largest (as in ``predictions``, ``CrossEntropy.accuracy`` and torch.topk; a
+    diverged model's NaN rows are wrong, not lucky), and equal scores rank by class index, first first.
+    """
     y_true, logits = _labels(y_true, "y_true", "top_k_accuracy"), np.asarray(logits)
     if logits.ndim != 2 or len(logits) != len(y_true):
         raise ValueError(f"top_k_accuracy: logits must have shape ({len(y_true)}, n_classes), "
                          f"got {logits.shape}")
     if not 1 <= k <= logits.shape[1]:
         raise ValueError(f"top_k_accuracy: k must be between 1 and {logits.shape[1]}, got {k}")
-    top_k = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    top_k = _descending_order(logits)[:, :k]
     return float(np.mean(np.any(top_k == y_true[:, None], axis=1))) if len(y_true) else 0.0
+
+
+def _descending_order(scores):
+    """Class indices (N, K) of each row from the largest score down: NaN first (as np.argmax takes
+    NaN for the maximum), then the numbers from the largest down, ties by index (a stable sort)."""
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)  # -score of uint8 scores would wrap around (-200 -> 56)
+    is_nan = np.isnan(scores)
+    negated = np.where(is_nan, 0, -scores)  # ascending -score = descending score; NaN ranked by is_nan
+    return np.lexsort((negated, ~is_nan), axis=1)  # the LAST key sorts first: ~is_nan is False for NaN
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:

@@ -236,8 +236,8 @@ class Adam(Optimizer):
         scratch = np.multiply(grad, 1 - self.beta1, dtype=param.dtype)
         m *= self.beta1
         m += scratch                                      # m = b1 m + (1 - b1) g
-        np.multiply(grad, grad, out=scratch)
-        scratch *= 1 - self.beta2
+        np.multiply(grad, 1 - self.beta2, out=scratch)   # (1 - b2) g first, then times g: torch's
+        scratch *= grad                                   # order; g * g overflows float32 from 1.8e19
         v *= self.beta2
         v += scratch                                      # v = b2 v + (1 - b2) g^2
         # lr m_hat / (sqrt(v_hat) + eps) = (lr sqrt(b2c) / b1c) m / (sqrt(v) + eps sqrt(b2c)),

@@ -137,6 +137,10 @@ class LinearWarmup:
 
     Equals torch's ``SequentialLR([LinearLR(start_factor, total_iters=W), after], milestones=[W])``.
     ``after`` may be a number (a constant learning rate after the ramp).
+    With the default ``start_factor=0`` the first step's learning rate is exactly 0: that step
+    leaves the weights unchanged (its gradient still enters momentum, Adam's m and v). torch's
+    LinearLR refuses start_factor=0 (it asks 0 < start_factor <= 1); pass e.g. 1 / warmup_steps
+    for a first step that moves.
     """
 
     def __init__(self, after, warmup_steps: int, start_factor: float = 0.0):
@@ -176,6 +180,17 @@ class OneCycle:
         self.pct_start = check_real(pct_start, "pct_start", "OneCycle", above=0, below=1)
         self.div_factor = check_real(div_factor, "div_factor", "OneCycle", above=0)
         self.final_div_factor = check_real(final_div_factor, "final_div_factor", "OneCycle", above=0)
+        self._check_warm_up_has_length()
+
+    def _check_warm_up_has_length(self):
+        """Phase 1 ends at step P = pct_start * total - 1; P = 0 makes step 0's fraction 0 / 0."""
+        if float(self.pct_start * self.total_steps) != 1:
+            return
+        raise ValueError(f"OneCycle: pct_start * total_steps = {self.pct_start:g} * {self.total_steps} = 1 "
+                         f"gives the warm-up phase no length (it would end at step pct_start * "
+                         f"total_steps - 1 = 0, and its fraction step / 0 at step 0 is 0 / 0; torch's "
+                         f"OneCycleLR raises ZeroDivisionError there); make pct_start larger than "
+                         f"1 / total_steps = {1 / self.total_steps:g}, or total_steps larger")
 
     @staticmethod
     def _anneal(start, end, fraction):

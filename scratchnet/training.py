@@ -41,7 +41,7 @@ import warnings
 
 import numpy as np
 
-from .input_checks import check_callbacks, check_not_empty, warn_non_finite
+from .input_checks import check_callbacks, check_not_empty, non_finite_already_said, warn_non_finite
 from .kernels.workspace import keep_freed_memory
 from .layers.base import iter_layers
 from .losses import check_takes_weights
@@ -356,7 +356,8 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     history = history if history is not None else History()
     if first < last:
         _warn_interrupted_epoch(model)
-    model.stop_training = False
+    outer_stop_training = model.__dict__.get("stop_training")  # set: this fit runs inside another's
+    model.stop_training = False                                 # callback (on this same model)
     n_steps = math.ceil(len(x) / batch_size)
     logs = {}
     try:
@@ -370,7 +371,9 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
                 break
         _call(callbacks, "on_train_end", dict(logs))
     finally:
-        model.__dict__.pop("stop_training", None)  # a flag for this call only
+        model.__dict__.pop("stop_training", None)  # a flag for this call only; an outer fit's flag
+        if outer_stop_training is not None:         # is as this fit found it
+            model.stop_training = outer_stop_training
     return history
 
 
@@ -423,8 +426,7 @@ def _run_epoch(model, x, y, weights, epoch, title, n_steps, batch_size, shuffle,
         if bar:
             bar.update(step + 1, logs)
     if validation_data is not None:
-        with warnings.catch_warnings():  # said once, before the first epoch, in row numbers of x
-            warnings.filterwarnings("ignore", message=r".* holds NaN or inf in ", category=UserWarning)
+        with non_finite_already_said():  # said once, before the first epoch, in row numbers of x
             val = model.evaluate(*validation_data)
         logs.update({f"val_{key}": value for key, value in val.items()})
     model.epochs_trained += 1

@@ -2,6 +2,8 @@
 (float64), a model trained with 2 workers equals one trained with 1, and it still pickles.
 No timing is asserted (speed: benchmarks/README.md #15)."""
 
+import multiprocessing
+import os
 import pickle
 import threading
 import time
@@ -184,3 +186,84 @@ def test_two_threads_starting_kernels_at_once_make_one_pool(serial_afterwards, m
         pool.shutdown()
     assert results == [[10, 20, 30], [10, 20, 30]]
     assert len(made) == 1
+
+
+def times_ten_in_chunks(queue):
+    """In a forked child: map_chunks on 2 workers, its result sent back on ``queue``."""
+    queue.put(chunk_workers.map_chunks(lambda chunk, scratch: chunk * 10, [1, 2, 3], workspace=None))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_process_forked_after_the_pool_started_runs_its_kernels(serial_afterwards):
+    """/tmp/reentrant/t4_fork.py: the child has the pool object but not its threads; a job
+    submitted to it waited forever. The child now makes its own pool."""
+    def slow_job(chunk, scratch):  # the jobs overlap: the pool starts both its threads
+        time.sleep(0.05)
+        return chunk
+
+    chunk_workers.set_kernel_workers(2)
+    assert chunk_workers.map_chunks(slow_job, [1, 2, 3, 4], workspace=None) == [1, 2, 3, 4]
+    fork = multiprocessing.get_context("fork")
+    queue = fork.Queue()
+    child = fork.Process(target=times_ten_in_chunks, args=(queue,))
+    child.start()
+    child.join(20)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+        child.join()
+    assert not hung and child.exitcode == 0
+    assert queue.get(timeout=5) == [10, 20, 30]
+
+
+def test_switching_workers_while_another_thread_submits_loses_no_job(serial_afterwards, monkeypatch):
+    """/tmp/reentrant/t5_switch.py: set_kernel_workers shut the pool down between another thread's
+    finding it and submitting to it (RuntimeError: cannot schedule new futures after shutdown).
+    Here the switch comes exactly in that window; it now waits until the jobs are submitted, and
+    the old pool finishes them."""
+    switches = []
+
+    class PoolSwitchedWhileSubmitting(chunk_workers.ThreadPoolExecutor):
+        def submit(self, *args, **kwargs):
+            if not switches:
+                switches.append(threading.Thread(target=chunk_workers.set_kernel_workers, args=(3,)))
+                switches[0].start()
+                time.sleep(0.2)  # the switch runs now, unless it waits for the submitting to end
+            return super().submit(*args, **kwargs)
+
+    chunk_workers.set_kernel_workers(2)
+    monkeypatch.setattr(chunk_workers, "_pool", None)
+    monkeypatch.setattr(chunk_workers, "ThreadPoolExecutor", PoolSwitchedWhileSubmitting)
+    results = chunk_workers.map_chunks(lambda chunk, scratch: chunk * 10, [1, 2, 3], workspace=None)
+    switches[0].join()
+    assert results == [10, 20, 30] and chunk_workers.kernel_workers() == 3
+    assert chunk_workers.map_chunks(lambda chunk, scratch: -chunk, [1, 2, 3], workspace=None) == [-1, -2, -3]
+
+
+def test_an_interrupt_while_waiting_ends_every_job_before_it_goes_on(serial_afterwards, monkeypatch):
+    """/tmp/reentrant/t9_ctrlc.py: Ctrl-C in map_chunks' wait left the jobs running after it had
+    raised. Now the queued jobs are cancelled and the running ones finish first. (A KeyboardInterrupt
+    raised by a stand-in for wait, not a real SIGINT: one outside pytest.raises would stop pytest.)"""
+    started, finished, interrupts = [], [], []
+    real_wait = chunk_workers.wait
+
+    def interrupted_wait(futures):
+        if not interrupts:
+            interrupts.append("Ctrl-C")
+            while len(started) < 2:  # chunks 0 and 1 running on the two workers, 2 and 3 queued
+                time.sleep(0.01)
+            raise KeyboardInterrupt
+        return real_wait(futures)
+
+    def job(chunk, scratch):
+        started.append(chunk)
+        time.sleep(0.5)
+        finished.append(chunk)
+
+    chunk_workers.set_kernel_workers(2)
+    monkeypatch.setattr(chunk_workers, "wait", interrupted_wait)
+    with pytest.raises(KeyboardInterrupt):
+        chunk_workers.map_chunks(job, [0, 1, 2, 3], workspace=None)
+    assert sorted(finished) == [0, 1]  # the running jobs had finished when it raised
+    time.sleep(0.5)
+    assert sorted(finished) == [0, 1]  # and the queued ones never started

@@ -432,3 +432,33 @@ def test_the_command_line_says_its_own_way_to_overwrite_and_name_the_exercise(tm
     assert "give the name (scratchnet exercise check FILE --name NAME; check(FILE, name) in Python)" in out
     assert "got None" not in out
     assert cli.main(["exercise", "check", str(headless), "--name", "relu"]) == 0
+
+
+def test_an_infinite_loss_is_log_of_zero_and_a_nan_loss_is_exp_overflow(tmp_path):
+    """/tmp/numerics/naive_logp.py: the row maximum subtracted, then np.log(softmax): inf, not NaN."""
+    log_of_softmax = wrong_solution(tmp_path, "softmax_cross_entropy",
+                                    ("log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))",
+                                     "log_p = np.log(np.exp(shifted) / np.exp(shifted).sum(axis=1, "
+                                     "keepdims=True))"))
+    with np.errstate(divide="ignore"):
+        case = check(log_of_softmax).cases[2]
+    assert case.messages[0].startswith("forward: your loss inf, expected ")
+    infinite_log = ("(an infinite log p: compute log p = z - max(z) - log(sum exp(z - max(z))) as written, "
+                    "the row maximum subtracted inside the exp; log(softmax(z)) is log(0) where a "
+                    "probability underflows to 0)")
+    assert case.messages[0].endswith(infinite_log)
+    log_of_inf = wrong_solution(tmp_path, "softmax_cross_entropy",  # z - log(sum exp(z)) = 1000 - inf
+                                ("shifted = logits - logits.max(axis=1, keepdims=True)", "shifted = logits"))
+    with np.errstate(all="ignore"):
+        case = check(log_of_inf).cases[2]
+    assert case.messages[0].startswith("forward: your loss inf, expected ") and \
+        case.messages[0].endswith(infinite_log)
+    no_shift = wrong_solution(tmp_path, "softmax_cross_entropy",  # exp(1000) / exp(1000) = inf / inf
+                              ("shifted = logits - logits.max(axis=1, keepdims=True)", "shifted = logits"),
+                              ("log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))",
+                               "log_p = np.log(np.exp(shifted) / np.exp(shifted).sum(axis=1, "
+                               "keepdims=True))"))
+    with np.errstate(all="ignore"):
+        case = check(no_shift).cases[2]
+    assert case.messages[0].startswith("forward: your loss nan, expected ")
+    assert case.messages[0].endswith("(exp overflowed: subtract the row maximum before exp)")

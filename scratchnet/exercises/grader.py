@@ -353,8 +353,12 @@ def _loss_value_messages(value, expected, batch_size) -> list[str]:
         hint = " (a factor 1/N: the mean over the batch is missing)"
     elif np.isfinite(value) and abs(value / batch_size - expected) < 1e-8 * abs(expected):
         hint = " (a factor N: divide by the batch size)"
-    elif not np.isfinite(value):
-        hint = " (overflow or log(0): subtract the row maximum before exp)"
+    elif np.isinf(value):  # log(0) of an underflowed softmax, or log(inf) of exp without the shift
+        hint = (" (an infinite log p: compute log p = z - max(z) - log(sum exp(z - max(z))) as written, "
+                "the row maximum subtracted inside the exp; log(softmax(z)) is log(0) where a "
+                "probability underflows to 0)")
+    elif np.isnan(value):  # exp(1000) = inf, then inf / inf = NaN
+        hint = " (exp overflowed: subtract the row maximum before exp)"
     return [f"forward: your loss {value:.10g}, expected {expected:.10g}{hint}"]
 
 

@@ -29,6 +29,7 @@ beside a 2-thread BLAS in the same rounds made it lose everywhere (OpenBLAS's se
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -59,12 +60,14 @@ def set_kernel_workers(n: int) -> int:
     if n > 1:
         from ..blas_threads import set_blas_threads
         set_blas_threads(1)
-    with _pool_lock:
+    old_pool = None
+    with _pool_lock:  # map_chunks submits under this lock: it never submits to a pool shut down here
         if _pool is not None and n != _workers:
-            _pool.shutdown(wait=True)
-            _pool = None
+            old_pool, _pool = _pool, None
         _workers = int(n)
-    return _workers
+    if old_pool is not None:
+        old_pool.shutdown(wait=False)  # its jobs already queued still run; its threads then exit
+    return int(n)
 
 
 def sum_in_chunk_order(shares) -> np.ndarray:
@@ -81,25 +84,51 @@ def map_chunks(job, chunks, workspace) -> list:
 
     One worker: in the calling thread with ``workspace``. More: on the pool, each job with its
     worker thread's ``shared_workspace()``. Every job has finished before this returns or raises
-    (a failed chunk raises its error, the first in chunk order, only then): no job still writes
+    (a failed chunk raises its error, the first in chunk order, only then; a Ctrl-C while waiting
+    cancels the jobs not started and raises once the running ones end): no job still writes
     into the kernel's arrays or a worker's scratch after the caller has moved on.
     """
     if _workers == 1 or len(chunks) == 1:
         return [job(chunk, workspace) for chunk in chunks]
-    pool = _the_pool()
-    futures = [pool.submit(_with_own_scratch, job, chunk) for chunk in chunks]
-    wait(futures)
+    futures = _submit_to_the_pool(job, chunks)
+    try:
+        wait(futures)
+    except BaseException:  # KeyboardInterrupt in wait: the jobs not started never start, and
+        for future in futures:  # the running ones finish before the interrupt goes on
+            future.cancel()
+        wait(futures)
+        raise
     return [future.result() for future in futures]
 
 
-def _the_pool() -> ThreadPoolExecutor:
-    """The pool of ``kernel_workers()`` threads, made on first use (under a lock: two threads
-    running kernels at once must share one pool)."""
-    global _pool
+def _submit_to_the_pool(job, chunks) -> list:
+    """One future per chunk, submitted under the lock that ``set_kernel_workers`` swaps the pool
+    under: another thread cannot shut this pool down between finding it and submitting to it."""
     with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(_workers, thread_name_prefix="scratchnet-chunks")
-        return _pool
+        pool = _the_pool()
+        return [pool.submit(_with_own_scratch, job, chunk) for chunk in chunks]
+
+
+def _the_pool() -> ThreadPoolExecutor:
+    """The pool of ``kernel_workers()`` threads, made on first use. The caller holds
+    ``_pool_lock``: two threads running kernels at once must share one pool."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_workers, thread_name_prefix="scratchnet-chunks")
+    return _pool
+
+
+def _forget_the_pool_in_a_forked_child():
+    """A process forked (multiprocessing's "fork", os.fork) copies the pool object but not its
+    threads, and maybe the lock held by a thread that does not exist in the child: a job submitted
+    there would wait forever. The child starts without a pool (made again on first use)."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_forget_the_pool_in_a_forked_child)
 
 
 def _with_own_scratch(job, chunk):

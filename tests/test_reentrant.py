@@ -1,0 +1,103 @@
+"""fit from several threads and from inside its own callbacks (the reentrant reviewer's
+/tmp/reentrant scripts): what one fit does must not leak into the process or into an outer fit."""
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import scratchnet as sn
+from scratchnet.callbacks import Callback
+from scratchnet.input_checks import non_finite_already_said, warn_non_finite
+from scratchnet.layers import Dense, Flatten
+
+
+def data(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 4, 4, 1)).astype("float32"), rng.integers(0, 2, size=n)
+
+
+def mlp():
+    layers = [Flatten(), Dense(3, activation="relu"), Dense(2)]
+    return sn.Sequential(layers, input_shape=(4, 4, 1), seed=0).compile("adam").build()
+
+
+def test_fit_validates_without_touching_the_process_warnings_filters():
+    """t14: fit wrapped validation in warnings.catch_warnings() + an 'ignore' filter, which swaps
+    the filters of the whole process: fits in two threads restored them out of order and left
+    the 'ignore' behind, so later NaN warnings of every thread vanished. Validation's evaluate
+    now runs under the global filters as they are; the NaN is still said once, not per epoch."""
+    x, y = data()
+    x_val, y_val = data(n=6, seed=1)
+    x_val[2, 0, 0, 0] = np.nan
+    model = mlp()
+    filters_seen = []
+    evaluate = model.evaluate
+
+    def evaluate_seeing_the_filters(*args, **kwargs):
+        filters_seen.append(list(warnings.filters))
+        return evaluate(*args, **kwargs)
+
+    model.evaluate = evaluate_seeing_the_filters  # an instance attribute: fit calls this one
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+        warnings.simplefilter("always")
+        filters_outside = list(warnings.filters)
+        history = model.fit(x, y, epochs=2, batch_size=4, verbose=0, validation_data=(x_val, y_val))
+    del model.evaluate
+    assert filters_seen == [filters_outside, filters_outside]
+    assert [str(w.message).split(";")[0] for w in caught] == [
+        "sequential: validation_data holds NaN or inf in 1 sample(s) of 6, the first at index 2"]
+    assert np.isnan(history["val_loss"]).all()
+
+
+def test_quiet_validation_in_one_thread_leaves_another_threads_warnings():
+    """The flag is the thread's own: another thread's NaN input warns meanwhile, and afterwards."""
+    inside, release = threading.Event(), threading.Event()
+
+    def validating():
+        with non_finite_already_said():
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=validating)
+    thread.start()
+    inside.wait(10)
+    try:
+        with pytest.warns(UserWarning, match=r"^m: the input holds NaN or inf in 1 sample\(s\) of 1"):
+            warn_non_finite(np.array([[np.nan]]), "m")
+    finally:
+        release.set()
+        thread.join()
+    with non_finite_already_said(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_non_finite(np.array([[np.nan]]), "m")  # quiet in its own thread
+    with pytest.warns(UserWarning, match=r"^m: the input holds NaN"):
+        warn_non_finite(np.array([[np.nan]]), "m")  # and said again once it ends
+
+
+class FitAgainInside(Callback):
+    """At the end of the first epoch, fit the same model on a few rows (after ``stop`` sets
+    stop_training, if given)."""
+
+    def __init__(self, x, y, stop=False):
+        self.x, self.y, self.stop = x, y, stop
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            if self.stop:
+                self.model.stop_training = True
+            self.model.fit(self.x[:4], self.y[:4], epochs=1, batch_size=2, verbose=0)
+
+
+@pytest.mark.parametrize("stop, outer_epochs", [(False, 3), (True, 1)])
+def test_fit_from_inside_a_callback_of_fit_on_the_same_model(stop, outer_epochs):
+    """t6: the inner fit popped stop_training at its end, and the outer fit then failed with
+    AttributeError 'stop_training'. The outer fit's flag is now as the inner fit found it: False
+    (3 epochs run), or True when the callback asked to stop before fitting again (1 epoch)."""
+    x, y = data()
+    model = mlp()
+    history = model.fit(x, y, epochs=3, batch_size=4, verbose=0, callbacks=[FitAgainInside(x, y, stop)])
+    assert history.epoch == [1, 3, 4][:outer_epochs]  # epoch 2 was the inner fit's
+    assert model.epochs_trained == outer_epochs + 1
+    assert "stop_training" not in model.__dict__  # a flag for the call only, after both
