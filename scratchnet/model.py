@@ -15,7 +15,7 @@ import numpy as np
 
 from . import input_checks as checks
 from . import inspect as _inspect
-from . import layer_tree, option_checks
+from . import layer_tree, one_thread, option_checks
 from . import weights as weights_module
 from .layers.base import Layer, iter_layers
 from .losses import check_takes_weights, get_loss
@@ -177,6 +177,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ passes
     def forward(self, x, training=False) -> np.ndarray:
+        one_thread.refuse_other_threads(self, "forward")
         return self._run_layers(self._prepare_input(x, check_range=False), training)
 
     def _run_layers(self, out, training=False, keep_caches=True) -> np.ndarray:
@@ -248,6 +249,7 @@ class Sequential:
         """
         if self.loss is None:
             raise RuntimeError(f"{self.name}: call compile(optimizer, loss) before evaluate")
+        one_thread.refuse_other_threads(self, "evaluate")
         batch_size = option_checks.check_count(batch_size, "batch_size", self.name, 1)
         x = self._prepare_input(x)
         checks.check_not_empty(x, self.name, "evaluate: x")
@@ -273,6 +275,7 @@ class Sequential:
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Output of the last layer (logits if the model ends without softmax). The forward
         caches stay as predict found them (``layer_tree.caches_kept``): call forward to backward."""
+        one_thread.refuse_other_threads(self, "predict")
         batch_size = option_checks.check_count(batch_size, "batch_size", self.name, 1)
         x = self._prepare_input(x)
         with layer_tree.caches_kept(self.layers):
@@ -376,6 +379,7 @@ class Sequential:
     def save(self, path) -> None:
         """Save architecture, weights, optimizer state and RNG state (see scratchnet.load)."""
         from .serialization import save_model
+        one_thread.refuse_other_threads(self, "save")  # half its layers could be updated meanwhile
         save_model(self, path)
 
     def save_weights(self, path, naming: str = "scratchnet") -> None:
@@ -394,6 +398,7 @@ class Sequential:
         state = self.__dict__.copy()
         state["rng"] = self.rng.bit_generator.state
         state.pop("stop_training", None)  # fit's flag for the current call (a checkpoint mid-fit)
+        state.pop(one_thread.OWNER, None)  # the thread training it now (one_thread.py)
         return state
 
     def __setstate__(self, state):

@@ -101,3 +101,64 @@ def test_fit_from_inside_a_callback_of_fit_on_the_same_model(stop, outer_epochs)
     assert history.epoch == [1, 3, 4][:outer_epochs]  # epoch 2 was the inner fit's
     assert model.epochs_trained == outer_epochs + 1
     assert "stop_training" not in model.__dict__  # a flag for the call only, after both
+
+
+class PauseInFit(Callback):
+    """Holds the training thread after its first batch until ``resume`` is set."""
+
+    def __init__(self):
+        self.paused, self.resume = threading.Event(), threading.Event()
+
+    def on_batch_end(self, batch, logs=None):
+        if not self.paused.is_set():
+            self.paused.set()
+            assert self.resume.wait(timeout=60)
+
+
+def test_a_model_training_in_one_thread_refuses_the_others(tmp_path):
+    """t3c: predict from the notebook while fit runs in a background thread overwrote the layers'
+    caches between the training forward and its backward (weights off by 0.39, no error). Every
+    entry point that runs the layers or reads half-updated weights refuses another thread while
+    fit runs; after fit, every thread may use the model again."""
+    x, y = data()
+    model, pause = mlp(), PauseInFit()
+    trainer = threading.Thread(target=model.fit, args=(x, y),
+                               kwargs={"epochs": 1, "batch_size": 4, "verbose": 0, "callbacks": [pause]},
+                               name="trainer")
+    trainer.start()
+    try:
+        assert pause.paused.wait(timeout=60)
+        calls = {"predict": lambda: model.predict(x), "forward": lambda: model.forward(x, training=True),
+                 "evaluate": lambda: model.evaluate(x, y), "save": lambda: model.save(tmp_path / "m.sn"),
+                 "train_step": lambda: model.train_step(x, y), "fit": lambda: model.fit(x, y, verbose=0)}
+        for what, call in calls.items():
+            with pytest.raises(RuntimeError, match=rf"^sequential is being trained by another thread "
+                                                   rf"\(trainer\); {what} from this thread would "):
+                call()
+        assert not (tmp_path / "m.sn").exists()
+    finally:
+        pause.resume.set()
+        trainer.join(timeout=60)
+    assert model.optimizer.iterations == 3   # the refused train_step and fit took no step
+    assert model.predict(x).shape == (12, 2) and "_training_thread" not in vars(model)
+
+
+def test_the_training_thread_itself_may_predict_evaluate_and_save(tmp_path):
+    """A callback runs in the training thread: it evaluates and saves a checkpoint; the file
+    holds no trace of the thread (it loads and trains anywhere)."""
+    x, y = data()
+    model = mlp()
+
+    class CheckpointAndScore(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.evaluate(x, y)
+            self.model.predict(x)
+            self.model.save(tmp_path / "m.sn")
+
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0, callbacks=[CheckpointAndScore()])
+    loaded = sn.load(tmp_path / "m.sn")
+    assert "_training_thread" not in vars(loaded)
+    worker = threading.Thread(target=loaded.fit, args=(x, y), kwargs={"verbose": 0})
+    worker.start()
+    worker.join(timeout=60)
+    assert loaded.epochs_trained == 2
