@@ -16,6 +16,7 @@ import collections
 import pickle
 import struct
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -113,7 +114,23 @@ def _missing_from_scratchnet(module: str, name: str) -> bool:
     if any(module == excluded or module.startswith(excluded + ".") for excluded in _EXCLUDED_MODULES):
         return False
     namespace = sys.modules.get(module)
-    return namespace is None or name not in vars(namespace)
+    if namespace is None:
+        return not _not_imported_yet(module)
+    return name not in vars(namespace)
+
+
+def _not_imported_yet(module: str) -> bool:
+    """True if ``module`` (a scratchnet.* name) is a module of this scratchnet that nobody has
+    imported yet (e.g. an exercise starter): its file is in the package, no import needed to see."""
+    package_folder = Path(__file__).resolve().parent
+    parts = module.split(".")[1:]  # scratchnet.exercises.starters.relu -> exercises/starters/relu
+    if not parts or not all(part.isidentifier() for part in parts):
+        return False
+    if module in sys.modules or any(module == excluded or module.startswith(excluded + ".")
+                                    for excluded in _EXCLUDED_MODULES):
+        return False  # imported already, or never loadable: importing it would not help
+    path = package_folder.joinpath(*parts)
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def _is_scratchnet_class(cls) -> bool:
@@ -170,6 +187,10 @@ class RestrictedUnpickler(pickle._Unpickler):
         found = self._user_class(module, name) or allowed_global(module, name)
         if found is None and _missing_from_scratchnet(module, name):
             raise MissingScratchnetClass(module, name)
+        if found is None and module.startswith("scratchnet.") and _not_imported_yet(module):
+            raise UnsafeModelError(f"refused to load global {module}.{name}: its module is part of "
+                                   f"scratchnet but not imported, and the loader only finds classes of "
+                                   f"imported modules: import {module} before scratchnet.load")
         if found is None:
             mine = name[:1].isupper() and module.split(".")[0] not in ("numpy", "builtins", "scratchnet")
             hint = (f" If {name} is a layer class of your own, import it and pass it: "

@@ -187,6 +187,39 @@ def test_a_missing_module_of_ones_own_is_named_without_a_question_mark(tmp_path)
                                      "be imported here: install it or put it on sys.path before loading.")
 
 
+def test_a_scratchnet_module_not_imported_yet_is_named_with_the_import_that_cures_it(tmp_path):
+    """A model holding an exercise starter's class, loaded in a fresh process: the class exists,
+    its module is just not imported (the loader never imports): not 'missing', not 'upgrade'."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "starter.sn"
+    script = textwrap.dedent(f"""
+        import sys
+        import scratchnet as sn
+        if sys.argv[1] == "save":
+            from scratchnet.exercises.starters.relu import ReLU
+            from scratchnet.layers import Dense, Flatten
+            model = sn.Sequential([Flatten(), ReLU(), Dense(2)], input_shape=(2, 2, 1), seed=0)
+            model.build().save({str(path)!r})
+        else:
+            try:
+                sn.load({str(path)!r})
+            except sn.UnsafeModelError as error:
+                print(error)
+            import scratchnet.exercises.starters.relu  # noqa: F401
+            print(sn.load({str(path)!r}).layers[1].name)
+    """)
+    run = [sys.executable, "-c", script]
+    subprocess.run([*run, "save"], check=True)
+    printed = subprocess.run([*run, "load"], check=True, capture_output=True, text=True).stdout.splitlines()
+    assert printed == [f"{path}: refused to load global scratchnet.exercises.starters.relu.ReLU: its "
+                       f"module is part of scratchnet but not imported, and the loader only finds classes "
+                       f"of imported modules: import scratchnet.exercises.starters.relu before "
+                       f"scratchnet.load", "re_lu"]
+
+
 def test_names_that_exist_or_are_no_class_names_stay_unsafe(tmp_path):
     # a function that exists, a lowercase name: refused as before, with the trusted=True advice
     for old, new in ((b"Dense", b"initialize"), (b"Dense", b"dense")):
