@@ -48,6 +48,7 @@ import numpy as np
 from .layer_tree import caches_kept
 from .layers.base import Layer, iter_layers
 from .losses import get_loss
+from .one_thread import refuse_other_threads
 
 
 # ---------------------------------------------------------------------- finding layers
@@ -118,6 +119,7 @@ def _forward(model, x, last: int, keep) -> tuple[np.ndarray, dict[int, np.ndarra
     Returns the output of layer ``last`` and ``{index: a copy of layer index's output}`` for the
     indices in ``keep`` (-1 stands for the input x itself).
     """
+    refuse_other_threads(model, "running its layers")  # a fit in another thread needs their caches
     out = model._prepare_input(x)
     outputs = {-1: np.array(out, copy=True)} if -1 in keep else {}
     for index, layer in enumerate(model.layers[:last + 1]):

@@ -187,6 +187,7 @@ class Sequential:
         it has run: a resnet8 otherwise keeps 244 MiB of caches after evaluating batches of 256
         (fit's validation, between epochs). predict and evaluate run in ``layer_tree.caches_kept``.
         """
+        one_thread.refuse_other_threads(self, "running its layers")  # activations, gradients, ...
         check_params(iter_layers(self.layers))  # a parameter replaced by assignment (wrong dtype, shape)
         for layer in self.layers:
             out = layer.forward(out, training=training)
@@ -204,6 +205,7 @@ class Sequential:
         PyTorch frees a saved tensor once its backward has used it: the backward's peak memory
         falls and nothing is held between steps (a second backward then needs a new forward).
         """
+        one_thread.refuse_other_threads(self, "backward")
         last = 0 if input_gradient else 1
         for layer in reversed(self.layers[last:]):
             dout = layer.backward(dout)
@@ -226,7 +228,8 @@ class Sequential:
         glibc's malloc to keep freed memory for the next step (``keep_freed_memory`` in
         kernels/workspace.py: no page faults). See training.train_step.
         """
-        return _train_step(self, x, y, sample_weight)
+        with one_thread.training_thread(self, "train_step"):  # no other thread uses it meanwhile
+            return _train_step(self, x, y, sample_weight)
 
     # ------------------------------------------------------------------ training
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, verbose=1,
@@ -237,10 +240,11 @@ class Sequential:
         See :func:`scratchnet.training.fit` for every option (validation_split, callbacks,
         initial_epoch, sample_weight, class_weight, augment).
         """
-        return _fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-                   shuffle=shuffle, verbose=verbose, history=history, validation_split=validation_split,
-                   callbacks=callbacks, initial_epoch=initial_epoch, sample_weight=sample_weight,
-                   class_weight=class_weight, augment=augment)
+        with one_thread.training_thread(self, "fit"):  # no other thread uses it meanwhile
+            return _fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                        shuffle=shuffle, verbose=verbose, history=history, validation_split=validation_split,
+                        callbacks=callbacks, initial_epoch=initial_epoch, sample_weight=sample_weight,
+                        class_weight=class_weight, augment=augment)
 
     def evaluate(self, x, y, batch_size=256, verbose=0, sample_weight=None) -> dict:
         """Mean loss (and accuracy for classification losses) over (x, y), in inference mode.

@@ -41,7 +41,6 @@ import warnings
 
 import numpy as np
 
-from . import one_thread
 from .input_checks import check_callbacks, check_not_empty, non_finite_already_said, warn_non_finite
 from .kernels.workspace import keep_freed_memory
 from .layers.base import iter_layers
@@ -99,11 +98,6 @@ def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
     The forward in training mode updates running statistics (BatchNorm's buffers); a
     non-finite loss puts them back and raises ``NonFiniteLossError`` before the update.
     """
-    with one_thread.training_thread(model, "train_step"):  # no other thread uses it meanwhile
-        return _one_step(model, x, y, sample_weight)
-
-
-def _one_step(model, x, y, sample_weight) -> tuple[float, np.ndarray]:
     model._require_compiled()
     keep_freed_memory()  # the caches released below are allocated again by the next step
     prepared = (isinstance(x, np.ndarray) and model.built and x.dtype == model.dtype
@@ -316,15 +310,8 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     augment : ``augment(x_batch, y_batch, rng) -> (x_batch, y_batch)`` applied to each training
         batch with the model's generator (y may come back as soft-label rows (N, classes)).
     history : a History to append to as each epoch finishes (kept if Ctrl-C interrupts).
-    One thread at a time: while fit runs, other threads may not use the model (one_thread.py).
+    One thread at a time: ``Sequential.fit`` keeps other threads off the model (one_thread.py).
     """
-    with one_thread.training_thread(model, "fit"):
-        return _fit(model, x, y, epochs, batch_size, validation_data, shuffle, verbose, history,
-                    validation_split, callbacks, initial_epoch, sample_weight, class_weight, augment)
-
-
-def _fit(model, x, y, epochs, batch_size, validation_data, shuffle, verbose, history, validation_split,
-         callbacks, initial_epoch, sample_weight, class_weight, augment) -> History:
     model._require_compiled()
     batch_size = check_count(batch_size, "batch_size", model.name, 1)
     epochs = check_count(epochs, "epochs", model.name, 0)

@@ -129,12 +129,18 @@ def test_a_model_training_in_one_thread_refuses_the_others(tmp_path):
     try:
         assert pause.paused.wait(timeout=60)
         calls = {"predict": lambda: model.predict(x), "forward": lambda: model.forward(x, training=True),
-                 "evaluate": lambda: model.evaluate(x, y), "save": lambda: model.save(tmp_path / "m.sn"),
-                 "train_step": lambda: model.train_step(x, y), "fit": lambda: model.fit(x, y, verbose=0)}
+                 "evaluate": lambda: model.evaluate(x, y), "train_step": lambda: model.train_step(x, y),
+                 "fit": lambda: model.fit(x, y, verbose=0),
+                 "backward": lambda: model.backward(np.ones((12, 2))),
+                 "running its layers": lambda: model.activations(x)}
         for what, call in calls.items():
             with pytest.raises(RuntimeError, match=rf"^sequential is being trained by another thread "
-                                                   rf"\(trainer\); {what} from this thread would "):
+                                                   rf"\(trainer\); {what} from this thread would overwrite "
+                                                   rf"the forward caches that training needs"):
                 call()
+        with pytest.raises(RuntimeError, match=r"; save from this thread could write half-updated weights. "
+                                               r"Save from a callback of that fit"):
+            model.save(tmp_path / "m.sn")
         assert not (tmp_path / "m.sn").exists()
     finally:
         pause.resume.set()
@@ -162,3 +168,18 @@ def test_the_training_thread_itself_may_predict_evaluate_and_save(tmp_path):
     worker.start()
     worker.join(timeout=60)
     assert loaded.epochs_trained == 2
+
+
+def test_fits_warnings_point_at_the_callers_line():
+    """The thread mark must not add a frame between the user's fit call and the warnings that
+    name their line (stacklevel): NaN in x, and a model stopped in the middle of an epoch."""
+    x, y = data()
+    x[3, 0, 0, 0] = np.nan
+    model = mlp()
+    with pytest.warns(UserWarning, match="holds NaN or inf") as caught:
+        with pytest.raises(sn.NonFiniteLossError):
+            model.fit(x, y, epochs=1, batch_size=4, verbose=0, shuffle=False)
+    assert [warning.filename for warning in caught] == [__file__]
+    with pytest.warns(UserWarning, match="stopped in the middle of epoch 1") as caught:
+        model.fit(x[4:], y[4:], epochs=1, batch_size=4, verbose=0)
+    assert {warning.filename for warning in caught} == {__file__}
