@@ -414,8 +414,10 @@ class Sequential:
         self.rng.bit_generator.state = rng_state
         for layer in self.layers:
             layer.set_rng(self.rng)  # layers never pickle a generator: they share the model's
-        if hasattr(self.optimizer, "attach"):
+        if hasattr(self.optimizer, "owner") and self.optimizer.owner() is None:
             self.optimizer.attach(self)  # a loaded (or deep-copied) model's optimizer is its own
+        # (copy.copy shares the original's optimizer: it stays the original's, and compiling the
+        # copy with it is refused as any shared optimizer is; unpickling never raises for it)
 
     def __repr__(self):
         return f"Sequential({len(self.layers)} layers, input_shape={self.input_shape}, dtype={self.dtype})"

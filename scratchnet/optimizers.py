@@ -37,6 +37,7 @@ schedule with that constant rate; to change the schedule, assign ``optimizer.sch
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 
 import numpy as np
@@ -95,6 +96,10 @@ def check_params(layers) -> None:
             expected = f"a {layer.dtype} array" + ("" if built_shape is None else f" of shape {built_shape}")
             error = TypeError if not right_array else ValueError
             what = describe_value(param)
+            if layer.param_shapes is None:  # a layer of one's own whose build skipped Layer.build
+                raise error(f"{layer.name} ({type(layer).__name__}): params[{name!r}] is {what}, but the "
+                            f"model computes in {layer.dtype}: make parameters in init_params (Layer.build "
+                            f"casts them), or with dtype=self.dtype")
             raise error(f"{layer.name} ({type(layer).__name__}): params[{name!r}] is {what}, "
                         f"but the layer was built with {expected}: was it replaced by assignment "
                         f"(layer.params[{name!r}] = ...)? Copy the values into the built array instead, "
@@ -191,11 +196,20 @@ class Optimizer:
         """
         owner = self.owner()
         if owner is not None and owner is not model and owner.optimizer is self:
+            same_name = ""
+            if owner.name == model.name:
+                same_name = (" (another model object of that name, still alive: e.g. an earlier one the "
+                             "interpreter keeps as _ or a notebook as Out[n])")
             raise ValueError(
                 f"{model.name}: this {type(self).__name__} is already compiled into the model "
-                f"{owner.name!r}; its step count (iterations, which the learning-rate schedule reads) "
-                f"would count both models' steps: give each model its own optimizer, e.g. "
+                f"{owner.name!r}{same_name}; its step count (iterations, which the learning-rate schedule "
+                f"reads) would count both models' steps: give each model its own optimizer, e.g. "
                 f"compile(optimizer={type(self).__name__}(...))")
+        if owner is None and "_owner" in self.__dict__ and self.iterations > 0:  # its model is gone
+            warnings.warn(f"{model.name}: this {type(self).__name__} took {self.iterations} steps for "
+                          f"a model that no longer exists; its learning-rate schedule goes on from step "
+                          f"{self.iterations}. Give a new optimizer to start afresh", UserWarning,
+                          stacklevel=3)  # attach <- compile <- the user's line
         if model.optimizer is not self:
             for layer in iter_layers(model.layers):
                 layer.opt_state = {}

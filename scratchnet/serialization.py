@@ -238,6 +238,8 @@ def _check_and_finish(model, path):
         for layer in iter_layers(model.layers):
             layer.grads = {key: np.zeros_like(value) for key, value in layer.params.items()}
             layer.cache = {}
+            if layer.param_shapes is None and layer.built:  # a file saved before build recorded them
+                layer.param_shapes = {key: value.shape for key, value in layer.params.items()}
     except (SerializationError, AttributeError, TypeError, RecursionError) as error:  # (a cycle)
         raise SerializationError(f"{path}: the file holds a malformed model ({error})") from None
     return model

@@ -191,6 +191,43 @@ def test_copies_and_loaded_models_own_their_optimizer(tmp_path):
     model.compile(model.optimizer, "cross_entropy")
 
 
+def test_a_shallow_copy_shares_the_optimizer_and_unpickling_never_raises_for_it():
+    """copy.copy (and a pickle of two models sharing an optimizer, as an older scratchnet wrote)
+    used to raise in __setstate__: the shared optimizer stays the first model's."""
+    import copy
+    import pickle
+    model = block_mlp().compile(sn.optimizers.SGD(0.1), "cross_entropy")
+    shallow = copy.copy(model)
+    assert shallow.optimizer is model.optimizer and model.optimizer.owner() is model
+    with pytest.raises(ValueError, match="give each model its own optimizer"):
+        shallow.compile(shallow.optimizer, "cross_entropy")
+    first, second = pickle.loads(pickle.dumps([model, shallow]))
+    assert first.optimizer is second.optimizer and first.optimizer.owner() is first
+
+
+def test_a_refusal_against_a_model_of_the_same_name_says_it_is_another_one_still_alive():
+    optimizer = sn.optimizers.Adam(1e-2)
+    earlier = block_mlp().compile(optimizer, "cross_entropy")   # e.g. kept alive by the REPL's _
+    with pytest.raises(ValueError, match=r"already compiled into the model 'sequential' \(another model "
+                                         r"object of that name, still alive: e\.g\. an earlier one the "
+                                         r"interpreter keeps as _ or a notebook as Out\[n\]\)"):
+        block_mlp().compile(optimizer, "cross_entropy")
+    assert earlier.optimizer is optimizer
+
+
+def test_an_optimizer_that_trained_a_model_now_gone_warns_that_its_schedule_goes_on():
+    import gc
+    optimizer = sn.optimizers.Adam(sn.schedules.CosineDecay(1e-2, 6))
+    first = block_mlp().compile(optimizer, "cross_entropy")
+    train_steps(first)
+    del first
+    gc.collect()
+    with pytest.warns(UserWarning, match=r"^sequential: this Adam took 3 steps for a model that no longer "
+                                         r"exists; its learning-rate schedule goes on from step 3") as caught:
+        block_mlp().compile(optimizer, "cross_entropy")
+    assert [warning.filename for warning in caught] == [__file__]
+
+
 # ---------------------------------------------------------------------- a parameter replaced
 def small_float32_model():
     return sn.Sequential([Dense(8), BatchNorm(), Activation("relu"), Dense(2)], input_shape=(4,),
@@ -229,6 +266,40 @@ def test_a_parameter_replaced_by_assignment_is_named_before_anything_runs(case, 
     assert model.optimizer.iterations == 0
     for key in ("dense_1/W", "batch_norm/gamma", "batch_norm/mean"):
         np.testing.assert_array_equal(model.get_weights()[key], before[key])
+
+
+def test_a_model_from_a_file_without_built_shapes_gets_them_on_load(tmp_path):
+    """Files saved before build recorded param_shapes: load records them from the arrays, so the
+    shape check covers old models too (and the file saved again carries them)."""
+    model = small_float32_model()
+    for layer in model.layers:
+        layer.param_shapes = None                    # as a layer pickled by an older scratchnet
+    model.save(tmp_path / "old.sn")
+    loaded = sn.load(tmp_path / "old.sn")
+    assert loaded.layers[0].param_shapes == {"W": (4, 8), "b": (8,)}
+    loaded.layers[0].params["W"] = np.zeros((5, 8), np.float32)
+    with pytest.raises(ValueError, match=r"^dense \(Dense\): params\['W'\] is .* shape \(5, 8\), but the "
+                                         r"layer was built with a float32 array of shape \(4, 8\)"):
+        loaded.predict(np.zeros((2, 4)))
+
+
+def test_a_layer_of_ones_own_making_float64_parameters_is_told_where_to_make_them():
+    class Scale(sn.layers.Layer):
+        def build(self, input_shape, rng=None, dtype="float32"):   # skips Layer.build
+            self.dtype, self.input_shape, self.built = np.dtype(dtype), tuple(input_shape), True
+            self.params, self.grads = {"s": np.ones(input_shape)}, {"s": np.zeros(input_shape)}
+            return tuple(input_shape)
+
+        def forward(self, x, training=False):
+            self.cache = {"x": x}
+            return x * self.params["s"]
+
+    model = sn.Sequential([Scale(name="scale"), Dense(2)], input_shape=(3,), seed=0).build()
+    with pytest.raises(TypeError, match=r"^scale \(Scale\): params\['s'\] is an array of dtype float64 "
+                                        r"and shape \(3,\), but the model computes in float32: make "
+                                        r"parameters in init_params \(Layer.build casts them\), or with "
+                                        r"dtype=self.dtype$"):
+        model.predict(np.zeros((2, 3)))
 
 
 def test_copying_into_a_parameter_trains():
