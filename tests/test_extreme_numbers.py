@@ -168,3 +168,41 @@ def test_linear_warmup_default_first_step_is_zero_and_says_so():
     from scratchnet.schedules import LinearWarmup
     assert LinearWarmup(0.1, 5)(0) == 0.0 and LinearWarmup(0.1, 5)(1) == pytest.approx(0.02, rel=1e-15)
     assert "refuses start_factor=0" in LinearWarmup.__doc__
+
+
+def test_a_negative_soft_target_counts_with_its_sign():
+    """-(1/N) sum_n sum_k t[n, k] log softmax(z)[n, k], t = [1.5, -0.5] included: the value 4be678a
+    gave (0.2345996536845...), and scipy's log_softmax; counting only t > 0 gave 0.66."""
+    from scipy.special import log_softmax
+    logits = np.array([[0.5, -1.0], [2.0, 0.3]])
+    targets = np.array([[1.5, -0.5], [0.5, 0.5]])
+    expected = -(targets * log_softmax(logits, axis=1)).sum() / 2
+    value = CrossEntropy().forward(logits, targets)
+    assert value == pytest.approx(expected, rel=1e-14)
+    assert value == pytest.approx(0.23459965368450916, rel=1e-14)
+
+
+def test_a_nan_target_gives_a_nan_loss():
+    """NaN * value is NaN: the loss says so (a finite loss with a NaN gradient wrote NaN weights)."""
+    logits = np.array([[0.5, -1.0], [2.0, 0.3]])
+    assert math.isnan(BinaryCrossEntropy().forward(logits, np.array([[np.nan, 1.0], [0.0, 1.0]])))
+    with pytest.warns(UserWarning):  # the row does not sum to 1
+        assert math.isnan(CrossEntropy().forward(logits, np.array([[np.nan, 1.0], [0.5, 0.5]])))
+
+
+def test_fit_stops_at_the_first_batch_with_a_nan_target_and_keeps_the_weights():
+    from scratchnet import Sequential
+    from scratchnet.layers import Activation
+    from scratchnet.training import NonFiniteLossError
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    y = (rng.random((64, 3)) > 0.5).astype(np.float32)
+    y[5, 1] = np.nan  # in the first batch of 16 (no shuffle)
+    model = Sequential([Dense(8), Activation("relu"), Dense(3)], input_shape=(4,))
+    model.compile(optimizer=Adam(1e-2), loss="binary_cross_entropy")
+    before = [p.copy() for layer in model.layers for p in layer.params.values()]
+    with pytest.raises(NonFiniteLossError, match="batch 1 of 4"):
+        model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    after = [p for layer in model.layers for p in layer.params.values()]
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(new, old)
