@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scratchnet.layers import Dense
 from scratchnet.losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError
@@ -144,6 +146,30 @@ def test_top_k_matches_torch_topk_with_a_nan_column():
     for k in (1, 2, 5):
         hits = (torch.tensor(scores).topk(k, dim=1).indices == torch.tensor(labels)[:, None]).any(dim=1)
         assert metrics.top_k_accuracy(labels, scores, k) == pytest.approx(hits.double().mean().item(), abs=0)
+
+
+def lexsort_ranks(scores, labels):
+    """The rank of each true class in a full sort (the sort top_k_accuracy used before the rank
+    count): NaN first, then the numbers from the largest down, ties by index (lexsort is stable)."""
+    scores = scores.astype(np.float64)
+    is_nan = np.isnan(scores)
+    order = np.lexsort((np.where(is_nan, 0, -scores), ~is_nan), axis=1)  # the last key sorts first
+    return np.argmax(order == labels[:, None], axis=1)
+
+
+@given(st.integers(1, 6), st.integers(1, 7), st.integers(0, 2**32 - 1),
+       st.sampled_from(["f4", "f8", "i2", "u1"]))
+def test_top_k_rank_count_equals_the_full_sort(n_rows, n_classes, seed, dtype):
+    """Scores drawn from a few values, so that ties, NaN, inf and all-NaN rows are common."""
+    from scratchnet import metrics
+    rng = np.random.default_rng(seed)
+    values = [0, 1, 2, 200] if dtype[0] in "iu" else [np.nan, -np.inf, np.inf, -1.5, 0.0, 2.0]
+    scores = rng.choice(values, (n_rows, n_classes)).astype(dtype)
+    labels = rng.integers(0, n_classes, n_rows)
+    expected_ranks = lexsort_ranks(scores, labels)
+    np.testing.assert_array_equal(metrics._ranks_of_true_class(scores, labels), expected_ranks)
+    for k in range(1, n_classes + 1):
+        assert metrics.top_k_accuracy(labels, scores, k) == np.mean(expected_ranks < k)
 
 
 def test_top_k_of_unsigned_integer_scores():
