@@ -28,13 +28,15 @@ def _labels(values, name: str, who: str) -> np.ndarray:
 
 def _labels_hint(values, name: str) -> str:
     """A hint for labels of another shape or kind ('' if no common cause): a column (N, 1) of
-    labels, scores (N, n_classes), whole numbers stored as floats."""
+    labels, of logits or of probabilities, scores (N, n_classes), whole numbers stored as floats."""
     is_whole = values.dtype.kind in "biuf" and values.size and np.all(np.mod(values, 1) == 0)
     if values.ndim == 2 and values.shape[1] == 1 and is_whole:
         return f"; for labels of shape (N, 1) pass {name}.ravel()"
+    if values.ndim == 2 and values.shape[1] == 1:  # logits or probabilities: say which takes which
+        return ("; for one column of logits (N, 1) pass metrics.predictions(logits), 1 where the logit "
+                "is > 0 (for a column of probabilities p: (p[:, 0] > 0.5).astype(int))")
     if values.ndim == 2:
-        return ("; for scores (N, n_classes) pass metrics.predictions(scores), the argmax of each row "
-                "(for one column of logits: 1 where the logit is > 0)")
+        return "; for scores (N, n_classes) pass metrics.predictions(scores), the argmax of each row"
     if values.ndim == 1 and values.dtype.kind == "f" and is_whole and values.min() >= 0:
         return f"; the labels are whole numbers stored as floats: pass {name}.astype(int)"
     return ""
