@@ -128,6 +128,27 @@ def test_plot_images_shows_uint8_rgb_as_x_over_255_and_standardised_rgb_min_max_
     assert shown_arrays(viz.plot_images(pixels))[0][3, 0].tolist() == pytest.approx([1.0, 0.0, 60 / 255])
 
 
+def test_one_nan_or_inf_pixel_leaves_the_rest_of_the_image_and_an_integer_mask_shows_0_and_1():
+    """The range is the finite pixels' (min/max over all made the whole panel NaN); NaN stays NaN,
+    +inf is the brightest; an integer 0/1 mask is not divided by 255 (it showed near-black)."""
+    pytest.importorskip("matplotlib")
+    from scratchnet import viz
+
+    standardised = (rgb_gradient()[0] / 255.0 - 0.5) / 0.2  # -2.5 to 2.5 with every pixel finite
+    low, high = standardised.min(), standardised.max()
+    expected = (standardised - low) / (high - low)
+    broken = standardised.copy()
+    broken[1, 2, 0], broken[2, 1, 1] = np.nan, np.inf
+    expected[1, 2, 0], expected[2, 1, 1] = np.nan, 1.0
+    (shown,) = shown_arrays(viz.plot_images(broken[None]))
+    np.testing.assert_allclose(shown, expected, rtol=1e-13)  # NaN where expected is NaN
+    grey = np.array([[0.25, np.nan], [0.5, 1.0]])[None, :, :, None]  # within [0, 1]: kept as it is
+    np.testing.assert_array_equal(shown_arrays(viz.plot_images(grey))[0], grey[0, :, :, 0])
+    mask = (rgb_gradient()[:1] > 100).astype(np.int64)
+    np.testing.assert_array_equal(shown_arrays(viz.plot_images(mask))[0], mask[0])
+    np.testing.assert_array_equal(viz._displayable(np.full((2, 2, 1), 2, np.uint8)), np.full((2, 2), 2 / 255))
+
+
 def test_plot_feature_maps_input_panel_shows_uint8_and_standardised_rgb_faithfully():
     pytest.importorskip("matplotlib")
     from scratchnet import viz
