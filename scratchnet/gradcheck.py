@@ -183,6 +183,8 @@ def _make_input(layer, x_or_input_shape, batch_size, rng):
     ``batch_size`` random normal samples of ONE sample's shape given (a tuple of ints)."""
     given = x_or_input_shape
     is_sequence = hasattr(given, "__iter__") and not isinstance(given, (str, bytes, dict))
+    if is_sequence and not isinstance(given, np.ndarray):
+        given = tuple(given)  # a one-pass iterator (map, generator) is read once, here, not used up below
     if isinstance(given, np.ndarray) or (is_sequence and any(np.ndim(entry) for entry in given)):
         return np.array(given, dtype=np.float64)  # an entry that is itself a sequence: rows of data
     if not is_sequence or not all(is_int(size) for size in given):

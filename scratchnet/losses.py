@@ -196,11 +196,13 @@ class CrossEntropy(Loss):
 
 
 def _target_times(t, values):
-    """t * values (same shape), counted only where t > 0: a target of 0 adds exactly 0 even where
-    the value is infinite, where 0 * inf would be NaN. In the cross-entropy, a class the target gives
-    no weight has log p = -inf for a -inf logit (or a float32 shift z - max(z) that overflowed); in
-    the binary cross-entropy z * t has z = +inf. torch's losses give the finite (or inf) loss too."""
-    return np.multiply(t, values, out=np.zeros_like(values), where=t > 0)
+    """t * values (same shape), with a target of exactly 0 adding exactly 0 even where the value is
+    infinite, where 0 * inf would be NaN. In the cross-entropy, a class the target gives no weight
+    has log p = -inf for a -inf logit (or a float32 shift z - max(z) that overflowed); in the binary
+    cross-entropy z * t has z = +inf. torch's losses give the finite (or inf) loss too. Every other
+    target is multiplied as usual: a NaN target gives a NaN loss (so fit stops with the weights
+    intact) and a negative soft target counts with its sign."""
+    return np.multiply(t, values, out=np.zeros_like(values), where=t != 0)
 
 
 class MeanSquaredError(Loss):

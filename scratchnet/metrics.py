@@ -28,13 +28,15 @@ def _labels(values, name: str, who: str) -> np.ndarray:
 
 def _labels_hint(values, name: str) -> str:
     """A hint for labels of another shape or kind ('' if no common cause): a column (N, 1) of
-    labels, scores (N, n_classes), whole numbers stored as floats."""
+    labels, of logits or of probabilities, scores (N, n_classes), whole numbers stored as floats."""
     is_whole = values.dtype.kind in "biuf" and values.size and np.all(np.mod(values, 1) == 0)
     if values.ndim == 2 and values.shape[1] == 1 and is_whole:
         return f"; for labels of shape (N, 1) pass {name}.ravel()"
+    if values.ndim == 2 and values.shape[1] == 1:  # logits or probabilities: say which takes which
+        return ("; for one column of logits (N, 1) pass metrics.predictions(logits), 1 where the logit "
+                "is > 0 (for a column of probabilities p: (p[:, 0] > 0.5).astype(int))")
     if values.ndim == 2:
-        return ("; for scores (N, n_classes) pass metrics.predictions(scores), the argmax of each row "
-                "(for one column of logits: 1 where the logit is > 0)")
+        return "; for scores (N, n_classes) pass metrics.predictions(scores), the argmax of each row"
     if values.ndim == 1 and values.dtype.kind == "f" and is_whole and values.min() >= 0:
         return f"; the labels are whole numbers stored as floats: pass {name}.astype(int)"
     return ""
@@ -91,18 +93,28 @@ def top_k_accuracy(y_true, logits, k: int = 5) -> float:
                          f"got {logits.shape}")
     if not 1 <= k <= logits.shape[1]:
         raise ValueError(f"top_k_accuracy: k must be between 1 and {logits.shape[1]}, got {k}")
-    top_k = _descending_order(logits)[:, :k]
-    return float(np.mean(np.any(top_k == y_true[:, None], axis=1))) if len(y_true) else 0.0
+    return float(np.mean(_ranks_of_true_class(logits, y_true) < k)) if len(y_true) else 0.0
 
 
-def _descending_order(scores):
-    """Class indices (N, K) of each row from the largest score down: NaN first (as np.argmax takes
-    NaN for the maximum), then the numbers from the largest down, ties by index (a stable sort)."""
-    if not np.issubdtype(scores.dtype, np.floating):
-        scores = scores.astype(np.float64)  # -score of uint8 scores would wrap around (-200 -> 56)
-    is_nan = np.isnan(scores)
-    negated = np.where(is_nan, 0, -scores)  # ascending -score = descending score; NaN ranked by is_nan
-    return np.lexsort((negated, ~is_nan), axis=1)  # the LAST key sorts first: ~is_nan is False for NaN
+def _ranks_of_true_class(scores, labels):
+    """Rank (N,) of each row's true class, 0 for the first: how many classes rank ahead of it.
+
+    Ranked as ``argmax`` ranks, without a sort: class j is ahead of the true class c when its score
+    is NaN and c's is not (argmax takes NaN for the maximum), when its score is larger, or when the
+    two are equal (or both NaN) and j < c (ties by index, first first). The true class is among the
+    top k exactly when fewer than k classes are ahead of it.
+    """
+    rows = np.arange(len(labels))
+    true_scores = scores[rows, labels][:, None]                       # (N, 1)
+    before_true = np.arange(scores.shape[1])[None, :] < labels[:, None]  # (N, K): j < c
+    if np.issubdtype(scores.dtype, np.floating):
+        is_nan, true_is_nan = np.isnan(scores), np.isnan(true_scores)
+    else:  # integers have no NaN
+        is_nan = true_is_nan = np.zeros(scores.shape, dtype=bool)
+    larger = (scores > true_scores) | (is_nan & ~true_is_nan)       # NaN > x and NaN == x are False
+    tied = (scores == true_scores) | (is_nan & true_is_nan)
+    ahead = larger | (tied & before_true)
+    return ahead.sum(axis=1)
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:

@@ -292,23 +292,37 @@ class Sequential:
     __call__ = predict
 
     def _class_scores(self, x, batch_size, who: str) -> np.ndarray:
-        """predict's logits (N, classes); other output shapes raise, naming ``who`` asked."""
+        """predict's logits (N, classes); other output shapes, and a loss that is not a classifier's
+        (mse: ``has_accuracy`` False), raise, naming ``who`` asked."""
+        if self.loss is not None and not self.loss.has_accuracy:
+            raise ValueError(f"{self.name}: {who} is for classifiers (the loss is {self.loss.name}); "
+                             "use predict(x)")
         logits = self.predict(x, batch_size)
         if logits.ndim != 2:
             raise ValueError(f"{self.name}: {who} needs outputs of shape (N, classes), got {logits.shape}")
         return logits
 
     def predict_proba(self, x, batch_size=256) -> np.ndarray:
-        """Class probabilities (N, classes): softmax of the logits, rows sum to 1; for ONE output
-        (Dense(1) + binary_cross_entropy) sigmoid(z) (N, 1), as Keras (``metrics.probabilities``)."""
+        """Probabilities (N, K): with binary_cross_entropy sigmoid(z) of each output on its own (one
+        yes/no per label); otherwise (cross_entropy) the softmax of each row; uncompiled
+        ``metrics.probabilities``. A regression loss (mse) raises: use predict(x)."""
+        from scipy.special import expit  # sigmoid 1 / (1 + exp(-z)), without overflow
+
         from .metrics import probabilities
-        return probabilities(self._class_scores(x, batch_size, "predict_proba"))
+        logits = self._class_scores(x, batch_size, "predict_proba")
+        binary = getattr(self.loss, "name", None) == "binary_cross_entropy"
+        return expit(logits) if binary else probabilities(logits)
 
     def predict_classes(self, x, batch_size=256) -> np.ndarray:
-        """The index of the largest logit per sample, (N,) ints; for ONE output 1 where the logit
-        is > 0 else 0, as Keras (``metrics.predictions``)."""
+        """cross_entropy: the index of the largest logit, (N,) ints. binary_cross_entropy: 1 where
+        a logit is > 0 (sigmoid > 0.5) else 0: (N,) for one output, (N, K) 0/1 ints for K labels.
+        Uncompiled: ``metrics.predictions``. A regression loss (mse) raises: use predict(x)."""
         from .metrics import predictions
-        return predictions(self._class_scores(x, batch_size, "predict_classes"))
+        logits = self._class_scores(x, batch_size, "predict_classes")
+        if getattr(self.loss, "name", None) != "binary_cross_entropy":
+            return predictions(logits)
+        classes = (logits > 0).astype(np.int64)
+        return classes[:, 0] if logits.shape[1] == 1 else classes
 
     # ------------------------------------------------------------------ inspection
     def activations(self, x, layers=None, **options) -> dict:

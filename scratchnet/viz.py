@@ -250,16 +250,22 @@ def plot_images(images, labels=None, predicted=None, class_names=None, n: int = 
 
 # ---------------------------------------------------------------------- augmentation
 def _displayable(picture):
-    """An image (H, W, C) for imshow, in floats: integer pixels 0-255 (uint8) as x / 255; [0, 1]
-    images clipped; others (e.g. standardised) min-max scaled. Grey (C = 1) comes back (H, W)."""
+    """An image (H, W, C) for imshow, in floats [0, 1]; grey (C = 1) comes back (H, W).
+
+    Integer pixels 0-255 whose largest value is > 1 (uint8 photos) become x / 255; an integer 0/1
+    mask stays 0/1 (x / 255 showed it near-black). Images within [0, 1] are kept as they are; others
+    (standardised) are min-max scaled. The range is that of the finite values: one NaN or inf
+    pixel no longer blanks the panel; NaN pixels stay NaN (imshow leaves them blank), +inf and
+    -inf are shown as the brightest and darkest."""
     picture = np.asarray(picture)
-    is_pixels = picture.dtype.kind in "iu" and picture.size and 0 <= picture.min() and picture.max() <= 255
+    is_pixels = (picture.dtype.kind in "iu" and picture.size and 0 <= picture.min()
+                 and 1 < picture.max() <= 255)
     picture = picture / 255 if is_pixels else picture.astype(np.float64)
-    low, high = float(picture.min()), float(picture.max())
-    if low >= -1e-6 and high <= 1 + 1e-6:
-        picture = np.clip(picture, 0, 1)
-    else:
+    finite = picture[np.isfinite(picture)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if low < -1e-6 or high > 1 + 1e-6:
         picture = (picture - low) / (high - low if high > low else 1.0)
+    picture = np.clip(picture, 0, 1)  # NaN stays NaN; +-inf -> 1 and 0
     return picture[:, :, 0] if picture.shape[2] == 1 else picture
 
 

@@ -460,5 +460,18 @@ def test_an_infinite_loss_is_log_of_zero_and_a_nan_loss_is_exp_overflow(tmp_path
                                "keepdims=True))"))
     with np.errstate(all="ignore"):
         case = check(no_shift).cases[2]
+    nan_hint = ("(a NaN: exp overflowed (subtract the row maximum before exp), or t * log p met "
+                "0 * log(0) = 0 * -inf where a probability underflowed to 0 (pick "
+                "log_p[np.arange(n), labels] instead of multiplying by the one-hot rows))")
     assert case.messages[0].startswith("forward: your loss nan, expected ")
-    assert case.messages[0].endswith("(exp overflowed: subtract the row maximum before exp)")
+    assert case.messages[0].endswith(nan_hint)
+    one_hot_times_log = wrong_solution(  # /tmp/diffB/ex/b.py: the shift, then -(t * log p) with p = 0
+        tmp_path, "softmax_cross_entropy",
+        ("log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))",
+         "log_p = np.log(np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True))"),
+        ("return float(-log_p[np.arange(n), labels].sum() / n)",
+         "return float(-(np.eye(logits.shape[1])[labels] * log_p).sum() / n)"))
+    with np.errstate(all="ignore"):
+        case = check(one_hot_times_log).cases[2]
+    assert case.messages[0].startswith("forward: your loss nan, expected ")
+    assert case.messages[0].endswith(nan_hint)

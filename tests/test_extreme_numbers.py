@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scratchnet.layers import Dense
 from scratchnet.losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError
@@ -146,6 +148,30 @@ def test_top_k_matches_torch_topk_with_a_nan_column():
         assert metrics.top_k_accuracy(labels, scores, k) == pytest.approx(hits.double().mean().item(), abs=0)
 
 
+def lexsort_ranks(scores, labels):
+    """The rank of each true class in a full sort (the sort top_k_accuracy used before the rank
+    count): NaN first, then the numbers from the largest down, ties by index (lexsort is stable)."""
+    scores = scores.astype(np.float64)
+    is_nan = np.isnan(scores)
+    order = np.lexsort((np.where(is_nan, 0, -scores), ~is_nan), axis=1)  # the last key sorts first
+    return np.argmax(order == labels[:, None], axis=1)
+
+
+@given(st.integers(1, 6), st.integers(1, 7), st.integers(0, 2**32 - 1),
+       st.sampled_from(["f4", "f8", "i2", "u1"]))
+def test_top_k_rank_count_equals_the_full_sort(n_rows, n_classes, seed, dtype):
+    """Scores drawn from a few values, so that ties, NaN, inf and all-NaN rows are common."""
+    from scratchnet import metrics
+    rng = np.random.default_rng(seed)
+    values = [0, 1, 2, 200] if dtype[0] in "iu" else [np.nan, -np.inf, np.inf, -1.5, 0.0, 2.0]
+    scores = rng.choice(values, (n_rows, n_classes)).astype(dtype)
+    labels = rng.integers(0, n_classes, n_rows)
+    expected_ranks = lexsort_ranks(scores, labels)
+    np.testing.assert_array_equal(metrics._ranks_of_true_class(scores, labels), expected_ranks)
+    for k in range(1, n_classes + 1):
+        assert metrics.top_k_accuracy(labels, scores, k) == np.mean(expected_ranks < k)
+
+
 def test_top_k_of_unsigned_integer_scores():
     from scratchnet import metrics
     assert metrics.top_k_accuracy([0, 2], np.array([[200, 10, 0], [0, 1, 255]], np.uint8), k=1) == 1.0
@@ -168,3 +194,41 @@ def test_linear_warmup_default_first_step_is_zero_and_says_so():
     from scratchnet.schedules import LinearWarmup
     assert LinearWarmup(0.1, 5)(0) == 0.0 and LinearWarmup(0.1, 5)(1) == pytest.approx(0.02, rel=1e-15)
     assert "refuses start_factor=0" in LinearWarmup.__doc__
+
+
+def test_a_negative_soft_target_counts_with_its_sign():
+    """-(1/N) sum_n sum_k t[n, k] log softmax(z)[n, k], t = [1.5, -0.5] included: the value 4be678a
+    gave (0.2345996536845...), and scipy's log_softmax; counting only t > 0 gave 0.66."""
+    from scipy.special import log_softmax
+    logits = np.array([[0.5, -1.0], [2.0, 0.3]])
+    targets = np.array([[1.5, -0.5], [0.5, 0.5]])
+    expected = -(targets * log_softmax(logits, axis=1)).sum() / 2
+    value = CrossEntropy().forward(logits, targets)
+    assert value == pytest.approx(expected, rel=1e-14)
+    assert value == pytest.approx(0.23459965368450916, rel=1e-14)
+
+
+def test_a_nan_target_gives_a_nan_loss():
+    """NaN * value is NaN: the loss says so (a finite loss with a NaN gradient wrote NaN weights)."""
+    logits = np.array([[0.5, -1.0], [2.0, 0.3]])
+    assert math.isnan(BinaryCrossEntropy().forward(logits, np.array([[np.nan, 1.0], [0.0, 1.0]])))
+    with pytest.warns(UserWarning):  # the row does not sum to 1
+        assert math.isnan(CrossEntropy().forward(logits, np.array([[np.nan, 1.0], [0.5, 0.5]])))
+
+
+def test_fit_stops_at_the_first_batch_with_a_nan_target_and_keeps_the_weights():
+    from scratchnet import Sequential
+    from scratchnet.layers import Activation
+    from scratchnet.training import NonFiniteLossError
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    y = (rng.random((64, 3)) > 0.5).astype(np.float32)
+    y[5, 1] = np.nan  # in the first batch of 16 (no shuffle)
+    model = Sequential([Dense(8), Activation("relu"), Dense(3)], input_shape=(4,))
+    model.compile(optimizer=Adam(1e-2), loss="binary_cross_entropy")
+    before = [p.copy() for layer in model.layers for p in layer.params.values()]
+    with pytest.raises(NonFiniteLossError, match="batch 1 of 4"):
+        model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    after = [p for layer in model.layers for p in layer.params.values()]
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(new, old)

@@ -93,6 +93,18 @@ def test_check_layer_leaves_the_original_alone(rng):
     np.testing.assert_array_equal(layer.params["W"], before)
 
 
+def test_check_layer_reads_a_one_pass_iterator_once():
+    """map(int, ["5"]) is the shape (5,): the first look at it used the iterator up, so Dense was
+    built for samples of shape (); a generator of rows is the batch those rows make."""
+    rows = [[0.5, -1.0], [2.0, 0.25]]
+    for given, same_as in ((map(int, ["5"]), (5,)), ((row for row in rows), rows)):
+        report, expected = check_layer(Dense(3), given, progress=False), check_layer(Dense(3), same_as,
+                                                                                      progress=False)
+        assert report.passed and not report.contract
+        assert [row.shape for row in report.rows] == [row.shape for row in expected.rows]
+        assert [row.error for row in report.rows] == [row.error for row in expected.rows]
+
+
 def test_check_layer_samples_large_arrays(rng):
     report = check_layer(Dense(40), (50,), max_elements=25)
     assert report.passed

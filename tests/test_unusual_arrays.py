@@ -73,6 +73,33 @@ def test_several_outputs_still_take_softmax_and_argmax():
     np.testing.assert_array_equal(sn.metrics.predictions(logits), [1, 2])
 
 
+def test_predict_proba_and_classes_follow_the_loss():
+    """binary_cross_entropy with K outputs (multi-label): a sigmoid per output and z > 0 per column,
+    hand-worked; cross_entropy on the same logits: softmax and argmax; mse (regression): refused."""
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 2.0]])
+    weights = np.array([[2.0, -1.0, 0.0], [0.0, 1.0, -3.0]])  # logits z = x @ W: no bias
+    logits = np.array([[2.0, -1.0, 0.0], [0.0, 1.0, -3.0], [-2.0, 3.0, -6.0]])
+    models = {}
+    for loss in ("binary_cross_entropy", "cross_entropy", "mse"):
+        model = sn.Sequential([Dense(3)], input_shape=(2,), dtype="float64").compile("sgd", loss)
+        model.build().layers[0].params["W"][...] = weights
+        model.layers[0].params["b"][...] = 0.0
+        models[loss] = model
+    multi_label = models["binary_cross_entropy"]
+    np.testing.assert_allclose(multi_label.predict_proba(x), 1 / (1 + np.exp(-logits)), rtol=1e-15)
+    np.testing.assert_array_equal(multi_label.predict_classes(x), [[1, 0, 0], [0, 1, 0], [0, 1, 0]])
+    from scipy.special import softmax
+    np.testing.assert_allclose(models["cross_entropy"].predict_proba(x), softmax(logits, axis=1), rtol=1e-14)
+    np.testing.assert_array_equal(models["cross_entropy"].predict_classes(x), [0, 1, 1])
+    for method in ("predict_proba", "predict_classes"):
+        with pytest.raises(ValueError, match=rf"^sequential(_\d+)?: {method} is for classifiers \(the loss "
+                                             rf"is mse\); use predict\(x\)$"):
+            getattr(models["mse"], method)(x)
+    regression = sn.Sequential([Dense(1)], input_shape=(2,)).compile("sgd", "mse")  # one output too
+    with pytest.raises(ValueError, match=r"predict_classes is for classifiers"):
+        regression.predict_classes(x)
+
+
 # ---------------------------------------------------------------- images and labels in figures
 def shown_arrays(figure):
     """The arrays handed to imshow, one per image panel, in panel order."""
@@ -99,6 +126,27 @@ def test_plot_images_shows_uint8_rgb_as_x_over_255_and_standardised_rgb_min_max_
         low, high = image.min(), image.max()
         np.testing.assert_allclose(shown, (image - low) / (high - low), rtol=1e-13)
     assert shown_arrays(viz.plot_images(pixels))[0][3, 0].tolist() == pytest.approx([1.0, 0.0, 60 / 255])
+
+
+def test_one_nan_or_inf_pixel_leaves_the_rest_of_the_image_and_an_integer_mask_shows_0_and_1():
+    """The range is the finite pixels' (min/max over all made the whole panel NaN); NaN stays NaN,
+    +inf is the brightest; an integer 0/1 mask is not divided by 255 (it showed near-black)."""
+    pytest.importorskip("matplotlib")
+    from scratchnet import viz
+
+    standardised = (rgb_gradient()[0] / 255.0 - 0.5) / 0.2  # -2.5 to 2.5 with every pixel finite
+    low, high = standardised.min(), standardised.max()
+    expected = (standardised - low) / (high - low)
+    broken = standardised.copy()
+    broken[1, 2, 0], broken[2, 1, 1] = np.nan, np.inf
+    expected[1, 2, 0], expected[2, 1, 1] = np.nan, 1.0
+    (shown,) = shown_arrays(viz.plot_images(broken[None]))
+    np.testing.assert_allclose(shown, expected, rtol=1e-13)  # NaN where expected is NaN
+    grey = np.array([[0.25, np.nan], [0.5, 1.0]])[None, :, :, None]  # within [0, 1]: kept as it is
+    np.testing.assert_array_equal(shown_arrays(viz.plot_images(grey))[0], grey[0, :, :, 0])
+    mask = (rgb_gradient()[:1] > 100).astype(np.int64)
+    np.testing.assert_array_equal(shown_arrays(viz.plot_images(mask))[0], mask[0])
+    np.testing.assert_array_equal(viz._displayable(np.full((2, 2, 1), 2, np.uint8)), np.full((2, 2), 2 / 255))
 
 
 def test_plot_feature_maps_input_panel_shows_uint8_and_standardised_rgb_faithfully():
@@ -230,9 +278,18 @@ def test_metrics_hint_ravel_for_a_column_of_labels_and_astype_for_whole_floats()
             call(column.ravel().astype(float), predicted)
     assert metrics.accuracy(column.ravel(), predicted) == pytest.approx(2 / 3)  # the hint's fix
     logits = np.array([[0.3], [-2.0], [1.5]])                                  # one column of logits
-    with pytest.raises(ValueError, match=r"; for scores \(N, n_classes\) pass metrics\.predictions"):
+    column_hint = (r"; for one column of logits \(N, 1\) pass metrics\.predictions\(logits\), 1 where the "
+                   r"logit is > 0 \(for a column of probabilities p: \(p\[:, 0\] > 0\.5\)\.astype\(int\)\)$")
+    with pytest.raises(ValueError, match=column_hint):  # logits: metrics.predictions is the fix
         metrics.accuracy([1, 0, 0], logits)
     assert metrics.accuracy([1, 0, 0], metrics.predictions(logits)) == pytest.approx(2 / 3)
+    probabilities = np.array([[0.3], [0.2], [0.9]])  # predictions() would call every one class 1
+    with pytest.raises(ValueError, match=column_hint):
+        metrics.accuracy([0, 0, 1], probabilities)
+    assert metrics.accuracy([0, 0, 1], (probabilities[:, 0] > 0.5).astype(int)) == 1.0  # the hint's fix
+    scores_hint = r"for scores \(N, n_classes\) pass metrics\.predictions\(scores\), the argmax of each row$"
+    with pytest.raises(ValueError, match=scores_hint):
+        metrics.accuracy([1, 0, 0], np.eye(3) / 2)
     with pytest.raises(ValueError, match=r"dtype float64$"):                   # fractions: no hint
         metrics.accuracy([0.5, 1.0, 2.0], predicted)
 

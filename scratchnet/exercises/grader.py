@@ -357,8 +357,10 @@ def _loss_value_messages(value, expected, batch_size) -> list[str]:
         hint = (" (an infinite log p: compute log p = z - max(z) - log(sum exp(z - max(z))) as written, "
                 "the row maximum subtracted inside the exp; log(softmax(z)) is log(0) where a "
                 "probability underflows to 0)")
-    elif np.isnan(value):  # exp(1000) = inf, then inf / inf = NaN
-        hint = " (exp overflowed: subtract the row maximum before exp)"
+    elif np.isnan(value):  # exp(1000) / exp(1000) = inf / inf, or a one-hot 0 * log(0) = 0 * -inf
+        hint = (" (a NaN: exp overflowed (subtract the row maximum before exp), or t * log p met "
+                "0 * log(0) = 0 * -inf where a probability underflowed to 0 (pick "
+                "log_p[np.arange(n), labels] instead of multiplying by the one-hot rows))")
     return [f"forward: your loss {value:.10g}, expected {expected:.10g}{hint}"]
 
 
