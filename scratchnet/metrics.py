@@ -42,32 +42,37 @@ def _labels_hint(values, name: str) -> str:
     return ""
 
 
-def predictions(logits) -> np.ndarray:
+def predictions(logits, loss: str | None = None) -> np.ndarray:
     """Predicted class per row, logits (N, n_classes) -> labels (N,) ints: the largest score's index.
 
     One column (N, 1) (Dense(1) trained with binary_cross_entropy) holds the logit z of class 1:
     the label is 1 where z > 0 (sigmoid(z) > 0.5) else 0, as Keras' predict_classes gave for one
     sigmoid output (the argmax of one column would be 0 for every sample).
+    ``loss="binary_cross_entropy"`` (``Sequential.predict_classes`` passes its loss's name): every
+    column is a yes/no label of its own, z > 0 each: (N, K) 0/1 ints, (N,) for one column.
     """
     logits = np.asarray(logits)
     if logits.ndim != 2:
         raise ValueError(f"predictions: logits must have shape (N, n_classes), got {logits.shape}")
+    if loss == "binary_cross_entropy" and logits.shape[1] > 1:
+        return (logits > 0).astype(np.int64)
     if logits.shape[1] == 1:
         return (logits[:, 0] > 0).astype(np.int64)
     return np.argmax(logits, axis=1)
 
 
-def probabilities(logits) -> np.ndarray:
+def probabilities(logits, loss: str | None = None) -> np.ndarray:
     """Class probabilities from logits (N, n_classes): the softmax of each row (rows sum to 1).
 
     One column (N, 1) holds the logit z of class 1 (binary_cross_entropy): sigmoid(z), the
     probability of class 1, kept as (N, 1) like Keras' predict on a sigmoid output (a softmax over
-    one column would be 1 for every sample).
+    one column would be 1 for every sample). ``loss="binary_cross_entropy"``: sigmoid(z) of every
+    column on its own (one yes/no per label), (N, K).
     """
     logits = np.asarray(logits)
     if logits.ndim != 2:
         raise ValueError(f"probabilities: logits must have shape (N, n_classes), got {logits.shape}")
-    if logits.shape[1] == 1:
+    if logits.shape[1] == 1 or loss == "binary_cross_entropy":
         return expit(logits)            # 1 / (1 + exp(-z)), without overflow
     return np.exp(log_softmax(logits))  # exp(z - logsumexp(z)): no overflow
 

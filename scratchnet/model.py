@@ -304,25 +304,20 @@ class Sequential:
 
     def predict_proba(self, x, batch_size=256) -> np.ndarray:
         """Probabilities (N, K): with binary_cross_entropy sigmoid(z) of each output on its own (one
-        yes/no per label); otherwise (cross_entropy) the softmax of each row; uncompiled
-        ``metrics.probabilities``. A regression loss (mse) raises: use predict(x)."""
-        from scipy.special import expit  # sigmoid 1 / (1 + exp(-z)), without overflow
-
+        yes/no per label); otherwise the softmax of each row (``metrics.probabilities``). A
+        regression loss (mse) raises: use predict(x)."""
         from .metrics import probabilities
-        logits = self._class_scores(x, batch_size, "predict_proba")
-        binary = getattr(self.loss, "name", None) == "binary_cross_entropy"
-        return expit(logits) if binary else probabilities(logits)
+        return probabilities(self._class_scores(x, batch_size, "predict_proba"), self._loss_name())
 
     def predict_classes(self, x, batch_size=256) -> np.ndarray:
         """cross_entropy: the index of the largest logit, (N,) ints. binary_cross_entropy: 1 where
-        a logit is > 0 (sigmoid > 0.5) else 0: (N,) for one output, (N, K) 0/1 ints for K labels.
-        Uncompiled: ``metrics.predictions``. A regression loss (mse) raises: use predict(x)."""
+        a logit is > 0 (sigmoid > 0.5) else 0: (N,) for one output, (N, K) 0/1 ints for K labels
+        (``metrics.predictions``). A regression loss (mse) raises: use predict(x)."""
         from .metrics import predictions
-        logits = self._class_scores(x, batch_size, "predict_classes")
-        if getattr(self.loss, "name", None) != "binary_cross_entropy":
-            return predictions(logits)
-        classes = (logits > 0).astype(np.int64)
-        return classes[:, 0] if logits.shape[1] == 1 else classes
+        return predictions(self._class_scores(x, batch_size, "predict_classes"), self._loss_name())
+
+    def _loss_name(self) -> str | None:
+        return getattr(self.loss, "name", None)
 
     # ------------------------------------------------------------------ inspection
     def activations(self, x, layers=None, **options) -> dict:
