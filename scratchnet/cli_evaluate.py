@@ -208,6 +208,9 @@ def run_predict(args) -> int:
     if len(model.output_shape) != 1:
         raise CommandError(f"{args.model}: predict needs a classifier (outputs (classes,)), "
                            f"got outputs {model.output_shape}")
+    if model.loss is not None and not model.loss.has_accuracy:  # mse: its outputs are no classes
+        raise CommandError(f"{args.model}: predict needs a classifier, but the model was trained with "
+                           f"{model.loss.name} (a regression); load it in Python and call model.predict(x)")
     names = class_names_of(model, model.output_shape[0])
     top = min(args.top, len(names))
     dataset = (getattr(model, "preprocessing", None) or {}).get("dataset")

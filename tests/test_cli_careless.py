@@ -210,6 +210,17 @@ def test_predict_refuses_nan_empty_and_folder_inputs(tmp_path, digit_model, caps
     assert err == f"scratchnet predict: {tmp_path}: is a folder; give its files ({tmp_path}/*.png)\n"
 
 
+def test_predict_refuses_a_regression_model_in_one_line(tmp_path, capsys):
+    import scratchnet as sn
+    from scratchnet.layers import Dense, Flatten
+    model = sn.Sequential([Flatten(), Dense(3)], input_shape=(4, 4, 1), seed=0).compile("sgd", "mse")
+    model.build().save(tmp_path / "regression.sn")
+    np.save(tmp_path / "x.npy", np.zeros((1, 4, 4, 1), dtype=np.float32))
+    err = exits_with(["predict", str(tmp_path / "regression.sn"), str(tmp_path / "x.npy")], 1, capsys)
+    assert err == (f"scratchnet predict: {tmp_path / 'regression.sn'}: predict needs a classifier, but the "
+                   "model was trained with mse (a regression); load it in Python and call model.predict(x)\n")
+
+
 def test_a_wrong_size_rgb_png_is_refused_without_the_grey_note(tmp_path, digit_model, capsys):
     import matplotlib.image
 
