@@ -13,30 +13,13 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from padding_reference import reference_pads
 
 from scratchnet.gradcheck import check_layer
 from scratchnet.kernels import loops
 from scratchnet.layers import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 
 # --------------------------------------------------------------------------- reference
-
-
-def reference_pads(padding, input_hw, pool_hw, stride_hw):
-    """((top, bottom), (left, right)) worked out independently of scratchnet.layers.spatial."""
-    if padding == "valid":
-        return ((0, 0), (0, 0))
-    if padding == "same":
-        pads = []
-        for size, k, s in zip(input_hw, pool_hw, stride_hw):
-            out = int(np.ceil(size / s))
-            total = max((out - 1) * s + k - size, 0)
-            pads.append((total // 2, total - total // 2))
-        return tuple(pads)
-    if isinstance(padding, int):
-        return ((padding, padding), (padding, padding))
-    if isinstance(padding[0], int):
-        return ((padding[0], padding[0]), (padding[1], padding[1]))
-    return tuple(tuple(p) for p in padding)
 
 
 def reference_max_pool(x, dy_fn, pool_hw, stride_hw, pads):
