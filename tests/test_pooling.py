@@ -290,12 +290,22 @@ TORCH_CONFIGS = [
 ]
 
 
+def torch_max_pool_input(kind, shape):
+    """"distinct" values, or "ties": integers 0, 1, 2, so most windows hold their maximum twice and
+    both backends must route dy to the same (the first, row-major) cell."""
+    if kind == "ties":
+        return np.random.default_rng(8).integers(0, 3, size=shape).astype(np.float64)
+    return distinct_values(shape, seed=7)
+
+
 @pytest.mark.torch
+@pytest.mark.parametrize("backend", ["offsets", "loops"])
+@pytest.mark.parametrize("kind", ["distinct", "ties"])
 @pytest.mark.parametrize("pool_size, stride, padding, input_hw", TORCH_CONFIGS)
-def test_max_pool_matches_torch(pool_size, stride, padding, input_hw):
+def test_max_pool_matches_torch(pool_size, stride, padding, input_hw, kind, backend):
     torch = pytest.importorskip("torch")
-    x = distinct_values((2, *input_hw, 3), seed=7)
-    layer = built(MaxPool2D(pool_size, stride=stride, padding=padding), x.shape[1:])
+    x = torch_max_pool_input(kind, (2, *input_hw, 3))
+    layer = built(MaxPool2D(pool_size, stride=stride, padding=padding, backend=backend), x.shape[1:])
     y = layer.forward(x)
     x_t = to_nchw(torch, x)
     y_t = torch.nn.functional.max_pool2d(x_t, pool_size, stride=stride, padding=padding)
