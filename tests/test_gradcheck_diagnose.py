@@ -89,10 +89,18 @@ def test_diagnose_all_zeros_and_unused_parameter(rng):
 class BorderBug(Conv2D):
     """Conv2D whose dx is wrong on the outer ring only (an off-by-one crop of the padding)."""
 
+    wrong_row = 0
+
     def backward(self, dy):
         dx = super().backward(dy).copy()
-        dx[:, 0, :, :] *= 0.5
+        dx[:, self.wrong_row, :, :] *= 0.5
         return dx
+
+
+class SecondRowBug(BorderBug):
+    """Wrong one row inside the border: not a padding bug, and not to be called one."""
+
+    wrong_row = 1
 
 
 def test_only_border_elements_wrong_points_at_padding():
@@ -104,6 +112,8 @@ def test_only_border_elements_wrong_points_at_padding():
     grid = mismatch_grid("input", wrong, row.mask, np.zeros_like(row.mask))
     assert "".join(grid[0]) == "XXXXX" and set("".join(grid[1:].ravel())) == {"."}
     assert "|XXXXX|\n" in text and "|.....|" in text
+    text = str(check_layer(SecondRowBug(2, 3, padding="same"), (5, 5, 1), batch_size=2))
+    assert "FAILED" in text and "only border elements" not in text
 
 
 def test_window_coverage_counts_overlaps():
