@@ -113,16 +113,21 @@ def test_max_pool_cells_between_windows_get_zero_gradient(pool_size, stride):
     assert dx.sum() == y.size  # every window routed its 1 somewhere
 
 
-def test_max_pool_ragged_edges_get_zero_gradient():
-    # 5x5 input, 2x2 windows, stride 2: row 4 and column 4 are in no window.
-    x = distinct_values((2, 5, 5, 3))
-    x[:, 4, :, :] += 100.0  # even the largest values there must not be chosen
-    x[:, :, 4, :] += 100.0
-    layer = built(MaxPool2D(2), (5, 5, 3))
-    assert layer.forward(x).shape == (2, 2, 2, 3)
-    dx = layer.backward(np.ones((2, 2, 2, 3)))
-    assert np.all(dx[:, 4, :, :] == 0) and np.all(dx[:, :, 4, :] == 0)
-    assert dx.sum() == 2 * 2 * 2 * 3  # every output gradient went somewhere inside
+@pytest.mark.parametrize("height, width", [(5, 5), (5, 4), (4, 5)])  # ragged on both axes or on one
+def test_max_pool_ragged_edges_get_zero_gradient(height, width):
+    # 2x2 windows, stride 2: row 4 and column 4 (where there is one) are in no window.
+    x = distinct_values((2, height, width, 3))
+    x[:, 4:, :, :] += 100.0  # even the largest values there must not be chosen
+    x[:, :, 4:, :] += 100.0
+    layer = built(MaxPool2D(2), (height, width, 3))
+    for _ in range(20):  # dx must be zeroed, not whatever memory it was given: try several blocks
+        y = layer.forward(x)
+        assert y.shape == (2, 2, 2, 3)
+        garbage = np.full(x.shape, 7.0)  # freed just before: a fresh np.empty may reuse it
+        del garbage
+        dx = layer.backward(np.ones(y.shape))
+        assert np.all(dx[:, 4:, :, :] == 0) and np.all(dx[:, :, 4:, :] == 0)
+        assert dx.sum() == y.size  # every output gradient went somewhere inside
 
 
 def test_max_pool_padding_is_minus_infinity_never_chosen():
