@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import scratchnet as sn
 from scratchnet import serialization
-from scratchnet.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D
+from scratchnet.layers import Activation, BatchNorm, Conv2D, Dense, Flatten, Layer, MaxPool2D
 from scratchnet.optimizers import SGD, Adam, StepDecay
 from scratchnet.serialization import (
     MAGIC,
@@ -153,6 +153,20 @@ def test_cnn_round_trip(tmp_path):
     loaded = sn.load(tmp_path / "cnn.sn")
     assert_same_state(model, loaded)
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_batchnorm_running_statistics_round_trip(tmp_path):
+    # the running mean and variance are buffers, not parameters: saved and loaded all the same
+    x, y = images()
+    model = sn.Sequential([Conv2D(3, 3, padding="same"), BatchNorm(), Activation("relu"), MaxPool2D(2),
+                           Flatten(), Dense(3)], input_shape=(6, 6, 1), seed=3)
+    model.compile("adam", "cross_entropy").fit(x + 2.0, y, epochs=2, batch_size=8, verbose=0)
+    norm = model.layers[1]
+    assert np.all(norm.buffers["mean"] != 0) and np.all(norm.buffers["var"] != 1)  # trained, not initial
+    model.save(tmp_path / "bn.sn")
+    loaded = sn.load(tmp_path / "bn.sn")
+    assert_same_state(model, loaded)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))  # inference: running statistics
 
 
 # ------------------------------------------------------------------ exact resume
