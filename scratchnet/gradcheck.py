@@ -28,7 +28,8 @@ What ``check_layer`` does, in order:
 2. central differences, kink-aware: the one-sided slopes (f(x+h) - f(x)) / h and
    (f(x) - f(x-h)) / h differ when a ReLU or max kink lies within h of x. Such an element is
    re-checked with a step 1000x smaller; if the slopes still differ (an exact tie) it is
-   reported as inconclusive and left out of the error, instead of a false failure.
+   reported as inconclusive and left out of the error, instead of a false failure. An array
+   whose every checked element is inconclusive fails: 0 elements compared is no check.
 3. for every failing array: the worst element, how many disagree, a diagnosis of the pattern
    (gradcheck_diagnose.py) and a text map of the wrong elements.
 

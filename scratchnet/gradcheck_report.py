@@ -43,6 +43,7 @@ class CheckRow:
     checked: int = 0
     inconclusive: int = 0
     n_wrong: int = 0
+    within_round_off: bool = False   # passed only because every difference is below round-off
     worst_index: tuple | None = None
     worst_analytic: float = float("nan")
     worst_numeric: float = float("nan")
@@ -56,10 +57,18 @@ class CheckRow:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
+    @property
+    def all_at_kinks(self) -> bool:
+        """True when every element picked for comparison sat on a kink: nothing was measured."""
+        return self.checked == 0 and self.inconclusive > 0
+
     def details(self) -> str:
         """The paragraph under the table for a failing array."""
         if self.analytic is None:
             return f"{self.name}: not compared (see the contract problems above)"
+        if self.all_at_kinks:
+            return (f"{self.name}: no element could be compared (all {self.inconclusive} on a kink): "
+                    "move the input off the kink")
         index = ", ".join(map(str, self.worst_index))
         lines = [f"{self.name}: {self.n_wrong} of {self.checked} checked elements disagree; worst at "
                  f"[{index}]: analytic {self.worst_analytic:.6g}, numeric {self.worst_numeric:.6g}"]
@@ -83,7 +92,8 @@ class GradientCheckReport:
     def add(self, name, analytic, numeric, mask=None, inconclusive=None, coverage=None, dtype_hint=None,
             noise_floor=0.0, output_grad=None):
         """Compare one array; ``mask`` selects the compared elements, ``inconclusive`` (kinks) are
-        excluded from the error.
+        excluded from the error. An array whose every selected element is inconclusive fails:
+        nothing about its gradient was measured (0 elements compared is not a pass).
 
         ``noise_floor``: the round-off of a central difference, ~ machine eps * sum|f terms| / step.
         An array whose largest difference is below it passes even when its relative error does
@@ -101,7 +111,14 @@ class GradientCheckReport:
         row = CheckRow(name, tuple(analytic.shape), error, bool(within),
                        checked=int(compared.sum()), inconclusive=int(kinks.sum()),
                        analytic=analytic, numeric=numeric, mask=compared)
-        if not row.passed:
+        if row.all_at_kinks:
+            row.passed, row.error = False, float("nan")  # no error was measured
+        elif row.passed and error > self.tolerance:
+            row.within_round_off = True
+            self.notes.append(f"{name}: rel. error {error:.1e} > {self.tolerance:.0e}, but every difference "
+                              f"is below the round-off of a central difference ({noise_floor:.1e}): too "
+                              "small to measure closer, passed")
+        elif not row.passed:
             wrong = disagreeing(analytic, numeric, compared, self.tolerance)
             difference = np.where(compared, np.abs(analytic - numeric), -1)
             worst = np.unravel_index(int(np.argmax(difference)), analytic.shape)
@@ -161,6 +178,10 @@ class GradientCheckReport:
         rows = []
         for row in self.rows:
             result = "ok" if row.passed else ("FAIL" if row.analytic is not None else "FAIL (contract)")
+            if row.all_at_kinks:
+                result = "FAIL (all at kinks)"
+            elif row.within_round_off:
+                result = "ok (round-off)"
             checked = str(row.checked) if row.checked == row.size else f"{row.checked} of {row.size}"
             if row.inconclusive:
                 checked += f" (+{row.inconclusive} at kinks)"

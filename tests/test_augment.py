@@ -97,6 +97,19 @@ def test_shift_moves_digits_by_at_most_max_shift_without_flipping():
     np.testing.assert_array_equal(out[np.arange(200), rows, cols + 1, 0], 0.5)  # still to the right
 
 
+@pytest.mark.parametrize("make", [lambda: RandomCrop(4, padding=2, fill=0.5),
+                                  lambda: RandomShift(max_shift=2, fill=0.5)], ids=["crop", "shift"])
+def test_crop_and_shift_pad_with_the_fill_value(make):
+    # the windows of np.pad(image, 2, constant_values=0.5): a fill that is not passed on pads with 0
+    x = np.broadcast_to(np.arange(1.0, 17.0).reshape(1, 4, 4, 1), (300, 4, 4, 1))
+    padded = np.pad(x[0, :, :, 0], 2, constant_values=0.5)
+    windows = [padded[t:t + 4, l:l + 4] for t in range(5) for l in range(5)]
+    out, _ = make()(x, None, rng_of(3))
+    for image in out[:, :, :, 0]:
+        assert sum(np.array_equal(window, image) for window in windows) == 1
+    assert (out == 0.5).any() and not (out == 0.0).any()
+
+
 # ---------------------------------------------------------------------- bilinear sampling
 def test_bilinear_sample_matches_scipy_map_coordinates(rng):
     x = rng.normal(size=(2, 5, 6, 3))
@@ -182,6 +195,10 @@ def test_cutout_is_one_square_clipped_at_the_border():
         assert rows.max() - rows.min() < 4 and cols.max() - cols.min() < 4
     full = ((out == -1.0).sum(axis=(1, 2, 3)) == 16).mean()
     assert abs(full - 0.49) < 0.08  # centre (0..9): the square fits for 7 of 10 positions per axis
+    # p = 0.3: each image is cut with probability 0.3 (its centre is always inside: >= 1 cell cut)
+    out, _ = Cutout(4, fill=-1.0, p=0.3)(np.ones((2000, 10, 10, 1)), None, rng_of(2))
+    cut = int((out == -1.0).any(axis=(1, 2, 3)).sum())
+    assert stats.binomtest(cut, 2000, 0.3).pvalue > 1e-4
 
 
 def test_hsv_round_trip_matches_colorsys(rng):
@@ -201,6 +218,10 @@ def test_brightness_factors_are_uniform_and_clipped():
     assert stats.kstest(factors, "uniform", args=(0.5, 1.0)).pvalue > 1e-4
     bright, _ = ColorJitter(brightness=0.5)(np.full((100, 1, 1, 3), 0.9), None, rng_of(1))
     assert bright.max() == 1.0  # clipped to the value range
+    # brightness 1.5: factors U[max(0, 1 - 1.5), 2.5] = U[0, 2.5] (torchvision's), never below 0
+    # (U[-0.5, 2.5] clipped would turn 1/6 of the images black); 0.4 * 2.5 = 1 is never clipped
+    out, _ = ColorJitter(brightness=1.5)(x, None, rng_of(1))
+    assert stats.kstest(out[:, 0, 0, 0] / 0.4, "uniform", args=(0.0, 2.5)).pvalue > 1e-4
 
 
 def test_contrast_and_saturation_hand_worked():

@@ -17,6 +17,7 @@ from scratchnet.gradcheck import check_layer, gradient_error, numerical_gradient
 from scratchnet.layers import (
     Activation,
     AvgPool2D,
+    BatchNorm,
     Chain,
     Conv2D,
     Dense,
@@ -317,11 +318,7 @@ def test_nested_layers_share_the_model_generator(tmp_path):
 
 
 @pytest.mark.parametrize("training", [False, True])
-def test_projection_with_batchnorm_if_available(training, tmp_path):
-    """BatchNorm is written by another helper: this runs once scratchnet.layers has it."""
-    BatchNorm = getattr(sn.layers, "BatchNorm", None)
-    if BatchNorm is None:
-        pytest.skip("scratchnet.layers.BatchNorm is not available yet")
+def test_projection_with_batchnorm(training, tmp_path):
     # no conv bias before a BatchNorm: in training mode its true gradient is 0 (the batch mean
     # removes it), and a relative error of round-off against 0 is meaningless
     block = Residual([Conv2D(3, 3, stride=2, padding=1, use_bias=False), BatchNorm(), Activation("tanh")],

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from padding_reference import config_pads, torch_paddings
 
 from scratchnet.gradcheck import check_layer
 from scratchnet.kernels import col2im, loops
@@ -76,7 +77,7 @@ def test_matches_nested_loop_reference(config_name, channels, backend):
     layer = built_layer((7, 8, channels), backend, **config)
     x = np.random.default_rng(3).standard_normal((2, 7, 8, channels))
     y, dy, dx, grads = run(layer, x)
-    pads = layer.pads_for((7, 8))
+    pads = config_pads(config, (7, 8))
     b = layer.params.get("b", np.zeros(layer.filters))
     np.testing.assert_allclose(y, loop_conv2d(x, layer.params["W"], b, layer.stride, layer.dilation, pads),
                                rtol=0, atol=1e-12)
@@ -172,25 +173,46 @@ def test_gradcheck(backend, input_shape, config):
                      padding=((2, 0), (1, 3)))),
     ((10, 10, 5), dict(filters=3, kernel_size=3, stride=2, padding="same")),
     ((8, 9, 2), dict(filters=2, kernel_size=(2, 3), dilation=2, padding=1)),
+    # stride 1, "same" with an odd total padding (even kernel, even dilated span): torch's own
+    # padding="same" decides where the odd cell goes
+    ((7, 8, 3), dict(filters=3, kernel_size=(2, 4), dilation=(1, 2), padding="same")),
+    ((6, 7, 2), dict(filters=2, kernel_size=4, padding="same")),
 ])
 def test_matches_pytorch(backend, input_shape, config):
     torch = pytest.importorskip("torch")
-    F = torch.nn.functional
     layer = built_layer(input_shape, backend, **config)
     x = np.random.default_rng(5).standard_normal((3, *input_shape))
     y, dy, dx, grads = run(layer, x)
 
-    (top, bottom), (left, right) = layer.pads_for(input_shape[:2])
+    for padding in torch_paddings(config, input_shape[:2]):
+        W, b = layer.params["W"], layer.params["b"]
+        y_t, dx_t, dW_t, db_t = torch_conv(torch, x, W, b, dy, config, padding)
+        np.testing.assert_allclose(y, y_t, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(dx, dx_t, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(grads["W"], dW_t, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(grads["b"], db_t, rtol=0, atol=1e-12)
+
+
+def torch_conv(torch, x, W, b, dy, config, padding):
+    """(y, dx, dW, db) in scratchnet's layouts from torch's F.conv2d on NCHW tensors.
+
+    padding: ((top, bottom), (left, right)) zeros added by F.pad, or "same" (torch's own rule,
+    stride 1 only).
+    """
+    F = torch.nn.functional
     x_t = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)           # NCHW
-    w_t = torch.tensor(layer.params["W"].transpose(3, 2, 0, 1), requires_grad=True)  # (F, C, kh, kw)
-    b_t = torch.tensor(layer.params["b"], requires_grad=True)
-    y_t = F.conv2d(F.pad(x_t, (left, right, top, bottom)), w_t, b_t,
-                   stride=layer.stride, dilation=layer.dilation)
+    w_t = torch.tensor(W.transpose(3, 2, 0, 1), requires_grad=True)           # (F, C, kh, kw)
+    b_t = torch.tensor(b, requires_grad=True)
+    if padding == "same":
+        padded = x_t
+    else:
+        (top, bottom), (left, right) = padding
+        padded, padding = F.pad(x_t, (left, right, top, bottom)), 0
+    y_t = F.conv2d(padded, w_t, b_t, stride=config.get("stride", 1), padding=padding,
+                   dilation=config.get("dilation", 1))
     y_t.backward(torch.tensor(dy.transpose(0, 3, 1, 2)))
-    np.testing.assert_allclose(y, y_t.detach().numpy().transpose(0, 2, 3, 1), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(dx, x_t.grad.numpy().transpose(0, 2, 3, 1), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(grads["W"], w_t.grad.numpy().transpose(2, 3, 1, 0), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(grads["b"], b_t.grad.numpy(), rtol=0, atol=1e-12)
+    return (y_t.detach().numpy().transpose(0, 2, 3, 1), x_t.grad.numpy().transpose(0, 2, 3, 1),
+            w_t.grad.numpy().transpose(2, 3, 1, 0), b_t.grad.numpy())
 
 
 # ------------------------------------------------------------------------ output shape

@@ -1,5 +1,7 @@
 """The gradient checker itself: it must pass right layers and catch wrong ones."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -129,6 +131,15 @@ def test_round_off_floor_passes_a_tiny_correct_gradient_but_not_a_wrong_one():
     report = check_layer(block(), (4, 4, 2), seed=525, batch_size=2)
     row = next(row for row in report.rows if row.name == "conv2d_3/b")
     assert row.error > 1e-6 and row.passed and report.passed    # relative error alone would fail
+    # named, not passed silently: the table says why it passed, a note gives the numbers
+    assert row.within_round_off and [r.name for r in report.rows if r.within_round_off] == ["conv2d_3/b"]
+    table_row = next(line for line in str(report).splitlines() if line.startswith("conv2d_3/b "))
+    assert table_row.split()[1:5] == ["(1,)", f"{row.error:.2e}", "ok", "(round-off)"]
+    assert len(report.notes) == 1
+    note = re.fullmatch(rf"conv2d_3/b: rel\. error {row.error:.1e} > 1e-06, but every difference is "
+                        r"below the round-off of a central difference \((\S+)\): too small to measure "
+                        r"closer, passed", report.notes[0])
+    assert note and np.abs(row.analytic - row.numeric).max() <= float(note.group(1)) < 1e-6
 
     class SlightlyWrongBias(Conv2D):
         def backward(self, dy):

@@ -89,10 +89,18 @@ def test_diagnose_all_zeros_and_unused_parameter(rng):
 class BorderBug(Conv2D):
     """Conv2D whose dx is wrong on the outer ring only (an off-by-one crop of the padding)."""
 
+    wrong_row = 0
+
     def backward(self, dy):
         dx = super().backward(dy).copy()
-        dx[:, 0, :, :] *= 0.5
+        dx[:, self.wrong_row, :, :] *= 0.5
         return dx
+
+
+class SecondRowBug(BorderBug):
+    """Wrong one row inside the border: not a padding bug, and not to be called one."""
+
+    wrong_row = 1
 
 
 def test_only_border_elements_wrong_points_at_padding():
@@ -104,6 +112,8 @@ def test_only_border_elements_wrong_points_at_padding():
     grid = mismatch_grid("input", wrong, row.mask, np.zeros_like(row.mask))
     assert "".join(grid[0]) == "XXXXX" and set("".join(grid[1:].ravel())) == {"."}
     assert "|XXXXX|\n" in text and "|.....|" in text
+    text = str(check_layer(SecondRowBug(2, 3, padding="same"), (5, 5, 1), batch_size=2))
+    assert "FAILED" in text and "only border elements" not in text
 
 
 def test_window_coverage_counts_overlaps():
@@ -158,6 +168,31 @@ def test_kinks_are_inconclusive_not_failures():
     assert report.passed
     assert report.rows[0].inconclusive == 2 and report.rows[0].checked == 2
     assert "2 element(s) sit on a kink" in str(report) and "(+2 at kinks)" in str(report)
+
+
+def test_an_array_with_every_element_on_a_kink_fails_and_says_move_the_input():
+    # ReLU at 0 everywhere: no element of dx could be measured; 0 compared elements is no pass
+    report = check_layer(Activation("relu"), np.zeros((2, 3)))
+    row = report.rows[0]
+    assert not report.passed and not row.passed and row.all_at_kinks
+    assert (row.checked, row.inconclusive) == (0, 6) and np.isnan(row.error)
+    lines = str(report).splitlines()
+    assert lines[2].split() == ["input", "(2,", "3)", "nan", "FAIL", "(all", "at", "kinks)", "0", "of", "6",
+                                "(+6", "at", "kinks)"]
+    assert lines[-2:] == ["input: no element could be compared (all 6 on a kink): move the input off "
+                          "the kink", "FAILED"]
+    # check_model the same; the arrays it could measure still pass on their own
+    model = Sequential([Activation("relu"), Dense(3)], input_shape=(3,), seed=0)
+    model.compile(optimizer="sgd", loss="cross_entropy")
+    report = check_model(model, np.zeros((2, 3)), np.array([0, 2]))
+    assert [(row.name, row.passed, row.all_at_kinks) for row in report.rows] == [
+        ("input", False, True), ("dense/W", True, False), ("dense/b", True, False)]
+    assert not report.passed and [row.name for row in report.failing()] == ["input"]
+    # one element off the kink is enough to measure the array: it passes, 5 left out
+    x = np.zeros((2, 3))
+    x[1, 2] = 0.5
+    row = check_layer(Activation("relu"), x).rows[0]
+    assert row.passed and (row.checked, row.inconclusive) == (1, 5) and not row.all_at_kinks
 
 
 def test_a_kink_within_the_step_is_rechecked_with_a_smaller_step():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from padding_reference import torch_paddings
 
 from scratchnet.gradcheck import check_layer
 from scratchnet.layers import Conv2D, DepthwiseConv2D, SeparableConv2D
@@ -173,15 +174,19 @@ def test_gradcheck(layer, input_shape):
 
 
 # ------------------------------------------------------------------ PyTorch
-def torch_reference(torch, x, W_torch, b, pads, stride, dilation, groups, dy):
-    """y, dx, dW, db from torch.nn.functional.conv2d (NCHW), padding applied by F.pad."""
+def torch_reference(torch, x, W_torch, b, padding, options, groups, dy):
+    """y, dx, dW, db from torch.nn.functional.conv2d (NCHW). ``padding``: ((top, bottom), (left,
+    right)) zeros added by F.pad, or "same" (torch's own rule, stride 1 only)."""
     F = torch.nn.functional
-    (top, bottom), (left, right) = pads
     x_t = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
     w_t = torch.tensor(W_torch, requires_grad=True)
     b_t = torch.tensor(b, requires_grad=True)
-    y_t = F.conv2d(F.pad(x_t, (left, right, top, bottom)), w_t, b_t, stride=stride, dilation=dilation,
-                   groups=groups)
+    padded = x_t
+    if padding != "same":
+        (top, bottom), (left, right) = padding
+        padded, padding = F.pad(x_t, (left, right, top, bottom)), 0
+    y_t = F.conv2d(padded, w_t, b_t, stride=options.get("stride", 1), padding=padding,
+                   dilation=options.get("dilation", 1), groups=groups)
     y_t.backward(torch.tensor(dy.transpose(0, 3, 1, 2)))
     return (y_t.detach().numpy().transpose(0, 2, 3, 1), x_t.grad.numpy().transpose(0, 2, 3, 1),
             w_t.grad.numpy(), b_t.grad.numpy())
@@ -190,6 +195,7 @@ def torch_reference(torch, x, W_torch, b, pads, stride, dilation, groups, dy):
 TORCH_GEOMETRIES = [  # "same" with stride 2 / even kernel: an odd total padding (bottom/right)
     dict(kernel_size=3, stride=2, padding="same"),
     dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1), padding="same"),
+    dict(kernel_size=(2, 4), padding="same"),  # stride 1: torch's own padding="same" too
     dict(kernel_size=(3, 2), padding=((2, 0), (1, 1))),
 ]
 
@@ -205,10 +211,12 @@ def test_grouped_conv_matches_pytorch(backend, options, channels, filters, group
     x = np.random.default_rng(5).standard_normal((3, *input_shape))
     y, dy, dx, grads = run(layer, x)
     # (kh, kw, C/g, F) -> torch's (F, C/g, kh, kw): the same grouping rule, filter f in group f // (F/g)
-    y_t, dx_t, dW_t, db_t = torch_reference(torch, x, layer.params["W"].transpose(3, 2, 0, 1),
-                                            layer.params["b"], layer.pads_for(input_shape[:2]),
-                                            layer.stride, layer.dilation, groups, dy)
-    assert_same((y, dx, grads["W"], grads["b"]), (y_t, dx_t, dW_t.transpose(2, 3, 1, 0), db_t), atol=1e-12)
+    W_torch = layer.params["W"].transpose(3, 2, 0, 1)
+    for padding in torch_paddings(options, input_shape[:2]):
+        y_t, dx_t, dW_t, db_t = torch_reference(torch, x, W_torch, layer.params["b"], padding, options,
+                                                groups, dy)
+        assert_same((y, dx, grads["W"], grads["b"]), (y_t, dx_t, dW_t.transpose(2, 3, 1, 0), db_t),
+                    atol=1e-12)
 
 
 @pytest.mark.torch
@@ -225,11 +233,11 @@ def test_depthwise_matches_pytorch_groups_equal_channels(backend, options, multi
     kh, kw = layer.kernel_size
     # Keras (kh, kw, C, M) -> torch (C*M, 1, kh, kw): torch's out channel c*M + m is filter m of channel c
     W_torch = layer.params["W"].reshape(kh, kw, channels * multiplier).transpose(2, 0, 1)[:, None]
-    y_t, dx_t, dW_t, db_t = torch_reference(torch, x, W_torch, layer.params["b"],
-                                            layer.pads_for(input_shape[:2]), layer.stride, layer.dilation,
-                                            channels, dy)
-    dW_keras = dW_t[:, 0].transpose(1, 2, 0).reshape(kh, kw, channels, multiplier)
-    assert_same((y, dx, grads["W"], grads["b"]), (y_t, dx_t, dW_keras, db_t), atol=1e-12)
+    for padding in torch_paddings(options, input_shape[:2]):
+        y_t, dx_t, dW_t, db_t = torch_reference(torch, x, W_torch, layer.params["b"], padding, options,
+                                                channels, dy)
+        dW_keras = dW_t[:, 0].transpose(1, 2, 0).reshape(kh, kw, channels, multiplier)
+        assert_same((y, dx, grads["W"], grads["b"]), (y_t, dx_t, dW_keras, db_t), atol=1e-12)
 
 
 # ------------------------------------------------------------------ shapes, dtypes, config, pickle

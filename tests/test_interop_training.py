@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 import scratchnet as sn
+from scratchnet import interop  # imports without torch: a broken bridge fails here, never skips
 from scratchnet import layers as L
 from scratchnet.schedules import CosineAnnealing, StepDecay
 
 torch = pytest.importorskip("torch")
-interop = pytest.importorskip("scratchnet.interop")
 pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]
 
 

@@ -90,6 +90,24 @@ def test_state_is_per_layer_and_per_parameter(rng):
             assert state["t"] == 1
 
 
+def test_adam_counts_each_layers_own_steps_across_a_freeze():
+    # PyTorch's Adam keeps a step count per parameter: a layer frozen for 3 steps, then unfrozen,
+    # takes its FIRST step (t = 1: m_hat = g, v_hat = g^2) and moves by lr * g / |g| = lr * sign(g).
+    # The optimizer's step count (t = 4) would move it by 0.1 * 0.29 / 0.5 ~ 0.058 instead.
+    frozen, trained = one_param_layer([1.0, -2.0]), one_param_layer([0.5])
+    adam = Adam(lr=0.1)
+    frozen.grads["W"][:, 0] = (0.5, -1.0)
+    trained.grads["W"][:, 0] = (0.3,)
+    frozen.trainable = False
+    for _ in range(3):
+        adam.step([frozen, trained])
+    assert frozen.params["W"][:, 0].tolist() == [1.0, -2.0] and frozen.opt_state == {}
+    frozen.trainable = True
+    adam.step([frozen, trained])
+    np.testing.assert_allclose(frozen.params["W"][:, 0], [1.0 - 0.1, -2.0 + 0.1], rtol=0, atol=1e-8)
+    assert (frozen.opt_state["W"]["t"], trained.opt_state["W"]["t"], adam.iterations) == (1, 4, 4)
+
+
 def test_float32_parameters_stay_float32(rng):
     layer = Dense(2)
     layer.build((3,), rng=rng)

@@ -13,30 +13,13 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from padding_reference import reference_pads
 
 from scratchnet.gradcheck import check_layer
 from scratchnet.kernels import loops
 from scratchnet.layers import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 
 # --------------------------------------------------------------------------- reference
-
-
-def reference_pads(padding, input_hw, pool_hw, stride_hw):
-    """((top, bottom), (left, right)) worked out independently of scratchnet.layers.spatial."""
-    if padding == "valid":
-        return ((0, 0), (0, 0))
-    if padding == "same":
-        pads = []
-        for size, k, s in zip(input_hw, pool_hw, stride_hw):
-            out = int(np.ceil(size / s))
-            total = max((out - 1) * s + k - size, 0)
-            pads.append((total // 2, total - total // 2))
-        return tuple(pads)
-    if isinstance(padding, int):
-        return ((padding, padding), (padding, padding))
-    if isinstance(padding[0], int):
-        return ((padding[0], padding[0]), (padding[1], padding[1]))
-    return tuple(tuple(p) for p in padding)
 
 
 def reference_max_pool(x, dy_fn, pool_hw, stride_hw, pads):
@@ -130,16 +113,21 @@ def test_max_pool_cells_between_windows_get_zero_gradient(pool_size, stride):
     assert dx.sum() == y.size  # every window routed its 1 somewhere
 
 
-def test_max_pool_ragged_edges_get_zero_gradient():
-    # 5x5 input, 2x2 windows, stride 2: row 4 and column 4 are in no window.
-    x = distinct_values((2, 5, 5, 3))
-    x[:, 4, :, :] += 100.0  # even the largest values there must not be chosen
-    x[:, :, 4, :] += 100.0
-    layer = built(MaxPool2D(2), (5, 5, 3))
-    assert layer.forward(x).shape == (2, 2, 2, 3)
-    dx = layer.backward(np.ones((2, 2, 2, 3)))
-    assert np.all(dx[:, 4, :, :] == 0) and np.all(dx[:, :, 4, :] == 0)
-    assert dx.sum() == 2 * 2 * 2 * 3  # every output gradient went somewhere inside
+@pytest.mark.parametrize("height, width", [(5, 5), (5, 4), (4, 5)])  # ragged on both axes or on one
+def test_max_pool_ragged_edges_get_zero_gradient(height, width):
+    # 2x2 windows, stride 2: row 4 and column 4 (where there is one) are in no window.
+    x = distinct_values((2, height, width, 3))
+    x[:, 4:, :, :] += 100.0  # even the largest values there must not be chosen
+    x[:, :, 4:, :] += 100.0
+    layer = built(MaxPool2D(2), (height, width, 3))
+    for _ in range(20):  # dx must be zeroed, not whatever memory it was given: try several blocks
+        y = layer.forward(x)
+        assert y.shape == (2, 2, 2, 3)
+        garbage = np.full(x.shape, 7.0)  # freed just before: a fresh np.empty may reuse it
+        del garbage
+        dx = layer.backward(np.ones(y.shape))
+        assert np.all(dx[:, 4:, :, :] == 0) and np.all(dx[:, :, 4:, :] == 0)
+        assert dx.sum() == y.size  # every output gradient went somewhere inside
 
 
 def test_max_pool_padding_is_minus_infinity_never_chosen():
@@ -307,12 +295,22 @@ TORCH_CONFIGS = [
 ]
 
 
+def torch_max_pool_input(kind, shape):
+    """"distinct" values, or "ties": integers 0, 1, 2, so most windows hold their maximum twice and
+    both backends must route dy to the same (the first, row-major) cell."""
+    if kind == "ties":
+        return np.random.default_rng(8).integers(0, 3, size=shape).astype(np.float64)
+    return distinct_values(shape, seed=7)
+
+
 @pytest.mark.torch
+@pytest.mark.parametrize("backend", ["offsets", "loops"])
+@pytest.mark.parametrize("kind", ["distinct", "ties"])
 @pytest.mark.parametrize("pool_size, stride, padding, input_hw", TORCH_CONFIGS)
-def test_max_pool_matches_torch(pool_size, stride, padding, input_hw):
+def test_max_pool_matches_torch(pool_size, stride, padding, input_hw, kind, backend):
     torch = pytest.importorskip("torch")
-    x = distinct_values((2, *input_hw, 3), seed=7)
-    layer = built(MaxPool2D(pool_size, stride=stride, padding=padding), x.shape[1:])
+    x = torch_max_pool_input(kind, (2, *input_hw, 3))
+    layer = built(MaxPool2D(pool_size, stride=stride, padding=padding, backend=backend), x.shape[1:])
     y = layer.forward(x)
     x_t = to_nchw(torch, x)
     y_t = torch.nn.functional.max_pool2d(x_t, pool_size, stride=stride, padding=padding)

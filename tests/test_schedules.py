@@ -91,15 +91,19 @@ def test_linear_warmup_then_cosine_matches_torch_sequential():
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("mode, cooldown, min_lr", [("min", 0, 0.0), ("min", 2, 0.004), ("max", 1, 0.0)])
-def test_reduce_on_plateau_matches_torch(mode, cooldown, min_lr):
+@pytest.mark.parametrize("mode, cooldown, min_lr, threshold", [
+    ("min", 0, 0.0, 1e-4), ("min", 2, 0.004, 1e-4), ("max", 1, 0.0, 1e-4),
+    ("min", 0, 0.0, 0.02), ("max", 0, 0.0, 0.02),   # a threshold that decides: values move ~2% an epoch
+])
+def test_reduce_on_plateau_matches_torch(mode, cooldown, min_lr, threshold):
     torch = pytest.importorskip("torch")
     param = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
     opt = torch.optim.SGD([param], lr=0.1)
     reference = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=0.5, patience=2,
-                                                           cooldown=cooldown, min_lr=min_lr)
+                                                           cooldown=cooldown, min_lr=min_lr,
+                                                           threshold=threshold)
     ours = ReduceOnPlateau(0.1, factor=0.5, patience=2, cooldown=cooldown, min_lr=min_lr,
-                           monitor="val_acc", mode=mode)
+                           monitor="val_acc", mode=mode, threshold=threshold)
     values = np.random.default_rng(0).normal(size=40).cumsum() * 0.1 + 5  # wanders, with plateaus
     values[10:20] = values[10]
     changes = 0
@@ -117,6 +121,11 @@ def test_reduce_on_plateau_hand_worked_and_errors():
     for epoch, loss in enumerate([3.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0]):
         schedule.on_epoch_end(epoch, {"val_loss": loss})
     assert schedule(0) == 0.25  # reduced after epochs 3 and 6 (two non-improving epochs each)
+    # "max", threshold 0.1 (relative, as PyTorch's "rel" mode): 0.52 < 0.5 * 1.1 is no improvement
+    by_accuracy = ReduceOnPlateau(1.0, factor=0.5, patience=0, mode="max", monitor="val_acc", threshold=0.1)
+    for epoch, accuracy in enumerate([0.5, 0.52, 0.56]):
+        by_accuracy.on_epoch_end(epoch, {"val_acc": accuracy})
+    assert by_accuracy(0) == 0.5 and by_accuracy.best == 0.56  # reduced once, at 0.52; 0.56 > 0.55
     with pytest.raises(KeyError, match="val_loss.*monitor='loss'"):
         schedule.on_epoch_end(7, {"loss": 1.0})
     with pytest.raises(ValueError, match="^ReduceOnPlateau.on_epoch_end: the step/epoch must be an int >= 0, "

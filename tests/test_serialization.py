@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import scratchnet as sn
 from scratchnet import serialization
-from scratchnet.layers import Dense, Flatten, Layer
+from scratchnet.layers import Activation, BatchNorm, Conv2D, Dense, Flatten, Layer, MaxPool2D
 from scratchnet.optimizers import SGD, Adam, StepDecay
 from scratchnet.serialization import (
     MAGIC,
@@ -35,12 +35,6 @@ from scratchnet.serialization import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTED_ERRORS = (SerializationError, UnsafeModelError, FileNotFoundError)
-
-try:
-    from scratchnet.layers import Conv2D, MaxPool2D
-except ImportError:  # written in parallel by other helpers; the CNN cases skip until it lands
-    Conv2D = MaxPool2D = None
-needs_cnn = pytest.mark.skipif(Conv2D is None, reason="Conv2D/MaxPool2D not available yet")
 
 
 # ------------------------------------------------------------------ models and data
@@ -151,7 +145,6 @@ def test_loaded_model_has_zero_gradients_no_caches_and_trains(tmp_path):
     loaded.fit(x, y, epochs=1, batch_size=32, verbose=0)  # the zero grads are only placeholders
 
 
-@needs_cnn
 def test_cnn_round_trip(tmp_path):
     x, y = images()
     model = cnn(seed=3)
@@ -160,6 +153,20 @@ def test_cnn_round_trip(tmp_path):
     loaded = sn.load(tmp_path / "cnn.sn")
     assert_same_state(model, loaded)
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_batchnorm_running_statistics_round_trip(tmp_path):
+    # the running mean and variance are buffers, not parameters: saved and loaded all the same
+    x, y = images()
+    model = sn.Sequential([Conv2D(3, 3, padding="same"), BatchNorm(), Activation("relu"), MaxPool2D(2),
+                           Flatten(), Dense(3)], input_shape=(6, 6, 1), seed=3)
+    model.compile("adam", "cross_entropy").fit(x + 2.0, y, epochs=2, batch_size=8, verbose=0)
+    norm = model.layers[1]
+    assert np.all(norm.buffers["mean"] != 0) and np.all(norm.buffers["var"] != 1)  # trained, not initial
+    model.save(tmp_path / "bn.sn")
+    loaded = sn.load(tmp_path / "bn.sn")
+    assert_same_state(model, loaded)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))  # inference: running statistics
 
 
 # ------------------------------------------------------------------ exact resume
@@ -187,7 +194,6 @@ def test_resume_is_bitwise_identical_to_training_without_stopping(tmp_path, dtyp
         assert first[key] + second[key] == full[key], key
 
 
-@needs_cnn
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_cnn_resume_is_bitwise_identical(tmp_path, dtype):
     x, y = images(dtype=dtype)
@@ -204,9 +210,7 @@ def test_cnn_resume_is_bitwise_identical(tmp_path, dtype):
 
 # ------------------------------------------------------------------ fresh process
 def test_fresh_python_process_gives_identical_predictions(tmp_path):
-    models = {"mlp": (mlp(seed=7), blobs()[0])}
-    if Conv2D is not None:
-        models["cnn"] = (cnn(seed=7), images()[0])
+    models = {"mlp": (mlp(seed=7), blobs()[0]), "cnn": (cnn(seed=7), images()[0])}
     script = ["import sys, numpy as np, scratchnet as sn"]
     for name, (model, x) in models.items():
         model.fit(x, np.arange(len(x)) % 3, epochs=1, batch_size=16, verbose=0)
@@ -235,8 +239,6 @@ def expected_bytes(model):
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_file_is_about_params_plus_optimizer_state_after_a_big_forward(tmp_path, kind):
     if kind == "cnn":
-        if Conv2D is None:
-            pytest.skip("Conv2D/MaxPool2D not available yet")
         model, (x, y) = cnn(seed=8), images(64)
         big = np.random.default_rng(0).normal(size=(3000, 6, 6, 1))  # im2col cols: 3000*36*9 floats
     else:

@@ -12,6 +12,7 @@ import pytest
 from torch_twin import copy_into, nchw, nhwc, torch_twin
 
 import scratchnet as sn
+from scratchnet import layers as L
 from scratchnet.layers import BatchNorm
 from scratchnet.layers.base import iter_layers
 from scratchnet.models import (
@@ -157,6 +158,21 @@ def test_inception_block_matches_pytorch(training, rng):
     x = rng.standard_normal((3, 7, 6, 5))
     compare_with_torch(torch, model, x, training, reference=Inception(5, 3, 2, 4, 2, 3, 2))
     compare_with_torch(torch, model, x, training)  # and the generic twin agrees too
+
+
+@pytest.mark.torch
+def test_twin_pads_an_odd_same_padding_bottom_right_as_pytorch(rng):
+    """"same" with an odd total padding: an even kernel at stride 1 (torch's own padding="same" in
+    the twin), stride 2 on an even size (ZeroPad2d, the odd cell bottom/right) and a max pool."""
+    torch = pytest.importorskip("torch")
+    model = sn.Sequential([L.Conv2D(3, (2, 4), padding="same"), L.Activation("tanh"),          # 8x8x3
+                           L.DepthwiseConv2D(3, stride=2, padding="same"),                      # 4x4x3
+                           L.MaxPool2D(3, stride=2, padding="same"), L.Flatten(), L.Dense(2)],  # 2x2x3
+                          input_shape=(8, 8, 2), seed=4, dtype="float64").build()
+    for leaf in iter_layers(model.layers):  # a zero bias would hide a bias added at the wrong place
+        if "b" in leaf.params:
+            leaf.params["b"][:] = rng.normal(0, 0.5, leaf.params["b"].shape)
+    compare_with_torch(torch, model, rng.standard_normal((2, 8, 8, 2)), training=False)
 
 
 @pytest.mark.torch

@@ -9,11 +9,13 @@ and returns NCHW tensors. Weight layouts:
     DepthwiseConv2D W (kh, kw, C, M) -> torch (C*M, 1, kh, kw), groups=C  (output c*M + m both sides)
     Dense W (D, U)                  -> torch (U, D)                    transpose
 Every module is created in ``dtype`` before the weights are copied in (a float32 module
-would round them). Zero padding is an explicit ``ZeroPad2d`` with scratchnet's own (top, bottom, left, right)
-amounts, so asymmetric "same" padding is reproduced exactly; max-pool pads with -inf as
-scratchnet does. ``Flatten`` permutes back to NHWC first, so the dense layer sees the features
-in scratchnet's order. ``Dropout`` becomes ``torch.nn.Dropout`` (different masks: compare in
-inference mode, or with rate 0).
+would round them). Zero padding is worked out independently of the layer (padding_reference.py,
+never ``layer.pads_for``: a twin asking the layer would copy a wrong "same" split): torch's own
+padding="same" at stride 1, else an explicit ``ZeroPad2d`` (asymmetric "same" padding at stride
+2 puts the odd cell bottom/right); max-pool pads with -inf as scratchnet does. ``Flatten``
+permutes back to NHWC first, so the dense layer sees the features in scratchnet's order.
+``Dropout`` becomes ``torch.nn.Dropout`` (different masks: compare in inference mode, or with
+rate 0).
 
 ``pairs`` lists ``(leaf, key, torch_parameter, to_scratchnet)`` for every scratchnet parameter,
 ``to_scratchnet(tensor) -> ndarray`` converting a torch gradient back to scratchnet's layout;
@@ -23,6 +25,7 @@ inference mode, or with rate 0).
 from __future__ import annotations
 
 import numpy as np
+from padding_reference import pair, reference_pads
 
 
 def torch_twin(torch, model, dtype=None):
@@ -59,9 +62,10 @@ def torch_twin(torch, model, dtype=None):
     def tensor(array):
         return torch.tensor(np.asarray(array, dtype=np.float64), dtype=dtype)
 
-    def pad(layer_pads):
-        (top, bottom), (left, right) = layer_pads
-        return nn.ZeroPad2d((left, right, top, bottom))
+    def window_pads(layer, window):
+        """((top, bottom), (left, right)) for a conv or pool layer's options, not asked of the layer."""
+        return reference_pads(layer.padding, layer.input_shape[:2], window, layer.stride,
+                              getattr(layer, "dilation", 1))
 
     def conv(layer):
         from scratchnet.layers import Conv2D
@@ -71,7 +75,9 @@ def torch_twin(torch, model, dtype=None):
         channels = layer.input_shape[2]
         depthwise = not isinstance(layer, Conv2D)
         out = channels * filters if depthwise else filters  # depthwise: W (kh, kw, C, M)
+        torch_same = layer.padding == "same" and pair(layer.stride) == (1, 1)  # torch's own rule
         module = nn.Conv2d(channels, out, (kh, kw), stride=layer.stride, dilation=layer.dilation,
+                           padding="same" if torch_same else 0,
                            groups=channels if depthwise else groups, bias=layer.use_bias).to(dtype)
         if depthwise:
             weight = layer.params["W"].transpose(2, 3, 0, 1).reshape(out, 1, kh, kw)
@@ -90,7 +96,10 @@ def torch_twin(torch, model, dtype=None):
         pairs.append((layer, "W", module.weight, back))
         if layer.use_bias:
             pairs.append((layer, "b", module.bias, lambda grad: grad.numpy()))
-        return nn.Sequential(pad(layer.pads_for(layer.input_shape[:2])), module)
+        if torch_same:
+            return module
+        (top, bottom), (left, right) = window_pads(layer, (kh, kw))
+        return nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), module)
 
     def batch_norm(layer):
         channels = layer.params["gamma"].shape[0]
@@ -127,15 +136,13 @@ def torch_twin(torch, model, dtype=None):
         return functions[name]()
 
     def max_pool(layer):
-        pads, _ = layer.geometry(layer.input_shape)
-        (top, bottom), (left, right) = pads
+        (top, bottom), (left, right) = window_pads(layer, layer.pool_size)
         return nn.Sequential(
             Lambda(lambda x: torch.nn.functional.pad(x, (left, right, top, bottom), value=-np.inf)),
             nn.MaxPool2d(layer.pool_size, layer.stride))
 
     def avg_pool(layer):
-        pads, _ = layer.geometry(layer.input_shape)
-        (top, bottom), (left, right) = pads
+        (top, bottom), (left, right) = window_pads(layer, layer.pool_size)
         if top != bottom or left != right:
             raise TypeError("torch_twin: AvgPool2D with asymmetric padding has no torch twin")
         return nn.AvgPool2d(layer.pool_size, layer.stride, padding=(top, left), count_include_pad=False)
@@ -160,8 +167,7 @@ def torch_twin(torch, model, dtype=None):
         if isinstance(layer, L.Parallel):
             merge = "concat" if isinstance(layer.merge, L.Concatenate) else "add"
             return ParallelTwin([convert(branch) for branch in layer.branches], merge)
-        depthwise = getattr(L, "DepthwiseConv2D", None)
-        if isinstance(layer, L.Conv2D) or (depthwise is not None and isinstance(layer, depthwise)):
+        if isinstance(layer, (L.Conv2D, L.DepthwiseConv2D)):
             return conv(layer)
         if isinstance(layer, L.BatchNorm):
             return batch_norm(layer)
