@@ -23,7 +23,7 @@ That holds between epochs. A model saved in the middle of one (from ``on_batch_e
 ``scratchnet train`` after Ctrl-C) records it in ``model.epoch_in_progress``; fitting it again
 warns that the interrupted epoch starts again from its first batch (the generator has moved
 on), so the result differs from a run never interrupted. A Ctrl-C during the optimizer step
-waits for the step to finish (``_finish_step_before_ctrl_c``): no model is left with half its
+waits for the step to finish (``interruptions.finish_step_before_ctrl_c``): no model is left with half its
 layers updated.
 
 This module never imports model.py (model -> training, one way).
@@ -31,17 +31,14 @@ This module never imports model.py (model -> training, one way).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
-import signal
-import threading
 import time
-import warnings
 
 import numpy as np
 
 from .input_checks import check_callbacks, check_not_empty, non_finite_already_said, warn_non_finite
+from .interruptions import finish_step_before_ctrl_c, warn_interrupted_epoch
 from .kernels.workspace import keep_freed_memory
 from .layers.base import iter_layers
 from .losses import check_takes_weights
@@ -123,32 +120,9 @@ def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
     model.backward(dlogits, input_gradient=False, release_caches=True)
     if model.optimizer.iterations == 1:  # the second step only (see warn_unfilled_gradients)
         warn_unfilled_gradients(model.layers, model.name)
-    with _finish_step_before_ctrl_c():
+    with finish_step_before_ctrl_c():
         model.optimizer.step(model.layers)
     return loss, logits
-
-
-@contextlib.contextmanager
-def _finish_step_before_ctrl_c():
-    """Hold back a Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt.
-
-    An optimizer step updates the layers one after another: interrupted half way, the model
-    would hold updated and old layers (and Adam step counts that disagree) and be saved so.
-    Only where Python's own handler is in place, in the main thread (signal handlers can only be
-    set there); elsewhere, e.g. under a handler of the user's, the block runs as it is.
-    """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    pressed = []
-    signal.signal(signal.SIGINT, lambda number, frame: pressed.append(number))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if pressed:
-        raise KeyboardInterrupt
 
 
 def _validation(model, x, y, validation_data, validation_split):
@@ -356,7 +330,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
             callback.set_model(model)
     history = history if history is not None else History()
     if first < last:
-        _warn_interrupted_epoch(model)
+        warn_interrupted_epoch(model)
     outer_stop_training = model.__dict__.get("stop_training")  # set: this fit runs inside another's
     model.stop_training = False                                 # callback (on this same model)
     n_steps = math.ceil(len(x) / batch_size)
@@ -376,20 +350,6 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
         if outer_stop_training is not None:         # is as this fit found it
             model.stop_training = outer_stop_training
     return history
-
-
-def _warn_interrupted_epoch(model) -> None:
-    """Say that an epoch stopped in the middle (a save from on_batch_end, Ctrl-C) starts again."""
-    stopped = model.epoch_in_progress
-    if not isinstance(stopped, dict):
-        return
-    batches_done = model.optimizer.iterations - stopped["iterations_at_start"]
-    after = (f", after batch {batches_done} of {stopped['batches']}"  # (unknown with a new optimizer)
-             if 0 <= batches_done <= stopped["batches"] else "")
-    warnings.warn(f"{model.name} stopped in the middle of epoch {stopped['epoch'] + 1}{after}; fit "
-                  f"starts that epoch again from its first batch (the batches already trained stay in "
-                  f"the weights and the optimizer state, and the shuffling generator has moved on), so "
-                  f"the result differs from a run never interrupted", UserWarning, stacklevel=4)
 
 
 def _run_epoch(model, x, y, weights, epoch, title, n_steps, batch_size, shuffle, verbose, augment,
