@@ -19,6 +19,7 @@ from . import layer_tree, one_thread, option_checks
 from . import weights as weights_module
 from .layers.base import Layer, iter_layers
 from .losses import check_takes_weights, get_loss
+from .model_input import prepare_input
 from .optimizers import check_params, get_optimizer
 from .training import History, NonFiniteLossError, drop_caches
 from .training import fit as _fit
@@ -128,45 +129,10 @@ class Sequential:
         return self
 
     # ------------------------------------------------------------------ checks
-    def _prepare_input(self, x, record_range: bool = False, check_range: bool = True) -> np.ndarray:
-        """Check a batch (kind, shape, values) and return it in the model's dtype.
-
-        Builds an unbuilt model from it. Warns (once per call) about unscaled images and, with
-        ``check_range`` or ``record_range`` (not ``forward``: gradient checks feed random inputs),
-        about NaN/inf and values far outside the training range; ``record_range`` (fit) records it.
-        """
-        x = checks.check_array_kind(x, self.name)
-        if x.ndim < 2 and self.input_shape is None:
-            raise ValueError(f"{self.name}: expected a batch of samples (N, ...), got shape {x.shape}; "
-                             f"add a batch axis (x[None]) or give Sequential(input_shape=...)")
-        if not self.built:
-            if self.input_shape is None and checks.looks_channels_first(x.shape):
-                raise ValueError(
-                    f"{self.name}: input of shape {x.shape} looks channels-first (N, C, H, W), but "
-                    f"scratchnet is channels-last (N, H, W, C): pass x.transpose(0, 2, 3, 1), or give "
-                    f"Sequential(input_shape={x.shape[1:]}) if the shape is meant as it is")
-            if self.input_shape is None:
-                checks.build_from_batch(self, x.shape)
-            self.build()
-        if x.ndim != 1 + len(self.input_shape) or x.shape[1:] != self.input_shape:
-            expected = ", ".join(["N", *map(str, self.input_shape)])
-            hint = checks.shape_hint(x.shape, self.input_shape)
-            raise ValueError(f"{self.name}: expected input of shape ({expected}), got {x.shape}{hint}")
-        if self.check_numerics and not np.all(np.isfinite(x)):
-            raise ValueError(f"{self.name}: input contains NaN or inf "
-                             f"({int(np.sum(~np.isfinite(x)))} values)")
-        if not self.check_numerics and check_range and not record_range:  # predict, evaluate (fit: after
-            checks.warn_non_finite(x, self.name)                           # its validation split)
-        first_layer = self.layers[0] if self.layers else None
-        checks.warn_unscaled_images(x, self.name, first_layer, whole_floats=record_range)  # fit: once
-        x_range = checks.finite_range(x) if check_range or record_range else None
-        if check_range:
-            checks.warn_out_of_range(x_range, self.input_range, self.name)
-        if record_range and x_range is not None:
-            lo, hi = x_range if self.input_range is None else (
-                min(x_range[0], self.input_range[0]), max(x_range[1], self.input_range[1]))
-            self.input_range = (lo, hi)
-        return x.astype(self.dtype, copy=False)
+    # Check a batch (kind, shape, values), build an unbuilt model from it, and return it in the
+    # model's dtype: model_input.prepare_input(model, x, ...) used as this method, so the warnings'
+    # stacklevel still reaches the user's line (no extra frame).
+    _prepare_input = prepare_input
 
     def _check_targets(self, x, y) -> np.ndarray:
         return checks.check_targets(x, y, self.name)
