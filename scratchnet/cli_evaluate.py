@@ -211,12 +211,15 @@ def run_predict(args) -> int:
     if model.loss is not None and not model.loss.has_accuracy:  # mse: its outputs are no classes
         raise CommandError(f"{args.model}: predict needs a classifier, but the model was trained with "
                            f"{model.loss.name} (a regression); load it in Python and call model.predict(x)")
-    names = class_names_of(model, model.output_shape[0])
+    one_output = model.output_shape[0] == 1  # Dense(1) + binary_cross_entropy: p = P(class 1)
+    names = class_names_of(model, 2 if one_output else model.output_shape[0])
     top = min(args.top, len(names))
     dataset = (getattr(model, "preprocessing", None) or {}).get("dataset")
     for path in args.images:
         images = read_images(path, model.input_shape, dataset)
         probabilities = model.predict_proba(preprocess(model, images))
+        if one_output:  # both classes, as for any classifier: [P(class 0), P(class 1)] = [1 - p, p]
+            probabilities = np.concatenate([1 - probabilities, probabilities], axis=1)
         for index, row in enumerate(probabilities):
             label = f"{path}[{index}]" if len(images) > 1 else str(path)
             best = np.argsort(row)[::-1][:top]

@@ -221,6 +221,23 @@ def test_predict_refuses_a_regression_model_in_one_line(tmp_path, capsys):
                    "model was trained with mse (a regression); load it in Python and call model.predict(x)\n")
 
 
+def test_predict_of_a_one_output_binary_model_names_both_classes(tmp_path, capsys):
+    """Dense(1) + binary_cross_entropy: its one probability is P(class 1); predict ranks both
+    classes, [1 - p, p], instead of printing p under class 0's name."""
+    import scratchnet as sn
+    from scratchnet.layers import Dense, Flatten
+    model = sn.Sequential([Flatten(), Dense(1)], input_shape=(2, 2, 1), seed=0)
+    model.compile("sgd", "binary_cross_entropy").build()
+    model.layers[1].params["W"][...] = 0.0
+    model.layers[1].params["b"][...] = np.log(3.0)                 # sigmoid(log 3) = 3 / 4
+    model.save(tmp_path / "binary.sn")
+    np.save(tmp_path / "x.npy", np.zeros((1, 2, 2, 1), dtype=np.float32))
+    assert cli.main(["predict", str(tmp_path / "binary.sn"), str(tmp_path / "x.npy")]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'x.npy'}: 1 (0.750)\n"    # was '0 (0.750)'
+    assert cli.main(["predict", str(tmp_path / "binary.sn"), str(tmp_path / "x.npy"), "--top", "2"]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'x.npy'}: 1 (0.750), 0 (0.250)\n"
+
+
 def test_a_wrong_size_rgb_png_is_refused_without_the_grey_note(tmp_path, digit_model, capsys):
     import matplotlib.image
 
