@@ -168,9 +168,9 @@ def plot_feature_maps(model, image, layer=0, max_maps: int = 32, save_path=None,
     panels[0].imshow(_displayable(picture), cmap="gray")
     output = np.asarray(model.predict(picture[np.newaxis]))
     predicted = int(output[0].argmax()) if output.ndim == 2 else None  # class scores only
-    parts = [f"{word} {class_names[int(value)] if class_names is not None else int(value)}"
+    parts = [f"{word} {_label_text(value, class_names)}"  # a label may be a one-hot or soft row
              for word, value in (("true", label), ("pred", predicted)) if value is not None]
-    wrong = label is not None and predicted is not None and int(label) != predicted
+    wrong = label is not None and predicted is not None and _label_class(label) != predicted
     panels[0].set_title("\n".join(["input", " / ".join(parts)]) if parts else "input", fontsize=8,
                         color="red" if wrong else "black")
     low, high = (float(maps[:, :, :count].min()), float(maps[:, :, :count].max())) if count else (0, 1)

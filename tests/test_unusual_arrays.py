@@ -165,6 +165,21 @@ def test_plot_feature_maps_input_panel_shows_uint8_and_standardised_rgb_faithful
     np.testing.assert_allclose(shown, (standardised - low) / (high - low), rtol=1e-13)
 
 
+@pytest.mark.parametrize("label, shown", [(2, "c"), (np.eye(3)[2], "c 1.00"), (np.int64(2), "c")])
+def test_plot_feature_maps_titles_a_label_given_as_an_int_or_a_one_hot_row(label, shown):
+    pytest.importorskip("matplotlib")
+    from scratchnet import viz
+    from scratchnet.layers import Conv2D, Dense, Flatten
+
+    model = sn.Sequential([Conv2D(2, 3, padding="same"), Flatten(), Dense(3)], input_shape=(4, 4, 3), seed=0)
+    image = rgb_gradient()[1] / 255.0
+    predicted = int(model.predict(image[None])[0].argmax())
+    figure = viz.plot_feature_maps(model, image, label=label, class_names=["a", "b", "c"])
+    title = figure.axes[0].title
+    assert title.get_text() == f"input\ntrue {shown} / pred {'abc'[predicted]}"
+    assert title.get_color() == ("black" if predicted == 2 else "red")
+
+
 @pytest.mark.parametrize("labels", [np.array([2, 0]), np.array([[2], [0]]), np.eye(3)[[2, 0]],
                                     [2.0, 0.0], [[2], [0]]])
 def test_plot_images_titles_labels_given_as_ints_columns_or_one_hot_rows(labels):
