@@ -24,6 +24,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .caller import user_stacklevel
 from .option_checks import is_int, refuse_class, whole_float_hint
 
 # Layers import this module (check_sample_shape): the two functions that need
@@ -198,7 +199,7 @@ def warn_unscaled_images(x, owner: str, first_layer=None, whole_floats: bool = F
             warnings.warn(
                 f"{owner}: got integer input (dtype {x.dtype}, values up to {x.max()}); the model computes "
                 f"in floats and usually expects values scaled to [0, 1]: pass x.astype('float32') / 255",
-                UserWarning, stacklevel=4)
+                UserWarning, stacklevel=user_stacklevel())
         return
     first = x[:64]
     if not whole_floats or x.ndim != 4 or x.dtype.kind != "f" or not first.size:
@@ -209,7 +210,7 @@ def warn_unscaled_images(x, owner: str, first_layer=None, whole_floats: bool = F
         warnings.warn(
             f"{owner}: got float images holding whole numbers from {low:g} to {high:g} (pixel values "
             f"0-255?); the model usually expects values scaled to [0, 1]: pass x / 255",
-            UserWarning, stacklevel=4)
+            UserWarning, stacklevel=user_stacklevel())
 
 
 def non_finite_rows(x) -> np.ndarray:
@@ -235,7 +236,7 @@ def non_finite_already_said():
 
 
 def warn_non_finite(x, owner: str, consequence: str = "their outputs will be NaN", what: str = "the input",
-                    first_row: int = 0, stacklevel: int = 4) -> None:
+                    first_row: int = 0) -> None:
     """Warn (once per call) when ``x`` (N, ...) holds NaN or inf: how many samples, the first one's
     index (counted from ``first_row``: a validation split's rows are the last rows of fit's x) and
     what will happen (``consequence``). One pass over x (``np.isfinite(x).all()``); more only
@@ -247,7 +248,7 @@ def warn_non_finite(x, owner: str, consequence: str = "their outputs will be NaN
         f"{owner}: {what} holds NaN or inf in {len(bad_samples)} sample(s) of {len(x)}, the first at "
         f"index {first_row + bad_samples[0]}; {consequence}. Clean the data (np.nan_to_num(x), or drop "
         f"those rows), or give Sequential(check_numerics=True) to make this an error",
-        UserWarning, stacklevel=stacklevel)
+        UserWarning, stacklevel=user_stacklevel())
 
 
 def finite_range(x) -> tuple[float, float] | None:
@@ -273,7 +274,7 @@ def warn_out_of_range(x_range, trained_range, owner: str) -> None:
         warnings.warn(
             f"{owner}: inputs range from {x_range[0]:.4g} to {x_range[1]:.4g}, but the model was "
             f"trained on values from {lo:.4g} to {hi:.4g}; scale or standardise them the same way "
-            f"as the training data (e.g. x / 255)", UserWarning, stacklevel=4)
+            f"as the training data (e.g. x / 255)", UserWarning, stacklevel=user_stacklevel())
 
 
 def check_layer_list(layers, owner: str) -> list:
@@ -340,7 +341,7 @@ def warn_softmax_before_cross_entropy(layers, loss, owner: str) -> None:
         warnings.warn(
             f"{owner}: the last layer {last.name!r} applies softmax and the loss 'cross_entropy' "
             f"applies softmax again (it expects raw logits); remove activation='softmax' from the last "
-            f"layer and use predict_proba() for probabilities", UserWarning, stacklevel=3)
+            f"layer and use predict_proba() for probabilities", UserWarning, stacklevel=user_stacklevel())
 
 
 def refuse_rebuilding(layer, input_shape, dtype, owner: str, remedy: str) -> None:

@@ -16,6 +16,8 @@ import signal
 import threading
 import warnings
 
+from .caller import user_stacklevel
+
 
 @contextlib.contextmanager
 def finish_step_before_ctrl_c():
@@ -51,4 +53,5 @@ def warn_interrupted_epoch(model) -> None:
     warnings.warn(f"{model.name} stopped in the middle of epoch {stopped['epoch'] + 1}{after}; fit "
                   f"starts that epoch again from its first batch (the batches already trained stay in "
                   f"the weights and the optimizer state, and the shuffling generator has moved on), so "
-                  f"the result differs from a run never interrupted", UserWarning, stacklevel=4)
+                  f"the result differs from a run never interrupted", UserWarning,
+                  stacklevel=user_stacklevel())

@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 from scipy.special import expit
 
+from .caller import user_stacklevel
 from .layers.activations import log_softmax
 from .option_checks import check_real, lower_case_hint
 
@@ -160,7 +161,7 @@ class CrossEntropy(Loss):
                 warnings.warn(f"{self.name}: label rows should be probabilities summing to 1, but row {bad} "
                               f"sums to {row_sums[bad]:.4g}; the loss is then not a cross-entropy (pass "
                               f"integer labels (N,), or one-hot / soft-label rows)",
-                              UserWarning, stacklevel=4)
+                              UserWarning, stacklevel=user_stacklevel())
         return y.astype(logits.dtype, copy=False)
 
     def forward(self, logits, y, weights=None):

@@ -130,8 +130,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ checks
     # Check a batch (kind, shape, values), build an unbuilt model from it, and return it in the
-    # model's dtype: model_input.prepare_input(model, x, ...) used as this method, so the warnings'
-    # stacklevel still reaches the user's line (no extra frame).
+    # model's dtype: model_input.prepare_input(model, x, ...) used as this method.
     _prepare_input = prepare_input
 
     def _check_targets(self, x, y) -> np.ndarray:

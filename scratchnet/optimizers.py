@@ -42,6 +42,7 @@ import weakref
 
 import numpy as np
 
+from .caller import user_stacklevel
 from .gradcheck_contract import grad_shape_hint
 from .layers.base import iter_layers
 from .option_checks import check_real, is_real, refuse_class
@@ -209,7 +210,7 @@ class Optimizer:
             warnings.warn(f"{model.name}: this {type(self).__name__} took {self.iterations} steps for "
                           f"a model that no longer exists; its learning-rate schedule goes on from step "
                           f"{self.iterations}. Give a new optimizer to start afresh", UserWarning,
-                          stacklevel=3)  # attach <- compile <- the user's line
+                          stacklevel=user_stacklevel())
         if model.optimizer is not self:
             for layer in iter_layers(model.layers):
                 layer.opt_state = {}

@@ -163,12 +163,11 @@ def _warn_non_finite_in_fit(model, x, validation_data, from_split: bool) -> None
     """One warning for NaN/inf in the training rows (fit stops at the first batch holding one)
     and one for the validation rows (val_loss becomes NaN), each with indices the user can find:
     a validation split's rows are the last rows of fit's x."""
-    warn_non_finite(x, model.name, "fit will stop with NonFiniteLossError at the first batch holding one",
-                    stacklevel=5)
+    warn_non_finite(x, model.name, "fit will stop with NonFiniteLossError at the first batch holding one")
     if validation_data is not None:
         what = "the validation split (the last rows of x)" if from_split else "validation_data"
         warn_non_finite(np.asarray(validation_data[0]), model.name, "val_loss will be NaN", what,
-                        first_row=len(x) if from_split else 0, stacklevel=5)
+                        first_row=len(x) if from_split else 0)
 
 
 def _checked_validation(model, x_val, y_val, where: str = "validation_data"):

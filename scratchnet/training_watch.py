@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from .caller import user_stacklevel
 from .input_checks import LARGE_INPUT, non_finite_rows
 from .layer_tree import caches_kept
 from .layers.base import iter_layers
@@ -98,4 +99,4 @@ def warn_unfilled_gradients(layers, owner: str) -> None:
 def _warn_silent(layers, owner: str, cause: str) -> None:
     names = ", ".join(f"{layer.name!r} ({type(layer).__name__})" for layer in layers)
     warnings.warn(f"{owner}: at the second training step, every gradient of layer(s) {names} is exactly "
-                  f"0, so the step does not change them: {cause}", UserWarning, stacklevel=5)
+                  f"0, so the step does not change them: {cause}", UserWarning, stacklevel=user_stacklevel())

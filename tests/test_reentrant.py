@@ -183,3 +183,19 @@ def test_fits_warnings_point_at_the_callers_line():
     with pytest.warns(UserWarning, match="stopped in the middle of epoch 1") as caught:
         model.fit(x[4:], y[4:], epochs=1, batch_size=4, verbose=0)
     assert {warning.filename for warning in caught} == {__file__}
+
+
+def test_every_input_warning_names_the_line_that_called_scratchnet():
+    """caller.user_stacklevel: the warning names the user's line whatever the depth inside
+    scratchnet (a fixed stacklevel named model.py or training.py for fit, train_step,
+    predict_proba, activations and validation data, and was then shown once for all calls)."""
+    x = (np.arange(48).reshape(3, 4, 4, 1) * 5).astype(np.uint8)   # unscaled 0-255 pixels
+    y = np.array([0, 1, 0])
+    model = mlp()
+    calls = [lambda: model.fit(x, y, verbose=0), lambda: model.train_step(x, y),
+             lambda: model.predict_proba(x), lambda: model.activations(x),
+             lambda: model.fit(x, y, verbose=0, validation_data=(x, y))]
+    for call in calls:
+        with pytest.warns(UserWarning, match="got integer input") as caught:
+            call()
+        assert {warning.filename for warning in caught} == {__file__}
