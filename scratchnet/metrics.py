@@ -15,6 +15,7 @@ import numpy as np
 from scipy.special import expit
 
 from .layers.activations import log_softmax
+from .losses import get_loss
 
 
 def _labels(values, name: str, who: str) -> np.ndarray:
@@ -42,6 +43,11 @@ def _labels_hint(values, name: str) -> str:
     return ""
 
 
+def _loss_name(loss) -> str | None:
+    """The loss's canonical name (a Loss, or any name ``losses.get_loss`` takes), or None."""
+    return None if loss is None else get_loss(loss).name
+
+
 def predictions(logits, loss: str | None = None) -> np.ndarray:
     """Predicted class per row, logits (N, n_classes) -> labels (N,) ints: the largest score's index.
 
@@ -51,7 +57,7 @@ def predictions(logits, loss: str | None = None) -> np.ndarray:
     ``loss="binary_cross_entropy"`` (``Sequential.predict_classes`` passes its loss's name): every
     column is a yes/no label of its own, z > 0 each: (N, K) 0/1 ints, (N,) for one column.
     """
-    logits = np.asarray(logits)
+    logits, loss = np.asarray(logits), _loss_name(loss)
     if logits.ndim != 2:
         raise ValueError(f"predictions: logits must have shape (N, n_classes), got {logits.shape}")
     if loss == "binary_cross_entropy" and logits.shape[1] > 1:
@@ -69,7 +75,7 @@ def probabilities(logits, loss: str | None = None) -> np.ndarray:
     one column would be 1 for every sample). ``loss="binary_cross_entropy"``: sigmoid(z) of every
     column on its own (one yes/no per label), (N, K).
     """
-    logits = np.asarray(logits)
+    logits, loss = np.asarray(logits), _loss_name(loss)
     if logits.ndim != 2:
         raise ValueError(f"probabilities: logits must have shape (N, n_classes), got {logits.shape}")
     if logits.shape[1] == 1 or loss == "binary_cross_entropy":
@@ -98,6 +104,9 @@ def top_k_accuracy(y_true, logits, k: int = 5) -> float:
                          f"got {logits.shape}")
     if not 1 <= k <= logits.shape[1]:
         raise ValueError(f"top_k_accuracy: k must be between 1 and {logits.shape[1]}, got {k}")
+    if len(y_true) and y_true.max() >= logits.shape[1]:
+        raise ValueError(f"top_k_accuracy: y_true holds label {y_true.max()} but logits have "
+                         f"{logits.shape[1]} classes (labels 0 to {logits.shape[1] - 1})")
     return float(np.mean(_ranks_of_true_class(logits, y_true) < k)) if len(y_true) else 0.0
 
 

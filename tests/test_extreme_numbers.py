@@ -232,3 +232,26 @@ def test_fit_stops_at_the_first_batch_with_a_nan_target_and_keeps_the_weights():
     after = [p for layer in model.layers for p in layer.params.values()]
     for old, new in zip(before, after):
         np.testing.assert_array_equal(new, old)
+
+
+def test_top_k_refuses_a_label_beyond_the_scores_classes():
+    from scratchnet import metrics
+    with pytest.raises(ValueError, match=r"^top_k_accuracy: y_true holds label 3 but logits have 3 classes "
+                                         r"\(labels 0 to 2\)$"):
+        metrics.top_k_accuracy([3, 0], np.zeros((2, 3)), 1)
+
+
+@pytest.mark.parametrize("loss", ["binary_cross_entropy", "loss object"])
+def test_predictions_and_probabilities_take_any_name_of_the_loss(loss):
+    """The loss argument goes through get_loss: a Loss object is the same loss as its name (a
+    mistyped name is refused, never silently read as cross-entropy)."""
+    from scipy.special import expit
+
+    from scratchnet import metrics
+    from scratchnet.losses import get_loss
+    loss = get_loss("binary_cross_entropy") if loss == "loss object" else loss
+    scores = np.array([[1.0, -1.0, 2.0], [-1.0, -2.0, -3.0]])
+    np.testing.assert_array_equal(metrics.predictions(scores, loss), [[1, 0, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(metrics.probabilities(scores, loss), expit(scores))
+    with pytest.raises(ValueError, match="unknown loss 'bce'"):
+        metrics.predictions(scores, "bce")
