@@ -1,7 +1,8 @@
 """Writing a file so that it is either the old one or the complete new one (``atomic_write``).
 
-Every file scratchnet saves goes through here: ``model.save``, ``save_weights``,
-``ModelCheckpoint`` and the command line's ``history.json``. The bytes are written to a new
+The model, weights and history files scratchnet saves go through here: ``model.save``,
+``save_weights``, ``ModelCheckpoint`` and the command line's ``history.json`` (figures are
+matplotlib's ``savefig``; exercise starters a plain copy). The bytes are written to a new
 temporary file beside the target, flushed, fsynced and ``os.replace``d over it (atomic). On any
 failure the temporary file is removed and the previous file is left byte-identical. A target
 that is not a regular file (``/dev/null``, a FIFO) or is read-only is refused before anything is

@@ -1,8 +1,9 @@
 """The files ``scratchnet train`` writes after training: model.sn, history.json, the figures.
 
-Every file goes through ``atomic_file.atomic_write`` (model.sn by ``model.save``): a failed write
-leaves the earlier file as it was. A model that cannot be saved (a full disk, a read-only file)
-is said in one line, history.json is still written, and the command ends with exit code 1.
+model.sn and history.json go through ``atomic_file.atomic_write`` (model.sn by ``model.save``):
+a failed write leaves the earlier file as it was (the figures are matplotlib's savefig). A model
+that cannot be saved (a full disk, a read-only file) is said in one line, history.json is still
+written, and the command ends with exit code 1.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def write_history(record: dict, out: Path) -> None:
 
 def feature_map_layer(model, conv: int) -> int:
     """Index of the first Activation after layer ``conv`` (past a BatchNorm), else the layer after it."""
-    after = [i for i in range(conv + 1, len(model.layers)) if type(model.layers[i]).__name__ == "Activation"]
+    from .layers import Activation
+
+    after = [i for i in range(conv + 1, len(model.layers)) if isinstance(model.layers[i], Activation)]
     return after[0] if after else min(conv + 1, len(model.layers) - 1)
 
 

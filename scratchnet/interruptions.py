@@ -48,8 +48,8 @@ def warn_interrupted_epoch(model) -> None:
     if not isinstance(stopped, dict):
         return
     batches_done = model.optimizer.iterations - stopped["iterations_at_start"]
-    after = (f", after batch {batches_done} of {stopped['batches']}"  # (unknown with a new optimizer)
-             if 0 <= batches_done <= stopped["batches"] else "")
+    after = (f", after batch {batches_done} of {stopped['batches']}"
+             if 0 <= batches_done <= stopped["batches"] else "")  # unknown with a new optimizer
     warnings.warn(f"{model.name} stopped in the middle of epoch {stopped['epoch'] + 1}{after}; fit "
                   f"starts that epoch again from its first batch (the batches already trained stay in "
                   f"the weights and the optimizer state, and the shuffling generator has moved on), so "

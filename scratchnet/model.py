@@ -84,6 +84,7 @@ class Sequential:
         model) keep their weights: ``layer_tree.build_in_model``; but ``reset=True`` redraws
         them too, in the other model as well.
         """
+        one_thread.refuse_other_threads(self, "build")
         input_shape = checks.check_input_shape(input_shape, self.name)
         if self.built and not reset:
             if input_shape is None or input_shape == self.input_shape:
@@ -120,6 +121,7 @@ class Sequential:
         """Choose the optimizer and the loss. A new optimizer object starts from fresh per-layer
         state; the same one again keeps it; one compiled into another live model is refused
         (``Optimizer.attach``)."""
+        one_thread.refuse_other_threads(self, "compile")
         option_checks.refuse_class(optimizer, "compile: optimizer", self.name)
         option_checks.refuse_class(loss, "compile: loss", self.name)
         new_optimizer, new_loss = get_optimizer(optimizer), get_loss(loss)
@@ -352,22 +354,25 @@ class Sequential:
         Every name and shape is checked before anything changes; values must be real numbers and
         are converted to the model's dtype (float64 weights load into a float32 model).
         """
+        one_thread.refuse_other_threads(self, "set_weights")
         weights_module.set_weights(self, weights)
 
     def save(self, path) -> None:
         """Save architecture, weights, optimizer state and RNG state (see scratchnet.load)."""
         from .serialization import save_model
-        one_thread.refuse_other_threads(self, "save")  # half its layers could be updated meanwhile
+        one_thread.refuse_other_threads(self, "save")
         save_model(self, path)
 
     def save_weights(self, path, naming: str = "scratchnet") -> None:
         """Save only the weights, as a pickle-free .npz file; ``naming="torch"`` writes PyTorch
         state_dict keys and layouts (``load_weights`` reads either)."""
         from .weights_file import save_weights
+        one_thread.refuse_other_threads(self, "save_weights")
         save_weights(self, path, naming=naming)
 
     def load_weights(self, path) -> None:
         from .weights_file import load_weights
+        one_thread.refuse_other_threads(self, "load_weights")
         load_weights(self, path)
 
     def __getstate__(self):
@@ -376,7 +381,7 @@ class Sequential:
         state = self.__dict__.copy()
         state["rng"] = self.rng.bit_generator.state
         state.pop("stop_training", None)  # fit's flag for the current call (a checkpoint mid-fit)
-        state.pop(one_thread.OWNER, None)  # the thread training it now (one_thread.py)
+        state.pop(one_thread.MARK, None)  # the thread training it now (one_thread.py)
         return state
 
     def __setstate__(self, state):

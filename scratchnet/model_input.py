@@ -24,11 +24,14 @@ from .input_checks import (
 
 
 def prepare_input(model, x, record_range: bool = False, check_range: bool = True) -> np.ndarray:
-    """Check a batch (kind, shape, values) and return it in the model's dtype.
+    """Check a batch (kind, shape, values) and return it in the model's dtype (N, *input_shape).
 
-    Builds an unbuilt model from it. Warns (once per call) about unscaled images and, with
-    ``check_range`` or ``record_range`` (not ``forward``: gradient checks feed random inputs),
-    about NaN/inf and values far outside the training range; ``record_range`` (fit) records it.
+    Builds an unbuilt model from it, and always warns about integer 0-255 images.
+    check_range   (predict, evaluate; not ``forward``: gradient checks feed random inputs) warn
+                  about NaN/inf and about values far outside the range the model was trained on.
+    record_range  (fit) record that range on the model (``model.input_range``) and warn about
+                  float images holding whole numbers 0-255; NaN/inf is fit's to warn about, after
+                  its validation split (rows named in x's numbering).
     """
     x = check_array_kind(x, model.name)
     if x.ndim < 2 and model.input_shape is None:
@@ -50,8 +53,9 @@ def prepare_input(model, x, record_range: bool = False, check_range: bool = True
     if model.check_numerics and not np.all(np.isfinite(x)):
         raise ValueError(f"{model.name}: input contains NaN or inf "
                          f"({int(np.sum(~np.isfinite(x)))} values)")
-    if not model.check_numerics and check_range and not record_range:  # predict, evaluate (fit: after
-        warn_non_finite(x, model.name)                                  # its validation split)
+    # predict and evaluate warn here; fit warns after its validation split
+    if not model.check_numerics and check_range and not record_range:
+        warn_non_finite(x, model.name)
     first_layer = model.layers[0] if model.layers else None
     warn_unscaled_images(x, model.name, first_layer, whole_floats=record_range)  # fit: once
     x_range = finite_range(x) if check_range or record_range else None

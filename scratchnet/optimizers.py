@@ -207,7 +207,7 @@ class Optimizer:
                 f"reads) would count both models' steps: give each model its own optimizer, e.g. "
                 f"compile(optimizer={type(self).__name__}(...))")
         if owner is None and "_owner" in self.__dict__ and self.iterations > 0:  # its model is gone
-            warnings.warn(f"{model.name}: this {type(self).__name__} took {self.iterations} steps for "
+            warnings.warn(f"{model.name}: this {type(self).__name__} took {self.iterations} step(s) for "
                           f"a model that no longer exists; its learning-rate schedule goes on from step "
                           f"{self.iterations}. Give a new optimizer to start afresh", UserWarning,
                           stacklevel=user_stacklevel())

@@ -103,7 +103,8 @@ def _scratchnet_class(module: str, name: str):
 
 def _missing_from_scratchnet(module: str, name: str) -> bool:
     """True if ``module.name`` is a scratchnet class name (``Dense``, a capital first letter) that
-    this scratchnet does not have at all: no such module imported, or no such name in it. A name
+    this scratchnet does not have at all: no such module in this scratchnet (imported or not), or
+    no such name in it. A name
     that exists but is refused (a function, a class imported from elsewhere, an excluded module)
     or is no class name (``math``, ``Sequential.__init__``) is unsafe, not missing."""
     module = _MOVED_CLASSES.get((module, name), module)

@@ -125,23 +125,32 @@ def test_a_model_training_in_one_thread_refuses_the_others(tmp_path):
     trainer = threading.Thread(target=model.fit, args=(x, y),
                                kwargs={"epochs": 1, "batch_size": 4, "verbose": 0, "callbacks": [pause]},
                                name="trainer")
+    model.save_weights(tmp_path / "w.npz")
     trainer.start()
     try:
         assert pause.paused.wait(timeout=60)
-        calls = {"predict": lambda: model.predict(x), "forward": lambda: model.forward(x, training=True),
-                 "evaluate": lambda: model.evaluate(x, y), "train_step": lambda: model.train_step(x, y),
-                 "fit": lambda: model.fit(x, y, verbose=0),
-                 "backward": lambda: model.backward(np.ones((12, 2))),
-                 "running its layers": lambda: model.activations(x)}
-        for what, call in calls.items():
+        caches = "would overwrite the forward caches that training needs"
+        changes = "would change the model under the running fit"
+        half = "could write half-updated weights. Save from a callback of that fit"
+        calls = {"predict": (lambda: model.predict(x), caches),
+                 "forward": (lambda: model.forward(x, training=True), caches),
+                 "evaluate": (lambda: model.evaluate(x, y), caches),
+                 "train_step": (lambda: model.train_step(x, y), caches),
+                 "fit": (lambda: model.fit(x, y, verbose=0), caches),
+                 "running its layers": (lambda: model.activations(x), caches),
+                 "backward": (lambda: model.backward(np.ones((12, 2))), "would use up the forward caches"),
+                 "compile": (lambda: model.compile("sgd"), changes),
+                 "build": (lambda: model.build(reset=True), changes),
+                 "set_weights": (lambda: model.set_weights(model.get_weights()), changes),
+                 "load_weights": (lambda: model.load_weights(tmp_path / "w.npz"), changes),
+                 "save": (lambda: model.save(tmp_path / "m.sn"), half),
+                 "save_weights": (lambda: model.save_weights(tmp_path / "w2.npz"), half)}
+        for what, (call, why) in calls.items():
             with pytest.raises(RuntimeError, match=rf"^sequential is being trained by another thread "
-                                                   rf"\(trainer\); {what} from this thread would overwrite "
-                                                   rf"the forward caches that training needs"):
+                                                   rf"\(trainer\); {what} from this thread {why}"):
                 call()
-        with pytest.raises(RuntimeError, match=r"; save from this thread could write half-updated weights. "
-                                               r"Save from a callback of that fit"):
-            model.save(tmp_path / "m.sn")
-        assert not (tmp_path / "m.sn").exists()
+        assert not (tmp_path / "m.sn").exists() and not (tmp_path / "w2.npz").exists()
+        assert type(model.optimizer).__name__ == "Adam"
     finally:
         pause.resume.set()
         trainer.join(timeout=60)
