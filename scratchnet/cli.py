@@ -19,7 +19,7 @@ import os
 import sys
 
 from . import __version__, cli_evaluate, cli_exercise, cli_train
-from .cli_args import cli_wording, positive_int
+from .cli_args import exit_code_of, positive_int
 from .cli_args import shape as _shape
 from .cli_train import DATASETS, MODEL_NAMES, UsageError, load_data, prepare_training, run_training  # noqa: F401
 
@@ -128,17 +128,9 @@ class PipeSafeStdout:
 
 def train_command(args) -> int:
     """``scratchnet train`` with its errors as messages and a closed stdout pipe ignored."""
-    from .datasets import DatasetError
-
     real_stdout, sys.stdout = sys.stdout, PipeSafeStdout(sys.stdout)
     try:
-        return run_training(args)
-    except DatasetError as error:
-        print(f"scratchnet train: {cli_wording(str(error))}", file=sys.stderr)
-        return 1
-    except UsageError as error:
-        print(f"scratchnet train: {error}", file=sys.stderr)
-        return 2
+        return exit_code_of("train", run_training, args)
     finally:
         sys.stdout = real_stdout
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 
 def whole_number(text: str, minimum: int) -> int:
@@ -56,3 +57,24 @@ def cli_wording(message: str) -> str:
                          ("download=False", "--no-download"), ("root=", "--data-dir ")):
         message = message.replace(python, flag)
     return message
+
+
+def exit_code_of(command: str, run, args, messages=()) -> int:
+    """``run(args)``, with the mistakes a user can make printed as one line on stderr (no
+    traceback) and turned into an exit code: a dataset that cannot be read (``DatasetError``) and
+    the ``messages`` exception classes (e.g. evaluate's ``CommandError``) exit 1, a command-line
+    value that cannot work (``UsageError``) exits 2."""
+    from .cli_train import UsageError
+    from .datasets import DatasetError
+
+    try:
+        return run(args)
+    except DatasetError as error:
+        print(f"scratchnet {command}: {cli_wording(str(error))}", file=sys.stderr)
+        return 1
+    except messages as error:
+        print(f"scratchnet {command}: {error}", file=sys.stderr)
+        return 1
+    except UsageError as error:
+        print(f"scratchnet {command}: {error}", file=sys.stderr)
+        return 2

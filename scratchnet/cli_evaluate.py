@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_args import cli_wording, nonnegative_int, positive_int
+from .cli_args import exit_code_of, nonnegative_int, positive_int
 from .cli_train import DATASETS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -228,17 +228,6 @@ def run_predict(args) -> int:
 
 
 def main(command, args) -> int:
-    from .cli_train import UsageError
-    from .datasets import DatasetError
-
-    try:
-        return run_evaluate(args) if command == "evaluate" else run_predict(args)
-    except CommandError as error:
-        print(f"scratchnet {command}: {error}", file=sys.stderr)
-        return 1
-    except DatasetError as error:
-        print(f"scratchnet {command}: {cli_wording(str(error))}", file=sys.stderr)
-        return 1
-    except UsageError as error:  # --out not a usable folder
-        print(f"scratchnet {command}: {error}", file=sys.stderr)
-        return 2
+    """``scratchnet evaluate`` / ``predict``; a bad --out is a UsageError (exit 2)."""
+    run = run_evaluate if command == "evaluate" else run_predict
+    return exit_code_of(command, run, args, messages=CommandError)
