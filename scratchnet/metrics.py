@@ -48,13 +48,13 @@ def _loss_name(loss) -> str | None:
     return None if loss is None else get_loss(loss).name
 
 
-def predictions(logits, loss: str | None = None) -> np.ndarray:
+def predictions(logits, loss=None) -> np.ndarray:
     """Predicted class per row, logits (N, n_classes) -> labels (N,) ints: the largest score's index.
 
     One column (N, 1) (Dense(1) trained with binary_cross_entropy) holds the logit z of class 1:
     the label is 1 where z > 0 (sigmoid(z) > 0.5) else 0, as Keras' predict_classes gave for one
     sigmoid output (the argmax of one column would be 0 for every sample).
-    ``loss="binary_cross_entropy"`` (``Sequential.predict_classes`` passes its loss's name): every
+    ``loss="binary_cross_entropy"`` (or that Loss: ``Sequential.predict_classes`` passes its own): every
     column is a yes/no label of its own, z > 0 each: (N, K) 0/1 ints, (N,) for one column.
     """
     logits, loss = np.asarray(logits), _loss_name(loss)
@@ -67,7 +67,7 @@ def predictions(logits, loss: str | None = None) -> np.ndarray:
     return np.argmax(logits, axis=1)
 
 
-def probabilities(logits, loss: str | None = None) -> np.ndarray:
+def probabilities(logits, loss=None) -> np.ndarray:
     """Class probabilities from logits (N, n_classes): the softmax of each row (rows sum to 1).
 
     One column (N, 1) holds the logit z of class 1 (binary_cross_entropy): sigmoid(z), the

@@ -274,17 +274,14 @@ class Sequential:
         yes/no per label); otherwise the softmax of each row (``metrics.probabilities``). A
         regression loss (mse) raises: use predict(x)."""
         from .metrics import probabilities
-        return probabilities(self._class_scores(x, batch_size, "predict_proba"), self._loss_name())
+        return probabilities(self._class_scores(x, batch_size, "predict_proba"), self.loss)
 
     def predict_classes(self, x, batch_size=256) -> np.ndarray:
         """cross_entropy: the index of the largest logit, (N,) ints. binary_cross_entropy: 1 where
         a logit is > 0 (sigmoid > 0.5) else 0: (N,) for one output, (N, K) 0/1 ints for K labels
         (``metrics.predictions``). A regression loss (mse) raises: use predict(x)."""
         from .metrics import predictions
-        return predictions(self._class_scores(x, batch_size, "predict_classes"), self._loss_name())
-
-    def _loss_name(self) -> str | None:
-        return getattr(self.loss, "name", None)
+        return predictions(self._class_scores(x, batch_size, "predict_classes"), self.loss)
 
     # ------------------------------------------------------------------ inspection
     def activations(self, x, layers=None, **options) -> dict:
