@@ -25,7 +25,7 @@ What ``check_layer`` does, in order:
 1. the layer contract (gradcheck_contract.py): grads has params' keys, shapes and dtypes; dx
    has the input's shape; backward changes no parameter, cache or dy; backward twice agrees;
    inference-mode forward is deterministic. Each broken rule is one sentence naming the array.
-2. central differences, kink-aware: the one-sided slopes (f(x+h) - f(x)) / h and
+2. central differences, kink-aware (gradcheck_numeric.py): the one-sided slopes (f(x+h) - f(x)) / h and
    (f(x) - f(x-h)) / h differ when a ReLU or max kink lies within h of x. Such an element is
    re-checked with a step 1000x smaller; if the slopes still differ (an exact tie) it is
    reported as inconclusive and left out of the error, instead of a false failure. An array
@@ -64,6 +64,14 @@ from .gradcheck_contract import (
     snapshot,
 )
 from .gradcheck_diagnose import gradient_error, window_coverage
+from .gradcheck_numeric import (
+    EPS,
+    KINK_STEP_FACTOR,
+    central_difference_noise,
+    kink_aware_gradient,
+    numerical_gradient,
+    sample_indices,
+)
 from .gradcheck_report import CheckRow, GradientCheckReport, format_table
 from .input_checks import check_sample_shape
 from .layers.base import iter_layers
@@ -74,56 +82,9 @@ __all__ = ["EPS", "TOLERANCE", "SAMPLE_SIZE", "numerical_gradient", "kink_aware_
            "gradient_error", "format_table", "CheckRow", "GradientCheckReport", "check_layer",
            "check_loss", "check_model", "compare_training"]
 
-EPS = 1e-6
 TOLERANCE = 1e-6
 SAMPLE_SIZE = 500          # default max_elements: entries checked per array
-KINK_STEP_FACTOR = 1e-3    # a kinked element is re-checked with eps * this
 PROGRESS_AFTER = 3.0       # seconds before a progress line appears
-
-
-def numerical_gradient(f, x: np.ndarray, eps: float = EPS, indices=None) -> np.ndarray:
-    """Central-difference gradient of the scalar function ``f(x)`` at ``x``.
-
-    ``x`` (a float64 array) is perturbed in place one element at a time and restored, so
-    ``f`` may also read ``x`` through a reference (a layer's parameter, say).
-    ``indices``: optional list of index tuples to check; other entries are left at 0.
-    """
-    x = _float64_array(x, "numerical_gradient")
-    grad = np.zeros_like(x)
-    for index in (indices if indices is not None else np.ndindex(x.shape)):
-        f_plus, f_minus = _nudged(f, x, index, eps)
-        grad[index] = (f_plus - f_minus) / (2 * eps)
-    return grad
-
-
-def _float64_array(x, who):
-    """``x`` as an array, refused unless float64: it is nudged by eps in place (float32 rounds it)."""
-    x = np.asarray(x)
-    if x.dtype != np.float64:
-        raise TypeError(f"{who} needs a float64 array, got {x.dtype}")
-    return x
-
-
-def _nudged(f, x, index, eps):
-    """(f(x + eps e_i), f(x - eps e_i)): x[index] nudged up, then down, then put back."""
-    original = x[index]
-    x[index] = original + eps
-    f_plus = f(x)
-    x[index] = original - eps
-    f_minus = f(x)
-    x[index] = original
-    return f_plus, f_minus
-
-
-def _one_sided(f, x, index, eps, f0):
-    """(f(x + eps e_i) - f(x)) / eps and (f(x) - f(x - eps e_i)) / eps."""
-    f_plus, f_minus = _nudged(f, x, index, eps)
-    return (f_plus - f0) / eps, (f0 - f_minus) / eps
-
-
-def _is_kink(d_plus, d_minus):
-    # smooth f: d+ - d- = eps * f'' (~1e-6); a kink inside [x - eps, x + eps]: a jump of O(slope)
-    return abs(d_plus - d_minus) > 1e-3 * max(abs(d_plus), abs(d_minus)) + 1e-5
 
 
 class Progress:
@@ -144,39 +105,6 @@ class Progress:
     def close(self):
         if self.shown:
             print(file=sys.stderr, flush=True)
-
-
-def kink_aware_gradient(f, x, eps=EPS, indices=None, progress=None, name=""):
-    """Central differences that notice kinks: returns (gradient, inconclusive mask).
-
-    Where the two one-sided slopes differ (a ReLU/max kink within eps of x) the element is
-    re-checked with eps * 1e-3; if they still differ it is marked inconclusive.
-    """
-    x = _float64_array(x, "kink_aware_gradient")
-    grad, kinks = np.zeros_like(x), np.zeros(x.shape, dtype=bool)
-    indices = list(np.ndindex(x.shape)) if indices is None else indices
-    f0 = f(x)
-    for done, index in enumerate(indices):
-        d_plus, d_minus = _one_sided(f, x, index, eps, f0)
-        if _is_kink(d_plus, d_minus):
-            d_plus, d_minus = _one_sided(f, x, index, eps * KINK_STEP_FACTOR, f0)
-            kinks[index] = _is_kink(d_plus, d_minus)
-        grad[index] = (d_plus + d_minus) / 2
-        if progress is not None and done % 20 == 0:
-            progress.update(name, done, len(indices))
-    return grad, kinks
-
-
-def sample_indices(shape, max_elements, rng):
-    """(indices, mask): all indices, or a random subset of ``max_elements`` of them."""
-    size = int(np.prod(shape))
-    if max_elements is None or size <= max_elements:
-        return list(np.ndindex(tuple(shape))), np.ones(shape, dtype=bool)
-    flat = np.sort(rng.choice(size, size=max_elements, replace=False))
-    indices = [tuple(int(i) for i in np.unravel_index(i, shape)) for i in flat]
-    mask = np.zeros(shape, dtype=bool)
-    mask.flat[flat] = True
-    return indices, mask
 
 
 def _make_input(layer, x_or_input_shape, batch_size, rng):
@@ -270,16 +198,6 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
         return report
     _compare(layer, x, projection, run_forward, dx, analytic, report, rng, eps, max_elements, progress)
     return report
-
-
-def central_difference_noise(terms_size: float, eps: float) -> float:
-    """Round-off bound of (f(x+h) - f(x-h)) / 2h for f a sum of terms of total size ``terms_size``.
-
-    Each f carries ~machine-eps * sum|terms| of round-off, so the difference quotient carries
-    about eps_64 * sum|terms| / h; a margin of 4 covers the accumulation. Differences below this
-    cannot be told from round-off (e.g. 2e-9 on a gradient of 1e-3 when sum|f terms| ~ 20).
-    """
-    return 4 * float(np.finfo(np.float64).eps) * float(terms_size) / eps
 
 
 def _param_name(root, leaf, key):
