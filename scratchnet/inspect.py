@@ -179,7 +179,8 @@ def backprop(model, x, target, layer=None, score_layer=None, labels=None, loss=N
 
     Returns ``(activation, gradient, output)``: the output of ``layer`` (the input x for None),
     d score / d that activation (same shape), and the score layer's output. The lower-level
-    call behind ``gradient_at``, ``input_gradient`` and the pictures of ``interpret.py``.
+    call behind ``gradient_at``, ``input_gradient`` and the pictures of ``interpret.py`` and
+    ``interpret_synthesis.py``.
     """
     model = _model_in(model, dtype)
     stop = len(model.layers) - 1 if score_layer is None else layer_index(model, score_layer)

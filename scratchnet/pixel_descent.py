@@ -1,5 +1,5 @@
 """Optimising pixels: the gradient-descent loop shared by feature inversion, class model and
-style transfer (``interpret.py``, ``style_transfer.py``).
+style transfer (``interpret_synthesis.py``, ``style_transfer.py``).
 
 The network's weights stay fixed; the *image* x is the variable. Each step asks the caller for
 the value to record and d loss / d x (from ``inspect.backprop``, i.e. the layers' own backward),

@@ -32,7 +32,6 @@ This module never imports model.py (model -> training, one way).
 from __future__ import annotations
 
 import math
-import numbers
 import time
 
 import numpy as np
@@ -41,7 +40,7 @@ from .input_checks import check_callbacks, check_not_empty, non_finite_already_s
 from .interruptions import finish_step_before_ctrl_c, warn_interrupted_epoch
 from .kernels.workspace import keep_freed_memory
 from .layers.base import iter_layers
-from .losses import check_takes_weights
+from .loss_weights import per_sample_weights
 from .option_checks import check_count, check_real, refuse_class
 from .progress import ProgressBar
 from .training_watch import diagnose_non_finite, rows_of_x_with_non_finite, warn_unfilled_gradients
@@ -185,57 +184,6 @@ def _checked_validation(model, x_val, y_val, where: str = "validation_data"):
     return x_val, y_val
 
 
-def _sample_weights(model, y, sample_weight, class_weight):
-    """Per-sample loss weights (N,) from sample_weight and class_weight, or None."""
-    if sample_weight is None and class_weight is None:
-        return None
-    check_takes_weights(model.loss)  # a loss of one's own without weights=: say so before training
-    weights = np.ones(len(y))
-    if sample_weight is not None:
-        sample_weight = np.asarray(sample_weight, dtype=np.float64)
-        if sample_weight.shape != (len(y),):
-            raise ValueError(f"{model.name}: sample_weight must have shape ({len(y)},), "
-                             f"got {sample_weight.shape}")
-        weights = weights * sample_weight
-    if class_weight is not None:
-        if not isinstance(class_weight, dict):
-            raise TypeError(f"{model.name}: class_weight must be a dict {{class: weight}}, got "
-                            f"{type(class_weight).__name__}")
-        not_classes = [key for key in class_weight if not isinstance(key, numbers.Real)]
-        if not_classes:  # {"0": 2.0} would match no label and weigh nothing
-            raise TypeError(f"{model.name}: class_weight keys must be class indices (ints), got "
-                            f"{not_classes[0]!r}")
-        labels = _labels_for_class_weight(model, y)
-        factor = np.array([class_weight.get(int(label), 1.0) for label in labels], dtype=np.float64)
-        weights = weights * factor
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise ValueError(f"{model.name}: sample and class weights must be finite and >= 0")
-    return weights
-
-
-def _labels_for_class_weight(model, y) -> np.ndarray:
-    """The class of each sample that class_weight looks up, (N,):
-
-    * labels (N,), or one column (N, 1) (Dense(1) + binary_cross_entropy): the labels themselves;
-    * one-hot or probability rows (N, classes) for cross_entropy: the largest entry of each row.
-
-    Refused: rows of several 0/1 targets for binary_cross_entropy (multi-label: a sample may be
-    in several classes or none) and targets that are not whole numbers (no class to look up)."""
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim == 2 and model.loss.name != "binary_cross_entropy":
-        return y.argmax(axis=1)
-    if y.ndim != 1:
-        raise ValueError(f"{model.name}: fit's class_weight needs one class per sample, labels (N,) or "
-                         f"(N, 1), but the targets have shape {y.shape} for loss {model.loss.name!r}; "
-                         f"give the weight of each sample as sample_weight (N,) instead")
-    if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
-        raise ValueError(f"{model.name}: fit's class_weight needs whole-number class labels, but the "
-                         f"targets hold values such as {y[np.mod(y, 1) != 0][0]:g}; give the weight of "
-                         f"each sample as sample_weight (N,) instead")
-    return y
-
-
 def _refuse_batches_of_one_for_batch_norm(model, n_train: int, batch_size: int) -> None:
     """A batch of ONE sample gives a BatchNorm on (N, D) inputs one value per channel: no batch
     variance, so the layer refuses it in training mode (as PyTorch does). Said before training
@@ -303,7 +251,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     x = model._prepare_input(x, record_range=True)
     check_not_empty(x, model.name, "fit: x")
     y = model._check_targets(x, y)
-    weights = _sample_weights(model, y, sample_weight, class_weight)
+    weights = per_sample_weights(model, y, sample_weight, class_weight)
     x, y, validation_data = _validation(model, x, y, validation_data, validation_split)
     _refuse_batches_of_one_for_batch_norm(model, len(x), batch_size)
     if not model.check_numerics:
