@@ -374,6 +374,20 @@ def test_feature_inversion_reconstructs_the_digit(digit_model):
         assert reconstruction.min() >= x[0].min() and reconstruction.max() <= x[0].max()
 
 
+def test_feature_inversion_descends_its_tv_and_l2_terms_too(rng):
+    """Both penalties are in the gradient, not only in the reported loss: from the same start (one
+    rng), tv_weight=0.1 leaves far less total variation than tv_weight=0 (measured 0.37 against
+    20.7) and l2_weight=0.1 a far smaller ||x||^2 (measured 2.0 against 25.0)."""
+    model = Sequential([Conv2D(4, 3, padding="same"), Activation("relu")], input_shape=(8, 8, 1), seed=0,
+                       dtype="float64").build()
+    image = rng.random((8, 8, 1))
+    plain, _ = feature_inversion(model, image, 1, steps=40, tv_weight=0.0)
+    smooth, _ = feature_inversion(model, image, 1, steps=40, tv_weight=0.1)
+    shrunk, _ = feature_inversion(model, image, 1, steps=40, tv_weight=0.0, l2_weight=0.1)
+    assert total_variation(smooth[None])[0] < 0.1 * total_variation(plain[None])[0]
+    assert (shrunk ** 2).sum() < 0.25 * (plain ** 2).sum()
+
+
 @pytest.mark.slow
 def test_deep_dream_and_class_model_raise_their_objectives(digit_model):
     model, x, _ = digit_model
