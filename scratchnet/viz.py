@@ -23,7 +23,9 @@ def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), layout="constrained")
+    # Rounded: 1.2 + 0.6 is 1.7999999999999998 inches, which older matplotlib (< 3.9) truncates
+    # to one pixel fewer at the saved dpi.
+    figure = Figure(figsize=(round(width, 2), round(height, 2)), layout="constrained")
     FigureCanvasAgg(figure)  # attaches itself as figure.canvas: savefig needs no pyplot
     return figure
 

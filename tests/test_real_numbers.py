@@ -195,7 +195,7 @@ def test_check_real_by_hand():
         check_real(-math.inf, "x", "f")
     with pytest.raises(TypeError, match=r"^f: eps must be a finite number > 0, got '1e-8'$"):
         check_real("1e-8", "eps", "f", above=0, why_low="not for a wrong type")
-    with pytest.raises(TypeError, match=r"^f: x must be a finite number, got np.True_$"):
+    with pytest.raises(TypeError, match=rf"^f: x must be a finite number, got {re.escape(repr(np.True_))}$"):
         check_real(np.bool_(True), "x", "f")
     with pytest.raises(TypeError, match=r"^f: x must be a finite number, got array\(0.5\)$"):
         check_real(np.array(0.5), "x", "f")                           # an array, even of one value
