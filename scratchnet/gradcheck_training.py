@@ -2,9 +2,9 @@
 
 A single-layer gradient check runs one input again and again; it cannot see a layer that keeps
 a stale cache from an earlier batch, or one that behaves differently in training and
-inference mode. Here a model is trained twice from identical copies (float64, same weights,
-same generator state, same batches): once as it is and once with one top-level layer replaced
-by the student's. After every step we compare, in this order,
+inference mode. Here a model is trained twice from identical copies (float64, same weights and
+buffers, one generator each in the same state, same batches): once as it is and once with one
+top-level layer replaced by the student's. After every step we compare, in this order,
 
     the loss,  the training-mode output,  every parameter of every layer,  the inference output
 
@@ -43,6 +43,10 @@ class TrainingComparison:
 
 
 def _swap_in(model, layer_name, replacement):
+    """Put a built deep copy of ``replacement`` in place of ``model``'s top-level ``layer_name``,
+    with the original's parameters, buffers (BatchNorm's running statistics) and optimizer state.
+    It draws from the model's generator, as the original did: a private copy would leave the
+    other layers' draws (a second Dropout) where they were and part the runs at step 0."""
     names = [layer.name for layer in model.layers]
     if layer_name not in names:
         raise ValueError(f"compare_training: the model has no top-level layer {layer_name!r}; "
@@ -51,16 +55,24 @@ def _swap_in(model, layer_name, replacement):
     original = model.layers[index]
     student = copy.deepcopy(replacement)
     student.build(original.input_shape, rng=np.random.default_rng(0), dtype=np.float64)
-    for key, value in original.params.items():
-        if key not in student.params or np.shape(student.params[key]) != value.shape:
-            raise ValueError(f"compare_training: {type(student).__name__} has params "
-                             f"{ {k: np.shape(v) for k, v in student.params.items()} }, the original "
-                             f"{layer_name} has { {k: v.shape for k, v in original.params.items()} }")
-        student.params[key] = value.copy()
-    student.name, student.rng = original.name, copy.deepcopy(original.rng)
+    _copy_arrays(original.params, student.params, "params", layer_name, student)
+    _copy_arrays(original.buffers, student.buffers, "buffers", layer_name, student)
+    student.name = original.name
+    student.set_rng(model.rng)
     student.opt_state = copy.deepcopy(original.opt_state)
     model.layers[index] = student
     return model
+
+
+def _copy_arrays(originals: dict, students: dict, what: str, layer_name: str, student) -> None:
+    """Copy each array of ``originals`` into ``students`` (the student's params or buffers),
+    whose keys and shapes must hold them."""
+    for key, value in originals.items():
+        if key not in students or np.shape(students[key]) != value.shape:
+            raise ValueError(f"compare_training: {type(student).__name__} has {what} "
+                             f"{ {k: np.shape(v) for k, v in students.items()} }, the original "
+                             f"{layer_name} has { {k: v.shape for k, v in originals.items()} }")
+        students[key] = value.copy()
 
 
 def compare_training(model, layer_name, replacement, x, y, steps: int = 5, batch_size: int | None = None,
@@ -69,8 +81,9 @@ def compare_training(model, layer_name, replacement, x, y, steps: int = 5, batch
 
     ``model`` must be compiled; it is deep-copied and cast to float64 (the original is never
     touched). ``replacement`` is an unbuilt (or built) layer of the student's with the same
-    parameter keys and shapes; it gets the original layer's weights. Each step trains on the
-    next ``batch_size`` samples of ``x, y`` (cycling). Returns a ``TrainingComparison``.
+    parameter and buffer keys and shapes; it gets the original layer's weights and buffers, and
+    draws from the model's generator. Each step trains on the next ``batch_size`` samples of
+    ``x, y`` (cycling). Returns a ``TrainingComparison``.
     """
     if model.loss is None or model.optimizer is None:
         raise RuntimeError(f"{model.name}: compile the model before compare_training")

@@ -63,8 +63,9 @@ def upsample_bilinear(maps: np.ndarray, size) -> np.ndarray:
     """(N, h, w) -> (N, H, W) by bilinear interpolation between cell centres, in float64.
 
     Output pixel y samples the input at ``(y + 0.5) * h / H - 0.5`` (half-pixel centres, clamped
-    to the border): PyTorch's ``align_corners=False``, scipy's ``zoom(order=1, grid_mode=True)``.
-    It is ``augment.resize_boxes`` with every map's box the whole map.
+    to the border): PyTorch's ``align_corners=False``, scipy's ``zoom(order=1, grid_mode=True,
+    mode="nearest")`` (zoom's default border mode, "constant", differs at the edges). It is
+    ``augment.resize_boxes`` with every map's box the whole map.
     """
     maps = np.asarray(maps, dtype=float)
     n, height, width = maps.shape

@@ -7,7 +7,8 @@ gradient of an objective, so each is a small optimisation loop with its own loss
 * Feature inversion (Mahendran & Vedaldi 2015): find pixels x whose features at a layer match
   the image's, by Adam on the pixels: ``||phi(x) - phi(x0)||^2 / ||phi(x0)||^2 + tv * TV(x) + l2 * ||x||^2``.
 * Deep dream: gradient ascent on ``mean(A^2) / 2`` (a layer, or one channel of it).
-* Class model (Simonyan et al. 2014): Adam ascent on ``y^c(x) - l2 * ||x||^2`` from a grey image.
+* Class model (Simonyan et al. 2014): Adam ascent on ``y^c(x) - l2 * ||x - grey||^2`` from a grey
+  image (grey: the middle of ``bounds``).
 
 The loop, Adam on the pixels and total variation are shared with style transfer in
 pixel_descent.py; the gradients come from ``inspect.backprop``. Kept apart from interpret.py,
@@ -82,7 +83,8 @@ def deep_dream(model, image, layer, steps: int = 20, lr: float = 0.02, channel: 
     low, high = bounds if bounds is not None else (x.min(), x.max())
     objectives = []
 
-    def d_objective(a):  # dJ/dA = A / A.size (only the chosen channel)
+    def d_objective(a):  # J = ||A_c||^2 / (2 |A_c|), dJ/dA = A_c / |A_c|, |A_c| = mask.sum() the
+        # size of the chosen channel (A.size with channel=None), 0 in the other channels
         mask = np.zeros_like(a)
         mask[..., slice(None) if channel is None else channel] = 1
         chosen = a * mask

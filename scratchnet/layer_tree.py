@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import numpy as np
+
 from .input_checks import refuse_rebuilding
 from .layers.base import Layer, iter_layers
 from .layers.containers import planned_renames
@@ -141,7 +143,8 @@ def build_in_model(model, layer: Layer, input_shape, reset: bool,
     """Build ``layer`` for ``input_shape`` with the model's generator and dtype; returns its output
     shape. A layer built already (say trained in another model: ``Sequential(base.layers[:-1] +
     [Dense(5)])``) keeps its weights, as in Keras: the models then share it (its generator becomes
-    this model's). Built for another input shape or dtype it is an error unless ``reset``
+    this model's: the other model's dropout then draws from it too, and a file of the other model
+    no longer resumes that run). Built for another input shape or dtype it is an error unless ``reset``
     (building would draw new random weights over its own; casting would change it in the other
     model too)."""
     if layer.built and not reset:
@@ -151,6 +154,17 @@ def build_in_model(model, layer: Layer, input_shape, reset: bool,
     output_shape = layer.build(input_shape, rng=model.rng, dtype=model.dtype)
     layer.set_rng(model.rng)
     return output_shape
+
+
+def share_generator(model, generator) -> None:
+    """``model.rng = generator``: keep ``generator`` as the model's and hand it to every layer,
+    containers' inner layers too, so that dropout draws from the generator the file saves."""
+    if not isinstance(generator, np.random.Generator):
+        raise TypeError(f"{model.name}: rng must be a numpy.random.Generator "
+                        f"(np.random.default_rng(seed)), got {generator!r}")
+    model._rng = generator
+    for layer in model.layers:
+        layer.set_rng(generator)
 
 
 @contextmanager

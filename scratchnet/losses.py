@@ -6,6 +6,8 @@ loss gives a simple gradient and avoids overflow and log(0):
 
 softmax cross-entropy, labels k (or one-hot / probability rows t):
     L = mean_n [ logsumexp(z_n) - z_n[k_n] ]       dz = (softmax(z) - t) / N
+    (that is for rows t summing to 1; for any rows L = -mean_n sum_k t_nk log softmax(z_n)_k
+    and dz_n = (softmax(z_n) sum_k t_nk - t_n) / N, as in torch)
 mean squared error:
     L = mean over all elements of (z - t)^2         dz = 2 (z - t) / z.size
 binary cross-entropy with logits, targets t in [0, 1]:
@@ -120,8 +122,16 @@ class Loss:
 class CrossEntropy(Loss):
     """Softmax cross-entropy on logits (N, K); labels as ints (N,) or rows (N, K).
 
-    label_smoothing e (as torch.nn.CrossEntropyLoss): targets t -> (1 - e) t + e / K, so
-    dz = (softmax(z) - (1 - e) t - e / K) / N. Ask for it with ``CrossEntropy(label_smoothing=0.1)``.
+    L = -mean_n sum_k t_nk log softmax(z_n)_k, and its gradient, per row n,
+
+        dz_n = (softmax(z_n) * sum_k t_nk - t_n) / N      = (softmax(z_n) - t_n) / N  when sum_k t_nk = 1
+
+    (integer labels, one-hot and probability rows: the short form, computed as such; rows that
+    do not sum to 1 warn, and get the long form, torch's gradient too).
+
+    label_smoothing e (as torch.nn.CrossEntropyLoss): targets t -> (1 - e) t + e / K (row sums
+    s -> (1 - e) s + e), so dz = (softmax(z) - (1 - e) t - e / K) / N for rows summing to 1. Ask
+    for it with ``CrossEntropy(label_smoothing=0.1)``.
     """
 
     name = "cross_entropy"
@@ -170,11 +180,15 @@ class CrossEntropy(Loss):
             raise ValueError(f"{self.name}: expected logits of shape (N, classes), got {logits.shape}")
         t = self.targets(logits, y)
         w = self._sample_weights(weights, logits)
+        row_sums = t.sum(axis=1, keepdims=True)  # (N, 1): 1 for labels, one-hot and probability rows
+        row_sums = None if np.all(row_sums == 1) else row_sums  # None: backward's short form
         smoothing = getattr(self, "label_smoothing", 0.0)  # losses saved before the option existed
         if smoothing:
             t = (1 - smoothing) * t + smoothing / logits.shape[1]   # t = (1 - e) t + e / K
+            if row_sums is not None:
+                row_sums = (1 - smoothing) * row_sums + smoothing   # their sums: (1 - e) s + e
         log_probs = log_softmax(logits)  # z - logsumexp(z), shifted by max(z): no overflow, no log(0)
-        self.cache = {"log_probs": log_probs, "t": t, "w": w}
+        self.cache = {"log_probs": log_probs, "t": t, "w": w, "row_sums": row_sums}
         per_class = _target_times(t, log_probs)  # t * log p
         if w is not None:
             return float(-(w * per_class).sum() / logits.shape[0]) + 0.0  # mean_n w_n L_n
@@ -182,7 +196,11 @@ class CrossEntropy(Loss):
 
     def backward(self):
         log_probs, t = self.cache["log_probs"], self.cache["t"]
-        grad = (np.exp(log_probs) - t) / log_probs.shape[0]  # (softmax(z) - t) / N
+        probs = np.exp(log_probs)  # softmax(z)
+        row_sums = self.cache.get("row_sums")
+        if row_sums is not None:  # some row of t does not sum to exactly 1
+            probs = probs * row_sums  # softmax(z) * sum_k t_k
+        grad = (probs - t) / log_probs.shape[0]  # (softmax(z) - t) / N for rows summing to 1
         w = self.cache.get("w")
         return grad if w is None else grad * w
 

@@ -37,9 +37,13 @@ class Sequential:
     input_shape : tuple, optional
         Shape of one sample, e.g. ``(28, 28, 1)``. Without it the model builds from the first
         batch it sees.
-    seed : int, optional
-        Seeds weight initialisation, shuffling and any layer randomness. Same seed and same
-        data give bitwise-identical weights and history.
+    seed : int >= 0 or None
+        Seeds weight initialisation, shuffling, augmentation and any layer randomness (one
+        generator, ``model.rng``). Same seed and same data give bitwise-identical weights and
+        history on the same machine, NumPy/BLAS build and BLAS thread count (products round
+        differently on 1 and 2 BLAS threads; ``blas_threads.set_blas_threads(1)`` or the CLI's
+        ``--threads 1`` give results independent of the core count). None draws fresh entropy
+        and stores it as ``model.seed`` (an int): ``seed=model.seed`` repeats a lucky run.
     dtype : "float32" (default, fast) or "float64" (exact). float16 is refused: Adam's
         eps = 1e-8 rounds to 0 in it and the updates turn into NaN.
     check_numerics : bool
@@ -58,16 +62,26 @@ class Sequential:
         self.name = name
         self.layers: list[Layer] = []
         self.input_shape = checks.check_input_shape(input_shape, name)
-        self.seed = seed
+        self.seed = option_checks.check_seed(seed, name)  # an int: None's entropy is kept
         self.dtype = option_checks.check_model_dtype(dtype, name)
         self.check_numerics = bool(check_numerics)
-        self.rng = option_checks.seeded_generator(seed, name)
+        self.rng = np.random.default_rng(self.seed)
         self.optimizer = None
         self.loss = None
         self.built = False
         self.epochs_trained = 0
         for layer in checks.check_layer_list(layers, name):
             self.add(layer)
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The generator of shuffling, augmentation and layer randomness; ``model.rng = g`` hands
+        ``g`` to every layer too (``layer_tree.share_generator``): the file saves what runs draw from."""
+        return self._rng
+
+    @rng.setter
+    def rng(self, generator: np.random.Generator) -> None:
+        layer_tree.share_generator(self, generator)
 
     # ------------------------------------------------------------------ building
     def add(self, layer: Layer) -> None:
@@ -376,7 +390,7 @@ class Sequential:
         # The shuffling generator is saved as its plain state dict (ints and strings), so the
         # restricted loader needs no NumPy random internals and resume stays exact.
         state = self.__dict__.copy()
-        state["rng"] = self.rng.bit_generator.state
+        state["rng"] = state.pop("_rng").bit_generator.state  # the key files have always used
         state.pop("stop_training", None)  # fit's flag for the current call (a checkpoint mid-fit)
         state.pop(one_thread.MARK, None)  # the thread training it now (one_thread.py)
         return state
@@ -384,12 +398,11 @@ class Sequential:
     def __setstate__(self, state):
         rng_state = state.pop("rng")
         self.__dict__.update(state)
-        self.rng = np.random.default_rng()
-        if rng_state.get("bit_generator") != type(self.rng.bit_generator).__name__:
+        generator = np.random.default_rng()
+        if rng_state.get("bit_generator") != type(generator.bit_generator).__name__:
             raise ValueError(f"{self.name}: unknown random generator {rng_state.get('bit_generator')!r}")
-        self.rng.bit_generator.state = rng_state
-        for layer in self.layers:
-            layer.set_rng(self.rng)  # layers never pickle a generator: they share the model's
+        generator.bit_generator.state = rng_state
+        self.rng = generator  # and to every layer: layers never pickle a generator, they share the model's
         if hasattr(self.optimizer, "owner") and self.optimizer.owner() is None:
             self.optimizer.attach(self)  # a loaded (or deep-copied) model's optimizer is its own
         # (copy.copy shares the original's optimizer: it stays the original's, and compiling the

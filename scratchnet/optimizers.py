@@ -13,8 +13,12 @@ Adam (Kingma & Ba, 2015), step t = 1, 2, ...; g = grad + weight_decay * p (L2, a
     m_hat = m / (1 - beta1^t)                v_hat = v / (1 - beta2^t)
     p = p - lr * m_hat / (sqrt(v_hat) + eps)
 
-AdamW (Loshchilov & Hutter, 2019; as torch.optim.AdamW): decay decoupled from the gradient,
+AdamW (Loshchilov & Hutter, 2019), in torch.optim.AdamW's form: decay decoupled from the gradient,
     p = p * (1 - lr * weight_decay)          then the Adam step above with g = grad
+The paper's Algorithm 2 writes the step p = p - eta_t (alpha m_hat / (sqrt(v_hat) + eps) + lambda p)
+with eta_t the schedule multiplier (not times alpha): with lr = alpha eta_t, torch's weight_decay
+is lambda / alpha (lambda = lr_0 * weight_decay for the base rate lr_0 = alpha); both then decay
+with the schedule.
 
 SGD with momentum mu (as torch.optim.SGD); g = grad + weight_decay * p:
     buf = g (first step),  buf = mu buf + g (later)

@@ -34,12 +34,27 @@ def check_model_dtype(dtype, owner: str) -> np.dtype:
     return dtype
 
 
-def seeded_generator(seed, owner: str) -> np.random.Generator:
-    """``np.random.default_rng(seed)``; a seed it cannot use (a string, a float) names the model."""
-    try:
-        return np.random.default_rng(seed)
-    except (TypeError, ValueError) as error:  # ValueError: a negative int
-        raise type(error)(f"{owner}: seed must be an int >= 0 or None, got {seed!r}") from None
+def check_seed(seed, owner: str) -> int:
+    """The seed a model keeps, as a Python int: an int >= 0 (a NumPy integer too, never a bool:
+    ``seed=True`` is a mistake, not seed 1), or None for fresh entropy from the operating system,
+    returned as the int ``np.random.SeedSequence().entropy`` drew (128 bits), so that
+    ``Sequential(seed=model.seed)`` repeats a lucky run. ``np.random.default_rng(seed)`` of the
+    int is the generator ``default_rng`` would make of the seed as given.
+
+    A ``np.random.SeedSequence`` of one int (not spawned: its spawn_key is part of the seed) is
+    that int. Anything else (a Generator, a list, a float, a string) is a TypeError, a negative
+    int a ValueError: the model saves its seed, and a file must hold plain numbers to load."""
+    message = f"{owner}: seed must be an int >= 0 or None, got {seed!r}"
+    if seed is None:
+        return int(np.random.SeedSequence().entropy)
+    if isinstance(seed, np.random.SeedSequence) and is_int(seed.entropy) and not seed.spawn_key \
+            and seed.pool_size == np.random.SeedSequence(0).pool_size:
+        seed = seed.entropy
+    if not is_int(seed):
+        raise TypeError(message)
+    if seed < 0:
+        raise ValueError(message)
+    return int(seed)
 
 
 def check_path(path, owner: str, option: str = "path", what: str = "file name", bytes_allowed: bool = True):

@@ -131,6 +131,22 @@ def test_set_kernel_workers_sets_blas_to_one_thread(serial_afterwards):
     assert chunk_workers.kernel_workers() == 1
 
 
+def test_going_back_to_one_worker_restores_the_blas_thread_count_it_found(serial_afterwards):
+    """Before: set_kernel_workers(2) then (1) left the BLAS at one thread, and im2col products
+    then rounded differently (1.4e-6 in float32) from the same model's before."""
+    if not bt.blas_threads():
+        pytest.skip("no OpenBLAS found")
+    bt.set_blas_threads(2)
+    chunk_workers.set_kernel_workers(2)
+    chunk_workers.set_kernel_workers(3)   # still threaded: the BLAS stays at one thread
+    assert set(bt.blas_threads().values()) == {1}
+    chunk_workers.set_kernel_workers(1)
+    assert set(bt.blas_threads().values()) == {2}
+    bt.set_blas_threads(1)                # serial already: going to 1 again changes nothing
+    chunk_workers.set_kernel_workers(1)
+    assert set(bt.blas_threads().values()) == {1}
+
+
 @pytest.mark.parametrize("bad, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
                                         (True, TypeError), ("2", TypeError)])
 def test_set_kernel_workers_refuses_a_bad_count(bad, error):

@@ -124,8 +124,9 @@ def test_label_rows_not_summing_to_one_warn_once_at_the_training_step():
     x = np.zeros((4, 2, 2, 1), dtype=np.float32)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.train_step(x, np.full((4, 2), 2.0))
-        model.train_step(x, np.full((4, 2), 2.0))
+        # rows [3, 1]: [2, 2] would give softmax(0) * 4 - t = 0, a zero gradient (health warns)
+        model.train_step(x, np.tile([3.0, 1.0], (4, 1)))
+        model.train_step(x, np.tile([3.0, 1.0], (4, 1)))
     (warning,) = caught
     assert warning.filename == __file__ and "row 0 sums to 4" in str(warning.message)  # the caller's line
 

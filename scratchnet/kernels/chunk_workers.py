@@ -40,6 +40,7 @@ from .workspace import shared_workspace
 
 _workers = 1
 _pool: ThreadPoolExecutor | None = None
+_blas_threads_before: int | None = None  # the BLAS's count when workers went from 1 to more
 _pool_lock = threading.Lock()  # two threads' first kernels must not make two pools
 
 
@@ -53,13 +54,21 @@ def set_kernel_workers(n: int) -> int:
 
     With n > 1 the BLAS is set to one thread (blas_threads.set_blas_threads(1)): each worker
     thread then multiplies on its own core instead of the BLAS splitting every small product.
-    Going back to 1 worker leaves the BLAS at that one thread (``set_blas_threads`` sets it).
+    Going back to 1 worker gives the BLAS back the thread count it had before (the largest of
+    its libraries'), so serial results are those from before: products round differently on 1
+    and 2 BLAS threads.
     """
-    global _workers, _pool
+    global _workers, _pool, _blas_threads_before
     check_count(n, "n", "set_kernel_workers", 1)
+    from ..blas_threads import blas_threads, set_blas_threads
+    if n > 1 and _workers == 1:
+        counts = blas_threads()
+        _blas_threads_before = max(counts.values()) if counts else None
     if n > 1:
-        from ..blas_threads import set_blas_threads
         set_blas_threads(1)
+    elif _blas_threads_before is not None:
+        set_blas_threads(_blas_threads_before)
+        _blas_threads_before = None
     old_pool = None
     with _pool_lock:  # map_chunks submits under this lock: it never submits to a pool shut down here
         if _pool is not None and n != _workers:
@@ -124,7 +133,8 @@ def _forget_the_pool_in_a_forked_child():
     there would wait forever. The child starts without a pool (made again on first use)."""
     global _pool, _pool_lock
     _pool = None
-    _pool_lock = threading.Lock()
+    _blas_threads_before: int | None = None  # the BLAS's count when workers went from 1 to more
+_pool_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork

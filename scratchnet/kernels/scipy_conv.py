@@ -28,8 +28,10 @@ Backward, given dy = dL/dy  (N, OH, OW, F):
 
 Insert s-1 zeros between the entries of dy (``dilate(dy, s)``, "dy on the input grid"); then
 
-* dW is the correlation of x with the dilated dy, read at the kernel taps (every d-th cell):
-      dW[:, :, c, f] = sum_n correlate(x[n, :, :, c], dilate(dy[n, :, :, f], s), "valid")[::d, ::d]
+* dW is the correlation of x with the dilated dy, read at the kernel taps (every d-th cell of
+  the kernel's span d*(k-1)+1; a stride that does not land on the last cell leaves more rows):
+      dW[:, :, c, f] = sum_n correlate(x[n, :, :, c], dilate(dy[n, :, :, f], s),
+                                       "valid")[:d*(kh-1)+1:d, :d*(kw-1)+1:d]
 * dx is the FULL convolution of the dilated dy with the dilated kernel (each output cell
   sends dy * W back to every input cell its window touched):
       dx[n, :, :, c] = sum_f convolve(dilate(dy[n, :, :, f], s), dilate(W[:, :, c, f], d), "full")
