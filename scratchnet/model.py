@@ -17,7 +17,7 @@ from . import input_checks as checks
 from . import inspect as _inspect
 from . import layer_tree, one_thread, option_checks
 from . import weights as weights_module
-from .layers.base import Layer, iter_layers
+from .layers.base import Layer, iter_layers, run_backward_params
 from .losses import check_takes_weights, get_loss
 from .model_input import prepare_input
 from .optimizers import check_params, get_optimizer
@@ -181,7 +181,7 @@ class Sequential:
                 drop_caches(layer)
         if input_gradient:
             return dout
-        self.layers[0].backward_params(dout)
+        run_backward_params(self.layers[0], dout)  # your own subclass's backward if it has one
         if release_caches:
             drop_caches(self.layers[0])
         return None

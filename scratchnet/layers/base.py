@@ -268,6 +268,28 @@ def require_initialised(layer, owner: str) -> None:
                         f"params, grads, ...)")
 
 
+def run_backward_params(layer, dy) -> None:
+    """``layer.backward_params(dy)`` (fill the grads, skip dL/dx), or ``layer.backward(dy)`` with
+    its dx dropped when the layer's class overrides ``backward`` below the class whose
+    ``backward_params`` it inherits: README's ``class MyConv(Conv2D): def backward(...)`` must
+    run ITS backward when it is a model's first layer, not Conv2D's fast built-in one."""
+    if backward_overrides_fast_path(type(layer)):
+        layer.backward(dy)
+    else:
+        layer.backward_params(dy)
+
+
+def backward_overrides_fast_path(layer_class) -> bool:
+    """True if ``backward`` is defined in a class nearer ``layer_class`` (in its MRO) than
+    ``backward_params`` is: that backward_params knows nothing of the newer backward."""
+    classes = layer_class.__mro__
+
+    def defining(method: str) -> int:
+        return next(index for index, cls in enumerate(classes) if method in vars(cls))
+
+    return defining("backward") < defining("backward_params")
+
+
 def iter_layers(layers):
     """Every layer in ``layers`` and inside them, depth-first, each container before its children.
 

@@ -20,7 +20,7 @@ changed on its own afterwards, e.g. ``residual.block.trainable = True``.
 
 from __future__ import annotations
 
-from .base import Layer, iter_layers, require_initialised
+from .base import Layer, iter_layers, require_initialised, run_backward_params
 from .merge import Add, Concatenate, Merge
 
 
@@ -202,7 +202,7 @@ class Chain(Container):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
         for layer in reversed(self.children[1:]):
             dy = layer.backward(dy)
-        self.children[0].backward_params(dy)
+        run_backward_params(self.children[0], dy)
 
     def get_config(self):
         return {"layers": [layer_config(layer) for layer in self.children], **super().get_config()}
@@ -287,9 +287,9 @@ class Residual(Container):
 
     def backward_params(self, dy):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
-        self.block.backward_params(dy)
+        run_backward_params(self.block, dy)
         if self.shortcut is not None:
-            self.shortcut.backward_params(dy)
+            run_backward_params(self.shortcut, dy)
 
     def get_config(self):
         shortcut = None if self.shortcut is None else layer_config(self.shortcut)
@@ -371,7 +371,7 @@ class Parallel(Container):
     def backward_params(self, dy):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
         for branch, piece in zip(self.branches, self.merge.backward(dy)):
-            branch.backward_params(piece)
+            run_backward_params(branch, piece)
 
     def get_config(self):
         return {"branches": [layer_config(branch) for branch in self.branches],
