@@ -63,8 +63,8 @@ def freeze(model, up_to: str | int | None = None):
         if is_int(up_to):  # an index out of range
             raise ValueError(message)
         raise TypeError(message)  # neither a name nor an int (2.0, True)
-    for layer in model.layers[:stop]:
-        layer.trainable = False  # a container passes it on to every layer inside it
+    for layer in iter_layers(model.layers[:stop]):  # inside a container of one's own too (sublayers())
+        layer.trainable = False
     return model
 
 

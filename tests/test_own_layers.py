@@ -47,3 +47,116 @@ def test_compare_training_catches_a_wrong_backward_in_first_place():
     model.compile("sgd", "cross_entropy")
     assert not compare_training(model, "conv2d", ZeroWeightGradConv(2, 3), x, y, steps=2).passed
     assert compare_training(model, "conv2d", Conv2D(2, 3), x, y, steps=2).passed
+
+
+# ----------------------------------- 2. a container of one's own, through sublayers() only
+class MyResidual(Layer):
+    """y = x + block(x): a container as base.py's sublayers() describes, not a Container."""
+
+    def __init__(self, block, name=None):
+        super().__init__(name=name)
+        self.block = block
+
+    def sublayers(self):
+        return [self.block]
+
+    def output_shape(self, input_shape):
+        return self.block.output_shape(input_shape)
+
+    def init_params(self, input_shape, rng):
+        self.block.build(input_shape, rng, self.dtype)
+        return {}
+
+    def forward(self, x, training=False):
+        x = self.check_input(x)
+        self.cache = {"ran": True}
+        return x + self.block.forward(x, training)
+
+    def backward(self, dy):
+        return dy + self.block.backward(dy)
+
+
+def own_residual_model():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 6, 6, 2)), rng.integers(0, 3, 8)
+    model = sn.Sequential([MyResidual(Conv2D(2, 3, padding="same")), Flatten(), Dense(3)],
+                          input_shape=(6, 6, 2), seed=0)
+    return model.compile("adam", "cross_entropy"), x, y
+
+
+def test_freezing_a_container_of_ones_own_freezes_the_layers_inside():
+    model, x, y = own_residual_model()
+    model.freeze(up_to="flatten")
+    before = model.get_weights()
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    after = model.get_weights()
+    np.testing.assert_array_equal(after["conv2d/W"], before["conv2d/W"])
+    np.testing.assert_array_equal(after["conv2d/b"], before["conv2d/b"])
+    assert not np.array_equal(after["dense/W"], before["dense/W"])
+
+
+def test_count_params_and_summary_count_the_layers_inside_a_container_of_ones_own():
+    model, _, _ = own_residual_model()
+    conv, dense = 3 * 3 * 2 * 2 + 2, 6 * 6 * 2 * 3 + 3  # 38 and 219, by hand
+    assert model.count_params() == conv + dense == 257
+    assert model.layers[0].count_params() == conv
+    model.freeze(up_to="flatten")
+    lines = model.summary_text().splitlines()
+    assert "Total params: 257" in lines
+    assert "Trainable params: 219" in lines
+    assert "Non-trainable params: 38" in lines
+
+
+def test_astype_casts_the_layers_inside_a_container_of_ones_own():
+    from scratchnet.gradcheck import check_model
+
+    model, x, y = own_residual_model()
+    model.build().astype("float64")
+    conv = model.layers[0].block
+    assert conv.dtype == np.float64
+    assert {value.dtype for value in [*conv.params.values(), *conv.grads.values()]} == {np.dtype("float64")}
+    assert check_model(model, x[:2], y[:2]).passed
+
+
+# ------------------------------------------- 3. int and bool buffers keep their dtype
+class KeepChannels(Layer):
+    """Keeps the channels of a saved bool mask; counts training samples in an int buffer."""
+
+    def __init__(self, keep, name=None):
+        super().__init__(name)
+        self.keep = list(keep)
+
+    def output_shape(self, input_shape):
+        return (*input_shape[:-1], sum(self.keep))
+
+    def init_params(self, input_shape, rng):
+        self.buffers["mask"] = np.array(self.keep, dtype=bool)
+        self.buffers["seen"] = np.zeros((), dtype=np.int64)
+        self.buffers["scale"] = np.ones(1)  # float64: cast to the model's dtype
+        return {}
+
+    def forward(self, x, training=False):
+        x = self.check_input(x)
+        self.cache = {"shape": x.shape}
+        if training:
+            self.buffers["seen"] += len(x)
+        return x[..., self.buffers["mask"]] * self.buffers["scale"]
+
+    def backward(self, dy):
+        dx = np.zeros(self.cache["shape"], dy.dtype)
+        dx[..., self.buffers["mask"]] = dy * self.buffers["scale"]
+        return dx
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_int_and_bool_buffers_keep_their_dtype_through_build_and_astype(dtype):
+    model = sn.Sequential([KeepChannels([1, 0, 1, 1]), Dense(2)], input_shape=(4,), seed=0).build()
+    model.astype(dtype)
+    buffers = model.layers[0].buffers
+    assert {key: value.dtype for key, value in buffers.items()} == {
+        "mask": np.dtype(bool), "seen": np.dtype(np.int64), "scale": np.dtype(dtype)}
+    x = np.arange(8.0).reshape(2, 4)
+    np.testing.assert_array_equal(model.layers[0].forward(x, training=True), [[0, 2, 3], [4, 6, 7]])
+    assert buffers["seen"] == 2
+    model.compile("sgd", "cross_entropy").fit(x, [0, 1], verbose=0)
+    assert buffers["seen"] == 4 and buffers["seen"].dtype == np.int64

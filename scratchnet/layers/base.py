@@ -111,7 +111,7 @@ class Layer:
         self.params = {key: np.asarray(value, dtype=self.dtype) for key, value in new_params.items()}
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
         self.param_shapes = {key: value.shape for key, value in self.params.items()}
-        self.buffers = {key: np.asarray(value, dtype=self.dtype) for key, value in self.buffers.items()}
+        self.buffers = {key: cast_if_float(value, self.dtype) for key, value in self.buffers.items()}
         self.opt_state = {}
         self.cache = {}
         self.built = True
@@ -216,20 +216,28 @@ class Layer:
 
     # ----------------------------------------------------------------- utility
     def astype(self, dtype) -> "Layer":
-        """Cast parameters, gradients, buffers and optimizer moments to ``dtype`` in place."""
+        """Cast parameters, gradients, float buffers and optimizer moments to ``dtype`` in place,
+        here and in every layer inside (``sublayers()``). Int and bool buffers (a count, a mask)
+        keep their dtype."""
         self.dtype = np.dtype(dtype)
-        for store in (self.params, self.grads, self.buffers):
+        for store in (self.params, self.grads):
             for key, value in store.items():
                 store[key] = value.astype(self.dtype)
+        for key, value in self.buffers.items():
+            self.buffers[key] = cast_if_float(value, self.dtype)
         for state in self.opt_state.values():
             for key, value in state.items():
                 if isinstance(value, np.ndarray):
                     state[key] = value.astype(self.dtype)
         self.cache = {}
+        for layer in self.sublayers():  # a container of one's own too, not only Container
+            layer.astype(dtype)
         return self
 
     def count_params(self) -> int:
-        return int(sum(value.size for value in self.params.values()))
+        """The number of parameters here and in every layer inside (``sublayers()``)."""
+        own = sum(value.size for value in self.params.values())
+        return int(own + sum(layer.count_params() for layer in self.sublayers()))
 
     def get_config(self) -> dict:
         """Constructor arguments, enough to rebuild an untrained copy: ``type(l)(**config)``."""
@@ -258,6 +266,13 @@ class Layer:
     def __repr__(self) -> str:
         config = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
         return f"{type(self).__name__}({config})"
+
+
+def cast_if_float(value, dtype) -> np.ndarray:
+    """A buffer in the layer's float ``dtype`` if it holds floats; an int or bool buffer (a
+    count, a mask used as an index) as it is: casting it to float would break it."""
+    value = np.asarray(value)
+    return value.astype(dtype) if value.dtype.kind == "f" else value
 
 
 def require_initialised(layer, owner: str) -> None:

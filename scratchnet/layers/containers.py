@@ -95,7 +95,8 @@ class Container(Layer):
     """A layer made of layers: ``sublayers()`` are ``self.children``; no parameters of its own.
 
     Building a container builds its children (``build_children``) with the model's generator
-    and dtype; ``astype``, ``count_params``, ``zero_grads`` and ``trainable`` reach every child.
+    and dtype; ``astype``, ``count_params`` (Layer's, through ``sublayers()``), ``zero_grads`` and
+    ``trainable`` reach every child.
     """
 
     def __init__(self, name: str | None = None):
@@ -137,15 +138,6 @@ class Container(Layer):
 
     def build_children(self, input_shape, rng) -> None:
         raise NotImplementedError
-
-    def astype(self, dtype) -> "Container":
-        super().astype(dtype)
-        for child in self.children:
-            child.astype(dtype)
-        return self
-
-    def count_params(self) -> int:
-        return sum(child.count_params() for child in self.children)
 
     def zero_grads(self) -> None:
         for child in self.children:
