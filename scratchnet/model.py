@@ -175,8 +175,9 @@ class Sequential:
         one_thread.refuse_other_threads(self, "backward")
         last = 0 if input_gradient else 1
         for layer in reversed(self.layers[last:]):
-            dout = layer.backward(dout)
-            checks.require_gradient(dout, layer, self.name)  # your own layer may forget to return dx
+            dx = layer.backward(dout)
+            checks.require_gradient(dx, layer, self.name, dout)  # your own layer: None, a wrong shape
+            dout = dx
             if release_caches:
                 drop_caches(layer)
         if input_gradient:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import scratchnet as sn
-from scratchnet.gradcheck import compare_training
-from scratchnet.layers import Chain, Conv2D, Dense, Flatten, Layer, Residual
+from scratchnet.gradcheck import check_model, compare_training
+from scratchnet.layers import Chain, Conv2D, Dense, Flatten, Layer, Parallel, Residual
 
 
 def images(n=6, seed=0):
@@ -108,8 +108,6 @@ def test_count_params_and_summary_count_the_layers_inside_a_container_of_ones_ow
 
 
 def test_astype_casts_the_layers_inside_a_container_of_ones_own():
-    from scratchnet.gradcheck import check_model
-
     model, x, y = own_residual_model()
     model.build().astype("float64")
     conv = model.layers[0].block
@@ -160,3 +158,59 @@ def test_int_and_bool_buffers_keep_their_dtype_through_build_and_astype(dtype):
     assert buffers["seen"] == 2
     model.compile("sgd", "cross_entropy").fit(x, [0, 1], verbose=0)
     assert buffers["seen"] == 4 and buffers["seen"].dtype == np.int64
+
+
+# ------------------------- 4. a missing or wrong-shaped dx is blamed on the layer that returned it
+class NoReturn(Layer):
+    def forward(self, x, training=False):
+        x = self.check_input(x)
+        self.cache = {"ran": True}
+        return x * 2
+
+    def backward(self, dy):
+        dx = dy * 2  # noqa: F841  (the forgotten `return dx`)
+
+
+class WrongShapeDx(NoReturn):
+    def backward(self, dy):
+        return dy[:, :2]
+
+
+WRAPPERS = {"top": lambda layer: layer, "residual": lambda layer: Residual(layer),
+            "chain": lambda layer: Chain([Dense(6), layer]),
+            "chain_first": lambda layer: Chain([layer, Dense(6)]),
+            "parallel": lambda layer: Parallel([layer, Dense(6)], merge="add")}
+
+
+@pytest.mark.parametrize("where", sorted(WRAPPERS))
+@pytest.mark.parametrize("cls, error, said", [
+    (NoReturn, TypeError, r"no_return \(NoReturn\)\.backward returned None; it must return dL/dx"),
+    (WrongShapeDx, ValueError, r"wrong_shape_dx \(WrongShapeDx\)\.backward returned dx of shape \(4, 2\); it "
+                               r"must return dL/dx, of the shape of the input its forward saw: \(4, 6\)$")])
+def test_fit_names_the_layer_whose_backward_returned_a_wrong_dx(where, cls, error, said):
+    x, y = np.random.default_rng(0).random((4, 6)), np.arange(4) % 3
+    model = sn.Sequential([Dense(6), WRAPPERS[where](cls()), Dense(3)], input_shape=(6,), seed=0)
+    model.compile("sgd", "cross_entropy")
+    owner = "sequential" if where == "top" else where.split("_")[0]
+    with pytest.raises(error, match=rf"^{owner}: {said}"):
+        model.fit(x, y, batch_size=4, verbose=0)
+
+
+@pytest.mark.parametrize("cls, error", [(NoReturn, TypeError), (WrongShapeDx, ValueError)])
+def test_saliency_names_the_layer_whose_backward_returned_a_wrong_dx(cls, error):
+    from scratchnet import interpret
+
+    model = sn.Sequential([Dense(6), cls(), Dense(3)], input_shape=(6,), seed=0)
+    with pytest.raises(error, match=rf"^sequential: {cls().name} \({cls.__name__}\)\.backward returned"):
+        interpret.saliency(model, np.ones((2, 6)))
+
+
+def test_a_right_dx_passes_the_check_unchanged():
+    """The check is one shape compare: a right dx is returned as the layer gave it."""
+    x = np.random.default_rng(1).random((3, 6))
+    model = sn.Sequential([Dense(6), Chain([Dense(5), Dense(6)]), Residual(Dense(6)), Dense(3)],
+                          input_shape=(6,), seed=0, dtype="float64").compile("sgd", "cross_entropy")
+    logits = model.forward(x, training=True)
+    dx = model.backward(np.ones_like(logits))
+    assert dx.shape == (3, 6)
+    assert check_model(model, x, np.arange(3)).passed

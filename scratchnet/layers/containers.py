@@ -20,6 +20,7 @@ changed on its own afterwards, e.g. ``residual.block.trainable = True``.
 
 from __future__ import annotations
 
+from ..input_checks import require_gradient
 from .base import Layer, iter_layers, require_initialised, run_backward_params
 from .merge import Add, Concatenate, Merge
 
@@ -139,6 +140,13 @@ class Container(Layer):
     def build_children(self, input_shape, rng) -> None:
         raise NotImplementedError
 
+    def child_backward(self, child: Layer, dy):
+        """``child.backward(dy)``; a child returning None or a dx not of its input's shape is
+        named here (``require_gradient``), not blamed on the layer its dx reaches next."""
+        dx = child.backward(dy)
+        require_gradient(dx, child, self.name, dy)
+        return dx
+
     def zero_grads(self) -> None:
         for child in self.children:
             child.zero_grads()
@@ -185,16 +193,19 @@ class Chain(Container):
 
     def backward(self, dy):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
-        for layer in reversed(self.children):
-            dy = layer.backward(dy)
-        return dy
+        return self.backward_children(reversed(self.children), dy)
 
     def backward_params(self, dy):
         """Like backward, but the first child skips dL/dx (nobody needs it)."""
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
-        for layer in reversed(self.children[1:]):
-            dy = layer.backward(dy)
+        dy = self.backward_children(reversed(self.children[1:]), dy)
         run_backward_params(self.children[0], dy)
+
+    def backward_children(self, children, dy):
+        """dy through each child's backward in turn (the last child first)."""
+        for layer in children:
+            dy = self.child_backward(layer, dy)
+        return dy
 
     def get_config(self):
         return {"layers": [layer_config(layer) for layer in self.children], **super().get_config()}
@@ -272,10 +283,10 @@ class Residual(Container):
 
     def backward(self, dy):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
-        dx = self.block.backward(dy)                           # through the block ...
+        dx = self.child_backward(self.block, dy)               # through the block ...
         if self.shortcut is None:
             return dx + dy                                     # ... plus the identity: dx += dy
-        return dx + self.shortcut.backward(dy)                 # ... plus the projection's dx
+        return dx + self.child_backward(self.shortcut, dy)     # ... plus the projection's dx
 
     def backward_params(self, dy):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
@@ -355,9 +366,9 @@ class Parallel(Container):
     def backward(self, dy):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
         pieces = self.merge.backward(dy)                       # dy_1, ..., dy_k
-        dx = self.branches[0].backward(pieces[0])
+        dx = self.child_backward(self.branches[0], pieces[0])
         for branch, piece in zip(self.branches[1:], pieces[1:]):
-            dx = dx + branch.backward(piece)                   # dx = sum_i branch_i.backward(dy_i)
+            dx = dx + self.child_backward(branch, piece)       # dx = sum_i branch_i.backward(dy_i)
         return dx
 
     def backward_params(self, dy):
