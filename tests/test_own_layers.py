@@ -214,3 +214,43 @@ def test_a_right_dx_passes_the_check_unchanged():
     dx = model.backward(np.ones_like(logits))
     assert dx.shape == (3, 6)
     assert check_model(model, x, np.arange(3)).passed
+
+
+# ------------------------------------ 5. receptive fields: a window of one's own is not guessed
+class IntKernelConv(Layer):
+    """A student's 'same' convolution holding kernel_size as an int (as the exercise starters do)."""
+
+    def __init__(self, filters, kernel_size, name=None):
+        super().__init__(name)
+        self.filters, self.kernel_size, self.stride, self.padding = filters, kernel_size, 1, 1
+
+    def output_shape(self, input_shape):
+        return (*input_shape[:2], self.filters)
+
+    def init_params(self, input_shape, rng):
+        return {"W": rng.normal(size=(self.kernel_size, self.kernel_size, input_shape[2], self.filters))}
+
+
+def test_receptive_field_refuses_a_window_of_ones_own_by_name():
+    from scratchnet import receptive
+
+    model = sn.Sequential([Conv2D(2, 3), IntKernelConv(4, 3), Flatten(), Dense(3)], input_shape=(8, 8, 1))
+    with pytest.raises(ValueError, match=r"^int_kernel_conv: receptive_field reads a window \(kernel_size, "
+                                         r"stride, padding\) only from scratchnet's Conv2D, .*; "
+                                         r"test_own_layers\.IntKernelConv is none of them$"):
+        receptive.receptive_field(model)
+
+
+def test_summary_blanks_the_receptive_field_from_a_window_of_ones_own_on_and_keeps_the_rest():
+    from scratchnet.receptive import layer_costs, summary_columns
+
+    # conv2d 3x3 valid: RF 3, MACs 6*6 positions * 3*3*1*2 = 648; int_kernel_conv: 6*6 * 3*3*2*4
+    # = 2,592; dense: 6*6*4 * 3 = 432 (all by hand)
+    model = sn.Sequential([Conv2D(2, 3), IntKernelConv(4, 3), Flatten(), Dense(3)], input_shape=(8, 8, 1))
+    cells = summary_columns(model, layer_costs(model)[0])
+    assert [row["RF"] for row in cells] == ["3", "", "", ""]
+    assert [row["MACs"] for row in cells] == ["648", "2,592", "0", "432"]
+    lines = model.summary_text().splitlines()
+    assert lines[4].split()[-2:] == ["3", "648"]  # conv2d's row keeps its RF
+    assert lines[5].split()[-1] == "2,592"
+    assert "Multiply-accumulates per sample: 3,672 (FLOPs ~ 7,344)" in lines
