@@ -254,3 +254,51 @@ def test_summary_blanks_the_receptive_field_from_a_window_of_ones_own_on_and_kee
     assert lines[4].split()[-2:] == ["3", "648"]  # conv2d's row keeps its RF
     assert lines[5].split()[-1] == "2,592"
     assert "Multiply-accumulates per sample: 3,672 (FLOPs ~ 7,344)" in lines
+
+
+# -------------------------------------------- 6. fit's augment must return (x, y), N samples each
+def augment_model():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((4, 8, 8, 1)).astype("float32"), rng.integers(0, 3, 4)
+    model = sn.Sequential([Conv2D(2, 3), Flatten(), Dense(3)], input_shape=(8, 8, 1), seed=0)
+    return model.compile("sgd", "cross_entropy"), x, y
+
+
+def only_x(x, y, rng):
+    return x[:, ::-1]
+
+
+@pytest.mark.parametrize("batch_size", [2, 4])
+@pytest.mark.parametrize("augment, got", [
+    (only_x, r"an array of shape \({n}, 8, 8, 1\)"),
+    (lambda x, y, rng: (x, y, None), "a tuple of 3"),
+    (lambda x, y, rng: [x, y], "list")])
+def test_an_augment_not_returning_a_pair_is_named(augment, got, batch_size):
+    model, x, y = augment_model()
+    name = augment.__qualname__
+    with pytest.raises(TypeError, match=rf"^sequential: fit's augment {name} must return the pair "
+                                        rf"\(x_batch, y_batch\), got {got.format(n=batch_size)}; write "
+                                        r"`return x, y`"):
+        model.fit(x, y, batch_size=batch_size, verbose=0, augment=augment)
+
+
+@pytest.mark.parametrize("augment, shapes", [
+    (lambda x, y, rng: (x[:3], y), r"x of shape \(3, 8, 8, 1\) and y of shape \(4,\)"),
+    (lambda x, y, rng: (x, y[:3]), r"x of shape \(4, 8, 8, 1\) and y of shape \(3,\)"),
+    (lambda x, y, rng: (x[0], y), r"x of shape \(8, 8, 1\) and y of shape \(4,\)"),
+    (lambda x, y, rng: (x, 1), r"x of shape \(4, 8, 8, 1\) and y of shape \(\)")])
+def test_an_augment_changing_the_number_of_samples_is_named(augment, shapes):
+    model, x, y = augment_model()
+    with pytest.raises(ValueError, match=rf"^sequential: fit's augment .*<lambda> was given a batch of 4 "
+                                         rf"samples and returned {shapes}; it must return 4 samples"):
+        model.fit(x, y, batch_size=4, verbose=0, augment=augment)
+
+
+def test_a_right_augment_trains_on_what_it_returns():
+    """An augment returning (x, y) is used as before: flipping every image twice is no change."""
+    model, x, y = augment_model()
+    twin = augment_model()[0]
+    model.fit(x, y, batch_size=2, epochs=2, verbose=0, augment=lambda a, b, rng: (a[:, ::-1][:, ::-1], b))
+    twin.fit(x, y, batch_size=2, epochs=2, verbose=0)
+    for key, value in twin.get_weights().items():
+        np.testing.assert_array_equal(model.get_weights()[key], value)
