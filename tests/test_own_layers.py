@@ -302,3 +302,76 @@ def test_a_right_augment_trains_on_what_it_returns():
     twin.fit(x, y, batch_size=2, epochs=2, verbose=0)
     for key, value in twin.get_weights().items():
         np.testing.assert_array_equal(model.get_weights()[key], value)
+
+
+# ------------------------------------------ 7. build overrides; params made in __init__
+class OldBuild(Layer):
+    """Overrides build(input_shape) alone, as the README's contract block once showed."""
+
+    def __init__(self, units=4, name=None):
+        super().__init__(name)
+        self.units = units
+
+    def build(self, input_shape):
+        self.input_shape, self.built = tuple(input_shape), True
+        self.params = {"W": np.ones((input_shape[0], self.units), "float32")}
+        self.grads = {"W": np.zeros_like(self.params["W"])}
+        return (self.units,)
+
+    def output_shape(self, input_shape):
+        return (self.units,)
+
+
+class BuildReturnsNothing(OldBuild):
+    def build(self, input_shape, rng=None, dtype="float32"):
+        super(OldBuild, self).build(input_shape, rng, dtype)
+        self.params["W"] = rng.normal(size=(input_shape[0], self.units)).astype(dtype)
+        self.grads["W"] = np.zeros_like(self.params["W"])
+
+
+class BuildReturnsShape(BuildReturnsNothing):
+    def build(self, input_shape, rng=None, dtype="float32"):
+        super().build(input_shape, rng, dtype)
+        return self.output_shape(input_shape)
+
+
+class ParamsInInit(Layer):
+    def __init__(self, name=None):
+        super().__init__(name)
+        self.params = {"s": np.ones(6)}
+
+
+def test_a_build_override_without_rng_and_dtype_is_named_with_the_hook_to_override():
+    with pytest.raises(TypeError, match=r"^sequential: old_build \(OldBuild\)\.build\(input_shape\) cannot "
+                                        r"be called as build\(input_shape, rng=\.\.\., dtype=\.\.\.\), as a "
+                                        r"model calls it\. Override init_params\(self, input_shape, rng\)"):
+        sn.Sequential([OldBuild(), Dense(3)], input_shape=(6,)).build()
+
+
+def test_a_build_override_must_return_the_output_shape():
+    with pytest.raises(TypeError, match=r"^sequential: build_returns_nothing \(BuildReturnsNothing\)\.build "
+                                        r"returned None; it must return the shape of one output sample, "
+                                        r"output_shape\(input_shape\) = \(4,\)"):
+        sn.Sequential([BuildReturnsNothing(), Dense(3)], input_shape=(6,)).build()
+    model = sn.Sequential([BuildReturnsShape(), Dense(3)], input_shape=(6,), seed=0).build()
+    assert model.output_shape == (3,) and model.layers[1].params["W"].shape == (4, 3)
+
+
+def test_params_created_in_init_are_refused_when_a_model_builds_the_layer():
+    with pytest.raises(TypeError, match=r"^sequential: params_in_init: params 's' were created in __init__, "
+                                        r"but build\(\) replaces self\.params"):
+        sn.Sequential([ParamsInInit(), Dense(3)], input_shape=(6,)).build()
+
+
+# --------------------------------------------------- 9. NumPy ints from output_shape
+class HalfSize(Layer):
+    def output_shape(self, input_shape):
+        sizes = np.array(input_shape)
+        return tuple(np.concatenate([sizes[:2] // 2, sizes[2:]]))  # np.int64 sizes
+
+
+def test_numpy_int_sizes_from_output_shape_are_shown_as_ints():
+    model = sn.Sequential([HalfSize(), Flatten(), Dense(3)], input_shape=(8, 8, 2)).build()
+    assert "half_size (HalfSize)   (None, 4, 4, 2)" in model.summary_text()
+    assert model.layers[0].checked_output_shape((8, 8, 2)) == (4, 4, 2)
+    assert all(type(size) is int for size in model.layers[0].checked_output_shape((8, 8, 2)))

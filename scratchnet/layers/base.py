@@ -149,13 +149,16 @@ class Layer:
     def checked_output_shape(self, input_shape) -> tuple:
         """``output_shape(input_shape)``, refused with this layer's name if a size is a float: a
         layer of one's own computing ``h / 2`` would otherwise fail in the NEXT layer's build,
-        whose message names the wrong layer."""
+        whose message names the wrong layer. Whole sizes come back as a tuple of Python ints
+        (NumPy ints, ``np.int64(4)``, would show as such in summary())."""
         shape = self.output_shape(input_shape)
         sizes = tuple(shape) if isinstance(shape, (tuple, list, np.ndarray)) else ()
         not_whole = [size for size in sizes if isinstance(size, numbers.Real) and not is_int(size)]
         if not_whole:
             raise TypeError(f"{self.name} ({type(self).__name__}): output_shape returned {tuple(shape)!r}; "
                             f"sizes must be ints: use // (or int(np.ceil(...))) in output_shape")
+        if sizes and all(is_int(size) for size in sizes):
+            return tuple(int(size) for size in sizes)
         return shape
 
     def check_input(self, x) -> np.ndarray:
