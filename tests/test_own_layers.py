@@ -8,6 +8,8 @@ import pytest
 import scratchnet as sn
 from scratchnet.gradcheck import check_model, compare_training
 from scratchnet.layers import Chain, Conv2D, Dense, Flatten, Layer, Parallel, Residual
+from scratchnet.losses import Loss
+from scratchnet.optimizers import SGD, Optimizer
 
 
 def images(n=6, seed=0):
@@ -375,3 +377,72 @@ def test_numpy_int_sizes_from_output_shape_are_shown_as_ints():
     assert "half_size (HalfSize)   (None, 4, 4, 2)" in model.summary_text()
     assert model.layers[0].checked_output_shape((8, 8, 2)) == (4, 4, 2)
     assert all(type(size) is int for size in model.layers[0].checked_output_shape((8, 8, 2)))
+
+
+# ------------------------------- 8. a Loss / Optimizer of one's own: the hook to write, super()
+class NoUpdate(Optimizer):
+    def apply(self, param, grad, state, lr):  # the wrong name: update is the hook
+        param -= lr * grad
+
+
+class NoSuperOptimizer(Optimizer):
+    def __init__(self, lr=0.1):
+        self.rate = lr
+
+    def update(self, param, grad, state, lr):
+        param -= lr * grad
+
+
+class NoForward(Loss):
+    def __call__(self, logits, y):
+        return 0.0
+
+
+class NoBackward(Loss):
+    def forward(self, logits, y, weights=None):
+        return 0.0
+
+
+class NoSuperLoss(Loss):
+    def __init__(self):
+        pass
+
+    def forward(self, logits, y, weights=None):
+        self.cache["logits"] = logits
+        return 0.0
+
+
+def fit_with(optimizer, loss):
+    model = sn.Sequential([Dense(2)], input_shape=(3,), seed=0).compile(optimizer, loss)
+    model.fit(np.ones((4, 3)), np.arange(4) % 2, verbose=0)
+
+
+@pytest.mark.parametrize("optimizer, loss, error, said", [
+    (NoUpdate(0.1), "cross_entropy", NotImplementedError,
+     r"^NoUpdate must write update\(self, param, grad, state, lr\): change param in place"),
+    ("sgd", NoForward(), NotImplementedError,
+     r"^NoForward must write forward\(self, logits, y, weights=None\) -> float: the mean loss"),
+    ("sgd", NoBackward(), NotImplementedError, r"^NoBackward must write backward\(self\) -> dL/dlogits"),
+    (NoSuperOptimizer(), "cross_entropy", AttributeError,
+     r"^'NoSuperOptimizer' object has no attribute 'iterations': Optimizer\.__init__ sets it .*, so the "
+     r"__init__ of NoSuperOptimizer must call super\(\)\.__init__\(\.\.\.\) first$"),
+    ("sgd", NoSuperLoss(), AttributeError,
+     r"^'NoSuperLoss' object has no attribute 'cache': Loss\.__init__ sets it \(cache\), so the __init__ "
+     r"of NoSuperLoss must call super\(\)\.__init__\(\.\.\.\) first$")])
+def test_a_loss_or_optimizer_of_ones_own_is_told_what_it_misses(optimizer, loss, error, said):
+    with pytest.raises(error, match=said):
+        fit_with(optimizer, loss)
+
+
+def test_other_missing_attributes_keep_pythons_message_and_copies_still_work():
+    import copy
+    import pickle
+
+    optimizer, loss = SGD(0.1), sn.losses.CrossEntropy()
+    for obj in (optimizer, loss):
+        python_says = rf"^'{type(obj).__name__}' object has no attribute 'nothing'$"
+        with pytest.raises(AttributeError, match=python_says):
+            obj.nothing  # noqa: B018
+        assert getattr(obj, "nothing", 7) == 7
+    assert copy.deepcopy(optimizer).iterations == 0
+    assert pickle.loads(pickle.dumps(loss)).cache == {}

@@ -308,6 +308,18 @@ def backward_overrides_fast_path(layer_class) -> bool:
     return defining("backward") < defining("backward_params")
 
 
+def missing_attribute(obj, attribute: str, base: type, set_by_init: tuple[str, ...]) -> AttributeError:
+    """The AttributeError for ``obj.attribute`` when it is missing (``__getattr__`` of Loss and
+    Optimizer): for one of ``set_by_init``, which ``base.__init__`` sets, it says that the
+    subclass's ``__init__`` must call ``super().__init__()`` (``require_initialised`` does it
+    for layers); for any other name it is Python's own message."""
+    message = f"{type(obj).__name__!r} object has no attribute {attribute!r}"
+    if attribute in set_by_init:
+        message += (f": {base.__name__}.__init__ sets it ({', '.join(set_by_init)}), so the __init__ of "
+                    f"{type(obj).__name__} must call super().__init__(...) first")
+    return AttributeError(message)
+
+
 def iter_layers(layers):
     """Every layer in ``layers`` and inside them, depth-first, each container before its children.
 
