@@ -446,3 +446,25 @@ def test_other_missing_attributes_keep_pythons_message_and_copies_still_work():
         assert getattr(obj, "nothing", 7) == 7
     assert copy.deepcopy(optimizer).iterations == 0
     assert pickle.loads(pickle.dumps(loss)).cache == {}
+
+
+# -------------------------------- 9. predict_proba: a BCE of one's own, under another name
+class FocalishBCE(sn.losses.BinaryCrossEntropy):
+    name = "my_bce"  # a subclass under its own name: still one yes/no per column
+
+
+def test_predict_proba_and_classes_decide_binary_by_class_not_by_name():
+    from scratchnet.metrics import predictions, probabilities
+
+    logits = np.array([[2.0, -1.0, 0.5], [-3.0, 0.0, 4.0]])
+    sigmoid = 1 / (1 + np.exp(-logits))  # by hand
+    np.testing.assert_allclose(probabilities(logits, FocalishBCE()), sigmoid, rtol=1e-15)
+    np.testing.assert_array_equal(predictions(logits, FocalishBCE()), [[1, 0, 1], [0, 0, 1]])
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probabilities(logits, "cross_entropy"), softmax, rtol=1e-12)
+
+    model = sn.Sequential([Dense(3)], input_shape=(2,), seed=0, dtype="float64").compile("sgd", FocalishBCE())
+    x = np.array([[1.0, -2.0], [0.5, 3.0]])
+    z = model.predict(x)
+    np.testing.assert_allclose(model.predict_proba(x), 1 / (1 + np.exp(-z)), rtol=1e-12)
+    np.testing.assert_array_equal(model.predict_classes(x), (z > 0).astype(int))
