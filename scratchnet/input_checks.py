@@ -301,11 +301,22 @@ def check_is_layer(layer, layer_class, owner: str) -> None:
     raise TypeError(f"{owner}: add() expects a Layer, got {type(layer).__name__}{hint}")
 
 
-def require_gradient(dx, layer, owner: str) -> None:
-    """``layer.backward`` must return dL/dx; None (a forgotten ``return``) is a TypeError."""
+def require_gradient(dx, layer, owner: str, dy=None) -> None:
+    """``dx = layer.backward(dy)`` must be dL/dx: None (a forgotten ``return``) is a TypeError;
+    given ``dy`` (N, ...), a dx not of the shape of the input the layer's forward saw,
+    (N, *layer.input_shape), is a ValueError naming THIS layer (the next one down would blame
+    its own dy). One shape compare: cheap enough for every backward."""
     if dx is None:
         raise TypeError(f"{owner}: {layer.name} ({type(layer).__name__}).backward returned None; it must "
                         f"return dL/dx, the gradient for its input (did it forget `return`?)")
+    input_shape = getattr(layer, "input_shape", None)
+    if dy is None or input_shape is None or np.ndim(dy) == 0:
+        return
+    expected = (np.shape(dy)[0], *input_shape)
+    if np.shape(dx) != expected:
+        raise ValueError(f"{owner}: {layer.name} ({type(layer).__name__}).backward returned dx of shape "
+                         f"{np.shape(dx)}; it must return dL/dx, of the shape of the input its forward "
+                         f"saw: {expected}")
 
 
 def check_targets(x, y, owner: str) -> np.ndarray:

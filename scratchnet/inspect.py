@@ -45,6 +45,7 @@ import numbers
 
 import numpy as np
 
+from .input_checks import require_gradient
 from .layer_tree import caches_kept
 from .layers.base import Layer, iter_layers
 from .losses import get_loss
@@ -210,7 +211,10 @@ def _walk_back(model, start: int, added: dict[int, np.ndarray]) -> np.ndarray:
     grad = added[stop]
     try:
         for index in range(stop, start, -1):
-            grad = model.layers[index].backward(grad)  # g_{i-1} = layer_i.backward(g_i)
+            layer = model.layers[index]
+            grad_below = layer.backward(grad)  # g_{i-1} = layer_i.backward(g_i)
+            require_gradient(grad_below, layer, model.name, grad)  # your own layer: None, a wrong shape
+            grad = grad_below
             if index - 1 in added:
                 grad = grad + added[index - 1]  # + d score / d a_{i-1} of the scores read there
     finally:

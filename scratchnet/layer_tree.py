@@ -6,6 +6,7 @@ inference passes (predict, evaluate, scratchnet.inspect) run inside ``caches_kep
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 
 import numpy as np
@@ -65,8 +66,8 @@ def freeze(model, up_to: str | int | None = None):
         if is_int(up_to):  # an index out of range
             raise ValueError(message)
         raise TypeError(message)  # neither a name nor an int (2.0, True)
-    for layer in model.layers[:stop]:
-        layer.trainable = False  # a container passes it on to every layer inside it
+    for layer in iter_layers(model.layers[:stop]):  # inside a container of one's own too (sublayers())
+        layer.trainable = False
     return model
 
 
@@ -151,9 +152,53 @@ def build_in_model(model, layer: Layer, input_shape, reset: bool,
         refuse_rebuilding(layer, input_shape, model.dtype, model.name, remedy)
         layer.set_rng(model.rng)
         return layer.checked_output_shape(input_shape)
-    output_shape = layer.build(input_shape, rng=model.rng, dtype=model.dtype)
+    refuse_own_build_signature(model, layer)
+    refuse_params_from_init(model, layer)
+    returned = layer.build(input_shape, rng=model.rng, dtype=model.dtype)
     layer.set_rng(model.rng)
-    return output_shape
+    return checked_build_result(model, layer, input_shape, returned)
+
+
+def refuse_own_build_signature(model, layer: Layer) -> None:
+    """A ``build`` override must take ``build(input_shape, rng=..., dtype=...)`` as ``Layer.build``
+    does: the model passes its generator and dtype. Else a TypeError naming the signature and
+    the hook to override instead (``init_params``), not "unexpected keyword argument 'rng'"."""
+    try:
+        signature = inspect.signature(layer.build)
+        signature.bind((1,), rng=None, dtype="float32")
+    except ValueError:  # no signature to read (a builtin): let build itself say
+        return
+    except TypeError:
+        raise TypeError(
+            f"{model.name}: {layer.name} ({type(layer).__name__}).build{signature} cannot be called as "
+            f"build(input_shape, rng=..., dtype=...), as a model calls it. Override init_params(self, "
+            f"input_shape, rng) instead and return the params as a dict (Layer.build calls it, then "
+            f"casts them to the dtype and makes the grads); or write build(self, input_shape, rng=None, "
+            f"dtype=\"float32\") and start it with super().build(input_shape, rng, dtype)") from None
+
+
+def refuse_params_from_init(model, layer: Layer) -> None:
+    """Params created in ``__init__`` without an ``init_params`` are dropped by ``build`` (a raw
+    KeyError in forward): the contract check of check_layer (``check_before_build``), run here."""
+    from .gradcheck_contract import check_before_build
+
+    problems = check_before_build(layer)
+    if problems:
+        raise TypeError(f"{model.name}: {problems[0]}")
+
+
+def checked_build_result(model, layer: Layer, input_shape, returned) -> tuple[int, ...]:
+    """``layer.build``'s result, which must be the output shape of one sample, the tuple of ints
+    ``output_shape(input_shape)`` gives; a build override returning None (or another shape) is
+    named here, not in the next layer's build."""
+    output_shape = layer.checked_output_shape(input_shape)
+    is_shape = isinstance(returned, (tuple, list)) and all(is_int(size) for size in returned)
+    if not is_shape or tuple(returned) != tuple(output_shape):
+        raise TypeError(f"{model.name}: {layer.name} ({type(layer).__name__}).build returned {returned!r}; "
+                        f"it must return the shape of one output sample, output_shape(input_shape) = "
+                        f"{tuple(output_shape)!r} (end a build override with "
+                        f"`return self.output_shape(input_shape)`)")
+    return tuple(int(size) for size in output_shape)
 
 
 def share_generator(model, generator) -> None:

@@ -28,6 +28,7 @@ from scipy.special import expit
 
 from .caller import user_stacklevel
 from .layers.activations import log_softmax
+from .layers.base import missing_attribute
 from .option_checks import check_real, lower_case_hint
 
 
@@ -87,11 +88,21 @@ class Loss:
         logits)`` checks the shape and returns w shaped to broadcast over a sample's axes (None
         for None).
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must write forward(self, logits, y, weights=None) -> float: the "
+            f"mean loss of logits (N, ...) against targets y over the batch, keeping in self.cache "
+            f"what backward needs (a Loss subclass writes forward and backward)")
 
     def backward(self) -> np.ndarray:
         """dL/dlogits, with the shape of the logits of the last ``forward``."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must write backward(self) -> dL/dlogits: an array of the shape of "
+            f"the logits of the last forward, from what forward kept in self.cache")
+
+    def __getattr__(self, attribute):
+        """Only reached for a missing attribute: a subclass whose ``__init__`` skipped
+        ``super().__init__()`` has no ``cache``, and is told so."""
+        raise missing_attribute(self, attribute, Loss, ("cache",))
 
     def accuracy(self, logits: np.ndarray, y: np.ndarray) -> float | None:
         return None

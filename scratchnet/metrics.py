@@ -15,7 +15,7 @@ import numpy as np
 from scipy.special import expit
 
 from .layers.activations import log_softmax
-from .losses import get_loss
+from .losses import BinaryCrossEntropy, get_loss
 
 
 def _labels(values, name: str, who: str) -> np.ndarray:
@@ -43,9 +43,10 @@ def _labels_hint(values, name: str) -> str:
     return ""
 
 
-def _loss_name(loss) -> str | None:
-    """The loss's canonical name (a Loss, or any name ``losses.get_loss`` takes), or None."""
-    return None if loss is None else get_loss(loss).name
+def _is_binary(loss) -> bool:
+    """Whether ``loss`` (a Loss, any name ``losses.get_loss`` takes, or None) is a binary cross
+    entropy, a subclass of one's own under another name too: decided by class, not by name."""
+    return loss is not None and isinstance(get_loss(loss), BinaryCrossEntropy)
 
 
 def predictions(logits, loss=None) -> np.ndarray:
@@ -57,10 +58,10 @@ def predictions(logits, loss=None) -> np.ndarray:
     ``loss="binary_cross_entropy"`` (or that Loss: ``Sequential.predict_classes`` passes its own): every
     column is a yes/no label of its own, z > 0 each: (N, K) 0/1 ints, (N,) for one column.
     """
-    logits, loss = np.asarray(logits), _loss_name(loss)
+    logits, binary = np.asarray(logits), _is_binary(loss)
     if logits.ndim != 2:
         raise ValueError(f"predictions: logits must have shape (N, n_classes), got {logits.shape}")
-    if loss == "binary_cross_entropy" and logits.shape[1] > 1:
+    if binary and logits.shape[1] > 1:
         return (logits > 0).astype(np.int64)
     if logits.shape[1] == 1:
         return (logits[:, 0] > 0).astype(np.int64)
@@ -75,10 +76,10 @@ def probabilities(logits, loss=None) -> np.ndarray:
     one column would be 1 for every sample). ``loss="binary_cross_entropy"``: sigmoid(z) of every
     column on its own (one yes/no per label), (N, K).
     """
-    logits, loss = np.asarray(logits), _loss_name(loss)
+    logits, binary = np.asarray(logits), _is_binary(loss)
     if logits.ndim != 2:
         raise ValueError(f"probabilities: logits must have shape (N, n_classes), got {logits.shape}")
-    if logits.shape[1] == 1 or loss == "binary_cross_entropy":
+    if logits.shape[1] == 1 or binary:
         return expit(logits)            # 1 / (1 + exp(-z)), without overflow
     return np.exp(log_softmax(logits))  # exp(z - logsumexp(z)): no overflow
 

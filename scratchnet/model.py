@@ -17,7 +17,7 @@ from . import input_checks as checks
 from . import inspect as _inspect
 from . import layer_tree, one_thread, option_checks
 from . import weights as weights_module
-from .layers.base import Layer, iter_layers
+from .layers.base import Layer, iter_layers, run_backward_params
 from .losses import check_takes_weights, get_loss
 from .model_input import prepare_input
 from .optimizers import check_params, get_optimizer
@@ -189,13 +189,14 @@ class Sequential:
         one_thread.refuse_other_threads(self, "backward")
         last = 0 if input_gradient else 1
         for layer in reversed(self.layers[last:]):
-            dout = layer.backward(dout)
-            checks.require_gradient(dout, layer, self.name)  # your own layer may forget to return dx
+            dx = layer.backward(dout)
+            checks.require_gradient(dx, layer, self.name, dout)  # your own layer: None, a wrong shape
+            dout = dx
             if release_caches:
                 drop_caches(layer)
         if input_gradient:
             return dout
-        self.layers[0].backward_params(dout)
+        run_backward_params(self.layers[0], dout)  # your own subclass's backward if it has one
         if release_caches:
             drop_caches(self.layers[0])
         return None

@@ -48,7 +48,7 @@ import numpy as np
 
 from .caller import user_stacklevel
 from .gradcheck_contract import grad_shape_hint
-from .layers.base import iter_layers
+from .layers.base import iter_layers, missing_attribute
 from .option_checks import check_real, is_real, refuse_class
 
 # Re-exported: schedules used to live here (``from scratchnet.optimizers import StepDecay``).
@@ -184,7 +184,18 @@ class Optimizer:
         self.iterations += 1
 
     def update(self, param, grad, state, lr) -> None:
-        raise NotImplementedError
+        """Change ``param`` in place, ``param -= lr * grad`` for plain SGD; ``state`` is this
+        parameter's own dict (moments, step count), kept on its layer between steps."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must write update(self, param, grad, state, lr): change param in "
+            f"place (param -= lr * grad, not param = ...), keeping this parameter's moments in the dict "
+            f"state; step calls it for every trainable parameter (an Optimizer subclass writes update)")
+
+    def __getattr__(self, attribute):
+        """Only reached for a missing attribute: a subclass whose ``__init__`` skipped
+        ``super().__init__(lr)`` has no ``iterations``, ``schedule``, ..., and is told so."""
+        set_by_init = ("schedule", "weight_decay", "clipnorm", "iterations")
+        raise missing_attribute(self, attribute, Optimizer, set_by_init)
 
     # ------------------------------------------------------------------ owner
     def attach(self, model) -> None:

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .layers.base import iter_layers
+from .layers.conv import ConvBase
+from .layers.pooling import _Pool2D
 from .layers.spatial import check_padding_option, positive_int, resolve_padding
 
 START = (np.ones(2), np.ones(2), np.zeros(2))  # (r, j, start) of the input, per (h, w) axis
@@ -59,19 +61,27 @@ class FieldRow:
 
 
 # ---------------------------------------------------------------------- one layer
+class UnknownWindow(ValueError):
+    """A layer whose window geometry receptive_field cannot know (a layer of one's own)."""
+
+
 def _window(layer, input_shape):
-    """(k, s, d, p_top) per axis as arrays of 2 for a layer with a sliding window, else None."""
+    """(k, s, d, p_top) per axis as arrays of 2 for a built-in layer with a sliding window, else
+    None. Read only from scratchnet's own classes (and their subclasses): a layer of one's own
+    with a ``kernel_size`` (the exercise starters' Conv2D) may hold it as an int, a tuple, ...,
+    and its padding rule is its own; it is refused by name (UnknownWindow), not guessed."""
     hw = tuple(input_shape[:2])
-    if hasattr(layer, "kernel_size"):
-        k, s = layer.kernel_size, layer.stride
-        d = getattr(layer, "dilation", (1, 1))
-        if hasattr(layer, "pads_for"):
-            pads = layer.pads_for(hw)
-        else:
-            pads = resolve_padding(layer.padding, hw, k, s, d)
-    elif hasattr(layer, "pool_size"):
+    if isinstance(layer, ConvBase):
+        k, s, d = layer.kernel_size, layer.stride, getattr(layer, "dilation", (1, 1))
+        pads = layer.pads_for(hw)
+    elif isinstance(layer, _Pool2D):
         k, s, d = layer.pool_size, layer.stride, (1, 1)
         pads = layer.geometry(tuple(input_shape))[0]
+    elif hasattr(layer, "kernel_size") or hasattr(layer, "pool_size"):
+        raise UnknownWindow(f"{layer.name}: receptive_field reads a window (kernel_size, stride, "
+                            f"padding) only from scratchnet's Conv2D, DepthwiseConv2D, SeparableConv2D, "
+                            f"MaxPool2D and AvgPool2D (and their subclasses); {type(layer).__module__}."
+                            f"{type(layer).__qualname__} is none of them")
     else:
         return None
     return np.array(k), np.array(s), np.array(d), np.array([pads[0][0], pads[1][0]])
@@ -100,7 +110,7 @@ def _layer_field(layer, input_shape, field):
         return _step(field, size, np.ones(2), np.ones(2), np.zeros(2))
     if output_shape[:2] == tuple(input_shape[:2]):
         return field  # element-wise: activations, normalisation, dropout
-    raise ValueError(f"{layer.name}: receptive_field does not know how {type(layer).__name__} "
+    raise UnknownWindow(f"{layer.name}: receptive_field does not know how {type(layer).__name__} "
                      f"maps {tuple(input_shape)} to {output_shape} (no kernel_size / pool_size)")
 
 
@@ -210,12 +220,29 @@ def summary_columns(model, rows) -> list[dict[str, str]]:
     """Per top-level layer the extra ``summary()`` cells: RF, jump, start, MACs (as strings).
 
     rows : the CostRows of ``layer_costs(model)`` (the caller has them: it prints the totals too).
-    Without image input (an MLP) the receptive-field cells are "-".
+    Without image input (an MLP) the receptive-field cells are "-". From a layer whose window is
+    unknown (``UnknownWindow``: a layer of one's own) on, they are blank: that layer's and every
+    later one's (the field grows layer by layer); the MACs cells stay.
     """
-    fields = receptive_field(model) if len(model.input_shape) == 3 else [None] * len(rows)
-    return [{"RF": _pair(f.size) if f else "-", "Jump": _pair(f.jump) if f else "-",
-             "Start": _pair(f.start) if f else "-", "MACs": f"{row.macs:,}"}
+    if len(model.input_shape) != 3:
+        return [{"RF": "-", "Jump": "-", "Start": "-", "MACs": f"{row.macs:,}"} for row in rows]
+    fields = _fields_until_unknown(model)
+    return [{"RF": _pair(f.size) if f else "", "Jump": _pair(f.jump) if f else "",
+             "Start": _pair(f.start) if f else "", "MACs": f"{row.macs:,}"}
             for f, row in zip(fields, rows)]
+
+
+def _fields_until_unknown(model) -> list[FieldRow | None]:
+    """``receptive_field(model)``'s rows, None from the first layer of unknown window on."""
+    rows, shape, field = [], tuple(model.input_shape), START
+    for layer in model.layers:
+        try:
+            field, (row,) = _chain_field([layer], shape, field)
+        except UnknownWindow:
+            return rows + [None] * (len(model.layers) - len(rows))
+        rows.append(row)
+        shape = row.output_shape
+    return rows
 
 
 def architecture_table(model) -> str:

@@ -37,7 +37,7 @@ def summary_text(model) -> str:
     cells, totals = _architecture_cells(model)
     rows = [("Layer (type)", "Output shape", "Params", "RF", "MACs")]
     for layer, depth in _layer_rows(model.layers):
-        shape = layer.output_shape(layer.input_shape)
+        shape = layer.checked_output_shape(layer.input_shape)  # Python ints: (None, 4), not np.int64(4)
         count = f"{layer.count_params():,}"
         frozen = "" if layer.trainable else "  [frozen]"
         rf, macs = cells.get(layer.name, ("", "")) if depth == 0 else ("", "")

@@ -299,6 +299,34 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     return history
 
 
+def augmented_batch(augment, x_batch, y_batch, rng, owner: str):
+    """``augment(x_batch, y_batch, rng)``, checked: it must return the pair (x, y) with as many
+    samples N as it was given (x (N, ...), y (N,) or (N, K)). Else the error names the augment,
+    not a later step ("too many values to unpack", "looks like ONE sample", blamed on y)."""
+    result = augment(x_batch, y_batch, rng)
+    name = getattr(augment, "__qualname__", None) or repr(augment)
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise TypeError(f"{owner}: fit's augment {name} must return the pair (x_batch, y_batch), "
+                        f"got {_described(result)}; write `return x, y` (y unchanged if it only changes x)")
+    x_new, y_new = result
+    n = len(x_batch)
+    if np.ndim(x_new) == 0 or np.ndim(y_new) == 0 or len(x_new) != n or len(y_new) != n:
+        raise ValueError(f"{owner}: fit's augment {name} was given a batch of {n} samples and returned "
+                         f"x of shape {np.shape(x_new)} and y of shape {np.shape(y_new)}; it must "
+                         f"return {n} samples in each (the same N: a sample or a label dropped or "
+                         f"added would pair the wrong ones)")
+    return x_new, y_new
+
+
+def _described(value) -> str:
+    """'a tuple of 3', 'an array of shape (4, 8, 8, 1)' or the type's name, for a message."""
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)}"
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    return type(value).__name__
+
+
 def _run_epoch(model, x, y, weights, epoch, title, n_steps, batch_size, shuffle, verbose, augment,
                callbacks, validation_data, history) -> dict:
     start = time.perf_counter()
@@ -314,7 +342,7 @@ def _run_epoch(model, x, y, weights, epoch, title, n_steps, batch_size, shuffle,
         batch = order[step * batch_size:(step + 1) * batch_size]
         xb, yb = x[batch], y[batch]
         if augment is not None:
-            xb, yb = augment(xb, yb, model.rng)
+            xb, yb = augmented_batch(augment, xb, yb, model.rng, model.name)
             xb = np.asarray(xb, dtype=model.dtype)
         try:
             if weights is None:

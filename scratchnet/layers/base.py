@@ -111,7 +111,7 @@ class Layer:
         self.params = {key: np.asarray(value, dtype=self.dtype) for key, value in new_params.items()}
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
         self.param_shapes = {key: value.shape for key, value in self.params.items()}
-        self.buffers = {key: np.asarray(value, dtype=self.dtype) for key, value in self.buffers.items()}
+        self.buffers = {key: cast_if_float(value, self.dtype) for key, value in self.buffers.items()}
         self.opt_state = {}
         self.cache = {}
         self.built = True
@@ -149,13 +149,16 @@ class Layer:
     def checked_output_shape(self, input_shape) -> tuple:
         """``output_shape(input_shape)``, refused with this layer's name if a size is a float: a
         layer of one's own computing ``h / 2`` would otherwise fail in the NEXT layer's build,
-        whose message names the wrong layer."""
+        whose message names the wrong layer. Whole sizes come back as a tuple of Python ints
+        (NumPy ints, ``np.int64(4)``, would show as such in summary())."""
         shape = self.output_shape(input_shape)
         sizes = tuple(shape) if isinstance(shape, (tuple, list, np.ndarray)) else ()
         not_whole = [size for size in sizes if isinstance(size, numbers.Real) and not is_int(size)]
         if not_whole:
             raise TypeError(f"{self.name} ({type(self).__name__}): output_shape returned {tuple(shape)!r}; "
                             f"sizes must be ints: use // (or int(np.ceil(...))) in output_shape")
+        if sizes and all(is_int(size) for size in sizes):
+            return tuple(int(size) for size in sizes)
         return shape
 
     def check_input(self, x) -> np.ndarray:
@@ -216,20 +219,28 @@ class Layer:
 
     # ----------------------------------------------------------------- utility
     def astype(self, dtype) -> "Layer":
-        """Cast parameters, gradients, buffers and optimizer moments to ``dtype`` in place."""
+        """Cast parameters, gradients, float buffers and optimizer moments to ``dtype`` in place,
+        here and in every layer inside (``sublayers()``). Int and bool buffers (a count, a mask)
+        keep their dtype."""
         self.dtype = np.dtype(dtype)
-        for store in (self.params, self.grads, self.buffers):
+        for store in (self.params, self.grads):
             for key, value in store.items():
                 store[key] = value.astype(self.dtype)
+        for key, value in self.buffers.items():
+            self.buffers[key] = cast_if_float(value, self.dtype)
         for state in self.opt_state.values():
             for key, value in state.items():
                 if isinstance(value, np.ndarray):
                     state[key] = value.astype(self.dtype)
         self.cache = {}
+        for layer in self.sublayers():  # a container of one's own too, not only Container
+            layer.astype(dtype)
         return self
 
     def count_params(self) -> int:
-        return int(sum(value.size for value in self.params.values()))
+        """The number of parameters here and in every layer inside (``sublayers()``)."""
+        own = sum(value.size for value in self.params.values())
+        return int(own + sum(layer.count_params() for layer in self.sublayers()))
 
     def get_config(self) -> dict:
         """Constructor arguments, enough to rebuild an untrained copy: ``type(l)(**config)``."""
@@ -260,12 +271,53 @@ class Layer:
         return f"{type(self).__name__}({config})"
 
 
+def cast_if_float(value, dtype) -> np.ndarray:
+    """A buffer in the layer's float ``dtype`` if it holds floats; an int or bool buffer (a
+    count, a mask used as an index) as it is: casting it to float would break it."""
+    value = np.asarray(value)
+    return value.astype(dtype) if value.dtype.kind == "f" else value
+
+
 def require_initialised(layer, owner: str) -> None:
     """A Layer subclass whose ``__init__`` forgot ``super().__init__()`` has no name, params, ..."""
     if not (hasattr(layer, "name") and hasattr(layer, "params")):
         raise TypeError(f"{owner}: the {type(layer).__name__} object was not set up as a layer: its "
                         f"__init__ must call super().__init__() first (it gives the layer its name, "
                         f"params, grads, ...)")
+
+
+def run_backward_params(layer, dy) -> None:
+    """``layer.backward_params(dy)`` (fill the grads, skip dL/dx), or ``layer.backward(dy)`` with
+    its dx dropped when the layer's class overrides ``backward`` below the class whose
+    ``backward_params`` it inherits: README's ``class MyConv(Conv2D): def backward(...)`` must
+    run ITS backward when it is a model's first layer, not Conv2D's fast built-in one."""
+    if backward_overrides_fast_path(type(layer)):
+        layer.backward(dy)
+    else:
+        layer.backward_params(dy)
+
+
+def backward_overrides_fast_path(layer_class) -> bool:
+    """True if ``backward`` is defined in a class nearer ``layer_class`` (in its MRO) than
+    ``backward_params`` is: that backward_params knows nothing of the newer backward."""
+    classes = layer_class.__mro__
+
+    def defining(method: str) -> int:
+        return next(index for index, cls in enumerate(classes) if method in vars(cls))
+
+    return defining("backward") < defining("backward_params")
+
+
+def missing_attribute(obj, attribute: str, base: type, set_by_init: tuple[str, ...]) -> AttributeError:
+    """The AttributeError for ``obj.attribute`` when it is missing (``__getattr__`` of Loss and
+    Optimizer): for one of ``set_by_init``, which ``base.__init__`` sets, it says that the
+    subclass's ``__init__`` must call ``super().__init__()`` (``require_initialised`` does it
+    for layers); for any other name it is Python's own message."""
+    message = f"{type(obj).__name__!r} object has no attribute {attribute!r}"
+    if attribute in set_by_init:
+        message += (f": {base.__name__}.__init__ sets it ({', '.join(set_by_init)}), so the __init__ of "
+                    f"{type(obj).__name__} must call super().__init__(...) first")
+    return AttributeError(message)
 
 
 def iter_layers(layers):

@@ -20,7 +20,8 @@ changed on its own afterwards, e.g. ``residual.block.trainable = True``.
 
 from __future__ import annotations
 
-from .base import Layer, iter_layers, require_initialised
+from ..input_checks import require_gradient
+from .base import Layer, iter_layers, require_initialised, run_backward_params
 from .merge import Add, Concatenate, Merge
 
 
@@ -95,7 +96,8 @@ class Container(Layer):
     """A layer made of layers: ``sublayers()`` are ``self.children``; no parameters of its own.
 
     Building a container builds its children (``build_children``) with the model's generator
-    and dtype; ``astype``, ``count_params``, ``zero_grads`` and ``trainable`` reach every child.
+    and dtype; ``astype``, ``count_params`` (Layer's, through ``sublayers()``), ``zero_grads`` and
+    ``trainable`` reach every child.
     """
 
     def __init__(self, name: str | None = None):
@@ -138,14 +140,12 @@ class Container(Layer):
     def build_children(self, input_shape, rng) -> None:
         raise NotImplementedError
 
-    def astype(self, dtype) -> "Container":
-        super().astype(dtype)
-        for child in self.children:
-            child.astype(dtype)
-        return self
-
-    def count_params(self) -> int:
-        return sum(child.count_params() for child in self.children)
+    def child_backward(self, child: Layer, dy):
+        """``child.backward(dy)``; a child returning None or a dx not of its input's shape is
+        named here (``require_gradient``), not blamed on the layer its dx reaches next."""
+        dx = child.backward(dy)
+        require_gradient(dx, child, self.name, dy)
+        return dx
 
     def zero_grads(self) -> None:
         for child in self.children:
@@ -193,16 +193,19 @@ class Chain(Container):
 
     def backward(self, dy):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
-        for layer in reversed(self.children):
-            dy = layer.backward(dy)
-        return dy
+        return self.backward_children(reversed(self.children), dy)
 
     def backward_params(self, dy):
         """Like backward, but the first child skips dL/dx (nobody needs it)."""
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
-        for layer in reversed(self.children[1:]):
-            dy = layer.backward(dy)
-        self.children[0].backward_params(dy)
+        dy = self.backward_children(reversed(self.children[1:]), dy)
+        run_backward_params(self.children[0], dy)
+
+    def backward_children(self, children, dy):
+        """dy through each child's backward in turn (the last child first)."""
+        for layer in children:
+            dy = self.child_backward(layer, dy)
+        return dy
 
     def get_config(self):
         return {"layers": [layer_config(layer) for layer in self.children], **super().get_config()}
@@ -280,16 +283,16 @@ class Residual(Container):
 
     def backward(self, dy):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
-        dx = self.block.backward(dy)                           # through the block ...
+        dx = self.child_backward(self.block, dy)               # through the block ...
         if self.shortcut is None:
             return dx + dy                                     # ... plus the identity: dx += dy
-        return dx + self.shortcut.backward(dy)                 # ... plus the projection's dx
+        return dx + self.child_backward(self.shortcut, dy)     # ... plus the projection's dx
 
     def backward_params(self, dy):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
-        self.block.backward_params(dy)
+        run_backward_params(self.block, dy)
         if self.shortcut is not None:
-            self.shortcut.backward_params(dy)
+            run_backward_params(self.shortcut, dy)
 
     def get_config(self):
         shortcut = None if self.shortcut is None else layer_config(self.shortcut)
@@ -363,15 +366,15 @@ class Parallel(Container):
     def backward(self, dy):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
         pieces = self.merge.backward(dy)                       # dy_1, ..., dy_k
-        dx = self.branches[0].backward(pieces[0])
+        dx = self.child_backward(self.branches[0], pieces[0])
         for branch, piece in zip(self.branches[1:], pieces[1:]):
-            dx = dx + branch.backward(piece)                   # dx = sum_i branch_i.backward(dy_i)
+            dx = dx + self.child_backward(branch, piece)       # dx = sum_i branch_i.backward(dy_i)
         return dx
 
     def backward_params(self, dy):
         dy = self.check_output_grad(dy, self.cache["y_shape"] if self.cache else ())
         for branch, piece in zip(self.branches, self.merge.backward(dy)):
-            branch.backward_params(piece)
+            run_backward_params(branch, piece)
 
     def get_config(self):
         return {"branches": [layer_config(branch) for branch in self.branches],
