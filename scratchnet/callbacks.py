@@ -26,6 +26,8 @@ Rules that keep training resumable and models saveable:
   (and of every saved file).
 * Not saved: the callbacks' own settings (patience, paths, ...): pass the same ones again.
 * ``model.stop_training = True`` ends training after the current epoch.
+* ``monitor`` is a str; before the first batch ``fit`` checks that it will log every value a
+  callback watches (``watched_values``: val_* ones only with validation data), not after an epoch.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import math
 import os
 import string
 
-from .option_checks import check_count, check_path, check_real
+from .option_checks import check_count, check_monitor, check_path, check_real
 from .weights import weight_arrays
 
 
@@ -80,7 +82,7 @@ class _Monitor(Callback):
     def __init__(self, monitor, mode, min_delta, key):
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
-        self.monitor = monitor
+        self.monitor = check_monitor(monitor, type(self).__name__)
         self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
         self.min_delta = check_real(min_delta, "min_delta", type(self).__name__, least=0)
         self.key = key
@@ -107,6 +109,11 @@ class _Monitor(Callback):
         """Forget this callback's saved state (best value, patience count, best weights)."""
         self.model.callback_state[self.key] = {"best": None, "monitor": self.monitor, "mode": self.mode}
         return self.model.callback_state[self.key]
+
+    def watched_values(self) -> list[tuple[str, str]]:
+        """(name, how it is watched) of each logged value this callback reads at an epoch's end:
+        fit checks, before the first batch, that it will log every one (``check_watched_values``)."""
+        return [(self.monitor, f"watches monitor={self.monitor!r}")]
 
     def value(self, logs) -> float:
         if self.monitor not in logs:
@@ -165,6 +172,19 @@ class EarlyStopping(_Monitor):
                 self.model.set_weights(state["best_weights"])
 
 
+def check_watched_values(watchers, logged: list[str], validating: bool, owner: str) -> None:
+    """fit, before the first batch: every value a watcher (a callback, or the optimizer's
+    schedule, given as (label, object)) reads at an epoch's end is one of the ``logged`` names,
+    else a ValueError naming the watcher and what fit logs. Objects without ``watched_values``
+    (your own callbacks) are not asked."""
+    for label, watcher in watchers:
+        for name, how in getattr(watcher, "watched_values", list)():
+            if name not in logged:
+                hint = "" if validating else " (val_* values need validation_data or validation_split)"
+                raise ValueError(f"{owner}: {label} {how}, which fit will not log: it logs "
+                                 f"{', '.join(logged)}{hint}")
+
+
 def same_weight_shapes(saved: dict, current: dict) -> bool:
     """True if ``saved`` and ``current`` ({"layer/param": array}) have the same names and shapes."""
     return saved.keys() == current.keys() and all(
@@ -177,7 +197,8 @@ class ModelCheckpoint(_Monitor):
     logged name, e.g. ``"ckpt-{epoch:03d}-{val_loss:.3f}.sn"``.
 
     Checked when it is made, not after an epoch of work: the folder exists and the template
-    parses; each field is checked against the logged values at every epoch's end, before saving.
+    parses; fit checks each field (and, with save_best_only, ``monitor``) against the values it
+    will log before the first batch (``watched_values``), and every epoch's end again.
     """
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto",
@@ -187,6 +208,12 @@ class ModelCheckpoint(_Monitor):
         self.save_best_only = bool(save_best_only)
         self.fields = _template_fields(self.path)
         _check_folder(self.path)
+
+    def watched_values(self) -> list[tuple[str, str]]:
+        """The path's fields (but {epoch}), and ``monitor`` only with save_best_only (else unread)."""
+        fields = [(field, f"has {{{field}}} in its path {self.path!r}") for field in self.fields
+                  if field != "epoch"]
+        return fields + (super().watched_values() if self.save_best_only else [])
 
     def on_epoch_end(self, epoch, logs=None):
         check_count(epoch, "epoch", "ModelCheckpoint", 0)

@@ -74,6 +74,15 @@ def check_bool(value, option: str, owner: str, hint: str = "") -> bool:
     return bool(value)
 
 
+def check_monitor(monitor, owner: str) -> str:
+    """A callback's ``monitor``: the name of a logged value, a str (a list would pass until the
+    first epoch's end, then fail as an unhashable key). Whether fit logs it is checked by fit."""
+    if not isinstance(monitor, str):
+        raise TypeError(f"{owner}: monitor must be the name of a logged value (a str such as "
+                        f"'val_loss' or 'loss'), got {monitor!r}")
+    return monitor
+
+
 def check_count(value, option: str, owner: str, least: int, most: int | None = None) -> int:
     """A whole number ``least <= value`` (``<= most`` if given), returned as a Python int: the one
     check of every whole-number option (batch_size, epochs, filters, steps, n, ...).
