@@ -19,7 +19,9 @@ Rules that keep training resumable and models saveable:
   so ``model.save`` keeps it and ``scratchnet.load`` + ``fit(..., callbacks=[same callbacks])``
   continues exactly. The state records what it watches (``monitor`` and ``mode``): a callback
   watching something else under the same key starts fresh, and so does an EarlyStopping whose
-  saved best weights are not the model's any more (a layer added or replaced since). Two
+  saved best weights are not the model's any more (a layer added or replaced since:
+  ``Sequential.add`` forgets them) or were kept with other layers trainable (frozen or unfrozen
+  since: restoring would write into a frozen layer). Two
   callbacks of one kind on one model need different ``key``s. Put
   ModelCheckpoint after EarlyStopping in the list, so a checkpoint holds that epoch's
   early-stopping state; with ``restore_best_weights`` the best weights are part of that state
@@ -39,6 +41,7 @@ import math
 import os
 import string
 
+from .layers.base import iter_layers
 from .option_checks import check_count, check_monitor, check_path, check_real
 from .weights import weight_arrays
 
@@ -135,7 +138,10 @@ class EarlyStopping(_Monitor):
     ``restore_best_weights=True`` sets the weights back to the best epoch's when it stops
     (the best weights are kept in ``model.callback_state``, so they are saved with the model).
     State continues across ``fit`` calls and save/load; after a stop, the next ``fit`` starts a
-    fresh patience count (the best value is kept).
+    fresh patience count (the best value is kept). It starts fresh instead when the kept best
+    weights are another model's (``model.add``, ``replace_head``) or were kept while other layers
+    were trainable (``freeze``/``unfreeze`` since): restoring only the layers trainable now would
+    mix a head of then with a body of now, weights no epoch was ever measured with.
     """
 
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
@@ -150,6 +156,11 @@ class EarlyStopping(_Monitor):
         best_weights = state.get("best_weights")
         if best_weights is not None and not same_weight_shapes(best_weights, weight_arrays(self.model)):
             state = self.start_fresh()  # the model changed (model.add, replace_head): another model's best
+        elif best_weights is not None and state.get("trainable", trainable_layers(self.model)) \
+                != trainable_layers(self.model):
+            # frozen or unfrozen since: restoring would write into a frozen layer (freeze keeps it
+            # bitwise unchanged in fit), or mix a head kept then with a body trained since
+            state = self.start_fresh()
         state.setdefault("wait", 0)
         if state.get("stopped"):
             state.update(wait=0, stopped=False)
@@ -162,6 +173,7 @@ class EarlyStopping(_Monitor):
             state.update(best=value, wait=0, best_epoch=epoch)
             if self.restore_best_weights:
                 state["best_weights"] = self.model.get_weights()  # copies
+                state["trainable"] = trainable_layers(self.model)
             return
         state["wait"] += 1
         if state["wait"] > self.patience:
@@ -183,6 +195,22 @@ def check_watched_values(watchers, logged: list[str], validating: bool, owner: s
                 hint = "" if validating else " (val_* values need validation_data or validation_split)"
                 raise ValueError(f"{owner}: {label} {how}, which fit will not log: it logs "
                                  f"{', '.join(logged)}{hint}")
+
+
+def trainable_layers(model) -> list[str]:
+    """The names of the layers with weights that fit trains now (not frozen)."""
+    return [layer.name for layer in iter_layers(model.layers) if layer.params and layer.trainable]
+
+
+def forget_best_weights(model) -> None:
+    """``Sequential.add`` (and so ``replace_head``): a callback state that kept best weights
+    starts fresh, its best value and patience count too. A new head with the removed one's name
+    and shape would pass ``same_weight_shapes`` and be "restored" to the removed head's weights;
+    states without weights (a checkpoint's best value) are kept."""
+    for key, state in list((model.callback_state or {}).items()):
+        if isinstance(state, dict) and state.get("best_weights") is not None:
+            watched = {name: state[name] for name in ("monitor", "mode") if name in state}
+            model.callback_state[key] = {"best": None, **watched}
 
 
 def same_weight_shapes(saved: dict, current: dict) -> bool:
