@@ -42,7 +42,7 @@ import os
 import string
 
 from .layers.base import iter_layers
-from .option_checks import check_count, check_monitor, check_path, check_real
+from .option_checks import check_bool, check_count, check_monitor, check_path, check_real
 from .weights import weight_arrays
 
 
@@ -148,7 +148,7 @@ class EarlyStopping(_Monitor):
                  restore_best_weights=False, key="early_stopping"):
         super().__init__(monitor, mode, min_delta, key)
         self.patience = check_count(patience, "patience", "EarlyStopping", 0)
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = check_bool(restore_best_weights, "restore_best_weights", "EarlyStopping")
         self.stopped_epoch = None
 
     def on_train_begin(self, logs=None):
@@ -233,7 +233,7 @@ class ModelCheckpoint(_Monitor):
                  key="model_checkpoint"):
         super().__init__(monitor, mode, 0.0, key)
         self.path = os.fspath(check_path(path, "ModelCheckpoint"))
-        self.save_best_only = bool(save_best_only)
+        self.save_best_only = check_bool(save_best_only, "save_best_only", "ModelCheckpoint")
         self.fields = _template_fields(self.path)
         _check_folder(self.path)
 

@@ -7,6 +7,8 @@ ReduceOnPlateau and ModelCheckpoint("m_{val_loss}.pkl"); ``EarlyStopping(monitor
 was accepted and failed later with "unhashable list".
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -116,3 +118,14 @@ def test_monitor_must_be_a_string(make, monitor):
                                         r"be the name of a logged value \(a str such as 'val_loss' or "
                                         r"'loss'\), got "):
         make(monitor)
+
+
+@pytest.mark.parametrize("value", ["no", "False", 0, 1, None, [True]], ids=repr)
+def test_the_callbacks_flags_take_true_or_false(value, tmp_path):
+    # bool("no") is True: restore_best_weights="no" restored, save_best_only="no" kept only the best
+    with pytest.raises(TypeError, match=rf"^EarlyStopping: restore_best_weights must be True or False, "
+                                        rf"got {re.escape(repr(value))}$"):
+        EarlyStopping(restore_best_weights=value)
+    with pytest.raises(TypeError, match=r"^ModelCheckpoint: save_best_only must be True or False, got "):
+        ModelCheckpoint(tmp_path / "m.pkl", save_best_only=value)
+    assert EarlyStopping(restore_best_weights=np.bool_(True)).restore_best_weights is True
