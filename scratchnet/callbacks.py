@@ -19,13 +19,17 @@ Rules that keep training resumable and models saveable:
   so ``model.save`` keeps it and ``scratchnet.load`` + ``fit(..., callbacks=[same callbacks])``
   continues exactly. The state records what it watches (``monitor`` and ``mode``): a callback
   watching something else under the same key starts fresh, and so does an EarlyStopping whose
-  saved best weights are not the model's any more (a layer added or replaced since). Two
+  saved best weights are not the model's any more (a layer added or replaced since:
+  ``Sequential.add`` forgets them) or were kept with other layers trainable (frozen or unfrozen
+  since: restoring would write into a frozen layer). Two
   callbacks of one kind on one model need different ``key``s. Put
   ModelCheckpoint after EarlyStopping in the list, so a checkpoint holds that epoch's
   early-stopping state; with ``restore_best_weights`` the best weights are part of that state
   (and of every saved file).
 * Not saved: the callbacks' own settings (patience, paths, ...): pass the same ones again.
 * ``model.stop_training = True`` ends training after the current epoch.
+* ``monitor`` is a str; before the first batch ``fit`` checks that it will log every value a
+  callback watches (``watched_values``: val_* ones only with validation data), not after an epoch.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ import math
 import os
 import string
 
-from .option_checks import check_count, check_path, check_real
+from .layers.base import iter_layers
+from .option_checks import check_bool, check_count, check_monitor, check_path, check_real
 from .weights import weight_arrays
 
 
@@ -80,7 +85,7 @@ class _Monitor(Callback):
     def __init__(self, monitor, mode, min_delta, key):
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
-        self.monitor = monitor
+        self.monitor = check_monitor(monitor, type(self).__name__)
         self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
         self.min_delta = check_real(min_delta, "min_delta", type(self).__name__, least=0)
         self.key = key
@@ -108,6 +113,11 @@ class _Monitor(Callback):
         self.model.callback_state[self.key] = {"best": None, "monitor": self.monitor, "mode": self.mode}
         return self.model.callback_state[self.key]
 
+    def watched_values(self) -> list[tuple[str, str]]:
+        """(name, how it is watched) of each logged value this callback reads at an epoch's end:
+        fit checks, before the first batch, that it will log every one (``check_watched_values``)."""
+        return [(self.monitor, f"watches monitor={self.monitor!r}")]
+
     def value(self, logs) -> float:
         if self.monitor not in logs:
             raise KeyError(f"{type(self).__name__}: monitor={self.monitor!r} is not among the logged "
@@ -128,14 +138,17 @@ class EarlyStopping(_Monitor):
     ``restore_best_weights=True`` sets the weights back to the best epoch's when it stops
     (the best weights are kept in ``model.callback_state``, so they are saved with the model).
     State continues across ``fit`` calls and save/load; after a stop, the next ``fit`` starts a
-    fresh patience count (the best value is kept).
+    fresh patience count (the best value is kept). It starts fresh instead when the kept best
+    weights are another model's (``model.add``, ``replace_head``) or were kept while other layers
+    were trainable (``freeze``/``unfreeze`` since): restoring only the layers trainable now would
+    mix a head of then with a body of now, weights no epoch was ever measured with.
     """
 
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
                  restore_best_weights=False, key="early_stopping"):
         super().__init__(monitor, mode, min_delta, key)
         self.patience = check_count(patience, "patience", "EarlyStopping", 0)
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = check_bool(restore_best_weights, "restore_best_weights", "EarlyStopping")
         self.stopped_epoch = None
 
     def on_train_begin(self, logs=None):
@@ -143,6 +156,11 @@ class EarlyStopping(_Monitor):
         best_weights = state.get("best_weights")
         if best_weights is not None and not same_weight_shapes(best_weights, weight_arrays(self.model)):
             state = self.start_fresh()  # the model changed (model.add, replace_head): another model's best
+        elif best_weights is not None and state.get("trainable", trainable_layers(self.model)) \
+                != trainable_layers(self.model):
+            # frozen or unfrozen since: restoring would write into a frozen layer (freeze keeps it
+            # bitwise unchanged in fit), or mix a head kept then with a body trained since
+            state = self.start_fresh()
         state.setdefault("wait", 0)
         if state.get("stopped"):
             state.update(wait=0, stopped=False)
@@ -155,6 +173,7 @@ class EarlyStopping(_Monitor):
             state.update(best=value, wait=0, best_epoch=epoch)
             if self.restore_best_weights:
                 state["best_weights"] = self.model.get_weights()  # copies
+                state["trainable"] = trainable_layers(self.model)
             return
         state["wait"] += 1
         if state["wait"] > self.patience:
@@ -163,6 +182,35 @@ class EarlyStopping(_Monitor):
             self.model.stop_training = True
             if self.restore_best_weights and state.get("best_weights") is not None:
                 self.model.set_weights(state["best_weights"])
+
+
+def check_watched_values(watchers, logged: list[str], validating: bool, owner: str) -> None:
+    """fit, before the first batch: every value a watcher (a callback, or the optimizer's
+    schedule, given as (label, object)) reads at an epoch's end is one of the ``logged`` names,
+    else a ValueError naming the watcher and what fit logs. Objects without ``watched_values``
+    (your own callbacks) are not asked."""
+    for label, watcher in watchers:
+        for name, how in getattr(watcher, "watched_values", list)():
+            if name not in logged:
+                hint = "" if validating else " (val_* values need validation_data or validation_split)"
+                raise ValueError(f"{owner}: {label} {how}, which fit will not log: it logs "
+                                 f"{', '.join(logged)}{hint}")
+
+
+def trainable_layers(model) -> list[str]:
+    """The names of the layers with weights that fit trains now (not frozen)."""
+    return [layer.name for layer in iter_layers(model.layers) if layer.params and layer.trainable]
+
+
+def forget_best_weights(model) -> None:
+    """``Sequential.add`` (and so ``replace_head``): a callback state that kept best weights
+    starts fresh, its best value and patience count too. A new head with the removed one's name
+    and shape would pass ``same_weight_shapes`` and be "restored" to the removed head's weights;
+    states without weights (a checkpoint's best value) are kept."""
+    for key, state in list((model.callback_state or {}).items()):
+        if isinstance(state, dict) and state.get("best_weights") is not None:
+            watched = {name: state[name] for name in ("monitor", "mode") if name in state}
+            model.callback_state[key] = {"best": None, **watched}
 
 
 def same_weight_shapes(saved: dict, current: dict) -> bool:
@@ -177,16 +225,23 @@ class ModelCheckpoint(_Monitor):
     logged name, e.g. ``"ckpt-{epoch:03d}-{val_loss:.3f}.sn"``.
 
     Checked when it is made, not after an epoch of work: the folder exists and the template
-    parses; each field is checked against the logged values at every epoch's end, before saving.
+    parses; fit checks each field (and, with save_best_only, ``monitor``) against the values it
+    will log before the first batch (``watched_values``), and every epoch's end again.
     """
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto",
                  key="model_checkpoint"):
         super().__init__(monitor, mode, 0.0, key)
         self.path = os.fspath(check_path(path, "ModelCheckpoint"))
-        self.save_best_only = bool(save_best_only)
+        self.save_best_only = check_bool(save_best_only, "save_best_only", "ModelCheckpoint")
         self.fields = _template_fields(self.path)
         _check_folder(self.path)
+
+    def watched_values(self) -> list[tuple[str, str]]:
+        """The path's fields (but {epoch}), and ``monitor`` only with save_best_only (else unread)."""
+        fields = [(field, f"has {{{field}}} in its path {self.path!r}") for field in self.fields
+                  if field != "epoch"]
+        return fields + (super().watched_values() if self.save_best_only else [])
 
     def on_epoch_end(self, epoch, logs=None):
         check_count(epoch, "epoch", "ModelCheckpoint", 0)

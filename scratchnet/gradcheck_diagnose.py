@@ -114,7 +114,8 @@ def diagnose(name, analytic, numeric, mask, tolerance, batch_size=0, coverage=No
         notes.append(f"transpose matches: {name}.T equals the numeric gradient "
                      "(a transposed product, e.g. dz.T @ x instead of x.T @ dz)")
     if analytic.ndim == 4 and mask.all() and name != "input":
-        if _close(analytic[::-1, ::-1], numeric, mask, tolerance):
+        flip_visible = not _close(analytic[::-1, ::-1], analytic, mask, tolerance)  # not 1x1/symmetric
+        if flip_visible and _close(analytic[::-1, ::-1], numeric, mask, tolerance):
             notes.append(f"kernel flip: {name}[::-1, ::-1] equals the numeric gradient (the kernel was "
                          "flipped, or a flip is missing: convolution vs cross-correlation)")
         elif analytic.shape[2] == analytic.shape[3] and _close(analytic.transpose(0, 1, 3, 2), numeric,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .option_checks import check_bool
+
 INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros")
 
 
@@ -30,6 +32,14 @@ def check_initializer_name(name, layer_name: str) -> str:
             f"{layer_name}: unknown initializer {name!r}; expected one of {', '.join(INITIALIZERS)}"
         )
     return name
+
+
+def check_use_bias(use_bias, layer_name: str) -> bool:
+    """A layer's ``use_bias``: True or False. An initializer's name there was meant for
+    ``kernel_initializer`` (given by position: Dense(10, "relu", "he_normal")): the message says so."""
+    hint = (f"; a string given by position? pass it by name, e.g. kernel_initializer={use_bias!r}"
+            if isinstance(use_bias, str) and use_bias in INITIALIZERS else "")
+    return check_bool(use_bias, "use_bias", layer_name, hint)
 
 
 def initialize(name: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:

@@ -55,8 +55,8 @@ def freeze(model, up_to: str | int | None = None):
             nested = up_to in {layer.name for layer in iter_layers(model.layers)}
             hint = (" (it is inside a container; freeze it with model.get_layer(name).trainable = False)"
                     if nested else "")
-            raise KeyError(f"{model.name}: freeze(up_to=...) takes a top-level layer; no top-level "
-                           f"layer named {up_to!r}{hint}; the top-level layers are: {', '.join(top)}")
+            raise ValueError(f"{model.name}: freeze(up_to=...) takes a top-level layer; no top-level "
+                             f"layer named {up_to!r}{hint}; the top-level layers are: {', '.join(top)}")
         stop = top.index(up_to)
     elif is_int(up_to) and 0 <= up_to <= len(model.layers):
         stop = int(up_to)

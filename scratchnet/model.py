@@ -17,6 +17,7 @@ from . import input_checks as checks
 from . import inspect as _inspect
 from . import layer_tree, one_thread, option_checks
 from . import weights as weights_module
+from .callbacks import forget_best_weights
 from .layers.base import Layer, iter_layers, run_backward_params
 from .losses import check_takes_weights, get_loss
 from .model_input import prepare_input
@@ -88,6 +89,7 @@ class Sequential:
         checks.check_is_layer(layer, Layer, self.name)
         checks.refuse_reused_layer(self.layers, layer, self.name)
         layer_tree.append_layer(self, layer)  # builds it (a built model), gives it a unique name
+        forget_best_weights(self)  # kept for the layers before; a new head may share the old one's name
 
     def build(self, input_shape=None, reset: bool = False) -> "Sequential":
         """Build every layer in order from the shape of one sample.

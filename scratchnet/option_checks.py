@@ -77,6 +77,27 @@ def refuse_class(value, what: str, owner: str, expected: str = "an object", argu
                         f"create one: {value.__name__}({arguments})")
 
 
+def check_bool(value, option: str, owner: str, hint: str = "") -> bool:
+    """True or False: a Python bool or a NumPy bool (read from an array), returned as a bool.
+
+    Anything else is a TypeError (``hint`` is added to its message): ``bool("no")`` is True, and
+    a value given by position in the wrong place (``Dense(10, "relu", "he_normal")``: the
+    initializer lands in use_bias) would switch the option on and be lost. 0 and 1 are refused
+    too: a flag is not a count."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {option} must be True or False, got {value!r}{hint}")
+    return bool(value)
+
+
+def check_monitor(monitor, owner: str) -> str:
+    """A callback's ``monitor``: the name of a logged value, a str (a list would pass until the
+    first epoch's end, then fail as an unhashable key). Whether fit logs it is checked by fit."""
+    if not isinstance(monitor, str):
+        raise TypeError(f"{owner}: monitor must be the name of a logged value (a str such as "
+                        f"'val_loss' or 'loss'), got {monitor!r}")
+    return monitor
+
+
 def check_count(value, option: str, owner: str, least: int, most: int | None = None) -> int:
     """A whole number ``least <= value`` (``<= most`` if given), returned as a Python int: the one
     check of every whole-number option (batch_size, epochs, filters, steps, n, ...).

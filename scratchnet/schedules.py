@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 
-from .option_checks import check_count, check_real
+from .option_checks import check_count, check_monitor, check_real
 
 
 def check_step(step, who: str) -> int:
@@ -230,7 +230,7 @@ class ReduceOnPlateau:
         self.factor = check_real(factor, "factor", "ReduceOnPlateau", above=0, below=1)
         if mode not in ("min", "max"):
             raise ValueError(f"ReduceOnPlateau: mode must be 'min' or 'max', got {mode!r}")
-        self.mode, self.monitor = mode, str(monitor)
+        self.mode, self.monitor = mode, check_monitor(monitor, "ReduceOnPlateau")
         self.patience = check_count(patience, "patience", "ReduceOnPlateau", 0)
         self.cooldown = check_count(cooldown, "cooldown", "ReduceOnPlateau", 0)
         self.min_lr = check_real(min_lr, "min_lr", "ReduceOnPlateau", least=0)
@@ -243,6 +243,10 @@ class ReduceOnPlateau:
     def __call__(self, step):
         check_step(step, "ReduceOnPlateau")
         return self.lr
+
+    def watched_values(self) -> list[tuple[str, str]]:
+        """(name, how it is watched): what fit checks it will log, before the first batch."""
+        return [(self.monitor, f"watches monitor={self.monitor!r}")]
 
     def _is_better(self, value):
         if self.mode == "min":

@@ -36,6 +36,7 @@ import time
 
 import numpy as np
 
+from .callbacks import check_watched_values
 from .input_checks import check_callbacks, check_not_empty, non_finite_already_said, warn_non_finite
 from .interruptions import finish_step_before_ctrl_c, warn_interrupted_epoch
 from .kernels.workspace import keep_freed_memory
@@ -210,6 +211,17 @@ def _refuse_batches_of_one_for_batch_norm(model, n_train: int, batch_size: int) 
                      f"channel; {fix}")
 
 
+def _check_watched_values(model, callbacks, validating: bool) -> None:
+    """Before the first batch: what the callbacks and the schedule will read, fit will log
+    (_run_epoch: loss, accuracy for a classification loss, and val_ of each with validation)."""
+    logged = ["loss", "accuracy"] if model.loss.has_accuracy else ["loss"]
+    logged += [f"val_{name}" for name in logged] if validating else []
+    watchers = [(type(callback).__name__, callback) for callback in callbacks]
+    schedule = getattr(model.optimizer, "schedule", None)
+    watchers.append((f"{type(schedule).__name__} (the optimizer's schedule)", schedule))
+    check_watched_values(watchers, logged, validating, model.name)
+
+
 def _call(callbacks, hook, *args):
     for callback in callbacks:
         getattr(callback, hook)(*args)
@@ -272,6 +284,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     if augment is not None and not callable(augment):
         raise TypeError(f"{model.name}: augment must be callable as augment(x, y, rng), got {augment!r}")
     callbacks = check_callbacks(callbacks, model.name)
+    _check_watched_values(model, callbacks, validating=validation_data is not None)
     for callback in callbacks:
         if hasattr(callback, "set_model"):
             callback.set_model(model)

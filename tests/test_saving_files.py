@@ -256,9 +256,15 @@ def test_checkpoint_refuses_a_bad_template_when_made(tmp_path, template, problem
 
 def test_a_field_not_logged_names_checkpoint_field_and_logged_values_before_saving(tmp_path):
     checkpoint = ModelCheckpoint(str(tmp_path / "ck-{val_loss:.3f}.sn"), monitor="loss")
+    # called by hand: a KeyError at the epoch's end; fit refuses it before the first batch
+    checkpoint.set_model(sn.Sequential([Dense(2)], input_shape=(3,)))
     with pytest.raises(KeyError, match=r"ModelCheckpoint: path '.*ck-\{val_loss:\.3f\}\.sn' uses "
                        r"\{val_loss\}, which is not among the logged values \['accuracy', 'loss'\] "
                        r"\(or epoch\); validation values need validation_data"):
+        checkpoint.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5})
+    with pytest.raises(ValueError, match=r"ModelCheckpoint has \{val_loss\} in its path "
+                       r"'.*ck-\{val_loss:\.3f\}\.sn', which fit will not log: it logs loss, accuracy "
+                       r"\(val_\* values need validation_data"):
         fit_with(checkpoint)
     assert os.listdir(tmp_path) == []
     fit_with(checkpoint, validation_split=0.2)  # with validation the same template works

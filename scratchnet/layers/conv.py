@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..initializers import check_initializer_name, initialize
+from ..initializers import check_initializer_name, check_use_bias, initialize
 from ..kernels import im2col as im2col_kernels
 from ..kernels import loops, scipy_conv
 from ..kernels import padding as padding_kernels
@@ -66,7 +66,7 @@ class ConvBase(Layer):
         self.stride = as_pair(stride, "stride", self.name)
         self.dilation = as_pair(dilation, "dilation", self.name)
         self.padding = check_padding_option(padding, self.name)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_use_bias(use_bias, self.name)
         self.backend = backend
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..initializers import check_initializer_name, initialize
+from ..initializers import check_initializer_name, check_use_bias, initialize
 from .activations import ACTIVATIONS, OUTPUT_ONLY_DERIVATIVES, check_activation_name
 from .base import Layer
 from .spatial import positive_int
@@ -29,7 +29,7 @@ class Dense(Layer):
         super().__init__(name=name)
         self.units = positive_int(units, "units", self.name)
         self.activation = check_activation_name(activation, self.name)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_use_bias(use_bias, self.name)
         self.kernel_initializer = check_initializer_name(kernel_initializer, self.name)
 
     def output_shape(self, input_shape):
