@@ -85,6 +85,7 @@ from .safe_unpickler import (  # noqa: F401  (re-exported: scratchnet.serializat
     _numpy_rebuilders,
     allowed_global,
     numpy_global,
+    own_class_kind,
 )
 
 MAGIC = b"SCRATCHNET"
@@ -282,16 +283,18 @@ def check_structure(model) -> None:
 def load_model(path, trusted: bool = False, allowed_classes=()):
     """Load a model saved with ``model.save`` (see the module docstring for every check).
 
-    ``allowed_classes``: your own ``Layer`` subclasses that the file may contain, e.g.
-    ``load("hw.sn", allowed_classes=[MyLayer])``; they are checked like scratchnet's own.
+    ``allowed_classes``: your own classes that the file may contain, e.g.
+    ``load("hw.sn", allowed_classes=[MyLayer, MyLoss])``: subclasses of scratchnet's ``Layer``,
+    ``Loss``, ``Optimizer`` or ``Callback``, and learning-rate schedule classes (objects called as
+    ``schedule(step)``); they are checked like scratchnet's own (``own_class_kind``).
     ``trusted=True`` uses the plain ``pickle`` loader, which can run any code the file contains:
     only for files you made yourself or fully trust.
     """
-    from .layers.base import Layer
-
     for cls in allowed_classes:
-        if not (isinstance(cls, type) and issubclass(cls, Layer)):
-            raise TypeError(f"allowed_classes takes Layer subclasses, got {cls!r}")
+        if own_class_kind(cls) is None:
+            raise TypeError(f"allowed_classes takes Layer subclasses, Loss, Optimizer and Callback "
+                            f"subclasses and schedule classes (with a __call__(step)) of your own, "
+                            f"got {cls!r}")
         if any("__new__" in vars(k) or "__del__" in vars(k) for k in cls.__mro__[:-1]):
             raise TypeError(f"{cls.__qualname__} defines __new__ or __del__: load it with trusted=True")
     check_path(path, "scratchnet.load")
