@@ -139,6 +139,54 @@ def _is_scratchnet_class(cls) -> bool:
             and _scratchnet_class(cls.__module__, cls.__qualname__) is cls)
 
 
+# What a class given in allowed_classes may be, by kind: the base classes a model file holds.
+ALLOWED_KINDS = "layer, loss, optimizer, callback or schedule"
+
+
+def own_class_kind(cls) -> str | None:
+    """"layer", "loss", "optimizer" or "callback" for a subclass of scratchnet's Layer, Loss,
+    Optimizer or Callback; "schedule" for another class whose objects are called as
+    ``schedule(step)`` (it defines ``__call__``, as every schedule in schedules.py); else None.
+
+    These are the kinds a model file holds (its layers, ``model.loss``, ``model.optimizer`` and
+    its ``schedule``, and what a layer or optimizer keeps), so the kinds ``allowed_classes`` takes.
+    """
+    from .callbacks import Callback
+    from .layers.base import Layer
+    from .losses import Loss
+    from .optimizers import Optimizer
+
+    if not isinstance(cls, type):
+        return None
+    for base, kind in ((Layer, "layer"), (Loss, "loss"), (Optimizer, "optimizer"), (Callback, "callback")):
+        if issubclass(cls, base):
+            return kind
+    if any("__call__" in vars(klass) for klass in cls.__mro__[:-1]):  # every base except object
+        return "schedule"
+    return None
+
+
+def _own_class_hint(module: str, name: str) -> str:
+    """What to do about a refused ``module.name`` that may be a class of the user's own.
+
+    Its kind is read from an already-imported module (a plain dict lookup: nothing is imported
+    and no code runs); a class saved from a script (``__main__``) is looked up in this one."""
+    if not name[:1].isupper() or module.split(".")[0] in ("numpy", "builtins", "scratchnet"):
+        return ""
+    namespace = sys.modules.get(module)
+    found = vars(namespace).get(name) if namespace is not None else None
+    kind = own_class_kind(found) if isinstance(found, type) else None
+    if kind is not None:
+        article = "an" if kind[0] in "aeiou" else "a"
+        return (f" {name} is {article} {kind} class of your own: pass it, "
+                f"scratchnet.load(path, allowed_classes=[{name}]).")
+    if isinstance(found, type):
+        return (f" {name} is a class of your own that is no {ALLOWED_KINDS} class, so allowed_classes "
+                f"cannot take it.")
+    return (f" If {name} is a {ALLOWED_KINDS} class of your own, import it and pass it: "
+            f"scratchnet.load(path, allowed_classes=[{name}]).")
+
+
 def allowed_global(module: str, name: str):
     """The object a restricted model file may name as ``module.name``, or None if refused."""
     if module == "builtins" and name in _BUILTIN_TYPES:
@@ -168,7 +216,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     def __init__(self, file, payload_bytes: int, allowed_classes=()):
         super().__init__(file)
         self.payload_bytes = payload_bytes
-        # classes of the user's own (their Layer subclasses), allowed by name like ours
+        # classes of the user's own (see own_class_kind), allowed by name like ours
         self.extra_classes = {(cls.__module__, cls.__qualname__): cls for cls in allowed_classes}
 
     def _allowed_class(self, cls) -> bool:
@@ -193,9 +241,7 @@ class RestrictedUnpickler(pickle._Unpickler):
                                    f"scratchnet but not imported, and the loader only finds classes of "
                                    f"imported modules: import {module} before scratchnet.load")
         if found is None:
-            mine = name[:1].isupper() and module.split(".")[0] not in ("numpy", "builtins", "scratchnet")
-            hint = (f" If {name} is a layer class of your own, import it and pass it: "
-                    f"scratchnet.load(path, allowed_classes=[{name}])." if mine else "")
+            hint = _own_class_hint(module, name)
             raise UnsafeModelError(
                 f"refused to load global {module}.{name}: a scratchnet model file may only name "
                 f"scratchnet classes, NumPy array/dtype rebuilders, builtin containers and the "

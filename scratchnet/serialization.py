@@ -55,6 +55,12 @@ Weights files: ``model.save_weights(path)`` / ``model.load_weights(path)``
 A ``.npz`` archive, one array per parameter or buffer named ``"layer_name/param_name"``, read
 with ``allow_pickle=False``: safe to share. The path is used as given (no ``.npz`` appended).
 
+Saving refuses what loading would refuse
+----------------------------------------
+``save`` checks the structure (``check_structure``) and every global the pickle names
+(``save_refusals.py``: an opcode scan of the bytes) before writing: a layer attribute holding a
+function (``np.tanh``) or a generator of its own is refused with the layer and attribute named.
+
 Saving never destroys the previous file
 ---------------------------------------
 The bytes are made in memory first (a pickling error touches no file), written to a new
@@ -85,6 +91,7 @@ from .safe_unpickler import (  # noqa: F401  (re-exported: scratchnet.serializat
     _numpy_rebuilders,
     allowed_global,
     numpy_global,
+    own_class_kind,
 )
 
 MAGIC = b"SCRATCHNET"
@@ -118,6 +125,11 @@ def model_bytes(model) -> bytes:
     """The complete file content ``model.save`` writes: magic, header line, payload."""
     from . import __version__
 
+    return frame_payload(pickle_model(model), scratchnet_version=__version__)
+
+
+def pickle_model(model) -> bytes:
+    """The payload: the model pickled as ``_ModelPickler`` does (no gradients, no caches)."""
     buffer = io.BytesIO()
     try:
         _ModelPickler(buffer, protocol=PICKLE_PROTOCOL).dump(model)
@@ -126,7 +138,7 @@ def model_bytes(model) -> bytes:
             f"{getattr(model, 'name', 'model')}: cannot pickle the model ({type(error).__name__}: "
             f"{error}); every attribute must be picklable (no lambdas, open files, generators)"
         ) from error
-    return frame_payload(buffer.getvalue(), scratchnet_version=__version__)
+    return buffer.getvalue()
 
 
 def frame_payload(payload: bytes, scratchnet_version: str = "",
@@ -138,16 +150,32 @@ def frame_payload(payload: bytes, scratchnet_version: str = "",
     return MAGIC + b" " + json.dumps(header).encode("ascii") + b"\n" + payload
 
 
-def save_model(model, path) -> None:
+def save_model(model, path, trusted: bool = False) -> None:
     """Check that ``load`` would accept ``model``, pickle it in memory, then write it atomically
-    to ``path``: a file that cannot load is never written."""
+    to ``path``: a file that cannot load is never written.
+
+    Checked before writing: the structure (``check_structure``) and every global the pickle
+    names (``save_refusals.check_globals``: a function such as ``np.tanh`` or a generator of a
+    layer's own is refused, naming the layer and attribute). ``trusted=True`` skips the second
+    check, for a file only ever read back with ``scratchnet.load(path, trusted=True)``.
+    """
+    from . import __version__
+    from .save_refusals import check_globals
+
+    name = getattr(model, "name", "model")
     try:
         check_structure(model)
     except (SerializationError, AttributeError, TypeError, RecursionError) as error:
-        raise SerializationError(f"{getattr(model, 'name', 'model')}: not saved: scratchnet.load would "
+        raise SerializationError(f"{name}: not saved: scratchnet.load would "
                                  f"refuse the file ({error})") from None
-    data = model_bytes(model)  # fails before any file is touched
-    atomic_write(path, [data])
+    payload = pickle_model(model)  # fails before any file is touched
+    problem = None if trusted else check_globals(model, payload, _ModelPickler)
+    if problem is not None:
+        raise SerializationError(
+            f"{name}: not saved: scratchnet.load would refuse the file: {problem}. (To write it anyway "
+            f"for scratchnet.load(path, trusted=True) only: scratchnet.serialization.save_model(model, "
+            f"path, trusted=True).)")
+    atomic_write(path, [frame_payload(payload, scratchnet_version=__version__)])
 
 
 def _zip_hint(data: bytes) -> str:
@@ -282,16 +310,18 @@ def check_structure(model) -> None:
 def load_model(path, trusted: bool = False, allowed_classes=()):
     """Load a model saved with ``model.save`` (see the module docstring for every check).
 
-    ``allowed_classes``: your own ``Layer`` subclasses that the file may contain, e.g.
-    ``load("hw.sn", allowed_classes=[MyLayer])``; they are checked like scratchnet's own.
+    ``allowed_classes``: your own classes that the file may contain, e.g.
+    ``load("hw.sn", allowed_classes=[MyLayer, MyLoss])``: subclasses of scratchnet's ``Layer``,
+    ``Loss``, ``Optimizer`` or ``Callback``, and learning-rate schedule classes (objects called as
+    ``schedule(step)``); they are checked like scratchnet's own (``own_class_kind``).
     ``trusted=True`` uses the plain ``pickle`` loader, which can run any code the file contains:
     only for files you made yourself or fully trust.
     """
-    from .layers.base import Layer
-
     for cls in allowed_classes:
-        if not (isinstance(cls, type) and issubclass(cls, Layer)):
-            raise TypeError(f"allowed_classes takes Layer subclasses, got {cls!r}")
+        if own_class_kind(cls) is None:
+            raise TypeError(f"allowed_classes takes Layer subclasses, Loss, Optimizer and Callback "
+                            f"subclasses and schedule classes (with a __call__(step)) of your own, "
+                            f"got {cls!r}")
         if any("__new__" in vars(k) or "__del__" in vars(k) for k in cls.__mro__[:-1]):
             raise TypeError(f"{cls.__qualname__} defines __new__ or __del__: load it with trusted=True")
     check_path(path, "scratchnet.load")

@@ -100,7 +100,11 @@ def test_payload_nested_inside_a_valid_model_is_refused(tmp_path, where):
         model.layers[0].opt_state["W"]["extra"] = [1, {"deep": evil}]
     else:
         model.epochs_trained = [0, (evil,)]
-    model.save(tmp_path / "evil.sn")  # saving is harmless: pickle only records the call
+    with pytest.raises(SerializationError, match="posix.system|nt.system"):
+        model.save(tmp_path / "evil.sn")  # save refuses what load refuses, and writes nothing
+    assert not (tmp_path / "evil.sn").exists()
+    # the file as an old scratchnet saved it (saving is harmless: pickle only records the call)
+    serialization.save_model(model, tmp_path / "evil.sn", trusted=True)
     assert not marker.exists()
     with pytest.raises(UnsafeModelError, match="posix.system|nt.system"):
         sn.load(tmp_path / "evil.sn")

@@ -21,6 +21,7 @@ written, e.g. "same", backend, initializer), so ``from_torch`` gives them back.
 
 from __future__ import annotations
 
+from .. import layers as L
 from .layouts import torch_state_dict
 
 SUPPORTED_LAYERS = ("Dense", "Conv2D (groups)", "DepthwiseConv2D", "SeparableConv2D", "Activation",
@@ -37,6 +38,29 @@ def _refuse(layer, why: str = "") -> None:
     raise UnsupportedLayerError(
         f"to_torch: layer {layer.name!r} ({type(layer).__name__}) has no PyTorch equivalent here{why}; "
         f"supported layers: {', '.join(SUPPORTED_LAYERS)}")
+
+
+def _not_translated(layer) -> str:
+    """Why a layer of an unknown class is refused, when its class looks like a supported one.
+
+    Layers are recognised by their exact class (``type(layer) is layers.Dense``), never by name:
+    a subclass, or a class of your own named Dense, may compute something else in forward."""
+    cls = type(layer)
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    parents = [base for base in cls.__mro__[1:] if base in TRANSLATED]
+    if parents:
+        return (f" (class {where} is a subclass of scratchnet's {parents[0].__name__}: only these exact "
+                f"classes are translated, since a subclass may change forward)")
+    if any(cls.__name__ == known.__name__ for known in TRANSLATED):
+        return (f" (class {where} is not scratchnet.layers.{cls.__name__}: only scratchnet's own classes "
+                f"are translated, since another class of that name may compute something else)")
+    return ""
+
+
+# The classes convert_layer translates, compared by identity (``type(layer) is L.Dense``).
+TRANSLATED = (L.Dense, L.Conv2D, L.DepthwiseConv2D, L.SeparableConv2D, L.Activation, L.Flatten, L.MaxPool2D,
+              L.AvgPool2D, L.GlobalAvgPool2D, L.BatchNorm, L.Dropout, L.SpatialDropout2D, L.ChannelShuffle,
+              L.ZeroPadding2D, L.UpSampling2D, L.Chain, L.Residual, L.Parallel)
 
 
 def _symmetric(pads) -> bool:
@@ -68,14 +92,14 @@ def _depthwise(layer, tm, factory, filters=None, bias=None):
 def _pool(layer, torch, tm):
     from ..layers.spatial import resolve_padding
     pads = resolve_padding(layer.padding, layer.input_shape[:2], layer.pool_size, layer.stride)
-    kind = type(layer).__name__
+    maximum = type(layer) is L.MaxPool2D
     half = all(before <= k // 2 for (before, _), k in zip(pads, layer.pool_size))  # PyTorch's limit
     if _symmetric(pads) and half:
         padding = (pads[0][0], pads[1][0])
-        if kind == "MaxPool2D":
+        if maximum:
             return torch.nn.MaxPool2d(layer.pool_size, layer.stride, padding=padding)
         return torch.nn.AvgPool2d(layer.pool_size, layer.stride, padding=padding, count_include_pad=False)
-    cls = tm.PaddedMaxPool2d if kind == "MaxPool2D" else tm.PaddedAvgPool2d
+    cls = tm.PaddedMaxPool2d if maximum else tm.PaddedAvgPool2d
     return cls(layer.pool_size, layer.stride, pads)
 
 
@@ -86,64 +110,64 @@ def _concat_dim(layer, rank: int) -> int:
 
 
 def convert_layer(layer, torch, tm, factory):
-    """The twin module of one (built) scratchnet layer."""
-    kind, rank = type(layer).__name__, len(layer.input_shape) if layer.input_shape else 0
+    """The twin module of one (built) scratchnet layer; its EXACT class says which (see _not_translated)."""
+    kind, rank = type(layer), len(layer.input_shape) if layer.input_shape else 0
     nn = torch.nn
-    if kind == "Dense":
+    if kind is L.Dense:
         (fan_in,) = layer.input_shape
         if layer.activation == "linear":
             return nn.Linear(fan_in, layer.units, bias=layer.use_bias, **factory)
         return tm.DenseAct(fan_in, layer.units, bias=layer.use_bias, activation=layer.activation, **factory)
-    if kind == "Conv2D":
+    if kind is L.Conv2D:
         return _conv(layer, torch, tm, factory)
-    if kind == "DepthwiseConv2D":
+    if kind is L.DepthwiseConv2D:
         return _depthwise(layer, tm, factory)
-    if kind == "SeparableConv2D":
+    if kind is L.SeparableConv2D:
         depthwise = _depthwise(layer, tm, factory, bias=False)
         pointwise = nn.Conv2d(layer.input_shape[2] * layer.depth_multiplier, layer.filters, 1,
                               bias=layer.use_bias, **factory)
         return tm.SeparableConv2d(depthwise, pointwise)
-    if kind == "Activation":
+    if kind is L.Activation:
         module = tm.activation_module(layer.activation)
         module.scratchnet_activation = layer.activation
         return module
-    if kind == "Flatten":
+    if kind is L.Flatten:
         return tm.FlattenChannelsLast() if rank == 3 else nn.Flatten()
-    if kind in ("MaxPool2D", "AvgPool2D"):
+    if kind in (L.MaxPool2D, L.AvgPool2D):
         return _pool(layer, torch, tm)
-    if kind == "GlobalAvgPool2D":
+    if kind is L.GlobalAvgPool2D:
         return tm.GlobalAvgPool2d()
-    if kind == "BatchNorm":
+    if kind is L.BatchNorm:
         if rank not in (1, 3):
             _refuse(layer, f" for samples of shape {layer.input_shape} (only (D,) and (H, W, C))")
         frozen = not layer.trainable
         cls = {(1, False): nn.BatchNorm1d, (3, False): nn.BatchNorm2d,
                (1, True): tm.FrozenBatchNorm1d, (3, True): tm.FrozenBatchNorm2d}[rank, frozen]
         return cls(layer.input_shape[-1], eps=layer.eps, momentum=layer.momentum, **factory)
-    if kind == "Dropout":
+    if kind is L.Dropout:
         return nn.Dropout(layer.rate)
-    if kind == "SpatialDropout2D":
+    if kind is L.SpatialDropout2D:
         return nn.Dropout2d(layer.rate)
-    if kind == "ChannelShuffle":
+    if kind is L.ChannelShuffle:
         return nn.ChannelShuffle(layer.groups) if rank == 3 else tm.ChannelShuffleFlat(layer.groups)
-    if kind == "ZeroPadding2D":
+    if kind is L.ZeroPadding2D:
         (top, bottom), (left, right) = layer.padding
         return nn.ZeroPad2d((left, right, top, bottom))
-    if kind == "UpSampling2D":
+    if kind is L.UpSampling2D:
         return nn.Upsample(scale_factor=tuple(float(s) for s in layer.size), mode="nearest")
-    if kind == "Chain":
+    if kind is L.Chain:
         return nn.Sequential(*(convert(child, torch, tm, factory) for child in layer.children))
-    if kind == "Residual":
+    if kind is L.Residual:
         shortcut = None if layer.shortcut is None else convert(layer.shortcut, torch, tm, factory)
         return tm.ResidualBlock(convert(layer.block, torch, tm, factory), shortcut)
-    if kind == "Parallel":
-        merge = type(layer.merge).__name__
+    if kind is L.Parallel:
         branches = [convert(branch, torch, tm, factory) for branch in layer.branches]
-        if merge == "Add":
+        if type(layer.merge) is L.Add:
             return tm.ParallelBlock(branches, "add")
-        if merge == "Concatenate":
+        if type(layer.merge) is L.Concatenate:
             return tm.ParallelBlock(branches, "concat", _concat_dim(layer.merge, rank))
-    _refuse(layer)
+        _refuse(layer, f" (its merge is a {type(layer.merge).__name__}, not scratchnet's Add or Concatenate)")
+    _refuse(layer, _not_translated(layer))
 
 
 def convert(layer, torch, tm, factory):

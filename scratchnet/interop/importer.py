@@ -34,6 +34,8 @@ SUPPORTED_MODULES = ("Sequential", "Linear", "Conv2d (zeros padding, groups)", "
                      "torchvision-style ResNet (classes ResNet, BasicBlock, Bottleneck)",
                      "the modules of a to_torch twin")
 
+# torch.nn classes (by these names) that act on each feature alone, so they may stand between an
+# nn.Flatten of an image and its nn.Linear; compared as class objects (cls is nn.ReLU), not by name.
 ELEMENTWISE = ("ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "ELU", "SELU", "SiLU", "Softplus", "Identity",
                "Dropout")
 
@@ -123,8 +125,9 @@ class Importer:
             if is_resnet(module):
                 return convert_resnet(self, module, shape, path)
             return [convert_block(self, module, shape, path)]
+        elementwise = tuple(getattr(nn, name) for name in ELEMENTWISE)
         waits_for_linear = pending is not None and cls not in (nn.Linear, nn.BatchNorm1d, tm.DenseAct) \
-            and cls.__name__ not in ELEMENTWISE
+            and cls not in elementwise
         try:
             layer = self.leaf(path, module, shape, state)
         except ValueError:  # a shape error of a module standing where nn.Flatten / nn.Linear must come
@@ -248,7 +251,7 @@ class Importer:
             refuse(path, module, " without a momentum, affine weights or running statistics")
         layer = L.BatchNorm(momentum=module.momentum, eps=module.eps)
         self.weights(layer, module, state["permutation"])
-        if type(module).__name__.startswith("Frozen"):
+        if type(module) in (self.tm.FrozenBatchNorm1d, self.tm.FrozenBatchNorm2d):
             layer.trainable = False
         return layer
 

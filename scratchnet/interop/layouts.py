@@ -24,16 +24,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import layers as L
+
 TRACKED = "num_batches_tracked"
 
 
 # ------------------------------------------------------------------ one layer
-def _kind(layer) -> str:
-    """The layout family of a layer with weights (by class name: no import cycles, subclasses too)."""
-    for cls in type(layer).__mro__:
-        if cls.__name__ in ("Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "BatchNorm"):
-            return cls.__name__
-    return type(layer).__name__
+# Layers with weights, by their scratchnet class (compared as class objects, never by name: a
+# class of your own named Dense may hold other arrays). A subclass inherits its parent's arrays.
+_LAYOUT_FAMILIES = ((L.SeparableConv2D, "SeparableConv2D"), (L.DepthwiseConv2D, "DepthwiseConv2D"),
+                    (L.Conv2D, "Conv2D"), (L.Dense, "Dense"), (L.BatchNorm, "BatchNorm"))
+
+
+def _kind(layer) -> str | None:
+    """The layout family of a layer with weights: its scratchnet class or the one it subclasses
+    (None for any other layer: no layout is known for its arrays)."""
+    for family, kind in _LAYOUT_FAMILIES:
+        if isinstance(layer, family):
+            return kind
+    return None
 
 
 def to_torch_arrays(layer, arrays: dict) -> dict:
@@ -104,14 +113,14 @@ def twin_prefixes(model) -> list[tuple[str, object]]:
     def walk(layer, prefix):
         entries.append((prefix, layer))
         kind = type(layer).__name__
-        if kind == "Chain":
+        if isinstance(layer, L.Chain):
             for j, child in enumerate(layer.children):
                 walk(child, f"{prefix}.{j}")
-        elif kind == "Residual":
+        elif isinstance(layer, L.Residual):
             walk(layer.block, f"{prefix}.block")
             if layer.shortcut is not None:
                 walk(layer.shortcut, f"{prefix}.shortcut")
-        elif kind == "Parallel":
+        elif isinstance(layer, L.Parallel):
             for k, branch in enumerate(layer.branches):
                 walk(branch, f"{prefix}.branches.{k}")
         elif layer.sublayers():

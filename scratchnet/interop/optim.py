@@ -28,7 +28,7 @@ def to_torch_optimizer(optimizer, module):
     import torch
 
     from ..optimizers import SGD, Adam, AdamW
-    from ..schedules import ConstantLR, CosineAnnealing
+    from ..schedules import ConstantLR, CosineAnnealing, ReduceOnPlateau
 
     who = type(optimizer).__name__
     if optimizer.iterations:
@@ -58,7 +58,7 @@ def to_torch_optimizer(optimizer, module):
     if cosine:
         return torch_opt, torch.optim.lr_scheduler.CosineAnnealingLR(torch_opt, T_max=schedule.T_max,
                                                                      eta_min=schedule.eta_min)
-    if type(schedule).__name__ == "ReduceOnPlateau":
+    if isinstance(schedule, ReduceOnPlateau):
         raise ValueError("to_torch_optimizer: ReduceOnPlateau follows a metric; use "
                          "torch.optim.lr_scheduler.ReduceLROnPlateau yourself")
     return torch_opt, torch.optim.lr_scheduler.LambdaLR(torch_opt, lambda step: schedule(step))

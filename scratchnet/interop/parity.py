@@ -70,7 +70,7 @@ class ParityReport:
 
 def _loss_pair(model, y, output, torch_output, torch, rng):
     """(dL/doutput in NumPy, the torch loss tensor)."""
-    from ..losses import CrossEntropy, get_loss
+    from ..losses import CrossEntropy, MeanSquaredError, get_loss
     if y is None:
         projection = rng.normal(size=output.shape).astype(output.dtype)
         layout = projection.transpose(0, 3, 1, 2) if projection.ndim == 4 else projection
@@ -78,14 +78,14 @@ def _loss_pair(model, y, output, torch_output, torch, rng):
     loss = copy.deepcopy(model.loss) if model.loss is not None else CrossEntropy()
     loss = get_loss(loss)
     loss.forward(output, y)
-    name = type(loss).__name__
-    if name == "CrossEntropy":
+    name = type(loss).__name__  # compared as classes below: a loss of your own may compute otherwise
+    if type(loss) is CrossEntropy:
         target = torch.from_numpy(np.asarray(y)) if np.asarray(y).ndim == 1 else \
             torch.from_numpy(np.asarray(y, dtype=output.dtype))
         smoothing = getattr(loss, "label_smoothing", 0.0)
         torch_loss = torch.nn.functional.cross_entropy(torch_output, target, label_smoothing=smoothing)
         return loss.backward(), torch_loss
-    if name == "MeanSquaredError" or getattr(loss, "name", "") == "mse":
+    if type(loss) is MeanSquaredError:
         target = torch.from_numpy(np.asarray(y, dtype=output.dtype))
         return loss.backward(), torch.nn.functional.mse_loss(torch_output, target)
     raise ValueError(f"parity_report: no PyTorch counterpart known for the loss {name}; pass y=None to "

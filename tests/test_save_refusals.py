@@ -1,0 +1,196 @@
+"""model.save refuses, before writing, a model whose pickle names a global the safe load refuses.
+
+A layer keeping ``self.fn = np.tanh`` or its own ``np.random.default_rng()`` used to save fine
+and then fail only at load ("refused to load global numpy.tanh"), naming no layer and no attribute.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+from serialization_models import blobs, mlp
+
+import scratchnet as sn
+from scratchnet import serialization
+from scratchnet.layers import Chain, Dense, Layer, Residual
+from scratchnet.losses import Loss
+from scratchnet.models import get_model
+from scratchnet.save_refusals import pickle_globals, refused_at_load
+from scratchnet.serialization import RestrictedUnpickler, SerializationError, UnsafeModelError
+
+
+class Func(Layer):
+    """y = fn(x), with the function kept in an attribute (what the safe loader cannot name)."""
+
+    def __init__(self, fn=np.tanh, name=None):
+        super().__init__(name)
+        self.fn = fn
+
+    def forward(self, x, training=False):
+        x = self.check_input(x)
+        self.cache = {"x": x}
+        return self.fn(x)
+
+    def backward(self, dy):
+        return dy
+
+
+class OwnGenerator(Layer):
+    """Noise drawn from a generator of the layer's own, not from self.random_generator()."""
+
+    def __init__(self, name=None):
+        super().__init__(name)
+        self.gen = np.random.default_rng(0)
+
+    def forward(self, x, training=False):
+        x = self.check_input(x)
+        self.cache = {"x": x}
+        return x + (self.gen.normal(size=x.shape) if training else 0)
+
+    def backward(self, dy):
+        return dy
+
+
+class Double(Layer):
+    """y = 2x: plain data only."""
+
+    def forward(self, x, training=False):
+        self.cache = {"x": self.check_input(x)}
+        return 2 * self.cache["x"]
+
+    def backward(self, dy):
+        return 2 * dy
+
+
+class Settings:
+    """A plain class of the user's (no layer, loss, optimizer, callback or schedule)."""
+
+    def __init__(self):
+        self.scale = 2.0
+
+
+class TanhLoss(Loss):
+    """Mean of tanh(logits - y) ** 2, keeping np.tanh in an attribute."""
+
+    def __init__(self):
+        self.squash = np.tanh
+
+    def forward(self, logits, y, weights=None):
+        self.cache = {"d": self.squash(logits - y)}
+        return float((self.cache["d"] ** 2).mean())
+
+    def backward(self):
+        d = self.cache["d"]
+        return 2 * d * (1 - d ** 2) / d.size
+
+
+def test_function_attribute_is_refused_at_save_naming_layer_attribute_and_the_cure(tmp_path):
+    model = sn.Sequential([Func(name="squash"), Dense(3)], input_shape=(6,), seed=0).compile()
+    path = tmp_path / "func.sn"
+    expected = (r"sequential: not saved: scratchnet.load would refuse the file: layer 'squash' \(Func\) "
+                r"attribute 'fn' holds numpy.tanh, which the safe loader refuses even with allowed_classes: "
+                r".*self.fn_name = 'tanh'.*getattr\(np, self.fn_name\)\(x\)")
+    with pytest.raises(SerializationError, match=expected):
+        model.save(path)
+    assert not path.exists()
+
+
+def test_own_generator_is_refused_with_the_random_generator_hint_and_the_old_file_kept(tmp_path):
+    path = tmp_path / "gen.sn"
+    path.write_bytes(b"the previous file")
+    model = sn.Sequential([OwnGenerator(name="noisy"), Dense(3)], input_shape=(6,), seed=0).compile()
+    model.fit(np.ones((8, 6)), np.arange(8) % 3, verbose=0)
+    with pytest.raises(SerializationError, match=r"layer 'noisy' \(OwnGenerator\) attribute 'gen' holds a "
+                                                 r"numpy.random._generator.Generator whose pickle names "
+                                                 r"numpy.random.*draw from self.random_generator\(\)"):
+        model.save(path)
+    assert path.read_bytes() == b"the previous file"
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left either
+
+
+def test_the_layer_named_is_the_one_inside_the_containers(tmp_path):
+    inner = Func(np.sinc, name="inner")
+    model = sn.Sequential([Residual(Chain([Dense(6), inner], name="body"), name="res"), Dense(2)],
+                          input_shape=(6,), seed=0)
+    with pytest.raises(SerializationError, match=r"layer 'inner' \(Func\) attribute 'fn' holds numpy.sinc"):
+        model.save(tmp_path / "never-written.sn")
+
+
+def test_a_model_attribute_is_named_when_no_layer_holds_it(tmp_path):
+    model = sn.Sequential([Dense(2)], input_shape=(3,), seed=0).compile(sn.SGD(0.1), TanhLoss())
+    with pytest.raises(SerializationError, match=r"the model's attribute 'loss' holds a .*TanhLoss whose "
+                                                 r"pickle names numpy.tanh"):
+        model.save(tmp_path / "never-written.sn")
+
+
+def test_an_object_of_a_class_no_load_takes_is_refused_at_save(tmp_path):
+    layer = Double(name="double")
+    layer.settings = Settings()
+    model = sn.Sequential([layer], input_shape=(3,), seed=0)
+    expected = (r"layer 'double' \(Double\) attribute 'settings' holds a .*Settings whose pickle names "
+                r".*Settings, .*it is a class of no kind a model file holds \(layer, loss, optimizer")
+    with pytest.raises(SerializationError, match=expected):
+        model.save(tmp_path / "never-written.sn")
+
+
+def test_own_classes_of_allowed_kinds_still_save_and_trusted_saves_anything(tmp_path):
+    x, y = blobs()
+    model = sn.Sequential([Func(np.tanh), Dense(3)], input_shape=(6,), seed=0).compile()
+    model.fit(x, y, verbose=0)
+    serialization.save_model(model, tmp_path / "trusted.sn", trusted=True)
+    with pytest.raises(UnsafeModelError, match="numpy.tanh"):  # what save refused without trusted
+        sn.load(tmp_path / "trusted.sn", allowed_classes=[Func])
+    again = sn.load(tmp_path / "trusted.sn", trusted=True)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+
+    mine = sn.Sequential([Double(), Dense(3)], input_shape=(6,), seed=0).compile()
+    mine.save(tmp_path / "mine.sn")  # an own layer class: loadable with allowed_classes, so saved
+    loaded = sn.load(tmp_path / "mine.sn", allowed_classes=[Double])
+    np.testing.assert_array_equal(loaded.predict(x), mine.predict(x))
+
+
+# ------------------------------------------------------------------ the scan itself
+class Recording(pickle.Unpickler):
+    """The reference: plain pickle's own unpickler, recording every global it looks up."""
+
+    def __init__(self, data):
+        super().__init__(io.BytesIO(data))
+        self.names = set()
+
+    def find_class(self, module, name):
+        self.names.add((module, name))
+        return super().find_class(module, name)
+
+
+def sample_payloads():
+    x, y = blobs()
+    trained = mlp(optimizer=sn.SGD(sn.optimizers.StepDecay(0.1, 0.5, 3), momentum=0.9))
+    trained.fit(x, y, epochs=1, verbose=0)
+    zoo = get_model("small_cnn_bn", input_shape=(8, 8, 3)).build()
+    funcs = sn.Sequential([Func(np.tanh), Func(np.sinc), Dense(2)], input_shape=(3,), seed=0)
+    mixed = {"gen": np.random.default_rng(0), "fn": np.tanh, "x": np.ones(3), "again": np.sinc}
+    payloads = [serialization.pickle_model(model) for model in (trained, zoo, funcs)]
+    return payloads + [pickle.dumps(mixed, protocol=protocol) for protocol in (0, 2, 4, 5)]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_pickle_globals_are_exactly_those_pickle_itself_looks_up(index):
+    payload = sample_payloads()[index]
+    reference = Recording(payload)
+    reference.load()
+    assert pickle_globals(payload) == reference.names and reference.names
+
+
+def test_refused_at_load_agrees_with_the_restricted_unpickler_given_every_own_class():
+    for payload in sample_payloads():
+        for module, name in sorted(pickle_globals(payload)):
+            loader = RestrictedUnpickler(io.BytesIO(b""), 0, allowed_classes=[Func])
+            try:
+                loader.find_class(module, name)
+                refused = False
+            except UnsafeModelError:
+                refused = True
+            assert refused_at_load(module, name) == refused, (module, name)

@@ -1,0 +1,140 @@
+"""A student's own loss, optimizer, schedule and callback classes through save and the safe load.
+
+``allowed_classes`` used to take Layer subclasses only, while the refusal of a custom loss told
+the user to pass it there (which raised "allowed_classes takes Layer subclasses").
+"""
+
+import io
+
+import numpy as np
+import pytest
+from serialization_models import assert_same_state, blobs, mlp
+
+import scratchnet as sn
+from scratchnet import safe_unpickler
+from scratchnet.callbacks import Callback
+from scratchnet.losses import Loss
+from scratchnet.optimizers import Optimizer
+from scratchnet.safe_unpickler import RestrictedUnpickler, UnsafeModelError
+
+
+class SoftmaxCE(Loss):
+    """Mean cross-entropy of softmax(logits), written out by a student."""
+
+    name = "softmax_ce"
+    has_accuracy = True
+
+    def forward(self, logits, y, weights=None):
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        self.cache = {"p": p, "y": y}
+        return float(-np.log(p[np.arange(len(y)), y]).mean())
+
+    def backward(self):
+        p, y = self.cache["p"].copy(), self.cache["y"]
+        p[np.arange(len(y)), y] -= 1                   # dL/dz = (p - onehot(y)) / N
+        return p / len(y)
+
+    def accuracy(self, logits, y):
+        return float((logits.argmax(axis=1) == y).mean())
+
+
+class PlainSGD(Optimizer):
+    """p = p - lr * g."""
+
+    def update(self, param, grad, state, lr):
+        param -= lr * grad
+
+    def __repr__(self):
+        return f"PlainSGD(lr={self.schedule!r})"
+
+
+class HalfLife:
+    """lr(step) = lr0 * 0.5 ** (step / half): a schedule of the student's own (no base class)."""
+
+    def __init__(self, lr0, half):
+        self.lr0, self.half = lr0, half
+
+    def __call__(self, step):
+        return self.lr0 * 0.5 ** (step / self.half)
+
+    def __repr__(self):
+        return f"HalfLife({self.lr0}, {self.half})"
+
+
+class Recorder(Callback):
+    pass
+
+
+class Helper:
+    """A plain class of the user's: not a kind a model file holds."""
+
+
+def test_own_loss_refusal_names_its_kind_and_the_call_it_recommends_works(tmp_path):
+    x, y = blobs()
+    model = mlp()
+    model.compile(sn.Adam(1e-2), SoftmaxCE())
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "loss.sn")
+    with pytest.raises(UnsafeModelError, match=r"SoftmaxCE is a loss class of your own: pass it, "
+                                               r"scratchnet\.load\(path, allowed_classes=\[SoftmaxCE\]\)"):
+        sn.load(tmp_path / "loss.sn")
+    loaded = sn.load(tmp_path / "loss.sn", allowed_classes=[SoftmaxCE])
+    assert type(loaded.loss) is SoftmaxCE
+    assert loaded.evaluate(x, y) == model.evaluate(x, y)
+
+
+def test_own_optimizer_and_schedule_load_and_resume_bitwise(tmp_path):
+    x, y = blobs()
+    model = mlp().compile(PlainSGD(HalfLife(0.1, 10)), "cross_entropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "opt.sn")
+    with pytest.raises(UnsafeModelError, match=r"PlainSGD is an optimizer class of your own: pass it"):
+        sn.load(tmp_path / "opt.sn")
+    with pytest.raises(UnsafeModelError, match=r"HalfLife is a schedule class of your own: pass it"):
+        sn.load(tmp_path / "opt.sn", allowed_classes=[PlainSGD])
+    loaded = sn.load(tmp_path / "opt.sn", allowed_classes=[PlainSGD, HalfLife])
+    assert type(loaded.optimizer) is PlainSGD and type(loaded.optimizer.schedule) is HalfLife
+    steps = model.optimizer.iterations
+    assert steps > 0 and loaded.optimizer.lr == 0.1 * 0.5 ** (steps / 10)
+    model.fit(x, y, epochs=1, verbose=0)
+    loaded.fit(x, y, epochs=1, verbose=0)
+    assert_same_state(model, loaded)
+
+
+def test_builtin_optimizer_with_own_schedule_loads_when_the_schedule_is_named(tmp_path):
+    model = mlp().compile(sn.SGD(HalfLife(0.2, 4)), "cross_entropy")
+    model.save(tmp_path / "sched.sn")
+    with pytest.raises(UnsafeModelError, match="HalfLife is a schedule class of your own"):
+        sn.load(tmp_path / "sched.sn")
+    loaded = sn.load(tmp_path / "sched.sn", allowed_classes=[HalfLife])
+    assert loaded.optimizer.schedule(8) == 0.2 * 0.5 ** 2
+
+
+def test_own_class_kinds_and_what_allowed_classes_refuses():
+    own_class_kind = safe_unpickler.own_class_kind
+    assert [own_class_kind(cls) for cls in (SoftmaxCE, PlainSGD, HalfLife, Recorder, sn.layers.Dense)] == \
+        ["loss", "optimizer", "schedule", "callback", "layer"]
+    assert own_class_kind(Helper) is None and own_class_kind(HalfLife(1, 1)) is None
+    for wrong in (Helper, dict, HalfLife(1, 1)):
+        with pytest.raises(TypeError, match="allowed_classes takes Layer subclasses, Loss, Optimizer and "
+                                            "Callback subclasses and schedule classes"):
+            sn.load("never-read.sn", allowed_classes=[wrong])
+
+    class Spawning(Loss):
+        def __new__(cls):
+            return super().__new__(cls)
+
+    with pytest.raises(TypeError, match="Spawning defines __new__ or __del__: load it with trusted=True"):
+        sn.load("never-read.sn", allowed_classes=[Spawning])
+
+
+def test_refusal_hint_for_a_class_not_imported_and_for_a_class_of_no_allowed_kind():
+    loader = RestrictedUnpickler(io.BytesIO(b""), 0)
+    with pytest.raises(UnsafeModelError, match=r"If Thing is a layer, loss, optimizer, callback or schedule "
+                                               r"class of your own, import it and pass it"):
+        loader.find_class("module_nobody_imported", "Thing")
+    with pytest.raises(UnsafeModelError, match="Helper is a class of your own that is no layer, loss, "
+                                               "optimizer, callback or schedule class") as refused:
+        loader.find_class(__name__, "Helper")
+    assert "allowed_classes=[Helper]" not in str(refused.value)
