@@ -202,6 +202,23 @@ def _describe(obj) -> str:
     return f"{module}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
 
 
+class TrustedUnpickler(pickle.Unpickler):
+    """``load(path, trusted=True)``: plain pickle (any class, any code), with two renames only.
+
+    A file names NumPy's array rebuilders by the module that held them when it was written
+    (``numpy.core`` before NumPy 2, ``numpy._core`` since), and scratchnet classes by where they
+    were defined then (``_MOVED_CLASSES``). Plain ``pickle.loads`` would fail on a NumPy 1 install
+    reading a NumPy 2 file (no ``numpy._core``) and warn, then fail once ``numpy.core`` is gone,
+    the other way round; the safe loader already maps both, and so does this one.
+    """
+
+    def find_class(self, module, name):
+        found = numpy_global(module, name)
+        if found is not None:
+            return found
+        return super().find_class(_MOVED_CLASSES.get((module, name), module), name)
+
+
 # ====================================================================== restricted loader
 class RestrictedUnpickler(pickle._Unpickler):
     """Python's pure-Python unpickler with every opcode that names, calls or builds checked.

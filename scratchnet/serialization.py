@@ -48,7 +48,8 @@ file can say "call os.system('...')". The restricted loader is Python's own pick
 Each opcode is checked before it acts, so nothing a refused file names ever runs.
 The allow-list and the loader live in ``scratchnet/safe_unpickler.py``.
 ``load(path, trusted=True)`` uses plain ``pickle``: it loads your own layer classes, and it runs
-any code the file contains.
+any code the file contains (``TrustedUnpickler``: NumPy's rebuilders are looked up as the safe
+loader does, so a file from NumPy 1 loads under NumPy 2 and the other way round).
 
 Weights files: ``model.save_weights(path)`` / ``model.load_weights(path)``
 --------------------------------------------------------------------------
@@ -87,6 +88,7 @@ from .option_checks import check_path
 from .safe_unpickler import (  # noqa: F401  (re-exported: scratchnet.serialization.X keeps working)
     MissingScratchnetClass,
     RestrictedUnpickler,
+    TrustedUnpickler,
     UnsafeModelError,
     _numpy_rebuilders,
     allowed_global,
@@ -330,7 +332,7 @@ def load_model(path, trusted: bool = False, allowed_classes=()):
     header, payload = _parse_header(data, path)
     try:
         if trusted:
-            model = pickle.loads(payload)
+            model = TrustedUnpickler(io.BytesIO(payload)).load()
         else:
             model = RestrictedUnpickler(io.BytesIO(payload), len(payload), allowed_classes).load()
     except MissingScratchnetClass as error:

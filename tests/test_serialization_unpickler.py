@@ -304,3 +304,24 @@ def test_schedules_saved_under_their_old_module_still_load():
     assert old_data != data
     schedule = RestrictedUnpickler(io.BytesIO(old_data), len(old_data)).load()
     assert type(schedule) is StepDecay and schedule(7) == 0.1 * 0.5 ** 2
+
+
+def test_trusted_load_reads_numpy_1_spellings_without_numpy_core(tmp_path, monkeypatch):
+    """A file written under NumPy 1 names ``numpy.core.multiarray._reconstruct``; NumPy 2 keeps
+    ``numpy.core`` only as a deprecated alias, to be removed. trusted=True maps the name as the safe
+    loader does, so the file still loads (and predicts the same) where ``numpy.core`` is gone."""
+    x, y = blobs()
+    model = mlp(seed=1)
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    payload = pickle.dumps(model, protocol=2)  # protocol 2: GLOBAL opcodes name "module\nname\n"
+    assert b"cnumpy._core.multiarray\n_reconstruct\n" in payload
+    numpy_1_payload = payload.replace(b"cnumpy._core.", b"cnumpy.core.")
+    assert b"numpy._core." not in numpy_1_payload
+    path = tmp_path / "numpy1.sn"
+    path.write_bytes(frame_payload(numpy_1_payload))
+    for gone in ("numpy.core", "numpy.core.multiarray"):  # as on a NumPy without the alias
+        monkeypatch.setitem(sys.modules, gone, None)
+    with pytest.raises(ImportError):
+        pickle.loads(numpy_1_payload)  # what load(trusted=True) used to do
+    loaded = sn.load(path, trusted=True)  # (protocol 2 pickles bytes through _codecs.encode,
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))  # which the safe loader refuses)
