@@ -341,5 +341,6 @@ def run_training(args) -> int:
         print(f"\nStopped{' again' if interrupted else ''}: skipped the report and figures; model.sn "
               f"and history.json saved in {out}", file=sys.stderr)
         return 130
-    print(f"Saved {', '.join(written)} in {out}  (load with scratchnet.load('{out / 'model.sn'}'))")
+    # repr: a Python string that works for any path (runs\2026... on Windows, a quote in a folder name)
+    print(f"Saved {', '.join(written)} in {out}  (load with scratchnet.load({str(out / 'model.sn')!r}))")
     return 130 if interrupted else 1 if failure else 0
