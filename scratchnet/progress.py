@@ -15,7 +15,9 @@ import time
 
 MIN_BAR_WIDTH = 10        # the bar gives up characters to the numbers down to this
 REDRAW_EVERY = 0.1        # seconds between redraws on a terminal
-NOTEBOOK_REDRAW_EVERY = 0.5  # in a notebook every redraw is a message to the browser (and stored output)
+# In a notebook each redraw is a message to the browser, and a notebook executed by nbclient or
+# nbconvert stores every one: a 3-epoch fit of 563 steps stored 68 redraws (5.5 kB) at 0.5 s.
+NOTEBOOK_REDRAW_EVERY = 0.5
 
 
 def is_interactive(stream) -> bool:
@@ -35,6 +37,7 @@ class ProgressBar:
         self.interactive = self.stream is not None and is_interactive(self.stream)
         in_notebook = "ipykernel" in type(self.stream).__module__
         self.redraw_every = NOTEBOOK_REDRAW_EVERY if in_notebook else REDRAW_EVERY
+        self.fit_to_row = self.interactive and not in_notebook  # a notebook has no rows to wrap
         self.start = time.perf_counter()
         self.last_draw = 0.0
 
@@ -48,9 +51,12 @@ class ProgressBar:
     def _row(self, done: int, metrics: dict, cut: bool) -> str:
         """The line in one row of the terminal (columns - 1 characters, so the cursor never wraps):
         the bar first gives up characters (down to MIN_BAR_WIDTH), then, if ``cut``, the end of the
-        line goes; spaces to the end of the row clear what a longer earlier line left there."""
-        room = shutil.get_terminal_size().columns - 1
+        line goes; spaces to the end of the row clear what a longer earlier line left there.
+        In a notebook the line as it is (the browser clears the line at "\r" itself)."""
         line = self._line(done, metrics, self.width)
+        if not self.fit_to_row:
+            return line
+        room = shutil.get_terminal_size().columns - 1
         too_long = len(line) - room
         if too_long > 0:
             line = self._line(done, metrics, max(MIN_BAR_WIDTH, self.width - too_long))

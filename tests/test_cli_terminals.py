@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,6 @@ class Terminal:
 def narrow_terminal(monkeypatch, columns):
     """shutil.get_terminal_size() says ``columns``; the bar's clock stands still (0.0 s elapsed)."""
     import shutil
-    import types
 
     from scratchnet import progress
 
@@ -277,15 +277,26 @@ def test_progress_bar_with_no_stdout_draws_nothing(monkeypatch):
     assert len(history.history["loss"]) == 3 and model.epochs_trained == 3
 
 
-def test_a_notebooks_stream_gets_a_live_bar():
-    from scratchnet.progress import ProgressBar
+def test_a_notebooks_stream_gets_a_live_bar_redrawn_less_often(monkeypatch):
+    from scratchnet import progress
 
     class OutStream(Terminal):                        # ipykernel.iostream.OutStream: isatty() is False
         def isatty(self):
             return False
 
     OutStream.__module__ = "ipykernel.iostream"
-    stream = OutStream()
-    bar = ProgressBar(10, "Epoch 1/1", stream=stream)
-    bar.update(1, {"loss": 1.0})
-    assert bar.interactive and stream.written[0].startswith("\rEpoch 1/1 [")
+    narrow_terminal(monkeypatch, 40)                  # what shutil says in a kernel: not the page's width
+    clock = [0.0]                                     # seconds, moved by hand
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    terminal, notebook = Terminal(), OutStream()
+    for stream in (terminal, notebook):
+        clock[0] = 0.0
+        bar = progress.ProgressBar(10, "Epoch 1/1", stream=stream)
+        for done, seconds in ((1, 1.0), (2, 1.3), (3, 1.6)):
+            clock[0] = seconds
+            bar.update(done, {"loss": 1.0, "accuracy": 0.5})
+    assert len(terminal.written) == 3                 # 0.3 s apart: redrawn each time on a terminal,
+    assert len(notebook.written) == 2                 # at most every 0.5 s in a notebook (stored output)
+    # the whole line, not cut to a terminal's row
+    assert notebook.written[0] == ("\rEpoch 1/1 [###---------------------------] 1/10   1.0s "
+                                   "loss 1.0000 accuracy 0.5000")
