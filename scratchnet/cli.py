@@ -41,8 +41,9 @@ examples:
 """
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the examples' line breaks and shows every option's default (unless it is None/False)."""
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """A command's help: its description wrapped to the terminal, every option's default shown
+    (unless it is None/False or the help says it)."""
 
     def _get_help_string(self, action):
         if action.default is None or action.default is False or "default" in (action.help or ""):
@@ -50,9 +51,13 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
         return super()._get_help_string(action)
 
 
+class _MainHelpFormatter(argparse.RawDescriptionHelpFormatter, _HelpFormatter):
+    """`scratchnet --help`: the examples keep their line breaks."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scratchnet", description=DESCRIPTION,
-                                     formatter_class=_HelpFormatter)
+                                     formatter_class=_MainHelpFormatter)
     parser.add_argument("--version", action="version", version=f"scratchnet {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -61,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "per epoch and the final test accuracy (overall and per class), and "
                                 "write the model, history.json and plots to --out. Options left out "
                                 "come from the dataset's recipe (scratchnet.recipes). Ctrl-C stops "
-                                "early and still saves what was trained (exit code 130).",
+                                "early and still saves what was trained (exit code 130); so do SIGTERM "
+                                "and SIGHUP (a CI timeout, `timeout`, a closed terminal; exit code "
+                                "143, 129).",
                                 formatter_class=_HelpFormatter)
     cli_train.add_train_arguments(train)
     cli_evaluate.add_parsers(commands, _HelpFormatter)
@@ -74,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   formatter_class=_HelpFormatter,
                                   description="Print a built-in network's layers, output shapes and "
                                   "parameter counts for one input shape (nothing is trained or loaded).")
-    summary.add_argument("--model", default="lenet5", choices=MODEL_NAMES, help="network to show")
+    summary.add_argument("--model", default="lenet5", choices=MODEL_NAMES, metavar="MODEL",
+                         help=f"network to show, one of {', '.join(MODEL_NAMES)}")
     summary.add_argument("--input-shape", type=_shape, default="28,28,1",
                          help="one sample, e.g. 32,32,3")
     summary.add_argument("--classes", type=positive_int, default=10, help="number of outputs")

@@ -300,3 +300,69 @@ def test_a_notebooks_stream_gets_a_live_bar_redrawn_less_often(monkeypatch):
     # the whole line, not cut to a terminal's row
     assert notebook.written[0] == ("\rEpoch 1/1 [###---------------------------] 1/10   1.0s "
                                    "loss 1.0000 accuracy 0.5000")
+
+
+# ---------------------------------------------------------------------- minor: help, exit codes, HOME
+def test_every_commands_help_fits_an_80_column_terminal(tmp_path):
+    for command in ("train", "evaluate", "predict", "gradcheck", "summary", "exercise"):
+        result = scratchnet_cli([command, "--help"], tmp_path, COLUMNS="80")
+        lines = result.stdout.decode().splitlines()
+        assert result.returncode == 0 and len(lines) > 3
+        assert max(map(len, lines)) <= 80, (command, max(lines, key=len))
+    top = scratchnet_cli(["--help"], tmp_path, COLUMNS="80").stdout.decode()
+    assert "\n  scratchnet train --model lenet5   LeNet-5" in top    # the examples keep their lines
+
+
+def test_a_file_that_does_not_exist_is_a_usage_mistake_in_every_command(tmp_path, digit_model, capsys):
+    from scratchnet import cli
+
+    missing = str(tmp_path / "nothing_here")
+    for argv in (["predict", missing + ".sn", missing + ".npy"],
+                 ["predict", str(digit_model), missing + ".npy"], ["evaluate", missing + ".sn"],
+                 ["gradcheck", missing + ".py:X"], ["exercise", "check", missing + ".py"]):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "nothing_here" in err and ("no such" in err or "No such" in err)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_train_from_a_read_only_folder_names_the_default_out_folder(tmp_path, capsys, monkeypatch):
+    from scratchnet import cli
+
+    tmp_path.chmod(0o555)
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert cli.main(TINY_RUN) == 2
+    finally:
+        tmp_path.chmod(0o755)
+    err = capsys.readouterr().err
+    assert err.startswith("scratchnet train: the default output folder runs/") and "--out FOLDER" in err
+
+
+def test_train_out_in_a_folder_that_cannot_be_created_names_the_default(tmp_path, capsys, monkeypatch):
+    # as above, for root too: runs/ is a file here, so runs/<date-time> cannot be created
+    from scratchnet import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("not a folder")
+    assert cli.main(TINY_RUN) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scratchnet train: the default output folder runs/")
+    assert "cannot create the output folder" in err and err.rstrip().endswith("choose one with --out FOLDER")
+
+
+def test_no_home_folder_is_no_obstacle_when_the_data_folder_is_given(tmp_path, monkeypatch):
+    # HOME unset and a user id with no passwd entry (a container's): Path.home() raises RuntimeError
+    from scratchnet.datasets import DataNotFoundError, load_mnist
+    from scratchnet.datasets.common import search_dirs
+
+    def no_home(cls):
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", classmethod(no_home))
+    monkeypatch.delenv("SCRATCHNET_DATA", raising=False)
+    assert search_dirs(tmp_path, "mnist") == [tmp_path, tmp_path / "mnist"]
+    with pytest.raises(DataNotFoundError, match="no home folder.*set SCRATCHNET_DATA or pass the folder as"):
+        search_dirs(None, "mnist")
+    with pytest.raises(DataNotFoundError):                     # said as a dataset problem (CLI: exit 1)
+        load_mnist("test", download=False)
