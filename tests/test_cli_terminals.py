@@ -17,7 +17,6 @@ import pytest
 
 import scratchnet
 from scratchnet import models
-from scratchnet.recipes import attach_preprocessing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_RUN = ["train", "--model", "tiny_cnn", "--epochs", "1", "--limit", "100"]
@@ -33,16 +32,6 @@ def child_env(**changes):
 def scratchnet_cli(args, cwd, **env_changes):
     return subprocess.run([sys.executable, "-m", "scratchnet", *args], cwd=cwd, env=child_env(**env_changes),
                           capture_output=True, timeout=300)
-
-
-@pytest.fixture
-def digit_model(tmp_path):
-    """A saved (untrained) 28x28x1 digit model: the path of its .sn file."""
-    model = models.tiny_cnn(input_shape=(28, 28, 1))
-    model.compile()
-    attach_preprocessing(model, "mnist-sample", [str(k) for k in range(10)], None, standardize=False)
-    model.save(tmp_path / "m.sn")
-    return tmp_path / "m.sn"
 
 
 # ---------------------------------------------------------------------- a stdout that is not UTF-8
