@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from . import __version__, cli_evaluate, cli_exercise, cli_train
 from .cli_args import exit_code_of, positive_int
 from .cli_args import shape as _shape
 from .cli_train import DATASETS, MODEL_NAMES, UsageError, load_data, prepare_training, run_training  # noqa: F401
+from .interruptions import signals_stop_like_ctrl_c
 
 DESCRIPTION = """scratchnet: a convolutional network framework in NumPy, for learning backpropagation.
 
@@ -39,8 +41,9 @@ examples:
 """
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the examples' line breaks and shows every option's default (unless it is None/False)."""
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """A command's help: its description wrapped to the terminal, every option's default shown
+    (unless it is None/False or the help says it)."""
 
     def _get_help_string(self, action):
         if action.default is None or action.default is False or "default" in (action.help or ""):
@@ -48,9 +51,13 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
         return super()._get_help_string(action)
 
 
+class _MainHelpFormatter(argparse.RawDescriptionHelpFormatter, _HelpFormatter):
+    """`scratchnet --help`: the examples keep their line breaks."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scratchnet", description=DESCRIPTION,
-                                     formatter_class=_HelpFormatter)
+                                     formatter_class=_MainHelpFormatter)
     parser.add_argument("--version", action="version", version=f"scratchnet {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -59,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "per epoch and the final test accuracy (overall and per class), and "
                                 "write the model, history.json and plots to --out. Options left out "
                                 "come from the dataset's recipe (scratchnet.recipes). Ctrl-C stops "
-                                "early and still saves what was trained (exit code 130).",
+                                "early and still saves what was trained (exit code 130); so do SIGTERM "
+                                "and SIGHUP (a CI timeout, `timeout`, a closed terminal; exit code "
+                                "143, 129).",
                                 formatter_class=_HelpFormatter)
     cli_train.add_train_arguments(train)
     cli_evaluate.add_parsers(commands, _HelpFormatter)
@@ -72,18 +81,37 @@ def build_parser() -> argparse.ArgumentParser:
                                   formatter_class=_HelpFormatter,
                                   description="Print a built-in network's layers, output shapes and "
                                   "parameter counts for one input shape (nothing is trained or loaded).")
-    summary.add_argument("--model", default="lenet5", choices=MODEL_NAMES, help="network to show")
+    summary.add_argument("--model", default="lenet5", choices=MODEL_NAMES, metavar="MODEL",
+                         help=f"network to show, one of {', '.join(MODEL_NAMES)}")
     summary.add_argument("--input-shape", type=_shape, default="28,28,1",
                          help="one sample, e.g. 32,32,3")
     summary.add_argument("--classes", type=positive_int, default=10, help="number of outputs")
     return parser
 
 
+def prepare_stdout() -> None:
+    """Every path and class name prints, and stdout and stderr lines keep their order in a log.
+
+    errors="backslashreplace": a character the stdout's encoding lacks (a folder named in Japanese
+    on a cp1252 Windows console, PYTHONIOENCODING=ascii) prints as \\u65e5 instead of ending the
+    command with a UnicodeEncodeError (stderr does so already). line_buffering: each line is
+    written when it ends, so `scratchnet train > log 2>&1` keeps the order things happened in.
+    A stdout that cannot be reconfigured (None under pythonw.exe or `>&-`, a StringIO) is left as is.
+    """
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace", line_buffering=True)
+
+
 def main(argv=None) -> int:
+    prepare_stdout()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return run_command(parser, args)
+        code = run_command(parser, args)
+        if sys.stdout is not None:  # a closed pipe shows here, not in Python's flush at exit
+            sys.stdout.flush()
+        return code
     except BrokenPipeError:
         # `scratchnet exercise list | head`: the reader left; stop quietly, as other commands do.
         # Point stdout at /dev/null so Python's flush at exit does not raise a second time.
@@ -128,11 +156,30 @@ class PipeSafeStdout:
 
 def train_command(args) -> int:
     """``scratchnet train`` with its errors as messages and a closed stdout pipe ignored."""
-    real_stdout, sys.stdout = sys.stdout, PipeSafeStdout(sys.stdout)
+    real_stdout = sys.stdout
+    if real_stdout is not None:  # None (pythonw.exe, `>&-`): print() writes nothing, nothing to wrap
+        sys.stdout = PipeSafeStdout(real_stdout)
     try:
-        return exit_code_of("train", run_training, args)
+        return train_until_a_signal(args)
     finally:
         sys.stdout = real_stdout
+
+
+def train_until_a_signal(args) -> int:
+    """SIGTERM and SIGHUP (a CI timeout, `timeout 60`, Slurm, `docker stop`, a closed terminal)
+    stop training as Ctrl-C does: the model trained so far and history.json are saved. Exit code
+    128 + the signal's number (143 for SIGTERM), as if the signal had ended the process."""
+    with signals_stop_like_ctrl_c() as received:
+        try:
+            code = exit_code_of("train", run_training, args)
+        except KeyboardInterrupt:  # outside fit and the report, e.g. while loading the data
+            if not received:
+                raise              # Ctrl-C: main says so (exit code 130)
+            code = 130
+    if not received:
+        return code
+    print(f"scratchnet train: stopped by {signal.Signals(received[0]).name}", file=sys.stderr)
+    return 128 + received[0]
 
 
 def run_command(parser, args) -> int:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import shlex
+import subprocess
 import sys
 
 
@@ -48,6 +51,12 @@ def shape(text: str, example: str = "28,28,1") -> tuple[int, ...]:
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
     return sizes
+
+
+def shell_quoted(path) -> str:
+    """``path`` as one argument for the user's shell, to copy into a command: 'my ex.py' in a POSIX
+    shell, "my ex.py" in Windows' cmd.exe; a plain path stays as it is."""
+    return subprocess.list2cmdline([str(path)]) if os.name == "nt" else shlex.quote(str(path))
 
 
 def cli_wording(message: str) -> str:

@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 
 from .cli_args import exit_code_of, nonnegative_int, positive_int
-from .cli_train import DATASETS
+from .cli_train import DATASETS, UsageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 class CommandError(Exception):
-    """A problem with the files or values given; printed without a traceback (exit code 1)."""
+    """A problem with the files or values given; printed without a traceback (exit code 1). A file
+    that does not exist is a UsageError (exit code 2), as for every command."""
 
 
 def add_parsers(commands, formatter_class) -> None:
@@ -58,8 +59,8 @@ def load_model(path):
 
     try:
         return scratchnet.load(path)
-    except FileNotFoundError:
-        raise CommandError(f"{path}: no such model file") from None
+    except FileNotFoundError:  # a path that names nothing: a usage mistake, as in gradcheck FILE
+        raise UsageError(f"{path}: no such model file") from None
     except IsADirectoryError:
         inside = Path(path) / "model.sn"
         hint = f"; did you mean {inside}?" if inside.is_file() else "; give the model file (.sn) in it"
@@ -153,7 +154,7 @@ def read_images(path, expected, dataset=None) -> "np.ndarray":  # noqa: F821
     if path.is_dir():
         raise CommandError(f"{path}: is a folder; give its files ({path}/*.png)")
     if not path.is_file():
-        raise CommandError(f"{path}: no such file")
+        raise UsageError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
         try:
             images = np.load(path, allow_pickle=False)
@@ -228,6 +229,6 @@ def run_predict(args) -> int:
 
 
 def main(command, args) -> int:
-    """``scratchnet evaluate`` / ``predict``; a bad --out is a UsageError (exit 2)."""
+    """``scratchnet evaluate`` / ``predict``; a bad --out or a missing file is a UsageError (exit 2)."""
     run = run_evaluate if command == "evaluate" else run_predict
     return exit_code_of(command, run, args, messages=CommandError)

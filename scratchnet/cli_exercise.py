@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli_args import shape
+from .cli_args import shape, shell_quoted
 
 
 def layer_input_shape(text):
@@ -94,7 +94,7 @@ def run_exercise(args) -> int:
                   f"({error.strerror or error})", file=sys.stderr)
             return 1
         print(f"wrote {path}: fill in the parts marked '---- your code', then run\n"
-              f"  scratchnet exercise check {path}")
+              f"  scratchnet exercise check {shell_quoted(path)}")  # 'my ex.py' stays one argument
         return 0
     if args.action == "check":
         try:
@@ -141,10 +141,31 @@ def load_class(target: str):
     return getattr(module, class_name)
 
 
+def figure_problem(figure: str):
+    """Why matplotlib could not save ``--figure`` (a missing folder, a file type it does not
+    write), or None: said before the check runs, not in a traceback after it."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    folder, suffix = Path(figure).parent, Path(figure).suffix.lower()
+    if not folder.is_dir():
+        return f"--figure {figure}: no folder {folder}"
+    if not suffix:  # matplotlib would write fig.png, not the file named
+        return f"--figure {figure}: end the name with the file's type, e.g. {figure}.png"
+    types = FigureCanvasBase.get_supported_filetypes()  # {"png": "Portable Network Graphics", ...}
+    if suffix[1:] not in types:
+        return (f"--figure {figure}: matplotlib cannot write {suffix!r} files; end the name with one "
+                f"of {', '.join('.' + name for name in sorted(types))}")
+    return None
+
+
 def run_gradcheck_file(args) -> int:
-    """Check one layer class from a file; print the report; exit 1 if it fails."""
+    """Check one layer class from a file; print the report; exit 1 if it fails (2: a usage mistake)."""
     from .gradcheck import check_layer
 
+    problem = figure_problem(args.figure) if args.figure else None
+    if problem:
+        print(f"scratchnet gradcheck: {problem}", file=sys.stderr)
+        return 2
     try:
         cls = load_class(args.target)
         layer = cls(**args.config)

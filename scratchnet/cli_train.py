@@ -46,7 +46,9 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--recipe", default=None, choices=RECIPE_NAMES,
                        help="starting choices (scratchnet.recipes); default: mnist for the MNIST and "
                        "patterns data, torch_small_cnn for cifar10. The options below override it.")
-    train.add_argument("--model", default=None, choices=MODEL_NAMES, help="network to train" + FROM_RECIPE)
+    # metavar: the usage line wraps (the choices as one token did not); the help lists them
+    train.add_argument("--model", default=None, choices=MODEL_NAMES, metavar="MODEL",
+                       help=f"network to train, one of {', '.join(MODEL_NAMES)}" + FROM_RECIPE)
     train.add_argument("--epochs", type=positive_int, default=None,
                        help="passes over the training images, from the recipe: (default: 10) on MNIST and "
                        "patterns (the mnist recipe), on cifar10 the recipe's (torch_small_cnn: 30, flax: 10)")
@@ -198,13 +200,16 @@ def output_dir(out):
         folder, number = Path("runs") / stamp, 1
         while folder.exists():
             folder, number = Path("runs") / f"{stamp}-{number}", number + 1
+    # the default folder was not typed: say where it is and how to choose another
+    where = f"--out {folder}" if out is not None else f"the default output folder {folder}"
+    advice = "" if out is not None else "; choose one with --out FOLDER"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UsageError(f"--out {folder}: cannot create the output folder ({error.strerror or error})") \
+        raise UsageError(f"{where}: cannot create the output folder ({error.strerror or error}){advice}") \
             from None
     if not os.access(folder, os.W_OK):
-        raise UsageError(f"--out {folder}: the folder is not writable")
+        raise UsageError(f"{where}: the folder is not writable{advice}")
     return folder
 
 
@@ -341,5 +346,6 @@ def run_training(args) -> int:
         print(f"\nStopped{' again' if interrupted else ''}: skipped the report and figures; model.sn "
               f"and history.json saved in {out}", file=sys.stderr)
         return 130
-    print(f"Saved {', '.join(written)} in {out}  (load with scratchnet.load('{out / 'model.sn'}'))")
+    # repr: a Python string that works for any path (runs\2026... on Windows, a quote in a folder name)
+    print(f"Saved {', '.join(written)} in {out}  (load with scratchnet.load({str(out / 'model.sn')!r}))")
     return 130 if interrupted else 1 if failure else 0

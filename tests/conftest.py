@@ -51,3 +51,16 @@ def serial_afterwards():
     chunk_workers.set_kernel_workers(1)
     for count in set(before.values()):
         blas_threads.set_blas_threads(count)
+
+
+@pytest.fixture
+def digit_model(tmp_path):
+    """A saved (untrained) 28x28x1 digit model for the CLI's tests: the path of its .sn file."""
+    from scratchnet import models
+    from scratchnet.recipes import attach_preprocessing
+
+    model = models.tiny_cnn(input_shape=(28, 28, 1))
+    model.compile()
+    attach_preprocessing(model, "mnist-sample", [str(k) for k in range(10)], None, standardize=False)
+    model.save(tmp_path / "m.sn")
+    return tmp_path / "m.sn"

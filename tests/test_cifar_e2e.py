@@ -151,7 +151,8 @@ def test_predict_refuses_wrong_shapes_naming_the_expected_input(tmp_path, capsys
     (tmp_path / "notes.txt").write_text("hello")
     assert cli.main(["predict", str(tmp_path / "m.sn"), str(tmp_path / "notes.txt")]) == 1
     assert "unknown file type '.txt'" in capsys.readouterr().err
-    assert cli.main(["predict", str(tmp_path / "missing.sn"), str(tmp_path / "big.npy")]) == 1
+    # a file that does not exist is a usage mistake (2) in every command, as in gradcheck FILE
+    assert cli.main(["predict", str(tmp_path / "missing.sn"), str(tmp_path / "big.npy")]) == 2
     assert "missing.sn: no such model file" in capsys.readouterr().err
     assert cli.main(["evaluate", str(tmp_path / "m.sn")]) == 1
     assert "does not say which dataset it was trained on; give --dataset" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The `scratchnet` command: version, summary, gradcheck, and train end to end on small slices."""
 
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -417,9 +418,11 @@ def test_gradcheck_command_covers_every_exported_layer():
 
 
 def test_a_closed_pipe_ends_the_command_quietly():
-    # `scratchnet exercise list | head -1`: the reader leaves early; no traceback, exit 141 (SIGPIPE)
+    # `scratchnet exercise list | head -1`: the reader leaves early; no traceback, exit 141 (SIGPIPE).
+    # Without PYTHONUNBUFFERED (set on some machines, not on most), where stdout is flushed at exit.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
     process = subprocess.Popen([sys.executable, "-m", "scratchnet", "exercise", "list"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     process.stdout.close()                                  # nobody reads: the first write fails
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) in (0, 141)            # 0 if everything fit in the pipe first

@@ -10,20 +10,9 @@ import numpy as np
 import pytest
 
 import scratchnet
-from scratchnet import cli, cli_train, models
-from scratchnet.recipes import attach_preprocessing
+from scratchnet import cli, cli_train
 
 TINY_RUN = ["train", "--model", "tiny_cnn", "--epochs", "1", "--limit", "100"]
-
-
-@pytest.fixture
-def digit_model(tmp_path):
-    """A saved (untrained) 28x28x1 digit model: the path of its .sn file."""
-    model = models.tiny_cnn(input_shape=(28, 28, 1))
-    model.compile()
-    attach_preprocessing(model, "mnist-sample", [str(k) for k in range(10)], None, standardize=False)
-    model.save(tmp_path / "m.sn")
-    return tmp_path / "m.sn"
 
 
 def exits_with(argv, code, capsys):

@@ -40,7 +40,12 @@ class CorruptDataError(DatasetError, ValueError):
 
 def default_cache_dir() -> Path:
     """``~/.cache/scratchnet`` (where downloads go when no root and no $SCRATCHNET_DATA is given)."""
-    return Path.home() / ".cache" / "scratchnet"
+    try:
+        home = Path.home()
+    except RuntimeError as error:  # HOME unset and no passwd entry for this user id (a container's)
+        raise DataNotFoundError(f"no home folder for the default data folder ~/.cache/scratchnet "
+                                f"({error}); set SCRATCHNET_DATA or pass the folder as root") from None
+    return home / ".cache" / "scratchnet"
 
 
 def search_dirs(root=None, subdir: str | None = None, who: str = "search_dirs") -> list[Path]:
@@ -52,7 +57,11 @@ def search_dirs(root=None, subdir: str | None = None, who: str = "search_dirs") 
         bases.append(Path(root).expanduser())
     if os.environ.get("SCRATCHNET_DATA"):
         bases.append(Path(os.environ["SCRATCHNET_DATA"]).expanduser())
-    bases.append(default_cache_dir())
+    try:
+        bases.append(default_cache_dir())
+    except DataNotFoundError:  # no home folder: the folders given are enough
+        if not bases:
+            raise
     folders = []
     for base in bases:
         for folder in (base, base / subdir) if subdir else (base,):
