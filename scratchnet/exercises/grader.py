@@ -16,9 +16,6 @@ backward fails step 2 (and 3). Loading the file runs the student's code, which i
 
 from __future__ import annotations
 
-import importlib.util
-import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,38 +26,10 @@ from ..gradcheck_battery import case_input, is_strided
 from ..gradcheck_contract import describe_exception
 from ..gradcheck_diagnose import window_coverage
 from ..gradcheck_report import GradientCheckReport
+from .loader import NotAPythonFile, exercise_name_of, load_module  # noqa: F401 (cli imports them here)
 from .registry import EXERCISES
 
 COMPARE_TOLERANCE = 1e-8   # relative, float64, scratchnet's layer vs the student's
-
-
-class NotAPythonFile(ValueError):
-    """load_module was given a file importlib cannot import (not .py)."""
-
-
-def load_module(path):
-    """Import a Python file from its path (this RUNS the file's code)."""
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    module_name = f"scratchnet_student_{re.sub(r'[^0-9a-zA-Z_]', '_', path.stem)}_{abs(hash(path)) % 10**8}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None:  # importlib only knows how to load .py (and compiled) files
-        raise NotAPythonFile(f"{path}: not a Python .py file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look modules up here
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    return module
-
-
-def exercise_name_of(path) -> str | None:
-    """The name in the starter's first line '# scratchnet exercise: NAME'."""
-    match = re.search(r"^# scratchnet exercise: (\w+)", Path(path).read_text(), re.M)
-    return match.group(1) if match else None
 
 
 def reference_for(exercise, config):

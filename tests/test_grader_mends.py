@@ -1,0 +1,76 @@
+"""The grader's false passes, false fails and wrong hints found by the ninth session's reviewer
+(/tmp/grader): each test is a student's file the grader used to pass wrongly, fail wrongly, or
+fail with a hint that sends the student the wrong way."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from scratchnet.exercises import check
+
+SOLUTIONS = Path(__file__).parent / "exercise_solutions"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def edited(tmp_path, name, *replacements, filename=None):
+    """The solution of exercise ``name`` with (old, new) text replacements: a student's file."""
+    text = (SOLUTIONS / f"{name}.py").read_text(encoding="utf-8")
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / (filename or f"{name}.py")
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- loading the student's file
+RELU_WITH_HELPER = ("        return dy * (x > 0)", "        return relu_derivative(x) * dy")
+HELPER_IMPORT = ("import numpy as np\n", "import numpy as np\nfrom helpers import relu_derivative\n")
+
+
+def test_a_helper_module_beside_the_file_is_importable_from_any_folder(tmp_path):
+    # /tmp/grader t4: `python relu.py` finds helpers.py beside it; the grader did not
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "helpers.py").write_text("def relu_derivative(x):\n    return (x > 0) * 1.0\n")
+    path = edited(folder, "relu", RELU_WITH_HELPER, HELPER_IMPORT)
+    path_before = list(sys.path)
+    try:
+        assert check(path).passed
+        assert sys.path == path_before  # the folder is on sys.path only while the file loads
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        result = subprocess.run([sys.executable, "-m", "scratchnet", "exercise", "check", str(path)],
+                                cwd=elsewhere, capture_output=True, text=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "PASSED" in result.stdout
+        assert not (folder / "__pycache__").exists()  # not even for helpers.py
+    finally:
+        sys.modules.pop("helpers", None)
+
+
+def test_an_edit_in_the_same_second_with_the_same_size_grades_the_new_code(tmp_path, monkeypatch):
+    # /tmp/grader t5: importlib's __pycache__/relu.pyc is keyed on (mtime in seconds, size)
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # a student's shell writes bytecode
+    wrong = edited(tmp_path, "relu", ("return dy * (x > 0)", "return dy * (x < 0)"))
+    stamp = wrong.stat().st_mtime_ns
+    assert not check(wrong).passed
+    right = edited(tmp_path, "relu")  # same size, written back to the same modification time
+    assert right.stat().st_size == len(wrong.read_bytes())
+    os.utime(right, ns=(stamp, stamp))
+    assert check(right).passed
+    assert not (tmp_path / "__pycache__").exists()
+
+
+def test_a_utf8_comment_loads_in_the_c_locale(tmp_path):
+    path = edited(tmp_path, "relu", ("return dy * (x > 0)", "return dy * (x > 0)  # δ = dy·1[x>0]"))
+    result = subprocess.run([sys.executable, "-m", "scratchnet", "exercise", "check", str(path)],
+                            cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "LC_ALL": "C", "LANG": "C",
+                                 "PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASSED" in result.stdout
