@@ -74,3 +74,64 @@ def test_a_utf8_comment_loads_in_the_c_locale(tmp_path):
                                  "PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASSED" in result.stdout
+
+
+# ---------------------------------------------------------------- false passes
+def test_a_zero_d_array_loss_is_compared_like_a_float(tmp_path):
+    # /tmp/grader/work/softmax_cross_entropy_noshift_asarray.py: np.asarray(loss) skipped the value
+    # check, and the overflow case has no gradient check: NaN passed
+    no_shift = edited(tmp_path, "softmax_cross_entropy",
+                      ("shifted = logits - logits.max(axis=1, keepdims=True)", "shifted = logits"),
+                      ("return float(-log_p[np.arange(n), labels].sum() / n)",
+                       "return np.asarray(-log_p[np.arange(n), labels].sum() / n)"))
+    with np.errstate(all="ignore"):
+        report = check(no_shift)
+    assert [case.passed for case in report.cases] == [True, True, False]
+    assert report.cases[2].messages[0].startswith("forward: your loss inf, expected ")
+    epsilon_in_log = edited(tmp_path, "softmax_cross_entropy",  # 18.4 instead of 813.5
+                            ("log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))",
+                             "log_p = np.log(np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)"
+                             " + 1e-12)"),
+                            ("return float(-log_p[np.arange(n), labels].sum() / n)",
+                             "return (-log_p[np.arange(n), labels].sum(keepdims=True) / n).squeeze()"))
+    case = check(epsilon_in_log).cases[2]
+    assert not case.passed and case.messages[0].startswith("forward: your loss 18.4")
+    right = edited(tmp_path, "softmax_cross_entropy",
+                   ("return float(-log_p[np.arange(n), labels].sum() / n)",
+                    "return np.asarray(-log_p[np.arange(n), labels].sum() / n)"))
+    assert check(right).passed
+
+
+def dropout_with(tmp_path, old, new):
+    return edited(tmp_path, "dropout", (old, new))
+
+
+DRAW = "mask = self.random_generator().random(x.shape) >= self.rate"
+
+
+def test_a_dropout_mask_that_never_changes_fails_and_says_why(tmp_path):
+    messages = {}
+    for name, new in [
+            ("fixed seed", "mask = np.random.default_rng(0).random(x.shape) >= self.rate"),
+            ("drawn once", "if getattr(self, '_mask', None) is None:\n"
+                           "            self._mask = self.random_generator().random(x.shape) >= self.rate\n"
+                           "        mask = self._mask"),
+            ("shared by the batch", "mask = np.broadcast_to(self.random_generator().random(x.shape[1:])"
+                                    " >= self.rate, x.shape)"),
+            ("np.random", "mask = np.random.random(x.shape) >= self.rate")]:
+        report = check(dropout_with(tmp_path, DRAW, new))
+        assert [case.passed for case in report.cases] == [False, False, True], name
+        messages[name] = {case.messages[0] for case in report.cases[:2]}
+        assert len(messages[name]) == 1, messages[name]
+    assert messages["fixed seed"] == messages["drawn once"] == {
+        "training: two training forwards dropped the same units: draw a new mask at every forward from "
+        "self.random_generator() (not once, kept and reused; not from a generator made anew with a fixed "
+        "seed at each call)"}
+    assert messages["shared by the batch"] == {
+        "training: every sample of the batch got the same mask: draw one mask of the input's whole shape "
+        "x.shape (N, ...), not of x.shape[1:] (one per sample)"}
+    assert messages["np.random"] == {
+        "training: the mask does not follow the layer's generator (layer.set_rng(default_rng(1)) and (2) "
+        "must give different masks, (1) twice the same): draw it from self.random_generator(), never "
+        "from np.random or a generator of your own"}
+    assert check(SOLUTIONS / "dropout.py").passed

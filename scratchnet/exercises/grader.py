@@ -26,10 +26,9 @@ from ..gradcheck_battery import case_input, is_strided
 from ..gradcheck_contract import describe_exception
 from ..gradcheck_diagnose import window_coverage
 from ..gradcheck_report import GradientCheckReport
+from .extra_checks import COMPARE_TOLERANCE, dropout_checks, loss_value_messages
 from .loader import NotAPythonFile, exercise_name_of, load_module  # noqa: F401 (cli imports them here)
 from .registry import EXERCISES
-
-COMPARE_TOLERANCE = 1e-8   # relative, float64, scratchnet's layer vs the student's
 
 
 def reference_for(exercise, config):
@@ -274,63 +273,17 @@ def known_mistakes(exercise, cls, case, x, seed) -> list[str]:
     return notes
 
 
-def dropout_checks(cls, case, x) -> list[str]:
-    """Inference is the identity; training drops about `rate` of the units and scales the rest."""
-    layer = cls(**case.config)
-    layer.build(x.shape[1:], rng=np.random.default_rng(0), dtype=np.float64)
-    layer.set_rng(np.random.default_rng(0))
-    if not case.training:
-        y = layer.forward(x, training=False)
-        if not isinstance(y, np.ndarray) or y.shape != x.shape or not np.array_equal(y, x):
-            return ["inference (training=False) must return x unchanged: no mask, no scaling"]
-        return []
-    rate = case.config["rate"]
-    big = np.ones((200, *x.shape[1:]))
-    y = layer.forward(big, training=True)
-    dropped = float(np.mean(y == 0))
-    if abs(dropped - rate) > 0.05:
-        return [f"training: {dropped:.0%} of the units were dropped, expected about rate = {rate:.0%}"]
-    kept = y[y != 0]
-    if kept.size and not np.allclose(kept, 1 / (1 - rate)):
-        return [f"training: a kept unit of 1.0 came out as {kept.flat[0]:.4g}, expected 1 / (1 - rate) = "
-                f"{1 / (1 - rate):.4g} (inverted dropout scales at training time)"]
-    return []
-
-
 def _grade_loss_case(exercise, cls, case, x, seed):
     """The loss value first, then the gradient check, then dlogits against scratchnet's."""
     labels = np.random.default_rng(seed + 2).integers(0, x.shape[1], size=x.shape[0])
     student, reference = cls(), reference_for(exercise, case.config)
     value, expected = student.forward(x.copy(), labels), reference.forward(x, labels)
-    messages = _loss_value_messages(value, expected, x.shape[0])
+    messages = loss_value_messages(value, expected, x.shape[0])
     if case.gradcheck:
         messages += _gradcheck_messages(check_loss(cls(), x, labels), exercise)
     if messages:
         return messages
     return compare_arrays("dlogits (backward)", student.backward(), reference.backward(), x.shape[0])
-
-
-def _loss_value_messages(value, expected, batch_size) -> list[str]:
-    """[] if the student's loss equals scratchnet's; the gradient check's contract reports a value
-    that is not a number (an array, None)."""
-    if np.ndim(value) != 0 or not isinstance(value, (int, float, np.number)):
-        return []
-    if np.isfinite(value) and abs(value - expected) <= COMPARE_TOLERANCE * max(abs(expected), 1):
-        return []
-    hint = ""
-    if np.isfinite(value) and abs(value * batch_size - expected) < 1e-8 * abs(expected):
-        hint = " (a factor 1/N: the mean over the batch is missing)"
-    elif np.isfinite(value) and abs(value / batch_size - expected) < 1e-8 * abs(expected):
-        hint = " (a factor N: divide by the batch size)"
-    elif np.isinf(value):  # log(0) of an underflowed softmax, or log(inf) of exp without the shift
-        hint = (" (an infinite log p: compute log p = z - max(z) - log(sum exp(z - max(z))) as written, "
-                "the row maximum subtracted inside the exp; log(softmax(z)) is log(0) where a "
-                "probability underflows to 0)")
-    elif np.isnan(value):  # exp(1000) / exp(1000) = inf / inf, or a one-hot 0 * log(0) = 0 * -inf
-        hint = (" (a NaN: exp overflowed (subtract the row maximum before exp), or t * log p met "
-                "0 * log(0) = 0 * -inf where a probability underflowed to 0 (pick "
-                "log_p[np.arange(n), labels] instead of multiplying by the one-hot rows))")
-    return [f"forward: your loss {value:.10g}, expected {expected:.10g}{hint}"]
 
 
 def grade_file(path, name=None) -> GradeReport:
