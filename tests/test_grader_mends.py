@@ -135,3 +135,20 @@ def test_a_dropout_mask_that_never_changes_fails_and_says_why(tmp_path):
         "must give different masks, (1) twice the same): draw it from self.random_generator(), never "
         "from np.random or a generator of your own"}
     assert check(SOLUTIONS / "dropout.py").passed
+
+
+def test_relu_and_the_residual_block_take_0_at_exact_zeros(tmp_path):
+    # /tmp/grader: dy * (x >= 0) passed: no case had an exact zero
+    relu = check(edited(tmp_path, "relu", ("return dy * (x > 0)", "return dy * (x >= 0)")))
+    assert [case.passed for case in relu.cases] == [True, True, True, False]
+    assert relu.cases[3].messages[0].startswith("dx (backward) differs from scratchnet's in ")
+    block = check(edited(tmp_path, "residual_block", ("dz = dh * (z > 0)", "dz = dh * (z >= 0)")))
+    assert [case.passed for case in block.cases] == [True, True, True, False]
+    assert block.cases[3].messages == [
+        "dx and grads['b1'] wrong where z = x W1 + b1 is exactly 0 (here b1 = 0 and x[0] = 0): relu'(0) "
+        "is taken as 0, as the starter says: the mask is (z > 0), not (z >= 0)"]
+    for name in ("relu", "residual_block", "sigmoid", "tanh"):
+        assert check(SOLUTIONS / f"{name}.py").passed, name
+    skip_missing = check(edited(tmp_path, "residual_block", ("return dz @ W1.T + dy", "return dz @ W1.T")))
+    assert "exactly 0" not in str(skip_missing)  # a differently wrong backward: the gradient check says it
+    assert not any(case.passed for case in skip_missing.cases)

@@ -108,3 +108,30 @@ def dropout_checks(cls, case, x) -> list[str]:
         return [f"training: a kept unit of 1.0 came out as {kept.flat[0]:.4g}, expected 1 / (1 - rate) = "
                 f"{1 / (1 - rate):.4g} (inverted dropout scales at training time)"]
     return []
+
+
+def residual_at_zero_messages(cls, case, x) -> list[str]:
+    """The residual block's backward where z = x W1 + b1 is exactly 0 (relu's kink, derivative 0).
+
+    The gradient check cannot see this: a central difference across a kink is inconclusive, and
+    random weights never give z == 0. Here b1 = 0 and x has a zero row, so z's row is exactly 0;
+    dx and db1 are compared with the starter's math on the student's own weights:
+        dz = (dy @ W2.T) * (z > 0)     dx = dz @ W1.T + dy     db1 = sum_n dz
+    """
+    layer = cls(**case.config)
+    layer.build(x.shape[1:], rng=np.random.default_rng(0), dtype=np.float64)
+    layer.params["b1"] = np.zeros_like(layer.params["b1"])
+    W1, W2 = layer.params["W1"], layer.params["W2"]
+    z = x @ W1  # + b1 = 0
+    y = layer.forward(x.copy(), training=False)
+    dy = np.random.default_rng(1).standard_normal(np.shape(y))
+    dx = layer.backward(dy.copy())
+    dz = (dy @ W2.T) * (z > 0)
+    expected = {"dx": dz @ W1.T + dy, "grads['b1']": dz.sum(axis=0)}
+    yours = {"dx": dx, "grads['b1']": layer.grads.get("b1")}
+    wrong = [what for what in expected
+             if not np.allclose(yours[what], expected[what], rtol=1e-10, atol=1e-12)]
+    if not wrong:
+        return []
+    return [f"{' and '.join(wrong)} wrong where z = x W1 + b1 is exactly 0 (here b1 = 0 and x[0] = 0): "
+            "relu'(0) is taken as 0, as the starter says: the mask is (z > 0), not (z >= 0)"]

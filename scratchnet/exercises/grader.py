@@ -26,7 +26,7 @@ from ..gradcheck_battery import case_input, is_strided
 from ..gradcheck_contract import describe_exception
 from ..gradcheck_diagnose import window_coverage
 from ..gradcheck_report import GradientCheckReport
-from .extra_checks import COMPARE_TOLERANCE, dropout_checks, loss_value_messages
+from .extra_checks import COMPARE_TOLERANCE, dropout_checks, loss_value_messages, residual_at_zero_messages
 from .loader import NotAPythonFile, exercise_name_of, load_module  # noqa: F401 (cli imports them here)
 from .registry import EXERCISES
 
@@ -249,6 +249,8 @@ def _grade_layer_case(exercise, cls, case, x, seed) -> list[str]:
     if case.compare and not messages and has_reference:
         messages += compare_layers(cls(**case.config), reference_for(exercise, case.config), x, case.batch,
                                    seed, case.training)
+    if exercise.reference == "residual" and case.input_kind == "zeros" and not messages:
+        messages += residual_at_zero_messages(cls, case, x)
     if messages and exercise.mistakes:
         messages += known_mistakes(exercise, cls, case, x, seed)
     return messages

@@ -76,7 +76,8 @@ def _pool_cases():
 
 def _activation_cases():
     return [Case("vectors (N, 5)", {}, (5,), batch=3), Case("images (N, 3, 4, 2)", {}, (3, 4, 2)),
-            Case("batch of one", {}, (6,), batch=1)]
+            Case("batch of one", {}, (6,), batch=1),
+            Case("exact zeros (integer input, x == 0 in places)", {}, (6,), batch=3, input_kind="zeros")]
 
 
 def _batch_norm_parts(x, dy, params, config):
@@ -172,5 +173,6 @@ EXERCISES = {exercise.name: exercise for exercise in [
     Exercise("residual_block", "a residual block y = x + relu(x W1 + b1) W2 + b2: backward", "ResidualBlock",
              "residual",
              [Case("D = 4", {}, (4,), batch=3), Case("D = 6, batch of one", {}, (6,), batch=1),
-              Case("D = 5, batch 5", {}, (5,), batch=5)]),
+              Case("D = 5, batch 5", {}, (5,), batch=5),
+              Case("z == 0 exactly (a zero input row, b1 = 0)", {}, (4,), batch=3, input_kind="zeros")]),
 ]}
