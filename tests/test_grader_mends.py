@@ -152,3 +152,21 @@ def test_relu_and_the_residual_block_take_0_at_exact_zeros(tmp_path):
     skip_missing = check(edited(tmp_path, "residual_block", ("return dz @ W1.T + dy", "return dz @ W1.T")))
     assert "exactly 0" not in str(skip_missing)  # a differently wrong backward: the gradient check says it
     assert not any(case.passed for case in skip_missing.cases)
+
+
+# ---------------------------------------------------------------- false fails
+def test_a_backward_returning_dx_and_dw_is_named_not_blamed_on_numpy(tmp_path, capsys):
+    # /tmp/grader/work/dense_backward_7.py: compare_repeat's np.shape((dx, dW)) raised outside the try
+    from scratchnet import cli
+
+    path = edited(tmp_path, "dense_backward", ("return dy @ W.T", "return dy @ W.T, self.grads['W']"))
+    report = check(path)
+    assert not any(case.passed for case in report.cases)
+    for case in report.cases:
+        assert "\n  contract: dense: backward returned a tuple, expected dx as a numpy array of shape (" in \
+            "\n".join(case.messages)
+    assert "ValueError" not in str(report) and "sequence" not in str(report)
+    assert cli.main(["gradcheck", f"{path}:Dense", "--config", '{"units": 3}', "--input-shape", "4"]) == 1
+    out = capsys.readouterr()
+    assert "dense: backward returned a tuple, expected dx as a numpy array of shape (" in out.out
+    assert "Traceback" not in out.out + out.err
