@@ -249,7 +249,23 @@ def compare_repeat(layer, first, second, what) -> list[str]:
     scale = max(float(np.max(np.abs(first), initial=0)), 1e-12)
     difference = float(np.max(np.abs(first - second), initial=0))
     if difference > 1e-12 * scale:
+        if what.startswith("forward"):
+            suspects = "change its parameters or its buffers, or draw new random numbers"
+        else:
+            suspects = ("accumulate into self.grads (+=) without resetting, change its cache, or draw new "
+                        "random numbers")
         return [f"{layer.name}: calling {what} twice gave different results (max difference "
-                f"{difference:.3g}): does it accumulate into self.grads (+=) without resetting, "
-                "change its cache, or draw new random numbers?"]
+                f"{difference:.3g}): does it {suspects}?"]
     return []
+
+
+def input_changed(forward, x) -> bool:
+    """Does ``forward(a copy of x)`` change that copy (x /= k * k, logits -= max)? A NaN stays NaN."""
+    given = np.array(x, copy=True)
+    forward(given)
+    return not np.array_equal(given, x, equal_nan=True)
+
+
+INPUT_CHANGED = ("forward modified its input in place (e.g. x /= k * k, x -= x.max(...)): the caller's "
+                 "array changed under it (the layer below, the next call); compute a new array instead "
+                 "(x = x / (k * k))")

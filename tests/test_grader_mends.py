@@ -170,3 +170,40 @@ def test_a_backward_returning_dx_and_dw_is_named_not_blamed_on_numpy(tmp_path, c
     out = capsys.readouterr()
     assert "dense: backward returned a tuple, expected dx as a numpy array of shape (" in out.out
     assert "Traceback" not in out.out + out.err
+
+
+# ---------------------------------------------------------------- hints that sent the student astray
+IN_PLACE = ("forward modified its input in place (e.g. x /= k * k, x -= x.max(...)): the caller's "
+            "array changed under it (the layer below, the next call); compute a new array instead "
+            "(x = x / (k * k))")
+
+
+def test_a_forward_that_modifies_its_input_in_place_is_told_so(tmp_path):
+    # /tmp/grader/work/avg_pool_0.py: "calling forward twice gave different results ... self.grads (+=)"
+    zeros = "y = np.zeros((x.shape[0], out_h, out_w, channels), dtype=x.dtype)"
+    path = edited(tmp_path, "avg_pool", (zeros, zeros + "\n        x /= k * k"),
+                  ("].mean(axis=(1, 2))", "].sum(axis=(1, 2))"))
+    report = check(path)
+    assert not any(case.passed for case in report.cases)
+    for case in report.cases:
+        assert case.messages == ["gradient check of your backward against your forward:",
+                                 f"  contract: avg_pool2d: {IN_PLACE}"]
+    shifted_in_place = edited(tmp_path, "softmax_cross_entropy",
+                              ("shifted = logits - logits.max(axis=1, keepdims=True)",
+                               "logits -= logits.max(axis=1, keepdims=True)\n        shifted = logits"))
+    report = check(shifted_in_place)
+    assert [case.passed for case in report.cases] == [False, False, True]  # no gradient check in case 3
+    assert f"  contract: softmax_cross_entropy: {IN_PLACE}" in report.cases[0].messages
+
+
+def test_a_forward_that_differs_between_calls_is_not_asked_about_grads():
+    from scratchnet.gradcheck_contract import compare_repeat
+    from scratchnet.layers import Dense
+
+    layer = Dense(2)
+    forward = compare_repeat(layer, np.zeros(3), np.ones(3), "forward(x, training=False)")
+    assert forward == ["dense: calling forward(x, training=False) twice gave different results (max "
+                       "difference 1): does it change its parameters or its buffers, or draw new random "
+                       "numbers?"]
+    backward = compare_repeat(layer, np.zeros(3), np.ones(3), "backward (dx)")
+    assert "accumulate into self.grads (+=)" in backward[0]
