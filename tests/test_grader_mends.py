@@ -207,3 +207,33 @@ def test_a_forward_that_differs_between_calls_is_not_asked_about_grads():
                        "numbers?"]
     backward = compare_repeat(layer, np.zeros(3), np.ones(3), "backward (dx)")
     assert "accumulate into self.grads (+=)" in backward[0]
+
+
+def test_a_float32_forward_is_named_with_enough_digits_to_see_the_difference(tmp_path):
+    # /tmp/grader t8: "output does not depend on input (bias never added)", "all on a kink"
+    zeros = "y = np.zeros((x.shape[0], out_h, out_w, channels), dtype=x.dtype)"
+    path = edited(tmp_path, "avg_pool", (zeros, zeros.replace("dtype=x.dtype", "dtype=np.float32")))
+    report = check(path)
+    assert not any(case.passed for case in report.cases)
+    text = str(report)
+    assert "does not depend" not in text and "kink" not in text and "bias" not in text
+    for case in report.cases:
+        contract = case.messages[-1]
+        assert contract == ("  contract: avg_pool2d: forward returned float32 for a float64 input: compute "
+                            "in the input's dtype (np.zeros(shape, dtype=x.dtype), no cast to float32)")
+        if case.label.startswith("ties"):
+            continue  # means of 0, 1, 2 over 4 are exact in float32: the forward agrees
+        forward = case.messages[0]
+        assert forward.splitlines()[1] == ("  diagnosis: yours is float32, which holds about 6 digits: keep "
+                                           "the input's dtype (np.zeros(shape, dtype=x.dtype), no cast to "
+                                           "float32)")
+        yours, theirs = forward.split(": yours ")[1].split(")")[0].split(", AvgPool2D's ")
+        assert yours != theirs and abs(float(yours) - float(theirs)) <= 1e-6 * abs(float(theirs))
+
+
+def test_distinct_digits_adds_digits_only_where_six_look_equal():
+    from scratchnet.exercises.grader import distinct_digits
+
+    assert distinct_digits(-1.5, 2.25) == ("-1.5", "2.25")
+    assert distinct_digits(-1.14333, -1.1433301) == ("-1.14333", "-1.1433301")  # 6 digits alike
+    assert distinct_digits(1.0000001, 1.0000002) == ("1.0000001", "1.0000002")

@@ -122,7 +122,7 @@ def compare_arrays(what, mine, expected, batch_size, coverage=None) -> list[str]
         return [f"{what}: got {type(mine).__name__}, expected an array of shape {np.shape(expected)}"]
     if mine.shape != expected.shape:
         return [f"{what}: shape {mine.shape}, scratchnet's is {expected.shape}"]
-    mine = mine.astype(np.float64)
+    dtype, mine = mine.dtype, mine.astype(np.float64)
     if not np.all(np.isfinite(mine)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(mine))[0])
         return [f"{what}: not finite at {list(bad)} ({mine[bad]}): overflow? (use the max shift)"]
@@ -132,11 +132,29 @@ def compare_arrays(what, mine, expected, batch_size, coverage=None) -> list[str]
     row = report.add(name, mine, expected, coverage=coverage)
     if row.passed:
         return []
+    yours, theirs = distinct_digits(row.worst_analytic, row.worst_numeric)
     lines = [f"{what} differs from scratchnet's in {row.n_wrong} of {mine.size} elements; worst at "
-             f"[{', '.join(map(str, row.worst_index))}]: yours {row.worst_analytic:.6g}, "
-             f"expected {row.worst_numeric:.6g}"]
-    lines += [f"  diagnosis: {note}" for note in row.diagnosis]
+             f"[{', '.join(map(str, row.worst_index))}]: yours {yours}, expected {theirs}"]
+    lines += [f"  diagnosis: {note}" for note in row.diagnosis] + _precision_hint(dtype)
     return ["\n".join(lines)]
+
+
+def distinct_digits(mine, expected) -> tuple[str, str]:
+    """Both numbers with 6 significant digits, or as many more as it takes to tell them apart
+    (a float32 round-off: 'yours -1.14333, expected -1.14333' -> '-1.14332998, -1.14333034')."""
+    for digits in range(6, 18):
+        pair = (f"{mine:.{digits}g}", f"{expected:.{digits}g}")
+        if pair[0] != pair[1]:
+            return pair
+    return pair
+
+
+def _precision_hint(dtype) -> list[str]:
+    """The hint for an array in single (or half) precision, which cannot match float64 to 1e-8."""
+    if dtype in (np.float16, np.float32):
+        return [f"  diagnosis: yours is {dtype}, which holds about {np.finfo(dtype).precision} digits: "
+                "keep the input's dtype (np.zeros(shape, dtype=x.dtype), no cast to float32)"]
+    return []
 
 
 def _bias_hint(mine, expected):
@@ -175,9 +193,10 @@ def compare_forward(mine, expected, reference_name) -> list[str]:
         return []
     worst = np.unravel_index(int(np.argmax(difference)), mine.shape)
     where = ", ".join(map(str, worst))
+    yours, theirs = distinct_digits(mine[worst], expected[worst])
     lines = [f"your forward differs from {reference_name}'s in {int(wrong.sum())} of {mine.size} elements "
-             f"(max |diff| {difference[worst]:.3g}, at [{where}]: yours {mine[worst]:.6g}, "
-             f"{reference_name}'s {expected[worst]:.6g})", *_bias_hint(mine, expected)]
+             f"(max |diff| {difference[worst]:.3g}, at [{where}]: yours {yours}, {reference_name}'s "
+             f"{theirs})", *_bias_hint(mine, expected), *_precision_hint(mine.dtype)]
     return ["\n".join(lines)]
 
 
