@@ -144,6 +144,7 @@ def load_class(target: str):
 def run_gradcheck_file(args) -> int:
     """Check one layer class from a file; print the report; exit 1 if it fails."""
     from .gradcheck import check_layer
+    from .gradcheck_contract import not_a_layer
 
     try:
         cls = load_class(args.target)
@@ -154,6 +155,9 @@ def run_gradcheck_file(args) -> int:
     except ImportFailed as error:
         print(f"scratchnet gradcheck: {error}", file=sys.stderr)
         return 1
+    for problem in not_a_layer(layer):  # a Loss: check_loss, from Python
+        print(f"scratchnet gradcheck: {args.target}: {problem}", file=sys.stderr)
+        return 2
     report = check_layer(layer, args.input_shape, training=args.training,
                          configs="battery" if args.battery else None)
     print(report)

@@ -58,10 +58,12 @@ from .gradcheck_contract import (
     check_cache_type,
     check_dx,
     check_grads,
+    check_output_shape,
     check_side_effects,
     compare_repeat,
     describe_exception,
     input_changed,
+    not_a_layer,
     restore,
     snapshot,
 )
@@ -153,6 +155,8 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
 
         return check_battery(layer, x_or_input_shape, configs=configs, seed=seed, training=training,
                              max_elements=max_elements, tolerance=tolerance)
+    for problem in not_a_layer(layer):  # a Loss has no build: "object has no attribute 'built'"
+        raise TypeError(f"check_layer: {problem}")
     rng = np.random.default_rng(seed)
     x = _make_input(layer, x_or_input_shape, batch_size, rng)
     report = GradientCheckReport(f"check_layer: {layer.name} ({type(layer).__name__}), input {x.shape}",
@@ -196,6 +200,7 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
     if not isinstance(y, np.ndarray):
         report.contract.append(f"{layer.name}: forward returned {type(y).__name__}, expected an array")
         return report
+    report.contract += check_output_shape(layer, x, y)
     if y.dtype in (np.float16, np.float32) and x.dtype == np.float64:  # the numbers below would be noise
         report.contract.append(f"{layer.name}: forward returned {y.dtype} for a float64 input: compute in "
                                "the input's dtype (np.zeros(shape, dtype=x.dtype), no cast to float32)")

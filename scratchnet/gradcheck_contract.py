@@ -54,6 +54,32 @@ def _library_roots():
     return roots
 
 
+def check_output_shape(layer, x, y) -> list[str]:
+    """forward's samples must have the shape ``output_shape`` declares: a model builds the next
+    layer from output_shape, so a mismatch fails there, blamed on the wrong layer."""
+    try:
+        declared = tuple(layer.output_shape(tuple(x.shape[1:])))
+    except Exception as error:
+        return [describe_exception(layer.name, "output_shape", error)]
+    if tuple(y.shape[1:]) != declared:
+        return [f"{layer.name}: forward returned samples of shape {tuple(y.shape[1:])}, but "
+                f"output_shape({tuple(x.shape[1:])}) says {declared}: a model builds the next layer for "
+                "output_shape; make the two agree"]
+    return []
+
+
+def not_a_layer(obj) -> list[str]:
+    """check_layer was handed something that is not a Layer (a loss, a function): say what to use."""
+    if isinstance(obj, Layer):
+        return []
+    kind = type(obj).__name__
+    if callable(getattr(obj, "forward", None)) and callable(getattr(obj, "backward", None)) and \
+            not hasattr(obj, "build"):
+        return [f"{kind} is not a Layer (no build, no params): a loss? check it with "
+                "scratchnet.gradcheck.check_loss(loss, logits, labels)"]
+    return [f"{kind} is not a Layer: check_layer checks subclasses of scratchnet.layers.Layer"]
+
+
 def check_before_build(layer) -> list[str]:
     """Parameters created in ``__init__`` are replaced by ``build``: say so before it happens."""
     if layer.built or not layer.params:

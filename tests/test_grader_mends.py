@@ -237,3 +237,64 @@ def test_distinct_digits_adds_digits_only_where_six_look_equal():
     assert distinct_digits(-1.5, 2.25) == ("-1.5", "2.25")
     assert distinct_digits(-1.14333, -1.1433301) == ("-1.14333", "-1.1433301")  # 6 digits alike
     assert distinct_digits(1.0000001, 1.0000002) == ("1.0000001", "1.0000002")
+
+
+# ---------------------------------------------------------------- from the "extend" reviewer
+NARROW_LAYER = '''
+import numpy as np
+from scratchnet.layers import Layer
+
+
+class FirstThree(Layer):
+    def forward(self, x, training=False):  # declares (6,) by the default output_shape
+        return x[:, :3]
+
+    def backward(self, dy):
+        return np.pad(dy, ((0, 0), (0, 3)))
+'''
+
+
+def test_check_layer_compares_forward_with_output_shape(tmp_path):
+    from scratchnet.cli_exercise import load_class
+    from scratchnet.gradcheck import check_layer
+
+    (tmp_path / "narrow.py").write_text(NARROW_LAYER)
+    report = check_layer(load_class(f"{tmp_path / 'narrow.py'}:FirstThree")(), (6,))
+    assert not report.passed
+    assert report.contract == ["first_three: forward returned samples of shape (3,), but output_shape((6,)) "
+                               "says (6,): a model builds the next layer for output_shape; make the two "
+                               "agree"]
+
+
+MY_LOSS = '''
+import numpy as np
+
+
+class MyCE:
+    name = "my_ce"
+
+    def forward(self, logits, labels):
+        self.cache = logits
+        return 0.0
+
+    def backward(self):
+        return np.zeros_like(self.cache)
+'''
+
+
+def test_gradcheck_of_a_loss_points_to_check_loss(tmp_path, capsys):
+    import pytest
+
+    from scratchnet import cli
+    from scratchnet.cli_exercise import load_class
+    from scratchnet.gradcheck import check_layer
+
+    (tmp_path / "mylib.py").write_text(MY_LOSS)
+    target = f"{tmp_path / 'mylib.py'}:MyCE"
+    assert cli.main(["gradcheck", target, "--input-shape", "4"]) == 2
+    out = capsys.readouterr()
+    assert out.err == (f"scratchnet gradcheck: {target}: MyCE is not a Layer (no build, no params): a loss? "
+                       "check it with scratchnet.gradcheck.check_loss(loss, logits, labels)\n")
+    assert "Traceback" not in out.out + out.err
+    with pytest.raises(TypeError, match=r"^check_layer: MyCE is not a Layer \(no build, no params\)"):
+        check_layer(load_class(target)(), (4,))
