@@ -298,3 +298,16 @@ def test_gradcheck_of_a_loss_points_to_check_loss(tmp_path, capsys):
     assert "Traceback" not in out.out + out.err
     with pytest.raises(TypeError, match=r"^check_layer: MyCE is not a Layer \(no build, no params\)"):
         check_layer(load_class(target)(), (4,))
+
+
+def test_exercise_help_shows_the_workflow_and_how_to_start_again(capsys):
+    import pytest
+
+    from scratchnet import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["exercise", "--help"])
+    out = capsys.readouterr().out
+    assert "  scratchnet exercise start relu                write ./relu.py, the starter" in out
+    assert "  scratchnet exercise check relu.py             grade it" in out
+    assert "  scratchnet exercise start relu --overwrite    start again from the starter" in out
