@@ -311,3 +311,25 @@ def test_exercise_help_shows_the_workflow_and_how_to_start_again(capsys):
     assert "  scratchnet exercise start relu                write ./relu.py, the starter" in out
     assert "  scratchnet exercise check relu.py             grade it" in out
     assert "  scratchnet exercise start relu --overwrite    start again from the starter" in out
+
+
+def answer_lines(name) -> set[str]:
+    """The lines of exercise ``name``'s solution that its starter does not give (the answer),
+    stripped, leaving out short ones ('return y', 'for n in range(...)' loops stay: they are long)."""
+    from scratchnet.exercises import starter_text
+
+    given = {line.strip() for line in starter_text(name).splitlines()}
+    solution = (SOLUTIONS / f"{name}.py").read_text(encoding="utf-8").splitlines()
+    return {line.strip() for line in solution if line.strip() not in given and len(line.strip()) > 30}
+
+
+def test_no_starter_gives_away_a_later_exercises_answer():
+    # conv_forward_loops' starter carried conv_backward_loops' solution inline, one line apart
+    from scratchnet.exercises import EXERCISES, starter_text
+
+    names = list(EXERCISES)
+    for position, name in enumerate(names):
+        answer = answer_lines(name)
+        for earlier in names[:position]:
+            shared = answer & {line.strip() for line in starter_text(earlier).splitlines()}
+            assert not shared, f"the starter of {earlier} gives lines of {name}'s answer: {sorted(shared)}"
