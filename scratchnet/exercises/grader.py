@@ -288,8 +288,9 @@ def known_mistakes(exercise, cls, case, x, seed) -> list[str]:
     notes = []
     for mistake in exercise.mistakes:
         wrong = mistake.dx(x, dy, student.params, case.config)
-        if wrong is not None and isinstance(dx, np.ndarray) and dx.shape == wrong.shape and \
-                np.max(np.abs(dx - wrong)) <= 1e-6 * max(np.max(np.abs(wrong)), 1e-12):
+        yours = dx if mistake.array == "dx" else student.grads.get(mistake.array)
+        if wrong is not None and isinstance(yours, np.ndarray) and yours.shape == wrong.shape and \
+                np.max(np.abs(yours - wrong)) <= 1e-6 * max(np.max(np.abs(wrong)), 1e-12):
             notes.append(f"diagnosis: {mistake.message}")
     return notes
 

@@ -9,9 +9,10 @@ batch of one).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
+
+from .mistakes import CONV_MISTAKES, DENSE_MISTAKES, MAX_POOL_TIE_MISTAKES, KnownMistake
 
 
 @dataclass
@@ -24,14 +25,6 @@ class Case:
     compare: bool = True            # compare with scratchnet's layer
     gradcheck: bool = True
     training: bool = False          # forward in training mode (dropout, batch norm)
-
-
-@dataclass
-class KnownMistake:
-    """A wrong answer students often give: ``dx(x, dy, params, config)`` computes it (None where
-    the mistake would not show); when the student's dx equals it, the grader prints ``message``."""
-    message: str
-    dx: Callable
 
 
 @dataclass
@@ -129,6 +122,7 @@ MAX_POOL_MISTAKES = [
     KnownMistake("dy sent to every tied maximum of a window: on a tie give it to ONE cell (the first "
                  "in row-major order, as the starter says), so that each window's dx sums to its dy",
                  _max_pool_to_every_tie),
+    *MAX_POOL_TIE_MISTAKES,
 ]
 
 
@@ -137,7 +131,8 @@ EXERCISES = {exercise.name: exercise for exercise in [
              [Case("Dense(3) on (4,)", {"units": 3}, (4,), batch=3),
               Case("Dense(4) on (4,): square W", {"units": 4}, (4,), batch=3),
               Case("Dense(5) on (3,), batch of one", {"units": 5}, (3,), batch=1),
-              Case("Dense(2) on (6,), batch 5", {"units": 2}, (6,), batch=5)]),
+              Case("Dense(2) on (6,), batch 5", {"units": 2}, (6,), batch=5)],
+             mistakes=DENSE_MISTAKES),
     Exercise("relu", "ReLU backward", "ReLU", "relu", _activation_cases()),
     Exercise("sigmoid", "sigmoid backward", "Sigmoid", "sigmoid", _activation_cases()),
     Exercise("tanh", "tanh backward", "Tanh", "tanh", _activation_cases()),
@@ -149,9 +144,10 @@ EXERCISES = {exercise.name: exercise for exercise in [
              kind="loss", writes="both"),
     Exercise("conv_forward_loops", "Conv2D forward with loops (backward given)", "Conv2D", "conv",
              _conv_cases(), writes="forward"),
-    Exercise("conv_backward_loops", "Conv2D backward with loops", "Conv2D", "conv", _conv_cases()),
+    Exercise("conv_backward_loops", "Conv2D backward with loops", "Conv2D", "conv", _conv_cases(),
+             mistakes=CONV_MISTAKES),
     Exercise("conv_backward_im2col", "Conv2D backward as matrix products: col2im and dW, db, dx",
-             "Conv2D", "conv", _conv_cases()),
+             "Conv2D", "conv", _conv_cases(), mistakes=CONV_MISTAKES),
     Exercise("max_pool", "MaxPool2D forward and backward (overlapping windows, ties)", "MaxPool2D",
              "max_pool", _pool_cases(), writes="both",
              mistakes=MAX_POOL_MISTAKES),
