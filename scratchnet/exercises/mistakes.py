@@ -65,6 +65,11 @@ def _last_winner(winners):
     return np.arange(winners.shape[1])[None, :, None] == last[:, None, :]
 
 
+def max_pool_to_every_tie(x, dy, params, config):
+    """dy sent to EVERY maximum of a window: dx[window] += dy * (window == max(window))."""
+    return _max_pool_tie_rule(x, dy, config, lambda winners: winners)
+
+
 def max_pool_to_last_tie(x, dy, params, config):
     return _max_pool_tie_rule(x, dy, config, _last_winner)
 

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .mistakes import CONV_MISTAKES, DENSE_MISTAKES, MAX_POOL_TIE_MISTAKES, KnownMistake
+from .mistakes import (
+    CONV_MISTAKES,
+    DENSE_MISTAKES,
+    MAX_POOL_TIE_MISTAKES,
+    KnownMistake,
+    max_pool_to_every_tie,
+)
 
 
 @dataclass
@@ -101,27 +107,10 @@ BATCH_NORM_MISTAKES = [
 ]
 
 
-def _max_pool_to_every_tie(x, dy, params, config):
-    """dx with dy sent to EVERY maximum of a window (None if no window has a tie).
-
-    dx[window] += dy * (window == max(window)) for each window of x (N, H, W, C).
-    """
-    k = config["pool_size"]
-    s = config.get("stride") or k
-    dx, ties = np.zeros_like(x), False
-    for oh in range(dy.shape[1]):
-        for ow in range(dy.shape[2]):
-            window = x[:, s * oh:s * oh + k, s * ow:s * ow + k, :]
-            winners = window == window.max(axis=(1, 2), keepdims=True)
-            ties = ties or bool(np.any(winners.sum(axis=(1, 2)) > 1))
-            dx[:, s * oh:s * oh + k, s * ow:s * ow + k, :] += winners * dy[:, oh:oh + 1, ow:ow + 1, :]
-    return dx if ties else None
-
-
 MAX_POOL_MISTAKES = [
     KnownMistake("dy sent to every tied maximum of a window: on a tie give it to ONE cell (the first "
                  "in row-major order, as the starter says), so that each window's dx sums to its dy",
-                 _max_pool_to_every_tie),
+                 max_pool_to_every_tie),
     *MAX_POOL_TIE_MISTAKES,
 ]
 
