@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 from .cli_args import shape, shell_quoted
@@ -22,6 +23,15 @@ def layer_input_shape(text):
 
 RUNS_CODE = ("This imports FILE with importlib, which RUNS the code in it (that is how your layer "
              "gets checked): only use it on files you trust.")
+
+
+EXERCISE_WORKFLOW = """\
+how it goes:
+  scratchnet exercise list                      the exercises, in course order
+  scratchnet exercise start relu                write ./relu.py, the starter (never overwrites)
+  (fill in what relu.py leaves to you)
+  scratchnet exercise check relu.py             grade it: one verdict per case, with the diagnosis
+  scratchnet exercise start relu --overwrite    start again from the starter (your relu.py is replaced)"""
 
 
 def add_parsers(commands, gradcheck_parser) -> None:
@@ -43,7 +53,10 @@ def add_parsers(commands, gradcheck_parser) -> None:
                                   help="save a PNG of the first failing array's mismatch here")
 
     exercise = commands.add_parser("exercise", help="graded backprop exercises (list, start, check)",
-                                   description="Graded backprop exercises. 'check' " + RUNS_CODE[5:])
+                                   description=textwrap.fill("Graded backprop exercises. 'check' "
+                                                             + RUNS_CODE[5:], 78),
+                                   epilog=EXERCISE_WORKFLOW,  # kept as written: one command a line
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = exercise.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", help="the exercises, in course order")
     from .exercises.registry import EXERCISES
@@ -161,6 +174,7 @@ def figure_problem(figure: str):
 def run_gradcheck_file(args) -> int:
     """Check one layer class from a file; print the report; exit 1 if it fails (2: a usage mistake)."""
     from .gradcheck import check_layer
+    from .gradcheck_contract import not_a_layer
 
     problem = figure_problem(args.figure) if args.figure else None
     if problem:
@@ -175,6 +189,9 @@ def run_gradcheck_file(args) -> int:
     except ImportFailed as error:
         print(f"scratchnet gradcheck: {error}", file=sys.stderr)
         return 1
+    for problem in not_a_layer(layer):  # a Loss: check_loss, from Python
+        print(f"scratchnet gradcheck: {args.target}: {problem}", file=sys.stderr)
+        return 2
     report = check_layer(layer, args.input_shape, training=args.training,
                          configs="battery" if args.battery else None)
     print(report)

@@ -53,13 +53,17 @@ import time
 import numpy as np
 
 from .gradcheck_contract import (
+    INPUT_CHANGED,
     check_before_build,
     check_cache_type,
     check_dx,
     check_grads,
+    check_output_shape,
     check_side_effects,
     compare_repeat,
     describe_exception,
+    input_changed,
+    not_a_layer,
     restore,
     snapshot,
 )
@@ -151,6 +155,8 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
 
         return check_battery(layer, x_or_input_shape, configs=configs, seed=seed, training=training,
                              max_elements=max_elements, tolerance=tolerance)
+    for problem in not_a_layer(layer):  # a Loss has no build: "object has no attribute 'built'"
+        raise TypeError(f"check_layer: {problem}")
     rng = np.random.default_rng(seed)
     x = _make_input(layer, x_or_input_shape, batch_size, rng)
     report = GradientCheckReport(f"check_layer: {layer.name} ({type(layer).__name__}), input {x.shape}",
@@ -177,6 +183,9 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
         return layer.forward(x, training=training)
 
     try:
+        if input_changed(lambda given: layer.forward(given, training=training), x):
+            report.contract.append(f"{layer.name}: {INPUT_CHANGED}")
+            return report
         if not training:  # inference must not depend on the generator's state
             first, second = layer.forward(x, training=False), layer.forward(x, training=False)
             report.contract += compare_repeat(layer, first, second, "forward(x, training=False)")
@@ -190,6 +199,11 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
         return report
     if not isinstance(y, np.ndarray):
         report.contract.append(f"{layer.name}: forward returned {type(y).__name__}, expected an array")
+        return report
+    report.contract += check_output_shape(layer, x, y)
+    if y.dtype in (np.float16, np.float32) and x.dtype == np.float64:  # the numbers below would be noise
+        report.contract.append(f"{layer.name}: forward returned {y.dtype} for a float64 input: compute in "
+                               "the input's dtype (np.zeros(shape, dtype=x.dtype), no cast to float32)")
         return report
     report.contract += [problem for leaf in iter_layers([layer]) for problem in check_cache_type(leaf)]
     projection = rng.standard_normal(y.shape)
@@ -295,6 +309,9 @@ def check_loss(loss, logits, y, eps: float = EPS, tolerance: float = TOLERANCE) 
     report = GradientCheckReport(f"check_loss: {name}, logits {logits.shape}", tolerance,
                                  batch_size=logits.shape[0])
     try:
+        if input_changed(lambda given: loss.forward(given, y), logits):
+            report.contract.append(f"{name}: {INPUT_CHANGED}")
+            return report
         value = loss.forward(logits, y)
         analytic = loss.backward()
     except Exception as error:

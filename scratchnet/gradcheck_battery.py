@@ -55,11 +55,15 @@ def _variants(config, input_shape):
 
 def case_input(batch, shape, kind, seed):
     """An input (batch, *shape) drawn from ``seed``: standard normal; for ``kind`` "ties" integers
-    0, 1, 2 instead (the max of a window is not unique), for "large" normal x 1000 (overflow?)."""
+    0, 1, 2 instead (the max of a window is not unique), for "large" normal x 1000 (overflow?), for
+    "zeros" integers -2 .. 2 with the first sample all 0 (exact zeros: relu's kink taken as 0)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, *shape))
     if kind == "ties":
         x = rng.integers(0, 3, size=x.shape).astype(np.float64)
+    elif kind == "zeros":
+        x = rng.integers(-2, 3, size=x.shape).astype(np.float64)
+        x[0] = 0.0
     elif kind == "large":
         x = 1000 * x
     return x

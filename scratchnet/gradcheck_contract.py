@@ -54,6 +54,32 @@ def _library_roots():
     return roots
 
 
+def check_output_shape(layer, x, y) -> list[str]:
+    """forward's samples must have the shape ``output_shape`` declares: a model builds the next
+    layer from output_shape, so a mismatch fails there, blamed on the wrong layer."""
+    try:
+        declared = tuple(layer.output_shape(tuple(x.shape[1:])))
+    except Exception as error:
+        return [describe_exception(layer.name, "output_shape", error)]
+    if tuple(y.shape[1:]) != declared:
+        return [f"{layer.name}: forward returned samples of shape {tuple(y.shape[1:])}, but "
+                f"output_shape({tuple(x.shape[1:])}) says {declared}: a model builds the next layer for "
+                "output_shape; make the two agree"]
+    return []
+
+
+def not_a_layer(obj) -> list[str]:
+    """check_layer was handed something that is not a Layer (a loss, a function): say what to use."""
+    if isinstance(obj, Layer):
+        return []
+    kind = type(obj).__name__
+    if callable(getattr(obj, "forward", None)) and callable(getattr(obj, "backward", None)) and \
+            not hasattr(obj, "build"):
+        return [f"{kind} is not a Layer (no build, no params): a loss? check it with "
+                "scratchnet.gradcheck.check_loss(loss, logits, labels)"]
+    return [f"{kind} is not a Layer: check_layer checks subclasses of scratchnet.layers.Layer"]
+
+
 def check_before_build(layer) -> list[str]:
     """Parameters created in ``__init__`` are replaced by ``build``: say so before it happens."""
     if layer.built or not layer.params:
@@ -236,13 +262,36 @@ def check_side_effects(layer, before, dy, dy_copy) -> list[str]:
 
 
 def compare_repeat(layer, first, second, what) -> list[str]:
-    """Two arrays from two identical calls must agree (up to round-off)."""
-    if first is None or second is None or np.shape(first) != np.shape(second):
+    """Two arrays from two identical calls must agree (up to round-off). Anything that is not an
+    array of numbers (None, a tuple (dx, dW) of two shapes) is left to the checks of its type."""
+    if first is None or second is None:
+        return []
+    try:
+        first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    except (TypeError, ValueError):  # ragged: "setting an array element with a sequence"
+        return []
+    if first.shape != second.shape:
         return []
     scale = max(float(np.max(np.abs(first), initial=0)), 1e-12)
-    difference = float(np.max(np.abs(np.asarray(first) - np.asarray(second)), initial=0))
+    difference = float(np.max(np.abs(first - second), initial=0))
     if difference > 1e-12 * scale:
+        if what.startswith("forward"):
+            suspects = "change its parameters or its buffers, or draw new random numbers"
+        else:
+            suspects = ("accumulate into self.grads (+=) without resetting, change its cache, or draw new "
+                        "random numbers")
         return [f"{layer.name}: calling {what} twice gave different results (max difference "
-                f"{difference:.3g}): does it accumulate into self.grads (+=) without resetting, "
-                "change its cache, or draw new random numbers?"]
+                f"{difference:.3g}): does it {suspects}?"]
     return []
+
+
+def input_changed(forward, x) -> bool:
+    """Does ``forward(a copy of x)`` change that copy (x /= k * k, logits -= max)? A NaN stays NaN."""
+    given = np.array(x, copy=True)
+    forward(given)
+    return not np.array_equal(given, x, equal_nan=True)
+
+
+INPUT_CHANGED = ("forward modified its input in place (e.g. x /= k * k, x -= x.max(...)): the caller's "
+                 "array changed under it (the layer below, the next call); compute a new array instead "
+                 "(x = x / (k * k))")

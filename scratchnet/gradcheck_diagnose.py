@@ -121,6 +121,10 @@ def diagnose(name, analytic, numeric, mask, tolerance, batch_size=0, coverage=No
         elif analytic.shape[2] == analytic.shape[3] and _close(analytic.transpose(0, 1, 3, 2), numeric,
                                                                 mask, tolerance):
             notes.append(f"channel axes swapped: {name} with its last two axes transposed matches")
+        elif analytic.shape[0] == analytic.shape[1] and _close(analytic.transpose(1, 0, 2, 3), numeric,
+                                                                mask, tolerance):
+            notes.append(f"kernel transposed in space: {name}.transpose(1, 0, 2, 3) equals the numeric "
+                         "gradient (rows and columns of the kernel swapped: index [i, j], not [j, i])")
     if analytic.ndim == 4 and name == "input" and wrong.any() and not wrong.all() and analytic.shape[1] > 2 \
             and analytic.shape[2] > 2:
         if not np.any(wrong & ~border_mask(analytic.shape)):

@@ -34,7 +34,7 @@ def get_exercise(name: str) -> Exercise:
 def starter_text(name: str) -> str:
     """The starter file of exercise ``name``."""
     get_exercise(name)
-    return resources.files("scratchnet.exercises.starters").joinpath(f"{name}.py").read_text()
+    return resources.files("scratchnet.exercises.starters").joinpath(f"{name}.py").read_text(encoding="utf-8")
 
 
 def start(name: str, path=None, overwrite: bool = False) -> Path:
@@ -43,7 +43,7 @@ def start(name: str, path=None, overwrite: bool = False) -> Path:
     path = Path(path if path is not None else f"{name}.py")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists already; pass another path (or overwrite=True)")
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

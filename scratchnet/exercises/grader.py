@@ -16,9 +16,6 @@ backward fails step 2 (and 3). Loading the file runs the student's code, which i
 
 from __future__ import annotations
 
-import importlib.util
-import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,38 +26,9 @@ from ..gradcheck_battery import case_input, is_strided
 from ..gradcheck_contract import describe_exception
 from ..gradcheck_diagnose import window_coverage
 from ..gradcheck_report import GradientCheckReport
+from .extra_checks import COMPARE_TOLERANCE, dropout_checks, loss_value_messages, residual_at_zero_messages
+from .loader import NotAPythonFile, exercise_name_of, load_module  # noqa: F401 (cli imports them here)
 from .registry import EXERCISES
-
-COMPARE_TOLERANCE = 1e-8   # relative, float64, scratchnet's layer vs the student's
-
-
-class NotAPythonFile(ValueError):
-    """load_module was given a file importlib cannot import (not .py)."""
-
-
-def load_module(path):
-    """Import a Python file from its path (this RUNS the file's code)."""
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    module_name = f"scratchnet_student_{re.sub(r'[^0-9a-zA-Z_]', '_', path.stem)}_{abs(hash(path)) % 10**8}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None:  # importlib only knows how to load .py (and compiled) files
-        raise NotAPythonFile(f"{path}: not a Python .py file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look modules up here
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    return module
-
-
-def exercise_name_of(path) -> str | None:
-    """The name in the starter's first line '# scratchnet exercise: NAME'."""
-    match = re.search(r"^# scratchnet exercise: (\w+)", Path(path).read_text(), re.M)
-    return match.group(1) if match else None
 
 
 def reference_for(exercise, config):
@@ -154,7 +122,7 @@ def compare_arrays(what, mine, expected, batch_size, coverage=None) -> list[str]
         return [f"{what}: got {type(mine).__name__}, expected an array of shape {np.shape(expected)}"]
     if mine.shape != expected.shape:
         return [f"{what}: shape {mine.shape}, scratchnet's is {expected.shape}"]
-    mine = mine.astype(np.float64)
+    dtype, mine = mine.dtype, mine.astype(np.float64)
     if not np.all(np.isfinite(mine)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(mine))[0])
         return [f"{what}: not finite at {list(bad)} ({mine[bad]}): overflow? (use the max shift)"]
@@ -164,11 +132,29 @@ def compare_arrays(what, mine, expected, batch_size, coverage=None) -> list[str]
     row = report.add(name, mine, expected, coverage=coverage)
     if row.passed:
         return []
+    yours, theirs = distinct_digits(row.worst_analytic, row.worst_numeric)
     lines = [f"{what} differs from scratchnet's in {row.n_wrong} of {mine.size} elements; worst at "
-             f"[{', '.join(map(str, row.worst_index))}]: yours {row.worst_analytic:.6g}, "
-             f"expected {row.worst_numeric:.6g}"]
-    lines += [f"  diagnosis: {note}" for note in row.diagnosis]
+             f"[{', '.join(map(str, row.worst_index))}]: yours {yours}, expected {theirs}"]
+    lines += [f"  diagnosis: {note}" for note in row.diagnosis] + _precision_hint(dtype)
     return ["\n".join(lines)]
+
+
+def distinct_digits(mine, expected) -> tuple[str, str]:
+    """Both numbers with 6 significant digits, or as many more as it takes to tell them apart
+    (a float32 round-off: 'yours -1.14333, expected -1.14333' -> '-1.14332998, -1.14333034')."""
+    for digits in range(6, 18):
+        pair = (f"{mine:.{digits}g}", f"{expected:.{digits}g}")
+        if pair[0] != pair[1]:
+            return pair
+    return pair
+
+
+def _precision_hint(dtype) -> list[str]:
+    """The hint for an array in single (or half) precision, which cannot match float64 to 1e-8."""
+    if dtype in (np.float16, np.float32):
+        return [f"  diagnosis: yours is {dtype}, which holds about {np.finfo(dtype).precision} digits: "
+                "keep the input's dtype (np.zeros(shape, dtype=x.dtype), no cast to float32)"]
+    return []
 
 
 def _bias_hint(mine, expected):
@@ -207,9 +193,10 @@ def compare_forward(mine, expected, reference_name) -> list[str]:
         return []
     worst = np.unravel_index(int(np.argmax(difference)), mine.shape)
     where = ", ".join(map(str, worst))
+    yours, theirs = distinct_digits(mine[worst], expected[worst])
     lines = [f"your forward differs from {reference_name}'s in {int(wrong.sum())} of {mine.size} elements "
-             f"(max |diff| {difference[worst]:.3g}, at [{where}]: yours {mine[worst]:.6g}, "
-             f"{reference_name}'s {expected[worst]:.6g})", *_bias_hint(mine, expected)]
+             f"(max |diff| {difference[worst]:.3g}, at [{where}]: yours {yours}, {reference_name}'s "
+             f"{theirs})", *_bias_hint(mine, expected), *_precision_hint(mine.dtype)]
     return ["\n".join(lines)]
 
 
@@ -281,6 +268,8 @@ def _grade_layer_case(exercise, cls, case, x, seed) -> list[str]:
     if case.compare and not messages and has_reference:
         messages += compare_layers(cls(**case.config), reference_for(exercise, case.config), x, case.batch,
                                    seed, case.training)
+    if exercise.reference == "residual" and case.input_kind == "zeros" and not messages:
+        messages += residual_at_zero_messages(cls, case, x)
     if messages and exercise.mistakes:
         messages += known_mistakes(exercise, cls, case, x, seed)
     return messages
@@ -299,33 +288,11 @@ def known_mistakes(exercise, cls, case, x, seed) -> list[str]:
     notes = []
     for mistake in exercise.mistakes:
         wrong = mistake.dx(x, dy, student.params, case.config)
-        if wrong is not None and isinstance(dx, np.ndarray) and dx.shape == wrong.shape and \
-                np.max(np.abs(dx - wrong)) <= 1e-6 * max(np.max(np.abs(wrong)), 1e-12):
+        yours = dx if mistake.array == "dx" else student.grads.get(mistake.array)
+        if wrong is not None and isinstance(yours, np.ndarray) and yours.shape == wrong.shape and \
+                np.max(np.abs(yours - wrong)) <= 1e-6 * max(np.max(np.abs(wrong)), 1e-12):
             notes.append(f"diagnosis: {mistake.message}")
     return notes
-
-
-def dropout_checks(cls, case, x) -> list[str]:
-    """Inference is the identity; training drops about `rate` of the units and scales the rest."""
-    layer = cls(**case.config)
-    layer.build(x.shape[1:], rng=np.random.default_rng(0), dtype=np.float64)
-    layer.set_rng(np.random.default_rng(0))
-    if not case.training:
-        y = layer.forward(x, training=False)
-        if not isinstance(y, np.ndarray) or y.shape != x.shape or not np.array_equal(y, x):
-            return ["inference (training=False) must return x unchanged: no mask, no scaling"]
-        return []
-    rate = case.config["rate"]
-    big = np.ones((200, *x.shape[1:]))
-    y = layer.forward(big, training=True)
-    dropped = float(np.mean(y == 0))
-    if abs(dropped - rate) > 0.05:
-        return [f"training: {dropped:.0%} of the units were dropped, expected about rate = {rate:.0%}"]
-    kept = y[y != 0]
-    if kept.size and not np.allclose(kept, 1 / (1 - rate)):
-        return [f"training: a kept unit of 1.0 came out as {kept.flat[0]:.4g}, expected 1 / (1 - rate) = "
-                f"{1 / (1 - rate):.4g} (inverted dropout scales at training time)"]
-    return []
 
 
 def _grade_loss_case(exercise, cls, case, x, seed):
@@ -333,35 +300,12 @@ def _grade_loss_case(exercise, cls, case, x, seed):
     labels = np.random.default_rng(seed + 2).integers(0, x.shape[1], size=x.shape[0])
     student, reference = cls(), reference_for(exercise, case.config)
     value, expected = student.forward(x.copy(), labels), reference.forward(x, labels)
-    messages = _loss_value_messages(value, expected, x.shape[0])
+    messages = loss_value_messages(value, expected, x.shape[0])
     if case.gradcheck:
         messages += _gradcheck_messages(check_loss(cls(), x, labels), exercise)
     if messages:
         return messages
     return compare_arrays("dlogits (backward)", student.backward(), reference.backward(), x.shape[0])
-
-
-def _loss_value_messages(value, expected, batch_size) -> list[str]:
-    """[] if the student's loss equals scratchnet's; the gradient check's contract reports a value
-    that is not a number (an array, None)."""
-    if np.ndim(value) != 0 or not isinstance(value, (int, float, np.number)):
-        return []
-    if np.isfinite(value) and abs(value - expected) <= COMPARE_TOLERANCE * max(abs(expected), 1):
-        return []
-    hint = ""
-    if np.isfinite(value) and abs(value * batch_size - expected) < 1e-8 * abs(expected):
-        hint = " (a factor 1/N: the mean over the batch is missing)"
-    elif np.isfinite(value) and abs(value / batch_size - expected) < 1e-8 * abs(expected):
-        hint = " (a factor N: divide by the batch size)"
-    elif np.isinf(value):  # log(0) of an underflowed softmax, or log(inf) of exp without the shift
-        hint = (" (an infinite log p: compute log p = z - max(z) - log(sum exp(z - max(z))) as written, "
-                "the row maximum subtracted inside the exp; log(softmax(z)) is log(0) where a "
-                "probability underflows to 0)")
-    elif np.isnan(value):  # exp(1000) / exp(1000) = inf / inf, or a one-hot 0 * log(0) = 0 * -inf
-        hint = (" (a NaN: exp overflowed (subtract the row maximum before exp), or t * log p met "
-                "0 * log(0) = 0 * -inf where a probability underflowed to 0 (pick "
-                "log_p[np.arange(n), labels] instead of multiplying by the one-hot rows))")
-    return [f"forward: your loss {value:.10g}, expected {expected:.10g}{hint}"]
 
 
 def grade_file(path, name=None) -> GradeReport:

@@ -9,9 +9,16 @@ batch of one).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
+
+from .mistakes import (
+    CONV_MISTAKES,
+    DENSE_MISTAKES,
+    MAX_POOL_TIE_MISTAKES,
+    KnownMistake,
+    max_pool_to_every_tie,
+)
 
 
 @dataclass
@@ -24,14 +31,6 @@ class Case:
     compare: bool = True            # compare with scratchnet's layer
     gradcheck: bool = True
     training: bool = False          # forward in training mode (dropout, batch norm)
-
-
-@dataclass
-class KnownMistake:
-    """A wrong answer students often give: ``dx(x, dy, params, config)`` computes it (None where
-    the mistake would not show); when the student's dx equals it, the grader prints ``message``."""
-    message: str
-    dx: Callable
 
 
 @dataclass
@@ -76,7 +75,8 @@ def _pool_cases():
 
 def _activation_cases():
     return [Case("vectors (N, 5)", {}, (5,), batch=3), Case("images (N, 3, 4, 2)", {}, (3, 4, 2)),
-            Case("batch of one", {}, (6,), batch=1)]
+            Case("batch of one", {}, (6,), batch=1),
+            Case("exact zeros (integer input, x == 0 in places)", {}, (6,), batch=3, input_kind="zeros")]
 
 
 def _batch_norm_parts(x, dy, params, config):
@@ -107,27 +107,11 @@ BATCH_NORM_MISTAKES = [
 ]
 
 
-def _max_pool_to_every_tie(x, dy, params, config):
-    """dx with dy sent to EVERY maximum of a window (None if no window has a tie).
-
-    dx[window] += dy * (window == max(window)) for each window of x (N, H, W, C).
-    """
-    k = config["pool_size"]
-    s = config.get("stride") or k
-    dx, ties = np.zeros_like(x), False
-    for oh in range(dy.shape[1]):
-        for ow in range(dy.shape[2]):
-            window = x[:, s * oh:s * oh + k, s * ow:s * ow + k, :]
-            winners = window == window.max(axis=(1, 2), keepdims=True)
-            ties = ties or bool(np.any(winners.sum(axis=(1, 2)) > 1))
-            dx[:, s * oh:s * oh + k, s * ow:s * ow + k, :] += winners * dy[:, oh:oh + 1, ow:ow + 1, :]
-    return dx if ties else None
-
-
 MAX_POOL_MISTAKES = [
     KnownMistake("dy sent to every tied maximum of a window: on a tie give it to ONE cell (the first "
                  "in row-major order, as the starter says), so that each window's dx sums to its dy",
-                 _max_pool_to_every_tie),
+                 max_pool_to_every_tie),
+    *MAX_POOL_TIE_MISTAKES,
 ]
 
 
@@ -136,7 +120,8 @@ EXERCISES = {exercise.name: exercise for exercise in [
              [Case("Dense(3) on (4,)", {"units": 3}, (4,), batch=3),
               Case("Dense(4) on (4,): square W", {"units": 4}, (4,), batch=3),
               Case("Dense(5) on (3,), batch of one", {"units": 5}, (3,), batch=1),
-              Case("Dense(2) on (6,), batch 5", {"units": 2}, (6,), batch=5)]),
+              Case("Dense(2) on (6,), batch 5", {"units": 2}, (6,), batch=5)],
+             mistakes=DENSE_MISTAKES),
     Exercise("relu", "ReLU backward", "ReLU", "relu", _activation_cases()),
     Exercise("sigmoid", "sigmoid backward", "Sigmoid", "sigmoid", _activation_cases()),
     Exercise("tanh", "tanh backward", "Tanh", "tanh", _activation_cases()),
@@ -148,9 +133,10 @@ EXERCISES = {exercise.name: exercise for exercise in [
              kind="loss", writes="both"),
     Exercise("conv_forward_loops", "Conv2D forward with loops (backward given)", "Conv2D", "conv",
              _conv_cases(), writes="forward"),
-    Exercise("conv_backward_loops", "Conv2D backward with loops", "Conv2D", "conv", _conv_cases()),
+    Exercise("conv_backward_loops", "Conv2D backward with loops", "Conv2D", "conv", _conv_cases(),
+             mistakes=CONV_MISTAKES),
     Exercise("conv_backward_im2col", "Conv2D backward as matrix products: col2im and dW, db, dx",
-             "Conv2D", "conv", _conv_cases()),
+             "Conv2D", "conv", _conv_cases(), mistakes=CONV_MISTAKES),
     Exercise("max_pool", "MaxPool2D forward and backward (overlapping windows, ties)", "MaxPool2D",
              "max_pool", _pool_cases(), writes="both",
              mistakes=MAX_POOL_MISTAKES),
@@ -172,5 +158,6 @@ EXERCISES = {exercise.name: exercise for exercise in [
     Exercise("residual_block", "a residual block y = x + relu(x W1 + b1) W2 + b2: backward", "ResidualBlock",
              "residual",
              [Case("D = 4", {}, (4,), batch=3), Case("D = 6, batch of one", {}, (6,), batch=1),
-              Case("D = 5, batch 5", {}, (5,), batch=5)]),
+              Case("D = 5, batch 5", {}, (5,), batch=5),
+              Case("z == 0 exactly (a zero input row, b1 = 0)", {}, (4,), batch=3, input_kind="zeros")]),
 ]}

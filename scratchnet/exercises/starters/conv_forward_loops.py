@@ -12,12 +12,15 @@ Forward (a cross-correlation, which deep learning calls convolution: the kernel 
     y[n, oh, ow, f] = b[f] + sum_{i, j, c} xp[n, s*oh + i, s*ow + j, c] * W[i, j, c, f]
 
 Write it with one loop per output index (n, oh, ow, f) and the sum over (i, j, c) as
-np.sum(window * W[:, :, :, f]). The backward is given (read it: it is the same index formula).
+np.sum(window * W[:, :, :, f]). The backward is given, imported from scratchnet's loop kernels
+(writing it is the next exercise, conv_backward_loops).
 Grade it with:   scratchnet exercise check conv_forward_loops.py
 """
 
 import numpy as np
 
+from scratchnet.kernels.loops import conv2d_backward
+from scratchnet.kernels.padding import unpadded
 from scratchnet.layers import Layer
 
 
@@ -53,16 +56,8 @@ class Conv2D(Layer):
         raise NotImplementedError("conv_forward_loops: write the forward pass")
 
     def backward(self, dy):
-        xp, W = self.cache["xp"], self.params["W"]
-        (kh, kw), s, p = self.kernel_size, self.stride, self.padding
-        n_batch, out_h, out_w, filters = dy.shape
-        dxp, dW = np.zeros_like(xp), np.zeros_like(W)
-        for n in range(n_batch):
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    window = xp[n, s * oh:s * oh + kh, s * ow:s * ow + kw, :]
-                    for f in range(filters):
-                        dW[:, :, :, f] += window * dy[n, oh, ow, f]
-                        dxp[n, s * oh:s * oh + kh, s * ow:s * ow + kw, :] += W[:, :, :, f] * dy[n, oh, ow, f]
-        self.grads["W"], self.grads["b"] = dW, dy.sum(axis=(0, 1, 2))
-        return dxp[:, p:xp.shape[1] - p, p:xp.shape[2] - p, :]
+        """Given: scratchnet's loop kernel (scratchnet/kernels/loops.py). Writing it is the next
+        exercise, conv_backward_loops: do that one before reading the kernel."""
+        xp, (s, p) = self.cache["xp"], (self.stride, self.padding)
+        dxp, self.grads["W"], self.grads["b"] = conv2d_backward(xp, self.params["W"], dy, stride=(s, s))
+        return unpadded(dxp, ((p, p), (p, p)))

@@ -7,6 +7,7 @@ Shapes: x, y, dy, dx (N, D);  W1, W2 (D, D);  b1, b2 (D,).
 Forward (given):
     z = x @ W1 + b1          h = relu(z)          y = x + h @ W2 + b2
                                                       ^ the skip connection
+    relu'(z) = 1 where z > 0, 0 where z < 0 (take 0 at z == 0)
 
 Backward: derive, in this order (the skip path and the block path both reach x):
     dW2 = ?    db2 = ?    dh = ?    dz = ?    dW1 = ?    db1 = ?
