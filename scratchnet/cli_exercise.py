@@ -27,11 +27,12 @@ RUNS_CODE = ("This imports FILE with importlib, which RUNS the code in it (that 
 
 EXERCISE_WORKFLOW = """\
 how it goes:
-  scratchnet exercise list                      the exercises, in course order
-  scratchnet exercise start relu                write ./relu.py, the starter (never overwrites)
+  scratchnet exercise list             the exercises, in course order
+  scratchnet exercise start relu       write ./relu.py (never overwrites)
   (fill in what relu.py leaves to you)
-  scratchnet exercise check relu.py             grade it: one verdict per case, with the diagnosis
-  scratchnet exercise start relu --overwrite    start again from the starter (your relu.py is replaced)"""
+  scratchnet exercise check relu.py    grade it: a verdict per case, a diagnosis
+  scratchnet exercise start relu --overwrite
+                                       start again (your relu.py is replaced)"""
 
 
 def add_parsers(commands, gradcheck_parser) -> None:

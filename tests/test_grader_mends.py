@@ -308,9 +308,10 @@ def test_exercise_help_shows_the_workflow_and_how_to_start_again(capsys):
     with pytest.raises(SystemExit):
         cli.main(["exercise", "--help"])
     out = capsys.readouterr().out
-    assert "  scratchnet exercise start relu                write ./relu.py, the starter" in out
-    assert "  scratchnet exercise check relu.py             grade it" in out
-    assert "  scratchnet exercise start relu --overwrite    start again from the starter" in out
+    assert "  scratchnet exercise start relu       write ./relu.py (never overwrites)" in out
+    assert "  scratchnet exercise check relu.py    grade it" in out
+    assert "  scratchnet exercise start relu --overwrite\n" in out
+    assert "start again (your relu.py is replaced)" in out
 
 
 def answer_lines(name) -> set[str]:
