@@ -232,6 +232,25 @@ def test_a_process_forked_after_the_pool_started_runs_its_kernels(serial_afterwa
     assert queue.get(timeout=5) == [10, 20, 30]
 
 
+def test_a_process_forked_while_another_thread_holds_the_pool_lock_runs_its_kernels(serial_afterwards):
+    """The lock another thread holds at the fork is held forever in the child (that thread does
+    not exist there): the child makes its own lock, as it makes its own pool (a refactor that
+    dropped that line made the child's first kernel wait forever; a diff reviewer caught it)."""
+    chunk_workers.set_kernel_workers(2)
+    fork = multiprocessing.get_context("fork")
+    queue = fork.Queue()
+    with chunk_workers._pool_lock:  # as a thread in the middle of submitting holds it
+        child = fork.Process(target=times_ten_in_chunks, args=(queue,))
+        child.start()
+    child.join(20)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+        child.join()
+    assert not hung and child.exitcode == 0
+    assert queue.get(timeout=5) == [10, 20, 30]
+
+
 def test_switching_workers_while_another_thread_submits_loses_no_job(serial_afterwards, monkeypatch):
     """/tmp/reentrant/t5_switch.py: set_kernel_workers shut the pool down between another thread's
     finding it and submitting to it (RuntimeError: cannot schedule new futures after shutdown).

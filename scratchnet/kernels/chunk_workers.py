@@ -133,8 +133,7 @@ def _forget_the_pool_in_a_forked_child():
     there would wait forever. The child starts without a pool (made again on first use)."""
     global _pool, _pool_lock
     _pool = None
-    _blas_threads_before: int | None = None  # the BLAS's count when workers went from 1 to more
-_pool_lock = threading.Lock()
+    _pool_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
