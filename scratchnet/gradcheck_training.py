@@ -65,14 +65,20 @@ def _swap_in(model, layer_name, replacement):
 
 
 def _copy_arrays(originals: dict, students: dict, what: str, layer_name: str, student) -> None:
-    """Copy each array of ``originals`` into ``students`` (the student's params or buffers),
-    whose keys and shapes must hold them."""
-    for key, value in originals.items():
-        if key not in students or np.shape(students[key]) != value.shape:
-            raise ValueError(f"compare_training: {type(student).__name__} has {what} "
-                             f"{ {k: np.shape(v) for k, v in students.items()} }, the original "
-                             f"{layer_name} has { {k: v.shape for k, v in originals.items()} }")
-        students[key] = value.copy()
+    """Copy each array of ``originals`` into ``students`` (the student's params or buffers): by
+    name, or, where the student named them otherwise (``running_mean`` for ``mean``), in order,
+    if the shapes match one for one."""
+    original_shapes = {key: np.shape(value) for key, value in originals.items()}
+    student_shapes = {key: np.shape(value) for key, value in students.items()}
+    if all(student_shapes.get(key) == shape for key, shape in original_shapes.items()):
+        student_keys = list(originals)  # same names
+    elif list(original_shapes.values()) == list(student_shapes.values()):
+        student_keys = list(students)  # other names, same shapes in the same order
+    else:
+        raise ValueError(f"compare_training: {type(student).__name__} has {what} {student_shapes}, "
+                         f"the original {layer_name} has {original_shapes}")
+    for student_key, value in zip(student_keys, originals.values()):
+        students[student_key] = value.copy()
 
 
 def compare_training(model, layer_name, replacement, x, y, steps: int = 5, batch_size: int | None = None,

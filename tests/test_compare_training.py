@@ -73,3 +73,28 @@ def test_a_student_without_the_original_buffers_is_named():
     with pytest.raises(ValueError, match=r"^compare_training: NoRunningStats has buffers \{\}, the "
                                          r"original batch_norm has \{'mean': \(3,\), 'var': \(3,\)\}$"):
         compare_training(conv_batchnorm(False), "batch_norm", NoRunningStats(), X, Y)
+
+
+class RenamedRunningStats(BatchNorm):
+    """A correct BatchNorm keeping its statistics under other names (the reviewer's MyBN)."""
+
+    def build(self, input_shape, rng=None, dtype=np.float32):
+        shape = super().build(input_shape, rng=rng, dtype=dtype)
+        self.buffers = {"running_mean": self.buffers.pop("mean"), "running_var": self.buffers.pop("var")}
+        return shape
+
+    def forward(self, x, training=False):
+        self.buffers["mean"], self.buffers["var"] = self.buffers["running_mean"], self.buffers["running_var"]
+        try:
+            return super().forward(x, training)
+        finally:
+            del self.buffers["mean"], self.buffers["var"]
+
+
+def test_a_student_naming_the_buffers_otherwise_gets_them_in_order():
+    """Same shapes in the same order under other names: handed over in order (before, a ValueError
+    refused this correct layer, and a fresh mean/var would fail a trained model's inference)."""
+    for trained in (False, True):
+        model = conv_batchnorm(trained)
+        result = compare_training(model, "batch_norm", RenamedRunningStats(), X, Y, steps=3)
+        assert result.passed, str(result)
