@@ -41,8 +41,9 @@ def describe_exception(name: str, where: str, error: BaseException) -> str:
 
 
 def _is_library_file(filename: str) -> bool:
-    """True for scratchnet's own files, numpy's, the standard library's and "<frozen ...>" ones."""
-    if filename.startswith("<frozen"):
+    """True for scratchnet's own files, numpy's, the standard library's and "<frozen ...>" ones
+    (and NumPy < 1.25's "<__array_function__ internals>" frames)."""
+    if filename.startswith(("<frozen", "<__array_function__")):
         return True
     path = os.path.realpath(filename)
     return any(path.startswith(root + os.sep) for root in _library_roots())

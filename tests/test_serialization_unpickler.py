@@ -306,22 +306,24 @@ def test_schedules_saved_under_their_old_module_still_load():
     assert type(schedule) is StepDecay and schedule(7) == 0.1 * 0.5 ** 2
 
 
-def test_trusted_load_reads_numpy_1_spellings_without_numpy_core(tmp_path, monkeypatch):
-    """A file written under NumPy 1 names ``numpy.core.multiarray._reconstruct``; NumPy 2 keeps
-    ``numpy.core`` only as a deprecated alias, to be removed. trusted=True maps the name as the safe
-    loader does, so the file still loads (and predicts the same) where ``numpy.core`` is gone."""
+def test_trusted_load_reads_the_other_numpys_spelling(tmp_path, monkeypatch):
+    """NumPy 1 writes ``numpy.core.multiarray._reconstruct``, NumPy 2 ``numpy._core...``; NumPy 2
+    keeps ``numpy.core`` only as a deprecated alias (to be removed), NumPy 1 has no ``numpy._core``.
+    trusted=True maps both spellings as the safe loader does, so a file written under the other
+    NumPy loads (and predicts the same) where its spelling does not import."""
     x, y = blobs()
     model = mlp(seed=1)
     model.fit(x, y, epochs=1, batch_size=32, verbose=0)
     payload = pickle.dumps(model, protocol=2)  # protocol 2: GLOBAL opcodes name "module\nname\n"
-    assert b"cnumpy._core.multiarray\n_reconstruct\n" in payload
-    numpy_1_payload = payload.replace(b"cnumpy._core.", b"cnumpy.core.")
-    assert b"numpy._core." not in numpy_1_payload
-    path = tmp_path / "numpy1.sn"
-    path.write_bytes(frame_payload(numpy_1_payload))
-    for gone in ("numpy.core", "numpy.core.multiarray"):  # as on a NumPy without the alias
+    written_by_numpy_2 = b"cnumpy._core." in payload
+    ours, other = ("numpy._core", "numpy.core") if written_by_numpy_2 else ("numpy.core", "numpy._core")
+    other_payload = payload.replace(b"c" + ours.encode() + b".", b"c" + other.encode() + b".")
+    assert b"c" + other.encode() + b".multiarray\n_reconstruct\n" in other_payload
+    path = tmp_path / "other_numpy.sn"
+    path.write_bytes(frame_payload(other_payload))
+    for gone in (other, other + ".multiarray"):  # the other NumPy's spelling does not import here
         monkeypatch.setitem(sys.modules, gone, None)
     with pytest.raises(ImportError):
-        pickle.loads(numpy_1_payload)  # what load(trusted=True) used to do
+        pickle.loads(other_payload)  # what load(trusted=True) used to do
     loaded = sn.load(path, trusted=True)  # (protocol 2 pickles bytes through _codecs.encode,
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))  # which the safe loader refuses)
