@@ -16,6 +16,7 @@ from scratchnet.callbacks import Callback
 from scratchnet.losses import Loss
 from scratchnet.optimizers import Optimizer
 from scratchnet.safe_unpickler import RestrictedUnpickler, UnsafeModelError
+from scratchnet.schedules import Schedule
 
 
 class SoftmaxCE(Loss):
@@ -49,8 +50,8 @@ class PlainSGD(Optimizer):
         return f"PlainSGD(lr={self.schedule!r})"
 
 
-class HalfLife:
-    """lr(step) = lr0 * 0.5 ** (step / half): a schedule of the student's own (no base class)."""
+class HalfLife(Schedule):
+    """lr(step) = lr0 * 0.5 ** (step / half): a schedule of the student's own."""
 
     def __init__(self, lr0, half):
         self.lr0, self.half = lr0, half
