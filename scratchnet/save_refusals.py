@@ -7,6 +7,7 @@ containers and the user's own classes of the kinds ``allowed_classes`` takes. So
 loaded, with no layer named. ``check_globals`` reads the globals the pickle names (an opcode
 scan of the bytes, before any file is written) and, for one the loader would refuse even with
 ``allowed_classes``, names the layer and attribute that hold it, with what to do instead.
+Names only: a call the loader refuses (``REDUCE`` of an allowed class) is left to the load.
 """
 
 from __future__ import annotations

@@ -61,6 +61,9 @@ Saving refuses what loading would refuse
 ``save`` checks the structure (``check_structure``) and every global the pickle names
 (``save_refusals.py``: an opcode scan of the bytes) before writing: a layer attribute holding a
 function (``np.tanh``) or a generator of its own is refused with the layer and attribute named.
+It checks the globals a file names, not the calls it makes (a class whose ``__reduce__`` is a
+call of itself saves; the load refuses the call). ``ModelCheckpoint`` runs the same check at the
+start of ``fit``; ``save(path, trusted=True)`` skips the globals check.
 
 Saving never destroys the previous file
 ---------------------------------------

@@ -279,3 +279,23 @@ def test_model_checkpoint_refuses_before_the_first_batch_and_saves_with_trusted(
     np.testing.assert_array_equal(again.predict(x), model.predict(x))
     with pytest.raises(TypeError, match="trusted"):
         ModelCheckpoint(str(tmp_path / "m.sn"), trusted="yes")
+
+
+class Scaled(Loss):
+    """A loss whose pickle is a call, Scaled(k): a name the loader takes, a call it refuses."""
+
+    def __init__(self, k=2.0):
+        self.k = k
+
+    def __reduce__(self):
+        return (Scaled, (self.k,))
+
+
+def test_save_checks_the_names_a_file_holds_not_the_calls_it_makes(tmp_path):
+    """What the README says: save refuses every global the safe load refuses to NAME; a call of an
+    allowed class (REDUCE) is refused only by the load, which says so."""
+    model = sn.Sequential([Dense(2)], input_shape=(3,), seed=0).compile(sn.SGD(0.1), Scaled(3.0))
+    model.save(tmp_path / "scaled.sn")
+    with pytest.raises(UnsafeModelError, match="refused to call test_save_refusals.Scaled"):
+        sn.load(tmp_path / "scaled.sn", allowed_classes=[Scaled])
+    assert sn.load(tmp_path / "scaled.sn", trusted=True).loss.k == 3.0
