@@ -226,16 +226,27 @@ class ModelCheckpoint(_Monitor):
 
     Checked when it is made, not after an epoch of work: the folder exists and the template
     parses; fit checks each field (and, with save_best_only, ``monitor``) against the values it
-    will log before the first batch (``watched_values``), and every epoch's end again.
+    will log before the first batch (``watched_values``), and every epoch's end again. At the
+    start of fit it checks that the model would save (``on_train_begin``), so a model that
+    ``model.save`` refuses stops fit before the first batch, not after an epoch. ``trusted=True``
+    saves as ``model.save(path, trusted=True)`` does, for files read back with ``trusted=True``.
     """
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto",
-                 key="model_checkpoint"):
+                 key="model_checkpoint", trusted=False):
         super().__init__(monitor, mode, 0.0, key)
         self.path = os.fspath(check_path(path, "ModelCheckpoint"))
         self.save_best_only = check_bool(save_best_only, "save_best_only", "ModelCheckpoint")
+        self.trusted = check_bool(trusted, "trusted", "ModelCheckpoint")
         self.fields = _template_fields(self.path)
         _check_folder(self.path)
+
+    def on_train_begin(self, logs=None):
+        """Pickle the model in memory and check it as ``model.save`` would (no file written):
+        a SerializationError now, before the first batch."""
+        from .serialization import checked_payload
+
+        checked_payload(self.model, self.trusted)
 
     def watched_values(self) -> list[tuple[str, str]]:
         """The path's fields (but {epoch}), and ``monitor`` only with save_best_only (else unread)."""
@@ -253,7 +264,7 @@ class ModelCheckpoint(_Monitor):
                            f"need validation_data or validation_split")
         path = self.path.format(epoch=epoch + 1, **logs)
         if not self.save_best_only:
-            self.model.save(path)
+            self.model.save(path, trusted=self.trusted)
             return
         value = self.value(logs)
         if not self.improved(value):
@@ -261,7 +272,7 @@ class ModelCheckpoint(_Monitor):
         previous_best = self.state["best"]
         self.state["best"] = value  # before saving, so the file holds this epoch's state
         try:
-            self.model.save(path)
+            self.model.save(path, trusted=self.trusted)
         except BaseException:
             self.state["best"] = previous_best  # not saved: a later epoch must still beat the old best
             raise

@@ -371,11 +371,15 @@ class Sequential:
         one_thread.refuse_other_threads(self, "set_weights")
         weights_module.set_weights(self, weights)
 
-    def save(self, path) -> None:
-        """Save architecture, weights, optimizer state and RNG state (see scratchnet.load)."""
+    def save(self, path, trusted: bool = False) -> None:
+        """Save architecture, weights, optimizer state and RNG state (see scratchnet.load).
+
+        Refused before writing if the safe ``scratchnet.load`` would refuse the file (a function
+        or a class of no allowed kind kept in an attribute); ``trusted=True`` writes it anyway,
+        for a file only ever read back with ``scratchnet.load(path, trusted=True)``."""
         from .serialization import save_model
         one_thread.refuse_other_threads(self, "save")
-        save_model(self, path)
+        save_model(self, path, trusted=trusted)
 
     def save_weights(self, path, naming: str = "scratchnet") -> None:
         """Save only the weights, as a pickle-free .npz file; ``naming="torch"`` writes PyTorch

@@ -95,9 +95,8 @@ def _scratchnet_class(module: str, name: str):
     cls = vars(namespace).get(name)  # plain lookup: no dotted paths, no module __getattr__
     if not isinstance(cls, type) or cls.__module__ != module or cls.__qualname__ != name:
         return None
-    for klass in cls.__mro__[:-1]:  # every base except object
-        if "__new__" in vars(klass) or "__del__" in vars(klass):
-            return None  # creating or freeing an instance would run code
+    if runs_code_when_made_or_freed(cls):
+        return None
     return cls
 
 
@@ -144,26 +143,44 @@ ALLOWED_KINDS = "layer, loss, optimizer, callback or schedule"
 
 
 def own_class_kind(cls) -> str | None:
-    """"layer", "loss", "optimizer" or "callback" for a subclass of scratchnet's Layer, Loss,
-    Optimizer or Callback; "schedule" for another class whose objects are called as
-    ``schedule(step)`` (it defines ``__call__``, as every schedule in schedules.py); else None.
+    """"layer", "loss", "optimizer", "callback" or "schedule" for a subclass of scratchnet's
+    Layer, Loss, Optimizer, Callback or Schedule (scratchnet.schedules); else None.
 
     These are the kinds a model file holds (its layers, ``model.loss``, ``model.optimizer`` and
     its ``schedule``, and what a layer or optimizer keeps), so the kinds ``allowed_classes`` takes.
+    A class is of a kind by its base class only: any class with a ``__call__`` (a library's
+    ``ServerProxy``, ``torch.nn.Linear``) is no schedule.
     """
     from .callbacks import Callback
     from .layers.base import Layer
     from .losses import Loss
     from .optimizers import Optimizer
+    from .schedules import Schedule
 
     if not isinstance(cls, type):
         return None
-    for base, kind in ((Layer, "layer"), (Loss, "loss"), (Optimizer, "optimizer"), (Callback, "callback")):
+    for base, kind in ((Layer, "layer"), (Loss, "loss"), (Optimizer, "optimizer"), (Callback, "callback"),
+                       (Schedule, "schedule")):
         if issubclass(cls, base):
             return kind
-    if any("__call__" in vars(klass) for klass in cls.__mro__[:-1]):  # every base except object
-        return "schedule"
     return None
+
+
+def runs_code_when_made_or_freed(cls) -> bool:
+    """True if ``cls`` or a base (but object) defines ``__new__`` or ``__del__``: creating or
+    freeing an instance would run its code, so the safe loader never names it."""
+    return any("__new__" in vars(klass) or "__del__" in vars(klass) for klass in cls.__mro__[:-1])
+
+
+def check_allowed_class(cls) -> None:
+    """Raise TypeError unless ``allowed_classes`` may take ``cls``: a class of a kind a model
+    file holds (``own_class_kind``) that runs no code when made or freed."""
+    if own_class_kind(cls) is None:
+        raise TypeError(f"allowed_classes takes Layer subclasses, Loss, Optimizer and Callback "
+                        f"subclasses and schedule classes (subclasses of scratchnet.schedules.Schedule) "
+                        f"of your own, got {cls!r}")
+    if runs_code_when_made_or_freed(cls):
+        raise TypeError(f"{cls.__qualname__} defines __new__ or __del__: load it with trusted=True")
 
 
 def _own_class_hint(module: str, name: str) -> str:

@@ -7,6 +7,7 @@ containers and the user's own classes of the kinds ``allowed_classes`` takes. So
 loaded, with no layer named. ``check_globals`` reads the globals the pickle names (an opcode
 scan of the bytes, before any file is written) and, for one the loader would refuse even with
 ``allowed_classes``, names the layer and attribute that hold it, with what to do instead.
+Names only: a call the loader refuses (``REDUCE`` of an allowed class) is left to the load.
 """
 
 from __future__ import annotations
@@ -15,91 +16,54 @@ import io
 import pickletools
 import sys
 
-from .safe_unpickler import ALLOWED_KINDS, allowed_global, own_class_kind
+from .safe_unpickler import ALLOWED_KINDS, allowed_global, check_allowed_class, own_class_kind
 
-# How the scan treats each opcode (pickletools.code2op: every opcode of every protocol):
-#   "string"  pushes a string (a global's module or name, protocol 4+): read with pickletools' reader
-#   "get"     pushes memo[index]; "put" stores the top in memo[index]; "memoize" in memo[len(memo)]
-#   "global"  GLOBAL "module name" (protocols 0-3); "stack_global" the two strings pushed before it
-#   "read"    another argument read with its reader (text, up to a newline); "fixed": n bytes
-#   "counted" an argument after its own length field (n bytes wide): bytes, the arrays' data,
-#             stepped over unread (most of the file)
-# and whether it pushes a value (PROTO and FRAME do not: they must not hide the strings before
-# a STACK_GLOBAL).
+# The opcodes that push a string: a global's module or name when a STACK_GLOBAL follows.
 _STRING_OPCODES = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING",
                    "BINSTRING", "STRING"}
-_MEMO_INDEX_WIDTH = {"BINGET": 1, "BINPUT": 1, "LONG_BINGET": 4, "LONG_BINPUT": 4}
-_LENGTH_WIDTH = {pickletools.TAKEN_FROM_ARGUMENT1: 1, pickletools.TAKEN_FROM_ARGUMENT4: 4,
-                 pickletools.TAKEN_FROM_ARGUMENT4U: 4, pickletools.TAKEN_FROM_ARGUMENT8U: 8}
-
-
-def _scan_rule(opcode) -> tuple[str, int, bool]:
-    """(what the scan does, argument bytes or length-field width, pushes a value) for an opcode."""
-    name, size = opcode.name, opcode.arg.n if opcode.arg is not None else 0
-    pushes = name not in ("PROTO", "FRAME")
-    if name in _STRING_OPCODES:
-        return "string", 0, pushes
-    if name in _MEMO_INDEX_WIDTH:
-        return ("get" if "GET" in name else "put"), _MEMO_INDEX_WIDTH[name], "GET" in name
-    if name in ("GET", "PUT"):  # protocol 0: a decimal index on a line
-        return name.lower(), -1, name == "GET"
-    if name in ("MEMOIZE", "GLOBAL", "STACK_GLOBAL"):
-        return name.lower(), 0, name != "MEMOIZE"
-    if size == pickletools.UP_TO_NEWLINE:
-        return "read", 0, pushes
-    if size >= 0:
-        return "fixed", size, pushes
-    return "counted", _LENGTH_WIDTH[size], pushes
-
-
-_RULES = {ord(code): (opcode, *_scan_rule(opcode)) for code, opcode in pickletools.code2op.items()}
+_GET_OPCODES = {"GET", "BINGET", "LONG_BINGET"}  # push memo[index]
+_PUT_OPCODES = {"PUT", "BINPUT", "LONG_BINPUT"}  # memo[index] = the top value (nothing pushed)
+# Opcodes that push nothing: they must not hide the two strings before a STACK_GLOBAL.
+_PUSH_NOTHING = {"PROTO", "FRAME", "MEMOIZE"} | _PUT_OPCODES
 
 
 def pickle_globals(payload: bytes) -> set[tuple[str, str]]:
     """Every (module, name) a pickle names with ``GLOBAL`` or ``STACK_GLOBAL``.
 
-    ``STACK_GLOBAL`` takes its module and name from the two values pushed just before it,
-    either strings or memo fetches of strings seen earlier; so the scan remembers the last two
-    values pushed (a string, or None for anything else) and which memo slots hold strings.
-    Same opcodes as ``pickletools.genops``, but only the arguments the scan needs are read.
+    The pickle is read opcode by opcode (``pickletools.genops``: nothing is run or imported):
+
+    * ``GLOBAL`` (protocols 0-3) carries "module name" in its argument;
+    * ``STACK_GLOBAL`` (protocol 4+) takes module and name from the two values pushed just
+      before it: two strings, each pushed as a string opcode or fetched from the memo (``GET``),
+      where an earlier ``PUT``/``MEMOIZE`` stored a string already written once.
+
+    So the scan keeps the last two values pushed (a string, or None for anything else) and what
+    each memo slot holds (``MEMOIZE`` stores into slot ``len(memo)``, as the unpickler does).
     """
-    found, memo = set(), {}
-    before_last = last = None  # the last two values pushed
-    stream = io.BytesIO(payload)  # for pickletools' argument readers (shares the bytes, no copy)
-    position = 0
-    while True:
-        opcode, rule, size, pushes = _RULES[payload[position]]  # IndexError/KeyError: not a pickle
-        position += 1
-        pushed = None
-        if rule in ("string", "read", "global") or size < 0:
-            stream.seek(position)
-            argument = opcode.arg.reader(stream)
-            position = stream.tell()
-            if rule == "string":
-                pushed = argument
-            elif rule == "global":
-                module, _, qualname = argument.partition(" ")
-                found.add((module, qualname))
-            elif rule in ("get", "put"):
-                size, index = 0, int(argument)
-        elif rule in ("get", "put", "counted"):
-            number = int.from_bytes(payload[position:position + size], "little")
-            position += size + (number if rule == "counted" else 0)
-            index = number
-        else:
-            position += size  # "fixed", "memoize", "stack_global"
-        if rule == "get":
-            pushed = memo.get(index)
-        elif rule == "put":
-            memo[index] = last
-        elif rule == "memoize":
-            memo[len(memo)] = last
-        elif rule == "stack_global" and isinstance(before_last, str) and isinstance(last, str):
+    found = set()
+    memo = {}                    # memo slot -> the string stored there, or None
+    before_last, last = None, None  # the last two values pushed
+    for opcode, argument, _ in pickletools.genops(payload):
+        name = opcode.name
+        if name == "GLOBAL":
+            module, _, qualname = argument.partition(" ")
+            found.add((module, qualname))
+        elif name == "STACK_GLOBAL" and isinstance(before_last, str) and isinstance(last, str):
             found.add((before_last, last))
-        if opcode.name == "STOP":
-            return found
-        if pushes:
-            before_last, last = last, pushed
+        elif name in _PUT_OPCODES:
+            memo[argument] = last
+        elif name == "MEMOIZE":
+            memo[len(memo)] = last
+        if name in _PUSH_NOTHING:
+            continue
+        if name in _STRING_OPCODES:
+            pushed = argument
+        elif name in _GET_OPCODES:
+            pushed = memo.get(argument)
+        else:
+            pushed = None  # a number, an object, a mark, a STACK_GLOBAL's class, ...
+        before_last, last = last, pushed
+    return found
 
 
 def _look_up(module: str, name: str):
@@ -111,13 +75,16 @@ def _look_up(module: str, name: str):
 
 
 def refused_at_load(module: str, name: str) -> bool:
-    """True if the safe loader refuses ``module.name`` whatever ``allowed_classes`` is given."""
+    """True if the safe loader refuses ``module.name`` whatever ``allowed_classes`` is given:
+    neither allowed by itself (``allowed_global``) nor a class ``allowed_classes`` would take
+    (``check_allowed_class``, the rule ``scratchnet.load`` applies to it)."""
     if allowed_global(module, name) is not None:
         return False
-    found = _look_up(module, name)
-    if own_class_kind(found) is None:
+    try:
+        check_allowed_class(_look_up(module, name))
+    except TypeError:
         return True
-    return any("__new__" in vars(klass) or "__del__" in vars(klass) for klass in found.__mro__[:-1])
+    return False
 
 
 def _names(value, pickler_class) -> set[tuple[str, str]]:
@@ -129,34 +96,70 @@ def _names(value, pickler_class) -> set[tuple[str, str]]:
     return pickle_globals(buffer.getvalue())
 
 
-def holder(model, refused: tuple[str, str], pickler_class) -> tuple[str, object]:
-    """(where, what): the layer attribute (or model attribute) whose value names ``refused``.
+def _saved_attributes(obj) -> dict:
+    """The attributes pickle saves for ``obj``: its ``__getstate__()`` dict, or ``vars(obj)`` when
+    ``__getstate__`` returns something else (a tuple of the class's own making)."""
+    state = obj.__getstate__()
+    return state if isinstance(state, dict) else vars(obj)
+
+
+def _is_of_class(obj, refused: tuple[str, str]) -> bool:
+    return (type(obj).__module__, type(obj).__qualname__) == refused
+
+
+def _holding(value, refused: tuple[str, str]) -> str:
+    """"numpy.tanh" for the global itself, or "a numpy.random._generator.Generator whose pickle
+    names numpy.random..." for a value that names it."""
+    what = ".".join(refused)
+    if value is _look_up(*refused):
+        return what
+    kind = type(value)
+    return f"a {kind.__module__}.{kind.__qualname__} whose pickle names {what}"
+
+
+def holder(model, refused: tuple[str, str], pickler_class) -> str:
+    """What names ``refused``, in words: a layer of that class, or the layer attribute (or model
+    attribute) holding it ("layer 'act' (Func) attribute 'fn' holds numpy.tanh").
 
     Layers are searched deepest first (a container's children before the container), each
-    attribute pickled alone as the model file pickles it.
+    layer's own class before its attributes, each attribute pickled alone as the file pickles it.
     """
     from .layers.base import iter_layers
 
+    what = ".".join(refused)
     for layer in reversed(list(iter_layers(model.layers))):
-        for attribute, value in layer.__getstate__().items():
+        where = f"layer {layer.name!r} ({type(layer).__name__})"
+        if _is_of_class(layer, refused):
+            return f"{where} is an object of {what}"
+        for attribute, value in _saved_attributes(layer).items():
             if refused in _names(value, pickler_class):
-                return f"layer {layer.name!r} ({type(layer).__name__}) attribute {attribute!r}", value
-    for attribute, value in model.__getstate__().items():
+                return f"{where} attribute {attribute!r} holds {_holding(value, refused)}"
+    if _is_of_class(model, refused):
+        return f"the model is an object of {what}"
+    for attribute, value in _saved_attributes(model).items():
         if attribute != "layers" and refused in _names(value, pickler_class):
-            return f"the model's attribute {attribute!r}", value
-    return "an attribute of the model", None
+            return f"the model's attribute {attribute!r} holds {_holding(value, refused)}"
+    return f"the model's pickle names {what}"
 
 
 def _advice(module: str, name: str) -> str:
     """What to keep in the attribute instead of the refused object."""
+    from .model import Sequential
+
     found = _look_up(module, name)
     if module.startswith("numpy.random"):
         return ("a NumPy random generator pickles through NumPy internals the safe loader refuses: "
                 "draw from self.random_generator() (the model's generator, saved with it and seeded "
                 "by the model's seed) instead of keeping a generator of your own")
+    if isinstance(found, type) and issubclass(found, Sequential):
+        return ("a model class of your own (a Sequential subclass) is no kind allowed_classes takes: "
+                "build a scratchnet.Sequential and keep your code in layers of your own")
+    if isinstance(found, type) and own_class_kind(found) is not None:  # refused for its __new__/__del__
+        return (f"{name} (or a base class) defines __new__ or __del__, which would run code when the "
+                f"file is loaded: remove them")
     if isinstance(found, type):
-        return (f"it is a class of no kind a model file holds ({ALLOWED_KINDS}), or one with its own "
-                f"__new__ or __del__: keep plain data (numbers, strings, arrays, lists, dicts) instead")
+        return (f"it is a class of no kind a model file holds ({ALLOWED_KINDS}): keep plain data "
+                f"(numbers, strings, arrays, lists, dicts) instead")
     if callable(found):
         return (f"a model file never names a function: keep its name, self.fn_name = {name!r}, and look "
                 f"it up when you call it, getattr(np, self.fn_name)(x)")
@@ -169,10 +172,5 @@ def check_globals(model, payload: bytes, pickler_class) -> str | None:
     if not refused:
         return None
     module, name = refused[0]
-    where, value = holder(model, refused[0], pickler_class)
-    what = f"{module}.{name}"
-    if value is not _look_up(module, name):  # the value is not the global itself but names it
-        kind = type(value)
-        what = f"a {kind.__module__}.{kind.__qualname__} whose pickle names {what}"
-    return f"{where} holds {what}, which the safe loader refuses even with allowed_classes: " \
-           f"{_advice(module, name)}"
+    return (f"{holder(model, refused[0], pickler_class)}, which the safe loader refuses even with "
+            f"allowed_classes: {_advice(module, name)}")

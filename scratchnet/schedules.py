@@ -21,6 +21,9 @@ same learning rates. Epoch-based schedules take ``steps_per_epoch`` and use
     ReduceOnPlateau(initial, factor, patience, min_lr, monitor)
                                        as torch.optim.lr_scheduler.ReduceLROnPlateau, driven
                                        by ``on_epoch_end(epoch, logs)``
+
+Every one derives from :class:`Schedule`; a schedule of your own does too, so that
+``scratchnet.load(path, allowed_classes=[MySchedule])`` takes it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,24 @@ from __future__ import annotations
 import math
 
 from .option_checks import check_count, check_monitor, check_real
+
+
+class Schedule:
+    """Base class of every learning-rate schedule. A schedule provides:
+
+    * ``__call__(self, step) -> float``: the learning rate for update ``step`` (0 for the first
+      one), the same number every time for the same step (a loaded model resumes with it);
+    * only plain attributes (numbers, strings, other schedules): no generator, lambda or file,
+      so it pickles with the model;
+    * optionally ``on_epoch_end(epoch, logs)`` and ``watched_values()`` if it reads logged
+      values (as ReduceOnPlateau), called by ``fit`` like a callback's.
+
+    ``scratchnet.load(path, allowed_classes=[...])`` takes subclasses of this class (and of
+    Layer, Loss, Optimizer, Callback) only: any other class with a ``__call__`` is refused.
+    """
+
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError(f"{type(self).__name__} must define __call__(self, step) -> learning rate")
 
 
 def check_step(step, who: str) -> int:
@@ -40,7 +61,7 @@ def _count(value, what: str, who: str) -> int:
     return check_count(value, what, who, 1)
 
 
-class ConstantLR:
+class ConstantLR(Schedule):
     """lr (what a plain number becomes, and what ``optimizer.lr = value`` installs)."""
 
     def __init__(self, lr: float):
@@ -54,7 +75,7 @@ class ConstantLR:
         return f"{self.lr:g}"
 
 
-class StepDecay:
+class StepDecay(Schedule):
     """lr = initial * factor ** (step // every)."""
 
     def __init__(self, initial: float, factor: float = 0.5, every: int = 1000):
@@ -69,7 +90,7 @@ class StepDecay:
         return f"StepDecay({self.initial:g}, factor={self.factor:g}, every={self.every})"
 
 
-class ExponentialDecay:
+class ExponentialDecay(Schedule):
     """lr = initial * rate ** (step / decay_steps)."""
 
     def __init__(self, initial: float, rate: float = 0.96, decay_steps: int = 1000):
@@ -85,7 +106,7 @@ class ExponentialDecay:
         return f"ExponentialDecay({self.initial:g}, rate={self.rate:g}, decay_steps={self.decay_steps})"
 
 
-class CosineDecay:
+class CosineDecay(Schedule):
     """lr = final + (initial - final) * (1 + cos(pi * min(step, total) / total)) / 2 (then flat)."""
 
     def __init__(self, initial: float, total_steps: int, final: float = 0.0):
@@ -101,7 +122,7 @@ class CosineDecay:
         return f"CosineDecay({self.initial:g}, total_steps={self.total_steps}, final={self.final:g})"
 
 
-class CosineAnnealing:
+class CosineAnnealing(Schedule):
     """torch.optim.lr_scheduler.CosineAnnealingLR, in closed form.
 
         t  = step                      (steps_per_epoch=None: annealed per optimizer step)
@@ -129,7 +150,7 @@ class CosineAnnealing:
                 f"steps_per_epoch={self.steps_per_epoch})")
 
 
-class LinearWarmup:
+class LinearWarmup(Schedule):
     """A linear ramp over ``warmup_steps`` steps, then ``after`` (which starts again at its step 0).
 
         step < W :  lr = after(0) * (start_factor + (1 - start_factor) * step / W)
@@ -162,7 +183,7 @@ class LinearWarmup:
                 f"start_factor={self.start_factor:g})")
 
 
-class OneCycle:
+class OneCycle(Schedule):
     """torch.optim.lr_scheduler.OneCycleLR (anneal_strategy="cos", two phases), learning rate only.
 
         start = max_lr / div_factor,  end = start / final_div_factor
@@ -212,7 +233,7 @@ class OneCycle:
                 f"div_factor={self.div_factor:g}, final_div_factor={self.final_div_factor:g})")
 
 
-class ReduceOnPlateau:
+class ReduceOnPlateau(Schedule):
     """Multiply the learning rate by ``factor`` when ``logs[monitor]`` stops improving.
 
     As torch.optim.lr_scheduler.ReduceLROnPlateau (threshold_mode "rel"): after each epoch the

@@ -61,6 +61,9 @@ Saving refuses what loading would refuse
 ``save`` checks the structure (``check_structure``) and every global the pickle names
 (``save_refusals.py``: an opcode scan of the bytes) before writing: a layer attribute holding a
 function (``np.tanh``) or a generator of its own is refused with the layer and attribute named.
+It checks the globals a file names, not the calls it makes (a class whose ``__reduce__`` is a
+call of itself saves; the load refuses the call). ``ModelCheckpoint`` runs the same check at the
+start of ``fit``; ``save(path, trusted=True)`` skips the globals check.
 
 Saving never destroys the previous file
 ---------------------------------------
@@ -92,6 +95,7 @@ from .safe_unpickler import (  # noqa: F401  (re-exported: scratchnet.serializat
     UnsafeModelError,
     _numpy_rebuilders,
     allowed_global,
+    check_allowed_class,
     numpy_global,
     own_class_kind,
 )
@@ -154,14 +158,23 @@ def frame_payload(payload: bytes, scratchnet_version: str = "",
 
 def save_model(model, path, trusted: bool = False) -> None:
     """Check that ``load`` would accept ``model``, pickle it in memory, then write it atomically
-    to ``path``: a file that cannot load is never written.
-
-    Checked before writing: the structure (``check_structure``) and every global the pickle
-    names (``save_refusals.check_globals``: a function such as ``np.tanh`` or a generator of a
-    layer's own is refused, naming the layer and attribute). ``trusted=True`` skips the second
-    check, for a file only ever read back with ``scratchnet.load(path, trusted=True)``.
+    to ``path``: a file that cannot load is never written (``checked_payload``).
+    ``trusted=True``: for a file only ever read back with ``scratchnet.load(path, trusted=True)``.
     """
     from . import __version__
+
+    payload = checked_payload(model, trusted)
+    atomic_write(path, [frame_payload(payload, scratchnet_version=__version__)])
+
+
+def checked_payload(model, trusted: bool = False) -> bytes:
+    """The pickle of ``model`` that ``save_model`` writes, made in memory (no file touched).
+
+    Checked first: the structure (``check_structure``) and every global the pickle names
+    (``save_refusals.check_globals``: a function such as ``np.tanh`` or a generator of a
+    layer's own is refused, naming the layer and attribute); a SerializationError says what
+    ``scratchnet.load`` would refuse. ``trusted=True`` skips the second check.
+    """
     from .save_refusals import check_globals
 
     name = getattr(model, "name", "model")
@@ -170,14 +183,14 @@ def save_model(model, path, trusted: bool = False) -> None:
     except (SerializationError, AttributeError, TypeError, RecursionError) as error:
         raise SerializationError(f"{name}: not saved: scratchnet.load would "
                                  f"refuse the file ({error})") from None
-    payload = pickle_model(model)  # fails before any file is touched
+    payload = pickle_model(model)
     problem = None if trusted else check_globals(model, payload, _ModelPickler)
     if problem is not None:
         raise SerializationError(
             f"{name}: not saved: scratchnet.load would refuse the file: {problem}. (To write it anyway "
-            f"for scratchnet.load(path, trusted=True) only: scratchnet.serialization.save_model(model, "
-            f"path, trusted=True).)")
-    atomic_write(path, [frame_payload(payload, scratchnet_version=__version__)])
+            f"for scratchnet.load(path, trusted=True) only: model.save(path, trusted=True), or "
+            f"ModelCheckpoint(..., trusted=True) in fit.)")
+    return payload
 
 
 def _zip_hint(data: bytes) -> str:
@@ -314,18 +327,13 @@ def load_model(path, trusted: bool = False, allowed_classes=()):
 
     ``allowed_classes``: your own classes that the file may contain, e.g.
     ``load("hw.sn", allowed_classes=[MyLayer, MyLoss])``: subclasses of scratchnet's ``Layer``,
-    ``Loss``, ``Optimizer`` or ``Callback``, and learning-rate schedule classes (objects called as
-    ``schedule(step)``); they are checked like scratchnet's own (``own_class_kind``).
+    ``Loss``, ``Optimizer``, ``Callback`` or ``Schedule`` (scratchnet.schedules); they are checked
+    like scratchnet's own (``check_allowed_class``).
     ``trusted=True`` uses the plain ``pickle`` loader, which can run any code the file contains:
     only for files you made yourself or fully trust.
     """
     for cls in allowed_classes:
-        if own_class_kind(cls) is None:
-            raise TypeError(f"allowed_classes takes Layer subclasses, Loss, Optimizer and Callback "
-                            f"subclasses and schedule classes (with a __call__(step)) of your own, "
-                            f"got {cls!r}")
-        if any("__new__" in vars(k) or "__del__" in vars(k) for k in cls.__mro__[:-1]):
-            raise TypeError(f"{cls.__qualname__} defines __new__ or __del__: load it with trusted=True")
+        check_allowed_class(cls)
     check_path(path, "scratchnet.load")
     with open(os.path.expanduser(os.fspath(path)), "rb") as file:  # FileNotFoundError as it is
         data = file.read()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from serialization_models import blobs, mlp
 
 import scratchnet as sn
 from scratchnet import serialization
+from scratchnet.callbacks import ModelCheckpoint
 from scratchnet.layers import Chain, Dense, Layer, Residual
 from scratchnet.losses import Loss
 from scratchnet.models import get_model
@@ -194,3 +196,106 @@ def test_refused_at_load_agrees_with_the_restricted_unpickler_given_every_own_cl
             except UnsafeModelError:
                 refused = True
             assert refused_at_load(module, name) == refused, (module, name)
+
+
+# ------------------------------------------------------------------ review mends (ninth session)
+class Spawn(Layer):
+    """A layer class with its own __new__: the safe loader never names it."""
+
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls)
+
+    def forward(self, x, training=False):
+        self.cache = {}
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+class MyModel(sn.Sequential):
+    """A model class of the user's own: no kind allowed_classes takes."""
+
+
+class TupleState(Func):
+    """A layer whose __getstate__ returns a tuple (its __dict__ and a version), holding np.tanh."""
+
+    def __getstate__(self):
+        return (super().__getstate__(), 1)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state[0])
+
+
+def test_a_layer_of_a_refused_class_is_named_as_that_layer_not_as_none(tmp_path):
+    model = sn.Sequential([Spawn(name="sp"), Dense(2)], input_shape=(3,), seed=0)
+    with pytest.raises(SerializationError, match=r"layer 'sp' \(Spawn\) is an object of "
+                                                 r"test_save_refusals.Spawn, which the safe loader refuses"
+                                                 r".*defines __new__ or __del__") as refused:
+        model.save(tmp_path / "never-written.sn")
+    assert "NoneType" not in str(refused.value) and "None" not in str(refused.value)
+    mine = MyModel([Dense(2)], input_shape=(3,), seed=0)
+    with pytest.raises(SerializationError, match=r"the model is an object of test_save_refusals.MyModel, "
+                                                 r".*a model class of your own \(a Sequential subclass\)"):
+        mine.save(tmp_path / "never-written.sn")
+    assert not (tmp_path / "never-written.sn").exists()
+
+
+def test_a_getstate_returning_a_tuple_is_searched_through_the_layers_attributes(tmp_path):
+    model = sn.Sequential([TupleState(name="tup"), Dense(2)], input_shape=(3,), seed=0)
+    expected = r"layer 'tup' \(TupleState\) attribute 'fn' holds numpy.tanh"
+    with pytest.raises(SerializationError, match=expected):
+        model.save(tmp_path / "never-written.sn")
+    model.save(tmp_path / "trusted.sn", trusted=True)
+    again = sn.load(tmp_path / "trusted.sn", trusted=True)
+    x = np.linspace(-2, 2, 6).reshape(2, 3)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_pickle_globals_follow_the_memo_of_an_optimized_pickle(index):
+    """pickletools.optimize drops the PUTs nobody GETs and renumbers the rest: the memo slots move."""
+    payload = pickletools.optimize(sample_payloads()[index])
+    reference = Recording(payload)
+    reference.load()
+    assert pickle_globals(payload) == reference.names
+
+
+def test_model_checkpoint_refuses_before_the_first_batch_and_saves_with_trusted(tmp_path):
+    x, y = blobs()
+    model = sn.Sequential([Dense(4), Func(name="act"), Dense(3)], input_shape=(6,), seed=0).compile("adam")
+    before = {name: array.copy() for name, array in model.get_weights().items()}
+    with pytest.raises(SerializationError, match=r"layer 'act' \(Func\) attribute 'fn' holds numpy.tanh.*"
+                                                 r"ModelCheckpoint\(\.\.\., trusted=True\)"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[ModelCheckpoint(str(tmp_path / "m_{epoch}.sn"))])
+    assert model.epochs_trained == 0 and list(tmp_path.iterdir()) == []
+    for name, array in model.get_weights().items():  # not one batch ran
+        np.testing.assert_array_equal(array, before[name])
+
+    checkpoint = ModelCheckpoint(str(tmp_path / "m_{epoch}.sn"), trusted=True)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[checkpoint])
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["m_1.sn", "m_2.sn"]
+    again = sn.load(tmp_path / "m_2.sn", trusted=True)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    with pytest.raises(TypeError, match="trusted"):
+        ModelCheckpoint(str(tmp_path / "m.sn"), trusted="yes")
+
+
+class Scaled(Loss):
+    """A loss whose pickle is a call, Scaled(k): a name the loader takes, a call it refuses."""
+
+    def __init__(self, k=2.0):
+        self.k = k
+
+    def __reduce__(self):
+        return (Scaled, (self.k,))
+
+
+def test_save_checks_the_names_a_file_holds_not_the_calls_it_makes(tmp_path):
+    """What the README says: save refuses every global the safe load refuses to NAME; a call of an
+    allowed class (REDUCE) is refused only by the load, which says so."""
+    model = sn.Sequential([Dense(2)], input_shape=(3,), seed=0).compile(sn.SGD(0.1), Scaled(3.0))
+    model.save(tmp_path / "scaled.sn")
+    with pytest.raises(UnsafeModelError, match="refused to call test_save_refusals.Scaled"):
+        sn.load(tmp_path / "scaled.sn", allowed_classes=[Scaled])
+    assert sn.load(tmp_path / "scaled.sn", trusted=True).loss.k == 3.0

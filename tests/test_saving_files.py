@@ -276,7 +276,7 @@ def test_the_best_value_is_put_back_when_its_checkpoint_cannot_be_saved(tmp_path
     model = fit_with(checkpoint, epochs=1)
     best_after_one = model.callback_state["model_checkpoint"]["best"]
 
-    def disk_full(model, path):
+    def disk_full(model, path, trusted=False):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(serialization, "save_model", disk_full)
     with pytest.raises(OSError, match="No space left"):

@@ -5,6 +5,7 @@ the user to pass it there (which raised "allowed_classes takes Layer subclasses"
 """
 
 import io
+import pickle
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from scratchnet.callbacks import Callback
 from scratchnet.losses import Loss
 from scratchnet.optimizers import Optimizer
 from scratchnet.safe_unpickler import RestrictedUnpickler, UnsafeModelError
+from scratchnet.save_refusals import pickle_globals
+from scratchnet.schedules import Schedule
 
 
 class SoftmaxCE(Loss):
@@ -49,8 +52,8 @@ class PlainSGD(Optimizer):
         return f"PlainSGD(lr={self.schedule!r})"
 
 
-class HalfLife:
-    """lr(step) = lr0 * 0.5 ** (step / half): a schedule of the student's own (no base class)."""
+class HalfLife(Schedule):
+    """lr(step) = lr0 * 0.5 ** (step / half): a schedule of the student's own."""
 
     def __init__(self, lr0, half):
         self.lr0, self.half = lr0, half
@@ -138,3 +141,53 @@ def test_refusal_hint_for_a_class_not_imported_and_for_a_class_of_no_allowed_kin
                                                "optimizer, callback or schedule class") as refused:
         loader.find_class(__name__, "Helper")
     assert "allowed_classes=[Helper]" not in str(refused.value)
+
+
+class HalfLifeNoBase:
+    """The same schedule without the Schedule base class: a class with a __call__ and nothing more."""
+
+    def __init__(self, lr0, half):
+        self.lr0, self.half = lr0, half
+
+    def __call__(self, step):
+        return self.lr0 * 0.5 ** (step / self.half)
+
+
+def test_a_class_with_a_call_is_no_schedule_without_the_schedule_base_class(tmp_path):
+    """Behaviour change on purpose: "schedule" meant any class with a __call__, so allowed_classes
+    took library classes (a file naming xmlrpc's ServerProxy was told to pass it there)."""
+    import argparse
+    import weakref
+    import xmlrpc.client
+
+    library_callables = (xmlrpc.client.ServerProxy, argparse._StoreAction, weakref.finalize, HalfLifeNoBase,
+                         sn.Sequential)
+    for cls in library_callables:
+        assert safe_unpickler.own_class_kind(cls) is None, cls
+        with pytest.raises(TypeError, match=r"schedule classes \(subclasses of scratchnet.schedules"):
+            sn.load("never-read.sn", allowed_classes=[cls])
+    loader = RestrictedUnpickler(io.BytesIO(b""), 0)
+    with pytest.raises(UnsafeModelError, match="refused to load global xmlrpc.client.ServerProxy") as refused:
+        loader.find_class("xmlrpc.client", "ServerProxy")
+    assert "schedule class of your own" not in str(refused.value)
+    assert "allowed_classes=[ServerProxy]" not in str(refused.value)
+
+    model = mlp().compile(sn.SGD(HalfLifeNoBase(0.2, 4)), "cross_entropy")
+    with pytest.raises(sn.serialization.SerializationError, match="HalfLifeNoBase, which the safe loader "
+                                                                  "refuses even with allowed_classes"):
+        model.save(tmp_path / "never-written.sn")
+
+
+def test_every_builtin_schedule_derives_from_schedule_and_still_pickles_by_its_own_path():
+    from scratchnet import schedules
+
+    classes = [value for value in vars(schedules).values() if isinstance(value, type)
+               and value.__module__ == schedules.__name__ and value is not Schedule]
+    assert len(classes) == 8
+    for cls in classes:
+        assert issubclass(cls, Schedule) and safe_unpickler.own_class_kind(cls) == "schedule"
+    # the base class adds nothing to a schedule's pickle: it names its own class only, as before
+    assert pickle_globals(pickle.dumps(schedules.StepDecay(0.1), protocol=5)) == \
+        {("scratchnet.schedules", "StepDecay")}
+    with pytest.raises(NotImplementedError, match="must define __call__"):
+        Schedule()(0)
