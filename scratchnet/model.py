@@ -18,8 +18,9 @@ from . import inspect as _inspect
 from . import layer_tree, one_thread, option_checks
 from . import weights as weights_module
 from .callbacks import forget_best_weights
+from .evaluation import evaluate as _evaluate
 from .layers.base import Layer, iter_layers, run_backward_params
-from .losses import check_takes_weights, get_loss
+from .losses import get_loss
 from .model_input import prepare_input
 from .optimizers import check_params, get_optimizer
 from .training import History, NonFiniteLossError, drop_caches
@@ -231,34 +232,9 @@ class Sequential:
                         class_weight=class_weight, augment=augment)
 
     def evaluate(self, x, y, batch_size=256, verbose=0, sample_weight=None) -> dict:
-        """Mean loss (and accuracy for classification losses) over (x, y), in inference mode.
-
-        ``verbose=1`` prints the result on one line.
-        """
-        if self.loss is None:
-            raise RuntimeError(f"{self.name}: call compile(optimizer, loss) before evaluate")
-        one_thread.refuse_other_threads(self, "evaluate")
-        batch_size = option_checks.check_count(batch_size, "batch_size", self.name, 1)
-        x = self._prepare_input(x)
-        checks.check_not_empty(x, self.name, "evaluate: x")
-        y = self._check_targets(x, y)
-        if sample_weight is not None:
-            check_takes_weights(self.loss)
-        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        loss_sum, correct_sum = 0.0, 0.0
-        with layer_tree.caches_kept(self.layers):  # a training forward's caches stay for its backward
-            for start in range(0, len(x), batch_size):
-                logits = self._run_layers(x[start:start + batch_size], keep_caches=False)
-                targets = y[start:start + batch_size]
-                weighted = {} if weights is None else {"weights": weights[start:start + batch_size]}
-                loss_sum += self.loss.forward(logits, targets, **weighted) * len(logits)
-                correct_sum += (self.loss.accuracy(logits, targets) or 0.0) * len(logits)
-        results = {"loss": loss_sum / len(x)}
-        if self.loss.has_accuracy:
-            results["accuracy"] = correct_sum / len(x)
-        if verbose:
-            print(" - ".join(f"{key}: {value:.4f}" for key, value in results.items()))
-        return results
+        """Mean loss (and accuracy for classification losses) over (x, y), in inference mode;
+        ``verbose=1`` prints it on one line. See :func:`scratchnet.evaluation.evaluate`."""
+        return _evaluate(self, x, y, batch_size=batch_size, verbose=verbose, sample_weight=sample_weight)
 
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Output of the last layer (logits if the model ends without softmax). The forward
