@@ -161,6 +161,40 @@ def test_int_and_bool_buffers_keep_their_dtype_through_build_and_astype(dtype):
     assert buffers["seen"] == 4 and buffers["seen"].dtype == np.int64
 
 
+class RunningScale(Layer):
+    """Divides by a running mean of |x|: a scalar buffer started from the Python number 1."""
+
+    def init_params(self, input_shape, rng):
+        self.buffers = {"scale": 1, "offsets": [0, 1]}  # Python numbers: float buffers
+        return {}
+
+    def forward(self, x, training=False):
+        if training:
+            self.buffers["scale"] *= 0.9  # in place: an int64 buffer would refuse a float
+            self.buffers["scale"] += 0.1 * np.abs(x).mean()
+        self.cache = {"scale": self.buffers["scale"].copy()}
+        return x / self.cache["scale"]
+
+    def backward(self, dy):
+        return dy / self.cache["scale"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_python_number_and_list_buffers_become_float_buffers(dtype):
+    """Only NumPy int and bool ARRAYS keep their dtype; {"scale": 1} is a float buffer, as it
+    was before int buffers were kept (it stayed int64 and `*= 0.9` raised UFuncTypeError)."""
+    model = sn.Sequential([RunningScale(), Dense(2)], input_shape=(4,), seed=0, dtype=dtype).build()
+    buffers = model.layers[0].buffers
+    assert {key: value.dtype for key, value in buffers.items()} == {
+        "scale": np.dtype(dtype), "offsets": np.dtype(dtype)}
+    x = np.array([[1.0, -2.0, 3.0, -4.0], [0.0, 2.0, -1.0, 5.0]])  # mean |x| = 18 / 8 = 2.25
+    model.layers[0].forward(x.astype(dtype), training=True)
+    np.testing.assert_allclose(buffers["scale"], 0.9 * 1 + 0.1 * 2.25, rtol=1e-6)  # 1.125
+    other = "float64" if dtype == "float32" else "float32"
+    model.astype(other)
+    assert {value.dtype for value in model.layers[0].buffers.values()} == {np.dtype(other)}
+
+
 # ------------------------- 4. a missing or wrong-shaped dx is blamed on the layer that returned it
 class NoReturn(Layer):
     def forward(self, x, training=False):

@@ -272,10 +272,13 @@ class Layer:
 
 
 def cast_if_float(value, dtype) -> np.ndarray:
-    """A buffer in the layer's float ``dtype`` if it holds floats; an int or bool buffer (a
-    count, a mask used as an index) as it is: casting it to float would break it."""
-    value = np.asarray(value)
-    return value.astype(dtype) if value.dtype.kind == "f" else value
+    """A buffer in the layer's float ``dtype``, unless it is already a NumPy integer or bool
+    ARRAY (a count, a mask used as an index): casting that to float would break it, so it keeps
+    its dtype. Python numbers and lists are cast as always: ``{"scale": 1}`` becomes a float
+    buffer, which an in-place ``*= 0.9`` can update (an int64 one would refuse)."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biu":
+        return value
+    return np.asarray(value).astype(dtype)
 
 
 def require_initialised(layer, owner: str) -> None:
