@@ -313,12 +313,13 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
 
 
 def augmented_batch(augment, x_batch, y_batch, rng, owner: str):
-    """``augment(x_batch, y_batch, rng)``, checked: it must return the pair (x, y) with as many
+    """``augment(x_batch, y_batch, rng)``, checked: it must return the pair (x, y) (a tuple or a
+    list of two) with as many
     samples N as it was given (x (N, ...), y (N,) or (N, K)). Else the error names the augment,
     not a later step ("too many values to unpack", "looks like ONE sample", blamed on y)."""
     result = augment(x_batch, y_batch, rng)
     name = getattr(augment, "__qualname__", None) or repr(augment)
-    if not (isinstance(result, tuple) and len(result) == 2):
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
         raise TypeError(f"{owner}: fit's augment {name} must return the pair (x_batch, y_batch), "
                         f"got {_described(result)}; write `return x, y` (y unchanged if it only changes x)")
     x_new, y_new = result
@@ -332,9 +333,9 @@ def augmented_batch(augment, x_batch, y_batch, rng, owner: str):
 
 
 def _described(value) -> str:
-    """'a tuple of 3', 'an array of shape (4, 8, 8, 1)' or the type's name, for a message."""
-    if isinstance(value, tuple):
-        return f"a tuple of {len(value)}"
+    """'a tuple of 3', 'a list of 3', 'an array of shape (4, 8, 8, 1)' or the type's name."""
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape}"
     return type(value).__name__

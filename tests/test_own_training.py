@@ -28,7 +28,8 @@ def only_x(x, y, rng):
 @pytest.mark.parametrize("augment, got", [
     (only_x, r"an array of shape \({n}, 8, 8, 1\)"),
     (lambda x, y, rng: (x, y, None), "a tuple of 3"),
-    (lambda x, y, rng: [x, y], "list")])
+    (lambda x, y, rng: [x, y, None], "a list of 3"),
+    (lambda x, y, rng: {"x": x, "y": y}, "dict")])
 def test_an_augment_not_returning_a_pair_is_named(augment, got, batch_size):
     model, x, y = augment_model()
     name = augment.__qualname__
@@ -50,11 +51,14 @@ def test_an_augment_changing_the_number_of_samples_is_named(augment, shapes):
         model.fit(x, y, batch_size=4, verbose=0, augment=augment)
 
 
-def test_a_right_augment_trains_on_what_it_returns():
-    """An augment returning (x, y) is used as before: flipping every image twice is no change."""
+@pytest.mark.parametrize("pair", [tuple, list])
+def test_a_right_augment_trains_on_what_it_returns(pair):
+    """An augment returning (x, y) or [x, y] is used as before: flipping every image twice is no
+    change."""
     model, x, y = augment_model()
     twin = augment_model()[0]
-    model.fit(x, y, batch_size=2, epochs=2, verbose=0, augment=lambda a, b, rng: (a[:, ::-1][:, ::-1], b))
+    model.fit(x, y, batch_size=2, epochs=2, verbose=0,
+              augment=lambda a, b, rng: pair([a[:, ::-1][:, ::-1], b]))
     twin.fit(x, y, batch_size=2, epochs=2, verbose=0)
     for key, value in twin.get_weights().items():
         np.testing.assert_array_equal(model.get_weights()[key], value)
