@@ -157,7 +157,8 @@ def test_params_given_in_init_are_kept_by_a_build_of_ones_own():
     model = sn.Sequential([FixedWeights(weights), Dense(3)], input_shape=(6,), seed=0).build()
     np.testing.assert_array_equal(model.layers[0].params["W"], weights.astype("float32"))
     x = np.ones((2, 6), "float32")
-    np.testing.assert_allclose(model.layers[0].forward(x), [[4.5, 5.1, 5.7]] * 2, rtol=1e-6)  # column sums of W
+    column_sums = [[4.5, 5.1, 5.7]] * 2  # x is ones: x @ W sums W's columns
+    np.testing.assert_allclose(model.layers[0].forward(x), column_sums, rtol=1e-6)
     model.compile("sgd", "cross_entropy").fit(x, [0, 1], verbose=0)
     assert not np.array_equal(model.layers[0].params["W"], weights.astype("float32"))
     report = check_layer(FixedWeights(weights), (6,))
