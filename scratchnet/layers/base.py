@@ -19,6 +19,7 @@ To write your own layer, subclass :class:`Layer` and implement ``forward``, ``ba
 
 from __future__ import annotations
 
+import functools
 import numbers
 import re
 
@@ -300,9 +301,11 @@ def run_backward_params(layer, dy) -> None:
         layer.backward_params(dy)
 
 
+@functools.cache  # once per class: run_backward_params asks on every backward
 def backward_overrides_fast_path(layer_class) -> bool:
     """True if ``backward`` is defined in a class nearer ``layer_class`` (in its MRO) than
-    ``backward_params`` is: that backward_params knows nothing of the newer backward."""
+    ``backward_params`` is: that backward_params knows nothing of the newer backward.
+    Remembered per class (a method assigned to the class after its first backward is not seen)."""
     classes = layer_class.__mro__
 
     def defining(method: str) -> int:
