@@ -188,7 +188,8 @@ def check_watched_values(watchers, logged: list[str], validating: bool, owner: s
     """fit, before the first batch: every value a watcher (a callback, or the optimizer's
     schedule, given as (label, object)) reads at an epoch's end is one of the ``logged`` names,
     else a ValueError naming the watcher and what fit logs. Objects without ``watched_values``
-    (your own callbacks) are not asked."""
+    (your own callbacks) are not asked; fit passes no callback that comes after one of your own
+    (it may add to the logs what the later ones read)."""
     for label, watcher in watchers:
         for name, how in getattr(watcher, "watched_values", list)():
             if name not in logged:

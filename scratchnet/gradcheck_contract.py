@@ -82,8 +82,10 @@ def not_a_layer(obj) -> list[str]:
 
 
 def check_before_build(layer) -> list[str]:
-    """Parameters created in ``__init__`` are replaced by ``build``: say so before it happens."""
-    if layer.built or not layer.params:
+    """Parameters created in ``__init__`` are replaced by ``Layer.build``: say so before it
+    happens. A class with a ``build`` of its own may keep them (fixed weights given to the
+    constructor), so it is not asked."""
+    if layer.built or not layer.params or type(layer).build is not Layer.build:
         return []
     if type(layer).init_params is Layer.init_params:
         keys = ", ".join(map(repr, layer.params))

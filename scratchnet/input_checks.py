@@ -310,13 +310,19 @@ def require_gradient(dx, layer, owner: str, dy=None) -> None:
         raise TypeError(f"{owner}: {layer.name} ({type(layer).__name__}).backward returned None; it must "
                         f"return dL/dx, the gradient for its input (did it forget `return`?)")
     input_shape = getattr(layer, "input_shape", None)
-    if dy is None or input_shape is None or np.ndim(dy) == 0:
+    dy_shape = _shape_of(dy)
+    if dy is None or input_shape is None or dy_shape == ():
         return
-    expected = (np.shape(dy)[0], *input_shape)
-    if np.shape(dx) != expected:
+    expected = (dy_shape[0], *input_shape)
+    if _shape_of(dx) != expected:
         raise ValueError(f"{owner}: {layer.name} ({type(layer).__name__}).backward returned dx of shape "
                          f"{np.shape(dx)}; it must return dL/dx, of the shape of the input its forward "
                          f"saw: {expected}")
+
+
+def _shape_of(value) -> tuple:
+    """``np.shape(value)``, read straight off an array (np.shape costs a microsecond a call)."""
+    return value.shape if isinstance(value, np.ndarray) else np.shape(value)
 
 
 def check_targets(x, y, owner: str) -> np.ndarray:

@@ -178,8 +178,9 @@ def refuse_own_build_signature(model, layer: Layer) -> None:
 
 
 def refuse_params_from_init(model, layer: Layer) -> None:
-    """Params created in ``__init__`` without an ``init_params`` are dropped by ``build`` (a raw
-    KeyError in forward): the contract check of check_layer (``check_before_build``), run here."""
+    """Params created in ``__init__`` without an ``init_params`` are dropped by ``Layer.build`` (a
+    raw KeyError in forward): the contract check of check_layer (``check_before_build``), run
+    here. A class with a ``build`` of its own may keep them and is not asked."""
     from .gradcheck_contract import check_before_build
 
     problems = check_before_build(layer)

@@ -45,6 +45,7 @@ from .layers.base import iter_layers
 from .layers.conv import ConvBase
 from .layers.pooling import _Pool2D
 from .layers.spatial import check_padding_option, positive_int, resolve_padding
+from .option_checks import is_int
 
 START = (np.ones(2), np.ones(2), np.zeros(2))  # (r, j, start) of the input, per (h, w) axis
 
@@ -66,10 +67,9 @@ class UnknownWindow(ValueError):
 
 
 def _window(layer, input_shape):
-    """(k, s, d, p_top) per axis as arrays of 2 for a built-in layer with a sliding window, else
-    None. Read only from scratchnet's own classes (and their subclasses): a layer of one's own
-    with a ``kernel_size`` (the exercise starters' Conv2D) may hold it as an int, a tuple, ...,
-    and its padding rule is its own; it is refused by name (UnknownWindow), not guessed."""
+    """(k, s, d, p_top) per axis as arrays of 2 for a layer with a sliding window, else None.
+    scratchnet's own classes (and their subclasses) are asked for their padding; a layer of
+    one's own with a ``kernel_size`` (or ``pool_size``) is read by ``_own_window``."""
     hw = tuple(input_shape[:2])
     if isinstance(layer, ConvBase):
         k, s, d = layer.kernel_size, layer.stride, getattr(layer, "dilation", (1, 1))
@@ -78,13 +78,46 @@ def _window(layer, input_shape):
         k, s, d = layer.pool_size, layer.stride, (1, 1)
         pads = layer.geometry(tuple(input_shape))[0]
     elif hasattr(layer, "kernel_size") or hasattr(layer, "pool_size"):
-        raise UnknownWindow(f"{layer.name}: receptive_field reads a window (kernel_size, stride, "
-                            f"padding) only from scratchnet's Conv2D, DepthwiseConv2D, SeparableConv2D, "
-                            f"MaxPool2D and AvgPool2D (and their subclasses); {type(layer).__module__}."
-                            f"{type(layer).__qualname__} is none of them")
+        k, s, d, pads = _own_window(layer, hw)
     else:
         return None
     return np.array(k), np.array(s), np.array(d), np.array([pads[0][0], pads[1][0]])
+
+
+def _own_window(layer, hw):
+    """(k, s, d, pads) of a layer of one's own, read from its attributes when they are all
+    well-formed: ``kernel_size`` (or ``pool_size``) and ``stride`` (h, w) pairs of ints >= 1,
+    ``padding`` "valid", "same", an int, an (h, w) pair or ((top, bottom), (left, right)), and
+    ``dilation`` a pair too if it has one ((1, 1) if not). Anything else (an int kernel_size,
+    a padding rule of its own) is refused by name (UnknownWindow), not guessed."""
+    window = "kernel_size" if hasattr(layer, "kernel_size") else "pool_size"
+    names = (window, "stride", "padding")
+    missing = [name for name in names if not hasattr(layer, name)]
+    if missing:
+        _refuse_own_window(layer, f"it has no {' or '.join(missing)}")
+    k, s = getattr(layer, window), layer.stride
+    d = getattr(layer, "dilation", (1, 1))
+    for name, value in ((window, k), ("stride", s), ("dilation", d)):
+        if not _is_positive_pair(value):
+            _refuse_own_window(layer, f"its {name} is {value!r}, not an (h, w) pair of ints >= 1")
+    try:
+        padding = check_padding_option(layer.padding, layer.name)
+    except (TypeError, ValueError):
+        _refuse_own_window(layer, f"its padding is {layer.padding!r}, not 'valid', 'same', an int or "
+                                  f"an (h, w) pair")
+    return tuple(k), tuple(s), tuple(d), resolve_padding(padding, hw, k, s, d)
+
+
+def _is_positive_pair(value) -> bool:
+    """(3, 3), [2, 1]: a pair of ints >= 1 (not a bool, not a float)."""
+    return (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(is_int(size) and size >= 1 for size in value))
+
+
+def _refuse_own_window(layer, why: str):
+    raise UnknownWindow(f"{layer.name}: receptive_field reads the window of a layer of one's own "
+                        f"from its kernel_size (or pool_size), stride, padding and dilation, and "
+                        f"{type(layer).__module__}.{type(layer).__qualname__}'s cannot be read: {why}")
 
 
 def _step(field, k, s, d, p_top):

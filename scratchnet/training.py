@@ -213,13 +213,26 @@ def _refuse_batches_of_one_for_batch_norm(model, n_train: int, batch_size: int) 
 
 def _check_watched_values(model, callbacks, validating: bool) -> None:
     """Before the first batch: what the callbacks and the schedule will read, fit will log
-    (_run_epoch: loss, accuracy for a classification loss, and val_ of each with validation)."""
+    (_run_epoch: loss, accuracy for a classification loss, and val_ of each with validation).
+    Callbacks share one ``logs`` dict in list order: one of one's own may add a value
+    (``logs["val_f1"] = ...``, as in Keras) that later ones read, so scratchnet's callbacks are
+    checked up to the first one of one's own; the schedule reads the logs first: always checked."""
     logged = ["loss", "accuracy"] if model.loss.has_accuracy else ["loss"]
     logged += [f"val_{name}" for name in logged] if validating else []
-    watchers = [(type(callback).__name__, callback) for callback in callbacks]
+    watchers = []
+    for callback in callbacks:
+        if not _is_scratchnet_class(callback):
+            break  # it may write into the logs what the ones after it read
+        watchers.append((type(callback).__name__, callback))
     schedule = getattr(model.optimizer, "schedule", None)
     watchers.append((f"{type(schedule).__name__} (the optimizer's schedule)", schedule))
     check_watched_values(watchers, logged, validating, model.name)
+
+
+def _is_scratchnet_class(obj) -> bool:
+    """True for an object of a class defined in scratchnet (EarlyStopping), False for a class of
+    one's own (a Callback subclass written by the user, even one of EarlyStopping)."""
+    return type(obj).__module__.split(".")[0] == "scratchnet"
 
 
 def _call(callbacks, hook, *args):
@@ -313,12 +326,13 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
 
 
 def augmented_batch(augment, x_batch, y_batch, rng, owner: str):
-    """``augment(x_batch, y_batch, rng)``, checked: it must return the pair (x, y) with as many
+    """``augment(x_batch, y_batch, rng)``, checked: it must return the pair (x, y) (a tuple or a
+    list of two) with as many
     samples N as it was given (x (N, ...), y (N,) or (N, K)). Else the error names the augment,
     not a later step ("too many values to unpack", "looks like ONE sample", blamed on y)."""
     result = augment(x_batch, y_batch, rng)
     name = getattr(augment, "__qualname__", None) or repr(augment)
-    if not (isinstance(result, tuple) and len(result) == 2):
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
         raise TypeError(f"{owner}: fit's augment {name} must return the pair (x_batch, y_batch), "
                         f"got {_described(result)}; write `return x, y` (y unchanged if it only changes x)")
     x_new, y_new = result
@@ -332,9 +346,9 @@ def augmented_batch(augment, x_batch, y_batch, rng, owner: str):
 
 
 def _described(value) -> str:
-    """'a tuple of 3', 'an array of shape (4, 8, 8, 1)' or the type's name, for a message."""
-    if isinstance(value, tuple):
-        return f"a tuple of {len(value)}"
+    """'a tuple of 3', 'a list of 3', 'an array of shape (4, 8, 8, 1)' or the type's name."""
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape}"
     return type(value).__name__

@@ -107,6 +107,38 @@ def test_a_callback_of_your_own_is_not_asked():
     assert model.epochs_trained == 1
 
 
+class F1(Callback):
+    """Writes its own value into the logs each epoch's end (the Keras pattern): a constant, so a
+    later EarlyStopping(monitor="val_f1", patience=0) stops after epoch 1 (no improvement)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_f1"] = 0.5
+
+
+def test_a_value_a_callback_of_your_own_logs_is_read_by_the_built_in_ones_after_it():
+    x, y = blobs()
+    model = model_for()
+    stopping = EarlyStopping(monitor="val_f1", mode="max", patience=0)
+    model.fit(x, y, epochs=5, batch_size=8, verbose=0, validation_split=0.25, callbacks=[F1(), stopping])
+    assert stopping.stopped_epoch == 1 and model.epochs_trained == 2  # epoch 0 best; 1 no better
+    assert model.callback_state["early_stopping"]["best"] == 0.5
+
+
+def test_built_in_callbacks_before_your_own_and_the_schedule_are_still_checked():
+    """Only the callbacks AFTER one of one's own may read what it logs; the schedule reads the
+    logs before any callback runs."""
+    x, y = blobs()
+    refused_before_training(model_for(), x, y, [EarlyStopping(monitor="val_f1"), F1()],
+                            rf"^sequential: EarlyStopping watches monitor='val_f1', {NOT_LOGGED}, "
+                            r"val_loss, val_accuracy$", validation_split=0.25)
+    model = model_for()
+    model.optimizer.schedule = ReduceOnPlateau(1e-2, monitor="val_f1")
+    refused_before_training(model, x, y, [F1(), EarlyStopping(monitor="val_f1")],
+                            rf"^sequential: ReduceOnPlateau \(the optimizer's schedule\) watches "
+                            rf"monitor='val_f1', {NOT_LOGGED}, val_loss, val_accuracy$",
+                            validation_split=0.25)
+
+
 @pytest.mark.parametrize("make", [
     lambda monitor: EarlyStopping(monitor=monitor),
     lambda monitor: ModelCheckpoint("m.pkl", monitor=monitor),

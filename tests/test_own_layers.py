@@ -161,6 +161,40 @@ def test_int_and_bool_buffers_keep_their_dtype_through_build_and_astype(dtype):
     assert buffers["seen"] == 4 and buffers["seen"].dtype == np.int64
 
 
+class RunningScale(Layer):
+    """Divides by a running mean of |x|: a scalar buffer started from the Python number 1."""
+
+    def init_params(self, input_shape, rng):
+        self.buffers = {"scale": 1, "offsets": [0, 1]}  # Python numbers: float buffers
+        return {}
+
+    def forward(self, x, training=False):
+        if training:
+            self.buffers["scale"] *= 0.9  # in place: an int64 buffer would refuse a float
+            self.buffers["scale"] += 0.1 * np.abs(x).mean()
+        self.cache = {"scale": self.buffers["scale"].copy()}
+        return x / self.cache["scale"]
+
+    def backward(self, dy):
+        return dy / self.cache["scale"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_python_number_and_list_buffers_become_float_buffers(dtype):
+    """Only NumPy int and bool ARRAYS keep their dtype; {"scale": 1} is a float buffer, as it
+    was before int buffers were kept (it stayed int64 and `*= 0.9` raised UFuncTypeError)."""
+    model = sn.Sequential([RunningScale(), Dense(2)], input_shape=(4,), seed=0, dtype=dtype).build()
+    buffers = model.layers[0].buffers
+    assert {key: value.dtype for key, value in buffers.items()} == {
+        "scale": np.dtype(dtype), "offsets": np.dtype(dtype)}
+    x = np.array([[1.0, -2.0, 3.0, -4.0], [0.0, 2.0, -1.0, 5.0]])  # mean |x| = 18 / 8 = 2.25
+    model.layers[0].forward(x.astype(dtype), training=True)
+    np.testing.assert_allclose(buffers["scale"], 0.9 * 1 + 0.1 * 2.25, rtol=1e-6)  # 1.125
+    other = "float64" if dtype == "float32" else "float32"
+    model.astype(other)
+    assert {value.dtype for value in model.layers[0].buffers.values()} == {np.dtype(other)}
+
+
 # ------------------------- 4. a missing or wrong-shaped dx is blamed on the layer that returned it
 class NoReturn(Layer):
     def forward(self, x, training=False):
@@ -236,10 +270,85 @@ def test_receptive_field_refuses_a_window_of_ones_own_by_name():
     from scratchnet import receptive
 
     model = sn.Sequential([Conv2D(2, 3), IntKernelConv(4, 3), Flatten(), Dense(3)], input_shape=(8, 8, 1))
-    with pytest.raises(ValueError, match=r"^int_kernel_conv: receptive_field reads a window \(kernel_size, "
-                                         r"stride, padding\) only from scratchnet's Conv2D, .*; "
-                                         r"test_own_layers\.IntKernelConv is none of them$"):
+    with pytest.raises(receptive.UnknownWindow, match=
+                       r"^int_kernel_conv: receptive_field reads the window of a layer of one's own from "
+                       r"its kernel_size \(or pool_size\), stride, padding and dilation, and "
+                       r"test_own_layers\.IntKernelConv's cannot be read: its kernel_size is 3, not an "
+                       r"\(h, w\) pair of ints >= 1$"):
         receptive.receptive_field(model)
+
+
+class OwnWindow(Layer):
+    """A convolution of one's own with well-formed window attributes (as Conv2D holds them);
+    its output shape is Conv2D's with the same options."""
+
+    def __init__(self, kernel_size=(3, 3), stride=(1, 1), padding="valid", dilation=(1, 1), name=None):
+        super().__init__(name)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        if dilation is not None:
+            self.dilation = dilation
+
+    def output_shape(self, input_shape):
+        twin = Conv2D(input_shape[2], self.kernel_size, stride=self.stride, padding=self.padding,
+                      dilation=getattr(self, "dilation", 1))
+        return twin.output_shape(input_shape)
+
+
+def test_receptive_field_reads_a_well_formed_window_of_ones_own():
+    """kernel_size (3, 3), stride (1, 1), padding "valid", dilation (1, 1): read, as before this
+    session's refusal. By hand: conv 3x3 -> 3, own 3x3 -> 5, pool 2 -> 6 (jump 2)."""
+    from scratchnet.layers import MaxPool2D
+    from scratchnet.receptive import receptive_field
+
+    model = sn.Sequential([Conv2D(2, 3), OwnWindow(), MaxPool2D(2)], input_shape=(12, 12, 1)).build()
+    rows = receptive_field(model)
+    assert [row.size for row in rows] == [(3, 3), (5, 5), (6, 6)]
+    assert [row.jump for row in rows] == [(1, 1), (1, 1), (2, 2)]
+    assert [row.start for row in rows] == [(1, 1), (2, 2), (2.5, 2.5)]
+
+
+@pytest.mark.parametrize("options", [
+    {"kernel_size": (3, 2), "stride": (2, 1), "padding": "same", "dilation": (2, 1)},
+    {"kernel_size": (4, 4), "stride": [2, 2], "padding": 1, "dilation": (1, 1)},
+    {"kernel_size": (3, 5), "stride": (1, 2), "padding": (2, 1), "dilation": (1, 2)},
+    {"kernel_size": (2, 3), "stride": (2, 2), "padding": ((0, 1), (1, 0)), "dilation": None}])
+def test_a_window_of_ones_own_gives_the_field_conv2d_gives(options):
+    """The same options read from a layer of one's own and from scratchnet's Conv2D (no
+    dilation attribute: (1, 1)) give the same sizes, jumps and starts on both axes."""
+    from scratchnet.receptive import receptive_field
+
+    dilation = options["dilation"] or 1
+    built_in = {**options, "dilation": dilation}
+    mine = sn.Sequential([Conv2D(2, 3, stride=2), OwnWindow(**options), Conv2D(1, 3, padding="same")],
+                         input_shape=(23, 19, 1)).build()
+    theirs = sn.Sequential([Conv2D(2, 3, stride=2), Conv2D(2, **built_in), Conv2D(1, 3, padding="same")],
+                           input_shape=(23, 19, 1)).build()
+    for own, conv in zip(receptive_field(mine), receptive_field(theirs)):
+        assert (own.size, own.jump, own.start) == (conv.size, conv.jump, conv.start)
+
+
+@pytest.mark.parametrize("attributes, why", [
+    ({"stride": None}, "it has no stride"),
+    ({"stride": None, "padding": None}, "it has no stride or padding"),
+    ({"kernel_size": (3, 0)}, r"its kernel_size is \(3, 0\), not an \(h, w\) pair of ints >= 1"),
+    ({"stride": (1.0, 1)}, r"its stride is \(1\.0, 1\), not an \(h, w\) pair of ints >= 1"),
+    ({"dilation": (True, 1)}, r"its dilation is \(True, 1\), not an \(h, w\) pair of ints >= 1"),
+    ({"kernel_size": (3, 3, 3)}, r"its kernel_size is \(3, 3, 3\), not an \(h, w\) pair of ints >= 1"),
+    ({"padding": "full"}, r"its padding is 'full', not 'valid', 'same', an int or an \(h, w\) pair")])
+def test_a_malformed_window_of_ones_own_is_refused_naming_what(attributes, why):
+    from scratchnet.receptive import UnknownWindow, receptive_field
+
+    layer = OwnWindow(name="mine")
+    for name, value in attributes.items():
+        if value is None:
+            delattr(layer, name)
+        else:
+            setattr(layer, name, value)
+    layer.output_shape = lambda input_shape: input_shape  # the window is refused before it is used
+    model = sn.Sequential([layer], input_shape=(8, 8, 1)).build()
+    read = r"test_own_layers\.OwnWindow's cannot be read"
+    with pytest.raises(UnknownWindow, match=rf"^mine: .* {read}: {why}$"):
+        receptive_field(model)
 
 
 def test_summary_blanks_the_receptive_field_from_a_window_of_ones_own_on_and_keeps_the_rest():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import scratchnet as sn
+from scratchnet.gradcheck import check_layer
 from scratchnet.layers import Conv2D, Dense, Flatten, Layer
 from scratchnet.losses import Loss
 from scratchnet.optimizers import SGD, Optimizer
@@ -27,7 +28,8 @@ def only_x(x, y, rng):
 @pytest.mark.parametrize("augment, got", [
     (only_x, r"an array of shape \({n}, 8, 8, 1\)"),
     (lambda x, y, rng: (x, y, None), "a tuple of 3"),
-    (lambda x, y, rng: [x, y], "list")])
+    (lambda x, y, rng: [x, y, None], "a list of 3"),
+    (lambda x, y, rng: {"x": x, "y": y}, "dict")])
 def test_an_augment_not_returning_a_pair_is_named(augment, got, batch_size):
     model, x, y = augment_model()
     name = augment.__qualname__
@@ -49,11 +51,14 @@ def test_an_augment_changing_the_number_of_samples_is_named(augment, shapes):
         model.fit(x, y, batch_size=4, verbose=0, augment=augment)
 
 
-def test_a_right_augment_trains_on_what_it_returns():
-    """An augment returning (x, y) is used as before: flipping every image twice is no change."""
+@pytest.mark.parametrize("pair", [tuple, list])
+def test_a_right_augment_trains_on_what_it_returns(pair):
+    """An augment returning (x, y) or [x, y] is used as before: flipping every image twice is no
+    change."""
     model, x, y = augment_model()
     twin = augment_model()[0]
-    model.fit(x, y, batch_size=2, epochs=2, verbose=0, augment=lambda a, b, rng: (a[:, ::-1][:, ::-1], b))
+    model.fit(x, y, batch_size=2, epochs=2, verbose=0,
+              augment=lambda a, b, rng: pair([a[:, ::-1][:, ::-1], b]))
     twin.fit(x, y, batch_size=2, epochs=2, verbose=0)
     for key, value in twin.get_weights().items():
         np.testing.assert_array_equal(model.get_weights()[key], value)
@@ -116,6 +121,48 @@ def test_params_created_in_init_are_refused_when_a_model_builds_the_layer():
     with pytest.raises(TypeError, match=r"^sequential: params_in_init: params 's' were created in __init__, "
                                         r"but build\(\) replaces self\.params"):
         sn.Sequential([ParamsInInit(), Dense(3)], input_shape=(6,)).build()
+
+
+class FixedWeights(Layer):
+    """Given its weights in __init__; a build of its own keeps them (and makes their grads)."""
+
+    def __init__(self, weights, name=None):
+        super().__init__(name)
+        self.params = {"W": np.asarray(weights, "float64")}
+
+    def build(self, input_shape, rng=None, dtype="float32"):
+        self.input_shape, self.dtype = tuple(input_shape), np.dtype(dtype)
+        self.params = {key: value.astype(dtype) for key, value in self.params.items()}
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self.param_shapes = {key: value.shape for key, value in self.params.items()}
+        self.opt_state, self.cache, self.built = {}, {}, True
+        return self.output_shape(input_shape)
+
+    def output_shape(self, input_shape):
+        return (self.params["W"].shape[1],)
+
+    def forward(self, x, training=False):
+        self.cache = {"x": x}
+        return x @ self.params["W"]
+
+    def backward(self, dy):
+        self.grads["W"][...] = self.cache["x"].T @ dy  # dL/dW = x^T dy
+        return dy @ self.params["W"].T
+
+
+def test_params_given_in_init_are_kept_by_a_build_of_ones_own():
+    """Only Layer.build drops params made in __init__: a class overriding build is not refused
+    by the model, nor by check_layer (they agree), and trains the weights it was given."""
+    weights = np.arange(18.0).reshape(6, 3) / 10
+    model = sn.Sequential([FixedWeights(weights), Dense(3)], input_shape=(6,), seed=0).build()
+    np.testing.assert_array_equal(model.layers[0].params["W"], weights.astype("float32"))
+    x = np.ones((2, 6), "float32")
+    column_sums = [[4.5, 5.1, 5.7]] * 2  # x is ones: x @ W sums W's columns
+    np.testing.assert_allclose(model.layers[0].forward(x), column_sums, rtol=1e-6)
+    model.compile("sgd", "cross_entropy").fit(x, [0, 1], verbose=0)
+    assert not np.array_equal(model.layers[0].params["W"], weights.astype("float32"))
+    report = check_layer(FixedWeights(weights), (6,))
+    assert report.passed, str(report)
 
 
 # ------------------------------------------- 7. (and) NumPy ints from output_shape

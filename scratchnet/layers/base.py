@@ -19,6 +19,7 @@ To write your own layer, subclass :class:`Layer` and implement ``forward``, ``ba
 
 from __future__ import annotations
 
+import functools
 import numbers
 import re
 
@@ -272,10 +273,13 @@ class Layer:
 
 
 def cast_if_float(value, dtype) -> np.ndarray:
-    """A buffer in the layer's float ``dtype`` if it holds floats; an int or bool buffer (a
-    count, a mask used as an index) as it is: casting it to float would break it."""
-    value = np.asarray(value)
-    return value.astype(dtype) if value.dtype.kind == "f" else value
+    """A buffer in the layer's float ``dtype``, unless it is already a NumPy integer or bool
+    ARRAY (a count, a mask used as an index): casting that to float would break it, so it keeps
+    its dtype. Python numbers and lists are cast as always: ``{"scale": 1}`` becomes a float
+    buffer, which an in-place ``*= 0.9`` can update (an int64 one would refuse)."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biu":
+        return value
+    return np.asarray(value).astype(dtype)
 
 
 def require_initialised(layer, owner: str) -> None:
@@ -297,9 +301,11 @@ def run_backward_params(layer, dy) -> None:
         layer.backward_params(dy)
 
 
+@functools.cache  # once per class: run_backward_params asks on every backward
 def backward_overrides_fast_path(layer_class) -> bool:
     """True if ``backward`` is defined in a class nearer ``layer_class`` (in its MRO) than
-    ``backward_params`` is: that backward_params knows nothing of the newer backward."""
+    ``backward_params`` is: that backward_params knows nothing of the newer backward.
+    Remembered per class (a method assigned to the class after its first backward is not seen)."""
     classes = layer_class.__mro__
 
     def defining(method: str) -> int:
