@@ -184,18 +184,35 @@ class EarlyStopping(_Monitor):
                 self.model.set_weights(state["best_weights"])
 
 
-def check_watched_values(watchers, logged: list[str], validating: bool, owner: str) -> None:
+def check_watched_values(model, callbacks, validating: bool) -> None:
     """fit, before the first batch: every value a watcher (a callback, or the optimizer's
-    schedule, given as (label, object)) reads at an epoch's end is one of the ``logged`` names,
-    else a ValueError naming the watcher and what fit logs. Objects without ``watched_values``
-    (your own callbacks) are not asked; fit passes no callback that comes after one of your own
-    (it may add to the logs what the later ones read)."""
+    schedule) reads at an epoch's end is one fit will log (_run_epoch: loss, accuracy for a
+    classification loss, and val_ of each with validation), else a ValueError naming the watcher
+    and what fit logs. Callbacks share one ``logs`` dict in list order: one of your own may add a
+    value (``logs["val_f1"] = ...``, as in Keras) that later ones read, so scratchnet's callbacks
+    are checked up to the first one of your own; the schedule reads the logs first: always checked.
+    """
+    logged = ["loss", "accuracy"] if model.loss.has_accuracy else ["loss"]
+    logged += [f"val_{name}" for name in logged] if validating else []
+    watchers = []
+    for callback in callbacks:
+        if not _is_scratchnet_class(callback):
+            break  # it may write into the logs what the ones after it read
+        watchers.append((type(callback).__name__, callback))
+    schedule = getattr(model.optimizer, "schedule", None)
+    watchers.append((f"{type(schedule).__name__} (the optimizer's schedule)", schedule))
     for label, watcher in watchers:
         for name, how in getattr(watcher, "watched_values", list)():
             if name not in logged:
                 hint = "" if validating else " (val_* values need validation_data or validation_split)"
-                raise ValueError(f"{owner}: {label} {how}, which fit will not log: it logs "
+                raise ValueError(f"{model.name}: {label} {how}, which fit will not log: it logs "
                                  f"{', '.join(logged)}{hint}")
+
+
+def _is_scratchnet_class(obj) -> bool:
+    """True for an object of a class defined in scratchnet (EarlyStopping), False for a class of
+    your own (a Callback subclass you wrote, even one of EarlyStopping)."""
+    return type(obj).__module__.split(".")[0] == "scratchnet"
 
 
 def trainable_layers(model) -> list[str]:

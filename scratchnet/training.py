@@ -211,30 +211,6 @@ def _refuse_batches_of_one_for_batch_norm(model, n_train: int, batch_size: int) 
                      f"channel; {fix}")
 
 
-def _check_watched_values(model, callbacks, validating: bool) -> None:
-    """Before the first batch: what the callbacks and the schedule will read, fit will log
-    (_run_epoch: loss, accuracy for a classification loss, and val_ of each with validation).
-    Callbacks share one ``logs`` dict in list order: one of one's own may add a value
-    (``logs["val_f1"] = ...``, as in Keras) that later ones read, so scratchnet's callbacks are
-    checked up to the first one of one's own; the schedule reads the logs first: always checked."""
-    logged = ["loss", "accuracy"] if model.loss.has_accuracy else ["loss"]
-    logged += [f"val_{name}" for name in logged] if validating else []
-    watchers = []
-    for callback in callbacks:
-        if not _is_scratchnet_class(callback):
-            break  # it may write into the logs what the ones after it read
-        watchers.append((type(callback).__name__, callback))
-    schedule = getattr(model.optimizer, "schedule", None)
-    watchers.append((f"{type(schedule).__name__} (the optimizer's schedule)", schedule))
-    check_watched_values(watchers, logged, validating, model.name)
-
-
-def _is_scratchnet_class(obj) -> bool:
-    """True for an object of a class defined in scratchnet (EarlyStopping), False for a class of
-    one's own (a Callback subclass written by the user, even one of EarlyStopping)."""
-    return type(obj).__module__.split(".")[0] == "scratchnet"
-
-
 def _call(callbacks, hook, *args):
     for callback in callbacks:
         getattr(callback, hook)(*args)
@@ -297,7 +273,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True
     if augment is not None and not callable(augment):
         raise TypeError(f"{model.name}: augment must be callable as augment(x, y, rng), got {augment!r}")
     callbacks = check_callbacks(callbacks, model.name)
-    _check_watched_values(model, callbacks, validating=validation_data is not None)
+    check_watched_values(model, callbacks, validating=validation_data is not None)
     for callback in callbacks:
         if hasattr(callback, "set_model"):
             callback.set_model(model)
