@@ -104,8 +104,38 @@ def prepare_stdout() -> None:
         reconfigure(errors="backslashreplace", line_buffering=True)
 
 
+def stdout_settings():
+    """sys.stdout and its (errors, line_buffering), or None when it cannot be reconfigured."""
+    stream = sys.stdout
+    if getattr(stream, "reconfigure", None) is None:
+        return None
+    return stream, (stream.errors, stream.line_buffering)
+
+
+def restore_stdout(before) -> None:
+    """Give the caller's sys.stdout back its settings (a script or REPL that called cli.main goes on
+    printing as before), if prepare_stdout changed them. A stdout gone in the meantime is left."""
+    if before is None:
+        return
+    stream, (errors, line_buffering) = before
+    if (stream.errors, stream.line_buffering) == (errors, line_buffering):
+        return
+    try:
+        stream.reconfigure(errors=errors, line_buffering=line_buffering)
+    except (OSError, ValueError):  # a closed terminal or pipe (its flush fails), a closed file
+        pass
+
+
 def main(argv=None) -> int:
+    before = stdout_settings()
     prepare_stdout()
+    try:
+        return run_main(argv)
+    finally:
+        restore_stdout(before)
+
+
+def run_main(argv) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

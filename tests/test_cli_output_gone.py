@@ -1,7 +1,9 @@
 """When the output goes away under `scratchnet train` (the terminal window is closed, the reader
-of a pipe leaves) the run is still saved."""
+of a pipe leaves) the run is still saved; and cli.main gives a calling script its stdout back as it
+found it."""
 
 import errno
+import io
 import json
 import os
 import select
@@ -75,3 +77,32 @@ def test_pipe_safe_stdout_drops_output_gone_but_not_a_full_disk():
         wrapped.stream.close()
     with pytest.raises(OSError, match="No space left"):  # a log on a full disk is still said
         PipeSafeStdout(Failing(errno.ENOSPC)).write("epoch 3\n")
+
+
+@pytest.mark.parametrize("argv", [["summary", "--model", "mlp"], ["summary", "--help"]])
+def test_cli_main_gives_the_callers_stdout_back_as_it_was(monkeypatch, argv):
+    # a script or REPL that calls cli.main (--help too: SystemExit): its stdout keeps its own
+    # errors and buffering afterwards; main line-buffers and backslash-replaces only meanwhile
+    from scratchnet import cli
+
+    def settings(stream):
+        return stream.errors, stream.line_buffering
+
+    during = []
+    real_run_command = cli.run_command
+    monkeypatch.setattr(cli, "run_command", lambda *args: during.append(settings(sys.stdout))
+                        or real_run_command(*args))
+    callers = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="strict", line_buffering=False)
+    monkeypatch.setattr(sys, "stdout", callers)
+    try:
+        cli.main(argv)
+    except SystemExit:                                 # --help
+        pass
+    assert during in ([("backslashreplace", True)], [])
+    assert settings(callers) == ("strict", False)
+    callers.flush()
+    assert (b"usage:" if "--help" in argv else b"Dense") in callers.buffer.getvalue()
+    set_already = io.TextIOWrapper(io.BytesIO(), errors="backslashreplace", line_buffering=True)
+    monkeypatch.setattr(sys, "stdout", set_already)    # what main sets already: left as it is
+    cli.main(["summary", "--model", "mlp"])
+    assert settings(set_already) == ("backslashreplace", True)
