@@ -15,6 +15,7 @@ scipy.signal). Only matplotlib (``scratchnet.viz``) is imported inside the comma
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -103,8 +104,38 @@ def prepare_stdout() -> None:
         reconfigure(errors="backslashreplace", line_buffering=True)
 
 
+def stdout_settings():
+    """sys.stdout and its (errors, line_buffering), or None when it cannot be reconfigured."""
+    stream = sys.stdout
+    if getattr(stream, "reconfigure", None) is None:
+        return None
+    return stream, (stream.errors, stream.line_buffering)
+
+
+def restore_stdout(before) -> None:
+    """Give the caller's sys.stdout back its settings (a script or REPL that called cli.main goes on
+    printing as before), if prepare_stdout changed them. A stdout gone in the meantime is left."""
+    if before is None:
+        return
+    stream, (errors, line_buffering) = before
+    if (stream.errors, stream.line_buffering) == (errors, line_buffering):
+        return
+    try:
+        stream.reconfigure(errors=errors, line_buffering=line_buffering)
+    except (OSError, ValueError):  # a closed terminal or pipe (its flush fails), a closed file
+        pass
+
+
 def main(argv=None) -> int:
+    before = stdout_settings()
     prepare_stdout()
+    try:
+        return run_main(argv)
+    finally:
+        restore_stdout(before)
+
+
+def run_main(argv) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -123,9 +154,9 @@ def main(argv=None) -> int:
 
 
 class PipeSafeStdout:
-    """Stands in for sys.stdout during `scratchnet train`: when the reader of a pipe leaves
-    (`scratchnet train | head -2`), the rest of the printing goes to /dev/null and the training
-    and saving go on (a run is worth more than its log)."""
+    """Stands in for sys.stdout (and sys.stderr) during `scratchnet train`: when the reader of a
+    pipe leaves (`scratchnet train | head -2`) or the terminal is closed, the rest of the printing
+    goes to /dev/null and the training and saving go on (a run is worth more than its log)."""
 
     def __init__(self, stream):
         self.stream = stream
@@ -133,36 +164,45 @@ class PipeSafeStdout:
 
     def _closed(self):
         self.pipe_closed = True
-        if self.stream is sys.__stdout__:  # so Python's own flush at exit does not raise again
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+        if self.stream in (sys.__stdout__, sys.__stderr__):  # so Python's flush at exit does not raise
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
         self.stream = open(os.devnull, "w")
 
     def write(self, text):
         try:
             return self.stream.write(text)
-        except BrokenPipeError:
-            self._closed()
+        except OSError as error:
+            self._gone_or_raise(error)
             return len(text)
 
     def flush(self):
         try:
             self.stream.flush()
-        except BrokenPipeError:
-            self._closed()
+        except OSError as error:
+            self._gone_or_raise(error)
+
+    def _gone_or_raise(self, error):
+        """EPIPE: the pipe's reader left; EIO: the terminal was closed (SIGHUP follows, and the next
+        print fails). Either way the output is gone: print no more, go on training and saving."""
+        if error.errno not in (errno.EPIPE, errno.EIO):
+            raise error
+        self._closed()
 
     def __getattr__(self, name):  # isatty, fileno, encoding, ...: the wrapped stream's
         return getattr(self.stream, name)
 
 
 def train_command(args) -> int:
-    """``scratchnet train`` with its errors as messages and a closed stdout pipe ignored."""
-    real_stdout = sys.stdout
+    """``scratchnet train`` with its errors as messages, and a closed stdout pipe or terminal ignored."""
+    real_stdout, real_stderr = sys.stdout, sys.stderr
     if real_stdout is not None:  # None (pythonw.exe, `>&-`): print() writes nothing, nothing to wrap
         sys.stdout = PipeSafeStdout(real_stdout)
+    if real_stderr is not None:  # a closed terminal: "stopped by SIGHUP" must not end the saving
+        sys.stderr = PipeSafeStdout(real_stderr)
     try:
         return train_until_a_signal(args)
     finally:
-        sys.stdout = real_stdout
+        sys.stdout, sys.stderr = real_stdout, real_stderr
 
 
 def train_until_a_signal(args) -> int:

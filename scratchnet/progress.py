@@ -21,10 +21,21 @@ REDRAW_EVERY = 0.1        # seconds between redraws on a terminal
 NOTEBOOK_REDRAW_EVERY = 0.5
 
 
+def underlying(stream):
+    """The stream a wrapper writes to: `scratchnet train` puts sys.stdout in a cli.PipeSafeStdout,
+    which keeps it as ``.stream``; any other stream as it is."""
+    return getattr(stream, "stream", stream)
+
+
+def in_notebook(stream) -> bool:
+    """A Jupyter notebook's output (ipykernel's OutStream), wrapped or not."""
+    return "ipykernel" in type(underlying(stream)).__module__
+
+
 def is_interactive(stream) -> bool:
     """A terminal, or a Jupyter notebook's output (ipykernel's OutStream says isatty() False but
     shows "\\r" redraws in place)."""
-    if "ipykernel" in type(stream).__module__:
+    if in_notebook(stream):
         return True
     return hasattr(stream, "isatty") and stream.isatty()
 
@@ -36,9 +47,9 @@ class ProgressBar:
         self.width = width
         self.stream = stream if stream is not None else sys.stdout   # None: no stdout, no bar
         self.interactive = self.stream is not None and is_interactive(self.stream)
-        in_notebook = "ipykernel" in type(self.stream).__module__
-        self.redraw_every = NOTEBOOK_REDRAW_EVERY if in_notebook else REDRAW_EVERY
-        self.fit_to_row = self.interactive and not in_notebook  # a notebook has no rows to wrap
+        notebook = in_notebook(self.stream)  # no stdout (None): False
+        self.redraw_every = NOTEBOOK_REDRAW_EVERY if notebook else REDRAW_EVERY
+        self.fit_to_row = self.interactive and not notebook  # a notebook has no rows to wrap
         self.start = time.perf_counter()
         self.last_draw = 0.0
 

@@ -291,6 +291,25 @@ def test_a_notebooks_stream_gets_a_live_bar_redrawn_less_often(monkeypatch):
                                    "loss 1.0000 accuracy 0.5000")
 
 
+def test_scratchnet_train_run_from_a_notebook_draws_a_live_bar(tmp_path, monkeypatch):
+    # cli.main(["train", ...]) in a notebook cell: the bar sees train's PipeSafeStdout around
+    # ipykernel's stream and still redraws in place, at the notebook's pace, uncut
+    from scratchnet import cli, progress
+
+    class OutStream(Terminal):                        # ipykernel.iostream.OutStream: isatty() is False
+        def isatty(self):
+            return False
+
+    OutStream.__module__ = "ipykernel.iostream"
+    bar = progress.ProgressBar(10, "Epoch 1/1", stream=cli.PipeSafeStdout(OutStream()))
+    assert bar.interactive and bar.redraw_every == progress.NOTEBOOK_REDRAW_EVERY and not bar.fit_to_row
+    notebook = OutStream()
+    monkeypatch.setattr(sys, "stdout", notebook)
+    assert cli.main(TINY_RUN + ["--out", str(tmp_path / "run")]) == 0
+    printed = "".join(notebook.written)
+    assert "\rEpoch 1/1 [" + "#" * 30 + "] 2/2" in printed       # the bar's last redraw, in place
+
+
 # ---------------------------------------------------------------------- minor: help, exit codes, HOME
 def test_every_commands_help_fits_an_80_column_terminal(tmp_path):
     for command in ("train", "evaluate", "predict", "gradcheck", "summary", "exercise"):
