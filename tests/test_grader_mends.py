@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchnet.exercises import check
+from scratchnet.exercises.loader import load_module
 
 SOLUTIONS = Path(__file__).parent / "exercise_solutions"
 REPO = Path(__file__).resolve().parent.parent
@@ -215,6 +216,26 @@ def test_a_dropout_mask_that_never_changes_fails_and_says_why(tmp_path):
         "must give different masks, (1) twice the same): draw it from self.random_generator(), never "
         "from np.random or a generator of your own"}
     assert check(SOLUTIONS / "dropout.py").passed
+
+
+def test_a_dropout_drawing_from_self_rng_passes_and_check_layer_checks_it(tmp_path):
+    # /tmp/dr3/rnglayer.py: the in-place-input check ran forward before set_rng, so a layer drawing
+    # from self.rng (README: random layers draw from layer.rng) raised on rng None
+    from scratchnet.gradcheck import check_layer
+
+    from_rng = (DRAW, "mask = self.rng.random(x.shape) >= self.rate")
+    path = edited(tmp_path, "dropout", from_rng)
+    report = check(path)
+    assert [case.passed for case in report.cases] == [True, True, True], str(report)
+    layer_report = check_layer(load_module(path).Dropout(0.5), (6,), training=True)
+    assert layer_report.passed and not layer_report.contract, str(layer_report)
+    doubled = edited(tmp_path, "dropout", from_rng, ("return dy * self.cache", "return 2 * dy * self.cache"),
+                     filename="doubled.py")
+    report = check(doubled)  # a wrong backward still fails, on the gradient
+    assert [case.passed for case in report.cases] == [False, False, True]
+    assert "contract" not in str(report)
+    layer_report = check_layer(load_module(doubled).Dropout(0.5), (6,), training=True)
+    assert not layer_report.passed and not layer_report.contract
 
 
 def test_relu_and_the_residual_block_take_0_at_exact_zeros(tmp_path):
