@@ -79,6 +79,42 @@ def test_diagnose_transpose_and_kernel_flip(rng):
     assert any("kernel flip" in note for note in notes)
 
 
+def test_kernel_rearrangements_are_named_only_where_they_change_the_kernel(rng):
+    # /tmp/dr3/conv1.py: a 1x1 kernel (or a symmetric one) equals its own transpose, so any near
+    # miss "matched" it and was called "kernel transposed in space"
+    def rearrangements(analytic, numeric):
+        notes = diagnose("W", analytic, numeric, np.ones(numeric.shape, dtype=bool), 1e-6)
+        return {phrase for phrase in ("kernel flip", "channel axes swapped", "kernel transposed in space")
+                if any(phrase in note for note in notes)}
+
+    kernel = rng.normal(size=(3, 3, 4, 4))
+    assert rearrangements(kernel.transpose(1, 0, 2, 3), kernel) == {"kernel transposed in space"}
+    assert rearrangements(kernel.transpose(0, 1, 3, 2), kernel) == {"channel axes swapped"}
+    assert rearrangements(kernel, kernel) == set()
+    near_miss = 1 + 3e-6  # a scale: the numbers agree to 6 digits, so every rearrangement of a
+    one_by_one = rng.normal(size=(1, 1, 3, 2))  # kernel that it leaves unchanged "matches"
+    assert rearrangements(one_by_one * near_miss, one_by_one) == set()
+    symmetric = kernel + kernel.transpose(1, 0, 2, 3)  # [i, j] = [j, i] in space
+    assert rearrangements(symmetric * near_miss, symmetric) == set()
+    channel_symmetric = kernel + kernel.transpose(0, 1, 3, 2)
+    assert rearrangements(channel_symmetric * near_miss, channel_symmetric) == set()
+    flipped_and_symmetric = symmetric[::-1, ::-1]  # a real flip of a symmetric kernel is still named
+    assert rearrangements(flipped_and_symmetric, symmetric) == {"kernel flip"}
+
+
+class NearMissConv(Conv2D):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.grads["W"] = self.grads["W"] * (1 + 3e-6)
+        return dx
+
+
+def test_a_near_miss_on_a_1x1_kernel_is_not_called_a_transpose():
+    report = check_layer(NearMissConv(2, 1), (4, 4, 3))
+    assert not report.passed
+    assert "transposed" not in str(report) and "swapped" not in str(report), str(report)
+
+
 def test_diagnose_all_zeros_and_unused_parameter(rng):
     numeric = rng.normal(size=5)
     mask = np.ones(5, dtype=bool)
