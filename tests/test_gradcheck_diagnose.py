@@ -1,11 +1,14 @@
 """The checker points at the bug: worst element, counts, pattern diagnosis, maps, kinks, battery."""
 
+import re
+
 import numpy as np
 import pytest
 
 from scratchnet import gradcheck
 from scratchnet.gradcheck import check_layer, check_model, kink_aware_gradient
 from scratchnet.gradcheck_diagnose import diagnose, mismatch_grid, window_coverage
+from scratchnet.gradcheck_report import distinct_digits
 from scratchnet.layers import Activation, Conv2D, Dense, Layer, MaxPool2D
 from scratchnet.model import Sequential
 
@@ -113,6 +116,22 @@ def test_a_near_miss_on_a_1x1_kernel_is_not_called_a_transpose():
     report = check_layer(NearMissConv(2, 1), (4, 4, 3))
     assert not report.passed
     assert "transposed" not in str(report) and "swapped" not in str(report), str(report)
+
+
+def test_a_near_miss_prints_as_many_digits_as_tell_the_two_values_apart():
+    # /tmp/dr3/conv1.py printed 'analytic 14.7609, numeric 14.7609': two numbers that look equal
+    report = check_layer(NearMissConv(2, 1), (4, 4, 3))
+    row = {row.name: row for row in report.rows}["W"]
+    printed = re.search(r"worst at \[[0-9, ]+\]: analytic (\S+), numeric (\S+)\n", str(report))
+    analytic, numeric = printed.groups()
+    assert analytic != numeric
+    assert float(analytic) == pytest.approx(row.worst_analytic, rel=1e-6)
+    assert float(numeric) == pytest.approx(row.worst_numeric, rel=1e-6)
+    assert abs(row.worst_analytic / row.worst_numeric - 1) == pytest.approx(3e-6, rel=1e-2)
+    assert len(analytic.replace("-", "").replace(".", "")) > 6  # more than the usual 6 digits
+    from scratchnet.exercises import grader
+
+    assert grader.distinct_digits is distinct_digits  # the grader prints its comparisons the same way
 
 
 def test_diagnose_all_zeros_and_unused_parameter(rng):
