@@ -93,6 +93,19 @@ def test_a_helpers_module_imported_from_the_folder_before_the_check_is_read_agai
     assert "helpers" not in sys.modules
 
 
+def test_a_helpers_module_imported_through_a_link_to_the_folder_is_read_again(tmp_path, monkeypatch):
+    path = student_with_helpers(tmp_path, "student", WRONG_HELPER)
+    link = tmp_path / "link"
+    link.symlink_to(path.parent, target_is_directory=True)
+    monkeypatch.syspath_prepend(str(link))
+    import helpers
+
+    assert helpers.__file__ == str(link / "helpers.py")
+    (path.parent / "helpers.py").write_text(RIGHT_HELPER + "# mended\n")
+    assert check(path).passed
+    assert "helpers" not in sys.modules
+
+
 def test_a_package_beside_the_file_and_its_submodules_are_dropped_after_loading(tmp_path):
     from scratchnet.exercises.loader import load_module
 
@@ -103,6 +116,23 @@ def test_a_package_beside_the_file_and_its_submodules_are_dropped_after_loading(
     assert load_module(tmp_path / "student.py").SCALE == 2.0
     assert "tools" not in sys.modules and "tools.grads" not in sys.modules
     assert "numpy" in sys.modules and "scratchnet.exercises" in sys.modules  # nothing else dropped
+
+
+def test_a_package_installed_below_the_students_folder_is_kept(tmp_path, monkeypatch):
+    # a student's file in the home folder, numpy in ~/.local/lib/python3.x/site-packages
+    from scratchnet.exercises.loader import load_module
+
+    (tmp_path / "lib" / "installed").mkdir(parents=True)
+    (tmp_path / "lib" / "installed" / "__init__.py").write_text("VERSION = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    import installed
+
+    try:
+        (tmp_path / "student.py").write_text("import installed\nVERSION = installed.VERSION\n")
+        assert load_module(tmp_path / "student.py").VERSION == 1
+        assert sys.modules["installed"] is installed
+    finally:
+        sys.modules.pop("installed", None)
 
 
 def test_a_student_file_does_not_inherit_the_loaders_future_annotations(tmp_path):

@@ -65,24 +65,33 @@ def forget_modules_from(folder: Path) -> None:
     The loaded files themselves (``scratchnet_student_*``) stay: pickling looks them up. Only the
     module named by its place in ``folder`` is dropped, never a package that merely lies below it
     (a student's file in the home folder keeps numpy from ~/.local/lib/.../site-packages)."""
+    resolved = {}  # sys.path folder as imported -> resolved: a few folders for ~1000 modules
     for name, module in list(sys.modules.items()):
-        if not name.startswith("scratchnet_student_") and imported_from(name, module, folder):
+        root = import_root(name, module)
+        if root is None or name.startswith("scratchnet_student_"):
+            continue
+        if root not in resolved:
+            try:
+                resolved[root] = Path(root).resolve()  # imported through a link to the folder
+            except (OSError, RuntimeError):
+                resolved[root] = None
+        if resolved[root] == folder:
             del sys.modules[name]
 
 
-def imported_from(name: str, module, folder: Path) -> bool:
-    """Is ``module``, imported as ``name`` ("a.b"), the file folder/a/b.py or folder/a/b/__init__.py?"""
+def import_root(name: str, module) -> str | None:
+    """The sys.path folder ``module`` was imported from as ``name`` ("a.b" from ROOT/a/b.py or
+    ROOT/a/b/__init__.py: ROOT), or None (a built-in module, a compiled extension, no file)."""
     file = getattr(module, "__file__", None)
     if not isinstance(file, str) or not file.endswith(".py"):
-        return False
-    file = Path(file)
-    as_module, as_package = folder.joinpath(*name.split(".")), folder.joinpath(*name.split("."), "__init__")
-    if file.with_suffix("") not in (as_module, as_package):  # the path as imported (folder on sys.path)
-        try:
-            file = file.resolve()  # imported through a link to the folder (a notebook's working folder)
-        except (OSError, RuntimeError):
-            return False
-    return file.with_suffix("") in (as_module, as_package)
+        return None
+    parts = Path(file).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    depth = len(name.split("."))
+    if len(parts) <= depth or list(parts[-depth:]) != name.split("."):
+        return None  # a name that is not its place (a module loaded from a path, __main__)
+    return str(Path(*parts[:-depth]))
 
 
 def exercise_name_of(path) -> str | None:
