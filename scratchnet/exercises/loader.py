@@ -89,9 +89,9 @@ def import_root(name: str, module) -> str | None:
     if parts[-1] == "__init__":
         parts = parts[:-1]
     depth = len(name.split("."))
-    if len(parts) <= depth or list(parts[-depth:]) != name.split("."):
+    if len(parts) < depth or list(parts[-depth:]) != name.split("."):
         return None  # a name that is not its place (a module loaded from a path, __main__)
-    return str(Path(*parts[:-depth]))
+    return str(Path(*parts[:-depth]))  # "." for a relative "helpers.py": the working folder
 
 
 def exercise_name_of(path) -> str | None:
