@@ -178,12 +178,12 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
         return report
     noise_seed = int(rng.integers(2**31))
 
-    def run_forward():
+    def run_forward(given=x):
         layer.set_rng(np.random.default_rng(noise_seed))  # same dropout mask on every call
-        return layer.forward(x, training=training)
+        return layer.forward(given, training=training)
 
     try:
-        if input_changed(lambda given: layer.forward(given, training=training), x):
+        if input_changed(run_forward, x):  # with its generator set: a dropout drawing from self.rng
             report.contract.append(f"{layer.name}: {INPUT_CHANGED}")
             return report
         if not training:  # inference must not depend on the generator's state

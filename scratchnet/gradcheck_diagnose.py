@@ -114,15 +114,20 @@ def diagnose(name, analytic, numeric, mask, tolerance, batch_size=0, coverage=No
         notes.append(f"transpose matches: {name}.T equals the numeric gradient "
                      "(a transposed product, e.g. dz.T @ x instead of x.T @ dz)")
     if analytic.ndim == 4 and mask.all() and name != "input":
-        flip_visible = not _close(analytic[::-1, ::-1], analytic, mask, tolerance)  # not 1x1/symmetric
+        # each rearrangement is named only where it changes the array: a 1x1 kernel or a symmetric
+        # one equals its own flip/transpose, and a near miss would then "match" it
+        flip_visible = not _close(analytic[::-1, ::-1], analytic, mask, tolerance)
+        channels_swapped = analytic.transpose(0, 1, 3, 2) if analytic.shape[2] == analytic.shape[3] else None
+        channel_swap_visible = channels_swapped is not None and not _close(channels_swapped, analytic, mask,
+                                                                           tolerance)
+        transposed = analytic.transpose(1, 0, 2, 3) if analytic.shape[0] == analytic.shape[1] else None
+        transpose_visible = transposed is not None and not _close(transposed, analytic, mask, tolerance)
         if flip_visible and _close(analytic[::-1, ::-1], numeric, mask, tolerance):
             notes.append(f"kernel flip: {name}[::-1, ::-1] equals the numeric gradient (the kernel was "
                          "flipped, or a flip is missing: convolution vs cross-correlation)")
-        elif analytic.shape[2] == analytic.shape[3] and _close(analytic.transpose(0, 1, 3, 2), numeric,
-                                                                mask, tolerance):
+        elif channel_swap_visible and _close(channels_swapped, numeric, mask, tolerance):
             notes.append(f"channel axes swapped: {name} with its last two axes transposed matches")
-        elif analytic.shape[0] == analytic.shape[1] and _close(analytic.transpose(1, 0, 2, 3), numeric,
-                                                                mask, tolerance):
+        elif transpose_visible and _close(transposed, numeric, mask, tolerance):
             notes.append(f"kernel transposed in space: {name}.transpose(1, 0, 2, 3) equals the numeric "
                          "gradient (rows and columns of the kernel swapped: index [i, j], not [j, i])")
     if analytic.ndim == 4 and name == "input" and wrong.any() and not wrong.all() and analytic.shape[1] > 2 \

@@ -23,6 +23,17 @@ def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], rule: boo
                      for row in [*lines, *rows])
 
 
+def distinct_digits(mine, expected) -> tuple[str, str]:
+    """Both numbers with 6 significant digits, or as many more as it takes to tell them apart
+    (a float32 round-off: 'yours -1.14333, expected -1.14333' -> '-1.14332998, -1.14333034'; a
+    factor 1 + 3e-6: 'analytic 14.7609, numeric 14.7609' -> '14.76092, 14.76088')."""
+    for digits in range(6, 18):
+        pair = (f"{mine:.{digits}g}", f"{expected:.{digits}g}")
+        if pair[0] != pair[1]:
+            return pair
+    return pair
+
+
 def relative_difference(a, b) -> float:
     """max |a - b| / max(max |b|, 1e-12), in float64 (b is the reference); inf if the shapes differ."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -70,8 +81,9 @@ class CheckRow:
             return (f"{self.name}: no element could be compared (all {self.inconclusive} on a kink): "
                     "move the input off the kink")
         index = ", ".join(map(str, self.worst_index))
+        analytic, numeric = distinct_digits(self.worst_analytic, self.worst_numeric)
         lines = [f"{self.name}: {self.n_wrong} of {self.checked} checked elements disagree; worst at "
-                 f"[{index}]: analytic {self.worst_analytic:.6g}, numeric {self.worst_numeric:.6g}"]
+                 f"[{index}]: analytic {analytic}, numeric {numeric}"]
         lines += [f"  diagnosis: {note}" for note in self.diagnosis]
         lines += ["  " + line for line in self.map.splitlines()]
         return "\n".join(lines)

@@ -1,11 +1,14 @@
 """The checker points at the bug: worst element, counts, pattern diagnosis, maps, kinks, battery."""
 
+import re
+
 import numpy as np
 import pytest
 
 from scratchnet import gradcheck
 from scratchnet.gradcheck import check_layer, check_model, kink_aware_gradient
 from scratchnet.gradcheck_diagnose import diagnose, mismatch_grid, window_coverage
+from scratchnet.gradcheck_report import distinct_digits
 from scratchnet.layers import Activation, Conv2D, Dense, Layer, MaxPool2D
 from scratchnet.model import Sequential
 
@@ -77,6 +80,58 @@ def test_diagnose_transpose_and_kernel_flip(rng):
     kernel = rng.normal(size=(3, 3, 2, 4))
     notes = diagnose("W", kernel[::-1, ::-1], kernel, np.ones(kernel.shape, dtype=bool), 1e-6)
     assert any("kernel flip" in note for note in notes)
+
+
+def test_kernel_rearrangements_are_named_only_where_they_change_the_kernel(rng):
+    # /tmp/dr3/conv1.py: a 1x1 kernel (or a symmetric one) equals its own transpose, so any near
+    # miss "matched" it and was called "kernel transposed in space"
+    def rearrangements(analytic, numeric):
+        notes = diagnose("W", analytic, numeric, np.ones(numeric.shape, dtype=bool), 1e-6)
+        return {phrase for phrase in ("kernel flip", "channel axes swapped", "kernel transposed in space")
+                if any(phrase in note for note in notes)}
+
+    kernel = rng.normal(size=(3, 3, 4, 4))
+    assert rearrangements(kernel.transpose(1, 0, 2, 3), kernel) == {"kernel transposed in space"}
+    assert rearrangements(kernel.transpose(0, 1, 3, 2), kernel) == {"channel axes swapped"}
+    assert rearrangements(kernel, kernel) == set()
+    near_miss = 1 + 3e-6  # a scale: the numbers agree to 6 digits, so every rearrangement of a
+    one_by_one = rng.normal(size=(1, 1, 3, 2))  # kernel that it leaves unchanged "matches"
+    assert rearrangements(one_by_one * near_miss, one_by_one) == set()
+    symmetric = kernel + kernel.transpose(1, 0, 2, 3)  # [i, j] = [j, i] in space
+    assert rearrangements(symmetric * near_miss, symmetric) == set()
+    channel_symmetric = kernel + kernel.transpose(0, 1, 3, 2)
+    assert rearrangements(channel_symmetric * near_miss, channel_symmetric) == set()
+    flipped_and_symmetric = symmetric[::-1, ::-1]  # a real flip of a symmetric kernel is still named
+    assert rearrangements(flipped_and_symmetric, symmetric) == {"kernel flip"}
+
+
+class NearMissConv(Conv2D):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.grads["W"] = self.grads["W"] * (1 + 3e-6)
+        return dx
+
+
+def test_a_near_miss_on_a_1x1_kernel_is_not_called_a_transpose():
+    report = check_layer(NearMissConv(2, 1), (4, 4, 3))
+    assert not report.passed
+    assert "transposed" not in str(report) and "swapped" not in str(report), str(report)
+
+
+def test_a_near_miss_prints_as_many_digits_as_tell_the_two_values_apart():
+    # /tmp/dr3/conv1.py printed 'analytic 14.7609, numeric 14.7609': two numbers that look equal
+    report = check_layer(NearMissConv(2, 1), (4, 4, 3))
+    row = {row.name: row for row in report.rows}["W"]
+    printed = re.search(r"worst at \[[0-9, ]+\]: analytic (\S+), numeric (\S+)\n", str(report))
+    analytic, numeric = printed.groups()
+    assert analytic != numeric
+    assert float(analytic) == pytest.approx(row.worst_analytic, rel=1e-6)
+    assert float(numeric) == pytest.approx(row.worst_numeric, rel=1e-6)
+    assert abs(row.worst_analytic / row.worst_numeric - 1) == pytest.approx(3e-6, rel=1e-2)
+    assert len(analytic.replace("-", "").replace(".", "")) > 6  # more than the usual 6 digits
+    from scratchnet.exercises import grader
+
+    assert grader.distinct_digits is distinct_digits  # the grader prints its comparisons the same way
 
 
 def test_diagnose_all_zeros_and_unused_parameter(rng):

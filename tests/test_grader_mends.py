@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchnet.exercises import check
+from scratchnet.exercises.loader import load_module
 
 SOLUTIONS = Path(__file__).parent / "exercise_solutions"
 REPO = Path(__file__).resolve().parent.parent
@@ -38,19 +39,129 @@ def test_a_helper_module_beside_the_file_is_importable_from_any_folder(tmp_path)
     (folder / "helpers.py").write_text("def relu_derivative(x):\n    return (x > 0) * 1.0\n")
     path = edited(folder, "relu", RELU_WITH_HELPER, HELPER_IMPORT)
     path_before = list(sys.path)
+    assert check(path).passed
+    assert sys.path == path_before  # the folder is on sys.path only while the file loads
+    assert "helpers" not in sys.modules  # nor is its helpers module left for the next file
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([sys.executable, "-m", "scratchnet", "exercise", "check", str(path)],
+                            cwd=elsewhere, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASSED" in result.stdout
+    assert not (folder / "__pycache__").exists()  # not even for helpers.py
+
+
+def student_with_helpers(tmp_path, name, helpers_text):
+    """A folder ``name`` holding relu.py (which imports relu_derivative from helpers.py) and helpers.py."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "helpers.py").write_text(helpers_text)
+    return edited(folder, "relu", RELU_WITH_HELPER, HELPER_IMPORT)
+
+
+RIGHT_HELPER = "def relu_derivative(x):\n    return (x > 0) * 1.0\n"
+WRONG_HELPER = "def relu_derivative(x):\n    return (x < 0) * 1.0\n"
+
+
+def test_each_students_helpers_module_is_their_own_in_either_order(tmp_path):
+    # /tmp/dr3/loop.py: helpers stayed in sys.modules, so the second student's `import helpers`
+    # got the first student's module: a wrong solution graded after a right one PASSED
+    right = student_with_helpers(tmp_path, "right", RIGHT_HELPER)
+    wrong = student_with_helpers(tmp_path, "wrong", WRONG_HELPER)
+    assert [check(path).passed for path in (right, wrong, right, wrong)] == [True, False, True, False]
+    assert [check(path).passed for path in (wrong, right, wrong)] == [False, True, False]
+    assert "helpers" not in sys.modules
+
+
+def test_a_helpers_module_mended_between_two_checks_is_read_again(tmp_path):
+    # a notebook: check, fix helpers.py, check again in the same process
+    path = student_with_helpers(tmp_path, "student", WRONG_HELPER)
+    assert not check(path).passed
+    (path.parent / "helpers.py").write_text(RIGHT_HELPER + "# mended\n")  # another size: no stale cache
+    assert check(path).passed
+
+
+def test_a_helpers_module_imported_from_the_folder_before_the_check_is_read_again(tmp_path, monkeypatch):
+    # a notebook in the student's folder imported helpers itself, then the student mended it
+    path = student_with_helpers(tmp_path, "student", WRONG_HELPER)
+    monkeypatch.syspath_prepend(str(path.parent))
+    import helpers  # noqa: F401 (the notebook's import: the wrong version)
+
+    (path.parent / "helpers.py").write_text(RIGHT_HELPER + "# mended\n")
+    assert check(path).passed
+    assert "helpers" not in sys.modules
+
+
+def test_a_helpers_module_imported_through_a_link_to_the_folder_is_read_again(tmp_path, monkeypatch):
+    path = student_with_helpers(tmp_path, "student", WRONG_HELPER)
+    link = tmp_path / "link"
+    link.symlink_to(path.parent, target_is_directory=True)
+    monkeypatch.syspath_prepend(str(link))
+    import helpers
+
+    assert helpers.__file__ == str(link / "helpers.py")
+    (path.parent / "helpers.py").write_text(RIGHT_HELPER + "# mended\n")
+    assert check(path).passed
+    assert "helpers" not in sys.modules
+
+
+def test_a_package_beside_the_file_and_its_submodules_are_dropped_after_loading(tmp_path):
+    from scratchnet.exercises.loader import load_module
+
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "__init__.py").write_text("")
+    (tmp_path / "tools" / "grads.py").write_text("SCALE = 2.0\n")
+    (tmp_path / "student.py").write_text("from tools.grads import SCALE\n")
+    assert load_module(tmp_path / "student.py").SCALE == 2.0
+    assert "tools" not in sys.modules and "tools.grads" not in sys.modules
+    assert "numpy" in sys.modules and "scratchnet.exercises" in sys.modules  # nothing else dropped
+
+
+def test_a_package_installed_below_the_students_folder_is_kept(tmp_path, monkeypatch):
+    # a student's file in the home folder, numpy in ~/.local/lib/python3.x/site-packages
+    from scratchnet.exercises.loader import load_module
+
+    (tmp_path / "lib" / "installed").mkdir(parents=True)
+    (tmp_path / "lib" / "installed" / "__init__.py").write_text("VERSION = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    import installed
+
     try:
-        assert check(path).passed
-        assert sys.path == path_before  # the folder is on sys.path only while the file loads
-        elsewhere = tmp_path / "elsewhere"
-        elsewhere.mkdir()
-        result = subprocess.run([sys.executable, "-m", "scratchnet", "exercise", "check", str(path)],
-                                cwd=elsewhere, capture_output=True, text=True,
+        (tmp_path / "student.py").write_text("import installed\nVERSION = installed.VERSION\n")
+        assert load_module(tmp_path / "student.py").VERSION == 1
+        assert sys.modules["installed"] is installed
+    finally:
+        sys.modules.pop("installed", None)
+
+
+def test_a_student_file_does_not_inherit_the_loaders_future_annotations(tmp_path):
+    # loader.py has `from __future__ import annotations`; compile() passed it on to the student's
+    # file, whose annotations became strings (python file.py keeps them objects)
+    from scratchnet.exercises.loader import load_module
+
+    (tmp_path / "annotated.py").write_text("def f(x: int) -> float:\n    return x\n")
+    module = load_module(tmp_path / "annotated.py")
+    assert module.f.__annotations__ == {"x": int, "return": float}
+
+
+def test_a_cp1252_comment_gets_the_same_verdict_with_and_without_name(tmp_path):
+    # a comment saved by a Windows editor as cp1252: compile() reads it (load_module, --name,
+    # gradcheck FILE:Class); `exercise check FILE` refused the file as 'not a text file'
+    text = (SOLUTIONS / "relu.py").read_text(encoding="utf-8")
+    text = text.replace("import numpy as np\n", "# dérivée: dy * 1[x > 0]\nimport numpy as np\n", 1)
+    right = tmp_path / "relu.py"
+    right.write_bytes(text.encode("cp1252"))
+    assert check(right).passed and check(right, "relu").passed
+    wrong = tmp_path / "relu_wrong.py"
+    wrong.write_bytes(text.replace("return dy * (x > 0)", "return dy * (x < 0)").encode("cp1252"))
+    assert not check(wrong).passed and not check(wrong, "relu").passed
+    for args in ([str(right)], [str(right), "--name", "relu"]):
+        result = subprocess.run([sys.executable, "-m", "scratchnet", "exercise", "check", *args],
+                                cwd=tmp_path, capture_output=True, text=True,
                                 env={**os.environ, "PYTHONPATH": str(REPO)})
         assert result.returncode == 0, result.stdout + result.stderr
         assert "PASSED" in result.stdout
-        assert not (folder / "__pycache__").exists()  # not even for helpers.py
-    finally:
-        sys.modules.pop("helpers", None)
 
 
 def test_an_edit_in_the_same_second_with_the_same_size_grades_the_new_code(tmp_path, monkeypatch):
@@ -135,6 +246,26 @@ def test_a_dropout_mask_that_never_changes_fails_and_says_why(tmp_path):
         "must give different masks, (1) twice the same): draw it from self.random_generator(), never "
         "from np.random or a generator of your own"}
     assert check(SOLUTIONS / "dropout.py").passed
+
+
+def test_a_dropout_drawing_from_self_rng_passes_and_check_layer_checks_it(tmp_path):
+    # /tmp/dr3/rnglayer.py: the in-place-input check ran forward before set_rng, so a layer drawing
+    # from self.rng (README: random layers draw from layer.rng) raised on rng None
+    from scratchnet.gradcheck import check_layer
+
+    from_rng = (DRAW, "mask = self.rng.random(x.shape) >= self.rate")
+    path = edited(tmp_path, "dropout", from_rng)
+    report = check(path)
+    assert [case.passed for case in report.cases] == [True, True, True], str(report)
+    layer_report = check_layer(load_module(path).Dropout(0.5), (6,), training=True)
+    assert layer_report.passed and not layer_report.contract, str(layer_report)
+    doubled = edited(tmp_path, "dropout", from_rng, ("return dy * self.cache", "return 2 * dy * self.cache"),
+                     filename="doubled.py")
+    report = check(doubled)  # a wrong backward still fails, on the gradient
+    assert [case.passed for case in report.cases] == [False, False, True]
+    assert "contract" not in str(report)
+    layer_report = check_layer(load_module(doubled).Dropout(0.5), (6,), training=True)
+    assert not layer_report.passed and not layer_report.contract
 
 
 def test_relu_and_the_residual_block_take_0_at_exact_zeros(tmp_path):

@@ -25,7 +25,7 @@ from ..gradcheck import check_layer, check_loss
 from ..gradcheck_battery import case_input, is_strided
 from ..gradcheck_contract import describe_exception
 from ..gradcheck_diagnose import window_coverage
-from ..gradcheck_report import GradientCheckReport
+from ..gradcheck_report import GradientCheckReport, distinct_digits
 from .extra_checks import COMPARE_TOLERANCE, dropout_checks, loss_value_messages, residual_at_zero_messages
 from .loader import NotAPythonFile, exercise_name_of, load_module  # noqa: F401 (cli imports them here)
 from .registry import EXERCISES
@@ -137,16 +137,6 @@ def compare_arrays(what, mine, expected, batch_size, coverage=None) -> list[str]
              f"[{', '.join(map(str, row.worst_index))}]: yours {yours}, expected {theirs}"]
     lines += [f"  diagnosis: {note}" for note in row.diagnosis] + _precision_hint(dtype)
     return ["\n".join(lines)]
-
-
-def distinct_digits(mine, expected) -> tuple[str, str]:
-    """Both numbers with 6 significant digits, or as many more as it takes to tell them apart
-    (a float32 round-off: 'yours -1.14333, expected -1.14333' -> '-1.14332998, -1.14333034')."""
-    for digits in range(6, 18):
-        pair = (f"{mine:.{digits}g}", f"{expected:.{digits}g}")
-        if pair[0] != pair[1]:
-            return pair
-    return pair
 
 
 def _precision_hint(dtype) -> list[str]:

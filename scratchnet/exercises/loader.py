@@ -9,7 +9,11 @@ Three things differ from ``importlib``'s ``exec_module`` on purpose:
   be graded as the OLD code; the source is compiled from its bytes every time, and nothing is
   written to the student's folder;
 - the source is read as bytes and ``compile`` decodes it (UTF-8, or the file's coding cookie), so
-  a comment ``# δ = dy·1[x>0]`` loads under ``LC_ALL=C`` too.
+  a comment ``# δ = dy·1[x>0]`` loads under ``LC_ALL=C`` too; it is compiled with
+  ``dont_inherit=True``, so this module's ``from __future__ import annotations`` does not reach it;
+- the modules imported from the file's folder (its ``helpers.py``) are dropped from ``sys.modules``
+  before and after it loads: the next file's ``import helpers`` (another student's folder, or this
+  one after an edit) imports its own, as a fresh ``python file.py`` would.
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ def load_module(path):
     if spec is None or path.suffix != ".py":  # only source files: a .pyc would be a cache again
         raise NotAPythonFile(f"{path}: not a Python .py file")
     module = importlib.util.module_from_spec(spec)
-    code = compile(path.read_bytes(), str(path), "exec")  # a SyntaxError names the file and line
+    # a SyntaxError names the file and line; dont_inherit: not this module's __future__ imports
+    code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
     sys.modules[module_name] = module  # dataclasses and pickling look modules up here
     folder, wrote_bytecode = str(path.parent), sys.dont_write_bytecode
+    forget_modules_from(path.parent)  # a helpers.py imported before (by a notebook, before an edit)
     sys.path.insert(0, folder)
     sys.dont_write_bytecode = True  # the student's helpers.py imported from here: no __pycache__ either
     try:
@@ -48,11 +54,56 @@ def load_module(path):
         sys.dont_write_bytecode = wrote_bytecode
         if folder in sys.path:
             sys.path.remove(folder)  # the first occurrence: the one inserted above
+        forget_modules_from(path.parent)  # the next file's `import helpers` finds its own
     return module
 
 
+def forget_modules_from(folder: Path) -> None:
+    """Drop from ``sys.modules`` the modules imported from ``folder`` (an absolute, resolved path)
+    as a top-level name: NAME.py or NAME/__init__.py there, and their submodules NAME.sub.
+
+    The loaded files themselves (``scratchnet_student_*``) stay: pickling looks them up. Only the
+    module named by its place in ``folder`` is dropped, never a package that merely lies below it
+    (a student's file in the home folder keeps numpy from ~/.local/lib/.../site-packages)."""
+    resolved = {}  # sys.path folder as imported -> resolved: a few folders for ~1000 modules
+    for name, module in list(sys.modules.items()):
+        root = import_root(name, module)
+        if root is None or name.startswith("scratchnet_student_"):
+            continue
+        if root not in resolved:
+            try:
+                resolved[root] = Path(root).resolve()  # imported through a link to the folder
+            except (OSError, RuntimeError):
+                resolved[root] = None
+        if resolved[root] == folder:
+            del sys.modules[name]
+
+
+def import_root(name: str, module) -> str | None:
+    """The sys.path folder ``module`` was imported from as ``name`` ("a.b" from ROOT/a/b.py or
+    ROOT/a/b/__init__.py: ROOT), or None (a built-in module, a compiled extension, no file)."""
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(".py"):
+        return None
+    parts = Path(file).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    depth = len(name.split("."))
+    if len(parts) < depth or list(parts[-depth:]) != name.split("."):
+        return None  # a name that is not its place (a module loaded from a path, __main__)
+    return str(Path(*parts[:-depth]))  # "." for a relative "helpers.py": the working folder
+
+
 def exercise_name_of(path) -> str | None:
-    """The name in the starter's first line '# scratchnet exercise: NAME' (the file read as UTF-8)."""
-    text = Path(path).read_bytes().decode("utf-8")  # a binary file raises UnicodeDecodeError
-    match = re.search(r"^# scratchnet exercise: (\w+)", text, re.M)
-    return match.group(1) if match else None
+    """The name in the starter's first line '# scratchnet exercise: NAME', or None.
+
+    Only that line has to be text: a byte that is not UTF-8 elsewhere (a comment '# dérivée' saved
+    as cp1252) reads as U+FFFD, so the file gets the verdict it gets with ``--name`` (where
+    ``compile`` reads it). A file with no such line that is not UTF-8 at all (a .npy) raises
+    UnicodeDecodeError: the command says 'not a text file'."""
+    source = Path(path).read_bytes()
+    match = re.search(r"^# scratchnet exercise: (\w+)", source.decode("utf-8", errors="replace"), re.M)
+    if match:
+        return match.group(1)
+    source.decode("utf-8")  # a binary file raises UnicodeDecodeError
+    return None
