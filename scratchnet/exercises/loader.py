@@ -11,9 +11,12 @@ Three things differ from ``importlib``'s ``exec_module`` on purpose:
 - the source is read as bytes and ``compile`` decodes it (UTF-8, or the file's coding cookie), so
   a comment ``# δ = dy·1[x>0]`` loads under ``LC_ALL=C`` too; it is compiled with
   ``dont_inherit=True``, so this module's ``from __future__ import annotations`` does not reach it;
-- the modules imported from the file's folder (its ``helpers.py``) are dropped from ``sys.modules``
-  before and after it loads: the next file's ``import helpers`` (another student's folder, or this
-  one after an edit) imports its own, as a fresh ``python file.py`` would.
+- the modules the file's loading imported from its folder (its ``helpers.py``) are dropped from
+  ``sys.modules`` afterwards: the next file's ``import helpers`` (another student's folder, or this
+  one after an edit) imports its own, as a fresh ``python file.py`` would. Modules imported before
+  the load (a notebook's own ``from mylayers import Twice``, scratchnet itself when working from a
+  clone) stay, as in plain Python: dropping them would make their classes new objects (pickling
+  ``Twice`` then fails: "not the same object as mylayers.Twice").
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def load_module(path):
     code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
     sys.modules[module_name] = module  # dataclasses and pickling look modules up here
     folder, wrote_bytecode = str(path.parent), sys.dont_write_bytecode
-    forget_modules_from(path.parent)  # a helpers.py imported before (by a notebook, before an edit)
+    imported_before = set(sys.modules)
     sys.path.insert(0, folder)
     sys.dont_write_bytecode = True  # the student's helpers.py imported from here: no __pycache__ either
     try:
@@ -54,20 +57,22 @@ def load_module(path):
         sys.dont_write_bytecode = wrote_bytecode
         if folder in sys.path:
             sys.path.remove(folder)  # the first occurrence: the one inserted above
-        forget_modules_from(path.parent)  # the next file's `import helpers` finds its own
+        # what this load imported from the folder goes: the next file's `import helpers` finds its own
+        forget_modules_from(path.parent, set(sys.modules) - imported_before)
     return module
 
 
-def forget_modules_from(folder: Path) -> None:
-    """Drop from ``sys.modules`` the modules imported from ``folder`` (an absolute, resolved path)
-    as a top-level name: NAME.py or NAME/__init__.py there, and their submodules NAME.sub.
+def forget_modules_from(folder: Path, names: set[str]) -> None:
+    """Drop from ``sys.modules`` those of ``names`` imported from ``folder`` (an absolute, resolved
+    path) as a top-level name: NAME.py or NAME/__init__.py there, and their submodules NAME.sub.
 
     The loaded files themselves (``scratchnet_student_*``) stay: pickling looks them up. Only the
     module named by its place in ``folder`` is dropped, never a package that merely lies below it
     (a student's file in the home folder keeps numpy from ~/.local/lib/.../site-packages)."""
     resolved = {}  # sys.path folder as imported -> resolved: a few folders for ~1000 modules
-    for name, module in list(sys.modules.items()):
-        root = import_root(name, module)
+    for name in names:
+        module = sys.modules.get(name)
+        root = None if module is None else import_root(name, module)
         if root is None or name.startswith("scratchnet_student_"):
             continue
         if root not in resolved:
