@@ -65,20 +65,24 @@ def _swap_in(model, layer_name, replacement):
 
 
 def _copy_arrays(originals: dict, students: dict, what: str, layer_name: str, student) -> None:
-    """Copy each array of ``originals`` into ``students`` (the student's params or buffers): by
-    name, or, where the student named them otherwise (``running_mean`` for ``mean``), in order,
-    if the shapes match one for one."""
+    """Copy each array of ``originals`` into ``students`` (the student's params or buffers), by
+    name. Buffers a student named otherwise are matched when the name is unambiguous: the one
+    student name that contains the original's, with its shape (``running_mean`` for ``mean``).
+    Params keep their names: compare_training compares them by name after the updates."""
     original_shapes = {key: np.shape(value) for key, value in originals.items()}
     student_shapes = {key: np.shape(value) for key, value in students.items()}
-    if all(student_shapes.get(key) == shape for key, shape in original_shapes.items()):
-        student_keys = list(originals)  # same names
-    elif list(original_shapes.values()) == list(student_shapes.values()):
-        student_keys = list(students)  # other names, same shapes in the same order
-    else:
-        raise ValueError(f"compare_training: {type(student).__name__} has {what} {student_shapes}, "
-                         f"the original {layer_name} has {original_shapes}")
-    for student_key, value in zip(student_keys, originals.values()):
+    for key, value in originals.items():
+        student_key = key if key in students or what == "params" else _containing(key, students)
+        if student_shapes.get(student_key) != value.shape:
+            raise ValueError(f"compare_training: {type(student).__name__} has {what} {student_shapes}, "
+                             f"the original {layer_name} has {original_shapes}")
         students[student_key] = value.copy()
+
+
+def _containing(key: str, students: dict) -> str | None:
+    """The one name among ``students`` that contains ``key`` ("running_mean" for "mean"), or None."""
+    matches = [name for name in students if key in name]
+    return matches[0] if len(matches) == 1 else None
 
 
 def compare_training(model, layer_name, replacement, x, y, steps: int = 5, batch_size: int | None = None,

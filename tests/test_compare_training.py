@@ -98,3 +98,34 @@ def test_a_student_naming_the_buffers_otherwise_gets_them_in_order():
         model = conv_batchnorm(trained)
         result = compare_training(model, "batch_norm", RenamedRunningStats(), X, Y, steps=3)
         assert result.passed, str(result)
+
+
+class SwappedRunningStats(RenamedRunningStats):
+    """The same, with the variance first: matched by name (var in running_var), not by order."""
+
+    def build(self, input_shape, rng=None, dtype=np.float32):
+        shape = super().build(input_shape, rng=rng, dtype=dtype)
+        buffers = self.buffers
+        self.buffers = {"running_var": buffers["running_var"], "running_mean": buffers["running_mean"]}
+        return shape
+
+
+def test_buffers_named_otherwise_are_matched_by_name_not_order():
+    """In order, mean went into running_var: a false FAILED (1.3) on a trained model."""
+    model = conv_batchnorm(trained=True)
+    result = compare_training(model, "batch_norm", SwappedRunningStats(), X, Y, steps=2)
+    assert result.passed, str(result)
+
+
+def test_params_named_otherwise_are_refused_by_name():
+    """Params are compared by name after the updates: a Dense keeping W as 'kernel' is refused with
+    both sets of names (matched in order, it was a false 'differs (inf) - FAILED')."""
+    class KernelDense(Dense):
+        def build(self, input_shape, rng=None, dtype=np.float32):
+            shape = super().build(input_shape, rng=rng, dtype=dtype)
+            self.params = {"kernel": self.params.pop("W"), "bias": self.params.pop("b")}
+            return shape
+
+    with pytest.raises(ValueError, match=r"^compare_training: KernelDense has params \{'kernel': \(108, 3\), "
+                                         r"'bias': \(3,\)\}, the original dense has \{'W'"):
+        compare_training(conv_batchnorm(False), "dense", KernelDense(3), X, Y)
