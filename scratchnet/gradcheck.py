@@ -54,7 +54,6 @@ import numpy as np
 
 from .gradcheck_contract import (
     INPUT_CHANGED,
-    check_before_build,
     check_cache_type,
     check_dx,
     check_grads,
@@ -64,6 +63,8 @@ from .gradcheck_contract import (
     describe_exception,
     input_changed,
     not_a_layer,
+    params_lost_in_build,
+    params_made_in_init,
     restore,
     snapshot,
 )
@@ -161,9 +162,7 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
     x = _make_input(layer, x_or_input_shape, batch_size, rng)
     report = GradientCheckReport(f"check_layer: {layer.name} ({type(layer).__name__}), input {x.shape}",
                                  tolerance, batch_size=x.shape[0])
-    report.contract += check_before_build(layer)
-    if report.contract:
-        return report
+    made_in_init = params_made_in_init(layer)
     layer = copy.deepcopy(layer)
     # two children of one name (a block not yet in a model) would share a report row: rename
     # the copy's duplicates conv2d, conv2d_1, ... as a model would
@@ -175,6 +174,9 @@ def check_layer(layer, x_or_input_shape, seed: int = 0, eps: float = EPS,
             layer.build(x.shape[1:], rng=rng, dtype=np.float64)
     except Exception as error:  # a student's build: report it, naming the layer
         report.contract.append(describe_exception(layer.name, "build", error))
+        return report
+    report.contract += params_lost_in_build(layer, made_in_init)
+    if report.contract:
         return report
     noise_seed = int(rng.integers(2**31))
 

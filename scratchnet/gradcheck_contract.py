@@ -81,19 +81,28 @@ def not_a_layer(obj) -> list[str]:
     return [f"{kind} is not a Layer: check_layer checks subclasses of scratchnet.layers.Layer"]
 
 
-def check_before_build(layer) -> list[str]:
-    """Parameters created in ``__init__`` are replaced by ``Layer.build``: say so before it
-    happens. A class with a ``build`` of its own may keep them (fixed weights given to the
-    constructor), so it is not asked."""
-    if layer.built or not layer.params or type(layer).build is not Layer.build:
+def params_made_in_init(layer) -> list[str]:
+    """Before ``build``: the names of params an unbuilt layer created in ``__init__`` although it
+    has no ``init_params`` (``Layer.build`` replaces ``self.params`` with what init_params
+    returns, {} by default). Whether a build override keeps them is seen after it ran:
+    ``params_lost_in_build``."""
+    if layer.built or not layer.params or type(layer).init_params is not Layer.init_params:
         return []
-    if type(layer).init_params is Layer.init_params:
-        keys = ", ".join(map(repr, layer.params))
-        return [f"{layer.name}: params {keys} were created in __init__, but build() replaces "
-                "self.params with what init_params(input_shape, rng) returns, and init_params is "
-                "not overridden (it returns {}): create the parameters in init_params and return "
-                "them as a dict (build then casts them to the layer's dtype)"]
-    return []
+    return list(layer.params)
+
+
+def params_lost_in_build(layer, made_in_init: list[str]) -> list[str]:
+    """After ``build``: a problem if params created in ``__init__`` are gone (Layer.build, or an
+    override calling ``super().build``, replaced them: a raw KeyError in forward otherwise). A
+    build of one's own that keeps them (fixed weights given to the constructor) is fine."""
+    lost = [key for key in made_in_init if key not in layer.params]
+    if not lost:
+        return []
+    keys = ", ".join(map(repr, lost))
+    return [f"{layer.name}: params {keys} were created in __init__, but build() replaces "
+            "self.params with what init_params(input_shape, rng) returns, and init_params is "
+            "not overridden (it returns {}): create the parameters in init_params and return "
+            "them as a dict (build then casts them to the layer's dtype)"]
 
 
 def same_but_for_ones(shape, other) -> bool:

@@ -153,8 +153,11 @@ def build_in_model(model, layer: Layer, input_shape, reset: bool,
         layer.set_rng(model.rng)
         return layer.checked_output_shape(input_shape)
     refuse_own_build_signature(model, layer)
-    refuse_params_from_init(model, layer)
+    from .gradcheck_contract import params_made_in_init  # (gradcheck imports this module)
+
+    made_in_init = params_made_in_init(layer)  # params __init__ made, which build may drop
     returned = layer.build(input_shape, rng=model.rng, dtype=model.dtype)
+    refuse_lost_params(model, layer, made_in_init)
     layer.set_rng(model.rng)
     return checked_build_result(model, layer, input_shape, returned)
 
@@ -177,13 +180,13 @@ def refuse_own_build_signature(model, layer: Layer) -> None:
             f"dtype=\"float32\") and start it with super().build(input_shape, rng, dtype)") from None
 
 
-def refuse_params_from_init(model, layer: Layer) -> None:
-    """Params created in ``__init__`` without an ``init_params`` are dropped by ``Layer.build`` (a
-    raw KeyError in forward): the contract check of check_layer (``check_before_build``), run
-    here. A class with a ``build`` of its own may keep them and is not asked."""
-    from .gradcheck_contract import check_before_build
+def refuse_lost_params(model, layer: Layer, made_in_init: list[str]) -> None:
+    """Params created in ``__init__`` without an ``init_params`` and dropped by ``build`` (a raw
+    KeyError in forward otherwise): the contract check of check_layer (``params_lost_in_build``),
+    run here. A ``build`` of one's own that keeps them is fine."""
+    from .gradcheck_contract import params_lost_in_build
 
-    problems = check_before_build(layer)
+    problems = params_lost_in_build(layer, made_in_init)
     if problems:
         raise TypeError(f"{model.name}: {problems[0]}")
 

@@ -2,6 +2,8 @@
 overrides, a Loss / Optimizer of one's own and predict_proba with a loss of one's own. Each
 mistake is named on the student's class or function, with what to write instead."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -163,6 +165,32 @@ def test_params_given_in_init_are_kept_by_a_build_of_ones_own():
     assert not np.array_equal(model.layers[0].params["W"], weights.astype("float32"))
     report = check_layer(FixedWeights(weights), (6,))
     assert report.passed, str(report)
+
+
+class ParamsInInitThenSuperBuild(Layer):
+    """Params made in __init__, a build override that calls super().build (which drops them)."""
+
+    def __init__(self, name=None):
+        super().__init__(name)
+        self.params = {"w": np.ones(6)}
+
+    def build(self, input_shape, rng=None, dtype="float32"):
+        shape = super().build(input_shape, rng=rng, dtype=dtype)
+        self.note = "built"
+        return shape
+
+    def forward(self, x, training=False):
+        return x * self.params["w"]
+
+
+def test_params_dropped_by_a_build_calling_super_are_named_by_the_model_and_check_layer():
+    """Asked after build, not by class: an override calling super().build loses them too (this
+    session first skipped every class with its own build: a raw KeyError 'w' in forward)."""
+    expected = r"params_in_init_then_super_build: params 'w' were created in __init__, but build\(\) replaces"
+    with pytest.raises(TypeError, match="^sequential: " + expected):
+        sn.Sequential([ParamsInInitThenSuperBuild(), Dense(3)], input_shape=(6,)).build()
+    report = check_layer(ParamsInInitThenSuperBuild(), (6,))
+    assert not report.passed and re.search(expected, str(report)), str(report)
 
 
 # ------------------------------------------- 7. (and) NumPy ints from output_shape
