@@ -42,6 +42,29 @@ def test_a_subclass_backward_runs_when_its_layer_is_first(wrap):
     assert np.abs(conv.grads["b"]).max() > 0  # its super().backward ran: db = sum of dy != 0
 
 
+def test_a_backward_assigned_to_the_class_later_is_seen():
+    """A later notebook cell assigns ``MyConv.backward = ...`` after a first backward: the answer
+    remembered per class would keep running Conv2D's fast backward_params."""
+    class LaterConv(Conv2D):
+        pass
+
+    x, _ = images()
+    conv = LaterConv(1, 3, padding="same")
+    model = sn.Sequential([conv, Flatten(), Dense(3)], input_shape=(6, 6, 1), seed=0, dtype="float64")
+    logits = model.build().forward(x, training=True)
+    model.backward(np.ones_like(logits), input_gradient=False)
+    assert np.abs(conv.grads["W"]).max() > 0
+    def zero_weight_grad_backward(self, dy):  # a cell's wrong backward, as ZeroWeightGradConv's
+        dx = Conv2D.backward(self, dy)
+        self.grads["W"] = np.zeros_like(self.grads["W"])
+        return dx
+
+    LaterConv.backward = zero_weight_grad_backward
+    logits = model.forward(x, training=True)
+    model.backward(np.ones_like(logits), input_gradient=False)
+    np.testing.assert_array_equal(conv.grads["W"], 0.0)
+
+
 def test_compare_training_catches_a_wrong_backward_in_first_place():
     x, y = images(8)
     model = sn.Sequential([Conv2D(2, 3), Flatten(), Dense(3)], input_shape=(6, 6, 1), seed=0)

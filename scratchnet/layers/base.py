@@ -295,17 +295,19 @@ def run_backward_params(layer, dy) -> None:
     its dx dropped when the layer's class overrides ``backward`` below the class whose
     ``backward_params`` it inherits: README's ``class MyConv(Conv2D): def backward(...)`` must
     run ITS backward when it is a model's first layer, not Conv2D's fast built-in one."""
-    if backward_overrides_fast_path(type(layer)):
+    cls = type(layer)
+    if backward_overrides_fast_path(cls, cls.backward, cls.backward_params):
         layer.backward(dy)
     else:
         layer.backward_params(dy)
 
 
-@functools.cache  # once per class: run_backward_params asks on every backward
-def backward_overrides_fast_path(layer_class) -> bool:
+@functools.cache  # once per class and methods: run_backward_params asks on every backward
+def backward_overrides_fast_path(layer_class, backward, backward_params) -> bool:
     """True if ``backward`` is defined in a class nearer ``layer_class`` (in its MRO) than
     ``backward_params`` is: that backward_params knows nothing of the newer backward.
-    Remembered per class (a method assigned to the class after its first backward is not seen)."""
+    Remembered per (class, its backward, its backward_params): a method assigned to the class
+    later (``MyConv.backward = ...`` in a later notebook cell) is a new key, asked again."""
     classes = layer_class.__mro__
 
     def defining(method: str) -> int:
