@@ -302,3 +302,22 @@ def test_save_checks_the_names_a_file_holds_not_the_calls_it_makes(tmp_path):
     with pytest.raises(UnsafeModelError, match="refused to call test_save_refusals.Scaled"):
         sn.load(tmp_path / "scaled.sn", allowed_classes=[Scaled])
     assert sn.load(tmp_path / "scaled.sn", trusted=True).loss.k == 3.0
+
+
+class CallableSchedule:
+    """A schedule written as a plain class with __call__ (the optimizer takes it)."""
+
+    def __init__(self, lr):
+        self.lr = lr
+
+    def __call__(self, step):
+        return self.lr
+
+
+def test_a_schedule_not_derived_from_schedule_is_told_which_base_to_use(tmp_path):
+    model = sn.Sequential([Dense(2)], input_shape=(3,), seed=0).compile(sn.Adam(lr=CallableSchedule(1e-3)))
+    expected = (r"CallableSchedule looks like a learning-rate schedule \(it has __call__\): derive it "
+                r"from scratchnet\.schedules\.Schedule")
+    with pytest.raises(SerializationError, match=expected):
+        model.save(tmp_path / "never-written.sn")
+    assert not (tmp_path / "never-written.sn").exists()
