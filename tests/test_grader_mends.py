@@ -91,17 +91,19 @@ def test_modules_the_notebook_imported_before_the_check_stay_the_same_objects(tm
     import pickle
 
     path = student_with_helpers(tmp_path, "student", RIGHT_HELPER)
-    (path.parent / "mylayers.py").write_text("class Twice:\n    factor = 2\n")
+    (path.parent / "notebook_layers.py").write_text("class Twice:\n    factor = 2\n")
     monkeypatch.syspath_prepend(str(path.parent))
+    for name in ("helpers", "notebook_layers"):  # other tests' modules of these names
+        monkeypatch.delitem(sys.modules, name, raising=False)
     import helpers
-    import mylayers
+    import notebook_layers
 
     try:
         assert check(path).passed
-        assert sys.modules["mylayers"] is mylayers and sys.modules["helpers"] is helpers
-        assert pickle.loads(pickle.dumps(mylayers.Twice())).factor == 2  # the class is found as it was
+        assert sys.modules["notebook_layers"] is notebook_layers and sys.modules["helpers"] is helpers
+        assert pickle.loads(pickle.dumps(notebook_layers.Twice())).factor == 2  # the class is found as it was
     finally:
-        sys.modules.pop("mylayers", None)
+        sys.modules.pop("notebook_layers", None)
         sys.modules.pop("helpers", None)
 
 
