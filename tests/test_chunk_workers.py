@@ -2,6 +2,7 @@
 (float64), a model trained with 2 workers equals one trained with 1, and it still pickles.
 No timing is asserted (speed: benchmarks/README.md #15)."""
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -209,6 +210,23 @@ def times_ten_in_chunks(queue):
     queue.put(chunk_workers.map_chunks(lambda chunk, scratch: chunk * 10, [1, 2, 3], workspace=None))
 
 
+def times_ten_in_a_forked_child(holding=None):
+    """Fork (while holding the lock ``holding``, if given) and run times_ten_in_chunks in the
+    child: its result; the test fails if the child hung (20 s) or failed."""
+    fork = multiprocessing.get_context("fork")
+    queue = fork.Queue()
+    with holding if holding is not None else contextlib.nullcontext():
+        child = fork.Process(target=times_ten_in_chunks, args=(queue,))
+        child.start()
+    child.join(20)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+        child.join()
+    assert not hung and child.exitcode == 0
+    return queue.get(timeout=5)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_a_process_forked_after_the_pool_started_runs_its_kernels(serial_afterwards):
     """/tmp/reentrant/t4_fork.py: the child has the pool object but not its threads; a job
@@ -219,36 +237,17 @@ def test_a_process_forked_after_the_pool_started_runs_its_kernels(serial_afterwa
 
     chunk_workers.set_kernel_workers(2)
     assert chunk_workers.map_chunks(slow_job, [1, 2, 3, 4], workspace=None) == [1, 2, 3, 4]
-    fork = multiprocessing.get_context("fork")
-    queue = fork.Queue()
-    child = fork.Process(target=times_ten_in_chunks, args=(queue,))
-    child.start()
-    child.join(20)
-    hung = child.is_alive()
-    if hung:
-        child.kill()
-        child.join()
-    assert not hung and child.exitcode == 0
-    assert queue.get(timeout=5) == [10, 20, 30]
+    assert times_ten_in_a_forked_child() == [10, 20, 30]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_a_process_forked_while_another_thread_holds_the_pool_lock_runs_its_kernels(serial_afterwards):
     """The lock another thread holds at the fork is held forever in the child (that thread does
     not exist there): the child makes its own lock, as it makes its own pool (a refactor that
     dropped that line made the child's first kernel wait forever; a diff reviewer caught it)."""
     chunk_workers.set_kernel_workers(2)
-    fork = multiprocessing.get_context("fork")
-    queue = fork.Queue()
-    with chunk_workers._pool_lock:  # as a thread in the middle of submitting holds it
-        child = fork.Process(target=times_ten_in_chunks, args=(queue,))
-        child.start()
-    child.join(20)
-    hung = child.is_alive()
-    if hung:
-        child.kill()
-        child.join()
-    assert not hung and child.exitcode == 0
-    assert queue.get(timeout=5) == [10, 20, 30]
+    # forked while holding the lock, as a thread in the middle of submitting holds it
+    assert times_ten_in_a_forked_child(holding=chunk_workers._pool_lock) == [10, 20, 30]
 
 
 def test_switching_workers_while_another_thread_submits_loses_no_job(serial_afterwards, monkeypatch):
