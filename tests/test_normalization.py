@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from serialization_models import assert_same_state
 
 import scratchnet as sn
 from scratchnet.gradcheck import check_layer
@@ -256,18 +257,6 @@ def data(shape, n=50, seed=0, dtype="float64"):
     return rng.normal(1.0, 2.0, (n, *shape)).astype(dtype), rng.integers(0, 3, n)
 
 
-def assert_bitwise_same(a, b):
-    assert [type(layer) for layer in a.layers] == [type(layer) for layer in b.layers]
-    for layer_a, layer_b in zip(a.layers, b.layers):
-        assert layer_a.get_config() == layer_b.get_config()
-        for store_a, store_b in ((layer_a.params, layer_b.params), (layer_a.buffers, layer_b.buffers)):
-            assert store_a.keys() == store_b.keys()
-            for key in store_a:
-                assert store_a[key].dtype == store_b[key].dtype
-                np.testing.assert_array_equal(store_a[key], store_b[key])
-    assert a.rng.bit_generator.state == b.rng.bit_generator.state
-
-
 @pytest.mark.parametrize("make, shape, dtype", [(bn_model, (6,), "float64"),
                                                 (bn_image_model, (4, 4, 2), "float32")])
 def test_save_load_keeps_buffers_and_resume_is_bitwise(tmp_path, make, shape, dtype):
@@ -281,13 +270,13 @@ def test_save_load_keeps_buffers_and_resume_is_bitwise(tmp_path, make, shape, dt
     assert any(np.any(layer.buffers["mean"] != 0) for layer in resumed.layers if layer.buffers)
     resumed.save(tmp_path / "bn.sn")
     loaded = sn.load(tmp_path / "bn.sn")
-    assert_bitwise_same(resumed, loaded)
+    assert_same_state(resumed, loaded)
     np.testing.assert_array_equal(loaded.predict(x), resumed.predict(x))
     # the layers draw their dropout masks from the loaded model's generator, not a fresh one
     assert all(layer.rng is loaded.rng for layer in loaded.layers)
     second = loaded.fit(x, y, epochs=2, batch_size=16, verbose=0)
 
-    assert_bitwise_same(straight, loaded)
+    assert_same_state(straight, loaded)
     assert first["loss"] + second["loss"] == full["loss"]
 
 
