@@ -369,26 +369,31 @@ def test_a_wrong_loss_value_is_reported_before_the_gradient_check(tmp_path):
     assert case.messages[1] == "gradient check of your backward against your forward:"
 
 
-EVERY_TIE_BACKWARD = '''
-    def backward(self, dy):  # /tmp/student m2.py: dy to every maximum of the window
+def max_pool_routing_ties(folder, name, routed):
+    """The max_pool solution with a student's backward that sends dy to every tied maximum of a
+    window, times ``routed`` (an expression of the 0/1 array ``winners``); written to
+    folder/name.py, its path."""
+    backward = f'''
+    def backward(self, dy):  # dy to every tied maximum, times {routed}
         x, k, s = self.cache["x"], self.pool_size, self.stride
         dx = np.zeros_like(x)
         for i in range(dy.shape[1]):
             for j in range(dy.shape[2]):
                 window = x[:, i * s:i * s + k, j * s:j * s + k, :]
                 winners = window == window.max(axis=(1, 2), keepdims=True)
-                dx[:, i * s:i * s + k, j * s:j * s + k, :] += winners * dy[:, i:i + 1, j:j + 1, :]
+                dx[:, i * s:i * s + k, j * s:j * s + k, :] += ({routed}) * dy[:, i:i + 1, j:j + 1, :]
         return dx
 '''
+    text = (SOLUTIONS / "max_pool.py").read_text()
+    text = text[:text.index("    def backward(self, dy):")] + backward
+    cache = 'self.cache = {"winner": winner, "x_shape": x.shape}'
+    path = folder / f"{name}.py"
+    path.write_text(text.replace(cache, 'self.cache = {"x": x}'))
+    return path
 
 
 def test_max_pool_ties_are_graded_one_cell_per_window(tmp_path):
-    text = (SOLUTIONS / "max_pool.py").read_text()
-    text = text[:text.index("    def backward(self, dy):")] + EVERY_TIE_BACKWARD
-    path = tmp_path / "max_pool.py"
-    cache = 'self.cache = {"winner": winner, "x_shape": x.shape}'
-    path.write_text(text.replace(cache, 'self.cache = {"x": x}'))
-    report = check(path)
+    report = check(max_pool_routing_ties(tmp_path, "max_pool", "winners"))  # /tmp/student m2.py
     verdicts = {case.label.split(":")[0]: case for case in report.cases}
     ties = verdicts["ties (integer-valued input)"]
     assert not ties.passed and ties.messages[0].startswith("dx (backward) differs from scratchnet's in ")

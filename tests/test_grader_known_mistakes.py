@@ -2,22 +2,10 @@
 each fires on its mistake, and not on a differently wrong solution (a right one never meets it:
 the grader looks for known mistakes only in a failed case)."""
 
-from test_grader_mends import SOLUTIONS, edited
+from test_exercises import max_pool_routing_ties
+from test_grader_mends import edited
 
 from scratchnet.exercises import check
-
-SHARED_TIE_BACKWARD = '''
-    def backward(self, dy):  # /tmp/grader/work/max_pool_sharetie.py: dy / count to every tied maximum
-        x, k, s = self.cache["x"], self.pool_size, self.stride
-        dx = np.zeros_like(x)
-        for i in range(dy.shape[1]):
-            for j in range(dy.shape[2]):
-                window = x[:, i * s:i * s + k, j * s:j * s + k, :]
-                winners = window == window.max(axis=(1, 2), keepdims=True)
-                share = winners / winners.sum(axis=(1, 2), keepdims=True)
-                dx[:, i * s:i * s + k, j * s:j * s + k, :] += share * dy[:, i:i + 1, j:j + 1, :]
-        return dx
-'''
 
 
 def diagnoses(report):
@@ -32,12 +20,9 @@ def test_max_pool_ties_to_the_last_maximum_or_shared_are_named(tmp_path):
     assert [case.passed for case in last.cases][4] is False
     assert diagnoses(last) == {"diagnosis: on a tie dy went to the LAST maximum of the window: give it to "
                                "the FIRST in row-major order (what np.argmax returns), as the starter says"}
-    text = (SOLUTIONS / "max_pool.py").read_text()
-    text = text[:text.index("    def backward(self, dy):")] + SHARED_TIE_BACKWARD
-    path = tmp_path / "shared.py"
-    cache = 'self.cache = {"winner": winner, "x_shape": x.shape}'
-    path.write_text(text.replace(cache, 'self.cache = {"x": x}'))
-    assert diagnoses(check(path)) == {
+    # /tmp/grader/work/max_pool_sharetie.py: dy / count to every tied maximum
+    shared = max_pool_routing_ties(tmp_path, "shared", "winners / winners.sum(axis=(1, 2), keepdims=True)")
+    assert diagnoses(check(shared)) == {
         "diagnosis: on a tie dy was shared between the tied maxima (dy / count): give all of it to ONE "
         "cell, the first in row-major order, as the starter says"}
     wrong_stride = check(edited(tmp_path, "max_pool",
