@@ -118,17 +118,24 @@ def test_a_malformed_sequential_is_refused(tmp_path):
         sn.load(path)
 
 
-@given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=4),
-       keep=st.one_of(st.none(), st.integers(0, 10**6)))
-def test_fuzzed_files_raise_only_documented_errors_and_never_load_wrong_weights(flips, keep):
-    data = bytearray(trained_file_bytes())
+def damaged(data: bytes, flips, keep) -> bytes:
+    """``data`` with each (position, mask) of ``flips`` XORed in (positions wrap around), then cut
+    to ``keep`` bytes (wrapping too) unless ``keep`` is None."""
+    data = bytearray(data)
     for position, mask in flips:
         data[position % len(data)] ^= mask
     if keep is not None:
         data = data[:keep % (len(data) + 1)]
+    return bytes(data)
+
+
+@given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=4),
+       keep=st.one_of(st.none(), st.integers(0, 10**6)))
+def test_fuzzed_files_raise_only_documented_errors_and_never_load_wrong_weights(flips, keep):
+    data = damaged(trained_file_bytes(), flips, keep)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fuzz.sn"
-        path.write_bytes(bytes(data))
+        path.write_bytes(data)
         try:
             loaded = sn.load(path)
         except DOCUMENTED_ERRORS:
@@ -142,14 +149,10 @@ def test_fuzzed_files_raise_only_documented_errors_and_never_load_wrong_weights(
 def test_fuzzed_payloads_with_a_valid_checksum_raise_only_documented_errors(flips, keep):
     # The checksum is recomputed, so the damaged pickle itself reaches the restricted unpickler.
     data = trained_file_bytes()
-    payload = bytearray(data[data.index(b"\n") + 1:])
-    for position, mask in flips:
-        payload[position % len(payload)] ^= mask
-    if keep is not None:
-        payload = payload[:keep % (len(payload) + 1)]
+    payload = damaged(data[data.index(b"\n") + 1:], flips, keep)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fuzz.sn"
-        path.write_bytes(frame_payload(bytes(payload)))
+        path.write_bytes(frame_payload(payload))
         try:
             loaded = sn.load(path)
         except (SerializationError, UnsafeModelError):
