@@ -153,13 +153,12 @@ class EarlyStopping(_Monitor):
 
     def on_train_begin(self, logs=None):
         state = self.state
-        best_weights = state.get("best_weights")
-        if best_weights is not None and not same_weight_shapes(best_weights, weight_arrays(self.model)):
-            state = self.start_fresh()  # the model changed (model.add, replace_head): another model's best
-        elif best_weights is not None and state.get("trainable", trainable_layers(self.model)) \
-                != trainable_layers(self.model):
-            # frozen or unfrozen since: restoring would write into a frozen layer (freeze keeps it
-            # bitwise unchanged in fit), or mix a head kept then with a body trained since
+        best_weights, trainable_now = state.get("best_weights"), trainable_layers(self.model)
+        # Best weights of another model (model.add, replace_head), or kept while other layers were
+        # trainable (frozen or unfrozen since: restoring would write into a frozen layer, which
+        # freeze keeps bitwise unchanged in fit, or mix a head kept then with a body trained since)
+        if best_weights is not None and (not same_weight_shapes(best_weights, weight_arrays(self.model))
+                                         or state.get("trainable", trainable_now) != trainable_now):
             state = self.start_fresh()
         state.setdefault("wait", 0)
         if state.get("stopped"):
