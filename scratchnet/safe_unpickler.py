@@ -78,6 +78,11 @@ _MOVED_CLASSES = {("scratchnet.optimizers", name): "scratchnet.schedules"
                   for name in ("ConstantLR", "StepDecay", "ExponentialDecay", "CosineDecay")}
 
 
+def _excluded(module: str) -> bool:
+    """True for a module in ``_EXCLUDED_MODULES`` or inside one of them (a package's submodule)."""
+    return any(module == excluded or module.startswith(excluded + ".") for excluded in _EXCLUDED_MODULES)
+
+
 def _scratchnet_class(module: str, name: str):
     """A class defined in an already-imported scratchnet module, or None.
 
@@ -87,7 +92,7 @@ def _scratchnet_class(module: str, name: str):
     module = _MOVED_CLASSES.get((module, name), module)
     if module != "scratchnet" and not module.startswith("scratchnet."):
         return None
-    if any(module == excluded or module.startswith(excluded + ".") for excluded in _EXCLUDED_MODULES):
+    if _excluded(module):
         return None
     namespace = sys.modules.get(module)
     if namespace is None:
@@ -111,7 +116,7 @@ def _missing_from_scratchnet(module: str, name: str) -> bool:
         return False
     if not (name.isidentifier() and name[:1].isupper()):
         return False
-    if any(module == excluded or module.startswith(excluded + ".") for excluded in _EXCLUDED_MODULES):
+    if _excluded(module):
         return False
     namespace = sys.modules.get(module)
     if namespace is None:
@@ -126,8 +131,7 @@ def _not_imported_yet(module: str) -> bool:
     parts = module.split(".")[1:]  # scratchnet.exercises.starters.relu -> exercises/starters/relu
     if not parts or not all(part.isidentifier() for part in parts):
         return False
-    if module in sys.modules or any(module == excluded or module.startswith(excluded + ".")
-                                    for excluded in _EXCLUDED_MODULES):
+    if module in sys.modules or _excluded(module):
         return False  # imported already, or never loadable: importing it would not help
     path = package_folder.joinpath(*parts)
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
