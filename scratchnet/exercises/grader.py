@@ -277,7 +277,7 @@ def known_mistakes(exercise, cls, case, x, seed) -> list[str]:
         return []
     notes = []
     for mistake in exercise.mistakes:
-        wrong = mistake.dx(x, dy, student.params, case.config)
+        wrong = mistake.wrong(x, dy, student.params, case.config)
         yours = dx if mistake.array == "dx" else student.grads.get(mistake.array)
         if wrong is not None and isinstance(yours, np.ndarray) and yours.shape == wrong.shape and \
                 np.max(np.abs(yours - wrong)) <= 1e-6 * max(np.max(np.abs(wrong)), 1e-12):

@@ -21,7 +21,7 @@ class KnownMistake:
     the mistake would not show); when the student's array ``array`` ("dx", or a key of grads)
     equals it, the grader prints ``message``."""
     message: str
-    dx: Callable
+    wrong: Callable
     array: str = "dx"
 
 
